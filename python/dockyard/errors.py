@@ -1,0 +1,62 @@
+"""dockyard's one exception tree.
+
+Every error a user can see is a :class:`DockyardError`.  The CLI turns each into one line on
+stderr and Docker's exit code; the daemon (later) sends ``{"message": ...}`` with
+:attr:`DockyardError.status`, and the client raises the same class again.
+"""
+
+from __future__ import annotations
+
+
+class DockyardError(Exception):
+    """Base of every dockyard error.  ``status`` is the HTTP status the Engine API uses."""
+
+    status = 500
+    exit_code = 125
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(DockyardError):
+    """A value the user gave is malformed (a flag, a filter, a template)."""
+
+    status = 400
+
+
+class InvalidReference(InvalidArgument):
+    """An image reference that does not parse."""
+
+
+class NotFound(DockyardError):
+    status = 404
+
+
+class ImageNotFound(NotFound):
+    pass
+
+
+class Conflict(DockyardError):
+    status = 409
+
+
+class LayerError(DockyardError):
+    """A layer that cannot be read or applied; ``member`` names the tar member at fault."""
+
+    status = 400
+
+    def __init__(self, message: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.member = member
+
+
+class ArchiveError(InvalidArgument):
+    """An image archive (docker save, OCI archive) that is malformed."""
+
+
+class TemplateError(InvalidArgument):
+    """A ``--format`` template that does not parse or does not apply."""
