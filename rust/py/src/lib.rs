@@ -1,1 +1,178 @@
+//! `dockyard._native`: a thin binding over `dockyard-core`. It converts arguments and results
+//! and maps errors in one place ([`NativeError`]); every call that touches the disk runs with
+//! the interpreter detached, through [`detached`].
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use dockyard_core as core;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+pyo3::import_exception!(dockyard.errors, LayerError);
+
+/// A core error on its way to Python. (The orphan rule forbids `From<core::Error> for PyErr`
+/// directly; this newtype is that one mapping.)
+struct NativeError(core::Error);
+
+impl From<NativeError> for PyErr {
+    fn from(NativeError(e): NativeError) -> PyErr {
+        match e {
+            core::Error::Io { path, source } => {
+                let msg = source.to_string();
+                match source.raw_os_error() {
+                    // OSError(errno, strerror, filename) picks the subclass (FileNotFoundError...).
+                    Some(errno) => {
+                        let strerror = msg
+                            .strip_suffix(&format!(" (os error {errno})"))
+                            .unwrap_or(&msg)
+                            .to_owned();
+                        PyOSError::new_err((errno, strerror, path.into_os_string()))
+                    }
+                    None => PyOSError::new_err(format!("{}: {msg}", path.display())),
+                }
+            }
+            core::Error::InvalidArgument(msg) => PyValueError::new_err(msg),
+            e @ (core::Error::Hostile { .. } | core::Error::Corrupt { .. } | core::Error::Unsupported { .. }) => {
+                let member = e.member().map(str::to_owned);
+                LayerError::new_err((e.to_string(), member))
+            }
+        }
+    }
+}
+
+/// Run `f` with the interpreter detached (other Python threads keep running) and map its error.
+fn detached<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    F: FnOnce() -> core::Result<T> + Send,
+    T: Send,
+{
+    py.detach(f).map_err(|e| NativeError(e).into())
+}
+
+fn stream_dict<'py>(py: Python<'py>, s: &core::StreamInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("digest", &s.digest)?;
+    d.set_item("diff_id", &s.diff_id)?;
+    d.set_item("compressed_size", s.compressed_size)?;
+    d.set_item("size", s.size)?;
+    d.set_item("compression", s.compression.map(|c| c.name()))?;
+    Ok(d)
+}
+
+fn layer_dict<'py>(py: Python<'py>, l: &core::LayerInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = stream_dict(py, &l.stream)?;
+    d.set_item("entries", l.entries)?;
+    d.set_item("content_size", l.content_size)?;
+    Ok(d)
+}
+
+fn changes_list(v: Vec<core::diff::Change>) -> Vec<(&'static str, OsString)> {
+    v.into_iter().map(|c| (c.kind.letter(), OsString::from_vec(c.path))).collect()
+}
+
+#[pyfunction]
+#[pyo3(signature = (src, dest, *, offset = 0, length = None, whiteouts = "overlay", tee = None))]
+fn extract<'py>(
+    py: Python<'py>,
+    src: PathBuf,
+    dest: PathBuf,
+    offset: u64,
+    length: Option<u64>,
+    whiteouts: &str,
+    tee: Option<PathBuf>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let whiteouts = core::Whiteouts::parse(whiteouts).map_err(NativeError)?;
+    let info = detached(py, || {
+        let opts = core::ExtractOptions { offset, length, whiteouts, tee: tee.as_deref(), threads: 0 };
+        core::extract(&src, &dest, &opts)
+    })?;
+    layer_dict(py, &info)
+}
+
+#[pyfunction]
+#[pyo3(signature = (src, dest, *, compression = "gzip", level = None, upper = false, changes = None))]
+fn pack<'py>(
+    py: Python<'py>,
+    src: PathBuf,
+    dest: PathBuf,
+    compression: &str,
+    level: Option<i32>,
+    upper: bool,
+    changes: Option<Vec<(String, PathBuf)>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let compression = core::Compression::parse(compression).map_err(NativeError)?;
+    let changes = changes
+        .map(|v| {
+            v.into_iter()
+                .map(|(k, p)| Ok((core::ChangeKind::parse(&k)?, p.as_os_str().as_bytes().to_vec())))
+                .collect::<core::Result<Vec<_>>>()
+        })
+        .transpose()
+        .map_err(NativeError)?;
+    let info = detached(py, || {
+        let opts = core::PackOptions { compression, level, upper, changes };
+        core::pack(&src, &dest, &opts)
+    })?;
+    layer_dict(py, &info)
+}
+
+#[pyfunction]
+fn diff(py: Python<'_>, old: PathBuf, new: PathBuf) -> PyResult<Vec<(&'static str, OsString)>> {
+    detached(py, || core::diff::diff(&old, &new)).map(changes_list)
+}
+
+#[pyfunction]
+#[pyo3(signature = (upper, lowers = Vec::new()))]
+fn changes(py: Python<'_>, upper: PathBuf, lowers: Vec<PathBuf>) -> PyResult<Vec<(&'static str, OsString)>> {
+    detached(py, || core::diff::changes(&upper, &lowers)).map(changes_list)
+}
+
+#[pyfunction]
+#[pyo3(signature = (src, dest, *, offset = 0, length = None))]
+fn decompress<'py>(
+    py: Python<'py>,
+    src: PathBuf,
+    dest: PathBuf,
+    offset: u64,
+    length: Option<u64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let info = detached(py, || core::decompress(&src, &dest, offset, length))?;
+    stream_dict(py, &info)
+}
+
+#[pyfunction]
+#[pyo3(signature = (src, dest, compression = "gzip", level = None, *, offset = 0, length = None))]
+fn compress<'py>(
+    py: Python<'py>,
+    src: PathBuf,
+    dest: PathBuf,
+    compression: &str,
+    level: Option<i32>,
+    offset: u64,
+    length: Option<u64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let c = core::Compression::parse(compression).map_err(NativeError)?;
+    let info = detached(py, || core::compress(&src, &dest, c, level, offset, length))?;
+    stream_dict(py, &info)
+}
+
+#[pyfunction]
+#[pyo3(signature = (path, offset = 0, length = None))]
+fn sha256_file(py: Python<'_>, path: PathBuf, offset: u64, length: Option<u64>) -> PyResult<String> {
+    detached(py, || core::sha256_file(&path, offset, length))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(extract, m)?)?;
+    m.add_function(wrap_pyfunction!(pack, m)?)?;
+    m.add_function(wrap_pyfunction!(diff, m)?)?;
+    m.add_function(wrap_pyfunction!(changes, m)?)?;
+    m.add_function(wrap_pyfunction!(decompress, m)?)?;
+    m.add_function(wrap_pyfunction!(compress, m)?)?;
+    m.add_function(wrap_pyfunction!(sha256_file, m)?)?;
+    Ok(())
+}

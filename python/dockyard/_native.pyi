@@ -1,0 +1,52 @@
+"""Type stub for ``dockyard._native`` (Rust, built by maturin).  Users import
+:mod:`dockyard.layers` instead; this module is an implementation detail."""
+
+import os
+from typing import Literal, TypedDict
+
+_Path = str | os.PathLike[str]
+_Compression = Literal["gzip", "zstd", "none"]
+_Kind = Literal["A", "C", "D"]
+
+class StreamInfo(TypedDict):
+    digest: str
+    diff_id: str
+    compressed_size: int
+    size: int
+    compression: _Compression
+
+class LayerInfo(StreamInfo):
+    entries: int
+    content_size: int
+
+def extract(
+    src: _Path,
+    dest: _Path,
+    *,
+    offset: int = 0,
+    length: int | None = None,
+    whiteouts: Literal["overlay", "apply"] = "overlay",
+    tee: _Path | None = None,
+) -> LayerInfo: ...
+def pack(
+    src: _Path,
+    dest: _Path,
+    *,
+    compression: _Compression = "gzip",
+    level: int | None = None,
+    upper: bool = False,
+    changes: list[tuple[str, str]] | None = None,
+) -> LayerInfo: ...
+def diff(old: _Path, new: _Path) -> list[tuple[_Kind, str]]: ...
+def changes(upper: _Path, lowers: list[_Path] = ...) -> list[tuple[_Kind, str]]: ...
+def decompress(src: _Path, dest: _Path, *, offset: int = 0, length: int | None = None) -> StreamInfo: ...
+def compress(
+    src: _Path,
+    dest: _Path,
+    compression: _Compression = "gzip",
+    level: int | None = None,
+    *,
+    offset: int = 0,
+    length: int | None = None,
+) -> StreamInfo: ...
+def sha256_file(path: _Path, offset: int = 0, length: int | None = None) -> str: ...

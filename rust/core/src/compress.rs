@@ -1,0 +1,358 @@
+//! Compression detection and the decompressing layer stream.
+//!
+//! [`LayerStream`] is the one streaming pass over a layer: it reads the raw (possibly compressed)
+//! bytes, hashes them (the blob digest), optionally tees them to a file, decompresses, and
+//! hashes the tar stream (the diff ID). Whoever consumes the tar calls [`LayerStream::finish`],
+//! which drains whatever the consumer did not read (padding after the end-of-archive blocks,
+//! the compressor's trailer) so both digests cover every byte.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::Hasher;
+use crate::error::{from_stream, tag, Error, Result};
+use crate::source::Source;
+
+pub const BUF: usize = 1 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "none" | "" | "tar" => Ok(Compression::None),
+            "gzip" | "gz" => Ok(Compression::Gzip),
+            "zstd" | "zst" => Ok(Compression::Zstd),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown compression {s:?} (expected gzip, zstd or none)"
+            ))),
+        }
+    }
+
+    /// By magic bytes: gzip `1f 8b`, zstd `28 b5 2f fd`, anything else is taken as plain tar.
+    pub fn detect(head: &[u8]) -> Self {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    fn codec(self) -> &'static str {
+        match self {
+            Compression::None => "tar",
+            c => c.name(),
+        }
+    }
+}
+
+/// Digests and sizes of one pass over a layer.
+#[derive(Clone, Debug, Default)]
+pub struct StreamInfo {
+    /// `sha256:` of the raw bytes read (compressed blob).
+    pub digest: String,
+    /// `sha256:` of the decompressed tar stream.
+    pub diff_id: String,
+    pub compressed_size: u64,
+    pub size: u64,
+    pub compression: Option<Compression>,
+}
+
+/// The raw side: source bytes, hashed and optionally teed.
+pub struct RawTap {
+    src: Source,
+    pub hasher: Hasher,
+    tee: Option<(File, PathBuf)>,
+}
+
+impl RawTap {
+    pub fn new(src: Source, tee: Option<&Path>) -> Result<Self> {
+        let tee = match tee {
+            Some(p) => Some((File::create(p).map_err(|e| Error::io(p, e))?, p.to_path_buf())),
+            None => None,
+        };
+        Ok(Self { src, hasher: Hasher::new(), tee })
+    }
+
+    pub fn finish_tee(&mut self) -> Result<()> {
+        if let Some((f, p)) = &mut self.tee {
+            f.flush().map_err(|e| Error::io(&*p, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for RawTap {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.src.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        if let Some((f, p)) = &mut self.tee {
+            f.write_all(&buf[..n]).map_err(|e| tag(Error::io(&*p, e)))?;
+        }
+        Ok(n)
+    }
+}
+
+type Raw = BufReader<RawTap>;
+
+enum Decoder {
+    None(Raw),
+    Gzip(flate2::bufread::MultiGzDecoder<Raw>),
+    Zstd(zstd::stream::read::Decoder<'static, Raw>),
+}
+
+impl Decoder {
+    fn into_raw(self) -> Raw {
+        match self {
+            Decoder::None(r) => r,
+            Decoder::Gzip(d) => d.into_inner(),
+            Decoder::Zstd(d) => d.finish(),
+        }
+    }
+}
+
+/// Decompressed tar bytes of a layer, hashed on the way through. A `BufRead`.
+pub struct LayerStream {
+    dec: Option<Decoder>,
+    compression: Compression,
+    tar_hasher: Hasher,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+}
+
+impl LayerStream {
+    pub fn open(src: &Path, offset: u64, length: Option<u64>, tee: Option<&Path>) -> Result<Self> {
+        let tap = RawTap::new(Source::open(src, offset, length)?, tee)?;
+        let mut raw = BufReader::with_capacity(BUF, tap);
+        let head = raw.fill_buf().map_err(|e| from_stream(e, "layer"))?;
+        let compression = Compression::detect(head);
+        let dec = match compression {
+            Compression::None => Decoder::None(raw),
+            Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
+            Compression::Zstd => Decoder::Zstd(
+                zstd::stream::read::Decoder::with_buffer(raw)
+                    .map_err(|e| Error::corrupt(None, format!("zstd: {e}")))?,
+            ),
+        };
+        Ok(Self {
+            dec: Some(dec),
+            compression,
+            tar_hasher: Hasher::new(),
+            buf: vec![0u8; BUF].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+        })
+    }
+
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    fn read_more(&mut self) -> io::Result<usize> {
+        let dec = self.dec.as_mut().expect("stream used after finish");
+        let n = match dec {
+            Decoder::None(r) => r.read(&mut self.buf),
+            Decoder::Gzip(d) => d.read(&mut self.buf),
+            Decoder::Zstd(d) => d.read(&mut self.buf),
+        }?;
+        self.tar_hasher.update(&self.buf[..n]);
+        self.pos = 0;
+        self.len = n;
+        Ok(n)
+    }
+
+    /// Drain the rest of both streams and return the digests.
+    pub fn finish(mut self) -> Result<StreamInfo> {
+        while self.pos < self.len || self.read_more().map_err(|e| from_stream(e, self.compression.codec()))? > 0 {
+            self.pos = self.len;
+        }
+        let mut raw = self.dec.take().expect("finish once").into_raw();
+        // The decoder may stop at the end of its frame; hash whatever follows.
+        loop {
+            let n = {
+                let b = raw.fill_buf().map_err(|e| from_stream(e, "layer"))?;
+                b.len()
+            };
+            if n == 0 {
+                break;
+            }
+            raw.consume(n);
+        }
+        let mut tap = raw.into_inner();
+        tap.finish_tee()?;
+        let (digest, compressed_size) = tap.hasher.finish();
+        let (diff_id, size) = self.tar_hasher.finish();
+        Ok(StreamInfo { digest, diff_id, compressed_size, size, compression: Some(self.compression) })
+    }
+
+    /// Map a stream error to [`Error`], naming the codec.
+    pub fn error(&self, e: io::Error) -> Error {
+        from_stream(e, self.compression.codec())
+    }
+}
+
+impl Read for LayerStream {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let b = self.fill_buf()?;
+        let n = b.len().min(out.len());
+        out[..n].copy_from_slice(&b[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for LayerStream {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos >= self.len {
+            self.read_more()?;
+        }
+        Ok(&self.buf[self.pos..self.len])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.len);
+    }
+}
+
+/// Stream `src` (a layer, any compression) to `dest` as plain tar (`docker save` stores
+/// uncompressed `layer.tar`).
+pub fn decompress(src: &Path, dest: &Path, offset: u64, length: Option<u64>) -> Result<StreamInfo> {
+    let mut s = LayerStream::open(src, offset, length, None)?;
+    let mut out = File::create(dest).map_err(|e| Error::io(dest, e))?;
+    loop {
+        let codec = s.compression.codec();
+        let b = s.fill_buf().map_err(|e| from_stream(e, codec))?;
+        if b.is_empty() {
+            break;
+        }
+        let n = b.len();
+        out.write_all(b).map_err(|e| Error::io(dest, e))?;
+        s.consume(n);
+    }
+    out.flush().map_err(|e| Error::io(dest, e))?;
+    s.finish()
+}
+
+/// A writer that compresses into a file and hashes the compressed bytes.
+pub struct Compressor {
+    inner: Enc,
+    path: PathBuf,
+}
+
+enum Enc {
+    None(crate::digest::HashWriter<File>),
+    Gzip(flate2::write::GzEncoder<crate::digest::HashWriter<File>>),
+    Zstd(zstd::stream::write::Encoder<'static, crate::digest::HashWriter<File>>),
+}
+
+impl Compressor {
+    pub fn create(path: &Path, c: Compression, level: Option<i32>) -> Result<Self> {
+        let f = File::create(path).map_err(|e| Error::io(path, e))?;
+        let hw = crate::digest::HashWriter::new(f);
+        let inner = match c {
+            Compression::None => Enc::None(hw),
+            Compression::Gzip => {
+                let lvl = level.unwrap_or(6);
+                if !(0..=9).contains(&lvl) {
+                    return Err(Error::InvalidArgument(format!("gzip level {lvl} not in 0..9")));
+                }
+                // GzBuilder writes mtime 0 and no file name: byte-identical output for the
+                // same input.
+                Enc::Gzip(flate2::GzBuilder::new().write(hw, flate2::Compression::new(lvl as u32)))
+            }
+            Compression::Zstd => {
+                let lvl = level.unwrap_or(3);
+                if !(-7..=22).contains(&lvl) {
+                    return Err(Error::InvalidArgument(format!("zstd level {lvl} not in -7..22")));
+                }
+                Enc::Zstd(
+                    zstd::stream::write::Encoder::new(hw, lvl).map_err(|e| Error::io(path, e))?,
+                )
+            }
+        };
+        Ok(Self { inner, path: path.to_path_buf() })
+    }
+
+    /// Flush the compressor; returns (`sha256:` of the file, its size).
+    pub fn finish(self) -> Result<(String, u64)> {
+        let p = self.path;
+        let mut hw = match self.inner {
+            Enc::None(w) => w,
+            Enc::Gzip(e) => e.finish().map_err(|e| Error::io(&p, e))?,
+            Enc::Zstd(e) => e.finish().map_err(|e| Error::io(&p, e))?,
+        };
+        hw.flush().map_err(|e| Error::io(&p, e))?;
+        Ok(hw.hasher.finish())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Write for Compressor {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.inner {
+            Enc::None(w) => w.write(buf),
+            Enc::Gzip(w) => w.write(buf),
+            Enc::Zstd(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &mut self.inner {
+            Enc::None(w) => w.write_all(buf),
+            Enc::Gzip(w) => w.write_all(buf),
+            Enc::Zstd(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Compress a plain tar file (`src`, a byte range of it) into `dest`.
+/// Returns the digest of `dest`, the diff ID (digest of the input) and both sizes.
+pub fn compress(
+    src: &Path,
+    dest: &Path,
+    compression: Compression,
+    level: Option<i32>,
+    offset: u64,
+    length: Option<u64>,
+) -> Result<StreamInfo> {
+    let mut s = Source::open(src, offset, length)?;
+    let mut out = Compressor::create(dest, compression, level)?;
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = s.read_chunk(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| Error::io(dest, e))?;
+    }
+    s.check_complete()?;
+    let (digest, compressed_size) = out.finish()?;
+    let (diff_id, size) = h.finish();
+    Ok(StreamInfo { digest, diff_id, compressed_size, size, compression: Some(compression) })
+}

@@ -1,0 +1,365 @@
+//! Writing a deterministic layer tar of a directory.
+//!
+//! Same tree, same bytes: members are emitted depth first with each directory's entries
+//! sorted bytewise by name (parents before children, each subtree contiguous), with numeric
+//! owners and empty user/group names, integer-second mtimes, no atime/ctime, PAX headers only
+//! when a value does not fit ustar, xattrs sorted by name, and the compressor's header fixed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use crate::beneath::{self, normalize, split_parent, Root};
+use crate::compress::{Compression, Compressor, StreamInfo};
+use crate::digest::HashWriter;
+use crate::error::{show, Error, Result};
+use crate::extract::LayerInfo;
+use crate::sys;
+use crate::tar::{Kind, Member, Writer};
+
+/// A change to pack, as `diff`/`changes` report them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChangeKind {
+    Add,
+    Change,
+    Delete,
+}
+
+impl ChangeKind {
+    pub fn letter(self) -> &'static str {
+        match self {
+            ChangeKind::Add => "A",
+            ChangeKind::Change => "C",
+            ChangeKind::Delete => "D",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "A" => Ok(ChangeKind::Add),
+            "C" => Ok(ChangeKind::Change),
+            "D" => Ok(ChangeKind::Delete),
+            _ => Err(Error::InvalidArgument(format!("unknown change kind {s:?} (expected A, C or D)"))),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PackOptions {
+    pub compression: Compression,
+    pub level: Option<i32>,
+    /// `src` is an overlayfs upper directory: convert its whiteouts and opaque directories.
+    pub upper: bool,
+    /// Pack only these paths (`"/a/b"` form); `Delete` becomes a `.wh.` whiteout.
+    pub changes: Option<Vec<(ChangeKind, Vec<u8>)>>,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        Self { compression: Compression::Gzip, level: None, upper: false, changes: None }
+    }
+}
+
+const OPAQUE_NAMES: [&[u8]; 2] = [b"trusted.overlay.opaque", b"user.overlay.opaque"];
+
+/// xattrs that describe the host or overlayfs, not the image: never packed.
+fn xattr_packed(name: &[u8]) -> bool {
+    !(name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") || name == b"security.selinux")
+}
+
+type TarOut = Writer<HashWriter<Compressor>>;
+
+struct Packer {
+    out: TarOut,
+    upper: bool,
+    links: HashMap<(u64, u64), Vec<u8>>,
+    entries: u64,
+    content_size: u64,
+    buf: Vec<u8>,
+    src: std::path::PathBuf,
+}
+
+/// Write a layer tar of directory `src` into the file `dest`.
+pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<LayerInfo> {
+    let root = Root::open(src)?;
+    let comp = Compressor::create(dest, opts.compression, opts.level)?;
+    let mut p = Packer {
+        out: Writer::new(HashWriter::new(comp)),
+        upper: opts.upper,
+        links: HashMap::new(),
+        entries: 0,
+        content_size: 0,
+        buf: vec![0u8; 1 << 20],
+        src: src.to_path_buf(),
+    };
+    match &opts.changes {
+        None => {
+            let fd = root.open_dir(b"", "")?.expect("root");
+            p.walk(&fd, b"")?;
+        }
+        Some(changes) => p.changes(&root, changes)?,
+    }
+    let hw = p.out.finish().map_err(|e| Error::io(dest, e))?;
+    let (diff_id, size) = hw.hasher.finish();
+    let (digest, compressed_size) = hw.inner.finish()?;
+    Ok(LayerInfo {
+        stream: StreamInfo { digest, diff_id, compressed_size, size, compression: Some(opts.compression) },
+        entries: p.entries,
+        content_size: p.content_size,
+    })
+}
+
+impl Packer {
+    fn host(&self, rel: &[u8]) -> std::path::PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        self.src.join(std::ffi::OsStr::from_bytes(rel))
+    }
+
+    fn walk(&mut self, dir: &OwnedFd, rel: &[u8]) -> Result<()> {
+        let mut names = sys::read_dir(dir).map_err(|e| Error::io(self.host(rel), e))?;
+        names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (name, _) in names {
+            let path = beneath::join(rel, name.to_bytes());
+            let st = match sys::fstatat(dir.as_raw_fd(), &name) {
+                Ok(st) => st,
+                // Vanished while we walked: nothing to pack.
+                Err(e) if sys::is_errno(&e, libc::ENOENT) => continue,
+                Err(e) => return Err(Error::io(self.host(&path), e)),
+            };
+            if let Some(sub) = self.entry(dir.as_raw_fd(), &name, &path, &st)? {
+                self.walk(&sub, &path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Emit the member for `name` in `dir`; returns the open directory if it is one (and it
+    /// should be walked).
+    fn entry(&mut self, dir: RawFd, name: &CStr, path: &[u8], st: &libc::stat) -> Result<Option<OwnedFd>> {
+        let io = |e| Error::io(self.host(path), e);
+        let fmt = st.st_mode & libc::S_IFMT;
+        let kind = match fmt {
+            libc::S_IFREG => Kind::File,
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFCHR => Kind::Char,
+            libc::S_IFBLK => Kind::Block,
+            libc::S_IFIFO => Kind::Fifo,
+            // Sockets are not packed (Docker skips them too).
+            _ => return Ok(None),
+        };
+        let mut m = Member::new(path.to_vec(), kind);
+        m.mode = st.st_mode & 0o7777;
+        m.uid = u64::from(st.st_uid);
+        m.gid = u64::from(st.st_gid);
+        m.mtime = st.st_mtime;
+        if kind == Kind::Char && st.st_rdev == 0 && self.upper {
+            // overlayfs whiteout -> OCI whiteout, keeping owner and time as Docker does.
+            let (parent, base) = split_parent(path);
+            let mut w = Member::new(beneath::join(parent, &[b".wh.", base].concat()), Kind::File);
+            w.mode = 0o600;
+            w.uid = m.uid;
+            w.gid = m.gid;
+            w.mtime = m.mtime;
+            self.put(&w, None, path)?;
+            return Ok(None);
+        }
+        let mut file = None;
+        let mut dirfd = None;
+        let xattrs = match kind {
+            Kind::File => {
+                let f = sys::openat(dir, name, libc::O_RDONLY | libc::O_NOFOLLOW, 0).map_err(io)?;
+                let x = read_xattrs_fd(f.as_raw_fd()).map_err(io)?;
+                file = Some(f);
+                x
+            }
+            Kind::Dir => {
+                let f = sys::open_dir_nofollow(dir, name).map_err(io)?;
+                let x = read_xattrs_fd(f.as_raw_fd()).map_err(io)?;
+                dirfd = Some(f);
+                x
+            }
+            _ => read_xattrs_path(&sys::fd_path(dir, name.to_bytes())).map_err(io)?,
+        };
+        let opaque = self.upper
+            && kind == Kind::Dir
+            && xattrs.iter().any(|(k, v)| OPAQUE_NAMES.contains(&k.as_slice()) && v == b"y");
+        m.xattrs = xattrs.into_iter().filter(|(k, _)| xattr_packed(k)).collect();
+        match kind {
+            Kind::Dir => m.path.push(b'/'),
+            Kind::Symlink => m.link = sys::readlinkat(dir, name).map_err(io)?,
+            Kind::Char | Kind::Block => {
+                m.devmajor = sys::major(st.st_rdev);
+                m.devminor = sys::minor(st.st_rdev);
+            }
+            Kind::File => {
+                if st.st_nlink > 1 {
+                    let key = (st.st_dev, st.st_ino);
+                    if let Some(first) = self.links.get(&key) {
+                        m.kind = Kind::Link;
+                        m.link = first.clone();
+                        m.xattrs.clear();
+                        file = None;
+                    } else {
+                        self.links.insert(key, path.to_vec());
+                    }
+                }
+                if m.kind == Kind::File {
+                    m.size = st.st_size as u64;
+                }
+            }
+            _ => {}
+        }
+        self.put(&m, file.map(File::from), path)?;
+        if opaque {
+            let mut o = Member::new(beneath::join(path, b".wh..wh..opq"), Kind::File);
+            o.mode = m.mode & 0o777;
+            o.uid = m.uid;
+            o.gid = m.gid;
+            o.mtime = m.mtime;
+            self.put(&o, None, path)?;
+        }
+        Ok(dirfd)
+    }
+
+    fn put(&mut self, m: &Member, file: Option<File>, path: &[u8]) -> Result<()> {
+        self.entries += 1;
+        if m.kind == Kind::File {
+            self.content_size += m.size;
+        }
+        let host = self.host(path);
+        let r = match file {
+            Some(mut f) if m.size > 0 => {
+                let mut rd = BufFile { f: &mut f, buf: &mut self.buf };
+                self.out.append(m, Some(&mut rd))
+            }
+            _ => self.out.append(m, None),
+        };
+        r.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::io(&host, e)
+            } else {
+                Error::io(self.out.get_ref().inner.path(), e)
+            }
+        })
+    }
+
+    fn changes(&mut self, root: &Root, changes: &[(ChangeKind, Vec<u8>)]) -> Result<()> {
+        enum Item {
+            Entry,
+            Whiteout,
+        }
+        let mut items: BTreeMap<Vec<Vec<u8>>, Item> = BTreeMap::new();
+        let comps = |p: &[u8]| -> Vec<Vec<u8>> { p.split(|&b| b == b'/').map(<[u8]>::to_vec).collect() };
+        for (kind, raw) in changes {
+            let path = normalize(raw).ok_or_else(|| {
+                Error::InvalidArgument(format!("change path {:?} escapes the tree", show(raw)))
+            })?;
+            if path.is_empty() {
+                continue;
+            }
+            let (parent, base) = split_parent(&path);
+            match kind {
+                ChangeKind::Delete => {
+                    let w = beneath::join(parent, &[b".wh.", base].concat());
+                    items.insert(comps(&w), Item::Whiteout);
+                }
+                _ => {
+                    items.insert(comps(&path), Item::Entry);
+                }
+            }
+            let mut p = parent;
+            while !p.is_empty() {
+                items.entry(comps(p)).or_insert(Item::Entry);
+                p = split_parent(p).0;
+            }
+        }
+        for (cs, item) in items {
+            let path = cs.join(&b'/');
+            let (parent, base) = split_parent(&path);
+            match item {
+                Item::Whiteout => {
+                    let mut w = Member::new(path.clone(), Kind::File);
+                    w.mode = 0o600;
+                    self.put(&w, None, &path)?;
+                }
+                Item::Entry => {
+                    let pfd = root.open_dir(parent, &show(&path)).map_err(|e| match e {
+                        Error::Hostile { .. } | Error::Corrupt { .. } => Error::io(
+                            self.host(&path),
+                            std::io::Error::from_raw_os_error(libc::ELOOP),
+                        ),
+                        e => e,
+                    })?;
+                    let Some(pfd) = pfd else { continue };
+                    let c = CString::new(base).map_err(|_| Error::InvalidArgument("NUL in change path".into()))?;
+                    let st = match sys::fstatat(pfd.as_raw_fd(), &c) {
+                        Ok(st) => st,
+                        Err(e) if sys::is_errno(&e, libc::ENOENT) => continue,
+                        Err(e) => return Err(Error::io(self.host(&path), e)),
+                    };
+                    self.entry(pfd.as_raw_fd(), &c, &path, &st)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct BufFile<'a> {
+    f: &'a mut File,
+    buf: &'a mut Vec<u8>,
+}
+
+impl Read for BufFile<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let _ = &self.buf;
+        self.f.read(out)
+    }
+}
+
+fn sorted(mut v: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    v.sort();
+    v
+}
+
+/// All xattrs of an open file or directory, sorted by name.
+pub(crate) fn read_xattrs_fd(fd: RawFd) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let names = match sys::flistxattr(fd) {
+        Ok(n) => n,
+        Err(e) if sys::is_errno(&e, libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let c = CString::new(n.clone()).expect("xattr names hold no NUL");
+        match sys::fgetxattr(fd, &c) {
+            Ok(v) => out.push((n, v)),
+            Err(e) if sys::is_errno(&e, libc::ENODATA) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sorted(out))
+}
+
+/// All xattrs of a path, not following a final symlink, sorted by name.
+pub(crate) fn read_xattrs_path(path: &CStr) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let names = match sys::llistxattr(path) {
+        Ok(n) => n,
+        Err(e) if sys::is_errno(&e, libc::ENOTSUP) || sys::is_errno(&e, libc::EPERM) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let c = CString::new(n.clone()).expect("xattr names hold no NUL");
+        match sys::lgetxattr(path, &c) {
+            Ok(v) => out.push((n, v)),
+            Err(e) if sys::is_errno(&e, libc::ENODATA) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sorted(out))
+}
