@@ -399,3 +399,271 @@ def test_error_mapping(tmp_path: Path) -> None:
         layers.extract(tmp_path / "l.tar", dest, whiteouts="aufs")  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError):
         layers.sha256_file(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile and damaged layers
+
+
+def _hostile_cases(outside: Path) -> list[tuple[str, list[tuple[tarfile.TarInfo, bytes | None]], str]]:
+    out = str(outside)
+    sym, hard, d = tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE
+    return [
+        ("dotdot", [(ti("../evil"), b"x")], "../evil"),
+        ("dotdot-deep", [(ti("a/../../evil"), b"x")], "a/../../evil"),
+        ("dotdot-to-outside", [(ti("../../outside/passwd"), b"pwned")], "../../outside/passwd"),
+        ("symlink-then-file", [(ti("link", sym, linkname=out), None), (ti("link/evil"), b"x")], "link/evil"),
+        ("symlink-to-root", [(ti("r", sym, linkname="/"), None), (ti("r" + out + "/passwd"), b"x")],
+         "r" + out + "/passwd"),
+        ("symlink-dotdot-chain", [(ti("a", d), None), (ti("a/up", sym, linkname="../.."), None),
+                                  (ti("a/up/outside/passwd"), b"x")], "a/up/outside/passwd"),
+        ("dir-replaced-by-symlink", [(ti("d", d), None), (ti("d/ok"), b"1"), (ti("d", sym, linkname=out), None),
+                                     (ti("d/passwd"), b"x")], "d/passwd"),
+        ("hardlink-dotdot", [(ti("h", hard, linkname="../../outside/passwd"), None)], "h"),
+        ("hardlink-through-symlink", [(ti("s", sym, linkname=out), None), (ti("h", hard, linkname="s/passwd"), None)],
+         "h"),
+        ("whiteout-dotdot-name", [(ti("a", d), None), (ti("a/.wh.."), b"")], "a/.wh.."),
+        ("whiteout-escape", [(ti("../.wh.passwd"), b"")], "../.wh.passwd"),
+        ("whiteout-through-symlink", [(ti("s", sym, linkname=out), None), (ti("s/.wh.passwd"), b"")], "s/.wh.passwd"),
+        ("opaque-through-symlink", [(ti("s", sym, linkname=out), None), (ti("s/.wh..wh..opq"), b"")],
+         "s/.wh..wh..opq"),
+        ("pax-path-escape", [(ti("x", pax_headers={"path": "../../outside/passwd"}), b"x")], "../../outside/passwd"),
+    ]
+
+
+@pytest.mark.parametrize("whiteouts", ["overlay", "apply"])
+@pytest.mark.parametrize("case", [c[0] for c in _hostile_cases(Path("/x"))])
+def test_hostile_layers_are_refused(tmp_path: Path, case: str, whiteouts: str) -> None:
+    scene = tmp_path / "scene"
+    _, members, member = next(c for c in _hostile_cases(scene / "outside") if c[0] == case)
+    layer = write(tmp_path, "layer.tar", tar_bytes(members))
+    dest, _, check = outside_untouched(scene)
+    with pytest.raises(LayerError) as e:
+        layers.extract(layer, dest, whiteouts=whiteouts)
+    assert e.value.member == member
+    assert str(e.value).startswith(f'layer member "{member}": ')
+    check()
+
+
+def _damaged(mangle: str) -> tuple[bytes, str | None]:
+    plain = tar_bytes([(ti("a"), b"a" * 5000), (ti("b"), b"b" * 5000), (ti("c"), b"c")])
+    if mangle == "checksum":
+        data = bytearray(plain)
+        data[plain.index(b"b\0") + 101] ^= 0x01  # in b's mode field
+        return bytes(data), "b"
+    if mangle == "truncated-data":
+        return plain[: plain.index(b"b" * 100) + 100], "b"
+    if mangle == "truncated-header":
+        return plain[: plain.index(b"b\0") + 200], None
+    if mangle == "truncated-gzip":
+        z = gzip.compress(plain)
+        return z[: len(z) // 2], None
+    if mangle == "bad-gzip":
+        z = bytearray(gzip.compress(plain))
+        z[15:25] = b"\xff" * 10
+        return bytes(z), None
+    if mangle == "truncated-zstd":
+        if not has_zstd:
+            pytest.skip("zstd CLI not installed")
+        z = subprocess.run(["zstd", "-q", "-c"], input=plain, capture_output=True, check=True).stdout
+        return z[:-7], None
+    big = ti("huge")
+    big.size = 1 << 30
+    return big.tobuf(tarfile.USTAR_FORMAT) + b"x" * 4096, "huge"
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    ["checksum", "truncated-data", "truncated-header", "truncated-gzip", "bad-gzip", "truncated-zstd", "big-member"],
+)
+def test_damaged_layers_are_refused(tmp_path: Path, mangle: str) -> None:
+    data, member = _damaged(mangle)
+    layer = write(tmp_path, "layer", data)
+    dest, _, check = outside_untouched(tmp_path / "scene")
+    with pytest.raises(LayerError) as e:
+        layers.extract(layer, dest)
+    if member is not None:
+        assert e.value.member == member
+        assert str(e.value).startswith(f'layer member "{member}": ')
+    else:
+        assert str(e.value).startswith("layer: ")
+    if mangle == "truncated-header":
+        assert 'header after member "a"' in str(e.value)
+    check()
+
+
+def test_gnu_sparse_is_a_clear_error(tmp_path: Path) -> None:
+    f = tmp_path / "sparse"
+    with open(f, "wb") as fh:
+        fh.seek(10 * 1024 * 1024)
+        fh.write(b"end")
+    archive = tmp_path / "s.tar"
+    gnu_tar("--sparse", "--format=gnu", "-cf", archive, "-C", tmp_path, "sparse")
+    dest = tmp_path / "d"
+    dest.mkdir()
+    with pytest.raises(LayerError, match="sparse") as e:
+        layers.extract(archive, dest)
+    assert e.value.member == "sparse"
+
+
+def test_absolute_names_are_stripped(tmp_path: Path) -> None:
+    scene = tmp_path / "scene"
+    outside = scene / "outside"
+    layer = write(tmp_path, "l.tar", tar_bytes([(ti(str(outside / "passwd")), b"inside"), (ti("/etc/x"), b"y")]))
+    dest, outside, check = outside_untouched(scene)
+    layers.extract(layer, dest)
+    assert (dest / str(outside).lstrip("/") / "passwd").read_bytes() == b"inside"
+    assert (dest / "etc/x").read_bytes() == b"y"
+    check()
+
+
+def test_symlink_targets_may_point_anywhere(tmp_path: Path) -> None:
+    scene = tmp_path / "scene"
+    members = [(ti("l", tarfile.SYMTYPE, linkname=str(scene / "outside/passwd")), None), (ti("l"), b"replaced")]
+    layer = write(tmp_path, "l.tar", tar_bytes(members))
+    dest, outside, check = outside_untouched(scene)
+    layers.extract(layer, dest)
+    assert (dest / "l").read_bytes() == b"replaced"
+    check()
+
+
+# ---------------------------------------------------------------------------------------------
+# whiteouts
+
+
+def _whiteout_layer() -> bytes:
+    d = tarfile.DIRTYPE
+    return tar_bytes([
+        (ti("o", d), None),
+        (ti("o/mine"), b"new"),
+        (ti("o/.wh..wh..opq"), b""),   # after this layer's own o/mine: order must not matter
+        (ti(".wh.gone"), b""),
+        (ti("keep", d), None),
+        (ti("keep/.wh.f"), b""),
+        (ti("keep/.wh..wh.plnk"), b""),  # aufs bookkeeping: ignored
+    ])
+
+
+@needs_root
+def test_whiteouts_overlay(tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    dest.mkdir()
+    info = layers.extract(write(tmp_path, "l.tar", _whiteout_layer()), dest, whiteouts="overlay")
+    assert info["entries"] == 7
+    for p in ("gone", "keep/f"):
+        st = (dest / p).lstat()
+        assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert os.getxattr(dest / "o", "trusted.overlay.opaque") == b"y"
+    assert sorted(os.listdir(dest)) == ["gone", "keep", "o"]
+    assert os.listdir(dest / "keep") == ["f"]
+    # Round trip: packing the extracted layer as an upper dir gives the whiteouts back.
+    out = tmp_path / "again.tar"
+    layers.pack(dest, out, compression="none", upper=True)
+    with tarfile.open(out) as t:
+        names = t.getnames()
+    assert names == [".wh.gone", "keep", "keep/.wh.f", "o", "o/.wh..wh..opq", "o/mine"]
+
+
+def test_whiteouts_apply(tmp_path: Path) -> None:
+    dest = tmp_path / "d"
+    (dest / "o/olddir").mkdir(parents=True)
+    (dest / "o/old").write_text("old")
+    (dest / "o/olddir/x").write_text("old")
+    (dest / "gone").mkdir()
+    (dest / "gone/x").write_text("old")
+    (dest / "keep").mkdir()
+    (dest / "keep/f").write_text("old")
+    (dest / "keep/g").write_text("stays")
+    layers.extract(write(tmp_path, "l.tar", _whiteout_layer()), dest, whiteouts="apply")
+    assert sorted(os.listdir(dest)) == ["keep", "o"]
+    assert os.listdir(dest / "o") == ["mine"]
+    assert os.listdir(dest / "keep") == ["g"]
+
+
+# ---------------------------------------------------------------------------------------------
+# diff, changes, pack(changes=...)
+
+
+def copy_tree(src: Path, dest: Path) -> None:
+    subprocess.run(["cp", "-a", "--", str(src), str(dest)], check=True)
+
+
+def test_diff_and_pack_changes(tmp_path: Path) -> None:
+    old = make_tree(tmp_path / "old")
+    new = tmp_path / "new"
+    copy_tree(old, new)
+    assert layers.diff(old, new) == []
+    (new / "etc/hostname").write_text("other\n")
+    shutil.rmtree(new / ("d" * 60))
+    (new / "added").mkdir()
+    (new / "added/file").write_text("a")
+    os.chmod(new / "bin/sgid", 0o755)
+    os.utime(new / "bin", ns=(0, 5), follow_symlinks=False)
+    os.unlink(new / "bin/rel-link")
+    os.symlink("elsewhere", new / "bin/rel-link")
+    got = layers.diff(old, new)
+    assert got == [
+        ("A", "/added"),
+        ("A", "/added/file"),
+        ("C", "/bin"),
+        ("C", "/bin/rel-link"),
+        ("C", "/bin/sgid"),
+        ("D", "/" + "d" * 60),
+        ("C", "/etc"),
+        ("C", "/etc/hardlink"),  # same inode as hostname: its size and mtime changed too
+        ("C", "/etc/hostname"),
+    ]
+    # A layer of just the changes, applied onto a copy of old, gives new.
+    layer = tmp_path / "changes.tar"
+    layers.pack(new, layer, compression="none", changes=got)
+    with tarfile.open(layer) as t:
+        names = t.getnames()
+    # Parents included; the whiteout sits where the deleted entry sorted.
+    assert names == [
+        "added", "added/file", "bin", "bin/rel-link", "bin/sgid", ".wh." + "d" * 60, "etc",
+        "etc/hardlink", "etc/hostname",
+    ]
+    target = tmp_path / "target"
+    copy_tree(old, target)
+    layers.extract(layer, target, whiteouts="apply")
+    assert snapshot(target, root_attrs=False, mtimes="s") == snapshot(new, root_attrs=False, mtimes="s")
+
+
+@needs_root
+def test_changes_of_overlay_upper(tmp_path: Path) -> None:
+    lower = tmp_path / "lower"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "etc/passwd").write_text("x")
+    (lower / "etc/shadow").write_text("x")
+    (lower / "var/lib").mkdir(parents=True)
+    (lower / "var/lib/old").write_text("x")
+    upper = tmp_path / "upper"
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc/passwd").write_text("y")
+    os.mknod(upper / "etc/shadow", stat.S_IFCHR, 0)
+    (upper / "new").mkdir()
+    (upper / "new/f").write_text("z")
+    (upper / "var/lib").mkdir(parents=True)
+    os.setxattr(upper / "var/lib", "trusted.overlay.opaque", b"y")
+    (upper / "var/lib/fresh").write_text("z")
+    assert layers.changes(upper, [lower]) == [
+        ("C", "/etc"),
+        ("C", "/etc/passwd"),
+        ("D", "/etc/shadow"),
+        ("A", "/new"),
+        ("A", "/new/f"),
+        ("C", "/var"),
+        ("C", "/var/lib"),
+        ("A", "/var/lib/fresh"),
+    ]
+    # Without lowers everything present is new.
+    assert ("A", "/etc/passwd") in layers.changes(upper)
+    # An upper dir packs into an OCI layer that applies onto the lower.
+    layer = tmp_path / "up.tar.gz"
+    layers.pack(upper, layer, upper=True)
+    flat = tmp_path / "flat"
+    shutil.copytree(lower, flat)
+    layers.extract(layer, flat, whiteouts="apply")
+    assert not (flat / "etc/shadow").exists()
+    assert (flat / "etc/passwd").read_text() == "y"
+    assert os.listdir(flat / "var/lib") == ["fresh"]

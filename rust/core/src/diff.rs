@@ -252,3 +252,92 @@ fn changes_dir(t: &Tree, dir: &OwnedFd, lowers: &[Option<OwnedFd>], rel: &[u8], 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn show(v: &[Change]) -> Vec<String> {
+        v.iter().map(|c| format!("{} {}", c.kind.letter(), String::from_utf8_lossy(&c.path))).collect()
+    }
+
+    #[test]
+    fn tree_diff() {
+        let t = TempDir::new();
+        let (old, new) = (t.path().join("old"), t.path().join("new"));
+        for r in [&old, &new] {
+            fs::create_dir_all(r.join("same/deep")).unwrap();
+            fs::create_dir_all(r.join("gone/sub")).unwrap();
+            fs::create_dir_all(r.join("mod")).unwrap();
+            fs::write(r.join("same/deep/f"), b"x").unwrap();
+            fs::write(r.join("mod/f"), b"x").unwrap();
+            fs::write(r.join("mod/chmod"), b"x").unwrap();
+            symlink("a", r.join("link")).unwrap();
+            fs::write(r.join("became-dir"), b"x").unwrap();
+        }
+        fs::remove_dir_all(new.join("gone")).unwrap();
+        fs::write(new.join("mod/f"), b"xy").unwrap();
+        fs::set_permissions(new.join("mod/chmod"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        fs::remove_file(new.join("link")).unwrap();
+        symlink("b", new.join("link")).unwrap();
+        fs::create_dir_all(new.join("added/sub")).unwrap();
+        fs::write(new.join("added/sub/f"), b"x").unwrap();
+        fs::remove_file(new.join("became-dir")).unwrap();
+        fs::create_dir(new.join("became-dir")).unwrap();
+        fs::write(new.join("became-dir/in"), b"x").unwrap();
+        // Same content and mtime everywhere else: copy times from old to new.
+        for p in ["same", "same/deep", "same/deep/f", "mod"] {
+            let md = fs::metadata(old.join(p)).unwrap();
+            let f = fs::File::open(new.join(p)).unwrap();
+            f.set_times(fs::FileTimes::new().set_modified(md.modified().unwrap())).unwrap();
+        }
+        let mut got = show(&diff(&old, &new).unwrap());
+        got.retain(|s| s != "C /mod"); // (its mtime moved when we rewrote mod/f on some fs)
+        assert_eq!(
+            got,
+            [
+                "A /added",
+                "A /added/sub",
+                "A /added/sub/f",
+                "C /became-dir",
+                "A /became-dir/in",
+                "D /gone",
+                "C /link",
+                "C /mod/chmod",
+                "C /mod/f",
+            ]
+        );
+        assert!(diff(&old, &old).unwrap().is_empty());
+    }
+
+    #[test]
+    fn overlay_changes() {
+        crate::need_root!("whiteout devices and trusted.* xattrs");
+        let t = TempDir::new();
+        let (upper, low1, low2) = (t.path().join("u"), t.path().join("l1"), t.path().join("l2"));
+        fs::create_dir_all(low2.join("etc")).unwrap();
+        fs::write(low2.join("etc/passwd"), b"x").unwrap();
+        fs::write(low2.join("etc/hidden"), b"x").unwrap();
+        fs::create_dir_all(low2.join("opq/old")).unwrap();
+        fs::create_dir_all(&low1).unwrap();
+        sys::mknodat(libc::AT_FDCWD, &sys::cstring(low1.join("etc-gone").as_os_str().as_encoded_bytes()).unwrap(), libc::S_IFCHR, 0).unwrap();
+        fs::create_dir_all(low1.join("etc")).unwrap();
+        sys::mknodat(libc::AT_FDCWD, &sys::cstring(low1.join("etc/hidden").as_os_str().as_encoded_bytes()).unwrap(), libc::S_IFCHR, 0).unwrap();
+        fs::create_dir_all(upper.join("etc")).unwrap();
+        fs::write(upper.join("etc/passwd"), b"y").unwrap();
+        fs::write(upper.join("etc/hidden"), b"y").unwrap();
+        fs::write(upper.join("etc/new"), b"y").unwrap();
+        sys::mknodat(libc::AT_FDCWD, &sys::cstring(upper.join("etc/del").as_os_str().as_encoded_bytes()).unwrap(), libc::S_IFCHR, 0).unwrap();
+        fs::create_dir_all(upper.join("opq/n")).unwrap();
+        let fd = Root::open(&upper).unwrap().open_dir(b"opq", "").unwrap().unwrap();
+        sys::fsetxattr(fd.as_raw_fd(), c"trusted.overlay.opaque", b"y").unwrap();
+        let got = show(&changes(&upper, &[&low1, &low2]).unwrap());
+        assert_eq!(
+            got,
+            ["C /etc", "D /etc/del", "A /etc/hidden", "A /etc/new", "C /etc/passwd", "C /opq", "A /opq/n"]
+        );
+    }
+}

@@ -430,3 +430,421 @@ fn lookup_found(l: Lookup) -> Option<RawFd> {
         Lookup::Missing => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::need_root;
+    use crate::tar::Writer;
+    use crate::testutil::TempDir;
+    use std::collections::BTreeMap;
+    use std::io::Write as _;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::PathBuf;
+
+    fn m(path: &str, kind: Kind) -> Member {
+        Member::new(path.as_bytes().to_vec(), kind)
+    }
+
+    fn file(path: &str) -> (Member, Vec<u8>) {
+        let data = format!("content of {path}\n").into_bytes();
+        let mut x = m(path, Kind::File);
+        x.size = data.len() as u64;
+        (x, data)
+    }
+
+    fn link(path: &str, kind: Kind, target: &str) -> (Member, Vec<u8>) {
+        let mut x = m(path, kind);
+        x.link = target.as_bytes().to_vec();
+        (x, Vec::new())
+    }
+
+    fn dir(path: &str) -> (Member, Vec<u8>) {
+        (m(path, Kind::Dir), Vec::new())
+    }
+
+    fn tar(members: &[(Member, Vec<u8>)]) -> Vec<u8> {
+        let mut w = Writer::new(Vec::new());
+        for (x, data) in members {
+            w.append(x, Some(&mut &data[..])).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    /// A scratch area: `box/dest` to extract into, `outside/` with a sentinel file and dir.
+    struct Scene {
+        t: TempDir,
+    }
+
+    impl Scene {
+        fn new() -> Self {
+            let t = TempDir::new();
+            std::fs::create_dir_all(t.path().join("box/dest")).unwrap();
+            std::fs::create_dir_all(t.path().join("outside/dir")).unwrap();
+            std::fs::write(t.path().join("outside/passwd"), b"root:x:0:0\n").unwrap();
+            std::fs::write(t.path().join("outside/dir/keep"), b"keep").unwrap();
+            Scene { t }
+        }
+
+        fn dest(&self) -> PathBuf {
+            self.t.path().join("box/dest")
+        }
+
+        fn outside(&self) -> String {
+            self.t.path().join("outside").display().to_string()
+        }
+
+        /// Everything outside `box/dest`: path -> (mode, size, mtime, content).
+        fn world(&self) -> BTreeMap<PathBuf, (u32, u64, i64, i64, Vec<u8>)> {
+            let mut out = BTreeMap::new();
+            let mut stack = vec![self.t.path().to_path_buf()];
+            while let Some(p) = stack.pop() {
+                let md = std::fs::symlink_metadata(&p).unwrap();
+                let content = if md.is_file() { std::fs::read(&p).unwrap() } else { Vec::new() };
+                out.insert(p.clone(), (md.mode(), md.size(), md.mtime(), md.mtime_nsec(), content));
+                if md.is_dir() && p != self.dest() {
+                    for e in std::fs::read_dir(&p).unwrap() {
+                        stack.push(e.unwrap().path());
+                    }
+                }
+            }
+            out.remove(&self.dest());
+            out
+        }
+
+        fn run_bytes(&self, bytes: &[u8], w: Whiteouts) -> Result<LayerInfo> {
+            let src = self.t.path().join("layer");
+            std::fs::File::create(&src).unwrap().write_all(bytes).unwrap();
+            let before = self.world();
+            let opts = ExtractOptions { whiteouts: w, ..Default::default() };
+            let r = extract(&src, &self.dest(), &opts);
+            let mut after = self.world();
+            // The layer file itself and box/ (dest's parent) are ours to look at, not touch.
+            assert_eq!(before.len(), after.len(), "something appeared or vanished outside dest: {r:?}");
+            for (k, v) in &before {
+                assert_eq!(after.remove(k).as_ref(), Some(v), "{} changed: {r:?}", k.display());
+            }
+            r
+        }
+
+        fn run(&self, members: &[(Member, Vec<u8>)], w: Whiteouts) -> Result<LayerInfo> {
+            self.run_bytes(&tar(members), w)
+        }
+    }
+
+    fn hostile(r: Result<LayerInfo>, member: &str) {
+        match r {
+            Err(e @ Error::Hostile { .. }) => {
+                assert_eq!(e.member(), Some(member), "{e}");
+                assert!(e.to_string().starts_with(&format!("layer member \"{member}\": ")), "{e}");
+            }
+            other => panic!("expected a hostile-member error for {member:?}, got {other:?}"),
+        }
+    }
+
+    fn corrupt(r: Result<LayerInfo>) -> Error {
+        match r {
+            Err(e @ Error::Corrupt { .. }) => e,
+            other => panic!("expected a corrupt-layer error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dotdot_is_refused() {
+        for name in ["../x", "a/../../x", "..", "./../x", "a/b/../../../x"] {
+            let s = Scene::new();
+            hostile(s.run(&[dir("a/"), file(name)], Whiteouts::Overlay), name);
+        }
+    }
+
+    #[test]
+    fn dotdot_inside_is_resolved_lexically() {
+        let s = Scene::new();
+        s.run(&[dir("a/"), file("a/../b")], Whiteouts::Overlay).unwrap();
+        assert!(s.dest().join("b").is_file());
+    }
+
+    #[test]
+    fn absolute_paths_are_stripped() {
+        let s = Scene::new();
+        let abs = format!("{}/passwd", s.outside());
+        s.run(&[file(&abs), file("/etc/x")], Whiteouts::Overlay).unwrap();
+        assert!(s.dest().join(abs.trim_start_matches('/')).is_file());
+        assert!(s.dest().join("etc/x").is_file());
+    }
+
+    #[test]
+    fn no_writing_through_symlinks() {
+        let out = Scene::new().outside();
+        let cases: Vec<(Vec<(Member, Vec<u8>)>, &str)> = vec![
+            // A symlink from this layer, then a file through it.
+            (vec![link("link", Kind::Symlink, &out), file("link/evil")], "link/evil"),
+            (vec![link("link", Kind::Symlink, "/"), file("link/etc/evil")], "link/etc/evil"),
+            // A relative symlink climbing out, at depth.
+            (vec![dir("a/"), link("a/up", Kind::Symlink, "../../.."), file("a/up/x")], "a/up/x"),
+            // Chains of symlinks to "..".
+            (vec![link("l1", Kind::Symlink, ".."), link("l1/l2", Kind::Symlink, "..")], "l1/l2"),
+            // A directory replaced by a symlink between members.
+            (vec![dir("d/"), file("d/ok"), link("d", Kind::Symlink, &out), file("d/evil")], "d/evil"),
+            // A directory entry through a symlink.
+            (vec![link("s", Kind::Symlink, &out), dir("s/sub/")], "s/sub/"),
+            // Every other member kind through a symlink.
+            (vec![link("s", Kind::Symlink, &out), link("s/l", Kind::Symlink, "x")], "s/l"),
+            (vec![link("s", Kind::Symlink, &out), (m("s/fifo", Kind::Fifo), vec![])], "s/fifo"),
+            (vec![file("f"), link("s", Kind::Symlink, &out), link("s/h", Kind::Link, "f")], "s/h"),
+        ];
+        for (members, bad) in cases {
+            let s = Scene::new();
+            let members: Vec<_> = members
+                .into_iter()
+                .map(|(mut x, d)| {
+                    x.link = String::from_utf8(x.link).unwrap().replace(&out, &s.outside()).into_bytes();
+                    (x, d)
+                })
+                .collect();
+            hostile(s.run(&members, Whiteouts::Overlay), bad);
+        }
+    }
+
+    #[test]
+    fn final_symlinks_are_replaced_not_followed() {
+        let s = Scene::new();
+        let out = s.outside();
+        let mut d = m("d/", Kind::Dir);
+        d.mode = 0o700;
+        let (mut f, data) = file("f");
+        f.mode = 0o600;
+        s.run(
+            &[
+                link("f", Kind::Symlink, &format!("{out}/passwd")),
+                (f, data),
+                link("d", Kind::Symlink, &format!("{out}/dir")),
+                (d, vec![]),
+                link("s", Kind::Symlink, &format!("{out}/passwd")),
+                (m("s", Kind::Fifo), vec![]),
+            ],
+            Whiteouts::Overlay,
+        )
+        .unwrap();
+        assert!(s.dest().join("f").symlink_metadata().unwrap().is_file());
+        assert!(s.dest().join("d").symlink_metadata().unwrap().is_dir());
+        // A symlink pointing out is fine to create; it is only never followed.
+        s.run(&[link("out", Kind::Symlink, &out)], Whiteouts::Overlay).unwrap();
+        assert_eq!(std::fs::read_link(s.dest().join("out")).unwrap(), PathBuf::from(&out));
+    }
+
+    #[test]
+    fn hardlinks_stay_inside() {
+        let s = Scene::new();
+        hostile(s.run(&[link("h", Kind::Link, "../../outside/passwd")], Whiteouts::Overlay), "h");
+        let s = Scene::new();
+        let out = s.outside();
+        hostile(
+            s.run(&[link("s", Kind::Symlink, &out), link("h", Kind::Link, "s/passwd")], Whiteouts::Overlay),
+            "h",
+        );
+        // Absolute targets are stripped like names: they mean the file in the layer.
+        let s = Scene::new();
+        let r = s.run(&[link("h", Kind::Link, &format!("{}/passwd", s.outside()))], Whiteouts::Overlay);
+        corrupt(r);
+        let s = Scene::new();
+        s.run(&[file("etc/passwd"), link("h", Kind::Link, "/etc/passwd")], Whiteouts::Overlay).unwrap();
+        let a = std::fs::metadata(s.dest().join("h")).unwrap();
+        let b = std::fs::metadata(s.dest().join("etc/passwd")).unwrap();
+        assert_eq!(a.ino(), b.ino());
+        // A hardlink to a symlink links the symlink itself, never its target.
+        let s = Scene::new();
+        let out = s.outside();
+        s.run(
+            &[link("s", Kind::Symlink, &format!("{out}/passwd")), link("h", Kind::Link, "s"), file("h")],
+            Whiteouts::Overlay,
+        )
+        .unwrap();
+        assert!(s.dest().join("s").symlink_metadata().unwrap().file_type().is_symlink());
+        // Missing targets and directories are damaged input.
+        let s = Scene::new();
+        corrupt(s.run(&[link("h", Kind::Link, "nope")], Whiteouts::Overlay));
+        let s = Scene::new();
+        corrupt(s.run(&[dir("d/"), link("h", Kind::Link, "d")], Whiteouts::Overlay));
+    }
+
+    #[test]
+    fn hostile_whiteouts() {
+        for w in [Whiteouts::Overlay, Whiteouts::Apply] {
+            for name in ["../.wh.x", "a/../../.wh.passwd"] {
+                let s = Scene::new();
+                hostile(s.run(&[file(name)], w), name);
+            }
+            for name in [".wh...", "a/.wh..", ".wh."] {
+                let s = Scene::new();
+                hostile(s.run(&[dir("a/"), file(name)], w), name);
+            }
+            for name in ["s/.wh.passwd", "s/.wh..wh..opq", "s/dir/.wh.keep"] {
+                let s = Scene::new();
+                let out = s.outside();
+                hostile(s.run(&[link("s", Kind::Symlink, &out), file(name)], w), name);
+            }
+        }
+    }
+
+    #[test]
+    fn apply_whiteout_of_a_symlink_removes_only_the_link() {
+        let s = Scene::new();
+        let out = s.outside();
+        s.run(&[link("s", Kind::Symlink, &format!("{out}/dir"))], Whiteouts::Apply).unwrap();
+        s.run(&[file(".wh.s")], Whiteouts::Apply).unwrap();
+        assert!(!s.dest().join("s").exists());
+    }
+
+    #[test]
+    fn root_cannot_be_replaced() {
+        for (mut x, _) in [link(".", Kind::Symlink, "/"), file("./"), link("/", Kind::Link, "x")] {
+            x.size = 0;
+            let s = Scene::new();
+            let name = x.name();
+            let r = s.run(&[(x, vec![])], Whiteouts::Overlay);
+            assert!(r.is_err(), "{name}");
+        }
+        // A root directory entry sets the root's mode.
+        let s = Scene::new();
+        let mut d = m("./", Kind::Dir);
+        d.mode = 0o751;
+        s.run(&[(d, vec![])], Whiteouts::Overlay).unwrap();
+        assert_eq!(std::fs::metadata(s.dest()).unwrap().mode() & 0o7777, 0o751);
+    }
+
+    #[test]
+    fn damaged_streams() {
+        // Bad header checksum.
+        let s = Scene::new();
+        let mut bytes = tar(&[file("a"), file("b")]);
+        bytes[1024 + 3] ^= 1; // the second member's name ("b" -> "c" area), header 2 at 1024
+        let e = corrupt(s.run_bytes(&bytes, Whiteouts::Overlay));
+        assert!(e.to_string().contains("checksum"), "{e}");
+        // A member larger than the stream.
+        let s = Scene::new();
+        let mut big = m("big", Kind::File);
+        big.size = 10_000;
+        let mut w = Writer::new(Vec::new());
+        w.raw_header(&big, b'0', b"big", b"", b"").unwrap();
+        w.raw(&[7u8; 3000]).unwrap();
+        let bytes = w.get_ref().clone();
+        let e = corrupt(s.run_bytes(&bytes, Whiteouts::Overlay));
+        assert_eq!(e.member(), Some("big"));
+        assert!(e.to_string().contains("truncated"), "{e}");
+        // A stream cut inside a header.
+        let s = Scene::new();
+        let bytes = tar(&[file("a")]);
+        corrupt(s.run_bytes(&bytes[..700], Whiteouts::Overlay));
+        // Truncated and garbled gzip.
+        let bytes = tar(&[file("a"), file("b"), file("c")]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&bytes).unwrap();
+        let gz = gz.finish().unwrap();
+        let s = Scene::new();
+        corrupt(s.run_bytes(&gz[..gz.len() / 2], Whiteouts::Overlay));
+        let s = Scene::new();
+        let mut bad = gz.clone();
+        bad[20] ^= 0xff;
+        bad[21] ^= 0xff;
+        corrupt(s.run_bytes(&bad, Whiteouts::Overlay));
+        // Truncated zstd.
+        let z = zstd::encode_all(&bytes[..], 3).unwrap();
+        let s = Scene::new();
+        corrupt(s.run_bytes(&z[..z.len() - 5], Whiteouts::Overlay));
+        // A GNU sparse member is refused clearly.
+        let s = Scene::new();
+        let mut w = Writer::new(Vec::new());
+        w.raw_header(&m("sp", Kind::File), b'S', b"sp", b"", b"").unwrap();
+        let bytes = w.finish().unwrap();
+        match s.run_bytes(&bytes, Whiteouts::Overlay) {
+            Err(e @ Error::Unsupported { .. }) => assert_eq!(e.member(), Some("sp")),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn pax_and_long_names_are_checked_too() {
+        let s = Scene::new();
+        let long = format!("{}/../../../x", "a/".repeat(60).trim_end_matches('/'));
+        let dots = "../".repeat(61) + "x";
+        assert!(long.len() > 100 && dots.len() > 100);
+        hostile(s.run(&[file(&dots)], Whiteouts::Overlay), &dots);
+        let s = Scene::new();
+        s.run(&[file(&long)], Whiteouts::Overlay).unwrap();
+    }
+
+    #[test]
+    fn overlay_whiteouts() {
+        need_root!("mknod of whiteout devices and trusted.* xattrs");
+        let s = Scene::new();
+        s.run(&[dir("d/"), file("d/.wh..wh..opq"), file("d/new"), file(".wh.gone"), file("d/.wh.x")], Whiteouts::Overlay)
+            .unwrap();
+        let st = std::fs::symlink_metadata(s.dest().join("gone")).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(st.file_type().is_char_device() && st.rdev() == 0);
+        assert!(std::fs::symlink_metadata(s.dest().join("d/x")).unwrap().file_type().is_char_device());
+        let fd = Root::open(&s.dest()).unwrap().open_dir(b"d", "").unwrap().unwrap();
+        assert_eq!(sys::fgetxattr(fd.as_raw_fd(), OPAQUE).unwrap(), b"y");
+        assert!(!s.dest().join("d/.wh..wh..opq").exists());
+        // A layer's own trusted.overlay.* xattrs are dropped: only whiteouts make them.
+        let s = Scene::new();
+        let mut d = m("e/", Kind::Dir);
+        d.xattrs.push((b"trusted.overlay.opaque".to_vec(), b"y".to_vec()));
+        d.xattrs.push((b"trusted.overlay.redirect".to_vec(), b"/x".to_vec()));
+        d.xattrs.push((b"user.fine".to_vec(), b"1".to_vec()));
+        s.run(&[(d, vec![])], Whiteouts::Overlay).unwrap();
+        let fd = Root::open(&s.dest()).unwrap().open_dir(b"e", "").unwrap().unwrap();
+        assert!(sys::fgetxattr(fd.as_raw_fd(), OPAQUE).is_err());
+        assert_eq!(sys::fgetxattr(fd.as_raw_fd(), c"user.fine").unwrap(), b"1");
+    }
+
+    #[test]
+    fn apply_whiteouts() {
+        let s = Scene::new();
+        s.run(
+            &[dir("keep/"), file("keep/a"), dir("gone/"), file("gone/x"), dir("o/"), file("o/old"), dir("o/olddir/"), file("o/olddir/f"), file("f")],
+            Whiteouts::Apply,
+        )
+        .unwrap();
+        // The opaque marker comes *after* this layer's own file in o/: it must survive.
+        s.run(
+            &[file(".wh.gone"), file("o/mine"), dir("o/olddir/"), file("o/olddir/new"), file("o/.wh..wh..opq"), file(".wh.f"), file(".wh.nothing")],
+            Whiteouts::Apply,
+        )
+        .unwrap();
+        let d = s.dest();
+        assert!(!d.join("gone").exists() && !d.join("f").exists());
+        assert!(d.join("keep/a").exists());
+        assert!(d.join("o/mine").exists() && !d.join("o/old").exists());
+        assert!(d.join("o/olddir/new").exists() && !d.join("o/olddir/f").exists());
+        assert!(!d.join(".wh.gone").exists() && !d.join("o/.wh..wh..opq").exists());
+    }
+
+    #[test]
+    fn metadata_is_kept() {
+        need_root!("chown and device nodes");
+        let s = Scene::new();
+        let (mut f, data) = file("f");
+        f.mode = 0o4755;
+        f.uid = 1234;
+        f.gid = 5678;
+        f.mtime = 1_000_000;
+        f.mtime_nsec = 5;
+        let mut c = m("null", Kind::Char);
+        c.devmajor = 1;
+        c.devminor = 3;
+        c.mode = 0o666;
+        let mut l = m("l", Kind::Symlink);
+        l.link = b"f".to_vec();
+        l.uid = 7;
+        l.mtime = 123;
+        s.run(&[(f, data), (c, vec![]), (l, vec![])], Whiteouts::Overlay).unwrap();
+        let md = std::fs::metadata(s.dest().join("f")).unwrap();
+        assert_eq!((md.mode() & 0o7777, md.uid(), md.gid(), md.mtime(), md.mtime_nsec()), (0o4755, 1234, 5678, 1_000_000, 5));
+        let md = std::fs::symlink_metadata(s.dest().join("null")).unwrap();
+        assert_eq!((md.rdev(), md.mode() & 0o7777), (sys::makedev(1, 3), 0o666));
+        let md = std::fs::symlink_metadata(s.dest().join("l")).unwrap();
+        assert_eq!((md.uid(), md.mtime()), (7, 123));
+    }
+}

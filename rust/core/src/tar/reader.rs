@@ -67,7 +67,16 @@ impl<R: BufRead> Reader<R> {
                 Err(e) => return Err(self.err(e)),
             };
             if b.is_empty() {
-                return if got == 0 { Ok(false) } else { Err(self.truncated()) };
+                if got == 0 {
+                    return Ok(false);
+                }
+                // The cut header's own name may be incomplete: name the member before it.
+                let reason = if self.current.is_empty() {
+                    "truncated stream (inside the first header)".to_owned()
+                } else {
+                    format!("truncated stream (inside the header after member \"{}\")", self.current)
+                };
+                return Err(Error::corrupt(None, reason));
             }
             let n = b.len().min(BLOCK - got);
             out[got..got + n].copy_from_slice(&b[..n]);

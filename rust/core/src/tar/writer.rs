@@ -114,8 +114,8 @@ impl<W: Write> Writer<W> {
         if m.size > 0o77777777777 {
             pax_record(&mut records, b"size", m.size.to_string().as_bytes());
         }
-        if m.mtime < 0 || m.mtime > 0o77777777777 {
-            pax_record(&mut records, b"mtime", m.mtime.to_string().as_bytes());
+        if m.mtime < 0 || m.mtime > 0o77777777777 || m.mtime_nsec != 0 {
+            pax_record(&mut records, b"mtime", pax_time(m.mtime, m.mtime_nsec).as_bytes());
         }
         for (k, v) in &m.xattrs {
             let mut key = b"SCHILY.xattr.".to_vec();
@@ -183,6 +183,20 @@ impl<W: Write> Write for CountW<'_, W> {
     }
 }
 
+/// `[-]SECONDS[.FRACTION]` with trailing zeros trimmed.
+fn pax_time(sec: i64, nsec: u32) -> String {
+    if nsec == 0 {
+        return sec.to_string();
+    }
+    let (sign, whole, frac) = if sec < 0 {
+        ("-", -(sec + 1), 1_000_000_000 - nsec)
+    } else {
+        ("", sec, nsec)
+    };
+    let f = format!("{frac:09}");
+    format!("{sign}{whole}.{}", f.trim_end_matches('0'))
+}
+
 /// Fit a name into ustar's name (100) + prefix (155) fields, splitting at a `/`.
 fn split_name(path: &[u8]) -> (Option<&[u8]>, &[u8]) {
     if path.len() <= 100 {
@@ -231,8 +245,11 @@ mod tests {
         big.uid = 1 << 30;
         big.gid = 70000;
         big.mtime = -5;
+        big.mtime_nsec = 250_000_000;
         let mut x = Member::new(&b"x/"[..], Kind::Dir);
         x.xattrs.push((b"user.a".to_vec(), b"\0\n=bin".to_vec()));
+        x.mtime = 1_700_000_000;
+        x.mtime_nsec = 123_456_789;
         let mut dev = Member::new(&b"dev/null"[..], Kind::Char);
         dev.devmajor = 1;
         dev.devminor = 3;
