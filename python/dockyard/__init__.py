@@ -1,0 +1,28 @@
+"""dockyard: a container engine in the Docker mould.
+
+Import is deliberately light (the CLI pays for it on every command): the engine, the client and
+the native layer engine load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["Engine", "layers", "errors", "__version__"]
+
+if TYPE_CHECKING:
+    from . import errors, layers
+    from .engine import Engine
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Engine":
+        from .engine import Engine
+
+        return Engine
+    if name in ("layers", "errors", "reference", "template"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'dockyard' has no attribute {name!r}")

@@ -1,0 +1,146 @@
+"""The ``dockyard`` command: Docker's verbs and flags.
+
+Start-up matters (every ``dockyard run`` pays it), so subcommands are imported only when they
+are called, and the engine only when a command needs it.  Errors become one line on stderr and
+Docker's exit codes in :func:`main`; a traceback in front of a user is a bug.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+# command name -> (module, attribute); modules load only when their command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "image": ("dockyard.cli.images", "image_group"),
+    "images": ("dockyard.cli.images", "images"),
+    "import": ("dockyard.cli.images", "import_"),
+    "load": ("dockyard.cli.images", "load"),
+    "save": ("dockyard.cli.images", "save"),
+    "tag": ("dockyard.cli.images", "tag"),
+    "rmi": ("dockyard.cli.images", "rmi"),
+    "history": ("dockyard.cli.images", "history"),
+    "inspect": ("dockyard.cli.images", "inspect"),
+    "system": ("dockyard.cli.system", "system_group"),
+    "version": ("dockyard.cli.system", "version"),
+}
+
+# Commands whose own failures Docker reports with 125 (the container ones report the process's).
+RUN_COMMANDS = {"run", "create", "start", "exec"}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        spec = COMMANDS.get(name)
+        if spec is None:
+            return None
+        import importlib
+
+        return getattr(importlib.import_module(spec[0]), spec[1])
+
+    def resolve_command(self, ctx, args):  # noqa: ANN001, ANN201
+        name = args[0] if args else ""
+        cmd = self.get_command(ctx, name)
+        if cmd is None and name and not name.startswith("-"):
+            raise UnknownCommand(name)
+        return super().resolve_command(ctx, args)
+
+
+class UnknownCommand(Exception):
+    pass
+
+
+CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
+@click.version_option(None, "-v", "--version", package_name="dockyard",
+                      message="dockyard version %(version)s")
+@click.option("--root", envvar="DOCKYARD_ROOT", default=None, metavar="DIR",
+              help="Root of dockyard's state (default /var/lib/dockyard, or $DOCKYARD_ROOT).")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None) -> None:
+    """A container engine in the Docker mould: same commands, same flags, same image formats."""
+    ctx.ensure_object(Session).root = root
+
+
+class Session:
+    """What commands share: the engine, opened on first use and closed at exit."""
+
+    def __init__(self, root: str | None = None) -> None:
+        self.root = root
+        self._engine = None
+
+    @property
+    def engine(self):  # noqa: ANN201
+        if self._engine is None:
+            from ..engine import Engine
+
+            self._engine = Engine(self.root)
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+
+pass_session = click.make_pass_decorator(Session)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the command; turn every error into one line and an exit code."""
+    from ..errors import DockyardError
+
+    args = sys.argv[1:] if argv is None else argv
+    command = next((a for a in args if not a.startswith("-")), "")
+    failure = 125 if command in RUN_COMMANDS else 1
+    session = Session()
+    try:
+        with cli.make_context("dockyard", list(args), obj=session) as ctx:
+            cli.invoke(ctx)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except UnknownCommand as exc:
+        _err(f"dockyard: '{exc.args[0]}' is not a dockyard command.\nSee 'dockyard --help'")
+        return 1
+    except click.ClickException as exc:
+        _err(f"dockyard: {exc.format_message()}")
+        ctx_ = getattr(exc, "ctx", None)
+        if ctx_ is not None:
+            _err(f"See '{ctx_.command_path} --help'.")
+        return 125 if failure == 125 else (exc.exit_code or 1)
+    except click.exceptions.Abort:
+        return 130
+    except DockyardError as exc:
+        _err(f"Error response from daemon: {exc}" if exc.status != 400 or not exc.message.startswith("Error")
+             else str(exc))
+        return getattr(exc, "cli_exit", None) or failure
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Stdout closed early (`dockyard images | head`): not an error; silence the flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        _err(f"Error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        return failure
+    finally:
+        session.close()
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(message.rstrip("\n") + "\n")
+    sys.stderr.flush()
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Rendering shared by commands: Docker's JSON, tables and ``--format`` templates."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable, Mapping
+
+import click
+
+
+def go_json(obj: object, indent: int | None = None) -> str:
+    """JSON as Go's encoding/json writes it: HTML characters escaped, UTF-8 kept."""
+    if indent is None:
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    else:
+        text = json.dumps(obj, indent=indent, ensure_ascii=False)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def echo(text: str) -> None:
+    """Write text that already ends in a newline (or is empty)."""
+    if text:
+        sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def print_inspect(objs: list[object], fmt: str | None) -> None:
+    """``inspect``: an indented JSON list, or one rendered template per object."""
+    if fmt:
+        from ..template import compile as compile_template
+
+        tmpl = compile_template(fmt)
+        echo("".join(tmpl.render(o) + "\n" for o in objs))
+    else:
+        echo(go_json(objs, indent=4) + "\n")
+
+
+def print_rows(
+    rows: list[Mapping[str, object]],
+    fmt: str | None,
+    default: str,
+    headers: Mapping[str, str],
+    quiet_field: str | None = None,
+    quiet: bool = False,
+) -> None:
+    """A listing: ``-q`` prints one field; ``--format`` a template (``table`` or not), else the
+    default table.  ``headers`` maps field names to Docker's column titles."""
+    from .. import template
+
+    if quiet and quiet_field:
+        echo("".join(f"{r[quiet_field]}\n" for r in rows))
+        return
+    fmt = fmt or default
+    if fmt == "json":
+        fmt = "{{json .}}"
+    if template.is_table(fmt):
+        echo(template.format_table(fmt, rows, headers))
+    else:
+        echo(template.render_lines(fmt, rows))
+
+
+def since(ts: float) -> str:
+    from ..units import human_duration
+
+    if ts <= 0:
+        return "N/A"
+    return human_duration(max(0.0, time.time() - ts)) + " ago"
+
+
+def go_time(ts: float) -> str:
+    """A timestamp as Go's time.Time.String() prints local time: ``2006-01-02 15:04:05 -0700 MST``."""
+    lt = time.localtime(ts)
+    return time.strftime("%Y-%m-%d %H:%M:%S %z ", lt) + (time.strftime("%Z", lt) if lt.tm_zone not in ("UTC",) else "UTC")
+
+
+def short_id(image_id: str, no_trunc: bool = False) -> str:
+    if no_trunc:
+        return image_id
+    return image_id.split(":", 1)[-1][:12]
+
+
+def confirm(prompt: str, force: bool) -> bool:
+    if force:
+        return True
+    sys.stdout.write(prompt + " [y/N] ")
+    sys.stdout.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def multi(values: Iterable[str]) -> list[str]:
+    return [v for v in values if v]
+
+
+def fail_if(errors: list[str]) -> None:
+    """Print per-object errors (after the successes), then exit 1 as docker does."""
+    if errors:
+        for message in errors:
+            click.echo(message, err=True)
+        raise click.exceptions.Exit(1)

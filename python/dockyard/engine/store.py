@@ -1,0 +1,278 @@
+"""The on-disk store: SQLite metadata, content-addressed blobs and extracted layers.
+
+Layout under the root (``DOCKYARD_ROOT``, default ``/var/lib/dockyard``)::
+
+    state.db                 SQLite (WAL): images, tags, layers, image_layers, containers ...
+    blobs/sha256/<hex>       configs and layer blobs as they arrived (gzip, zstd or plain)
+    layers/<chain-hex>/      each layer extracted once, whiteouts in overlay form
+    tmp/<pid>-<rand>/        staging; anything here belongs to a live process or is garbage
+    lock                     flock: shared while a process uses the store, exclusive to sweep
+
+Crash safety: a blob or layer is written under ``tmp/``, verified, then renamed into place
+inside the SQLite transaction that registers it, so a crash leaves at worst an unregistered
+file or directory.  :meth:`Store.sweep` removes those; it runs when a process opens the store
+and finds no other process using it (the exclusive flock succeeds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id          TEXT PRIMARY KEY,          -- sha256:<hex of config>
+    created     TEXT NOT NULL,             -- the config's "created", RFC 3339
+    size        INTEGER NOT NULL,          -- sum of layer content sizes
+    parent      TEXT NOT NULL DEFAULT '',  -- local parent (commit/build), as docker
+    added_at    REAL NOT NULL              -- when this store learnt of it
+);
+CREATE TABLE IF NOT EXISTS tags (
+    name        TEXT PRIMARY KEY,          -- docker.io/library/busybox:latest
+    image_id    TEXT NOT NULL REFERENCES images(id)
+);
+CREATE INDEX IF NOT EXISTS tags_image ON tags(image_id);
+CREATE TABLE IF NOT EXISTS repo_digests (
+    name        TEXT NOT NULL,             -- docker.io/library/busybox@sha256:...
+    image_id    TEXT NOT NULL REFERENCES images(id),
+    PRIMARY KEY (name)
+);
+CREATE TABLE IF NOT EXISTS layers (
+    chain_id    TEXT PRIMARY KEY,
+    diff_id     TEXT NOT NULL,
+    parent      TEXT,                      -- chain id of the layer below, NULL at the bottom
+    blob        TEXT NOT NULL,             -- digest of the blob kept in blobs/
+    blob_size   INTEGER NOT NULL,
+    compression TEXT NOT NULL,             -- none | gzip | zstd
+    size        INTEGER NOT NULL,          -- uncompressed tar bytes
+    content_size INTEGER NOT NULL          -- bytes of regular files (docker's layer size)
+);
+CREATE TABLE IF NOT EXISTS image_layers (
+    image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    idx         INTEGER NOT NULL,
+    chain_id    TEXT NOT NULL REFERENCES layers(chain_id),
+    PRIMARY KEY (image_id, idx)
+);
+CREATE INDEX IF NOT EXISTS image_layers_chain ON image_layers(chain_id);
+CREATE TABLE IF NOT EXISTS containers (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    image_id    TEXT NOT NULL REFERENCES images(id),
+    created     TEXT NOT NULL,
+    spec        TEXT NOT NULL DEFAULT '{}',
+    state       TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+"""
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("DOCKYARD_ROOT", "/var/lib/dockyard"))
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """OCI chain IDs: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        if not out:
+            out.append(diff_id)
+        else:
+            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+    return out
+
+
+def _hex(digest: str) -> str:
+    algo, _, hexpart = digest.partition(":")
+    if algo != "sha256" or len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        raise ValueError(f"not a sha256 digest: {digest!r}")
+    return hexpart
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """One handle on the store.  Cheap to open; safe to use from several processes at once."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        for sub in ("blobs/sha256", "layers", "tmp", "containers", "volumes"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+            alone = False
+        else:
+            alone = True
+        self.db = sqlite3.connect(
+            self.root / "state.db", timeout=60, isolation_level=None, check_same_thread=False
+        )
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        if alone:
+            self.db.executescript(SCHEMA)
+            self.sweep()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        else:
+            # Another process holds the store, so it exists; make sure (cheaply) all tables do.
+            self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+        os.close(self._lock_fd)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; a rename done inside is undone by sweep() on a crash."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / _hex(digest)
+
+    def layer_path(self, chain_id: str) -> Path:
+        return self.root / "layers" / _hex(chain_id)
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A private directory under tmp/, removed on exit whatever happens."""
+        path = self.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        path.mkdir()
+        try:
+            yield path
+        finally:
+            remove_tree(path)
+
+    # -- blobs ----------------------------------------------------------------------------------
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).exists()
+
+    def put_blob_bytes(self, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        dest = self.blob_path(digest)
+        if not dest.exists():
+            tmp = self.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.blob"
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, dest)
+        return digest
+
+    def adopt_blob(self, tmp: Path, digest: str) -> None:
+        """Move a verified file into the blob store (a no-op if the blob is already there)."""
+        dest = self.blob_path(digest)
+        if dest.exists():
+            tmp.unlink(missing_ok=True)
+        else:
+            os.rename(tmp, dest)
+
+    def read_blob(self, digest: str) -> bytes:
+        data = self.blob_path(digest).read_bytes()
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            from ..errors import DockyardError
+
+            raise DockyardError(f"blob {digest} is corrupt in the store")
+        return data
+
+    # -- garbage ---------------------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Remove what a crashed process left: staging dirs, unregistered layers and blobs.
+
+        Only call with the exclusive lock held (no other process is using the store)."""
+        for entry in (self.root / "tmp").iterdir():
+            pid = entry.name.split("-", 1)[0]
+            if not pid.isdigit() or not _pid_alive(int(pid)) or int(pid) == os.getpid():
+                remove_tree(entry)
+        known_layers = {_hex(r[0]) for r in self.db.execute("SELECT chain_id FROM layers")}
+        for entry in (self.root / "layers").iterdir():
+            if entry.name not in known_layers:
+                remove_tree(entry)
+        referenced = self.referenced_blobs()
+        grace = time.time() - 3600
+        for entry in (self.root / "blobs" / "sha256").iterdir():
+            # A blob nobody references: either garbage from a crash or one written moments ago by
+            # a process that has not committed yet; only the old ones are certainly garbage.
+            if entry.name not in referenced and entry.stat().st_mtime < grace:
+                entry.unlink(missing_ok=True)
+
+    def referenced_blobs(self) -> set[str]:
+        refs = {_hex(r[0]) for r in self.db.execute("SELECT id FROM images")}
+        refs |= {_hex(r[0]) for r in self.db.execute("SELECT blob FROM layers")}
+        return refs
+
+    def delete_unreferenced(self, chain_ids_: list[str], blobs: list[str]) -> None:
+        """After a transaction that dropped references: delete layers/blobs nobody uses now."""
+        for chain_id in chain_ids_:
+            path = self.layer_path(chain_id)
+            if path.exists():
+                row = self.db.execute("SELECT 1 FROM layers WHERE chain_id=?", (chain_id,)).fetchone()
+                if row is None:
+                    remove_tree(path)
+        if blobs:
+            referenced = self.referenced_blobs()
+            for digest in blobs:
+                if _hex(digest) not in referenced:
+                    self.blob_path(digest).unlink(missing_ok=True)
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf: never follows a symlink out of ``path``; a missing path is not an error."""
+    import stat
+
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        path.unlink(missing_ok=True)
+        return
+
+    def onerror(func, p, exc_info):  # noqa: ANN001
+        if not isinstance(exc_info[1], FileNotFoundError):
+            raise exc_info[1]
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+def dumps(obj: object) -> str:
+    """JSON as Go's encoding/json writes it compactly (the bytes that get hashed)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
