@@ -1,0 +1,209 @@
+"""Image references, parsed and normalised exactly like Docker (``distribution/reference``).
+
+``parse("busybox")`` is ``docker.io/library/busybox``; ``parse("localhost:5000/app:1")`` keeps
+its registry; ``familiar()`` gives back what ``docker`` prints (``busybox:latest``).  Errors are
+:class:`~dockyard.errors.InvalidReference` with Docker's wording, e.g. ``invalid reference
+format`` or ``invalid reference format: repository name (library/Busybox) must be lowercase``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidReference
+
+__all__ = ["Reference", "is_id_prefix", "parse", "parse_repository_tag"]
+
+DEFAULT_DOMAIN = "docker.io"
+LEGACY_DEFAULT_DOMAIN = "index.docker.io"
+OFFICIAL_REPO_PREFIX = "library/"
+DEFAULT_TAG = "latest"
+NAME_TOTAL_LENGTH_MAX = 255
+
+# The grammar of distribution/reference (regexp.go).  Go's regexp and Python's re pick the
+# same leftmost-first submatches for these patterns.  re.ASCII keeps \w to [0-9A-Za-z_].
+_ALPHANUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = _ALPHANUM + r"(?:" + _SEPARATOR + _ALPHANUM + r")*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
+_DOMAIN_NAME = _DOMAIN_COMPONENT + r"(?:\." + _DOMAIN_COMPONENT + r")*"
+_DOMAIN_AND_PORT = r"(?:" + _DOMAIN_NAME + r"|" + _IPV6 + r")(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
+_REMOTE_NAME = _PATH_COMPONENT + r"(?:/" + _PATH_COMPONENT + r")*"
+_NAME = r"(?:" + _DOMAIN_AND_PORT + r"/)?" + _REMOTE_NAME
+
+_REFERENCE_RE = re.compile(
+    r"(" + _NAME + r")(?::(" + _TAG + r"))?(?:@(" + _DIGEST + r"))?", re.ASCII
+)
+_ANCHORED_NAME_RE = re.compile(r"(?:(" + _DOMAIN_AND_PORT + r")/)?(" + _REMOTE_NAME + r")", re.ASCII)
+_TAG_RE = re.compile(_TAG, re.ASCII)
+_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
+_ID_PREFIX_RE = re.compile(r"(?:sha256:)?[a-f0-9]{1,64}")
+
+# go-digest: algorithms compiled into docker, and the length of their hex encoding.
+_DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
+_DIGEST_ANCHORED_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+
+ERR_REFERENCE_INVALID_FORMAT = "invalid reference format"
+ERR_TAG_INVALID_FORMAT = "invalid tag format"
+ERR_NAME_CONTAINS_UPPERCASE = "repository name must be lowercase"
+ERR_NAME_EMPTY = "repository name must have at least one component"
+ERR_NAME_TOO_LONG = f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"
+ERR_DIGEST_INVALID_FORMAT = "invalid checksum digest format"
+ERR_DIGEST_INVALID_LENGTH = "invalid checksum digest length"
+ERR_DIGEST_UNSUPPORTED = "unsupported digest algorithm"
+ERR_TAG_WITH_DIGEST = "refusing to create a tag with a digest reference"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A normalised image reference: ``domain/path[:tag][@digest]``.
+
+    ``domain`` is never empty (``docker.io`` by default) and official images carry their
+    ``library/`` prefix in ``path``, as Docker stores them.
+    """
+
+    domain: str
+    path: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The fully-qualified repository name, ``docker.io/library/busybox``."""
+        return f"{self.domain}/{self.path}"
+
+    @property
+    def familiar_name(self) -> str:
+        """The name Docker shows: ``busybox``, ``user/app``, ``localhost:5000/app``."""
+        if self.domain != DEFAULT_DOMAIN:
+            return self.name
+        path = self.path
+        if path.startswith(OFFICIAL_REPO_PREFIX):
+            # Only a single-component official name loses its prefix
+            # ("library/a/b" stays as it is), as in current distribution/reference.
+            rest = path[len(OFFICIAL_REPO_PREFIX) :]
+            if "/" not in rest:
+                return rest
+        return path
+
+    @property
+    def repository(self) -> str:
+        """The REPOSITORY column of ``docker images`` (the familiar name)."""
+        return self.familiar_name
+
+    def with_default_tag(self) -> Reference:
+        """``TagNameOnly``: add ``latest`` when the reference has neither tag nor digest."""
+        if self.tag is None and self.digest is None:
+            return Reference(self.domain, self.path, DEFAULT_TAG, None)
+        return self
+
+    def with_tag(self, tag: str) -> Reference:
+        """The same repository with ``tag`` (and no digest); the tag is validated."""
+        if not _TAG_RE.fullmatch(tag):
+            raise InvalidReference(ERR_TAG_INVALID_FORMAT)
+        return Reference(self.domain, self.path, tag, None)
+
+    def _suffix(self) -> str:
+        out = ""
+        if self.tag is not None:
+            out += ":" + self.tag
+        if self.digest is not None:
+            out += "@" + self.digest
+        return out
+
+    def __str__(self) -> str:
+        return self.name + self._suffix()
+
+    def familiar(self) -> str:
+        """``FamiliarString``: ``busybox:latest``, ``user/app@sha256:…``."""
+        return self.familiar_name + self._suffix()
+
+
+def _validate_digest(digest: str) -> None:
+    """go-digest ``Parse``/``Validate`` (the reference grammar has already matched it)."""
+    i = digest.find(":")
+    if i <= 0 or i + 1 == len(digest):
+        raise InvalidReference(ERR_DIGEST_INVALID_FORMAT)
+    algorithm, encoded = digest[:i], digest[i + 1 :]
+    length = _DIGEST_HEX_LENGTH.get(algorithm)
+    if length is None:
+        if not _DIGEST_ANCHORED_RE.fullmatch(digest):
+            raise InvalidReference(ERR_DIGEST_INVALID_FORMAT)
+        raise InvalidReference(ERR_DIGEST_UNSUPPORTED)
+    if len(encoded) != length:
+        raise InvalidReference(ERR_DIGEST_INVALID_LENGTH)
+    if not re.fullmatch(r"[a-f0-9]+", encoded):
+        raise InvalidReference(ERR_DIGEST_INVALID_FORMAT)
+
+
+def _parse_reference(s: str) -> Reference:
+    """distribution/reference ``Parse`` of an already-normalised string."""
+    m = _REFERENCE_RE.fullmatch(s)
+    if m is None:
+        if s == "":
+            raise InvalidReference(ERR_NAME_EMPTY)
+        if _REFERENCE_RE.fullmatch(s.lower()):
+            raise InvalidReference(ERR_NAME_CONTAINS_UPPERCASE)
+        raise InvalidReference(ERR_REFERENCE_INVALID_FORMAT)
+    name, tag, digest = m.group(1), m.group(2), m.group(3)
+    if len(name) > NAME_TOTAL_LENGTH_MAX:
+        raise InvalidReference(ERR_NAME_TOO_LONG)
+    nm = _ANCHORED_NAME_RE.fullmatch(name)
+    domain, path = (nm.group(1) or "", nm.group(2)) if nm else ("", name)
+    if digest is not None:
+        _validate_digest(digest)
+    return Reference(domain, path, tag, digest)
+
+
+def _split_docker_domain(name: str) -> tuple[str, str]:
+    i = name.find("/")
+    first = name[:i]
+    if i == -1 or (
+        "." not in first and ":" not in first and first != "localhost" and first.lower() == first
+    ):
+        domain, remainder = DEFAULT_DOMAIN, name
+    else:
+        domain, remainder = first, name[i + 1 :]
+    if domain == LEGACY_DEFAULT_DOMAIN:
+        domain = DEFAULT_DOMAIN
+    if domain == DEFAULT_DOMAIN and "/" not in remainder:
+        remainder = OFFICIAL_REPO_PREFIX + remainder
+    return domain, remainder
+
+
+def parse(s: str) -> Reference:
+    """``ParseNormalizedNamed``: parse what a user typed (``busybox``, ``user/app:1``,
+    ``localhost:5000/app@sha256:…``) into a normalised :class:`Reference`."""
+    if _IDENTIFIER_RE.fullmatch(s):
+        raise InvalidReference(
+            f"invalid repository name ({s}), cannot specify 64-byte hexadecimal strings"
+        )
+    domain, remainder = _split_docker_domain(s)
+    remote_name = remainder.split(":", 1)[0]
+    if remote_name.lower() != remote_name:
+        raise InvalidReference(
+            f"invalid reference format: repository name ({remote_name}) must be lowercase"
+        )
+    ref = _parse_reference(domain + "/" + remainder)
+    if not ref.path:
+        raise InvalidReference(f"reference {ref} has no name")
+    return ref
+
+
+def parse_repository_tag(s: str) -> Reference:
+    """A target for ``tag``/``import``/``commit``: a name with an optional tag (``latest`` if
+    absent).  A digest is refused, as ``docker tag`` does."""
+    ref = parse(s)
+    if ref.digest is not None:
+        raise InvalidReference(ERR_TAG_WITH_DIGEST)
+    return ref.with_default_tag()
+
+
+def is_id_prefix(s: str) -> bool:
+    """Whether ``s`` may name an image by (short) ID: 1–64 lowercase hex digits, optionally
+    after ``sha256:``."""
+    return _ID_PREFIX_RE.fullmatch(s) is not None
