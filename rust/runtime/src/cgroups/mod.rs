@@ -1,0 +1,182 @@
+//! cgroups behind one trait, [`CgroupManager`], with a v1 ([`v1::V1`]) and a v2 ([`v2::V2`])
+//! implementation chosen by [`detect`]: the host is v2 when `/sys/fs/cgroup/cgroup.controllers`
+//! exists and lists controllers; otherwise (v1 or hybrid, whose v2 mount has no controllers)
+//! it is v1. Both take their root(s) as parameters, so tests run them against a fake cgroupfs
+//! in a temporary directory.
+
+pub mod v1;
+pub mod v2;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::mounts::CgroupMount;
+use crate::spec::Resources;
+
+/// What a container's cgroup can do. Edge cases, per method:
+pub trait CgroupManager {
+    /// 1 or 2.
+    fn version(&self) -> u8;
+    /// The cgroup path inside the hierarchy ("/dockyard/ID"), as recorded in the state.
+    fn path(&self) -> &str;
+    /// Create the cgroup (and missing parents) in every hierarchy. An existing cgroup is
+    /// reused, as runc does for a shared path. On v1 a new cpuset cgroup inherits
+    /// `cpuset.cpus`/`cpuset.mems` from its parent (it could hold no task otherwise); on v2 the
+    /// controllers are enabled in each ancestor's `cgroup.subtree_control`.
+    fn create(&self) -> Result<()>;
+    /// Write the limits of `linux.resources`. Unset fields are left alone. A limit for a
+    /// controller the host does not have is an error naming it, never silently dropped.
+    fn set(&self, r: &Resources) -> Result<()>;
+    /// Move a process (all its threads) into the cgroup.
+    fn add(&self, pid: i32) -> Result<()>;
+    /// The pids in the cgroup (processes, not threads); empty if it does not exist.
+    fn pids(&self) -> Result<Vec<i32>>;
+    /// Freeze every task and wait until the kernel reports the cgroup frozen.
+    fn freeze(&self) -> Result<()>;
+    fn thaw(&self) -> Result<()>;
+    /// False if there is no freezer or no cgroup.
+    fn is_frozen(&self) -> bool;
+    /// How many tasks the OOM killer killed in this cgroup so far (0 if unknown).
+    fn oom_kills(&self) -> u64;
+    /// Remove the cgroup from every hierarchy; retries while the last tasks exit (EBUSY) for
+    /// up to about a second. Missing directories are fine. Parents are left in place.
+    fn destroy(&self) -> Result<()>;
+    /// Where the cgroup lives, for the container's own `/sys/fs/cgroup` mount.
+    fn mount_info(&self, cgroupns: bool) -> CgroupMount;
+    /// Send `sig` to every process in the cgroup.
+    fn kill_all(&self, sig: i32) -> Result<()> {
+        for pid in self.pids()? {
+            unsafe { libc::kill(pid, sig) };
+        }
+        Ok(())
+    }
+}
+
+/// Is the host cgroup v2 (unified with controllers)?
+pub fn host_is_v2(root: &Path) -> bool {
+    std::fs::read_to_string(root.join("cgroup.controllers")).map(|s| !s.trim().is_empty()).unwrap_or(false)
+}
+
+/// The default cgroup path of a container that has no `linux.cgroupsPath`.
+pub fn default_path(id: &str) -> String {
+    format!("/dockyard/{id}")
+}
+
+/// Open the manager for a container, detecting the host's cgroup version.
+pub fn open(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn CgroupManager>> {
+    let path = match cgroups_path {
+        None | Some("") => default_path(id),
+        Some(p) if p.contains(':') && !p.starts_with('/') => {
+            return Err(Error::msg(format!("cgroupsPath {p:?} is in systemd slice:prefix:name form, which this runtime does not drive (use a path)")))
+        }
+        Some(p) => p.to_string(),
+    };
+    let root = Path::new("/sys/fs/cgroup");
+    if host_is_v2(root) {
+        let path = if path.starts_with('/') { path } else { join_rel(&v2::own_cgroup()?, &path) };
+        Ok(Box::new(v2::V2::new(root.to_path_buf(), path)))
+    } else {
+        Ok(Box::new(v1::V1::from_host(&path)?))
+    }
+}
+
+/// Reopen from the state (version and path already known).
+pub fn reopen(version: u8, path: &str) -> Result<Box<dyn CgroupManager>> {
+    if version == 2 {
+        Ok(Box::new(v2::V2::new(PathBuf::from("/sys/fs/cgroup"), path.to_string())))
+    } else {
+        Ok(Box::new(v1::V1::from_host(path)?))
+    }
+}
+
+pub(crate) fn join_rel(base: &str, rel: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), rel.trim_start_matches("./"))
+}
+
+/// Write a cgroup control file. O_CREAT is harmless on cgroupfs (the files exist; a missing one
+/// fails with the path named) and lets the fake trees of the tests be plain directories.
+pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    let p = dir.join(file);
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&p).map_err(|e| Error::io(format!("open cgroup file to write {value:?}"), Some(&p), e))?;
+    f.write_all(value.as_bytes()).map_err(|e| Error::io(format!("write {value:?} to cgroup file"), Some(&p), e))
+}
+
+pub(crate) fn read(dir: &Path, file: &str) -> Result<String> {
+    let p = dir.join(file);
+    std::fs::read_to_string(&p).map_err(|e| Error::io("read cgroup file", Some(&p), e))
+}
+
+pub(crate) fn read_pids(dir: &Path) -> Result<Vec<i32>> {
+    match std::fs::read_to_string(dir.join("cgroup.procs")) {
+        Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Vec::new()),
+        Err(e) => Err(Error::io("read", Some(&dir.join("cgroup.procs")), e)),
+    }
+}
+
+/// rmdir, retrying on EBUSY while the last tasks leave.
+pub(crate) fn rmdir(dir: &Path) -> Result<()> {
+    for i in 0..100 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && i < 99 => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) || e.raw_os_error() == Some(libc::EEXIST) => {
+                // A fake tree (regular files inside): remove the files, then the dir.
+                if !dir.starts_with("/sys/fs/cgroup") {
+                    std::fs::remove_dir_all(dir).map_err(|e| Error::io("remove cgroup", Some(dir), e))?;
+                    return Ok(());
+                }
+                return Err(Error::io("remove cgroup", Some(dir), e));
+            }
+            Err(e) => return Err(Error::io("remove cgroup", Some(dir), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Poll `f` for up to ~2 s.
+pub(crate) fn wait_until(mut f: impl FnMut() -> Result<bool>) -> Result<bool> {
+    for _ in 0..2000 {
+        if f()? {
+            return Ok(true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Ok(false)
+}
+
+/// Convert cpu.shares (v1, 2..262144) to cpu.weight (v2, 1..10000), the formula the kernel
+/// documentation and every runtime use.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + ((shares.clamp(2, 262144) - 2) * 9999) / 262142
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::PathBuf;
+
+    /// A private temporary directory, removed on drop.
+    pub struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        pub fn new(tag: &str) -> TempDir {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let p = std::env::temp_dir().join(format!("dyrt-{tag}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

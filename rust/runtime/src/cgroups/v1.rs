@@ -1,0 +1,365 @@
+//! cgroup v1: one directory per hierarchy (`/sys/fs/cgroup/<controller>/<path>`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{read, read_pids, rmdir, wait_until, write, CgroupManager};
+use crate::error::{Error, Result};
+use crate::mounts::{unescape_mountinfo, CgroupMount};
+use crate::spec::Resources;
+
+pub struct V1 {
+    /// Hierarchy mount point → the controllers (or `name=...`) it carries.
+    hierarchies: BTreeMap<PathBuf, Vec<String>>,
+    path: String,
+}
+
+impl V1 {
+    /// `mounts`: hierarchy mount point → its controllers; `path`: absolute cgroup path.
+    pub fn new(hierarchies: BTreeMap<PathBuf, Vec<String>>, path: String) -> V1 {
+        V1 { hierarchies, path }
+    }
+
+    /// The host's v1 hierarchies from /proc/self/mountinfo. A relative `path` is taken
+    /// relative to our own cgroup in each hierarchy (first one found), as runc does.
+    pub fn from_host(path: &str) -> Result<V1> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("read", Some(Path::new("/proc/self/mountinfo")), e))?;
+        let hierarchies = parse_mountinfo(&info);
+        if hierarchies.is_empty() {
+            return Err(Error::msg("no cgroup v1 hierarchy is mounted"));
+        }
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            let base = own.lines().find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctl, p) = (f.next()?, f.next()?, f.next()?);
+                (ctl.split(',').any(|c| c == "memory")).then(|| p.to_string())
+            });
+            super::join_rel(&base.unwrap_or_else(|| "/".into()), path)
+        };
+        Ok(V1 { hierarchies, path })
+    }
+
+    fn dir_of(&self, controller: &str) -> Option<PathBuf> {
+        self.hierarchies.iter().find(|(_, c)| c.iter().any(|x| x == controller)).map(|(m, _)| m.join(self.path.trim_start_matches('/')))
+    }
+
+    fn need(&self, controller: &str) -> Result<PathBuf> {
+        self.dir_of(controller).ok_or_else(|| Error::msg(format!("cgroup v1 controller {controller:?} is not mounted, cannot apply its limits")))
+    }
+
+    fn dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.hierarchies.keys().map(|m| m.join(self.path.trim_start_matches('/')))
+    }
+}
+
+/// Hierarchy mount point → controllers, for every `cgroup` (v1) mount.
+pub fn parse_mountinfo(info: &str) -> BTreeMap<PathBuf, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for line in info.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let post: Vec<&str> = post.split(' ').collect();
+        if post.first() != Some(&"cgroup") || post.len() < 3 {
+            continue;
+        }
+        let pre: Vec<&str> = pre.split(' ').collect();
+        if pre.len() < 5 {
+            continue;
+        }
+        let ctls: Vec<String> = post[2]
+            .split(',')
+            .filter(|o| !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec" | "clone_children" | "noprefix" | "xattr" | "cpuset_v2_mode") && !o.starts_with("release_agent"))
+            .map(String::from)
+            .collect();
+        out.insert(PathBuf::from(unescape_mountinfo(pre[4])), ctls);
+    }
+    out
+}
+
+fn limit(v: i64) -> String {
+    if v < 0 {
+        "-1".into()
+    } else {
+        v.to_string()
+    }
+}
+
+impl CgroupManager for V1 {
+    fn version(&self) -> u8 {
+        1
+    }
+
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn create(&self) -> Result<()> {
+        for (mount, ctls) in &self.hierarchies {
+            let dir = mount.join(self.path.trim_start_matches('/'));
+            if ctls.iter().any(|c| c == "cpuset") {
+                // Walk down from the root so each new level gets its parent's cpus and mems.
+                let mut cur = mount.clone();
+                for comp in Path::new(self.path.trim_start_matches('/')).components() {
+                    let parent = cur.clone();
+                    cur.push(comp);
+                    if !cur.exists() {
+                        std::fs::create_dir(&cur).map_err(|e| Error::io("create cgroup", Some(&cur), e))?;
+                    }
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let mine = read(&cur, f).unwrap_or_default();
+                        if mine.trim().is_empty() {
+                            let from = read(&parent, f).unwrap_or_default();
+                            if !from.trim().is_empty() {
+                                write(&cur, f, from.trim())?;
+                            }
+                        }
+                    }
+                }
+            } else {
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io("create cgroup", Some(&dir), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set(&self, r: &Resources) -> Result<()> {
+        if let Some(m) = &r.memory {
+            if m.limit.is_some() || m.swap.is_some() || m.reservation.is_some() || m.swappiness.is_some() || m.disable_oom_killer.is_some() {
+                let d = self.need("memory")?;
+                if let Some(l) = m.limit {
+                    write(&d, "memory.limit_in_bytes", &limit(l))?;
+                }
+                if let Some(s) = m.swap {
+                    // OCI's swap is memory+swap, which is exactly memsw. Without swap
+                    // accounting the file is absent: runc ignores that too.
+                    if d.join("memory.memsw.limit_in_bytes").exists() || !d.starts_with("/sys/fs/cgroup") {
+                        write(&d, "memory.memsw.limit_in_bytes", &limit(s))?;
+                    }
+                }
+                if let Some(v) = m.reservation {
+                    write(&d, "memory.soft_limit_in_bytes", &limit(v))?;
+                }
+                if let Some(v) = m.swappiness {
+                    if v <= 100 {
+                        write(&d, "memory.swappiness", &v.to_string())?;
+                    }
+                }
+                if m.disable_oom_killer == Some(true) {
+                    write(&d, "memory.oom_control", "1")?;
+                }
+            }
+        }
+        if let Some(c) = &r.cpu {
+            if c.shares.is_some() || c.quota.is_some() || c.period.is_some() {
+                let d = self.need("cpu")?;
+                if let Some(s) = c.shares.filter(|s| *s != 0) {
+                    write(&d, "cpu.shares", &s.to_string())?;
+                }
+                if let Some(p) = c.period.filter(|p| *p != 0) {
+                    write(&d, "cpu.cfs_period_us", &p.to_string())?;
+                }
+                if let Some(q) = c.quota.filter(|q| *q != 0) {
+                    write(&d, "cpu.cfs_quota_us", &q.to_string())?;
+                }
+            }
+            if c.cpus.as_deref().is_some_and(|s| !s.is_empty()) || c.mems.as_deref().is_some_and(|s| !s.is_empty()) {
+                let d = self.need("cpuset")?;
+                if let Some(s) = c.cpus.as_deref().filter(|s| !s.is_empty()) {
+                    write(&d, "cpuset.cpus", s)?;
+                }
+                if let Some(s) = c.mems.as_deref().filter(|s| !s.is_empty()) {
+                    write(&d, "cpuset.mems", s)?;
+                }
+            }
+        }
+        if let Some(p) = &r.pids {
+            let d = self.need("pids")?;
+            write(&d, "pids.max", &if p.limit > 0 { p.limit.to_string() } else { "max".into() })?;
+        }
+        if let Some(w) = r.block_io.as_ref().and_then(|b| b.weight) {
+            let d = self.need("blkio")?;
+            if d.join("blkio.weight").exists() || !d.starts_with("/sys/fs/cgroup") {
+                write(&d, "blkio.weight", &w.to_string())?;
+            }
+        }
+        if !r.devices.is_empty() {
+            if let Some(d) = self.dir_of("devices") {
+                for rule in &r.devices {
+                    let typ = rule.typ.as_deref().unwrap_or("a");
+                    let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_string(), |n| n.to_string());
+                    let access = rule.access.as_deref().unwrap_or("rwm");
+                    let line = if typ == "a" && rule.major.is_none() && rule.minor.is_none() { format!("a *:* {access}") } else { format!("{typ} {}:{} {access}", num(rule.major), num(rule.minor)) };
+                    write(&d, if rule.allow { "devices.allow" } else { "devices.deny" }, &line)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&self, pid: i32) -> Result<()> {
+        for d in self.dirs() {
+            write(&d, "cgroup.procs", &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn pids(&self) -> Result<Vec<i32>> {
+        match self.dir_of("pids").or_else(|| self.dir_of("freezer")).or_else(|| self.dirs().next()) {
+            Some(d) => read_pids(&d),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn freeze(&self) -> Result<()> {
+        let d = self.need("freezer")?;
+        let ok = wait_until(|| {
+            write(&d, "freezer.state", "FROZEN")?;
+            Ok(read(&d, "freezer.state")?.trim() == "FROZEN")
+        })?;
+        if !ok {
+            let _ = write(&d, "freezer.state", "THAWED");
+            return Err(Error::msg("the freezer did not reach FROZEN").with_path(&d));
+        }
+        Ok(())
+    }
+
+    fn thaw(&self) -> Result<()> {
+        let d = self.need("freezer")?;
+        write(&d, "freezer.state", "THAWED")
+    }
+
+    fn is_frozen(&self) -> bool {
+        self.dir_of("freezer").and_then(|d| read(&d, "freezer.state").ok()).is_some_and(|s| s.trim() == "FROZEN")
+    }
+
+    fn oom_kills(&self) -> u64 {
+        let Some(d) = self.dir_of("memory") else { return 0 };
+        let text = read(&d, "memory.oom_control").unwrap_or_default();
+        text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    }
+
+    fn destroy(&self) -> Result<()> {
+        let mut first: Option<Error> = None;
+        for d in self.dirs() {
+            if let Err(e) = rmdir(&d) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    fn mount_info(&self, cgroupns: bool) -> CgroupMount {
+        let hierarchies = self
+            .hierarchies
+            .iter()
+            .map(|(m, c)| (m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), c.join(","), m.join(self.path.trim_start_matches('/'))))
+            .collect();
+        CgroupMount { v2: false, cgroupns, hierarchies }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::TempDir;
+    use super::*;
+
+    fn fake(t: &TempDir) -> V1 {
+        let mut h = BTreeMap::new();
+        for c in ["memory", "cpu", "cpuset", "pids", "freezer", "devices"] {
+            std::fs::create_dir_all(t.0.join(c)).unwrap();
+            h.insert(t.0.join(c), vec![c.to_string()]);
+        }
+        std::fs::write(t.0.join("cpuset/cpuset.cpus"), "0-1\n").unwrap();
+        std::fs::write(t.0.join("cpuset/cpuset.mems"), "0\n").unwrap();
+        V1::new(h, "/dy/c1".into())
+    }
+
+    #[test]
+    fn mountinfo_lists_v1_hierarchies_only() {
+        let info = "30 25 0:26 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                    31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+                    32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                    33 25 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let h = parse_mountinfo(info);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h[Path::new("/sys/fs/cgroup/memory")], vec!["memory"]);
+        assert_eq!(h[Path::new("/sys/fs/cgroup/systemd")], vec!["name=systemd"]);
+        assert_eq!(h[Path::new("/sys/fs/cgroup/cpu,cpuacct")], vec!["cpu", "cpuacct"]);
+    }
+
+    #[test]
+    fn create_set_and_destroy_on_a_fake_tree() {
+        let t = TempDir::new("v1");
+        let cg = fake(&t);
+        cg.create().unwrap();
+        assert_eq!(std::fs::read_to_string(t.0.join("cpuset/dy/c1/cpuset.cpus")).unwrap(), "0-1");
+        assert_eq!(std::fs::read_to_string(t.0.join("cpuset/dy/cpuset.mems")).unwrap(), "0");
+        let r: Resources = serde_json::from_str(
+            r#"{"memory":{"limit":67108864,"reservation":33554432,"swap":134217728},"cpu":{"shares":512,"quota":50000,"period":100000,"cpus":"1"},"pids":{"limit":20},
+                "devices":[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"}]}"#,
+        )
+        .unwrap();
+        cg.set(&r).unwrap();
+        let rd = |p: &str| std::fs::read_to_string(t.0.join(p)).unwrap();
+        assert_eq!(rd("memory/dy/c1/memory.limit_in_bytes"), "67108864");
+        assert_eq!(rd("memory/dy/c1/memory.soft_limit_in_bytes"), "33554432");
+        assert_eq!(rd("memory/dy/c1/memory.memsw.limit_in_bytes"), "134217728");
+        assert_eq!(rd("cpu/dy/c1/cpu.shares"), "512");
+        assert_eq!(rd("cpu/dy/c1/cpu.cfs_quota_us"), "50000");
+        assert_eq!(rd("cpu/dy/c1/cpu.cfs_period_us"), "100000");
+        assert_eq!(rd("cpuset/dy/c1/cpuset.cpus"), "1");
+        assert_eq!(rd("pids/dy/c1/pids.max"), "20");
+        assert_eq!(rd("devices/dy/c1/devices.deny"), "a *:* rwm");
+        assert_eq!(rd("devices/dy/c1/devices.allow"), "c 1:3 rwm");
+        cg.add(42).unwrap();
+        assert_eq!(cg.pids().unwrap(), vec![42]);
+        std::fs::write(t.0.join("memory/dy/c1/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").unwrap();
+        assert_eq!(cg.oom_kills(), 3);
+        cg.freeze().unwrap();
+        assert!(cg.is_frozen());
+        cg.thaw().unwrap();
+        assert!(!cg.is_frozen());
+        let mi = cg.mount_info(false);
+        assert_eq!(mi.hierarchies.len(), 6);
+        assert!(mi.hierarchies.iter().any(|(n, o, p)| n == "memory" && o == "memory" && p == &t.0.join("memory/dy/c1")));
+        cg.destroy().unwrap();
+        assert!(!t.0.join("memory/dy/c1").exists() && t.0.join("memory/dy").exists());
+    }
+
+    #[test]
+    fn missing_controller_is_named() {
+        let t = TempDir::new("v1m");
+        let mut h = BTreeMap::new();
+        std::fs::create_dir_all(t.0.join("memory")).unwrap();
+        h.insert(t.0.join("memory"), vec!["memory".to_string()]);
+        let cg = V1::new(h, "/x".into());
+        cg.create().unwrap();
+        let r: Resources = serde_json::from_str(r#"{"pids":{"limit":5}}"#).unwrap();
+        assert!(cg.set(&r).unwrap_err().to_string().contains("\"pids\" is not mounted"));
+        cg.destroy().unwrap();
+    }
+
+    /// The real hierarchy of this host, when we are root on cgroup v1.
+    #[test]
+    fn real_v1_when_root() {
+        if unsafe { libc::geteuid() } != 0 || super::super::host_is_v2(Path::new("/sys/fs/cgroup")) {
+            eprintln!("skipped: needs root on a cgroup v1 host");
+            return;
+        }
+        let cg = V1::from_host(&format!("/dockyard-unit/{}", std::process::id())).unwrap();
+        cg.create().unwrap();
+        let r: Resources = serde_json::from_str(r#"{"memory":{"limit":33554432},"pids":{"limit":7}}"#).unwrap();
+        let res = cg.set(&r);
+        let limit = cg.dir_of("memory").map(|d| read(&d, "memory.limit_in_bytes").unwrap_or_default());
+        let pids = cg.dir_of("pids").map(|d| read(&d, "pids.max").unwrap_or_default());
+        cg.destroy().unwrap();
+        for m in cg.hierarchies.keys() {
+            let _ = std::fs::remove_dir(m.join("dockyard-unit"));
+        }
+        res.unwrap();
+        assert_eq!(limit.unwrap().trim(), "33554432");
+        assert_eq!(pids.unwrap().trim(), "7");
+    }
+}

@@ -1,0 +1,131 @@
+//! The typed message channel between the runtime (parent), the intermediate process and the
+//! container's init: a SOCK_SEQPACKET socketpair, one message per packet, so no framing bugs.
+
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use crate::error::{check, Error, Result};
+
+#[derive(Debug, PartialEq)]
+pub enum Msg {
+    /// parent → intermediate: you are in the cgroup, go on.
+    Go,
+    /// intermediate → parent: the init's pid (in the parent's pid namespace).
+    Pid(i32),
+    /// init → parent: set up and waiting for `start`.
+    Ready,
+    /// child → parent: setup failed.
+    Fail(Error),
+}
+
+pub struct Channel {
+    pub fd: RawFd,
+}
+
+pub fn pair() -> Result<(Channel, Channel)> {
+    let mut fds = [0; 2];
+    check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) }, "socketpair", None)?;
+    Ok((Channel { fd: fds[0] }, Channel { fd: fds[1] }))
+}
+
+fn encode(m: &Msg) -> Vec<u8> {
+    match m {
+        Msg::Go => vec![b'G'],
+        Msg::Ready => vec![b'R'],
+        Msg::Pid(p) => {
+            let mut v = vec![b'P'];
+            v.extend_from_slice(&p.to_le_bytes());
+            v
+        }
+        Msg::Fail(e) => {
+            let mut v = vec![b'F'];
+            v.extend_from_slice(&e.errno.unwrap_or(0).to_le_bytes());
+            let path = e.path.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            v.extend_from_slice(&(path.len() as u32).to_le_bytes());
+            v.extend_from_slice(path.as_bytes());
+            let mut ctx = e.context.clone();
+            if let Some(c) = &e.cleanup {
+                ctx.push_str(&format!(" (and while cleaning up: {c})"));
+            }
+            v.extend_from_slice(ctx.as_bytes());
+            v
+        }
+    }
+}
+
+fn decode(b: &[u8]) -> Result<Msg> {
+    let bad = || Error::msg(format!("malformed message from the container process ({} bytes)", b.len()));
+    match b.first() {
+        Some(b'G') => Ok(Msg::Go),
+        Some(b'R') => Ok(Msg::Ready),
+        Some(b'P') if b.len() == 5 => Ok(Msg::Pid(i32::from_le_bytes(b[1..5].try_into().unwrap()))),
+        Some(b'F') if b.len() >= 9 => {
+            let errno = i32::from_le_bytes(b[1..5].try_into().unwrap());
+            let plen = u32::from_le_bytes(b[5..9].try_into().unwrap()) as usize;
+            let path = b.get(9..9 + plen).ok_or_else(bad)?;
+            let ctx = String::from_utf8_lossy(&b[9 + plen..]).into_owned();
+            Ok(Msg::Fail(Error {
+                context: ctx,
+                path: (!path.is_empty()).then(|| PathBuf::from(String::from_utf8_lossy(path).into_owned())),
+                errno: (errno != 0).then_some(errno),
+                cleanup: None,
+            }))
+        }
+        _ => Err(bad()),
+    }
+}
+
+impl Channel {
+    pub fn send(&self, m: &Msg) -> Result<()> {
+        let b = encode(m);
+        if unsafe { libc::send(self.fd, b.as_ptr() as *const libc::c_void, b.len(), libc::MSG_NOSIGNAL) } < 0 {
+            return Err(Error::last("send on the setup channel", None));
+        }
+        Ok(())
+    }
+
+    /// The next message; an error if the other side closed without a word (it died).
+    pub fn recv(&self) -> Result<Msg> {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+            if n < 0 {
+                if crate::error::errno() == libc::EINTR {
+                    continue;
+                }
+                return Err(Error::last("receive on the setup channel", None));
+            }
+            if n == 0 {
+                return Err(Error::msg("the container process exited during setup without reporting why"));
+            }
+            return decode(&buf[..n as usize]);
+        }
+    }
+
+    pub fn close(&self) {
+        crate::util::close(self.fd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let (a, b) = pair().unwrap();
+        a.send(&Msg::Pid(4242)).unwrap();
+        assert_eq!(b.recv().unwrap(), Msg::Pid(4242));
+        a.send(&Msg::Fail(Error::sys("mount proc on", Some(std::path::Path::new("/r/proc")), libc::EPERM))).unwrap();
+        match b.recv().unwrap() {
+            Msg::Fail(e) => {
+                assert_eq!(e.errno, Some(libc::EPERM));
+                assert!(e.to_string().starts_with("mount proc on /r/proc: "), "{e}");
+            }
+            m => panic!("{m:?}"),
+        }
+        a.close();
+        assert!(b.recv().is_err());
+        b.close();
+    }
+}

@@ -1,0 +1,477 @@
+//! The lifecycle verbs: create, start, kill, delete, pause, resume, ps; and waiting for a
+//! container we supervise (run, shim).
+//!
+//! Process structure of `create`:
+//!
+//! ```text
+//! runtime (parent) ── fork ──> intermediate ── setns(paths), unshare(new ns) ── fork ──> init
+//!      │  adds the intermediate to the cgroup, then sends Go     │ sends Pid(init), exits      │
+//!      │  <──────────────────────── Pid ─────────────────────────┘                              │
+//!      │  <─────────────────────── Ready | Fail ─────────────────────────────────────────────────┘
+//!      └─ writes state.json, exits.      init: rootfs, pivot_root, console, hostname, sysctl,
+//!                                        masks, rlimits; then blocks on exec.fifo until `start`
+//! ```
+//!
+//! The intermediate is needed because a new pid namespace (and a joined one) applies only to
+//! children of the process that unshares it; the init, its child, is pid 1 in it.
+
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use crate::cgroups::{self, CgroupManager};
+use crate::channel::{self, Msg};
+use crate::error::{check, errno, Error, Result};
+use crate::process::{self, InitArgs, ProcessSetup};
+use crate::spec::Spec;
+use crate::state::{valid_id, Container, State, Status};
+use crate::util::{self, alive, atomic_write, close, proc_stat};
+
+pub fn ns_flag(typ: &str) -> Result<libc::c_int> {
+    Ok(match typ {
+        "pid" => libc::CLONE_NEWPID,
+        "network" => libc::CLONE_NEWNET,
+        "mount" => libc::CLONE_NEWNS,
+        "ipc" => libc::CLONE_NEWIPC,
+        "uts" => libc::CLONE_NEWUTS,
+        "cgroup" => libc::CLONE_NEWCGROUP,
+        "user" => return Err(Error::msg("user namespaces are not supported by this runtime yet")),
+        t => return Err(Error::msg(format!("unknown namespace type {t:?}"))),
+    })
+}
+
+/// Namespaces to join (opened fd, type flag) and to create (flags), from the config.
+pub struct Namespaces {
+    pub join: Vec<(RawFd, libc::c_int, PathBuf)>,
+    pub new_flags: libc::c_int,
+}
+
+impl Namespaces {
+    pub fn from_spec(spec: &Spec) -> Result<Namespaces> {
+        let mut join = Vec::new();
+        let mut new_flags = 0;
+        for ns in &spec.linux().namespaces {
+            let flag = ns_flag(&ns.typ)?;
+            match ns.path.as_deref().filter(|p| !p.is_empty()) {
+                Some(p) => {
+                    let c = util::cstring(Path::new(p))?;
+                    let fd = check(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }, &format!("open {} namespace", ns.typ), Some(Path::new(p)))?;
+                    join.push((fd, flag, PathBuf::from(p)));
+                }
+                None => new_flags |= flag,
+            }
+        }
+        // Join the mount namespace last: the other paths must still resolve.
+        join.sort_by_key(|(_, f, _)| (*f == libc::CLONE_NEWNS) as u8);
+        Ok(Namespaces { join, new_flags })
+    }
+
+    /// In the intermediate process.
+    pub fn enter(&self) -> Result<()> {
+        for (fd, flag, path) in &self.join {
+            if unsafe { libc::setns(*fd, *flag) } < 0 {
+                return Err(Error::last("setns", Some(path)));
+            }
+        }
+        if self.new_flags != 0 && unsafe { libc::unshare(self.new_flags) } < 0 {
+            return Err(Error::last(format!("unshare namespaces {:#x}", self.new_flags), None));
+        }
+        Ok(())
+    }
+
+    pub fn close(&self) {
+        for (fd, _, _) in &self.join {
+            close(*fd);
+        }
+    }
+}
+
+pub struct CreateOpts<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    /// Path of a unix socket to send the pty master to (runc's --console-socket).
+    pub console_socket: Option<&'a Path>,
+    /// An already connected console socket (shim and `run -t` use a socketpair).
+    pub console_fd: Option<RawFd>,
+    /// fds to become the container's stdin, stdout, stderr (default: inherit ours).
+    pub stdio: Option<[RawFd; 3]>,
+    /// Force process.terminal on (the shim's --tty).
+    pub terminal: bool,
+}
+
+/// Undo a half-made container.
+struct Cleanup<'a> {
+    dir: Option<PathBuf>,
+    cgroup: Option<&'a dyn CgroupManager>,
+    pids: Vec<i32>,
+}
+
+impl Cleanup<'_> {
+    fn run(&mut self, err: Error) -> Error {
+        for p in &self.pids {
+            unsafe { libc::kill(*p, libc::SIGKILL) };
+            let mut st = 0;
+            unsafe { libc::waitpid(*p, &mut st, 0) };
+        }
+        let mut err = err;
+        if let Some(cg) = self.cgroup {
+            let _ = cg.kill_all(libc::SIGKILL);
+            if let Err(e) = cg.destroy() {
+                err = err.with_cleanup(e);
+            }
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        err
+    }
+}
+
+pub fn create(o: &CreateOpts) -> Result<Container> {
+    valid_id(o.id)?;
+    let bundle = std::fs::canonicalize(o.bundle).map_err(|e| Error::io("bundle", Some(o.bundle), e))?;
+    let mut spec = Spec::load(&bundle.join("config.json"))?;
+    if o.terminal {
+        if let Some(p) = spec.process.as_mut() {
+            p.terminal = true;
+        }
+    }
+    let proc_ = spec.process()?;
+    let root_path = spec.root.as_ref().map(|r| r.path.as_str()).unwrap_or("rootfs");
+    let rootfs = std::fs::canonicalize(bundle.join(root_path)).map_err(|e| Error::io("rootfs", Some(&bundle.join(root_path)), e))?;
+    if proc_.terminal && o.console_socket.is_none() && o.console_fd.is_none() {
+        return Err(Error::msg("process.terminal is set: a --console-socket is needed to hand over the pty"));
+    }
+    let setup = ProcessSetup::new(proc_, &spec)?;
+
+    std::fs::create_dir_all(o.root).map_err(|e| Error::io("create state root", Some(o.root), e))?;
+    let dir = Container::dir_of(o.root, o.id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => return Err(Error::msg(format!("container {:?} already exists", o.id))),
+        Err(e) => return Err(Error::io("create state directory", Some(&dir), e)),
+    }
+    let mut cleanup = Cleanup { dir: Some(dir.clone()), cgroup: None, pids: Vec::new() };
+    let cg = match cgroups::open(spec.linux().cgroups_path.as_deref(), o.id) {
+        Ok(cg) => cg,
+        Err(e) => return Err(cleanup.run(e)),
+    };
+    match create_inner(o, &spec, &bundle, &rootfs, &setup, &dir, cg.as_ref(), &mut cleanup) {
+        Ok(c) => Ok(c),
+        Err(e) => Err(cleanup.run(e)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, setup: &ProcessSetup, dir: &Path, cg: &'a dyn CgroupManager, cleanup: &mut Cleanup<'a>) -> Result<Container> {
+    let config = serde_json::to_vec(spec).map_err(|e| Error::msg(format!("encode config: {e}")))?;
+    atomic_write(&dir.join("config.json"), &config, 0o600)?;
+    let fifo = dir.join("exec.fifo");
+    let cfifo = util::cstring(&fifo)?;
+    check(unsafe { libc::mkfifo(cfifo.as_ptr(), 0o622) }, "mkfifo", Some(&fifo))?;
+    let fifo_fd = check(unsafe { libc::open(cfifo.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) }, "open", Some(&fifo))?;
+
+    cleanup.cgroup = Some(cg);
+    cg.create()?;
+    if let Some(r) = &spec.linux().resources {
+        cg.set(r)?;
+    }
+    let ns = Namespaces::from_spec(spec)?;
+    let cgroupns = ns.new_flags & libc::CLONE_NEWCGROUP != 0;
+    let console_fd = match (o.console_fd, o.console_socket) {
+        (Some(fd), _) => Some(fd),
+        (None, Some(p)) if setup.terminal => Some(util::connect_unix(p).map_err(|e| e.wrap("console socket"))?),
+        _ => None,
+    };
+    let (parent, child) = channel::pair()?;
+    let args = InitArgs {
+        spec,
+        bundle,
+        rootfs,
+        cgroup_mount: Some(cg.mount_info(cgroupns)),
+        setup,
+        chan: &child,
+        fifo_fd,
+        console_fd,
+        stdio: o.stdio,
+    };
+
+    let inter = unsafe { libc::fork() };
+    if inter < 0 {
+        return Err(Error::last("fork", None));
+    }
+    if inter == 0 {
+        // Intermediate.
+        util::reset_signals();
+        parent.close();
+        match child.recv() {
+            Ok(Msg::Go) => {}
+            _ => unsafe { libc::_exit(1) },
+        }
+        if let Err(e) = ns.enter() {
+            let _ = child.send(&Msg::Fail(e));
+            unsafe { libc::_exit(1) };
+        }
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            let _ = child.send(&Msg::Fail(Error::last("fork init", None)));
+            unsafe { libc::_exit(1) };
+        }
+        if pid == 0 {
+            process::init(args);
+        }
+        let _ = child.send(&Msg::Pid(pid));
+        unsafe { libc::_exit(0) };
+    }
+    child.close();
+    close(fifo_fd);
+    ns.close();
+    if o.console_fd.is_none() {
+        if let Some(fd) = console_fd {
+            close(fd);
+        }
+    }
+    cleanup.pids.push(inter);
+    let result = (|| -> Result<i32> {
+        cg.add(inter)?;
+        parent.send(&Msg::Go)?;
+        let pid = match parent.recv()? {
+            Msg::Pid(p) => p,
+            Msg::Fail(e) => return Err(e),
+            m => return Err(Error::msg(format!("unexpected message {m:?} from the intermediate process"))),
+        };
+        let mut st = 0;
+        unsafe { libc::waitpid(inter, &mut st, 0) };
+        cleanup.pids.clear();
+        cleanup.pids.push(pid);
+        match parent.recv()? {
+            Msg::Ready => Ok(pid),
+            Msg::Fail(e) => Err(e),
+            m => Err(Error::msg(format!("unexpected message {m:?} from the container's init"))),
+        }
+    })();
+    parent.close();
+    let pid = result?;
+    let start = proc_stat(pid).map(|s| s.1).ok_or_else(|| Error::msg("the container's init exited during setup"))?;
+    let state = State {
+        id: o.id.to_string(),
+        pid,
+        bundle: bundle.to_string_lossy().into_owned(),
+        rootfs: rootfs.to_string_lossy().into_owned(),
+        created: util::now_rfc3339(),
+        annotations: spec.annotations.clone(),
+        init_start_time: start,
+        cgroup_version: cg.version(),
+        cgroup_path: cg.path().to_string(),
+        own_pidns: spec.namespace("pid").is_some_and(|n| n.path.as_deref().unwrap_or("").is_empty()),
+    };
+    let c = Container { dir: dir.to_path_buf(), state };
+    c.save()?;
+    if let Some(p) = o.pid_file {
+        atomic_write(p, pid.to_string().as_bytes(), 0o644)?;
+    }
+    cleanup.pids.clear();
+    Ok(c)
+}
+
+/// Let the init go on to exec the user's process.
+pub fn start(root: &Path, id: &str) -> Result<Container> {
+    let c = Container::load(root, id)?;
+    match c.status() {
+        Status::Created => {}
+        s => return Err(Error::msg(format!("cannot start container {id:?}: it is {}", s.as_str()))),
+    }
+    let fifo = c.fifo();
+    let cf = util::cstring(&fifo)?;
+    let fd = unsafe { libc::open(cf.as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if fd < 0 {
+        let e = errno();
+        if e == libc::ENXIO {
+            return Err(Error::msg(format!("cannot start container {id:?}: its init is gone")));
+        }
+        return Err(Error::sys("open", Some(&fifo), e));
+    }
+    let r = util::write_all(fd, b"0");
+    close(fd);
+    r?;
+    let _ = std::fs::remove_file(&fifo);
+    Ok(c)
+}
+
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" | "CLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => {
+            if let Some(rest) = name.strip_prefix("RTMIN+") {
+                let k: i32 = rest.parse().map_err(|_| Error::msg(format!("unknown signal {s:?}")))?;
+                return Ok(libc::SIGRTMIN() + k);
+            }
+            return Err(Error::msg(format!("unknown signal {s:?}")));
+        }
+    };
+    Ok(n)
+}
+
+pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
+    let c = Container::load(root, id)?;
+    if c.status() == Status::Stopped {
+        return Err(Error::msg(format!("cannot kill container {id:?}: it is not running")));
+    }
+    if all {
+        return c.cgroup()?.kill_all(sig);
+    }
+    if unsafe { libc::kill(c.state.pid, sig) } < 0 {
+        return Err(Error::last(format!("kill pid {} with signal {sig}", c.state.pid), None));
+    }
+    Ok(())
+}
+
+/// Wait (up to `ms`) for the init to stop being alive (it may stay a zombie of its supervisor).
+fn wait_dead(c: &Container, ms: u64) -> bool {
+    for _ in 0..ms / 5 {
+        if !alive(c.state.pid, c.state.init_start_time) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    !alive(c.state.pid, c.state.init_start_time)
+}
+
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let c = match Container::load(root, id) {
+        Ok(c) => c,
+        Err(e) if force && e.context.contains("does not exist") => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let cg = c.cgroup()?;
+    match c.status() {
+        Status::Stopped => {}
+        Status::Created => {
+            unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
+            wait_dead(&c, 5000);
+        }
+        s if !force => return Err(Error::msg(format!("cannot delete container {id:?} that is not stopped: it is {} (use --force)", s.as_str()))),
+        _ => {
+            unsafe { libc::kill(c.state.pid, libc::SIGKILL) };
+            let _ = cg.kill_all(libc::SIGKILL);
+            if cg.is_frozen() {
+                let _ = cg.thaw();
+            }
+            if !wait_dead(&c, 10_000) {
+                return Err(Error::msg(format!("container {id:?}: its init (pid {}) did not die after SIGKILL", c.state.pid)));
+            }
+        }
+    }
+    // Without a pid namespace of its own, the container's other processes outlive its init.
+    let _ = cg.kill_all(libc::SIGKILL);
+    if cg.is_frozen() {
+        let _ = cg.thaw();
+    }
+    let res = cg.destroy();
+    std::fs::remove_dir_all(&c.dir).map_err(|e| Error::io("remove state directory", Some(&c.dir), e))?;
+    res
+}
+
+pub fn pause(root: &Path, id: &str) -> Result<()> {
+    let c = Container::load(root, id)?;
+    match c.status() {
+        Status::Running => c.cgroup()?.freeze(),
+        s => Err(Error::msg(format!("cannot pause container {id:?}: it is {}", s.as_str()))),
+    }
+}
+
+pub fn resume(root: &Path, id: &str) -> Result<()> {
+    let c = Container::load(root, id)?;
+    match c.status() {
+        Status::Paused => c.cgroup()?.thaw(),
+        s => Err(Error::msg(format!("cannot resume container {id:?}: it is {}", s.as_str()))),
+    }
+}
+
+pub fn ps(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let c = Container::load(root, id)?;
+    c.cgroup()?.pids()
+}
+
+/// Forward signals to `pid` and reap children until `pid` exits; returns its wait status.
+/// The caller blocked `SIGNALS` before creating the container and is a child subreaper, so the
+/// init (a grandchild) is reparented to it.
+pub const SIGNALS: &[i32] = &[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+
+pub fn wait_forwarding(pid: i32, sfd: RawFd, mut proxy: Option<&mut crate::tty::Proxy>) -> Result<libc::c_int> {
+    loop {
+        let mut st = 0;
+        loop {
+            let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+            if r == pid {
+                if let Some(p) = proxy.as_mut() {
+                    p.drain();
+                }
+                return Ok(st);
+            }
+            if r <= 0 {
+                break;
+            }
+        }
+        let mut fds = vec![libc::pollfd { fd: sfd, events: libc::POLLIN, revents: 0 }];
+        if let Some(p) = proxy.as_ref() {
+            fds.extend(p.pollfds());
+        }
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 && errno() != libc::EINTR {
+            return Err(Error::last("poll", None));
+        }
+        if fds[0].revents != 0 {
+            for sig in util::read_signals(sfd) {
+                match (sig, proxy.as_ref()) {
+                    (libc::SIGCHLD, _) => {}
+                    (libc::SIGWINCH, Some(p)) => p.winch(),
+                    _ => unsafe {
+                        libc::kill(pid, sig);
+                    },
+                }
+            }
+        }
+        if let Some(p) = proxy.as_mut() {
+            p.handle(&fds[1..]);
+        }
+    }
+}
