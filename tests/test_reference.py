@@ -1,6 +1,6 @@
 """dockyard.reference against Docker's distribution/reference (ParseNormalizedNamed and friends)."""
 
-import dataclasses
+import pickle
 
 import pytest
 
@@ -216,12 +216,25 @@ def test_parse_repository_tag_validates():
         parse_repository_tag("a:b:c")
 
 
-def test_reference_is_frozen_and_hashable():
+def test_reference_is_an_immutable_value():
     ref = parse("busybox")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         ref.tag = "x"
+    with pytest.raises(AttributeError):
+        del ref.tag
+    with pytest.raises(AttributeError):
+        ref.other = 1
     assert {ref: 1}[parse("docker.io/library/busybox")] == 1
     assert Reference("docker.io", "library/busybox") == ref
+    assert Reference("docker.io", "library/busybox", "1") != ref
+    assert ref != "docker.io/library/busybox"
+    assert repr(ref) == (
+        "Reference(domain='docker.io', path='library/busybox', tag=None, digest=None)"
+    )
+    assert pickle.loads(pickle.dumps(ref)) == ref
+    match ref:
+        case Reference(domain, path, tag, digest):
+            assert (domain, path, tag, digest) == ("docker.io", "library/busybox", None, None)
 
 
 @pytest.mark.parametrize(

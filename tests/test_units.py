@@ -142,7 +142,8 @@ NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
         (NOW + timedelta(hours=1), "Less than a second ago"),  # clock skew
         (NOW.replace(tzinfo=None) - timedelta(seconds=30), "30 seconds ago"),  # naive = UTC
         (NOW.timestamp() - 2 * DAY, "2 days ago"),  # Unix seconds
-        (datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))), "Less than a second ago"),
+        (datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2))),
+         "Less than a second ago"),
     ],
 )
 def test_since(ts, expected):

@@ -9,7 +9,6 @@ format`` or ``invalid reference format: repository name (library/Busybox) must b
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from .errors import InvalidReference
 
@@ -35,17 +34,15 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32
 _REMOTE_NAME = _PATH_COMPONENT + r"(?:/" + _PATH_COMPONENT + r")*"
 _NAME = r"(?:" + _DOMAIN_AND_PORT + r"/)?" + _REMOTE_NAME
 
-_REFERENCE_RE = re.compile(
-    r"(" + _NAME + r")(?::(" + _TAG + r"))?(?:@(" + _DIGEST + r"))?", re.ASCII
-)
-_ANCHORED_NAME_RE = re.compile(r"(?:(" + _DOMAIN_AND_PORT + r")/)?(" + _REMOTE_NAME + r")", re.ASCII)
-_TAG_RE = re.compile(_TAG, re.ASCII)
-_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
-_ID_PREFIX_RE = re.compile(r"(?:sha256:)?[a-f0-9]{1,64}")
+# Patterns are compiled on first use (re caches them): importing this module stays cheap.
+_REFERENCE = r"(" + _NAME + r")(?::(" + _TAG + r"))?(?:@(" + _DIGEST + r"))?"
+_ANCHORED_NAME = r"(?:(" + _DOMAIN_AND_PORT + r")/)?(" + _REMOTE_NAME + r")"
+_IDENTIFIER = r"[a-f0-9]{64}"
+_ID_PREFIX = r"(?:sha256:)?[a-f0-9]{1,64}"
 
 # go-digest: algorithms compiled into docker, and the length of their hex encoding.
 _DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
-_DIGEST_ANCHORED_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+_DIGEST_ANCHORED = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
 
 ERR_REFERENCE_INVALID_FORMAT = "invalid reference format"
 ERR_TAG_INVALID_FORMAT = "invalid tag format"
@@ -58,18 +55,57 @@ ERR_DIGEST_UNSUPPORTED = "unsupported digest algorithm"
 ERR_TAG_WITH_DIGEST = "refusing to create a tag with a digest reference"
 
 
-@dataclass(frozen=True)
 class Reference:
     """A normalised image reference: ``domain/path[:tag][@digest]``.
 
     ``domain`` is never empty (``docker.io`` by default) and official images carry their
     ``library/`` prefix in ``path``, as Docker stores them.
+
+    An immutable value, like a frozen dataclass (equality, hashing, ``repr``), written out by
+    hand because importing ``dataclasses`` costs ~10 ms (it loads ``inspect``) and this module
+    is imported by every image command.
     """
+
+    __slots__ = ("domain", "path", "tag", "digest")
+    __match_args__ = ("domain", "path", "tag", "digest")
 
     domain: str
     path: str
-    tag: str | None = None
-    digest: str | None = None
+    tag: str | None
+    digest: str | None
+
+    def __init__(
+        self, domain: str, path: str, tag: str | None = None, digest: str | None = None
+    ) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "domain", domain)
+        setattr_(self, "path", path)
+        setattr_(self, "tag", tag)
+        setattr_(self, "digest", digest)
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: Reference is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: Reference is immutable")
+
+    def _key(self) -> tuple:
+        return (self.domain, self.path, self.tag, self.digest)
+
+    def __eq__(self, other) -> bool:
+        if type(other) is not Reference:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Reference(domain={self.domain!r}, path={self.path!r}, tag={self.tag!r}, "
+                f"digest={self.digest!r})")
+
+    def __reduce__(self):
+        return (Reference, self._key())
 
     @property
     def name(self) -> str:
@@ -103,7 +139,7 @@ class Reference:
 
     def with_tag(self, tag: str) -> Reference:
         """The same repository with ``tag`` (and no digest); the tag is validated."""
-        if not _TAG_RE.fullmatch(tag):
+        if not re.fullmatch(_TAG, tag, re.ASCII):
             raise InvalidReference(ERR_TAG_INVALID_FORMAT)
         return Reference(self.domain, self.path, tag, None)
 
@@ -131,7 +167,7 @@ def _validate_digest(digest: str) -> None:
     algorithm, encoded = digest[:i], digest[i + 1 :]
     length = _DIGEST_HEX_LENGTH.get(algorithm)
     if length is None:
-        if not _DIGEST_ANCHORED_RE.fullmatch(digest):
+        if not re.fullmatch(_DIGEST_ANCHORED, digest):
             raise InvalidReference(ERR_DIGEST_INVALID_FORMAT)
         raise InvalidReference(ERR_DIGEST_UNSUPPORTED)
     if len(encoded) != length:
@@ -142,17 +178,17 @@ def _validate_digest(digest: str) -> None:
 
 def _parse_reference(s: str) -> Reference:
     """distribution/reference ``Parse`` of an already-normalised string."""
-    m = _REFERENCE_RE.fullmatch(s)
+    m = re.fullmatch(_REFERENCE, s, re.ASCII)
     if m is None:
         if s == "":
             raise InvalidReference(ERR_NAME_EMPTY)
-        if _REFERENCE_RE.fullmatch(s.lower()):
+        if re.fullmatch(_REFERENCE, s.lower(), re.ASCII):
             raise InvalidReference(ERR_NAME_CONTAINS_UPPERCASE)
         raise InvalidReference(ERR_REFERENCE_INVALID_FORMAT)
     name, tag, digest = m.group(1), m.group(2), m.group(3)
     if len(name) > NAME_TOTAL_LENGTH_MAX:
         raise InvalidReference(ERR_NAME_TOO_LONG)
-    nm = _ANCHORED_NAME_RE.fullmatch(name)
+    nm = re.fullmatch(_ANCHORED_NAME, name, re.ASCII)
     domain, path = (nm.group(1) or "", nm.group(2)) if nm else ("", name)
     if digest is not None:
         _validate_digest(digest)
@@ -178,7 +214,7 @@ def _split_docker_domain(name: str) -> tuple[str, str]:
 def parse(s: str) -> Reference:
     """``ParseNormalizedNamed``: parse what a user typed (``busybox``, ``user/app:1``,
     ``localhost:5000/app@sha256:…``) into a normalised :class:`Reference`."""
-    if _IDENTIFIER_RE.fullmatch(s):
+    if re.fullmatch(_IDENTIFIER, s):
         raise InvalidReference(
             f"invalid repository name ({s}), cannot specify 64-byte hexadecimal strings"
         )
@@ -206,4 +242,4 @@ def parse_repository_tag(s: str) -> Reference:
 def is_id_prefix(s: str) -> bool:
     """Whether ``s`` may name an image by (short) ID: 1–64 lowercase hex digits, optionally
     after ``sha256:``."""
-    return _ID_PREFIX_RE.fullmatch(s) is not None
+    return re.fullmatch(_ID_PREFIX, s) is not None
