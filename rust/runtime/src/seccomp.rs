@@ -219,11 +219,16 @@ pub fn compile(s: &Seccomp) -> Result<Vec<SockFilter>> {
     rules.sort_by_key(|(rank, i, _, _)| (*rank, *i));
 
     let mut a = Asm::default();
-    let bad = a.label();
+    let arch_ok = a.label();
     a.op(LD_ABS, 4);
-    a.jmp(JEQ, AUDIT_ARCH, T::Next, T::L(bad));
+    a.jmp(JEQ, AUDIT_ARCH, T::L(arch_ok), T::Next);
+    a.op(RET, RET_KILL_PROCESS);
+    a.bind(arch_ok);
     a.op(LD_ABS, 0);
-    a.jmp(JGE, X32_BIT, T::L(bad), T::Next);
+    let native = a.label();
+    a.jmp(JGE, X32_BIT, T::Next, T::L(native));
+    a.op(RET, RET_KILL_PROCESS);
+    a.bind(native);
     for (_, _, act, rule) in &rules {
         for name in &rule.names {
             let Some(nr) = syscall_number(name) else { continue };
@@ -246,8 +251,6 @@ pub fn compile(s: &Seccomp) -> Result<Vec<SockFilter>> {
         }
     }
     a.op(RET, default);
-    a.bind(bad);
-    a.op(RET, RET_KILL_PROCESS);
     a.finish()
 }
 
@@ -351,6 +354,17 @@ mod tests {
         for (v, want) in [(10u64, eperm), (11, RET_ALLOW), (12, RET_ALLOW), (13, eperm), (0x1_0000_000b, eperm)] {
             assert_eq!(go("dup2", [0, 0, v, 0, 0, 0]), want, "dup2 {v}");
         }
+    }
+
+    #[test]
+    fn long_allow_list_fits() {
+        let names: Vec<String> = crate::syscall_table::TABLE.iter().map(|(n, _)| n.to_string()).filter(|n| n != "mount").collect();
+        let p = Seccomp { default_action: "SCMP_ACT_ERRNO".into(), syscalls: vec![crate::spec::SyscallRule { names, action: "SCMP_ACT_ALLOW".into(), ..Default::default() }], ..Default::default() };
+        let prog = compile(&p).unwrap();
+        assert!(prog.len() > 600);
+        assert_eq!(run(&prog, AUDIT_ARCH, syscall_number("mount").unwrap() as u32, [0; 6]), RET_ERRNO | 1);
+        assert_eq!(run(&prog, AUDIT_ARCH, syscall_number("mseal").unwrap() as u32, [0; 6]), RET_ALLOW);
+        assert_eq!(run(&prog, 3, 0, [0; 6]), RET_KILL_PROCESS);
     }
 
     #[test]

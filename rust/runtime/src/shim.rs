@@ -1,5 +1,599 @@
-use std::path::Path;
-use crate::error::{Error, Result};
-pub fn main(_root: &Path, _rest: &[String]) -> Result<i32> {
-    Err(Error::msg("shim: not yet"))
+//! The per-container supervisor ("shim"), in the mould of conmon: one small single-threaded
+//! process per container, a poll(2) loop, no async runtime.
+//!
+//! `dockyard-runtime shim --bundle DIR --id ID --log FILE [--tty] [--stdin] [--exit-file F]
+//!  [--attach-socket SOCK] [--pid-file F]`
+//!
+//! 1. Forks; the parent waits for one status line from the child and exits 0 once the
+//!    container is running (printing its pid), or 1 with the error on stderr. The engine's call
+//!    returns then; the child lives on, in its own session, as a child subreaper (so the
+//!    container's init, a grandchild, is reparented to it and it can reap it).
+//! 2. The child creates and starts the container (the same code as `create` and `start`), with
+//!    stdio as pipes, or a pty whose master it holds when `--tty`.
+//! 3. Output goes to `--log` in Docker's json-file format, one object per line:
+//!    `{"log":"line\n","stream":"stdout","time":"2024-01-02T03:04:05.123456789Z"}`. Lines
+//!    longer than 16 KiB are split (Docker does the same); a last line without newline is
+//!    written without one.
+//! 4. Attach: clients connect to `--attach-socket` (a unix stream socket). Both directions use
+//!    frames of an 8-byte header `[type, 0, 0, 0, len (u32 big-endian)]` + `len` bytes; this is
+//!    Docker's stdcopy framing, so output can be relayed to Docker clients as is.
+//!    Server → client: 1 stdout, 2 stderr (with a tty everything is 1), 3 exit (payload: the
+//!    exit-file JSON, sent just before the shim closes the connection).
+//!    Client → server: 0 stdin data (needs `--stdin` or `--tty`), 4 resize (payload: rows u16
+//!    BE, cols u16 BE), 5 close stdin (EOF for the container; with a tty, ^D).
+//!    A client that stops reading and falls 4 MiB behind is disconnected.
+//! 5. When the init exits: output is drained (until EOF, at most 2 s), then
+//!    `--exit-file` is written atomically: `{"id","pid","exit_code","signal","oom_killed",
+//!    "started_at","finished_at"}` (exit_code is 128+N when killed by signal N; oom_killed when
+//!    the memory cgroup's oom_kill counter rose). Attached clients get the exit frame; the
+//!    attach socket is removed and the shim exits. The container is left `stopped`; the engine
+//!    deletes it.
+//!
+//! Signals: SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 sent to the shim are forwarded to the
+//! container's init.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use crate::cli::parse;
+use crate::container::{self, CreateOpts};
+use crate::error::{check, errno, Error, Result};
+use crate::util::{self, close, set_nonblock};
+
+const MAX_LINE: usize = 16 * 1024;
+const MAX_CLIENT_BACKLOG: usize = 4 << 20;
+
+pub const FRAME_STDIN: u8 = 0;
+pub const FRAME_STDOUT: u8 = 1;
+pub const FRAME_STDERR: u8 = 2;
+pub const FRAME_EXIT: u8 = 3;
+pub const FRAME_RESIZE: u8 = 4;
+pub const FRAME_CLOSE_STDIN: u8 = 5;
+
+struct Opts {
+    root: PathBuf,
+    bundle: PathBuf,
+    id: String,
+    log: PathBuf,
+    tty: bool,
+    stdin: bool,
+    exit_file: Option<PathBuf>,
+    attach: Option<PathBuf>,
+    pid_file: Option<PathBuf>,
+}
+
+fn absolute(p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")).join(p)
+    }
+}
+
+pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
+    let a = parse(rest, &["bundle", "id", "log", "exit-file", "attach-socket", "pid-file"], &["tty", "stdin"], &[("b", "bundle"), ("t", "tty"), ("i", "stdin")], None)?;
+    let o = Opts {
+        root: absolute(&root.to_string_lossy()),
+        bundle: absolute(a.get("bundle").unwrap_or(".")),
+        id: a.get("id").map(String::from).or_else(|| a.pos.first().cloned()).ok_or_else(|| Error::msg("shim: --id is required"))?,
+        log: absolute(a.get("log").ok_or_else(|| Error::msg("shim: --log is required"))?),
+        tty: a.flag("tty"),
+        stdin: a.flag("stdin"),
+        exit_file: a.get("exit-file").map(absolute),
+        attach: a.get("attach-socket").map(absolute),
+        pid_file: a.get("pid-file").map(absolute),
+    };
+    crate::state::valid_id(&o.id)?;
+    let (r, w) = util::pipe()?;
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::last("fork", None));
+    }
+    if pid > 0 {
+        close(w);
+        return Ok(report_from_child(r, pid));
+    }
+    close(r);
+    // The supervisor: its own session, stdio on /dev/null, cwd "/", so it pins nothing.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+        libc::chdir(c"/".as_ptr());
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    let code = match Supervisor::start(&o) {
+        Ok(mut s) => {
+            let _ = util::write_all(w, format!("ok {}\n", s.pid).as_bytes());
+            close(w);
+            s.run();
+            0
+        }
+        Err(e) => {
+            let _ = util::write_all(w, format!("error {e}\n").as_bytes());
+            close(w);
+            1
+        }
+    };
+    unsafe { libc::_exit(code) }
+}
+
+/// In the engine-facing parent: wait for the child's one line.
+fn report_from_child(r: RawFd, child: i32) -> i32 {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 512];
+    loop {
+        let n = unsafe { libc::read(r, b.as_mut_ptr() as *mut libc::c_void, b.len()) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        buf.extend_from_slice(&b[..n as usize]);
+        if buf.contains(&b'\n') {
+            break;
+        }
+    }
+    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+    if let Some(pid) = line.strip_prefix("ok ") {
+        println!("{pid}");
+        return 0;
+    }
+    if line.is_empty() {
+        let mut st = 0;
+        unsafe { libc::waitpid(child, &mut st, 0) };
+    }
+    let msg = line.strip_prefix("error ").unwrap_or(if line.is_empty() { "the shim died before starting the container" } else { &line });
+    let _ = writeln!(std::io::stderr(), "dockyard-runtime: {msg}");
+    1
+}
+
+struct Client {
+    fd: RawFd,
+    inbuf: Vec<u8>,
+    out: VecDeque<u8>,
+}
+
+struct Stream {
+    fd: RawFd,
+    name: &'static str,
+    frame: u8,
+    line: Vec<u8>,
+}
+
+struct Supervisor {
+    id: String,
+    pid: i32,
+    root: PathBuf,
+    sfd: RawFd,
+    streams: Vec<Stream>,
+    /// Where stdin data goes (pipe write end or the pty master); -1 once closed.
+    stdin_fd: RawFd,
+    stdin_buf: VecDeque<u8>,
+    master: Option<RawFd>,
+    log: std::fs::File,
+    listen: Option<RawFd>,
+    attach_path: Option<PathBuf>,
+    clients: Vec<Client>,
+    exit_file: Option<PathBuf>,
+    started_at: String,
+    oom_before: u64,
+    status: Option<libc::c_int>,
+}
+
+impl Supervisor {
+    fn start(o: &Opts) -> Result<Supervisor> {
+        util::block_signals(SHIM_SIGNALS);
+        let sfd = util::signalfd(SHIM_SIGNALS)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&o.log).map_err(|e| Error::io("open log", Some(&o.log), e))?;
+        let null = check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) }, "open /dev/null", None)?;
+        let mut streams = Vec::new();
+        let mut stdin_fd = -1;
+        let mut console = None;
+        let stdio;
+        let mut child_ends = Vec::new();
+        if o.tty {
+            let mut fds = [0; 2];
+            check(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) }, "socketpair", None)?;
+            console = Some(fds);
+            stdio = None;
+        } else {
+            let (out_r, out_w) = util::pipe()?;
+            let (err_r, err_w) = util::pipe()?;
+            let in_r = if o.stdin {
+                let (in_r, in_w) = util::pipe()?;
+                stdin_fd = in_w;
+                child_ends.push(in_r);
+                in_r
+            } else {
+                null
+            };
+            child_ends.extend([out_w, err_w]);
+            streams.push(Stream { fd: out_r, name: "stdout", frame: FRAME_STDOUT, line: Vec::new() });
+            streams.push(Stream { fd: err_r, name: "stderr", frame: FRAME_STDERR, line: Vec::new() });
+            stdio = Some([in_r, out_w, err_w]);
+        }
+        let listen = match &o.attach {
+            Some(p) => Some(util::listen_unix(p)?),
+            None => None,
+        };
+        let co = CreateOpts {
+            root: &o.root,
+            id: &o.id,
+            bundle: &o.bundle,
+            pid_file: o.pid_file.as_deref(),
+            console_socket: None,
+            console_fd: console.map(|c| c[1]),
+            stdio,
+            terminal: o.tty,
+        };
+        let c = container::create(&co)?;
+        let mut master = None;
+        if let Some([ours, theirs]) = console {
+            close(theirs);
+            let m = util::recv_fd(ours)?;
+            close(ours);
+            streams.push(Stream { fd: m, name: "stdout", frame: FRAME_STDOUT, line: Vec::new() });
+            master = Some(m);
+            stdin_fd = m;
+        }
+        for fd in child_ends {
+            close(fd);
+        }
+        close(null);
+        let oom_before = c.cgroup().map(|cg| cg.oom_kills()).unwrap_or(0);
+        if let Err(e) = container::start(&o.root, &o.id) {
+            let _ = container::delete(&o.root, &o.id, true);
+            return Err(e);
+        }
+        for s in &streams {
+            set_nonblock(s.fd);
+        }
+        if stdin_fd >= 0 {
+            set_nonblock(stdin_fd);
+        }
+        Ok(Supervisor {
+            id: o.id.clone(),
+            pid: c.state.pid,
+            root: o.root.clone(),
+            sfd,
+            streams,
+            stdin_fd,
+            stdin_buf: VecDeque::new(),
+            master,
+            log,
+            listen,
+            attach_path: o.attach.clone(),
+            clients: Vec::new(),
+            exit_file: o.exit_file.clone(),
+            started_at: util::now_rfc3339(),
+            oom_before,
+            status: None,
+        })
+    }
+
+    fn run(&mut self) {
+        let mut drain_deadline: Option<i64> = None;
+        loop {
+            if self.status.is_some() && (self.streams.is_empty() || drain_deadline.is_some_and(|d| now_ms() >= d)) {
+                break;
+            }
+            let mut fds = vec![libc::pollfd { fd: self.sfd, events: libc::POLLIN, revents: 0 }];
+            for s in &self.streams {
+                fds.push(libc::pollfd { fd: s.fd, events: libc::POLLIN, revents: 0 });
+            }
+            let ns = self.streams.len();
+            if let Some(l) = self.listen {
+                fds.push(libc::pollfd { fd: l, events: libc::POLLIN, revents: 0 });
+            }
+            let nl = self.listen.is_some() as usize;
+            for c in &self.clients {
+                fds.push(libc::pollfd { fd: c.fd, events: libc::POLLIN | if c.out.is_empty() { 0 } else { libc::POLLOUT }, revents: 0 });
+            }
+            let want_stdin_out = self.stdin_fd >= 0 && !self.stdin_buf.is_empty();
+            if want_stdin_out {
+                fds.push(libc::pollfd { fd: self.stdin_fd, events: libc::POLLOUT, revents: 0 });
+            }
+            let timeout = match drain_deadline {
+                Some(d) => (d - now_ms()).clamp(0, 2000) as i32,
+                None => -1,
+            };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                if errno() == libc::EINTR {
+                    continue;
+                }
+                break;
+            }
+            if fds[0].revents != 0 {
+                self.on_signals();
+                if self.status.is_some() && drain_deadline.is_none() {
+                    drain_deadline = Some(now_ms() + 2000);
+                }
+            }
+            // Output streams, in order (stdout before stderr); those at EOF are removed after.
+            let mut eof = Vec::new();
+            for i in 0..ns {
+                if fds[1 + i].revents != 0 && self.on_output(i) {
+                    eof.push(i);
+                }
+            }
+            for i in eof.into_iter().rev() {
+                self.flush_line(i);
+                let s = self.streams.remove(i);
+                if Some(s.fd) != self.master {
+                    close(s.fd);
+                }
+            }
+            if nl == 1 && fds[1 + ns].revents != 0 {
+                self.on_accept();
+            }
+            let base = 1 + ns + nl;
+            let nclients = fds.len() - base - want_stdin_out as usize;
+            for i in (0..nclients).rev() {
+                let rev = fds[base + i].revents;
+                if rev != 0 {
+                    self.on_client(i, rev);
+                }
+            }
+            if want_stdin_out && fds[fds.len() - 1].revents != 0 {
+                self.flush_stdin();
+            }
+        }
+        self.finish();
+    }
+
+    fn on_signals(&mut self) {
+        for sig in util::read_signals(self.sfd) {
+            if sig != libc::SIGCHLD && sig != libc::SIGPIPE {
+                unsafe { libc::kill(self.pid, sig) };
+            }
+        }
+        loop {
+            let mut st = 0;
+            let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+            if r <= 0 {
+                break;
+            }
+            if r == self.pid {
+                self.status = Some(st);
+            }
+        }
+    }
+
+    /// Read what stream `i` has; true at EOF.
+    fn on_output(&mut self, i: usize) -> bool {
+        let mut buf = [0u8; 16384];
+        loop {
+            let fd = self.streams[i].fd;
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+            if n > 0 {
+                let data = &buf[..n as usize];
+                let frame = self.streams[i].frame;
+                self.broadcast(frame, data);
+                self.log_bytes(i, data);
+                continue;
+            }
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            // EAGAIN: wait for more. EOF, or EIO from a pty master whose slave closed: done.
+            if n < 0 && errno() == libc::EAGAIN {
+                return false;
+            }
+            return true;
+        }
+    }
+
+    fn log_bytes(&mut self, i: usize, mut data: &[u8]) {
+        while !data.is_empty() {
+            let s = &mut self.streams[i];
+            let room = MAX_LINE - s.line.len();
+            match data.iter().take(room).position(|b| *b == b'\n') {
+                Some(p) => {
+                    s.line.extend_from_slice(&data[..=p]);
+                    data = &data[p + 1..];
+                    self.flush_line(i);
+                }
+                None => {
+                    let take = room.min(data.len());
+                    s.line.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if s.line.len() >= MAX_LINE {
+                        self.flush_line(i);
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush_line(&mut self, i: usize) {
+        let s = &mut self.streams[i];
+        if s.line.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&s.line);
+        let entry = format!("{{\"log\":{},\"stream\":\"{}\",\"time\":\"{}\"}}\n", serde_json::to_string(&text).unwrap_or_default(), s.name, util::now_rfc3339());
+        s.line.clear();
+        let _ = self.log.write_all(entry.as_bytes());
+    }
+
+    fn broadcast(&mut self, frame: u8, data: &[u8]) {
+        if self.clients.is_empty() {
+            return;
+        }
+        let mut hdr = [frame, 0, 0, 0, 0, 0, 0, 0];
+        hdr[4..].copy_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut dead = Vec::new();
+        for (k, c) in self.clients.iter_mut().enumerate() {
+            c.out.extend(hdr.iter());
+            c.out.extend(data.iter());
+            if c.out.len() > MAX_CLIENT_BACKLOG {
+                dead.push(k);
+            } else {
+                flush_client(c);
+            }
+        }
+        for k in dead.into_iter().rev() {
+            let c = self.clients.remove(k);
+            close(c.fd);
+        }
+    }
+
+    fn on_accept(&mut self) {
+        let Some(l) = self.listen else { return };
+        loop {
+            let fd = unsafe { libc::accept4(l, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) };
+            if fd < 0 {
+                return;
+            }
+            self.clients.push(Client { fd, inbuf: Vec::new(), out: VecDeque::new() });
+        }
+    }
+
+    fn on_client(&mut self, i: usize, rev: libc::c_short) {
+        if rev & libc::POLLOUT != 0 {
+            flush_client(&mut self.clients[i]);
+        }
+        if rev & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+            return;
+        }
+        let mut buf = [0u8; 8192];
+        let n = unsafe { libc::read(self.clients[i].fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+        if n < 0 && (errno() == libc::EAGAIN || errno() == libc::EINTR) {
+            return;
+        }
+        if n <= 0 {
+            let c = self.clients.remove(i);
+            close(c.fd);
+            return;
+        }
+        self.clients[i].inbuf.extend_from_slice(&buf[..n as usize]);
+        loop {
+            let inb = &self.clients[i].inbuf;
+            if inb.len() < 8 {
+                break;
+            }
+            let len = u32::from_be_bytes(inb[4..8].try_into().unwrap()) as usize;
+            if inb.len() < 8 + len {
+                break;
+            }
+            let typ = inb[0];
+            let payload: Vec<u8> = inb[8..8 + len].to_vec();
+            self.clients[i].inbuf.drain(..8 + len);
+            self.on_frame(typ, &payload);
+        }
+    }
+
+    fn on_frame(&mut self, typ: u8, payload: &[u8]) {
+        match typ {
+            FRAME_STDIN if self.stdin_fd >= 0 => {
+                self.stdin_buf.extend(payload.iter());
+                self.flush_stdin();
+            }
+            FRAME_RESIZE if payload.len() >= 4 => {
+                if let Some(m) = self.master {
+                    let ws = libc::winsize { ws_row: u16::from_be_bytes([payload[0], payload[1]]), ws_col: u16::from_be_bytes([payload[2], payload[3]]), ws_xpixel: 0, ws_ypixel: 0 };
+                    unsafe { libc::ioctl(m, libc::TIOCSWINSZ, &ws) };
+                }
+            }
+            FRAME_CLOSE_STDIN if self.stdin_fd >= 0 => {
+                if self.master.is_some() {
+                    self.stdin_buf.push_back(4);
+                    self.flush_stdin();
+                } else {
+                    self.flush_stdin();
+                    close(self.stdin_fd);
+                    self.stdin_fd = -1;
+                    self.stdin_buf.clear();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn flush_stdin(&mut self) {
+        while !self.stdin_buf.is_empty() && self.stdin_fd >= 0 {
+            let (a, _) = self.stdin_buf.as_slices();
+            let n = unsafe { libc::write(self.stdin_fd, a.as_ptr() as *const libc::c_void, a.len()) };
+            if n <= 0 {
+                if n < 0 && errno() == libc::EPIPE && self.master.is_none() {
+                    close(self.stdin_fd);
+                    self.stdin_fd = -1;
+                    self.stdin_buf.clear();
+                }
+                return;
+            }
+            self.stdin_buf.drain(..n as usize);
+        }
+    }
+
+    fn finish(&mut self) {
+        for i in (0..self.streams.len()).rev() {
+            self.flush_line(i);
+        }
+        let st = self.status.unwrap_or(0);
+        let signal = if libc::WIFSIGNALED(st) { Some(libc::WTERMSIG(st)) } else { None };
+        let oom = crate::state::Container::load(&self.root, &self.id).ok().and_then(|c| c.cgroup().ok()).map(|cg| cg.oom_kills()).unwrap_or(0) > self.oom_before;
+        let doc = serde_json::json!({
+            "id": self.id,
+            "pid": self.pid,
+            "exit_code": util::exit_code(st),
+            "signal": signal,
+            "oom_killed": oom,
+            "started_at": self.started_at,
+            "finished_at": util::now_rfc3339(),
+        })
+        .to_string();
+        if let Some(p) = &self.exit_file {
+            let _ = util::atomic_write(p, doc.as_bytes(), 0o644);
+        }
+        let _ = self.log.sync_all();
+        self.broadcast(FRAME_EXIT, doc.as_bytes());
+        for c in &mut self.clients {
+            set_blocking_with_timeout(c.fd);
+            flush_client(c);
+            close(c.fd);
+        }
+        if let Some(p) = &self.attach_path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+const SHIM_SIGNALS: &[i32] = &[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGPIPE];
+
+fn flush_client(c: &mut Client) {
+    while !c.out.is_empty() {
+        let (a, _) = c.out.as_slices();
+        let n = unsafe { libc::send(c.fd, a.as_ptr() as *const libc::c_void, a.len(), libc::MSG_NOSIGNAL) };
+        if n <= 0 {
+            return;
+        }
+        c.out.drain(..n as usize);
+    }
+}
+
+fn set_blocking_with_timeout(fd: RawFd) {
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        let tv = libc::timeval { tv_sec: 1, tv_usec: 0 };
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &tv as *const _ as *const libc::c_void, std::mem::size_of::<libc::timeval>() as u32);
+    }
+}
+
+fn now_ms() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
 }
