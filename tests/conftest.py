@@ -1,65 +1,21 @@
 """Shared fixtures: a private engine root per test, a busybox rootfs, and real peers.
 
 Everything a fixture makes it removes, also when the test fails.  Tests that need root or a
-peer program check for it and skip with the reason.
+peer program check for it and skip with the reason.  Plain helpers are in support.py.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tarfile
-import time
+import sys
 from pathlib import Path
 
 import pytest
 
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
-APPLETS = ("sh", "ls", "cat", "echo", "true", "false", "id", "env", "sleep", "mkdir", "rm", "touch",
-           "printf", "hostname", "ps", "top", "wc", "grep", "test", "stat", "chmod")
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
-needs_root = pytest.mark.skipif(not is_root(), reason="needs root (owners, device nodes, overlay)")
-
-
-def need(program: str) -> str:
-    path = shutil.which(program)
-    if path is None:
-        pytest.skip(f"{program} is not installed (apt-get install it; .ci/run does)")
-    return path
-
-
-def make_busybox_rootfs(root: Path) -> Path:
-    """A tiny real rootfs: static busybox and a few applet links, /etc/passwd and /etc/group."""
-    if not Path(BUSYBOX).exists():
-        pytest.skip("busybox-static is not installed")
-    (root / "bin").mkdir(parents=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in APPLETS:
-        (root / "bin" / applet).symlink_to("busybox")
-    (root / "etc").mkdir()
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
-    (root / "tmp").mkdir(mode=0o1777)
-    os.chmod(root / "tmp", 0o1777)
-    (root / "root").mkdir(mode=0o700)
-    return root
-
-
-def tar_dir(src: Path, dest: Path, compression: str = "") -> Path:
-    """A layer tar of ``src`` made by GNU tar (numeric owners, sorted), optionally compressed."""
-    args = ["tar", "--numeric-owner", "--sort=name", "-C", str(src), "-cf", str(dest)]
-    if compression == "gz":
-        args.insert(1, "-z")
-    elif compression == "zst":
-        args.insert(1, "--zstd")
-    subprocess.run(args + ["."], check=True)
-    return dest
+from support import Dockerd, is_root, make_busybox_rootfs, need, tar_dir, tempfile_dir  # noqa: E402
 
 
 @pytest.fixture
@@ -103,60 +59,6 @@ def cli(tmp_path: Path):
     return run
 
 
-# -- a real Docker daemon, private to the test session -------------------------------------------
-
-
-class Dockerd:
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.sock = base / "docker.sock"
-        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.log = open(self.base / "dockerd.log", "wb")
-        self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),
-             "--pidfile", str(self.base / "dockerd.pid"), "-H", f"unix://{self.sock}",
-             "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-             "--storage-driver", "overlay2"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.sock.exists() and self.docker("version", check=False).returncode == 0:
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("dockerd did not start: " + (self.base / "dockerd.log").read_text()[-2000:])
-
-    def docker(self, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess:
-        proc = subprocess.run(["docker", *args], env=self.env, capture_output=True, input=input, timeout=300)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)} failed: {proc.stderr.decode()}")
-        return proc
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.docker("rm", "-f", *self.docker("ps", "-aq", check=False).stdout.decode().split(),
-                            check=False)
-                self.proc.terminate()
-                try:
-                    self.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            self.log.close()
-        # dockerd may leave its overlay and netns mounts behind: unmount everything under base.
-        with open("/proc/self/mounts") as f:
-            mounts = [line.split()[1] for line in f]
-        for mnt in sorted((m for m in mounts if m.startswith(str(self.base))), key=len, reverse=True):
-            subprocess.run(["umount", "-l", mnt], check=False)
-        shutil.rmtree(self.base, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def dockerd(tmp_path_factory):
     """A real dockerd on a private socket and data root (bridge and iptables off)."""
@@ -175,13 +77,6 @@ def dockerd(tmp_path_factory):
         d.stop()
 
 
-def tempfile_dir() -> str:
-    import tempfile
-
-    # A short path: docker's socket path must fit in sun_path.
-    return tempfile.mkdtemp(prefix="dyd-", dir="/tmp")
-
-
 @pytest.fixture(scope="session")
 def docker_busybox(dockerd, tmp_path_factory) -> str:
     """A busybox image inside the test dockerd, imported from our own rootfs."""
@@ -189,42 +84,3 @@ def docker_busybox(dockerd, tmp_path_factory) -> str:
     tar = tar_dir(make_busybox_rootfs(work / "rootfs"), work / "bb.tar")
     dockerd.docker("import", "-c", 'CMD ["/bin/sh"]', str(tar), "dybusybox:base")
     return "dybusybox:base"
-
-
-def tree(root: Path, ignore: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """Everything a tree holds, comparable across tools: type, mode, owner, size, content,
-    link target, device number (mtimes of dirs are left out: extraction order changes them)."""
-    import hashlib
-    import stat
-
-    out: dict[str, tuple] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            rel = "/" + str(path.relative_to(root))
-            if any(rel == i or rel.startswith(i + "/") for i in ignore):
-                continue
-            st = path.lstat()
-            kind = stat.S_IFMT(st.st_mode)
-            extra: object = None
-            if stat.S_ISREG(st.st_mode):
-                extra = hashlib.sha256(path.read_bytes()).hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                extra = os.readlink(path)
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                extra = st.st_rdev
-            mtime = int(st.st_mtime) if not stat.S_ISDIR(st.st_mode) else None
-            out[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-                        st.st_size if stat.S_ISREG(st.st_mode) else None, extra, mtime)
-    return out
-
-
-def extract_with_tar(archive: Path, dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "--numeric-owner", "-xpf", str(archive), "-C", str(dest)], check=True)
-    return dest
-
-
-def read_tar_names(path: Path) -> list[str]:
-    with tarfile.open(path) as tf:
-        return tf.getnames()

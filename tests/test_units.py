@@ -237,3 +237,9 @@ def test_parse_human_size(text, expected):
 def test_parse_human_size_errors():
     with pytest.raises(InvalidArgument, match="invalid suffix: 'q'"):
         parse_human_size("1q")
+
+
+@pytest.mark.parametrize("size, expected", [(1982349, "1.98MB"), (999, "999B"), (0, "0B"), (1234567890, "1.23GB")])
+def test_human_size_with_precision_3(size, expected):
+    # go-units HumanSizeWithPrecision(size, 3), as `docker images` prints SIZE
+    assert human_size(size, 3) == expected

@@ -13,6 +13,8 @@ class DockyardError(Exception):
 
     status = 500
     exit_code = 125
+    #: True when Docker's CLI would report the error itself (no "Error response from daemon:")
+    client_side = False
 
     def __init__(self, message: str = "") -> None:
         super().__init__(message)
@@ -60,3 +62,5 @@ class ArchiveError(InvalidArgument):
 
 class TemplateError(InvalidArgument):
     """A ``--format`` template that does not parse or does not apply."""
+
+    client_side = True

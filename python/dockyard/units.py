@@ -26,7 +26,7 @@ _DECIMAL_ABBRS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _BINARY_ABBRS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
 
-def _custom_size(size: float, base: float, abbrs: tuple[str, ...]) -> str:
+def _custom_size(size: float, base: float, abbrs: tuple[str, ...], precision: int = 4) -> str:
     size = float(size)
     i = 0
     while size >= base and i < len(abbrs) - 1:
@@ -39,13 +39,14 @@ def _custom_size(size: float, base: float, abbrs: tuple[str, ...]) -> str:
     else:
         # Go's %.4g and C's/Python's %.4g agree: 4 significant digits, trailing zeros
         # dropped, exponent form only when the exponent is < -4 or >= 4.
-        num = "%.4g" % size
+        num = "%.*g" % (precision, size)
     return num + abbrs[i]
 
 
-def human_size(size: float) -> str:
-    """go-units ``HumanSize``: decimal units, 4 significant digits (``1234567`` -> ``1.235MB``)."""
-    return _custom_size(size, 1000.0, _DECIMAL_ABBRS)
+def human_size(size: float, precision: int = 4) -> str:
+    """go-units ``HumanSize``: decimal units, 4 significant digits (``1234567`` -> ``1.235MB``);
+    with ``precision`` it is ``HumanSizeWithPrecision`` (``docker images`` uses 3: ``1.23MB``)."""
+    return _custom_size(size, 1000.0, _DECIMAL_ABBRS, precision)
 
 
 def bytes_size(size: float) -> str:

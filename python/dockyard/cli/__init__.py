@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         return 130
     except DockyardError as exc:
-        _err(f"Error response from daemon: {exc}" if exc.status != 400 or not exc.message.startswith("Error")
-             else str(exc))
+        _err(str(exc) if exc.client_side else f"Error response from daemon: {exc}")
         return getattr(exc, "cli_exit", None) or failure
     except KeyboardInterrupt:
         return 130
@@ -132,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as exc:
         _err(f"Error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        return failure
+    except Exception as exc:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("DOCKYARD_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        _err(f"Error: internal error: {type(exc).__name__}: {exc} (DOCKYARD_DEBUG=1 shows where)")
         return failure
     finally:
         session.close()

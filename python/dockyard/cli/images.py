@@ -216,7 +216,7 @@ def history(session, name, human, no_trunc, quiet, fmt):  # noqa: ANN001
             "CreatedSince": since(h["Created"]) if human else go_time(h["Created"]),
             "CreatedAt": go_time(h["Created"]),
             "CreatedBy": created_by,
-            "Size": human_size(h["Size"]) if human else str(h["Size"]),
+            "Size": human_size(h["Size"], 3) if human else str(h["Size"]),
             "Comment": h["Comment"],
         })
     headers = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
@@ -233,9 +233,8 @@ def _inspect(session, names, fmt):  # noqa: ANN001
         try:
             found.append(session.engine.images.inspect(name))
         except DockyardError as exc:
-            errors.append(f"Error: {exc}" if "No such" in str(exc) else f"Error response from daemon: {exc}")
-    if found or not errors:
-        print_inspect(found, fmt)
+            errors.append(str(exc) if exc.client_side else f"Error response from daemon: {exc}")
+    print_inspect(found, fmt)
     fail_if(errors)
 
 

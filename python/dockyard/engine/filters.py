@@ -22,7 +22,7 @@ def parse_filters(values: tuple[str, ...] | list[str], allowed: tuple[str, ...])
         if not eq:
             raise InvalidArgument(f"bad format of filter (expected name=value): {value}")
         if key not in allowed:
-            raise InvalidArgument(f"invalid filter '{key}'")
+            raise InvalidArgument(f"Invalid filter '{key}'")
         out.setdefault(key, []).append(arg)
     return out
 

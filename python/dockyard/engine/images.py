@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import reference as refs
-from ..errors import Conflict, DockyardError, ImageNotFound, InvalidArgument, LayerError
+from ..errors import Conflict, DockyardError, ImageNotFound, InvalidReference, LayerError
 from .store import Store, _hex, chain_ids, dumps
 
 # The fields of an image's "config", in the order Docker 28's inspect shows them.
@@ -122,6 +122,9 @@ class Images:
                 ).fetchone()
             if row:
                 return row[0]
+        missing = name
+        if ref is not None and not ref.digest:
+            missing = ref.with_default_tag().familiar()
         if refs.is_id_prefix(name):
             prefix = name if name.startswith("sha256:") else "sha256:" + name
             rows = db.execute(
@@ -131,7 +134,7 @@ class Images:
                 return rows[0][0]
             if len(rows) > 1:
                 raise ImageNotFound(f"No such image: {name} (the ID prefix is ambiguous)")
-        raise ImageNotFound(f"No such image: {name}")
+        raise ImageNotFound(f"No such image: {missing}")
 
     def config_bytes(self, image_id: str) -> bytes:
         return self.store.read_blob(image_id)
@@ -337,8 +340,13 @@ class Images:
     # -- tags and removal -----------------------------------------------------------------------
 
     def tag(self, source: str, target: str) -> None:
+        try:
+            name = str(refs.parse_repository_tag(target).with_default_tag())
+        except InvalidReference as exc:
+            err = InvalidReference(f'Error parsing reference: "{target}" is not a valid repository/tag: {exc}')
+            err.client_side = True
+            raise err from None
         image_id = self.resolve(source)
-        name = str(refs.parse_repository_tag(target).with_default_tag())
         with self.store.transaction() as db:
             db.execute("INSERT OR REPLACE INTO tags VALUES (?,?)", (name, image_id))
 
@@ -530,11 +538,20 @@ class Images:
             if filters and not image_matches(self, image_id, filters):
                 continue
             config = self.config(image_id)
+            repo_tags = [_familiar(t) for t in tags]
+            repo_digests = [_familiar(d) for d in digests]
+            if filters and "reference" in filters:
+                # As docker: the summary keeps only the names that matched the reference filter.
+                from .filters import reference_match
+
+                pats = filters["reference"]
+                repo_tags = [t for t in repo_tags if any(reference_match(p, [t]) for p in pats)]
+                repo_digests = [d for d in repo_digests if any(reference_match(p, [d]) for p in pats)]
             out.append({
                 "Id": image_id,
                 "ParentId": row["parent"],
-                "RepoTags": [_familiar(t) for t in tags],
-                "RepoDigests": [_familiar(d) for d in digests],
+                "RepoTags": repo_tags,
+                "RepoDigests": repo_digests,
                 "Created": int(parse_time(row["created"])),
                 "Size": row["size"],
                 "SharedSize": -1,

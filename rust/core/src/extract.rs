@@ -51,13 +51,14 @@ pub struct ExtractOptions<'a> {
     pub whiteouts: Whiteouts,
     /// Also write the raw (compressed) bytes to this file.
     pub tee: Option<&'a Path>,
-    /// Writer threads for file contents (0: pick from the CPU count).
+    /// Writer threads for file contents: 0 writes on the calling thread, `usize::MAX` picks
+    /// from the CPU count ([`default_threads`](crate::writers::default_threads)).
     pub threads: usize,
 }
 
 impl Default for ExtractOptions<'_> {
     fn default() -> Self {
-        Self { offset: 0, length: None, whiteouts: Whiteouts::Overlay, tee: None, threads: 0 }
+        Self { offset: 0, length: None, whiteouts: Whiteouts::Overlay, tee: None, threads: usize::MAX }
     }
 }
 
@@ -67,7 +68,8 @@ pub struct LayerInfo {
     pub stream: StreamInfo,
     /// Archive members (extended headers not counted).
     pub entries: u64,
-    /// Sum of regular file sizes.
+    /// Docker's layer size: regular file sizes plus symlink target lengths (what `lstat`
+    /// reports; hardlinks count once).
     pub content_size: u64,
 }
 
@@ -84,8 +86,9 @@ pub fn extract(src: &Path, dest: &Path, opts: &ExtractOptions<'_>) -> Result<Lay
         n => n,
     };
     let mut reader = Reader::new(stream, codec);
-    let writers = Writers::new(opts.threads);
-    let mut x = Extractor::new(root, opts.whiteouts, writers);
+    let threads = if opts.threads == usize::MAX { crate::writers::default_threads() } else { opts.threads };
+    let writers = Writers::new(threads)?;
+    let mut x = Extractor::new(root, opts.whiteouts, writers)?;
     let r = x.run(&mut reader);
     // Always wait for the writers, even on error, so no thread outlives this call.
     let w = x.writers.finish();
@@ -106,7 +109,17 @@ struct Extractor {
     root: Root,
     whiteouts: Whiteouts,
     writers: Writers,
+    /// Whether to chown at all (only root may).
     chown: bool,
+    /// Our uid/gid, the owner a new file gets when `fresh`.
+    ids: (u32, u32),
+    /// The destination was empty and its root is not setgid: every directory a member lands
+    /// in was made by us (mode 0700 until the end), so a new file is owned by `ids` and
+    /// created with the mode asked for (less the umask). Lets the common case skip a chown
+    /// and a chmod per file.
+    fresh: bool,
+    /// The process umask, when known.
+    umask: Option<u32>,
     /// Directory modes and times, applied at the end.
     dirs: HashMap<Vec<u8>, DirMeta>,
     /// Apply mode: paths this layer wrote, and every ancestor of one.
@@ -125,18 +138,33 @@ fn xattr_allowed(name: &[u8]) -> bool {
 }
 
 impl Extractor {
-    fn new(root: Root, whiteouts: Whiteouts, writers: Writers) -> Self {
-        Self {
+    fn new(root: Root, whiteouts: Whiteouts, writers: Writers) -> Result<Self> {
+        let fresh = {
+            let fd = root.open_dir(b"", "")?.expect("root");
+            let st = sys::fstat(fd.as_raw_fd()).map_err(|e| Error::io(root.path(), e))?;
+            st.st_mode & libc::S_ISGID == 0
+                && sys::read_dir(&fd).map_err(|e| Error::io(root.path(), e))?.is_empty()
+        };
+        Ok(Self {
             root,
             whiteouts,
             writers,
             chown: sys::geteuid() == 0,
+            ids: (sys::geteuid(), sys::getegid()),
+            fresh,
+            umask: sys::umask(),
             dirs: HashMap::new(),
             written: HashSet::new(),
             ancestors: HashSet::new(),
             entries: 0,
             content_size: 0,
-        }
+        })
+    }
+
+    /// Owner to set on a new node, `None` when it already has it.
+    fn owner(&self, m: &Member) -> Option<(u32, u32)> {
+        let want = (m.uid as u32, m.gid as u32);
+        (self.chown && !(self.fresh && want == self.ids)).then_some(want)
     }
 
     fn run<R: std::io::BufRead>(&mut self, reader: &mut Reader<R>) -> Result<()> {
@@ -172,19 +200,29 @@ impl Extractor {
         match m.kind {
             Kind::Dir => {
                 let pfd = self.root.dir_create(parent, &name)?;
-                let fd = self.mkdir(pfd, &c, &path, &name)?;
-                self.dir_attrs(&fd, m, &path)?;
+                self.mkdir(pfd, &c, &path)?;
+                if m.xattrs.iter().any(|(k, _)| xattr_allowed(k)) {
+                    let fd = sys::open_dir_nofollow(pfd, &c).map_err(|e| Error::io(self.root.host(&path), e))?;
+                    self.dir_attrs(&fd, m, &path)?;
+                } else if let Some((u, g)) = self.owner(m) {
+                    sys::lchownat(pfd, &c, u, g).map_err(|e| Error::io(self.root.host(&path), e))?;
+                }
                 self.dirs.insert(path, DirMeta { mode: m.mode, mtime: m.mtime, nsec: m.mtime_nsec });
             }
             Kind::File => {
                 let pfd = self.root.dir_create(parent, &name)?;
+                let uid = self.owner(m);
+                // Create with the final mode when nothing (chown, umask, special bits) would
+                // change it afterwards.
+                let direct = uid.is_none() && m.mode & 0o7000 == 0 && self.umask.is_some_and(|u| m.mode & u == 0);
+                let cmode = if direct { m.mode } else { 0o600 };
                 let fd = self.create(pfd, &path, &name, |pfd| {
-                    sys::openat(pfd, &c, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, 0o600)
+                    sys::openat(pfd, &c, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW, cmode)
                 })?;
                 self.content_size += m.size;
                 let meta = FileMeta {
-                    uid: self.chown.then_some((m.uid as u32, m.gid as u32)),
-                    mode: m.mode,
+                    uid,
+                    mode: (!direct).then_some(m.mode),
                     mtime: m.mtime,
                     nsec: m.mtime_nsec,
                     xattrs: m.xattrs.iter().filter(|(k, _)| xattr_allowed(k)).cloned().collect(),
@@ -194,6 +232,8 @@ impl Extractor {
             }
             Kind::Symlink => {
                 let target = name_cstr(&m.link, &name)?;
+                // Docker's layer size counts a symlink as its target's length (lstat size).
+                self.content_size += m.link.len() as u64;
                 let pfd = self.root.dir_create(parent, &name)?;
                 self.create(pfd, &path, &name, |pfd| sys::symlinkat(&target, pfd, &c))?;
                 self.node_attrs(pfd, &c, m, &path, false)?;
@@ -235,8 +275,8 @@ impl Extractor {
         make(pfd).map_err(|e| Error::io(self.root.host(path), e))
     }
 
-    /// Make a directory or keep the one there (merging, as tar does); returns an open fd.
-    fn mkdir(&mut self, pfd: RawFd, c: &CStr, path: &[u8], member: &str) -> Result<OwnedFd> {
+    /// Make a directory or keep the one there (merging, as tar does).
+    fn mkdir(&mut self, pfd: RawFd, c: &CStr, path: &[u8]) -> Result<()> {
         match sys::mkdirat(pfd, c, 0o700) {
             Ok(()) => {}
             Err(e) if sys::is_errno(&e, libc::EEXIST) => {
@@ -249,12 +289,11 @@ impl Extractor {
             }
             Err(e) => return Err(Error::io(self.root.host(path), e)),
         }
-        let _ = member;
-        sys::open_dir_nofollow(pfd, c).map_err(|e| Error::io(self.root.host(path), e))
+        Ok(())
     }
 
     fn dir_attrs(&mut self, fd: &OwnedFd, m: &Member, path: &[u8]) -> Result<()> {
-        if self.chown {
+        if self.owner(m).is_some() {
             sys::fchown(fd.as_raw_fd(), m.uid as u32, m.gid as u32).map_err(|e| Error::io(self.root.host(path), e))?;
         }
         for (k, v) in &m.xattrs {
@@ -269,8 +308,8 @@ impl Extractor {
     /// Owner, mode (not for symlinks), xattrs and times of a symlink or device node.
     fn node_attrs(&mut self, pfd: RawFd, c: &CStr, m: &Member, path: &[u8], chmod: bool) -> Result<()> {
         let io = |e| Error::io(self.root.host(path), e);
-        if self.chown {
-            sys::lchownat(pfd, c, m.uid as u32, m.gid as u32).map_err(io)?;
+        if let Some((u, g)) = self.owner(m) {
+            sys::lchownat(pfd, c, u, g).map_err(io)?;
         }
         if chmod {
             sys::fchmodat(pfd, c, m.mode).map_err(io)?;
@@ -400,15 +439,30 @@ impl Extractor {
         let mut dirs: Vec<_> = std::mem::take(&mut self.dirs).into_iter().collect();
         dirs.sort_unstable_by(|a, b| b.0.cmp(&a.0));
         for (path, meta) in dirs {
-            let fd = match self.root.open_dir(&path, "") {
-                Ok(Some(fd)) => fd,
+            let (parent, base) = split_parent(&path);
+            let host = self.root.host(&path);
+            let io = |e| Error::io(&host, e);
+            if path.is_empty() {
+                sys::fchmod(self.root.fd(), meta.mode).map_err(io)?;
+                sys::futimens(self.root.fd(), meta.mtime, meta.nsec).map_err(io)?;
+                continue;
+            }
+            let pfd = match self.root.dir(parent, false, "") {
+                Ok(Lookup::Found(fd)) => fd,
                 // Removed or replaced by a later member.
-                Ok(None) | Err(Error::Hostile { .. } | Error::Corrupt { .. }) => continue,
+                Ok(Lookup::Missing) | Err(Error::Hostile { .. } | Error::Corrupt { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            let io = |e| Error::io(self.root.host(&path), e);
-            sys::fchmod(fd.as_raw_fd(), meta.mode).map_err(io)?;
-            sys::futimens(fd.as_raw_fd(), meta.mtime, meta.nsec).map_err(io)?;
+            let c = name_cstr(base, "")?;
+            // Only a directory: fchmodat follows symlinks, so never call it on anything else.
+            match sys::fstatat(pfd, &c) {
+                Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
+                Ok(_) => continue,
+                Err(e) if sys::is_errno(&e, libc::ENOENT) => continue,
+                Err(e) => return Err(io(e)),
+            }
+            sys::fchmodat(pfd, &c, meta.mode).map_err(io)?;
+            sys::lutimensat(pfd, &c, meta.mtime, meta.nsec).map_err(io)?;
         }
         Ok(())
     }
