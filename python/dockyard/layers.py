@@ -65,7 +65,8 @@ def extract(
     part of the layer: the caller removes it.
 
     Returns ``digest``, ``diff_id``, ``compressed_size``, ``size`` (tar bytes), ``compression``,
-    ``entries`` (members) and ``content_size`` (sum of regular file sizes).
+    ``entries`` (members) and ``content_size`` (Docker's layer size: regular file sizes plus
+    symlink target lengths, hardlinks once).
     """
     return _native.extract(src, dest, offset=offset, length=length, whiteouts=whiteouts, tee=tee)
 

@@ -9,6 +9,8 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::thread::JoinHandle;
 
 use crate::digest::Hasher;
 use crate::error::{from_stream, tag, Error, Result};
@@ -127,14 +129,28 @@ impl Decoder {
     }
 }
 
+/// Size of the decompressed chunks handed from the decoding thread to the consumer.
+const CHUNK: usize = 256 << 10;
+/// Chunks in flight between the two.
+const DEPTH: usize = 16;
+
 /// Decompressed tar bytes of a layer, hashed on the way through. A `BufRead`.
+///
+/// A second thread reads the source, hashes and tees the raw bytes, decompresses and hashes
+/// the tar bytes; the consumer gets the tar in chunks. Dropping the stream (on an error)
+/// stops that thread and waits for it, so no thread outlives the stream.
 pub struct LayerStream {
-    dec: Option<Decoder>,
+    rx: Option<Receiver<Vec<u8>>>,
+    recycle: Sender<Vec<u8>>,
+    handle: Option<JoinHandle<Result<StreamInfo>>>,
+    /// The decoding thread's result once it has ended.
+    result: Option<Result<StreamInfo>>,
     compression: Compression,
-    tar_hasher: Hasher,
-    buf: Box<[u8]>,
+    cur: Vec<u8>,
     pos: usize,
-    len: usize,
+    /// diff ID hasher: runs on the consumer's thread, which balances the two threads better
+    /// (inflate is the heavier half).
+    tar_hasher: Hasher,
 }
 
 impl LayerStream {
@@ -151,13 +167,21 @@ impl LayerStream {
                     .map_err(|e| Error::corrupt(None, format!("zstd: {e}")))?,
             ),
         };
+        let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
+        let (recycle, recycled) = channel::<Vec<u8>>();
+        let handle = std::thread::Builder::new()
+            .name("dockyard-decode".into())
+            .spawn(move || decode(dec, compression, tx, recycled))
+            .map_err(|e| Error::io("<thread>", e))?;
         Ok(Self {
-            dec: Some(dec),
+            rx: Some(rx),
+            recycle,
+            handle: Some(handle),
+            result: None,
             compression,
-            tar_hasher: Hasher::new(),
-            buf: vec![0u8; BUF].into_boxed_slice(),
+            cur: Vec::new(),
             pos: 0,
-            len: 0,
+            tar_hasher: Hasher::new(),
         })
     }
 
@@ -165,47 +189,88 @@ impl LayerStream {
         self.compression
     }
 
-    fn read_more(&mut self) -> io::Result<usize> {
-        let dec = self.dec.as_mut().expect("stream used after finish");
-        let n = match dec {
-            Decoder::None(r) => r.read(&mut self.buf),
-            Decoder::Gzip(d) => d.read(&mut self.buf),
-            Decoder::Zstd(d) => d.read(&mut self.buf),
-        }?;
-        self.tar_hasher.update(&self.buf[..n]);
-        self.pos = 0;
-        self.len = n;
-        Ok(n)
+    /// Wait for the decoding thread and keep its result.
+    fn join(&mut self) {
+        self.rx = None;
+        if let Some(h) = self.handle.take() {
+            let r = h.join().unwrap_or_else(|_| Err(Error::corrupt(None, "decoder thread panicked")));
+            self.result = Some(r);
+        }
     }
 
     /// Drain the rest of both streams and return the digests.
     pub fn finish(mut self) -> Result<StreamInfo> {
-        while self.pos < self.len || self.read_more().map_err(|e| from_stream(e, self.compression.codec()))? > 0 {
-            self.pos = self.len;
-        }
-        let mut raw = self.dec.take().expect("finish once").into_raw();
-        // The decoder may stop at the end of its frame; hash whatever follows.
-        loop {
-            let n = {
-                let b = raw.fill_buf().map_err(|e| from_stream(e, "layer"))?;
-                b.len()
-            };
-            if n == 0 {
-                break;
+        // Whatever the consumer left (padding after the end-of-archive blocks) is hashed by
+        // the decoding thread as it goes; just keep taking chunks until it ends.
+        if let Some(rx) = &self.rx {
+            while let Ok(buf) = rx.recv() {
+                self.tar_hasher.update(&buf);
             }
-            raw.consume(n);
         }
-        let mut tap = raw.into_inner();
-        tap.finish_tee()?;
-        let (digest, compressed_size) = tap.hasher.finish();
-        let (diff_id, size) = self.tar_hasher.finish();
-        Ok(StreamInfo { digest, diff_id, compressed_size, size, compression: Some(self.compression) })
+        self.join();
+        let mut info = self.result.take().expect("joined")?;
+        let (diff_id, size) = std::mem::take(&mut self.tar_hasher).finish();
+        info.diff_id = diff_id;
+        info.size = size;
+        Ok(info)
     }
+}
 
-    /// Map a stream error to [`Error`], naming the codec.
-    pub fn error(&self, e: io::Error) -> Error {
-        from_stream(e, self.compression.codec())
+impl Drop for LayerStream {
+    fn drop(&mut self) {
+        // Disconnect first so a decoder blocked on a full channel wakes up and stops.
+        self.join();
     }
+}
+
+/// The decoding thread: fill chunks, hash them, send them; then drain and hash the raw tail.
+fn decode(
+    mut dec: Decoder,
+    compression: Compression,
+    tx: SyncSender<Vec<u8>>,
+    recycled: Receiver<Vec<u8>>,
+) -> Result<StreamInfo> {
+    loop {
+        let mut buf = recycled.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
+        let mut n = 0;
+        while n < CHUNK {
+            let r = match &mut dec {
+                Decoder::None(r) => r.read(&mut buf[n..]),
+                Decoder::Gzip(d) => d.read(&mut buf[n..]),
+                Decoder::Zstd(d) => d.read(&mut buf[n..]),
+            };
+            match r {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(from_stream(e, compression.codec())),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        if tx.send(buf).is_err() {
+            // The consumer is gone (it failed); its error is the one that matters.
+            return Err(Error::corrupt(None, "cancelled"));
+        }
+    }
+    drop(tx);
+    let mut raw = dec.into_raw();
+    // The decoder may stop at the end of its frame; hash whatever follows.
+    loop {
+        let n = raw.fill_buf().map_err(|e| from_stream(e, "layer"))?.len();
+        if n == 0 {
+            break;
+        }
+        raw.consume(n);
+    }
+    let mut tap = raw.into_inner();
+    tap.finish_tee()?;
+    let (digest, compressed_size) = tap.hasher.finish();
+    // diff_id and size are filled in by the consumer, which hashes the tar bytes.
+    Ok(StreamInfo { digest, diff_id: String::new(), compressed_size, size: 0, compression: Some(compression) })
 }
 
 impl Read for LayerStream {
@@ -220,14 +285,39 @@ impl Read for LayerStream {
 
 impl BufRead for LayerStream {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.pos >= self.len {
-            self.read_more()?;
+        while self.pos >= self.cur.len() {
+            let next = match &self.rx {
+                Some(rx) => rx.recv().ok(),
+                None => None,
+            };
+            match next {
+                Some(buf) => {
+                    self.tar_hasher.update(&buf);
+                    let old = std::mem::replace(&mut self.cur, buf);
+                    if old.capacity() > 0 {
+                        let _ = self.recycle.send(old);
+                    }
+                    self.pos = 0;
+                }
+                None => {
+                    // The decoder ended: cleanly (EOF) or with an error to pass on.
+                    self.join();
+                    match &self.result {
+                        Some(Err(_)) => {
+                            let e = self.result.take().expect("checked").unwrap_err();
+                            self.result = Some(Err(Error::corrupt(None, "stream failed earlier")));
+                            return Err(tag(e));
+                        }
+                        _ => return Ok(&[]),
+                    }
+                }
+            }
         }
-        Ok(&self.buf[self.pos..self.len])
+        Ok(&self.cur[self.pos..])
     }
 
     fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.len);
+        self.pos = (self.pos + n).min(self.cur.len());
     }
 }
 

@@ -901,4 +901,111 @@ mod tests {
         let md = std::fs::symlink_metadata(s.dest().join("l")).unwrap();
         assert_eq!((md.uid(), md.mtime()), (7, 123));
     }
+
+    /// Everything about a tree, for comparing two extractions.
+    fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, i64, i64, u64, Vec<u8>)> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            let content = if md.is_file() {
+                std::fs::read(&p).unwrap()
+            } else if md.file_type().is_symlink() {
+                std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes()
+            } else {
+                Vec::new()
+            };
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let mut h = crate::digest::Hasher::new();
+            h.update(&content);
+            let content = h.finish().0.into_bytes();
+            if rel.as_os_str().is_empty() {
+                // The root's own times are the temp dir's.
+                for e in std::fs::read_dir(&p).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+                continue;
+            }
+            out.insert(rel, (md.mode(), md.uid(), md.gid(), md.mtime(), md.mtime_nsec(), md.nlink(), content));
+            if md.is_dir() {
+                for e in std::fs::read_dir(&p).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn writer_pool_matches_inline() {
+        let mut members = vec![dir("d/")];
+        for i in 0..300 {
+            let (mut f, _) = file(&format!("d/f{i}"));
+            let data: Vec<u8> = (0..(i * 37 % 5000)).map(|j| (j * 7 + i) as u8).collect();
+            f.size = data.len() as u64;
+            f.mode = [0o644, 0o755, 0o4755, 0o600, 0o444][i % 5];
+            f.mtime = 1_000_000 + i as i64;
+            f.mtime_nsec = i as u32;
+            f.uid = (i % 3) as u64;
+            f.gid = (i % 4) as u64;
+            if i % 50 == 0 {
+                f.xattrs.push((b"user.i".to_vec(), i.to_string().into_bytes()));
+            }
+            members.push((f, data));
+        }
+        // Multi-chunk files (the pool splits at 1 MiB), hardlinked while in flight, and one
+        // replaced by a later member.
+        for (name, len) in [("big", (3 << 20) + 12345), ("exact", 2 << 20), ("gone", (1 << 20) + 1)] {
+            let (mut f, _) = file(name);
+            let data: Vec<u8> = (0..len).map(|j: usize| (j % 251) as u8).collect();
+            f.size = len as u64;
+            f.mtime = 77;
+            members.push((f, data));
+        }
+        members.push(link("big-link", Kind::Link, "big"));
+        members.push(link("d/f1-link", Kind::Link, "d/f1"));
+        members.push(file("gone"));
+        let bytes = tar(&members);
+        let mut trees = Vec::new();
+        for threads in [0, 1, 3] {
+            let t = TempDir::new();
+            let src = t.path().join("l.tar");
+            std::fs::write(&src, &bytes).unwrap();
+            let dest = t.path().join("x");
+            std::fs::create_dir(&dest).unwrap();
+            let opts = ExtractOptions { threads, ..Default::default() };
+            let info = extract(&src, &dest, &opts).unwrap();
+            assert_eq!(info.entries, members.len() as u64);
+            trees.push(tree(&dest));
+        }
+        assert_eq!(trees[0], trees[1]);
+        assert_eq!(trees[0], trees[2]);
+        let big = &trees[0][&PathBuf::from("big")];
+        assert_eq!((big.3, big.5), (77, 2));
+    }
+
+    #[test]
+    fn writer_pool_errors_stop_cleanly() {
+        let (mut f, _) = file("big");
+        let data = vec![1u8; 5 << 20];
+        f.size = data.len() as u64;
+        let bytes = tar(&[file("a"), (f, data)]);
+        let cut = &bytes[..3 << 20];
+        let t = TempDir::new();
+        let src = t.path().join("l.tar");
+        std::fs::write(&src, cut).unwrap();
+        let dest = t.path().join("x");
+        std::fs::create_dir(&dest).unwrap();
+        let threads_before = thread_count();
+        let opts = ExtractOptions { threads: 3, ..Default::default() };
+        let e = extract(&src, &dest, &opts).unwrap_err();
+        assert_eq!(e.member(), Some("big"), "{e}");
+        // Every thread we started has been joined (other tests may run threads concurrently,
+        // so only check we did not add any).
+        assert!(thread_count() <= threads_before + 1);
+    }
+
+    fn thread_count() -> usize {
+        std::fs::read_dir("/proc/self/task").unwrap().count()
+    }
 }

@@ -227,8 +227,11 @@ impl Packer {
 
     fn put(&mut self, m: &Member, file: Option<File>, path: &[u8]) -> Result<()> {
         self.entries += 1;
-        if m.kind == Kind::File {
-            self.content_size += m.size;
+        match m.kind {
+            Kind::File => self.content_size += m.size,
+            // As in extract: Docker's layer size counts a symlink as its target's length.
+            Kind::Symlink => self.content_size += m.link.len() as u64,
+            _ => {}
         }
         let host = self.host(path);
         let r = match file {

@@ -214,6 +214,18 @@ pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+pub fn getegid() -> u32 {
+    unsafe { libc::getegid() }
+}
+
+/// The process umask, read from `/proc/self/status` (calling umask(2) to read it would change
+/// it for a moment under other threads' feet). `None` if unknown.
+pub fn umask() -> Option<u32> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+}
+
 pub fn makedev(major: u32, minor: u32) -> libc::dev_t {
     libc::makedev(major, minor)
 }

@@ -1,9 +1,21 @@
-//! Writing regular file contents and their metadata.
+//! Writing regular file contents and their metadata, inline or on a small thread pool.
+//!
+//! The extracting thread creates every name itself, in archive order (so replacement,
+//! hardlinks and whiteouts see a consistent tree); only the *content* of a regular file and
+//! its final metadata (owner, mode, xattrs, times, all applied through the open descriptor)
+//! are handed to a writer. Hardlinks work on an inode whose content may still be in flight,
+//! which is fine: the content lands in the same inode. Directory times are set after
+//! [`Writers::finish`], so no write can touch them afterwards.
 
 use std::fs::File;
 use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -13,39 +25,171 @@ use crate::tar::Reader;
 /// clears setuid/setgid and `security.capability`, and writing clears the capability too, so
 /// content, then owner, then mode, then xattrs, then times.
 pub struct FileMeta {
+    /// `None` when the file already has the right owner (or we may not chown).
     pub uid: Option<(u32, u32)>,
-    pub mode: u32,
+    /// `None` when the file was created with its final mode.
+    pub mode: Option<u32>,
     pub mtime: i64,
     pub nsec: u32,
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl FileMeta {
-    pub fn apply(&self, fd: &OwnedFd, host: &std::path::Path) -> Result<()> {
+    pub fn apply(&self, fd: &OwnedFd, host: &Path) -> Result<()> {
         let fd = fd.as_raw_fd();
         let io = |e| Error::io(host, e);
         if let Some((u, g)) = self.uid {
             sys::fchown(fd, u, g).map_err(io)?;
         }
-        sys::fchmod(fd, self.mode).map_err(io)?;
+        // After a chown the mode must be set again (it cleared setuid/setgid).
+        if let Some(mode) = self.mode {
+            sys::fchmod(fd, mode).map_err(io)?;
+        }
         for (k, v) in &self.xattrs {
-            let k = sys::cstring(k).ok_or_else(|| Error::corrupt(Some(&host.display().to_string()), "NUL in xattr name"))?;
+            let k = sys::cstring(k)
+                .ok_or_else(|| Error::corrupt(Some(&host.display().to_string()), "NUL in xattr name"))?;
             crate::extract::ignore_unsupported(sys::fsetxattr(fd, &k, v)).map_err(io)?;
         }
         sys::futimens(fd, self.mtime, self.nsec).map_err(io)
     }
 }
 
+/// Files up to this size travel as one job; bigger ones in chunks of this size, written with
+/// `pwrite` so chunks of one file may land in any order.
+const JOB: usize = 1 << 20;
+/// Jobs in flight: bounds the memory held by copies of file contents.
+const QUEUE: usize = 64;
+
+/// A file being written in chunks; the last chunk to finish applies the metadata.
+struct Pending {
+    fd: OwnedFd,
+    meta: FileMeta,
+    host: PathBuf,
+}
+
+impl Pending {
+    fn finish(self) -> Result<()> {
+        self.meta.apply(&self.fd, &self.host)
+    }
+}
+
+enum Job {
+    Whole { fd: OwnedFd, data: Vec<u8>, meta: FileMeta, host: PathBuf },
+    Chunk { file: Arc<Pending>, off: u64, data: Vec<u8> },
+    Done(Arc<Pending>),
+}
+
+fn write_at(fd: &OwnedFd, data: &[u8], off: u64, host: &Path) -> Result<()> {
+    // Borrow the descriptor as a File without taking ownership.
+    let f = std::mem::ManuallyDrop::new(unsafe {
+        <File as std::os::fd::FromRawFd>::from_raw_fd(fd.as_raw_fd())
+    });
+    f.write_all_at(data, off).map_err(|e| Error::io(host, e))
+}
+
+fn finish_if_last(file: Arc<Pending>) -> Result<()> {
+    match Arc::into_inner(file) {
+        Some(p) => p.finish(),
+        None => Ok(()),
+    }
+}
+
+impl Job {
+    fn run(self) -> Result<()> {
+        match self {
+            Job::Whole { fd, data, meta, host } => {
+                write_at(&fd, &data, 0, &host)?;
+                meta.apply(&fd, &host)
+            }
+            Job::Chunk { file, off, data } => {
+                write_at(&file.fd, &data, off, &file.host)?;
+                finish_if_last(file)
+            }
+            Job::Done(file) => finish_if_last(file),
+        }
+    }
+}
+
+struct Shared {
+    error: Mutex<Option<Error>>,
+    failed: AtomicBool,
+}
+
+impl Shared {
+    fn fail(&self, e: Error) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+}
+
 pub struct Writers {
-    _threads: usize,
+    tx: Option<SyncSender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+/// Writer threads to use when the caller does not say: the extracting and the decoding
+/// threads already keep two cores busy, so only cores beyond those get a writer (at most 4).
+/// `DOCKYARD_EXTRACT_WRITERS` overrides (for benchmarks and tests).
+pub fn default_threads() -> usize {
+    if let Some(n) = std::env::var("DOCKYARD_EXTRACT_WRITERS").ok().and_then(|v| v.parse().ok()) {
+        return n;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.saturating_sub(2).min(4)
 }
 
 impl Writers {
-    pub fn new(threads: usize) -> Self {
-        Self { _threads: threads }
+    /// `threads` writer threads; 0 writes inline on the calling thread.
+    pub fn new(threads: usize) -> Result<Self> {
+        let shared = Arc::new(Shared { error: Mutex::new(None), failed: AtomicBool::new(false) });
+        if threads == 0 {
+            return Ok(Self { tx: None, threads: Vec::new(), shared });
+        }
+        let (tx, rx) = sync_channel::<Job>(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let rx: Arc<Mutex<Receiver<Job>>> = Arc::clone(&rx);
+            let sh = Arc::clone(&shared);
+            let h = std::thread::Builder::new()
+                .name(format!("dockyard-write-{i}"))
+                .spawn(move || loop {
+                    let job = { rx.lock().unwrap_or_else(|p| p.into_inner()).recv() };
+                    let Ok(job) = job else { return };
+                    // After a failure, drain without writing: the layer is lost anyway.
+                    if sh.failed.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    if let Err(e) = job.run() {
+                        sh.fail(e);
+                    }
+                });
+            match h {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    let mut w = Self { tx: Some(tx), threads: handles, shared };
+                    let _ = w.finish();
+                    return Err(Error::io("<writer thread>", e));
+                }
+            }
+        }
+        Ok(Self { tx: Some(tx), threads: handles, shared })
     }
 
-    /// Write `size` bytes of the current member from `reader` into `fd`, then its metadata.
+    fn send(&mut self, job: Job) -> Result<()> {
+        let tx = self.tx.as_ref().expect("pool running");
+        if tx.send(job).is_err() {
+            // All writers gone: only possible after a panic.
+            return Err(Error::corrupt(None, "writer threads stopped"));
+        }
+        Ok(())
+    }
+
+    /// Write the current member's `size` bytes from `reader` into `fd`, then its metadata.
     pub fn file<R: BufRead>(
         &mut self,
         fd: OwnedFd,
@@ -54,18 +198,70 @@ impl Writers {
         size: u64,
         reader: &mut Reader<R>,
     ) -> Result<()> {
-        let _ = size;
-        let mut f = File::from(fd);
-        reader.read_data(|b| f.write_all(b).map_err(|e| Error::io(&host, e)))?;
-        let fd = OwnedFd::from(f);
-        meta.apply(&fd, &host)
+        if self.tx.is_none() {
+            let mut f = File::from(fd);
+            reader.read_data(|b| f.write_all(b).map_err(|e| Error::io(&host, e)))?;
+            return meta.apply(&OwnedFd::from(f), &host);
+        }
+        if size as usize <= JOB {
+            let mut data = Vec::with_capacity(size as usize);
+            reader.read_data(|b| {
+                data.extend_from_slice(b);
+                Ok(())
+            })?;
+            return self.send(Job::Whole { fd, data, meta, host });
+        }
+        let file = Arc::new(Pending { fd, meta, host });
+        let tx = self.tx.clone().expect("pool running");
+        let stopped = || Error::corrupt(None, "writer threads stopped");
+        let mut off = 0u64;
+        let mut data = Vec::with_capacity(JOB);
+        reader.read_data(|mut b| {
+            while !b.is_empty() {
+                let k = b.len().min(JOB - data.len());
+                data.extend_from_slice(&b[..k]);
+                b = &b[k..];
+                if data.len() == JOB {
+                    let full = std::mem::replace(&mut data, Vec::with_capacity(JOB));
+                    tx.send(Job::Chunk { file: Arc::clone(&file), off, data: full }).map_err(|_| stopped())?;
+                    off += JOB as u64;
+                }
+            }
+            Ok(())
+        })?;
+        if !data.is_empty() {
+            tx.send(Job::Chunk { file: Arc::clone(&file), off, data }).map_err(|_| stopped())?;
+        }
+        self.send(Job::Done(file))
     }
 
+    /// The first writer error so far, if any.
     pub fn check(&mut self) -> Result<()> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            if let Some(e) = self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
+    /// Wait for every job and every thread; the first error, if any.
     pub fn finish(&mut self) -> Result<()> {
-        Ok(())
+        self.tx = None;
+        for h in self.threads.drain(..) {
+            if h.join().is_err() {
+                self.shared.fail(Error::corrupt(None, "writer thread panicked"));
+            }
+        }
+        match self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        let _ = self.finish();
     }
 }

@@ -86,7 +86,7 @@ fn extract<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let whiteouts = core::Whiteouts::parse(whiteouts).map_err(NativeError)?;
     let info = detached(py, || {
-        let opts = core::ExtractOptions { offset, length, whiteouts, tee: tee.as_deref(), threads: 0 };
+        let opts = core::ExtractOptions { offset, length, whiteouts, tee: tee.as_deref(), ..Default::default() };
         core::extract(&src, &dest, &opts)
     })?;
     layer_dict(py, &info)

@@ -1,0 +1,101 @@
+"""Layer extraction: dockyard vs GNU tar, alternating, same machine, same run.
+
+    python benches/bench_extract.py LAYER [LAYER...] [--dir /dev/shm] [--runs 7]
+
+Each run extracts into a fresh directory under ``--dir`` (tmpfs or disk), GNU tar and dockyard
+alternately; the directory is removed between runs (not timed). dockyard's time includes
+both sha256 digests (blob and diff ID); GNU tar computes none. Prints medians and the ratio.
+Without a LAYER, synthetic layers are generated under ``benches/.cache``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dockyard import layers
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+
+
+def gnu_tar_cmd(layer: Path, dest: Path) -> list[str]:
+    with open(layer, "rb") as f:
+        magic = f.read(4)
+    flag = ["-z"] if magic[:2] == b"\x1f\x8b" else ["--zstd"] if magic == b"\x28\xb5\x2f\xfd" else []
+    return ["tar", *flag, "-xf", str(layer), "-C", str(dest)]
+
+
+def synthetic(kind: str) -> Path:
+    """Generate (once) a synthetic gzip layer: 'small' = many small files, 'big' = a few big ones."""
+    out = CACHE / f"synthetic-{kind}.tar.gz"
+    if out.exists():
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(42)
+    words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(5000)]
+
+    def blob(n: int) -> bytes:
+        # Half text-like (compressible), half random: gzip ratio about 2 like real layers.
+        text = b" ".join(rng.choice(words) for _ in range(n // 12 + 1))[: n // 2]
+        return text + os.urandom(n - len(text))
+
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        root = Path(tmp) / "root"
+        if kind == "small":
+            for i in range(8000):
+                d = root / f"d{i % 97}" / f"s{i % 13}"
+                d.mkdir(parents=True, exist_ok=True)
+                (d / f"f{i}").write_bytes(blob(rng.choice([100, 1000, 4000, 16000, 30000, 90000])))
+        else:
+            root.mkdir()
+            for i in range(6):
+                (root / f"big{i}").write_bytes(blob(64 << 20))
+        layers.pack(root, out, compression="gzip")
+    return out
+
+
+def bench(layer: Path, where: Path, runs: int) -> None:
+    ours: list[float] = []
+    theirs: list[float] = []
+    for i in range(runs):
+        for who in (("tar", "ours") if i % 2 == 0 else ("ours", "tar")):
+            dest = Path(tempfile.mkdtemp(dir=where, prefix="bench-"))
+            try:
+                t0 = time.perf_counter()
+                if who == "tar":
+                    subprocess.run(gnu_tar_cmd(layer, dest), check=True)
+                    theirs.append(time.perf_counter() - t0)
+                else:
+                    layers.extract(layer, dest)
+                    ours.append(time.perf_counter() - t0)
+            finally:
+                shutil.rmtree(dest)
+                # Flush dirty pages so one run's writeback does not land in the next one's time.
+                os.sync()
+    mo, mt = statistics.median(ours), statistics.median(theirs)
+    print(f"{layer.name:40} {where}: dockyard {mo:.3f}s  GNU tar {mt:.3f}s  ratio {mo / mt:.2f}"
+          f"  (min {min(ours):.3f}/{min(theirs):.3f}, {runs} runs)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("layers", nargs="*", type=Path)
+    ap.add_argument("--dir", type=Path, default=Path("/dev/shm"))
+    ap.add_argument("--runs", type=int, default=7)
+    a = ap.parse_args()
+    todo = a.layers or [synthetic("small"), synthetic("big")]
+    for layer in todo:
+        bench(layer, a.dir, a.runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
