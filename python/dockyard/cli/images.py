@@ -225,15 +225,24 @@ def history(session, name, human, no_trunc, quiet, fmt):  # noqa: ANN001
     print_rows(rows, fmt, default, headers, quiet_field="ID", quiet=quiet)
 
 
-def _inspect(session, names, fmt):  # noqa: ANN001
-    from ..errors import DockyardError
+def _inspect(session, names, fmt, kinds=("image",)):  # noqa: ANN001
+    from ..errors import DockyardError, NotFound
 
+    engine = session.engine
+    getters = {"container": lambda n: engine.containers.inspect(n), "image": engine.images.inspect}
     found, errors = [], []
     for name in names:
-        try:
-            found.append(session.engine.images.inspect(name))
-        except DockyardError as exc:
-            errors.append(str(exc) if exc.client_side else f"Error response from daemon: {exc}")
+        for i, kind in enumerate(kinds):
+            try:
+                found.append(getters[kind](name))
+                break
+            except NotFound as exc:
+                if i == len(kinds) - 1:
+                    msg = f"No such object: {name}" if len(kinds) > 1 else str(exc)
+                    errors.append(f"Error: {msg}" if len(kinds) > 1 else f"Error response from daemon: {msg}")
+            except DockyardError as exc:
+                errors.append(str(exc) if exc.client_side else f"Error response from daemon: {exc}")
+                break
     print_inspect(found, fmt)
     fail_if(errors)
 
@@ -241,12 +250,13 @@ def _inspect(session, names, fmt):  # noqa: ANN001
 @click.command("inspect", context_settings=CONTEXT)
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--format", "fmt", help="Format output using a custom template")
-@click.option("--type", "type_", default=None, type=click.Choice(["image"]), help="Return JSON for specified type")
+@click.option("--type", "type_", default=None, type=click.Choice(["container", "image"]),
+              help="Return JSON for specified type")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes if the type is container")
 @pass_session
 def inspect(session, names, fmt, type_, size):  # noqa: ANN001
     """Return low-level information on dockyard objects."""
-    _inspect(session, names, fmt)
+    _inspect(session, names, fmt, (type_,) if type_ else ("container", "image"))
 
 
 @click.command("inspect", context_settings=CONTEXT)

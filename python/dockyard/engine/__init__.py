@@ -22,6 +22,16 @@ class Engine:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.store = Store(root)
         self.images = Images(self.store)
+        self._containers = None
+
+    @property
+    def containers(self):  # noqa: ANN201
+        """Container operations (loaded on first use: image commands never pay for them)."""
+        if self._containers is None:
+            from .containers import Containers
+
+            self._containers = Containers(self.store, self.images)
+        return self._containers
 
     @property
     def root(self) -> Path:

@@ -11,6 +11,7 @@ pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod extract;
+pub mod mount;
 pub mod pack;
 pub mod source;
 pub mod sys;

@@ -165,6 +165,19 @@ fn sha256_file(py: Python<'_>, path: PathBuf, offset: u64, length: Option<u64>) 
     detached(py, || core::sha256_file(&path, offset, length))
 }
 
+/// Mount an overlay of `lowers` (top layer first) with `upper`/`work` at `target`.
+#[pyfunction]
+fn mount_overlay(py: Python<'_>, lowers: Vec<PathBuf>, upper: PathBuf, work: PathBuf, target: PathBuf) -> PyResult<()> {
+    detached(py, || core::mount::mount_overlay(&lowers, &upper, &work, &target))
+}
+
+/// Unmount `target` (lazily by default); a target that is not mounted is not an error.
+#[pyfunction]
+#[pyo3(signature = (target, detach = true))]
+fn umount(py: Python<'_>, target: PathBuf, detach: bool) -> PyResult<()> {
+    detached(py, || core::mount::umount(&target, detach))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(extract, m)?)?;
@@ -174,5 +187,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decompress, m)?)?;
     m.add_function(wrap_pyfunction!(compress, m)?)?;
     m.add_function(wrap_pyfunction!(sha256_file, m)?)?;
+    m.add_function(wrap_pyfunction!(mount_overlay, m)?)?;
+    m.add_function(wrap_pyfunction!(umount, m)?)?;
     Ok(())
 }

@@ -1,0 +1,676 @@
+"""Container commands: run, create, start, stop, kill, restart, wait, rm, rename, pause, unpause,
+ps, logs, and ``container …``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import click
+
+from . import CONTEXT, pass_session
+from .output import echo, fail_if, print_rows, since
+
+RUN_CONTEXT = dict(CONTEXT, allow_interspersed_args=False)
+
+
+def _kv_list(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        k, _, val = v.partition("=")
+        out[k] = val
+    return out
+
+
+def _env_list(values: tuple[str, ...], files: tuple[str, ...]) -> list[str]:
+    """-e K=V, -e K (take it from our environment, skip when unset), --env-file F."""
+    from ..errors import InvalidArgument
+
+    out = []
+    for path in files:
+        try:
+            lines = open(path, encoding="utf-8").read().splitlines()
+        except OSError as exc:
+            raise InvalidArgument(f"open {path}: {exc.strerror.lower()}") from None
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                out.append(line if "=" in line else (f"{line}={os.environ[line]}" if line in os.environ else ""))
+    for v in values:
+        if "=" in v:
+            out.append(v)
+        elif v in os.environ:
+            out.append(f"{v}={os.environ[v]}")
+    return [e for e in out if e]
+
+
+def create_options(f):  # noqa: ANN001, ANN201
+    opts = [
+        click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID"),
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached"),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
+        click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits"),
+        click.option("--name", default="", help="Assign a name to the container"),
+        click.option("-e", "--env", multiple=True, help="Set environment variables"),
+        click.option("--env-file", multiple=True, help="Read in a file of environment variables"),
+        click.option("-w", "--workdir", default="", help="Working directory inside the container"),
+        click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])"),
+        click.option("-h", "--hostname", default="", help="Container host name"),
+        click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image"),
+        click.option("-l", "--label", multiple=True, help="Set meta data on a container"),
+        click.option("-m", "--memory", default="", help="Memory limit"),
+        click.option("--memory-swap", default="", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
+        click.option("--memory-reservation", default="", help="Memory soft limit"),
+        click.option("--cpus", default="", help="Number of CPUs"),
+        click.option("-c", "--cpu-shares", default=0, type=int, help="CPU shares (relative weight)"),
+        click.option("--cpu-quota", default=0, type=int, help="Limit CPU CFS (Completely Fair Scheduler) quota"),
+        click.option("--cpu-period", default=0, type=int, help="Limit CPU CFS (Completely Fair Scheduler) period"),
+        click.option("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)"),
+        click.option("--cpuset-mems", default="", help="MEMs in which to allow execution (0-3, 0,1)"),
+        click.option("--pids-limit", default=0, type=int, help="Tune container pids limit (set -1 for unlimited)"),
+        click.option("--ulimit", multiple=True, help="Ulimit options"),
+        click.option("--init", is_flag=True, help="Run an init inside the container that forwards signals and reaps processes"),
+        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only"),
+        click.option("--cap-add", multiple=True, help="Add Linux capabilities"),
+        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities"),
+        click.option("--privileged", is_flag=True, help="Give extended privileges to this container"),
+        click.option("--security-opt", multiple=True, help="Security Options"),
+        click.option("--restart", default="no", help="Restart policy to apply when a container exits"),
+        click.option("--stop-signal", default="", help="Signal to stop the container"),
+        click.option("--stop-timeout", default=None, type=int, help="Timeout (in seconds) to stop a container"),
+        click.option("--network", "--net", "network", default="none", help="Connect a container to a network"),
+        click.argument("image"),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for deco in reversed(opts):
+        f = deco(f)
+    return f
+
+
+def build_options(p: dict):  # noqa: ANN201
+    """Click's parsed values -> the engine's CreateOptions, with Docker's validation."""
+    from ..engine.containers import CreateOptions
+    from ..engine.spec import Resources, parse_ulimit
+    from ..errors import InvalidArgument
+    from ..units import parse_size
+
+    res = Resources()
+    if p["memory"]:
+        res.memory = parse_size(p["memory"])
+        if res.memory < 6 * 1024 * 1024:
+            raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if p["memory_swap"]:
+        res.memory_swap = -1 if p["memory_swap"] == "-1" else parse_size(p["memory_swap"])
+        if res.memory_swap > 0 and res.memory and res.memory_swap < res.memory:
+            raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if p["memory_reservation"]:
+        res.memory_reservation = parse_size(p["memory_reservation"])
+    if p["cpus"]:
+        try:
+            cpus = float(p["cpus"])
+        except ValueError:
+            raise InvalidArgument(f'invalid argument "{p["cpus"]}" for "--cpus" flag: failed to parse {p["cpus"]} as a rational number') from None
+        if cpus < 0:
+            raise InvalidArgument(f'invalid argument "{p["cpus"]}" for "--cpus" flag: range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only {os.cpu_count()} CPUs available')
+        if cpus > (os.cpu_count() or 1):
+            raise InvalidArgument(f"range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only {os.cpu_count()} CPUs available")
+        res.nano_cpus = int(cpus * 1e9)
+    res.cpu_shares, res.cpu_quota, res.cpu_period = p["cpu_shares"], p["cpu_quota"], p["cpu_period"]
+    res.cpuset_cpus, res.cpuset_mems = p["cpuset_cpus"], p["cpuset_mems"]
+    res.pids_limit = p["pids_limit"] if p["pids_limit"] > 0 else 0
+    res.ulimits = [parse_ulimit(u) for u in p["ulimit"]]
+    entrypoint = None
+    if p["entrypoint"] is not None:
+        entrypoint = [p["entrypoint"]] if p["entrypoint"] else []
+    return CreateOptions(
+        image=p["image"], cmd=list(p["command"]) or None, entrypoint=entrypoint,
+        env=_env_list(p["env"], p["env_file"]), workdir=p["workdir"], user=p["user"],
+        hostname=p["hostname"], tty=p["tty"], open_stdin=p["interactive"], labels=_kv_list(p["label"]),
+        name=p["name"], resources=res, cap_add=list(p["cap_add"]), cap_drop=list(p["cap_drop"]),
+        privileged=p["privileged"], read_only=p["read_only"], security_opt=list(p["security_opt"]),
+        init=p["init"], restart=p["restart"], auto_remove=p["auto_remove"], stop_signal=p["stop_signal"],
+        stop_timeout=p["stop_timeout"], network=p["network"],
+    )
+
+
+def _create(session, params: dict) -> str:  # noqa: ANN001
+    from ..errors import ImageNotFound
+
+    opts = build_options(params)
+    engine = session.engine
+    if opts.image in ("hello-world", "hello-world:latest"):
+        from ..engine import hello
+
+        hello.ensure(engine)
+    try:
+        return engine.containers.create(opts)
+    except ImageNotFound:
+        from ..reference import parse
+
+        sys.stderr.write(f"Unable to find image '{parse(opts.image).with_default_tag().familiar()}' locally\n")
+        raise
+
+
+@click.command("create", context_settings=RUN_CONTEXT)
+@create_options
+@pass_session
+def create(session, **params):  # noqa: ANN001
+    """Create a new container."""
+    echo(_create(session, params) + "\n")
+
+
+@click.command("run", context_settings=RUN_CONTEXT)
+@create_options
+@pass_session
+def run(session, **params):  # noqa: ANN001
+    """Create and run a new container from an image."""
+    from ..errors import DockyardError
+
+    cid = _create(session, params)
+    engine = session.engine
+    try:
+        engine.containers.start(cid)
+    except DockyardError:
+        if params["auto_remove"]:
+            engine.containers.remove(cid, force=True)
+        raise
+    if params["detach"]:
+        echo(cid + "\n")
+        return
+    code = follow_until_exit(engine, cid, stdin=params["interactive"], tty=params["tty"])
+    if params["auto_remove"]:
+        engine.containers.remove(cid, force=True)
+    raise click.exceptions.Exit(code)
+
+
+def follow_until_exit(engine, cid: str, stdin: bool, tty: bool) -> int:  # noqa: ANN001
+    """Stream the container's output to ours until it exits; returns its exit code.
+
+    Output is read from the json-file log, which holds everything from the first byte (an attach
+    made after the start could miss early output); input goes through the supervisor's attach
+    socket.  Ctrl-C (without a tty) is forwarded to the container as docker's --sig-proxy does."""
+    import signal
+
+    log = engine.containers.logs(cid)
+    exit_file = log.parent / "exit.json"
+    forwarder = None
+    if stdin:
+        forwarder = _StdinForwarder(log.parent / "attach.sock", tty)
+        forwarder.start()
+
+    def proxy(signum, frame):  # noqa: ANN001
+        engine.containers.runtime.kill(cid, signum)
+
+    old = {s: signal.signal(s, proxy) for s in (signal.SIGINT, signal.SIGTERM)} if not tty else {}
+    try:
+        pos = 0
+        delay = 0.001
+        out, err = sys.stdout.buffer, sys.stderr.buffer
+        while True:
+            done = exit_file.exists()
+            pos, n = _copy_log(log, pos, out, err)
+            if n:
+                delay = 0.001
+                continue
+            if done:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        state = engine.containers.wait(cid)
+        return state["ExitCode"]
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if forwarder is not None:
+            forwarder.stop()
+
+
+def _copy_log(log, pos: int, out, err) -> tuple[int, int]:  # noqa: ANN001
+    """Write json-file entries past ``pos`` to stdout/stderr; returns the new position and count."""
+    try:
+        f = open(log, "rb")
+    except FileNotFoundError:
+        return pos, 0
+    n = 0
+    with f:
+        f.seek(pos)
+        data = f.read()
+    if not data:
+        return pos, 0
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        stream = err if entry.get("stream") == "stderr" else out
+        stream.write(entry.get("log", "").encode("utf-8", "surrogateescape"))
+        n += 1
+    out.flush()
+    err.flush()
+    return pos + end, n
+
+
+class _StdinForwarder:
+    """Copies our stdin to the supervisor's attach socket (frame 0), EOF as frame 5; with a tty,
+    puts our terminal in raw mode and forwards window size changes (frame 4)."""
+
+    def __init__(self, sock_path, tty: bool) -> None:  # noqa: ANN001
+        self.path = str(sock_path)
+        self.tty = tty and sys.stdin.isatty()
+        self.thread = None
+        self.saved = None
+
+    def start(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        for _ in range(200):
+            try:
+                self.sock.connect(self.path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                time.sleep(0.005)
+        if self.tty:
+            import termios
+            import tty as ttymod
+
+            self.saved = termios.tcgetattr(sys.stdin.fileno())
+            ttymod.setraw(sys.stdin.fileno())
+            self._resize()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _frame(self, kind: int, data: bytes) -> None:
+        import struct
+
+        try:
+            self.sock.sendall(struct.pack(">BxxxI", kind, len(data)) + data)
+        except OSError:
+            pass
+
+    def _resize(self) -> None:
+        import struct
+
+        size = os.get_terminal_size(sys.stdin.fileno())
+        self._frame(4, struct.pack(">HH", size.lines, size.columns))
+
+    def _pump(self) -> None:
+        fd = sys.stdin.fileno()
+        detach = b""
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                self._frame(5, b"")
+                return
+            if self.tty:
+                detach = (detach + data)[-2:]
+                if detach == b"\x10\x11":  # ctrl-p ctrl-q
+                    os._exit(0)
+            self._frame(0, data)
+
+    def stop(self) -> None:
+        if self.saved is not None:
+            import termios
+
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+@click.command("start", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
+@pass_session
+def start(session, containers, attach, interactive):  # noqa: ANN001
+    """Start one or more stopped containers."""
+    from ..errors import DockyardError
+
+    engine = session.engine
+    if attach or interactive:
+        cid = engine.containers.resolve(containers[0])
+        rec = engine.containers.load(cid)
+        log = engine.containers.logs(cid)
+        skip = log.stat().st_size if log.exists() else 0
+        engine.containers.start(cid)
+        code = follow_until_exit_from(engine, cid, skip, interactive, rec["spec"]["Config"]["Tty"])
+        raise click.exceptions.Exit(code)
+    errors = []
+    for ref in containers:
+        try:
+            engine.containers.start(ref)
+            echo(ref + "\n")
+        except DockyardError as exc:
+            errors.append(f"Error response from daemon: {exc}")
+    if errors:
+        errors.append("Error: failed to start containers: " + ", ".join(containers))
+    fail_if(errors)
+
+
+def follow_until_exit_from(engine, cid, skip, stdin, tty):  # noqa: ANN001, ANN201
+    # The log of a restarted container keeps the earlier runs: show only what this run writes.
+    log = engine.containers.logs(cid)
+    exit_file = log.parent / "exit.json"
+    pos = skip
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    while True:
+        done = exit_file.exists()
+        pos, n = _copy_log(log, pos, out, err)
+        if not n and done:
+            break
+        if not n:
+            time.sleep(0.005)
+    return engine.containers.wait(cid)["ExitCode"]
+
+
+def _each(session, refs, action, print_ref: bool = True) -> None:  # noqa: ANN001
+    from ..errors import DockyardError
+
+    errors = []
+    for ref in refs:
+        try:
+            action(ref)
+            if print_ref:
+                echo(ref + "\n")
+        except DockyardError as exc:
+            errors.append(f"Error response from daemon: {exc}")
+    fail_if(errors)
+
+
+@click.command("stop", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-t", "--time", "--timeout", "timeout", default=None, type=int, help="Seconds to wait before killing the container")
+@click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container")
+@pass_session
+def stop(session, containers, timeout, sig):  # noqa: ANN001
+    """Stop one or more running containers."""
+    _each(session, containers, lambda r: session.engine.containers.stop(r, timeout, sig))
+
+
+@click.command("restart", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-t", "--time", "--timeout", "timeout", default=None, type=int, help="Seconds to wait before killing the container")
+@click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container")
+@pass_session
+def restart(session, containers, timeout, sig):  # noqa: ANN001
+    """Restart one or more containers."""
+    def act(ref: str) -> None:
+        session.engine.containers.stop(ref, timeout, sig)
+        session.engine.containers.start(ref)
+    _each(session, containers, act)
+
+
+@click.command("kill", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send to the container")
+@pass_session
+def kill(session, containers, sig):  # noqa: ANN001
+    """Kill one or more running containers."""
+    from ..engine.spec import parse_signal
+
+    parse_signal(sig)
+    _each(session, containers, lambda r: session.engine.containers.kill(r, sig))
+
+
+@click.command("wait", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@pass_session
+def wait(session, containers):  # noqa: ANN001
+    """Block until one or more containers stop, then print their exit codes."""
+    def act(ref: str) -> None:
+        echo(f"{session.engine.containers.wait(ref)['ExitCode']}\n")
+    _each(session, containers, act, print_ref=False)
+
+
+@click.command("rm", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL)")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container")
+@pass_session
+def rm(session, containers, force, volumes):  # noqa: ANN001
+    """Remove one or more containers."""
+    _each(session, containers, lambda r: session.engine.containers.remove(r, force, volumes))
+
+
+@click.command("rename", context_settings=CONTEXT)
+@click.argument("container")
+@click.argument("new_name")
+@pass_session
+def rename(session, container, new_name):  # noqa: ANN001
+    """Rename a container."""
+    session.engine.containers.rename(container, new_name)
+
+
+@click.command("pause", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@pass_session
+def pause(session, containers):  # noqa: ANN001
+    """Pause all processes within one or more containers."""
+    _each(session, containers, session.engine.containers.pause)
+
+
+@click.command("unpause", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@pass_session
+def unpause(session, containers):  # noqa: ANN001
+    """Unpause all processes within one or more containers."""
+    _each(session, containers, session.engine.containers.unpause)
+
+
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
+              "CreatedAt": "CREATED AT", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
+              "State": "STATE", "Labels": "LABELS", "Size": "SIZE", "Mounts": "MOUNTS", "Networks": "NETWORKS"}
+PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+
+
+def status_text(state: dict) -> str:
+    """Docker's STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created"."""
+    from ..engine.images import parse_time
+    from ..units import human_duration
+
+    now = time.time()
+    if state["Running"]:
+        text = "Up " + human_duration(max(0.0, now - parse_time(state["StartedAt"])))
+        return text + " (Paused)" if state["Paused"] else text
+    if state["Status"] == "created":
+        return "Created"
+    finished = parse_time(state["FinishedAt"])
+    return f"Exited ({state['ExitCode']}) " + human_duration(max(0.0, now - finished)) + " ago"
+
+
+def ps_rows(recs: list[dict], no_trunc: bool) -> list[dict]:
+    from ..engine.images import parse_time
+    from .output import go_time
+
+    rows = []
+    for rec in recs:
+        spec = rec["spec"]
+        command = " ".join([spec["Path"], *spec["Args"]])
+        if not no_trunc and len(command) > 20:
+            command = command[:19] + "…"
+        created = parse_time(rec["created"])
+        labels = spec["Config"].get("Labels") or {}
+        rows.append({
+            "ID": rec["id"] if no_trunc else rec["id"][:12],
+            "Image": spec["Config"]["Image"],
+            "Command": json.dumps(command, ensure_ascii=False),
+            "RunningFor": since(created),
+            "CreatedAt": go_time(created),
+            "Status": status_text(rec["state"]),
+            "State": rec["state"]["Status"],
+            "Ports": "",
+            "Names": rec["name"],
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "Mounts": "",
+            "Networks": "",
+            "Size": "0B",
+        })
+    return rows
+
+
+def ps_filter(recs: list[dict], filters: dict[str, list[str]]) -> list[dict]:
+    from ..engine.filters import labels_match
+
+    out = []
+    for rec in recs:
+        st = rec["state"]
+        ok = True
+        for key, values in filters.items():
+            if key == "status":
+                ok = st["Status"] in values
+            elif key == "name":
+                ok = any(v.lstrip("/") in rec["name"] for v in values)
+            elif key == "id":
+                ok = any(rec["id"].startswith(v) for v in values)
+            elif key == "label":
+                ok = labels_match(rec["spec"]["Config"].get("Labels") or {}, values)
+            elif key == "exited":
+                ok = not st["Running"] and st["Status"] == "exited" and str(st["ExitCode"]) in values
+            elif key == "ancestor":
+                ok = any(v in (rec["spec"]["Config"]["Image"], rec["image_id"], rec["image_id"][7:19]) for v in values)
+            if not ok:
+                break
+        if ok:
+            out.append(rec)
+    return out
+
+
+@click.command("ps", context_settings=CONTEXT)
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states)")
+@click.option("-n", "--last", default=-1, type=int, help="Show n last created containers (includes all states)")
+@click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
+@click.option("--format", "fmt", help="Format output using a custom template")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes")
+@pass_session
+def ps(session, all_, quiet, latest, last, filters, fmt, no_trunc, size):  # noqa: ANN001
+    """List containers."""
+    from ..engine.filters import parse_filters
+
+    parsed = parse_filters(filters, ("status", "name", "id", "label", "exited", "ancestor"))
+    recs = session.engine.containers.all()
+    if latest:
+        last = 1
+    if last >= 0:
+        recs = recs[:last]
+    elif not all_ and "status" not in parsed and "exited" not in parsed:
+        recs = [r for r in recs if r["state"]["Running"]]
+    recs = ps_filter(recs, parsed)
+    print_rows(ps_rows(recs, no_trunc), fmt, PS_TABLE, PS_HEADERS, quiet_field="ID", quiet=quiet)
+
+
+@click.command("logs", context_settings=CONTEXT)
+@click.argument("container")
+@click.option("-f", "--follow", is_flag=True, help="Follow log output")
+@click.option("-n", "--tail", default="all", help='Number of lines to show from the end of the logs (default "all")')
+@click.option("--since", "since_", default=None, help="Show logs since timestamp or relative (e.g. 42m)")
+@click.option("--until", default=None, help="Show logs before a timestamp or relative (e.g. 42m)")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
+@click.option("--details", is_flag=True, help="Show extra details provided to logs")
+@pass_session
+def logs(session, container, follow, tail, since_, until, timestamps, details):  # noqa: ANN001
+    """Fetch the logs of a container."""
+    from ..engine.filters import _timestamp
+    from ..engine.images import parse_time
+    from ..errors import InvalidArgument
+
+    engine = session.engine
+    cid = engine.containers.resolve(container)
+    path = engine.containers.logs(cid)
+    lo = _timestamp(since_) if since_ else None
+    hi = _timestamp(until) if until else None
+    if tail != "all":
+        try:
+            count = int(tail)
+        except ValueError:
+            raise InvalidArgument(f"invalid value for \"tail\": {tail}") from None
+    else:
+        count = -1
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+
+    def emit(entries: list[dict]) -> None:
+        for e in entries:
+            t = parse_time(e.get("time", ""))
+            if lo is not None and t < lo or hi is not None and t >= hi:
+                continue
+            text = e.get("log", "").encode("utf-8", "surrogateescape")
+            if timestamps:
+                text = e.get("time", "").encode() + b" " + text
+            (err if e.get("stream") == "stderr" else out).write(text)
+        out.flush()
+        err.flush()
+
+    def read_from(pos: int) -> tuple[int, list[dict]]:
+        try:
+            with open(path, "rb") as f:
+                f.seek(pos)
+                data = f.read()
+        except FileNotFoundError:
+            return pos, []
+        end = data.rfind(b"\n") + 1
+        entries = []
+        for line in data[:end].splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                pass
+        return pos + end, entries
+
+    pos, entries = read_from(0)
+    if count >= 0:
+        entries = entries[-count:] if count else []
+    emit(entries)
+    if follow:
+        while True:
+            rec = engine.containers.refresh(engine.containers.load(cid))
+            pos, entries = read_from(pos)
+            emit(entries)
+            if not rec["state"]["Running"] and not entries:
+                pos, entries = read_from(pos)
+                emit(entries)
+                return
+            if hi is not None and time.time() >= hi:
+                return
+            time.sleep(0.05)
+
+
+@click.command("prune", context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values")
+@pass_session
+def container_prune(session, force, filters):  # noqa: ANN001
+    """Remove all stopped containers."""
+    from .output import confirm
+
+    if not confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue?", force):
+        return
+    removed = []
+    for rec in session.engine.containers.all():
+        if not rec["state"]["Running"]:
+            removed.append(session.engine.containers.remove(rec["id"]))
+    lines = (["Deleted Containers:"] + removed + [""]) if removed else []
+    lines.append("Total reclaimed space: 0B")
+    echo("\n".join(lines) + "\n")
+
+
+@click.group("container", context_settings=CONTEXT)
+def container_group() -> None:
+    """Manage containers."""
+
+
+for _name, _cmd in (("run", run), ("create", create), ("start", start), ("stop", stop), ("restart", restart),
+                    ("kill", kill), ("wait", wait), ("rm", rm), ("remove", rm), ("rename", rename),
+                    ("pause", pause), ("unpause", unpause), ("ls", ps), ("list", ps), ("ps", ps),
+                    ("logs", logs), ("prune", container_prune)):
+    container_group.add_command(_cmd, _name)

@@ -1,0 +1,547 @@
+"""Containers: create, start, stop, kill, wait, remove, list, inspect, logs.
+
+A container is a row in the ``containers`` table (its Docker-shaped Config and HostConfig in
+``spec``, its State in ``state``) and a directory ``containers/<id>/`` holding the OCI bundle
+(``bundle/config.json``, ``bundle/rootfs`` where the overlay is mounted), the overlay's
+``upper``/``work``, the generated ``hostname``/``hosts``/``resolv.conf``, the json-file log and
+the supervisor's exit file.
+
+There is no daemon yet, so state is refreshed when it is read: a container recorded as running
+whose supervisor has written its exit file, or has vanished, is marked exited then (and its
+rootfs unmounted).  A CLI killed at any point thus leaves state that the next command repairs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal as signals
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import Conflict, DockyardError, InvalidArgument, NotFound
+from .images import Images, now_rfc3339, parse_time
+from .names import check_name, new_id, random_name
+from .runtime import Runtime, StartError, run_dir
+from .spec import DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities, parse_signal
+from .store import Store, remove_tree
+
+
+class ContainerNotFound(NotFound):
+    pass
+
+
+@dataclass
+class CreateOptions:
+    """What ``docker create``/``run`` take, typed.  Empty values mean "the image's default"."""
+
+    image: str
+    cmd: list[str] | None = None
+    entrypoint: list[str] | None = None       # [] resets the image's entrypoint (--entrypoint "")
+    env: list[str] = field(default_factory=list)
+    workdir: str = ""
+    user: str = ""
+    hostname: str = ""
+    tty: bool = False
+    open_stdin: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+    resources: Resources = field(default_factory=Resources)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    read_only: bool = False
+    security_opt: list[str] = field(default_factory=list)
+    init: bool = False
+    restart: str = "no"
+    auto_remove: bool = False
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+    network: str = "none"
+
+
+EMPTY_STATE = {
+    "Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
+    "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": "0001-01-01T00:00:00Z",
+    "FinishedAt": "0001-01-01T00:00:00Z",
+}
+
+
+class Containers:
+    def __init__(self, store: Store, images: Images) -> None:
+        self.store = store
+        self.images = images
+        self.runtime = Runtime(run_dir() / "runtime")
+
+    # -- lookup ---------------------------------------------------------------------------------
+
+    def dir(self, cid: str) -> Path:
+        return self.store.root / "containers" / cid
+
+    def resolve(self, ref: str) -> str:
+        """ID for a full ID, a name (with or without '/') or an unambiguous ID prefix."""
+        db = self.store.db
+        name = ref.lstrip("/")
+        row = db.execute("SELECT id FROM containers WHERE id=? OR name=?", (ref, name)).fetchone()
+        if row:
+            return row[0]
+        if ref and all(c in "0123456789abcdef" for c in ref):
+            rows = db.execute("SELECT id FROM containers WHERE id >= ? AND id < ? LIMIT 2",
+                              (ref, ref + "g")).fetchall()
+            if len(rows) == 1:
+                return rows[0][0]
+            if len(rows) > 1:
+                raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
+        raise ContainerNotFound(f"No such container: {ref}")
+
+    def load(self, cid: str) -> dict:
+        row = self.store.db.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
+        if row is None:
+            raise ContainerNotFound(f"No such container: {cid}")
+        rec = dict(row)
+        rec["spec"] = json.loads(rec["spec"])
+        rec["state"] = dict(EMPTY_STATE, **json.loads(rec["state"] or "{}"))
+        return rec
+
+    def _save_state(self, cid: str, state: dict) -> None:
+        with self.store.transaction() as db:
+            db.execute("UPDATE containers SET state=? WHERE id=?", (json.dumps(state), cid))
+
+    # -- create ---------------------------------------------------------------------------------
+
+    def create(self, opts: CreateOptions) -> str:
+        image_id = self.images.resolve(opts.image)
+        image_cfg = self.images.config(image_id).get("config") or {}
+        if opts.network not in ("none", "host", "bridge", "default"):
+            raise InvalidArgument(f"network {opts.network} not found")
+        for cap in opts.cap_add + opts.cap_drop:
+            capabilities([cap], [], False)  # validates the name
+        if opts.stop_signal:
+            parse_signal(opts.stop_signal)
+        restart = parse_restart(opts.restart)
+        if opts.auto_remove and restart["Name"] not in ("", "no"):
+            raise InvalidArgument("Conflicting options: --restart and --rm")
+        entrypoint = opts.entrypoint if opts.entrypoint is not None else (image_cfg.get("Entrypoint") or [])
+        if opts.cmd:
+            cmd = opts.cmd
+        elif opts.entrypoint is not None:
+            cmd = []  # a new entrypoint drops the image's CMD, as docker
+        else:
+            cmd = image_cfg.get("Cmd") or []
+        if not entrypoint and not cmd:
+            raise InvalidArgument("no command specified")
+        env = merge_env(image_cfg.get("Env") or [DEFAULT_PATH], opts.env)
+        cid = new_id()
+        hostname = opts.hostname or cid[:12]
+        config = {
+            "Hostname": hostname, "Domainname": "", "User": opts.user or image_cfg.get("User", ""),
+            "AttachStdin": opts.open_stdin, "AttachStdout": True, "AttachStderr": True,
+            "Tty": opts.tty, "OpenStdin": opts.open_stdin, "StdinOnce": opts.open_stdin,
+            "Env": env, "Cmd": opts.cmd if opts.cmd else (None if opts.entrypoint is not None else image_cfg.get("Cmd")),
+            "Image": opts.image, "Volumes": image_cfg.get("Volumes"),
+            "WorkingDir": opts.workdir or image_cfg.get("WorkingDir", ""),
+            "Entrypoint": entrypoint or None, "OnBuild": None,
+            "Labels": {**(image_cfg.get("Labels") or {}), **opts.labels},
+        }
+        if image_cfg.get("ExposedPorts"):
+            config["ExposedPorts"] = image_cfg["ExposedPorts"]
+        stop_signal = opts.stop_signal or image_cfg.get("StopSignal", "")
+        if stop_signal:
+            config["StopSignal"] = stop_signal
+        if opts.stop_timeout is not None:
+            config["StopTimeout"] = opts.stop_timeout
+        res = opts.resources
+        host_config = {
+            "NetworkMode": "none" if opts.network in ("none",) else opts.network,
+            "RestartPolicy": restart, "AutoRemove": opts.auto_remove,
+            "CapAdd": opts.cap_add or None, "CapDrop": opts.cap_drop or None,
+            "Privileged": opts.privileged, "ReadonlyRootfs": opts.read_only,
+            "SecurityOpt": opts.security_opt or None, "Init": opts.init or None,
+            "Memory": res.memory, "MemorySwap": res.memory_swap, "MemoryReservation": res.memory_reservation,
+            "NanoCpus": res.nano_cpus, "CpuShares": res.cpu_shares, "CpuQuota": res.cpu_quota,
+            "CpuPeriod": res.cpu_period, "CpusetCpus": res.cpuset_cpus, "CpusetMems": res.cpuset_mems,
+            "PidsLimit": res.pids_limit or None, "Ulimits": [
+                {"Name": _ulimit_name(u["type"]), "Soft": u["soft"], "Hard": u["hard"]} for u in res.ulimits
+            ] or None,
+        }
+        spec = {"Config": config, "HostConfig": host_config, "Path": (entrypoint + cmd)[0],
+                "Args": (entrypoint + cmd)[1:], "Resources": asdict(res)}
+        with self.store.transaction() as db:
+            taken = {r[0] for r in db.execute("SELECT name FROM containers")}
+            name = check_name(opts.name) if opts.name else random_name(taken)
+            if name in taken:
+                other = db.execute("SELECT id FROM containers WHERE name=?", (name,)).fetchone()[0]
+                raise Conflict(
+                    f'Conflict. The container name "/{name}" is already in use by container "{other}". '
+                    "You have to remove (or rename) that container to be able to reuse that name."
+                )
+            d = self.dir(cid)
+            for sub in ("bundle/rootfs", "upper", "work"):
+                (d / sub).mkdir(parents=True)
+            db.execute(
+                "INSERT INTO containers (id, name, image_id, created, spec, state) VALUES (?,?,?,?,?,?)",
+                (cid, name, image_id, now_rfc3339(), json.dumps(spec), json.dumps(EMPTY_STATE)),
+            )
+        return cid
+
+    # -- start ----------------------------------------------------------------------------------
+
+    def _mount_rootfs(self, rec: dict) -> Path:
+        from .. import _native
+
+        d = self.dir(rec["id"])
+        target = d / "bundle" / "rootfs"
+        if _is_mountpoint(target):
+            return target
+        lowers = [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
+        _native.mount_overlay(lowers, str(d / "upper"), str(d / "work"), str(target))
+        return target
+
+    def _unmount_rootfs(self, cid: str) -> None:
+        from .. import _native
+
+        target = self.dir(cid) / "bundle" / "rootfs"
+        if _is_mountpoint(target):
+            _native.umount(str(target))
+
+    def _write_etc(self, rec: dict, rootfs: Path) -> list[dict]:
+        """hostname, hosts and resolv.conf for the container, bind-mounted over the image's."""
+        d = self.dir(rec["id"])
+        cfg = rec["spec"]["Config"]
+        hostname = cfg["Hostname"]
+        (d / "hostname").write_text(hostname + "\n")
+        hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                 "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                 "ff02::2\tip6-allrouters\n")
+        (d / "hosts").write_text(hosts)
+        (d / "resolv.conf").write_text(_host_resolv_conf())
+        mounts = []
+        for name in ("resolv.conf", "hostname", "hosts"):
+            mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": str(d / name),
+                           "options": ["rbind", "rprivate"]})
+        return mounts
+
+    def start(self, ref: str) -> dict:
+        """Start a created or exited container; returns its state."""
+        cid = self.resolve(ref)
+        rec = self.refresh(self.load(cid))
+        state = rec["state"]
+        if state["Running"]:
+            return state  # docker: starting a running container is a no-op
+        if rec["spec"]["HostConfig"].get("_removing"):
+            raise Conflict(f"container {cid} is marked for removal and cannot be started")
+        d = self.dir(cid)
+        self.runtime.delete(cid)  # a previous run's runtime state, if any
+        for stale in ("exit.json", "attach.sock"):
+            (d / stale).unlink(missing_ok=True)
+        rootfs = self._mount_rootfs(rec)
+        try:
+            bundle_spec = self._bundle_spec(rec, rootfs)
+            tmp = d / "bundle" / "config.json.tmp"
+            tmp.write_text(json.dumps(bundle_spec))
+            os.replace(tmp, d / "bundle" / "config.json")
+            cfg = rec["spec"]["Config"]
+            log = d / f"{cid}-json.log"
+            pid = self.runtime.shim(d / "bundle", cid, log, d / "exit.json", d / "attach.sock",
+                                    tty=cfg["Tty"], stdin=cfg["OpenStdin"])
+        except BaseException as exc:
+            self._unmount_rootfs(cid)
+            self.runtime.delete(cid)
+            state = dict(state, Error=str(exc), ExitCode=128 if isinstance(exc, StartError) else state["ExitCode"])
+            self._save_state(cid, state)
+            raise
+        state = dict(EMPTY_STATE, Status="running", Running=True, Pid=pid, StartedAt=now_rfc3339())
+        state["ShimPid"] = _parent_pid(pid)
+        self._save_state(cid, state)
+        return state
+
+    def _bundle_spec(self, rec: dict, rootfs: Path) -> dict:
+        from .seccomp import default_profile, from_docker_profile
+
+        spec = rec["spec"]
+        cfg, host = spec["Config"], spec["HostConfig"]
+        res = Resources(**spec["Resources"])
+        args = [spec["Path"], *spec["Args"]]
+        caps = capabilities(host.get("CapAdd") or [], host.get("CapDrop") or [], host["Privileged"])
+        seccomp: dict | None = default_profile(caps)
+        no_new_privs = False
+        for opt in host.get("SecurityOpt") or []:
+            key, _, value = opt.partition("=") if "=" in opt else opt.partition(":")
+            if key == "no-new-privileges":
+                no_new_privs = value in ("", "true")
+            elif key == "seccomp":
+                if value == "unconfined":
+                    seccomp = None
+                else:
+                    try:
+                        seccomp = from_docker_profile(Path(value).read_text())
+                    except OSError as exc:
+                        raise InvalidArgument(f"opening seccomp profile ({value}) failed: {exc.strerror}") from None
+            elif key in ("label", "apparmor"):
+                pass  # no LSM here; accepted as docker does on hosts without one
+            else:
+                raise InvalidArgument(f"Invalid --security-opt: {opt!r}")
+        namespaces = [{"type": t} for t in ("mount", "uts", "pid", "ipc", "cgroup")]
+        if host["NetworkMode"] != "host":
+            namespaces.append({"type": "network"})
+        env = list(cfg["Env"]) + [f"HOSTNAME={cfg['Hostname']}"] if not any(
+            e.startswith("HOSTNAME=") for e in cfg["Env"]) else list(cfg["Env"])
+        if cfg["Tty"] and not any(e.startswith("TERM=") for e in env):
+            env.append("TERM=xterm")
+        if host.get("Init"):
+            args = ["/dev/init", "--", *args]  # not yet provided: the runtime reports it missing
+        p = ProcessSpec(
+            args=args, env=env, cwd=cfg["WorkingDir"] or "/", user=cfg["User"], tty=cfg["Tty"],
+            hostname=cfg["Hostname"], cap_add=host.get("CapAdd") or [], cap_drop=host.get("CapDrop") or [],
+            privileged=host["Privileged"], no_new_privileges=no_new_privs, read_only=host["ReadonlyRootfs"],
+            seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs),
+            namespaces=namespaces, cgroups_path=f"/dockyard/{rec['id']}",
+        )
+        return build_spec(str(rootfs), p)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def refresh(self, rec: dict) -> dict:
+        """Fold what the supervisor recorded into the stored state (see the module's docstring)."""
+        state = rec["state"]
+        if not state["Running"]:
+            return rec
+        cid = rec["id"]
+        exit_file = self.dir(cid) / "exit.json"
+        info = None
+        try:
+            info = json.loads(exit_file.read_text())
+        except (FileNotFoundError, ValueError):
+            if _alive(state["Pid"]) or _alive(state.get("ShimPid", 0)):
+                return rec  # running, or exited with the supervisor still draining its output
+            if exit_file.exists():
+                return rec  # written just now
+            # Supervisor and process are gone without an exit file: record an unknown exit.
+            info = {"exit_code": 255, "finished_at": now_rfc3339(), "oom_killed": False}
+        state = dict(state, Status="exited", Running=False, Paused=False, Pid=0,
+                     ExitCode=int(info.get("exit_code", 255)), OOMKilled=bool(info.get("oom_killed")),
+                     FinishedAt=info.get("finished_at") or now_rfc3339())
+        self._unmount_rootfs(cid)
+        self.runtime.delete(cid)
+        self._save_state(cid, state)
+        rec["state"] = state
+        return rec
+
+    def wait(self, ref: str, timeout: float | None = None) -> dict:
+        """Block until the container is not running; returns its state."""
+        cid = self.resolve(ref)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            rec = self.refresh(self.load(cid))
+            if not rec["state"]["Running"]:
+                return rec["state"]
+            if deadline is not None and time.monotonic() > deadline:
+                raise DockyardError(f"timed out waiting for container {cid[:12]}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def kill(self, ref: str, sig: str | int = "KILL") -> None:
+        cid = self.resolve(ref)
+        num = parse_signal(sig)
+        rec = self.refresh(self.load(cid))
+        if not rec["state"]["Running"]:
+            raise Conflict(f"Cannot kill container: {ref}: container {cid} is not running")
+        if rec["state"]["Paused"] and num == signals.SIGKILL:
+            self.runtime.resume(cid)
+        self.runtime.kill(cid, num)
+
+    def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
+        """SIGTERM (or the stop signal), then SIGKILL after the timeout (10 s default), as docker."""
+        cid = self.resolve(ref)
+        rec = self.refresh(self.load(cid))
+        if not rec["state"]["Running"]:
+            return
+        cfg = rec["spec"]["Config"]
+        num = parse_signal(sig or cfg.get("StopSignal") or "TERM")
+        grace = timeout if timeout is not None else cfg.get("StopTimeout", 10)
+        if rec["state"]["Paused"]:
+            self.runtime.resume(cid)
+        self.runtime.kill(cid, num)
+        try:
+            self.wait(cid, timeout=grace if grace >= 0 else None)
+        except DockyardError:
+            self.runtime.kill(cid, signals.SIGKILL, all_=True)
+            self.wait(cid, timeout=30)
+
+    def pause(self, ref: str) -> None:
+        cid = self.resolve(ref)
+        rec = self.refresh(self.load(cid))
+        if not rec["state"]["Running"]:
+            raise Conflict(f"Container {cid} is not running")
+        if rec["state"]["Paused"]:
+            raise Conflict(f"Container {cid} is already paused")
+        self.runtime.pause(cid)
+        self._save_state(cid, dict(rec["state"], Paused=True, Status="paused"))
+
+    def unpause(self, ref: str) -> None:
+        cid = self.resolve(ref)
+        rec = self.refresh(self.load(cid))
+        if not rec["state"]["Paused"]:
+            raise Conflict(f"Container {cid} is not paused")
+        self.runtime.resume(cid)
+        self._save_state(cid, dict(rec["state"], Paused=False, Status="running"))
+
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> str:
+        cid = self.resolve(ref)
+        rec = self.refresh(self.load(cid))
+        if rec["state"]["Running"]:
+            if not force:
+                raise Conflict(
+                    f"cannot remove container \"/{rec['name']}\": container is running: stop the container "
+                    "before removing or force remove"
+                )
+            if rec["state"]["Paused"]:
+                self.runtime.resume(cid)
+            self.runtime.kill(cid, signals.SIGKILL, all_=True)
+            try:
+                self.wait(cid, timeout=30)
+            except DockyardError:
+                pass
+        self._unmount_rootfs(cid)
+        self.runtime.delete(cid)
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM containers WHERE id=?", (cid,))
+        remove_tree(self.dir(cid))
+        return cid
+
+    def rename(self, ref: str, new: str) -> None:
+        cid = self.resolve(ref)
+        name = check_name(new)
+        with self.store.transaction() as db:
+            other = db.execute("SELECT id FROM containers WHERE name=?", (name,)).fetchone()
+            if other and other[0] != cid:
+                raise Conflict(f'Error when allocating new name: Conflict. The container name "/{name}" is '
+                               f'already in use by container "{other[0]}". You have to remove (or rename) '
+                               "that container to be able to reuse that name.")
+            db.execute("UPDATE containers SET name=? WHERE id=?", (name, cid))
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def all(self) -> list[dict]:
+        ids = [r[0] for r in self.store.db.execute("SELECT id FROM containers ORDER BY created DESC")]
+        return [self.refresh(self.load(cid)) for cid in ids]
+
+    def inspect(self, ref: str) -> dict:
+        rec = self.refresh(self.load(self.resolve(ref)))
+        cid = rec["id"]
+        d = self.dir(cid)
+        spec = rec["spec"]
+        state = rec["state"]
+        host = dict(spec["HostConfig"])
+        state = {k: v for k, v in state.items() if k != "ShimPid"}
+        for key in ("CapAdd", "CapDrop", "SecurityOpt", "Ulimits"):
+            host.setdefault(key, None)
+        return {
+            "Id": cid,
+            "Created": rec["created"],
+            "Path": spec["Path"],
+            "Args": spec["Args"],
+            "State": state,
+            "Image": rec["image_id"],
+            "ResolvConfPath": str(d / "resolv.conf"),
+            "HostnamePath": str(d / "hostname"),
+            "HostsPath": str(d / "hosts"),
+            "LogPath": str(d / f"{cid}-json.log"),
+            "Name": "/" + rec["name"],
+            "RestartCount": 0,
+            "Driver": "overlay",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": host,
+            "GraphDriver": {"Data": {"MergedDir": str(d / "bundle" / "rootfs"), "UpperDir": str(d / "upper"),
+                                     "WorkDir": str(d / "work")}, "Name": "overlay"},
+            "Mounts": [],
+            "Config": spec["Config"],
+            "NetworkSettings": {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
+                                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
+                                "Networks": {}},
+        }
+
+    def logs(self, ref: str) -> Path:
+        cid = self.resolve(ref)
+        return self.dir(cid) / f"{cid}-json.log"
+
+
+def parse_restart(value: str) -> dict:
+    name, _, count = (value or "no").partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise InvalidArgument(f"invalid restart policy format: {value}")
+    if count and name != "on-failure":
+        raise InvalidArgument(f"maximum retry count cannot be used with restart policy '{name}'")
+    try:
+        retries = int(count) if count else 0
+    except ValueError:
+        raise InvalidArgument(f"invalid restart policy format: maximum retry count must be an integer: {value}") from None
+    return {"Name": "" if name == "no" else name, "MaximumRetryCount": retries}
+
+
+def merge_env(base: list[str], override: list[str]) -> list[str]:
+    """Image env, then -e values replacing same-named entries (order kept, as docker)."""
+    out = list(base)
+    for item in override:
+        key = item.split("=", 1)[0]
+        out = [e for e in out if e.split("=", 1)[0] != key]
+        out.append(item)
+    return out
+
+
+def _ulimit_name(rtype: str) -> str:
+    return rtype.removeprefix("RLIMIT_").lower()
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _parent_pid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("PPid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _is_mountpoint(path: Path) -> bool:
+    try:
+        return os.path.ismount(path)
+    except OSError:
+        return False
+
+
+def _host_resolv_conf() -> str:
+    """The host's resolv.conf, without loopback nameservers (unreachable from a container)."""
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        lines = []
+    out = [l for l in lines if not (l.startswith("nameserver") and (" 127." in l or " ::1" in l))]
+    return "\n".join(out) + "\n"
+
+
+def since_started(state: dict) -> float:
+    return parse_time(state.get("StartedAt", ""))

@@ -1,0 +1,361 @@
+"""The OCI runtime spec (``config.json``) for a container, with Docker's defaults.
+
+What Docker puts in a bundle is what dockyard puts there: the same mounts, capabilities, masked
+and read-only paths, devices, rlimits and environment, so the same bundle behaves the same under
+runc and under dockyard's own runtime.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+
+from ..errors import InvalidArgument
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Docker's default capability set: CapEff 00000000a80425fb.
+DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+ALL_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+# Devices every container may use (Docker's default allow-list, cgroup device rules).
+DEFAULT_DEVICE_RULES = [
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},   # zero
+    {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},   # null
+    {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},   # urandom
+    {"allow": True, "type": "c", "major": 1, "minor": 8, "access": "rwm"},   # random
+    {"allow": True, "type": "c", "major": 5, "minor": 0, "access": "rwm"},   # tty
+    {"allow": True, "type": "c", "major": 5, "minor": 1, "access": "rwm"},   # console
+    {"allow": True, "type": "c", "major": 1, "minor": 7, "access": "rwm"},   # full
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},   # ptmx
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},             # pts/*
+    {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "rwm"},  # fuse
+    {"allow": False, "type": "c", "major": 10, "minor": 200, "access": "rwm"},  # tun
+]
+
+SIGNALS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8,
+    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
+    "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
+    "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
+    "POLL": 29, "PWR": 30, "SYS": 31,
+}
+
+ULIMITS = {
+    "core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA", "fsize": "RLIMIT_FSIZE",
+    "locks": "RLIMIT_LOCKS", "memlock": "RLIMIT_MEMLOCK", "msgqueue": "RLIMIT_MSGQUEUE",
+    "nice": "RLIMIT_NICE", "nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC", "rss": "RLIMIT_RSS",
+    "rtprio": "RLIMIT_RTPRIO", "rttime": "RLIMIT_RTTIME", "sigpending": "RLIMIT_SIGPENDING",
+    "stack": "RLIMIT_STACK", "as": "RLIMIT_AS",
+}
+
+
+def parse_signal(value: str | int) -> int:
+    """``SIGTERM``, ``TERM``, ``15``, ``sigkill`` -> the number; anything else is refused."""
+    text = str(value).strip()
+    if text.isdigit():
+        num = int(text)
+        if 1 <= num <= 64:
+            return num
+    else:
+        name = text.upper().removeprefix("SIG")
+        if name in SIGNALS:
+            return SIGNALS[name]
+        if name.startswith("RTMIN") or name.startswith("RTMAX"):
+            base, _, off = name[:5], name[5:6], name[6:]
+            try:
+                n = int(off or 0)
+            except ValueError:
+                n = -1
+            if 0 <= n <= 15:
+                return 34 + n if base == "RTMIN" and _ in ("+", "") else 64 - n
+    raise InvalidArgument(f"Invalid signal: {value}")
+
+
+def parse_ulimit(value: str) -> dict:
+    """``nofile=1024:2048`` -> an OCI rlimit."""
+    name, eq, limits = value.partition("=")
+    if not eq or name not in ULIMITS:
+        raise InvalidArgument(f"invalid ulimit argument: {value}")
+    soft, _, hard = limits.partition(":")
+    try:
+        s = int(soft)
+        h = int(hard) if hard else s
+    except ValueError:
+        raise InvalidArgument(f"invalid ulimit argument: {value}") from None
+    if s > h:
+        raise InvalidArgument(f"ulimit soft limit must be less than or equal to hard limit: {s} > {h}")
+    return {"type": ULIMITS[name], "soft": s, "hard": h}
+
+
+def normalize_cap(cap: str) -> str:
+    up = cap.strip().upper()
+    if up == "ALL":
+        return "ALL"
+    if not up.startswith("CAP_"):
+        up = "CAP_" + up
+    if up not in ALL_CAPS:
+        raise InvalidArgument(f"unknown capability: {cap!r}")
+    return up
+
+
+def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[str]:
+    """Docker's rules: start from the default set, drop, then add; ALL means every capability."""
+    if privileged:
+        return list(ALL_CAPS)
+    adds = [normalize_cap(c) for c in cap_add]
+    drops = [normalize_cap(c) for c in cap_drop]
+    caps = [] if "ALL" in drops else [c for c in DEFAULT_CAPS if c not in drops]
+    if "ALL" in adds:
+        return [c for c in ALL_CAPS if c not in drops or "ALL" in drops]
+    for cap in adds:
+        if cap not in caps:
+            caps.append(cap)
+    return caps
+
+
+@dataclass
+class User:
+    uid: int
+    gid: int
+    additional_gids: list[int]
+    home: str
+
+
+def resolve_user(rootfs: str, spec: str) -> User:
+    """``-u``/USER as Docker resolves it: name or uid, optional group, against the container's own
+    /etc/passwd and /etc/group (read without following links out of the rootfs)."""
+    passwd = _read_db(rootfs, "/etc/passwd")
+    groups = _read_db(rootfs, "/etc/group")
+    user, _, group = (spec or "").partition(":")
+    uid, gid, home, name = 0, 0, "/", "root"
+    if user == "" or user is None:
+        user = "0"
+    entry = next((p for p in passwd if p[0] == user), None)
+    if entry is None and user.isdigit():
+        entry = next((p for p in passwd if len(p) > 2 and p[2] == user), None)
+        if entry is None:
+            uid, gid, home, name = int(user), 0, "/", ""
+    if entry is not None:
+        try:
+            uid, gid = int(entry[2]), int(entry[3])
+        except (IndexError, ValueError):
+            raise InvalidArgument(f"malformed /etc/passwd entry for {user!r}") from None
+        home = entry[5] if len(entry) > 5 and entry[5] else "/"
+        name = entry[0]
+    elif not user.isdigit():
+        raise InvalidArgument(f"unable to find user {user}: no matching entries in passwd file")
+    if uid > 2**32 - 2:
+        raise InvalidArgument(f"uid {uid} is out of range")
+    if group:
+        g = next((e for e in groups if e[0] == group), None)
+        if g is None and group.isdigit():
+            gid = int(group)
+        elif g is None:
+            raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
+        else:
+            gid = int(g[2])
+    additional = []
+    if name:
+        for g in groups:
+            if len(g) > 3 and name in g[3].split(",") and g[2].isdigit() and int(g[2]) != gid:
+                additional.append(int(g[2]))
+    return User(uid, gid, additional, home)
+
+
+def secure_path(rootfs: str, path: str) -> str:
+    """``path`` inside ``rootfs``, resolving symlinks as if rootfs were / (never leaving it)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    current = ""
+    seen = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            current = posixpath.dirname(current)
+            continue
+        candidate = current + "/" + part
+        host = rootfs + candidate
+        if os.path.islink(host):
+            seen += 1
+            if seen > 40:
+                raise InvalidArgument(f"too many levels of symbolic links in {path}")
+            target = os.readlink(host)
+            if target.startswith("/"):
+                current = ""
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        current = candidate
+    return rootfs + (current or "/")
+
+
+def _read_db(rootfs: str, path: str) -> list[list[str]]:
+    try:
+        with open(secure_path(rootfs, path), encoding="utf-8", errors="replace") as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return []
+
+
+@dataclass
+class Resources:
+    memory: int = 0
+    memory_swap: int = 0          # -1 unlimited, 0 unset (docker: twice the memory)
+    memory_reservation: int = 0
+    nano_cpus: int = 0
+    cpu_shares: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    pids_limit: int = 0
+    ulimits: list[dict] = field(default_factory=list)
+
+
+def linux_resources(res: Resources) -> dict:
+    out: dict = {"devices": DEFAULT_DEVICE_RULES}
+    mem: dict = {}
+    if res.memory:
+        mem["limit"] = res.memory
+        if res.memory_swap == 0:
+            mem["swap"] = res.memory * 2
+        elif res.memory_swap > 0:
+            mem["swap"] = res.memory_swap
+        else:
+            mem["swap"] = -1
+    if res.memory_reservation:
+        mem["reservation"] = res.memory_reservation
+    if mem:
+        out["memory"] = mem
+    cpu: dict = {}
+    if res.cpu_shares:
+        cpu["shares"] = res.cpu_shares
+    if res.nano_cpus:
+        cpu["period"] = 100000
+        cpu["quota"] = res.nano_cpus * 100000 // 1_000_000_000
+    if res.cpu_quota:
+        cpu["quota"] = res.cpu_quota
+    if res.cpu_period:
+        cpu["period"] = res.cpu_period
+    if res.cpuset_cpus:
+        cpu["cpus"] = res.cpuset_cpus
+    if res.cpuset_mems:
+        cpu["mems"] = res.cpuset_mems
+    if cpu:
+        out["cpu"] = cpu
+    if res.pids_limit:
+        out["pids"] = {"limit": res.pids_limit}
+    return out
+
+
+def default_mounts(shm_size: int = 64 << 20, read_only_sys: bool = True) -> list[dict]:
+    """Docker's mounts for every container, in Docker's order."""
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+         "options": ["nosuid", "noexec", "nodev", "ro" if read_only_sys else "rw"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["ro", "nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size // 1024}k"]},
+    ]
+
+
+@dataclass
+class ProcessSpec:
+    args: list[str]
+    env: list[str]
+    cwd: str = "/"
+    user: str = ""
+    tty: bool = False
+    hostname: str = ""
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    no_new_privileges: bool = False
+    read_only: bool = False
+    seccomp: dict | None = None       # an OCI seccomp object, or None for unconfined
+    resources: Resources = field(default_factory=Resources)
+    extra_mounts: list[dict] = field(default_factory=list)
+    namespaces: list[dict] | None = None
+    cgroups_path: str = ""
+    oom_score_adj: int | None = None
+    sysctl: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+def build_spec(rootfs: str, p: ProcessSpec) -> dict:
+    """The ``config.json`` for one container whose root filesystem is mounted at ``rootfs``."""
+    user = resolve_user(rootfs, p.user)
+    env = list(p.env)
+    if not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={user.home}")
+    caps = capabilities(p.cap_add, p.cap_drop, p.privileged)
+    process: dict = {
+        "terminal": p.tty,
+        "user": {"uid": user.uid, "gid": user.gid},
+        "args": p.args,
+        "env": env,
+        "cwd": p.cwd or "/",
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "rlimits": p.resources.ulimits or [],
+        "noNewPrivileges": p.no_new_privileges,
+    }
+    if user.additional_gids:
+        process["user"]["additionalGids"] = user.additional_gids
+    if p.oom_score_adj is not None:
+        process["oomScoreAdj"] = p.oom_score_adj
+    namespaces = p.namespaces if p.namespaces is not None else [
+        {"type": t} for t in ("mount", "network", "uts", "pid", "ipc", "cgroup")
+    ]
+    linux: dict = {
+        "namespaces": namespaces,
+        "resources": linux_resources(p.resources),
+        "maskedPaths": [] if p.privileged else MASKED_PATHS,
+        "readonlyPaths": [] if p.privileged else READONLY_PATHS,
+    }
+    if p.cgroups_path:
+        linux["cgroupsPath"] = p.cgroups_path
+    if p.sysctl:
+        linux["sysctl"] = p.sysctl
+    if p.seccomp is not None and not p.privileged:
+        linux["seccomp"] = p.seccomp
+    mounts = default_mounts(read_only_sys=not p.privileged) + list(p.extra_mounts)
+    spec = {
+        "ociVersion": "1.0.2",
+        "process": process,
+        "root": {"path": rootfs, "readonly": p.read_only},
+        "hostname": p.hostname,
+        "mounts": mounts,
+        "linux": linux,
+    }
+    if p.annotations:
+        spec["annotations"] = p.annotations
+    return spec
