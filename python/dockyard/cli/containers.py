@@ -197,7 +197,7 @@ def follow_until_exit(engine, cid: str, stdin: bool, tty: bool) -> int:  # noqa:
     exit_file = log.parent / "exit.json"
     forwarder = None
     if stdin:
-        forwarder = _StdinForwarder(log.parent / "attach.sock", tty)
+        forwarder = _StdinForwarder(engine.containers.attach_socket(cid), tty)
         forwarder.start()
 
     def proxy(signum, frame):  # noqa: ANN001

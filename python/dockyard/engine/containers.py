@@ -79,6 +79,10 @@ class Containers:
     def dir(self, cid: str) -> Path:
         return self.store.root / "containers" / cid
 
+    def attach_socket(self, cid: str) -> Path:
+        """Under the run dir with a short name: a unix socket path must fit in 108 bytes."""
+        return run_dir() / "attach" / f"{cid[:24]}.sock"
+
     def resolve(self, ref: str) -> str:
         """ID for a full ID, a name (with or without '/') or an unambiguous ID prefix."""
         db = self.store.db
@@ -233,8 +237,8 @@ class Containers:
             raise Conflict(f"container {cid} is marked for removal and cannot be started")
         d = self.dir(cid)
         self.runtime.delete(cid)  # a previous run's runtime state, if any
-        for stale in ("exit.json", "attach.sock"):
-            (d / stale).unlink(missing_ok=True)
+        (d / "exit.json").unlink(missing_ok=True)
+        self.attach_socket(cid).unlink(missing_ok=True)
         rootfs = self._mount_rootfs(rec)
         try:
             bundle_spec = self._bundle_spec(rec, rootfs)
@@ -243,7 +247,8 @@ class Containers:
             os.replace(tmp, d / "bundle" / "config.json")
             cfg = rec["spec"]["Config"]
             log = d / f"{cid}-json.log"
-            pid = self.runtime.shim(d / "bundle", cid, log, d / "exit.json", d / "attach.sock",
+            self.attach_socket(cid).parent.mkdir(parents=True, exist_ok=True)
+            pid = self.runtime.shim(d / "bundle", cid, log, d / "exit.json", self.attach_socket(cid),
                                     tty=cfg["Tty"], stdin=cfg["OpenStdin"])
         except BaseException as exc:
             self._unmount_rootfs(cid)
