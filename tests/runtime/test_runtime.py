@@ -1,0 +1,423 @@
+"""dockyard-runtime against runc on the same Docker-like bundles (run as root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import cgroup_dirs
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts, cgroups)")
+
+STATUS_RE = re.compile(r"^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):.*$", re.M)
+
+
+def both(dy, runc, make_bundle, name, args, **kw):
+    """Run the same config under both runtimes (separate bundles and cgroups)."""
+    a = dy.run(make_bundle("dy-" + name, args, **kw), "dy-" + name)
+    b = runc.run(make_bundle("rc-" + name, args, **kw), "rc-" + name)
+    return a, b
+
+
+def wait_for(pred, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# -- exit codes and output ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_exit_code_and_stdout(dy, runc, make_bundle, code):
+    a, b = both(dy, runc, make_bundle, f"exit{code}", ["sh", "-c", f"echo hi; echo oops >&2; exit {code}"])
+    assert a.returncode == b.returncode == code
+    assert a.stdout == b.stdout == b"hi\n"
+    assert a.stderr == b.stderr == b"oops\n"
+
+
+def test_command_not_found_is_127(dy, runc, make_bundle):
+    a, b = both(dy, runc, make_bundle, "nf", ["no-such-command"])
+    assert a.returncode == 127
+    assert b"executable file not found in $PATH" in a.stderr
+    assert b.returncode != 0 and b"executable file not found" in b.stderr  # runc fails the run itself
+
+
+def test_not_executable_is_126(dy, runc, make_bundle):
+    a, b = both(dy, runc, make_bundle, "nx", ["/etc/passwd"])
+    assert a.returncode == 126
+    assert b"permission denied" in a.stderr
+    assert b.returncode != 0 and b"permission denied" in b.stderr
+
+
+def test_missing_path_is_127(dy, make_bundle):
+    a = dy.run(make_bundle("np", ["/no/such/file"]), "np")
+    assert a.returncode == 127 and b"no such file or directory" in a.stderr
+
+
+@pytest.mark.parametrize("signal", ["KILL", "9", "SIGTERM"])
+def test_killed_container_reports_128_plus_signal(dy, runc, make_bundle, signal):
+    results = []
+    for rt, prefix in ((dy, "dy"), (runc, "rc")):
+        cid = rt.track(f"{prefix}-kill{signal}")
+        script = "trap 'exit 42' TERM; while true; do sleep 0.05; done"
+        proc = rt.popen("run", "--bundle", str(make_bundle(cid, ["sh", "-c", script])), cid)
+        assert wait_for(lambda: rt("state", cid).returncode == 0 and json.loads(rt("state", cid).stdout)["status"] == "running")
+        rt("kill", cid, signal, check=True)
+        proc.wait(30)
+        results.append(proc.returncode)
+    want = 137 if signal in ("KILL", "9") else 42
+    assert results == [want, want]
+
+
+# -- identity and privileges ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"seccomp": True},
+        {"seccomp": True, "no_new_privs": True, "user": (65534, 65534, [1, 2])},
+        {"user": (1000, 1000, [])},
+    ],
+    ids=["docker-default", "seccomp", "seccomp-nnp-nobody", "uid1000"],
+)
+def test_status_identity_and_namespaces(dy, runc, make_bundle, kw):
+    script = "grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; id; hostname; echo pid $$; unshare -m true 2>&1 | cut -d: -f2-; echo umask $(umask)"
+    a, b = both(dy, runc, make_bundle, "id" + str(abs(hash(str(kw))) % 1000), ["sh", "-c", script], **kw)
+    assert a.returncode == b.returncode == 0, (a.stderr, b.stderr)
+    assert a.stdout == b.stdout
+    out = a.stdout.decode()
+    assert "pid 1\n" in out and "dycontainer\n" in out
+    if not kw:
+        assert "CapEff:\t00000000a80425fb" in out
+        assert "NoNewPrivs:\t0" in out and "Seccomp:\t0" in out
+    if kw.get("seccomp"):
+        assert "Seccomp:\t2" in out
+
+
+def test_docker_seccomp_profile_blocks_and_allows(dy, runc, make_bundle):
+    script = "mkdir /tmp/x && echo mkdir-ok; mount -t tmpfs none /tmp/x 2>&1; unshare -U true 2>&1; echo done"
+    a, b = both(dy, runc, make_bundle, "sc", ["sh", "-c", script], seccomp=True)
+    assert a.returncode == b.returncode
+    assert a.stdout == b.stdout
+    assert b"mkdir-ok" in a.stdout and b"done" in a.stdout
+
+
+def test_env_cwd_created_and_home(dy, runc, make_bundle):
+    a, b = both(dy, runc, make_bundle, "env", ["sh", "-c", "pwd; env | sort"], cwd="/work/dir", env=["PATH=/bin", "A=1"])
+    assert a.returncode == b.returncode == 0
+    assert a.stdout == b.stdout
+    assert b"/work/dir\n" in a.stdout and b"HOME=/root" in a.stdout
+
+
+# -- filesystem -------------------------------------------------------------------------------------
+
+
+def _mounts(out: bytes) -> set[tuple[str, str, str, str]]:
+    rows = set()
+    for line in out.decode().splitlines():
+        f = line.split()
+        if len(f) < 10 or f[4] == "/":
+            continue
+        sep = f.index("-")
+        rows.add((f[4], f[5], f[sep + 1], re.sub(r"-(dy|rc)-", "-X-", f[3])))
+    return rows
+
+
+def test_mounts_match_runc(dy, runc, make_bundle):
+    a, b = both(dy, runc, make_bundle, "mi", ["cat", "/proc/self/mountinfo"])
+    assert a.returncode == b.returncode == 0
+    ma, mb = _mounts(a.stdout), _mounts(b.stdout)
+    assert ma == mb
+    by_point = {m[0]: m for m in ma}
+    assert by_point["/proc"][2] == "proc" and "nosuid" in by_point["/proc"][1]
+    assert by_point["/dev"][2] == "tmpfs"
+    assert by_point["/sys"][2] == "sysfs" and by_point["/sys"][1].startswith("ro")
+    assert by_point["/proc/sys"][1].startswith("ro")
+    assert by_point["/sys/fs/cgroup/memory"][1].startswith("ro")
+
+
+def test_dev_is_minimal_and_masked_paths_unreadable(dy, runc, make_bundle):
+    script = ("ls /dev | sort; readlink /dev/ptmx; readlink /dev/fd; readlink /dev/stdin; cat /proc/keys /proc/timer_list; ls /proc/acpi; "
+              "echo x > /proc/sys/kernel/domainname 2>&1 || echo ro-ok; echo x > /proc/sysrq-trigger || echo ro2-ok; "
+              "echo data > /dev/null && head -c 4 /dev/zero | wc -c")
+    a, b = both(dy, runc, make_bundle, "dev", ["sh", "-c", script])
+    assert a.returncode == b.returncode
+    assert a.stdout == b.stdout
+    out = a.stdout.decode()
+    for dev in ("full", "null", "random", "tty", "urandom", "zero", "pts", "shm", "mqueue"):
+        assert f"{dev}\n" in out
+    assert "pts/ptmx\n/proc/self/fd\n/proc/self/fd/0\n" in out
+    assert "ro-ok" in out and "ro2-ok" in out
+
+
+def test_readonly_rootfs(dy, runc, make_bundle):
+    a, b = both(dy, runc, make_bundle, "ro", ["sh", "-c", "touch /x 2>&1; touch /tmp/y 2>&1; echo end"], readonly=True)
+    assert a.returncode == b.returncode
+    assert a.stdout == b.stdout and b"Read-only file system" in a.stdout
+
+
+def test_bind_mount_readonly_and_sysctl(dy, runc, make_bundle, tmp_path):
+    data = tmp_path / "hostdata"
+    data.mkdir()
+    (data / "f").write_text("from host\n")
+    extra = [{"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind", "ro", "rprivate"]}]
+    script = "cat /data/f; touch /data/g 2>&1; cat /proc/sys/net/ipv4/ip_forward"
+    a, b = both(dy, runc, make_bundle, "bind", ["sh", "-c", script], mounts_extra=extra, sysctl={"net.ipv4.ip_forward": "1"})
+    assert a.returncode == b.returncode == 0
+    assert a.stdout == b.stdout
+    assert a.stdout.startswith(b"from host\n") and a.stdout.endswith(b"1\n")
+
+
+# -- rlimits and cgroups ----------------------------------------------------------------------------
+
+
+def test_rlimits(dy, runc, make_bundle):
+    rl = [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 4096}, {"type": "RLIMIT_NPROC", "soft": 500, "hard": 600}]
+    a, b = both(dy, runc, make_bundle, "rl", ["sh", "-c", "ulimit -n; ulimit -Hn; ulimit -u"], rlimits=rl)
+    assert a.returncode == b.returncode == 0
+    assert a.stdout == b.stdout == b"1024\n4096\n500\n"
+
+
+def test_rlimit_above_hard_limit_fails_clearly(dy, runc, make_bundle):
+    hard = int(subprocess.run(["sh", "-c", "ulimit -Hn"], capture_output=True).stdout)
+    rl = [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": hard * 64}]
+    a, b = both(dy, runc, make_bundle, "rlx", ["true"], rlimits=rl)
+    if b.returncode == 0:
+        pytest.skip("this host lets us raise the hard limit (CAP_SYS_RESOURCE present)")
+    assert a.returncode != 0
+    assert b"RLIMIT_NOFILE" in a.stderr and b"CAP_SYS_RESOURCE" in a.stderr and b"EPERM" in a.stderr
+
+
+def test_pids_limit_contains_fork_bomb(dy, make_bundle):
+    bundle = make_bundle("pids", ["sh", "-c", "sh -c 'for i in $(seq 1 100); do sleep 60 & done' 2>/dev/null; exec sleep 60"],
+                         resources={"pids": {"limit": 20}})
+    cid = dy.track("pids")
+    dy("run", "-d", "--bundle", str(bundle), cid, check=True)
+    time.sleep(1.0)
+    pids = json.loads(dy("ps", "--format", "json", cid, check=True).stdout)
+    assert 1 <= len(pids) <= 20
+    pidsdir = [d for d in cgroup_dirs(bundle) if d.parent.parent.name == "pids"][0]
+    assert pidsdir.joinpath("pids.max").read_text().strip() == "20"
+    assert int(pidsdir.joinpath("pids.events").read_text().split()[1]) > 0  # forks were refused
+    dy("delete", "-f", cid, check=True)
+    assert cgroup_dirs(bundle) == []
+
+
+def test_memory_limit_oom_kill_detected_by_shim(dy, runc, make_bundle, tmp_path):
+    res = {"memory": {"limit": 16 << 20, "swap": 16 << 20}}
+    args = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
+    b = runc.run(make_bundle("rc-oom", args, resources=res), "rc-oom")
+    bundle = make_bundle("dy-oom", args, resources=res)
+    cid = dy.track("dy-oom")
+    exit_file = tmp_path / "oom.exit"
+    dy("shim", "--bundle", str(bundle), "--id", cid, "--log", str(tmp_path / "oom.log"), "--exit-file", str(exit_file), check=True)
+    assert wait_for(exit_file.exists, 30)
+    ex = json.loads(exit_file.read_text())
+    assert b.returncode == ex["exit_code"] == 137
+    assert ex["oom_killed"] is True and ex["signal"] == 9
+
+
+def test_cpu_and_memory_settings_written(dy, make_bundle):
+    res = {"memory": {"limit": 64 << 20, "reservation": 32 << 20}, "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"}}
+    bundle = make_bundle("res", ["sleep", "60"], resources=res)
+    cid = dy.track("res")
+    dy("run", "-d", "--bundle", str(bundle), cid, check=True)
+    dirs = {d.parent.parent.name: d for d in cgroup_dirs(bundle)}
+    assert dirs["memory"].joinpath("memory.limit_in_bytes").read_text().strip() == str(64 << 20)
+    assert dirs["memory"].joinpath("memory.soft_limit_in_bytes").read_text().strip() == str(32 << 20)
+    assert dirs["cpu"].joinpath("cpu.shares").read_text().strip() == "512"
+    assert dirs["cpu"].joinpath("cpu.cfs_quota_us").read_text().strip() == "50000"
+    assert dirs["cpuset"].joinpath("cpuset.cpus").read_text().strip() == "0"
+    pid = dy.state(cid)["pid"]
+    assert str(pid) in dirs["memory"].joinpath("cgroup.procs").read_text().split()
+    dy("delete", "-f", cid, check=True)
+    assert cgroup_dirs(bundle) == []
+
+
+def test_pause_resume_freezes(dy, runc, make_bundle):
+    for rt, prefix in ((dy, "dy"), (runc, "rc")):
+        bundle = make_bundle(f"{prefix}-pause", ["sh", "-c", "while true; do sleep 0.05; done"])
+        cid = rt.track(f"{prefix}-pause")
+        rt("run", "-d", "--bundle", str(bundle), cid, check=True)
+        rt("pause", cid, check=True)
+        assert rt.state(cid)["status"] == "paused"
+        freezer = [d for d in cgroup_dirs(bundle) if d.parent.parent.name == "freezer"][0]
+        assert freezer.joinpath("freezer.state").read_text().strip() == "FROZEN"
+        assert rt("pause", cid).returncode != 0
+        rt("resume", cid, check=True)
+        assert rt.state(cid)["status"] == "running"
+        rt("delete", "-f", cid, check=True)
+
+
+# -- lifecycle --------------------------------------------------------------------------------------
+
+
+def test_create_start_state_kill_delete(dy, runc, make_bundle):
+    seen = {}
+    for rt, prefix in ((dy, "dy"), (runc, "rc")):
+        bundle = make_bundle(f"{prefix}-life", ["sleep", "60"])
+        cid = rt.track(f"{prefix}-life")
+        rt("create", "--bundle", str(bundle), cid, check=True)
+        st = rt.state(cid)
+        assert st["status"] == "created" and st["pid"] > 0 and st["bundle"] == str(bundle)
+        assert st["ociVersion"] and st["id"] == cid and "annotations" in st or rt is runc
+        # The init waits: the user's process has not run yet.
+        assert Path(f"/proc/{st['pid']}/cmdline").read_bytes().split(b"\0")[0] != b"sleep"
+        rt("start", cid, check=True)
+        assert wait_for(lambda: Path(f"/proc/{st['pid']}/cmdline").read_bytes().startswith(b"sleep"))
+        assert rt.state(cid)["status"] == "running"
+        assert rt("delete", cid).returncode != 0  # running: needs --force
+        assert rt("start", cid).returncode != 0
+        rt("kill", cid, "KILL", check=True)
+        # Nobody reaps a detached init of `create`; it is a zombie of init/subreaper: stopped.
+        assert wait_for(lambda: rt.state(cid)["status"] == "stopped")
+        rt("delete", cid, check=True)
+        assert rt("state", cid).returncode != 0
+        assert cgroup_dirs(bundle) == []
+        seen[prefix] = True
+    assert seen == {"dy": True, "rc": True}
+
+
+def test_list_and_ps(dy, make_bundle):
+    cid = dy.track("lst")
+    dy("run", "-d", "--bundle", str(make_bundle("lst", ["sleep", "60"])), cid, check=True)
+    out = dy("list", check=True).stdout.decode()
+    assert "lst" in out and "running" in out
+    assert json.loads(dy("list", "--format", "json", check=True).stdout)[0]["id"] == "lst"
+    pid = dy.state(cid)["pid"]
+    assert json.loads(dy("ps", "--format", "json", cid, check=True).stdout) == [pid]
+    assert dy("create", "--bundle", str(make_bundle("lst", ["true"])), cid).returncode != 0  # id taken
+
+
+def test_create_failure_leaves_nothing(dy, make_bundle):
+    bundle = make_bundle("bad", ["true"], mounts_extra=[{"destination": "/x", "type": "bind", "source": "/no/such/dir", "options": ["rbind"]}])
+    p = dy("create", "--bundle", str(bundle), "bad")
+    assert p.returncode == 1
+    assert b"/no/such/dir" in p.stderr and b"ENOENT" in p.stderr and b"mount /x" in p.stderr
+    assert dy("state", "bad").returncode != 0
+    assert cgroup_dirs(bundle) == []
+
+
+# -- exec -------------------------------------------------------------------------------------------
+
+
+def test_exec(dy, make_bundle):
+    cid = dy.track("ex")
+    dy("run", "-d", "--bundle", str(make_bundle("ex", ["sleep", "60"])), cid, check=True)
+    p = dy("exec", cid, "sh", "-c", "echo $$ $FOO; ps -o pid,comm | grep -c sleep; hostname; exit 4")
+    assert p.returncode == 4 and p.stdout.split(b"\n")[0] != b"" and b"dycontainer" in p.stdout
+    p = dy("exec", "--env", "FOO=bar", "--user", "nobody", "--cwd", "/tmp", cid, "--", "sh", "-c", "echo $FOO; id -u; pwd; grep CapEff /proc/self/status")
+    assert p.returncode == 0
+    assert p.stdout.decode().split("\n")[:3] == ["bar", "65534", "/tmp"]
+    p = dy("exec", cid, "nope")
+    assert p.returncode == 127 and b"executable file not found" in p.stderr
+    p = dy("exec", "--tty", cid, "sh", "-c", "tty; exit 2")
+    assert p.returncode == 2 and b"/dev/pts/" in p.stdout
+    pid = dy.state(cid)["pid"]
+    p = dy("exec", cid, "cat", "/proc/1/cmdline")
+    assert p.stdout.startswith(b"sleep") and pid > 1
+
+
+# -- shim -------------------------------------------------------------------------------------------
+
+
+def _shim(dy, make_bundle, tmp_path, name, args, *flags, **kw):
+    bundle = make_bundle(name, args, **kw)
+    cid = dy.track(name)
+    paths = {k: tmp_path / f"{name}.{k}" for k in ("log", "exit", "sock")}
+    p = dy("shim", "--bundle", str(bundle), "--id", cid, "--log", str(paths["log"]), "--exit-file", str(paths["exit"]),
+           "--attach-socket", str(paths["sock"]), *flags, check=True)
+    return int(p.stdout), paths
+
+
+def test_shim_json_log_and_exit_file(dy, make_bundle, tmp_path):
+    pid, paths = _shim(dy, make_bundle, tmp_path, "sh1", ["sh", "-c", "echo out; echo err >&2; printf 'no newline'; exit 7"])
+    assert pid > 0
+    assert wait_for(paths["exit"].exists)
+    ex = json.loads(paths["exit"].read_text())
+    assert ex["exit_code"] == 7 and ex["oom_killed"] is False and ex["signal"] is None and ex["pid"] == pid
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", ex["finished_at"])
+    lines = [json.loads(line) for line in paths["log"].read_text().splitlines()]
+    got = sorted((e["stream"], e["log"]) for e in lines)
+    assert got == [("stderr", "err\n"), ("stdout", "no newline"), ("stdout", "out\n")]
+    assert all(e["time"].endswith("Z") for e in lines)
+    assert not paths["sock"].exists()
+    assert dy.state("sh1")["status"] == "stopped"
+
+
+def _frames(sock: socket.socket, until_type: int = 3, timeout: float = 10) -> list[tuple[int, bytes]]:
+    sock.settimeout(timeout)
+    buf, out = b"", []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return out
+        buf += chunk
+        while len(buf) >= 8:
+            typ, n = buf[0], struct.unpack(">I", buf[4:8])[0]
+            if len(buf) < 8 + n:
+                break
+            out.append((typ, buf[8:8 + n]))
+            buf = buf[8 + n:]
+            if typ == until_type:
+                return out
+
+
+def test_shim_attach_stdin_and_output(dy, make_bundle, tmp_path):
+    pid, paths = _shim(dy, make_bundle, tmp_path, "att", ["sh", "-c", "read line; echo got $line; cat >&2"], "--stdin")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(paths["sock"]))
+    s.sendall(struct.pack(">BxxxI", 0, 6) + b"hello\n")
+    s.sendall(struct.pack(">BxxxI", 0, 5) + b"more\n" + struct.pack(">BxxxI", 5, 0))
+    frames = _frames(s)
+    s.close()
+    data = {1: b"", 2: b""}
+    for t, d in frames:
+        if t in data:
+            data[t] += d
+    assert data[1] == b"got hello\n" and data[2] == b"more\n"
+    assert frames[-1][0] == 3 and json.loads(frames[-1][1])["exit_code"] == 0
+    assert wait_for(paths["exit"].exists)
+
+
+def test_shim_tty(dy, make_bundle, tmp_path):
+    pid, paths = _shim(dy, make_bundle, tmp_path, "tty", ["sh", "-c", "tty; stty size; exit 3"], "--tty", terminal=True)
+    assert wait_for(paths["exit"].exists)
+    assert json.loads(paths["exit"].read_text())["exit_code"] == 3
+    text = "".join(json.loads(line)["log"] for line in paths["log"].read_text().splitlines())
+    assert "/dev/pts/0" in text
+
+
+def test_shim_kill_and_idle_rss(dy, make_bundle, tmp_path, runtime_bin):
+    pid, paths = _shim(dy, make_bundle, tmp_path, "idle", ["sleep", "60"])
+    ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    time.sleep(0.3)
+    rss_kb = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{ppid}/status").read_text()).group(1))
+    print(f"idle shim VmRSS: {rss_kb} kB ({runtime_bin.parent.name} build)")
+    if runtime_bin.parent.name == "release":
+        assert rss_kb <= 3 * 1024
+    dy("kill", "idle", "KILL", check=True)
+    assert wait_for(paths["exit"].exists)
+    assert json.loads(paths["exit"].read_text())["exit_code"] == 137
+    assert wait_for(lambda: not Path(f"/proc/{ppid}").exists())
+
+
+def test_shim_reports_create_errors(dy, make_bundle, tmp_path):
+    bundle = make_bundle("shbad", ["true"], rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}])
+    p = dy("shim", "--bundle", str(bundle), "--id", "shbad", "--log", str(tmp_path / "x.log"))
+    assert p.returncode == 1 and b"RLIMIT_BOGUS" in p.stderr
+    assert dy("state", "shbad").returncode != 0
