@@ -20,6 +20,21 @@ MASKED = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/late
 READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
+def busybox_rootfs(root: Path) -> Path:
+    """The same tree as tests/conftest.py's make_busybox_rootfs, without importing pytest
+    (for the benchmark)."""
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    for applet in ("sh", "true", "sleep", "cat", "echo", "id"):
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    (root / "tmp").mkdir(mode=0o1777)
+    (root / "root").mkdir(mode=0o700)
+    return root
+
+
 def add_applets(rootfs: Path) -> None:
     for a in EXTRA_APPLETS:
         link = rootfs / "bin" / a
