@@ -421,3 +421,71 @@ def test_shim_reports_create_errors(dy, make_bundle, tmp_path):
     p = dy("shim", "--bundle", str(bundle), "--id", "shbad", "--log", str(tmp_path / "x.log"))
     assert p.returncode == 1 and b"RLIMIT_BOGUS" in p.stderr
     assert dy("state", "shbad").returncode != 0
+
+
+# -- namespaces by path, cgroup namespace, devices, console socket -------------------------------
+
+
+def test_join_namespace_paths_cgroupns_and_devices(dy, runc, make_bundle):
+    outs = []
+    for rt, prefix in ((dy, "dy"), (runc, "rc")):
+        host = rt.track(f"{prefix}-nshost")
+        rt("run", "-d", "--bundle", str(make_bundle(host, ["sleep", "60"], hostname="joined")), host, check=True)
+        pid = rt.state(host)["pid"]
+        bundle = make_bundle(f"{prefix}-nsjoin", ["sh", "-c", "hostname; cut -d: -f3 /proc/self/cgroup | sort -u; ls -ln /dev/mydev | cut -c1-10; readlink /proc/self/ns/net"])
+        cfg = json.loads((bundle / "config.json").read_text())
+        cfg["linux"]["namespaces"] = [{"type": "mount"}, {"type": "pid"}, {"type": "ipc"}, {"type": "cgroup"},
+                                      {"type": "uts", "path": f"/proc/{pid}/ns/uts"}, {"type": "network", "path": f"/proc/{pid}/ns/net"}]
+        cfg.pop("hostname")
+        cfg["linux"]["devices"] = [{"type": "c", "path": "/dev/mydev", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 0, "gid": 0}]
+        (bundle / "config.json").write_text(json.dumps(cfg))
+        p = rt.run(bundle, f"{prefix}-nsjoin")
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split(b"\n")[-2] == os.readlink(f"/proc/{pid}/ns/net").encode()
+        outs.append(p.stdout.split(b"\n")[:-2])
+    assert outs[0] == outs[1]
+    assert outs[0] == [b"joined", b"/", b"crw-r-----"]
+
+
+def test_console_socket(dy, runc, make_bundle, tmp_path):
+    for rt, prefix in ((dy, "dy"), (runc, "rc")):
+        path = tmp_path / f"{prefix}.console"
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(str(path))
+        srv.listen(1)
+        cid = rt.track(f"{prefix}-con")
+        bundle = make_bundle(cid, ["sh", "-c", "tty; echo hello-tty; exit 6"], terminal=True)
+        rt("create", "--console-socket", str(path), "--bundle", str(bundle), cid, check=True)
+        conn, _ = srv.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+        conn.close()
+        srv.close()
+        master = fds[0]
+        try:
+            rt("start", cid, check=True)
+            data = b""
+            deadline = time.time() + 10
+            while b"hello-tty" not in data and time.time() < deadline:
+                try:
+                    data += os.read(master, 4096)
+                except OSError:
+                    break
+        finally:
+            os.close(master)
+        assert b"/dev/pts/0" in data and b"hello-tty" in data, (rt.name, data)
+
+
+def test_kill_all_and_delete_force_paused(dy, make_bundle):
+    cid = dy.track("ka")
+    bundle = make_bundle("ka", ["sh", "-c", "sleep 60 & sleep 60 & wait"])
+    dy("run", "-d", "--bundle", str(bundle), cid, check=True)
+    assert wait_for(lambda: len(json.loads(dy("ps", "--format", "json", cid).stdout or b"[]")) == 3)
+    dy("pause", cid, check=True)
+    dy("delete", "--force", cid, check=True)
+    assert dy("state", cid).returncode != 0
+    assert cgroup_dirs(bundle) == []
+    cid = dy.track("ka2")
+    dy("run", "-d", "--bundle", str(make_bundle("ka2", ["sh", "-c", "sleep 60 & sleep 60 & wait"])), cid, check=True)
+    assert wait_for(lambda: len(json.loads(dy("ps", "--format", "json", cid).stdout or b"[]")) == 3)
+    dy("kill", "--all", cid, "KILL", check=True)
+    assert wait_for(lambda: dy.state(cid)["status"] == "stopped")
