@@ -66,6 +66,7 @@ class Dockerd:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
         self.log = open(self.base / "dockerd.log", "wb")
         self.proc = subprocess.Popen(
             ["dockerd", "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),

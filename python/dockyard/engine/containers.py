@@ -236,7 +236,8 @@ class Containers:
         if rec["spec"]["HostConfig"].get("_removing"):
             raise Conflict(f"container {cid} is marked for removal and cannot be started")
         d = self.dir(cid)
-        self.runtime.delete(cid)  # a previous run's runtime state, if any
+        if state["Status"] != "created":
+            self.runtime.delete(cid)  # a previous run's runtime state, if any
         (d / "exit.json").unlink(missing_ok=True)
         self.attach_socket(cid).unlink(missing_ok=True)
         rootfs = self._mount_rootfs(rec)
@@ -409,8 +410,9 @@ class Containers:
                 self.wait(cid, timeout=30)
             except DockyardError:
                 pass
+        if rec["state"]["Running"] or rec["state"]["Error"]:
+            self.runtime.delete(cid)  # an exited container's was deleted when its exit was recorded
         self._unmount_rootfs(cid)
-        self.runtime.delete(cid)
         with self.store.transaction() as db:
             db.execute("DELETE FROM containers WHERE id=?", (cid,))
         remove_tree(self.dir(cid))

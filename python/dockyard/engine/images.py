@@ -7,7 +7,6 @@ directories and blobs it adds are renamed into place inside that transaction (se
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import time
@@ -222,6 +221,8 @@ class Images:
             todo = list(range(len(sources)))
         workers = min(len(todo), max(1, (os.cpu_count() or 2)))
         if workers:
+            import concurrent.futures  # not on the path of commands that extract nothing
+
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
                 futures = {i: pool.submit(one, i, sources[i]) for i in todo}
                 for i, fut in futures.items():

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +79,8 @@ def default_root() -> Path:
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """OCI chain IDs: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    import hashlib
+
     out: list[str] = []
     for diff_id in diff_ids:
         if not out:
@@ -172,7 +172,7 @@ class Store:
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
         """A private directory under tmp/, removed on exit whatever happens."""
-        path = self.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        path = self.root / "tmp" / f"{os.getpid()}-{os.urandom(6).hex()}"
         path.mkdir()
         try:
             yield path
@@ -185,10 +185,12 @@ class Store:
         return self.blob_path(digest).exists()
 
     def put_blob_bytes(self, data: bytes) -> str:
+        import hashlib
+
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         dest = self.blob_path(digest)
         if not dest.exists():
-            tmp = self.root / "tmp" / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.blob"
+            tmp = self.root / "tmp" / f"{os.getpid()}-{os.urandom(6).hex()}.blob"
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -205,6 +207,8 @@ class Store:
             os.rename(tmp, dest)
 
     def read_blob(self, digest: str) -> bytes:
+        import hashlib
+
         data = self.blob_path(digest).read_bytes()
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             from ..errors import DockyardError

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Container start-up and idle cost, side by side with runc and a real dockerd, alternating.
+
+    python benches/bench_run.py [--reps N] [--no-docker] [--idle N]
+
+1. `dockyard run --rm IMAGE true` (the CLI, end to end) against `runc run` of an equivalent
+   bundle (the same busybox rootfs, the same Docker-like config.json, no network namespace
+   setup on either side) and, when dockerd is installed, `docker run --rm --network none`
+   against a private dockerd.  Medians and ratios.
+2. Idle cost: N detached `sleep` containers; resident memory (VmRSS) of each container's
+   supervisor, against docker's containerd-shim for the same containers.
+3. 20 containers started at once (`run --rm true` x 20, concurrently): wall time.
+Needs root.  Machines here are shared and noisy: read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
+
+
+def timed(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
+    return time.perf_counter() - t0
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--idle", type=int, default=10)
+    ap.add_argument("--no-docker", action="store_true")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_run: needs root")
+        return 0
+    from support import Dockerd, make_busybox_rootfs, tar_dir
+
+    from dockyard.engine.spec import DEFAULT_PATH, ProcessSpec, build_spec
+    from dockyard.engine.seccomp import default_profile
+    from dockyard.engine.spec import capabilities
+
+    work = Path(tempfile.mkdtemp(prefix="dybr-", dir="/tmp"))
+    env = dict(os.environ, DOCKYARD_ROOT=str(work / "root"), DOCKYARD_RUN=str(work / "run"))
+    docker = None
+    try:
+        rootfs = make_busybox_rootfs(work / "rootfs")
+        for d in ("proc", "dev", "sys"):
+            (rootfs / d).mkdir(exist_ok=True)
+        tar = tar_dir(rootfs, work / "bb.tar")
+        subprocess.run([DOCKYARD, "import", str(tar), "bb"], check=True, env=env, stdout=subprocess.DEVNULL)
+        bundle = work / "bundle"
+        bundle.mkdir()
+        spec = build_spec(str(rootfs), ProcessSpec(args=["true"], env=[DEFAULT_PATH], hostname="bench",
+                                                    seccomp=default_profile(capabilities([], [], False))))
+        spec["root"]["readonly"] = False
+        (bundle / "config.json").write_text(json.dumps(spec))
+        contenders = {
+            "dockyard": lambda i: timed([DOCKYARD, "run", "--rm", "bb", "true"], env=env),
+            "runc": lambda i: timed(["runc", "run", f"dybench-{os.getpid()}-{i}"], cwd=str(bundle)),
+        }
+        if not args.no_docker and shutil.which("dockerd"):
+            docker = Dockerd(work / "d")
+            try:
+                docker.start()
+                docker.docker("import", str(tar), "bb")
+                contenders["docker"] = lambda i: timed(["docker", "run", "--rm", "--network", "none", "bb", "true"],
+                                                       env=docker.env)
+            except (RuntimeError, AssertionError) as exc:
+                print(f"(docker skipped: {str(exc).splitlines()[0]})")
+                docker = None
+        times: dict[str, list[float]] = {k: [] for k in contenders}
+        for rep in range(args.reps + 1):
+            order = list(contenders) if rep % 2 == 0 else list(reversed(contenders))
+            for name in order:
+                t = contenders[name](rep)
+                if rep:
+                    times[name].append(t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"run --rm true, medians of {args.reps} alternating rounds:")
+        for k, v in med.items():
+            print(f"  {k:<9} {v * 1000:7.1f} ms")
+        print(f"  dockyard/runc   {med['dockyard'] / med['runc']:.2f}x   (goal <= 2.0)")
+        if "docker" in med:
+            print(f"  dockyard/docker {med['dockyard'] / med['docker']:.2f}x   (goal <= 0.20)")
+
+        # Idle cost per container
+        ids = []
+        for i in range(args.idle):
+            out = subprocess.run([DOCKYARD, "run", "-d", "bb", "sleep", "600"], check=True, env=env,
+                                 capture_output=True).stdout.decode().strip()
+            ids.append(out)
+        time.sleep(0.5)
+        shim_rss = []
+        for cid in ids:
+            pid = int(subprocess.run([DOCKYARD, "inspect", "-f", "{{.State.Pid}}", cid], env=env, check=True,
+                                     capture_output=True).stdout)
+            with open(f"/proc/{pid}/status") as f:
+                ppid = next(int(l.split()[1]) for l in f if l.startswith("PPid:"))
+            shim_rss.append(rss_kb(ppid))
+        print(f"idle supervisor RSS, median of {len(ids)}: {statistics.median(shim_rss) / 1024:.2f} MB (goal <= 3 MB)")
+        subprocess.run([DOCKYARD, "rm", "-f", *ids], check=True, env=env, stdout=subprocess.DEVNULL)
+        if docker is not None:
+            dids = [docker.docker("run", "-d", "--network", "none", "bb", "sleep", "600").stdout.decode().strip()
+                    for _ in range(min(args.idle, 5))]
+            time.sleep(0.5)
+            shims = subprocess.run(["pgrep", "-f", "containerd-shim"], capture_output=True).stdout.split()
+            if shims:
+                vals = [rss_kb(int(p)) for p in shims]
+                print(f"docker's containerd-shim RSS, median of {len(vals)}: {statistics.median(vals) / 1024:.2f} MB")
+            docker.docker("rm", "-f", *dids)
+
+        # 20 at once
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([DOCKYARD, "run", "--rm", "bb", "true"], env=env) for _ in range(20)]
+        codes = [p.wait() for p in procs]
+        print(f"20 concurrent run --rm true: {time.perf_counter() - t0:.2f} s, exit codes {set(codes)}")
+    finally:
+        if docker is not None:
+            docker.stop()
+        subprocess.run(["umount", "-R", str(work)], stderr=subprocess.DEVNULL, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
