@@ -489,3 +489,22 @@ def test_kill_all_and_delete_force_paused(dy, make_bundle):
     assert wait_for(lambda: len(json.loads(dy("ps", "--format", "json", cid).stdout or b"[]")) == 3)
     dy("kill", "--all", cid, "KILL", check=True)
     assert wait_for(lambda: dy.state(cid)["status"] == "stopped")
+
+
+def test_engine_default_seccomp_profile_loads(dy, runc, make_bundle):
+    seccomp = pytest.importorskip("dockyard.engine.seccomp")
+    from bundle import DOCKER_CAPS
+
+    profile = seccomp.default_profile(list(DOCKER_CAPS))
+    script = ("grep Seccomp: /proc/self/status; mkdir /tmp/d && echo mkdir-ok; mount -t tmpfs none /tmp/d 2>&1; "
+              "unshare -n true 2>&1; sh -c 'echo child-ok'; ls /proc/1 >/dev/null && echo ls-ok")
+    outs = []
+    for rt, prefix in ((dy, "dy"), (runc, "rc")):
+        bundle = make_bundle(f"{prefix}-dsc", ["sh", "-c", script])
+        cfg = json.loads((bundle / "config.json").read_text())
+        cfg["linux"]["seccomp"] = profile
+        (bundle / "config.json").write_text(json.dumps(cfg))
+        p = rt.run(bundle, f"{prefix}-dsc")
+        outs.append((p.returncode, p.stdout))
+    assert outs[0] == outs[1]
+    assert b"Seccomp:\t2" in outs[0][1] and b"child-ok" in outs[0][1] and b"ls-ok" in outs[0][1]
