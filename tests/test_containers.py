@@ -186,3 +186,24 @@ def test_twenty_concurrent_runs(dy):
     assert [r[0] for r in results] == [0] * 20, [r[2] for r in results if r[0]]
     assert sorted(int(r[1]) for r in results) == list(range(20))
     assert text(dy("ps", "-aq")) == ""
+
+
+def test_diff_commit_export(dy, tmp_path):
+    dy("run", "--name", "snap", "bb", "sh", "-c",
+       "echo hi > /tmp/f; rm /bin/ls; mkdir -p /a/b; echo x > /a/b/c")
+    assert text(dy("diff", "snap")).splitlines() == [
+        "A /a", "A /a/b", "A /a/b/c", "C /bin", "D /bin/ls", "C /tmp", "A /tmp/f"]
+    image_id = text(dy("commit", "-c", 'CMD ["cat", "/tmp/f"]', "-m", "snapshot", "snap", "bb:snap")).strip()
+    assert text(dy("run", "--rm", "bb:snap")) == "hi\n"
+    assert dy("run", "--rm", "bb:snap", "ls", check=False).returncode == 127
+    assert text(dy("inspect", "-f", "{{.Parent}} {{len .RootFS.Layers}}", "bb:snap")).split()[1] == "2"
+    assert text(dy("history", "--format", "{{.Comment}}", "bb:snap")).splitlines()[0] == "snapshot"
+    out = tmp_path / "export.tar"
+    dy("export", "-o", str(out), "snap")
+    import tarfile
+
+    with tarfile.open(out) as tf:
+        names = set(tf.getnames())
+    assert {"a/b/c", "tmp/f", "bin/busybox"} <= names and "bin/ls" not in names
+    dy("rm", "snap")
+    dy("rmi", image_id)

@@ -38,6 +38,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unpause": ("dockyard.cli.containers", "unpause"),
     "ps": ("dockyard.cli.containers", "ps"),
     "logs": ("dockyard.cli.containers", "logs"),
+    "commit": ("dockyard.cli.containers", "commit"),
+    "diff": ("dockyard.cli.containers", "diff"),
+    "export": ("dockyard.cli.containers", "export"),
     "version": ("dockyard.cli.system", "version"),
 }
 

@@ -664,6 +664,53 @@ def container_prune(session, force, filters):  # noqa: ANN001
     echo("\n".join(lines) + "\n")
 
 
+@click.command("commit", context_settings=CONTEXT)
+@click.argument("container")
+@click.argument("reference", required=False)
+@click.option("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
+@click.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image")
+@click.option("-m", "--message", default="", help="Commit message")
+@click.option("-p", "--pause/--no-pause", default=True, help="Pause container during commit")
+@pass_session
+def commit(session, container, reference, author, changes, message, pause):  # noqa: ANN001
+    """Create a new image from a container's changes."""
+    image_id = session.engine.containers.commit(container, reference, list(changes), message, author, pause)
+    echo(image_id + "\n")
+
+
+@click.command("diff", context_settings=CONTEXT)
+@click.argument("container")
+@pass_session
+def diff(session, container):  # noqa: ANN001
+    """Inspect changes to files or directories on a container's filesystem."""
+    echo("".join(f"{kind} {path}\n" for kind, path in session.engine.containers.diff(container)))
+
+
+@click.command("export", context_settings=CONTEXT)
+@click.argument("container")
+@click.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT")
+@pass_session
+def export(session, container, output):  # noqa: ANN001
+    """Export a container's filesystem as a tar archive."""
+    from ..errors import InvalidArgument
+
+    engine = session.engine
+    engine.containers.resolve(container)
+    if output is None:
+        if sys.stdout.isatty():
+            raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+        sys.stdout.flush()
+        engine.containers.export(container, f"/proc/self/fd/{sys.stdout.fileno()}")
+        return
+    tmp = f"{output}.dockyard-{os.getpid()}.tmp"
+    try:
+        engine.containers.export(container, tmp)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 @click.group("container", context_settings=CONTEXT)
 def container_group() -> None:
     """Manage containers."""
@@ -672,5 +719,6 @@ def container_group() -> None:
 for _name, _cmd in (("run", run), ("create", create), ("start", start), ("stop", stop), ("restart", restart),
                     ("kill", kill), ("wait", wait), ("rm", rm), ("remove", rm), ("rename", rename),
                     ("pause", pause), ("unpause", unpause), ("ls", ps), ("list", ps), ("ps", ps),
-                    ("logs", logs), ("prune", container_prune)):
+                    ("logs", logs), ("prune", container_prune), ("commit", commit), ("diff", diff),
+                    ("export", export)):
     container_group.add_command(_cmd, _name)

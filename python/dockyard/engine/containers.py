@@ -474,6 +474,105 @@ class Containers:
                                 "Networks": {}},
         }
 
+    # -- snapshots --------------------------------------------------------------------------------
+
+    def diff(self, ref: str) -> list[tuple[str, str]]:
+        """``docker diff``: what the container changed, as (A|C|D, path), sorted by path."""
+        from .. import _native
+
+        rec = self.load(self.resolve(ref))
+        lowers = [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
+        hidden = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/proc", "/sys", "/dev"}
+        out = []
+        for kind, path in _native.changes(str(self.dir(rec["id"]) / "upper"), lowers):
+            if path in hidden and kind != "D":
+                continue  # mount points the runtime made, as docker hides its init layer
+            out.append((kind, path))
+        return out
+
+    def commit(self, ref: str, reference: str | None = None, changes: list[str] | None = None,
+               message: str = "", author: str = "", pause: bool = True) -> str:
+        """``docker commit``: the container's upper dir becomes a new layer on its image."""
+        from .changes import apply_changes
+        from .images import LayerSource, NewImage
+        from .store import dumps
+        from .. import _native
+        from .. import reference as refs
+
+        cid = self.resolve(ref)
+        rec = self.refresh(self.load(cid))
+        target = str(refs.parse_repository_tag(reference).with_default_tag()) if reference else None
+        paused_here = False
+        if pause and rec["state"]["Running"] and not rec["state"]["Paused"]:
+            self.runtime.pause(cid)
+            paused_here = True
+        try:
+            with self.store.staging() as stage:
+                blob = stage / "layer.tar.gz"
+                changed = [c for c in self.diff(cid)]
+                _native.pack(str(self.dir(cid) / "upper"), str(blob), compression="gzip", upper=True,
+                             changes=changed)
+                (new_layer,) = self.images.extract_layers(stage, [LayerSource(str(blob))])
+                base = self.images.config(rec["image_id"])
+                run_cfg = dict(base.get("config") or {})
+                cfg = rec["spec"]["Config"]
+                for key in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Labels",
+                            "StopSignal", "Volumes"):
+                    if cfg.get(key) not in (None, "", [], {}):
+                        run_cfg[key] = cfg[key]
+                if cfg.get("Cmd") is None and "Cmd" in run_cfg and cfg.get("Entrypoint") != base.get("config", {}).get("Entrypoint"):
+                    run_cfg.pop("Cmd")
+                run_cfg = apply_changes(run_cfg, changes or [])
+                created = now_rfc3339()
+                history = list(base.get("history") or [])
+                entry = {"created": created, "created_by": " ".join([rec["spec"]["Path"], *rec["spec"]["Args"]])}
+                if author:
+                    entry["author"] = author
+                if message:
+                    entry["comment"] = message
+                history.append(entry)
+                config = {
+                    "architecture": base.get("architecture", "amd64"),
+                    "author": author or None,
+                    "comment": message or None,
+                    "config": run_cfg,
+                    "container": cid,
+                    "created": created,
+                    "history": history,
+                    "os": base.get("os", "linux"),
+                    "rootfs": {"type": "layers", "diff_ids": list((base.get("rootfs") or {}).get("diff_ids") or [])
+                               + [new_layer["diff_id"]]},
+                }
+                config = {k: v for k, v in config.items() if v is not None}
+                records = [{"diff_id": l["diff_id"], "chain_id": l["chain_id"], "existing": True}
+                           for l in self.images.layers(rec["image_id"])]
+                from .store import chain_ids
+
+                new_layer["chain_id"] = chain_ids([r["diff_id"] for r in records] + [new_layer["diff_id"]])[-1]
+                image_id, _ = self.images.register(
+                    NewImage(dumps(config).encode(), [target] if target else [], parent=rec["image_id"]),
+                    records + [new_layer])
+        finally:
+            if paused_here:
+                self.runtime.resume(cid)
+        return image_id
+
+    def export(self, ref: str, dest: str) -> None:
+        """``docker export``: the container's whole filesystem as a tar written to ``dest``."""
+        from .. import _native
+
+        cid = self.resolve(ref)
+        rec = self.refresh(self.load(cid))
+        target = self.dir(cid) / "bundle" / "rootfs"
+        mounted_here = not _is_mountpoint(target)
+        if mounted_here:
+            self._mount_rootfs(rec)
+        try:
+            _native.pack(str(target), dest, compression="none")
+        finally:
+            if mounted_here:
+                self._unmount_rootfs(cid)
+
     def logs(self, ref: str) -> Path:
         cid = self.resolve(ref)
         return self.dir(cid) / f"{cid}-json.log"
