@@ -508,3 +508,22 @@ def test_engine_default_seccomp_profile_loads(dy, runc, make_bundle):
         outs.append((p.returncode, p.stdout))
     assert outs[0] == outs[1]
     assert b"Seccomp:\t2" in outs[0][1] and b"child-ok" in outs[0][1] and b"ls-ok" in outs[0][1]
+
+
+def test_run_with_terminal_in_foreground(dy, make_bundle):
+    # runc needs a controlling terminal of its own for this (it opens /dev/tty); we proxy
+    # plain pipes too, which is what the engine has.
+    p = dy("run", "--bundle", str(make_bundle("rt", ["sh"], terminal=True)), dy.track("rt"), input=b"tty; echo $((6*7)); exit 3\n")
+    assert p.returncode == 3
+    assert b"/dev/pts/0" in p.stdout and b"\n42" in p.stdout
+
+
+def test_oom_score_adj(dy, runc, make_bundle):
+    outs = []
+    for rt, prefix in ((dy, "dy"), (runc, "rc")):
+        bundle = make_bundle(f"{prefix}-oomadj", ["cat", "/proc/self/oom_score_adj"])
+        cfg = json.loads((bundle / "config.json").read_text())
+        cfg["process"]["oomScoreAdj"] = 500
+        (bundle / "config.json").write_text(json.dumps(cfg))
+        outs.append(rt.run(bundle, f"{prefix}-oomadj").stdout)
+    assert outs == [b"500\n", b"500\n"]

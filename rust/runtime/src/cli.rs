@@ -251,7 +251,7 @@ fn dispatch(g: &Global, cmd: &str, rest: &[String]) -> Result<i32> {
                 let v: Vec<serde_json::Value> = out.iter().map(|c| c.oci_state()).collect();
                 println!("{}", serde_json::to_string(&v).unwrap_or_default());
             } else {
-                println!("{:<20} {:<8} {:<10} {:<40} {}", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+                println!("{:<20} {:<8} {:<10} {:<40} CREATED", "ID", "PID", "STATUS", "BUNDLE");
                 for c in &out {
                     let s = c.status();
                     println!("{:<20} {:<8} {:<10} {:<40} {}", c.state.id, if s == Status::Stopped { 0 } else { c.state.pid }, s.as_str(), c.state.bundle, c.state.created);

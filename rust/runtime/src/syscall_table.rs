@@ -2,6 +2,7 @@
 //! `SYS_*` constants libc exports for x86_64; names the kernel lacks are simply absent.
 
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::unnecessary_cast)]
 pub static TABLE: &[(&str, i64)] = &[
     ("read", libc::SYS_read as i64),
     ("write", libc::SYS_write as i64),
