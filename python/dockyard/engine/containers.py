@@ -198,9 +198,29 @@ class Containers:
         target = d / "bundle" / "rootfs"
         if _is_mountpoint(target):
             return target
-        lowers = [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
+        lowers = [str(self._init_layer())] + [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
         _native.mount_overlay(lowers, str(d / "upper"), str(d / "work"), str(target))
         return target
+
+    def _init_layer(self) -> Path:
+        """The mount points the runtime needs, as a read-only layer above the image (docker's
+        "init layer"): they then never show up as the container's own changes."""
+        path = self.store.root / "init-layer"
+        if path.exists():  # made complete under tmp/, then renamed into place
+            return path
+        tmp = self.store.root / "tmp" / f"{os.getpid()}-init"
+        remove_tree(tmp)
+        for d in ("dev/pts", "dev/shm", "proc", "sys", "etc"):
+            (tmp / d).mkdir(parents=True, mode=0o755)
+        for f in ("etc/hostname", "etc/hosts", "etc/resolv.conf"):
+            (tmp / f).write_bytes(b"")
+            os.chmod(tmp / f, 0o644)
+        os.symlink("/proc/mounts", tmp / "etc" / "mtab")
+        try:
+            os.rename(tmp, path)
+        except OSError:  # another process made it first
+            remove_tree(tmp)
+        return path
 
     def _unmount_rootfs(self, cid: str) -> None:
         from .. import _native
@@ -481,14 +501,8 @@ class Containers:
         from .. import _native
 
         rec = self.load(self.resolve(ref))
-        lowers = [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
-        hidden = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/proc", "/sys", "/dev"}
-        out = []
-        for kind, path in _native.changes(str(self.dir(rec["id"]) / "upper"), lowers):
-            if path in hidden and kind != "D":
-                continue  # mount points the runtime made, as docker hides its init layer
-            out.append((kind, path))
-        return out
+        lowers = [str(self._init_layer())] + [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
+        return _native.changes(str(self.dir(rec["id"]) / "upper"), lowers)
 
     def commit(self, ref: str, reference: str | None = None, changes: list[str] | None = None,
                message: str = "", author: str = "", pause: bool = True) -> str:
