@@ -522,11 +522,7 @@ class Containers:
             paused_here = True
         try:
             with self.store.staging() as stage:
-                blob = stage / "layer.tar.gz"
-                changed = [c for c in self.diff(cid)]
-                _native.pack(str(self.dir(cid) / "upper"), str(blob), compression="gzip", upper=True,
-                             changes=changed)
-                (new_layer,) = self.images.extract_layers(stage, [LayerSource(str(blob))])
+                new_layer = self.snapshot(cid, stage)
                 base = self.images.config(rec["image_id"])
                 run_cfg = dict(base.get("config") or {})
                 cfg = rec["spec"]["Config"]
@@ -570,6 +566,22 @@ class Containers:
             if paused_here:
                 self.runtime.resume(cid)
         return image_id
+
+    def snapshot(self, ref: str, stage: Path) -> dict:
+        """The container's changes as a new layer, extracted under ``stage`` and ready for
+        :meth:`Images.register` (``diff_id``, ``digest``, sizes, ``dir``, ``blob_file``; the
+        caller sets ``chain_id``).  Used by commit and by the builder."""
+        from .. import _native
+        from .images import LayerSource
+
+        cid = self.resolve(ref)
+        blob = stage / f"{cid[:12]}-layer.tar.gz"
+        _native.pack(str(self.dir(cid) / "upper"), str(blob), compression="gzip", upper=True,
+                     changes=self.diff(cid))
+        sub = stage / f"{cid[:12]}-extract"
+        sub.mkdir()
+        (layer,) = self.images.extract_layers(sub, [LayerSource(str(blob))])
+        return layer
 
     def export(self, ref: str, dest: str) -> None:
         """``docker export``: the container's whole filesystem as a tar written to ``dest``."""
