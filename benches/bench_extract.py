@@ -3,7 +3,7 @@
     python benches/bench_extract.py LAYER [LAYER...] [--dir /dev/shm] [--runs 7]
 
 Each run extracts into a fresh directory under ``--dir`` (tmpfs or disk), GNU tar and dockyard
-alternately; the directory is removed between runs (not timed). dockyard's time includes
+alternately; the trees are removed at the end (not timed). dockyard's time includes
 both sha256 digests (blob and diff ID); GNU tar computes none. Prints medians and the ratio.
 Without a LAYER, synthetic layers are generated under ``benches/.cache``.
 """
@@ -65,10 +65,16 @@ def synthetic(kind: str) -> Path:
 def bench(layer: Path, where: Path, runs: int) -> None:
     ours: list[float] = []
     theirs: list[float] = []
-    for i in range(runs):
-        for who in (("tar", "ours") if i % 2 == 0 else ("ours", "tar")):
-            dest = Path(tempfile.mkdtemp(dir=where, prefix="bench-"))
-            try:
+    # Trees are kept until the end: deleting thousands of files between runs makes ext4 skip
+    # the recently freed inodes on every later create (recently_deleted()), which would
+    # measure the benchmark's own cleanup rather than extraction.
+    made: list[Path] = []
+    try:
+        for i in range(runs):
+            for who in (("tar", "ours") if i % 2 == 0 else ("ours", "tar")):
+                dest = Path(tempfile.mkdtemp(dir=where, prefix="bench-"))
+                made.append(dest)
+                os.sync()  # start each run with no dirty pages from the previous one
                 t0 = time.perf_counter()
                 if who == "tar":
                     subprocess.run(gnu_tar_cmd(layer, dest), check=True)
@@ -76,10 +82,9 @@ def bench(layer: Path, where: Path, runs: int) -> None:
                 else:
                     layers.extract(layer, dest)
                     ours.append(time.perf_counter() - t0)
-            finally:
-                shutil.rmtree(dest)
-                # Flush dirty pages so one run's writeback does not land in the next one's time.
-                os.sync()
+    finally:
+        for d in made:
+            shutil.rmtree(d)
     mo, mt = statistics.median(ours), statistics.median(theirs)
     print(f"{layer.name:40} {where}: dockyard {mo:.3f}s  GNU tar {mt:.3f}s  ratio {mo / mt:.2f}"
           f"  (min {min(ours):.3f}/{min(theirs):.3f}, {runs} runs)")

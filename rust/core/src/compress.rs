@@ -7,7 +7,7 @@
 //! the compressor's trailer) so both digests cover every byte.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
@@ -76,42 +76,165 @@ pub struct StreamInfo {
     pub compression: Option<Compression>,
 }
 
-/// The raw side: source bytes, hashed and optionally teed.
-pub struct RawTap {
-    src: Source,
-    pub hasher: Hasher,
-    tee: Option<(File, PathBuf)>,
+/// Size of the chunks handed between the pipeline's threads.
+const CHUNK: usize = 256 << 10;
+/// Chunks in flight between two stages.
+const DEPTH: usize = 16;
+
+/// The receiving end of a pipeline stage: chunks from a thread, read as a `BufRead`, and the
+/// thread's result once it ends. Dropping it disconnects the channel (so a producer blocked on
+/// a full channel wakes up and stops) and joins the thread: no stage outlives its consumer.
+pub(crate) struct Chunks<T> {
+    rx: Option<Receiver<Vec<u8>>>,
+    recycle: Sender<Vec<u8>>,
+    handle: Option<JoinHandle<Result<T>>>,
+    result: Option<Result<T>>,
+    cur: Vec<u8>,
+    pos: usize,
+    /// Hashes every chunk as it arrives (consumed or not).
+    hasher: Option<Hasher>,
 }
 
-impl RawTap {
-    pub fn new(src: Source, tee: Option<&Path>) -> Result<Self> {
-        let tee = match tee {
-            Some(p) => Some((File::create(p).map_err(|e| Error::io(p, e))?, p.to_path_buf())),
-            None => None,
-        };
-        Ok(Self { src, hasher: Hasher::new(), tee })
+impl<T: Send + 'static> Chunks<T> {
+    /// Run `produce(tx, recycled)` on a new thread named `name`.
+    fn spawn(
+        name: &str,
+        hash: bool,
+        produce: impl FnOnce(SyncSender<Vec<u8>>, Receiver<Vec<u8>>) -> Result<T> + Send + 'static,
+    ) -> Result<Self> {
+        let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
+        let (recycle, recycled) = channel::<Vec<u8>>();
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || produce(tx, recycled))
+            .map_err(|e| Error::io("<thread>", e))?;
+        Ok(Self {
+            rx: Some(rx),
+            recycle,
+            handle: Some(handle),
+            result: None,
+            cur: Vec::new(),
+            pos: 0,
+            hasher: hash.then(Hasher::new),
+        })
     }
 
-    pub fn finish_tee(&mut self) -> Result<()> {
-        if let Some((f, p)) = &mut self.tee {
-            f.flush().map_err(|e| Error::io(&*p, e))?;
+    fn join(&mut self) {
+        self.rx = None;
+        if let Some(h) = self.handle.take() {
+            let r = h.join().unwrap_or_else(|_| Err(Error::corrupt(None, "pipeline thread panicked")));
+            self.result = Some(r);
         }
-        Ok(())
+    }
+
+    /// Take (and hash) the rest of the chunks, wait for the thread, return its result.
+    fn finish(mut self) -> Result<(T, Option<Hasher>)> {
+        if let Some(rx) = &self.rx {
+            while let Ok(buf) = rx.recv() {
+                if let Some(h) = &mut self.hasher {
+                    h.update(&buf);
+                }
+            }
+        }
+        self.join();
+        let r = self.result.take().expect("joined")?;
+        Ok((r, self.hasher.take()))
     }
 }
 
-impl Read for RawTap {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.src.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        if let Some((f, p)) = &mut self.tee {
-            f.write_all(&buf[..n]).map_err(|e| tag(Error::io(&*p, e)))?;
+impl<T> Drop for Chunks<T> {
+    fn drop(&mut self) {
+        self.rx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
         }
+    }
+}
+
+impl<T: Send + 'static> Read for Chunks<T> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let b = self.fill_buf()?;
+        let n = b.len().min(out.len());
+        out[..n].copy_from_slice(&b[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
 
-type Raw = BufReader<RawTap>;
+impl<T: Send + 'static> BufRead for Chunks<T> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos >= self.cur.len() {
+            match self.rx.as_ref().and_then(|rx| rx.recv().ok()) {
+                Some(buf) => {
+                    if let Some(h) = &mut self.hasher {
+                        h.update(&buf);
+                    }
+                    let old = std::mem::replace(&mut self.cur, buf);
+                    if old.capacity() > 0 {
+                        let _ = self.recycle.send(old);
+                    }
+                    self.pos = 0;
+                }
+                None => {
+                    // The producer ended: cleanly (EOF) or with an error to pass on, once.
+                    self.join();
+                    if matches!(self.result, Some(Err(_))) {
+                        let failed = Some(Err(Error::corrupt(None, "stream failed earlier")));
+                        if let Some(Err(e)) = std::mem::replace(&mut self.result, failed) {
+                            return Err(tag(e));
+                        }
+                    }
+                    return Ok(&[]);
+                }
+            }
+        }
+        Ok(&self.cur[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.cur.len());
+    }
+}
+
+/// A fresh or recycled chunk buffer of `CHUNK` bytes.
+fn chunk(recycled: &Receiver<Vec<u8>>) -> Vec<u8> {
+    let mut buf = recycled.try_recv().unwrap_or_default();
+    buf.resize(CHUNK, 0);
+    buf
+}
+
+/// Stage 1: read the source range, hash it (blob digest), tee it; returns (digest, size).
+fn read_raw(
+    mut src: Source,
+    tee: Option<(File, PathBuf)>,
+    tx: SyncSender<Vec<u8>>,
+    recycled: Receiver<Vec<u8>>,
+) -> Result<(String, u64)> {
+    let mut hasher = Hasher::new();
+    let mut tee = tee;
+    loop {
+        let mut buf = chunk(&recycled);
+        let n = src.read_chunk(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        hasher.update(&buf);
+        if let Some((f, p)) = &mut tee {
+            f.write_all(&buf).map_err(|e| Error::io(&*p, e))?;
+        }
+        if tx.send(buf).is_err() {
+            return Err(Error::corrupt(None, "cancelled"));
+        }
+    }
+    src.check_complete()?;
+    if let Some((f, p)) = &mut tee {
+        f.flush().map_err(|e| Error::io(&*p, e))?;
+    }
+    Ok(hasher.finish())
+}
+
+type Raw = Chunks<(String, u64)>;
 
 enum Decoder {
     None(Raw),
@@ -129,110 +252,16 @@ impl Decoder {
     }
 }
 
-/// Size of the decompressed chunks handed from the decoding thread to the consumer.
-const CHUNK: usize = 256 << 10;
-/// Chunks in flight between the two.
-const DEPTH: usize = 16;
-
-/// Decompressed tar bytes of a layer, hashed on the way through. A `BufRead`.
-///
-/// A second thread reads the source, hashes and tees the raw bytes, decompresses and hashes
-/// the tar bytes; the consumer gets the tar in chunks. Dropping the stream (on an error)
-/// stops that thread and waits for it, so no thread outlives the stream.
-pub struct LayerStream {
-    rx: Option<Receiver<Vec<u8>>>,
-    recycle: Sender<Vec<u8>>,
-    handle: Option<JoinHandle<Result<StreamInfo>>>,
-    /// The decoding thread's result once it has ended.
-    result: Option<Result<StreamInfo>>,
-    compression: Compression,
-    cur: Vec<u8>,
-    pos: usize,
-    /// diff ID hasher: runs on the consumer's thread, which balances the two threads better
-    /// (inflate is the heavier half).
-    tar_hasher: Hasher,
-}
-
-impl LayerStream {
-    pub fn open(src: &Path, offset: u64, length: Option<u64>, tee: Option<&Path>) -> Result<Self> {
-        let tap = RawTap::new(Source::open(src, offset, length)?, tee)?;
-        let mut raw = BufReader::with_capacity(BUF, tap);
-        let head = raw.fill_buf().map_err(|e| from_stream(e, "layer"))?;
-        let compression = Compression::detect(head);
-        let dec = match compression {
-            Compression::None => Decoder::None(raw),
-            Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
-            Compression::Zstd => Decoder::Zstd(
-                zstd::stream::read::Decoder::with_buffer(raw)
-                    .map_err(|e| Error::corrupt(None, format!("zstd: {e}")))?,
-            ),
-        };
-        let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
-        let (recycle, recycled) = channel::<Vec<u8>>();
-        let handle = std::thread::Builder::new()
-            .name("dockyard-decode".into())
-            .spawn(move || decode(dec, compression, tx, recycled))
-            .map_err(|e| Error::io("<thread>", e))?;
-        Ok(Self {
-            rx: Some(rx),
-            recycle,
-            handle: Some(handle),
-            result: None,
-            compression,
-            cur: Vec::new(),
-            pos: 0,
-            tar_hasher: Hasher::new(),
-        })
-    }
-
-    pub fn compression(&self) -> Compression {
-        self.compression
-    }
-
-    /// Wait for the decoding thread and keep its result.
-    fn join(&mut self) {
-        self.rx = None;
-        if let Some(h) = self.handle.take() {
-            let r = h.join().unwrap_or_else(|_| Err(Error::corrupt(None, "decoder thread panicked")));
-            self.result = Some(r);
-        }
-    }
-
-    /// Drain the rest of both streams and return the digests.
-    pub fn finish(mut self) -> Result<StreamInfo> {
-        // Whatever the consumer left (padding after the end-of-archive blocks) is hashed by
-        // the decoding thread as it goes; just keep taking chunks until it ends.
-        if let Some(rx) = &self.rx {
-            while let Ok(buf) = rx.recv() {
-                self.tar_hasher.update(&buf);
-            }
-        }
-        self.join();
-        let mut info = self.result.take().expect("joined")?;
-        let (diff_id, size) = std::mem::take(&mut self.tar_hasher).finish();
-        info.diff_id = diff_id;
-        info.size = size;
-        Ok(info)
-    }
-}
-
-impl Drop for LayerStream {
-    fn drop(&mut self) {
-        // Disconnect first so a decoder blocked on a full channel wakes up and stops.
-        self.join();
-    }
-}
-
-/// The decoding thread: fill chunks, hash them, send them; then drain and hash the raw tail.
+/// Stage 2: decompress; returns the raw digest and size (from stage 1) once everything after
+/// the compressed stream has been read too.
 fn decode(
     mut dec: Decoder,
     compression: Compression,
     tx: SyncSender<Vec<u8>>,
     recycled: Receiver<Vec<u8>>,
-) -> Result<StreamInfo> {
+) -> Result<(String, u64)> {
     loop {
-        let mut buf = recycled.try_recv().unwrap_or_default();
-        buf.resize(CHUNK, 0);
+        let mut buf = chunk(&recycled);
         let mut n = 0;
         while n < CHUNK {
             let r = match &mut dec {
@@ -257,67 +286,70 @@ fn decode(
         }
     }
     drop(tx);
-    let mut raw = dec.into_raw();
-    // The decoder may stop at the end of its frame; hash whatever follows.
-    loop {
-        let n = raw.fill_buf().map_err(|e| from_stream(e, "layer"))?.len();
-        if n == 0 {
-            break;
-        }
-        raw.consume(n);
+    // The decoder may stop at the end of its frame: the raw stage hashes what follows.
+    let (digest, _) = dec.into_raw().finish()?;
+    Ok(digest)
+}
+
+/// Decompressed tar bytes of a layer, hashed on the way through. A `BufRead`.
+///
+/// Three threads: one reads the source, hashes the raw bytes and tees them; one decompresses;
+/// the consumer (the caller's thread) hashes the tar bytes as they arrive and uses them.
+/// Inflate is the heaviest stage, so it gets a thread of its own and nothing else.
+pub struct LayerStream {
+    inner: Chunks<(String, u64)>,
+    compression: Compression,
+}
+
+impl LayerStream {
+    pub fn open(src: &Path, offset: u64, length: Option<u64>, tee: Option<&Path>) -> Result<Self> {
+        let source = Source::open(src, offset, length)?;
+        let tee = match tee {
+            Some(p) => Some((File::create(p).map_err(|e| Error::io(p, e))?, p.to_path_buf())),
+            None => None,
+        };
+        let mut raw = Chunks::spawn("dockyard-read", false, move |tx, rx| read_raw(source, tee, tx, rx))?;
+        let head = raw.fill_buf().map_err(|e| from_stream(e, "layer"))?;
+        let compression = Compression::detect(head);
+        let dec = match compression {
+            Compression::None => Decoder::None(raw),
+            Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
+            Compression::Zstd => Decoder::Zstd(
+                zstd::stream::read::Decoder::with_buffer(raw)
+                    .map_err(|e| Error::corrupt(None, format!("zstd: {e}")))?,
+            ),
+        };
+        let inner = Chunks::spawn("dockyard-decode", true, move |tx, rx| decode(dec, compression, tx, rx))?;
+        Ok(Self { inner, compression })
     }
-    let mut tap = raw.into_inner();
-    tap.finish_tee()?;
-    let (digest, compressed_size) = tap.hasher.finish();
-    // diff_id and size are filled in by the consumer, which hashes the tar bytes.
-    Ok(StreamInfo { digest, diff_id: String::new(), compressed_size, size: 0, compression: Some(compression) })
+
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// Drain the rest of the stream (padding after the end-of-archive blocks, the
+    /// compressor's trailer) and return the digests.
+    pub fn finish(self) -> Result<StreamInfo> {
+        let compression = self.compression;
+        let ((digest, compressed_size), hasher) = self.inner.finish()?;
+        let (diff_id, size) = hasher.expect("hashing").finish();
+        Ok(StreamInfo { digest, diff_id, compressed_size, size, compression: Some(compression) })
+    }
 }
 
 impl Read for LayerStream {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let b = self.fill_buf()?;
-        let n = b.len().min(out.len());
-        out[..n].copy_from_slice(&b[..n]);
-        self.consume(n);
-        Ok(n)
+        self.inner.read(out)
     }
 }
 
 impl BufRead for LayerStream {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.pos >= self.cur.len() {
-            let next = match &self.rx {
-                Some(rx) => rx.recv().ok(),
-                None => None,
-            };
-            match next {
-                Some(buf) => {
-                    self.tar_hasher.update(&buf);
-                    let old = std::mem::replace(&mut self.cur, buf);
-                    if old.capacity() > 0 {
-                        let _ = self.recycle.send(old);
-                    }
-                    self.pos = 0;
-                }
-                None => {
-                    // The decoder ended: cleanly (EOF) or with an error to pass on.
-                    self.join();
-                    match &self.result {
-                        Some(Err(_)) => {
-                            let e = self.result.take().expect("checked").unwrap_err();
-                            self.result = Some(Err(Error::corrupt(None, "stream failed earlier")));
-                            return Err(tag(e));
-                        }
-                        _ => return Ok(&[]),
-                    }
-                }
-            }
-        }
-        Ok(&self.cur[self.pos..])
+        self.inner.fill_buf()
     }
 
     fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.cur.len());
+        self.inner.consume(n)
     }
 }
 
