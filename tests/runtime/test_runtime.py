@@ -527,3 +527,52 @@ def test_oom_score_adj(dy, runc, make_bundle):
         (bundle / "config.json").write_text(json.dumps(cfg))
         outs.append(rt.run(bundle, f"{prefix}-oomadj").stdout)
     assert outs == [b"500\n", b"500\n"]
+
+
+@pytest.mark.parametrize("propagation", ["rprivate", "rslave", "rshared"])
+def test_ambient_caps_propagation_and_pid_file(dy, runc, make_bundle, tmp_path, propagation):
+    outs = []
+    for rt, prefix in ((dy, "dy"), (runc, "rc")):
+        bundle = make_bundle(f"{prefix}-amb", ["sh", "-c", "grep -E '^Cap' /proc/self/status; id -u"], user=(1000, 1000, []))
+        cfg = json.loads((bundle / "config.json").read_text())
+        caps = cfg["process"]["capabilities"]
+        caps["inheritable"] = caps["ambient"] = ["CAP_NET_BIND_SERVICE", "CAP_KILL"]
+        cfg["linux"]["rootfsPropagation"] = propagation
+        (bundle / "config.json").write_text(json.dumps(cfg))
+        cid = rt.track(f"{prefix}-amb")
+        pidfile = tmp_path / f"{prefix}.pid"
+        rt("create", "--pid-file", str(pidfile), "--bundle", str(bundle), cid, check=True)
+        assert int(pidfile.read_text()) == rt.state(cid)["pid"]
+        rt("delete", "-f", cid, check=True)
+        outs.append(rt.run(bundle, cid + "2"))
+    assert outs[0].returncode == outs[1].returncode == 0, (outs[0].stderr, outs[1].stderr)
+    assert outs[0].stdout == outs[1].stdout
+    assert b"CapAmb:\t0000000000000420" in outs[0].stdout
+
+
+def test_leaked_fds_closed_and_preserve_fds(dy, runc, make_bundle, tmp_path):
+    outs = []
+    extra = tmp_path / "extra"
+    extra.write_text("x")
+    for rt, prefix in ((dy, "dy"), (runc, "rc")):
+        bundle = make_bundle(f"{prefix}-fds", ["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"])
+        row = []
+        for n, flags in enumerate(([], ["--preserve-fds", "1"])):
+            cid = rt.track(f"{prefix}-fds{n}")
+            with open(extra) as f3, open(extra) as f_leak:
+                r, w = os.pipe()
+                fd3 = os.dup2(f3.fileno(), 3, inheritable=True) if f3.fileno() != 3 else 3
+                try:
+                    p = subprocess.run(rt.argv + ["run", *flags, "--bundle", str(bundle), cid], pass_fds=(3, f_leak.fileno()),
+                                       stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.DEVNULL, timeout=60)
+                finally:
+                    os.close(w)
+                    out = os.read(r, 4096)
+                    os.close(r)
+                    if fd3 == 3 and f3.fileno() != 3:
+                        os.close(3)
+            assert p.returncode == 0
+            row.append(out)
+        outs.append(row)
+    assert outs[0] == outs[1]
+    assert outs[0][0] == b"0 1 2 3 " and outs[0][1] == b"0 1 2 3 4 "  # ls's own directory fd is the last

@@ -97,6 +97,10 @@ pub fn parse(argv: &[String], valued: &[&str], bools: &[&str], short: &[(&str, &
     Ok(a)
 }
 
+pub fn preserve_fds(a: &Args) -> Result<u32> {
+    a.get("preserve-fds").map_or(Ok(0), |v| v.parse().map_err(|_| Error::msg(format!("--preserve-fds: not a number: {v:?}"))))
+}
+
 struct Global {
     root: PathBuf,
     log: Option<PathBuf>,
@@ -185,6 +189,7 @@ fn dispatch(g: &Global, cmd: &str, rest: &[String]) -> Result<i32> {
                 console_fd: None,
                 stdio: None,
                 terminal: false,
+                preserve_fds: preserve_fds(&a)?,
             };
             container::create(&o)?;
             Ok(0)
@@ -306,6 +311,7 @@ fn run(root: &Path, rest: &[String]) -> Result<i32> {
         console_fd: pair.map(|p| p.1),
         stdio: None,
         terminal: false,
+        preserve_fds: preserve_fds(&a)?,
     };
     let c = container::create(&o)?;
     let mut proxy = None;

@@ -98,6 +98,8 @@ pub struct CreateOpts<'a> {
     pub stdio: Option<[RawFd; 3]>,
     /// Force process.terminal on (the shim's --tty).
     pub terminal: bool,
+    /// Pass fds 3..3+N to the container's process.
+    pub preserve_fds: u32,
 }
 
 /// Undo a half-made container.
@@ -143,7 +145,8 @@ pub fn create(o: &CreateOpts) -> Result<Container> {
     if proc_.terminal && o.console_socket.is_none() && o.console_fd.is_none() {
         return Err(Error::msg("process.terminal is set: a --console-socket is needed to hand over the pty"));
     }
-    let setup = ProcessSetup::new(proc_, &spec)?;
+    let mut setup = ProcessSetup::new(proc_, &spec)?;
+    setup.preserve_fds = o.preserve_fds;
 
     std::fs::create_dir_all(o.root).map_err(|e| Error::io("create state root", Some(o.root), e))?;
     let dir = Container::dir_of(o.root, o.id);

@@ -109,7 +109,8 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
     if a.get("process").is_none() {
         p.oom_score_adj = None;
     }
-    let setup = ProcessSetup::new(&p, &spec)?;
+    let mut setup = ProcessSetup::new(&p, &spec)?;
+    setup.preserve_fds = crate::cli::preserve_fds(&a)?;
     let detach = a.flag("detach");
     if setup.terminal && detach && a.get("console-socket").is_none() {
         return Err(Error::msg("exec --detach --tty needs --console-socket"));

@@ -38,6 +38,9 @@ pub struct ProcessSetup {
     pub oom_score_adj: Option<i32>,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
+    /// fds 3..3+N pass into the container (runc's --preserve-fds); every other fd above 2 is
+    /// closed at exec, so nothing the caller leaked reaches the container.
+    pub preserve_fds: u32,
 }
 
 pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
@@ -92,6 +95,7 @@ impl ProcessSetup {
             oom_score_adj: p.oom_score_adj,
             terminal: p.terminal,
             console_size: p.console_size.map(|c| (c.height, c.width)),
+            preserve_fds: 0,
         })
     }
 
@@ -157,6 +161,11 @@ impl ProcessSetup {
     }
 
     fn prepare_exec(&self) -> Result<()> {
+        // CLOSE_RANGE_CLOEXEC (4): mark, do not close, so the exec error path can still write.
+        unsafe { libc::syscall(libc::SYS_close_range, 3 + self.preserve_fds, u32::MAX, 4u32) };
+        for fd in 3..3 + self.preserve_fds as i32 {
+            crate::util::set_cloexec(fd, false);
+        }
         // Without no_new_privs the filter must be loaded while we still hold CAP_SYS_ADMIN;
         // with it, as late as possible (after the user switch), as runc does.
         if !self.no_new_privs {

@@ -235,6 +235,7 @@ impl Supervisor {
             console_fd: console.map(|c| c[1]),
             stdio,
             terminal: o.tty,
+            preserve_fds: 0,
         };
         let c = container::create(&co)?;
         let mut master = None;
