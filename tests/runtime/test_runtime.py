@@ -554,25 +554,17 @@ def test_leaked_fds_closed_and_preserve_fds(dy, runc, make_bundle, tmp_path):
     outs = []
     extra = tmp_path / "extra"
     extra.write_text("x")
+    # A shell opens fd 3 and a "leaked" fd 7, then execs the runtime: only --preserve-fds lets 3 in.
+    wrap = ["sh", "-c", 'exec 3<"$0" 7<"$0"; exec "$@"', str(extra)]
     for rt, prefix in ((dy, "dy"), (runc, "rc")):
         bundle = make_bundle(f"{prefix}-fds", ["sh", "-c", "ls /proc/self/fd | sort -n | tr '\\n' ' '"])
         row = []
         for n, flags in enumerate(([], ["--preserve-fds", "1"])):
             cid = rt.track(f"{prefix}-fds{n}")
-            with open(extra) as f3, open(extra) as f_leak:
-                r, w = os.pipe()
-                fd3 = os.dup2(f3.fileno(), 3, inheritable=True) if f3.fileno() != 3 else 3
-                try:
-                    p = subprocess.run(rt.argv + ["run", *flags, "--bundle", str(bundle), cid], pass_fds=(3, f_leak.fileno()),
-                                       stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.DEVNULL, timeout=60)
-                finally:
-                    os.close(w)
-                    out = os.read(r, 4096)
-                    os.close(r)
-                    if fd3 == 3 and f3.fileno() != 3:
-                        os.close(3)
-            assert p.returncode == 0
-            row.append(out)
+            p = subprocess.run(wrap + rt.argv + ["run", *flags, "--bundle", str(bundle), cid],
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            assert p.returncode == 0, p.stderr
+            row.append(p.stdout)
         outs.append(row)
     assert outs[0] == outs[1]
     assert outs[0][0] == b"0 1 2 3 " and outs[0][1] == b"0 1 2 3 4 "  # ls's own directory fd is the last
