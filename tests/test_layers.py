@@ -670,3 +670,74 @@ def test_changes_of_overlay_upper(tmp_path: Path) -> None:
     assert not (flat / "etc/shadow").exists()
     assert (flat / "etc/passwd").read_text() == "y"
     assert os.listdir(flat / "var/lib") == ["fresh"]
+
+
+# ---------------------------------------------------------------------------------------------
+# other writers and other threads
+
+
+def test_writer_pool_gives_the_same_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = make_tree(tmp_path / "src")
+    archive = tmp_path / "l.tar.gz"
+    gnu_tar("--xattrs", "--xattrs-include=*", "--format=pax", "-czf", archive, "-C", src, ".")
+    trees = []
+    for writers in ("0", "3"):
+        monkeypatch.setenv("DOCKYARD_EXTRACT_WRITERS", writers)
+        dest = tmp_path / f"w{writers}"
+        dest.mkdir()
+        layers.extract(archive, dest)
+        trees.append(snapshot(dest, root_attrs=False))
+    assert trees[0] == trees[1]
+
+
+def _docker_ok() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not ROOT or not _docker_ok(), reason="needs root and a running Docker daemon")
+def test_layer_written_by_docker(tmp_path: Path) -> None:
+    """A layer written by Go's archive/tar (docker build + docker save), read in place."""
+    import json
+    import uuid
+
+    ctx = tmp_path / "ctx"
+    root = ctx / "root"
+    root.mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc/conf").write_text("x = 1\n")
+    (root / "bin").mkdir()
+    (root / "bin/tool").write_bytes(os.urandom(100_000))
+    (root / "bin/tool").chmod(0o4755)
+    os.symlink("tool", root / "bin/alias")
+    os.link(root / "bin/tool", root / "bin/hard")
+    long = root / ("x" * 90) / ("y" * 90)
+    long.mkdir(parents=True)
+    (long / ("z" * 100)).write_text("long")
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY root/ /\n")
+    tag = f"dockyard-test-{uuid.uuid4().hex[:12]}"
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    saved = tmp_path / "save.tar"
+    subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True, env=env)
+    try:
+        subprocess.run(["docker", "save", "-o", str(saved), tag], check=True, capture_output=True)
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+    with tarfile.open(saved) as outer:
+        manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
+        member = outer.getmember(manifest[0]["Layers"][0])
+        layer_bytes = outer.extractfile(member).read()  # type: ignore[union-attr]
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    info = layers.extract(saved, ours, offset=member.offset_data, length=member.size)
+    assert info["digest"] == sha(layer_bytes) and info["compression"] == "none"
+    layer_file = write(tmp_path, "layer.tar", layer_bytes)
+    theirs = tmp_path / "theirs"
+    gnu_extract(layer_file, theirs)
+    assert snapshot(ours, root_attrs=False) == snapshot(theirs, root_attrs=False)
+    assert (ours / "bin/tool").stat().st_ino == (ours / "bin/hard").stat().st_ino
+    assert os.readlink(ours / "bin/alias") == "tool"
