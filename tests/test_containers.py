@@ -207,3 +207,34 @@ def test_diff_commit_export(dy, tmp_path):
     assert {"a/b/c", "tmp/f", "bin/busybox"} <= names and "bin/ls" not in names
     dy("rm", "snap")
     dy("rmi", image_id)
+
+
+def test_exec_top_cp_stats(dy, tmp_path):
+    dy("run", "-d", "--name", "busy", "-e", "FROM_RUN=1", "bb", "sleep", "60")
+    assert text(dy("exec", "busy", "sh", "-c", "echo $FROM_RUN $(id -u) $(pwd)")) == "1 0 /\n"
+    assert text(dy("exec", "-e", "X=2", "-w", "/tmp", "-u", "65534", "busy", "sh", "-c",
+                   "echo $X $(id -u) $(pwd)")) == "2 65534 /tmp\n"
+    assert dy("exec", "busy", "sh", "-c", "exit 7", check=False).returncode == 7
+    assert dy("exec", "busy", "nosuch", check=False).returncode == 127
+    top = text(dy("top", "busy")).splitlines()
+    assert top[0].split()[:2] == ["UID", "PID"] and top[1].endswith("sleep 60")
+    (tmp_path / "in.txt").write_text("into the container\n")
+    dy("cp", str(tmp_path / "in.txt"), "busy:/tmp/")
+    assert text(dy("exec", "busy", "cat", "/tmp/in.txt")) == "into the container\n"
+    assert text(dy("exec", "busy", "stat", "-c", "%u", "/tmp/in.txt")) == "0\n"
+    dy("cp", "busy:/etc/passwd", str(tmp_path / "out.txt"))
+    assert (tmp_path / "out.txt").read_text().startswith("root:x:0:0")
+    dy("cp", "busy:/bin", str(tmp_path / "bin"))
+    assert (tmp_path / "bin" / "busybox").is_file() and (tmp_path / "bin" / "sh").is_symlink()
+    # a path that tries to leave the container's root stays inside it
+    dy("exec", "busy", "busybox", "ln", "-s", "/../../../../etc", "/tmp/escape")
+    dy("cp", str(tmp_path / "in.txt"), "busy:/tmp/escape/")
+    assert text(dy("exec", "busy", "cat", "/etc/in.txt")) == "into the container\n"
+    assert not Path("/etc/in.txt").exists()
+    stats = text(dy("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "busy"))
+    assert stats == "busy 1\n"
+    proc = dy("exec", "nosuch", "true", check=False)
+    assert proc.returncode == 1 and b"No such container: nosuch" in proc.stderr
+    dy("rm", "-f", "busy")
+    proc = dy("exec", "busy", "true", check=False)
+    assert proc.returncode == 1

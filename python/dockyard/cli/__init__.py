@@ -41,11 +41,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "commit": ("dockyard.cli.containers", "commit"),
     "diff": ("dockyard.cli.containers", "diff"),
     "export": ("dockyard.cli.containers", "export"),
+    "exec": ("dockyard.cli.containers", "exec_"),
+    "attach": ("dockyard.cli.containers", "attach"),
+    "top": ("dockyard.cli.containers", "top"),
+    "stats": ("dockyard.cli.containers", "stats"),
+    "cp": ("dockyard.cli.containers", "cp"),
     "version": ("dockyard.cli.system", "version"),
 }
 
 # Commands whose own failures Docker reports with 125 (the container ones report the process's).
-RUN_COMMANDS = {"run", "create", "start", "exec"}
+RUN_COMMANDS = {"run", "create"}
 
 
 class LazyGroup(click.Group):

@@ -711,6 +711,246 @@ def export(session, container, output):  # noqa: ANN001
             os.unlink(tmp)
 
 
+@click.command("exec", context_settings=RUN_CONTEXT)
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@click.option("-e", "--env", multiple=True, help="Set environment variables")
+@click.option("--env-file", multiple=True, help="Read in a file of environment variables")
+@click.option("-w", "--workdir", default="", help="Working directory inside the container")
+@click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_session
+def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privileged, container, command):  # noqa: ANN001
+    """Execute a command in a running container."""
+    from ..engine.runtime import binary
+    from ..errors import Conflict
+
+    engine = session.engine
+    containers = engine.containers
+    cid = containers.resolve(container)
+    rec = containers.refresh(containers.load(cid))
+    if not rec["state"]["Running"]:
+        raise Conflict(f"container {cid} is not running")
+    if rec["state"]["Paused"]:
+        raise Conflict(f"container {cid} is paused, unpause the container before exec")
+    args = [binary(), "--root", str(containers.runtime.root), "exec"]
+    if tty and sys.stdin.isatty():
+        args.append("--tty")
+    if detach:
+        args.append("--detach")
+    for e in _env_list(env, env_file):
+        args += ["--env", e]
+    if workdir:
+        args += ["--cwd", workdir]
+    if user:
+        args += ["--user", user]
+    args += [cid, "--", *command]
+    session.close()  # the runtime takes over this process: exit code, signals and tty are its own
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if not interactive and not tty:
+        fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(fd, 0)
+    os.execv(args[0], args)
+
+
+@click.command("attach", context_settings=CONTEXT)
+@click.argument("container")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN")
+@click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process")
+@pass_session
+def attach(session, container, no_stdin, sig_proxy):  # noqa: ANN001
+    """Attach local standard input, output, and error streams to a running container."""
+    from ..errors import Conflict
+
+    engine = session.engine
+    cid = engine.containers.resolve(container)
+    rec = engine.containers.refresh(engine.containers.load(cid))
+    if not rec["state"]["Running"]:
+        raise Conflict("You cannot attach to a stopped container, start it first")
+    cfg = rec["spec"]["Config"]
+    code = attach_stream(engine, cid, stdin=cfg["OpenStdin"] and not no_stdin, tty=cfg["Tty"])
+    raise click.exceptions.Exit(code)
+
+
+def attach_stream(engine, cid: str, stdin: bool, tty: bool) -> int:  # noqa: ANN001
+    """Relay the supervisor's attach socket: frames 1/2 to stdout/stderr, 3 carries the exit."""
+    import socket
+    import struct
+    import threading
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(engine.containers.attach_socket(cid)))
+    saved = None
+    if stdin:
+        if tty and sys.stdin.isatty():
+            import termios
+            import tty as ttymod
+
+            saved = termios.tcgetattr(0)
+            ttymod.setraw(0)
+
+        def pump() -> None:
+            last = b""
+            while True:
+                try:
+                    data = os.read(0, 65536)
+                except OSError:
+                    data = b""
+                if tty:
+                    last = (last + data)[-2:]
+                    if last == b"\x10\x11":
+                        os._exit(0)
+                frame = struct.pack(">BxxxI", 0 if data else 5, len(data)) + data
+                try:
+                    sock.sendall(frame)
+                except OSError:
+                    return
+                if not data:
+                    return
+
+        threading.Thread(target=pump, daemon=True).start()
+    code = 0
+    try:
+        f = sock.makefile("rb")
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            kind, size = head[0], struct.unpack(">I", head[4:])[0]
+            payload = f.read(size)
+            if kind == 1:
+                sys.stdout.buffer.write(payload)
+                sys.stdout.buffer.flush()
+            elif kind == 2:
+                sys.stderr.buffer.write(payload)
+                sys.stderr.buffer.flush()
+            elif kind == 3:
+                try:
+                    code = int(json.loads(payload).get("exit_code", 0))
+                except ValueError:
+                    pass
+                break
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        sock.close()
+    engine.containers.wait(cid, timeout=10)
+    return code
+
+
+@click.command("top", context_settings=CONTEXT)
+@click.argument("container")
+@click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
+@pass_session
+def top(session, container, ps_args):  # noqa: ANN001
+    """Display the running processes of a container."""
+    import subprocess
+
+    from ..errors import Conflict, DockyardError
+
+    engine = session.engine
+    cid = engine.containers.resolve(container)
+    rec = engine.containers.refresh(engine.containers.load(cid))
+    if not rec["state"]["Running"]:
+        raise Conflict(f"container {cid} is not running")
+    pids = set(engine.containers.runtime.ps(cid))
+    proc = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DockyardError(f"ps: {proc.stderr.strip()}")
+    lines = proc.stdout.splitlines()
+    header = lines[0].split()
+    if "PID" not in header:
+        raise DockyardError("Couldn't find PID field in ps output")
+    col = header.index("PID")
+    rows = [lines[0]] + [l for l in lines[1:] if len(l.split()) > col and l.split()[col].isdigit()
+                         and int(l.split()[col]) in pids]
+    from ..template import tabwriter
+
+    echo(tabwriter("".join("\t".join(r.split(None, len(header) - 1)) + "\n" for r in rows), minwidth=20))
+
+
+@click.command("stats", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1)
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
+@click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output")
+@click.option("--format", "fmt", help="Format output using a custom template")
+@pass_session
+def stats(session, containers, all_, no_stream, no_trunc, fmt):  # noqa: ANN001
+    """Display a live stream of container(s) resource usage statistics."""
+    from ..engine.cgroupstats import sample
+    from ..units import bytes_size, human_size
+
+    engine = session.engine
+    ids = [engine.containers.resolve(c) for c in containers] if containers else [
+        r["id"] for r in engine.containers.all() if r["state"]["Running"] or all_]
+    headers = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+               "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+               "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+    default = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+    before = {cid: sample(cid) for cid in ids}
+    while True:
+        time.sleep(1.0 if no_stream else 1.0)
+        rows = []
+        for cid in ids:
+            rec = engine.containers.load(cid)
+            now = sample(cid)
+            prev = before.get(cid) or now
+            cpu = 0.0
+            if now["system"] > prev["system"]:
+                cpu = (now["cpu"] - prev["cpu"]) / (now["system"] - prev["system"]) * now["ncpu"] * 100.0
+            limit = now["mem_limit"]
+            rows.append({
+                "ID": cid if no_trunc else cid[:12], "Container": cid[:12], "Name": rec["name"],
+                "CPUPerc": f"{cpu:.2f}%",
+                "MemUsage": f"{bytes_size(now['mem'])} / {bytes_size(limit)}",
+                "MemPerc": f"{(now['mem'] / limit * 100) if limit else 0:.2f}%",
+                "NetIO": "0B / 0B",
+                "BlockIO": f"{human_size(now['blk_read'])} / {human_size(now['blk_write'])}",
+                "PIDs": str(now["pids"]),
+            })
+            before[cid] = now
+        if not no_stream:
+            echo("\x1b[2J\x1b[H")
+        print_rows(rows, fmt, default, headers)
+        if no_stream:
+            return
+
+
+@click.command("cp", context_settings=CONTEXT)
+@click.argument("src")
+@click.argument("dest")
+@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information)")
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH")
+@click.option("-q", "--quiet", is_flag=True, help="Suppress progress output during copy")
+@pass_session
+def cp(session, src, dest, archive, follow_link, quiet):  # noqa: ANN001
+    """Copy files/folders between a container and the local filesystem."""
+    from ..errors import InvalidArgument
+
+    def split(arg: str):  # noqa: ANN202
+        if ":" in arg and not arg.startswith(("/", ".")):
+            name, _, path = arg.partition(":")
+            return name, path
+        return None, arg
+
+    (sc, sp), (dc, dp) = split(src), split(dest)
+    if (sc is None) == (dc is None):
+        raise InvalidArgument("must specify at least one container source" if sc is None else
+                              "copying between containers is not supported")
+    containers = session.engine.containers
+    if sc is not None:
+        containers.copy_from(sc, sp, dp, follow_link=follow_link)
+    else:
+        containers.copy_to(dc, sp, dp, archive=archive, follow_link=follow_link)
+
+
 @click.group("container", context_settings=CONTEXT)
 def container_group() -> None:
     """Manage containers."""
@@ -720,5 +960,6 @@ for _name, _cmd in (("run", run), ("create", create), ("start", start), ("stop",
                     ("kill", kill), ("wait", wait), ("rm", rm), ("remove", rm), ("rename", rename),
                     ("pause", pause), ("unpause", unpause), ("ls", ps), ("list", ps), ("ps", ps),
                     ("logs", logs), ("prune", container_prune), ("commit", commit), ("diff", diff),
-                    ("export", export)):
+                    ("export", export), ("exec", exec_), ("attach", attach), ("top", top), ("stats", stats),
+                    ("cp", cp)):
     container_group.add_command(_cmd, _name)
