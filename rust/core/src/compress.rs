@@ -378,45 +378,59 @@ pub struct Compressor {
     path: PathBuf,
 }
 
+type Out = crate::digest::HashWriter<std::io::BufWriter<File>>;
+
 enum Enc {
-    None(crate::digest::HashWriter<File>),
-    Gzip(flate2::write::GzEncoder<crate::digest::HashWriter<File>>),
-    Zstd(zstd::stream::write::Encoder<'static, crate::digest::HashWriter<File>>),
+    /// Plain tar: the digest is the diff ID, which the caller computes; just count.
+    None(std::io::BufWriter<File>, u64),
+    Gzip(flate2::write::GzEncoder<Out>),
+    Zstd(zstd::stream::write::Encoder<'static, Out>),
+}
+
+fn check_level(c: Compression, level: Option<i32>) -> Result<Option<i32>> {
+    match (c, level) {
+        (Compression::Gzip, Some(l)) if !(0..=9).contains(&l) => {
+            Err(Error::InvalidArgument(format!("gzip level {l} not in 0..9")))
+        }
+        (Compression::Zstd, Some(l)) if !(-7..=22).contains(&l) => {
+            Err(Error::InvalidArgument(format!("zstd level {l} not in -7..22")))
+        }
+        _ => Ok(level),
+    }
 }
 
 impl Compressor {
     pub fn create(path: &Path, c: Compression, level: Option<i32>) -> Result<Self> {
+        check_level(c, level)?;
         let f = File::create(path).map_err(|e| Error::io(path, e))?;
-        let hw = crate::digest::HashWriter::new(f);
+        let bw = std::io::BufWriter::with_capacity(BUF, f);
+        if c == Compression::None {
+            return Ok(Self { inner: Enc::None(bw, 0), path: path.to_path_buf() });
+        }
+        let hw = crate::digest::HashWriter::new(bw);
         let inner = match c {
-            Compression::None => Enc::None(hw),
-            Compression::Gzip => {
-                let lvl = level.unwrap_or(6);
-                if !(0..=9).contains(&lvl) {
-                    return Err(Error::InvalidArgument(format!("gzip level {lvl} not in 0..9")));
-                }
-                // GzBuilder writes mtime 0 and no file name: byte-identical output for the
-                // same input.
-                Enc::Gzip(flate2::GzBuilder::new().write(hw, flate2::Compression::new(lvl as u32)))
-            }
-            Compression::Zstd => {
-                let lvl = level.unwrap_or(3);
-                if !(-7..=22).contains(&lvl) {
-                    return Err(Error::InvalidArgument(format!("zstd level {lvl} not in -7..22")));
-                }
-                Enc::Zstd(
-                    zstd::stream::write::Encoder::new(hw, lvl).map_err(|e| Error::io(path, e))?,
-                )
-            }
+            Compression::None => unreachable!(),
+            // GzBuilder writes mtime 0 and no file name: byte-identical output for the same
+            // input. Level 6 is Go's (and so Docker's) default.
+            Compression::Gzip => Enc::Gzip(
+                flate2::GzBuilder::new().write(hw, flate2::Compression::new(level.unwrap_or(6) as u32)),
+            ),
+            Compression::Zstd => Enc::Zstd(
+                zstd::stream::write::Encoder::new(hw, level.unwrap_or(3)).map_err(|e| Error::io(path, e))?,
+            ),
         };
         Ok(Self { inner, path: path.to_path_buf() })
     }
 
-    /// Flush the compressor; returns (`sha256:` of the file, its size).
+    /// Flush the compressor; returns (`sha256:` of the file, its size); the digest is empty
+    /// for plain tar (it equals the diff ID).
     pub fn finish(self) -> Result<(String, u64)> {
         let p = self.path;
         let mut hw = match self.inner {
-            Enc::None(w) => w,
+            Enc::None(mut w, n) => {
+                w.flush().map_err(|e| Error::io(&p, e))?;
+                return Ok((String::new(), n));
+            }
             Enc::Gzip(e) => e.finish().map_err(|e| Error::io(&p, e))?,
             Enc::Zstd(e) => e.finish().map_err(|e| Error::io(&p, e))?,
         };
@@ -427,27 +441,125 @@ impl Compressor {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-impl Write for Compressor {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.inner {
-            Enc::None(w) => w.write(buf),
-            Enc::Gzip(w) => w.write(buf),
-            Enc::Zstd(w) => w.write(buf),
-        }
-    }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.inner {
-            Enc::None(w) => w.write_all(buf),
+            Enc::None(w, n) => {
+                *n += buf.len() as u64;
+                w.write_all(buf)
+            }
             Enc::Gzip(w) => w.write_all(buf),
             Enc::Zstd(w) => w.write_all(buf),
         }
     }
+}
+
+/// Tar bytes in, a (compressed) blob file out, in two threads: the writer's thread batches
+/// the tar into chunks and hashes it (the diff ID); a second thread compresses, hashes the
+/// output (the digest) and writes the file. For plain tar the two digests are the same, and
+/// only one is computed.
+pub struct BlobWriter {
+    buf: Vec<u8>,
+    tar_hasher: Hasher,
+    tx: Option<SyncSender<Vec<u8>>>,
+    recycled: Receiver<Vec<u8>>,
+    handle: Option<JoinHandle<Result<(String, u64)>>>,
+    compression: Compression,
+    path: PathBuf,
+}
+
+impl BlobWriter {
+    pub fn create(path: &Path, compression: Compression, level: Option<i32>) -> Result<Self> {
+        let mut out = Compressor::create(path, compression, level)?;
+        let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
+        let (recycle, recycled) = channel::<Vec<u8>>();
+        let handle = std::thread::Builder::new()
+            .name("dockyard-compress".into())
+            .spawn(move || {
+                for buf in rx {
+                    out.write_all(&buf).map_err(|e| Error::io(out.path(), e))?;
+                    let _ = recycle.send(buf);
+                }
+                out.finish()
+            })
+            .map_err(|e| Error::io("<thread>", e))?;
+        Ok(Self {
+            buf: Vec::with_capacity(BUF),
+            tar_hasher: Hasher::new(),
+            tx: Some(tx),
+            recycled,
+            handle: Some(handle),
+            compression,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn join(&mut self) -> Result<(String, u64)> {
+        self.tx = None;
+        match self.handle.take() {
+            Some(h) => h.join().unwrap_or_else(|_| Err(Error::corrupt(None, "compressor thread panicked"))),
+            None => Err(Error::corrupt(None, "compressor already finished")),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.tar_hasher.update(&self.buf);
+        let mut next = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BUF));
+        next.clear();
+        let full = std::mem::replace(&mut self.buf, next);
+        let sent = self.tx.as_ref().map(|tx| tx.send(full).is_ok()).unwrap_or(false);
+        if !sent {
+            // The compressor stopped: its error is the one to report.
+            return Err(tag(self.join().err().unwrap_or_else(|| Error::corrupt(None, "compressor stopped"))));
+        }
+        Ok(())
+    }
+
+    /// Flush and wait for the file; digests and sizes of both sides.
+    pub fn finish(mut self) -> Result<StreamInfo> {
+        self.send().map_err(|e| from_stream(e, "tar"))?;
+        let (digest, compressed_size) = self.join()?;
+        let (diff_id, size) = std::mem::take(&mut self.tar_hasher).finish();
+        let digest = if self.compression == Compression::None { diff_id.clone() } else { digest };
+        Ok(StreamInfo { digest, diff_id, compressed_size, size, compression: Some(self.compression) })
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.write_all(b)?;
+        Ok(b.len())
+    }
+
+    fn write_all(&mut self, mut b: &[u8]) -> io::Result<()> {
+        while !b.is_empty() {
+            let k = b.len().min(BUF - self.buf.len());
+            self.buf.extend_from_slice(&b[..k]);
+            b = &b[k..];
+            if self.buf.len() == BUF {
+                self.send()?;
+            }
+        }
+        Ok(())
+    }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            let _ = self.join();
+        }
     }
 }
 
@@ -462,19 +574,15 @@ pub fn compress(
     length: Option<u64>,
 ) -> Result<StreamInfo> {
     let mut s = Source::open(src, offset, length)?;
-    let mut out = Compressor::create(dest, compression, level)?;
-    let mut h = Hasher::new();
+    let mut out = BlobWriter::create(dest, compression, level)?;
     let mut buf = vec![0u8; BUF];
     loop {
         let n = s.read_chunk(&mut buf)?;
         if n == 0 {
             break;
         }
-        h.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| Error::io(dest, e))?;
+        out.write_all(&buf[..n]).map_err(|e| from_stream(e, "tar"))?;
     }
     s.check_complete()?;
-    let (digest, compressed_size) = out.finish()?;
-    let (diff_id, size) = h.finish();
-    Ok(StreamInfo { digest, diff_id, compressed_size, size, compression: Some(compression) })
+    out.finish()
 }

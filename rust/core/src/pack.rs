@@ -13,8 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use crate::beneath::{self, normalize, split_parent, Root};
-use crate::compress::{Compression, Compressor, StreamInfo};
-use crate::digest::HashWriter;
+use crate::compress::{BlobWriter, Compression};
 use crate::error::{show, Error, Result};
 use crate::extract::LayerInfo;
 use crate::sys;
@@ -70,7 +69,7 @@ fn xattr_packed(name: &[u8]) -> bool {
     !(name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") || name == b"security.selinux")
 }
 
-type TarOut = Writer<HashWriter<Compressor>>;
+type TarOut = Writer<BlobWriter>;
 
 struct Packer {
     out: TarOut,
@@ -85,9 +84,9 @@ struct Packer {
 /// Write a layer tar of directory `src` into the file `dest`.
 pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<LayerInfo> {
     let root = Root::open(src)?;
-    let comp = Compressor::create(dest, opts.compression, opts.level)?;
+    let blob = BlobWriter::create(dest, opts.compression, opts.level)?;
     let mut p = Packer {
-        out: Writer::new(HashWriter::new(comp)),
+        out: Writer::new(blob),
         upper: opts.upper,
         links: HashMap::new(),
         entries: 0,
@@ -102,14 +101,9 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<LayerInfo> {
         }
         Some(changes) => p.changes(&root, changes)?,
     }
-    let hw = p.out.finish().map_err(|e| Error::io(dest, e))?;
-    let (diff_id, size) = hw.hasher.finish();
-    let (digest, compressed_size) = hw.inner.finish()?;
-    Ok(LayerInfo {
-        stream: StreamInfo { digest, diff_id, compressed_size, size, compression: Some(opts.compression) },
-        entries: p.entries,
-        content_size: p.content_size,
-    })
+    let blob = p.out.finish().map_err(|e| untag(e, dest))?;
+    let stream = blob.finish()?;
+    Ok(LayerInfo { stream, entries: p.entries, content_size: p.content_size })
 }
 
 impl Packer {
@@ -233,21 +227,36 @@ impl Packer {
             Kind::Symlink => self.content_size += m.link.len() as u64,
             _ => {}
         }
-        let host = self.host(path);
-        let r = match file {
-            Some(mut f) if m.size > 0 => {
-                let mut rd = BufFile { f: &mut f, buf: &mut self.buf };
-                self.out.append(m, Some(&mut rd))
-            }
-            _ => self.out.append(m, None),
-        };
-        r.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::io(&host, e)
-            } else {
-                Error::io(self.out.get_ref().inner.path(), e)
-            }
-        })
+        let dest = self.out.get_ref().path().to_path_buf();
+        self.out.header(m).map_err(|e| untag(e, &dest))?;
+        if m.kind != Kind::File || m.size == 0 {
+            return Ok(());
+        }
+        let mut f = file.expect("regular files come with their descriptor");
+        let mut left = m.size;
+        while left > 0 {
+            let want = (self.buf.len() as u64).min(left) as usize;
+            let n = match f.read(&mut self.buf[..want]) {
+                Ok(0) => {
+                    // Shrank while we read it: the header already promised m.size bytes.
+                    return Err(Error::io(
+                        self.host(path),
+                        std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!("file shrank while being packed ({} of {} bytes)", m.size - left, m.size),
+                        ),
+                    ));
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(self.host(path), e)),
+            };
+            self.out.data(&self.buf[..n]).map_err(|e| untag(e, &dest))?;
+            left -= n as u64;
+        }
+        // A file that grew while being read is cut at the size in its header (GNU tar does the
+        // same, with a warning).
+        self.out.end_data(m.size).map_err(|e| untag(e, &dest))
     }
 
     fn changes(&mut self, root: &Root, changes: &[(ChangeKind, Vec<u8>)]) -> Result<()> {
@@ -313,16 +322,13 @@ impl Packer {
     }
 }
 
-struct BufFile<'a> {
-    f: &'a mut File,
-    buf: &'a mut Vec<u8>,
-}
-
-impl Read for BufFile<'_> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let _ = &self.buf;
-        self.f.read(out)
+/// An error from the blob writer: its thread's own error if it carried one, else a write
+/// error on `dest`.
+fn untag(e: std::io::Error, dest: &Path) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<crate::error::Tagged>()) {
+        return crate::error::from_stream(e, "tar");
     }
+    Error::io(dest, e)
 }
 
 fn sorted(mut v: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {

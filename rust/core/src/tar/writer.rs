@@ -2,7 +2,7 @@
 //! big numbers, xattrs, sub-second times are never written), numeric ids, empty user/group
 //! names, two zero blocks at the end.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use super::header::{compute_checksum, pax_record, Kind, Member, BLOCK};
 
@@ -94,8 +94,10 @@ impl<W: Write> Writer<W> {
         self.put(&h)
     }
 
-    /// Append a member; `data` must yield exactly `m.size` bytes for regular files.
-    pub fn append(&mut self, m: &Member, data: Option<&mut dyn io::Read>) -> io::Result<()> {
+    /// Write the header(s) of a member: a PAX header first if a value does not fit ustar.
+    /// For a regular file, exactly `m.size` bytes of [`data`](Self::data) must follow, then
+    /// [`end_data`](Self::end_data).
+    pub fn header(&mut self, m: &Member) -> io::Result<()> {
         let mut records = Vec::new();
         let (name, prefix) = split_name(&m.path);
         if name.is_none() {
@@ -143,16 +145,30 @@ impl<W: Write> Writer<W> {
         if hm.mtime < 0 {
             hm.mtime = 0;
         }
-        self.raw_header(&hm, m.kind.typeflag(), name, prefix, link)?;
+        self.raw_header(&hm, m.kind.typeflag(), name, prefix, link)
+    }
+
+    /// Content bytes of the current regular file.
+    pub fn data(&mut self, b: &[u8]) -> io::Result<()> {
+        self.put(b)
+    }
+
+    /// Pad the content of `size` bytes to a block boundary.
+    pub fn end_data(&mut self, size: u64) -> io::Result<()> {
+        self.pad(size)
+    }
+
+    /// Append a member with its content (tests, small members).
+    pub fn append(&mut self, m: &Member, data: Option<&mut dyn io::Read>) -> io::Result<()> {
+        self.header(m)?;
         if m.kind == Kind::File && m.size > 0 {
             let r = data.ok_or_else(|| io::Error::other("regular file without data"))?;
-            let n = io::copy(&mut io::Read::take(r, m.size), &mut CountW(self))?;
-            if n != m.size {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("file shrank while being packed ({n} of {} bytes)", m.size),
-                ));
+            let mut buf = Vec::new();
+            io::Read::take(r, m.size).read_to_end(&mut buf)?;
+            if buf.len() as u64 != m.size {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short member data"));
             }
+            self.put(&buf)?;
             self.pad(m.size)?;
         }
         Ok(())
@@ -168,18 +184,6 @@ impl<W: Write> Writer<W> {
         self.put(&ZEROS)?;
         self.put(&ZEROS)?;
         Ok(self.w)
-    }
-}
-
-struct CountW<'a, W: Write>(&'a mut Writer<W>);
-
-impl<W: Write> Write for CountW<'_, W> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.put(b)?;
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
