@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
-
 # command name -> (module, attribute); modules load only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "image": ("dockyard.cli.images", "image_group"),
@@ -53,44 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 RUN_COMMANDS = {"run", "create"}
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(COMMANDS) | set(self.commands))
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.commands:
-            return self.commands[name]
-        spec = COMMANDS.get(name)
-        if spec is None:
-            return None
-        import importlib
-
-        return getattr(importlib.import_module(spec[0]), spec[1])
-
-    def resolve_command(self, ctx, args):  # noqa: ANN001, ANN201
-        name = args[0] if args else ""
-        cmd = self.get_command(ctx, name)
-        if cmd is None and name and not name.startswith("-"):
-            raise UnknownCommand(name)
-        return super().resolve_command(ctx, args)
-
-
-class UnknownCommand(Exception):
-    pass
-
-
 CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
-
-
-@click.group(cls=LazyGroup, context_settings=CONTEXT)
-@click.version_option(None, "-v", "--version", package_name="dockyard",
-                      message="dockyard version %(version)s")
-@click.option("--root", envvar="DOCKYARD_ROOT", default=None, metavar="DIR",
-              help="Root of dockyard's state (default /var/lib/dockyard, or $DOCKYARD_ROOT).")
-@click.pass_context
-def cli(ctx: click.Context, root: str | None) -> None:
-    """A container engine in the Docker mould: same commands, same flags, same image formats."""
-    ctx.ensure_object(Session).root = root
 
 
 class Session:
@@ -113,7 +74,12 @@ class Session:
             self._engine.close()
 
 
-pass_session = click.make_pass_decorator(Session)
+def pass_session(f):  # noqa: ANN001, ANN201
+    """Pass the command's :class:`Session` as its first argument (click is imported only by the
+    command modules, never on the fast path of ``run``)."""
+    import click
+
+    return click.make_pass_decorator(Session)(f)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,22 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     failure = 125 if command in RUN_COMMANDS else 1
     session = Session()
     try:
-        with cli.make_context("dockyard", list(args), obj=session) as ctx:
-            cli.invoke(ctx)
-        return 0
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except UnknownCommand as exc:
-        _err(f"dockyard: '{exc.args[0]}' is not a dockyard command.\nSee 'dockyard --help'")
-        return 1
-    except click.ClickException as exc:
-        _err(f"dockyard: {exc.format_message()}")
-        ctx_ = getattr(exc, "ctx", None)
-        if ctx_ is not None:
-            _err(f"See '{ctx_.command_path} --help'.")
-        return 125 if failure == 125 else (exc.exit_code or 1)
-    except click.exceptions.Abort:
-        return 130
+        if args and args[0] == "run":
+            from . import runner
+
+            fast = runner.fast_run(session, args[1:])
+            if fast is not None:
+                return fast
+        return _click_main(session, args, failure)
     except DockyardError as exc:
         _err(str(exc) if exc.client_side else f"Error response from daemon: {exc}")
         return getattr(exc, "cli_exit", None) or failure
@@ -163,6 +120,30 @@ def main(argv: list[str] | None = None) -> int:
         return failure
     finally:
         session.close()
+
+
+def _click_main(session: Session, args: list[str], failure: int) -> int:
+    import click
+
+    from .app import UnknownCommand, cli
+
+    try:
+        with cli.make_context("dockyard", list(args), obj=session) as ctx:
+            cli.invoke(ctx)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except UnknownCommand as exc:
+        _err(f"dockyard: '{exc.args[0]}' is not a dockyard command.\nSee 'dockyard --help'")
+        return 1
+    except click.ClickException as exc:
+        _err(f"dockyard: {exc.format_message()}")
+        ctx_ = getattr(exc, "ctx", None)
+        if ctx_ is not None:
+            _err(f"See '{ctx_.command_path} --help'.")
+        return 125 if failure == 125 else (exc.exit_code or 1)
+    except click.exceptions.Abort:
+        return 130
 
 
 def _err(message: str) -> None:

@@ -12,145 +12,33 @@ import click
 
 from . import CONTEXT, pass_session
 from .output import echo, fail_if, print_rows, since
+from .runner import RUN_FLAGS, _copy_log, _env_list, create_container, dest, run_container
 
 RUN_CONTEXT = dict(CONTEXT, allow_interspersed_args=False)
 
 
-def _kv_list(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, _, val = v.partition("=")
-        out[k] = val
-    return out
-
-
-def _env_list(values: tuple[str, ...], files: tuple[str, ...]) -> list[str]:
-    """-e K=V, -e K (take it from our environment, skip when unset), --env-file F."""
-    from ..errors import InvalidArgument
-
-    out = []
-    for path in files:
-        try:
-            lines = open(path, encoding="utf-8").read().splitlines()
-        except OSError as exc:
-            raise InvalidArgument(f"open {path}: {exc.strerror.lower()}") from None
-        for line in lines:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                out.append(line if "=" in line else (f"{line}={os.environ[line]}" if line in os.environ else ""))
-    for v in values:
-        if "=" in v:
-            out.append(v)
-        elif v in os.environ:
-            out.append(f"{v}={os.environ[v]}")
-    return [e for e in out if e]
-
-
 def create_options(f):  # noqa: ANN001, ANN201
-    opts = [
-        click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID"),
-        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached"),
-        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
-        click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits"),
-        click.option("--name", default="", help="Assign a name to the container"),
-        click.option("-e", "--env", multiple=True, help="Set environment variables"),
-        click.option("--env-file", multiple=True, help="Read in a file of environment variables"),
-        click.option("-w", "--workdir", default="", help="Working directory inside the container"),
-        click.option("-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])"),
-        click.option("-h", "--hostname", default="", help="Container host name"),
-        click.option("--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image"),
-        click.option("-l", "--label", multiple=True, help="Set meta data on a container"),
-        click.option("-m", "--memory", default="", help="Memory limit"),
-        click.option("--memory-swap", default="", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
-        click.option("--memory-reservation", default="", help="Memory soft limit"),
-        click.option("--cpus", default="", help="Number of CPUs"),
-        click.option("-c", "--cpu-shares", default=0, type=int, help="CPU shares (relative weight)"),
-        click.option("--cpu-quota", default=0, type=int, help="Limit CPU CFS (Completely Fair Scheduler) quota"),
-        click.option("--cpu-period", default=0, type=int, help="Limit CPU CFS (Completely Fair Scheduler) period"),
-        click.option("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)"),
-        click.option("--cpuset-mems", default="", help="MEMs in which to allow execution (0-3, 0,1)"),
-        click.option("--pids-limit", default=0, type=int, help="Tune container pids limit (set -1 for unlimited)"),
-        click.option("--ulimit", multiple=True, help="Ulimit options"),
-        click.option("--init", is_flag=True, help="Run an init inside the container that forwards signals and reaps processes"),
-        click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only"),
-        click.option("--cap-add", multiple=True, help="Add Linux capabilities"),
-        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities"),
-        click.option("--privileged", is_flag=True, help="Give extended privileges to this container"),
-        click.option("--security-opt", multiple=True, help="Security Options"),
-        click.option("--restart", default="no", help="Restart policy to apply when a container exits"),
-        click.option("--stop-signal", default="", help="Signal to stop the container"),
-        click.option("--stop-timeout", default=None, type=int, help="Timeout (in seconds) to stop a container"),
-        click.option("--network", "--net", "network", default="none", help="Connect a container to a network"),
-        click.argument("image"),
-        click.argument("command", nargs=-1, type=click.UNPROCESSED),
-    ]
-    for deco in reversed(opts):
+    """run/create's click options, made from the one flag table in runner.py."""
+    decos = []
+    for long, short, kind, default, help_ in RUN_FLAGS:
+        names = [f"-{short}"] if short else []
+        names.append(f"--{long}")
+        if long == "network":
+            names.append("--net")
+        names.append(dest(long))
+        if kind == "bool":
+            decos.append(click.option(*names, is_flag=True, help=help_))
+        elif kind == "multi":
+            decos.append(click.option(*names, multiple=True, help=help_))
+        elif kind in ("int", "optint"):
+            decos.append(click.option(*names, default=default, type=int, help=help_))
+        else:
+            decos.append(click.option(*names, default=default, help=help_))
+    decos.append(click.argument("image"))
+    decos.append(click.argument("command", nargs=-1, type=click.UNPROCESSED))
+    for deco in reversed(decos):
         f = deco(f)
     return f
-
-
-def build_options(p: dict):  # noqa: ANN201
-    """Click's parsed values -> the engine's CreateOptions, with Docker's validation."""
-    from ..engine.containers import CreateOptions
-    from ..engine.spec import Resources, parse_ulimit
-    from ..errors import InvalidArgument
-    from ..units import parse_size
-
-    res = Resources()
-    if p["memory"]:
-        res.memory = parse_size(p["memory"])
-        if res.memory < 6 * 1024 * 1024:
-            raise InvalidArgument("Minimum memory limit allowed is 6MB")
-    if p["memory_swap"]:
-        res.memory_swap = -1 if p["memory_swap"] == "-1" else parse_size(p["memory_swap"])
-        if res.memory_swap > 0 and res.memory and res.memory_swap < res.memory:
-            raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
-    if p["memory_reservation"]:
-        res.memory_reservation = parse_size(p["memory_reservation"])
-    if p["cpus"]:
-        try:
-            cpus = float(p["cpus"])
-        except ValueError:
-            raise InvalidArgument(f'invalid argument "{p["cpus"]}" for "--cpus" flag: failed to parse {p["cpus"]} as a rational number') from None
-        if cpus < 0:
-            raise InvalidArgument(f'invalid argument "{p["cpus"]}" for "--cpus" flag: range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only {os.cpu_count()} CPUs available')
-        if cpus > (os.cpu_count() or 1):
-            raise InvalidArgument(f"range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only {os.cpu_count()} CPUs available")
-        res.nano_cpus = int(cpus * 1e9)
-    res.cpu_shares, res.cpu_quota, res.cpu_period = p["cpu_shares"], p["cpu_quota"], p["cpu_period"]
-    res.cpuset_cpus, res.cpuset_mems = p["cpuset_cpus"], p["cpuset_mems"]
-    res.pids_limit = p["pids_limit"] if p["pids_limit"] > 0 else 0
-    res.ulimits = [parse_ulimit(u) for u in p["ulimit"]]
-    entrypoint = None
-    if p["entrypoint"] is not None:
-        entrypoint = [p["entrypoint"]] if p["entrypoint"] else []
-    return CreateOptions(
-        image=p["image"], cmd=list(p["command"]) or None, entrypoint=entrypoint,
-        env=_env_list(p["env"], p["env_file"]), workdir=p["workdir"], user=p["user"],
-        hostname=p["hostname"], tty=p["tty"], open_stdin=p["interactive"], labels=_kv_list(p["label"]),
-        name=p["name"], resources=res, cap_add=list(p["cap_add"]), cap_drop=list(p["cap_drop"]),
-        privileged=p["privileged"], read_only=p["read_only"], security_opt=list(p["security_opt"]),
-        init=p["init"], restart=p["restart"], auto_remove=p["auto_remove"], stop_signal=p["stop_signal"],
-        stop_timeout=p["stop_timeout"], network=p["network"],
-    )
-
-
-def _create(session, params: dict) -> str:  # noqa: ANN001
-    from ..errors import ImageNotFound
-
-    opts = build_options(params)
-    engine = session.engine
-    if opts.image in ("hello-world", "hello-world:latest"):
-        from ..engine import hello
-
-        hello.ensure(engine)
-    try:
-        return engine.containers.create(opts)
-    except ImageNotFound:
-        from ..reference import parse
-
-        sys.stderr.write(f"Unable to find image '{parse(opts.image).with_default_tag().familiar()}' locally\n")
-        raise
 
 
 @click.command("create", context_settings=RUN_CONTEXT)
@@ -158,7 +46,7 @@ def _create(session, params: dict) -> str:  # noqa: ANN001
 @pass_session
 def create(session, **params):  # noqa: ANN001
     """Create a new container."""
-    echo(_create(session, params) + "\n")
+    echo(create_container(session, params) + "\n")
 
 
 @click.command("run", context_settings=RUN_CONTEXT)
@@ -166,164 +54,7 @@ def create(session, **params):  # noqa: ANN001
 @pass_session
 def run(session, **params):  # noqa: ANN001
     """Create and run a new container from an image."""
-    from ..errors import DockyardError
-
-    cid = _create(session, params)
-    engine = session.engine
-    try:
-        engine.containers.start(cid)
-    except DockyardError:
-        if params["auto_remove"]:
-            engine.containers.remove(cid, force=True)
-        raise
-    if params["detach"]:
-        echo(cid + "\n")
-        return
-    code = follow_until_exit(engine, cid, stdin=params["interactive"], tty=params["tty"])
-    if params["auto_remove"]:
-        engine.containers.remove(cid, force=True)
-    raise click.exceptions.Exit(code)
-
-
-def follow_until_exit(engine, cid: str, stdin: bool, tty: bool) -> int:  # noqa: ANN001
-    """Stream the container's output to ours until it exits; returns its exit code.
-
-    Output is read from the json-file log, which holds everything from the first byte (an attach
-    made after the start could miss early output); input goes through the supervisor's attach
-    socket.  Ctrl-C (without a tty) is forwarded to the container as docker's --sig-proxy does."""
-    import signal
-
-    log = engine.containers.logs(cid)
-    exit_file = log.parent / "exit.json"
-    forwarder = None
-    if stdin:
-        forwarder = _StdinForwarder(engine.containers.attach_socket(cid), tty)
-        forwarder.start()
-
-    def proxy(signum, frame):  # noqa: ANN001
-        engine.containers.runtime.kill(cid, signum)
-
-    old = {s: signal.signal(s, proxy) for s in (signal.SIGINT, signal.SIGTERM)} if not tty else {}
-    try:
-        pos = 0
-        delay = 0.001
-        out, err = sys.stdout.buffer, sys.stderr.buffer
-        while True:
-            done = exit_file.exists()
-            pos, n = _copy_log(log, pos, out, err)
-            if n:
-                delay = 0.001
-                continue
-            if done:
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
-        state = engine.containers.wait(cid)
-        return state["ExitCode"]
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if forwarder is not None:
-            forwarder.stop()
-
-
-def _copy_log(log, pos: int, out, err) -> tuple[int, int]:  # noqa: ANN001
-    """Write json-file entries past ``pos`` to stdout/stderr; returns the new position and count."""
-    try:
-        f = open(log, "rb")
-    except FileNotFoundError:
-        return pos, 0
-    n = 0
-    with f:
-        f.seek(pos)
-        data = f.read()
-    if not data:
-        return pos, 0
-    end = data.rfind(b"\n") + 1
-    for line in data[:end].splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        stream = err if entry.get("stream") == "stderr" else out
-        stream.write(entry.get("log", "").encode("utf-8", "surrogateescape"))
-        n += 1
-    out.flush()
-    err.flush()
-    return pos + end, n
-
-
-class _StdinForwarder:
-    """Copies our stdin to the supervisor's attach socket (frame 0), EOF as frame 5; with a tty,
-    puts our terminal in raw mode and forwards window size changes (frame 4)."""
-
-    def __init__(self, sock_path, tty: bool) -> None:  # noqa: ANN001
-        self.path = str(sock_path)
-        self.tty = tty and sys.stdin.isatty()
-        self.thread = None
-        self.saved = None
-
-    def start(self) -> None:
-        import socket
-        import threading
-
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        for _ in range(200):
-            try:
-                self.sock.connect(self.path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                time.sleep(0.005)
-        if self.tty:
-            import termios
-            import tty as ttymod
-
-            self.saved = termios.tcgetattr(sys.stdin.fileno())
-            ttymod.setraw(sys.stdin.fileno())
-            self._resize()
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
-
-    def _frame(self, kind: int, data: bytes) -> None:
-        import struct
-
-        try:
-            self.sock.sendall(struct.pack(">BxxxI", kind, len(data)) + data)
-        except OSError:
-            pass
-
-    def _resize(self) -> None:
-        import struct
-
-        size = os.get_terminal_size(sys.stdin.fileno())
-        self._frame(4, struct.pack(">HH", size.lines, size.columns))
-
-    def _pump(self) -> None:
-        fd = sys.stdin.fileno()
-        detach = b""
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            if not data:
-                self._frame(5, b"")
-                return
-            if self.tty:
-                detach = (detach + data)[-2:]
-                if detach == b"\x10\x11":  # ctrl-p ctrl-q
-                    os._exit(0)
-            self._frame(0, data)
-
-    def stop(self) -> None:
-        if self.saved is not None:
-            import termios
-
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+    raise click.exceptions.Exit(run_container(session, params))
 
 
 @click.command("start", context_settings=CONTEXT)
