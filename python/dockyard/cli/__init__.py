@@ -45,6 +45,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("dockyard.cli.containers", "stats"),
     "cp": ("dockyard.cli.containers", "cp"),
     "version": ("dockyard.cli.system", "version"),
+    "pull": ("dockyard.cli.registry", "pull"),
+    "push": ("dockyard.cli.registry", "push"),
+    "login": ("dockyard.cli.registry", "login"),
+    "logout": ("dockyard.cli.registry", "logout"),
+    "registry": ("dockyard.cli.registry", "registry_group"),
 }
 
 # Commands whose own failures Docker reports with 125 (the container ones report the process's).
