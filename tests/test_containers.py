@@ -238,3 +238,49 @@ def test_exec_top_cp_stats(dy, tmp_path):
     dy("rm", "-f", "busy")
     proc = dy("exec", "busy", "true", check=False)
     assert proc.returncode == 1
+
+
+def test_interactive_tty_in_tmux(dy, tmp_path):
+    """-it as a person uses it: a real terminal (tmux), window size, Ctrl-C, resize, detach keys."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    exe = Path(sys.executable).with_name("dockyard")
+    sock = str(tmp_path / "tmux.sock")
+    env_prefix = f"env DOCKYARD_ROOT={dy.root} DOCKYARD_RUN={os.environ['DOCKYARD_RUN']}"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", "-S", sock, *args], capture_output=True, text=True).stdout
+
+    def screen_has(text_: str, timeout: float = 5.0) -> bool:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text_ in tmux("capture-pane", "-p", "-t", "t"):
+                return True
+            time.sleep(0.1)
+        return False
+
+    tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "30",
+         f"{env_prefix} {exe} run -it --name tty1 bb sh; echo EXITED=$?; sleep 30")
+    try:
+        assert screen_has("/ #"), tmux("capture-pane", "-p", "-t", "t")
+        tmux("send-keys", "-t", "t", "tty; stty size", "Enter")
+        assert screen_has("/dev/pts/0") and screen_has("30 100")
+        tmux("send-keys", "-t", "t", "sleep 100", "Enter")
+        time.sleep(0.3)
+        tmux("send-keys", "-t", "t", "C-c")
+        tmux("send-keys", "-t", "t", "echo after-interrupt", "Enter")
+        assert screen_has("\nafter-interrupt")
+        tmux("resize-window", "-t", "t", "-x", "80", "-y", "20")
+        time.sleep(0.3)
+        tmux("send-keys", "-t", "t", "stty size", "Enter")
+        assert screen_has("20 80")
+        tmux("send-keys", "-t", "t", "C-p", "C-q")  # detach: the container keeps running
+        assert screen_has("EXITED=0")
+        assert text(dy("inspect", "-f", "{{.State.Running}}", "tty1")) == "true\n"
+    finally:
+        tmux("kill-server")
+    dy("rm", "-f", "tty1")

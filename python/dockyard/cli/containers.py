@@ -503,76 +503,10 @@ def attach(session, container, no_stdin, sig_proxy):  # noqa: ANN001
     if not rec["state"]["Running"]:
         raise Conflict("You cannot attach to a stopped container, start it first")
     cfg = rec["spec"]["Config"]
-    code = attach_stream(engine, cid, stdin=cfg["OpenStdin"] and not no_stdin, tty=cfg["Tty"])
-    raise click.exceptions.Exit(code)
+    from .runner import relay
 
-
-def attach_stream(engine, cid: str, stdin: bool, tty: bool) -> int:  # noqa: ANN001
-    """Relay the supervisor's attach socket: frames 1/2 to stdout/stderr, 3 carries the exit."""
-    import socket
-    import struct
-    import threading
-
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(str(engine.containers.attach_socket(cid)))
-    saved = None
-    if stdin:
-        if tty and sys.stdin.isatty():
-            import termios
-            import tty as ttymod
-
-            saved = termios.tcgetattr(0)
-            ttymod.setraw(0)
-
-        def pump() -> None:
-            last = b""
-            while True:
-                try:
-                    data = os.read(0, 65536)
-                except OSError:
-                    data = b""
-                if tty:
-                    last = (last + data)[-2:]
-                    if last == b"\x10\x11":
-                        os._exit(0)
-                frame = struct.pack(">BxxxI", 0 if data else 5, len(data)) + data
-                try:
-                    sock.sendall(frame)
-                except OSError:
-                    return
-                if not data:
-                    return
-
-        threading.Thread(target=pump, daemon=True).start()
-    code = 0
-    try:
-        f = sock.makefile("rb")
-        while True:
-            head = f.read(8)
-            if len(head) < 8:
-                break
-            kind, size = head[0], struct.unpack(">I", head[4:])[0]
-            payload = f.read(size)
-            if kind == 1:
-                sys.stdout.buffer.write(payload)
-                sys.stdout.buffer.flush()
-            elif kind == 2:
-                sys.stderr.buffer.write(payload)
-                sys.stderr.buffer.flush()
-            elif kind == 3:
-                try:
-                    code = int(json.loads(payload).get("exit_code", 0))
-                except ValueError:
-                    pass
-                break
-    finally:
-        if saved is not None:
-            import termios
-
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
-        sock.close()
-    engine.containers.wait(cid, timeout=10)
-    return code
+    code = relay(engine, cid, stdin=cfg["OpenStdin"] and not no_stdin, tty=cfg["Tty"])
+    raise click.exceptions.Exit(0 if code is None else code)
 
 
 @click.command("top", context_settings=CONTEXT)

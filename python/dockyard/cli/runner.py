@@ -161,7 +161,13 @@ def run_container(session, params: dict) -> int:  # noqa: ANN001
         sys.stdout.write(cid + "\n")
         sys.stdout.flush()
         return 0
-    code = follow_until_exit(engine, cid, stdin=params["interactive"], tty=params["tty"])
+    if params["tty"]:
+        # A terminal needs every byte at once, prompts included: relay the attach socket.
+        code = relay(engine, cid, stdin=params["interactive"], tty=True)
+        if code is None:  # detached with ctrl-p ctrl-q: the container keeps running
+            return 0
+    else:
+        code = follow_until_exit(engine, cid, stdin=params["interactive"], tty=False)
     if params["auto_remove"]:
         engine.containers.remove(cid, force=True)
     return code
@@ -357,6 +363,9 @@ class _StdinForwarder:
             self.saved = termios.tcgetattr(sys.stdin.fileno())
             ttymod.setraw(sys.stdin.fileno())
             self._resize()
+            import signal
+
+            signal.signal(signal.SIGWINCH, lambda *_: self._resize())
         self.thread = threading.Thread(target=self._pump, daemon=True)
         self.thread.start()
 
@@ -402,3 +411,106 @@ class _StdinForwarder:
             pass
 
 
+
+
+def relay(engine, cid: str, stdin: bool, tty: bool) -> int | None:  # noqa: ANN001
+    """Attach to the container's supervisor: stdin (and window size) in, output out, until it
+    exits (returns its exit code) or the user detaches with ctrl-p ctrl-q (returns None).
+
+    Frames are Docker's stdcopy header ``[type,0,0,0,len32]``: 0 stdin, 1 stdout, 2 stderr,
+    3 exit (payload: the exit file's JSON), 4 resize (rows, cols), 5 close stdin."""
+    import socket
+    import struct
+    import threading
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = str(engine.containers.attach_socket(cid))
+    for _ in range(400):
+        try:
+            sock.connect(path)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            time.sleep(0.005)
+    else:
+        sock.connect(path)  # raises the real error
+    lock = threading.Lock()
+
+    def send(kind: int, data: bytes = b"") -> None:
+        with lock:
+            try:
+                sock.sendall(struct.pack(">BxxxI", kind, len(data)) + data)
+            except OSError:
+                pass
+
+    saved = None
+    interactive_tty = tty and sys.stdin.isatty()
+    detached = threading.Event()
+    if interactive_tty:
+        import signal
+        import termios
+        import tty as ttymod
+
+        saved = termios.tcgetattr(0)
+        ttymod.setraw(0)
+
+        def resize(*_: object) -> None:
+            size = os.get_terminal_size(0)
+            send(4, struct.pack(">HH", size.lines, size.columns))
+
+        resize()
+        signal.signal(signal.SIGWINCH, resize)
+    if stdin:
+        def pump() -> None:
+            last = b""
+            while True:
+                try:
+                    data = os.read(0, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    send(5)
+                    return
+                if interactive_tty:
+                    last = (last + data)[-2:]
+                    if last == b"\x10\x11":  # ctrl-p ctrl-q
+                        detached.set()
+                        try:
+                            sock.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                        return
+                send(0, data)
+
+        threading.Thread(target=pump, daemon=True).start()
+    code = None
+    try:
+        f = sock.makefile("rb")
+        out, err = sys.stdout.buffer, sys.stderr.buffer
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            kind, size = head[0], struct.unpack(">I", head[4:])[0]
+            payload = f.read(size)
+            if kind == 1:
+                out.write(payload)
+                out.flush()
+            elif kind == 2:
+                err.write(payload)
+                err.flush()
+            elif kind == 3:
+                try:
+                    code = int(json.loads(payload).get("exit_code", 0))
+                except ValueError:
+                    code = 0
+                break
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        sock.close()
+    if detached.is_set():
+        return None
+    state = engine.containers.wait(cid, timeout=10)
+    return state["ExitCode"] if code is None else code
