@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("dockyard.cli.containers", "stats"),
     "cp": ("dockyard.cli.containers", "cp"),
     "version": ("dockyard.cli.system", "version"),
+    "build": ("dockyard.cli.build", "build"),
     "pull": ("dockyard.cli.registry", "pull"),
     "push": ("dockyard.cli.registry", "push"),
     "login": ("dockyard.cli.registry", "login"),

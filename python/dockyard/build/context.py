@@ -1,0 +1,248 @@
+"""The build context: a directory (or a tar unpacked into one) seen through ``.dockerignore``.
+
+``.dockerignore`` follows Docker's rules exactly: lines starting with ``#`` are comments;
+patterns are cleaned (``filepath.Clean``) and taken relative to the context root (a leading
+``/`` is dropped), so ``*.key`` matches only at the root; ``*`` and ``?`` stop at ``/``,
+``**`` spans any number of directories; ``!`` re-includes; the last matching pattern wins;
+and a pattern that matches a directory excludes everything below it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import stat
+from pathlib import Path
+
+
+def _clean(path: str) -> str:
+    """Go's ``filepath.Clean`` for slash paths."""
+    if not path:
+        return "."
+    rooted = path.startswith("/")
+    out: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out and out[-1] != "..":
+                out.pop()
+            elif not rooted:
+                out.append("..")
+            continue
+        out.append(part)
+    joined = "/".join(out)
+    return ("/" + joined) if rooted else (joined or ".")
+
+
+class Pattern:
+    def __init__(self, text: str) -> None:
+        self.exclusion = text.startswith("!")
+        self.text = text[1:] if self.exclusion else text
+        self.dirs = self.text.split("/")
+        self.regex = re.compile(self._compile(self.text), re.S)
+
+    @staticmethod
+    def _compile(pattern: str) -> str:
+        out = ["^"]
+        i, n = 0, len(pattern)
+        while i < n:
+            ch = pattern[i]
+            i += 1
+            if ch == "*":
+                if i < n and pattern[i] == "*":
+                    i += 1
+                    if i < n and pattern[i] == "/":
+                        i += 1
+                    out.append(".*" if i >= n else "(.*/)?")
+                else:
+                    out.append("[^/]*")
+            elif ch == "?":
+                out.append("[^/]")
+            elif ch in ".$":
+                out.append("\\" + ch)
+            elif ch == "\\":
+                if i < n:
+                    out.append(re.escape(pattern[i]))
+                    i += 1
+                else:
+                    out.append("\\\\")
+            elif ch == "[":
+                j = pattern.find("]", i + 1 if i < n and pattern[i] in "!^" else i)
+                if j < 0:
+                    out.append("\\[")
+                else:
+                    body = pattern[i:j]
+                    if body.startswith("!"):
+                        body = "^" + body[1:]
+                    out.append("[" + body.replace("\\", "\\\\") + "]")
+                    i = j + 1
+            elif ch in "+(){}|^":
+                out.append("\\" + ch)
+            else:
+                out.append(ch)
+        out.append("$")
+        return "".join(out)
+
+    def match(self, path: str) -> bool:
+        return self.regex.match(path) is not None
+
+
+class Ignore:
+    """The patterns of one ``.dockerignore``."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.patterns: list[Pattern] = []
+        for raw in lines:
+            if raw.startswith("#"):
+                continue
+            text = raw.strip()
+            if not text:
+                continue
+            invert = text.startswith("!")
+            if invert:
+                text = text[1:].strip()
+            if text:
+                text = _clean(text)
+                if len(text) > 1 and text.startswith("/"):
+                    text = text[1:]
+            self.patterns.append(Pattern(("!" if invert else "") + text))
+        self.has_exclusions = any(p.exclusion for p in self.patterns)
+
+    @classmethod
+    def read(cls, context: Path) -> Ignore:
+        try:
+            data = (context / ".dockerignore").read_text(errors="replace")
+        except (FileNotFoundError, NotADirectoryError):
+            data = ""
+        return cls(data.split("\n"))
+
+    def keep(self, *names: str) -> None:
+        """Never exclude these (Docker always sends the Dockerfile and .dockerignore)."""
+        excluded = [n for n in names if self.excluded(n)]
+        for name in excluded:
+            self.patterns.append(Pattern("!" + name))
+        self.has_exclusions = any(p.exclusion for p in self.patterns)
+
+    def excluded(self, rel: str) -> bool:
+        """Is the context path ``rel`` (slash separated, no leading ``./``) excluded?"""
+        if not self.patterns:
+            return False
+        rel = _clean(rel)
+        parent = posixpath.dirname(rel)
+        parent_dirs = parent.split("/") if parent not in ("", ".") else []
+        matched = False
+        for p in self.patterns:
+            hit = p.match(rel)
+            if not hit and parent_dirs and len(p.dirs) <= len(parent_dirs):
+                hit = p.match("/".join(parent_dirs[: len(p.dirs)]))
+            if hit:
+                matched = not p.exclusion
+        return matched
+
+    def may_include_below(self, rel_dir: str) -> bool:
+        """Could an exclusion pattern re-include something under the excluded ``rel_dir``?"""
+        if not self.has_exclusions:
+            return False
+        prefix = rel_dir + "/"
+        for p in self.patterns:
+            if not p.exclusion:
+                continue
+            if "*" in p.text or "?" in p.text or "[" in p.text or p.text.startswith(prefix):
+                return True
+        return False
+
+
+class Context:
+    """A context directory with its ignore rules.  Paths are context-relative, slash-separated."""
+
+    def __init__(self, root: Path, ignore: Ignore | None = None) -> None:
+        self.root = Path(root)
+        self.ignore = ignore if ignore is not None else Ignore.read(self.root)
+        self._hashes: dict[str, str] = {}
+
+    def walk(self, rel: str) -> list[str]:
+        """``rel`` and everything below it that is not excluded, parents before children."""
+        out: list[str] = []
+        base = self.root / rel if rel not in ("", ".") else self.root
+
+        def visit(path: Path, r: str) -> None:
+            try:
+                entries = sorted(os.scandir(path), key=lambda e: e.name)
+            except NotADirectoryError:
+                return
+            for e in entries:
+                child = f"{r}/{e.name}" if r not in ("", ".") else e.name
+                is_dir = e.is_dir(follow_symlinks=False)
+                if self.ignore.excluded(child):
+                    if is_dir and self.ignore.may_include_below(child):
+                        sub: list[str] = []
+                        before = len(out)
+                        visit(Path(e.path), child)
+                        if len(out) > before:
+                            out.insert(before, child)
+                        del sub
+                    continue
+                out.append(child)
+                if is_dir:
+                    visit(Path(e.path), child)
+
+        visit(base, rel)
+        return out
+
+    def glob(self, pattern: str) -> list[str]:
+        """Context paths matching a COPY source (Go's ``filepath.Match`` per component)."""
+        pattern = _clean(pattern.lstrip("/")) if pattern.strip("/") else "."
+        if not any(c in pattern for c in "*?["):
+            return [pattern]
+        parts = pattern.split("/")
+        found = [""]
+        for part in parts:
+            nxt = []
+            magic = any(c in part for c in "*?[")
+            for base in found:
+                d = self.root / base if base else self.root
+                if magic:
+                    try:
+                        names = sorted(os.listdir(d))
+                    except OSError:
+                        continue
+                    rx = re.compile(Pattern._compile(part))
+                    for name in names:
+                        if rx.match(name):
+                            nxt.append(f"{base}/{name}" if base else name)
+                else:
+                    cand = f"{base}/{part}" if base else part
+                    if os.path.lexists(self.root / cand):
+                        nxt.append(cand)
+            found = nxt
+        return [f for f in found if not self.ignore.excluded(f)]
+
+    def checksum(self, rels: list[str]) -> str:
+        """A digest of names, types, modes, owners, link targets and contents (not mtimes)."""
+        h = hashlib.sha256()
+        for rel in rels:
+            path = self.root / rel if rel not in ("", ".") else self.root
+            st = os.lstat(path)
+            h.update(f"{rel}\0{st.st_mode:o}\0{st.st_uid}:{st.st_gid}\0".encode())
+            if stat.S_ISREG(st.st_mode):
+                h.update(self.file_hash(rel, path, st).encode())
+            elif stat.S_ISLNK(st.st_mode):
+                h.update(os.readlink(path).encode())
+            h.update(b"\n")
+        return h.hexdigest()
+
+    def file_hash(self, rel: str, path: Path, st: os.stat_result) -> str:
+        digest = self._hashes.get(rel)
+        if digest is None:
+            hh = hashlib.sha256()
+            with open(path, "rb") as f:
+                while True:
+                    chunk = f.read(1 << 20)
+                    if not chunk:
+                        break
+                    hh.update(chunk)
+            digest = self._hashes[rel] = hh.hexdigest()
+        return digest
