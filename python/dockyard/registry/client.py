@@ -160,6 +160,7 @@ class Registry:
         self._lock = threading.Lock()
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._tokens: dict[tuple[str, ...], str] = {}
+        self._all: list[http.client.HTTPConnection] = []  # every thread's, to close at the end
 
     # -- connections --
 
@@ -182,10 +183,14 @@ class Registry:
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=60, blocksize=CHUNK)
             conns[key] = conn
+            with self._lock:
+                self._all.append(conn)
         return conn
 
     def close(self) -> None:
-        for conn in (getattr(self._local, "conns", None) or {}).values():
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
             conn.close()
 
     def _scheme(self) -> str:
@@ -616,6 +621,10 @@ def _extract(src: Path, target: Path, digest: str, diff_id: str, short: str) -> 
     try:
         info = _native.extract(str(src), str(target))
     except LayerError as exc:
+        # Corrupt bytes usually break decompression before the digest is known: say which.
+        actual = _native.sha256_file(str(src))
+        if actual != digest:
+            raise DigestMismatch(f"layer {digest} does not match its digest: its content is {actual}") from None
         raise LayerError(f"layer {digest} is not a valid layer: {exc}", exc.member) from None
     if info["digest"] != digest:
         raise DigestMismatch(f"layer {digest} does not match its digest: its content is {info['digest']}")

@@ -319,7 +319,7 @@ class Handler(BaseHTTPRequestHandler):
         if scheme.lower() == "bearer":
             claims = access.tokens.verify(value.strip())
             if claims is None:
-                raise self._challenge("", "invalid or expired token")
+                raise self._challenge("", "invalid or expired token", "invalid_token")
             return ("token", claims)
         raise self._challenge("", f"unsupported authorization scheme {scheme}")
 
