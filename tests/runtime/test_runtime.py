@@ -568,3 +568,135 @@ def test_leaked_fds_closed_and_preserve_fds(dy, runc, make_bundle, tmp_path):
         outs.append(row)
     assert outs[0] == outs[1]
     assert outs[0][0] == b"0 1 2 3 " and outs[0][1] == b"0 1 2 3 4 "  # ls's own directory fd is the last
+
+
+# -- attach before start (--wait-attach) ------------------------------------------------------------
+
+
+def _shim_wait(dy, make_bundle, tmp_path, name, args, *flags, **kw):
+    """Start a shim with --wait-attach; returns (pid, paths) once the container is *created*."""
+    pid, paths = _shim(dy, make_bundle, tmp_path, name, args, *flags, **kw)
+    assert paths["sock"].exists()
+    return pid, paths
+
+
+def _data(frames):
+    data = {1: b"", 2: b""}
+    for t, d in frames:
+        if t in data:
+            data[t] += d
+    return data
+
+
+def test_wait_attach_first_bytes_and_exit_frame(dy, make_bundle, tmp_path):
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa1", ["sh", "-c", "echo first; echo err1 >&2; exit 5"],
+                            "--wait-attach")
+    # The shim answered as soon as the container existed: it has not started yet.
+    assert dy.state("wa1")["status"] == "created"
+    time.sleep(0.3)
+    assert dy.state("wa1")["status"] == "created" and not paths["exit"].exists()
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(paths["sock"]))
+    frames = _frames(s)
+    s.close()
+    data = _data(frames)
+    assert data[1] == b"first\n" and data[2] == b"err1\n"
+    assert frames[-1][0] == 3
+    ex = json.loads(frames[-1][1])
+    assert ex["exit_code"] == 5 and ex["pid"] == pid
+    assert wait_for(paths["exit"].exists)
+    assert json.loads(paths["exit"].read_text())["exit_code"] == 5
+    # The json-file log is complete as before.
+    lines = [json.loads(line) for line in paths["log"].read_text().splitlines()]
+    assert sorted((e["stream"], e["log"]) for e in lines) == [("stderr", "err1\n"), ("stdout", "first\n")]
+
+
+def test_wait_attach_many_bytes_none_lost(dy, make_bundle, tmp_path):
+    # 200k lines straight away: every byte must reach the first client, in order.
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa2", ["sh", "-c", "seq 1 200000; echo done >&2"], "--wait-attach=5000")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(paths["sock"]))
+    frames = _frames(s, timeout=30)
+    s.close()
+    data = _data(frames)
+    assert data[1] == b"".join(b"%d\n" % i for i in range(1, 200001))
+    assert data[2] == b"done\n"
+    assert json.loads(frames[-1][1])["exit_code"] == 0
+
+
+def test_wait_attach_timeout_starts_anyway(dy, make_bundle, tmp_path):
+    t0 = time.monotonic()
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa3", ["sh", "-c", "echo alone; exit 2"], "--wait-attach=400")
+    assert time.monotonic() - t0 < 0.4 or dy.state("wa3")["status"] in ("created", "running", "stopped")
+    assert wait_for(paths["exit"].exists, timeout=10)
+    ex = json.loads(paths["exit"].read_text())
+    assert ex["exit_code"] == 2
+    assert time.monotonic() - t0 >= 0.35
+    assert "alone" in paths["log"].read_text()
+
+
+def test_wait_attach_resize_before_start_with_tty(dy, make_bundle, tmp_path):
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa4", ["sh", "-c", "stty size; exit 4"], "--tty", "--wait-attach",
+                            terminal=True)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(paths["sock"]))
+    s.sendall(struct.pack(">BxxxI", 4, 4) + struct.pack(">HH", 37, 123))
+    frames = _frames(s)
+    s.close()
+    out = _data(frames)[1]
+    assert b"37 123" in out, out
+    assert json.loads(frames[-1][1])["exit_code"] == 4
+
+
+def test_wait_attach_tty_client_without_resize_starts_after_grace(dy, make_bundle, tmp_path):
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa5", ["sh", "-c", "echo ok; exit 0"], "--tty", "--wait-attach",
+                            terminal=True)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(paths["sock"]))
+    frames = _frames(s)
+    s.close()
+    assert b"ok" in _data(frames)[1]
+    assert json.loads(frames[-1][1])["exit_code"] == 0
+
+
+def test_wait_attach_stdin_before_start(dy, make_bundle, tmp_path):
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa6", ["sh", "-c", "read l; echo got $l"], "--stdin", "--wait-attach")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(paths["sock"]))
+    s.sendall(struct.pack(">BxxxI", 0, 3) + b"hi\n" + struct.pack(">BxxxI", 5, 0))
+    frames = _frames(s)
+    s.close()
+    assert _data(frames)[1] == b"got hi\n"
+
+
+def test_wait_attach_delete_before_start(dy, make_bundle, tmp_path):
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa7", ["sh", "-c", "echo never"], "--wait-attach")
+    dy("delete", "-f", "wa7", check=True)
+    assert wait_for(paths["exit"].exists)
+    assert json.loads(paths["exit"].read_text())["exit_code"] == 137
+    assert "never" not in paths["log"].read_text()
+
+
+def test_wait_attach_engine_start_instead_of_attach(dy, make_bundle, tmp_path):
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa8", ["sh", "-c", "exit 9"], "--wait-attach=60000")
+    dy("start", "wa8", check=True)
+    assert wait_for(paths["exit"].exists)
+    # The shim notices the exit even though it is still waiting for a client.
+    assert json.loads(paths["exit"].read_text())["exit_code"] == 9
+
+
+def test_wait_attach_needs_socket(dy, make_bundle, tmp_path):
+    bundle = make_bundle("wa9", ["true"])
+    p = dy("shim", "--bundle", str(bundle), "--id", "wa9", "--log", str(tmp_path / "x.log"), "--wait-attach")
+    assert p.returncode == 1 and b"--attach-socket" in p.stderr
+
+
+def test_wait_attach_engine_start_of_a_long_talker(dy, make_bundle, tmp_path):
+    # Started by the engine while the shim waits for a client: its output must still flow
+    # (a full pipe would block it) long before the 60 s wait would end.
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa10", ["sh", "-c", "seq 1 100000; exit 3"], "--wait-attach=60000")
+    dy("start", "wa10", check=True)
+    assert wait_for(paths["exit"].exists, timeout=20)
+    assert json.loads(paths["exit"].read_text())["exit_code"] == 3
+    lines = [json.loads(line)["log"] for line in paths["log"].read_text().splitlines()]
+    assert len(lines) == 100000 and lines[-1] == "100000\n"

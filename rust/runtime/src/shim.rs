@@ -2,10 +2,11 @@
 //! process per container, a poll(2) loop, no async runtime.
 //!
 //! `dockyard-runtime shim --bundle DIR --id ID --log FILE [--tty] [--stdin] [--exit-file F]
-//!  [--attach-socket SOCK] [--pid-file F]`
+//!  [--attach-socket SOCK [--wait-attach[=MS]]] [--pid-file F]`
 //!
 //! 1. Forks; the parent waits for one status line from the child and exits 0 once the
-//!    container is running (printing its pid), or 1 with the error on stderr. The engine's call
+//!    container is running (printing its pid), or 1 with the error on stderr. With
+//!    `--wait-attach` it exits 0 as soon as the container is *created* (see below). The engine's call
 //!    returns then; the child lives on, in its own session, as a child subreaper (so the
 //!    container's init, a grandchild, is reparented to it and it can reap it).
 //! 2. The child creates and starts the container (the same code as `create` and `start`), with
@@ -28,6 +29,23 @@
 //!    the memory cgroup's oom_kill counter rose). Attached clients get the exit frame; the
 //!    attach socket is removed and the shim exits. The container is left `stopped`; the engine
 //!    deletes it.
+//!
+//! Attach before start (`--wait-attach[=MS]`, default 10000 ms, needs `--attach-socket`), for
+//! a foreground `run` that must not lose the first bytes and wants the exit code as a frame:
+//!
+//! 1. the shim creates the container (the init waits on exec.fifo) and listens on the
+//!    socket; only then the parent prints the pid and exits 0 (state: `created`);
+//! 2. the caller connects; with `--tty` it sends a resize frame (4) first;
+//! 3. the shim starts the process when that first client is connected (with `--tty`: once
+//!    its first frame has been applied, or [`TTY_FIRST_FRAME_GRACE_MS`] after it connected
+//!    without sending one), or when MS pass with no client (it starts anyway);
+//! 4. the client receives every byte the process writes (frames 1 and 2), then the exit frame
+//!    3 with the exit-file JSON, and the connection closes. The log and the exit file are
+//!    written as always.
+//!
+//! Meanwhile `delete -f ID` kills the created container (exit file: 137), and
+//! `dockyard-runtime start ID` starts it without a client (the shim notices its output or its
+//! exit and carries on as usual).
 //!
 //! Signals: SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 sent to the shim are forwarded to the
 //! container's init.
@@ -62,6 +80,27 @@ struct Opts {
     exit_file: Option<PathBuf>,
     attach: Option<PathBuf>,
     pid_file: Option<PathBuf>,
+    /// `--wait-attach[=MS]`: start the process only once the first attach client is there
+    /// (or after MS milliseconds).
+    wait_attach: Option<i64>,
+}
+
+/// `--wait-attach` without a value.
+pub const DEFAULT_WAIT_ATTACH_MS: i64 = 10_000;
+/// With `--tty`, how long the first client may take to send its first frame (normally a
+/// resize) before the process starts with whatever window size the pty has.
+pub const TTY_FIRST_FRAME_GRACE_MS: i64 = 200;
+
+/// `--wait-attach` (true), `--wait-attach=MS`, `--wait-attach=false`.
+fn parse_wait_attach(v: Option<&str>) -> Result<Option<i64>> {
+    match v {
+        None | Some("false") => Ok(None),
+        Some("true") | Some("") => Ok(Some(DEFAULT_WAIT_ATTACH_MS)),
+        Some(ms) => match ms.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Some(n)),
+            _ => Err(Error::msg(format!("--wait-attach: not a number of milliseconds: {ms:?}"))),
+        },
+    }
 }
 
 fn absolute(p: &str) -> PathBuf {
@@ -74,7 +113,7 @@ fn absolute(p: &str) -> PathBuf {
 }
 
 pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
-    let a = parse(rest, &["bundle", "id", "log", "exit-file", "attach-socket", "pid-file"], &["tty", "stdin"], &[("b", "bundle"), ("t", "tty"), ("i", "stdin")], None)?;
+    let a = parse(rest, &["bundle", "id", "log", "exit-file", "attach-socket", "pid-file"], &["tty", "stdin", "wait-attach"], &[("b", "bundle"), ("t", "tty"), ("i", "stdin")], None)?;
     let o = Opts {
         root: absolute(&root.to_string_lossy()),
         bundle: absolute(a.get("bundle").unwrap_or(".")),
@@ -85,8 +124,12 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
         exit_file: a.get("exit-file").map(absolute),
         attach: a.get("attach-socket").map(absolute),
         pid_file: a.get("pid-file").map(absolute),
+        wait_attach: parse_wait_attach(a.get("wait-attach"))?,
     };
     crate::state::valid_id(&o.id)?;
+    if o.wait_attach.is_some() && o.attach.is_none() {
+        return Err(Error::msg("shim: --wait-attach needs --attach-socket"));
+    }
     let (r, w) = util::pipe()?;
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -110,10 +153,35 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
         libc::chdir(c"/".as_ptr());
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
-    let code = match Supervisor::start(&o) {
+    let created = Supervisor::create(&o).and_then(|mut s| {
+        // Without --wait-attach the caller learns the pid once the process runs (and hears
+        // about a failed start); with it, as soon as the container exists and the attach
+        // socket listens, so that it can connect before the first byte is written.
+        if o.wait_attach.is_none() {
+            if let Err(e) = s.start_process() {
+                let _ = container::delete(&o.root, &o.id, true);
+                return Err(e);
+            }
+        }
+        Ok(s)
+    });
+    let code = match created {
         Ok(mut s) => {
             let _ = util::write_all(w, format!("ok {}\n", s.pid).as_bytes());
             close(w);
+            if let Some(ms) = o.wait_attach {
+                s.wait_for_attach(ms);
+                if s.status.is_none() {
+                    if let Err(e) = s.start_process() {
+                        // The engine may have deleted the container meanwhile (`delete -f`);
+                        // that is not worth a line in the log. It deletes it in any case.
+                        let gone = crate::state::Container::load(&s.root, &s.id).map(|c| c.status() == crate::state::Status::Stopped).unwrap_or(true);
+                        if !gone {
+                            s.late_start_failed(&e);
+                        }
+                    }
+                }
+            }
             s.run();
             0
         }
@@ -188,10 +256,15 @@ struct Supervisor {
     started_at: String,
     oom_before: u64,
     status: Option<libc::c_int>,
+    tty: bool,
+    /// Frames received from clients so far (the tty wait ends at the first one).
+    frames_in: u64,
 }
 
 impl Supervisor {
-    fn start(o: &Opts) -> Result<Supervisor> {
+    /// Create the container (its init waits on exec.fifo), with our pipes or pty as its stdio
+    /// and the attach socket listening. The process is not started yet: [`Self::start_process`].
+    fn create(o: &Opts) -> Result<Supervisor> {
         util::block_signals(SHIM_SIGNALS);
         let sfd = util::signalfd(SHIM_SIGNALS)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&o.log).map_err(|e| Error::io("open log", Some(&o.log), e))?;
@@ -252,10 +325,6 @@ impl Supervisor {
         }
         close(null);
         let oom_before = c.cgroup().map(|cg| cg.oom_kills()).unwrap_or(0);
-        if let Err(e) = container::start(&o.root, &o.id) {
-            let _ = container::delete(&o.root, &o.id, true);
-            return Err(e);
-        }
         for s in &streams {
             set_nonblock(s.fd);
         }
@@ -276,10 +345,100 @@ impl Supervisor {
             attach_path: o.attach.clone(),
             clients: Vec::new(),
             exit_file: o.exit_file.clone(),
-            started_at: util::now_rfc3339(),
+            started_at: String::new(),
             oom_before,
             status: None,
+            tty: o.tty,
+            frames_in: 0,
         })
+    }
+
+    /// Let the init exec the user's process. If the engine already did (`dockyard-runtime
+    /// start ID`), that is fine too.
+    fn start_process(&mut self) -> Result<()> {
+        self.started_at = util::now_rfc3339();
+        match container::start(&self.root, &self.id) {
+            Ok(_) => Ok(()),
+            Err(e) => match crate::state::Container::load(&self.root, &self.id).map(|c| c.status()) {
+                Ok(crate::state::Status::Running) | Ok(crate::state::Status::Paused) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// The start failed after the caller was told the container exists: say why in the log
+    /// and make sure the init dies, so that `run` writes the exit file and ends.
+    fn late_start_failed(&mut self, e: &Error) {
+        let entry = format!("{{\"log\":{},\"stream\":\"stderr\",\"time\":\"{}\"}}\n", serde_json::to_string(&format!("dockyard-runtime: {e}\n")).unwrap_or_default(), util::now_rfc3339());
+        let _ = self.log.write_all(entry.as_bytes());
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+    }
+
+    /// `--wait-attach`: serve the attach socket until the first client is connected (and, with
+    /// a tty, has sent its first frame, normally a resize, or had
+    /// [`TTY_FIRST_FRAME_GRACE_MS`] to do so), or until `ms` have passed, or the init died
+    /// (`delete -f` of the created container). Frames are handled as usual meanwhile: a
+    /// resize applies to the pty before the process starts; stdin data waits in the pipe.
+    fn wait_for_attach(&mut self, ms: i64) {
+        let deadline = now_ms() + ms;
+        let mut first: Option<(RawFd, i64)> = None;
+        loop {
+            if self.status.is_some() {
+                return;
+            }
+            let now = now_ms();
+            let mut until = deadline;
+            if let Some((fd, at)) = first {
+                let gone = !self.clients.iter().any(|c| c.fd == fd);
+                if !self.tty || self.frames_in > 0 || gone || now >= at + TTY_FIRST_FRAME_GRACE_MS {
+                    return;
+                }
+                until = at + TTY_FIRST_FRAME_GRACE_MS;
+            } else if now >= deadline {
+                return;
+            }
+            // Output before we started means someone else did (`dockyard-runtime start ID`):
+            // stop waiting, so that the pipes are drained.
+            let mut fds: Vec<libc::pollfd> = self.streams.iter().map(|s| libc::pollfd { fd: s.fd, events: libc::POLLIN, revents: 0 }).collect();
+            let ns = fds.len();
+            fds.push(libc::pollfd { fd: self.sfd, events: libc::POLLIN, revents: 0 });
+            if let Some(l) = self.listen {
+                fds.push(libc::pollfd { fd: l, events: libc::POLLIN, revents: 0 });
+            }
+            for c in &self.clients {
+                fds.push(libc::pollfd { fd: c.fd, events: libc::POLLIN, revents: 0 });
+            }
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, (until - now).clamp(0, i32::MAX as i64) as i32) };
+            if n < 0 {
+                if errno() == libc::EINTR {
+                    continue;
+                }
+                return;
+            }
+            if fds[..ns].iter().any(|f| f.revents != 0) {
+                return;
+            }
+            let fds = &fds[ns..];
+            if fds[0].revents != 0 {
+                self.on_signals();
+            }
+            let base = 1 + self.listen.is_some() as usize;
+            // Clients first (their indexes are those of the poll set), then new ones.
+            for i in (0..fds.len() - base).rev() {
+                let rev = fds[base + i].revents;
+                if rev != 0 {
+                    self.on_client(i, rev);
+                }
+            }
+            if base == 2 && fds[1].revents != 0 {
+                self.on_accept();
+                if first.is_none() {
+                    if let Some(c) = self.clients.first() {
+                        first = Some((c.fd, now_ms()));
+                    }
+                }
+            }
+        }
     }
 
     fn run(&mut self) {
@@ -496,6 +655,7 @@ impl Supervisor {
     }
 
     fn on_frame(&mut self, typ: u8, payload: &[u8]) {
+        self.frames_in += 1;
         match typ {
             FRAME_STDIN if self.stdin_fd >= 0 => {
                 self.stdin_buf.extend(payload.iter());
@@ -555,6 +715,14 @@ impl Supervisor {
             "finished_at": util::now_rfc3339(),
         })
         .to_string();
+        // No new clients from here on, and the socket is gone before the exit file appears,
+        // so whoever sees the exit file never connects to a shim that is going away.
+        if let Some(l) = self.listen.take() {
+            close(l);
+        }
+        if let Some(p) = &self.attach_path {
+            let _ = std::fs::remove_file(p);
+        }
         if let Some(p) = &self.exit_file {
             let _ = util::atomic_write(p, doc.as_bytes(), 0o644);
         }
@@ -564,9 +732,6 @@ impl Supervisor {
             set_blocking_with_timeout(c.fd);
             flush_client(c);
             close(c.fd);
-        }
-        if let Some(p) = &self.attach_path {
-            let _ = std::fs::remove_file(p);
         }
     }
 }
