@@ -58,7 +58,22 @@ class CreateOptions:
     auto_remove: bool = False
     stop_signal: str = ""
     stop_timeout: int | None = None
-    network: str = "none"
+    network: str = "default"
+    # volumes and networks (engine/volumes.py, engine/network/): docker's flags, unparsed
+    volumes: list[str] = field(default_factory=list)        # -v
+    mounts: list[str] = field(default_factory=list)         # --mount
+    tmpfs: list[str] = field(default_factory=list)          # --tmpfs
+    volumes_from: list[str] = field(default_factory=list)   # --volumes-from
+    publish: list[str] = field(default_factory=list)        # -p
+    publish_all: bool = False                               # -P
+    expose: list[str] = field(default_factory=list)         # --expose
+    network_aliases: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)          # --link NAME[:ALIAS]
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_option: list[str] = field(default_factory=list)
+    add_host: list[str] = field(default_factory=list)
+    ip: str = ""
 
 
 EMPTY_STATE = {
@@ -117,8 +132,9 @@ class Containers:
     def create(self, opts: CreateOptions) -> str:
         image_id = self.images.resolve(opts.image)
         image_cfg = self.images.config(image_id).get("config") or {}
-        if opts.network not in ("none", "host", "bridge", "default"):
-            raise InvalidArgument(f"network {opts.network} not found")
+        from .network import hooks as net_hooks
+
+        net_config, net_host, net_spec = net_hooks.on_create(self, opts, image_cfg)  # validates; makes nothing
         for cap in opts.cap_add + opts.cap_drop:
             capabilities([cap], [], False)  # validates the name
         if opts.stop_signal:
@@ -135,7 +151,7 @@ class Containers:
             cmd = image_cfg.get("Cmd") or []
         if not entrypoint and not cmd:
             raise InvalidArgument("no command specified")
-        env = merge_env(image_cfg.get("Env") or [DEFAULT_PATH], opts.env)
+        env = merge_env(image_cfg.get("Env") or [], opts.env)
         cid = new_id()
         hostname = opts.hostname or cid[:12]
         config = {
@@ -157,7 +173,7 @@ class Containers:
             config["StopTimeout"] = opts.stop_timeout
         res = opts.resources
         host_config = {
-            "NetworkMode": "none" if opts.network in ("none",) else opts.network,
+            "NetworkMode": net_host.pop("NetworkMode"),
             "RestartPolicy": restart, "AutoRemove": opts.auto_remove,
             "CapAdd": opts.cap_add or None, "CapDrop": opts.cap_drop or None,
             "Privileged": opts.privileged, "ReadonlyRootfs": opts.read_only,
@@ -169,7 +185,9 @@ class Containers:
                 {"Name": _ulimit_name(u["type"]), "Soft": u["soft"], "Hard": u["hard"]} for u in res.ulimits
             ] or None,
         }
-        spec = {"Config": config, "HostConfig": host_config, "Path": (entrypoint + cmd)[0],
+        config.update(net_config)
+        host_config.update(net_host)
+        spec = {**net_spec, "Config": config, "HostConfig": host_config, "Path": (entrypoint + cmd)[0],
                 "Args": (entrypoint + cmd)[1:], "Resources": asdict(res)}
         with self.store.transaction() as db:
             taken = {r[0] for r in db.execute("SELECT name FROM containers")}
@@ -183,6 +201,7 @@ class Containers:
             d = self.dir(cid)
             for sub in ("bundle/rootfs", "upper", "work"):
                 (d / sub).mkdir(parents=True)
+            net_hooks.on_insert(self, db, cid, name, spec)  # volumes and network endpoints, same transaction
             db.execute(
                 "INSERT INTO containers (id, name, image_id, created, spec, state) VALUES (?,?,?,?,?,?)",
                 (cid, name, image_id, now_rfc3339(), json.dumps(spec), json.dumps(EMPTY_STATE)),
@@ -238,8 +257,11 @@ class Containers:
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                  "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
                  "ff02::2\tip6-allrouters\n")
+        from .network.hooks import etc_files
+
+        hosts, resolv = etc_files(self, rec, hosts, _host_resolv_conf())
         (d / "hosts").write_text(hosts)
-        (d / "resolv.conf").write_text(_host_resolv_conf())
+        (d / "resolv.conf").write_text(resolv)
         mounts = []
         for name in ("resolv.conf", "hostname", "hosts"):
             mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": str(d / name),
@@ -274,6 +296,9 @@ class Containers:
         except BaseException as exc:
             self._unmount_rootfs(cid)
             self.runtime.delete(cid)
+            from .network.hooks import on_stop as net_stop
+
+            net_stop(self, cid)  # namespace, veth, rules, address
             state = dict(state, Error=str(exc), ExitCode=128 if isinstance(exc, StartError) else state["ExitCode"])
             self._save_state(cid, state)
             raise
@@ -309,10 +334,16 @@ class Containers:
             else:
                 raise InvalidArgument(f"Invalid --security-opt: {opt!r}")
         namespaces = [{"type": t} for t in ("mount", "uts", "pid", "ipc", "cgroup")]
-        if host["NetworkMode"] != "host":
-            namespaces.append({"type": "network"})
-        env = list(cfg["Env"]) + [f"HOSTNAME={cfg['Hostname']}"] if not any(
-            e.startswith("HOSTNAME=") for e in cfg["Env"]) else list(cfg["Env"])
+        from .network.hooks import on_start as net_start
+
+        net = net_start(self, rec, rootfs)  # netns (path; None: the host's), volume mounts, link env
+        if net["netns"]:
+            namespaces.append({"type": "network", "path": net["netns"]})
+        # As docker: PATH defaults when the config has none, HOSTNAME unless given.
+        env = [] if any(e.startswith("PATH=") for e in cfg["Env"]) else [DEFAULT_PATH]
+        if not any(e.startswith("HOSTNAME=") for e in cfg["Env"]):
+            env.append(f"HOSTNAME={cfg['Hostname']}")
+        env += net["env"] + cfg["Env"]  # docker: link variables, then the container's own
         if cfg["Tty"] and not any(e.startswith("TERM=") for e in env):
             env.append("TERM=xterm")
         if host.get("Init"):
@@ -321,7 +352,7 @@ class Containers:
             args=args, env=env, cwd=cfg["WorkingDir"] or "/", user=cfg["User"], tty=cfg["Tty"],
             hostname=cfg["Hostname"], cap_add=host.get("CapAdd") or [], cap_drop=host.get("CapDrop") or [],
             privileged=host["Privileged"], no_new_privileges=no_new_privs, read_only=host["ReadonlyRootfs"],
-            seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs),
+            seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs) + net["mounts"],
             namespaces=namespaces, cgroups_path=f"/dockyard/{rec['id']}",
         )
         return build_spec(str(rootfs), p)
@@ -350,6 +381,9 @@ class Containers:
                      FinishedAt=info.get("finished_at") or now_rfc3339())
         self._unmount_rootfs(cid)
         self.runtime.delete(cid)
+        from .network.hooks import on_stop as net_stop
+
+        net_stop(self, cid)  # namespace, veth, rules, address
         self._save_state(cid, state)
         rec["state"] = state
         return rec
@@ -435,6 +469,9 @@ class Containers:
         self._unmount_rootfs(cid)
         with self.store.transaction() as db:
             db.execute("DELETE FROM containers WHERE id=?", (cid,))
+        from .network.hooks import on_remove as net_remove
+
+        net_remove(self, rec, volumes)  # endpoints; anonymous volumes with -v or --rm
         remove_tree(self.dir(cid))
         return cid
 
@@ -456,6 +493,8 @@ class Containers:
         return [self.refresh(self.load(cid)) for cid in ids]
 
     def inspect(self, ref: str) -> dict:
+        from .network import hooks as net_hooks
+
         rec = self.refresh(self.load(self.resolve(ref)))
         cid = rec["id"]
         d = self.dir(cid)
@@ -487,11 +526,9 @@ class Containers:
             "HostConfig": host,
             "GraphDriver": {"Data": {"MergedDir": str(d / "bundle" / "rootfs"), "UpperDir": str(d / "upper"),
                                      "WorkDir": str(d / "work")}, "Name": "overlay"},
-            "Mounts": [],
+            "Mounts": net_hooks.mounts(rec),
             "Config": spec["Config"],
-            "NetworkSettings": {"Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {},
-                                "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
-                                "Networks": {}},
+            "NetworkSettings": net_hooks.network_settings(self, rec),
         }
 
     # -- snapshots --------------------------------------------------------------------------------

@@ -121,10 +121,24 @@ def normalize_cap(cap: str) -> str:
     return up
 
 
+def _bounding_set() -> set[int]:
+    """Capability numbers in this process's bounding set (``CapBnd`` of /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    mask = int(line.split()[1], 16)
+                    return {n for n in range(64) if mask >> n & 1}
+    except OSError:
+        pass
+    return set()
+
+
 def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[str]:
     """Docker's rules: start from the default set, drop, then add; ALL means every capability."""
     if privileged:
-        return list(ALL_CAPS)
+        # every capability this host lets us hand on (the bounding set may lack some)
+        return [c for c in ALL_CAPS if ALL_CAPS.index(c) in _bounding_set()] if _bounding_set() else list(ALL_CAPS)
     adds = [normalize_cap(c) for c in cap_add]
     drops = [normalize_cap(c) for c in cap_drop]
     caps = [] if "ALL" in drops else [c for c in DEFAULT_CAPS if c not in drops]
@@ -177,10 +191,10 @@ def resolve_user(rootfs: str, spec: str) -> User:
             raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
         else:
             gid = int(g[2])
-    additional = []
+    additional = [gid]  # docker always lists the primary group among the process's groups
     if name:
         for g in groups:
-            if len(g) > 3 and name in g[3].split(",") and g[2].isdigit() and int(g[2]) != gid:
+            if len(g) > 3 and name in g[3].split(",") and g[2].isdigit() and int(g[2]) not in additional:
                 additional.append(int(g[2]))
     return User(uid, gid, additional, home)
 

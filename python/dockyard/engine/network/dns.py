@@ -1,0 +1,286 @@
+"""The embedded DNS server of user-defined networks, as docker's 127.0.0.11.
+
+One small process per engine root (``python -m dockyard.engine.network.dns ROOT``), started on
+demand by the first container that joins a user-defined network and gone once no such container
+runs.  For each of those containers it holds a UDP socket bound to 127.0.0.11:53 *inside the
+container's network namespace* (made by entering the namespace for the ``socket()`` call only),
+so nothing is NATed and no port is taken on the host.  Queries for a container name, a network
+alias or a short ID are answered from the store (read-only), limited to the networks the asking
+container shares with the target: that is the isolation between networks.  Other names with a
+dot are relayed to the host's resolvers; anything else gets NXDOMAIN.
+
+The engine talks to it over a unix socket (``sync``: rescan the store, answer ``ok`` once every
+running container's socket is open), so a container's DNS works before its process starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import selectors
+import socket
+import sqlite3
+import struct
+import sys
+import time
+from pathlib import Path
+
+TTL = 600
+
+
+def control_path(root: Path) -> Path:
+    from ..runtime import run_dir
+
+    tag = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+    return run_dir() / f"dns-{tag}.sock"
+
+
+def sync(root: Path, spawn: bool = True, timeout: float = 5.0) -> bool:
+    """Ask the root's DNS server to pick up changes; start it first if needed (and asked)."""
+    path = control_path(root)
+    deadline = time.monotonic() + timeout
+    spawned = False
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            s.settimeout(timeout)
+            s.connect(str(path))
+            s.sendall(b"sync\n")
+            reply = s.recv(16)
+            s.close()
+            if reply.startswith(b"ok"):
+                return True
+        except OSError:
+            pass
+        if not spawn:
+            return False
+        if not spawned:
+            _spawn(root)
+            spawned = True
+        if time.monotonic() > deadline:
+            from ...errors import DockyardError
+
+            raise DockyardError("the embedded DNS server did not start")
+        time.sleep(0.02)
+
+
+def _spawn(root: Path) -> None:
+    import subprocess
+
+    path = control_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(path.with_suffix(".log"), "ab")
+    subprocess.Popen([sys.executable, "-m", "dockyard.engine.network.dns", str(root)], stdin=subprocess.DEVNULL,
+                     stdout=log, stderr=log, start_new_session=True, close_fds=True,
+                     env=dict(os.environ))
+    log.close()
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.db = sqlite3.connect(f"file:{self.root / 'state.db'}?mode=ro", uri=True, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.sel = selectors.DefaultSelector()
+        self.served: dict[str, socket.socket] = {}     # container id -> its 127.0.0.11 socket
+        self.pending: dict[socket.socket, tuple] = {}  # upstream socket -> (client sock, addr, deadline)
+        self.upstream = _host_nameservers()
+
+    def listen(self) -> socket.socket:
+        path = control_path(self.root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        lock.bind(str(path))
+        lock.listen(16)
+        return lock
+
+    def wanted(self) -> dict[str, str]:
+        """Running containers on user-defined networks -> their namespace path."""
+        from ..runtime import run_dir
+
+        out = {}
+        rows = self.db.execute(  # a lease is held from network setup (before the process runs) to exit
+            "SELECT DISTINCT e.container FROM endpoints e JOIN networks n ON n.id=e.network "
+            "WHERE n.name != 'bridge' AND e.ip != ''")
+        for r in rows:
+            out[r["container"]] = str(run_dir() / "netns" / r["container"][:32])
+        return out
+
+    def rescan(self) -> None:
+        from .netlink import entered
+
+        self.db.commit()  # a fresh read snapshot
+        want = self.wanted()
+        for cid in list(self.served):
+            if cid not in want:
+                sock = self.served.pop(cid)
+                self.sel.unregister(sock)
+                sock.close()
+        for cid, path in want.items():
+            if cid in self.served or not os.path.exists(path):
+                continue
+            try:
+                with entered(path):
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.11", 53))
+            except OSError as exc:
+                print(f"dns: cannot serve {cid[:12]}: {exc}", file=sys.stderr, flush=True)
+                continue
+            sock.setblocking(False)
+            self.served[cid] = sock
+            self.sel.register(sock, selectors.EVENT_READ, ("query", cid))
+
+    def lookup(self, cid: str, name: str) -> list[str] | None:
+        """Addresses for ``name`` on the networks ``cid`` is on; None when the name is unknown."""
+        name = name.rstrip(".").lower()
+        nets = [r[0] for r in self.db.execute("SELECT network FROM endpoints WHERE container=?", (cid,))]
+        if not nets:
+            return None
+        q = ",".join("?" * len(nets))
+        rows = self.db.execute(
+            f"SELECT e.container, e.ip, e.aliases, c.name, n.name AS net FROM endpoints e JOIN containers c ON "
+            f"c.id=e.container JOIN networks n ON n.id=e.network WHERE e.network IN ({q}) AND e.ip != '' "
+            f"AND n.name != 'bridge'", nets)
+        found = None
+        for r in rows:
+            names = {r["name"].lower(), r["container"][:12]} | {a.lower() for a in json.loads(r["aliases"])}
+            if name in names:
+                found = (found or []) + [r["ip"]]
+        return found
+
+    def handle_query(self, sock: socket.socket, cid: str) -> None:
+        try:
+            data, addr = sock.recvfrom(4096)
+        except OSError:
+            return
+        parsed = _parse_question(data)
+        if parsed is None:
+            return
+        qid, flags, qname, qtype, qend = parsed
+        self.db.commit()
+        ips = self.lookup(cid, qname)
+        question = data[12:qend]
+        if ips is not None:
+            answers = [ip for ip in ips] if qtype in (1, 255) else []
+            sock.sendto(_response(qid, flags, question, answers, 0), addr)
+            return
+        if "." not in qname.rstrip(".") or not self.upstream:
+            sock.sendto(_response(qid, flags, question, [], 3), addr)
+            return
+        up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        up.setblocking(False)
+        try:
+            up.sendto(data, (self.upstream[0], 53))
+        except OSError:
+            up.close()
+            sock.sendto(_response(qid, flags, question, [], 2), addr)
+            return
+        self.pending[up] = (sock, addr, time.monotonic() + 5)
+        self.sel.register(up, selectors.EVENT_READ, ("upstream", None))
+
+    def serve(self) -> None:
+        ctl = self.listen()
+        self.sel.register(ctl, selectors.EVENT_READ, ("control", None))
+        self.rescan()
+        idle_since = None
+        last_scan = time.monotonic()
+        while True:
+            for key, _ in self.sel.select(timeout=1.0):
+                kind, cid = key.data
+                if kind == "control":
+                    conn, _ = ctl.accept()
+                    conn.settimeout(5)
+                    try:
+                        if conn.recv(16).startswith(b"sync"):
+                            self.rescan()
+                            conn.sendall(b"ok\n")
+                    except OSError:
+                        pass
+                    conn.close()
+                elif kind == "query":
+                    self.handle_query(key.fileobj, cid)
+                else:
+                    up = key.fileobj
+                    client, addr, _ = self.pending.pop(up)
+                    self.sel.unregister(up)
+                    try:
+                        client.sendto(up.recv(4096), addr)
+                    except OSError:
+                        pass
+                    up.close()
+            now = time.monotonic()
+            for up, (_, _, deadline) in list(self.pending.items()):
+                if now > deadline:
+                    self.pending.pop(up)
+                    self.sel.unregister(up)
+                    up.close()
+            if now - last_scan > 1.0:
+                self.rescan()
+                last_scan = now
+            if self.served:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = now
+            elif now - idle_since > 2.0:
+                self.sel.unregister(ctl)
+                ctl.close()
+                try:
+                    control_path(self.root).unlink()
+                except OSError:
+                    pass
+                return
+
+
+def _parse_question(data: bytes) -> tuple[int, int, str, int, int] | None:
+    if len(data) < 12:
+        return None
+    qid, flags, qd = struct.unpack_from("!HHH", data)
+    if qd < 1 or flags & 0x8000:
+        return None
+    labels, off = [], 12
+    while off < len(data):
+        n = data[off]
+        off += 1
+        if n == 0:
+            break
+        if n & 0xC0:
+            return None
+        labels.append(data[off:off + n].decode("ascii", "replace"))
+        off += n
+    if off + 4 > len(data):
+        return None
+    qtype, _ = struct.unpack_from("!HH", data, off)
+    return qid, flags, ".".join(labels), qtype, off + 4
+
+
+def _response(qid: int, qflags: int, question: bytes, ips: list[str], rcode: int) -> bytes:
+    flags = 0x8000 | 0x0400 | (qflags & 0x0100) | 0x0080 | rcode  # QR, AA, RD echoed, RA
+    out = struct.pack("!HHHHHH", qid, flags, 1, len(ips), 0, 0) + question
+    for ip in ips:
+        out += struct.pack("!HHHIH", 0xC00C, 1, 1, TTL, 4) + socket.inet_aton(ip)
+    return out
+
+
+def _host_nameservers() -> list[str]:
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        return []
+    return [l.split()[1] for l in lines if l.startswith("nameserver") and len(l.split()) > 1 and ":" not in l.split()[1]]
+
+
+def main() -> None:
+    root = Path(sys.argv[1])
+    Server(root).serve()
+
+
+if __name__ == "__main__":
+    main()
