@@ -237,9 +237,13 @@ class Handler(BaseHTTPRequestHandler):
             self._api_error(exc)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        if not self._body_read and (self.headers.get("Content-Length", "0") not in ("", "0")
-                                    or self.headers.get("Transfer-Encoding")):
-            self.close_connection = True  # an unread body would be taken for the next request
+        if not self._body_read and not self.close_connection:
+            # An unread body would be taken for the next request: skip a small one, else hang up.
+            length = self.headers.get("Content-Length", "0")
+            if self.headers.get("Transfer-Encoding") or not length.isdigit() or int(length) > (1 << 20):
+                self.close_connection = True
+            elif int(length):
+                self.rfile.read(int(length))
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
               length: int | None = None) -> None:
