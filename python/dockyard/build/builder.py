@@ -773,8 +773,14 @@ class Builder:
                 if len(matches) > 1:
                     multi = True
                 for rel in matches:
-                    walked = ctx.walk(rel) if os.path.isdir(ctx.root / rel) and not os.path.islink(ctx.root / rel) else []
-                    items.append(("path", rel, walked))
+                    # a source named by a symlink is followed (inside the context), as Docker does
+                    real = resolve_in(ctx.root, rel) if rel != "." else ctx.root
+                    real_rel = str(real.relative_to(ctx.root)) or "."
+                    if real_rel != "." and not os.path.lexists(real):
+                        raise BuildError(f"{name} failed: file not found in build context or excluded by "
+                                         f".dockerignore: stat {src}: file does not exist")
+                    walked = ctx.walk(real_rel) if os.path.isdir(real) else []
+                    items.append(("path", (rel, real_rel), walked))
             if multi and not dest.endswith("/"):
                 raise BuildError(f"When using {name} with more than one source file, the destination "
                                  "must be a directory and end with a /")
@@ -783,12 +789,13 @@ class Builder:
                 if kind == "heredoc":
                     summary.update(f"heredoc\0{value[0]}\0{value[1]}\n".encode())  # type: ignore[index]
                 else:
-                    summary.update(f"{value}\0".encode())
-                    summary.update(ctx.checksum([str(value)] + walked).encode())
+                    summary.update(f"{value[0]}\0".encode())  # type: ignore[index]
+                    summary.update(ctx.checksum([value[1]] + walked).encode())  # type: ignore[index]
             content = summary.hexdigest()
-            kind0 = "multi" if len(items) > 1 else ("dir" if items[0][2] or (items[0][0] == "path" and
-                                                    os.path.isdir(ctx.root / str(items[0][1]))) else "file")
-            created_by = " ".join(state.shell + [f"#(nop) {name} {kind0}:{content} in {dest} "])
+            kind0 = "multi" if len(items) > 1 else ("dir" if items[0][0] == "path" and
+                                                    os.path.isdir(ctx.root / items[0][1][1]) else "file")  # type: ignore[index]
+            chown_note = f"--chown={chown}" if chown else ""  # Docker writes it with no blank after
+            created_by = " ".join(state.shell + [f"#(nop) {name} {chown_note}{kind0}:{content} in {dest} "])
             extra = f"{chown}\0{chmod}\0{from_state.image_id if from_state else ''}"
             key = self._cache_key(state, created_by, extra)
             if self._try_cache(state, key):
@@ -797,7 +804,8 @@ class Builder:
             dest_abs = posixpath.join("/", workdir, dest)
             dir_dest = dest.endswith("/") or dest.endswith("/.") or dest == "."
             with self._rootfs(state) as (stage, merged, upper, lowers):
-                uid, gid = (0, 0)
+                # COPY --from keeps the owners it finds (Docker's classic builder); else root
+                uid, gid = (-1, -1) if from_state is not None else (0, 0)
                 if chown:
                     uid, gid = parse_chown(chown, merged, inst, self.file)
                 dest_clean = _clean(dest_abs)
@@ -815,16 +823,16 @@ class Builder:
                         os.chown(path, uid, gid)
                         os.chmod(path, mode if mode is not None else 0o644)
                         continue
-                    rel = str(value)
-                    src_path = ctx.root / rel if rel != "." else ctx.root
+                    rel, real_rel = value  # type: ignore[misc]
+                    src_path = ctx.root / real_rel if real_rel != "." else ctx.root
                     st = os.lstat(src_path)
                     if stat.S_ISDIR(st.st_mode):
                         existed = os.path.isdir(resolve_in(merged, dest_clean))
                         top = mkdir_all(merged, dest_clean, uid, gid)
                         if not existed:
-                            os.chown(top, uid, gid)
+                            os.chown(top, *((st.st_uid, st.st_gid) if uid < 0 else (uid, gid)))
                             os.chmod(top, mode if mode is not None else stat.S_IMODE(st.st_mode))
-                        base = rel if rel != "." else ""
+                        base = real_rel if real_rel != "." else ""
                         for child in walked:
                             sub = child[len(base) + 1:] if base else child
                             _copy_one(ctx.root / child, merged, posixpath.join(dest_clean, sub), uid, gid, mode)
@@ -880,6 +888,8 @@ def resolve_in(root: Path, path: str, follow_last: bool = True) -> Path:
 def mkdir_all(root: Path, path: str, uid: int, gid: int) -> Path:
     """``mkdir -p`` inside ``root``; new directories are 0755 and owned by uid:gid."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
+    if uid < 0:
+        uid, gid = 0, 0
     cur = "/"
     real = root
     for part in parts:
@@ -901,6 +911,8 @@ def _replace(path: Path) -> None:
 
 def _copy_one(src: Path, root: Path, dest: str, uid: int, gid: int, mode: int | None) -> None:
     st = os.lstat(src)
+    if uid < 0:
+        uid, gid = st.st_uid, st.st_gid
     parent = resolve_in(root, posixpath.dirname(dest))
     if not os.path.isdir(parent):
         parent = mkdir_all(root, posixpath.dirname(dest), uid, gid)
