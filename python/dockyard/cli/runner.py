@@ -49,7 +49,22 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("restart", "", "str", "no", "Restart policy to apply when a container exits"),
     ("stop-signal", "", "str", "", "Signal to stop the container"),
     ("stop-timeout", "", "optint", None, "Timeout (in seconds) to stop a container"),
-    ("network", "", "str", "none", "Connect a container to a network"),
+    ("network", "", "str", "default", "Connect a container to a network"),
+    # volumes and networks (engine/volumes.py, engine/network/)
+    ("volume", "v", "multi", (), "Bind mount a volume"),
+    ("mount", "", "multi", (), "Attach a filesystem mount to the container"),
+    ("tmpfs", "", "multi", (), "Mount a tmpfs directory"),
+    ("volumes-from", "", "multi", (), "Mount volumes from the specified container(s)"),
+    ("publish", "p", "multi", (), "Publish a container's port(s) to the host"),
+    ("publish-all", "P", "bool", False, "Publish all exposed ports to random ports"),
+    ("expose", "", "multi", (), "Expose a port or a range of ports"),
+    ("network-alias", "", "multi", (), "Add network-scoped alias for the container"),
+    ("link", "", "multi", (), "Add link to another container"),
+    ("dns", "", "multi", (), "Set custom DNS servers"),
+    ("dns-search", "", "multi", (), "Set custom DNS search domains"),
+    ("dns-option", "", "multi", (), "Set DNS options"),
+    ("add-host", "", "multi", (), "Add a custom host-to-IP mapping (host:ip)"),
+    ("ip", "", "str", "", "IPv4 address (e.g., 172.30.100.104)"),
 ]
 ALIASES = {"net": "network"}
 
@@ -246,6 +261,11 @@ def build_options(p: dict):  # noqa: ANN201
         privileged=p["privileged"], read_only=p["read_only"], security_opt=list(p["security_opt"]),
         init=p["init"], restart=p["restart"], auto_remove=p["auto_remove"], stop_signal=p["stop_signal"],
         stop_timeout=p["stop_timeout"], network=p["network"],
+        volumes=list(p["volume"]), mounts=list(p["mount"]), tmpfs=list(p["tmpfs"]),
+        volumes_from=list(p["volumes_from"]), publish=list(p["publish"]), publish_all=p["publish_all"],
+        expose=list(p["expose"]), network_aliases=list(p["network_alias"]), links=list(p["link"]),
+        dns=list(p["dns"]), dns_search=list(p["dns_search"]), dns_option=list(p["dns_option"]),
+        add_host=list(p["add_host"]), ip=p["ip"],
     )
 
 

@@ -1,0 +1,179 @@
+"""``network create|ls|inspect|rm|connect|disconnect|prune`` and ``port``."""
+
+from __future__ import annotations
+
+import click
+
+from . import CONTEXT, pass_session
+from .output import echo, fail_if, print_inspect, print_rows
+
+
+def _networks(session):  # noqa: ANN001, ANN202
+    from ..engine.network.hooks import networks
+
+    return networks(session.engine.containers)
+
+
+@click.group("network", context_settings=CONTEXT)
+def network_group() -> None:
+    """Manage networks."""
+
+
+@network_group.command("create", context_settings=CONTEXT)
+@click.argument("name")
+@click.option("-d", "--driver", default="bridge", help="Driver to manage the Network")
+@click.option("--subnet", multiple=True, help="Subnet in CIDR format that represents a network segment")
+@click.option("--gateway", multiple=True, help="IPv4 Gateway for the master subnet")
+@click.option("--internal", is_flag=True, help="Restrict external access to the network")
+@click.option("--label", multiple=True, help="Set metadata on a network")
+@click.option("--ip-range", default="", help="Allocate container ip from a sub-range")
+@pass_session
+def create(session, name, driver, subnet, gateway, internal, label, ip_range):  # noqa: ANN001
+    """Create a network."""
+    from ..errors import InvalidArgument
+
+    if len(subnet) > 1 or len(gateway) > 1:
+        raise InvalidArgument("only one IPv4 subnet per network is supported")
+    if ip_range:
+        raise InvalidArgument("--ip-range is not supported")
+    labels = {k: v for k, _, v in (l.partition("=") for l in label)}
+    echo(_networks(session).create(name, subnet[0] if subnet else "", gateway[0] if gateway else "", internal,
+                                   labels, driver) + "\n")
+
+
+@network_group.command("ls", context_settings=CONTEXT)
+@click.option("-q", "--quiet", is_flag=True, help="Only display network IDs")
+@click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values (e.g. 'driver=bridge')")
+@click.option("--format", "fmt", default=None, help="Pretty-print networks using a Go template")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate the output")
+@pass_session
+def ls(session, quiet, filters, fmt, no_trunc):  # noqa: ANN001
+    """List networks."""
+    from ..engine.filters import parse_filters
+
+    parsed = parse_filters(filters, ("name", "id", "driver", "label", "type", "dangling", "scope"))
+    rows = []
+    for n in _networks(session).list(parsed):
+        labels = n["Labels"] or {}
+        rows.append({"ID": n["Id"] if no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
+                     "Scope": n["Scope"], "IPv6": "false", "Internal": str(n["Internal"]).lower(),
+                     "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())), "CreatedAt": n["Created"]})
+    print_rows(rows, fmt, "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+               {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
+                "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"},
+               quiet_field="ID", quiet=quiet)
+
+
+network_group.add_command(ls, "list")
+
+
+@network_group.command("inspect", context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", default=None, help="Format the output using the given Go template")
+@click.option("-v", "--verbose", is_flag=True, help="Verbose output for diagnostics")
+@pass_session
+def inspect(session, names, fmt, verbose):  # noqa: ANN001
+    """Display detailed information on one or more networks."""
+    from ..errors import NotFound
+
+    nets, errors = [], []
+    for n in names:
+        try:
+            nets.append(_networks(session).inspect(n))
+        except NotFound:
+            errors.append(f"Error: No such network: {n}")
+    print_inspect(nets, fmt)
+    fail_if(errors)
+
+
+@network_group.command("rm", context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Do not error if the network does not exist")
+@pass_session
+def rm(session, names, force):  # noqa: ANN001
+    """Remove one or more networks."""
+    from ..errors import DockyardError, NotFound
+
+    errors = []
+    for n in names:
+        try:
+            _networks(session).remove(n)
+            echo(n + "\n")
+        except NotFound as exc:
+            if not force:
+                errors.append(f"Error: No such network: {n}")
+        except DockyardError as exc:
+            errors.append(f"Error response from daemon: {exc}")
+    fail_if(errors)
+
+
+network_group.add_command(rm, "remove")
+
+
+@network_group.command("prune", context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<label>')")
+@pass_session
+def prune(session, force, filters):  # noqa: ANN001
+    """Remove all unused networks."""
+    from ..engine.filters import parse_filters
+    from .output import confirm
+
+    if not confirm("WARNING! This will remove all custom networks not used by at least one container.\n"
+                   "Are you sure you want to continue?", force):
+        return
+    deleted = _networks(session).prune(parse_filters(filters, ("label",)))
+    if deleted:
+        echo("Deleted Networks:\n" + "".join(n + "\n" for n in deleted))
+
+
+@network_group.command("connect", context_settings=CONTEXT)
+@click.argument("network")
+@click.argument("container")
+@click.option("--alias", multiple=True, help="Add network-scoped alias for the container")
+@click.option("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+@pass_session
+def connect(session, network, container, alias, ip):  # noqa: ANN001
+    """Connect a container to a network."""
+    containers = session.engine.containers
+    rec = containers.refresh(containers.load(containers.resolve(container)))
+    _networks(session).connect(rec, network, list(alias), ip)
+
+
+@network_group.command("disconnect", context_settings=CONTEXT)
+@click.argument("network")
+@click.argument("container")
+@click.option("-f", "--force", is_flag=True, help="Force the container to disconnect from a network")
+@pass_session
+def disconnect(session, network, container, force):  # noqa: ANN001
+    """Disconnect a container from a network."""
+    containers = session.engine.containers
+    rec = containers.refresh(containers.load(containers.resolve(container)))
+    _networks(session).disconnect(rec, network, force)
+
+
+@click.command("port", context_settings=CONTEXT)
+@click.argument("container")
+@click.argument("private_port", required=False, default="")
+@pass_session
+def port(session, container, private_port):  # noqa: ANN001
+    """List port mappings or a specific mapping for the container."""
+    from ..engine.network.hooks import ports
+    from ..errors import NotFound
+
+    containers = session.engine.containers
+    rec = containers.refresh(containers.load(containers.resolve(container)))
+    mapping = ports(containers, rec) if rec["state"].get("Running") else {}
+    if private_port:
+        num, _, proto = private_port.partition("/")
+        key = f"{num}/{proto or 'tcp'}"
+        found = mapping.get(key)
+        if not found:
+            raise NotFound(f"No public port '{key}' published for {container}")
+        echo("".join(f"{b['HostIp']}:{b['HostPort']}\n" for b in found))
+        return
+    lines = []
+    for key in sorted(mapping, key=lambda k: (int(k.split("/")[0]), k)):
+        for b in mapping[key] or []:
+            lines.append(f"{key} -> {b['HostIp']}:{b['HostPort']}\n")
+    echo("".join(lines))

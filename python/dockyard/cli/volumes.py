@@ -1,0 +1,127 @@
+"""``volume create|ls|inspect|rm|prune``."""
+
+from __future__ import annotations
+
+import click
+
+from . import CONTEXT, pass_session
+from .output import echo, fail_if, print_inspect, print_rows
+
+
+def _volumes(session):  # noqa: ANN001, ANN202
+    from ..engine.volumes import Volumes
+
+    return Volumes(session.engine.store)
+
+
+@click.group("volume", context_settings=CONTEXT)
+def volume_group() -> None:
+    """Manage volumes."""
+
+
+@volume_group.command("create", context_settings=CONTEXT)
+@click.argument("name", required=False, default="")
+@click.option("--name", "name_opt", default="", help="Specify volume name")
+@click.option("-d", "--driver", default="local", help="Specify volume driver name")
+@click.option("--label", multiple=True, help="Set metadata for a volume")
+@click.option("-o", "--opt", multiple=True, help="Set driver specific options")
+@pass_session
+def create(session, name, name_opt, driver, label, opt):  # noqa: ANN001
+    """Create a volume."""
+    from ..errors import InvalidArgument
+
+    if name and name_opt and name != name_opt:
+        raise InvalidArgument(f"conflicting options: either specify --name or provide positional arg, not both")
+    labels = {k: v for k, _, v in (l.partition("=") for l in label)}
+    opts = {k: v for k, _, v in (o.partition("=") for o in opt)}
+    echo(_volumes(session).create(name or name_opt, labels, driver, opts) + "\n")
+
+
+def _rows(vols: list[dict]) -> list[dict]:
+    rows = []
+    for v in vols:
+        labels = v["Labels"] or {}
+        rows.append({"Name": v["Name"], "Driver": v["Driver"], "Scope": v["Scope"], "Mountpoint": v["Mountpoint"],
+                     "Labels": ",".join(f"{k}={val}" for k, val in sorted(labels.items())), "Links": "N/A",
+                     "Size": "N/A", "_labels": labels})
+    return rows
+
+
+@volume_group.command("ls", context_settings=CONTEXT)
+@click.option("-q", "--quiet", is_flag=True, help="Only display volume names")
+@click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values (e.g. 'dangling=true')")
+@click.option("--format", "fmt", default=None, help="Pretty-print volumes using a Go template")
+@pass_session
+def ls(session, quiet, filters, fmt):  # noqa: ANN001
+    """List volumes."""
+    from ..engine.filters import parse_filters
+
+    parsed = parse_filters(filters, ("dangling", "name", "label", "driver"))
+    rows = _rows(_volumes(session).list(parsed))
+    print_rows(rows, fmt, "table {{.Driver}}\t{{.Name}}", {"Driver": "DRIVER", "Name": "VOLUME NAME",
+               "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE"},
+               quiet_field="Name", quiet=quiet)
+
+
+volume_group.add_command(ls, "list")
+
+
+@volume_group.command("inspect", context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", default=None, help="Format the output using the given Go template")
+@pass_session
+def inspect(session, names, fmt):  # noqa: ANN001
+    """Display detailed information on one or more volumes."""
+    from ..errors import NotFound
+
+    vols, errors = [], []
+    for n in names:
+        try:
+            vols.append(_volumes(session).inspect(n))
+        except NotFound:
+            errors.append(f"Error: No such volume: {n}")
+    print_inspect(vols, fmt)
+    fail_if(errors)
+
+
+@volume_group.command("rm", context_settings=CONTEXT)
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes")
+@pass_session
+def rm(session, names, force):  # noqa: ANN001
+    """Remove one or more volumes."""
+    from ..errors import DockyardError, NotFound
+
+    errors = []
+    for n in names:
+        try:
+            _volumes(session).remove(n, force=force)
+            echo(n + "\n")
+        except NotFound:
+            errors.append(f"Error: No such volume: {n}")
+        except DockyardError as exc:
+            errors.append(f"Error response from daemon: {exc}")
+    fail_if(errors)
+
+
+volume_group.add_command(rm, "remove")
+
+
+@volume_group.command("prune", context_settings=CONTEXT)
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
+@click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<label>')")
+@pass_session
+def prune(session, force, filters):  # noqa: ANN001
+    """Remove all unused local volumes."""
+    from ..engine.filters import parse_filters
+    from ..units import human_size
+    from .output import confirm
+
+    if not confirm("WARNING! This will remove all local volumes not used by at least one container.\n"
+                   "Are you sure you want to continue?", force):
+        return
+    deleted, space = _volumes(session).prune(parse_filters(filters, ("label", "label!")))
+    out = ""
+    if deleted:
+        out += "Deleted Volumes:\n" + "".join(n + "\n" for n in deleted) + "\n"
+    echo(out + f"Total reclaimed space: {human_size(space)}\n")
