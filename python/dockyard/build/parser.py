@@ -131,7 +131,7 @@ def parse(text: str | bytes, file: str = "Dockerfile") -> Dockerfile:
             line += part
         if not line.strip():
             continue
-        inst = parse_line(line, start, n, escape, file)
+        inst = parse_line(raw[: len(raw) - len(stripped)] + line, start, n, escape, file)
         if inst.cmd in HEREDOC_INSTRUCTIONS:
             for hd in _heredoc_names(inst, escape):
                 body: list[str] = []
