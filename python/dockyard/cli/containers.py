@@ -12,7 +12,7 @@ import click
 
 from . import CONTEXT, pass_session
 from .output import echo, fail_if, print_rows, since
-from .runner import RUN_FLAGS, _copy_log, _env_list, create_container, dest, run_container
+from .runner import RUN_FLAGS, _env_list, create_container, dest, run_container
 
 RUN_CONTEXT = dict(CONTEXT, allow_interspersed_args=False)
 
@@ -68,13 +68,14 @@ def start(session, containers, attach, interactive):  # noqa: ANN001
 
     engine = session.engine
     if attach or interactive:
+        from .runner import relay
+
         cid = engine.containers.resolve(containers[0])
         rec = engine.containers.load(cid)
-        log = engine.containers.logs(cid)
-        skip = log.stat().st_size if log.exists() else 0
-        engine.containers.start(cid)
-        code = follow_until_exit_from(engine, cid, skip, interactive, rec["spec"]["Config"]["Tty"])
-        raise click.exceptions.Exit(code)
+        engine.containers.start(cid, attach=True)
+        code = relay(engine, cid, stdin=interactive and rec["spec"]["Config"]["OpenStdin"],
+                     tty=rec["spec"]["Config"]["Tty"])
+        raise click.exceptions.Exit(0 if code is None else code)
     errors = []
     for ref in containers:
         try:
@@ -85,22 +86,6 @@ def start(session, containers, attach, interactive):  # noqa: ANN001
     if errors:
         errors.append("Error: failed to start containers: " + ", ".join(containers))
     fail_if(errors)
-
-
-def follow_until_exit_from(engine, cid, skip, stdin, tty):  # noqa: ANN001, ANN201
-    # The log of a restarted container keeps the earlier runs: show only what this run writes.
-    log = engine.containers.logs(cid)
-    exit_file = log.parent / "exit.json"
-    pos = skip
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    while True:
-        done = exit_file.exists()
-        pos, n = _copy_log(log, pos, out, err)
-        if not n and done:
-            break
-        if not n:
-            time.sleep(0.005)
-    return engine.containers.wait(cid)["ExitCode"]
 
 
 def _each(session, refs, action, print_ref: bool = True) -> None:  # noqa: ANN001

@@ -167,7 +167,7 @@ def run_container(session, params: dict) -> int:  # noqa: ANN001
     cid = create_container(session, params)
     engine = session.engine
     try:
-        engine.containers.start(cid)
+        engine.containers.start(cid, attach=not params["detach"])
     except DockyardError:
         if params["auto_remove"]:
             engine.containers.remove(cid, force=True)
@@ -176,13 +176,10 @@ def run_container(session, params: dict) -> int:  # noqa: ANN001
         sys.stdout.write(cid + "\n")
         sys.stdout.flush()
         return 0
-    if params["tty"]:
-        # A terminal needs every byte at once, prompts included: relay the attach socket.
-        code = relay(engine, cid, stdin=params["interactive"], tty=True)
-        if code is None:  # detached with ctrl-p ctrl-q: the container keeps running
-            return 0
-    else:
-        code = follow_until_exit(engine, cid, stdin=params["interactive"], tty=False)
+    # The supervisor starts the process when we connect: every byte reaches us, then the exit.
+    code = relay(engine, cid, stdin=params["interactive"], tty=params["tty"])
+    if code is None:  # detached with ctrl-p ctrl-q: the container keeps running
+        return 0
     if params["auto_remove"]:
         engine.containers.remove(cid, force=True)
     return code
@@ -287,152 +284,6 @@ def create_container(session, params: dict) -> str:  # noqa: ANN001
         raise
 
 
-def follow_until_exit(engine, cid: str, stdin: bool, tty: bool) -> int:  # noqa: ANN001
-    """Stream the container's output to ours until it exits; returns its exit code.
-
-    Output is read from the json-file log, which holds everything from the first byte (an attach
-    made after the start could miss early output); input goes through the supervisor's attach
-    socket.  Ctrl-C (without a tty) is forwarded to the container as docker's --sig-proxy does."""
-    import signal
-
-    log = engine.containers.logs(cid)
-    exit_file = log.parent / "exit.json"
-    forwarder = None
-    if stdin:
-        forwarder = _StdinForwarder(engine.containers.attach_socket(cid), tty)
-        forwarder.start()
-
-    def proxy(signum, frame):  # noqa: ANN001
-        engine.containers.runtime.kill(cid, signum)
-
-    old = {s: signal.signal(s, proxy) for s in (signal.SIGINT, signal.SIGTERM)} if not tty else {}
-    try:
-        pos = 0
-        delay = 0.001
-        out, err = sys.stdout.buffer, sys.stderr.buffer
-        while True:
-            done = exit_file.exists()
-            pos, n = _copy_log(log, pos, out, err)
-            if n:
-                delay = 0.001
-                continue
-            if done:
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
-        state = engine.containers.wait(cid)
-        return state["ExitCode"]
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if forwarder is not None:
-            forwarder.stop()
-
-
-def _copy_log(log, pos: int, out, err) -> tuple[int, int]:  # noqa: ANN001
-    """Write json-file entries past ``pos`` to stdout/stderr; returns the new position and count."""
-    try:
-        f = open(log, "rb")
-    except FileNotFoundError:
-        return pos, 0
-    n = 0
-    with f:
-        f.seek(pos)
-        data = f.read()
-    if not data:
-        return pos, 0
-    end = data.rfind(b"\n") + 1
-    for line in data[:end].splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        stream = err if entry.get("stream") == "stderr" else out
-        stream.write(entry.get("log", "").encode("utf-8", "surrogateescape"))
-        n += 1
-    out.flush()
-    err.flush()
-    return pos + end, n
-
-
-class _StdinForwarder:
-    """Copies our stdin to the supervisor's attach socket (frame 0), EOF as frame 5; with a tty,
-    puts our terminal in raw mode and forwards window size changes (frame 4)."""
-
-    def __init__(self, sock_path, tty: bool) -> None:  # noqa: ANN001
-        self.path = str(sock_path)
-        self.tty = tty and sys.stdin.isatty()
-        self.thread = None
-        self.saved = None
-
-    def start(self) -> None:
-        import socket
-        import threading
-
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        for _ in range(200):
-            try:
-                self.sock.connect(self.path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                time.sleep(0.005)
-        if self.tty:
-            import termios
-            import tty as ttymod
-
-            self.saved = termios.tcgetattr(sys.stdin.fileno())
-            ttymod.setraw(sys.stdin.fileno())
-            self._resize()
-            import signal
-
-            signal.signal(signal.SIGWINCH, lambda *_: self._resize())
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
-
-    def _frame(self, kind: int, data: bytes) -> None:
-        import struct
-
-        try:
-            self.sock.sendall(struct.pack(">BxxxI", kind, len(data)) + data)
-        except OSError:
-            pass
-
-    def _resize(self) -> None:
-        import struct
-
-        size = os.get_terminal_size(sys.stdin.fileno())
-        self._frame(4, struct.pack(">HH", size.lines, size.columns))
-
-    def _pump(self) -> None:
-        fd = sys.stdin.fileno()
-        detach = b""
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            if not data:
-                self._frame(5, b"")
-                return
-            if self.tty:
-                detach = (detach + data)[-2:]
-                if detach == b"\x10\x11":  # ctrl-p ctrl-q
-                    os._exit(0)
-            self._frame(0, data)
-
-    def stop(self) -> None:
-        if self.saved is not None:
-            import termios
-
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self.saved)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-
-
 def relay(engine, cid: str, stdin: bool, tty: bool) -> int | None:  # noqa: ANN001
     """Attach to the container's supervisor: stdin (and window size) in, output out, until it
     exits (returns its exit code) or the user detaches with ctrl-p ctrl-q (returns None).
@@ -502,6 +353,14 @@ def relay(engine, cid: str, stdin: bool, tty: bool) -> int | None:  # noqa: ANN0
                 send(0, data)
 
         threading.Thread(target=pump, daemon=True).start()
+    if not tty:
+        import signal
+
+        def proxy(signum, frame):  # noqa: ANN001
+            engine.containers.runtime.kill(cid, signum)  # docker's --sig-proxy
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, proxy)
     code = None
     try:
         f = sock.makefile("rb")

@@ -268,8 +268,9 @@ class Containers:
                            "options": ["rbind", "rprivate"]})
         return mounts
 
-    def start(self, ref: str) -> dict:
-        """Start a created or exited container; returns its state."""
+    def start(self, ref: str, attach: bool = False) -> dict:
+        """Start a created or exited container; returns its state.  With ``attach`` the process
+        starts only once a client has connected to :meth:`attach_socket` (foreground run)."""
         cid = self.resolve(ref)
         rec = self.refresh(self.load(cid))
         state = rec["state"]
@@ -292,7 +293,7 @@ class Containers:
             log = d / f"{cid}-json.log"
             self.attach_socket(cid).parent.mkdir(parents=True, exist_ok=True)
             pid = self.runtime.shim(d / "bundle", cid, log, d / "exit.json", self.attach_socket(cid),
-                                    tty=cfg["Tty"], stdin=cfg["OpenStdin"])
+                                    tty=cfg["Tty"], stdin=cfg["OpenStdin"], wait_attach=attach)
         except BaseException as exc:
             self._unmount_rootfs(cid)
             self.runtime.delete(cid)

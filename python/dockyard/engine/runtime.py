@@ -57,7 +57,7 @@ class Runtime:
         return proc
 
     def shim(self, bundle: Path, cid: str, log: Path, exit_file: Path, attach: Path, tty: bool,
-             stdin: bool) -> int:
+             stdin: bool, wait_attach: bool = False) -> int:
         """Start the container under its supervisor; returns the container's pid once running.
 
         The runtime's own error (e.g. the command does not exist) comes back as the exception's
@@ -68,6 +68,9 @@ class Runtime:
             args.append("--tty")
         if stdin:
             args.append("--stdin")
+        if wait_attach:
+            # created now, started when the caller's attach connects: no output is missed
+            args.append("--wait-attach")
         proc = subprocess.run(self._cmd(*args), capture_output=True, timeout=120,
                               stdin=subprocess.DEVNULL)
         if proc.returncode != 0:

@@ -211,7 +211,9 @@ class Volumes:
         out = []
         for mp in points.values():
             mp.pop("_weak", None)
-            if mp["Type"] == "bind" and not os.path.exists(mp["Source"]):
+            if mp["Type"] == "bind" and not os.path.exists(mp["Source"]) and not mp.get("_from_flag"):
+                mp["_create_source"] = True  # docker: -v makes a missing host directory; --mount refuses
+            elif mp["Type"] == "bind" and not os.path.exists(mp["Source"]):
                 raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not exist: {mp['Source']}")
             if mp["Type"] == "volume" and mp["Name"] and not NAME_RE.match(mp["Name"]):
                 raise InvalidArgument(
@@ -252,6 +254,8 @@ class Volumes:
                     self.create(mp["Name"])
                 if not mp.get("_NoCopy"):
                     _copy_up(rootfs, mp["Destination"], Path(source))
+            elif not os.path.exists(source) and mp.get("_create_source"):
+                os.makedirs(source, mode=0o755, exist_ok=True)
             elif not os.path.exists(source):
                 raise InvalidArgument(f"error while mounting volume: bind source path does not exist: {source}")
             opts = ["rbind", "rprivate" if not mp.get("Propagation") else mp["Propagation"]]
