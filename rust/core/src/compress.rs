@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::digest::Hasher;
@@ -442,7 +443,7 @@ impl Compressor {
         &self.path
     }
 
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match &mut self.inner {
             Enc::None(w, n) => {
                 *n += buf.len() as u64;
@@ -454,41 +455,140 @@ impl Compressor {
     }
 }
 
-/// Tar bytes in, a (compressed) blob file out, in two threads: the writer's thread batches
-/// the tar into chunks and hashes it (the diff ID); a second thread compresses, hashes the
-/// output (the digest) and writes the file. For plain tar the two digests are the same, and
-/// only one is computed.
+/// Tar bytes in, a (compressed) blob file out. The writer's thread batches the tar into
+/// chunks and hashes it (the diff ID); other threads compress, hash the output (the digest)
+/// and write the file. For plain tar the two digests are the same, and only one is computed.
+///
+/// gzip is compressed in parallel, pigz style: each 1 MiB chunk is deflated on its own with
+/// the previous 32 KiB as dictionary and ends in a sync flush, so the pieces join into one
+/// deflate stream. Chunk boundaries do not depend on the number of threads, so the output is
+/// the same on every machine (it is not the bytes single-stream `gzip` would write, and need
+/// not be: it is a valid gzip stream, and deterministic).
 pub struct BlobWriter {
     buf: Vec<u8>,
     tar_hasher: Hasher,
-    tx: Option<SyncSender<Vec<u8>>>,
-    recycled: Receiver<Vec<u8>>,
-    handle: Option<JoinHandle<Result<(String, u64)>>>,
+    backend: Option<Backend>,
     compression: Compression,
     path: PathBuf,
 }
 
+enum Backend {
+    /// One thread compresses (zstd) or just writes (plain) the chunks in order.
+    Stream { tx: SyncSender<Vec<u8>>, recycled: Receiver<Vec<u8>>, out: JoinHandle<Result<(String, u64)>> },
+    /// Workers deflate chunks; the output thread writes their results in order.
+    Gzip {
+        jobs: SyncSender<GzJob>,
+        order: SyncSender<Receiver<Result<Vec<u8>>>>,
+        workers: Vec<JoinHandle<()>>,
+        out: JoinHandle<Result<(String, u64)>>,
+        crc: flate2::Crc,
+        dict: Vec<u8>,
+        level: u32,
+    },
+}
+
+struct GzJob {
+    dict: Vec<u8>,
+    data: Vec<u8>,
+    level: u32,
+    finish: bool,
+    reply: SyncSender<Result<Vec<u8>>>,
+}
+
+/// Raw deflate of one chunk: primed with `dict`, ended by a sync flush (or the final block).
+fn deflate_chunk(job: &GzJob) -> Result<Vec<u8>> {
+    let mut c = flate2::Compress::new(flate2::Compression::new(job.level), false);
+    if !job.dict.is_empty() {
+        c.set_dictionary(&job.dict).map_err(|e| Error::corrupt(None, format!("deflate: {e}")))?;
+    }
+    let flush = if job.finish { flate2::FlushCompress::Finish } else { flate2::FlushCompress::Sync };
+    let mut out = Vec::with_capacity(job.data.len() / 2 + 4096);
+    let mut input = &job.data[..];
+    loop {
+        if out.capacity() - out.len() < 4096 {
+            out.reserve(out.capacity().max(64 << 10));
+        }
+        let before = c.total_in();
+        let st = c
+            .compress_vec(input, &mut out, flush)
+            .map_err(|e| Error::corrupt(None, format!("deflate: {e}")))?;
+        input = &input[(c.total_in() - before) as usize..];
+        let done = match flush {
+            flate2::FlushCompress::Finish => st == flate2::Status::StreamEnd,
+            // A flush is complete once it stops filling the whole output buffer.
+            _ => input.is_empty() && out.len() < out.capacity(),
+        };
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+fn gzip_header(level: u32) -> [u8; 10] {
+    // mtime 0, no name, OS "unknown": the same bytes everywhere (flate2's GzBuilder layout).
+    let xfl = if level >= 9 { 2 } else if level <= 1 { 4 } else { 0 };
+    [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]
+}
+
+fn spawn_named<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>> {
+    std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Error::io("<thread>", e))
+}
+
 impl BlobWriter {
     pub fn create(path: &Path, compression: Compression, level: Option<i32>) -> Result<Self> {
-        let mut out = Compressor::create(path, compression, level)?;
-        let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
-        let (recycle, recycled) = channel::<Vec<u8>>();
-        let handle = std::thread::Builder::new()
-            .name("dockyard-compress".into())
-            .spawn(move || {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+        Self::with_threads(path, compression, level, threads)
+    }
+
+    /// As [`create`](Self::create) with `threads` gzip workers (the output does not depend on
+    /// it).
+    pub fn with_threads(path: &Path, compression: Compression, level: Option<i32>, threads: usize) -> Result<Self> {
+        let threads = threads.max(1);
+        let backend = if compression == Compression::Gzip {
+            check_level(compression, level)?;
+            let level = level.unwrap_or(6) as u32;
+            let f = File::create(path).map_err(|e| Error::io(path, e))?;
+            let mut w = crate::digest::HashWriter::new(std::io::BufWriter::with_capacity(BUF, f));
+            let (jobs, job_rx) = sync_channel::<GzJob>(threads);
+            let job_rx = Arc::new(Mutex::new(job_rx));
+            let mut workers = Vec::with_capacity(threads);
+            for i in 0..threads {
+                let rx = Arc::clone(&job_rx);
+                workers.push(spawn_named(&format!("dockyard-gzip-{i}"), move || loop {
+                    let job = { rx.lock().unwrap_or_else(|p| p.into_inner()).recv() };
+                    let Ok(job) = job else { return };
+                    let _ = job.reply.send(deflate_chunk(&job));
+                })?);
+            }
+            let (order, order_rx) = sync_channel::<Receiver<Result<Vec<u8>>>>(threads * 2 + 2);
+            let p = path.to_path_buf();
+            let out = spawn_named("dockyard-gzip-out", move || {
+                w.write_all(&gzip_header(level)).map_err(|e| Error::io(&p, e))?;
+                for reply in order_rx {
+                    let piece = reply.recv().unwrap_or_else(|_| Err(Error::corrupt(None, "gzip worker stopped")))?;
+                    w.write_all(&piece).map_err(|e| Error::io(&p, e))?;
+                }
+                w.flush().map_err(|e| Error::io(&p, e))?;
+                Ok(w.hasher.finish())
+            })?;
+            Backend::Gzip { jobs, order, workers, out, crc: flate2::Crc::new(), dict: Vec::new(), level }
+        } else {
+            let mut out = Compressor::create(path, compression, level)?;
+            let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
+            let (recycle, recycled) = channel::<Vec<u8>>();
+            let out = spawn_named("dockyard-compress", move || {
                 for buf in rx {
                     out.write_all(&buf).map_err(|e| Error::io(out.path(), e))?;
                     let _ = recycle.send(buf);
                 }
                 out.finish()
-            })
-            .map_err(|e| Error::io("<thread>", e))?;
+            })?;
+            Backend::Stream { tx, recycled, out }
+        };
         Ok(Self {
             buf: Vec::with_capacity(BUF),
             tar_hasher: Hasher::new(),
-            tx: Some(tx),
-            recycled,
-            handle: Some(handle),
+            backend: Some(backend),
             compression,
             path: path.to_path_buf(),
         })
@@ -498,25 +598,79 @@ impl BlobWriter {
         &self.path
     }
 
+    /// Stop every thread; the output thread's result.
     fn join(&mut self) -> Result<(String, u64)> {
-        self.tx = None;
-        match self.handle.take() {
-            Some(h) => h.join().unwrap_or_else(|_| Err(Error::corrupt(None, "compressor thread panicked"))),
+        let panicked = || Err(Error::corrupt(None, "compressor thread panicked"));
+        match self.backend.take() {
+            Some(Backend::Stream { tx, out, .. }) => {
+                drop(tx);
+                out.join().unwrap_or_else(|_| panicked())
+            }
+            Some(Backend::Gzip { jobs, order, workers, out, .. }) => {
+                drop(jobs);
+                drop(order);
+                let r = out.join().unwrap_or_else(|_| panicked());
+                for w in workers {
+                    let _ = w.join();
+                }
+                r
+            }
             None => Err(Error::corrupt(None, "compressor already finished")),
         }
     }
 
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+    /// Hand the current chunk on (`last`: it ends the stream).
+    fn send(&mut self, last: bool) -> io::Result<()> {
+        if self.buf.is_empty() && !last {
             return Ok(());
         }
         self.tar_hasher.update(&self.buf);
-        let mut next = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BUF));
-        next.clear();
-        let full = std::mem::replace(&mut self.buf, next);
-        let sent = self.tx.as_ref().map(|tx| tx.send(full).is_ok()).unwrap_or(false);
-        if !sent {
-            // The compressor stopped: its error is the one to report.
+        let ok = match self.backend.as_mut() {
+            Some(Backend::Stream { tx, recycled, .. }) => {
+                if self.buf.is_empty() {
+                    true
+                } else {
+                    let mut next = recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BUF));
+                    next.clear();
+                    tx.send(std::mem::replace(&mut self.buf, next)).is_ok()
+                }
+            }
+            Some(Backend::Gzip { jobs, order, crc, dict, level, .. }) => {
+                crc.update(&self.buf);
+                let data = std::mem::replace(&mut self.buf, Vec::with_capacity(BUF));
+                // This chunk is primed with the 32 KiB of input before it; keep the 32 KiB
+                // before the next one.
+                let prev = std::mem::take(dict);
+                *dict = if data.len() >= 32 << 10 {
+                    data[data.len() - (32 << 10)..].to_vec()
+                } else {
+                    let mut d = [&prev[..], &data[..]].concat();
+                    d.drain(..d.len().saturating_sub(32 << 10));
+                    d
+                };
+                let mut ok = true;
+                if !data.is_empty() {
+                    let (reply, reply_rx) = sync_channel(1);
+                    let job = GzJob { dict: prev, data, level: *level, finish: false, reply };
+                    ok = order.send(reply_rx).is_ok() && jobs.send(job).is_ok();
+                }
+                if ok && last {
+                    // The final (empty) block and the trailer: crc32 and size mod 2^32.
+                    let (reply, reply_rx) = sync_channel(1);
+                    let fin = GzJob { dict: Vec::new(), data: Vec::new(), level: *level, finish: true, reply };
+                    ok = order.send(reply_rx).is_ok() && jobs.send(fin).is_ok();
+                    let mut trailer = crc.sum().to_le_bytes().to_vec();
+                    trailer.extend_from_slice(&crc.amount().to_le_bytes());
+                    let (tx, rx) = sync_channel(1);
+                    let _ = tx.send(Ok(trailer));
+                    ok = ok && order.send(rx).is_ok();
+                }
+                ok
+            }
+            None => false,
+        };
+        if !ok {
+            // A stage stopped: its error is the one to report.
             return Err(tag(self.join().err().unwrap_or_else(|| Error::corrupt(None, "compressor stopped"))));
         }
         Ok(())
@@ -524,7 +678,7 @@ impl BlobWriter {
 
     /// Flush and wait for the file; digests and sizes of both sides.
     pub fn finish(mut self) -> Result<StreamInfo> {
-        self.send().map_err(|e| from_stream(e, "tar"))?;
+        self.send(true).map_err(|e| from_stream(e, "tar"))?;
         let (digest, compressed_size) = self.join()?;
         let (diff_id, size) = std::mem::take(&mut self.tar_hasher).finish();
         let digest = if self.compression == Compression::None { diff_id.clone() } else { digest };
@@ -544,7 +698,7 @@ impl Write for BlobWriter {
             self.buf.extend_from_slice(&b[..k]);
             b = &b[k..];
             if self.buf.len() == BUF {
-                self.send()?;
+                self.send(false)?;
             }
         }
         Ok(())
@@ -557,7 +711,7 @@ impl Write for BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
-        if self.handle.is_some() {
+        if self.backend.is_some() {
             let _ = self.join();
         }
     }
@@ -585,4 +739,58 @@ pub fn compress(
     }
     s.check_complete()?;
     out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    fn data(n: usize) -> Vec<u8> {
+        // Compressible with long-range repeats, so dictionaries matter.
+        let mut v = Vec::with_capacity(n);
+        let mut x: u32 = 1;
+        while v.len() < n {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let word = format!("w{} ", (x >> 16) % 700);
+            v.extend_from_slice(word.as_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
+    #[test]
+    fn parallel_gzip_is_valid_and_independent_of_threads() {
+        let t = TempDir::new();
+        for n in [0, 1, 5000, BUF - 1, BUF, BUF + 1, 3 * BUF + 12345] {
+            let input = data(n);
+            let mut outs = Vec::new();
+            for threads in [1, 2, 5] {
+                let p = t.path().join(format!("o{n}-{threads}.gz"));
+                let mut w = BlobWriter::with_threads(&p, Compression::Gzip, None, threads).unwrap();
+                // Odd write sizes, to cross chunk boundaries anywhere.
+                for piece in input.chunks(77_777) {
+                    w.write_all(piece).unwrap();
+                }
+                let info = w.finish().unwrap();
+                let bytes = std::fs::read(&p).unwrap();
+                let mut h = Hasher::new();
+                h.update(&bytes);
+                assert_eq!(info.digest, h.finish().0);
+                assert_eq!(info.compressed_size, bytes.len() as u64);
+                assert_eq!(info.size, n as u64);
+                let mut back = Vec::new();
+                flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut back).unwrap();
+                assert!(back == input, "round trip of {n} bytes");
+                outs.push(bytes);
+            }
+            assert!(outs.windows(2).all(|w| w[0] == w[1]), "same bytes for any thread count ({n})");
+        }
+        // And GNU gzip agrees (the trailer's crc and size are checked).
+        if std::process::Command::new("gzip").arg("--version").output().is_ok() {
+            let p = t.path().join(format!("o{}-1.gz", 3 * BUF + 12345));
+            let st = std::process::Command::new("gzip").arg("-t").arg(&p).status().unwrap();
+            assert!(st.success());
+        }
+    }
 }
