@@ -77,7 +77,7 @@ def main() -> int:
         spec["root"]["readonly"] = False
         (bundle / "config.json").write_text(json.dumps(spec))
         contenders = {
-            "dockyard": lambda i: timed([DOCKYARD, "run", "--rm", "bb", "true"], env=env),
+            "dockyard": lambda i: timed([DOCKYARD, "run", "--rm", "--network", "none", "bb", "true"], env=env),
             "runc": lambda i: timed(["runc", "run", f"dybench-{os.getpid()}-{i}"], cwd=str(bundle)),
         }
         if not args.no_docker and shutil.which("dockerd"):
