@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Registry pull and push, side by side with their peers, alternating, in one run.
+
+    python benches/bench_pull.py [--reps N] [--skip-docker]
+
+Image: a Debian minbase rootfs (debootstrap; the gzip layer cached at
+benches/.cache/debian-minbase.tar.gz, made by bench_import.py --debian), imported into dockyard
+and pushed to a CNCF distribution registry (Debian's docker-registry) on 127.0.0.1.
+
+Pull contenders, each into fresh storage, from the same registry, alternating:
+  dockyard      `dockyard pull` (the CLI) into a fresh root: download, verify, extract, register
+  docker        `docker pull` by a private dockerd 20.10 (overlay2), the image removed between runs
+  skopeo+umoci  `skopeo copy docker://… oci:DIR` then `umoci unpack` (a runtime bundle)
+Push contenders, each into a freshly started, empty registry:
+  dockyard      `dockyard push`
+  skopeo        `skopeo copy oci:DIR docker://…` of the same image
+Prints medians, throughput and ratios.  The machine is shared and noisy: read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Distribution:
+    """docker-registry on a free loopback port, storage in ``base``."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        config = base / "config.yml"
+        config.write_text(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {base / 'data'}\n"
+            f"http:\n  addr: {self.addr}\n")
+        self.log = open(base / "log", "wb")
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{self.addr}/v2/", timeout=2):
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.05)
+        raise RuntimeError("docker-registry did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def run(args: list[str], env: dict | None = None) -> float:
+    t = time.perf_counter()
+    proc = subprocess.run(args, env=env, capture_output=True)
+    elapsed = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.decode()[-2000:]}")
+    return elapsed
+
+
+def drop_caches() -> None:
+    # Page cache is left alone (the registry's files stay warm for every contender alike); only
+    # dirty data is written back, so one contender does not pay for another's writes.
+    os.sync()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--skip-docker", action="store_true")
+    opts = ap.parse_args()
+    layer = CACHE / "debian-minbase.tar.gz"
+    if not layer.exists():
+        sys.exit(f"{layer} is missing: run benches/bench_import.py --debian once")
+    work = Path(tempfile.mkdtemp(prefix="bench-pull-", dir=str(CACHE)))
+    dockerd = None
+    registries: list[Distribution] = []
+    try:
+        reg = Distribution(work / "registry")
+        registries.append(reg)
+        name = f"{reg.addr}/bench/debian:minbase"
+        src_root = work / "src-root"
+        env_src = dict(os.environ, DOCKYARD_ROOT=str(src_root))
+        run([DOCKYARD, "import", "-c", 'CMD ["/bin/bash"]', str(layer), name], env_src)
+        run([DOCKYARD, "push", name], env_src)
+        size = layer.stat().st_size
+        print(f"image: Debian minbase, one gzip layer of {size / 1e6:.1f} MB; registry: distribution on {reg.addr}")
+
+        # An OCI layout of the same image, for skopeo's push.
+        layout = work / "layout"
+        run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{name}", f"oci:{layout}:minbase"])
+
+        if not opts.skip_docker:
+            from support import Dockerd
+
+            dockerd = Dockerd(Path(tempfile.mkdtemp(prefix="dyd-", dir="/tmp")))
+            dockerd.start()
+
+        pulls: dict[str, list[float]] = {"dockyard": [], "docker": [], "skopeo+umoci": []}
+        for rep in range(opts.reps):
+            root = work / f"pull-root-{rep}"
+            drop_caches()
+            pulls["dockyard"].append(run([DOCKYARD, "pull", "-q", name], dict(os.environ, DOCKYARD_ROOT=str(root))))
+            shutil.rmtree(root)
+            if dockerd is not None:
+                drop_caches()
+                t = time.perf_counter()
+                dockerd.docker("pull", "-q", name)
+                pulls["docker"].append(time.perf_counter() - t)
+                dockerd.docker("rmi", name)
+                dockerd.docker("image", "prune", "-af", check=False)
+            drop_caches()
+            oci, bundle = work / f"oci-{rep}", work / f"bundle-{rep}"
+            t = time.perf_counter()
+            run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{name}", f"oci:{oci}:x"])
+            run(["umoci", "unpack", "--image", f"{oci}:x", str(bundle)])
+            pulls["skopeo+umoci"].append(time.perf_counter() - t)
+            shutil.rmtree(oci)
+            shutil.rmtree(bundle)
+
+        pushes: dict[str, list[float]] = {"dockyard": [], "skopeo": []}
+        for rep in range(opts.reps):
+            for who in ("dockyard", "skopeo"):
+                target = Distribution(work / f"push-{who}-{rep}")
+                try:
+                    dest = f"{target.addr}/bench/debian:minbase"
+                    if who == "dockyard":
+                        run([DOCKYARD, "tag", name, dest], env_src)
+                        pushes[who].append(run([DOCKYARD, "push", "-q", dest], env_src))
+                        run([DOCKYARD, "rmi", dest], env_src)
+                    else:
+                        pushes[who].append(run(["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
+                                                f"oci:{layout}:minbase", f"docker://{dest}"]))
+                finally:
+                    target.stop()
+
+        print(f"\npull, median of {opts.reps} (alternating):")
+        base = statistics.median(pulls["dockyard"])
+        for who, times in pulls.items():
+            if not times:
+                continue
+            med = statistics.median(times)
+            ratio = f"dockyard/{who} = {base / med:.2f}x" if who != "dockyard" else ""
+            print(f"  {who:<13} {med:6.2f} s  (min {min(times):.2f})  {ratio}")
+        print(f"\npush, median of {opts.reps} (each into an empty registry):")
+        base = statistics.median(pushes["dockyard"])
+        for who, times in pushes.items():
+            med = statistics.median(times)
+            ratio = f"dockyard/{who} = {base / med:.2f}x" if who != "dockyard" else ""
+            print(f"  {who:<13} {med:6.2f} s  {size / med / 1e6:7.1f} MB/s  {ratio}")
+    finally:
+        if dockerd is not None:
+            dockerd.stop()
+        for r in registries:
+            r.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
