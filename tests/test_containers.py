@@ -284,3 +284,31 @@ def test_interactive_tty_in_tmux(dy, tmp_path):
     finally:
         tmux("kill-server")
     dy("rm", "-f", "tty1")
+
+
+def test_cli_killed_mid_run_leaves_state_the_next_command_repairs(dy):
+    import signal
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("dockyard")
+    env = dict(os.environ, DOCKYARD_ROOT=str(dy.root))
+    with subprocess.Popen([str(exe), "run", "--name", "orphan", "bb", "sh", "-c", "echo up; sleep 1; exit 9"],
+                          env=env, stdout=subprocess.PIPE) as proc:
+        assert proc.stdout.readline() == b"up\n"
+        proc.send_signal(signal.SIGKILL)
+    # The supervisor outlives the CLI: the container runs on, then its exit is recorded.
+    assert text(dy("inspect", "-f", "{{.State.Running}}", "orphan")) == "true\n"
+    assert text(dy("wait", "orphan")) == "9\n"
+    assert text(dy("ps", "-a", "--format", "{{.Names}} {{.Status}}")).startswith("orphan Exited (9)")
+    assert mounts_under(dy.root) == []
+    dy("rm", "orphan")
+    # Killed between create and start: a created container, removable, nothing mounted.
+    code = ("import sys; from dockyard.engine import Engine; from dockyard.engine.containers import CreateOptions; "
+            "e = Engine(); cid = e.containers.create(CreateOptions(image='bb', cmd=['true'], name='half')); "
+            "e.containers._mount_rootfs(e.containers.load(cid)); import os; os.kill(os.getpid(), 9)")
+    subprocess.run([sys.executable, "-c", code], env=env)
+    assert text(dy("ps", "-a", "--format", "{{.Names}} {{.Status}}")) == "half Created\n"
+    assert text(dy("start", "-a", "half")) == ""
+    dy("rm", "half")
+    assert mounts_under(dy.root) == []
