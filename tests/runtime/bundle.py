@@ -80,7 +80,8 @@ def docker_config(args: list[str], *, cgroups_path: str | None = None, hostname:
                   terminal: bool = False, user: tuple[int, int, list[int]] = (0, 0, []), env: list[str] | None = None,
                   cwd: str = "/", resources: dict | None = None, rlimits: list[dict] | None = None,
                   seccomp: bool = False, no_new_privs: bool = False, readonly: bool = False,
-                  mounts_extra: list[dict] | None = None, sysctl: dict | None = None) -> dict:
+                  mounts_extra: list[dict] | None = None, sysctl: dict | None = None,
+                  annotations: dict | None = None) -> dict:
     """What Docker writes for `docker run busybox ARGS` (network namespace and all)."""
     uid, gid, groups = user
     cfg = {
@@ -137,6 +138,8 @@ def docker_config(args: list[str], *, cgroups_path: str | None = None, hostname:
         cfg["linux"]["seccomp"] = seccomp_profile()
     if sysctl:
         cfg["linux"]["sysctl"] = sysctl
+    if annotations:
+        cfg["annotations"] = dict(annotations)
     return cfg
 
 

@@ -700,3 +700,108 @@ def test_wait_attach_engine_start_of_a_long_talker(dy, make_bundle, tmp_path):
     assert json.loads(paths["exit"].read_text())["exit_code"] == 3
     lines = [json.loads(line)["log"] for line in paths["log"].read_text().splitlines()]
     assert len(lines) == 100000 and lines[-1] == "100000\n"
+
+
+# -- --init: the runtime's own PID 1 (annotation dockyard.init) ---------------------------------------
+
+INIT = {"dockyard.init": "true"}
+
+# Zombies in the pid namespace: state Z in /proc/N/stat.
+COUNT_ZOMBIES = "n=0; for f in /proc/[0-9]*/stat; do read -r a b c rest < $f; [ \"$c\" = Z ] && n=$((n+1)); done; echo zombies=$n"
+
+
+def test_init_reaps_orphaned_grandchildren(dy, make_bundle):
+    # Each subshell starts a sleep and exits at once: the sleeps are orphaned to PID 1 and die
+    # 0.2 s later. Our PID 1 must reap them (sh, PID 2, never waits for them).
+    script = "for i in 1 2 3 4 5; do (sleep 0.2 &); done; sleep 1; " + COUNT_ZOMBIES
+    p = dy.run(make_bundle("ini1", ["sh", "-c", script], annotations=INIT), "ini1")
+    assert p.returncode == 0, p.stderr
+    assert b"zombies=0" in p.stdout, p.stdout
+
+
+def test_init_pid1_is_not_the_command_and_user_is_pid2(dy, make_bundle):
+    script = "echo comm1=$(cat /proc/1/comm); echo cmd1=$(tr '\\0' ' ' < /proc/1/cmdline); echo me=$$; echo pgid=$(cut -d' ' -f5 /proc/self/stat)"
+    p = dy.run(make_bundle("ini2", ["sh", "-c", script], annotations=INIT), "ini2")
+    out = p.stdout.decode()
+    assert p.returncode == 0, p.stderr
+    assert "comm1=dockyard-init\n" in out
+    assert "cmd1=dockyard-init" in out and "shim" not in out and "--root" not in out
+    assert "me=2\n" in out
+    # Without the annotation the command is PID 1, as before.
+    p = dy.run(make_bundle("ini2b", ["sh", "-c", "cat /proc/1/comm; true"]), "ini2b")
+    assert p.stdout == b"sh\n"
+
+
+@pytest.mark.parametrize("code", [0, 3, 255])
+def test_init_exit_codes_preserved(dy, make_bundle, code):
+    p = dy.run(make_bundle(f"ini3-{code}", ["sh", "-c", f"exit {code}"], annotations=INIT), f"ini3-{code}")
+    assert p.returncode == code
+
+
+def test_init_not_found_127_and_not_executable_126(dy, make_bundle):
+    p = dy.run(make_bundle("ini4", ["no-such-command"], annotations=INIT), "ini4")
+    assert p.returncode == 127 and b"executable file not found" in p.stderr
+    p = dy.run(make_bundle("ini5", ["/etc/passwd"], annotations=INIT), "ini5")
+    assert p.returncode == 126 and b"permission denied" in p.stderr
+
+
+def test_init_child_killed_by_signal_is_128_plus_n(dy, make_bundle):
+    p = dy.run(make_bundle("ini6", ["sh", "-c", "kill -KILL $$"], annotations=INIT), "ini6")
+    assert p.returncode == 137
+
+
+def test_init_forwards_term_to_a_shell_that_traps_it(dy, make_bundle, tmp_path):
+    # Like `docker run --init ... sh -c 'trap ... TERM'` then `docker kill -s TERM`.
+    script = "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done"
+    pid, paths = _shim(dy, make_bundle, tmp_path, "ini7", ["sh", "-c", script], annotations=INIT)
+    assert wait_for(lambda: "ready" in paths["log"].read_text())
+    dy("kill", "ini7", "TERM", check=True)
+    assert wait_for(paths["exit"].exists)
+    assert json.loads(paths["exit"].read_text())["exit_code"] == 42
+    assert "got-term" in paths["log"].read_text()
+
+
+def test_init_forwards_usr1_and_hup(dy, make_bundle, tmp_path):
+    script = "trap 'echo usr1' USR1; trap 'echo hup; exit 7' HUP; echo ready; while :; do sleep 0.05; done"
+    pid, paths = _shim(dy, make_bundle, tmp_path, "ini8", ["sh", "-c", script], annotations=INIT)
+    assert wait_for(lambda: "ready" in paths["log"].read_text())
+    dy("kill", "ini8", "USR1", check=True)
+    assert wait_for(lambda: "usr1" in paths["log"].read_text())
+    dy("kill", "ini8", "HUP", check=True)
+    assert wait_for(paths["exit"].exists)
+    assert json.loads(paths["exit"].read_text())["exit_code"] == 7
+
+
+def test_init_term_to_untrapped_child_is_143(dy, make_bundle, tmp_path):
+    # Without --init, TERM to a PID 1 that does not handle it is dropped; with it, the child
+    # dies of it and PID 1 exits 128+15, as docker run --init does.
+    pid, paths = _shim(dy, make_bundle, tmp_path, "ini9", ["sleep", "60"], annotations=INIT)
+    time.sleep(0.2)
+    dy("kill", "ini9", "TERM", check=True)
+    assert wait_for(paths["exit"].exists)
+    assert json.loads(paths["exit"].read_text())["exit_code"] == 143
+
+
+def test_init_with_tty_child_is_foreground_and_exec_works(dy, make_bundle, tmp_path):
+    script = "echo fg=$(cut -d' ' -f8 /proc/self/stat) pg=$(cut -d' ' -f5 /proc/self/stat); sleep 2"
+    pid, paths = _shim(dy, make_bundle, tmp_path, "ini10", ["sh", "-c", script], "--tty", terminal=True, annotations=INIT)
+    assert wait_for(lambda: "fg=" in paths["log"].read_text())
+    text = "".join(json.loads(line)["log"] for line in paths["log"].read_text().splitlines())
+    fg, pg = re.search(r"fg=(\d+) pg=(\d+)", text).groups()
+    assert fg == pg  # the user's process group owns the terminal
+    p = dy("exec", "ini10", "cat", "/proc/1/comm", check=True)
+    assert p.stdout == b"dockyard-init\n"
+    dy("kill", "ini10", "KILL", check=True)
+    assert wait_for(paths["exit"].exists)
+
+
+def test_init_with_seccomp_and_non_root_user(dy, make_bundle):
+    script = "grep -E '^(Uid|Gid|Groups|Cap...|NoNewPrivs|Seccomp):' /proc/1/status; echo --; grep -E '^(Uid|Gid|Groups|Cap...|NoNewPrivs|Seccomp):' /proc/self/status"
+    p = dy.run(make_bundle("ini11", ["sh", "-c", script], annotations=INIT,
+                           seccomp=True, user=(65534, 65534, []), no_new_privs=True), "ini11")
+    assert p.returncode == 0, p.stderr
+    pid1, me = p.stdout.decode().split("--\n")
+    # PID 1 holds no more than the user's process: same ids, capabilities, no_new_privs, seccomp.
+    assert re.search(r"Uid:\s+65534\s+65534\s+65534\s+65534", pid1)
+    assert "Seccomp:\t2" in pid1 and "NoNewPrivs:\t1" in pid1
+    assert pid1 == me

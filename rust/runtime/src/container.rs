@@ -147,6 +147,7 @@ pub fn create(o: &CreateOpts) -> Result<Container> {
     }
     let mut setup = ProcessSetup::new(proc_, &spec)?;
     setup.preserve_fds = o.preserve_fds;
+    setup.init = spec.annotations.get(crate::init::ANNOTATION).is_some_and(|v| v == "true");
 
     std::fs::create_dir_all(o.root).map_err(|e| Error::io("create state root", Some(o.root), e))?;
     let dir = Container::dir_of(o.root, o.id);

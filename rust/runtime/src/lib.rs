@@ -4,7 +4,7 @@
 //!
 //! Map: [`spec`] reads config.json; [`container`] holds the lifecycle verbs and the
 //! parent → intermediate → init structure; [`process`] the init and the last steps before
-//! exec; [`mounts`] the rootfs (through the [`sys`] seam); [`cgroups`] v1/v2 behind one trait;
+//! exec; [`init`] the optional PID 1 (`--init`); [`mounts`] the rootfs (through the [`sys`] seam); [`cgroups`] v1/v2 behind one trait;
 //! [`caps`] and [`seccomp`] (our own BPF compiler); [`exec`] joins a running container;
 //! [`shim`] supervises one; [`state`] is the on-disk state.
 
@@ -18,6 +18,7 @@ pub mod cli;
 pub mod container;
 pub mod error;
 pub mod exec;
+pub mod init;
 pub mod mounts;
 pub mod process;
 pub mod seccomp;

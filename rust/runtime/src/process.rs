@@ -41,6 +41,9 @@ pub struct ProcessSetup {
     /// fds 3..3+N pass into the container (runc's --preserve-fds); every other fd above 2 is
     /// closed at exec, so nothing the caller leaked reaches the container.
     pub preserve_fds: u32,
+    /// Stay PID 1 and run the process as its child ([`crate::init`]); `create` sets it from
+    /// the `dockyard.init` annotation, `exec` never does.
+    pub init: bool,
 }
 
 pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
@@ -96,6 +99,7 @@ impl ProcessSetup {
             terminal: p.terminal,
             console_size: p.console_size.map(|c| (c.height, c.width)),
             preserve_fds: 0,
+            init: false,
         })
     }
 
@@ -160,7 +164,7 @@ impl ProcessSetup {
         self.exec()
     }
 
-    fn prepare_exec(&self) -> Result<()> {
+    pub(crate) fn prepare_exec(&self) -> Result<()> {
         // CLOSE_RANGE_CLOEXEC (4): mark, do not close, so the exec error path can still write.
         unsafe { libc::syscall(libc::SYS_close_range, 3 + self.preserve_fds, u32::MAX, 4u32) };
         for fd in 3..3 + self.preserve_fds as i32 {
@@ -210,7 +214,7 @@ impl ProcessSetup {
         env
     }
 
-    fn exec(&self) -> ! {
+    pub(crate) fn exec(&self) -> ! {
         let arg0 = &self.args[0];
         let path_env = self.env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
         let path = match lookup(arg0, &path_env) {
@@ -371,6 +375,9 @@ pub fn init(a: InitArgs) -> ! {
         unsafe { libc::_exit(1) };
     }
     crate::util::close(a.fifo_fd);
+    if a.setup.init {
+        crate::init::run(a.setup)
+    }
     a.setup.finish()
 }
 
