@@ -312,3 +312,17 @@ def test_cli_killed_mid_run_leaves_state_the_next_command_repairs(dy):
     assert text(dy("start", "-a", "half")) == ""
     dy("rm", "half")
     assert mounts_under(dy.root) == []
+
+
+def test_init_reaps_and_forwards(dy):
+    out = text(dy("run", "--rm", "--init", "bb", "sh", "-c",
+                  "cat /proc/1/comm; echo $$; (sleep 0.1 &); sleep 0.5; set -- /proc/[0-9]*; echo $#"))
+    comm, pid, count = out.split()
+    assert comm == "dockyard-init" and pid == "2"
+    assert int(count) <= 3  # init, sh and the reading: the orphaned sleep was reaped
+    assert dy("run", "--rm", "--init", "bb", "sh", "-c", "exit 5", check=False).returncode == 5
+    dy("run", "-d", "--init", "--name", "trap", "bb", "sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done")
+    time.sleep(0.3)
+    dy("stop", "-t", "5", "trap")
+    assert text(dy("inspect", "-f", "{{.State.ExitCode}}", "trap")) == "42\n"
+    dy("rm", "trap")

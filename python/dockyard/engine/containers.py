@@ -347,14 +347,16 @@ class Containers:
         env += net["env"] + cfg["Env"]  # docker: link variables, then the container's own
         if cfg["Tty"] and not any(e.startswith("TERM=") for e in env):
             env.append("TERM=xterm")
+        annotations = {}
         if host.get("Init"):
-            args = ["/dev/init", "--", *args]  # not yet provided: the runtime reports it missing
+            # The runtime's own init stays PID 1 (reaps, forwards signals): no binary in the rootfs.
+            annotations["dockyard.init"] = "true"
         p = ProcessSpec(
             args=args, env=env, cwd=cfg["WorkingDir"] or "/", user=cfg["User"], tty=cfg["Tty"],
             hostname=cfg["Hostname"], cap_add=host.get("CapAdd") or [], cap_drop=host.get("CapDrop") or [],
             privileged=host["Privileged"], no_new_privileges=no_new_privs, read_only=host["ReadonlyRootfs"],
             seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs) + net["mounts"],
-            namespaces=namespaces, cgroups_path=f"/dockyard/{rec['id']}",
+            namespaces=namespaces, cgroups_path=f"/dockyard/{rec['id']}", annotations=annotations,
         )
         return build_spec(str(rootfs), p)
 
