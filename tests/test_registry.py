@@ -584,3 +584,66 @@ def test_tampered_names_refused_by_the_client(engine):
                 "127.0.0.1:5000/a//b", "127.0.0.1:5000/a:../../x"]:
         with pytest.raises(InvalidReference):
             pull(engine, bad)
+
+
+def test_credential_helpers_are_read(tmp_path, monkeypatch):
+    """Docker's ``credHelpers``/``credsStore``: dockyard asks the helper, as docker does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-fake"
+    helper.write_text('#!/bin/sh\nread server\necho "{\\"ServerURL\\":\\"$server\\",\\"Username\\":\\"u-$server\\",'
+                      '\\"Secret\\":\\"s3cret\\"}"\n')
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    (tmp_path / "dockerconfig").mkdir()
+    (tmp_path / "dockerconfig" / "config.json").write_text(json.dumps(
+        {"credHelpers": {"helped.example:5000": "fake"}, "credsStore": "fake"}))
+    assert auth.credentials("helped.example:5000") == ("u-helped.example:5000", "s3cret")
+    assert auth.credentials("docker.io") == (f"u-{auth.HUB_KEY}", "s3cret")
+    # dockyard's own file wins.
+    auth.store_credentials("helped.example:5000", "mine", "pw")
+    assert auth.credentials("helped.example:5000") == ("mine", "pw")
+
+
+def test_progress_lines():
+    import io
+
+    from dockyard.cli.registry import ProgressPrinter
+
+    plain = io.StringIO()
+    p = ProgressPrinter(plain, tty=False)
+    p("", "1: Pulling from team/bb")
+    p("abc", "Pulling fs layer")
+    p("abc", "Downloading", 10, 100)  # no bars when not a terminal
+    p("abc", "Pull complete")
+    assert plain.getvalue() == "1: Pulling from team/bb\nabc: Pulling fs layer\nabc: Pull complete\n"
+    tty = io.StringIO()
+    p = ProgressPrinter(tty, tty=True)
+    p("a", "Pulling fs layer")
+    p("b", "Pulling fs layer")
+    p("a", "Downloading", 50, 100)
+    out = tty.getvalue()
+    assert out.startswith("a: Pulling fs layer\nb: Pulling fs layer\n")
+    # Line "a" is two lines up: the cursor goes there, rewrites it, and comes back.
+    assert "\x1b[2A\x1b[2K\ra: Downloading [========================>" in out and out.endswith("\x1b[2B\r")
+    quiet = io.StringIO()
+    ProgressPrinter(quiet, quiet=True)("a", "Pull complete")
+    assert quiet.getvalue() == ""
+
+
+def test_cli_pull_all_tags_and_platform(cli, engine, image, serve):
+    reg = serve()
+    for tag in ("1", "2"):
+        tag_as(engine, image, f"{reg.addr}/cli/bb:{tag}")
+        push(engine, f"{reg.addr}/cli/bb:{tag}")
+    out = cli("pull", "-a", f"{reg.addr}/cli/bb").stdout.decode()
+    assert "1: Pulling from cli/bb" in out and "2: Pulling from cli/bb" in out
+    assert out.splitlines()[-1] == f"{reg.addr}/cli/bb"
+    proc = cli("pull", "--platform", "linux/s390x", f"{reg.addr}/cli/bb:1", check=False)
+    # A single-platform manifest is taken as it is (docker checks the config's platform only
+    # for warnings); the pull succeeds and the image is up to date.
+    assert proc.returncode == 0 and "Image is up to date" in proc.stdout.decode()
+    proc = cli("pull", f"{reg.addr}/cli/bb:nope", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.decode() == (f"Error response from daemon: manifest for {reg.addr}/cli/bb:nope "
+                                    "not found: manifest unknown\n")
