@@ -470,7 +470,7 @@ class Builder:
             for s in specs:
                 exposed[s] = {}
             state.config["ExposedPorts"] = exposed
-        self._meta_commit(state, "EXPOSE " + " ".join(ports), change)
+        self._meta_commit(state, "EXPOSE " + " ".join(sorted(ports)), change)  # Docker sorts them
 
     def _do_volume(self, state: State, inst: Instruction, env: dict) -> None:
         vols = []

@@ -1,0 +1,454 @@
+"""Dockerfile builds: dockyard's results next to a real Docker's (classic builder) for the same files.
+
+Each comparison builds one Dockerfile with ``DOCKER_BUILDKIT=0 docker build --network none`` on
+the private dockerd and with dockyard's builder, from the same base image tar, then compares:
+the image config, the history (created_by, empty layers), the exported file tree (content,
+mode, owner; mtimes for copied files) and the RUN output.  Engine-only tests cover the cache,
+failures, interruption, heredocs and the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support import extract_with_tar, make_busybox_rootfs, needs_root, tar_dir, tree  # noqa: E402
+
+from dockyard.build import BuildOptions, Builder  # noqa: E402
+from dockyard.build.errors import BuildError, DockerfileError  # noqa: E402
+
+pytestmark = needs_root
+BASE = "dybuild:base"
+IGNORE = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev", "/proc", "/sys", "/.dockerenv", "/etc/mtab")
+
+
+@pytest.fixture(scope="session")
+def base_tar(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("buildbase")
+    root = make_busybox_rootfs(work / "rootfs")
+    for applet in ("find", "sort", "tar", "ln", "pwd", "seq", "head"):
+        (root / "bin" / applet).symlink_to("busybox")
+    return tar_dir(root, work / "base.tar")
+
+
+@pytest.fixture(scope="session")
+def docker_base(dockerd, base_tar) -> str:
+    dockerd.docker("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
+    return BASE
+
+
+@pytest.fixture
+def bengine(engine, base_tar):
+    engine.import_image(str(base_tar), BASE, changes=['CMD ["/bin/sh"]'])
+    yield engine
+    for c in engine.containers.all():
+        engine.containers.remove(c["id"], force=True)
+
+
+def write_tree(root: Path, files: dict[str, str | bytes | tuple]) -> Path:
+    """``{"rel": "text" | b"bytes" | ("text", mode) | ("link", target)}`` under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, value in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(value, tuple) and value[0] == "link":
+            path.symlink_to(value[1])
+            continue
+        mode = None
+        if isinstance(value, tuple):
+            value, mode = value
+        path.write_bytes(value if isinstance(value, bytes) else value.encode())
+        if mode is not None:
+            os.chmod(path, mode)
+    return root
+
+
+def build(engine, ctx: Path | None, dockerfile: str | None = None, **kw) -> tuple[str, list[str]]:
+    lines: list[str] = []
+    text = dockerfile if dockerfile is not None else (ctx / "Dockerfile").read_text()  # type: ignore[operator]
+    iid = Builder(engine, BuildOptions(ctx, text, **kw), lines.append).build()
+    return iid, lines
+
+
+def docker_build(dockerd, ctx: Path, tag: str, args: list[str] = ()) -> subprocess.CompletedProcess:
+    env = dict(dockerd.env, DOCKER_BUILDKIT="0")
+    return subprocess.run(["docker", "build", "--network", "none", "-t", tag, *args, str(ctx)], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def norm_history(created_by: str) -> str:
+    return re.sub(r"(file|dir|multi):[0-9a-f]{64}", r"\1:H", created_by)
+
+
+def docker_tree(dockerd, tag: str, dest: Path) -> dict:
+    cid = dockerd.docker("create", tag, "x").stdout.decode().strip()
+    try:
+        dockerd.docker("export", "-o", str(dest.with_suffix(".tar")), cid)
+    finally:
+        dockerd.docker("rm", cid)
+    return tree(extract_with_tar(dest.with_suffix(".tar"), dest), IGNORE)
+
+
+def our_tree(engine, iid: str, dest: Path) -> dict:
+    dest.mkdir()
+    engine.images.flatten(iid, dest)
+    return tree(dest, IGNORE)
+
+
+def compare(dockerd, engine, ctx: Path, tmp: Path, tag: str, args: list[str] = (), **kw) -> dict:
+    """Build ``ctx`` with both; assert config, history and tree agree; return both outputs."""
+    made_by_run = set(kw.pop("run_made", ()))
+    proc = docker_build(dockerd, ctx, tag, args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    iid, lines = build(engine, ctx, tags=[tag], **kw)
+    # config
+    dcfg = json.loads(dockerd.docker("image", "inspect", tag).stdout)[0]
+    ours = engine.images.inspect(iid)
+    for key in ("User", "ExposedPorts", "Env", "Cmd", "Healthcheck", "Volumes", "WorkingDir", "Entrypoint",
+                "OnBuild", "Labels", "StopSignal", "Shell"):
+        assert (dcfg["Config"].get(key) or None) == (ours["Config"].get(key) or None), key
+    assert dcfg["Author"] == ours["Author"]
+    assert len(dcfg["RootFS"]["Layers"]) == len(ours["RootFS"]["Layers"])
+    # history
+    dh = dockerd.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}\t{{.Size}}", tag).stdout.decode().splitlines()
+    oh = [f"{h['CreatedBy']}\t{h['Size']}" for h in engine.images.history(iid)]
+    assert [norm_history(h.split("\t")[0]) for h in dh] == [norm_history(h.split("\t")[0]) for h in oh]
+    # file trees: everything equal; mtimes only where neither side ran a command
+    dt, ot = docker_tree(dockerd, tag, tmp / f"{tag}-docker"), our_tree(engine, iid, tmp / f"{tag}-ours")
+    assert sorted(dt) == sorted(ot)
+    for path in dt:
+        d, o = dt[path], ot[path]
+        if any(path == p or path.startswith(p + "/") for p in made_by_run):
+            d, o = d[:-1], o[:-1]
+        assert d == o, path
+    return {"docker": proc.stdout, "ours": lines, "iid": iid, "docker_tree": dt, "our_tree": ot}
+
+
+def run_output(lines: list[str] | str) -> list[str]:
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    return [l for l in lines if l.startswith("out:")]
+
+
+# -- comparisons with Docker -----------------------------------------------------------------------------
+
+EVERY_INSTRUCTION = """\
+FROM dybuild:base
+MAINTAINER someone <a@b.c>
+ARG A1=one
+ENV E1=$A1 E2="two words" E3=${A1:-x}-${NOPE:-y}-${A1:+z} E4='$A1' E5=\\$A1
+ENV OLD legacy value
+LABEL l1=$E1 "l 2"="v 2" multi="a \\
+b"
+EXPOSE 80 8000-8001/udp 53/udp
+VOLUME /data ["/v2"]
+USER nobody
+USER root
+WORKDIR /w
+WORKDIR sub
+WORKDIR /w
+COPY a.txt link /w/
+COPY dir /w/dir2
+COPY --chown=65534:65534 dir/b /owned
+COPY dir/* /globbed/
+ADD arch.tgz /ex/
+ADD a.txt /added
+ADD plain.tar /plain/
+RUN echo out:run-$A1-$E2-$E4 && echo out:$E5 > /w/r && rm /w/a.txt && mkdir -p /w/dd && touch /w/dd/f
+RUN true
+RUN ["/bin/sh", "-c", "echo out:exec-form $E1"]
+SHELL ["/bin/sh", "-e", "-c"]
+RUN echo out:shell-changed
+STOPSIGNAL SIGUSR1
+HEALTHCHECK --interval=5s --timeout=1m30s --retries=3 CMD echo ok
+ONBUILD RUN echo out:triggered
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD echo hi
+"""
+
+
+def every_instruction_context(tmp: Path) -> Path:
+    ctx = write_tree(tmp / "ctx", {
+        "Dockerfile": EVERY_INSTRUCTION, "a.txt": "a\n", "dir/b": ("b\n", 0o600), "dir/sub/c": ("c\n", 0o755),
+        "link": ("link", "a.txt"), "arch/f": "in archive\n",
+    })
+    with tarfile.open(ctx / "arch.tgz", "w:gz") as tf:
+        info = tarfile.TarInfo("f")
+        data = b"in archive\n"
+        info.size, info.uid, info.gid, info.mode, info.mtime = len(data), 123, 456, 0o640, 1_600_000_000
+        import io
+
+        tf.addfile(info, io.BytesIO(data))
+    with tarfile.open(ctx / "plain.tar", "w") as tf:
+        tf.add(ctx / "a.txt", "inner/a.txt")
+    return ctx
+
+
+def test_every_instruction_matches_docker(dockerd, docker_base, bengine, tmp_path):
+    ctx = every_instruction_context(tmp_path)
+    res = compare(dockerd, bengine, ctx, tmp_path, "every", run_made=("/w/r", "/w/dd", "/data", "/v2", "/["))
+    assert run_output(res["ours"]) == run_output(res["docker"]) == [
+        "out:run-one-two words-$A1", "out:exec-form one", "out:shell-changed"]
+    assert res["our_tree"]["/ex/f"][2:4] == (123, 456)  # archive owners kept
+    assert res["our_tree"]["/owned"][2:4] == (65534, 65534)
+
+
+MULTI_STAGE = """\
+ARG BASE=dybuild:base
+ARG VERSION=1.0
+FROM ${BASE} AS builder
+ARG VERSION
+ARG ONLY_HERE=here
+ENV STAGE=builder
+RUN echo "out:version=$VERSION only=$ONLY_HERE stage=$STAGE base=$BASE" | tee /info
+COPY src/ /src/
+COPY . /ctx/
+COPY src/*.go /globbed/
+RUN mkdir -p /tmp/gone/x && echo y > /tmp/gone/x/y && echo z > /tmp/z
+RUN rm -rf /tmp/gone && rm /tmp/z && echo "root:x:0:" > /etc/group && echo "app:x:1234:" >> /etc/group
+RUN echo "app:x:1234:1234::/:/bin/sh" >> /etc/passwd
+COPY --chown=app:app keep /owned/
+USER app
+RUN id > /tmp/id.txt; echo out:uid=$(id -u)
+USER root
+WORKDIR /work
+RUN pwd > here && echo out:pwd=$(pwd)
+
+FROM dybuild:base AS unused
+RUN echo out:should-not-run > /nope
+
+FROM dybuild:base
+ARG VERSION
+RUN echo "out:final version=$VERSION stage=$STAGE base=$BASE" | tee /final
+COPY --from=builder /info /work/ /from-builder/
+COPY --from=builder /tmp/id.txt /id.txt
+COPY --from=0 /src/deep /deep
+COPY --from=dybuild:base /etc/passwd /passwd.base
+"""
+
+
+def multi_stage_context(tmp: Path) -> Path:
+    return write_tree(tmp / "ctx", {
+        "Dockerfile": MULTI_STAGE, "src/a.go": "1", "src/b.go": "2", "src/deep/er/c.go": "3",
+        "src/deep/er/c_test.go": "t", "logs/x.log": "l", "logs/important.log": "i", "keep/k": "k", "root.key": "s",
+        "sub/nested.key": "n", "README.md": "r",
+        ".dockerignore": "# comment\n*.key\n**/*_test.go\nlogs\n!logs/important.log\nREADME*\n",
+    })
+
+
+def test_multi_stage_args_and_dockerignore_match_docker(dockerd, docker_base, bengine, tmp_path):
+    ctx = multi_stage_context(tmp_path)
+    res = compare(dockerd, bengine, ctx, tmp_path, "multi", run_made=("/final", "/from-builder", "/id.txt"))
+    want = ["out:version=1.0 only=here stage=builder base=", "out:uid=1234", "out:pwd=/work",
+            "out:final version=1.0 stage= base="]
+    assert run_output(res["ours"]) == want
+    assert [l for l in run_output(res["docker"]) if "should-not-run" not in l] == want
+    assert not any("should-not-run" in l for l in res["ours"])  # the unused stage is skipped
+    assert res["our_tree"]["/id.txt"][2:4] == (1234, 1234)  # COPY --from keeps owners
+
+
+def test_multi_stage_target_and_build_args_match_docker(dockerd, docker_base, bengine, tmp_path):
+    ctx = multi_stage_context(tmp_path)
+    res = compare(dockerd, bengine, ctx, tmp_path, "target", ["--target", "builder", "--build-arg", "VERSION=2.5",
+                                                            "--build-arg", "ONLY_HERE=over"],
+                  target="builder", build_args={"VERSION": "2.5", "ONLY_HERE": "over"},
+                  run_made=("/info", "/tmp", "/work", "/etc/group", "/etc/passwd"))
+    assert run_output(res["ours"])[0] == "out:version=2.5 only=over stage=builder base="
+    assert "/ctx/README.md" not in res["our_tree"] and "/ctx/root.key" not in res["our_tree"]
+    assert "/ctx/sub/nested.key" in res["our_tree"] and "/ctx/logs/important.log" in res["our_tree"]
+    assert "/ctx/logs/x.log" not in res["our_tree"] and "/ctx/src/deep/er/c_test.go" not in res["our_tree"]
+
+
+def test_whiteouts_and_opaque_dirs_match_docker(dockerd, docker_base, bengine, tmp_path):
+    df = ("FROM dybuild:base\nRUN mkdir -p /d/sub && echo 1 > /d/sub/f && echo 2 > /d/g && echo 3 > /keep\n"
+          "RUN rm -rf /d/sub && rm /d/g && rm /etc/group && rm -rf /root && mkdir /d/sub && echo new > /d/sub/n\n"
+          "RUN rm -rf /d && mkdir /d && echo only > /d/only\n")
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": df})
+    res = compare(dockerd, bengine, ctx, tmp_path, "wh", run_made=("/d", "/keep"))
+    assert "/etc/group" not in res["our_tree"] and "/root" not in res["our_tree"]
+    assert sorted(p for p in res["our_tree"] if p.startswith("/d")) == ["/d", "/d/only"]
+
+
+def test_env_scoping_and_onbuild_triggers_match_docker(dockerd, docker_base, bengine, tmp_path):
+    parent = write_tree(tmp_path / "parent", {"Dockerfile": (
+        "FROM dybuild:base\nENV P=parent\nARG NOT_INHERITED=x\n"
+        "ONBUILD RUN echo out:trigger P=$P C=$C > /trigger && cat /trigger\nONBUILD COPY f /from-child\n")})
+    compare(dockerd, bengine, parent, tmp_path, "onparent")
+    child = write_tree(tmp_path / "child", {"f": "child file\n", "Dockerfile": (
+        "FROM onparent\nENV C=child\nRUN echo out:P=$P C=$C N=$NOT_INHERITED\n")})
+    res = compare(dockerd, bengine, child, tmp_path, "onchild", run_made=("/trigger",))
+    assert run_output(res["ours"]) == ["out:trigger P=parent C=", "out:P=parent C=child N="]
+    assert [l.strip() for l in run_output(res["docker"])] == ["out:trigger P=parent C=", "out:P=parent C=child N="]
+    assert not bengine.images.inspect(res["iid"])["Config"].get("OnBuild")
+
+
+def test_scratch_default_path_and_entrypoint_resets_cmd_match_docker(dockerd, docker_base, bengine, tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"f": ("x\n", 0o755), "Dockerfile": (
+        "FROM scratch\nCOPY f /bin/f\nCMD [\"/bin/f\"]\n"
+        "FROM dybuild:base\nCMD [\"a\"]\nENTRYPOINT [\"/bin/echo\"]\n"
+        "FROM dybuild:base\nENTRYPOINT [\"/bin/echo\"]\nCMD [\"kept\"]\nLABEL x=1\n")})
+    compare(dockerd, bengine, ctx, tmp_path, "scr")
+    for target, cmd in (("0", ["/bin/f"]),):
+        del target
+        dfile = "FROM scratch\nCOPY f /bin/f\nCMD [\"/bin/f\"]\n"
+        iid, _ = build(bengine, ctx, dfile)
+        cfg = bengine.images.inspect(iid)["Config"]
+        assert cfg["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        assert cfg["Cmd"] == cmd
+
+
+def test_labels_from_the_command_line_match_docker(dockerd, docker_base, bengine, tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nLABEL a=1\n"})
+    res = compare(dockerd, bengine, ctx, tmp_path, "lbl", ["--label", "b=2 $x", "--label", "a=over"],
+                  labels={"b": "2 $x", "a": "over"})
+    assert bengine.images.inspect(res["iid"])["Config"]["Labels"] == {"a": "over", "b": "2 $x"}
+
+
+def test_failing_run_matches_docker_message(dockerd, docker_base, bengine, tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nRUN echo out:before; exit 3\n"})
+    proc = docker_build(dockerd, ctx, "fails")
+    assert proc.returncode != 0
+    want = "The command '/bin/sh -c echo out:before; exit 3' returned a non-zero code: 3"
+    assert want in proc.stdout + proc.stderr
+    lines: list[str] = []
+    with pytest.raises(BuildError) as info:
+        Builder(bengine, BuildOptions(ctx, (ctx / "Dockerfile").read_text()), lines.append).build()
+    assert str(info.value) == want
+    assert "out:before" in lines
+    assert bengine.containers.all() == []
+
+
+# -- engine-only behaviour -----------------------------------------------------------------------------
+
+def test_cache_hits_misses_and_no_cache(bengine, tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"a": "1", "b": "2", "Dockerfile": (
+        "FROM dybuild:base\nENV X=1\nRUN echo out:ran\nCOPY a /a\nRUN echo out:after-a\nCOPY b /b\n")})
+    first, lines1 = build(bengine, ctx)
+    assert run_output(lines1) == ["out:ran", "out:after-a"]
+    again, lines2 = build(bengine, ctx)
+    assert again == first and run_output(lines2) == [] and lines2.count(" CACHED") == 5
+    (ctx / "b").write_text("changed")
+    third, lines3 = build(bengine, ctx)
+    assert third != first and lines3.count(" CACHED") == 4 and run_output(lines3) == []
+    (ctx / "a").write_text("changed")
+    _, lines4 = build(bengine, ctx)
+    assert run_output(lines4) == ["out:after-a"]
+    _, lines5 = build(bengine, ctx, no_cache=True)
+    assert run_output(lines5) == ["out:ran", "out:after-a"] and " CACHED" not in lines5
+    _, lines6 = build(bengine, ctx, build_args={"X": "2"})  # an undeclared arg changes nothing
+    assert lines6.count(" CACHED") == 5
+
+
+def test_build_arg_changes_the_cache_key_of_run(bengine, tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nARG V=1\nRUN echo out:v=$V\n"})
+    _, a = build(bengine, ctx)
+    _, b = build(bengine, ctx, build_args={"V": "2"})
+    _, c = build(bengine, ctx, build_args={"V": "2"})
+    assert run_output(a) == ["out:v=1"] and run_output(b) == ["out:v=2"] and run_output(c) == []
+
+
+def test_heredocs_build(bengine, tmp_path):
+    df = ("FROM dybuild:base\nARG WHO=world\nRUN <<EOF\necho out:hello $WHO\necho out:second line\nEOF\n"
+          "COPY <<-END /greeting\n\thello $WHO\n\tEND\nCOPY <<'RAW' /raw\n$WHO\nRAW\n"
+          "RUN cat <<A > /a.txt && echo out:$(cat /a.txt)\nfrom heredoc\nA\n")
+    iid, lines = build(bengine, None, df)
+    assert run_output(lines) == ["out:hello world", "out:second line", "out:from heredoc"]
+    t = our_tree(bengine, iid, tmp_path / "t")
+    assert (tmp_path / "t" / "greeting").read_text() == "hello world\n"
+    assert (tmp_path / "t" / "raw").read_text() == "$WHO\n"
+    assert t["/greeting"][1] == 0o644
+
+
+def test_copy_chmod_and_named_chown(bengine, tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"f": "x", "d/g": "y", "Dockerfile": (
+        "FROM dybuild:base\nCOPY --chmod=751 f /f\nCOPY --chown=nobody:nogroup --chmod=600 d /d/\n"
+        "COPY --chown=nobody f /nobody-f\n")})
+    with pytest.raises(BuildError, match="can't find gid for group nobody"):
+        build(bengine, ctx)
+    (ctx / "Dockerfile").write_text("FROM dybuild:base\nCOPY --chmod=751 f /f\nCOPY --chown=nobody:nogroup --chmod=600 d /d/\n")
+    iid, _ = build(bengine, ctx)
+    t = our_tree(bengine, iid, tmp_path / "t")
+    assert t["/f"][1] == 0o751 and t["/d/g"][1:4] == (0o600, 65534, 65534)
+
+
+def test_errors_have_positions_and_leave_nothing_behind(bengine, tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nRUN true\nCOPY missing /x\n"})
+    with pytest.raises(BuildError, match="file not found in build context"):
+        build(bengine, ctx)
+    with pytest.raises(DockerfileError) as info:
+        build(bengine, ctx, "FROM dybuild:base\nENV A=${B\n", dockerfile_name="my.Dockerfile")
+    assert str(info.value).startswith("my.Dockerfile:2:1: ") and "missing '}'" in str(info.value)
+    with pytest.raises(DockerfileError, match="failed to reach build target nope"):
+        build(bengine, ctx, target="nope")
+    with pytest.raises(BuildError, match="not in the local store"):
+        build(bengine, ctx, "FROM not-here:1\n")
+    assert bengine.containers.all() == []
+    assert not [l for l in Path("/proc/self/mounts").read_text().splitlines() if str(bengine.root) in l]
+    assert list((bengine.root / "tmp").iterdir()) == []
+
+
+def test_interrupted_build_leaves_no_container_mount_or_tag(bengine, tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nRUN echo out:start; sleep 30\n"})
+
+    def out(line: str) -> None:
+        if line == "out:start":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Builder(bengine, BuildOptions(ctx, (ctx / "Dockerfile").read_text(), tags=["half:made"]), out).build()
+    assert bengine.containers.all() == []
+    assert not [l for l in Path("/proc/self/mounts").read_text().splitlines() if str(bengine.root) in l]
+    assert "half:made" not in json.dumps(bengine.images.summaries(all_=True))
+    assert list((bengine.root / "tmp").iterdir()) == []
+
+
+def test_add_archive_formats(bengine, tmp_path):
+    src = write_tree(tmp_path / "src", {"x/y": "why"})
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for name, mode in (("a.tar", "w"), ("a.tgz", "w:gz"), ("a.tar.bz2", "w:bz2"), ("a.tar.xz", "w:xz")):
+        with tarfile.open(ctx / name, mode) as tf:
+            tf.add(src / "x", "x")
+    (ctx / "Dockerfile").write_text("FROM dybuild:base\n" + "".join(
+        f"ADD {n} /{i}/\n" for i, n in enumerate(("a.tar", "a.tgz", "a.tar.bz2", "a.tar.xz"))))
+    iid, _ = build(bengine, ctx)
+    t = our_tree(bengine, iid, tmp_path / "t")
+    for i in range(4):
+        assert f"/{i}/x/y" in t
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------
+
+def test_cli_build_context_dir_tar_stdin_and_dockerfile_stdin(cli, base_tar, tmp_path):
+    cli("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
+    ctx = write_tree(tmp_path / "ctx", {"f": "file\n", "Dockerfile": "FROM dybuild:base\nCOPY f /f\nRUN echo out:hi\n",
+                                        "other.Dockerfile": "FROM dybuild:base\nRUN echo out:other\n"})
+    proc = cli("build", "-t", "one:1", "--iidfile", str(tmp_path / "iid"), str(ctx))
+    out = proc.stdout.decode()
+    assert "[1/3] FROM dybuild:base" in out and "[3/3] RUN echo out:hi" in out and "out:hi" in out
+    assert "Successfully tagged one:1" in out
+    iid = (tmp_path / "iid").read_text()
+    assert iid.startswith("sha256:") and f"Successfully built {iid[7:19]}" in out
+    quiet = cli("build", "-q", str(ctx)).stdout.decode()
+    assert quiet == iid + "\n"
+    assert "out:other" in cli("build", "-f", str(ctx / "other.Dockerfile"), str(ctx)).stdout.decode()
+    tar = tmp_path / "ctx.tar"
+    subprocess.run(["tar", "-C", str(ctx), "-cf", str(tar), "."], check=True)
+    assert cli("build", "-q", "-", input=tar.read_bytes()).stdout.decode() == iid + "\n"
+    piped = cli("build", "-t", "piped", "-", input=b"FROM dybuild:base\nRUN echo out:piped\n").stdout.decode()
+    assert "out:piped" in piped
+    bad = cli("build", "-", input=b"FROM dybuild:base\nBOGUS x\n", check=False)
+    assert bad.returncode == 1 and bad.stderr.decode() == "Dockerfile:2:1: unknown instruction: BOGUS\n"
+    fail = cli("build", "-", input=b"FROM dybuild:base\nRUN false\n", check=False)
+    assert fail.returncode == 1
+    assert fail.stderr.decode() == "The command '/bin/sh -c false' returned a non-zero code: 1\n"
+    assert cli("ps", "-aq").stdout.decode() == ""
