@@ -540,12 +540,16 @@ def test_login_logout_and_docker_config(cli, engine, image, serve, htpasswd, tmp
     assert auth.credentials(reg.addr) == ("alice", "wonderland")
 
 
-def test_docker_hub_path_on_loopback(engine, image, fresh, serve, monkeypatch):
-    """``busybox`` means docker.io/library/busybox; the Hub endpoint is redirected to loopback."""
-    reg = serve()
+def test_docker_hub_path_on_loopback(engine, image, fresh, serve, monkeypatch, htpasswd):
+    """``busybox`` means docker.io/library/busybox; the Hub endpoint is redirected to loopback,
+    to a server that, like the Hub, hands out tokens and lets anyone read ``library/*``."""
+    reg = serve(users=str(htpasswd), public=["library/*"])
     monkeypatch.setenv("DOCKYARD_HUB_ENDPOINT", f"http://{reg.addr}")
+    auth.store_credentials("docker.io", "alice", "wonderland")
+    assert json.loads((auth.config_path()).read_text())["auths"][auth.HUB_KEY]
     tag_as(engine, image, "busybox")
     push(engine, "busybox")
+    auth.erase_credentials("index.docker.io")
     assert (reg.server.storage.tag("library/busybox", "latest")).exists()
     (res,) = pull(fresh, "busybox")
     assert res.reference == "docker.io/library/busybox:latest"
@@ -647,3 +651,89 @@ def test_cli_pull_all_tags_and_platform(cli, engine, image, serve):
     assert proc.returncode == 1
     assert proc.stderr.decode() == (f"Error response from daemon: manifest for {reg.addr}/cli/bb:nope "
                                     "not found: manifest unknown\n")
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([need("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_server_and_client(engine, image, fresh, serve, tmp_path, monkeypatch):
+    """``registry serve --tls-cert``: the client speaks HTTPS, verifying the certificate."""
+    cert, key = self_signed(tmp_path)
+    reg = serve(tls=(str(cert), str(key)))
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("DOCKYARD_HUB_ENDPOINT", f"https://{reg.addr}")
+    tag_as(engine, image, "tls/bb:1")
+    push(engine, "tls/bb:1")
+    (res,) = pull(fresh, "tls/bb:1")
+    assert res.image_id == image
+    # An insecure registry whose scheme is unknown: HTTPS is tried first, then plain HTTP.
+    plain = serve()
+    monkeypatch.setenv("DOCKYARD_INSECURE_REGISTRIES", "localhost")
+    for addr in (reg.addr, plain.addr):
+        r = Registry(addr)
+        r.scheme, r.netloc = None, "localhost:" + addr.split(":")[1]
+        try:
+            r.ping()
+            assert r.scheme == ("https" if addr == reg.addr else "http")
+        finally:
+            r.close()
+
+
+class Redirector:
+    """A front that answers manifests itself (proxied) and sends blobs elsewhere with a 307,
+    as Docker Hub sends them to its CDN."""
+
+    def __init__(self, backend: str) -> None:
+        import http.client as hc
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if "/blobs/" in self.path:
+                    self.send_response(307)
+                    self.send_header("Location", f"http://{backend}{self.path}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                conn = hc.HTTPConnection(backend, timeout=10)
+                conn.request("GET", self.path, headers={"Accept": self.headers.get("Accept", "")})
+                resp = conn.getresponse()
+                body = resp.read()
+                conn.close()
+                self.send_response(resp.status)
+                for k in ("Content-Type", "Docker-Content-Digest"):
+                    if resp.headers.get(k):
+                        self.send_header(k, resp.headers[k])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.addr = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_blob_redirects_are_followed(engine, image, fresh, serve):
+    reg = serve()
+    tag_as(engine, image, f"{reg.addr}/cdn/bb:1")
+    push(engine, f"{reg.addr}/cdn/bb:1")
+    front = Redirector(reg.addr)
+    try:
+        (res,) = pull(fresh, f"{front.addr}/cdn/bb:1")
+    finally:
+        front.stop()
+    assert res.image_id == image

@@ -198,8 +198,10 @@ class Registry:
         if self.scheme is None:
             try:
                 conn = self._conn("https", self.netloc)
+                conn.timeout = 10
                 conn.request("GET", "/v2/")
                 conn.getresponse().read()
+                conn.timeout = 60
                 self.scheme = "https"
             except (ssl.SSLError, OSError, http.client.HTTPException):
                 self._conn("https", self.netloc, fresh=True).close()

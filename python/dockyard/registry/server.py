@@ -190,6 +190,19 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.log:
             sys.stderr.write(f"{self.address_string()} - {format % args}\n")
 
+    def handle_one_request(self) -> None:
+        # A TLS ClientHello on the plain-HTTP port (a client probing for HTTPS, as Docker does
+        # for insecure registries): hang up at once instead of waiting for a request line.
+        if self.server.scheme == "http":
+            try:
+                first = self.rfile.peek(1)[:1]
+            except OSError:
+                first = b""
+            if first == b"\x16":
+                self.close_connection = True
+                return
+        super().handle_one_request()
+
     def do_GET(self) -> None:
         self._dispatch("GET")
 
