@@ -442,16 +442,8 @@ def export(session, container, output):  # noqa: ANN001
 def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privileged, container, command):  # noqa: ANN001
     """Execute a command in a running container."""
     from ..engine.runtime import binary
-    from ..errors import Conflict
-
-    engine = session.engine
-    containers = engine.containers
-    cid = containers.resolve(container)
-    rec = containers.refresh(containers.load(cid))
-    if not rec["state"]["Running"]:
-        raise Conflict(f"container {cid} is not running")
-    if rec["state"]["Paused"]:
-        raise Conflict(f"container {cid} is paused, unpause the container before exec")
+    containers = session.engine.containers
+    cid = containers.running(container, "exec")["id"]
     args = [binary(), "--root", str(containers.runtime.root), "exec"]
     if tty and sys.stdin.isatty():
         args.append("--tty")
@@ -502,13 +494,10 @@ def top(session, container, ps_args):  # noqa: ANN001
     """Display the running processes of a container."""
     import subprocess
 
-    from ..errors import Conflict, DockyardError
+    from ..errors import DockyardError
 
     engine = session.engine
-    cid = engine.containers.resolve(container)
-    rec = engine.containers.refresh(engine.containers.load(cid))
-    if not rec["state"]["Running"]:
-        raise Conflict(f"container {cid} is not running")
+    cid = engine.containers.running(container)["id"]
     pids = set(engine.containers.runtime.ps(cid))
     proc = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
     if proc.returncode != 0:

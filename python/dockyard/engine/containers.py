@@ -25,7 +25,7 @@ from .images import Images, now_rfc3339, parse_time
 from .names import check_name, new_id, random_name
 from .runtime import Runtime, StartError, run_dir
 from .spec import DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities, parse_signal
-from .store import Store, remove_tree
+from .store import Store, pid_alive as _alive, remove_tree
 
 
 class ContainerNotFound(NotFound):
@@ -113,6 +113,20 @@ class Containers:
             if len(rows) > 1:
                 raise InvalidArgument(f"multiple IDs found with provided prefix: {ref}")
         raise ContainerNotFound(f"No such container: {ref}")
+
+    def get(self, ref: str) -> dict:
+        """The container's record (spec, state), its state brought up to date."""
+        return self.refresh(self.load(self.resolve(ref)))
+
+    def running(self, ref: str, action: str = "") -> dict:
+        """:meth:`get`, refusing (409) a container that is not running or is paused."""
+        rec = self.get(ref)
+        cid = rec["id"]
+        if not rec["state"]["Running"]:
+            raise Conflict(f"container {cid} is not running")
+        if rec["state"]["Paused"] and action:
+            raise Conflict(f"container {cid} is paused, unpause the container before {action}")
+        return rec
 
     def load(self, cid: str) -> dict:
         row = self.store.db.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
@@ -434,10 +448,8 @@ class Containers:
             self.wait(cid, timeout=30)
 
     def pause(self, ref: str) -> None:
-        cid = self.resolve(ref)
-        rec = self.refresh(self.load(cid))
-        if not rec["state"]["Running"]:
-            raise Conflict(f"Container {cid} is not running")
+        rec = self.running(ref)
+        cid = rec["id"]
         if rec["state"]["Paused"]:
             raise Conflict(f"Container {cid} is already paused")
         self.runtime.pause(cid)
@@ -775,22 +787,6 @@ def merge_env(base: list[str], override: list[str]) -> list[str]:
 
 def _ulimit_name(rtype: str) -> str:
     return rtype.removeprefix("RLIMIT_").lower()
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _parent_pid(pid: int) -> int:

@@ -97,14 +97,21 @@ def _hex(digest: str) -> str:
     return hexpart
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """A live process (a zombie, dead but not yet reaped, counts as gone)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Store:
@@ -224,7 +231,7 @@ class Store:
         Only call with the exclusive lock held (no other process is using the store)."""
         for entry in (self.root / "tmp").iterdir():
             pid = entry.name.split("-", 1)[0]
-            if not pid.isdigit() or not _pid_alive(int(pid)) or int(pid) == os.getpid():
+            if not pid.isdigit() or not pid_alive(int(pid)) or int(pid) == os.getpid():
                 remove_tree(entry)
         known_layers = {_hex(r[0]) for r in self.db.execute("SELECT chain_id FROM layers")}
         for entry in (self.root / "layers").iterdir():
