@@ -154,6 +154,11 @@ def test_logs(dy):
     assert text(dy("logs", "--tail", "1", "talker")) == "three\n"
     stamped = text(dy("logs", "-t", "talker")).splitlines()
     assert stamped[0].endswith(" one") and stamped[0][:4].isdigit() and "T" in stamped[0]
+    third = stamped[-1].split()[0]  # the time "three" was written (0.2 s after the others)
+    assert text(dy("logs", "--since", third, "talker")) == "three\n"
+    assert text(dy("logs", "--until", third, "talker")) == "one\n"
+    assert text(dy("logs", "--since", "1h", "talker")) == "one\nthree\n"
+    assert text(dy("logs", "-f", "talker")) == "one\nthree\n"  # an exited container: -f returns
     dy("rm", "talker")
 
 
