@@ -190,6 +190,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.log:
             sys.stderr.write(f"{self.address_string()} - {format % args}\n")
 
+    def log_error(self, format: str, *args: object) -> None:  # noqa: A002
+        sys.stderr.write(f"{self.address_string()} - error: {format % args}\n")
+
     def handle_one_request(self) -> None:
         # A TLS ClientHello on the plain-HTTP port (a client probing for HTTPS, as Docker does
         # for insecure registries): hang up at once instead of waiting for a request line.
@@ -250,6 +253,13 @@ class Handler(BaseHTTPRequestHandler):
             self._api_error(exc)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as exc:  # a bug or the disk: the client gets a spec error, not a hang-up
+            self.close_connection = True
+            self.log_error("%s %s: %s: %s", method, path, type(exc).__name__, exc)
+            try:
+                self._api_error(ApiError(500, "UNKNOWN", f"internal error: {type(exc).__name__}"))
+            except OSError:
+                pass
         if not self._body_read and not self.close_connection:
             # An unread body would be taken for the next request: skip a small one, else hang up.
             length = self.headers.get("Content-Length", "0")
@@ -264,6 +274,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Docker-Distribution-API-Version", "registry/2.0")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(body) if length is None else length))
         self.end_headers()
         if body and self.command != "HEAD":
