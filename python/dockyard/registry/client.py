@@ -187,6 +187,12 @@ class Registry:
                 self._all.append(conn)
         return conn
 
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         with self._lock:
             conns, self._all = self._all, []
@@ -760,6 +766,28 @@ def _push_one(engine, reg: Registry, ref: refs.Reference, progress: Progress,  #
     return PushResult(str(ref), digest, len(data))
 
 
+class _Reporting:
+    """A file that reports how far it has been read (the body of a monolithic upload)."""
+
+    def __init__(self, f, report: Callable[[int], None]) -> None:  # noqa: ANN001
+        self.f, self.report, self.done, self.last = f, report, 0, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.done += len(data)
+        if self.done - self.last >= (4 << 20):
+            self.report(self.done)
+            self.last = self.done
+        return data
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.done = self.last = 0
+        return self.f.seek(pos, whence)
+
+
 def _location(resp: Response, base: str) -> str:
     loc = resp.headers.get("Location")
     if not loc:
@@ -800,9 +828,10 @@ def _push_blob(reg: Registry, repo: str, blob: _Blob, scopes: tuple[str, ...], s
         resp.drain()
     elif not chunk_size or blob.size <= chunk_size:
         with open(blob.path, "rb") as f:  # type: ignore[arg-type]
+            body = _Reporting(f, lambda n: progress(blob.label, "Pushing", n, blob.size))
             resp = reg.request("PUT", _with_query(start, digest=blob.digest), scopes,
                                {"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)},
-                               body=f, ok=(201, 204))
+                               body=body, ok=(201, 204))
             resp.drain()
     else:
         location = start
