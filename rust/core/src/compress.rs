@@ -237,6 +237,8 @@ fn read_raw(
 
 type Raw = Chunks<(String, u64)>;
 
+// One per stream, moved once into its thread: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Decoder {
     None(Raw),
     Gzip(flate2::bufread::MultiGzDecoder<Raw>),

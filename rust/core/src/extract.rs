@@ -168,7 +168,7 @@ impl Extractor {
     }
 
     fn run<R: std::io::BufRead>(&mut self, reader: &mut Reader<R>) -> Result<()> {
-        while let Some(m) = reader.next()? {
+        while let Some(m) = reader.next_member()? {
             self.entries += 1;
             self.member(&m, reader)?;
             // Surface a writer failure early instead of at the end of a long stream.
@@ -630,7 +630,8 @@ mod tests {
     #[test]
     fn no_writing_through_symlinks() {
         let out = Scene::new().outside();
-        let cases: Vec<(Vec<(Member, Vec<u8>)>, &str)> = vec![
+        type Case<'a> = (Vec<(Member, Vec<u8>)>, &'a str);
+        let cases: Vec<Case> = vec![
             // A symlink from this layer, then a file through it.
             (vec![link("link", Kind::Symlink, &out), file("link/evil")], "link/evil"),
             (vec![link("link", Kind::Symlink, "/"), file("link/etc/evil")], "link/etc/evil"),
@@ -902,8 +903,11 @@ mod tests {
         assert_eq!((md.uid(), md.mtime()), (7, 123));
     }
 
+    /// mode, uid, gid, mtime, mtime_nsec, nlink, content digest.
+    type Node = (u32, u32, u32, i64, i64, u64, Vec<u8>);
+
     /// Everything about a tree, for comparing two extractions.
-    fn tree(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, i64, i64, u64, Vec<u8>)> {
+    fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
         let mut out = BTreeMap::new();
         let mut stack = vec![root.to_path_buf()];
         while let Some(p) = stack.pop() {

@@ -386,7 +386,7 @@ mod tests {
         let data = fs::read(p).unwrap();
         let mut r = Reader::new(&data[..], "tar");
         let mut v = Vec::new();
-        while let Some(m) = r.next().unwrap() {
+        while let Some(m) = r.next_member().unwrap() {
             v.push(format!("{}{}", m.name(), if m.kind == Kind::Link { " (link)" } else { "" }));
         }
         v

@@ -141,7 +141,7 @@ impl<R: BufRead> Reader<R> {
     /// The next member, or `None` at the end of the archive (a zero block, or a clean end of
     /// stream at a header boundary as Go's reader allows). Unread data of the previous member
     /// is skipped.
-    pub fn next(&mut self) -> Result<Option<Member>> {
+    pub fn next_member(&mut self) -> Result<Option<Member>> {
         if self.done {
             return Ok(None);
         }

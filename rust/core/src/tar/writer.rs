@@ -233,7 +233,7 @@ mod tests {
         let buf = w.finish().unwrap();
         let mut r = Reader::new(&buf[..], "tar");
         let mut out = Vec::new();
-        while let Some(m) = r.next().unwrap() {
+        while let Some(m) = r.next_member().unwrap() {
             out.push(m);
         }
         out
