@@ -321,7 +321,14 @@ class Builder:
 
     def _cache_put(self, key: str, image_id: str) -> None:
         self._ensure_cache()
+        # The first image made for a key stays its answer while it exists: a --no-cache build (or a
+        # second stage with the same first steps) must not re-point a key and orphan the chain of
+        # cached children that hangs off the image it had.
         with self.store.transaction() as db:
+            row = db.execute("SELECT image_id FROM build_cache WHERE key=?", (key,)).fetchone()
+            if row is not None and row[0] != image_id and \
+                    db.execute("SELECT 1 FROM images WHERE id=?", (row[0],)).fetchone() is not None:
+                return
             db.execute("INSERT OR REPLACE INTO build_cache VALUES (?,?,?)", (key, image_id, time.time()))
 
     def _try_cache(self, state: State, key: str) -> bool:
@@ -744,6 +751,13 @@ class Builder:
                 raise BuildError(f"{name} failed: source can't be a URL for COPY")
             sources.append(("path", src))
         multi = len(sources) > 1
+        probe = ""
+        if from_state is not None:
+            # An image's content never changes under its ID: a warm cache needs no mount to check
+            probe = self._cache_key(state, f"{name} --from={from_state.image_id} {json.dumps(sources)} {dest}",
+                                    f"{chown}\0{chmod}")
+            if self._try_cache(state, probe):
+                return
         with contextlib.ExitStack() as stack:
             if from_state is not None:
                 src_stage, src_merged, _, _ = stack.enter_context(self._rootfs(from_state))
@@ -799,6 +813,8 @@ class Builder:
             extra = f"{chown}\0{chmod}\0{from_state.image_id if from_state else ''}"
             key = self._cache_key(state, created_by, extra)
             if self._try_cache(state, key):
+                if probe:
+                    self._cache_put(probe, state.image_id)
                 return
             workdir = state.config.get("WorkingDir") or "/"
             dest_abs = posixpath.join("/", workdir, dest)
@@ -846,6 +862,8 @@ class Builder:
                     _copy_one(src_path, merged, target, uid, gid, mode)
                 layer = self._layer_from_upper(stage, upper, lowers)
                 self._commit(state, created_by, layer, key)
+        if probe:
+            self._cache_put(probe, state.image_id)
 
 
 class _NoIgnore:
