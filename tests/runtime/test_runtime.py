@@ -805,3 +805,189 @@ def test_init_with_seccomp_and_non_root_user(dy, make_bundle):
     assert re.search(r"Uid:\s+65534\s+65534\s+65534\s+65534", pid1)
     assert "Seccomp:\t2" in pid1 and "NoNewPrivs:\t1" in pid1
     assert pid1 == me
+
+
+# -- rootfs overlay mounted inside the container's mount namespace (dockyard.rootfs.overlay) ---------
+
+
+def _overlay_layers(tmp_path, rootfs):
+    """bottom = the busybox rootfs + /etc/motd, /data/{keep,gone}; top overrides motd, hides
+    /data/gone with a whiteout and adds /top-only."""
+    import shutil
+    from bundle import add_applets
+    base = tmp_path / "layers"
+    bottom, top = base / "bottom", base / "top"
+    shutil.copytree(rootfs, bottom, symlinks=True)
+    add_applets(bottom)
+    (bottom / "etc" / "motd").write_text("bottom\n")
+    (bottom / "data").mkdir()
+    (bottom / "data" / "keep").write_text("k\n")
+    (bottom / "data" / "gone").write_text("x\n")
+    (top / "etc").mkdir(parents=True)
+    (top / "etc" / "motd").write_text("top\n")
+    (top / "data").mkdir()
+    os.mknod(top / "data" / "gone", 0o600 | 0o020000, os.makedev(0, 0))
+    (top / "top-only").write_text("t\n")
+    upper, work = base / "upper", base / "work"
+    upper.mkdir()
+    work.mkdir()
+    return [top, bottom], upper, work
+
+
+def _merged(lowers):
+    """The tree overlayfs shows: paths relative to /, topmost layer wins, whiteouts hide."""
+    seen, hidden = {}, set()
+    for layer in lowers:
+        for dirpath, dirnames, filenames in os.walk(layer):
+            for name in dirnames + filenames:
+                full = Path(dirpath) / name
+                rel = "/" + str(full.relative_to(layer))
+                if rel in seen or any(rel == h or rel.startswith(h + "/") for h in hidden):
+                    continue
+                st = os.lstat(full)
+                if (st.st_mode & 0o170000) == 0o020000 and st.st_rdev == 0:
+                    hidden.add(rel)
+                    continue
+                seen[rel] = full
+    return seen
+
+
+def _overlay_bundle(make_bundle, tmp_path, rootfs, name, args, **kw):
+    lowers, upper, work = _overlay_layers(tmp_path, rootfs)
+    ann = {"dockyard.rootfs.overlay": json.dumps({"lower": [str(p) for p in lowers], "upper": str(upper), "work": str(work)})}
+    bundle = make_bundle(name, args, annotations=ann, **kw)
+    # The engine leaves root.path an empty directory: the runtime mounts the overlay on it.
+    import shutil
+    shutil.rmtree(bundle / "rootfs")
+    (bundle / "rootfs").mkdir()
+    return bundle, lowers, upper
+
+
+def _host_overlays(tmp_path: Path) -> list[str]:
+    """Overlays in the host's mount table that involve this test's files (other tests on this
+    machine mount their own)."""
+    return [line for line in Path("/proc/self/mounts").read_text().splitlines()
+            if line.split()[2] == "overlay" and str(tmp_path) in line]
+
+
+@pytest.mark.parametrize("api", ["fsconfig", "mount2"])
+def test_overlay_tree_matches_layers(dy, make_bundle, tmp_path, rootfs, api, monkeypatch):
+    if api == "mount2":
+        monkeypatch.setenv("DOCKYARD_RUNTIME_OVERLAY_MOUNT2", "1")
+    before = _host_overlays(tmp_path)
+    bundle, lowers, upper = _overlay_bundle(make_bundle, tmp_path, rootfs, f"ov1-{api}",
+                                            ["sh", "-c", "find / -xdev; echo ==; cat /etc/motd /data/keep /top-only; grep ' / ' /proc/self/mounts"])
+    p = dy.run(bundle, f"ov1-{api}")
+    assert p.returncode == 0, p.stderr
+    listing, rest = p.stdout.decode().split("==\n")
+    inside = {line for line in listing.splitlines() if line != "/"}
+    want = set(_merged(lowers))
+    assert want <= inside, sorted(want - inside)
+    # Anything else is a mount point the runtime created (in the upper layer), or its parent.
+    cfg = json.loads((bundle / "config.json").read_text())
+    points = {m["destination"] for m in cfg["mounts"]}
+    points |= {str(Path(d).parent) for d in points}
+    assert inside - want <= points, sorted(inside - want - points)
+    assert "/data/gone" not in inside and "/data/keep" in inside
+    assert rest.startswith("top\nk\nt\n")
+    assert re.search(r"^overlay / overlay ", rest.split("t\n", 1)[1], re.M), rest
+    # The path taken: one lowerdir+ per layer (fsconfig), or mount(2)'s lowerdir=a:b.
+    assert ("lowerdir+=" in rest) == (api == "fsconfig"), rest
+    assert _host_overlays(tmp_path) == before == []
+    assert list((bundle / "rootfs").iterdir()) == []
+
+
+def test_overlay_writes_land_in_upper(dy, make_bundle, tmp_path, rootfs):
+    bundle, lowers, upper = _overlay_bundle(make_bundle, tmp_path, rootfs, "ov2",
+                                            ["sh", "-c", "echo new > /newfile && echo changed > /data/keep && rm /etc/motd && mkdir /d && echo ok"])
+    p = dy.run(bundle, "ov2")
+    assert p.returncode == 0 and p.stdout == b"ok\n", p.stderr
+    assert (upper / "newfile").read_text() == "new\n"
+    assert (upper / "data" / "keep").read_text() == "changed\n"
+    st = os.lstat(upper / "etc" / "motd")
+    assert (st.st_mode & 0o170000) == 0o020000 and st.st_rdev == 0  # a whiteout
+    assert (upper / "d").is_dir()
+    top, bottom = lowers
+    assert (bottom / "data" / "keep").read_text() == "k\n" and (top / "etc" / "motd").read_text() == "top\n"
+    assert not (top / "newfile").exists() and not (bottom / "newfile").exists()
+
+
+def test_overlay_never_in_host_namespace_and_exec_sees_it(dy, make_bundle, tmp_path, rootfs):
+    before = _host_overlays(tmp_path)
+    bundle, lowers, upper = _overlay_bundle(make_bundle, tmp_path, rootfs, "ov3", ["sleep", "60"])
+    dy.track("ov3")
+    dy("run", "-d", "--bundle", str(bundle), "ov3", check=True)
+    pid = dy.state("ov3")["pid"]
+    # While it runs: the host has no new overlay and the bundle's rootfs is empty here...
+    assert _host_overlays(tmp_path) == before == []
+    assert str(upper) not in Path("/proc/self/mountinfo").read_text()
+    assert list((bundle / "rootfs").iterdir()) == []
+    # ...while the container's namespace has it as its root.
+    theirs = Path(f"/proc/{pid}/mountinfo").read_text()
+    assert any(line.split()[4] == "/" and " - overlay " in line for line in theirs.splitlines()), theirs
+    p = dy("exec", "ov3", "cat", "/top-only", "/etc/motd", check=True)
+    assert p.stdout == b"t\ntop\n"
+    p = dy("exec", "ov3", "sh", "-c", "echo via-exec > /from-exec", check=True)
+    assert (upper / "from-exec").read_text() == "via-exec\n"
+    dy("delete", "-f", "ov3", check=True)
+    assert _host_overlays(tmp_path) == before == []
+    # Nothing holds the layers: the upper and work dirs go at once.
+    import shutil
+    shutil.rmtree(upper)
+    shutil.rmtree(tmp_path / "layers" / "work")
+
+
+def test_overlay_readonly_rootfs(dy, make_bundle, tmp_path, rootfs):
+    bundle, lowers, upper = _overlay_bundle(make_bundle, tmp_path, rootfs, "ov4",
+                                            ["sh", "-c", "touch /x 2>/dev/null && echo wrote || echo ro; cat /etc/motd"], readonly=True)
+    p = dy.run(bundle, "ov4")
+    assert p.stdout == b"ro\ntop\n", p.stderr
+    assert not (upper / "x").exists()
+
+
+def test_overlay_with_shim_and_init(dy, make_bundle, tmp_path, rootfs):
+    bundle, lowers, upper = _overlay_bundle(make_bundle, tmp_path, rootfs, "ov5", ["sh", "-c", "cat /etc/motd; exit 6"])
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["annotations"]["dockyard.init"] = "true"
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    cid = dy.track("ov5")
+    paths = {k: tmp_path / f"ov5.{k}" for k in ("log", "exit", "sock")}
+    dy("shim", "--bundle", str(bundle), "--id", cid, "--log", str(paths["log"]), "--exit-file", str(paths["exit"]),
+       "--attach-socket", str(paths["sock"]), "--wait-attach", check=True)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(paths["sock"]))
+    frames = _frames(s)
+    s.close()
+    assert _data(frames)[1] == b"top\n"
+    assert json.loads(frames[-1][1])["exit_code"] == 6
+
+
+@pytest.mark.parametrize("value,why", [
+    ('{"lower": ["relative/dir"]}', "not an absolute path"),
+    ('{"lower": []}', "\"lower\" is empty"),
+    ('{"lower": ["/a"], "upper": "/u"}', "go together"),
+    ("not json", "dockyard.rootfs.overlay"),
+])
+def test_overlay_bad_annotation_is_a_create_error(dy, make_bundle, value, why):
+    bundle = make_bundle("ov6", ["true"], annotations={"dockyard.rootfs.overlay": value})
+    dy.track("ov6")
+    p = dy("create", "--bundle", str(bundle), "ov6")
+    assert p.returncode == 1 and why.encode() in p.stderr, p.stderr
+    assert dy("state", "ov6").returncode != 0
+
+
+@pytest.mark.parametrize("api", ["fsconfig", "mount2"])
+def test_overlay_missing_layer_names_it(dy, make_bundle, tmp_path, rootfs, api, monkeypatch):
+    if api == "mount2":
+        monkeypatch.setenv("DOCKYARD_RUNTIME_OVERLAY_MOUNT2", "1")
+    up, wk = tmp_path / "u", tmp_path / "w"
+    up.mkdir()
+    wk.mkdir()
+    ann = {"dockyard.rootfs.overlay": json.dumps({"lower": [str(tmp_path / "no-such-layer")], "upper": str(up), "work": str(wk)})}
+    bundle = make_bundle(f"ov7-{api}", ["true"], annotations=ann)
+    dy.track(f"ov7-{api}")
+    p = dy("create", "--bundle", str(bundle), f"ov7-{api}")
+    assert p.returncode == 1, p.stderr
+    err = p.stderr.decode()
+    assert "rootfs overlay" in err and ("no-such-layer" in err) and "ENOENT" in err, err
+    assert dy("state", f"ov7-{api}").returncode != 0

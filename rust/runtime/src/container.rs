@@ -145,6 +145,8 @@ pub fn create(o: &CreateOpts) -> Result<Container> {
     if proc_.terminal && o.console_socket.is_none() && o.console_fd.is_none() {
         return Err(Error::msg("process.terminal is set: a --console-socket is needed to hand over the pty"));
     }
+    // A bad overlay annotation is a `create` error before anything is made.
+    crate::overlay::Overlay::from_spec(&spec)?;
     let mut setup = ProcessSetup::new(proc_, &spec)?;
     setup.preserve_fds = o.preserve_fds;
     setup.init = spec.annotations.get(crate::init::ANNOTATION).is_some_and(|v| v == "true");

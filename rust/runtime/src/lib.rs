@@ -20,6 +20,7 @@ pub mod error;
 pub mod exec;
 pub mod init;
 pub mod mounts;
+pub mod overlay;
 pub mod process;
 pub mod seccomp;
 pub mod shim;

@@ -2,9 +2,11 @@
 //! /dev, `pivot_root`, then Docker's read-only and masked paths. Everything goes through the
 //! [`Syscall`] seam, so the sequence is unit-tested with the recording double below.
 //!
-//! The runtime mounts nothing *for* the rootfs: the engine mounts the container's overlay at
-//! `bundle/rootfs` (or whatever `root.path` names) before `create`. We only bind it onto itself
-//! so that it is a mount point `pivot_root` accepts.
+//! By default the runtime mounts nothing *for* the rootfs: the engine mounts the container's
+//! overlay at `bundle/rootfs` (or whatever `root.path` names) before `create`, and we only bind
+//! it onto itself so that it is a mount point `pivot_root` accepts. With the annotation
+//! `dockyard.rootfs.overlay` we mount the overlay ourselves, in the container's mount
+//! namespace, instead of that bind ([`crate::overlay`]).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -203,7 +205,12 @@ pub fn prepare_rootfs(sys: &dyn Syscall, cfg: &RootfsConfig) -> Result<Pending> 
     };
     sys.mount(None, Path::new("/"), None, prop, None)?;
     make_parent_private(sys, cfg.rootfs)?;
-    sys.mount(Some(&cfg.rootfs.to_string_lossy()), cfg.rootfs, Some("bind"), MS(libc::MS_BIND | libc::MS_REC), None)?;
+    match crate::overlay::Overlay::from_spec(cfg.spec)? {
+        // Our mount namespace is private to the container by now: the host never sees this.
+        // An overlay is a mount point of its own, as pivot_root wants.
+        Some(o) => sys.mount_overlay(cfg.rootfs, &o).map_err(|e| e.wrap("mount the rootfs overlay"))?,
+        None => sys.mount(Some(&cfg.rootfs.to_string_lossy()), cfg.rootfs, Some("bind"), MS(libc::MS_BIND | libc::MS_REC), None)?,
+    }
 
     let mut pending = Pending { setup_dev: true, ..Default::default() };
     for m in &cfg.spec.mounts {
@@ -495,6 +502,20 @@ mod tests {
         assert!(calls.contains(&"symlink /b/rootfs/dev/ptmx -> pts/ptmx".to_string()));
         assert!(calls.contains(&"symlink /b/rootfs/dev/fd -> /proc/self/fd".to_string()));
         assert!(pending.setup_dev && pending.ro_remounts.is_empty());
+    }
+
+    #[test]
+    fn overlay_annotation_mounts_the_rootfs_instead_of_the_bind() {
+        let s = spec(r#"{"annotations":{"dockyard.rootfs.overlay":"{\"lower\":[\"/l/2\",\"/l/1\"],\"upper\":\"/c/upper\",\"work\":\"/c/work\"}"},
+            "mounts":[{"destination":"/proc","type":"proc","source":"proc"}]}"#);
+        let sys = Recorder::new();
+        *sys.mountinfo_text.borrow_mut() = "22 1 0:21 / / rw shared:1 - ext4 /dev/vda rw\n".into();
+        let cfg = RootfsConfig { spec: &s, bundle: Path::new("/b"), rootfs: Path::new("/b/rootfs"), cgroup: None };
+        prepare_rootfs(&sys, &cfg).unwrap();
+        let calls = sys.calls();
+        // Propagation first (so the host never sees it), then the overlay, then the mounts.
+        assert_eq!(calls[..4], ["mount - / - rec,slave -", "mount - / - private -", "overlay /b/rootfs lower=/l/2:/l/1 upper=/c/upper work=/c/work", "mkdir /b/rootfs/proc 755"]);
+        assert!(!calls.iter().any(|c| c.contains("bind,rec") && c.starts_with("mount /b/rootfs")), "{calls:#?}");
     }
 
     #[test]

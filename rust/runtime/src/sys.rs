@@ -40,6 +40,8 @@ pub trait Syscall {
     fn remove(&self, path: &Path) -> Result<()>;
     /// The text of /proc/self/mountinfo.
     fn mountinfo(&self) -> Result<String>;
+    /// Mount an overlay on `target` ([`crate::overlay`]).
+    fn mount_overlay(&self, target: &Path, o: &crate::overlay::Overlay) -> Result<()>;
 }
 
 fn cstr(p: &Path) -> Result<CString> {
@@ -199,6 +201,10 @@ impl Syscall for Linux {
         let p = Path::new("/proc/self/mountinfo");
         std::fs::read_to_string(p).map_err(|e| Error::io("read", Some(p), e))
     }
+
+    fn mount_overlay(&self, target: &Path, o: &crate::overlay::Overlay) -> Result<()> {
+        crate::overlay::mount(target, o)
+    }
 }
 
 /// Recording test double: every mutating call is appended to `calls` as one readable line;
@@ -302,5 +308,9 @@ impl Syscall for Recorder {
     }
     fn mountinfo(&self) -> Result<String> {
         Ok(self.mountinfo_text.borrow().clone())
+    }
+    fn mount_overlay(&self, target: &Path, o: &crate::overlay::Overlay) -> Result<()> {
+        self.rec(format!("overlay {} {}", target.display(), o.describe()));
+        Ok(())
     }
 }
