@@ -129,8 +129,7 @@ class Networks:
         if not name:
             raise InvalidArgument("network name is required")
         if name in PREDEFINED:
-            raise Conflict(f"network with name {name} already exists" if False else
-                           f"operation is not permitted on predefined {name} network ")
+            raise Conflict(f"operation is not permitted on predefined {name} network ")
         from ..names import NAME_RE
 
         if not NAME_RE.match(name):
@@ -301,10 +300,10 @@ class Networks:
         if not r["bridge"]:
             return
         with netlink.Netlink() as nl:
-            existed = nl.delete_link(r["bridge"])
-        if existed or True:
-            icc = json.loads(r["options"]).get("com.docker.network.bridge.enable_icc", "true") == "true"
-            firewall.apply(firewall.network_rules(r["bridge"], r["subnet"], bool(r["internal"]), icc), delete=True)
+            nl.delete_link(r["bridge"])
+        # The rules go even when the device was already gone (a crash between the two).
+        icc = json.loads(r["options"]).get("com.docker.network.bridge.enable_icc", "true") == "true"
+        firewall.apply(firewall.network_rules(r["bridge"], r["subnet"], bool(r["internal"]), icc), delete=True)
 
     def netns_path(self, cid: str) -> Path:
         from ..runtime import run_dir
@@ -319,8 +318,7 @@ class Networks:
         if mode.startswith("container:"):
             target = resolve_container(mode.split(":", 1)[1])
             if aliases or want_ip or links:
-                raise InvalidArgument("conflicting options: networking options cannot be used with container network mode"
-                                      if False else "Conflicting options: --network=container: cannot be used with "
+                raise InvalidArgument("Conflicting options: --network=container: cannot be used with "
                                       "--ip, --network-alias or --link")
             return {"mode": f"container:{target}", "networks": []}
         if mode in ("host", "none"):
@@ -346,8 +344,7 @@ class Networks:
             except ValueError:
                 raise InvalidArgument(f"invalid IPv4 address: {want_ip}") from None
             if ip not in ipaddress.IPv4Network(r["subnet"]):
-                raise InvalidArgument(f"no configured subnet contains IP address {want_ip}" if False else
-                                      f"Invalid address {want_ip}: It does not belong to any of this network's subnets")
+                raise InvalidArgument(f"Invalid address {want_ip}: It does not belong to any of this network's subnets")
         return {"mode": mode if r["name"] != "bridge" or mode == "bridge" else "default",
                 "networks": [{"id": r["id"], "aliases": aliases, "want_ip": want_ip}]}
 
@@ -384,9 +381,8 @@ class Networks:
             omode = json.loads(row["spec"])["HostConfig"].get("NetworkMode", "")
             if omode == "host":
                 return None
-            if omode.startswith("container:"):
-                return self.setup({"id": omode.split(":", 1)[1]}, "container:" + omode.split(":", 1)[1], []) \
-                    if False else str(self.netns_path(omode.split(":", 1)[1]))
+            if omode.startswith("container:"):  # joined through a joiner: the first one's namespace
+                return str(self.netns_path(omode.split(":", 1)[1]))
             return str(self.netns_path(other))
         path = self.netns_path(cid)
         self.teardown(cid, release=False)  # whatever a crashed start left
@@ -681,7 +677,7 @@ class Networks:
         eps = self.endpoints(cid)
         running = rec["state"].get("Running")
         ports: dict = {}
-        if mode not in ("host", "none") and not mode.startswith("container:"):
+        if running and mode not in ("host", "none") and not mode.startswith("container:"):
             for p in rec["spec"]["Config"].get("ExposedPorts") or {}:
                 ports[p] = None
             for ep in eps:

@@ -89,8 +89,10 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # 
         exposed.setdefault(key, {})
         port_bindings.setdefault(key, []).append({"HostIp": b["host_ip"], "HostPort": b["host_port"]})
     for e in getattr(opts, "expose", []) or []:
-        num, _, proto = e.partition("/")
-        exposed.setdefault(f"{num}/{proto or 'tcp'}", {})
+        if ":" in e:
+            raise InvalidArgument(f"invalid range format for --expose: {e}, error: Invalid containerPort: {e}")
+        for b in parse_publish(e):
+            exposed.setdefault(f"{b['port']}/{b['proto']}", {})
     config = {"ExposedPorts": exposed} if exposed else {}
     host = {
         "Binds": list(getattr(opts, "volumes", []) or []) or None,

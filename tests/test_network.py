@@ -1,0 +1,457 @@
+"""Networks through the ``dockyard`` CLI: the default bridge, published ports, network modes,
+user-defined networks with embedded DNS, legacy links, and cleanup of everything a container
+added (veths, bridges, iptables rules, namespaces, leases).
+
+Traffic goes only to loopback, to the containers these tests start, and to a namespace a test
+makes (standing in for "another host"); never anywhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from support import make_busybox_rootfs, needs_root, tar_dir
+
+
+def runtime_available() -> bool:
+    try:
+        from dockyard.engine.runtime import binary
+
+        binary()
+        return True
+    except Exception:
+        return False
+
+
+def iptables_works() -> bool:
+    return shutil.which("iptables") is not None and subprocess.run(
+        ["iptables", "-w", "-t", "nat", "-S"], capture_output=True).returncode == 0
+
+
+pytestmark = [needs_root, pytest.mark.skipif(not runtime_available(), reason="dockyard-runtime is not built"),
+              pytest.mark.skipif(not iptables_works(), reason="iptables does not work here")]
+
+NET_APPLETS = ("ip", "ifconfig", "route", "nc", "wget", "httpd", "nslookup", "ping", "seq", "head", "tail", "dd",
+               "sort", "tr", "cut", "ls", "kill")
+
+
+def links() -> list[str]:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    return [line.split(": ")[1].split("@")[0] for line in out.splitlines()]
+
+
+def rules() -> str:
+    return "".join(subprocess.run(["iptables", "-w", "-t", t, "-S"], capture_output=True, text=True).stdout
+                   for t in ("nat", "filter"))
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[1].startswith(str(path))]
+
+
+def make_image(cli, tmp_path: Path, name: str = "bb", changes: tuple[str, ...] = ()) -> None:  # noqa: ANN001
+    root = make_busybox_rootfs(tmp_path / f"rootfs-{name}")
+    for applet in NET_APPLETS:
+        link = root / "bin" / applet
+        if not link.exists():
+            link.symlink_to("busybox")
+    (root / "www").mkdir()
+    (root / "www" / "index.html").write_text("hello from the container\n")
+    tar = tar_dir(root, tmp_path / f"{name}.tar")
+    args = ["import", "-c", 'CMD ["/bin/sh"]']
+    for c in changes:
+        args += ["-c", c]
+    cli(*args, str(tar), name)
+
+
+@pytest.fixture
+def dyn(cli, tmp_path, monkeypatch):
+    """The CLI on a private root and run dir with a busybox image "bb" that has the network
+    applets; at the end, checks that nothing is left: containers, mounts, veths, bridges,
+    iptables rules, namespaces, leases, the DNS server."""
+    run = Path(tempfile.mkdtemp(prefix="dynet-", dir="/tmp"))
+    monkeypatch.setenv("DOCKYARD_RUN", str(run))
+    make_image(cli, tmp_path)
+    cli.run_dir = run
+    bridge = "dyb" + hashlib.sha256(str(cli.root.resolve()).encode()).hexdigest()[:10]
+    cli.bridge = bridge
+    try:
+        yield cli
+    finally:
+        leftover = cli("ps", "-aq").stdout.decode().split()
+        if leftover:
+            cli("rm", "-f", *leftover, check=False)
+        nets = cli("network", "ls", "-q", "--no-trunc", "--filter", "type=custom", check=False).stdout.decode().split()
+        cli("network", "prune", "-f", check=False)
+        user_bridges = ["dyn" + n[:12] for n in nets]
+        deadline = time.time() + 5
+        dns_sock = list(run.glob("dns-*.sock"))
+        while dns_sock and time.time() < deadline:
+            time.sleep(0.2)
+            dns_sock = list(run.glob("dns-*.sock"))
+        left_links = [l for l in links() if l == bridge or l in user_bridges]
+        left_rules = [r for r in rules().splitlines() if bridge in r or any(b in r for b in user_bridges)]
+        netns = os.listdir(run / "netns") if (run / "netns").exists() else []
+        leases = []
+        db = cli.root / "state.db"
+        if db.exists():
+            import sqlite3
+
+            con = sqlite3.connect(db)
+            try:
+                leases = con.execute("SELECT container, ip FROM endpoints WHERE ip != ''").fetchall()
+            except sqlite3.OperationalError:
+                pass
+            con.close()
+        left_mounts = mounts_under(cli.root) + mounts_under(run)
+        for l in left_links:
+            subprocess.run(["ip", "link", "del", l], check=False)
+        for m in left_mounts:
+            subprocess.run(["umount", "-l", m], check=False)
+        shutil.rmtree(run, ignore_errors=True)
+        assert leftover == [], "a test left containers behind"
+        assert (left_links, left_rules, netns, leases, left_mounts, dns_sock) == ([], [], [], [], [], [])
+
+
+def text(proc) -> str:  # noqa: ANN001
+    return proc.stdout.decode()
+
+
+def fails(proc, code: int = 125) -> str:  # noqa: ANN001
+    err = proc.stderr.decode()
+    assert proc.returncode == code, (proc.returncode, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
+    return err
+
+
+def inspect(dy, ref: str) -> dict:  # noqa: ANN001
+    return json.loads(text(dy("inspect", ref)))[0]
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("0.0.0.0", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_get(host: str, port: int, timeout: float = 5.0) -> str:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2) as s:
+                s.sendall(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            return data.decode(errors="replace")
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+# -- the default bridge ---------------------------------------------------------------------------
+
+def test_default_bridge_address_and_files(dyn):
+    out = text(dyn("run", "--rm", "-h", "box", "--add-host", "db.local:10.1.2.3", "--dns", "192.0.2.53",
+                   "--dns-search", "example.test", "--dns-option", "ndots:2", "bb", "sh", "-c",
+                   "ip -o -4 addr show eth0; ip route; hostname; echo ===; cat /etc/hosts; echo ---; cat /etc/resolv.conf;"
+                   "ip -o link show lo"))
+    import ipaddress
+
+    addr = out.split("inet ")[1].split()[0]
+    iface = ipaddress.IPv4Interface(addr)
+    for other in ("172.17.0.0/16", "10.88.0.0/16"):
+        assert not iface.network.overlaps(ipaddress.IPv4Network(other))
+    bridge = json.loads(text(dyn("network", "inspect", "bridge")))[0]
+    assert bridge["IPAM"]["Config"][0]["Subnet"] == str(iface.network)
+    gateway = bridge["IPAM"]["Config"][0]["Gateway"]
+    assert f"default via {gateway} dev eth0" in out
+    hosts, resolv = out.split("===\n")[1].split("---\n")
+    assert "\nbox\n" in out
+    assert "10.1.2.3\tdb.local\n" in hosts
+    assert hosts.splitlines()[-1] == f"{iface.ip}\tbox"  # the container's own entry is last, as docker
+    assert hosts.startswith("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    assert resolv.splitlines()[:3] == ["search example.test", "nameserver 192.0.2.53", "options ndots:2"]
+    assert "state UNKNOWN" in resolv or "UP" in resolv.splitlines()[-1]
+
+
+def test_inspect_network_settings_shape(dyn):
+    dyn("run", "-d", "--name", "web", "-p", "127.0.0.1::80", "--expose", "81", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
+    ns = inspect(dyn, "web")["NetworkSettings"]
+    keys = {"Bridge", "SandboxID", "HairpinMode", "LinkLocalIPv6Address", "LinkLocalIPv6PrefixLen", "Ports",
+            "SandboxKey", "SecondaryIPAddresses", "SecondaryIPv6Addresses", "EndpointID", "Gateway",
+            "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPAddress", "IPPrefixLen", "IPv6Gateway", "MacAddress",
+            "Networks"}
+    assert set(ns) == keys
+    assert list(ns["Networks"]) == ["bridge"]
+    net = ns["Networks"]["bridge"]
+    assert net["IPAddress"] == ns["IPAddress"] and net["Gateway"] == ns["Gateway"] != ""
+    assert ns["MacAddress"] == "02:42:" + ":".join(f"{int(b):02x}" for b in ns["IPAddress"].split("."))
+    assert ns["Ports"]["81/tcp"] is None
+    (binding,) = ns["Ports"]["80/tcp"]
+    assert binding["HostIp"] == "127.0.0.1" and int(binding["HostPort"]) > 0
+    assert text(dyn("port", "web")) == f"80/tcp -> 127.0.0.1:{binding['HostPort']}\n"
+    assert text(dyn("port", "web", "80")) == f"127.0.0.1:{binding['HostPort']}\n"
+    assert "hello from the container" in http_get("127.0.0.1", int(binding["HostPort"]))
+    dyn("stop", "-t", "0", "web")
+    ns = inspect(dyn, "web")["NetworkSettings"]
+    assert ns["IPAddress"] == "" and ns["Networks"]["bridge"]["IPAddress"] == "" and ns["Ports"] == {}
+    dyn("rm", "web")
+
+
+def test_twenty_at_once_get_distinct_addresses_and_leave_nothing(dyn):
+    def start(i: int) -> str:
+        return text(dyn("run", "-d", "--name", f"c{i}", "bb", "sleep", "60")).strip()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        ids = list(pool.map(start, range(20)))
+    ips = [inspect(dyn, cid)["NetworkSettings"]["IPAddress"] for cid in ids]
+    assert len(set(ips)) == 20 and all(ips)
+    # They reach each other (icc on the default bridge).
+    out = text(dyn("run", "--rm", "bb", "ping", "-c", "1", "-W", "2", ips[7]))
+    assert "1 packets received" in out
+    veths = [l for l in links() if any(l.startswith("dyv" + cid[:10]) for cid in ids)]
+    assert len(veths) == 20
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(lambda cid: dyn("rm", "-f", cid), ids))
+    assert [l for l in links() if any(l.startswith("dyv" + cid[:10]) for cid in ids)] == []
+    assert dyn.bridge not in links()  # a private root's bridge goes with its last container
+
+
+def test_published_ports_reach_the_container(dyn, tmp_path):
+    port, uport = free_port(), free_port()
+    dyn("run", "-d", "--name", "web", "-p", f"{port}:80", "-p", f"{uport}:9999/udp", "bb",
+        "httpd", "-f", "-p", "80", "-h", "/www")
+    assert "hello from the container" in http_get("127.0.0.1", port)
+    gateway = inspect(dyn, "web")["NetworkSettings"]["Gateway"]
+    assert "hello from the container" in http_get(gateway, port)
+    # From "another host": a namespace of our own, wired to the host by a veth pair.
+    ns = f"tns{os.getpid() % 10000}"
+    peer = f"tpeer{os.getpid() % 10000}"
+    try:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
+        subprocess.run(["ip", "addr", "add", "10.250.77.1/30", "dev", peer], check=True)
+        subprocess.run(["ip", "link", "set", peer, "up"], check=True)
+        for cmd in (["ip", "addr", "add", "10.250.77.2/30", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
+                    ["ip", "link", "set", "lo", "up"]):
+            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
+        client = ("import socket, sys; s = socket.create_connection(('10.250.77.1', int(sys.argv[1])), timeout=5); "
+                  "s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n'); f = s.makefile('rb'); print(f.read().decode())")
+        got = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", client, str(port)],
+                             capture_output=True, text=True, timeout=30)
+        assert "hello from the container" in got.stdout, got.stderr
+    finally:
+        subprocess.run(["ip", "link", "del", peer], check=False)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    # UDP (busybox has no UDP server): the datagram is translated to the container's address.
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"datagram\n", ("127.0.0.1", uport))
+    s.close()
+    counters = subprocess.run(["iptables", "-w", "-t", "nat", "-L", "DOCKYARD", "-n", "-v", "-x"],
+                              capture_output=True, text=True).stdout
+    (line,) = [l for l in counters.splitlines() if f"dpt:{uport}" in l]
+    assert int(line.split()[0]) >= 1 and ":9999" in line
+    dyn("rm", "-f", "web")
+    assert [r for r in rules().splitlines() if f"--dport {port} " in r] == []
+
+
+def test_publish_all_and_port_taken(dyn):
+    dyn("run", "-d", "--name", "pa", "--expose", "80", "--expose", "8000-8001/udp", "-P", "bb", "sleep", "60")
+    ports = inspect(dyn, "pa")["NetworkSettings"]["Ports"]
+    assert set(ports) == {"80/tcp", "8000/udp", "8001/udp"}
+    host_ports = {p: int(b[0]["HostPort"]) for p, b in ports.items()}
+    assert all(hp > 0 for hp in host_ports.values()) and len(set(host_ports.values())) == 3
+    taken = host_ports["80/tcp"]
+    proc = dyn("run", "-d", "--name", "pb", "-p", f"{taken}:80", "bb", "sleep", "60", check=False)
+    err = fails(proc)
+    assert f"Bind for 0.0.0.0:{taken} failed: port is already allocated" in err
+    assert inspect(dyn, "pb")["State"]["Running"] is False
+    # A port held by some other program on the host.
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        proc = dyn("run", "-d", "--name", "pc", "-p", f"{holder.getsockname()[1]}:80", "bb", "sleep", "60", check=False)
+        assert "address already in use" in fails(proc)
+    finally:
+        holder.close()
+    dyn("rm", "-f", "pa", "pb", "pc")
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("80:abc", "Invalid containerPort: abc"),
+    ("abc:80", "Invalid hostPort: abc"),
+    ("1.2.3:80:80", "Invalid ip address: 1.2.3"),
+    ("80/sctpx", "invalid proto: sctpx"),
+    ("70000:80", "Invalid hostPort: 70000"),
+    ("8000-8002:80-81", "Invalid ranges specified"),
+])
+def test_malformed_publish_changes_nothing(dyn, bad, message):
+    before = rules()
+    proc = dyn("run", "-d", "-p", bad, "bb", "true", check=False)
+    assert message in fails(proc)
+    assert text(dyn("ps", "-aq")) == ""
+    assert rules() == before
+
+
+def test_bad_network_input_changes_nothing(dyn):
+    nets_before = text(dyn("network", "ls", "-q"))
+    assert "network nosuch not found" in fails(dyn("run", "--rm", "--network", "nosuch", "bb", "true", check=False))
+    assert text(dyn("ps", "-aq")) == ""
+    for args, message in [
+        (["--subnet", "10.250.1.0/33", "n1"], "invalid CIDR address: 10.250.1.0/33"),
+        (["--subnet", "banana", "n1"], "invalid CIDR address: banana"),
+        (["--subnet", "10.250.1.0/24", "--gateway", "10.250.2.1", "n1"], "no matching subnet for gateway 10.250.2.1"),
+        (["bridge"], "operation is not permitted on predefined bridge network"),
+    ]:
+        assert message in fails(dyn("network", "create", *args, check=False), 1), args
+    dyn("network", "create", "--subnet", "10.250.1.0/24", "n1")
+    assert "Pool overlaps" in fails(dyn("network", "create", "--subnet", "10.250.1.128/25", "n2", check=False), 1)
+    assert "already exists" in fails(dyn("network", "create", "n1", check=False), 1)
+    assert "pre-defined" in fails(dyn("network", "rm", "bridge", check=False), 1)
+    assert "No such network: nope" in fails(dyn("network", "rm", "nope", check=False), 1)
+    dyn("network", "rm", "n1")
+    assert text(dyn("network", "ls", "-q")) == nets_before
+
+
+def test_network_modes(dyn):
+    out = text(dyn("run", "--rm", "--network", "none", "bb", "sh", "-c", "ls /sys/class/net | sort | tr '\\n' ' '; ip -o link show lo"))
+    assert out.startswith("lo ") and "UP" in out.split("lo:")[1]
+    assert inspect_net_mode(dyn, "none") == "none"
+    host_links = sorted(l for l in os.listdir("/sys/class/net"))
+    out = text(dyn("run", "--rm", "--network", "host", "bb", "ls", "/sys/class/net"))
+    assert sorted(out.split()) == host_links
+    dyn("run", "-d", "--name", "base", "bb", "sleep", "60")
+    ip = inspect(dyn, "base")["NetworkSettings"]["IPAddress"]
+    out = text(dyn("run", "--rm", "--network", "container:base", "bb", "ip", "-o", "-4", "addr", "show", "eth0"))
+    assert f"inet {ip}/" in out
+    dyn("rm", "-f", "base")
+
+
+def inspect_net_mode(dyn, mode: str) -> str:  # noqa: ANN001
+    cid = text(dyn("create", "--network", mode, "bb", "true")).strip()
+    try:
+        return inspect(dyn, cid)["HostConfig"]["NetworkMode"]
+    finally:
+        dyn("rm", cid)
+
+
+# -- user-defined networks -------------------------------------------------------------------------
+
+def test_user_networks_dns_aliases_and_isolation(dyn):
+    dyn("network", "create", "--subnet", "10.250.10.0/24", "--label", "team=a", "front")
+    dyn("network", "create", "--subnet", "10.250.11.0/24", "back")
+    dyn("run", "-d", "--name", "api", "--network", "front", "--network-alias", "service", "bb", "sleep", "60")
+    dyn("run", "-d", "--name", "other", "--network", "back", "bb", "sleep", "60")
+    api_ip = inspect(dyn, "api")["NetworkSettings"]["Networks"]["front"]["IPAddress"]
+    other_ip = inspect(dyn, "other")["NetworkSettings"]["Networks"]["back"]["IPAddress"]
+    assert api_ip.startswith("10.250.10.") and other_ip.startswith("10.250.11.")
+    out = text(dyn("run", "--rm", "--network", "front", "bb", "sh", "-c",
+                   "cat /etc/resolv.conf; nslookup api; nslookup service; nslookup other; ping -c1 -W2 api"))
+    assert "nameserver 127.0.0.11" in out
+    assert out.count(f"Address: {api_ip}") >= 2
+    assert "1 packets received" in out
+    assert f"Address: {other_ip}" not in out  # names of other networks are not visible
+    out = text(dyn("run", "--rm", "--network", "back", "bb", "sh", "-c", f"ping -c1 -W1 {api_ip}; true"))
+    assert "0 packets received" in out  # and their addresses are not reachable
+    net = json.loads(text(dyn("network", "inspect", "front")))[0]
+    assert net["Labels"] == {"team": "a"} and net["IPAM"]["Config"] == [{"Subnet": "10.250.10.0/24", "Gateway": "10.250.10.1"}]
+    cid = inspect(dyn, "api")["Id"]
+    assert net["Containers"][cid]["IPv4Address"] == api_ip + "/24"
+    assert "has active endpoints" in fails(dyn("network", "rm", "front", check=False), 1)
+    assert text(dyn("network", "ls", "--filter", "label=team=a", "--format", "{{.Name}}")) == "front\n"
+    # connect with an alias while running, then disconnect.
+    dyn("network", "connect", "--alias", "bridge-peer", "front", "other")
+    out = text(dyn("run", "--rm", "--network", "front", "bb", "sh", "-c", "nslookup bridge-peer; nslookup other"))
+    other_front = inspect(dyn, "other")["NetworkSettings"]["Networks"]["front"]["IPAddress"]
+    assert out.count(f"Address: {other_front}") == 2
+    assert "eth1" in text(dyn("run", "--rm", "--network", "container:other", "bb", "ls", "/sys/class/net"))
+    dyn("network", "disconnect", "front", "other")
+    assert "front" not in inspect(dyn, "other")["NetworkSettings"]["Networks"]
+    dyn("rm", "-f", "api", "other")
+    assert sorted(text(dyn("network", "prune", "-f")).split()[2:]) == ["back", "front"]
+
+
+def test_internal_network_has_no_way_out(dyn):
+    dyn("network", "create", "--internal", "--subnet", "10.250.12.0/24", "sealed")
+    out = text(dyn("run", "--rm", "--network", "sealed", "bb", "ip", "route"))
+    assert "default" not in out and "10.250.12.0/24" in out
+    assert json.loads(text(dyn("network", "inspect", "sealed")))[0]["Internal"] is True
+
+
+# -- legacy links -------------------------------------------------------------------------------
+
+def test_links_like_docker(dyn):
+    dyn("run", "-d", "--name", "db", "--expose", "5432", "--expose", "7000-7002", "-e", "PASSWORD=secret",
+        "-e", "HOME=/x", "bb", "sleep", "60")
+    db = inspect(dyn, "db")
+    ip = db["NetworkSettings"]["IPAddress"]
+    out = text(dyn("run", "--rm", "--name", "web", "--link", "db:dbapp", "bb", "sh", "-c", "env | sort; cat /etc/hosts"))
+    env = [l for l in out.splitlines() if l.startswith("DBAPP_")]
+    expected = [
+        f"DBAPP_ENV_PASSWORD=secret",
+        "DBAPP_NAME=/web/dbapp",
+        f"DBAPP_PORT=tcp://{ip}:5432",
+        f"DBAPP_PORT_5432_TCP=tcp://{ip}:5432", f"DBAPP_PORT_5432_TCP_ADDR={ip}", "DBAPP_PORT_5432_TCP_PORT=5432",
+        "DBAPP_PORT_5432_TCP_PROTO=tcp",
+    ]
+    for p in (7000, 7001, 7002):
+        expected += [f"DBAPP_PORT_{p}_TCP=tcp://{ip}:{p}", f"DBAPP_PORT_{p}_TCP_ADDR={ip}", f"DBAPP_PORT_{p}_TCP_PORT={p}",
+                     f"DBAPP_PORT_{p}_TCP_PROTO=tcp"]
+    expected += [f"DBAPP_PORT_7000_TCP_START=tcp://{ip}:7000", f"DBAPP_PORT_7000_TCP_END=tcp://{ip}:7002",
+                 "DBAPP_PORT_7000_TCP_PORT_START=7000", "DBAPP_PORT_7000_TCP_PORT_END=7002"]
+    assert sorted(env) == sorted(expected)
+    assert f"{ip}\tdbapp {db['Id'][:12]} db" in out.splitlines()
+    # A stopped target: docker's error, nothing started.
+    dyn("stop", "-t", "0", "db")
+    err = fails(dyn("run", "--rm", "--name", "web2", "--link", "db:dbapp", "bb", "true", check=False))
+    assert "Cannot link to a non running container: /db AS /web2/dbapp" in err
+    assert "could not get container for nosuch" in fails(dyn("run", "--rm", "--link", "nosuch", "bb", "true", check=False))
+    # The hosts entry follows the target's address across a restart.
+    dyn("start", "db")
+    dyn("run", "-d", "--name", "web", "--link", "db", "bb", "sleep", "60")
+    dyn("stop", "-t", "0", "db")
+    dyn("run", "-d", "--name", "squatter", "bb", "sleep", "60")  # takes db's old address
+    dyn("start", "db")
+    new_ip = inspect(dyn, "db")["NetworkSettings"]["IPAddress"]
+    assert new_ip != ip
+    hosts = (Path(inspect(dyn, "web")["HostsPath"])).read_text()
+    assert f"{new_ip}\tdb {db['Id'][:12]}" in hosts or f"{new_ip}\t{db['Id'][:12]} db" in hosts
+    dyn("rm", "-f", "web", "db", "squatter")
+
+
+def test_crash_leaves_state_the_next_start_repairs(dyn):
+    cid = text(dyn("run", "-d", "--name", "victim", "-p", "127.0.0.1::80", "bb", "httpd", "-f", "-p", "80", "-h", "/www")).strip()
+    rec = inspect(dyn, cid)
+    pid = rec["State"]["Pid"]
+    port = int(rec["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+    with open(f"/proc/{pid}/status") as f:
+        shim = int(next(l for l in f if l.startswith("PPid:")).split()[1])
+    os.kill(shim, 9)
+    os.kill(pid, 9)
+    time.sleep(0.3)
+    # The next command notices; what the start made is gone, and a new start works.
+    assert inspect(dyn, cid)["State"]["Running"] is False
+    assert [l for l in links() if l.startswith("dyv" + cid[:10])] == []
+    assert [r for r in rules().splitlines() if f"--dport {port} " in r] == []
+    dyn("start", "victim")
+    new_port = int(inspect(dyn, cid)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+    assert "hello from the container" in http_get("127.0.0.1", new_port)
+    dyn("rm", "-f", "victim")
