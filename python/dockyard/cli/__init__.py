@@ -54,6 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("dockyard.cli.registry", "login"),
     "logout": ("dockyard.cli.registry", "logout"),
     "registry": ("dockyard.cli.registry", "registry_group"),
+    "daemon": ("dockyard.cli.daemon", "daemon"),
 }
 
 # Commands whose own failures Docker reports with 125 (the container ones report the process's).

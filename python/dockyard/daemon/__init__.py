@@ -1,0 +1,127 @@
+"""``dockyard daemon``: the Docker Engine API over a unix socket, one engine per host.
+
+Routes are thin (one engine call each; see containers.py, images.py, execs.py, system.py);
+what the daemon adds to the engine is only what needs a long-lived process: the exit monitor
+(events, ``wait``, auto-remove), restart policies with Docker's back-off, exec sessions, and
+hijacked attach/exec connections (core.py, streams.py).
+
+Live restore: containers are supervised by their own ``dockyard-runtime shim``, never by the
+daemon, so stopping or killing the daemon leaves them running; a new daemon finds them in the
+store, records the exits it missed from the supervisors' exit files, and watches the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+__all__ = ["serve", "default_socket", "build_router"]
+
+
+def default_socket() -> str:
+    return str(Path(os.environ.get("DOCKYARD_RUN", "/run/dockyard")) / "dockyard.sock")
+
+
+def build_router():  # noqa: ANN201
+    from . import containers, execs, images, system
+    from .http import Router
+
+    r = Router()
+    system.routes(r)
+    containers.routes(r)
+    execs.routes(r)
+    images.routes(r)
+    try:
+        from . import resources
+
+        resources.routes(r)
+    except ImportError:
+        pass
+    return r
+
+
+def _prepare_socket(path: str) -> None:
+    """Refuse to steal a live daemon's socket; remove a stale one."""
+    if os.path.lexists(path):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)
+        else:
+            from ..errors import Conflict
+
+            raise Conflict(f"a daemon is already listening on {path}")
+        finally:
+            probe.close()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _secure_socket(path: str) -> None:
+    """root-owned, group ``dockyard`` when that group exists, mode 0660."""
+    import grp
+
+    gid = 0
+    try:
+        gid = grp.getgrnam("dockyard").gr_gid
+    except KeyError:
+        pass
+    try:
+        os.chown(path, 0 if os.geteuid() == 0 else -1, gid if os.geteuid() == 0 else -1)
+    except OSError:
+        pass
+    os.chmod(path, 0o660)
+
+
+def serve(path: str | None = None, root: str | None = None, ready: threading.Event | None = None,
+          debug: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT; containers keep running afterwards (live restore)."""
+    from .core import Daemon
+    from .http import make_server
+
+    path = path or default_socket()
+    log = logging.getLogger("dockyard.daemon")
+    if not log.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(h)
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    _prepare_socket(path)
+    daemon = Daemon(root)
+    daemon.start()
+    old_umask = os.umask(0o117)
+    try:
+        server = make_server(path, build_router(), daemon)
+    finally:
+        os.umask(old_umask)
+    _secure_socket(path)
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:  # noqa: ANN001
+        if not stop.is_set():
+            stop.set()
+            log.info("received %s: shutting down (containers keep running)", signal.Signals(signum).name)
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    log.info("dockyard daemon listening on unix://%s (root %s, pid %d)", path, daemon.root, os.getpid())
+    if ready is not None:
+        ready.set()
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        daemon.shutdown()
+        server.server_close()
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        log.info("dockyard daemon stopped")
+    return 0

@@ -1,0 +1,760 @@
+"""``/containers/...`` routes: each maps to one engine call (see engine/containers.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+import threading
+import time
+
+from ..errors import Conflict, DockyardError, InvalidArgument, NotFound
+from .http import STREAMED, Reply, Request, Router
+
+
+def routes(r: Router) -> None:
+    r.add("GET", "/containers/json", list_)
+    r.add("POST", "/containers/create", create)
+    r.add("POST", "/containers/prune", prune)
+    r.add("GET", "/containers/{id}/json", inspect)
+    r.add("POST", "/containers/{id}/start", start)
+    r.add("POST", "/containers/{id}/stop", stop)
+    r.add("POST", "/containers/{id}/restart", restart)
+    r.add("POST", "/containers/{id}/kill", kill)
+    r.add("POST", "/containers/{id}/wait", wait)
+    r.add("DELETE", "/containers/{id}", delete)
+    r.add("POST", "/containers/{id}/rename", rename)
+    r.add("POST", "/containers/{id}/pause", pause)
+    r.add("POST", "/containers/{id}/unpause", unpause)
+    r.add("POST", "/containers/{id}/resize", resize)
+    r.add("GET", "/containers/{id}/top", top)
+    r.add("GET", "/containers/{id}/changes", changes)
+    r.add("GET", "/containers/{id}/export", export)
+    r.add("GET", "/containers/{id}/logs", logs)
+    r.add("GET", "/containers/{id}/stats", stats)
+    r.add("POST", "/containers/{id}/attach", attach)
+    r.add("GET", "/containers/{id}/archive", archive_get)
+    r.add("HEAD", "/containers/{id}/archive", archive_head)
+    r.add("PUT", "/containers/{id}/archive", archive_put)
+    r.add("POST", "/commit", commit)
+
+
+def _summary(rec: dict, ports: list | None = None) -> dict:
+    from ..cli.containers import status_text
+    from ..engine.images import parse_time
+
+    spec = rec["spec"]
+    cfg = spec["Config"]
+    host = spec["HostConfig"]
+    nets = spec.get("Networks") or {}
+    return {
+        "Id": rec["id"], "Names": ["/" + rec["name"]], "Image": cfg.get("Image", ""),
+        "ImageID": rec["image_id"], "Command": " ".join([spec["Path"], *spec["Args"]]),
+        "Created": int(parse_time(rec["created"])), "Ports": ports or [], "Labels": cfg.get("Labels") or {},
+        "State": rec["state"]["Status"], "Status": status_text(rec["state"]),
+        "HostConfig": {"NetworkMode": host.get("NetworkMode", "default")},
+        "NetworkSettings": {"Networks": nets if isinstance(nets, dict) else {}},
+        "Mounts": [],
+    }
+
+
+def list_(d, req: Request) -> list:  # noqa: ANN001
+    from ..cli.containers import ps_filter
+
+    all_ = req.bool("all")
+    limit = req.int("limit", -1)
+    filters = req.filters()
+    allowed = {"status", "name", "id", "label", "exited", "ancestor", "before", "since", "network",
+               "volume", "health", "isolation", "is-task", "publish", "expose"}
+    for key in filters:
+        if key not in allowed:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    for v in filters.get("status", []):
+        if v not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+            raise InvalidArgument(f"invalid filter 'status={v}'")
+    with d.engines.get() as engine:
+        recs = engine.containers.all()
+        if limit is not None and limit > 0:
+            recs = recs[:limit]
+        elif not all_ and "status" not in filters and "exited" not in filters:
+            recs = [r for r in recs if r["state"]["Running"]]
+        recs = ps_filter(recs, {k: v for k, v in filters.items() if k in
+                                ("status", "name", "id", "label", "exited", "ancestor")})
+        out = []
+        for rec in recs:
+            out.append(_summary(rec, _ports(engine, rec)))
+        return out
+
+
+def _ports(engine, rec: dict) -> list:  # noqa: ANN001
+    try:
+        from ..engine.network import hooks
+
+        bindings = hooks.ports(engine.containers, rec) or {}
+    except Exception:  # noqa: BLE001
+        return []
+    out = []
+    for port, binds in bindings.items():
+        num, _, proto = port.partition("/")
+        if not binds:
+            out.append({"PrivatePort": int(num), "Type": proto or "tcp"})
+        for b in binds or []:
+            out.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(num),
+                        "PublicPort": int(b.get("HostPort") or 0), "Type": proto or "tcp"})
+    return out
+
+
+def create(d, req: Request) -> Reply:  # noqa: ANN001
+    from .create import options_from_body
+
+    name = req.arg("name", "") or ""
+    body = req.json()
+    opts = options_from_body(body, name)
+    with d.engines.get() as engine:
+        if opts.image in ("hello-world", "hello-world:latest"):
+            from ..engine import hello
+
+            hello.ensure(engine)
+        try:
+            cid = engine.containers.create(opts)
+        except NotFound as exc:
+            if "image" in type(exc).__name__.lower() or "image" in str(exc).lower():
+                from ..reference import parse
+
+                try:
+                    ref = parse(opts.image).with_default_tag().familiar()
+                except DockyardError:
+                    ref = opts.image
+                from ..errors import ImageNotFound
+
+                raise ImageNotFound(f"No such image: {ref}") from None
+            raise
+        d.emit_container(engine, cid, "create")
+    return Reply(201, {"Id": cid, "Warnings": []})
+
+
+def inspect(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
+    with d.engines.get() as engine:
+        info = engine.containers.inspect(id)
+    with d.lock:
+        info["RestartCount"] = d.restart_counts.get(info["Id"], 0)
+        info["ExecIDs"] = [k for k, v in d.execs.items() if v["ContainerID"] == info["Id"]] or None
+    if req.bool("size"):
+        info["SizeRw"] = 0
+        info["SizeRootFs"] = 0
+    return info
+
+
+def start(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        if engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]:
+            return Reply(304, b"")
+    d.start_container(cid)
+    return None
+
+
+def stop(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
+    timeout = req.int("t", None)
+    if timeout is None:
+        timeout = req.int("timeout", None)
+    sig = req.arg("signal") or None
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        if not engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]:
+            return Reply(304, b"")
+        d.mark_stopped(cid)
+        engine.containers.stop(cid, timeout, sig)
+        d.emit_container(engine, cid, "kill", {"signal": "15"})
+        d.check_exit(cid)
+        d.emit_container(engine, cid, "stop")
+    return None
+
+
+def restart(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+    timeout = req.int("t", None)
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        d.cancel_restart(cid)
+        if engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]:
+            d.mark_stopped(cid)
+            engine.containers.stop(cid, timeout, req.arg("signal") or None)
+            d.check_exit(cid)
+            d.emit_container(engine, cid, "stop")
+    d.start_container(cid)
+    with d.engines.get() as engine:
+        d.emit_container(engine, cid, "restart")
+    return None
+
+
+def kill(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+    from ..engine.spec import parse_signal
+
+    sig = req.arg("signal") or "KILL"
+    num = parse_signal(sig)
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        rec = engine.containers.refresh(engine.containers.load(cid))
+        if not rec["state"]["Running"]:
+            raise Conflict(f"Cannot kill container: {id}: Container {cid} is not running")
+        if num in (9, 15, 2):
+            d.mark_stopped(cid)
+        engine.containers.kill(cid, num)
+        d.emit_container(engine, cid, "kill", {"signal": str(num)})
+    return None
+
+
+def wait(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+    """Headers go out at once (the docker CLI waits for them before it starts the container),
+    the body when the condition is met."""
+    condition = req.arg("condition") or "not-running"
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise InvalidArgument(f"invalid condition: {condition!r}")
+    q = d.events.subscribe()
+    try:
+        with d.engines.get() as engine:
+            cid = engine.containers.resolve(id)
+            state = engine.containers.refresh(engine.containers.load(cid))["state"]
+        out = req.start_stream("application/json")
+        req._started = True
+        if condition == "not-running" and not state["Running"]:
+            out.json({"StatusCode": state["ExitCode"], "Error": None})
+            out.close()
+            return STREAMED
+        code = None
+        while True:
+            try:
+                ev = q.get(timeout=1.0)
+            except Exception:  # noqa: BLE001  (queue.Empty)
+                if condition == "removed":
+                    with d.engines.get() as engine:
+                        try:
+                            engine.containers.load(cid)
+                        except NotFound:
+                            break
+                elif condition == "not-running":
+                    with d.engines.get() as engine:
+                        try:
+                            st = engine.containers.load(cid)["state"]
+                        except NotFound:
+                            break
+                    if not st["Running"] and cid not in d.tracked:
+                        code = st["ExitCode"]
+                        break
+                continue
+            if ev.get("id") != cid:
+                continue
+            if ev["Action"] == "die":
+                code = int(ev["Actor"]["Attributes"].get("exitCode", "0"))
+                if condition != "removed":
+                    break
+            elif ev["Action"] == "destroy":
+                break
+        out.json({"StatusCode": code if code is not None else 0, "Error": None})
+        out.close()
+        return STREAMED
+    finally:
+        d.events.unsubscribe(q)
+
+
+def delete(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+    force, volumes = req.bool("force"), req.bool("v")
+    req.bool("link")
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        rec = engine.containers.load(cid)
+        d.cancel_restart(cid)
+        if force:
+            d.mark_stopped(cid)
+        engine.containers.remove(cid, force=force, volumes=volumes)
+        if rec["state"]["Running"]:
+            d.check_exit(cid)
+        d.forget(cid)
+        d._emit_container(rec, "destroy")
+    d.save_state()
+    return None
+
+
+def rename(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+    new = req.arg("name")
+    if not new:
+        raise InvalidArgument("name is required")
+    with d.engines.get() as engine:
+        engine.containers.rename(id, new)
+        d.emit_container(engine, id if new in id else new, "rename")
+    return None
+
+
+def pause(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+    with d.engines.get() as engine:
+        engine.containers.pause(id)
+        d.emit_container(engine, id, "pause")
+
+
+def unpause(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+    with d.engines.get() as engine:
+        engine.containers.unpause(id)
+        d.emit_container(engine, id, "unpause")
+
+
+def resize(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
+    h, w = req.int("h", 0), req.int("w", 0)
+    if h < 0 or w < 0 or h > 65535 or w > 65535:
+        raise InvalidArgument("invalid terminal size")
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        rec = engine.containers.refresh(engine.containers.load(cid))
+        if not rec["state"]["Running"]:
+            raise Conflict(f"Container {cid} is not running")
+        path = str(engine.containers.attach_socket(cid))
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(path)
+            s.sendall(struct.pack(">BxxxI", 4, 4) + struct.pack(">HH", h, w))
+    except OSError:
+        pass
+    return Reply(200, b"", "text/plain")
+
+
+def top(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
+    import subprocess
+
+    ps_args = (req.arg("ps_args") or "-ef").split()
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        rec = engine.containers.refresh(engine.containers.load(cid))
+        if not rec["state"]["Running"]:
+            raise Conflict(f"Container {cid} is not running")
+        pids = set(engine.containers.runtime.ps(cid))
+    proc = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DockyardError(f"Error running ps: {proc.stderr.strip()}")
+    lines = proc.stdout.splitlines()
+    titles = lines[0].split()
+    if "PID" not in titles:
+        raise DockyardError("Couldn't find PID field in ps output")
+    col = titles.index("PID")
+    rows = []
+    for line in lines[1:]:
+        fields = line.split(None, len(titles) - 1)
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in pids:
+            rows.append(fields)
+    return {"Titles": titles, "Processes": rows}
+
+
+def changes(d, req: Request, id: str) -> list:  # noqa: ANN001, A002
+    kinds = {"C": 0, "A": 1, "D": 2}
+    with d.engines.get() as engine:
+        return [{"Path": p, "Kind": kinds.get(k, 0)} for k, p in engine.containers.diff(id)]
+
+
+def export(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+    with d.engines.get() as engine:
+        engine.containers.resolve(id)
+        r, w = os.pipe()
+        errors: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                engine.containers.export(id, f"/proc/self/fd/{w}")
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+            finally:
+                os.close(w)
+
+        t = threading.Thread(target=produce, daemon=True)
+        t.start()
+        out = req.start_stream("application/x-tar")
+        req._started = True
+        with os.fdopen(r, "rb") as f:
+            while chunk := f.read(1 << 16):
+                out.write(chunk)
+        t.join()
+        out.close()
+    return STREAMED
+
+
+def _frame(kind: int, data: bytes) -> bytes:
+    return struct.pack(">BxxxI", kind, len(data)) + data
+
+
+def logs(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002, C901
+    from ..engine.images import parse_time
+
+    follow, stdout, stderr, stamps = req.bool("follow"), req.bool("stdout"), req.bool("stderr"), req.bool("timestamps")
+    if not stdout and not stderr:
+        raise InvalidArgument("Bad parameters: you must choose at least one stream")
+    tail = req.arg("tail") or "all"
+    count = -1
+    if tail != "all":
+        try:
+            count = int(tail)
+        except ValueError:
+            raise InvalidArgument(f'invalid value for "tail": {tail!r}') from None
+    since = _ts(req.arg("since"))
+    until = _ts(req.arg("until"))
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        rec = engine.containers.load(cid)
+        path = engine.containers.logs(cid)
+    tty = rec["spec"]["Config"].get("Tty")
+    out = req.start_stream("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
+    req._started = True
+
+    def read_from(pos: int) -> tuple[int, list[dict]]:
+        try:
+            with open(path, "rb") as f:
+                f.seek(pos)
+                data = f.read()
+        except FileNotFoundError:
+            return pos, []
+        end = data.rfind(b"\n") + 1
+        entries = []
+        for line in data[:end].splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                pass
+        return pos + end, entries
+
+    def emit(entries: list[dict]) -> None:
+        buf = []
+        for e in entries:
+            err = e.get("stream") == "stderr"
+            if (err and not stderr) or (not err and not stdout):
+                continue
+            if since or until:
+                t = parse_time(e.get("time", ""))
+                if since and t < since or until and t >= until:
+                    continue
+            text = e.get("log", "").encode("utf-8", "surrogateescape")
+            if stamps:
+                text = e.get("time", "").encode() + b" " + text
+            buf.append(text if tty else _frame(2 if err else 1, text))
+        if buf:
+            out.write(b"".join(buf))
+
+    pos, entries = read_from(0)
+    if count >= 0:
+        entries = entries[-count:] if count else []
+    emit(entries)
+    if follow:
+        while not d.stopping.is_set():
+            with d.engines.get() as engine:
+                try:
+                    running = engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]
+                except NotFound:
+                    running = False
+            pos, entries = read_from(pos)
+            emit(entries)
+            if not running:
+                pos, entries = read_from(pos)
+                emit(entries)
+                break
+            if until and time.time() >= until:
+                break
+            time.sleep(0.05)
+    out.close()
+    return STREAMED
+
+
+def _ts(value: str | None) -> float:
+    if not value or value == "0":
+        return 0.0
+    try:
+        return float(value)
+    except ValueError:
+        from ..engine.images import parse_time
+
+        t = parse_time(value)
+        if not t:
+            raise InvalidArgument(f"invalid timestamp: {value!r}") from None
+        return t
+
+
+def _stats_doc(rec: dict, now: dict, prev: dict | None, read: str, preread: str) -> dict:
+    def cpu(s: dict) -> dict:
+        return {"cpu_usage": {"total_usage": s.get("cpu", 0), "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                "system_cpu_usage": s.get("system", 0), "online_cpus": s.get("ncpu", 1),
+                "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+
+    return {
+        "read": read, "preread": preread, "name": "/" + rec["name"], "id": rec["id"],
+        "pids_stats": {"current": now.get("pids", 0)},
+        "blkio_stats": {"io_service_bytes_recursive": [
+            {"major": 0, "minor": 0, "op": "read", "value": now.get("blk_read", 0)},
+            {"major": 0, "minor": 0, "op": "write", "value": now.get("blk_write", 0)}]},
+        "num_procs": 0, "storage_stats": {},
+        "cpu_stats": cpu(now), "precpu_stats": cpu(prev) if prev else {"cpu_usage": {"total_usage": 0},
+                                                                      "throttling_data": {}},
+        "memory_stats": {"usage": now.get("mem", 0), "limit": now.get("mem_limit", 0), "stats": {}},
+        "networks": {"eth0": {"rx_bytes": 0, "rx_packets": 0, "rx_errors": 0, "rx_dropped": 0,
+                              "tx_bytes": 0, "tx_packets": 0, "tx_errors": 0, "tx_dropped": 0}},
+    }
+
+
+def stats(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+    from ..engine.cgroupstats import sample
+    from ..engine.images import now_rfc3339
+
+    stream = req.bool("stream", True)
+    one_shot = req.bool("one-shot")
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        rec = engine.containers.refresh(engine.containers.load(cid))
+    zero = "0001-01-01T00:00:00Z"
+    if not rec["state"]["Running"]:
+        doc = _stats_doc(rec, {}, None, zero, zero)
+        if not stream:
+            return doc
+    if not stream:
+        first = sample(cid)
+        if one_shot:
+            return _stats_doc(rec, first, None, now_rfc3339(), zero)
+        t0 = now_rfc3339()
+        time.sleep(1.0)
+        return _stats_doc(rec, sample(cid), first, now_rfc3339(), t0)
+    out = req.start_stream("application/json")
+    req._started = True
+    prev, prev_t = None, zero
+    while not d.stopping.is_set():
+        with d.engines.get() as engine:
+            try:
+                rec = engine.containers.refresh(engine.containers.load(cid))
+            except NotFound:
+                break
+        if not rec["state"]["Running"]:
+            out.json(_stats_doc(rec, {}, None, zero, zero))
+            break
+        now, t = sample(cid), now_rfc3339()
+        out.json(_stats_doc(rec, now, prev, t, prev_t))
+        prev, prev_t = now, t
+        time.sleep(1.0)
+    out.close()
+    return STREAMED
+
+
+def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+    """Hijack the connection and relay it to the container's supervisor.  A client that attaches
+    before start (``docker run``) makes the start wait for it: the supervisor then starts the
+    process only once we are connected, so no output is lost."""
+    from .streams import relay_attach
+
+    want_stdin = req.bool("stdin")
+    want = {1: req.bool("stdout"), 2: req.bool("stderr")}
+    stream = req.bool("stream")
+    req.bool("logs")
+    req.arg("detachKeys")
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        rec = engine.containers.refresh(engine.containers.load(cid))
+        sock_path = str(engine.containers.attach_socket(cid))
+    tty = bool(rec["spec"]["Config"].get("Tty"))
+    conn = req.hijack("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
+    req._started = True
+    if not stream:
+        return STREAMED
+    if not rec["state"]["Running"]:
+        with d.attach_cond:
+            d.pending_attach[cid] = d.pending_attach.get(cid, 0) + 1
+        try:
+            started = _wait_started(d, cid, conn)
+        finally:
+            with d.attach_cond:
+                d.pending_attach[cid] -= 1
+                if not d.pending_attach[cid]:
+                    del d.pending_attach[cid]
+        if not started:
+            return STREAMED
+    relay_attach(conn, sock_path, tty=tty, stdin=want_stdin and bool(rec["spec"]["Config"].get("OpenStdin")),
+                 want=want)
+    return STREAMED
+
+
+def _wait_started(d, cid: str, conn) -> bool:  # noqa: ANN001
+    import select
+
+    while not d.stopping.is_set():
+        with d.attach_cond:
+            if cid in d.tracked:
+                return True
+            d.attach_cond.wait(0.2)
+            if cid in d.tracked:
+                return True
+        # the client gave up (connection closed) before the container started
+        r, _, _ = select.select([conn], [], [], 0)
+        if r:
+            try:
+                if not conn.recv(1, 0x40 | 0x2):  # MSG_DONTWAIT | MSG_PEEK
+                    return False
+            except BlockingIOError:
+                pass
+            except OSError:
+                return False
+    return False
+
+
+# -- docker cp --------------------------------------------------------------------------------------
+
+def _go_mode(st: os.stat_result) -> int:
+    import stat as s
+
+    mode = s.S_IMODE(st.st_mode)
+    if s.S_ISDIR(st.st_mode):
+        mode |= 1 << 31
+    elif s.S_ISLNK(st.st_mode):
+        mode |= 1 << 27
+    elif s.S_ISFIFO(st.st_mode):
+        mode |= 1 << 25
+    elif s.S_ISSOCK(st.st_mode):
+        mode |= 1 << 24
+    elif s.S_ISCHR(st.st_mode):
+        mode |= (1 << 26) | (1 << 21)
+    elif s.S_ISBLK(st.st_mode):
+        mode |= 1 << 26
+    if st.st_mode & s.S_ISUID:
+        mode |= 1 << 23
+    if st.st_mode & s.S_ISGID:
+        mode |= 1 << 22
+    if st.st_mode & s.S_ISVTX:
+        mode |= 1 << 20
+    return mode
+
+
+def _resolve_in(rootfs: str, path: str, follow: bool = False) -> tuple[str, str]:
+    """Host path of ``path`` in the container (the last component not followed unless asked),
+    never outside ``rootfs``; and the name to use in the tar."""
+    from ..engine.spec import secure_path
+
+    if not path:
+        raise InvalidArgument("path is required")
+    if not path.startswith("/"):
+        path = "/" + path
+    parent, base = os.path.split(path.rstrip("/") or "/")
+    host_parent = secure_path(rootfs, parent or "/")
+    host = os.path.join(host_parent, base) if base and base not in (".", "..") else secure_path(rootfs, path)
+    if follow and os.path.islink(host):
+        host = secure_path(rootfs, path)
+    real_root = os.path.realpath(rootfs)
+    if os.path.commonpath([os.path.realpath(os.path.dirname(host)) if base else os.path.realpath(host), real_root]) != real_root:
+        raise InvalidArgument(f"path {path!r} is outside the container")
+    return host, base or "/"
+
+
+def _stat_header(host: str, name: str, rootfs: str) -> str:
+    st = os.lstat(host)
+    link = ""
+    if os.path.islink(host):
+        link = os.readlink(host)
+    from datetime import datetime, timezone
+
+    mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    doc = {"name": name, "size": st.st_size, "mode": _go_mode(st), "mtime": mtime, "linkTarget": link}
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def _archive_stat(d, id: str, path: str) -> tuple[dict, str]:  # noqa: ANN001, A002
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        with engine.containers._with_rootfs(cid) as rootfs:
+            host, name = _resolve_in(rootfs, path)
+            if not os.path.lexists(host):
+                raise NotFound(f"Could not find the file {path} in container {id}")
+            return {"X-Docker-Container-Path-Stat": _stat_header(host, name, rootfs)}, cid
+
+
+def archive_head(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
+    headers, _ = _archive_stat(d, id, req.arg("path") or "")
+    return Reply(200, b"", "application/x-tar", headers)
+
+
+def archive_get(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+    import tarfile
+
+    path = req.arg("path") or ""
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        with engine.containers._with_rootfs(cid) as rootfs:
+            host, name = _resolve_in(rootfs, path)
+            if not os.path.lexists(host):
+                raise NotFound(f"Could not find the file {path} in container {id}")
+            header = _stat_header(host, name, rootfs)
+            out = req.start_stream("application/x-tar", headers={"X-Docker-Container-Path-Stat": header})
+            req._started = True
+            arcname = "." if path.endswith("/.") else name.strip("/") or "."
+            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+                tf.add(host, arcname=arcname)
+            out.close()
+    return STREAMED
+
+
+def archive_put(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+    from .. import _native
+
+    path = req.arg("path") or ""
+    req.bool("noOverwriteDirNonDir")
+    req.bool("copyUIDGID")
+    with d.engines.get() as engine:
+        cid = engine.containers.resolve(id)
+        rec = engine.containers.load(cid)
+        if rec["spec"]["HostConfig"].get("ReadonlyRootfs"):
+            raise Conflict("container rootfs is marked read-only")
+        with engine.store.staging() as stage, engine.containers._with_rootfs(cid) as rootfs:
+            from ..engine.spec import secure_path
+
+            target = secure_path(rootfs, path or "/")
+            if not os.path.lexists(target):
+                raise NotFound(f"Could not find the file {path} in container {id}")
+            if not os.path.isdir(target):
+                raise InvalidArgument(f"extraction point is not a directory: {path}")
+            tar = stage / "put.tar"
+            src = req.stream
+            with open(tar, "wb") as f:
+                while chunk := src.read(1 << 20):
+                    f.write(chunk)
+            _native.extract(str(tar), target, whiteouts="apply")
+    return None
+
+
+def prune(d, req: Request) -> dict:  # noqa: ANN001
+    from ..engine.filters import labels_match
+
+    filters = req.filters()
+    for key in filters:
+        if key not in ("until", "label", "label!"):
+            raise InvalidArgument(f"invalid filter '{key}'")
+    deleted, reclaimed = [], 0
+    with d.engines.get() as engine:
+        for rec in engine.containers.all():
+            if rec["state"]["Running"] or rec["state"]["Status"] not in ("exited", "created", "dead"):
+                continue
+            labels = rec["spec"]["Config"].get("Labels") or {}
+            if "label" in filters and not labels_match(labels, filters["label"]):
+                continue
+            try:
+                engine.containers.remove(rec["id"])
+            except DockyardError:
+                continue
+            d.forget(rec["id"])
+            d._emit_container(rec, "destroy")
+            deleted.append(rec["id"])
+    return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+
+def commit(d, req: Request) -> Reply:  # noqa: ANN001
+    container = req.arg("container")
+    if not container:
+        raise InvalidArgument("container is required")
+    repo, tag = req.arg("repo") or "", req.arg("tag") or ""
+    reference = f"{repo}:{tag}" if repo and tag else (repo or None)
+    body = req.json(required=False)
+    changes = req.args("changes")
+    with d.engines.get() as engine:
+        image_id = engine.containers.commit(container, reference, changes, req.arg("comment") or "",
+                                            req.arg("author") or "", req.bool("pause", True))
+    d.events.emit("image", "commit", image_id, {})
+    return Reply(201, {"Id": image_id})

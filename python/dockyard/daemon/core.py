@@ -1,0 +1,349 @@
+"""The daemon's state: a pool of engine handles, the event bus, the exit monitor, restart
+policies and live restore.
+
+The engine owns all state that matters (SQLite under the root, the supervisors' exit files);
+the daemon keeps only what Docker's daemon keeps in memory on top of it: who is waiting for
+what, restart counts and back-off, containers stopped by hand (persisted in
+``<root>/daemon/state.json`` so ``unless-stopped`` survives a daemon restart), and exec
+sessions.
+
+Concurrency: every request thread borrows its own :class:`~dockyard.engine.Engine` (its own
+SQLite connection) from :class:`EnginePool`; SQLite's ``BEGIN IMMEDIATE`` transactions then
+keep the state consistent under concurrent requests exactly as they do between CLI processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from ..errors import NotFound
+
+log = logging.getLogger("dockyard.daemon")
+
+#: Docker's restart back-off: 100 ms doubling to 1 minute, reset after 10 s of running
+BACKOFF_START = 0.1
+BACKOFF_MAX = 60.0
+BACKOFF_RESET = 10.0
+
+
+class EnginePool:
+    def __init__(self, root: str | None) -> None:
+        self.root = root
+        self._free: list = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def get(self):  # noqa: ANN201
+        with self._lock:
+            engine = self._free.pop() if self._free else None
+        if engine is None:
+            from ..engine import Engine
+
+            engine = Engine(self.root)
+        try:
+            yield engine
+        finally:
+            with self._lock:
+                if len(self._free) < 16:
+                    self._free.append(engine)
+                    engine = None
+            if engine is not None:
+                engine.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for e in self._free:
+                e.close()
+            self._free.clear()
+
+
+class Events:
+    """Docker's ``/events``: a bounded history plus live subscribers."""
+
+    def __init__(self) -> None:
+        self.history: deque[dict] = deque(maxlen=1000)
+        self.subscribers: set[queue.Queue] = set()
+        self.lock = threading.Lock()
+
+    def emit(self, type_: str, action: str, actor_id: str, attributes: dict | None = None) -> dict:
+        now = time.time_ns()
+        ev = {"Type": type_, "Action": action,
+              "Actor": {"ID": actor_id, "Attributes": dict(attributes or {})},
+              "scope": "local", "time": now // 1_000_000_000, "timeNano": now}
+        if type_ == "container":
+            ev["status"] = action
+            ev["id"] = actor_id
+            if "image" in ev["Actor"]["Attributes"]:
+                ev["from"] = ev["Actor"]["Attributes"]["image"]
+        with self.lock:
+            self.history.append(ev)
+            subs = list(self.subscribers)
+        for q in subs:
+            q.put(ev)
+        log.debug("event %s %s %s", type_, action, actor_id[:12])
+        return ev
+
+    def subscribe(self) -> queue.Queue:
+        q: queue.Queue = queue.Queue()
+        with self.lock:
+            self.subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: queue.Queue) -> None:
+        with self.lock:
+            self.subscribers.discard(q)
+
+
+class Daemon:
+    """What every route gets as its first argument."""
+
+    def __init__(self, root: str | None = None) -> None:
+        from ..engine.store import default_root
+
+        self.root = Path(root) if root else default_root()
+        self.engines = EnginePool(str(self.root))
+        self.events = Events()
+        self.log = log
+        self.lock = threading.RLock()
+        self.started = time.time()
+        self.stopping = threading.Event()
+        self._state_file = self.root / "daemon" / "state.json"
+        self.restart_counts: dict[str, int] = {}
+        self.manually_stopped: set[str] = set()
+        self.tracked: dict[str, dict] = {}       # running containers the monitor watches
+        self.pending_attach: dict[str, int] = {}  # cid -> attach clients waiting for start
+        self.attach_cond = threading.Condition(self.lock)
+        self.execs: dict[str, dict] = {}
+        self.timers: dict[str, threading.Timer] = {}
+        self._load_state()
+        self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)
+
+    # -- persisted bits ---------------------------------------------------------------------------
+
+    def _load_state(self) -> None:
+        try:
+            data = json.loads(self._state_file.read_text())
+        except (OSError, ValueError):
+            return
+        self.restart_counts = {k: int(v) for k, v in (data.get("restart_counts") or {}).items()}
+        self.manually_stopped = set(data.get("manually_stopped") or [])
+
+    def save_state(self) -> None:
+        with self.lock:
+            data = {"restart_counts": self.restart_counts, "manually_stopped": sorted(self.manually_stopped)}
+        self._state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_file.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self._state_file)
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.restore()
+        self._monitor.start()
+
+    def shutdown(self) -> None:
+        """Leave containers running (live restore): only stop watching them."""
+        self.stopping.set()
+        with self.lock:
+            for t in self.timers.values():
+                t.cancel()
+        self.engines.close()
+
+    def restore(self) -> None:
+        """Find the containers that ran while no daemon watched: record the exits missed (the
+        engine reads the supervisors' exit files), watch the live ones, apply restart policies."""
+        with self.engines.get() as engine:
+            c = engine.containers
+            ids = [r[0] for r in engine.store.db.execute("SELECT id FROM containers")]
+            for cid in ids:
+                try:
+                    before = c.load(cid)
+                    rec = c.refresh(dict(before, state=dict(before["state"])))
+                except NotFound:
+                    continue
+                if rec["state"]["Running"]:
+                    self.track(cid, rec)
+                    continue
+                policy = rec["spec"]["HostConfig"].get("RestartPolicy") or {}
+                if before["state"]["Running"]:  # an exit we missed
+                    log.info("container %s exited (%s) while no daemon was running", cid[:12],
+                             rec["state"]["ExitCode"])
+                    self._emit_container(rec, "die", {"exitCode": str(rec["state"]["ExitCode"])})
+                    self._after_exit(engine, rec)
+                elif policy.get("Name") in ("always", "unless-stopped") and cid not in self.manually_stopped \
+                        and rec["state"]["Status"] == "exited":
+                    # as dockerd at boot: always/unless-stopped containers come back
+                    self._schedule_restart(cid, 0)
+
+    # -- exits --------------------------------------------------------------------------------------
+
+    def track(self, cid: str, rec: dict | None = None) -> None:
+        with self.lock:
+            state = (rec or {}).get("state") or {}
+            self.tracked[cid] = {"pid": state.get("Pid", 0), "shim": state.get("ShimPid", 0),
+                                 "started": time.monotonic(), "checked": 0.0}
+
+    def _run_monitor(self) -> None:
+        while not self.stopping.wait(0.02):
+            with self.lock:
+                items = list(self.tracked.items())
+            if not items:
+                continue
+            now = time.monotonic()
+            for cid, info in items:
+                exit_file = self.root / "containers" / cid / "exit.json"
+                exited = exit_file.exists()
+                if not exited and now - info["checked"] > 1.0:
+                    info["checked"] = now
+                    exited = not (_alive(info["pid"]) or _alive(info["shim"]))
+                if exited:
+                    try:
+                        self.check_exit(cid)
+                    except Exception:  # noqa: BLE001
+                        log.exception("monitor: %s", cid[:12])
+
+    def check_exit(self, cid: str) -> None:
+        with self.engines.get() as engine:
+            try:
+                rec = engine.containers.refresh(engine.containers.load(cid))
+            except NotFound:
+                with self.lock:
+                    info = self.tracked.pop(cid, None)
+                return
+            if rec["state"]["Running"]:
+                return
+            with self.lock:
+                info = self.tracked.pop(cid, None)
+            if info is None:
+                return
+            self._emit_container(rec, "die", {"exitCode": str(rec["state"]["ExitCode"])})
+            self._after_exit(engine, rec, ran_for=time.monotonic() - info["started"])
+
+    def untrack(self, cid: str) -> None:
+        with self.lock:
+            self.tracked.pop(cid, None)
+
+    def _after_exit(self, engine, rec: dict, ran_for: float = 0.0) -> None:  # noqa: ANN001
+        cid = rec["id"]
+        host = rec["spec"]["HostConfig"]
+        if host.get("AutoRemove"):
+            try:
+                engine.containers.remove(cid, force=True)
+            except NotFound:
+                return
+            self._emit_container(rec, "destroy")
+            return
+        policy = host.get("RestartPolicy") or {}
+        name = policy.get("Name") or ""
+        code = rec["state"]["ExitCode"]
+        with self.lock:
+            stopped = cid in self.manually_stopped
+            count = self.restart_counts.get(cid, 0)
+        if stopped or name in ("", "no"):
+            return
+        if name == "on-failure":
+            if code == 0:
+                return
+            limit = int(policy.get("MaximumRetryCount") or 0)
+            if limit and count >= limit:
+                return
+        if ran_for >= BACKOFF_RESET:
+            delay = BACKOFF_START
+        else:
+            delay = min(BACKOFF_MAX, BACKOFF_START * (2 ** min(count, 20)))
+        self._schedule_restart(cid, delay)
+
+    def _schedule_restart(self, cid: str, delay: float) -> None:
+        def fire() -> None:
+            with self.lock:
+                self.timers.pop(cid, None)
+                if cid in self.manually_stopped or self.stopping.is_set():
+                    return
+                self.restart_counts[cid] = self.restart_counts.get(cid, 0) + 1
+            self.save_state()
+            try:
+                self.start_container(cid, restarting=True)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("restart of %s failed: %s", cid[:12], exc)
+
+        t = threading.Timer(delay, fire)
+        t.daemon = True
+        with self.lock:
+            old = self.timers.pop(cid, None)
+            if old:
+                old.cancel()
+            self.timers[cid] = t
+        t.start()
+
+    def cancel_restart(self, cid: str) -> None:
+        with self.lock:
+            t = self.timers.pop(cid, None)
+        if t:
+            t.cancel()
+
+    # -- operations shared by routes and the restart logic -----------------------------------------
+
+    def start_container(self, ref: str, restarting: bool = False) -> None:
+        with self.engines.get() as engine:
+            cid = engine.containers.resolve(ref)
+            with self.lock:
+                attach = self.pending_attach.get(cid, 0) > 0
+                if not restarting:
+                    self.manually_stopped.discard(cid)
+                    self.restart_counts.pop(cid, None)
+            rec = engine.containers.load(cid)
+            was_running = engine.containers.refresh(rec)["state"]["Running"]
+            state = engine.containers.start(cid, attach=attach)
+            if was_running:
+                return
+            self.track(cid, {"state": state})
+            with self.attach_cond:
+                self.attach_cond.notify_all()
+            self._emit_container(engine.containers.load(cid), "start")
+        if not restarting:
+            self.save_state()
+
+    def mark_stopped(self, cid: str) -> None:
+        with self.lock:
+            self.manually_stopped.add(cid)
+        self.cancel_restart(cid)
+        self.save_state()
+
+    def forget(self, cid: str) -> None:
+        with self.lock:
+            self.manually_stopped.discard(cid)
+            self.restart_counts.pop(cid, None)
+            self.tracked.pop(cid, None)
+        self.cancel_restart(cid)
+
+    def _emit_container(self, rec: dict, action: str, extra: dict | None = None) -> None:
+        attrs = {"image": rec["spec"]["Config"].get("Image", ""), "name": rec["name"]}
+        attrs.update(rec["spec"]["Config"].get("Labels") or {})
+        attrs.update(extra or {})
+        self.events.emit("container", action, rec["id"], attrs)
+
+    def emit_container(self, engine, ref: str, action: str, extra: dict | None = None) -> None:  # noqa: ANN001
+        try:
+            rec = engine.containers.load(engine.containers.resolve(ref))
+        except NotFound:
+            return
+        self._emit_container(rec, action, extra)
+
+
+def _alive(pid: int) -> bool:
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

@@ -1,0 +1,313 @@
+"""``/images/...``, ``/build``: each route maps to one engine (or registry/builder) call."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+from ..errors import DockyardError, ImageNotFound, InvalidArgument
+from .http import STREAMED, Reply, Request, Router
+
+
+def routes(r: Router) -> None:
+    r.add("GET", "/images/json", list_)
+    r.add("POST", "/images/create", create)
+    r.add("POST", "/images/load", load)
+    r.add("GET", "/images/get", get_many)
+    r.add("POST", "/images/prune", prune)
+    r.add("POST", "/build", build)
+    r.add("POST", "/build/prune", build_prune)
+    # names may hold slashes: the suffix decides the route
+    r.add("GET", "/images/{name*}/json", inspect)
+    r.add("GET", "/images/{name*}/history", history)
+    r.add("GET", "/images/{name*}/get", get_one)
+    r.add("POST", "/images/{name*}/tag", tag)
+    r.add("POST", "/images/{name*}/push", push)
+    r.add("DELETE", "/images/{name*}", delete)
+
+
+IMAGE_FILTERS = ("dangling", "label", "reference", "before", "since", "until")
+
+
+def list_(d, req: Request) -> list:  # noqa: ANN001
+    filters = req.filters()
+    for key in filters:
+        if key not in IMAGE_FILTERS:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    for v in filters.get("dangling", []):
+        if v.lower() not in ("true", "false", "1", "0"):
+            raise InvalidArgument(f"invalid filter 'dangling={v}'")
+    with d.engines.get() as engine:
+        return engine.images.summaries(all_=req.bool("all"), filters=filters)
+
+
+def inspect(d, req: Request, name: str) -> dict:  # noqa: ANN001
+    with d.engines.get() as engine:
+        return engine.images.inspect(name)
+
+
+def history(d, req: Request, name: str) -> list:  # noqa: ANN001
+    with d.engines.get() as engine:
+        return engine.images.history(name)
+
+
+def tag(d, req: Request, name: str) -> Reply:  # noqa: ANN001
+    repo, tag_ = req.arg("repo") or "", req.arg("tag") or ""
+    if not repo:
+        raise InvalidArgument("repository name must have at least one component")
+    with d.engines.get() as engine:
+        engine.images.tag(name, f"{repo}:{tag_}" if tag_ else repo)
+        image_id = engine.images.resolve(name)
+    d.events.emit("image", "tag", image_id, {"name": f"{repo}:{tag_ or 'latest'}"})
+    return Reply(201, b"", "text/plain")
+
+
+def delete(d, req: Request, name: str) -> list:  # noqa: ANN001
+    force, noprune = req.bool("force"), req.bool("noprune")
+    with d.engines.get() as engine:
+        items = engine.images.remove(name, force=force, prune=not noprune)
+    for item in items:
+        for action, ident in item.items():
+            d.events.emit("image", action.lower().replace("untagged", "untag").replace("deleted", "delete"),
+                          ident, {"name": ident})
+    return items
+
+
+def prune(d, req: Request) -> dict:  # noqa: ANN001
+    filters = req.filters()
+    for key in filters:
+        if key not in ("dangling", "label", "label!", "until"):
+            raise InvalidArgument(f"invalid filter '{key}'")
+    dangling = filters.pop("dangling", ["true"])
+    all_ = any(v.lower() in ("false", "0") for v in dangling)
+    with d.engines.get() as engine:
+        report = engine.images.prune(all_=all_, filters=filters)
+    d.events.emit("image", "prune", "", {"reclaimed": str(report.get("SpaceReclaimed", 0))})
+    return report
+
+
+def _progress_stream(req: Request):  # noqa: ANN202
+    out = req.start_stream("application/json")
+    req._started = True
+    return out
+
+
+def create(d, req: Request):  # noqa: ANN001, ANN201
+    """``fromSrc`` imports (``-``: the body), ``fromImage`` pulls; both stream JSON progress."""
+    src, image = req.arg("fromSrc"), req.arg("fromImage")
+    repo, tag_ = req.arg("repo") or "", req.arg("tag") or ""
+    changes = req.args("changes")
+    message = req.arg("message") or ""
+    platform = req.arg("platform") or None
+    if src:
+        reference = None
+        if repo:
+            reference = f"{repo}:{tag_}" if tag_ else repo
+        with d.engines.get() as engine:
+            if src == "-":
+                image_id = engine.import_image(req.stream, reference, changes, message, platform)
+            else:
+                raise InvalidArgument("importing from a URL is not supported: send the archive as the body (fromSrc=-)")
+        d.events.emit("image", "import", image_id, {"name": reference or ""})
+        out = _progress_stream(req)
+        out.json({"status": image_id})
+        out.close()
+        return STREAMED
+    if not image:
+        raise InvalidArgument("fromSrc or fromImage is required")
+    name = image
+    if tag_ and "@" not in image:
+        name = f"{image}@{tag_}" if tag_.startswith("sha256:") else f"{image}:{tag_}"
+    try:
+        from ..registry import client as regclient
+    except ImportError:
+        return Reply(501, {"message": "pull is not implemented by this daemon"})
+    from .. import reference as refs
+
+    parsed = refs.parse(name)
+    out = None
+    lock = threading.Lock()
+    messages: list[dict] = []
+
+    def progress(layer: str, status: str, current: int | None = None, total: int | None = None) -> None:
+        msg: dict = {"status": status}
+        if layer:
+            msg["id"] = layer
+        if current is not None and total:
+            msg["progressDetail"] = {"current": current, "total": total}
+        with lock:
+            if out is not None:
+                out.json(msg)
+            else:
+                messages.append(msg)
+
+    try:
+        with d.engines.get() as engine:
+            out = _progress_stream(req)
+            if parsed.tag or parsed.digest or not req.bool("all-tags", False):
+                out.json({"status": f"Pulling from {parsed.familiar_name if hasattr(parsed, 'familiar_name') else parsed.path}",
+                          "id": parsed.tag or "latest"})
+            results = regclient.pull(engine, name, platform=platform, progress=progress)
+        for r in results:
+            digest = getattr(r, "digest", "")
+            if digest:
+                out.json({"status": f"Digest: {digest}"})
+            out.json({"status": f"Status: Downloaded newer image for {parsed.with_default_tag().familiar()}"
+                      if getattr(r, "fresh", True) else f"Status: Image is up to date for "
+                      f"{parsed.with_default_tag().familiar()}"})
+        d.events.emit("image", "pull", str(parsed.with_default_tag()), {"name": str(parsed.with_default_tag())})
+    except DockyardError as exc:
+        if out is None:
+            raise
+        out.json({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+    out.close()
+    return STREAMED
+
+
+def push(d, req: Request, name: str):  # noqa: ANN001, ANN201
+    from ..registry import client as regclient
+
+    tag_ = req.arg("tag") or ""
+    full = f"{name}:{tag_}" if tag_ else name
+    out = _progress_stream(req)
+
+    def progress(layer: str, status: str, current: int | None = None, total: int | None = None) -> None:
+        msg: dict = {"status": status}
+        if layer:
+            msg["id"] = layer
+        if current is not None and total:
+            msg["progressDetail"] = {"current": current, "total": total}
+        out.json(msg)
+
+    try:
+        with d.engines.get() as engine:
+            results = regclient.push(engine, full, all_tags=not tag_ and ":" not in name.rsplit("/", 1)[-1]
+                                     and req.bool("all-tags", False), progress=progress)
+        for r in results:
+            tagname, digest, size = getattr(r, "tag", tag_ or "latest"), getattr(r, "digest", ""), getattr(r, "size", 0)
+            out.json({"status": f"{tagname}: digest: {digest} size: {size}",
+                      "aux": {"Tag": tagname, "Digest": digest, "Size": size}})
+    except DockyardError as exc:
+        out.json({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+    out.close()
+    return STREAMED
+
+
+def load(d, req: Request):  # noqa: ANN001, ANN201
+    quiet = req.bool("quiet")
+    with d.engines.get() as engine:
+        lines = engine.load(req.stream)
+    for line in lines:
+        d.events.emit("image", "load", line.split(": ", 1)[-1], {})
+    out = _progress_stream(req)
+    for line in lines:
+        out.json({"stream": line + "\n"})
+    out.close()
+    return STREAMED
+
+
+def _save(d, req: Request, names: list[str]):  # noqa: ANN001, ANN201
+    if not names:
+        raise InvalidArgument("names is required")
+    with d.engines.get() as engine:
+        for n in names:
+            engine.images.resolve(n)  # 404 before anything is sent
+        r, w = os.pipe()
+        errors: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with os.fdopen(w, "wb") as f:
+                    engine.save(names, f)
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        t = threading.Thread(target=produce, daemon=True)
+        t.start()
+        out = req.start_stream("application/x-tar")
+        req._started = True
+        with os.fdopen(r, "rb") as f:
+            while chunk := f.read(1 << 16):
+                out.write(chunk)
+        t.join()
+        out.close()
+    return STREAMED
+
+
+def get_many(d, req: Request):  # noqa: ANN001, ANN201
+    return _save(d, req, req.args("names"))
+
+
+def get_one(d, req: Request, name: str):  # noqa: ANN001, ANN201
+    return _save(d, req, [name])
+
+
+def build(d, req: Request):  # noqa: ANN001, ANN201
+    """The body is the context as a tar; ``dockerfile`` names the Dockerfile inside it."""
+    try:
+        from ..build import BuildOptions, Builder
+    except ImportError:
+        return Reply(501, {"message": "build is not implemented by this daemon"})
+    from .. import reference as refs
+
+    tags = []
+    for t in req.args("t"):
+        tags.append(str(refs.parse_repository_tag(t).with_default_tag()))
+    dockerfile_name = req.arg("dockerfile") or "Dockerfile"
+    try:
+        build_args = json.loads(req.arg("buildargs") or "{}")
+        labels = json.loads(req.arg("labels") or "{}")
+    except ValueError:
+        raise InvalidArgument("buildargs and labels must be JSON objects") from None
+    if not isinstance(build_args, dict) or not isinstance(labels, dict):
+        raise InvalidArgument("buildargs and labels must be JSON objects")
+    target = req.arg("target") or ""
+    no_cache = req.bool("nocache")
+    quiet = req.bool("q")
+    req.bool("rm", True)
+    req.bool("forcerm")
+    req.bool("pull")
+    with d.engines.get() as engine, engine.store.staging() as stage:
+        ctx = stage / "context"
+        ctx.mkdir()
+        tar = stage / "context.tar"
+        src = req.stream
+        with open(tar, "wb") as f:
+            while chunk := src.read(1 << 20):
+                f.write(chunk)
+        from .. import _native
+
+        try:
+            _native.extract(str(tar), str(ctx), whiteouts="apply")
+        except (DockyardError, OSError) as exc:
+            raise InvalidArgument(f"invalid build context: {exc}") from None
+        df_path = ctx / dockerfile_name
+        try:
+            dockerfile = df_path.read_bytes()
+        except OSError:
+            raise InvalidArgument(f"Cannot locate specified Dockerfile: {dockerfile_name}") from None
+        out = _progress_stream(req)
+
+        def emit(line: str) -> None:
+            if not quiet:
+                out.json({"stream": line + "\n"})
+
+        try:
+            opts = BuildOptions(ctx, dockerfile, dockerfile_name, tags, build_args, target, no_cache, labels)
+            image_id = Builder(engine, opts, emit).build()
+            out.json({"aux": {"ID": image_id}})
+            if quiet:
+                out.json({"stream": image_id + "\n"})
+            else:
+                out.json({"stream": f"Successfully built {image_id.split(':', 1)[1][:12]}\n"})
+                for t in tags:
+                    out.json({"stream": f"Successfully tagged {refs.parse(t).familiar()}\n"})
+        except DockyardError as exc:
+            out.json({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+        out.close()
+    return STREAMED
+
+
+def build_prune(d, req: Request) -> dict:  # noqa: ANN001
+    return {"CachesDeleted": None, "SpaceReclaimed": 0}

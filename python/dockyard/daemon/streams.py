@@ -1,0 +1,237 @@
+"""Hijacked connections: attach relays the container supervisor's socket, exec runs
+``dockyard-runtime exec`` under the daemon and relays its stdio.
+
+On the client side of the hijack Docker speaks raw bytes in (stdin) and, without a TTY, 8-byte
+``[stream,0,0,0,len32]`` frames out (1 stdout, 2 stderr), raw bytes with a TTY.  The supervisor
+speaks the same frames both ways (0 stdin, 3 exit, 4 resize, 5 close stdin), so stdout/stderr
+frames pass through unchanged."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+
+def _frame(kind: int, data: bytes) -> bytes:
+    return struct.pack(">BxxxI", kind, len(data)) + data
+
+
+def _connect(path: str, tries: int = 600) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    for _ in range(tries):
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            time.sleep(0.005)
+    sock.connect(path)
+    return sock
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, want: dict[int, bool]) -> None:
+    try:
+        sup = _connect(sock_path)
+    except OSError:
+        return
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def pump_in() -> None:
+        while not done.is_set():
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                with lock:
+                    try:
+                        sup.sendall(_frame(5, b""))
+                    except OSError:
+                        pass
+                return
+            if stdin:
+                with lock:
+                    try:
+                        sup.sendall(_frame(0, data))
+                    except OSError:
+                        return
+
+    threading.Thread(target=pump_in, daemon=True).start()
+    try:
+        while True:
+            head = _recv_exact(sup, 8)
+            if len(head) < 8:
+                break
+            kind, size = head[0], struct.unpack(">I", head[4:])[0]
+            payload = _recv_exact(sup, size)
+            if kind in (1, 2):
+                if not want.get(kind, True):
+                    continue
+                conn.sendall(payload if tty else head + payload)
+            elif kind == 3:
+                break
+    except OSError:
+        pass
+    finally:
+        done.set()
+        try:
+            sup.close()
+        except OSError:
+            pass
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def exec_command(runtime_root: str, cid: str, cfg: dict, detach: bool, tty: bool) -> list[str]:
+    from ..engine.runtime import binary
+
+    args = [binary(), "--root", runtime_root, "exec"]
+    if tty and not detach:
+        args.append("--tty")
+    if detach:
+        args.append("--detach")
+    for e in cfg.get("Env") or []:
+        args += ["--env", e]
+    if cfg.get("WorkingDir"):
+        args += ["--cwd", cfg["WorkingDir"]]
+    if cfg.get("User"):
+        args += ["--user", cfg["User"]]
+    return args + [cid, "--", *cfg["Cmd"]]
+
+
+def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: bool, stdin: bool) -> int:
+    """Run the exec process; relay it over ``conn`` (None: detached).  Returns its exit code."""
+    if conn is None:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        record["Pid"] = proc.pid
+        _, err = proc.communicate()
+        return proc.returncode
+    if tty:
+        import pty
+        import tty as ttymod
+
+        master, slave = pty.openpty()
+        ttymod.setraw(slave)
+        record["_pty"] = master
+        proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        record["Pid"] = proc.pid
+        return _relay_pty(proc, master, conn, stdin)
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    record["Pid"] = proc.pid
+    lock = threading.Lock()
+
+    def out(stream, kind: int) -> None:  # noqa: ANN001
+        fd = stream.fileno()
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                return
+            with lock:
+                try:
+                    conn.sendall(_frame(kind, data))
+                except OSError:
+                    pass
+
+    readers = [threading.Thread(target=out, args=(proc.stdout, 1), daemon=True),
+               threading.Thread(target=out, args=(proc.stderr, 2), daemon=True)]
+    for t in readers:
+        t.start()
+    if stdin:
+        def pump() -> None:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                try:
+                    proc.stdin.write(data)
+                    proc.stdin.flush()
+                except (OSError, ValueError):
+                    break
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
+        threading.Thread(target=pump, daemon=True).start()
+    code = proc.wait()
+    for t in readers:
+        t.join()
+    return code
+
+
+def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: bool) -> int:
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if stdin:
+                try:
+                    os.write(master, data)
+                except OSError:
+                    return
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        r, _, _ = select.select([master], [], [], 0.1)
+        if r:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                data = b""
+            if data:
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    pass
+                continue
+            break
+        if proc.poll() is not None:
+            # drain what is left
+            while select.select([master], [], [], 0.05)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                try:
+                    conn.sendall(data)
+                except OSError:
+                    break
+            break
+    stop.set()
+    code = proc.wait()
+    os.close(master)
+    return code

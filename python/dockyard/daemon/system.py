@@ -1,0 +1,183 @@
+"""``/_ping``, ``/version``, ``/info``, ``/events``, ``/system/df``, and the volume and network
+routes (thin wrappers over engine/volumes.py and engine/network/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import queue
+import time
+
+from .. import __version__
+from ..errors import InvalidArgument
+from .http import API_VERSION, MIN_API_VERSION, STREAMED, Reply, Request, Router
+
+
+def routes(r: Router) -> None:
+    r.add("GET", "/_ping", ping)
+    r.add("HEAD", "/_ping", ping)
+    r.add("GET", "/version", version)
+    r.add("GET", "/info", info)
+    r.add("GET", "/events", events)
+    r.add("GET", "/system/df", df)
+
+
+def ping(d, req: Request) -> Reply:  # noqa: ANN001
+    return Reply(200, b"OK", "text/plain; charset=utf-8",
+                 {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
+                  "Builder-Version": "1", "Swarm": "inactive"})
+
+
+def version(d, req: Request) -> dict:  # noqa: ANN001
+    kernel = platform.release()
+    return {
+        "Platform": {"Name": "dockyard"},
+        "Components": [{"Name": "Engine", "Version": __version__,
+                        "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                                    "Os": "linux", "Arch": _arch(), "KernelVersion": kernel,
+                                    "GoVersion": "python" + platform.python_version()}}],
+        "Version": __version__, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "", "GoVersion": "python" + platform.python_version(), "Os": "linux",
+        "Arch": _arch(), "KernelVersion": kernel, "BuildTime": "",
+    }
+
+
+def _arch() -> str:
+    m = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
+def info(d, req: Request) -> dict:  # noqa: ANN001
+    with d.engines.get() as engine:
+        recs = engine.containers.all()
+        n_images = engine.store.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    running = sum(1 for r in recs if r["state"]["Running"] and not r["state"]["Paused"])
+    paused = sum(1 for r in recs if r["state"]["Paused"])
+    from ..engine.cgroupstats import is_v2
+
+    mem = 0
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "ID": _daemon_id(d), "Containers": len(recs), "ContainersRunning": running,
+        "ContainersPaused": paused, "ContainersStopped": len(recs) - running - paused,
+        "Images": n_images, "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]],
+        "DockerRootDir": str(d.root), "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
+                                                 "Log": ["json-file"]},
+        "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
+        "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
+        "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 0,
+        "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if is_v2() else "1", "NEventsListener": len(d.events.subscribers),
+        "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "OSVersion": "",
+        "OSType": "linux", "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1, "MemTotal": mem,
+        "IndexServerAddress": "https://index.docker.io/v1/", "RegistryConfig": {
+            "IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
+        "GenericResources": None, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": platform.node(),
+        "Labels": [], "ExperimentalBuild": False, "ServerVersion": __version__, "Runtimes": {
+            "dockyard": {"path": "dockyard-runtime"}}, "DefaultRuntime": "dockyard", "Swarm": {
+            "LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": False, "Error": "",
+            "RemoteManagers": None}, "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": None,
+        "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
+    }
+
+
+def _daemon_id(d) -> str:  # noqa: ANN001
+    path = d.root / "daemon" / "id"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        ident = os.urandom(16).hex()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(ident)
+        return ident
+
+
+def _os_name() -> str:
+    try:
+        for line in open("/etc/os-release"):
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _match(ev: dict, filters: dict[str, list[str]]) -> bool:
+    for key, values in filters.items():
+        attrs = ev["Actor"]["Attributes"]
+        if key == "type" and ev["Type"] not in values:
+            return False
+        if key == "event" and ev["Action"].split(":")[0] not in values:
+            return False
+        if key in ("container", "image") and not (ev["Type"] == key and (
+                ev["Actor"]["ID"] in values or attrs.get("name") in values
+                or any(ev["Actor"]["ID"].startswith(v) for v in values))):
+            return False
+        if key == "label" and not any(
+                (v.partition("=")[0] in attrs and (not v.partition("=")[1] or attrs[v.partition("=")[0]] == v.partition("=")[2]))
+                for v in values):
+            return False
+    return True
+
+
+def events(d, req: Request):  # noqa: ANN001, ANN201
+    from .containers import _ts
+
+    since, until = _ts(req.arg("since")), _ts(req.arg("until"))
+    filters = req.filters()
+    for key in filters:
+        if key not in ("type", "event", "container", "image", "label", "volume", "network", "daemon", "scope"):
+            raise InvalidArgument(f"invalid filter '{key}'")
+    q = d.events.subscribe()
+    try:
+        out = req.start_stream("application/json")
+        req._started = True
+        if since:
+            with d.events.lock:
+                past = [e for e in d.events.history if e["timeNano"] / 1e9 >= since]
+            for ev in past:
+                if (not until or ev["timeNano"] / 1e9 < until) and _match(ev, filters):
+                    out.json(ev)
+        while not d.stopping.is_set():
+            if until and time.time() >= until:
+                break
+            try:
+                ev = q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if until and ev["timeNano"] / 1e9 >= until:
+                break
+            if _match(ev, filters):
+                out.json(ev)
+        out.close()
+    finally:
+        d.events.unsubscribe(q)
+    return STREAMED
+
+
+def df(d, req: Request) -> dict:  # noqa: ANN001
+    from .containers import _summary
+
+    with d.engines.get() as engine:
+        images = engine.images.summaries(all_=True)
+        recs = engine.containers.all()
+        vols = []
+        try:
+            from ..engine.volumes import Volumes  # noqa: F401
+        except ImportError:
+            pass
+    containers = []
+    for rec in recs:
+        s = _summary(rec)
+        s["SizeRw"] = 0
+        s["SizeRootFs"] = 0
+        containers.append(s)
+    layers = sum(i.get("Size", 0) for i in images)
+    return {"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": vols,
+            "BuildCache": []}
