@@ -240,7 +240,6 @@ type Raw = Chunks<(String, u64)>;
 // One per stream, moved once into its thread: the size difference does not matter.
 #[allow(clippy::large_enum_variant)]
 enum Decoder {
-    None(Raw),
     Gzip(flate2::bufread::MultiGzDecoder<Raw>),
     Zstd(zstd::stream::read::Decoder<'static, Raw>),
 }
@@ -248,7 +247,6 @@ enum Decoder {
 impl Decoder {
     fn into_raw(self) -> Raw {
         match self {
-            Decoder::None(r) => r,
             Decoder::Gzip(d) => d.into_inner(),
             Decoder::Zstd(d) => d.finish(),
         }
@@ -268,7 +266,6 @@ fn decode(
         let mut n = 0;
         while n < CHUNK {
             let r = match &mut dec {
-                Decoder::None(r) => r.read(&mut buf[n..]),
                 Decoder::Gzip(d) => d.read(&mut buf[n..]),
                 Decoder::Zstd(d) => d.read(&mut buf[n..]),
             };
@@ -298,7 +295,8 @@ fn decode(
 ///
 /// Three threads: one reads the source, hashes the raw bytes and tees them; one decompresses;
 /// the consumer (the caller's thread) hashes the tar bytes as they arrive and uses them.
-/// Inflate is the heaviest stage, so it gets a thread of its own and nothing else.
+/// Inflate is the heaviest stage, so it gets a thread of its own and nothing else. A plain
+/// tar skips the middle stage and is hashed once.
 pub struct LayerStream {
     inner: Chunks<(String, u64)>,
     compression: Compression,
@@ -315,7 +313,8 @@ impl LayerStream {
         let head = raw.fill_buf().map_err(|e| from_stream(e, "layer"))?;
         let compression = Compression::detect(head);
         let dec = match compression {
-            Compression::None => Decoder::None(raw),
+            // Plain tar: no decode stage, and the blob digest is the diff ID (hashed once).
+            Compression::None => return Ok(Self { inner: raw, compression }),
             Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
             Compression::Zstd => Decoder::Zstd(
                 zstd::stream::read::Decoder::with_buffer(raw)
@@ -335,7 +334,10 @@ impl LayerStream {
     pub fn finish(self) -> Result<StreamInfo> {
         let compression = self.compression;
         let ((digest, compressed_size), hasher) = self.inner.finish()?;
-        let (diff_id, size) = hasher.expect("hashing").finish();
+        let (diff_id, size) = match hasher {
+            Some(h) => h.finish(),
+            None => (digest.clone(), compressed_size),
+        };
         Ok(StreamInfo { digest, diff_id, compressed_size, size, compression: Some(compression) })
     }
 }

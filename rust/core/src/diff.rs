@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::beneath::{self, Root};
 use crate::error::{Error, Result};
-use crate::pack::{read_xattrs_fd, read_xattrs_path, ChangeKind};
+use crate::pack::{read_xattrs_path, ChangeKind};
 use crate::sys;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,18 +46,10 @@ impl Tree<'_> {
         Ok(v)
     }
 
-    fn xattrs(&self, dir: RawFd, name: &CStr, st: &libc::stat, rel: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let fmt = st.st_mode & libc::S_IFMT;
-        let r = if fmt == libc::S_IFREG || fmt == libc::S_IFDIR {
-            let flags = if fmt == libc::S_IFDIR { libc::O_RDONLY | libc::O_DIRECTORY } else { libc::O_RDONLY };
-            match sys::openat(dir, name, flags | libc::O_NOFOLLOW | libc::O_NONBLOCK, 0) {
-                Ok(fd) => read_xattrs_fd(fd.as_raw_fd()),
-                Err(e) => Err(e),
-            }
-        } else {
-            read_xattrs_path(&sys::fd_path(dir, name.to_bytes()))
-        };
-        r.map_err(|e| self.io(rel, e))
+    /// xattrs of `name` in `dir`, by a path the kernel resolves through the directory fd
+    /// (no open of the file itself: works for devices, fifos, symlinks and mode-000 files).
+    fn xattrs(&self, dir: RawFd, name: &CStr, rel: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        read_xattrs_path(&sys::fd_path(dir, name.to_bytes())).map_err(|e| self.io(rel, e))
     }
 }
 
@@ -118,7 +110,7 @@ fn diff_dir(ot: &Tree, nt: &Tree, ofd: &OwnedFd, nfd: &OwnedFd, rel: &[u8], out:
                         != sys::readlinkat(nfd.as_raw_fd(), name).map_err(|e| nt.io(&p, e))?;
                 }
                 if !c {
-                    c = ot.xattrs(ofd.as_raw_fd(), name, &ost, &p)? != nt.xattrs(nfd.as_raw_fd(), name, &nst, &p)?;
+                    c = ot.xattrs(ofd.as_raw_fd(), name, &p)? != nt.xattrs(nfd.as_raw_fd(), name, &p)?;
                 }
                 let mut sub = false;
                 if ndir {

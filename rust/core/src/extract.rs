@@ -477,13 +477,6 @@ pub(crate) fn ignore_unsupported(r: std::io::Result<()>) -> std::io::Result<()> 
     }
 }
 
-#[allow(dead_code)]
-fn lookup_found(l: Lookup) -> Option<RawFd> {
-    match l {
-        Lookup::Found(fd) => Some(fd),
-        Lookup::Missing => None,
-    }
-}
 
 #[cfg(test)]
 mod tests {
