@@ -370,7 +370,7 @@ def _parse_mount_kind(kind: str, fields: dict, rw: bool, flags: set, target: str
                 "Propagation": fields.get("bind-propagation", "rprivate")}
     if kind == "volume":
         mp = {"Type": "volume", "Name": fields.get("source", ""), "Source": "", "Destination": target,
-              "Driver": "local", "Mode": "", "RW": rw, "Propagation": ""}
+              "Driver": "local", "Mode": "z", "RW": rw, "Propagation": ""}  # docker 20.10 shows "z" here too
         if not mp["Name"]:
             mp["_anonymous"] = True
         if "volume-nocopy" in flags or fields.get("volume-nocopy", "").lower() in ("1", "true"):
