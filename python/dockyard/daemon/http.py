@@ -310,8 +310,8 @@ class Router:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "dockyard"
-    sys_version = ""
+    server_version = "Docker/dockyard"
+    sys_version = "(linux)"
     router: Router
     context: object  # the daemon, passed to every route
 
@@ -325,7 +325,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Api-Version", API_VERSION)
         self.send_header("Docker-Experimental", "false")
         self.send_header("Ostype", "linux")
-        self.send_header("Server", f"Docker/dockyard (linux)")
 
     def handle_one_request(self) -> None:
         try:

@@ -126,9 +126,16 @@ def create(d, req: Request):  # noqa: ANN001, ANN201
     from .. import reference as refs
 
     parsed = refs.parse(name)
-    out = None
     lock = threading.Lock()
-    messages: list[dict] = []
+    state: dict = {"out": None}
+
+    def stream():  # noqa: ANN202
+        # headers go out with the first progress message: an error before that (no such
+        # repository, registry unreachable) is a plain error response, as dockerd's
+        if state["out"] is None:
+            state["out"] = _progress_stream(req)
+            state["out"].json({"status": f"Pulling from {parsed.path}", "id": parsed.tag or "latest"})
+        return state["out"]
 
     def progress(layer: str, status: str, current: int | None = None, total: int | None = None) -> None:
         msg: dict = {"status": status}
@@ -137,31 +144,25 @@ def create(d, req: Request):  # noqa: ANN001, ANN201
         if current is not None and total:
             msg["progressDetail"] = {"current": current, "total": total}
         with lock:
-            if out is not None:
-                out.json(msg)
-            else:
-                messages.append(msg)
+            stream().json(msg)
 
     try:
         with d.engines.get() as engine:
-            out = _progress_stream(req)
-            if parsed.tag or parsed.digest or not req.bool("all-tags", False):
-                out.json({"status": f"Pulling from {parsed.familiar_name if hasattr(parsed, 'familiar_name') else parsed.path}",
-                          "id": parsed.tag or "latest"})
             results = regclient.pull(engine, name, platform=platform, progress=progress)
+        out = stream()
         for r in results:
             digest = getattr(r, "digest", "")
             if digest:
                 out.json({"status": f"Digest: {digest}"})
-            out.json({"status": f"Status: Downloaded newer image for {parsed.with_default_tag().familiar()}"
-                      if getattr(r, "fresh", True) else f"Status: Image is up to date for "
-                      f"{parsed.with_default_tag().familiar()}"})
+            fam = parsed.with_default_tag().familiar()
+            out.json({"status": f"Status: Downloaded newer image for {fam}" if getattr(r, "new", True)
+                      else f"Status: Image is up to date for {fam}"})
         d.events.emit("image", "pull", str(parsed.with_default_tag()), {"name": str(parsed.with_default_tag())})
     except DockyardError as exc:
-        if out is None:
+        if state["out"] is None:
             raise
-        out.json({"errorDetail": {"message": str(exc)}, "error": str(exc)})
-    out.close()
+        state["out"].json({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+    state["out"].close()
     return STREAMED
 
 

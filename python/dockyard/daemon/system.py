@@ -138,7 +138,7 @@ def events(d, req: Request):  # noqa: ANN001, ANN201
     try:
         out = req.start_stream("application/json")
         req._started = True
-        if since:
+        if req.arg("since"):
             with d.events.lock:
                 past = [e for e in d.events.history if e["timeNano"] / 1e9 >= since]
             for ev in past:
