@@ -991,3 +991,36 @@ def test_overlay_missing_layer_names_it(dy, make_bundle, tmp_path, rootfs, api, 
     err = p.stderr.decode()
     assert "rootfs overlay" in err and ("no-such-layer" in err) and "ENOENT" in err, err
     assert dy("state", f"ov7-{api}").returncode != 0
+
+
+def test_wait_attach_slow_first_client_gets_everything(dy, make_bundle, tmp_path):
+    # 24 MB, far past the 4 MiB a client may lag: the first client is not dropped; the
+    # process waits for it instead. The log still gets everything.
+    n = 24 * 1024
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa11", ["sh", "-c", f"dd if=/dev/zero bs=1024 count={n} 2>/dev/null | tr '\\0' x; echo; echo end >&2"],
+                            "--wait-attach")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(paths["sock"]))
+    time.sleep(1.5)  # not reading: the shim must hold the process back, not drop us
+    assert not paths["exit"].exists()
+    frames = _frames(s, timeout=60)
+    s.close()
+    data = _data(frames)
+    assert len(data[1]) == n * 1024 + 1 and data[1].count(b"x") == n * 1024
+    assert data[2] == b"end\n"
+    assert json.loads(frames[-1][1])["exit_code"] == 0
+    assert wait_for(paths["exit"].exists)
+    total = sum(len(json.loads(line)["log"]) for line in paths["log"].read_text().splitlines() if '"stdout"' in line)
+    assert total == n * 1024 + 1
+
+
+def test_attach_client_half_close_still_gets_output(dy, make_bundle, tmp_path):
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa12", ["sh", "-c", "cat; echo after-eof"], "--stdin", "--wait-attach")
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(paths["sock"]))
+    s.sendall(struct.pack(">BxxxI", 0, 4) + b"abc\n" + struct.pack(">BxxxI", 5, 0))
+    s.shutdown(socket.SHUT_WR)
+    frames = _frames(s)
+    s.close()
+    assert _data(frames)[1] == b"abc\nafter-eof\n"
+    assert json.loads(frames[-1][1])["exit_code"] == 0

@@ -22,7 +22,9 @@
 //!    exit-file JSON, sent just before the shim closes the connection).
 //!    Client → server: 0 stdin data (needs `--stdin` or `--tty`), 4 resize (payload: rows u16
 //!    BE, cols u16 BE), 5 close stdin (EOF for the container; with a tty, ^D).
-//!    A client that stops reading and falls 4 MiB behind is disconnected.
+//!    A client that stops reading and falls 4 MiB behind is disconnected (except the first
+//!    client of `--wait-attach`, see below). A client that shuts down its sending side
+//!    (`shutdown(SHUT_WR)`) still receives output until it closes.
 //! 5. When the init exits: output is drained (until EOF, at most 2 s), then
 //!    `--exit-file` is written atomically: `{"id","pid","exit_code","signal","oom_killed",
 //!    "started_at","finished_at"}` (exit_code is 128+N when killed by signal N; oom_killed when
@@ -41,7 +43,9 @@
 //!    without sending one), or when MS pass with no client (it starts anyway);
 //! 4. the client receives every byte the process writes (frames 1 and 2), then the exit frame
 //!    3 with the exit-file JSON, and the connection closes. The log and the exit file are
-//!    written as always.
+//!    written as always. This client is never dropped for being slow: when it is 4 MiB
+//!    behind, the shim stops reading the output until it catches up (the process blocks on
+//!    its full pipe, as under `docker attach`).
 //!
 //! Meanwhile `delete -f ID` kills the created container (exit file: 137), and
 //! `dockyard-runtime start ID` starts it without a client (the shim notices its output or its
@@ -229,6 +233,10 @@ struct Client {
     fd: RawFd,
     inbuf: Vec<u8>,
     out: VecDeque<u8>,
+    /// It shut down its sending side: it still gets output until it closes for good.
+    read_closed: bool,
+    /// A send failed (the peer is gone): removed at the next chance.
+    dead: bool,
 }
 
 struct Stream {
@@ -259,6 +267,10 @@ struct Supervisor {
     tty: bool,
     /// Frames received from clients so far (the tty wait ends at the first one).
     frames_in: u64,
+    /// `--wait-attach`'s first client, which must get every byte: instead of dropping it when
+    /// it falls behind, we stop reading the container's output until it catches up (the
+    /// process then blocks on a full pipe, as with `docker attach`).
+    primary: Option<RawFd>,
 }
 
 impl Supervisor {
@@ -350,6 +362,7 @@ impl Supervisor {
             status: None,
             tty: o.tty,
             frames_in: 0,
+            primary: None,
         })
     }
 
@@ -389,7 +402,8 @@ impl Supervisor {
             let now = now_ms();
             let mut until = deadline;
             if let Some((fd, at)) = first {
-                let gone = !self.clients.iter().any(|c| c.fd == fd);
+                // Gone, or done sending (half-closed): nothing more to wait for.
+                let gone = !self.clients.iter().any(|c| c.fd == fd && !c.read_closed);
                 if !self.tty || self.frames_in > 0 || gone || now >= at + TTY_FIRST_FRAME_GRACE_MS {
                     return;
                 }
@@ -406,7 +420,7 @@ impl Supervisor {
                 fds.push(libc::pollfd { fd: l, events: libc::POLLIN, revents: 0 });
             }
             for c in &self.clients {
-                fds.push(libc::pollfd { fd: c.fd, events: libc::POLLIN, revents: 0 });
+                fds.push(libc::pollfd { fd: c.fd, events: if c.read_closed { 0 } else { libc::POLLIN }, revents: 0 });
             }
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, (until - now).clamp(0, i32::MAX as i64) as i32) };
             if n < 0 {
@@ -435,6 +449,7 @@ impl Supervisor {
                 if first.is_none() {
                     if let Some(c) = self.clients.first() {
                         first = Some((c.fd, now_ms()));
+                        self.primary = Some(c.fd);
                     }
                 }
             }
@@ -448,16 +463,17 @@ impl Supervisor {
                 break;
             }
             let mut fds = vec![libc::pollfd { fd: self.sfd, events: libc::POLLIN, revents: 0 }];
-            for s in &self.streams {
+            let ns = if self.throttled() { 0 } else { self.streams.len() };
+            for s in &self.streams[..ns] {
                 fds.push(libc::pollfd { fd: s.fd, events: libc::POLLIN, revents: 0 });
             }
-            let ns = self.streams.len();
             if let Some(l) = self.listen {
                 fds.push(libc::pollfd { fd: l, events: libc::POLLIN, revents: 0 });
             }
             let nl = self.listen.is_some() as usize;
             for c in &self.clients {
-                fds.push(libc::pollfd { fd: c.fd, events: libc::POLLIN | if c.out.is_empty() { 0 } else { libc::POLLOUT }, revents: 0 });
+                let events = if c.read_closed { 0 } else { libc::POLLIN } | if c.out.is_empty() { 0 } else { libc::POLLOUT };
+                fds.push(libc::pollfd { fd: c.fd, events, revents: 0 });
             }
             let want_stdin_out = self.stdin_fd >= 0 && !self.stdin_buf.is_empty();
             if want_stdin_out {
@@ -541,6 +557,9 @@ impl Supervisor {
                 let frame = self.streams[i].frame;
                 self.broadcast(frame, data);
                 self.log_bytes(i, data);
+                if self.throttled() {
+                    return false;
+                }
                 continue;
             }
             if n < 0 && errno() == libc::EINTR {
@@ -597,16 +616,32 @@ impl Supervisor {
         for (k, c) in self.clients.iter_mut().enumerate() {
             c.out.extend(hdr.iter());
             c.out.extend(data.iter());
-            if c.out.len() > MAX_CLIENT_BACKLOG {
+            if c.out.len() > MAX_CLIENT_BACKLOG && Some(c.fd) != self.primary {
                 dead.push(k);
             } else {
                 flush_client(c);
+                if c.dead {
+                    dead.push(k);
+                }
             }
         }
         for k in dead.into_iter().rev() {
-            let c = self.clients.remove(k);
-            close(c.fd);
+            self.remove_client(k);
         }
+    }
+
+    fn remove_client(&mut self, k: usize) {
+        let c = self.clients.remove(k);
+        if self.primary == Some(c.fd) {
+            self.primary = None;
+        }
+        close(c.fd);
+    }
+
+    /// The primary client is too far behind: leave the output in the pipes for now. Not once
+    /// the init has exited (the rest is drained, within the usual 2 s).
+    fn throttled(&self) -> bool {
+        self.status.is_none() && self.primary.is_some_and(|p| self.clients.iter().any(|c| c.fd == p && c.out.len() > MAX_CLIENT_BACKLOG))
     }
 
     fn on_accept(&mut self) {
@@ -616,15 +651,23 @@ impl Supervisor {
             if fd < 0 {
                 return;
             }
-            self.clients.push(Client { fd, inbuf: Vec::new(), out: VecDeque::new() });
+            self.clients.push(Client { fd, inbuf: Vec::new(), out: VecDeque::new(), read_closed: false, dead: false });
         }
     }
 
     fn on_client(&mut self, i: usize, rev: libc::c_short) {
         if rev & libc::POLLOUT != 0 {
             flush_client(&mut self.clients[i]);
+            if self.clients[i].dead {
+                self.remove_client(i);
+                return;
+            }
         }
         if rev & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
+            return;
+        }
+        if rev & (libc::POLLHUP | libc::POLLERR) != 0 && self.clients[i].read_closed {
+            self.remove_client(i);
             return;
         }
         let mut buf = [0u8; 8192];
@@ -632,9 +675,14 @@ impl Supervisor {
         if n < 0 && (errno() == libc::EAGAIN || errno() == libc::EINTR) {
             return;
         }
+        // EOF alone is a half-close (shutdown(SHUT_WR)): keep sending. With POLLHUP, or an
+        // error, the peer is gone.
+        if n == 0 && rev & (libc::POLLHUP | libc::POLLERR) == 0 {
+            self.clients[i].read_closed = true;
+            return;
+        }
         if n <= 0 {
-            let c = self.clients.remove(i);
-            close(c.fd);
+            self.remove_client(i);
             return;
         }
         self.clients[i].inbuf.extend_from_slice(&buf[..n as usize]);
@@ -743,6 +791,10 @@ fn flush_client(c: &mut Client) {
         let (a, _) = c.out.as_slices();
         let n = unsafe { libc::send(c.fd, a.as_ptr() as *const libc::c_void, a.len(), libc::MSG_NOSIGNAL) };
         if n <= 0 {
+            if n < 0 && errno() != libc::EAGAIN && errno() != libc::EINTR {
+                c.dead = true;
+                c.out.clear();
+            }
             return;
         }
         c.out.drain(..n as usize);
