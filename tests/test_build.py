@@ -157,6 +157,9 @@ WORKDIR /w
 WORKDIR sub
 WORKDIR /w
 COPY a.txt link /w/
+COPY a.txt relative.txt
+COPY dir ./fromdot/
+COPY dir .
 COPY dir /w/dir2
 COPY --chown=65534:65534 dir/b /owned
 COPY dir/* /globbed/
@@ -241,7 +244,7 @@ def multi_stage_context(tmp: Path) -> Path:
         "Dockerfile": MULTI_STAGE, "src/a.go": "1", "src/b.go": "2", "src/deep/er/c.go": "3",
         "src/deep/er/c_test.go": "t", "logs/x.log": "l", "logs/important.log": "i", "keep/k": "k", "root.key": "s",
         "sub/nested.key": "n", "README.md": "r",
-        ".dockerignore": "# comment\n*.key\n**/*_test.go\nlogs\n!logs/important.log\nREADME*\n",
+        ".dockerignore": "# comment\n*.key\n**/*_test.go\nlogs\n!logs/important.log\nREADME*\nDockerfile\n.dockerignore\n",
     })
 
 
@@ -266,6 +269,7 @@ def test_multi_stage_target_and_build_args_match_docker(dockerd, docker_base, be
     assert "/ctx/README.md" not in res["our_tree"] and "/ctx/root.key" not in res["our_tree"]
     assert "/ctx/sub/nested.key" in res["our_tree"] and "/ctx/logs/important.log" in res["our_tree"]
     assert "/ctx/logs/x.log" not in res["our_tree"] and "/ctx/src/deep/er/c_test.go" not in res["our_tree"]
+    assert "/ctx/Dockerfile" not in res["our_tree"] and "/ctx/.dockerignore" not in res["our_tree"]
 
 
 def test_whiteouts_and_opaque_dirs_match_docker(dockerd, docker_base, bengine, tmp_path):
@@ -304,6 +308,19 @@ def test_scratch_default_path_and_entrypoint_resets_cmd_match_docker(dockerd, do
         cfg = bengine.images.inspect(iid)["Config"]
         assert cfg["Env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
         assert cfg["Cmd"] == cmd
+
+
+def test_proxy_args_are_predefined_match_docker(dockerd, docker_base, bengine, tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": (
+        "FROM dybuild:base\nRUN echo out:proxy=$HTTP_PROXY no=$NO_PROXY\nARG NO_PROXY\n"
+        "RUN echo out:proxy=$HTTP_PROXY no=$NO_PROXY\n")})
+    args = ["--build-arg", "HTTP_PROXY=http://p:3128", "--build-arg", "NO_PROXY=local"]
+    res = compare(dockerd, bengine, ctx, tmp_path, "proxy", args,
+                  build_args={"HTTP_PROXY": "http://p:3128", "NO_PROXY": "local"})
+    want = ["out:proxy=http://p:3128 no=local", "out:proxy=http://p:3128 no=local"]
+    assert run_output(res["ours"]) == want and run_output(res["docker"]) == want
+    history = [h["CreatedBy"] for h in bengine.images.history(res["iid"])]
+    assert history[0].startswith("|1 NO_PROXY=local /bin/sh -c") and history[2].startswith("|0 /bin/sh -c")
 
 
 def test_labels_from_the_command_line_match_docker(dockerd, docker_base, bengine, tmp_path):
@@ -452,3 +469,25 @@ def test_cli_build_context_dir_tar_stdin_and_dockerfile_stdin(cli, base_tar, tmp
     assert fail.returncode == 1
     assert fail.stderr.decode() == "The command '/bin/sh -c false' returned a non-zero code: 1\n"
     assert cli("ps", "-aq").stdout.decode() == ""
+
+
+def test_cli_sigterm_stops_the_build_and_cleans_up(cli, base_tar, tmp_path):
+    import signal
+    import time
+
+    cli("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nRUN echo out:start; sleep 60\n"})
+    env = dict(os.environ, DOCKYARD_ROOT=str(cli.root))
+    exe = Path(sys.executable).with_name("dockyard")
+    with subprocess.Popen([str(exe), "build", "-t", "never:1", str(ctx)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        deadline = time.time() + 60
+        seen = b""
+        while b"out:start" not in seen and time.time() < deadline:
+            seen += proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 130
+    assert cli("ps", "-aq").stdout.decode() == ""
+    assert "never" not in cli("images").stdout.decode()
+    assert not [l for l in Path("/proc/self/mounts").read_text().splitlines() if str(cli.root) in l]

@@ -97,8 +97,8 @@ class Builder:
         self.out = out or (lambda s: None)
         self.file = opts.dockerfile_name
         self.context = Context(opts.context) if opts.context is not None else None
-        if self.context is not None:
-            self.context.ignore.keep(opts.dockerfile_name, ".dockerignore")
+        # Docker's CLI sends the Dockerfile and .dockerignore even when excluded, and the daemon
+        # then removes them if they match: COPY sees the plain ignore rules.
         self.meta: dict[str, str | None] = {}
         self.used_args: set[str] = set()
         self.step = 0
