@@ -457,9 +457,9 @@ def test_private_public_and_read_only(engine, image, fresh, serve, htpasswd, mod
     push(engine, f"{reg.addr}/priv/bb:1", registry=alice)
     push(engine, f"{reg.addr}/pub/bb:1", registry=alice)
     # The private repository refuses anonymous and wrong-password reads.
-    with pytest.raises(Unauthorized):
+    with pytest.raises(Unauthorized, match="pull access denied for .*/priv/bb, repository does not exist"):
         pull(fresh, f"{reg.addr}/priv/bb:1", registry=remote(reg.addr, use_stored_credentials=False))
-    with pytest.raises(Unauthorized):
+    with pytest.raises(Unauthorized, match="incorrect username or password"):
         pull(fresh, f"{reg.addr}/priv/bb:1", registry=remote(reg.addr, credentials=("alice", "nope")))
     with pytest.raises(Unauthorized):
         pull(fresh, f"{reg.addr}/priv/bb:1", registry=remote(reg.addr, credentials=("mallory", "x")))

@@ -487,7 +487,12 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
 
     repo = ref.path
     reference = ref.digest or ref.tag or "latest"
-    data, media, digest = reg.get_manifest(repo, reference)
+    try:
+        data, media, digest = reg.get_manifest(repo, reference)
+    except (Unauthorized, Denied) as exc:
+        detail = str(exc).split(": ", 1)[-1]
+        raise type(exc)(f"pull access denied for {ref.familiar_name}, repository does not exist or may "
+                        f"require 'dockyard login': {detail}", exc.code, exc.http_status) from None
     top_digest = digest
     doc = json.loads(data)
     if media in INDEX_TYPES or (not media and "manifests" in doc):
