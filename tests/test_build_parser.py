@@ -226,6 +226,11 @@ def test_dockerignore(patterns, path, excluded):
     assert Ignore(patterns).excluded(path) is excluded
 
 
+def test_bad_pattern_is_a_clean_error():
+    with pytest.raises(DockyardError, match="syntax error in pattern"):
+        Ignore(["[]"])
+
+
 def test_context_walk_and_glob(tmp_path: Path):
     for rel in ("a.go", "b.go", "x.key", "logs/1.log", "logs/keep.log", "src/deep/c.go", "src/deep/c_test.go"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -293,4 +298,9 @@ def test_expansion_random_input_raises_only_expansion_error(word):
 @given(st.lists(st.text(string.printable, max_size=12), max_size=6), st.text(string.printable, max_size=20))
 def test_dockerignore_random_patterns(patterns, path):
     with _Alarm():
-        assert Ignore(patterns).excluded(path) in (True, False)
+        try:
+            ignore = Ignore(patterns)
+        except DockyardError as exc:  # a malformed pattern: a clean error, as Docker's
+            assert "syntax error in pattern" in str(exc)
+            return
+        assert ignore.excluded(path) in (True, False)

@@ -42,7 +42,13 @@ class Pattern:
         self.exclusion = text.startswith("!")
         self.text = text[1:] if self.exclusion else text
         self.dirs = self.text.split("/")
-        self.regex = re.compile(self._compile(self.text), re.S)
+        try:
+            self.regex = re.compile(self._compile(self.text), re.S)
+        except re.error:
+            from .errors import BuildError
+
+            raise BuildError(f"error checking context: syntax error in pattern {self.text!r} "
+                             "(.dockerignore)") from None
 
     @staticmethod
     def _compile(pattern: str) -> str:
@@ -209,7 +215,12 @@ class Context:
                         names = sorted(os.listdir(d))
                     except OSError:
                         continue
-                    rx = re.compile(Pattern._compile(part))
+                    try:
+                        rx = re.compile(Pattern._compile(part))
+                    except re.error:
+                        from .errors import BuildError
+
+                        raise BuildError(f"syntax error in pattern {part!r}") from None
                     for name in names:
                         if rx.match(name):
                             nxt.append(f"{base}/{name}" if base else name)
