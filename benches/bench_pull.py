@@ -10,6 +10,7 @@ and pushed to a CNCF distribution registry (Debian's docker-registry) on 127.0.0
 Pull contenders, each into fresh storage, from the same registry, alternating:
   dockyard      `dockyard pull` (the CLI) into a fresh root: download, verify, extract, register
   docker        `docker pull` by a private dockerd 20.10 (overlay2), the image removed between runs
+  podman        `podman pull` into a fresh --root (overlay), reset between runs
   skopeo+umoci  `skopeo copy docker://… oci:DIR` then `umoci unpack` (a runtime bundle)
 Push contenders, each into a freshly started, empty registry:
   dockyard      `dockyard push`
@@ -95,6 +96,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--skip-docker", action="store_true")
+    ap.add_argument("--skip-podman", action="store_true")
     opts = ap.parse_args()
     layer = CACHE / "debian-minbase.tar.gz"
     if not layer.exists():
@@ -123,7 +125,8 @@ def main() -> None:
             dockerd = Dockerd(Path(tempfile.mkdtemp(prefix="dyd-", dir="/tmp")))
             dockerd.start()
 
-        pulls: dict[str, list[float]] = {"dockyard": [], "docker": [], "skopeo+umoci": []}
+        pulls: dict[str, list[float]] = {"dockyard": [], "docker": [], "podman": [], "skopeo+umoci": []}
+        podman = None if opts.skip_podman else shutil.which("podman")
         for rep in range(opts.reps):
             root = work / f"pull-root-{rep}"
             drop_caches()
@@ -136,6 +139,14 @@ def main() -> None:
                 pulls["docker"].append(time.perf_counter() - t)
                 dockerd.docker("rmi", name)
                 dockerd.docker("image", "prune", "-af", check=False)
+            if podman:
+                proot, prun = work / f"podman-root-{rep}", work / f"podman-run-{rep}"
+                base = [podman, "--root", str(proot), "--runroot", str(prun), "--storage-driver", "overlay"]
+                drop_caches()
+                pulls["podman"].append(run(base + ["pull", "-q", "--tls-verify=false", name]))
+                run(base + ["system", "reset", "-f"])
+                shutil.rmtree(proot, ignore_errors=True)
+                shutil.rmtree(prun, ignore_errors=True)
             drop_caches()
             oci, bundle = work / f"oci-{rep}", work / f"bundle-{rep}"
             t = time.perf_counter()

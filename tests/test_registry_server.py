@@ -155,6 +155,10 @@ def test_spec_push_pull_tags_delete(serve, raw):
     assert h["Location"] == f"/v2/team/app/blobs/{digest_of(data)}"
     status, h, body = r("GET", f"/v2/team/app/blobs/{digest_of(data)}")
     assert status == 200 and body == data and h["Docker-Content-Digest"] == digest_of(data)
+    status, h, body = r("GET", f"/v2/team/app/blobs/{digest_of(data)}", headers={"Range": "bytes=1000-1999"})
+    assert status == 206 and body == data[1000:2000] and h["Content-Range"] == "bytes 1000-1999/300000"
+    status, h, body = r("GET", f"/v2/team/app/blobs/{digest_of(data)}", headers={"Range": "bytes=299990-"})
+    assert status == 206 and body == data[299990:]
     status, h, body = r("HEAD", f"/v2/team/app/blobs/{digest_of(data)}")
     assert status == 200 and h["Content-Length"] == "300000" and body == b""
     # A wrong digest at the end: DIGEST_INVALID, and the upload is gone.

@@ -72,6 +72,14 @@ class Storage:
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._hashes: dict[str, tuple[object, int]] = {}
         self._lock = threading.Lock()
+        # Uploads abandoned for a day, and temporary files of a crash, are garbage.
+        now = time.time()
+        for entry in [*(root / "uploads").iterdir(), *(root / "tmp").iterdir()]:
+            try:
+                if entry.stat().st_mtime < now - (86400 if entry.parent.name == "uploads" else 3600):
+                    entry.unlink()
+            except OSError:
+                pass
 
     def blob(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / digest[7:]
@@ -577,12 +585,21 @@ class Handler(BaseHTTPRequestHandler):
             if not st.layer_link(name, digest).exists() or not path.exists():
                 raise ApiError(404, "BLOB_UNKNOWN", "blob unknown to registry", detail={"digest": digest})
             size = path.stat().st_size
-            self._send(200, b"", {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest,
-                                  "Etag": f'"{digest}"', "Accept-Ranges": "bytes"}, length=size)
-            if method == "GET":
+            headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest,
+                       "Etag": f'"{digest}"', "Accept-Ranges": "bytes"}
+            start, end = 0, size - 1
+            m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())
+            if m:  # a client resuming a download
+                start = int(m.group(1))
+                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+                if start > end:
+                    raise ApiError(416, "BLOB_UNKNOWN", "range not satisfiable", {"Content-Range": f"bytes */{size}"})
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            self._send(206 if m else 200, b"", headers, length=end - start + 1 if size else 0)
+            if method == "GET" and size:
                 with open(path, "rb") as f:
                     self.wfile.flush()
-                    self.connection.sendfile(f)
+                    self.connection.sendfile(f, start, end - start + 1)
         elif method == "DELETE":
             self._can(name, ["delete"])
             link = st.layer_link(name, digest)
