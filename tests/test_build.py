@@ -323,6 +323,18 @@ def test_proxy_args_are_predefined_match_docker(dockerd, docker_base, bengine, t
     assert history[0].startswith("|1 NO_PROXY=local /bin/sh -c") and history[2].startswith("|0 /bin/sh -c")
 
 
+def test_stage_from_stage_and_more_metadata_match_docker(dockerd, docker_base, bengine, tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": (
+        "FROM dybuild:base AS first\nENV FIRST=1\nHEALTHCHECK CMD [\"true\"]\nRUN mkdir /out && echo a > /out/a.txt "
+        "&& echo b > /out/b.txt && echo c > /out/c.log\n"
+        "FROM first AS second\nENV SECOND=$FIRST-2\nHEALTHCHECK NONE\nSTOPSIGNAL 9\nLABEL empty= \"quoted\"='x y'\n"
+        "RUN echo out:second FIRST=$FIRST SECOND=$SECOND\n"
+        "FROM second\nCOPY --from=first /out/*.txt /txt/\nUSER 65534:65534\nRUN echo out:user $(id -u):$(id -g)\n")})
+    res = compare(dockerd, bengine, ctx, tmp_path, "stages", run_made=("/out", "/txt"))
+    assert run_output(res["ours"]) == ["out:second FIRST=1 SECOND=1-2", "out:user 65534:65534"]
+    assert sorted(p for p in res["our_tree"] if p.startswith("/txt")) == ["/txt", "/txt/a.txt", "/txt/b.txt"]
+
+
 def test_labels_from_the_command_line_match_docker(dockerd, docker_base, bengine, tmp_path):
     ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nLABEL a=1\n"})
     res = compare(dockerd, bengine, ctx, tmp_path, "lbl", ["--label", "b=2 $x", "--label", "a=over"],
@@ -491,3 +503,41 @@ def test_cli_sigterm_stops_the_build_and_cleans_up(cli, base_tar, tmp_path):
     assert cli("ps", "-aq").stdout.decode() == ""
     assert "never" not in cli("images").stdout.decode()
     assert not [l for l in Path("/proc/self/mounts").read_text().splitlines() if str(cli.root) in l]
+
+
+def test_copy_never_writes_through_image_symlinks_to_the_host(bengine, tmp_path):
+    host = tmp_path / "host-canary"
+    host.mkdir()
+    os.chmod(host, 0o700)
+    ctx = write_tree(tmp_path / "ctx", {"d/f": "payload", "f": "file", "Dockerfile": (
+        f"FROM dybuild:base\nRUN mkdir -p {host} && ln -s {host} /evil && ln -s {host}/x /evilfile\n"
+        "COPY d /evil/\nCOPY d /evil\nCOPY f /evilfile\nCOPY f /evil/f2\n")})
+    iid, _ = build(bengine, ctx)
+    assert list(host.iterdir()) == [] and (host.stat().st_mode & 0o777) == 0o700
+    t = our_tree(bengine, iid, tmp_path / "t")
+    assert f"{host}/f" in t and f"{host}/f2" in t  # followed inside the image, as Docker does
+    assert t["/evilfile"][0] == 0o100000  # the symlink itself was replaced by the file
+
+
+def test_add_archive_keeps_modes_and_refuses_escapes(bengine, tmp_path):
+    import io
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with tarfile.open(ctx / "modes.tar", "w") as tf:
+        for name, mode in (("suid", 0o4755), ("gw", 0o664)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = 1, mode
+            tf.addfile(info, io.BytesIO(b"x"))
+    with tarfile.open(ctx / "evil.tar", "w") as tf:
+        info = tarfile.TarInfo("../../escape")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    (ctx / "Dockerfile").write_text("FROM dybuild:base\nADD modes.tar /m/\n")
+    iid, _ = build(bengine, ctx)
+    t = our_tree(bengine, iid, tmp_path / "t")
+    assert t["/m/suid"][1] == 0o4755 and t["/m/gw"][1] == 0o664
+    (ctx / "Dockerfile").write_text("FROM dybuild:base\nADD evil.tar /e/\n")
+    with pytest.raises(BuildError, match="cannot extract evil.tar"):
+        build(bengine, ctx)
+    assert not (tmp_path / "escape").exists()

@@ -936,6 +936,8 @@ def _copy_one(src: Path, root: Path, dest: str, uid: int, gid: int, mode: int | 
         parent = mkdir_all(root, posixpath.dirname(dest), uid, gid)
     target = parent / posixpath.basename(dest)
     if stat.S_ISDIR(st.st_mode):
+        if os.path.islink(target):  # a directory through a symlink: followed inside the root only
+            target = resolve_in(root, dest)
         if os.path.lexists(target) and not os.path.isdir(target):
             os.unlink(target)
         if not os.path.lexists(target):
@@ -989,7 +991,11 @@ def extract_archive(src: Path, dest: Path) -> None:
 
     try:
         with tarfile.open(src, "r:*") as tf:
-            tf.extractall(dest, numeric_owner=True, filter="tar")
+            def check(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+                tarfile.tar_filter(member, path)  # refuses absolute names, "..", links that escape
+                return member                     # but keeps modes and owners, as Docker does
+
+            tf.extractall(dest, numeric_owner=True, filter=check)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise BuildError(f"ADD failed: cannot extract {src.name}: {exc}") from None
 
