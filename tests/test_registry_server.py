@@ -402,3 +402,21 @@ def test_docker_pushes_and_pulls_through_dockyard(dockerd, docker_busybox, serve
     docker("rmi", name)
     proc = docker("pull", name)
     assert proc.returncode != 0
+
+
+def test_catalog_shows_what_the_user_may_read(serve, raw, htpasswd):
+    from dockyard.registry.client import Registry
+
+    reg = serve(users=str(htpasswd), public=["pub/*"])
+    alice = raw(reg.addr, ("alice", "wonderland"))
+    for repo in ("pub/a", "priv/b"):
+        manifest = image_manifest(alice, repo, [b"x"])
+        assert alice("PUT", f"/v2/{repo}/manifests/1", manifest,
+                     {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})[0] == 201
+    assert json.loads(alice("GET", "/v2/_catalog")[2])["repositories"] == ["priv/b", "pub/a"]
+    assert raw(reg.addr)("GET", "/v2/_catalog")[0] == 401
+    # Through the token flow, as a client does it.
+    with Registry(reg.addr, credentials=("reader", "books")) as r:
+        resp = r.request("GET", "/v2/_catalog?n=1", ("registry:catalog:*",))
+        assert json.loads(resp.body()) == {"repositories": ["priv/b"]}
+        assert resp.headers["Link"] == '</v2/_catalog?n=1&last=priv%2Fb>; rel="next"'

@@ -464,11 +464,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def _catalog(self) -> None:
         access = self.server.access
+        user = None
         if access.users is not None:
             ident = self._identity()
             if ident is None:
                 raise self._challenge("registry:catalog:*")
-        repos = [r for r in self.server.storage.repositories() if self._can(r, ["pull"], challenge=False)]
+            if ident[0] == "token":
+                claims: dict = ident[1]  # type: ignore[assignment]
+                if not any(a.get("type") == "registry" and a.get("name") == "catalog"
+                           for a in claims.get("access") or []):
+                    raise self._challenge("registry:catalog:*", "insufficient scope for this request",
+                                          "insufficient_scope")
+                user = claims.get("sub") or None
+            else:
+                user = str(ident[1])
+        # The repositories this user may read.
+        repos = [r for r in self.server.storage.repositories() if "pull" in access.allowed(user, r)]
         repos, headers = self._page(repos, "/v2/_catalog")
         self._send(200, json.dumps({"repositories": repos}).encode(), headers)
 
