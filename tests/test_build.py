@@ -533,10 +533,14 @@ def test_add_archive_keeps_modes_and_refuses_escapes(bengine, tmp_path):
         info = tarfile.TarInfo("../../escape")
         info.size = 1
         tf.addfile(info, io.BytesIO(b"x"))
-    (ctx / "Dockerfile").write_text("FROM dybuild:base\nADD modes.tar /m/\n")
+    import gzip
+
+    (ctx / "note.gz").write_bytes(gzip.compress(b"not a tar"))
+    (ctx / "Dockerfile").write_text("FROM dybuild:base\nADD modes.tar /m/\nADD note.gz /n/\n")
     iid, _ = build(bengine, ctx)
     t = our_tree(bengine, iid, tmp_path / "t")
     assert t["/m/suid"][1] == 0o4755 and t["/m/gw"][1] == 0o664
+    assert "/n/note.gz" in t  # compressed but not a tar: copied as it is
     (ctx / "Dockerfile").write_text("FROM dybuild:base\nADD evil.tar /e/\n")
     with pytest.raises(BuildError, match="cannot extract evil.tar"):
         build(bengine, ctx)

@@ -634,10 +634,15 @@ class Builder:
                     continue
                 self.out(entry.get("log", "").rstrip("\n"))
 
+        checked = time.monotonic()
         while not exit_file.exists():
             drain()
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+            if time.monotonic() - checked > 1.0:  # a supervisor that died writes no exit file
+                checked = time.monotonic()
+                if not containers.refresh(containers.load(cid))["state"]["Running"]:
+                    break
         state = containers.wait(cid, timeout=60)
         drain()
         return int(state.get("ExitCode", 1))
@@ -978,11 +983,21 @@ def _copy_one(src: Path, root: Path, dest: str, uid: int, gid: int, mode: int | 
 
 
 def is_archive(path: Path) -> bool:
+    """A tar, plain or compressed (gzip, bzip2, xz): ADD unpacks it.  A compressed file that is not
+    a tar is copied as it is, as Docker does."""
+    import tarfile
+
     with open(path, "rb") as f:
         head = f.read(512)
-    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00" or head[:4] == b"\x28\xb5\x2f\xfd":
+    if len(head) >= 262 and head[257:262] == b"ustar":
         return True
-    return len(head) >= 262 and head[257:262] == b"ustar"
+    if not (head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00"):
+        return False
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            return tf.next() is not None
+    except (tarfile.TarError, EOFError, OSError):
+        return False
 
 
 def extract_archive(src: Path, dest: Path) -> None:

@@ -432,6 +432,6 @@ def split_stages(df: Dockerfile) -> tuple[list[Instruction], list[Stage]]:
         else:
             stages[-1].instructions.append(inst)
     if not stages:
-        raise DockerfileError("file with no instructions" if not df.instructions else
+        raise DockerfileError(f"the Dockerfile ({df.file}) cannot be empty" if not df.instructions else
                               "no build stage in current context", 0, 0, df.file)
     return meta, stages
