@@ -1024,3 +1024,40 @@ def test_attach_client_half_close_still_gets_output(dy, make_bundle, tmp_path):
     s.close()
     assert _data(frames)[1] == b"abc\nafter-eof\n"
     assert json.loads(frames[-1][1])["exit_code"] == 0
+
+
+def test_init_does_not_hold_the_output_open(dy, make_bundle, tmp_path):
+    # The user's process closes stdout and stderr and lives on: the shim sees EOF at once (PID 1
+    # keeps no copy), so the log is complete long before the process exits.
+    pid, paths = _shim(dy, make_bundle, tmp_path, "ini12", ["sh", "-c", "echo bye; exec >&- 2>&-; sleep 30"], annotations=INIT)
+    ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert wait_for(lambda: "bye" in paths["log"].read_text())
+
+    def pipe_readers():
+        n = 0
+        for fd in Path(f"/proc/{ppid}/fd").iterdir():
+            try:
+                if os.readlink(fd).startswith("pipe:"):
+                    n += 1
+            except OSError:
+                pass
+        return n
+    # The shim closed its stdout/stderr read ends at EOF (only the stdin /dev/null remains).
+    assert wait_for(lambda: pipe_readers() == 0, timeout=5)
+    dy("kill", "ini12", "KILL", check=True)
+    assert wait_for(paths["exit"].exists)
+
+
+def test_overlay_with_shared_rootfs_propagation_stays_inside(dy, make_bundle, tmp_path, rootfs):
+    bundle, lowers, upper = _overlay_bundle(make_bundle, tmp_path, rootfs, "ov8", ["sleep", "60"])
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["linux"]["rootfsPropagation"] = "rshared"
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    dy.track("ov8")
+    dy("run", "-d", "--bundle", str(bundle), "ov8", check=True)
+    assert _host_overlays(tmp_path) == []
+    assert list((bundle / "rootfs").iterdir()) == []
+    p = dy("exec", "ov8", "cat", "/etc/motd", check=True)
+    assert p.stdout == b"top\n"
+    dy("delete", "-f", "ov8", check=True)
+    assert _host_overlays(tmp_path) == []

@@ -15,7 +15,9 @@
 //! 4. forks; the child (PID 2) gets a process group of its own, takes the terminal's
 //!    foreground when there is one (so ^C from the tty reaches it once, not twice), restores
 //!    the signal mask and execs the user's process (127/126 and the one-line error as always);
-//! 5. PID 1 forwards every signal it receives to the child only (tini's default, what
+//! 5. PID 1 puts /dev/null on its own stdio and closes every other descriptor but its
+//!    signalfd (so the container's output ends when the user's process closes it), forwards
+//!    every signal it receives to the child only (tini's default, what
 //!    `docker run --init` does; not to the group, `tini -g`), reaps every child (orphans are
 //!    reparented to it; it is also a child subreaper when the container shares a pid
 //!    namespace), and when the child exits, exits with its status: the exit code, or 128+N when
@@ -139,6 +141,28 @@ pub fn run(setup: &ProcessSetup) -> ! {
     }
     // Both sides set the group, so a signal forwarded right away finds it either way.
     unsafe { libc::setpgid(child, child) };
+    // Let go of the container's stdio and of every other descriptor (the runtime's copies of
+    // the stdio pipes, the console socket: a process that execs drops them as close-on-exec,
+    // PID 1 never execs): a reader sees EOF when the user's process closes its end, not when
+    // PID 1 exits. (With a tty we stay its session leader all the same.)
+    unsafe {
+        let sfd = sfd as libc::c_uint;
+        if sfd > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, sfd - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, sfd + 1, u32::MAX, 0u32);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        for fd in 0..3 {
+            if null >= 0 {
+                libc::dup2(null, fd);
+            } else {
+                libc::close(fd);
+            }
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+    }
     loop {
         for sig in read_signals_blocking(sfd) {
             if sig != libc::SIGCHLD {
