@@ -545,3 +545,26 @@ def test_add_archive_keeps_modes_and_refuses_escapes(bengine, tmp_path):
     with pytest.raises(BuildError, match="cannot extract evil.tar"):
         build(bengine, ctx)
     assert not (tmp_path / "escape").exists()
+
+
+def test_cli_options(cli, base_tar, tmp_path):
+    cli("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": (
+        "FROM dybuild:base AS one\nARG FROM_ENV\nARG SET\nRUN echo out:env=$FROM_ENV set=$SET\n"
+        "FROM one AS two\nRUN echo out:two\n")})
+    env_proc = subprocess.run(
+        [str(Path(sys.executable).with_name("dockyard")), "build", "--progress", "plain", "-t", "a:1", "-t", "b:2",
+         "--build-arg", "FROM_ENV", "--build-arg", "SET=x", "--label", "k=v", "--target", "one", str(ctx)],
+        env=dict(os.environ, DOCKYARD_ROOT=str(cli.root), FROM_ENV="from-env"), capture_output=True, text=True)
+    assert env_proc.returncode == 0, env_proc.stderr
+    assert "out:env=from-env set=x" in env_proc.stdout and "out:two" not in env_proc.stdout
+    assert "Successfully tagged a:1" in env_proc.stdout and "Successfully tagged b:2" in env_proc.stdout
+    inspect = json.loads(cli("inspect", "a:1").stdout)[0]
+    assert inspect["Config"]["Labels"] == {"k": "v"} and "b:2" in inspect["RepoTags"]
+    quiet = cli("build", "--progress", "quiet", "--no-cache", "-f", "-", str(ctx),
+                input=b"FROM dybuild:base\nRUN echo out:quiet\n").stdout.decode()
+    assert quiet.startswith("sha256:") and "out:quiet" not in quiet and len(quiet.split()) == 1
+    warn = cli("build", "--build-arg", "UNUSED=1", "-", input=b"FROM dybuild:base\nENV A=1\n").stdout.decode()
+    assert "[Warning] One or more build-args [UNUSED] were not consumed" in warn
+    missing = cli("build", str(tmp_path / "nope"), check=False)
+    assert missing.returncode == 1 and "unable to prepare context" in missing.stderr.decode()
