@@ -396,8 +396,13 @@ class Handler(BaseHTTPRequestHandler):
         if getattr(req, "_started", False):
             return
         if not req._body_read and self.command in ("POST", "PUT"):
-            # an error before the body was read: do not read (it may be huge); close after
-            self.close_connection = True
+            # an error before the body was read: read a small one (the client is still
+            # sending it); do not read a big one, close the connection after the answer
+            length = self.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) <= 1 << 20:
+                _drain(req)
+            else:
+                self.close_connection = True
         try:
             self._send(status, {"message": message})
         except OSError:
