@@ -56,6 +56,22 @@ CMD ["/app/bin/hello"]
 """
 
 
+INPROC = """
+import statistics, sys, time
+from pathlib import Path
+from dockyard import Engine
+from dockyard.build import Builder, BuildOptions
+ctx = Path(sys.argv[1])
+engine = Engine()
+times = []
+for _ in range(5):
+    t0 = time.perf_counter()
+    Builder(engine, BuildOptions(ctx, (ctx / "Dockerfile").read_bytes(), tags=["bench:out"])).build()
+    times.append(time.perf_counter() - t0)
+print(statistics.median(times))
+"""
+
+
 def timed(cmd: list[str], env: dict) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
@@ -120,6 +136,10 @@ def main() -> int:
             for _ in range(args.reps):
                 for name, fns in contenders.items():
                     results[name][mode].append(fns[mode]())
+        # The builder's own cost, without the CLI's start-up (Python, click, the engine's imports)
+        inproc = subprocess.run([sys.executable, "-c", INPROC, str(ctx)], env=env, check=True, capture_output=True,
+                                text=True).stdout.split()
+        startup = [timed([DOCKYARD, "--version"], env) for _ in range(args.reps)]
         print(f"2-stage, 20-instruction Dockerfile, {args.reps} reps, alternating; medians in seconds")
         for mode in ("uncached", "cached"):
             line = f"  {mode:9s}"
@@ -129,6 +149,8 @@ def main() -> int:
                 ratio = statistics.median(results["dockyard"][mode]) / statistics.median(results["docker"][mode])
                 line += f"  ratio {ratio:.2f} (goal <= 0.5)"
             print(line)
+        print(f"  in-process cached build (dockyard.build.Builder, no CLI): {float(inproc[0]):.3f}")
+        print(f"  CLI start-up floor (dockyard --version): {statistics.median(startup):.3f}")
     finally:
         if docker is not None:
             docker.stop()
