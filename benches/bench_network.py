@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""What networking costs, side by side with a real dockerd, alternating the two.
+
+    python benches/bench_network.py [--reps N] [--size-mb N] [--no-docker]
+
+1. Cost: `run --rm IMAGE true` on the default bridge and with `--network none`, for dockyard
+   and docker; the overhead of the bridge (median bridge - median none) and its ratio.
+2. Throughput, container to container: an httpd container serves a file from a tmpfs, a second
+   container fetches it with wget over the bridge (MB/s, from the client's own elapsed time).
+3. Throughput, host to a published port: the host fetches the same file from 127.0.0.1:PORT
+   (dockyard: DNAT to the container; docker: its loopback proxy, docker-proxy).
+
+The private dockerd runs with its own bridge (a device this bench makes on a private subnet)
+and --iptables=false; the bench adds (and removes) the one FORWARD accept rule that bridge
+needs on hosts whose FORWARD policy is DROP.  All traffic stays on this machine.  Needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
+DK_BRIDGE, DK_NET = "dybench0", "10.251.77.1/24"
+APPLETS = ("wget", "httpd", "dd", "sh", "true", "sleep", "cat", "date")
+
+
+def timed(cmd: list[str], env: dict | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - t0
+
+
+def fetch(port: int, size: int) -> float:
+    """MB/s for one GET of the file through 127.0.0.1:port."""
+    deadline = time.time() + 10
+    while True:
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+    t0 = time.perf_counter()
+    s.sendall(b"GET /big HTTP/1.0\r\n\r\n")
+    got = 0
+    buf = bytearray(1 << 20)
+    while True:
+        n = s.recv_into(buf)
+        if not n:
+            break
+        got += n
+    dt = time.perf_counter() - t0
+    s.close()
+    assert got >= size, (got, size)
+    return got / dt / 1e6
+
+
+class Side:
+    """One engine (dockyard or docker) behind the same few operations."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict, image: str) -> None:
+        self.name, self.cmd, self.env, self.image = name, cmd, env, image
+
+    def run(self, *args: str, check: bool = True) -> str:
+        p = subprocess.run(self.cmd + list(args), env=self.env, capture_output=True, text=True)
+        if check and p.returncode:
+            raise RuntimeError(f"{self.name} {' '.join(args)}: {p.stderr}")
+        return p.stdout
+
+    def start_cost(self, network: str) -> float:
+        return timed(self.cmd + ["run", "--rm", "--network", network, self.image, "true"], self.env)
+
+    def serve(self, size_mb: int) -> tuple[str, int]:
+        """An httpd serving /srv/big (size_mb MB on a tmpfs), published on a free host port."""
+        s = socket.socket()
+        s.bind(("0.0.0.0", 0))
+        port = s.getsockname()[1]
+        s.close()
+        self.run("run", "-d", "--name", "benchsrv", "--tmpfs", f"/srv:size={size_mb + 16}m", "-p", f"{port}:80",
+                 self.image, "sh", "-c", f"dd if=/dev/zero of=/srv/big bs=1M count={size_mb} 2>/dev/null; "
+                 "httpd -f -p 80 -h /srv")
+        ip = self.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "benchsrv").strip()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with socket.create_connection((ip, 80), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(1.0)  # dd done before httpd listens; a little slack for the file
+        return ip, port
+
+    def c2c(self, ip: str, size_mb: int) -> float:
+        out = self.run("run", "--rm", self.image, "sh", "-c",
+                       f"a=$(date +%s%N); wget -q -O /dev/null http://{ip}/big; b=$(date +%s%N); echo $((b-a))")
+        return size_mb * 1048576 / (int(out.strip().splitlines()[-1]) / 1e9) / 1e6
+
+    def stop(self) -> None:
+        self.run("rm", "-f", "benchsrv", check=False)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=11)
+    ap.add_argument("--size-mb", type=int, default=256)
+    ap.add_argument("--no-docker", action="store_true")
+    ap.add_argument("--cost-only", action="store_true", help="skip the throughput part")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_network: needs root")
+        return 0
+    from support import Dockerd, make_busybox_rootfs, tar_dir
+
+    work = Path(tempfile.mkdtemp(prefix="dynb-", dir="/tmp"))
+    env = dict(os.environ, DOCKYARD_ROOT=str(work / "root"), DOCKYARD_RUN=str(work / "run"))
+    rootfs = make_busybox_rootfs(work / "rootfs")
+    for a in APPLETS:
+        if not (rootfs / "bin" / a).exists():
+            (rootfs / "bin" / a).symlink_to("busybox")
+    tar = tar_dir(rootfs, work / "bb.tar")
+    subprocess.run([DOCKYARD, "import", "-c", 'CMD ["/bin/sh"]', str(tar), "bb"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    sides = [Side("dockyard", [DOCKYARD], env, "bb")]
+    dockerd = None
+    fwd_rule = ["FORWARD", "-i", DK_BRIDGE, "-j", "ACCEPT"]
+    fwd_rule2 = ["FORWARD", "-o", DK_BRIDGE, "-j", "ACCEPT"]
+    try:
+        if not args.no_docker and shutil.which("dockerd"):
+            subprocess.run(["ip", "link", "add", DK_BRIDGE, "type", "bridge"], check=True)
+            subprocess.run(["ip", "addr", "add", DK_NET, "dev", DK_BRIDGE], check=True)
+            subprocess.run(["ip", "link", "set", DK_BRIDGE, "up"], check=True)
+            subprocess.run(["iptables", "-w", "-I", *fwd_rule], check=True)
+            subprocess.run(["iptables", "-w", "-I", *fwd_rule2], check=True)
+
+            class BridgedDockerd(Dockerd):
+                def start(self) -> None:  # the shared helper, with a bridge instead of none
+                    real = subprocess.Popen
+
+                    def popen(cmd, *a, **kw):  # noqa: ANN001, ANN202
+                        if cmd and cmd[0] == "dockerd":
+                            cmd = [c if c != "none" else DK_BRIDGE for c in cmd]
+                        return real(cmd, *a, **kw)
+
+                    subprocess.Popen = popen
+                    try:
+                        super().start()
+                    finally:
+                        subprocess.Popen = real
+
+            dockerd = BridgedDockerd(Path(tempfile.mkdtemp(prefix="dyd-", dir="/tmp")))
+            dockerd.start()
+            dockerd.docker("import", "-c", 'CMD ["/bin/sh"]', str(tar), "bb:bench")
+            sides.append(Side("docker", ["docker"], dockerd.env, "bb:bench"))
+        # 1. start cost, alternating.  A private root's default bridge goes with its last container
+        # (the host root's stays, as docker0 does): one idle container keeps it, as on a host.
+        for side in sides:
+            side.run("run", "-d", "--name", "benchanchor", side.image, "sleep", "3600")
+        costs: dict[tuple[str, str], list[float]] = {}
+        for side in sides:
+            side.start_cost("none")
+            side.start_cost("bridge")
+        for _ in range(args.reps):
+            for side in sides:
+                for net in ("none", "bridge"):
+                    costs.setdefault((side.name, net), []).append(side.start_cost(net))
+        for side in sides:
+            side.run("rm", "-f", "benchanchor")
+        print(f"run --rm true, median of {args.reps} (ms):")
+        overhead = {}
+        for side in sides:
+            none = statistics.median(costs[(side.name, "none")]) * 1000
+            bridge = statistics.median(costs[(side.name, "bridge")]) * 1000
+            overhead[side.name] = bridge - none
+            print(f"  {side.name:9s} none {none:7.1f}  bridge {bridge:7.1f}  overhead {bridge - none:6.1f}")
+        if "docker" in overhead:
+            print(f"  bridge overhead ratio dockyard/docker: {overhead['dockyard'] / max(overhead['docker'], 0.1):.2f}")
+        # 2./3. throughput, each side in turn (one server at a time: two CPUs here)
+        tput: dict[tuple[str, str], list[float]] = {}
+        for side in (sides if not args.cost_only else []):
+            ip, port = side.serve(args.size_mb)
+            try:
+                for _ in range(3):
+                    tput.setdefault((side.name, "c2c"), []).append(side.c2c(ip, args.size_mb))
+                    tput.setdefault((side.name, "host"), []).append(fetch(port, args.size_mb * 1048576))
+            finally:
+                side.stop()
+        if args.cost_only:
+            return 0
+        print(f"throughput, {args.size_mb} MB over HTTP, median of 3 (MB/s):")
+        for kind, label in (("c2c", "container -> container"), ("host", "host -> 127.0.0.1:published")):
+            row = {s.name: statistics.median(tput[(s.name, kind)]) for s in sides}
+            line = "  ".join(f"{k} {v:8.0f}" for k, v in row.items())
+            ratio = f"  ratio {row['dockyard'] / row['docker']:.2f}" if "docker" in row else ""
+            print(f"  {label:28s} {line}{ratio}")
+    finally:
+        for side in sides:
+            side.stop()
+            side.run("rm", "-f", "benchanchor", check=False)
+        if dockerd is not None:
+            dockerd.stop()
+        subprocess.run(["iptables", "-w", "-D", *fwd_rule], capture_output=True)
+        subprocess.run(["iptables", "-w", "-D", *fwd_rule2], capture_output=True)
+        subprocess.run(["ip", "link", "del", DK_BRIDGE], capture_output=True)
+        ids = subprocess.run([DOCKYARD, "ps", "-aq"], env=env, capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run([DOCKYARD, "rm", "-f", *ids], env=env, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
