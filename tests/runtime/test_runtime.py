@@ -1061,3 +1061,13 @@ def test_overlay_with_shared_rootfs_propagation_stays_inside(dy, make_bundle, tm
     assert p.stdout == b"top\n"
     dy("delete", "-f", "ov8", check=True)
     assert _host_overlays(tmp_path) == []
+
+
+def test_wait_attach_value_needs_equals(dy, make_bundle, tmp_path):
+    bundle = make_bundle("wa13", ["true"])
+    p = dy("shim", "--bundle", str(bundle), "--id", "wa13", "--log", str(tmp_path / "x.log"),
+           "--attach-socket", str(tmp_path / "x.sock"), "--wait-attach", "5000")
+    assert p.returncode == 1 and b"unexpected argument" in p.stderr
+    p = dy("shim", "--bundle", str(bundle), "--id", "wa13", "--log", str(tmp_path / "x.log"),
+           "--attach-socket", str(tmp_path / "x.sock"), "--wait-attach=soon")
+    assert p.returncode == 1 and b"--wait-attach" in p.stderr

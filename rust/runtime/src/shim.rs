@@ -131,6 +131,11 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
         wait_attach: parse_wait_attach(a.get("wait-attach"))?,
     };
     crate::state::valid_id(&o.id)?;
+    // `--wait-attach 5000` would leave "5000" here: say so rather than wait 10 s.
+    let extra = if a.get("id").is_some() { &a.pos[..] } else { a.pos.get(1..).unwrap_or(&[]) };
+    if let Some(w) = extra.first() {
+        return Err(Error::msg(format!("shim: unexpected argument {w:?} (a value for --wait-attach goes after '=')")));
+    }
     if o.wait_attach.is_some() && o.attach.is_none() {
         return Err(Error::msg("shim: --wait-attach needs --attach-socket"));
     }
