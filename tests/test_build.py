@@ -568,3 +568,18 @@ def test_cli_options(cli, base_tar, tmp_path):
     assert "[Warning] One or more build-args [UNUSED] were not consumed" in warn
     missing = cli("build", str(tmp_path / "nope"), check=False)
     assert missing.returncode == 1 and "unable to prepare context" in missing.stderr.decode()
+
+
+def test_run_gets_the_default_path_when_the_base_has_no_path(bengine, tmp_path):
+    bengine.import_image(str(_base_tar_of(bengine, tmp_path)), "nopath:1", changes=["ENV ONLY=1"])
+    iid, lines = build(bengine, None, "FROM nopath:1\nRUN echo out:$PATH $ONLY\n")
+    assert run_output(lines) == ["out:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin 1"]
+    assert bengine.images.inspect(iid)["Config"]["Env"] == [
+        "ONLY=1", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+
+
+def _base_tar_of(engine, tmp_path: Path) -> Path:
+    dest = tmp_path / "flat"
+    dest.mkdir()
+    engine.images.flatten(BASE, dest)
+    return tar_dir(dest, tmp_path / "flat.tar")

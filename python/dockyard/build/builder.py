@@ -225,7 +225,10 @@ class Builder:
             for inst in st.instructions:
                 ref = inst.flags.get("from") if inst.cmd == "COPY" else None
                 if ref:
-                    ref = ref.lower()
+                    try:
+                        ref = expand(ref, meta_env, self.escape).lower()
+                    except ExpansionError:
+                        ref = ref.lower()
                     if ref in by_name and by_name[ref] < idx:
                         visit(by_name[ref])
                     elif ref.isdigit() and int(ref) < idx:
@@ -588,21 +591,23 @@ class Builder:
         from ..engine.containers import CreateOptions
 
         with self.store.staging() as stage:
-            cid = containers.create(CreateOptions(
-                image=state.image_id, cmd=cmd, entrypoint=[], env=build_args,
-                workdir=state.config.get("WorkingDir") or "", user=state.config.get("User") or "",
-                network="none", labels={}))
+            cid = ""
             try:
+                cid = containers.create(CreateOptions(
+                    image=state.image_id, cmd=cmd, entrypoint=[], env=state.env + build_args,
+                    workdir=state.config.get("WorkingDir") or "", user=state.config.get("User") or "",
+                    network="none", labels={}))
                 containers.start(cid)
                 code = self._follow(cid)
                 if code != 0:
                     raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", 1)
                 layer = containers.snapshot(cid, stage)
             finally:
-                try:
-                    containers.remove(cid, force=True)
-                except DockyardError:
-                    pass
+                if cid:
+                    try:
+                        containers.remove(cid, force=True)
+                    except DockyardError:
+                        pass
             self._commit(state, created_by, layer, layer_key)
 
     def _follow(self, cid: str) -> int:
