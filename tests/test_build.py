@@ -583,3 +583,49 @@ def _base_tar_of(engine, tmp_path: Path) -> Path:
     dest.mkdir()
     engine.images.flatten(BASE, dest)
     return tar_dir(dest, tmp_path / "flat.tar")
+
+
+METADATA = ["ENV", "LABEL", "ARG", "EXPOSE", "VOLUME", "USER", "WORKDIR", "STOPSIGNAL", "CMD", "ENTRYPOINT",
+            "SHELL", "HEALTHCHECK", "ONBUILD", "MAINTAINER", "COPY", "ADD"]
+
+
+def test_random_instructions_build_or_fail_cleanly(engine, base_tar, tmp_path):
+    """Parseable but odd arguments to every non-RUN instruction: an image or a DockyardError."""
+    import string
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dockyard.errors import DockyardError
+
+    engine.import_image(str(base_tar), BASE)
+    ctx = write_tree(tmp_path / "ctx", {"f": "x", "d/g": "y"})
+    words = st.one_of(st.sampled_from(["f", "d", "/x/", "$A", "${A:-1}", "=", "a=b", "--chown=1:2", "[\"a\"]", "80/tcp",
+                                       "NONE", "CMD", "--interval=1s", "SIGKILL", "'q'", "\"q", "*", ".", "..", "--from=0"]),
+                      st.text(string.ascii_letters + string.digits + "/=$:{}-'\" .*", max_size=6))
+    line = st.tuples(st.sampled_from(METADATA), st.lists(words, min_size=1, max_size=4)).map(
+        lambda t: t[0] + " " + " ".join(t[1]))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(line, max_size=5))
+    def check(lines):
+        text = "FROM dybuild:base\nARG A=1\n" + "\n".join(lines) + "\n"
+        try:
+            Builder(engine, BuildOptions(ctx, text)).build()
+            outcomes["built"] += 1
+        except DockyardError as exc:
+            assert str(exc)
+            outcomes["error"] += 1
+
+    outcomes = {"built": 0, "error": 0}
+    check()
+    assert outcomes["built"] > 10 and outcomes["error"] > 10, outcomes
+    assert not [l for l in Path("/proc/self/mounts").read_text().splitlines() if str(engine.root) in l]
+
+
+def test_network_host_is_passed_to_run(bengine, tmp_path):
+    iid, lines = build(bengine, None, "FROM dybuild:base\nRUN echo out:$(ls /sys/class/net | wc -l)\n", network="host")
+    host_ifaces = len(os.listdir("/sys/class/net"))
+    assert run_output(lines) == [f"out:{host_ifaces}"]
+    _, lines = build(bengine, None, "FROM dybuild:base\nRUN echo out:$(ls /sys/class/net | wc -l) none\n")
+    assert run_output(lines) == ["out:1 none"]  # only lo

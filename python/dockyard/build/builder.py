@@ -62,6 +62,7 @@ class BuildOptions:
     target: str = ""
     no_cache: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    network: str = "none"                  # RUN containers' network (docker build --network)
 
 
 @dataclass
@@ -596,7 +597,7 @@ class Builder:
                 cid = containers.create(CreateOptions(
                     image=state.image_id, cmd=cmd, entrypoint=[], env=state.env + build_args,
                     workdir=state.config.get("WorkingDir") or "", user=state.config.get("User") or "",
-                    network="none", labels={}))
+                    network=self.opts.network or "none", labels={}))
                 containers.start(cid)
                 code = self._follow(cid)
                 if code != 0:

@@ -23,7 +23,7 @@ from . import CONTEXT, pass_session
 @click.option("--progress", type=click.Choice(["auto", "plain", "tty", "quiet"]), default="auto",
               help="Set type of progress output")
 @click.option("--platform", default=None, help="Set platform if server is multi-platform capable")
-@click.option("--network", default=None, hidden=True)
+@click.option("--network", default="none", help="Set the networking mode for the RUN instructions during build")
 @click.option("--rm/--no-rm", "rm", default=True, hidden=True)
 @click.option("--force-rm", is_flag=True, hidden=True)
 @click.option("--pull", is_flag=True, hidden=True)
@@ -70,7 +70,8 @@ def build(session, context_path, tags, file, build_args, target, no_cache, label
 
     with engine.store.staging() as stage:
         ctx_dir, dockerfile, name = _read_context(context_path, file, stage)
-        opts = BuildOptions(ctx_dir, dockerfile, name, norm_tags, args, target, no_cache, label_map)
+        opts = BuildOptions(ctx_dir, dockerfile, name, norm_tags, args, target, no_cache, label_map,
+                            network)
         try:
             image_id = Builder(engine, opts, emit).build()
         except BuildError:
