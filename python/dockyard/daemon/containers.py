@@ -50,13 +50,19 @@ def _summary(rec: dict, ports: list | None = None) -> dict:
     nets = spec.get("Networks") or {}
     return {
         "Id": rec["id"], "Names": ["/" + rec["name"]], "Image": cfg.get("Image", ""),
-        "ImageID": rec["image_id"], "Command": " ".join([spec["Path"], *spec["Args"]]),
+        "ImageID": rec["image_id"], "Command": _command(spec),
         "Created": int(parse_time(rec["created"])), "Ports": ports or [], "Labels": cfg.get("Labels") or {},
         "State": rec["state"]["Status"], "Status": status_text(rec["state"]),
         "HostConfig": {"NetworkMode": host.get("NetworkMode", "default")},
         "NetworkSettings": {"Networks": nets if isinstance(nets, dict) else {}},
         "Mounts": [],
     }
+
+
+def _command(spec: dict) -> str:
+    """dockerd's Command column: arguments with a space wrapped in single quotes."""
+    args = [f"'{a}'" if " " in a else a for a in spec["Args"]]
+    return " ".join([spec["Path"], *args]) if args else spec["Path"]
 
 
 def list_(d, req: Request) -> list:  # noqa: ANN001
@@ -137,6 +143,9 @@ def create(d, req: Request) -> Reply:  # noqa: ANN001
 def inspect(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
     with d.engines.get() as engine:
         info = engine.containers.inspect(id)
+    policy = info["HostConfig"].get("RestartPolicy")
+    if isinstance(policy, dict) and not policy.get("Name"):
+        info["HostConfig"]["RestartPolicy"] = dict(policy, Name="no")  # dockerd's normal form
     with d.lock:
         info["RestartCount"] = d.restart_counts.get(info["Id"], 0)
         info["ExecIDs"] = [k for k, v in d.execs.items() if v["ContainerID"] == info["Id"]] or None
@@ -554,24 +563,35 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         rec = engine.containers.refresh(engine.containers.load(cid))
         sock_path = str(engine.containers.attach_socket(cid))
     tty = bool(rec["spec"]["Config"].get("Tty"))
-    conn = req.hijack("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
-    req._started = True
-    if not stream:
-        return STREAMED
-    if not rec["state"]["Running"]:
+    waiting = stream and not rec["state"]["Running"]
+    if waiting:
+        # registered before the 101 goes out: the client starts the container once it has it
         with d.attach_cond:
             d.pending_attach[cid] = d.pending_attach.get(cid, 0) + 1
-        try:
-            started = _wait_started(d, cid, conn)
-        finally:
+    try:
+        conn = req.hijack("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
+        req._started = True
+        if not stream:
+            return STREAMED
+        if waiting and not _wait_started(d, cid, conn):
+            return STREAMED
+    finally:
+        if waiting:
             with d.attach_cond:
                 d.pending_attach[cid] -= 1
                 if not d.pending_attach[cid]:
                     del d.pending_attach[cid]
-        if not started:
-            return STREAMED
-    relay_attach(conn, sock_path, tty=tty, stdin=want_stdin and bool(rec["spec"]["Config"].get("OpenStdin")),
-                 want=want)
+    with d.attach_cond:
+        d.relays[cid] = d.relays.get(cid, 0) + 1
+    try:
+        relay_attach(conn, sock_path, tty=tty, stdin=want_stdin and bool(rec["spec"]["Config"].get("OpenStdin")),
+                     want=want)
+    finally:
+        with d.attach_cond:
+            d.relays[cid] -= 1
+            if not d.relays[cid]:
+                del d.relays[cid]
+            d.attach_cond.notify_all()
     return STREAMED
 
 

@@ -120,6 +120,7 @@ class Daemon:
         self.manually_stopped: set[str] = set()
         self.tracked: dict[str, dict] = {}       # running containers the monitor watches
         self.pending_attach: dict[str, int] = {}  # cid -> attach clients waiting for start
+        self.relays: dict[str, int] = {}          # cid -> attach relays still streaming
         self.attach_cond = threading.Condition(self.lock)
         self.execs: dict[str, dict] = {}
         self.timers: dict[str, threading.Timer] = {}
@@ -240,6 +241,11 @@ class Daemon:
         cid = rec["id"]
         host = rec["spec"]["HostConfig"]
         if host.get("AutoRemove"):
+            # let attached clients get every byte and the end of the stream first
+            deadline = time.monotonic() + 5
+            with self.attach_cond:
+                while self.relays.get(cid) and time.monotonic() < deadline:
+                    self.attach_cond.wait(0.05)
             try:
                 engine.containers.remove(cid, force=True)
             except NotFound:

@@ -1,0 +1,183 @@
+"""The real docker CLI (28) against dockyard's daemon, side by side with a real dockerd: the
+same commands give the same output and exit codes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from support import need
+from test_daemon import daemon, pytestmark  # noqa: F401  (fixture and marks)
+
+IMG = "dybusybox:base"
+
+
+@pytest.fixture
+def both(daemon, dockerd, docker_busybox):  # noqa: F811
+    """(ours, theirs): callables running ``docker ARGS`` against each daemon."""
+    need("docker")
+    daemon.docker("tag", "bb", IMG)
+    daemon.docker("rmi", "bb")
+    made: list[str] = []
+
+    def ours(*args: str, **kw) -> subprocess.CompletedProcess:
+        return daemon.docker(*args, check=False, **kw)
+
+    def theirs(*args: str, **kw) -> subprocess.CompletedProcess:
+        return dockerd.docker(*args, check=False, **kw)
+
+    ours.made = theirs.made = made  # type: ignore[attr-defined]
+    yield ours, theirs
+    for name in made:
+        dockerd.docker("rm", "-f", name, check=False)
+        daemon.docker("rm", "-f", name, check=False)
+
+
+def same(both, *args: str, input: bytes | None = None, normalise=None) -> subprocess.CompletedProcess:  # noqa: ANN001
+    ours, theirs = both
+    a, b = ours(*args, input=input), theirs(*args, input=input)
+    norm = normalise or (lambda s: s)
+    assert (a.returncode, norm(a.stdout.decode()), norm(a.stderr.decode())) == \
+        (b.returncode, norm(b.stdout.decode()), norm(b.stderr.decode())), args
+    return a
+
+
+def test_run_attached_streams_and_exit_codes(both):
+    same(both, "run", "--rm", IMG, "sh", "-c", "echo out; echo err >&2; exit 3")
+    same(both, "run", "--rm", IMG, "true")
+    same(both, "run", "--rm", "-i", IMG, "sh", "-c", "cat; echo done", input=b"one\ntwo\n")
+    same(both, "run", "--rm", "-e", "A=1", "-w", "/tmp", IMG, "sh", "-c", "echo $A; pwd")
+    same(both, "run", "--rm", "--entrypoint", "echo", IMG, "x", "y")
+
+
+def test_run_detached_logs_exec_ps_inspect_stop_rm(both):
+    ours, theirs = both
+    ours.made.append("dyweb")
+    for run in both:
+        proc = run("run", "-d", "--name", "dyweb", IMG, "sh", "-c",
+                   "trap 'exit 0' TERM; echo started; sleep 0.1; echo warn >&2; while true; do sleep 0.1; done")
+        assert proc.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}\n", proc.stdout.decode())
+    import time
+
+    time.sleep(0.5)
+    same(both, "logs", "dyweb")
+    same(both, "logs", "--tail", "1", "dyweb")
+    same(both, "exec", "dyweb", "sh", "-c", "echo in-exec; echo e >&2; exit 4")
+    same(both, "exec", "-i", "dyweb", "cat", input=b"piped\n")
+    same(both, "exec", "-e", "X=2", "-w", "/etc", "dyweb", "sh", "-c", "echo $X $(pwd)")
+    same(both, "ps", "--format", "{{.Names}} {{.Image}} {{.Command}} {{.State}}")
+    same(both, "inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.Running}} {{.Config.Cmd}} "
+                                "{{.Config.Tty}} {{.HostConfig.RestartPolicy.Name}}", "dyweb")
+    same(both, "top", "dyweb", normalise=lambda s: "\n".join(l.split()[0] for l in s.splitlines()))
+    same(both, "pause", "dyweb")
+    same(both, "ps", "--format", "{{.Names}} {{.State}}")
+    same(both, "unpause", "dyweb")
+    same(both, "stop", "dyweb")
+    same(both, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "dyweb")
+    same(both, "start", "dyweb")
+    same(both, "restart", "-t", "5", "dyweb")
+    # dockerd 20.10's wording differs from today's (which dockyard follows): compare the shape
+    same(both, "rm", "dyweb", normalise=lambda s: s[:27])
+    same(both, "rm", "-f", "dyweb")
+    same(both, "ps", "-a", "--format", "{{.Names}}")
+
+
+def test_errors_match(both):
+    same(both, "rm", "nosuchcontainer")
+    same(both, "stop", "nosuchcontainer")
+    same(both, "inspect", "nosuchcontainer", normalise=lambda s: s.replace("object", "OBJ"))
+    same(both, "logs", "nosuchcontainer")
+    same(both, "exec", "nosuchcontainer", "true")
+    same(both, "rmi", "nosuchimage:1")
+    ours, theirs = both
+    ours.made.append("dyexited")
+    for run in both:
+        run("create", "--name", "dyexited", IMG, "true")
+    same(both, "exec", "dyexited", "true", normalise=lambda s: re.sub(r"[0-9a-f]{64}", "ID", s))
+    same(both, "create", "--name", "dyexited", IMG, "true", normalise=lambda s: re.sub(r"[0-9a-f]{64}", "ID", s))
+    same(both, "run", "--rm", IMG, "no-such-command", normalise=lambda s: "" if "no-such-command" in s else s)
+
+
+def test_cp_and_diff(both, tmp_path):
+    ours, theirs = both
+    ours.made.append("dycp")
+    src = tmp_path / "in.txt"
+    src.write_text("payload\n")
+    for run in both:
+        assert run("create", "--name", "dycp", IMG, "true").returncode == 0
+    same(both, "cp", str(src), "dycp:/tmp/in.txt")
+    for i, run in enumerate(both):
+        out = tmp_path / f"out{i}"
+        assert run("cp", "dycp:/tmp/in.txt", str(out)).returncode == 0
+        assert out.read_text() == "payload\n"
+    same(both, "diff", "dycp")
+    same(both, "cp", "dycp:/no/such/file", str(tmp_path / "x"), normalise=lambda s: s.split(":")[0])
+
+
+def test_images_save_load_tag_rmi(both, tmp_path):
+    same(both, "tag", IMG, "dyextra:1")
+    same(both, "images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}", "dyextra")
+    same(both, "inspect", "-f", "{{.RepoTags}} {{.Config.Cmd}} {{.Os}}", "dyextra:1")
+    same(both, "history", "--format", "{{.CreatedBy}} {{.Size}}", "dyextra:1")
+    for i, run in enumerate(both):
+        tar = tmp_path / f"save{i}.tar"
+        assert run("save", "-o", str(tar), "dyextra:1").returncode == 0
+        assert run("rmi", "dyextra:1").returncode == 0
+        proc = run("load", "-i", str(tar))
+        assert (proc.returncode, proc.stdout) == (0, b"Loaded image: dyextra:1\n")
+    same(both, "rmi", "dyextra:1")
+
+
+def test_run_tty_through_script(both):
+    """``docker run -it`` needs a terminal: ``script`` gives it one, as for a person."""
+    need("script")
+    outs = []
+    for run in both:
+        env = run.__closure__ and None  # noqa: F841
+    ours, theirs = both
+    for run in (ours, theirs):
+        proc = run("version", "-f", "{{.Server.Os}}")
+        assert proc.stdout == b"linux\n"
+    import os
+
+    from test_daemon import Daemon  # noqa: F401
+
+    for host_env in (ours, theirs):
+        pass
+    for env in _envs(both):
+        proc = subprocess.run(["script", "-qec", f"docker run -it --rm {IMG} sh -c 'tty; echo in-tty; exit 2'",
+                               "/dev/null"], env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+        outs.append((proc.returncode, proc.stdout.replace(b"\x00", b"").replace(b"^@", b"")))
+    assert outs[0] == outs[1]
+    assert b"in-tty" in outs[0][1] and outs[0][0] == 2
+
+
+def _envs(both):  # noqa: ANN001, ANN202
+    import os
+
+    ours, theirs = both
+    return [dict(os.environ, DOCKER_HOST=_host(ours)), dict(os.environ, DOCKER_HOST=_host(theirs))]
+
+
+def _host(run) -> str:  # noqa: ANN001
+    proc = run("context", "inspect", "-f", "{{.Endpoints.docker.Host}}")
+    import os
+
+    return os.environ.get("DOCKER_HOST", "") if proc.returncode else proc.stdout.decode().strip()
+
+
+def test_build_classic(both, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {IMG}\nCOPY f.txt /f.txt\nRUN echo built >> /f.txt\nCMD [\"cat\", \"/f.txt\"]\n")
+    (ctx / "f.txt").write_text("copied\n")
+    import os
+
+    for env in _envs(both):
+        proc = subprocess.run(["docker", "build", "-q", "-t", "dybuilt:1", str(ctx)], env=dict(env, DOCKER_BUILDKIT="0"),
+                              capture_output=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    same(both, "run", "--rm", "dybuilt:1")
+    same(both, "rmi", "dybuilt:1", normalise=lambda s: s.splitlines()[0] if s else s)
