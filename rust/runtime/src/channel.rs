@@ -107,6 +107,28 @@ impl Channel {
     }
 }
 
+/// The parent's side of setup: `Pid` from the intermediate and `Ready` from the init, in
+/// whichever order they come. Both write to the same socket from different processes, so the
+/// order is not fixed: an intermediate descheduled right after its fork (a loaded machine) lets
+/// a quick init report Ready first. `on_pid` runs as soon as the pid is known (reap the
+/// intermediate, track the init for cleanup). A `Fail` from either ends it.
+pub fn recv_pid_and_ready(parent: &Channel, mut on_pid: impl FnMut(i32)) -> Result<i32> {
+    let mut pid = None;
+    let mut ready = false;
+    while pid.is_none() || !ready {
+        match parent.recv()? {
+            Msg::Pid(p) if pid.is_none() => {
+                pid = Some(p);
+                on_pid(p);
+            }
+            Msg::Ready if !ready => ready = true,
+            Msg::Fail(e) => return Err(e),
+            m => return Err(Error::msg(format!("unexpected message {m:?} during setup"))),
+        }
+    }
+    Ok(pid.unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +149,27 @@ mod tests {
         a.close();
         assert!(b.recv().is_err());
         b.close();
+    }
+
+    #[test]
+    fn pid_and_ready_in_either_order() {
+        for first_ready in [false, true] {
+            let (parent, child) = pair().unwrap();
+            if first_ready {
+                child.send(&Msg::Ready).unwrap();
+            }
+            child.send(&Msg::Pid(7)).unwrap();
+            if !first_ready {
+                child.send(&Msg::Ready).unwrap();
+            }
+            let mut seen = Vec::new();
+            assert_eq!(recv_pid_and_ready(&parent, |p| seen.push(p)).unwrap(), 7);
+            assert_eq!(seen, vec![7]);
+            child.send(&Msg::Ready).unwrap();
+            child.send(&Msg::Ready).unwrap();
+            assert!(recv_pid_and_ready(&parent, |_| {}).unwrap_err().to_string().contains("unexpected message Ready"));
+            parent.close();
+            child.close();
+        }
     }
 }

@@ -242,20 +242,13 @@ fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, s
     let result = (|| -> Result<i32> {
         cg.add(inter)?;
         parent.send(&Msg::Go)?;
-        let pid = match parent.recv()? {
-            Msg::Pid(p) => p,
-            Msg::Fail(e) => return Err(e),
-            m => return Err(Error::msg(format!("unexpected message {m:?} from the intermediate process"))),
-        };
-        let mut st = 0;
-        unsafe { libc::waitpid(inter, &mut st, 0) };
-        cleanup.pids.clear();
-        cleanup.pids.push(pid);
-        match parent.recv()? {
-            Msg::Ready => Ok(pid),
-            Msg::Fail(e) => Err(e),
-            m => Err(Error::msg(format!("unexpected message {m:?} from the container's init"))),
-        }
+        let pid = channel::recv_pid_and_ready(&parent, |pid| {
+            let mut st = 0;
+            unsafe { libc::waitpid(inter, &mut st, 0) };
+            cleanup.pids.clear();
+            cleanup.pids.push(pid);
+        })?;
+        Ok(pid)
     })();
     parent.close();
     let pid = result?;

@@ -195,18 +195,11 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
     let res = (|| -> Result<i32> {
         cg.add(inter)?;
         parent.send(&Msg::Go)?;
-        let pid = match parent.recv()? {
-            Msg::Pid(p) => p,
-            Msg::Fail(e) => return Err(e),
-            m => return Err(Error::msg(format!("unexpected {m:?}"))),
-        };
-        let mut st = 0;
-        unsafe { libc::waitpid(inter, &mut st, 0) };
-        match parent.recv()? {
-            Msg::Ready => Ok(pid),
-            Msg::Fail(e) => Err(e),
-            m => Err(Error::msg(format!("unexpected {m:?}"))),
-        }
+        let pid = channel::recv_pid_and_ready(&parent, |_| {
+            let mut st = 0;
+            unsafe { libc::waitpid(inter, &mut st, 0) };
+        })?;
+        Ok(pid)
     })();
     parent.close();
     let pid = match res {
