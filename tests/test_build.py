@@ -415,7 +415,7 @@ def test_errors_have_positions_and_leave_nothing_behind(bengine, tmp_path):
         build(bengine, ctx)
     with pytest.raises(DockerfileError) as info:
         build(bengine, ctx, "FROM dybuild:base\nENV A=${B\n", dockerfile_name="my.Dockerfile")
-    assert str(info.value).startswith("my.Dockerfile:2:1: ") and "missing '}'" in str(info.value)
+    assert str(info.value).startswith("my.Dockerfile:2:7: ") and "missing '}'" in str(info.value)
     with pytest.raises(DockerfileError, match="failed to reach build target nope"):
         build(bengine, ctx, target="nope")
     with pytest.raises(BuildError, match="not in the local store"):

@@ -151,7 +151,8 @@ class Builder:
         try:
             return expand(word, env, self.escape)
         except ExpansionError as exc:
-            raise DockerfileError(str(exc), inst.line, 1, self.file) from None
+            col = inst.original.find(word) + 1 if word else 0
+            raise DockerfileError(str(exc), inst.line, col if col > 0 else 1, self.file) from None
 
     # -- the build --------------------------------------------------------------------------------
 
