@@ -625,13 +625,13 @@ def test_wait_attach_many_bytes_none_lost(dy, make_bundle, tmp_path):
 
 
 def test_wait_attach_timeout_starts_anyway(dy, make_bundle, tmp_path):
+    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa3", ["sh", "-c", "echo alone; exit 2"], "--wait-attach=1500")
     t0 = time.monotonic()
-    pid, paths = _shim_wait(dy, make_bundle, tmp_path, "wa3", ["sh", "-c", "echo alone; exit 2"], "--wait-attach=400")
-    assert time.monotonic() - t0 < 0.4 or dy.state("wa3")["status"] in ("created", "running", "stopped")
+    assert dy.state("wa3")["status"] == "created"
     assert wait_for(paths["exit"].exists, timeout=10)
     ex = json.loads(paths["exit"].read_text())
     assert ex["exit_code"] == 2
-    assert time.monotonic() - t0 >= 0.35
+    assert time.monotonic() - t0 >= 1.0
     assert "alone" in paths["log"].read_text()
 
 

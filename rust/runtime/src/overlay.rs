@@ -132,11 +132,11 @@ fn mount_new_api(target: &Path, o: &Overlay) -> Result<Tried> {
             let v = crate::util::cstring(val)?;
             if unsafe { libc::syscall(libc::SYS_fsconfig, fsfd, FSCONFIG_SET_STRING, k.as_ptr(), v.as_ptr(), 0) } < 0 {
                 let e = crate::error::errno();
+                let msg = kernel_messages(fsfd);
                 // No "lowerdir+" before Linux 6.8: the first one tells.
-                if first && e == libc::EINVAL && kernel_messages(fsfd).contains("Unknown parameter") {
+                if first && e == libc::EINVAL && msg.contains("Unknown parameter") {
                     return Ok(Some(Tried::Unsupported));
                 }
-                let msg = kernel_messages(fsfd);
                 let msg = if msg.is_empty() { String::new() } else { format!(" [{msg}]") };
                 return Err(Error::sys(format!("overlay {key}{msg}:"), Some(val), e));
             }
