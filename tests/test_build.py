@@ -397,6 +397,14 @@ def test_heredocs_build(bengine, tmp_path):
     assert t["/greeting"][1] == 0o644
 
 
+def test_heredoc_with_a_shebang_runs_as_a_script(bengine, tmp_path):
+    df = "FROM dybuild:base\nRUN <<EOF\n#!/bin/busybox sh\necho out:script $0\necho made > /made\nEOF\n"
+    iid, lines = build(bengine, None, df)
+    assert run_output(lines) == ["out:script /dev/pipes/EOF"]
+    t = our_tree(bengine, iid, tmp_path / "t")
+    assert "/made" in t and not any(p.startswith("/dev/pipes") for p in t)
+
+
 def test_copy_chmod_and_named_chown(bengine, tmp_path):
     ctx = write_tree(tmp_path / "ctx", {"f": "x", "d/g": "y", "Dockerfile": (
         "FROM dybuild:base\nCOPY --chmod=751 f /f\nCOPY --chown=nobody:nogroup --chmod=600 d /d/\n"

@@ -565,11 +565,16 @@ class Builder:
     # -- RUN --------------------------------------------------------------------------------------
 
     def _do_run(self, state: State, inst: Instruction, env: dict) -> None:
+        script: tuple[str, str] | None = None
         if inst.json:
             cmd = list(inst.args)
         elif inst.heredocs and inst.rest.strip() == f"<<{'-' if inst.heredocs[0].chomp else ''}" \
                 f"{_quoted_name(inst)}" and len(inst.heredocs) == 1:
             cmd = state.shell + [inst.heredocs[0].content]
+            if inst.heredocs[0].content.startswith("#!"):
+                # BuildKit's rule: a script with a shebang runs as a file of its own, here bound
+                # read-only at /dev/pipes/NAME (on /dev's tmpfs: nothing of it reaches the layer)
+                script = (inst.heredocs[0].name, inst.heredocs[0].content)
         elif inst.heredocs:
             script = inst.rest + "\n" + "".join(h.content + h.name + "\n" for h in inst.heredocs)
             cmd = state.shell + [script]
@@ -594,11 +599,19 @@ class Builder:
 
         with self.store.staging() as stage:
             cid = ""
+            binds = []
+            run_cmd = cmd
+            if script is not None:
+                path = stage / "heredoc"
+                path.write_text(script[1])
+                os.chmod(path, 0o755)
+                binds = [f"{path}:/dev/pipes/{script[0]}:ro"]
+                run_cmd = [f"/dev/pipes/{script[0]}"]
             try:
                 cid = containers.create(CreateOptions(
-                    image=state.image_id, cmd=cmd, entrypoint=[], env=state.env + build_args,
+                    image=state.image_id, cmd=run_cmd, entrypoint=[], env=state.env + build_args,
                     workdir=state.config.get("WorkingDir") or "", user=state.config.get("User") or "",
-                    network=self.opts.network or "none", labels={}))
+                    network=self.opts.network or "none", labels={}, volumes=binds))
                 containers.start(cid)
                 code = self._follow(cid)
                 if code != 0:
