@@ -576,8 +576,8 @@ class Builder:
                 # read-only at /dev/pipes/NAME (on /dev's tmpfs: nothing of it reaches the layer)
                 script = (inst.heredocs[0].name, inst.heredocs[0].content)
         elif inst.heredocs:
-            script = inst.rest + "\n" + "".join(h.content + h.name + "\n" for h in inst.heredocs)
-            cmd = state.shell + [script]
+            text = inst.rest + "\n" + "".join(h.content + h.name + "\n" for h in inst.heredocs)
+            cmd = state.shell + [text]
         else:
             cmd = state.shell + [inst.args[0]]
         build_args = self._build_args(state)
