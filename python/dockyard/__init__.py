@@ -9,7 +9,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # typing costs ~9 ms at start-up; the CLI never needs it
 
 __version__ = "0.1.0"
-__all__ = ["Engine", "layers", "errors", "__version__"]
+__all__ = ["Engine", "Client", "layers", "errors", "__version__"]
 
 if TYPE_CHECKING:
     from . import errors, layers
@@ -21,6 +21,10 @@ def __getattr__(name: str):  # noqa: ANN201
         from .engine import Engine
 
         return Engine
+    if name == "Client":
+        from .client import Client
+
+        return Client
     if name in ("layers", "errors", "reference", "template"):
         import importlib
 

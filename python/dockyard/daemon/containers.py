@@ -140,9 +140,26 @@ def create(d, req: Request) -> Reply:  # noqa: ANN001
     return Reply(201, {"Id": cid, "Warnings": []})
 
 
+#: HostConfig fields dockerd always reports, with its defaults (clients read them unconditionally)
+HOST_DEFAULTS = {
+    "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+    "PortBindings": {}, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0],
+    "CgroupnsMode": "private", "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+    "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None, "OomScoreAdj": 0, "PidMode": "",
+    "PublishAllPorts": False, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Runtime": "runc",
+    "Isolation": "", "CgroupParent": "", "BlkioWeight": 0, "BlkioWeightDevice": [], "BlkioDeviceReadBps": [],
+    "BlkioDeviceWriteBps": [], "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [],
+    "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "Devices": [], "DeviceCgroupRules": None,
+    "DeviceRequests": None, "MemorySwappiness": None, "OomKillDisable": None, "CpuCount": 0,
+    "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0, "MaskedPaths": None, "ReadonlyPaths": None,
+}
+
+
 def inspect(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
     with d.engines.get() as engine:
         info = engine.containers.inspect(id)
+    for key, value in HOST_DEFAULTS.items():
+        info["HostConfig"].setdefault(key, value)
     policy = info["HostConfig"].get("RestartPolicy")
     if isinstance(policy, dict) and not policy.get("Name"):
         info["HostConfig"]["RestartPolicy"] = dict(policy, Name="no")  # dockerd's normal form

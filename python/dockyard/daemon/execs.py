@@ -10,7 +10,7 @@ from ..errors import Conflict, InvalidArgument, NotFound
 from .http import STREAMED, Reply, Request, Router
 
 EXEC_FIELDS = {"AttachStdin", "AttachStdout", "AttachStderr", "DetachKeys", "Tty", "Env", "Cmd",
-               "Privileged", "User", "WorkingDir", "ConsoleSize", "Detach"}
+               "Privileged", "User", "WorkingDir", "ConsoleSize", "Detach", "Container"}
 
 
 class ExecNotFound(NotFound):

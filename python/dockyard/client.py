@@ -1,0 +1,745 @@
+"""``dockyard.Client``: the Python SDK, docker-py's shape with types, over the daemon's socket.
+
+>>> import dockyard
+>>> client = dockyard.Client()                        # doctest: +SKIP
+>>> client.containers.run("busybox", ["echo", "hi"])  # doctest: +SKIP
+b'hi\\n'
+
+Lean on purpose (the CLI imports it on every command): ``http.client``, ``socket`` and
+``json`` only.  Errors are dockyard's own tree (:mod:`dockyard.errors`): the daemon sends
+``{"message": ...}`` with the status of the error it raised, and the client raises the same
+class again (404 -> ``ContainerNotFound``/``ImageNotFound``/``NotFound`` by route, 409 ->
+``Conflict``, 400 -> ``InvalidArgument``); no HTTP type leaks out.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+from urllib.parse import quote, urlencode
+
+from .errors import Conflict, DockyardError, ImageNotFound, InvalidArgument, NotFound
+
+API_VERSION = "1.45"
+
+__all__ = ["Client", "Container", "Image", "ContainerError", "ExecResult", "ContainerNotFound",
+           "APIError"]
+
+
+class ContainerNotFound(NotFound):
+    """The same class the engine raises (re-exported lazily to keep this import light)."""
+
+
+def _container_not_found() -> type[NotFound]:
+    try:
+        from .engine.containers import ContainerNotFound as engine_cnf
+
+        return engine_cnf
+    except Exception:  # noqa: BLE001
+        return ContainerNotFound
+
+
+class APIError(DockyardError):
+    """A daemon error with a status the tree has no class for (5xx)."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ContainerError(DockyardError):
+    """``containers.run`` (not detached): the command exited non-zero."""
+
+    def __init__(self, container: Container, exit_status: int, command: list[str] | None, image: str,
+                 stderr: bytes) -> None:
+        super().__init__(f"Command '{' '.join(command or [])}' in image '{image}' returned non-zero exit "
+                         f"status {exit_status}: {stderr.decode(errors='replace').strip()}")
+        self.container = container
+        self.exit_status = exit_status
+        self.stderr = stderr
+        self.exit_code = exit_status
+
+
+def _default_host() -> str:
+    host = os.environ.get("DOCKYARD_HOST")
+    if host:
+        return host
+    return "unix://" + os.path.join(os.environ.get("DOCKYARD_RUN", "/run/dockyard"), "dockyard.sock")
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.timeout is not None:
+            s.settimeout(self.timeout)
+        try:
+            s.connect(self.unix_path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+class Transport:
+    """HTTP/1.1 over the unix socket: one kept-alive connection, a fresh one for streams and
+    hijacked requests."""
+
+    def __init__(self, base_url: str | None = None, timeout: float | None = 60) -> None:
+        url = base_url or _default_host()
+        if not url.startswith("unix://"):
+            raise InvalidArgument(f"only unix:// hosts are supported, not {url!r}")
+        self.path = url[len("unix://"):]
+        self.timeout = timeout
+        self._conn: _UnixConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @staticmethod
+    def _url(path: str, params: dict | None) -> str:
+        url = f"/v{API_VERSION}{path}"
+        if params:
+            items = []
+            for k, v in params.items():
+                if v is None:
+                    continue
+                if isinstance(v, bool):
+                    v = "1" if v else "0"
+                elif isinstance(v, (dict, list)) and k in ("filters",):
+                    v = json.dumps(v)
+                if isinstance(v, list):
+                    items += [(k, str(x)) for x in v]
+                else:
+                    items.append((k, str(v)))
+            url += "?" + urlencode(items)
+        return url
+
+    def request(self, method: str, path: str, params: dict | None = None, body: Any = None,
+                headers: dict | None = None, stream: bool = False, timeout: float | None = -1) -> http.client.HTTPResponse:
+        hdrs = {"Host": "dockyard", **(headers or {})}
+        data = body
+        if body is not None and not isinstance(body, (bytes, bytearray)) and not hasattr(body, "read"):
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        url = self._url(path, params)
+        t = self.timeout if timeout == -1 else timeout
+        for attempt in (0, 1):
+            conn = _UnixConnection(self.path, t) if stream else (self._conn or _UnixConnection(self.path, t))
+            try:
+                conn.request(method, url, body=data, headers=hdrs)
+                resp = conn.getresponse()
+            except (ConnectionError, http.client.RemoteDisconnected, BrokenPipeError) as exc:
+                conn.close()
+                if not stream:
+                    self._conn = None
+                if attempt or stream or hasattr(data, "read"):
+                    raise DockyardError(f"Cannot connect to the dockyard daemon at unix://{self.path}: {exc}") from None
+                continue
+            except FileNotFoundError:
+                raise DockyardError(f"Cannot connect to the dockyard daemon at unix://{self.path}. "
+                                    "Is the dockyard daemon running?") from None
+            except PermissionError:
+                raise DockyardError(f"permission denied while trying to connect to the dockyard daemon "
+                                    f"socket at unix://{self.path}") from None
+            if not stream:
+                self._conn = conn
+            resp._dockyard_conn = conn  # type: ignore[attr-defined]
+            if resp.status >= 400:
+                raw = resp.read()
+                if stream:
+                    conn.close()
+                raise _error(resp.status, raw, path)
+            return resp
+        raise AssertionError("unreachable")
+
+    def finish(self, resp: http.client.HTTPResponse) -> None:
+        """Close a streamed response's own connection (the kept-alive one stays)."""
+        conn = getattr(resp, "_dockyard_conn", None)
+        if conn is not None and conn is not self._conn:
+            conn.close()
+
+    def read(self, method: str, path: str, params: dict | None = None, body: Any = None, **kw: Any) -> bytes:
+        resp = self.request(method, path, params, body, stream=True, **kw)
+        try:
+            return resp.read()
+        finally:
+            self.finish(resp)
+
+    def json(self, method: str, path: str, params: dict | None = None, body: Any = None, **kw: Any) -> Any:
+        resp = self.request(method, path, params, body, **kw)
+        try:
+            raw = resp.read()
+        finally:
+            self.finish(resp)
+        if not raw:
+            return None
+        if "json" not in (resp.getheader("Content-Type") or ""):
+            return raw
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+    def hijack(self, path: str, params: dict | None = None, body: Any = None) -> socket.socket:
+        """POST with ``Upgrade: tcp``; returns the raw socket after ``101 UPGRADED``."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self.path)
+        data = json.dumps(body).encode() if body is not None else b""
+        head = (f"POST {self._url(path, params)} HTTP/1.1\r\nHost: dockyard\r\nConnection: Upgrade\r\n"
+                f"Upgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
+        s.sendall(head.encode() + data)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+        header, _, rest = buf.partition(b"\r\n\r\n")
+        status = int(header.split(b" ", 2)[1]) if header.startswith(b"HTTP/") else 500
+        if status >= 400:
+            # the body follows (Content-Length): read what there is
+            s.settimeout(5)
+            try:
+                while chunk := s.recv(65536):
+                    rest += chunk
+            except OSError:
+                pass
+            s.close()
+            raise _error(status, rest, path)
+        return _Prefixed(s, rest)
+
+
+class _Prefixed:
+    """A socket with bytes already read in front of it."""
+
+    def __init__(self, sock: socket.socket, first: bytes) -> None:
+        self.sock = sock
+        self.first = first
+
+    def recv(self, n: int) -> bytes:
+        if self.first:
+            out, self.first = self.first[:n], self.first[n:]
+            return out
+        return self.sock.recv(n)
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def shutdown(self, how: int) -> None:
+        self.sock.shutdown(how)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _error(status: int, raw: bytes, path: str) -> DockyardError:
+    try:
+        message = json.loads(raw).get("message", "")
+    except (ValueError, AttributeError):
+        message = raw.decode(errors="replace").strip()
+    if status == 404:
+        low = message.lower()
+        if "no such image" in low or (path.startswith("/images") and "container" not in low):
+            return ImageNotFound(message)
+        if "no such container" in low or path.startswith("/containers"):
+            return _container_not_found()(message)
+        return NotFound(message)
+    if status == 409:
+        return Conflict(message)
+    if status == 400:
+        return InvalidArgument(message)
+    return APIError(message, status)
+
+
+def _iter_frames(sock, tty: bool) -> Iterator[tuple[int, bytes]]:  # noqa: ANN001
+    """Docker's multiplexed stream (no TTY) or raw bytes (TTY) as (stream, data)."""
+    if tty:
+        while chunk := sock.recv(65536):
+            yield 1, chunk
+        return
+    buf = b""
+    while True:
+        while len(buf) < 8:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+        kind, size = buf[0], struct.unpack(">I", buf[4:8])[0]
+        while len(buf) < 8 + size:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+        yield kind, buf[8:8 + size]
+        buf = buf[8 + size:]
+
+
+class _Reader:
+    """An HTTP response body as recv() for :func:`_iter_frames`."""
+
+    def __init__(self, resp: http.client.HTTPResponse) -> None:
+        self.resp = resp
+
+    def recv(self, n: int) -> bytes:
+        return self.resp.read1(n) if hasattr(self.resp, "read1") else self.resp.read(n)
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+class Model:
+    id_attribute = "Id"
+
+    def __init__(self, attrs: dict, client: Client, collection: Any) -> None:
+        self.attrs = attrs
+        self.client = client
+        self.collection = collection
+
+    @property
+    def id(self) -> str:
+        return self.attrs.get(self.id_attribute, "")
+
+    @property
+    def short_id(self) -> str:
+        ident = self.id
+        return ident[:19] if ident.startswith("sha256:") else ident[:12]
+
+    def reload(self) -> None:
+        self.attrs = self.collection.get(self.id).attrs
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.short_id}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, type(self)) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.id))
+
+
+@dataclass
+class ExecResult:
+    exit_code: int | None
+    output: bytes | tuple[bytes | None, bytes | None]
+
+    def __iter__(self):  # noqa: ANN204  (docker-py's ExecResult unpacks)
+        return iter((self.exit_code, self.output))
+
+
+class Container(Model):
+    @property
+    def name(self) -> str:
+        return (self.attrs.get("Name") or (self.attrs.get("Names") or [""])[0]).lstrip("/")
+
+    @property
+    def status(self) -> str:
+        state = self.attrs.get("State")
+        return state.get("Status", "") if isinstance(state, dict) else (state or "")
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return (self.attrs.get("Config") or {}).get("Labels") or self.attrs.get("Labels") or {}
+
+    @property
+    def image(self) -> Image | None:
+        ident = self.attrs.get("Image") or self.attrs.get("ImageID")
+        return self.client.images.get(ident) if ident else None
+
+    def _api(self, method: str, suffix: str, params: dict | None = None, body: Any = None, **kw: Any) -> Any:
+        return self.client.api.json(method, f"/containers/{self.id}{suffix}", params, body, **kw)
+
+    def start(self) -> None:
+        self._api("POST", "/start")
+
+    def stop(self, timeout: int | None = None, signal: str | None = None) -> None:
+        self._api("POST", "/stop", {"t": timeout, "signal": signal}, timeout=None)
+
+    def restart(self, timeout: int | None = None) -> None:
+        self._api("POST", "/restart", {"t": timeout}, timeout=None)
+
+    def kill(self, signal: str | int = "KILL") -> None:
+        self._api("POST", "/kill", {"signal": signal})
+
+    def pause(self) -> None:
+        self._api("POST", "/pause")
+
+    def unpause(self) -> None:
+        self._api("POST", "/unpause")
+
+    def rename(self, name: str) -> None:
+        self._api("POST", "/rename", {"name": name})
+
+    def remove(self, force: bool = False, v: bool = False) -> None:
+        self._api("DELETE", "", {"force": force, "v": v})
+
+    def wait(self, condition: str = "not-running", timeout: float | None = None) -> dict:
+        return self._api("POST", "/wait", {"condition": condition}, timeout=timeout)
+
+    def top(self, ps_args: str | None = None) -> dict:
+        return self._api("GET", "/top", {"ps_args": ps_args})
+
+    def diff(self) -> list[dict]:
+        return self._api("GET", "/changes") or []
+
+    def stats(self, stream: bool = False) -> dict:
+        return self._api("GET", "/stats", {"stream": stream}, timeout=None)
+
+    def _tty(self) -> bool:
+        cfg = self.attrs.get("Config")
+        if cfg is None:
+            self.reload()
+            cfg = self.attrs.get("Config") or {}
+        return bool(cfg.get("Tty"))
+
+    def logs(self, stdout: bool = True, stderr: bool = True, timestamps: bool = False, tail: int | str = "all",
+             follow: bool = False, stream: bool = False, since: int | None = None) -> bytes | Iterator[bytes]:
+        params = {"stdout": stdout, "stderr": stderr, "timestamps": timestamps, "tail": tail,
+                  "follow": follow or stream, "since": since}
+        tty = self._tty()
+        resp = self.client.api.request("GET", f"/containers/{self.id}/logs", params, stream=True, timeout=None)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                for _, data in _iter_frames(_Reader(resp), tty):
+                    yield data
+            finally:
+                self.client.api.finish(resp)
+
+        if stream:
+            return chunks()
+        return b"".join(chunks())
+
+    def exec_run(self, cmd: str | list[str], stdout: bool = True, stderr: bool = True, stdin: bool = False,
+                 tty: bool = False, privileged: bool = False, user: str = "", detach: bool = False,
+                 stream: bool = False, environment: dict[str, str] | list[str] | None = None,
+                 workdir: str | None = None, demux: bool = False) -> ExecResult:
+        if isinstance(cmd, str):
+            import shlex
+
+            cmd = shlex.split(cmd)
+        env = [f"{k}={v}" for k, v in environment.items()] if isinstance(environment, dict) else list(environment or [])
+        body = {"Cmd": cmd, "AttachStdout": stdout, "AttachStderr": stderr, "AttachStdin": stdin, "Tty": tty,
+                "Privileged": privileged, "User": user, "Env": env, "WorkingDir": workdir or ""}
+        eid = self.client.api.json("POST", f"/containers/{self.id}/exec", None, body)["Id"]
+        if detach:
+            self.client.api.json("POST", f"/exec/{eid}/start", None, {"Detach": True, "Tty": tty})
+            return ExecResult(None, b"")
+        sock = self.client.api.hijack(f"/exec/{eid}/start", None, {"Detach": False, "Tty": tty})
+        try:
+            if not stdin:
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+            frames = _iter_frames(sock, tty)
+            if stream:
+                return ExecResult(None, (data for _, data in frames))  # type: ignore[arg-type]
+            out, err = [], []
+            for kind, data in frames:
+                (err if kind == 2 and demux else out).append(data)
+        finally:
+            if not stream:
+                sock.close()
+        code = self.client.api.json("GET", f"/exec/{eid}/json")["ExitCode"]
+        if demux:
+            return ExecResult(code, (b"".join(out) or None, b"".join(err) or None))
+        return ExecResult(code, b"".join(out))
+
+    def get_archive(self, path: str) -> tuple[bytes, dict]:
+        import base64
+
+        resp = self.client.api.request("GET", f"/containers/{self.id}/archive", {"path": path}, stream=True)
+        try:
+            stat = json.loads(base64.b64decode(resp.getheader("X-Docker-Container-Path-Stat") or "e30="))
+            return resp.read(), stat
+        finally:
+            self.client.api.finish(resp)
+
+    def put_archive(self, path: str, data: bytes) -> bool:
+        self.client.api.read("PUT", f"/containers/{self.id}/archive", {"path": path}, data,
+                             headers={"Content-Type": "application/x-tar"})
+        return True
+
+    def export(self) -> bytes:
+        return self.client.api.read("GET", f"/containers/{self.id}/export", timeout=None)
+
+    def commit(self, repository: str | None = None, tag: str | None = None, message: str = "",
+               author: str = "", changes: list[str] | None = None) -> Image:
+        out = self.client.api.json("POST", "/commit", {"container": self.id, "repo": repository, "tag": tag,
+                                                       "comment": message, "author": author,
+                                                       "changes": changes or None}, {})
+        return self.client.images.get(out["Id"])
+
+
+class Image(Model):
+    @property
+    def tags(self) -> list[str]:
+        return [t for t in self.attrs.get("RepoTags") or [] if t != "<none>:<none>"]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return (self.attrs.get("Config") or {}).get("Labels") or {}
+
+    def history(self) -> list[dict]:
+        return self.client.api.json("GET", f"/images/{self.id}/history")
+
+    def tag(self, repository: str, tag: str | None = None) -> bool:
+        self.client.api.json("POST", f"/images/{self.id}/tag", {"repo": repository, "tag": tag})
+        return True
+
+    def save(self) -> bytes:
+        return self.client.api.read("GET", f"/images/{self.id}/get", timeout=None)
+
+
+# -- collections ------------------------------------------------------------------------------------
+
+@dataclass
+class ContainerSpec:
+    """What ``containers.create``/``run`` take (the ContainerCreate body, typed)."""
+
+    image: str
+    command: list[str] | str | None = None
+    name: str | None = None
+    entrypoint: list[str] | str | None = None
+    environment: dict[str, str] | list[str] | None = None
+    working_dir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    tty: bool = False
+    stdin_open: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    auto_remove: bool = False
+    restart_policy: dict | None = None
+    mem_limit: int | None = None
+    nano_cpus: int | None = None
+    pids_limit: int | None = None
+    cap_add: list[str] | None = None
+    cap_drop: list[str] | None = None
+    privileged: bool = False
+    read_only: bool = False
+    init: bool | None = None
+    volumes: list[str] | None = None
+    network_mode: str | None = None
+    ports: dict[str, Any] | None = None
+    stop_signal: str | None = None
+
+    def body(self) -> dict:
+        def listy(v: list[str] | str | None) -> list[str] | None:
+            if v is None:
+                return None
+            if isinstance(v, str):
+                import shlex
+
+                return shlex.split(v)
+            return list(v)
+
+        env = self.environment
+        env_list = [f"{k}={v}" for k, v in env.items()] if isinstance(env, dict) else list(env or [])
+        host: dict[str, Any] = {"AutoRemove": self.auto_remove, "Privileged": self.privileged,
+                                "ReadonlyRootfs": self.read_only}
+        if self.restart_policy:
+            host["RestartPolicy"] = self.restart_policy
+        if self.mem_limit:
+            host["Memory"] = self.mem_limit
+        if self.nano_cpus:
+            host["NanoCpus"] = self.nano_cpus
+        if self.pids_limit:
+            host["PidsLimit"] = self.pids_limit
+        if self.cap_add:
+            host["CapAdd"] = self.cap_add
+        if self.cap_drop:
+            host["CapDrop"] = self.cap_drop
+        if self.init is not None:
+            host["Init"] = self.init
+        if self.volumes:
+            host["Binds"] = self.volumes
+        if self.network_mode:
+            host["NetworkMode"] = self.network_mode
+        body: dict[str, Any] = {"Image": self.image, "Cmd": listy(self.command), "Env": env_list,
+                                "Tty": self.tty, "OpenStdin": self.stdin_open, "AttachStdin": self.stdin_open,
+                                "StdinOnce": self.stdin_open, "Labels": self.labels, "HostConfig": host}
+        if self.ports:
+            exposed, bindings = {}, {}
+            for port, host_port in self.ports.items():
+                key = port if "/" in str(port) else f"{port}/tcp"
+                exposed[key] = {}
+                if host_port is not None:
+                    bindings[key] = [{"HostIp": "", "HostPort": str(host_port)}]
+            body["ExposedPorts"] = exposed
+            host["PortBindings"] = bindings
+        if self.entrypoint is not None:
+            body["Entrypoint"] = listy(self.entrypoint)
+        for key, value in (("WorkingDir", self.working_dir), ("User", self.user), ("Hostname", self.hostname),
+                           ("StopSignal", self.stop_signal)):
+            if value:
+                body[key] = value
+        return body
+
+
+class ContainerCollection:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def _model(self, attrs: dict) -> Container:
+        return Container(attrs, self.client, self)
+
+    def get(self, container_id: str) -> Container:
+        return self._model(self.client.api.json("GET", f"/containers/{quote(container_id, safe='')}/json"))
+
+    def list(self, all: bool = False, filters: dict[str, Any] | None = None, limit: int = -1,  # noqa: A002
+             sparse: bool = False) -> list[Container]:
+        flt = {k: (v if isinstance(v, list) else [str(v)]) for k, v in (filters or {}).items()}
+        rows = self.client.api.json("GET", "/containers/json", {"all": all, "limit": limit if limit > 0 else None,
+                                                                "filters": flt or None})
+        if sparse:
+            return [self._model(r) for r in rows]
+        out = []
+        for r in rows:
+            try:
+                out.append(self.get(r["Id"]))
+            except NotFound:
+                pass  # removed meanwhile
+        return out
+
+    def create(self, image: str | ContainerSpec, command: list[str] | str | None = None, **kwargs: Any) -> Container:
+        spec = image if isinstance(image, ContainerSpec) else ContainerSpec(image, command, **kwargs)
+        out = self.client.api.json("POST", "/containers/create", {"name": spec.name}, spec.body())
+        return self.get(out["Id"])
+
+    def run(self, image: str | ContainerSpec, command: list[str] | str | None = None, *, detach: bool = False,
+            remove: bool = False, stdout: bool = True, stderr: bool = False, stream: bool = False,
+            **kwargs: Any) -> Container | bytes | Iterator[bytes]:
+        """docker-py's ``run``: detached, the Container; else its output once it exits (raises
+        :class:`ContainerError` on a non-zero exit)."""
+        spec = image if isinstance(image, ContainerSpec) else ContainerSpec(image, command, **kwargs)
+        if detach and remove:
+            spec.auto_remove = True
+        container = self.create(spec)
+        container.start()
+        if detach:
+            try:
+                container.reload()
+            except NotFound:  # auto-removed already
+                pass
+            return container
+        if stream:
+            return container.logs(stdout=stdout, stderr=stderr, stream=True, follow=True)
+        status = container.wait(timeout=None)
+        code = status.get("StatusCode", 0)
+        out = container.logs(stdout=stdout, stderr=stderr)
+        err = container.logs(stdout=False, stderr=True) if code else b""
+        if remove:
+            container.remove(force=True)
+        if code:
+            raise ContainerError(container, code, spec.body().get("Cmd"), spec.image, err)
+        return out  # type: ignore[return-value]
+
+    def prune(self, filters: dict | None = None) -> dict:
+        return self.client.api.json("POST", "/containers/prune", {"filters": filters or None})
+
+
+class ImageCollection:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def _model(self, attrs: dict) -> Image:
+        return Image(attrs, self.client, self)
+
+    def get(self, name: str) -> Image:
+        return self._model(self.client.api.json("GET", f"/images/{quote(name, safe='/:@')}/json"))
+
+    def list(self, name: str | None = None, all: bool = False, filters: dict | None = None) -> list[Image]:  # noqa: A002
+        flt = {k: (v if isinstance(v, list) else [str(v)]) for k, v in (filters or {}).items()}
+        if name:
+            flt["reference"] = [name]
+        rows = self.client.api.json("GET", "/images/json", {"all": all, "filters": flt or None})
+        return [self.get(r["Id"]) for r in rows]
+
+    def remove(self, image: str, force: bool = False, noprune: bool = False) -> list[dict]:
+        return self.client.api.json("DELETE", f"/images/{quote(image, safe='/:@')}", {"force": force, "noprune": noprune})
+
+    def prune(self, filters: dict | None = None) -> dict:
+        return self.client.api.json("POST", "/images/prune", {"filters": filters or None})
+
+    def load(self, data: bytes) -> list[Image]:
+        msgs = self.client.api.json("POST", "/images/load", None, data, headers={"Content-Type": "application/x-tar"},
+                                    timeout=None)
+        msgs = msgs if isinstance(msgs, list) else [msgs]
+        out = []
+        for m in msgs:
+            text = (m or {}).get("stream", "")
+            if ": " in text:
+                out.append(self.get(text.split(": ", 1)[1].strip()))
+        return out
+
+    def import_image(self, data: bytes, repository: str | None = None, tag: str | None = None,
+                     changes: list[str] | None = None) -> Image:
+        msgs = self.client.api.json("POST", "/images/create", {"fromSrc": "-", "repo": repository, "tag": tag,
+                                                               "changes": changes or None}, data,
+                                    headers={"Content-Type": "application/x-tar"}, timeout=None)
+        msgs = msgs if isinstance(msgs, list) else [msgs]
+        return self.get(msgs[-1]["status"])
+
+    def pull(self, repository: str, tag: str | None = None) -> Image:
+        msgs = self.client.api.json("POST", "/images/create", {"fromImage": repository, "tag": tag}, timeout=None)
+        for m in msgs if isinstance(msgs, list) else [msgs]:
+            if isinstance(m, dict) and m.get("error"):
+                raise APIError(m["error"], 500)
+        name = repository if (tag is None or "@" in repository) else f"{repository}:{tag}"
+        return self.get(name)
+
+
+class Client:
+    """The daemon at ``base_url`` (``unix://PATH``; default ``$DOCKYARD_HOST`` or
+    ``unix://$DOCKYARD_RUN/dockyard.sock``)."""
+
+    def __init__(self, base_url: str | None = None, timeout: float | None = 60) -> None:
+        self.api = Transport(base_url, timeout)
+        self.containers = ContainerCollection(self)
+        self.images = ImageCollection(self)
+
+    @classmethod
+    def from_env(cls) -> Client:
+        return cls()
+
+    def ping(self) -> bool:
+        return self.api.json("GET", "/_ping") in (b"OK", "OK")
+
+    def version(self) -> dict:
+        return self.api.json("GET", "/version")
+
+    def info(self) -> dict:
+        return self.api.json("GET", "/info")
+
+    def df(self) -> dict:
+        return self.api.json("GET", "/system/df")
+
+    def events(self, since: int | None = None, until: int | None = None, filters: dict | None = None,
+               decode: bool = True) -> Iterator[dict]:
+        resp = self.api.request("GET", "/events", {"since": since, "until": until, "filters": filters or None},
+                                stream=True, timeout=None)
+        try:
+            while line := resp.readline():
+                if line.strip():
+                    yield json.loads(line) if decode else line
+        finally:
+            self.api.finish(resp)
+
+    def close(self) -> None:
+        self.api.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
