@@ -1071,3 +1071,9 @@ def test_wait_attach_value_needs_equals(dy, make_bundle, tmp_path):
     p = dy("shim", "--bundle", str(bundle), "--id", "wa13", "--log", str(tmp_path / "x.log"),
            "--attach-socket", str(tmp_path / "x.sock"), "--wait-attach=soon")
     assert p.returncode == 1 and b"--wait-attach" in p.stderr
+
+
+def test_init_forwards_a_signal_sent_to_pid1_from_inside(dy, make_bundle):
+    script = "trap 'echo got-usr2; exit 3' USR2; kill -USR2 1; sleep 5 & wait"
+    p = dy.run(make_bundle("ini13", ["sh", "-c", script], annotations=INIT), "ini13", timeout=20)
+    assert p.returncode == 3 and p.stdout == b"got-usr2\n", p.stderr
