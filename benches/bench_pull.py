@@ -140,7 +140,8 @@ def main() -> None:
                 dockerd.docker("rmi", name)
                 dockerd.docker("image", "prune", "-af", check=False)
             if podman:
-                proot, prun = work / f"podman-root-{rep}", work / f"podman-run-{rep}"
+                # podman wants a short runroot (50 characters at most)
+                proot, prun = work / f"podman-root-{rep}", Path(tempfile.mkdtemp(prefix="pr-", dir="/tmp"))
                 base = [podman, "--root", str(proot), "--runroot", str(prun), "--storage-driver", "overlay"]
                 drop_caches()
                 pulls["podman"].append(run(base + ["pull", "-q", "--tls-verify=false", name]))

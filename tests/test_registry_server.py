@@ -53,6 +53,14 @@ def serve(tmp_path):
         s.stop()
 
 
+@pytest.fixture(autouse=True)
+def private_config(tmp_path, monkeypatch):
+    """Credentials files of the test only (dockyard's and Docker's)."""
+    monkeypatch.setenv("DOCKYARD_CONFIG", str(tmp_path / "dyconfig"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "dockerconfig"))
+    monkeypatch.delenv("DOCKYARD_HUB_ENDPOINT", raising=False)
+
+
 @pytest.fixture
 def htpasswd(tmp_path) -> Path:
     path = tmp_path / "htpasswd"
@@ -379,10 +387,7 @@ def test_docker_pushes_and_pulls_through_dockyard(dockerd, docker_busybox, serve
 
     # dockyard reads docker's login (DOCKER_CONFIG) and pulls what docker pushed.
     os.environ["DOCKER_CONFIG"] = env["DOCKER_CONFIG"]
-    try:
-        (res,) = pull(engine, name)
-    finally:
-        del os.environ["DOCKER_CONFIG"]
+    (res,) = pull(engine, name)
     assert res.digest == pushed_digest
 
     # docker pulls what dockyard pushed, anonymously from a public repository.

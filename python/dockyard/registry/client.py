@@ -126,14 +126,27 @@ class Response:
         self.status = raw.status
         self.headers = raw.headers
 
+    def _failed(self, exc: BaseException) -> RegistryError:
+        self.raw.close()
+        return RegistryError(f"{self.url.split('?')[0]}: reading the response failed: {exc or type(exc).__name__}")
+
     def read(self, n: int = CHUNK) -> bytes:
-        return self.raw.read(n)
+        try:
+            return self.raw.read(n)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._failed(exc) from None
 
     def readinto(self, buf: memoryview) -> int:
-        return self.raw.readinto(buf)
+        try:
+            return self.raw.readinto(buf)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._failed(exc) from None
 
     def body(self, limit: int = MANIFEST_LIMIT) -> bytes:
-        data = self.raw.read(limit + 1)
+        try:
+            data = self.raw.read(limit + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._failed(exc) from None
         if len(data) > limit:
             self.raw.close()
             raise RegistryError(f"{self.url}: response larger than {limit} bytes")
@@ -618,9 +631,8 @@ def _download(reg: Registry, repo: str, desc: dict, dest: Path, report: Callable
                 if n - last >= (4 << 20):
                     report(n, total)
                     last = n
-    except (OSError, http.client.HTTPException) as exc:
-        resp.raw.close()
-        raise RegistryError(f"layer {digest}: download failed after {n} bytes: {exc or type(exc).__name__}") from None
+    except RegistryError as exc:
+        raise RegistryError(f"layer {digest}: download failed after {n} bytes: {exc}") from None
     report(n, total)
     want = size if size is not None else total
     if want and n != want:
