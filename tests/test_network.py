@@ -317,12 +317,12 @@ def test_publish_all_and_port_taken(dyn):
 
 
 @pytest.mark.parametrize("bad,message", [
-    ("80:abc", "Invalid containerPort: abc"),
-    ("abc:80", "Invalid hostPort: abc"),
-    ("1.2.3:80:80", "Invalid ip address: 1.2.3"),
+    ("80:abc", "invalid containerPort: abc"),
+    ("abc:80", "invalid hostPort: abc"),
+    ("1.2.3:80:80", "invalid IP address: 1.2.3"),
     ("80/sctpx", "invalid proto: sctpx"),
-    ("70000:80", "Invalid hostPort: 70000"),
-    ("8000-8002:80-81", "Invalid ranges specified"),
+    ("70000:80", "invalid hostPort: 70000"),
+    ("8000-8002:80-81", "invalid ranges specified"),
 ])
 def test_malformed_publish_changes_nothing(dyn, bad, message):
     before = rules()
@@ -347,7 +347,7 @@ def test_bad_network_input_changes_nothing(dyn):
     assert "Pool overlaps" in fails(dyn("network", "create", "--subnet", "10.250.1.128/25", "n2", check=False), 1)
     assert "already exists" in fails(dyn("network", "create", "n1", check=False), 1)
     assert "pre-defined" in fails(dyn("network", "rm", "bridge", check=False), 1)
-    assert "No such network: nope" in fails(dyn("network", "rm", "nope", check=False), 1)
+    assert "network nope not found" in fails(dyn("network", "rm", "nope", check=False), 1)
     dyn("network", "rm", "n1")
     assert text(dyn("network", "ls", "-q")) == nets_before
 
@@ -393,7 +393,7 @@ def test_user_networks_dns_aliases_and_isolation(dyn):
     out = text(dyn("run", "--rm", "--network", "back", "bb", "sh", "-c", f"ping -c1 -W1 {api_ip}; true"))
     assert "0 packets received" in out  # and their addresses are not reachable
     net = json.loads(text(dyn("network", "inspect", "front")))[0]
-    assert net["Labels"] == {"team": "a"} and net["IPAM"]["Config"] == [{"Subnet": "10.250.10.0/24", "Gateway": "10.250.10.1"}]
+    assert net["Labels"] == {"team": "a"} and net["IPAM"]["Config"] == [{"Subnet": "10.250.10.0/24"}]
     cid = inspect(dyn, "api")["Id"]
     assert net["Containers"][cid]["IPv4Address"] == api_ip + "/24"
     assert "has active endpoints" in fails(dyn("network", "rm", "front", check=False), 1)

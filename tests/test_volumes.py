@@ -32,10 +32,11 @@ def test_volume_commands(dyn):
     assert text(dyn("volume", "ls", "-q", "--filter", "label=a=1")) == "data1\n"
     assert text(dyn("volume", "ls", "--filter", "name=data", "--format", "{{.Name}}:{{.Driver}}")) == "data1:local\ndata2:local\n"
     assert text(dyn("volume", "inspect", "-f", "{{.Name}} {{.Labels.a}}", "data1")) == "data1 1\n"
+    assert "volume name is too short" in fails(dyn("volume", "create", "a", check=False), 1)
     err = fails(dyn("volume", "create", "bad/name", check=False), 1)
     assert '"bad/name" includes invalid characters for a local volume name' in err
     assert "No such volume: nope" in fails(dyn("volume", "inspect", "nope", check=False), 1)
-    assert "No such volume: nope" in fails(dyn("volume", "rm", "nope", check=False), 1)
+    assert "get nope: no such volume" in fails(dyn("volume", "rm", "nope", check=False), 1)
     dyn("volume", "rm", "-f", "nope")
     assert text(dyn("volume", "rm", "data2")) == "data2\n"
     out = text(dyn("volume", "prune", "-f"))

@@ -27,8 +27,9 @@ def network_group() -> None:
 @click.option("--internal", is_flag=True, help="Restrict external access to the network")
 @click.option("--label", multiple=True, help="Set metadata on a network")
 @click.option("--ip-range", default="", help="Allocate container ip from a sub-range")
+@click.option("-o", "--opt", multiple=True, help="Set driver specific options")
 @pass_session
-def create(session, name, driver, subnet, gateway, internal, label, ip_range):  # noqa: ANN001
+def create(session, name, driver, subnet, gateway, internal, label, ip_range, opt):  # noqa: ANN001
     """Create a network."""
     from ..errors import InvalidArgument
 
@@ -37,8 +38,13 @@ def create(session, name, driver, subnet, gateway, internal, label, ip_range):  
     if ip_range:
         raise InvalidArgument("--ip-range is not supported")
     labels = {k: v for k, _, v in (l.partition("=") for l in label)}
+    options = {k: v for k, _, v in (o.partition("=") for o in opt)}
+    known = {"com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade"}
+    for key in options:
+        if key not in known:
+            raise InvalidArgument(f"unsupported network option {key!r} (supported: {', '.join(sorted(known))})")
     echo(_networks(session).create(name, subnet[0] if subnet else "", gateway[0] if gateway else "", internal,
-                                   labels, driver) + "\n")
+                                   labels, driver, options) + "\n")
 
 
 @network_group.command("ls", context_settings=CONTEXT)
@@ -101,7 +107,7 @@ def rm(session, names, force):  # noqa: ANN001
             echo(n + "\n")
         except NotFound as exc:
             if not force:
-                errors.append(f"Error: No such network: {n}")
+                errors.append(f"Error response from daemon: {exc}")
         except DockyardError as exc:
             errors.append(f"Error response from daemon: {exc}")
     fail_if(errors)

@@ -97,8 +97,6 @@ def rm(session, names, force):  # noqa: ANN001
         try:
             _volumes(session).remove(n, force=force)
             echo(n + "\n")
-        except NotFound:
-            errors.append(f"Error: No such volume: {n}")
         except DockyardError as exc:
             errors.append(f"Error response from daemon: {exc}")
     fail_if(errors)

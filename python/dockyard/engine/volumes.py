@@ -63,6 +63,9 @@ class Volumes:
                                   + ",".join(sorted(options)))
         if not name:
             name, anonymous = new_id(), True
+        elif len(name) < 2:
+            raise InvalidArgument(f"create {name}: volume name is too short, names should be at least two "
+                                  "alphanumeric characters")
         elif not NAME_RE.match(name):
             raise InvalidArgument(
                 f'create {name}: "{name}" includes invalid characters for a local volume name, only '

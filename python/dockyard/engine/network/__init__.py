@@ -51,6 +51,12 @@ class NetworkNotFound(NotFound):
     pass
 
 
+class PublishError(InvalidArgument):
+    """A malformed -p: docker's CLI reports these itself."""
+
+    client_side = True
+
+
 def _now() -> str:
     from ..images import now_rfc3339
 
@@ -123,7 +129,7 @@ class Networks:
     # -- network commands ---------------------------------------------------------------------
 
     def create(self, name: str, subnet: str = "", gateway: str = "", internal: bool = False,
-               labels: dict[str, str] | None = None, driver: str = "bridge", check_duplicate: bool = True) -> str:
+               labels: dict[str, str] | None = None, driver: str = "bridge", options: dict[str, str] | None = None) -> str:
         from ..names import new_id
 
         if driver not in ("bridge", ""):
@@ -141,12 +147,9 @@ class Networks:
             try:
                 net = ipaddress.IPv4Network(subnet, strict=False)
             except ValueError:
-                raise InvalidArgument(f"invalid CIDR address: {subnet}") from None
+                raise InvalidArgument(f"Invalid subnet {subnet} : invalid CIDR address: {subnet}") from None
             if net.prefixlen > 30:
-                raise InvalidArgument(f"invalid subnet {subnet}: too small for any container")
-            subnet_text = subnet
-            if str(net) != subnet:
-                raise InvalidArgument(f"invalid subnet {subnet}: it should be {net}")
+                raise InvalidArgument(f"Invalid subnet {subnet} : too small for any container")
         if gateway:
             if net is None:
                 raise InvalidArgument("gateway requires a subnet: use --subnet with --gateway")
@@ -170,7 +173,7 @@ class Networks:
             db.execute("INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, created) "
                        "VALUES (?,?,?,?,?,?,?,?,?,?)",
                        (nid, name, "bridge", str(net), gw_text, bridge, int(internal), json.dumps(labels or {}),
-                        "{}", _now()))
+                        json.dumps({**(options or {}), **({"_gateway": "given"} if gateway else {})}), _now()))
         try:
             with self._lock():
                 self._ensure_bridge(self.row(nid))
@@ -226,14 +229,18 @@ class Networks:
             containers[e["container"]] = {"Name": e["cname"], "EndpointID": e["endpoint_id"],
                                           "MacAddress": e["mac"], "IPv4Address": f"{e['ip']}/{prefix}",
                                           "IPv6Address": ""}
-        ipam_cfg = [{"Subnet": r["subnet"], "Gateway": r["gateway"]}] if r["subnet"] else []
+        options = json.loads(r["options"])
+        ipam_cfg = [{"Subnet": r["subnet"]}] if r["subnet"] else []
+        if r["subnet"] and (r["name"] == "bridge" or options.get("_gateway")):  # docker shows a given one only
+            ipam_cfg[0]["Gateway"] = r["gateway"]
         return {
             "Name": r["name"], "Id": r["id"], "Created": r["created"], "Scope": "local", "Driver": r["driver"],
             "EnableIPv6": False,
             "IPAM": {"Driver": "default", "Options": None if r["name"] in PREDEFINED else {}, "Config": ipam_cfg},
             "Internal": bool(r["internal"]), "Attachable": False, "Ingress": False,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
-            "Options": json.loads(r["options"]), "Labels": json.loads(r["labels"]),
+            "Options": {k: v for k, v in options.items() if not k.startswith("_")},
+            "Labels": json.loads(r["labels"]),
         }
 
     def remove(self, ref: str) -> str:
@@ -292,8 +299,7 @@ class Networks:
             nl.add_address(index, ipaddress.IPv4Interface(f"{r['gateway']}/{net.prefixlen}"))
             _sysctl(f"net/ipv4/conf/{r['bridge']}/route_localnet", "1")
             nl.set_up(index, r["bridge"])
-        icc = json.loads(r["options"]).get("com.docker.network.bridge.enable_icc", "true") == "true"
-        firewall.apply(firewall.network_rules(r["bridge"], r["subnet"], bool(r["internal"]), icc))
+        firewall.apply(self._rules(r))
         return index
 
     def _destroy_bridge(self, r: dict, rules_without_device: bool = True) -> None:
@@ -306,8 +312,17 @@ class Networks:
         if not existed and not rules_without_device:
             return
         # network rm: the rules go even when the device was already gone (a crash between the two).
-        icc = json.loads(r["options"]).get("com.docker.network.bridge.enable_icc", "true") == "true"
-        firewall.apply(firewall.network_rules(r["bridge"], r["subnet"], bool(r["internal"]), icc), delete=True)
+        firewall.apply(self._rules(r), delete=True)
+
+    @staticmethod
+    def _rules(r: dict) -> list[tuple[str, str]]:
+        from . import firewall
+
+        opts = json.loads(r["options"])
+        return firewall.network_rules(
+            r["bridge"], r["subnet"], bool(r["internal"]),
+            icc=opts.get("com.docker.network.bridge.enable_icc", "true") == "true",
+            masquerade=opts.get("com.docker.network.bridge.enable_ip_masquerade", "true") == "true")
 
     def netns_path(self, cid: str) -> Path:
         from ..runtime import run_dir
@@ -615,9 +630,9 @@ class Networks:
             if row is None:
                 continue
             ip = self._bridge_ip(row["id"])
-            if ip:
-                names = [alias] if alias != row["name"] else []
-                lines.append(f"{ip}\t{' '.join(names + [row['id'][:12], row['name']])}")
+            if ip:  # docker: alias, short ID, name (the name left out when it is the alias)
+                names = [alias, row["id"][:12]] + ([row["name"]] if row["name"] != alias else [])
+                lines.append(f"{ip}\t{' '.join(names)}")
         eps = [e for e in self.endpoints(rec["id"]) if e["ip"]]
         if eps:
             hostname = cfg["Hostname"]
@@ -763,9 +778,9 @@ def _parse_range(text: str, what: str, spec: str) -> tuple[int, int]:
         a = int(lo)
         b = int(hi) if dash else a
     except ValueError:
-        raise InvalidArgument(f"Invalid {what}: {text}" if what else f"invalid port range: {spec}") from None
+        raise PublishError(f"invalid {what}: {text}") from None
     if not (0 < a <= 65535 and 0 < b <= 65535) or b < a:
-        raise InvalidArgument(f"Invalid {what}: {text}")
+        raise PublishError(f"invalid {what}: {text}")
     return a, b
 
 
@@ -774,12 +789,12 @@ def parse_publish(spec: str) -> list[dict]:
     rest, _, proto = spec.partition("/")
     proto = proto.lower() or "tcp"
     if proto not in ("tcp", "udp", "sctp"):
-        raise InvalidArgument(f"invalid proto: {proto}")
+        raise PublishError(f"invalid proto: {proto}")
     if proto == "sctp":
-        raise InvalidArgument("sctp is not supported by dockyard")
+        raise PublishError("sctp is not supported by dockyard")
     parts = rest.rsplit(":", 2) if not rest.startswith("[") else None
     if parts is None:
-        raise InvalidArgument(f"IPv6 host addresses are not supported: {spec}")
+        raise PublishError(f"IPv6 host addresses are not supported: {spec}")
     host_ip, host_port, cport = "", "", ""
     if len(parts) == 1:
         cport = parts[0]
@@ -790,9 +805,9 @@ def parse_publish(spec: str) -> list[dict]:
         try:
             ipaddress.IPv4Address(host_ip)
         except ValueError:
-            raise InvalidArgument(f"Invalid ip address: {host_ip}") from None
+            raise PublishError(f"invalid IP address: {host_ip}") from None
     if not cport:
-        raise InvalidArgument(f"No port specified: {spec}<empty>")
+        raise PublishError(f"no port specified: {spec}<empty>")
     c0, c1 = _parse_range(cport, "containerPort", spec)
     if host_port:
         h0, h1 = _parse_range(host_port, "hostPort", spec)
@@ -800,7 +815,7 @@ def parse_publish(spec: str) -> list[dict]:
             if h0 != h1 and c0 == c1:
                 pass  # docker: a host range for one container port (first free)
             else:
-                raise InvalidArgument(f"Invalid ranges specified for container and host Ports: {cport} and {host_port}")
+                raise PublishError(f"invalid ranges specified for container and host Ports: {cport} and {host_port}")
         if c0 == c1 and h0 != h1:
             return [{"proto": proto, "host_ip": host_ip, "host_port": str(h0), "port": c0}]
         return [{"proto": proto, "host_ip": host_ip, "host_port": str(h0 + i), "port": c0 + i} for i in range(c1 - c0 + 1)]

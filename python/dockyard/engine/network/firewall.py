@@ -90,7 +90,8 @@ def apply(rules: list[tuple[str, str]], delete: bool = False) -> None:
         _run([ipt, "-w", "-t", table, "-D", *rule.split()[1:]], check=False)
 
 
-def network_rules(bridge: str, subnet: str, internal: bool, icc: bool = True) -> list[tuple[str, str]]:
+def network_rules(bridge: str, subnet: str, internal: bool, icc: bool = True,
+                  masquerade: bool = True) -> list[tuple[str, str]]:
     """A bridge's own rules: masquerade egress, forwarding, isolation from other dockyard bridges."""
     rules = [
         ("filter", f"-A DOCKYARD-ISO -i {bridge} ! -o {bridge} -j DOCKYARD-ISO2"),
@@ -104,8 +105,9 @@ def network_rules(bridge: str, subnet: str, internal: bool, icc: bool = True) ->
         rules += [
             ("filter", f"-A DOCKYARD-FWD -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
             ("filter", f"-A DOCKYARD-FWD -i {bridge} ! -o {bridge} -j ACCEPT"),
-            ("nat", f"-A DOCKYARD-POST -s {subnet} ! -o {bridge} -j MASQUERADE"),
         ]
+        if masquerade:
+            rules.append(("nat", f"-A DOCKYARD-POST -s {subnet} ! -o {bridge} -j MASQUERADE"))
     return rules
 
 

@@ -59,7 +59,7 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # 
         try:
             containers.resolve(target)
         except Exception:
-            raise InvalidArgument(f"could not get container for {target}") from None
+            raise InvalidArgument(f"could not get container for {target}: No such container: {target}") from None
 
     def resolve_container(ref: str) -> str:
         return containers.resolve(ref)

@@ -1,0 +1,180 @@
+"""The same network commands against dockyard and a real dockerd on a bridge of its own.
+
+The dockerd here gets a bridge device this module makes on a private subnet, with
+``--iptables=false`` (so it touches no host rule); the module adds, and always removes, the two
+FORWARD accept rules that bridge needs on hosts whose FORWARD policy is DROP.  Outputs are
+compared after replacing addresses and IDs, which differ by nature.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from support import Dockerd, make_busybox_rootfs, need, tar_dir, tempfile_dir
+from test_network import dyn, inspect, make_image, text  # noqa: F401  (dyn is a fixture)
+
+DK_BRIDGE, DK_ADDR = "dytdk0", "10.251.78.1/24"
+FWD = [["FORWARD", "-i", DK_BRIDGE, "-j", "ACCEPT"], ["FORWARD", "-o", DK_BRIDGE, "-j", "ACCEPT"]]
+
+
+class BridgedDockerd(Dockerd):
+    def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.base / "dockerd.log", "wb")
+        self.proc = subprocess.Popen(
+            ["dockerd", "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),
+             "--pidfile", str(self.base / "dockerd.pid"), "-H", f"unix://{self.sock}",
+             "--bridge", DK_BRIDGE, "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+             "--storage-driver", "overlay2"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.sock.exists() and self.docker("version", check=False).returncode == 0:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("dockerd did not start: " + (self.base / "dockerd.log").read_text()[-2000:])
+
+
+@pytest.fixture(scope="module")
+def bridged_docker(tmp_path_factory):
+    need("dockerd")
+    need("docker")
+    subprocess.run(["ip", "link", "del", DK_BRIDGE], capture_output=True)
+    subprocess.run(["ip", "link", "add", DK_BRIDGE, "type", "bridge"], check=True)
+    d = None
+    try:
+        subprocess.run(["ip", "addr", "add", DK_ADDR, "dev", DK_BRIDGE], check=True)
+        subprocess.run(["ip", "link", "set", DK_BRIDGE, "up"], check=True)
+        for rule in FWD:
+            subprocess.run(["iptables", "-w", "-I", *rule], check=True)
+        d = BridgedDockerd(Path(tempfile_dir()))
+        try:
+            d.start()
+        except RuntimeError as exc:
+            d = None
+            pytest.skip(str(exc))
+        work = tmp_path_factory.mktemp("dkimg")
+        root = make_busybox_rootfs(work / "rootfs")
+        for applet in ("ip", "sort"):
+            (root / "bin" / applet).symlink_to("busybox")
+        d.docker("import", "-c", 'CMD ["/bin/sh"]', str(tar_dir(root, work / "bb.tar")), "bb")
+        yield d
+    finally:
+        if d is not None:
+            d.docker("rm", "-f", *d.docker("ps", "-aq", check=False).stdout.decode().split(), check=False)
+            d.docker("network", "prune", "-f", check=False)  # dockerd leaves its bridges when stopped
+            d.stop()
+        for rule in FWD:
+            subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True)
+        subprocess.run(["ip", "link", "del", DK_BRIDGE], capture_output=True)
+
+
+def both(dyn, docker):  # noqa: ANN001, ANN201
+    return (("dockyard", dyn), ("docker", docker.docker))
+
+
+def normalize(out: str, subs: dict[str, str]) -> str:
+    for real, token in sorted(subs.items(), key=lambda kv: -len(kv[0])):
+        if real:
+            out = out.replace(real, token)
+    return out
+
+
+def test_links_env_and_hosts_match_docker(dyn, bridged_docker):
+    results = {}
+    for tool, run in both(dyn, bridged_docker):
+        run("run", "-d", "--name", "db", "--expose", "5432", "--expose", "7000-7002/udp", "-e", "PASSWORD=pw",
+            "-e", "MODE=a=b", "bb", "sleep", "60")
+        db = json.loads(run("inspect", "db").stdout)[0]
+        out = run("run", "--rm", "--name", "web", "--link", "db:dbapp", "--link", "db", "bb", "sh", "-c",
+                  "env | sort; echo ---; cat /etc/hosts").stdout.decode()
+        env, hosts = out.split("---\n")
+        subs = {db["NetworkSettings"]["IPAddress"]: "DBIP", db["Id"][:12]: "DBID"}
+        env_lines = sorted(l for l in env.splitlines() if l.startswith(("DBAPP_", "DB_")))
+        host_lines = [l for l in hosts.splitlines() if "DBID" in normalize(l, subs)]
+        run("stop", "-t", "0", "db")
+        err = run("run", "--rm", "--name", "web2", "--link", "db:dbapp", "bb", "true", check=False)
+        run("rm", "-f", "db")
+        results[tool] = ([normalize(l, subs) for l in env_lines], [normalize(l, subs) for l in host_lines],
+                         err.returncode, err.stderr.decode())
+    ours, theirs = results["dockyard"], results["docker"]
+    assert ours[0] == theirs[0]
+    assert sorted(ours[1]) == sorted(theirs[1])  # docker keeps links in a map: any order
+    assert ours[2] == theirs[2] == 125
+    assert "Cannot link to a non running container: /db AS /web2/dbapp" in ours[3]
+    assert "Cannot link to a non running container: /db AS /web2/dbapp" in theirs[3]
+
+
+def test_etc_files_match_docker(dyn, bridged_docker):
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        out = run("run", "--rm", "-h", "box", "--add-host", "db.local:10.9.8.7", "--dns", "192.0.2.53",
+                  "--dns-search", "a.test", "--dns-option", "ndots:3", "bb", "sh", "-c",
+                  "cat /etc/hosts; echo ---; cat /etc/resolv.conf; echo ---; hostname; ip -o -4 addr show eth0"
+                  ).stdout.decode()
+        ip = re.search(r"inet (\S+)/", out).group(1)
+        outs[tool] = normalize(out.rsplit("---\n", 1)[0], {ip: "IP"})
+    assert outs["dockyard"] == outs["docker"]
+
+
+def test_inspect_and_port_match_docker(dyn, bridged_docker):
+    shapes = {}
+    for tool, run in both(dyn, bridged_docker):
+        run("run", "-d", "--name", "pub", "-p", "127.0.0.1::80", "-p", "18799:81/udp", "--expose", "82", "bb",
+            "sleep", "60")
+        rec = json.loads(run("inspect", "pub").stdout)[0]
+        ns = rec["NetworkSettings"]
+        port_out = run("port", "pub").stdout.decode()
+        hp = ns["Ports"]["80/tcp"][0]["HostPort"]
+        run("rm", "-f", "pub")
+        # docker 20.10 adds a "::" twin to each 0.0.0.0 binding (its proxy listens dual-stack);
+        # dockyard publishes IPv4 only and says so.
+        ports = {k: v and [b for b in v if b["HostIp"] != "::"] for k, v in ns["Ports"].items()}
+        port_out = "".join(l + "\n" for l in port_out.splitlines() if "-> [::]:" not in l)
+        shapes[tool] = (sorted(ns), sorted(ns["Networks"]), sorted(ns["Networks"]["bridge"]),
+                        normalize(json.dumps(ports, sort_keys=True), {hp: "HP"}),
+                        normalize(port_out, {hp: "HP"}), rec["HostConfig"]["NetworkMode"],
+                        json.dumps(rec["HostConfig"]["PortBindings"], sort_keys=True), sorted(rec["Config"]["ExposedPorts"]))
+    assert shapes["dockyard"] == shapes["docker"]
+
+
+def test_bad_publish_and_network_errors_match_docker(dyn, bridged_docker):
+    for args in (["-p", "80:abc"], ["-p", "abc:80"], ["-p", "80/sctpx"], ["--network", "nosuch"],
+                 ["--link", "nosuch"]):
+        outs = {}
+        for tool, run in both(dyn, bridged_docker):
+            proc = run("run", "--rm", *args, "bb", "true", check=False)
+            msg = proc.stderr.decode().strip().splitlines()[0]
+            msg = msg.removeprefix("docker: ").removeprefix("Error response from daemon: ").rstrip(".")
+            outs[tool] = (proc.returncode, msg)
+        assert outs["dockyard"] == outs["docker"], args
+
+
+def test_network_commands_match_docker(dyn, bridged_docker):
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        nid = run("network", "create", "--subnet", "10.250.90.0/24", "--label", "k=v", "cmpnet").stdout.decode().strip()
+        run("run", "-d", "--name", "member", "--network", "cmpnet", "--network-alias", "al", "bb", "sleep", "60")
+        net = json.loads(run("network", "inspect", "cmpnet").stdout)[0]
+        member = json.loads(run("inspect", "member").stdout)[0]
+        busy = run("network", "rm", "cmpnet", check=False)
+        ls = run("network", "ls", "--filter", "name=cmpnet").stdout.decode()
+        run("rm", "-f", "member")
+        run("network", "rm", "cmpnet")
+        cid = member["Id"]
+        entry = member["NetworkSettings"]["Networks"]["cmpnet"]
+        outs[tool] = (sorted(net), net["IPAM"]["Config"], net["Labels"], net["Driver"], net["Internal"],
+                      sorted(net["Containers"][cid]), net["Containers"][cid]["IPv4Address"],
+                      sorted(entry), entry["Aliases"] and sorted(a.replace(cid[:12], "ID") for a in entry["Aliases"]),
+                      entry["Gateway"], member["NetworkSettings"]["IPAddress"], busy.returncode,
+                      normalize(ls, {nid[:12]: "NID"}))
+    assert outs["dockyard"] == outs["docker"]
