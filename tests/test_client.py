@@ -144,3 +144,40 @@ def test_docker_py_common_calls(dockerpy):
     assert ct.wait()["StatusCode"] == 0
     ct.remove()
     ct2.remove()
+
+
+def test_client_volumes_networks(client):
+    from dockyard.errors import NotFound
+
+    v = client.volumes.create("sdkvol", labels={"a": "b"})
+    assert v.name == "sdkvol" and client.volumes.get("sdkvol").attrs["Labels"] == {"a": "b"}
+    assert "sdkvol" in [x.name for x in client.volumes.list()]
+    assert client.containers.run("bb", ["sh", "-c", "echo x > /v/f; cat /v/f"], volumes=["sdkvol:/v"], remove=True) == b"x\n"
+    v.remove()
+    with pytest.raises(NotFound):
+        client.volumes.get("sdkvol")
+    n = client.networks.create("sdknet")
+    c = client.containers.run("bb", ["sleep", "30"], detach=True, network_mode="sdknet")
+    assert [x.id for x in n.containers] == [c.id]
+    c.remove(force=True)
+    n.remove()
+    with pytest.raises(NotFound):
+        client.networks.get("sdknet")
+
+
+def test_docker_py_volumes_networks(dockerpy):
+    import docker
+
+    c = dockerpy
+    v = c.volumes.create("dpyvol")
+    assert v.name == "dpyvol" and [x.name for x in c.volumes.list()] == ["dpyvol"]
+    v.remove()
+    with pytest.raises(docker.errors.NotFound):
+        c.volumes.get("dpyvol")
+    n = c.networks.create("dpynet")
+    assert c.networks.get("dpynet").name == "dpynet"
+    ct = c.containers.run("bb", ["sleep", "30"], detach=True, network="dpynet")
+    n.reload()
+    assert list(n.attrs["Containers"]) == [ct.id]
+    ct.remove(force=True)
+    n.remove()

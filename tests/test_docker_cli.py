@@ -181,3 +181,30 @@ def test_build_classic(both, tmp_path):
         assert proc.returncode == 0, proc.stderr
     same(both, "run", "--rm", "dybuilt:1")
     same(both, "rmi", "dybuilt:1", normalise=lambda s: s.splitlines()[0] if s else s)
+
+
+def test_volumes(both):
+    same(both, "volume", "create", "dyvol")
+    same(both, "volume", "ls", "--format", "{{.Name}} {{.Driver}}", "--filter", "name=dyvol")
+    same(both, "run", "--rm", "-v", "dyvol:/data", IMG, "sh", "-c", "echo kept > /data/f")
+    same(both, "run", "--rm", "-v", "dyvol:/data", IMG, "cat", "/data/f")
+    same(both, "volume", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Scope}}", "dyvol")
+    same(both, "volume", "rm", "dyvol")
+    same(both, "volume", "rm", "dyvol", normalise=lambda s: s[:27])
+
+
+def test_networks_and_links(both):
+    """dockyard only (the reference dockerd runs without a bridge): user networks resolve
+    names, legacy links set Docker's variables and /etc/hosts."""
+    ours, _ = both
+    ours.made += ["dyaa", "dybb"]
+    assert ours("network", "create", "dynet").returncode == 0
+    assert ours("run", "-d", "--name", "dyaa", "--network", "dynet", IMG, "sleep", "30").returncode == 0
+    proc = ours("run", "--rm", "--network", "dynet", IMG, "busybox", "nslookup", "dyaa")
+    assert proc.returncode == 0 and b"dyaa" in proc.stdout, proc.stderr
+    assert ours("run", "-d", "--name", "dybb", IMG, "sleep", "30").returncode == 0
+    proc = ours("run", "--rm", "--link", "dybb:al", IMG, "sh", "-c", "echo $AL_NAME; grep -c dybb /etc/hosts")
+    assert proc.stdout.decode().split()[1] == "1" and proc.stdout.decode().endswith("\n")
+    assert ours("network", "inspect", "-f", "{{len .Containers}}", "dynet").stdout == b"1\n"
+    assert ours("rm", "-f", "dyaa", "dybb").returncode == 0
+    assert ours("network", "rm", "dynet").stdout == b"dynet\n"

@@ -699,6 +699,90 @@ class ImageCollection:
         return self.get(name)
 
 
+class Volume(Model):
+    id_attribute = "Name"
+
+    @property
+    def name(self) -> str:
+        return self.attrs.get("Name", "")
+
+    @property
+    def short_id(self) -> str:
+        return self.name
+
+    def remove(self, force: bool = False) -> None:
+        self.client.api.json("DELETE", f"/volumes/{quote(self.name, safe='')}", {"force": force})
+
+
+class VolumeCollection:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def get(self, name: str) -> Volume:
+        return Volume(self.client.api.json("GET", f"/volumes/{quote(name, safe='')}"), self.client, self)
+
+    def create(self, name: str = "", labels: dict[str, str] | None = None, driver: str = "local",
+               driver_opts: dict[str, str] | None = None) -> Volume:
+        attrs = self.client.api.json("POST", "/volumes/create", None, {"Name": name, "Labels": labels or {},
+                                                                       "Driver": driver, "DriverOpts": driver_opts or {}})
+        return Volume(attrs, self.client, self)
+
+    def list(self, filters: dict | None = None) -> list[Volume]:
+        out = self.client.api.json("GET", "/volumes", {"filters": filters or None})
+        return [Volume(v, self.client, self) for v in out.get("Volumes") or []]
+
+    def prune(self, filters: dict | None = None) -> dict:
+        return self.client.api.json("POST", "/volumes/prune", {"filters": filters or None})
+
+
+class Network(Model):
+    @property
+    def name(self) -> str:
+        return self.attrs.get("Name", "")
+
+    @property
+    def containers(self) -> list[Container]:
+        self.reload()
+        return [self.client.containers.get(cid) for cid in (self.attrs.get("Containers") or {})]
+
+    def connect(self, container: Container | str, aliases: list[str] | None = None, ipv4_address: str = "") -> None:
+        cid = container.id if isinstance(container, Container) else container
+        self.client.api.json("POST", f"/networks/{self.id}/connect", None, {
+            "Container": cid, "EndpointConfig": {"Aliases": aliases or [], "IPAMConfig": {"IPv4Address": ipv4_address}}})
+
+    def disconnect(self, container: Container | str, force: bool = False) -> None:
+        cid = container.id if isinstance(container, Container) else container
+        self.client.api.json("POST", f"/networks/{self.id}/disconnect", None, {"Container": cid, "Force": force})
+
+    def remove(self) -> None:
+        self.client.api.json("DELETE", f"/networks/{self.id}")
+
+
+class NetworkCollection:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def get(self, network_id: str) -> Network:
+        return Network(self.client.api.json("GET", f"/networks/{quote(network_id, safe='')}"), self.client, self)
+
+    def create(self, name: str, driver: str = "bridge", internal: bool = False, labels: dict[str, str] | None = None,
+               subnet: str = "", gateway: str = "", options: dict[str, str] | None = None) -> Network:
+        ipam = {"Config": [{"Subnet": subnet, **({"Gateway": gateway} if gateway else {})}]} if subnet else {}
+        out = self.client.api.json("POST", "/networks/create", None, {
+            "Name": name, "Driver": driver, "Internal": internal, "Labels": labels or {}, "IPAM": ipam,
+            "Options": options or {}})
+        return self.get(out["Id"])
+
+    def list(self, names: list[str] | None = None, filters: dict | None = None) -> list[Network]:
+        flt = dict(filters or {})
+        if names:
+            flt["name"] = names
+        return [Network(n, self.client, self) for n in self.client.api.json("GET", "/networks", {"filters": flt or None})]
+
+    def prune(self, filters: dict | None = None) -> dict:
+        return self.client.api.json("POST", "/networks/prune", {"filters": filters or None})
+
+
 class Client:
     """The daemon at ``base_url`` (``unix://PATH``; default ``$DOCKYARD_HOST`` or
     ``unix://$DOCKYARD_RUN/dockyard.sock``)."""
@@ -707,6 +791,8 @@ class Client:
         self.api = Transport(base_url, timeout)
         self.containers = ContainerCollection(self)
         self.images = ImageCollection(self)
+        self.volumes = VolumeCollection(self)
+        self.networks = NetworkCollection(self)
 
     @classmethod
     def from_env(cls) -> Client:
