@@ -307,13 +307,15 @@ def put_manifest(r: Registry, repo: str, ref: str, doc: dict) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def test_index_resolves_to_the_local_platform(engine, image, serve, fresh, remote):
+@pytest.mark.parametrize("index_type", ["application/vnd.oci.image.index.v1+json",
+                                        "application/vnd.docker.distribution.manifest.list.v2+json"])
+def test_index_resolves_to_the_local_platform(engine, image, serve, fresh, remote, index_type):
     reg = serve()
     tag_as(engine, image, f"{reg.addr}/multi:amd")
     (amd,) = push(engine, f"{reg.addr}/multi:amd")
     r = remote(reg.addr)
     # An index with an arm64 entry (the same manifest, labelled otherwise) and the amd64 one.
-    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+    index = {"schemaVersion": 2, "mediaType": index_type, "manifests": [
         {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": amd.digest,
          "size": amd.size, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
         {"mediaType": "application/vnd.docker.distribution.manifest.v2+json", "digest": amd.digest,
@@ -737,3 +739,26 @@ def test_blob_redirects_are_followed(engine, image, fresh, serve):
     finally:
         front.stop()
     assert res.image_id == image
+
+
+def test_zstd_and_plain_layers(engine, rootfs, tmp_path, distribution, fresh, remote):
+    """A zstd layer goes out as it is stored, in an OCI manifest; an uncompressed one is gzipped
+    for the wire (a Docker schema2 manifest), as docker does."""
+    engine.import_image(str(tar_dir(rootfs, tmp_path / "bb.tar.zst", "zst")), f"{distribution}/z/bb:zstd")
+    (rootfs / "plain").write_text("a different layer\n")  # else the store shares the zstd one
+    engine.import_image(str(tar_dir(rootfs, tmp_path / "bb.tar")), f"{distribution}/z/bb:plain")
+    (z,) = push(engine, f"{distribution}/z/bb:zstd")
+    (p,) = push(engine, f"{distribution}/z/bb:plain")
+    r = remote(distribution)
+    data, media, digest = r.get_manifest("z/bb", "zstd")
+    assert media == "application/vnd.oci.image.manifest.v1+json" and digest == z.digest
+    assert json.loads(data)["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+    data, media, digest = r.get_manifest("z/bb", "plain")
+    assert media == "application/vnd.docker.distribution.manifest.v2+json"
+    assert json.loads(data)["layers"][0]["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    for tag in ("zstd", "plain"):
+        (res,) = pull(fresh, f"{distribution}/z/bb:{tag}")
+        assert res.image_id == engine.images.resolve(f"{distribution}/z/bb:{tag}")
+    layers = {l["compression"] for i in ("zstd", "plain")
+              for l in fresh.images.layers(fresh.images.resolve(f"{distribution}/z/bb:{i}"))}
+    assert layers == {"zstd", "gzip"}
