@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO
 
 from .images import Images, LayerSource
 from .store import Store
+
+TYPE_CHECKING = False  # (typing costs milliseconds of every command's start-up)
+if TYPE_CHECKING:
+    from typing import IO
 
 
 class Engine:

@@ -17,7 +17,7 @@ import json
 import os
 import signal as signals
 import time
-from dataclasses import asdict, dataclass, field
+from .._record import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import Conflict, DockyardError, InvalidArgument, NotFound

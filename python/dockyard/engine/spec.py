@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass, field
+from .._record import dataclass, field
 
 from ..errors import InvalidArgument
 
