@@ -342,6 +342,26 @@ def test_labels_from_the_command_line_match_docker(dockerd, docker_base, bengine
     assert bengine.images.inspect(res["iid"])["Config"]["Labels"] == {"a": "over", "b": "2 $x"}
 
 
+def test_tar_context_on_stdin_ignores_only_build_files_like_docker(dockerd, docker_base, bengine, cli, base_tar,
+                                                                   tmp_path):
+    ctx = write_tree(tmp_path / "ctx", {"a.key": "k", "keep": "x", ".dockerignore": "*.key\nDockerfile\n",
+                                        "Dockerfile": "FROM dybuild:base\nCOPY . /c/\n"})
+    tar = tmp_path / "ctx.tar"
+    subprocess.run(["tar", "-C", str(ctx), "-cf", str(tar), "."], check=True)
+    env = dict(dockerd.env, DOCKER_BUILDKIT="0")
+    proc = subprocess.run(["docker", "build", "--network", "none", "-t", "tarctx", "-"], env=env,
+                          input=tar.read_bytes(), capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    want = sorted(p for p in docker_tree(dockerd, "tarctx", tmp_path / "d") if p.startswith("/c/"))
+    cli("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
+    iid = cli("build", "-q", "-", input=tar.read_bytes()).stdout.decode().strip()
+    out = tmp_path / "ours.tar"
+    cid = cli("create", iid, "x").stdout.decode().strip()
+    cli("export", "-o", str(out), cid)
+    got = sorted(p for p in tree(extract_with_tar(out, tmp_path / "o"), IGNORE) if p.startswith("/c/"))
+    assert got == want == ["/c/.dockerignore", "/c/a.key", "/c/keep"]
+
+
 def test_failing_run_matches_docker_message(dockerd, docker_base, bengine, tmp_path):
     ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nRUN echo out:before; exit 3\n"})
     proc = docker_build(dockerd, ctx, "fails")

@@ -63,6 +63,9 @@ class BuildOptions:
     no_cache: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     network: str = "none"                  # RUN containers' network (docker build --network)
+    # A context that came as a tar: Docker's CLI applies .dockerignore only when it makes the tar
+    # from a directory; the daemon then only drops the Dockerfile and .dockerignore if excluded.
+    context_is_archive: bool = False
 
 
 @dataclass
@@ -98,6 +101,9 @@ class Builder:
         self.out = out or (lambda s: None)
         self.file = opts.dockerfile_name
         self.context = Context(opts.context) if opts.context is not None else None
+        if self.context is not None and opts.context_is_archive:
+            dropped = {n for n in (opts.dockerfile_name, ".dockerignore") if self.context.ignore.excluded(n)}
+            self.context.ignore = _OnlyNames(dropped)  # type: ignore[assignment]
         # Docker's CLI sends the Dockerfile and .dockerignore even when excluded, and the daemon
         # then removes them if they match: COPY sees the plain ignore rules.
         self.meta: dict[str, str | None] = {}
@@ -889,6 +895,19 @@ class Builder:
                 self._commit(state, created_by, layer, key)
         if probe:
             self._cache_put(probe, state.image_id)
+
+
+class _OnlyNames:
+    has_exclusions = False
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def excluded(self, rel: str) -> bool:
+        return rel in self.names
+
+    def may_include_below(self, rel: str) -> bool:
+        return False
 
 
 class _NoIgnore:

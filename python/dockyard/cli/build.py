@@ -71,7 +71,7 @@ def build(session, context_path, tags, file, build_args, target, no_cache, label
     with engine.store.staging() as stage:
         ctx_dir, dockerfile, name = _read_context(context_path, file, stage)
         opts = BuildOptions(ctx_dir, dockerfile, name, norm_tags, args, target, no_cache, label_map,
-                            network)
+                            network, context_is_archive=context_path == "-")
         try:
             image_id = Builder(engine, opts, emit).build()
         except BuildError:
