@@ -397,7 +397,9 @@ class Registry:
             doc = json.loads(data)
         except ValueError:
             raise RegistryError(f"manifest {repo}:{reference} is not valid JSON") from None
-        if isinstance(doc, dict) and doc.get("mediaType"):
+        if not isinstance(doc, dict):
+            raise RegistryError(f"manifest {repo}:{reference} is not a JSON object")
+        if doc.get("mediaType"):
             media = doc["mediaType"]
         return data, media, digest
 
@@ -470,10 +472,6 @@ def _choose(index: dict, platform: tuple[str, str, str], where: str) -> dict:
     return candidates[0]
 
 
-def _repository(ref: refs.Reference) -> str:
-    return ref.path
-
-
 def pull(engine, name: str, *, platform: str | None = None, all_tags: bool = False,  # noqa: ANN001
          progress: Progress | None = None, registry: Registry | None = None) -> list[PullResult]:
     """``docker pull``: every image that ``name`` (or, with ``all_tags``, its repository)
@@ -510,6 +508,8 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
     doc = json.loads(data)
     if media in INDEX_TYPES or (not media and "manifests" in doc):
         desc = _choose(doc, platform, f"{ref.familiar_name}:{reference}")
+        if not valid_digest(str(desc.get("digest"))):
+            raise RegistryError(f"{ref.familiar()}: the index names an unsupported digest {desc.get('digest')!r}")
         data, media, digest = reg.get_manifest(repo, desc["digest"])
         if desc.get("size") not in (None, len(data)):
             raise DigestMismatch(f"manifest {desc['digest']} is {len(data)} bytes, the index says {desc['size']}")
@@ -526,7 +526,7 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
                 raise RegistryError(f"{ref.familiar()}: unsupported digest {d['digest']!r}")
     except (KeyError, TypeError):
         raise RegistryError(f"{ref.familiar()}: malformed manifest") from None
-    progress("", f"{ref.tag or ref.digest}: Pulling from {_repository(ref)}", None, None)
+    progress("", f"{ref.tag or ref.digest}: Pulling from {ref.path}", None, None)
     images = engine.images
     store = engine.store
     image_id = config_desc["digest"]
@@ -580,7 +580,7 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
                 progress(short, "Verifying Checksum", None, None)
                 progress(short, "Download complete", None, None)
             progress(short, "Extracting", None, None)
-            rec = _extract(src, target, d["digest"], diff_ids[i], short)
+            rec = _extract(src, target, d["digest"], diff_ids[i])
             rec["dir"], rec["blob_file"], rec["chain_id"] = target, blob_file, chains[i]
             progress(short, "Pull complete", None, None)
             return rec
@@ -640,7 +640,7 @@ def _download(reg: Registry, repo: str, desc: dict, dest: Path, report: Callable
         raise DigestMismatch(f"layer {digest} was cut short: {n} of {want} bytes arrived")
 
 
-def _extract(src: Path, target: Path, digest: str, diff_id: str, short: str) -> dict:
+def _extract(src: Path, target: Path, digest: str, diff_id: str) -> dict:
     from .. import _native
 
     try:
