@@ -609,6 +609,12 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
             if not d.relays[cid]:
                 del d.relays[cid]
             d.attach_cond.notify_all()
+    if cid in d.tracked:
+        # the supervisor sent the exit frame: record the exit now rather than at the next tick
+        try:
+            d.check_exit(cid)
+        except DockyardError:
+            pass
     return STREAMED
 
 
