@@ -247,8 +247,7 @@ class Builder:
 
     def _announce(self, inst: Instruction) -> None:
         self.step += 1
-        text = inst.original if inst.line else inst.original
-        self.out(f"[{self.step}/{self.total}] {text}")
+        self.out(f"[{self.step}/{self.total}] {inst.original}")
 
     def _build_stage(self, st: Stage) -> State:
         self._announce(st.from_inst)
@@ -715,9 +714,6 @@ class Builder:
         key = self._cache_key(state, created_by)
         if self._try_cache(state, key):
             return
-        if not state.image_id and not state.layers:
-            # scratch: docker still makes the directory in a layer
-            pass
         with self._rootfs(state) as (stage, merged, upper, lowers):
             real = resolve_in(merged, workdir)
             if not os.path.lexists(real):
@@ -733,7 +729,7 @@ class Builder:
 
     def _copy(self, state: State, inst: Instruction, env: dict, add: bool) -> None:
         name = "ADD" if add else "COPY"
-        words = [w for w in inst.args]
+        words = list(inst.args)
         heredoc_by_name = {h.name: h for h in inst.heredocs}
         srcs_raw, dest_raw = words[:-1], words[-1]
         dest = self._expand(inst, dest_raw, env)
@@ -747,7 +743,6 @@ class Builder:
                 mode = int(chmod, 8)
             except ValueError:
                 raise DockerfileError(f"invalid chmod parameter: {chmod}", inst.line, 1, self.file) from None
-        source_root: Path | None = None
         from_state: State | None = None
         from_ref = inst.flags.get("from")
         if from_ref:
@@ -791,8 +786,7 @@ class Builder:
                 return
         with contextlib.ExitStack() as stack:
             if from_state is not None:
-                src_stage, src_merged, _, _ = stack.enter_context(self._rootfs(from_state))
-                source_root = src_merged
+                _, src_merged, _, _ = stack.enter_context(self._rootfs(from_state))
                 ctx = Context(src_merged, ignore=_NoIgnore())
             else:
                 if self.context is None and any(k == "path" for k, _ in sources):
