@@ -89,6 +89,9 @@ def pack(
     ``.wh..wh..opq``). ``changes`` (as returned by :func:`diff`/:func:`changes`) packs only
     those paths and their parent directories, ``"D"`` as a whiteout.
 
+    gzip is written in parallel, pigz style (1 MiB pieces joined into one deflate stream), so
+    the bytes do not depend on the machine, but are not those of single-stream ``gzip -6``.
+
     Returns the same keys as :func:`extract`; ``digest`` is the digest of ``dest``.
     """
     return _native.pack(src, dest, compression=compression, level=level, upper=upper, changes=changes)
