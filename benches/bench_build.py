@@ -140,6 +140,14 @@ def main() -> int:
         inproc = subprocess.run([sys.executable, "-c", INPROC, str(ctx)], env=env, check=True, capture_output=True,
                                 text=True).stdout.split()
         startup = [timed([DOCKYARD, "--version"], env) for _ in range(args.reps)]
+        # The same cached build through the click-free entry (what routing `build` the way
+        # cli/__init__.main routes `run` would give), alternated with docker's cached build.
+        fast = [sys.executable, "-m", "dockyard.build.command", "-t", "bench:out", str(ctx)]
+        fast_times, docker_again = [], []
+        for _ in range(args.reps):
+            fast_times.append(timed(fast, env))
+            if "docker" in contenders:
+                docker_again.append(contenders["docker"]["cached"]())
         print(f"2-stage, 20-instruction Dockerfile, {args.reps} reps, alternating; medians in seconds")
         for mode in ("uncached", "cached"):
             line = f"  {mode:9s}"
@@ -151,6 +159,11 @@ def main() -> int:
             print(line)
         print(f"  in-process cached build (dockyard.build.Builder, no CLI): {float(inproc[0]):.3f}")
         print(f"  CLI start-up floor (dockyard --version): {statistics.median(startup):.3f}")
+        line = f"  cached, click-free entry (python -m dockyard.build.command): {statistics.median(fast_times):.3f}"
+        if docker_again:
+            ratio = statistics.median(fast_times) / statistics.median(docker_again)
+            line += f"  docker {statistics.median(docker_again):.3f}  ratio {ratio:.2f}"
+        print(line)
     finally:
         if docker is not None:
             docker.stop()

@@ -657,3 +657,18 @@ def test_network_host_is_passed_to_run(bengine, tmp_path):
     assert run_output(lines) == [f"out:{host_ifaces}"]
     _, lines = build(bengine, None, "FROM dybuild:base\nRUN echo out:$(ls /sys/class/net | wc -l) none\n")
     assert run_output(lines) == ["out:1 none"]  # only lo
+
+
+def test_click_free_entry_point(cli, base_tar, tmp_path):
+    cli("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nRUN echo out:fast\n"})
+    env = dict(os.environ, DOCKYARD_ROOT=str(cli.root))
+    run = [sys.executable, "-m", "dockyard.build.command"]
+    proc = subprocess.run(run + ["-t", "fast:1", str(ctx)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and "out:fast" in proc.stdout and "Successfully tagged fast:1" in proc.stdout
+    again = subprocess.run(run + ["-q", str(ctx)], env=env, capture_output=True, text=True)
+    assert again.stdout.strip() == json.loads(cli("inspect", "fast:1").stdout)[0]["Id"]
+    bad = subprocess.run(run + ["-"], env=env, capture_output=True, text=True, input="FROM dybuild:base\nNOPE\n")
+    assert bad.returncode == 1 and bad.stderr == "Dockerfile:2:1: unknown instruction: NOPE\n"
+    helped = subprocess.run(run + ["--help"], env=env, capture_output=True, text=True)  # falls back to click
+    assert helped.returncode == 0 and "--build-arg" in helped.stdout

@@ -304,3 +304,20 @@ def test_dockerignore_random_patterns(patterns, path):
             assert "syntax error in pattern" in str(exc)
             return
         assert ignore.excluded(path) in (True, False)
+
+
+# -- the click-free argument parser of `dockyard build` ----------------------------------------------------
+
+def test_fast_build_argument_parser():
+    from dockyard.build.command import parse_build_args
+
+    p = parse_build_args(["-t", "a:1", "--tag=b", "-f", "D", "--build-arg", "K=V", "--build-arg=E", "--no-cache",
+                          "--label", "x=y", "-q", "--iidfile", "i", "--progress=plain", "--target", "s", "ctx"])
+    assert p is not None
+    assert (p["tags"], p["file"], p["build_args"], p["no_cache"], p["labels"], p["quiet"], p["iidfile"],
+            p["progress"], p["target"], p["context"]) == (["a:1", "b"], "D", ["K=V", "E"], True, ["x=y"], True, "i",
+                                                          "plain", "s", "ctx")
+    assert parse_build_args(["-"])["context"] == "-"
+    for fallback in (["--help"], ["ctx", "more"], ["-tx", "ctx"], ["--bogus", "ctx"], [], ["-t"],
+                     ["--progress", "fancy", "ctx"], ["--no-cache=1", "ctx"]):
+        assert parse_build_args(fallback) is None, fallback
