@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -65,6 +66,15 @@ def synthetic(kind: str) -> Path:
 def bench(layer: Path, where: Path, runs: int) -> None:
     ours: list[float] = []
     theirs: list[float] = []
+    # CPU seconds (user + system) too: on a shared, loaded machine wall times swing, CPU
+    # time much less.
+    ours_cpu: list[float] = []
+    theirs_cpu: list[float] = []
+
+    def cpu(who: int) -> float:
+        r = resource.getrusage(who)
+        return r.ru_utime + r.ru_stime
+
     # Trees are kept until the end: deleting thousands of files between runs makes ext4 skip
     # the recently freed inodes on every later create (recently_deleted()), which would
     # measure the benchmark's own cleanup rather than extraction.
@@ -77,17 +87,22 @@ def bench(layer: Path, where: Path, runs: int) -> None:
                 os.sync()  # start each run with no dirty pages from the previous one
                 t0 = time.perf_counter()
                 if who == "tar":
+                    c0 = cpu(resource.RUSAGE_CHILDREN)
                     subprocess.run(gnu_tar_cmd(layer, dest), check=True)
                     theirs.append(time.perf_counter() - t0)
+                    theirs_cpu.append(cpu(resource.RUSAGE_CHILDREN) - c0)
                 else:
+                    c0 = cpu(resource.RUSAGE_SELF)
                     layers.extract(layer, dest)
                     ours.append(time.perf_counter() - t0)
+                    ours_cpu.append(cpu(resource.RUSAGE_SELF) - c0)
     finally:
         for d in made:
             shutil.rmtree(d)
     mo, mt = statistics.median(ours), statistics.median(theirs)
     print(f"{layer.name:40} {where}: dockyard {mo:.3f}s  GNU tar {mt:.3f}s  ratio {mo / mt:.2f}"
-          f"  (min {min(ours):.3f}/{min(theirs):.3f}, {runs} runs)")
+          f"  (min {min(ours):.3f}/{min(theirs):.3f}; CPU {statistics.median(ours_cpu):.3f}/"
+          f"{statistics.median(theirs_cpu):.3f} s; {runs} runs, load {os.getloadavg()[0]:.1f})")
 
 
 def main() -> int:
