@@ -259,9 +259,14 @@ def test_published_ports_reach_the_container(dyn, tmp_path):
     port, uport = free_port(), free_port()
     dyn("run", "-d", "--name", "web", "-p", f"{port}:80", "-p", f"{uport}:9999/udp", "bb",
         "httpd", "-f", "-p", "80", "-h", "/www")
-    assert "hello from the container" in http_get("127.0.0.1", port)
+    assert "hello from the container" in http_get("127.0.0.1", port)  # the loopback proxy
     gateway = inspect(dyn, "web")["NetworkSettings"]["Gateway"]
-    assert "hello from the container" in http_get(gateway, port)
+    assert "hello from the container" in http_get(gateway, port)  # DNAT from this host
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):  # the proxy holds the ports, as docker-proxy
+        s = socket.socket(socket.AF_INET, kind)
+        with pytest.raises(OSError):
+            s.bind(("0.0.0.0", port if kind == socket.SOCK_STREAM else uport))
+        s.close()
     # From "another host": a namespace of our own, wired to the host by a veth pair.
     ns = f"tns{os.getpid() % 10000}"
     peer = f"tpeer{os.getpid() % 10000}"
@@ -283,7 +288,7 @@ def test_published_ports_reach_the_container(dyn, tmp_path):
         subprocess.run(["ip", "netns", "del", ns], check=False)
     # UDP (busybox has no UDP server): the datagram is translated to the container's address.
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.sendto(b"datagram\n", ("127.0.0.1", uport))
+    s.sendto(b"datagram\n", (gateway, uport))
     s.close()
     counters = subprocess.run(["iptables", "-w", "-t", "nat", "-L", "DOCKYARD", "-n", "-v", "-x"],
                               capture_output=True, text=True).stdout
@@ -291,6 +296,9 @@ def test_published_ports_reach_the_container(dyn, tmp_path):
     assert int(line.split()[0]) >= 1 and ":9999" in line
     dyn("rm", "-f", "web")
     assert [r for r in rules().splitlines() if f"--dport {port} " in r] == []
+    s = socket.socket()
+    eventually(lambda: s.connect_ex(("127.0.0.1", port)) == 0)  # the listener goes with the container
+    s.close()
 
 
 def test_publish_all_and_port_taken(dyn):

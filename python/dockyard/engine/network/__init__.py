@@ -297,7 +297,6 @@ class Networks:
         with netlink.Netlink() as nl:
             index = nl.create_bridge(r["bridge"])
             nl.add_address(index, ipaddress.IPv4Interface(f"{r['gateway']}/{net.prefixlen}"))
-            _sysctl(f"net/ipv4/conf/{r['bridge']}/route_localnet", "1")
             nl.set_up(index, r["bridge"])
         firewall.apply(self._rules(r))
         return index

@@ -1,6 +1,15 @@
-"""The embedded DNS server of user-defined networks, as docker's 127.0.0.11.
+"""The network helper of one engine root: the embedded DNS server of user-defined networks
+(docker's 127.0.0.11) and the loopback proxy of published ports (docker's docker-proxy).
 
-One small process per engine root (``python -m dockyard.engine.network.dns ROOT``), started on
+Loopback proxy: traffic to a published port from other hosts, and from this host to any of its
+addresses but 127/8, is DNATed by iptables (firewall.py).  Connections to 127.0.0.1 are not
+(NAT of loopback needs route_localnet, which exposes 127/8 to the network), so this process
+listens on every published host port and relays what arrives there to the container: TCP with
+splice(2) through a pipe (no copy to user space; a thread pair per connection), UDP datagram by
+datagram.  Holding the ports also keeps other programs from binding a published port, as
+docker-proxy does.
+
+DNS: one small process per engine root (``python -m dockyard.engine.network.dns ROOT``), started on
 demand by the first container that joins a user-defined network and gone once no such container
 runs.  For each of those containers it holds a UDP socket bound to 127.0.0.11:53 *inside the
 container's network namespace* (made by entering the namespace for the ``socket()`` call only),
@@ -47,10 +56,14 @@ def sync(root: Path, spawn: bool = True, timeout: float = 5.0) -> bool:
             s.settimeout(timeout)
             s.connect(str(path))
             s.sendall(b"sync\n")
-            reply = s.recv(16)
+            reply = s.recv(4096)
             s.close()
             if reply.startswith(b"ok"):
                 return True
+            if reply.startswith(b"err "):
+                from ...errors import Conflict
+
+                raise Conflict(reply[4:].decode().strip())
         except OSError:
             pass
         if not spawn:
@@ -88,6 +101,10 @@ class Server:
         self.served: dict[str, socket.socket] = {}     # container id -> its 127.0.0.11 socket
         self.pending: dict[socket.socket, tuple] = {}  # upstream socket -> (client sock, addr, deadline)
         self.upstream = _host_nameservers()
+        self.ports: dict[tuple, socket.socket] = {}     # (proto, host ip, host port) -> listener
+        self.targets: dict[tuple, tuple] = {}           # same key -> (container ip, port)
+        self.udp_peers: dict[tuple, socket.socket] = {} # (listener key, client addr) -> upstream socket
+        self.errors: list[str] = []
 
     def listen(self) -> socket.socket:
         path = control_path(self.root)
@@ -113,10 +130,92 @@ class Server:
             out[r["container"]] = str(run_dir() / "netns" / r["container"][:32])
         return out
 
+    def wanted_ports(self) -> dict[tuple, tuple]:
+        out = {}
+        for ip, ports in self.db.execute("SELECT ip, ports FROM endpoints WHERE ports != '[]' AND ip != ''"):
+            for b in json.loads(ports):
+                out[(b["proto"], b["host_ip"] or "0.0.0.0", int(b["host_port"]))] = (ip, int(b["port"]))
+        return out
+
+    def rescan_ports(self) -> None:
+        want = self.wanted_ports()
+        for key in list(self.ports):
+            if key not in want or want[key] != self.targets.get(key):
+                sock = self.ports.pop(key)
+                self.targets.pop(key, None)
+                self.sel.unregister(sock)
+                sock.close()
+                for peer_key in [k for k in self.udp_peers if k[0] == key]:
+                    up = self.udp_peers.pop(peer_key)
+                    self.sel.unregister(up)
+                    up.close()
+        for key, target in want.items():
+            if key in self.ports:
+                continue
+            proto, host_ip, host_port = key
+            kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+            sock = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host_ip, host_port))
+                if proto == "tcp":
+                    sock.listen(128)
+            except OSError as exc:
+                sock.close()
+                self.errors.append(f"listen {proto}4 {host_ip}:{host_port}: bind: "
+                                   f"{(exc.strerror or str(exc)).lower()}")
+                continue
+            sock.setblocking(False)
+            self.ports[key] = sock
+            self.targets[key] = target
+            self.sel.register(sock, selectors.EVENT_READ, ("accept" if proto == "tcp" else "udp", key))
+
+    def accept(self, key: tuple) -> None:
+        import threading
+
+        try:
+            client, _ = self.ports[key].accept()
+        except OSError:
+            return
+        threading.Thread(target=_relay_tcp, args=(client, self.targets[key]), daemon=True).start()
+
+    def udp_in(self, key: tuple) -> None:
+        sock = self.ports[key]
+        try:
+            data, addr = sock.recvfrom(65535)
+        except OSError:
+            return
+        up = self.udp_peers.get((key, addr))
+        if up is None:
+            up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            up.setblocking(False)
+            up.connect(self.targets[key])
+            self.udp_peers[(key, addr)] = up
+            self.sel.register(up, selectors.EVENT_READ, ("udp_back", (key, addr)))
+        try:
+            up.send(data)
+        except OSError:
+            pass
+
+    def udp_back(self, peer_key: tuple) -> None:
+        key, addr = peer_key
+        up = self.udp_peers.get(peer_key)
+        if up is None:
+            return
+        try:
+            data = up.recv(65535)
+            self.ports[key].sendto(data, addr)
+        except (OSError, KeyError):
+            pass
+
+    def busy(self) -> bool:
+        return bool(self.served or self.ports)
+
     def rescan(self) -> None:
         from .netlink import entered
 
         self.db.commit()  # a fresh read snapshot
+        self.rescan_ports()
         want = self.wanted()
         for cid in list(self.served):
             if cid not in want:
@@ -200,13 +299,21 @@ class Server:
                     conn.settimeout(5)
                     try:
                         if conn.recv(16).startswith(b"sync"):
+                            self.errors = []
                             self.rescan()
-                            conn.sendall(b"ok\n")
+                            conn.sendall(("err " + "; ".join(self.errors) + "\n").encode() if self.errors
+                                         else b"ok\n")
                     except OSError:
                         pass
                     conn.close()
                 elif kind == "query":
                     self.handle_query(key.fileobj, cid)
+                elif kind == "accept":
+                    self.accept(cid)
+                elif kind == "udp":
+                    self.udp_in(cid)
+                elif kind == "udp_back":
+                    self.udp_back(cid)
                 else:
                     up = key.fileobj
                     client, addr, _ = self.pending.pop(up)
@@ -223,9 +330,10 @@ class Server:
                     self.sel.unregister(up)
                     up.close()
             if now - last_scan > 1.0:
+                self.errors = []
                 self.rescan()
                 last_scan = now
-            if self.served:
+            if self.busy():
                 idle_since = None
             elif idle_since is None:
                 idle_since = now
@@ -237,6 +345,45 @@ class Server:
                 except OSError:
                     pass
                 return
+
+
+def _relay_tcp(client: socket.socket, target: tuple) -> None:
+    """One proxied connection: connect to the container, splice both ways until both close."""
+    import threading
+
+    try:
+        upstream = socket.create_connection(target, timeout=10)
+        upstream.settimeout(None)
+    except OSError:
+        client.close()
+        return
+    done = threading.Event()
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        r, w = os.pipe()
+        try:
+            while True:
+                n = os.splice(src.fileno(), w, 1 << 20, flags=getattr(os, "SPLICE_F_MOVE", 1))
+                if n == 0:
+                    break
+                while n:
+                    n -= os.splice(r, dst.fileno(), n, flags=getattr(os, "SPLICE_F_MOVE", 1))
+        except OSError:
+            pass
+        finally:
+            os.close(r)
+            os.close(w)
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            if done.is_set():
+                client.close()
+                upstream.close()
+            done.set()
+
+    threading.Thread(target=pump, args=(client, upstream), daemon=True).start()
+    pump(upstream, client)
 
 
 def _parse_question(data: bytes) -> tuple[int, int, str, int, int] | None:

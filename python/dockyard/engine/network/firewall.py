@@ -23,7 +23,7 @@ from ...errors import DockyardError
 CHAINS = {"nat": ["DOCKYARD", "DOCKYARD-POST"], "filter": ["DOCKYARD-FWD", "DOCKYARD-ISO", "DOCKYARD-ISO2"]}
 JUMPS = [
     ("nat", "PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKYARD"),
-    ("nat", "OUTPUT", "-m addrtype --dst-type LOCAL -j DOCKYARD"),
+    ("nat", "OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKYARD"),  # 127/8: the proxy
     ("nat", "POSTROUTING", "-j DOCKYARD-POST"),
     ("filter", "FORWARD", "-j DOCKYARD-FWD"),
     ("filter", "DOCKYARD-FWD", "-j DOCKYARD-ISO"),
@@ -54,14 +54,17 @@ def ensure_chains() -> None:
     if _ready:
         return
     ipt = _tool("iptables")
-    done = _run([ipt, "-w", "-t", "filter", "-S", "DOCKYARD-ISO2"], check=False)
-    if done.returncode == 0 and "dockyard+" in done.stdout:  # the last step below: all are there
-        _ready = True
+    table, chain, rule = JUMPS[1]
+    if _run([ipt, "-w", "-t", table, "-C", chain, *rule.split()], check=False).returncode == 0:
+        _ready = True  # this version's set-up ran on this host (one check, not one per rule)
         return
+    # An earlier version DNATed loopback too (route_localnet): its OUTPUT jump goes.
+    _run([ipt, "-w", "-t", "nat", "-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKYARD"],
+         check=False)
     for table, chains in CHAINS.items():
         for chain in chains:
             _run([ipt, "-w", "-t", table, "-N", chain], check=False)
-    for table, chain, rule in JUMPS:
+    for table, chain, rule in JUMPS[2:] + JUMPS[:2]:  # JUMPS[1], the marker above, last
         if _run([ipt, "-w", "-t", table, "-C", chain, *rule.split()], check=False).returncode != 0:
             pos = ["1"] if chain in ("FORWARD", "DOCKYARD-FWD") else []
             _run([ipt, "-w", "-t", table, "-I" if pos else "-A", chain, *pos, *rule.split()])

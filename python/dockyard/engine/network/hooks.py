@@ -160,8 +160,8 @@ def on_start(containers, rec: dict, rootfs: Path) -> dict:  # noqa: ANN001
     path = net.setup(rec, mode, ports)
     try:
         mounts = volumes(containers).oci_mounts(spec.get("_Mounts") or [], host.get("Tmpfs") or {}, rootfs)
-        if net.needs_dns(rec["id"]):
-            net.notify_dns()
+        if ports or net.needs_dns(rec["id"]):
+            net.notify_dns()  # the helper: DNS sockets, loopback proxy listeners (an error if a port is taken)
         _update_linkers(containers, rec)
     except BaseException:
         net.teardown(rec["id"])
@@ -210,7 +210,7 @@ def etc_files(containers, rec: dict, hosts: str, resolv: str) -> tuple[str, str]
 
 def on_stop(containers, cid: str) -> None:  # noqa: ANN001
     net = networks(containers)
-    dns = net.needs_dns(cid)
+    dns = net.needs_dns(cid) or any(ep["ports"] != "[]" for ep in net.endpoints(cid))
     net.teardown(cid)
     if dns:
         from . import dns as dns_mod
