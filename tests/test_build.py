@@ -672,3 +672,30 @@ def test_click_free_entry_point(cli, base_tar, tmp_path):
     assert bad.returncode == 1 and bad.stderr == "Dockerfile:2:1: unknown instruction: NOPE\n"
     helped = subprocess.run(run + ["--help"], env=env, capture_output=True, text=True)  # falls back to click
     assert helped.returncode == 0 and "--build-arg" in helped.stdout
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_random_dockerignore_matches_docker(dockerd, docker_base, bengine, tmp_path, seed):
+    """Random trees and random .dockerignore files: `COPY . /c/` sees what Docker's sees."""
+    import random
+
+    rnd = random.Random(seed)
+    names = ["a", "b", "keep", "x.txt", "y.md", "cc", "d.txt"]
+    files = {}
+    for _ in range(14):
+        depth = rnd.randint(1, 3)
+        files["/".join(rnd.choice(names[:4]) for _ in range(depth - 1)) + ("/" if depth > 1 else "")
+              + rnd.choice(names)] = "x"
+    # a path cannot be both a file and a directory
+    files = {p: v for p, v in files.items() if not any(o.startswith(p + "/") for o in files)}
+    vocab = ["*.txt", "a", "a/*", "**/b", "!a/keep", "*/cc", "?", "[ab]", "/x.txt", "a/**/y.md", "!**/*.md",
+             "b/*/d.txt", "**/keep", "!b", "*", "!*.txt", "keep/", "a/b/..", "#a", ""]
+    ignore = "\n".join(rnd.sample(vocab, rnd.randint(1, 5)))
+    ctx = write_tree(tmp_path / "ctx", dict(files, **{".dockerignore": ignore + "\n",
+                                                      "Dockerfile": "FROM dybuild:base\nCOPY . /c/\n"}))
+    proc = docker_build(dockerd, ctx, f"ign{seed}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    want = sorted(p for p in docker_tree(dockerd, f"ign{seed}", tmp_path / "d") if p.startswith("/c/"))
+    iid, _ = build(bengine, ctx)
+    got = sorted(p for p in our_tree(bengine, iid, tmp_path / "o") if p.startswith("/c/"))
+    assert got == want, (ignore, sorted(files), sorted(set(got) - set(want)), sorted(set(want) - set(got)))

@@ -4,7 +4,9 @@
 patterns are cleaned (``filepath.Clean``) and taken relative to the context root (a leading
 ``/`` is dropped), so ``*.key`` matches only at the root; ``*`` and ``?`` stop at ``/``,
 ``**`` spans any number of directories; ``!`` re-includes; the last matching pattern wins;
-and a pattern that matches a directory excludes everything below it.
+and a pattern that matches a directory excludes everything below it.  These are the rules of
+the Docker CLI (moby/patternmatcher ``MatchesOrParentMatches`` and its directory walk), which
+is where a directory context is filtered.
 """
 
 from __future__ import annotations
@@ -141,24 +143,26 @@ class Ignore:
         parent_dirs = parent.split("/") if parent not in ("", ".") else []
         matched = False
         for p in self.patterns:
+            if p.exclusion != matched:
+                continue  # cannot change the outcome
             hit = p.match(rel)
-            if not hit and parent_dirs and len(p.dirs) <= len(parent_dirs):
-                hit = p.match("/".join(parent_dirs[: len(p.dirs)]))
+            if not hit:  # a pattern that matches a parent directory matches what is below it
+                for i in range(len(parent_dirs)):
+                    if p.match("/".join(parent_dirs[: i + 1])):
+                        hit = True
+                        break
             if hit:
                 matched = not p.exclusion
         return matched
 
     def may_include_below(self, rel_dir: str) -> bool:
-        """Could an exclusion pattern re-include something under the excluded ``rel_dir``?"""
+        """Must the walk enter the excluded directory ``rel_dir``?  Docker's CLI does only when
+        an exception pattern literally starts with ``rel_dir/``; otherwise the whole directory
+        is skipped, even if a wildcard exception (``!*.txt``) would match something inside."""
         if not self.has_exclusions:
             return False
         prefix = rel_dir + "/"
-        for p in self.patterns:
-            if not p.exclusion:
-                continue
-            if "*" in p.text or "?" in p.text or "[" in p.text or p.text.startswith(prefix):
-                return True
-        return False
+        return any(p.exclusion and (p.text + "/").startswith(prefix) for p in self.patterns)
 
 
 class Context:
