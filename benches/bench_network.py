@@ -116,6 +116,29 @@ class Side:
         self.run("rm", "-f", "benchsrv", check=False)
 
 
+def engine_cost(env: dict, reps: int) -> dict[str, float]:
+    """The engine's own cost per container, bridge vs none, in one process (a child, so the
+    bench's environment stays untouched): what networking adds without interpreter noise."""
+    code = f"""
+import statistics, time, json
+from dockyard.engine import Engine
+from dockyard.engine.containers import CreateOptions
+c = Engine().containers
+out = {{"none": [], "default": []}}
+for i in range({reps}):
+    for net in ("none", "default"):
+        t = time.perf_counter()
+        cid = c.create(CreateOptions(image="bb", cmd=["true"], network=net))
+        c.start(cid); c.wait(cid); c.remove(cid, force=True)
+        out[net].append(time.perf_counter() - t)
+print(json.dumps({{k: statistics.median(v) * 1000 for k, v in out.items()}}))
+"""
+    import json
+
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(p.stdout)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=11)
@@ -181,8 +204,12 @@ def main() -> int:
             for side in sides:
                 for net in ("none", "bridge"):
                     costs.setdefault((side.name, net), []).append(side.start_cost(net))
+        inproc = engine_cost(env, args.reps * 2)
         for side in sides:
             side.run("rm", "-f", "benchanchor")
+        print(f"dockyard engine in-process (create+start+wait+rm, no CLI start-up), median of {args.reps * 2} (ms):")
+        print(f"  none {inproc['none']:6.1f}  bridge {inproc['default']:6.1f}  overhead "
+              f"{inproc['default'] - inproc['none']:5.1f}")
         print(f"run --rm true, median of {args.reps} (ms):")
         overhead = {}
         for side in sides:

@@ -484,3 +484,15 @@ def test_crash_leaves_state_the_next_start_repairs(dyn):
     new_port = int(inspect(dyn, cid)["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
     assert "hello from the container" in http_get("127.0.0.1", new_port)
     dyn("rm", "-f", "victim")
+
+
+def test_icc_off_blocks_neighbours_only(dyn):
+    dyn("network", "create", "--subnet", "10.250.13.0/24", "-o", "com.docker.network.bridge.enable_icc=false", "noicc")
+    dyn("run", "-d", "--name", "n1", "--network", "noicc", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
+    ip = inspect(dyn, "n1")["NetworkSettings"]["Networks"]["noicc"]["IPAddress"]
+    out = text(dyn("run", "--rm", "--network", "noicc", "bb", "sh", "-c", f"wget -q -T 2 -O - http://{ip}/ || echo blocked"))
+    assert out == "blocked\n"
+    assert "hello from the container" in http_get(ip, 80)  # the host still reaches it
+    options = json.loads(text(dyn("network", "inspect", "noicc")))[0]["Options"]
+    assert options == {"com.docker.network.bridge.enable_icc": "false"}
+    dyn("rm", "-f", "n1")

@@ -98,7 +98,8 @@ def network_rules(bridge: str, subnet: str, internal: bool, icc: bool = True,
     """A bridge's own rules: masquerade egress, forwarding, isolation from other dockyard bridges."""
     rules = [
         ("filter", f"-A DOCKYARD-ISO -i {bridge} ! -o {bridge} -j DOCKYARD-ISO2"),
-        ("filter", f"-A DOCKYARD-FWD -i {bridge} -o {bridge} -j {'ACCEPT' if icc else 'DROP'}"),
+        # First in the chain: container-to-container traffic (the bulk) then skips every other rule.
+        ("filter", f"-I DOCKYARD-FWD -i {bridge} -o {bridge} -j {'ACCEPT' if icc else 'DROP'}"),
         ("nat", f"-A DOCKYARD-POST -o {bridge} -m addrtype --src-type LOCAL -j MASQUERADE"),
     ]
     if internal:
