@@ -700,3 +700,50 @@ def test_random_dockerignore_matches_docker(dockerd, docker_base, bengine, tmp_p
     iid, _ = build(bengine, ctx)
     got = sorted(p for p in our_tree(bengine, iid, tmp_path / "o") if p.startswith("/c/"))
     assert got == want, (ignore, sorted(files), sorted(set(got) - set(want)), sorted(set(want) - set(got)))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_expansion_matches_docker(dockerd, docker_base, bengine, tmp_path, seed):
+    """ENV/LABEL/ARG/WORKDIR/USER/EXPOSE lines made of quoting and expansion pieces: the config
+    (or the failure) matches Docker's."""
+    import random
+
+    from dockyard.errors import DockyardError
+
+    rnd = random.Random(1000 + seed)
+    pieces = ["$A", "${A}", "${A:-d}", "${N:-d e}", "${A:+set}", "${N:+x}", '"q $A"', "'s $A'", "\\$A", "\\\\", "x",
+              "y z", '"a\\"b"', "\\ ", "$", "${N}", "'", '"', "{", "}", "=", "$A$A", "a${A}b", "\\n", "~"]
+
+    def word() -> str:
+        return "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 3)))
+
+    lines = ["ARG A=arg"]
+    for _ in range(4):
+        kind = rnd.choice(["ENV", "LABEL", "ENVLEG", "ARG", "WORKDIR", "USER", "EXPOSE"])
+        if kind == "ENV":
+            lines.append(f"ENV K{rnd.randint(0, 3)}={word()} A={word()}")
+        elif kind == "LABEL":
+            lines.append(f"LABEL l{rnd.randint(0, 3)}={word()}")
+        elif kind == "ENVLEG":
+            lines.append(f"ENV L{rnd.randint(0, 3)} {word()} {word()}")
+        elif kind == "ARG":
+            lines.append(f"ARG A={word()}")
+        elif kind == "WORKDIR":
+            lines.append(f"WORKDIR /w/{word()}")
+        elif kind == "USER":
+            lines.append(f"USER {word()}")
+        else:
+            lines.append(f"EXPOSE {rnd.choice(['80', '$P', '${P:-81}', '8000-8001/udp'])}")
+    text = "FROM dybuild:base\nARG P=\"82 83\"\n" + "\n".join(lines) + "\n"
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": text})
+    proc = docker_build(dockerd, ctx, f"exp{seed}")
+    try:
+        iid, _ = build(bengine, ctx)
+    except DockyardError as exc:
+        assert proc.returncode != 0, (text, str(exc), proc.stdout)
+        return
+    assert proc.returncode == 0, (text, proc.stdout + proc.stderr)
+    dcfg = json.loads(dockerd.docker("image", "inspect", f"exp{seed}").stdout)[0]["Config"]
+    ours = bengine.images.inspect(iid)["Config"]
+    for key in ("Env", "Labels", "WorkingDir", "User", "ExposedPorts"):
+        assert (dcfg.get(key) or None) == (ours.get(key) or None), (text, key)

@@ -708,7 +708,10 @@ class Builder:
     def _do_workdir(self, state: State, inst: Instruction, env: dict) -> None:
         path = self._expand(inst, inst.args[0], env)
         base = state.config.get("WorkingDir") or "/"
-        workdir = _clean(posixpath.join("/", base, path))
+        if not path:
+            raise DockerfileError("cannot normalize nothing", inst.line, 1, self.file)
+        # Docker's normalizeWorkdir: an absolute path is kept as written, a relative one joined
+        workdir = path if path.startswith("/") else _clean(posixpath.join("/", base, path))
         state.config["WorkingDir"] = workdir
         created_by = " ".join(state.shell + [f"#(nop) WORKDIR {workdir}"])
         key = self._cache_key(state, created_by)
