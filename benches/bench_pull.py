@@ -125,37 +125,54 @@ def main() -> None:
             dockerd = Dockerd(Path(tempfile.mkdtemp(prefix="dyd-", dir="/tmp")))
             dockerd.start()
 
-        pulls: dict[str, list[float]] = {"dockyard": [], "docker": [], "podman": [], "skopeo+umoci": []}
         podman = None if opts.skip_podman else shutil.which("podman")
-        for rep in range(opts.reps):
+
+        def pull_dockyard(rep: int) -> float:
             root = work / f"pull-root-{rep}"
-            drop_caches()
-            pulls["dockyard"].append(run([DOCKYARD, "pull", "-q", name], dict(os.environ, DOCKYARD_ROOT=str(root))))
+            t = run([DOCKYARD, "pull", "-q", name], dict(os.environ, DOCKYARD_ROOT=str(root)))
             shutil.rmtree(root)
-            if dockerd is not None:
-                drop_caches()
-                t = time.perf_counter()
-                dockerd.docker("pull", "-q", name)
-                pulls["docker"].append(time.perf_counter() - t)
-                dockerd.docker("rmi", name)
-                dockerd.docker("image", "prune", "-af", check=False)
-            if podman:
-                # podman wants a short runroot (50 characters at most)
-                proot, prun = work / f"podman-root-{rep}", Path(tempfile.mkdtemp(prefix="pr-", dir="/tmp"))
-                base = [podman, "--root", str(proot), "--runroot", str(prun), "--storage-driver", "overlay"]
-                drop_caches()
-                pulls["podman"].append(run(base + ["pull", "-q", "--tls-verify=false", name]))
-                run(base + ["system", "reset", "-f"])
-                shutil.rmtree(proot, ignore_errors=True)
-                shutil.rmtree(prun, ignore_errors=True)
-            drop_caches()
+            return t
+
+        def pull_docker(rep: int) -> float:
+            t = time.perf_counter()
+            dockerd.docker("pull", "-q", name)
+            elapsed = time.perf_counter() - t
+            dockerd.docker("rmi", name)
+            dockerd.docker("image", "prune", "-af", check=False)
+            return elapsed
+
+        def pull_podman(rep: int) -> float:
+            # podman wants a short runroot (50 characters at most)
+            proot, prun = work / f"podman-root-{rep}", Path(tempfile.mkdtemp(prefix="pr-", dir="/tmp"))
+            base = [podman, "--root", str(proot), "--runroot", str(prun), "--storage-driver", "overlay"]
+            t = run(base + ["pull", "-q", "--tls-verify=false", name])
+            run(base + ["system", "reset", "-f"])
+            shutil.rmtree(proot, ignore_errors=True)
+            shutil.rmtree(prun, ignore_errors=True)
+            return t
+
+        def pull_skopeo_umoci(rep: int) -> float:
             oci, bundle = work / f"oci-{rep}", work / f"bundle-{rep}"
             t = time.perf_counter()
             run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{name}", f"oci:{oci}:x"])
             run(["umoci", "unpack", "--image", f"{oci}:x", str(bundle)])
-            pulls["skopeo+umoci"].append(time.perf_counter() - t)
+            elapsed = time.perf_counter() - t
             shutil.rmtree(oci)
             shutil.rmtree(bundle)
+            return elapsed
+
+        contenders = [("dockyard", pull_dockyard)]
+        if dockerd is not None:
+            contenders.append(("docker", pull_docker))
+        if podman:
+            contenders.append(("podman", pull_podman))
+        contenders.append(("skopeo+umoci", pull_skopeo_umoci))
+        pulls: dict[str, list[float]] = {who: [] for who, _ in contenders}
+        for rep in range(opts.reps):
+            # Rotate the order each round, so no contender always follows the same one.
+            for who, fn in contenders[rep % len(contenders):] + contenders[:rep % len(contenders)]:
+                drop_caches()
+                pulls[who].append(fn(rep))
 
         pushes: dict[str, list[float]] = {"dockyard": [], "skopeo": []}
         for rep in range(opts.reps):
