@@ -987,6 +987,10 @@ def _copy_one(src: Path, root: Path, dest: str, uid: int, gid: int, mode: int | 
         os.chmod(target, mode if mode is not None else stat.S_IMODE(st.st_mode))
         os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
         return
+    if os.path.islink(target):  # Docker resolves the destination in the root, the last link too
+        target = resolve_in(root, dest)
+        if not os.path.isdir(target.parent):
+            mkdir_all(root, str("/" / target.parent.relative_to(root)), uid, gid)
     if os.path.lexists(target):
         if os.path.isdir(target) and not os.path.islink(target):
             raise BuildError(f"cannot overwrite directory {dest} with a non-directory")
