@@ -496,3 +496,28 @@ def test_icc_off_blocks_neighbours_only(dyn):
     options = json.loads(text(dyn("network", "inspect", "noicc")))[0]["Options"]
     assert options == {"com.docker.network.bridge.enable_icc": "false"}
     dyn("rm", "-f", "n1")
+
+
+def test_user_network_under_load(dyn):
+    """Ten containers started at once on a user network (one DNS helper, however many race to
+    start it) all resolve each other; published ports on it work too."""
+    dyn("network", "create", "--subnet", "10.250.14.0/24", "busy")
+    port = free_port()
+
+    def start(i: int) -> str:
+        extra = ["-p", f"{port}:80"] if i == 0 else []
+        return text(dyn("run", "-d", "--name", f"u{i}", "--network", "busy", *extra, "bb", "httpd", "-f", "-p", "80",
+                        "-h", "/www")).strip()
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        list(pool.map(start, range(10)))
+    ips = {f"u{i}": inspect(dyn, f"u{i}")["NetworkSettings"]["Networks"]["busy"]["IPAddress"] for i in range(10)}
+    assert len(set(ips.values())) == 10
+    script = "; ".join(f"nslookup u{i} | grep '^Address: 10'" for i in range(10))
+    out = text(dyn("run", "--rm", "--network", "busy", "bb", "sh", "-c", script))
+    assert sorted(l.split()[-1] for l in out.splitlines() if l.startswith("Address")) == sorted(ips.values())
+    assert "hello from the container" in http_get("127.0.0.1", port)
+    helpers = subprocess.run(["pgrep", "-f", f"dockyard.engine.network.dns {dyn.root}"], capture_output=True,
+                             text=True).stdout.split()
+    assert len(helpers) == 1
+    dyn("rm", "-f", *ips)

@@ -49,7 +49,7 @@ def sync(root: Path, spawn: bool = True, timeout: float = 5.0) -> bool:
     """Ask the root's DNS server to pick up changes; start it first if needed (and asked)."""
     path = control_path(root)
     deadline = time.monotonic() + timeout
-    spawned = False
+    spawned = 0.0
     while True:
         try:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -68,9 +68,9 @@ def sync(root: Path, spawn: bool = True, timeout: float = 5.0) -> bool:
             pass
         if not spawn:
             return False
-        if not spawned:
+        if time.monotonic() - spawned > 0.5:  # again if the first one found another still exiting
             _spawn(root)
-            spawned = True
+            spawned = time.monotonic()
         if time.monotonic() > deadline:
             from ...errors import DockyardError
 
@@ -425,8 +425,21 @@ def _host_nameservers() -> list[str]:
 
 
 def main() -> None:
+    """One helper per root: the first to hold the lock serves; a second one started in a race
+    exits at once (the client retries until it reaches the one that serves)."""
+    import fcntl
+
     root = Path(sys.argv[1])
-    Server(root).serve()
+    lock_path = control_path(root).with_suffix(".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    try:
+        Server(root).serve()
+    finally:
+        os.close(fd)  # the file stays: unlinking it would let two helpers lock two files
 
 
 if __name__ == "__main__":
