@@ -189,6 +189,7 @@ def http_get(host: str, port: int, timeout: float = 5.0) -> str:
 # -- the default bridge ---------------------------------------------------------------------------
 
 def test_default_bridge_address_and_files(dyn):
+    dyn("run", "-d", "--name", "keep", "bb", "sleep", "60")  # keeps the private root's bridge up
     out = text(dyn("run", "--rm", "-h", "box", "--add-host", "db.local:10.1.2.3", "--dns", "192.0.2.53",
                    "--dns-search", "example.test", "--dns-option", "ndots:2", "bb", "sh", "-c",
                    "ip -o -4 addr show eth0; ip route; hostname; echo ===; cat /etc/hosts; echo ---; cat /etc/resolv.conf;"
@@ -209,6 +210,9 @@ def test_default_bridge_address_and_files(dyn):
     assert hosts.splitlines()[-1] == f"{iface.ip}\tbox"  # the container's own entry is last, as docker
     assert hosts.startswith("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     assert resolv.splitlines()[:3] == ["search example.test", "nameserver 192.0.2.53", "options ndots:2"]
+    # Egress is masqueraded (not exercised: tests send nothing off this machine).
+    assert f"-A DOCKYARD-POST -s {iface.network} ! -o {dyn.bridge} -j MASQUERADE" in rules()
+    dyn("rm", "-f", "keep")
     assert "state UNKNOWN" in resolv or "UP" in resolv.splitlines()[-1]
 
 

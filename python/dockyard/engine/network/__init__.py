@@ -294,6 +294,8 @@ class Networks:
     def _make_bridge(self, r: dict, net: ipaddress.IPv4Network) -> int:
         from . import firewall, netlink
 
+        if not r["internal"]:
+            _sysctl("net/ipv4/ip_forward", "1")  # egress needs forwarding on, as docker sets it
         with netlink.Netlink() as nl:
             index = nl.create_bridge(r["bridge"])
             nl.add_address(index, ipaddress.IPv4Interface(f"{r['gateway']}/{net.prefixlen}"))
