@@ -375,6 +375,7 @@ class Hostile:
             served_manifest = json.dumps(doc).encode()
             claimed = "sha256:" + hashlib.sha256(served_manifest).hexdigest()
         outer = self
+        self.ranges: list[int] = []
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -390,6 +391,23 @@ class Hostile:
                 elif "/blobs/" in self.path:
                     digest = self.path.rsplit("/", 1)[1]
                     body, headers = blobs[digest], {}
+                    if fault == "flaky" and digest == layer["blob"]:
+                        rng = self.headers.get("Range")
+                        if rng is None:  # the first try: half the bytes, then the line drops
+                            self.send_response(200)
+                            self.send_header("Content-Length", str(len(body)))
+                            self.end_headers()
+                            self.wfile.write(body[: len(body) // 2])
+                            self.close_connection = True
+                            return
+                        start = int(rng.split("=")[1].rstrip("-"))
+                        outer.ranges.append(start)
+                        self.send_response(206)
+                        self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                        self.send_header("Content-Length", str(len(body) - start))
+                        self.end_headers()
+                        self.wfile.write(body[start:])
+                        return
                     if digest in length_of:
                         self.send_response(200)
                         self.send_header("Content-Length", str(length_of[digest]))
@@ -442,6 +460,17 @@ def test_hostile_registry_leaves_nothing(engine, image, fresh, cli, fault, messa
     finally:
         hostile.stop()
     store_is_empty(fresh)
+
+
+def test_dropped_download_resumes(engine, image, fresh):
+    hostile = Hostile(engine, image, "flaky")
+    try:
+        (res,) = pull(fresh, f"{hostile.addr}/flaky/img")
+    finally:
+        hostile.stop()
+    assert res.image_id == image
+    blob = engine.images.layers(image)[0]["blob_size"]
+    assert hostile.ranges == [blob // 2]
 
 
 # -- auth -----------------------------------------------------------------------------------------------

@@ -608,36 +608,56 @@ def _short(digest: str) -> str:
     return digest.partition(":")[2][:12]
 
 
-def _download(reg: Registry, repo: str, desc: dict, dest: Path, report: Callable[[int, int], None]) -> None:
+def _download(reg: Registry, repo: str, desc: dict, dest: Path, report: Callable[[int, int], None],
+              attempts: int = 3) -> None:
+    """Fetch a blob to ``dest``.  A connection that drops is resumed where it stopped (a Range
+    request; from the start if the registry ignores it), up to ``attempts`` times, as docker
+    does.  The digest is checked by the extractor, in the pass that reads the file anyway."""
     digest, size = desc["digest"], desc.get("size")
-    resp = reg.request("GET", f"/v2/{repo}/blobs/{digest}", (f"repository:{repo}:pull",))
-    length = resp.headers.get("Content-Length")
-    total = int(length) if length and length.isdigit() else (size or 0)
-    if size is not None and length and length.isdigit() and int(length) != size:
-        resp.raw.close()
-        raise DigestMismatch(f"layer {digest}: the registry sends {length} bytes, the manifest says {size}")
     n = 0
-    last = 0
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    try:
-        with open(dest, "wb") as f:
-            while True:
-                got = resp.readinto(view)
-                if not got:
-                    break
-                f.write(view[:got])
-                n += got
-                if n - last >= (4 << 20):
-                    report(n, total)
-                    last = n
-    except RegistryError as exc:
-        raise RegistryError(f"layer {digest}: download failed after {n} bytes: {exc}") from None
-    report(n, total)
-    want = size if size is not None else total
-    if want and n != want:
-        resp.raw.close()
+    failure = ""
+    with open(dest, "wb") as f:
+        for _ in range(attempts):
+            headers = {"Range": f"bytes={n}-"} if n else {}
+            resp = reg.request("GET", f"/v2/{repo}/blobs/{digest}", (f"repository:{repo}:pull",), headers,
+                               ok=(200, 206))
+            if resp.status == 200 and n:  # the registry starts over
+                f.seek(0)
+                f.truncate()
+                n = 0
+            length = resp.headers.get("Content-Length")
+            total = n + int(length) if length and length.isdigit() else (size or 0)
+            if size is not None and length and length.isdigit() and total != size:
+                resp.raw.close()
+                raise DigestMismatch(f"layer {digest}: the registry sends {total} bytes, the manifest says {size}")
+            last = n
+            try:
+                while True:
+                    got = resp.readinto(view)
+                    if not got:
+                        break
+                    f.write(view[:got])
+                    n += got
+                    if n - last >= (4 << 20):
+                        report(n, total)
+                        last = n
+            except RegistryError as exc:
+                failure = str(exc)
+                continue
+            want = size if size is not None else total
+            if not want or n == want:
+                report(n, total)
+                return
+            if n > want:
+                break
+            resp.raw.close()
+            failure = f"{n} of {want} bytes arrived"
+    want = size if size is not None else n
+    if failure and n < want:
         raise DigestMismatch(f"layer {digest} was cut short: {n} of {want} bytes arrived")
+    raise DigestMismatch(f"layer {digest} is larger than its manifest says ({n} bytes, not {want})")
 
 
 def _extract(src: Path, target: Path, digest: str, diff_id: str) -> dict:
