@@ -155,3 +155,19 @@ def test_same_commands_as_dockerd(dyn, dockerd, docker_busybox, tmp_path):
                        m.get("Name") == "cmpvol", len(m.get("Name", "")) == 64) for m in ms)
 
     assert shape(dm) == shape(ym)
+
+
+def test_dangling_filter_and_prune_keep_used(dyn):
+    dyn("volume", "create", "used")
+    dyn("volume", "create", "--label", "keep=yes", "spare")
+    dyn("volume", "create", "junk")
+    dyn("create", "--name", "holder", "-v", "used:/u", "bb", "true")
+    assert text(dyn("volume", "ls", "-q", "--filter", "dangling=true")) == "junk\nspare\n"
+    assert text(dyn("volume", "ls", "-q", "--filter", "dangling=false")) == "used\n"
+    assert "Invalid filter 'colour'" in fails(dyn("volume", "ls", "--filter", "colour=red", check=False), 1)
+    out = text(dyn("volume", "prune", "-f", "--filter", "label!=keep=yes"))
+    assert out.splitlines()[:2] == ["Deleted Volumes:", "junk"]
+    assert vol_names(dyn) == ["spare", "used"]
+    dyn("rm", "holder")
+    dyn("volume", "prune", "-f")
+    assert vol_names(dyn) == []

@@ -42,6 +42,8 @@ class VolumeNotFound(NotFound):
 class Volumes:
     def __init__(self, store: Store) -> None:
         self.store = store
+        if store.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='volumes'").fetchone():
+            return  # no write lock taken on the common path
         with store.transaction() as db:
             for stmt in filter(str.strip, SCHEMA.split(";")):
                 db.execute(stmt)
