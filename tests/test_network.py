@@ -41,7 +41,8 @@ def iptables_works() -> bool:
 
 
 pytestmark = [needs_root, pytest.mark.skipif(not runtime_available(), reason="dockyard-runtime is not built"),
-              pytest.mark.skipif(not iptables_works(), reason="iptables does not work here")]
+              pytest.mark.skipif(not iptables_works(), reason="iptables does not work here"),
+              pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 (ip) is not installed")]
 
 NET_APPLETS = ("ip", "ifconfig", "route", "nc", "wget", "httpd", "nslookup", "ping", "seq", "head", "tail", "dd",
                "sort", "tr", "cut", "ls", "kill")
@@ -525,3 +526,20 @@ def test_user_network_under_load(dyn):
                              text=True).stdout.split()
     assert len(helpers) == 1
     dyn("rm", "-f", *ips)
+
+
+def test_fixed_addresses(dyn):
+    dyn("network", "create", "--subnet", "10.250.15.0/24", "--gateway", "10.250.15.254", "fixed")
+    dyn("run", "-d", "--name", "f1", "--network", "fixed", "--ip", "10.250.15.50", "bb", "sleep", "60")
+    net = inspect(dyn, "f1")["NetworkSettings"]["Networks"]["fixed"]
+    assert (net["IPAddress"], net["Gateway"], net["IPAMConfig"]) == ("10.250.15.50", "10.250.15.254",
+                                                                   {"IPv4Address": "10.250.15.50"})
+    assert "default via 10.250.15.254" in text(dyn("run", "--rm", "--network", "fixed", "bb", "ip", "route"))
+    err = fails(dyn("run", "-d", "--name", "f2", "--network", "fixed", "--ip", "10.250.15.50", "bb", "sleep", "60",
+                    check=False))
+    assert "Address already in use: 10.250.15.50" in err
+    assert "does not belong to any of this network's subnets" in fails(
+        dyn("run", "--rm", "--network", "fixed", "--ip", "10.9.9.9", "bb", "true", check=False))
+    assert "user specified IP address is supported on user defined networks only" in fails(
+        dyn("run", "--rm", "--ip", "10.250.15.9", "bb", "true", check=False))
+    dyn("rm", "-f", "f1", "f2")
