@@ -781,3 +781,33 @@ def test_random_copy_matches_docker(dockerd, docker_base, bengine, tmp_path, see
     assert sorted(dt) == sorted(ot), (text, sorted(set(dt) ^ set(ot)))
     for path in dt:
         assert dt[path] == ot[path], (text, path)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_arg_scoping_matches_docker(dockerd, docker_base, bengine, tmp_path, seed):
+    """Meta ARGs, redeclared ARGs, --build-arg, ENV over ARG, across two stages: the RUN output
+    and the RUN history (``|N K=V`` prefixes) match Docker's."""
+    import random
+
+    rnd = random.Random(3000 + seed)
+    names = ["A", "B", "C", "HTTP_PROXY"]
+
+    def decl() -> str:
+        k = rnd.choice(names)
+        return rnd.choice([f"ARG {k}", f"ARG {k}={rnd.choice(['x', '$A', '${B:-d}', ''])}", f"ENV {k}=env-{k}"])
+
+    meta = [f"ARG {k}={v}" for k, v in (("A", "meta-a"), ("B", "meta-b")) if rnd.random() < 0.7]
+    stage = lambda: [decl() for _ in range(rnd.randint(0, 3))] + [
+        "RUN echo out:A=$A B=$B C=$C P=$HTTP_PROXY"]
+    text = "\n".join(meta + ["FROM dybuild:base AS one"] + stage() + ["FROM dybuild:base"] + stage()
+                     + ["COPY --from=one /etc/group /g"]) + "\n"  # stage one is needed: docker builds all
+    build_args = {k: f"cli-{k}" for k in names if rnd.random() < 0.4}
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": text})
+    flags = [x for k, v in build_args.items() for x in ("--build-arg", f"{k}={v}")]
+    proc = docker_build(dockerd, ctx, f"arg{seed}", flags)
+    assert proc.returncode == 0, (text, proc.stdout + proc.stderr)
+    iid, lines = build(bengine, ctx, build_args=build_args, no_cache=True)  # docker's side is --no-cache too
+    assert run_output(lines) == [l.strip() for l in run_output(proc.stdout)], text
+    dh = dockerd.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", f"arg{seed}").stdout.decode().splitlines()
+    oh = [h["CreatedBy"] for h in bengine.images.history(iid)]
+    assert [norm_history(h) for h in dh] == [norm_history(h) for h in oh], text
