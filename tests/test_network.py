@@ -543,3 +543,13 @@ def test_fixed_addresses(dyn):
     assert "user specified IP address is supported on user defined networks only" in fails(
         dyn("run", "--rm", "--ip", "10.250.15.9", "bb", "true", check=False))
     dyn("rm", "-f", "f1", "f2")
+
+
+def test_link_on_a_user_network_is_a_dns_alias(dyn):
+    dyn("network", "create", "--subnet", "10.250.16.0/24", "linked")
+    dyn("run", "-d", "--name", "dbsrv", "--network", "linked", "bb", "sleep", "60")
+    ip = inspect(dyn, "dbsrv")["NetworkSettings"]["Networks"]["linked"]["IPAddress"]
+    out = text(dyn("run", "--rm", "--network", "linked", "--link", "dbsrv:database", "bb", "sh", "-c",
+                   "nslookup database | grep '^Address: 10'; env | grep -c DATABASE_; true"))
+    assert out == f"Address: {ip}\n0\n"
+    dyn("rm", "-f", "dbsrv")

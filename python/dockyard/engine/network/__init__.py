@@ -673,8 +673,11 @@ class Networks:
         return "\n".join(out) + "\n"
 
     def link_env(self, rec: dict, links: list[str]) -> list[str]:
-        """Docker's legacy link variables for each ``--link`` target (which must be running)."""
+        """Docker's legacy link variables for each ``--link`` target (which must be running).
+        On a user-defined network a link is only a DNS alias (dns.py), as in docker."""
         env: list[str] = []
+        if not any(ep["net_name"] == "bridge" for ep in self.endpoints(rec["id"])):
+            return env
         for link in links:
             target, alias = _split_link(link)
             row = self.store.db.execute("SELECT id, name, spec, state FROM containers WHERE name=?", (target,)).fetchone()

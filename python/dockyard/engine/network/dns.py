@@ -240,6 +240,11 @@ class Server:
     def lookup(self, cid: str, name: str) -> list[str] | None:
         """Addresses for ``name`` on the networks ``cid`` is on; None when the name is unknown."""
         name = name.rstrip(".").lower()
+        row = self.db.execute("SELECT spec FROM containers WHERE id=?", (cid,)).fetchone()
+        for link in (json.loads(row[0])["HostConfig"].get("Links") or []) if row else []:
+            target, _, alias = link.partition(":")  # "/db:/web/alias": on a user network, a DNS alias
+            if alias.rsplit("/", 1)[-1].lower() == name:
+                name = target.lstrip("/").lower()
         nets = [r[0] for r in self.db.execute("SELECT network FROM endpoints WHERE container=?", (cid,))]
         if not nets:
             return None
