@@ -553,3 +553,12 @@ def test_link_on_a_user_network_is_a_dns_alias(dyn):
                    "nslookup database | grep '^Address: 10'; env | grep -c DATABASE_; true"))
     assert out == f"Address: {ip}\n0\n"
     dyn("rm", "-f", "dbsrv")
+
+
+def test_ps_shows_ports_networks_and_mounts(dyn):
+    dyn("run", "-d", "--name", "shown", "-p", "127.0.0.1:18793:80", "--expose", "81", "-v", "psvol:/v", "bb",
+        "sleep", "60")
+    out = text(dyn("ps", "--format", "{{.Names}}|{{.Ports}}|{{.Networks}}|{{.Mounts}}"))
+    assert out == "shown|127.0.0.1:18793->80/tcp, 81/tcp|bridge|psvol\n"
+    dyn("rm", "-f", "-v", "shown")
+    dyn("volume", "rm", "psvol")

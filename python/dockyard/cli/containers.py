@@ -283,7 +283,13 @@ def ps(session, all_, quiet, latest, last, filters, fmt, no_trunc, size):  # noq
     elif not all_ and "status" not in parsed and "exited" not in parsed:
         recs = [r for r in recs if r["state"]["Running"]]
     recs = ps_filter(recs, parsed)
-    print_rows(ps_rows(recs, no_trunc), fmt, PS_TABLE, PS_HEADERS, quiet_field="ID", quiet=quiet)
+    rows = ps_rows(recs, no_trunc)
+    if not quiet:
+        from ..engine.network.hooks import ps_columns
+
+        for row, rec in zip(rows, recs):  # PORTS, NETWORKS and MOUNTS (engine/network, engine/volumes)
+            row.update(ps_columns(session.engine.containers, rec))
+    print_rows(rows, fmt, PS_TABLE, PS_HEADERS, quiet_field="ID", quiet=quiet)
 
 
 @click.command("logs", context_settings=CONTEXT)

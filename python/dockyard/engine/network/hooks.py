@@ -236,3 +236,20 @@ def network_settings(containers, rec: dict) -> dict:  # noqa: ANN001
 
 def ports(containers, rec: dict) -> dict:  # noqa: ANN001
     return network_settings(containers, rec)["Ports"]
+
+
+def ps_columns(containers, rec: dict) -> dict:  # noqa: ANN001
+    """``ps``'s Ports ("0.0.0.0:8080->80/tcp, 81/tcp"), Networks and Mounts columns."""
+    net = networks(containers)
+    ports = []
+    if rec["state"].get("Running"):
+        for key, bindings in sorted(net.settings(rec)["Ports"].items(),
+                                    key=lambda kv: (int(kv[0].split("/")[0]), kv[0])):
+            if bindings:
+                ports += [f"{b['HostIp']}:{b['HostPort']}->{key}" for b in bindings]
+            else:
+                ports.append(key)
+    mode = rec["spec"]["HostConfig"].get("NetworkMode") or "default"
+    names = [ep["net_name"] for ep in net.endpoints(rec["id"])] or ([mode] if mode in ("host", "none") else [])
+    mounts = [m.get("Name") or m.get("Source", "") for m in rec["spec"].get("_Mounts") or []]
+    return {"Ports": ", ".join(ports), "Networks": ",".join(names), "Mounts": ",".join(mounts)}
