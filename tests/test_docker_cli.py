@@ -208,3 +208,39 @@ def test_networks_and_links(both):
     assert ours("network", "inspect", "-f", "{{len .Containers}}", "dynet").stdout == b"1\n"
     assert ours("rm", "-f", "dyaa", "dybb").returncode == 0
     assert ours("network", "rm", "dynet").stdout == b"dynet\n"
+
+
+def test_push_pull_local_registry(daemon, tmp_path):  # noqa: F811
+    """docker push/pull through the daemon, to ``dockyard registry serve`` on loopback."""
+    import socket as sk
+    import sys
+    import time
+    from pathlib import Path
+
+    with sk.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = str(Path(sys.executable).with_name("dockyard"))
+    reg = subprocess.Popen([exe, "registry", "serve", "--listen", f"127.0.0.1:{port}", "--root", str(tmp_path / "reg")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                sk.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        name = f"127.0.0.1:{port}/dy/bb:1"
+        daemon.docker("tag", "bb", name)
+        proc = daemon.docker("push", name)
+        assert b"digest: sha256:" in proc.stdout
+        daemon.docker("rmi", name)
+        daemon.docker("rmi", "bb")
+        proc = daemon.docker("pull", name)
+        assert b"Digest: sha256:" in proc.stdout and proc.stdout.count(b"Pulling from") == 1
+        assert daemon.docker("run", "--rm", name, "echo", "pulled").stdout == b"pulled\n"
+        proc = daemon.docker("pull", f"127.0.0.1:{port}/dy/nosuch:1", check=False)
+        assert proc.returncode == 1 and proc.stderr.startswith(b"Error response from daemon:")
+    finally:
+        reg.terminate()
+        reg.wait(10)

@@ -134,7 +134,6 @@ def create(d, req: Request):  # noqa: ANN001, ANN201
         # repository, registry unreachable) is a plain error response, as dockerd's
         if state["out"] is None:
             state["out"] = _progress_stream(req)
-            state["out"].json({"status": f"Pulling from {parsed.path}", "id": parsed.tag or "latest"})
         return state["out"]
 
     def progress(layer: str, status: str, current: int | None = None, total: int | None = None) -> None:
