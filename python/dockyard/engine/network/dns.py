@@ -367,6 +367,12 @@ def _relay_tcp(client: socket.socket, target: tuple) -> None:
     def pump(src: socket.socket, dst: socket.socket) -> None:
         r, w = os.pipe()
         try:
+            import fcntl
+
+            fcntl.fcntl(w, 1031, 1 << 20)  # F_SETPIPE_SZ: 1 MiB moved per splice, not 64 KiB
+        except OSError:
+            pass
+        try:
             while True:
                 n = os.splice(src.fileno(), w, 1 << 20, flags=getattr(os, "SPLICE_F_MOVE", 1))
                 if n == 0:
