@@ -562,3 +562,17 @@ def test_ps_shows_ports_networks_and_mounts(dyn):
     assert out == "shown|127.0.0.1:18793->80/tcp, 81/tcp|bridge|psvol\n"
     dyn("rm", "-f", "-v", "shown")
     dyn("volume", "rm", "psvol")
+
+
+def test_fast_restarts_keep_address_and_work(dyn):
+    # An idle neighbour keeps this private root's bridge (and so its subnet) up meanwhile.
+    dyn("run", "-d", "--name", "neighbour", "bb", "sleep", "60")
+    dyn("run", "-d", "--name", "again", "-p", "127.0.0.1::80", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
+    ip = inspect(dyn, "again")["NetworkSettings"]["IPAddress"]
+    for _ in range(5):
+        dyn("restart", "-t", "0", "again")
+        rec = inspect(dyn, "again")
+        assert rec["NetworkSettings"]["IPAddress"] == ip  # its previous address, when free
+        port = int(rec["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+        assert "hello from the container" in http_get("127.0.0.1", port)
+    dyn("rm", "-f", "again", "neighbour")

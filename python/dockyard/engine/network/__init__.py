@@ -16,12 +16,14 @@ for its previous address first, so it usually keeps it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import ipaddress
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 from ...errors import Conflict, DockyardError, InvalidArgument, NotFound
@@ -432,8 +434,8 @@ class Networks:
                 ip = None
                 prev = ep.get("ip") or (str(ipaddress.IPv4Address(bytes.fromhex(ep["mac"].replace(":", "")[4:])))
                                         if ep.get("mac") else "")
-                if prev and prev not in used:
-                    ip = ipaddress.IPv4Address(prev)
+                if prev and prev not in used and ipaddress.IPv4Address(prev) in net and prev != str(gw):
+                    ip = ipaddress.IPv4Address(prev)  # (the subnet may have moved since)
                 if ip is None:
                     for host in net.hosts():
                         if host != gw and str(host) not in used:
@@ -459,8 +461,17 @@ class Networks:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 with netlink.Netlink() as nl:
-                    nl.delete_link(host_if)
-                    nl.create_veth(host_if, f"eth{i}", fd, master, peer_mac=netlink.mac_for(ip))
+                    for attempt in range(50):
+                        nl.delete_link(host_if)  # a crashed start's, or an exit's not yet reaped
+                        try:
+                            nl.create_veth(host_if, f"eth{i}", fd, master, peer_mac=netlink.mac_for(ip))
+                            break
+                        except netlink.NetlinkError as exc:
+                            # The kernel may still be destroying the previous run's namespace
+                            # (and the veth in it) when a restart comes at once.
+                            if exc.errno != errno.EEXIST or attempt == 49:
+                                raise
+                            time.sleep(0.01)
             finally:
                 os.close(fd)
         prefix = ipaddress.IPv4Network(ep["subnet"]).prefixlen
