@@ -134,24 +134,13 @@ def test_run_tty_through_script(both):
     """``docker run -it`` needs a terminal: ``script`` gives it one, as for a person."""
     need("script")
     outs = []
-    for run in both:
-        env = run.__closure__ and None  # noqa: F841
-    ours, theirs = both
-    for run in (ours, theirs):
-        proc = run("version", "-f", "{{.Server.Os}}")
-        assert proc.stdout == b"linux\n"
-    import os
-
-    from test_daemon import Daemon  # noqa: F401
-
-    for host_env in (ours, theirs):
-        pass
     for env in _envs(both):
-        proc = subprocess.run(["script", "-qec", f"docker run -it --rm {IMG} sh -c 'tty; echo in-tty; exit 2'",
-                               "/dev/null"], env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+        cmd = f"stty rows 33 cols 77; docker run -it --rm {IMG} sh -c 'tty; busybox stty size; echo in-tty; exit 2'"
+        proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], env=env, capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=120)
         outs.append((proc.returncode, proc.stdout.replace(b"\x00", b"").replace(b"^@", b"")))
     assert outs[0] == outs[1]
-    assert b"in-tty" in outs[0][1] and outs[0][0] == 2
+    assert b"in-tty" in outs[0][1] and b"33 77" in outs[0][1] and outs[0][0] == 2
 
 
 def _envs(both):  # noqa: ANN001, ANN202

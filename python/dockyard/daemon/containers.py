@@ -124,6 +124,11 @@ def create(d, req: Request) -> Reply:  # noqa: ANN001
             hello.ensure(engine)
         try:
             cid = engine.containers.create(opts)
+            size = (body.get("HostConfig") or {}).get("ConsoleSize") or [0, 0]
+            if opts.tty and isinstance(size, list) and len(size) == 2 and all(
+                    isinstance(x, int) and 0 < x < 65536 for x in size):
+                with d.lock:
+                    d.console_sizes[cid] = (size[0], size[1])  # the first resize frame of attach
         except NotFound as exc:
             if "image" in type(exc).__name__.lower() or "image" in str(exc).lower():
                 from ..reference import parse
@@ -335,6 +340,13 @@ def resize(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
             raise Conflict(f"Container {cid} is not running")
         path = str(engine.containers.attach_socket(cid))
     import socket
+
+    # An attach that has not reached the supervisor yet must be its first client (the one the
+    # process waits for): let it connect first.
+    deadline = time.monotonic() + 2
+    with d.attach_cond:
+        while (cid in d.pending_attach or cid in d.connecting) and time.monotonic() < deadline:
+            d.attach_cond.wait(0.05)
 
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -600,9 +612,19 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
                     del d.pending_attach[cid]
     with d.attach_cond:
         d.relays[cid] = d.relays.get(cid, 0) + 1
+        d.connecting[cid] = d.connecting.get(cid, 0) + 1
+        size = d.console_sizes.pop(cid, None) if tty else None
+
+    def connected() -> None:
+        with d.attach_cond:
+            d.connecting[cid] -= 1
+            if not d.connecting[cid]:
+                del d.connecting[cid]
+            d.attach_cond.notify_all()
+
     try:
         relay_attach(conn, sock_path, tty=tty, stdin=want_stdin and bool(rec["spec"]["Config"].get("OpenStdin")),
-                     want=want)
+                     want=want, size=size, connected=connected)
     finally:
         with d.attach_cond:
             d.relays[cid] -= 1

@@ -121,6 +121,8 @@ class Daemon:
         self.tracked: dict[str, dict] = {}       # running containers the monitor watches
         self.pending_attach: dict[str, int] = {}  # cid -> attach clients waiting for start
         self.relays: dict[str, int] = {}          # cid -> attach relays still streaming
+        self.connecting: dict[str, int] = {}      # cid -> relays not yet connected to the supervisor
+        self.console_sizes: dict[str, tuple[int, int]] = {}  # cid -> ConsoleSize given at create
         self.attach_cond = threading.Condition(self.lock)
         self.execs: dict[str, dict] = {}
         self.timers: dict[str, threading.Timer] = {}

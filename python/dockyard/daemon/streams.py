@@ -43,11 +43,21 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, want: dict[int, bool]) -> None:
+def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, want: dict[int, bool],
+                 size: tuple[int, int] | None = None, connected=None) -> None:  # noqa: ANN001
     try:
         sup = _connect(sock_path)
     except OSError:
+        if connected:
+            connected()
         return
+    if size:
+        try:
+            sup.sendall(_frame(4, struct.pack(">HH", *size)))
+        except OSError:
+            pass
+    if connected:
+        connected()
     lock = threading.Lock()
     done = threading.Event()
 
