@@ -256,7 +256,8 @@ class Server:
         found = None
         for r in rows:
             names = {r["name"].lower(), r["container"][:12]} | {a.lower() for a in json.loads(r["aliases"])}
-            if name in names:
+            net = r["net"].lower()
+            if name in names or (name.endswith("." + net) and name[:-len(net) - 1] in names):  # NAME.NETWORK too
                 found = (found or []) + [r["ip"]]
         return found
 
