@@ -812,3 +812,54 @@ def test_random_arg_scoping_matches_docker(dockerd, docker_base, bengine, tmp_pa
     dh = dockerd.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", f"arg{seed}").stdout.decode().splitlines()
     oh = [h["CreatedBy"] for h in bengine.images.history(iid)]
     assert [norm_history(h) for h in dh] == [norm_history(h) for h in oh], text
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_metadata_matches_docker(dockerd, docker_base, bengine, tmp_path, seed):
+    """CMD/ENTRYPOINT/SHELL/HEALTHCHECK/STOPSIGNAL/VOLUME/ONBUILD/MAINTAINER in random orders and
+    forms: config and history match Docker's, or both fail."""
+    import random
+
+    from dockyard.errors import DockyardError
+
+    rnd = random.Random(4000 + seed)
+    options = {
+        "CMD": ["echo hi", '["a", "b c"]', "[]", "x  y", '["only"]'],
+        "ENTRYPOINT": ["/bin/echo", '["/bin/echo", "-n"]', 'sh -c "x"'],
+        "SHELL": ['["/bin/sh", "-e", "-c"]', '["/bin/busybox", "sh", "-c"]'],
+        "STOPSIGNAL": ["SIGKILL", "9", "TERM", "SIGRTMIN+3"],
+        "VOLUME": ["/v", '["/a", "/b"]', "/c /d"],
+        "ONBUILD": ["RUN echo x", "ENV A=1", "COPY a b"],
+        "MAINTAINER": ["me", "a b <c@d>"],
+        "LABEL": ["a=1", 'b="2 3" c=4', "d e f"],
+        "EXPOSE": ["1", "2/udp", "3-4/tcp", "5/sctp"],
+        "USER": ["nobody", "1:2", "root"],
+    }
+    flags = ["--interval=1m30s", "--timeout=500ms", "--retries=65", "--start-period=2h", "--retries=0",
+             "--interval=1.5s"]
+
+    def one() -> str:
+        kind = rnd.choice(list(options) + ["HEALTHCHECK", "HEALTHCHECK NONE"])
+        if kind == "HEALTHCHECK":
+            return " ".join(["HEALTHCHECK", *rnd.sample(flags, rnd.randint(0, 2)), rnd.choice(["CMD true", 'CMD ["x", "y"]'])])
+        if kind == "HEALTHCHECK NONE":
+            return kind
+        return f"{kind} {rnd.choice(options[kind])}"
+
+    text = "FROM dybuild:base\n" + "\n".join(one() for _ in range(rnd.randint(2, 6))) + "\n"
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": text})
+    proc = docker_build(dockerd, ctx, f"meta{seed}")
+    try:
+        iid, _ = build(bengine, ctx)
+    except DockyardError as exc:
+        assert proc.returncode != 0, (text, str(exc), proc.stdout)
+        return
+    assert proc.returncode == 0, (text, proc.stdout + proc.stderr)
+    d = json.loads(dockerd.docker("image", "inspect", f"meta{seed}").stdout)[0]
+    ours = bengine.images.inspect(iid)
+    for key in ("Cmd", "Entrypoint", "Shell", "Healthcheck", "StopSignal", "Volumes", "OnBuild", "Labels",
+                "ExposedPorts", "User"):
+        assert (d["Config"].get(key) or None) == (ours["Config"].get(key) or None), (text, key)
+    assert d["Author"] == ours["Author"], text
+    dh = dockerd.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", f"meta{seed}").stdout.decode().splitlines()
+    assert dh == [h["CreatedBy"] for h in bengine.images.history(iid)], text

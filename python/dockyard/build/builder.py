@@ -551,8 +551,8 @@ class Builder:
                 retries = int(inst.flags["retries"])
             except ValueError:
                 raise DockerfileError(f"invalid retries value {inst.flags['retries']!r}", inst.line, 1, self.file) from None
-            if retries < 0:
-                raise DockerfileError("--retries cannot be negative", inst.line, 1, self.file)
+            if retries < 1:
+                raise DockerfileError(f"--retries must be at least 1 (not {retries})", inst.line, 1, self.file)
             if retries:
                 hc["Retries"] = retries
         if inst.args == ["NONE"]:
@@ -564,7 +564,15 @@ class Builder:
                    f"{go_quote(go_duration(values['StartPeriod']))} {go_rune(retries)}}}")
 
         def change() -> None:
-            state.config["Healthcheck"] = hc
+            # Docker's classic builder shares the health check between the step's config and the
+            # container it creates to commit it, whose creation fills zero fields from the parent
+            # image's health check: so those are inherited (the history shows the values given).
+            prev = state.config.get("Healthcheck") or {}
+            merged = dict(hc)
+            for key in ("Interval", "Timeout", "StartPeriod", "Retries"):
+                if not merged.get(key) and prev.get(key):
+                    merged[key] = prev[key]
+            state.config["Healthcheck"] = merged
         self._meta_commit(state, comment, change)
 
     # -- RUN --------------------------------------------------------------------------------------
