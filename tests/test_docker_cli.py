@@ -238,3 +238,15 @@ def test_push_pull_local_registry(daemon, tmp_path):  # noqa: F811
     finally:
         reg.terminate()
         reg.wait(10)
+
+
+def test_exec_tty_window_size(both):
+    need("script")
+    ours, _ = both
+    ours.made.append("dyexit")
+    assert ours("run", "-d", "--name", "dyexit", IMG, "sleep", "30").returncode == 0
+    env = _envs(both)[0]
+    proc = subprocess.run(["script", "-qec", "stty rows 21 cols 61; docker exec -it dyexit busybox stty size; "
+                           "docker exec -it dyexit sh -c 'tty; exit 3'", "/dev/null"],
+                          env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert b"21 61\r\n" in proc.stdout and b"/dev/pts/" in proc.stdout and proc.returncode == 3

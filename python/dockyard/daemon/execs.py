@@ -61,6 +61,9 @@ def create(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
             "_cfg": {"Cmd": cmd, "Env": env, "User": body.get("User") or "", "WorkingDir": body.get("WorkingDir") or ""},
             "_runtime_root": runtime_root, "_started": False,
         }
+        size = body.get("ConsoleSize")
+        if isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) and 0 < x < 65536 for x in size):
+            d.execs[eid]["_size"] = (size[0], size[1])
     d.events.emit("container", f"exec_create: {' '.join(cmd)}", cid, {"execID": eid})
     return Reply(201, {"Id": eid})
 
@@ -123,20 +126,25 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
 
 
 def resize(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
-    import fcntl
-    import struct
-    import termios
-
     rec = _get(d, id)
     h, w = req.int("h", 0), req.int("w", 0)
     if h < 0 or w < 0 or h > 65535 or w > 65535:
         raise InvalidArgument("invalid terminal size")
     master = rec.get("_pty")
-    if master is not None:
-        try:
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
-        except OSError:
-            pass
+    if master is None:
+        rec["_size"] = (h, w)  # not started yet: applied at start
+    else:
+        from .streams import set_winsize
+
+        set_winsize(master, h, w)
+        if rec.get("Pid"):
+            # the pty is not the runtime's controlling terminal: tell its proxy ourselves
+            import signal
+
+            try:
+                os.kill(rec["Pid"], signal.SIGWINCH)
+            except OSError:
+                pass
     return Reply(200, b"", "text/plain")
 
 

@@ -141,6 +141,9 @@ def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: boo
         master, slave = pty.openpty()
         ttymod.setraw(slave)
         record["_pty"] = master
+        size = record.get("_size")
+        if size:
+            set_winsize(master, *size)  # the runtime's tty proxy reads it from its stdin at start
         proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
         os.close(slave)
         record["Pid"] = proc.pid
@@ -193,6 +196,16 @@ def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: boo
     for t in readers:
         t.join()
     return code
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import termios
+
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    except OSError:
+        pass
 
 
 def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: bool) -> int:
