@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from support import Dockerd, make_busybox_rootfs, need, tar_dir, tempfile_dir
-from test_network import dyn, inspect, make_image, text  # noqa: F401  (dyn is a fixture)
+from test_network import dyn  # noqa: F401  (a fixture)
 
 DK_BRIDGE, DK_ADDR = "dytdk0", "10.251.78.1/24"
 FWD = [["FORWARD", "-i", DK_BRIDGE, "-j", "ACCEPT"], ["FORWARD", "-o", DK_BRIDGE, "-j", "ACCEPT"]]

@@ -8,8 +8,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from test_network import dyn, fails, inspect, make_image, text  # noqa: F401  (dyn is a fixture)
 
 

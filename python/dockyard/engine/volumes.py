@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -170,8 +169,8 @@ class Volumes:
                        image_volumes: dict | None, containers_spec: "callable") -> tuple[list[dict], dict]:
         """-v, --mount, --tmpfs, --volumes-from and the image's VOLUMEs -> (MountPoints, Tmpfs map).
 
-        Validates everything before creating anything; named volumes that do not exist yet are
-        marked ``_create`` and made by :meth:`create_for` once the container row is committed."""
+        Validates everything before creating anything; the volumes named (and anonymous ones)
+        are made by network/hooks.py's ``on_insert``, in the transaction that adds the container."""
         points: dict[str, dict] = {}
 
         def add(mp: dict) -> None:
@@ -227,22 +226,6 @@ class Volumes:
             out.append(mp)
         out.sort(key=lambda m: m["Destination"])
         return out, tmpfs_map
-
-    def create_for(self, points: list[dict]) -> list[dict]:
-        """Create the volumes the mount points name (and anonymous ones); fills Name/Source."""
-        for mp in points:
-            if mp["Type"] != "volume":
-                continue
-            anonymous = bool(mp.pop("_anonymous", False)) or not mp["Name"]
-            if not mp["Name"]:
-                mp["Name"] = self.create(anonymous=True)
-                mp["_anonymous"] = True
-            elif not self.exists(mp["Name"]):
-                self.create(mp["Name"])
-            elif anonymous:
-                mp["_anonymous"] = True
-            mp["Source"] = str(self.path(mp["Name"]))
-        return points
 
     def oci_mounts(self, points: list[dict], tmpfs_map: dict[str, str], rootfs: Path) -> list[dict]:
         """OCI mounts for a starting container; copies image content into empty new volumes."""
