@@ -178,3 +178,16 @@ def test_network_commands_match_docker(dyn, bridged_docker):
                       entry["Gateway"], member["NetworkSettings"]["IPAddress"], busy.returncode,
                       normalize(ls, {nid[:12]: "NID"}))
     assert outs["dockyard"] == outs["docker"]
+
+
+def test_user_network_etc_files_match_docker(dyn, bridged_docker):
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        run("network", "create", "--subnet", "10.250.91.0/24", "etcnet")
+        try:
+            out = run("run", "--rm", "--network", "etcnet", "-h", "box", "--add-host", "x.local:10.9.8.7", "bb", "sh",
+                      "-c", "cat /etc/hosts; echo ---; cat /etc/resolv.conf").stdout.decode()
+        finally:
+            run("network", "rm", "etcnet")
+        outs[tool] = re.sub(r"10\.250\.91\.\d+", "IP", out)
+    assert outs["dockyard"] == outs["docker"]

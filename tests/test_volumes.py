@@ -169,3 +169,28 @@ def test_dangling_filter_and_prune_keep_used(dyn):
     dyn("rm", "holder")
     dyn("volume", "prune", "-f")
     assert vol_names(dyn) == []
+
+
+def test_image_volumes_like_dockerd(dyn, dockerd, tmp_path):
+    """An image's VOLUME: an anonymous volume with the image's content, shown in Mounts as
+    docker does, gone with rm -v."""
+    from support import make_busybox_rootfs, tar_dir
+
+    root = make_busybox_rootfs(tmp_path / "volroot")
+    (root / "seed").mkdir()
+    (root / "seed" / "a.txt").write_text("seeded\n")
+    tar = tar_dir(root, tmp_path / "volimg.tar")
+    outs = {}
+    for tool, run in (("docker", dockerd.docker), ("dockyard", dyn)):
+        run("import", "-c", 'VOLUME ["/seed"]', "-c", 'CMD ["/bin/sh"]', str(tar), "volimg")
+        cid = run("create", "--network", "none", "volimg", "cat", "/seed/a.txt").stdout.decode().strip()
+        out = run("start", "-a", cid).stdout.decode()
+        (m,) = json.loads(run("inspect", cid).stdout)[0]["Mounts"]
+        name = m["Name"]
+        before = name in run("volume", "ls", "-q").stdout.decode().split()
+        run("rm", "-v", cid)
+        after = name in run("volume", "ls", "-q").stdout.decode().split()
+        run("rmi", "volimg")
+        outs[tool] = (out, m["Type"], m["Destination"], m["Mode"], m["RW"], m["Propagation"], m["Driver"], sorted(m),
+                      len(name), before, after)
+    assert outs["dockyard"] == outs["docker"]
