@@ -577,3 +577,24 @@ def test_fast_restarts_keep_address_and_work(dyn):
         port = int(rec["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
         assert "hello from the container" in http_get("127.0.0.1", port)
     dyn("rm", "-f", "again", "neighbour")
+
+
+def test_user_network_relays_other_names_to_the_given_dns(dyn):
+    """Names the network does not know go upstream: to --dns when given.  The "upstream" is a
+    container of this test (busybox has no UDP server, so an iptables counter on the host's
+    OUTPUT chain shows the helper's relayed query reaching it)."""
+    dyn("network", "create", "--subnet", "10.250.17.0/24", "relay")
+    dyn("run", "-d", "--name", "up", "--network", "relay", "bb", "sleep", "60")
+    up_ip = inspect(dyn, "up")["NetworkSettings"]["Networks"]["relay"]["IPAddress"]
+    rule = ["OUTPUT", "-d", up_ip, "-p", "udp", "--dport", "53", "-j", "ACCEPT"]
+    subprocess.run(["iptables", "-w", "-I", *rule], check=True)
+    try:
+        dyn("run", "--rm", "--network", "relay", "--dns", up_ip, "bb", "sh", "-c",
+            "nslookup -timeout=1 some.name.example 2>/dev/null; true")
+        counters = subprocess.run(["iptables", "-w", "-L", "OUTPUT", "-n", "-v", "-x"], capture_output=True,
+                                  text=True).stdout
+        (line,) = [l for l in counters.splitlines() if up_ip in l and "dpt:53" in l]
+        assert int(line.split()[0]) >= 1  # the helper (on the host) relayed the query to --dns
+    finally:
+        subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True)
+    dyn("rm", "-f", "up")

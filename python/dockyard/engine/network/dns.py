@@ -277,13 +277,15 @@ class Server:
             answers = [ip for ip in ips] if qtype in (1, 255) else []
             sock.sendto(_response(qid, flags, question, answers, 0), addr)
             return
-        if "." not in qname.rstrip(".") or not self.upstream:
+        row = self.db.execute("SELECT spec FROM containers WHERE id=?", (cid,)).fetchone()
+        upstream = (json.loads(row[0])["HostConfig"].get("Dns") if row else None) or self.upstream  # --dns: upstream
+        if "." not in qname.rstrip(".") or not upstream:
             sock.sendto(_response(qid, flags, question, [], 3), addr)
             return
         up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         up.setblocking(False)
         try:
-            up.sendto(data, (self.upstream[0], 53))
+            up.sendto(data, (upstream[0], 53))
         except OSError:
             up.close()
             sock.sendto(_response(qid, flags, question, [], 2), addr)
