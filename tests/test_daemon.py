@@ -433,19 +433,30 @@ def test_attach_hijack_before_start(daemon):
 
 
 def test_concurrent_create_start_wait_delete(daemon):
-    """100 clients at once: every one succeeds, no container lost, no name twice."""
+    """100 clients at once: every one succeeds, no container lost, no name or address twice
+    (all 100 run at the same time), then all stopped, waited for and removed at once."""
     d = daemon
     n = 100
-    errors, ids = [], []
+    errors, ids, addresses = [], {}, {}
     lock = threading.Lock()
+    all_up = threading.Barrier(n + 1)
 
     def one(i: int) -> None:
         try:
-            cid = d.ok("POST", f"/containers/create?name=c{i}", {"Image": "bb", "Cmd": ["sh", "-c", f"exit {i % 7}"]})["Id"]
+            cmd = f"trap 'exit {i % 7}' TERM; while :; do sleep 0.2; done"
+            cid = d.ok("POST", f"/containers/create?name=c{i}", {"Image": "bb", "Cmd": ["sh", "-c", cmd]})["Id"]
             d.ok("POST", f"/containers/{cid}/start")
-            assert wait(d, cid)["StatusCode"] == i % 7
+            ip = d.ok("GET", f"/containers/{cid}/json")["NetworkSettings"]["IPAddress"]
             with lock:
-                ids.append(cid)
+                ids[i], addresses[i] = cid, ip
+        except Exception as exc:  # noqa: BLE001
+            with lock:
+                errors.append(repr(exc))
+        all_up.wait(600)
+        try:
+            cid = ids[i]
+            d.ok("POST", f"/containers/{cid}/kill?signal=TERM")
+            assert wait(d, cid)["StatusCode"] == i % 7
             d.ok("DELETE", f"/containers/{cid}")
         except Exception as exc:  # noqa: BLE001
             with lock:
@@ -454,10 +465,14 @@ def test_concurrent_create_start_wait_delete(daemon):
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
+    all_up.wait(600)
+    running = d.ok("GET", "/containers/json")
+    assert len(running) == n and len({r["Names"][0] for r in running}) == n
     for t in threads:
         t.join(600)
     assert errors == []
-    assert len(set(ids)) == n
+    assert len(set(ids.values())) == n
+    assert all(addresses.values()) and len(set(addresses.values())) == n
     assert d.ok("GET", "/containers/json?all=1") == []
 
 

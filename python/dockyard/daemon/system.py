@@ -11,6 +11,7 @@ import time
 
 from .. import __version__
 from ..errors import InvalidArgument
+from .containers import all_containers
 from .http import API_VERSION, MIN_API_VERSION, STREAMED, Reply, Request, Router
 
 
@@ -50,7 +51,7 @@ def _arch() -> str:
 
 def info(d, req: Request) -> dict:  # noqa: ANN001
     with d.engines.get() as engine:
-        recs = engine.containers.all()
+        recs = all_containers(engine)
         n_images = engine.store.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     running = sum(1 for r in recs if r["state"]["Running"] and not r["state"]["Paused"])
     paused = sum(1 for r in recs if r["state"]["Paused"])
@@ -166,7 +167,7 @@ def df(d, req: Request) -> dict:  # noqa: ANN001
 
     with d.engines.get() as engine:
         images = engine.images.summaries(all_=True)
-        recs = engine.containers.all()
+        recs = all_containers(engine)
         vols = []
         try:
             from ..engine.volumes import Volumes  # noqa: F401
