@@ -863,3 +863,33 @@ def test_random_metadata_matches_docker(dockerd, docker_base, bengine, tmp_path,
     assert d["Author"] == ours["Author"], text
     dh = dockerd.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", f"meta{seed}").stdout.decode().splitlines()
     assert dh == [h["CreatedBy"] for h in bengine.images.history(iid)], text
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_random_filesystem_changes_match_docker(dockerd, docker_base, bengine, tmp_path, seed):
+    """RUN steps that add, replace, delete, move, chmod and re-create files and directories over
+    several layers (whiteouts, opaque directories): the same final tree and layer count as Docker."""
+    import random
+
+    rnd = random.Random(5000 + seed)
+    paths = ["/d", "/d/e", "/d/e/f", "/d/g", "/h", "/etc/x", "/root", "/tmp/t", "/bin/true"]
+    ops = [
+        lambda p: f"mkdir -p {p}", lambda p: f"echo {rnd.randint(0, 9)} > {p}",
+        lambda p: f"rm -rf {p}", lambda p: f"chmod {rnd.choice(['700', '644', '4755'])} {p}",
+        lambda p: f"mv {p} {rnd.choice(paths)}.moved", lambda p: f"ln -sf /x {p}.ln",
+        lambda p: f"rm -rf {p} && mkdir -p {p}/new", lambda p: "true",
+    ]
+    runs = ["; ".join(rnd.choice(ops)(rnd.choice(paths)) + " 2>/dev/null" for _ in range(rnd.randint(1, 3))) + "; true"
+            for _ in range(rnd.randint(2, 5))]
+    text = "FROM dybuild:base\n" + "".join(f"RUN {r}\n" for r in runs)
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": text})
+    proc = docker_build(dockerd, ctx, f"fs{seed}")
+    assert proc.returncode == 0, (text, proc.stdout + proc.stderr)
+    iid, _ = build(bengine, ctx)
+    dt = docker_tree(dockerd, f"fs{seed}", tmp_path / "d")
+    ot = our_tree(bengine, iid, tmp_path / "o")
+    assert sorted(dt) == sorted(ot), (text, sorted(set(dt) ^ set(ot)))
+    for path in dt:
+        assert dt[path][:-1] == ot[path][:-1], (text, path)  # not mtimes: RUN made them
+    d = json.loads(dockerd.docker("image", "inspect", f"fs{seed}").stdout)[0]
+    assert len(d["RootFS"]["Layers"]) == len(bengine.images.inspect(iid)["RootFS"]["Layers"]), text
