@@ -893,3 +893,16 @@ def test_random_filesystem_changes_match_docker(dockerd, docker_base, bengine, t
         assert dt[path][:-1] == ot[path][:-1], (text, path)  # not mtimes: RUN made them
     d = json.loads(dockerd.docker("image", "inspect", f"fs{seed}").stdout)[0]
     assert len(d["RootFS"]["Layers"]) == len(bengine.images.inspect(iid)["RootFS"]["Layers"]), text
+
+
+def test_prune_cache_forgets_entries(bengine, tmp_path):
+    from dockyard.build import prune_cache
+
+    df = "FROM dybuild:base\nENV A=1\nRUN echo out:ran\n"
+    build(bengine, None, df)
+    _, lines = build(bengine, None, df)
+    assert run_output(lines) == []
+    pruned = prune_cache(bengine)
+    assert len(pruned["CachesDeleted"]) == 2
+    _, lines = build(bengine, None, df)
+    assert run_output(lines) == ["out:ran"]

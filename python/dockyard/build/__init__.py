@@ -29,8 +29,8 @@ Choices (and why):
 
 from __future__ import annotations
 
-from .builder import BuildOptions, Builder
+from .builder import BuildOptions, Builder, prune_cache
 from .errors import BuildError, DockerfileError
 from .parser import Dockerfile, Instruction, parse
 
-__all__ = ["BuildError", "BuildOptions", "Builder", "Dockerfile", "DockerfileError", "Instruction", "parse"]
+__all__ = ["BuildError", "BuildOptions", "Builder", "Dockerfile", "DockerfileError", "Instruction", "parse", "prune_cache"]

@@ -1187,3 +1187,15 @@ def full_config(cfg: dict, image_id: str) -> dict:
         if cfg.get(key):
             out[key] = cfg[key]
     return out
+
+
+def prune_cache(engine) -> dict:  # noqa: ANN001
+    """``docker builder prune``: forget every cache entry (the images stay, as Docker's classic
+    builder keeps its intermediate images; ``image prune`` removes those nobody uses).
+    Returns Docker's ``/build/prune`` shape."""
+    db = engine.store.db
+    db.executescript(CACHE_SCHEMA)
+    with engine.store.transaction() as tx:
+        keys = [r[0] for r in tx.execute("SELECT key FROM build_cache")]
+        tx.execute("DELETE FROM build_cache")
+    return {"CachesDeleted": keys or None, "SpaceReclaimed": 0}
