@@ -167,8 +167,6 @@ def test_build_classic(both, tmp_path):
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {IMG}\nCOPY f.txt /f.txt\nRUN echo built >> /f.txt\nCMD [\"cat\", \"/f.txt\"]\n")
     (ctx / "f.txt").write_text("copied\n")
-    import os
-
     for env in _envs(both):
         proc = subprocess.run(["docker", "build", "-q", "-t", "dybuilt:1", str(ctx)], env=dict(env, DOCKER_BUILDKIT="0"),
                               capture_output=True, timeout=300)

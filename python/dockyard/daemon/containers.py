@@ -829,7 +829,7 @@ def commit(d, req: Request) -> Reply:  # noqa: ANN001
         raise InvalidArgument("container is required")
     repo, tag = req.arg("repo") or "", req.arg("tag") or ""
     reference = f"{repo}:{tag}" if repo and tag else (repo or None)
-    body = req.json(required=False)
+    req.json(required=False)  # a container config to apply: dockerd's -c changes come as "changes"
     changes = req.args("changes")
     with d.engines.get() as engine:
         image_id = engine.containers.commit(container, reference, changes, req.arg("comment") or "",

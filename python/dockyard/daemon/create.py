@@ -120,7 +120,7 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
         raise InvalidArgument("json: RestartPolicy.Name must be a string")
     if policy.get("MaximumRetryCount"):
         if restart != "on-failure":
-            raise InvalidArgument(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+            raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
         restart += f":{int(policy['MaximumRetryCount'])}"
     publish = []
     for port, bindings in (host.get("PortBindings") or {}).items():

@@ -14,7 +14,6 @@ import re
 import socket
 import socketserver
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -357,7 +356,7 @@ class Handler(BaseHTTPRequestHandler):
                     self._send(405, {"message": f"method {method} not allowed for {path}"})
                     status = 405
                 else:
-                    self._send(404, {"message": f"page not found"})
+                    self._send(404, {"message": "page not found"})
                     status = 404
                 return
             result = func(self.context, req, **params)

@@ -6,7 +6,7 @@ import json
 import os
 import threading
 
-from ..errors import DockyardError, ImageNotFound, InvalidArgument
+from ..errors import DockyardError, InvalidArgument
 from .http import STREAMED, Reply, Request, Router
 
 
@@ -195,7 +195,7 @@ def push(d, req: Request, name: str):  # noqa: ANN001, ANN201
 
 
 def load(d, req: Request):  # noqa: ANN001, ANN201
-    quiet = req.bool("quiet")
+    req.bool("quiet")
     with d.engines.get() as engine:
         lines = engine.load(req.stream)
     for line in lines:

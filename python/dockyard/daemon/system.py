@@ -3,7 +3,6 @@ routes (thin wrappers over engine/volumes.py and engine/network/)."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import queue
@@ -168,11 +167,17 @@ def df(d, req: Request) -> dict:  # noqa: ANN001
     with d.engines.get() as engine:
         images = engine.images.summaries(all_=True)
         recs = all_containers(engine)
-        vols = []
         try:
-            from ..engine.volumes import Volumes  # noqa: F401
+            from .resources import _volumes
+
+            vols_api = _volumes(engine)
+            users = vols_api.users()
+            vols = []
+            for v in vols_api.list():
+                size = _tree_size(v["Mountpoint"])
+                vols.append(dict(v, UsageData={"Size": size, "RefCount": len(users.get(v["Name"], []))}))
         except ImportError:
-            pass
+            vols = []
     containers = []
     for rec in recs:
         s = _summary(rec)
@@ -182,3 +187,14 @@ def df(d, req: Request) -> dict:  # noqa: ANN001
     layers = sum(i.get("Size", 0) for i in images)
     return {"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": vols,
             "BuildCache": []}
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
