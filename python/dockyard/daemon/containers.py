@@ -360,6 +360,11 @@ def resize(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
     with d.attach_cond:
         while (cid in d.pending_attach or cid in d.connecting) and time.monotonic() < deadline:
             d.attach_cond.wait(0.05)
+        relays = list(d.resizers.get(cid, []))
+    if relays:
+        # through an attached client's own connection: no extra supervisor client
+        relays[-1](h, w)
+        return Reply(200, b"", "text/plain")
 
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -610,6 +615,7 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         # registered before the 101 goes out: the client starts the container once it has it
         with d.attach_cond:
             d.pending_attach[cid] = d.pending_attach.get(cid, 0) + 1
+    relaying = False
     try:
         conn = req.hijack("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
         req._started = True
@@ -617,22 +623,32 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
             return STREAMED
         if waiting and not _wait_started(d, cid, conn):
             return STREAMED
+        relaying = True
     finally:
-        if waiting:
-            with d.attach_cond:
+        with d.attach_cond:
+            if relaying:
+                # "connecting" before "pending" ends: a resize never slips in between and
+                # becomes the supervisor's first client
+                d.relays[cid] = d.relays.get(cid, 0) + 1
+                d.connecting[cid] = d.connecting.get(cid, 0) + 1
+            if waiting:
                 d.pending_attach[cid] -= 1
                 if not d.pending_attach[cid]:
                     del d.pending_attach[cid]
+            d.attach_cond.notify_all()
     with d.attach_cond:
-        d.relays[cid] = d.relays.get(cid, 0) + 1
-        d.connecting[cid] = d.connecting.get(cid, 0) + 1
         size = d.console_sizes.pop(cid, None) if tty else None
 
-    def connected() -> None:
+    resizer: list = []
+
+    def connected(resize) -> None:  # noqa: ANN001
         with d.attach_cond:
             d.connecting[cid] -= 1
             if not d.connecting[cid]:
                 del d.connecting[cid]
+            if resize is not None:
+                resizer.append(resize)
+                d.resizers.setdefault(cid, []).append(resize)
             d.attach_cond.notify_all()
 
     try:
@@ -643,6 +659,10 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
             d.relays[cid] -= 1
             if not d.relays[cid]:
                 del d.relays[cid]
+            for r in resizer:
+                d.resizers.get(cid, []).remove(r)
+            if not d.resizers.get(cid, True):
+                del d.resizers[cid]
             d.attach_cond.notify_all()
     if cid in d.tracked:
         # the supervisor sent the exit frame: record the exit now rather than at the next tick

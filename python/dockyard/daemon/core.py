@@ -122,6 +122,7 @@ class Daemon:
         self.pending_attach: dict[str, int] = {}  # cid -> attach clients waiting for start
         self.relays: dict[str, int] = {}          # cid -> attach relays still streaming
         self.connecting: dict[str, int] = {}      # cid -> relays not yet connected to the supervisor
+        self.resizers: dict[str, list] = {}       # cid -> resize functions of connected relays
         self.console_sizes: dict[str, tuple[int, int]] = {}  # cid -> ConsoleSize given at create
         self.attach_cond = threading.Condition(self.lock)
         self.execs: dict[str, dict] = {}

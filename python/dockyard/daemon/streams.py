@@ -49,17 +49,22 @@ def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, wa
         sup = _connect(sock_path)
     except OSError:
         if connected:
-            connected()
+            connected(None)
         return
-    if size:
-        try:
-            sup.sendall(_frame(4, struct.pack(">HH", *size)))
-        except OSError:
-            pass
-    if connected:
-        connected()
     lock = threading.Lock()
     done = threading.Event()
+
+    def resize(rows: int, cols: int) -> None:
+        with lock:
+            try:
+                sup.sendall(_frame(4, struct.pack(">HH", rows, cols)))
+            except OSError:
+                pass
+
+    if size:
+        resize(*size)
+    if connected:
+        connected(resize)
 
     def pump_in() -> None:
         while not done.is_set():
