@@ -440,6 +440,7 @@ def test_concurrent_create_start_wait_delete(daemon):
     errors, ids, addresses = [], {}, {}
     lock = threading.Lock()
     all_up = threading.Barrier(n + 1)
+    checked = threading.Event()
 
     def one(i: int) -> None:
         try:
@@ -453,6 +454,7 @@ def test_concurrent_create_start_wait_delete(daemon):
             with lock:
                 errors.append(repr(exc))
         all_up.wait(600)
+        checked.wait(600)
         try:
             cid = ids[i]
             d.ok("POST", f"/containers/{cid}/kill?signal=TERM")
@@ -466,7 +468,10 @@ def test_concurrent_create_start_wait_delete(daemon):
     for t in threads:
         t.start()
     all_up.wait(600)
-    running = d.ok("GET", "/containers/json")
+    try:
+        running = d.ok("GET", "/containers/json")
+    finally:
+        checked.set()
     assert len(running) == n and len({r["Names"][0] for r in running}) == n
     for t in threads:
         t.join(600)
