@@ -653,10 +653,9 @@ def test_random_instructions_build_or_fail_cleanly(engine, base_tar, tmp_path):
 
 
 def test_network_host_is_passed_to_run(bengine, tmp_path):
-    # other tests add and remove host interfaces meanwhile: look for one that stays
-    stable = next(n for n in sorted(os.listdir("/sys/class/net")) if n != "lo" and not n.startswith(("dy", "veth")))
+    # other tests add and remove host interfaces meanwhile: the host's namespace has more than lo
     iid, lines = build(bengine, None, "FROM dybuild:base\nRUN echo out:$(ls /sys/class/net)\n", network="host")
-    assert stable in run_output(lines)[0].split()
+    assert len(run_output(lines)[0].split()) > 1, lines
     _, lines = build(bengine, None, "FROM dybuild:base\nRUN echo out:$(ls /sys/class/net) none\n")
     assert run_output(lines) == ["out:lo none"]
 
