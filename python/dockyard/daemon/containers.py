@@ -674,8 +674,14 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
 
 
 def _wait_started(d, cid: str, conn) -> bool:  # noqa: ANN001
+    """Wait for the container to start.  A client that half-closes (no stdin: docker does
+    ``CloseWrite`` at once) still wants the output; only a client that has gone altogether
+    (POLLHUP on a unix socket) or a removed container ends the wait."""
     import select
 
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLHUP)
+    last_check = time.monotonic()
     while not d.stopping.is_set():
         with d.attach_cond:
             if cid in d.tracked:
@@ -683,16 +689,15 @@ def _wait_started(d, cid: str, conn) -> bool:  # noqa: ANN001
             d.attach_cond.wait(0.2)
             if cid in d.tracked:
                 return True
-        # the client gave up (connection closed) before the container started
-        r, _, _ = select.select([conn], [], [], 0)
-        if r:
-            try:
-                if not conn.recv(1, 0x40 | 0x2):  # MSG_DONTWAIT | MSG_PEEK
+        if any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in poller.poll(0)):
+            return False
+        if time.monotonic() - last_check > 2:
+            last_check = time.monotonic()
+            with d.engines.get() as engine:
+                try:
+                    engine.containers.load(cid)
+                except NotFound:
                     return False
-            except BlockingIOError:
-                pass
-            except OSError:
-                return False
     return False
 
 
