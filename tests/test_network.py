@@ -598,3 +598,12 @@ def test_user_network_relays_other_names_to_the_given_dns(dyn):
     finally:
         subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True)
     dyn("rm", "-f", "up")
+
+
+def test_network_with_only_stopped_members_can_go(dyn):
+    """As docker: rm succeeds, and the member's next start names the missing network."""
+    dyn("network", "create", "--subnet", "10.250.18.0/24", "brief")
+    dyn("create", "--name", "member", "--network", "brief", "bb", "true")
+    dyn("network", "rm", "brief")
+    assert "network brief not found" in fails(dyn("start", "member", check=False), 1)
+    dyn("rm", "member")

@@ -219,7 +219,10 @@ class Networks:
         return out
 
     def _users(self, nid: str) -> list[str]:
-        return [r[0] for r in self.store.db.execute("SELECT container FROM endpoints WHERE network=?", (nid,))]
+        """Containers with an active endpoint (running): docker lets a network with only stopped
+        members go, and their next start fails with "network ... not found"."""
+        return [r[0] for r in self.store.db.execute("SELECT container FROM endpoints WHERE network=? AND ip != ''",
+                                                    (nid,))]
 
     def inspect(self, ref: str) -> dict:
         r = self.row(ref)
@@ -406,6 +409,12 @@ class Networks:
             if omode.startswith("container:"):  # joined through a joiner: the first one's namespace
                 return str(self.netns_path(omode.split(":", 1)[1]))
             return str(self.netns_path(other))
+        gone = self.store.db.execute(
+            "SELECT e.network FROM endpoints e LEFT JOIN networks n ON n.id=e.network WHERE e.container=? "
+            "AND n.id IS NULL", (cid,)).fetchall()
+        if gone:
+            name = mode if mode not in ("default", "bridge") else gone[0][0]
+            raise NetworkNotFound(f"network {name} not found")
         path = self.netns_path(cid)
         self.teardown(cid, release=False)  # whatever a crashed start left
         path.parent.mkdir(parents=True, exist_ok=True)
