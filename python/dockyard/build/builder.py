@@ -186,8 +186,7 @@ class Builder:
         needed = self._needed(stages, target)
         for key in sorted(self.opts.labels):
             inst = Instruction("LABEL", 0, 0, f"LABEL {key}={self.opts.labels[key]}")
-            inst.pairs = [(key, self.opts.labels[key])]
-            inst.legacy_kv = True  # marks "no expansion" for CLI labels
+            inst.pairs = [(key, self.opts.labels[key])]  # line 0: not expanded (see _do_label)
             target.instructions.append(inst)
         self.total = sum(1 + len(s.instructions) for s in stages if s.index in needed)
         state = State()

@@ -61,10 +61,6 @@ class Instruction:
     trigger: Instruction | None = None  # ONBUILD's instruction
     legacy_kv: bool = False           # ENV k v
 
-    def text(self) -> str:
-        """The instruction as progress lines show it."""
-        return f"{self.cmd} {self.original.split(None, 1)[1] if ' ' in self.original.strip() else ''}".strip()
-
 
 @dataclass
 class Dockerfile:
