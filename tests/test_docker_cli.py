@@ -244,7 +244,10 @@ def test_exec_tty_window_size(both):
     ours.made.append("dyexit")
     assert ours("run", "-d", "--name", "dyexit", IMG, "sleep", "30").returncode == 0
     env = _envs(both)[0]
-    proc = subprocess.run(["script", "-qec", "stty rows 21 cols 61; docker exec -it dyexit busybox stty size; "
+    # (the runtime's exec copies the size to the pty just after the process starts: hence the
+    # sleep; see the daemon's notes)
+    proc = subprocess.run(["script", "-qec", "stty rows 21 cols 61; docker exec -it dyexit sh -c "
+                           "'sleep 0.3; busybox stty size'; "
                            "docker exec -it dyexit sh -c 'tty; exit 3'", "/dev/null"],
                           env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
     assert b"21 61\r\n" in proc.stdout and b"/dev/pts/" in proc.stdout and proc.returncode == 3
