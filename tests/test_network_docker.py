@@ -191,3 +191,25 @@ def test_user_network_etc_files_match_docker(dyn, bridged_docker):
             run("network", "rm", "etcnet")
         outs[tool] = re.sub(r"10\.250\.91\.\d+", "IP", out)
     assert outs["dockyard"] == outs["docker"]
+
+
+def test_conflicting_options_match_docker(dyn, bridged_docker):
+    for tool, run in both(dyn, bridged_docker):
+        run("run", "-d", "--name", "base", "bb", "sleep", "60")
+    try:
+        for args in (["--network-alias", "x"], ["--ip", "10.250.95.9"], ["--network", "host", "--link", "base"],
+                     ["--network", "container:base", "-p", "80"], ["--network", "container:base", "--link", "base"]):
+            outs = {}
+            for tool, run in both(dyn, bridged_docker):
+                proc = run("run", "--rm", *args, "bb", "true", check=False)
+                msg = proc.stderr.decode().strip().splitlines()[0]
+                outs[tool] = (proc.returncode, msg.removeprefix("docker: ").removeprefix("Error response from daemon: "))
+            assert outs["dockyard"] == outs["docker"], args
+        outs = {}
+        for tool, run in both(dyn, bridged_docker):
+            proc = run("port", "base", "80", check=False)
+            outs[tool] = (proc.returncode, proc.stdout, proc.stderr)
+        assert outs["dockyard"] == outs["docker"]
+    finally:
+        for tool, run in both(dyn, bridged_docker):
+            run("rm", "-f", "base", check=False)

@@ -175,7 +175,9 @@ def port(session, container, private_port):  # noqa: ANN001
         key = f"{num}/{proto or 'tcp'}"
         found = mapping.get(key)
         if not found:
-            raise NotFound(f"No public port '{key}' published for {container}")
+            err = NotFound(f"Error: No public port '{private_port}' published for {container}")
+            err.client_side = True  # docker's CLI says it itself
+            raise err
         echo("".join(f"{b['HostIp']}:{b['HostPort']}\n" for b in found))
         return
     lines = []

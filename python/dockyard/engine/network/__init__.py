@@ -53,6 +53,12 @@ class NetworkNotFound(NotFound):
     pass
 
 
+class AliasError(InvalidArgument):
+    """docker's CLI refuses these itself."""
+
+    client_side = True
+
+
 class PublishError(InvalidArgument):
     """A malformed -p: docker's CLI reports these itself."""
 
@@ -342,14 +348,19 @@ class Networks:
         mode = mode or "default"
         if mode.startswith("container:"):
             target = resolve_container(mode.split(":", 1)[1])
-            if aliases or want_ip or links:
-                raise InvalidArgument("Conflicting options: --network=container: cannot be used with "
-                                      "--ip, --network-alias or --link")
+            if links:
+                raise InvalidArgument("conflicting options: container type network can't be used with links. "
+                                      "This would result in undefined behavior")
+            if aliases:
+                raise AliasError("network-scoped aliases are only supported for user-defined networks")
+            if want_ip:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
             return {"mode": f"container:{target}", "networks": []}
         if mode in ("host", "none"):
-            if want_ip or aliases:
-                raise InvalidArgument("user specified IP address is supported on user defined networks only"
-                                      if want_ip else "network-scoped alias is supported only for containers in user defined networks")
+            if aliases:
+                raise AliasError("network-scoped aliases are only supported for user-defined networks")
+            if want_ip:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
             if links:
                 raise InvalidArgument("conflicting options: host type networking can't be used with links. "
                                       "This would result in undefined behavior" if mode == "host"
@@ -362,7 +373,7 @@ class Networks:
             if want_ip:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
             if aliases:
-                raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+                raise AliasError("network-scoped aliases are only supported for user-defined networks")
         if want_ip:
             try:
                 ip = ipaddress.IPv4Address(want_ip)

@@ -69,6 +69,8 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # 
     bindings = []
     for p in getattr(opts, "publish", []) or []:
         bindings += parse_publish(p)
+    if plan["mode"].startswith("container:") and (bindings or getattr(opts, "publish_all", False)):
+        raise InvalidArgument("conflicting options: port publishing and the container type network mode")
     for h in getattr(opts, "add_host", []) or []:
         name, sep, ip = h.partition(":")
         if not sep or not name:
