@@ -78,7 +78,7 @@ def test_binds_and_missing_sources(dyn, tmp_path):
     dyn("run", "--rm", "-v", f"{missing}:/m", "bb", "true")
     assert missing.is_dir()
     for bad, message in [(["-v", "relative:/x:zz"], "invalid mode: zz"), (["-v", "vol:relative"], "mount path must be absolute"),
-                         (["--mount", "type=nfs,dst=/x"], "unsupported mount type"),
+                         (["--mount", "type=nfs,dst=/x"], "mount type unknown"),
                          (["--mount", "type=volume,src=v"], "target is required"),
                          (["-v", "/a:/x", "-v", "/b:/x"], "Duplicate mount point: /x")]:
         err = fails(dyn("run", "--rm", *bad, "bb", "true", check=False))
@@ -194,3 +194,20 @@ def test_image_volumes_like_dockerd(dyn, dockerd, tmp_path):
         outs[tool] = (out, m["Type"], m["Destination"], m["Mode"], m["RW"], m["Propagation"], m["Driver"], sorted(m),
                       len(name), before, after)
     assert outs["dockyard"] == outs["docker"]
+
+
+def test_bad_mounts_like_dockerd(dyn, dockerd, docker_busybox, tmp_path):
+    """The same bad -v/--mount/--tmpfs/--volumes-from values: the same exit code and message."""
+    cases = [["--mount", "type=tmpfs,src=x,dst=/t"], ["--mount", "type=bind,dst=/t"], ["-v", "a:b:c:d"],
+             ["--volumes-from", "nope"], ["--mount", "type=nfs,dst=/x"], ["--mount", "type=volume,src=v"],
+             ["-v", "vol:relative"], ["-v", "/a:/x", "-v", "/b:/x"], ["-v", "vol:/x:zz"],
+             ["--mount", "type=bind,src=rel,dst=/x"], ["--mount", f"type=bind,src={tmp_path}/missing,dst=/x"]]
+    for args in cases:
+        outs = {}
+        for tool, run in (("docker", dockerd.docker), ("dockyard", dyn)):
+            proc = run("run", "--rm", "--network", "none", *args, docker_busybox if tool == "docker" else "bb", "true",
+                       check=False)
+            msg = proc.stderr.decode().strip().splitlines()[0]
+            outs[tool] = (proc.returncode, msg.removeprefix("docker: ").removeprefix("Error response from daemon: "))
+        assert outs["dockyard"] == outs["docker"], args
+    assert text(dyn("ps", "-aq")) == "" and vol_names(dyn) == []

@@ -38,6 +38,12 @@ class VolumeNotFound(NotFound):
     pass
 
 
+class MountFlagError(InvalidArgument):
+    """A --mount value docker's CLI itself refuses."""
+
+    client_side = True
+
+
 class Volumes:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -321,7 +327,7 @@ def parse_mount(spec: str) -> dict:
             if key in ("readonly", "ro", "volume-nocopy"):
                 flags.add(key)
                 continue
-            raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: invalid field '{item}' must be a key=value pair")
+            raise MountFlagError(f"invalid argument \"{spec}\" for \"--mount\" flag: invalid field '{item}' must be a key=value pair")
         if key in ("src", "source"):
             key = "source"
         elif key in ("dst", "destination", "target"):
@@ -334,12 +340,12 @@ def parse_mount(spec: str) -> dict:
             continue
         elif key not in ("type", "bind-propagation", "volume-nocopy", "volume-driver", "volume-label",
                          "volume-opt", "tmpfs-size", "tmpfs-mode", "consistency", "bind-nonrecursive"):
-            raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: unexpected key '{key}' in '{item}'")
+            raise MountFlagError(f"invalid argument \"{spec}\" for \"--mount\" flag: unexpected key '{key}' in '{item}'")
         fields[key] = value
     kind = fields.get("type", "volume")
     target = fields.get("target", "")
     if not target:
-        raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: target is required")
+        raise MountFlagError(f"invalid argument \"{spec}\" for \"--mount\" flag: target is required")
     _check_dest(target, spec)
     rw = "readonly" not in flags and "ro" not in flags
     mp = _parse_mount_kind(kind, fields, rw, flags, target, spec)
@@ -351,7 +357,7 @@ def _parse_mount_kind(kind: str, fields: dict, rw: bool, flags: set, target: str
     if kind == "bind":
         src = fields.get("source", "")
         if not src:
-            raise InvalidArgument("Invalid mount config for type \"bind\": field Source must not be empty")
+            raise InvalidArgument("invalid mount config for type \"bind\": field Source must not be empty")
         if not src.startswith("/"):
             raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount path: '{src}' mount path must be absolute")
         return {"Type": "bind", "Source": os.path.normpath(src), "Destination": target, "Mode": "", "RW": rw,
@@ -378,7 +384,7 @@ def _parse_mount_kind(kind: str, fields: dict, rw: bool, flags: set, target: str
             opts.append("ro")
         return {"Type": "tmpfs", "Source": "", "Destination": target, "Mode": "", "RW": rw, "Propagation": "",
                 "_TmpfsOptions": ",".join(opts)}
-    raise InvalidArgument(f"invalid argument \"{spec}\" for \"--mount\" flag: unsupported mount type: {kind}")
+    raise InvalidArgument(f"invalid mount config for type \"{kind}\": mount type unknown")
 
 
 def _check_dest(dest: str, spec: str = "") -> None:
