@@ -331,3 +331,19 @@ def test_init_reaps_and_forwards(dy):
     dy("stop", "-t", "5", "trap")
     assert text(dy("inspect", "-f", "{{.State.ExitCode}}", "trap")) == "42\n"
     dy("rm", "trap")
+
+
+def test_resolve_user_tolerates_a_malformed_passwd_for_numeric_users(tmp_path):
+    from dockyard.engine.spec import resolve_user
+    from dockyard.errors import InvalidArgument
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("root:x:zero\nok:x:5:6::/home/ok:/bin/sh\n")
+    assert (resolve_user(str(tmp_path), "").uid, resolve_user(str(tmp_path), "0").gid) == (0, 0)
+    assert resolve_user(str(tmp_path), "ok").home == "/home/ok"
+    with pytest.raises(InvalidArgument, match="malformed"):
+        resolve_user(str(tmp_path), "root")
+    # a link out of the rootfs is resolved inside it
+    (tmp_path / "etc" / "passwd").unlink()
+    (tmp_path / "etc" / "passwd").symlink_to("/../../../../etc/shadow-that-does-not-exist")
+    assert resolve_user(str(tmp_path), "").uid == 0

@@ -176,7 +176,11 @@ def resolve_user(rootfs: str, spec: str) -> User:
         try:
             uid, gid = int(entry[2]), int(entry[3])
         except (IndexError, ValueError):
-            raise InvalidArgument(f"malformed /etc/passwd entry for {user!r}") from None
+            if not user.isdigit():
+                raise InvalidArgument(f"malformed /etc/passwd entry for {user!r}") from None
+            entry = None  # as docker: a numeric user needs no (valid) passwd entry
+            uid, gid, home, name = int(user), 0, "/", ""
+    if entry is not None:
         home = entry[5] if len(entry) > 5 and entry[5] else "/"
         name = entry[0]
     elif not user.isdigit():
