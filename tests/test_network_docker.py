@@ -213,3 +213,31 @@ def test_conflicting_options_match_docker(dyn, bridged_docker):
     finally:
         for tool, run in both(dyn, bridged_docker):
             run("rm", "-f", "base", check=False)
+
+
+def test_network_command_errors_match_docker(dyn, bridged_docker):
+    cases = [["network", "create", "--subnet", "10.250.92.0/33", "x1"], ["network", "create", "--subnet", "banana", "x1"],
+             ["network", "create", "--subnet", "10.250.92.0/24", "--gateway", "10.250.93.1", "x1"],
+             ["network", "create", "bridge"], ["network", "create", "--subnet", "10.250.92.0/24", "dup"],
+             ["network", "create", "--subnet", "10.250.92.128/25", "x2"], ["network", "rm", "nope"],
+             ["network", "rm", "bridge"], ["network", "connect", "dup", "member"],
+             ["network", "disconnect", "bridge", "member"], ["network", "inspect", "nope"],
+             ["network", "connect", "nope", "member"], ["network", "connect", "dup", "nobody"]]
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        run("network", "create", "--subnet", "10.250.92.0/24", "dup")
+        run("run", "-d", "--name", "member", "--network", "dup", "bb", "sleep", "60")
+        cid = json.loads(run("inspect", "member").stdout)[0]["Id"]
+        dup = json.loads(run("network", "inspect", "dup").stdout)[0]["Id"]
+        try:
+            res = []
+            for args in cases:
+                proc = run(*args, check=False)
+                err = proc.stderr.decode().strip().splitlines()
+                res.append((proc.returncode, normalize(err[0] if err else "", {cid: "CID", dup: "NID"})))
+            outs[tool] = res
+        finally:
+            run("rm", "-f", "member")
+            run("network", "rm", "dup")
+    diffs = [(args, ours, theirs) for args, ours, theirs in zip(cases, outs["dockyard"], outs["docker"]) if ours != theirs]
+    assert diffs == [], "\n".join(map(repr, diffs))

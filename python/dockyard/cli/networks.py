@@ -86,8 +86,8 @@ def inspect(session, names, fmt, verbose):  # noqa: ANN001
     for n in names:
         try:
             nets.append(_networks(session).inspect(n))
-        except NotFound:
-            errors.append(f"Error: No such network: {n}")
+        except NotFound as exc:
+            errors.append(f"Error response from daemon: {exc}")
     print_inspect(nets, fmt)
     fail_if(errors)
 

@@ -166,7 +166,9 @@ class Networks:
             except ValueError:
                 raise InvalidArgument(f"invalid gateway address: {gateway}") from None
             if gw not in net or gw in (net.network_address, net.broadcast_address):
-                raise InvalidArgument(f"no matching subnet for gateway {gateway}")
+                err = InvalidArgument(f"no matching subnet for gateway {gateway}")
+                err.client_side = True  # docker's CLI checks this one itself
+                raise err
         nid = new_id()
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM networks WHERE name=?", (name,)).fetchone():
