@@ -33,7 +33,7 @@ def test_volume_commands(dyn):
     assert "volume name is too short" in fails(dyn("volume", "create", "a", check=False), 1)
     err = fails(dyn("volume", "create", "bad/name", check=False), 1)
     assert '"bad/name" includes invalid characters for a local volume name' in err
-    assert "No such volume: nope" in fails(dyn("volume", "inspect", "nope", check=False), 1)
+    assert "get nope: no such volume" in fails(dyn("volume", "inspect", "nope", check=False), 1)
     assert "get nope: no such volume" in fails(dyn("volume", "rm", "nope", check=False), 1)
     dyn("volume", "rm", "-f", "nope")
     assert text(dyn("volume", "rm", "data2")) == "data2\n"
@@ -211,3 +211,21 @@ def test_bad_mounts_like_dockerd(dyn, dockerd, docker_busybox, tmp_path):
             outs[tool] = (proc.returncode, msg.removeprefix("docker: ").removeprefix("Error response from daemon: "))
         assert outs["dockyard"] == outs["docker"], args
     assert text(dyn("ps", "-aq")) == "" and vol_names(dyn) == []
+
+
+def test_volume_commands_like_dockerd(dyn, dockerd, docker_busybox):
+    steps = [["volume", "create", "--label", "a=1", "cmp1"], ["volume", "create", "cmp1"], ["volume", "create", "cmp2"],
+             ["volume", "create", "x"], ["volume", "create", "bad/name"], ["volume", "ls"],
+             ["volume", "ls", "-q", "--filter", "label=a"], ["volume", "ls", "--format", "{{.Name}} {{.Driver}}"],
+             ["volume", "ls", "--filter", "colour=red"], ["volume", "inspect", "-f", "{{.Name}} {{.Labels}}", "cmp1"],
+             ["volume", "inspect", "nope"], ["volume", "rm", "nope"], ["volume", "rm", "-f", "nope"],
+             ["volume", "rm", "cmp2"], ["volume", "prune", "-f"], ["volume", "ls", "-q"]]
+    outs = {}
+    for tool, run in (("docker", dockerd.docker), ("dockyard", dyn)):
+        outs[tool] = []
+        for args in steps:
+            proc = run(*args, check=False)
+            err = proc.stderr.decode().strip().splitlines()
+            outs[tool].append((proc.returncode, proc.stdout.decode(), err[0] if err else ""))
+    diffs = [(a, o, t) for a, o, t in zip(steps, outs["dockyard"], outs["docker"]) if o != t]
+    assert diffs == [], "\n".join(map(repr, diffs))

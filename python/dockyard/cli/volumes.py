@@ -78,8 +78,8 @@ def inspect(session, names, fmt):  # noqa: ANN001
     for n in names:
         try:
             vols.append(_volumes(session).inspect(n))
-        except NotFound:
-            errors.append(f"Error: No such volume: {n}")
+        except NotFound as exc:
+            errors.append(f"Error response from daemon: {exc}")
     print_inspect(vols, fmt)
     fail_if(errors)
 
