@@ -84,3 +84,11 @@ def docker_busybox(dockerd, tmp_path_factory) -> str:
     tar = tar_dir(make_busybox_rootfs(work / "rootfs"), work / "bb.tar")
     dockerd.docker("import", "-c", 'CMD ["/bin/sh"]', str(tar), "dybusybox:base")
     return "dybusybox:base"
+
+
+@pytest.fixture(autouse=True)
+def _no_docker_hub(monkeypatch):
+    """Tests never reach a registry outside this machine: an accidental Docker Hub pull (a
+    typo'd base image in a build, say) goes to a closed loopback port and fails at once."""
+    if "DOCKYARD_HUB_ENDPOINT" not in os.environ:
+        monkeypatch.setenv("DOCKYARD_HUB_ENDPOINT", "http://127.0.0.1:1")

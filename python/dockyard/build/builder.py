@@ -283,17 +283,28 @@ class Builder:
 
             state.arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(_p.machine(), _p.machine())
         else:
-            try:
-                image_id = self.images.resolve(base)
-            except ImageNotFound:
-                raise BuildError(f"pull access denied for {base}: the image is not in the local store "
-                                 "(dockyard build uses local images; pull or load it first)") from None
-            state = self._load(image_id)
+            state = self._load(self._local_or_pulled(base))
         state.name = st.name
         env = state.config.get("Env") or []
         if not any(e.partition("=")[0] == "PATH" for e in env):
             state.config["Env"] = list(env) + ["PATH=" + DEFAULT_PATH]
         return state
+
+    def _local_or_pulled(self, name: str) -> str:
+        """The image's ID, pulled from its registry first when the store lacks it (as docker's
+        builder does for FROM and COPY --from)."""
+        try:
+            return self.images.resolve(name)
+        except ImageNotFound:
+            pass
+        from ..registry.client import pull
+
+        self.out(f"Unable to find image '{name}' locally; pulling")
+        try:
+            results = pull(self.engine, name)
+        except DockyardError as exc:
+            raise BuildError(f"pull access denied for {name}: {exc}") from None
+        return results[0].image_id
 
     def _load(self, image_id: str) -> State:
         cfg = self.images.config(image_id)
@@ -766,10 +777,7 @@ class Builder:
                 raise DockerfileError(f"invalid from flag value {from_ref}: refers to a stage not built "
                                       "before this one", inst.line, 1, self.file)
             else:
-                try:
-                    from_state = self._load(self.images.resolve(from_ref))
-                except ImageNotFound:
-                    raise BuildError(f"invalid from flag value {from_ref}: the image is not in the local store") from None
+                from_state = self._load(self._local_or_pulled(from_ref))
         # sources: (kind, value): ("ctx", rel) | ("heredoc", Heredoc)
         sources: list[tuple[str, object]] = []
         for raw in srcs_raw:
