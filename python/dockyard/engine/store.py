@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+SCHEMA_VERSION = 1  # bump when SCHEMA changes (user_version tells whether to run it)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id          TEXT PRIMARY KEY,          -- sha256:<hex of config>
@@ -119,8 +120,9 @@ class Store:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
-        for sub in ("blobs/sha256", "layers", "tmp", "containers", "volumes"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if not (self.root / "tmp").is_dir():  # a new root (tmp/ is made last)
+            for sub in ("blobs/sha256", "layers", "containers", "volumes", "tmp"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -136,13 +138,12 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        if alone:
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             self.db.executescript(SCHEMA)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if alone:
             self.sweep()
             fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
-        else:
-            # Another process holds the store, so it exists; make sure (cheaply) all tables do.
-            self.db.executescript(SCHEMA)
 
     def close(self) -> None:
         self.db.close()
@@ -214,10 +215,11 @@ class Store:
             os.rename(tmp, dest)
 
     def read_blob(self, digest: str) -> bytes:
-        import hashlib
+        from .. import _native  # (hashlib would load OpenSSL: milliseconds of every start-up)
 
-        data = self.blob_path(digest).read_bytes()
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        path = self.blob_path(digest)
+        data = path.read_bytes()
+        if _native.sha256_file(str(path)) != digest:
             from ..errors import DockyardError
 
             raise DockyardError(f"blob {digest} is corrupt in the store")
@@ -228,21 +230,26 @@ class Store:
     def sweep(self) -> None:
         """Remove what a crashed process left: staging dirs, unregistered layers and blobs.
 
-        Only call with the exclusive lock held (no other process is using the store)."""
+        Only call with the exclusive lock held (no other process is using the store).  Every
+        write that can leave an unregistered layer or blob behind runs inside a staging dir
+        under tmp/, so the scan of layers/ and blobs/ happens only when tmp/ shows that a
+        process died mid-write: the common case costs one listdir."""
+        crashed = False
         for entry in (self.root / "tmp").iterdir():
             pid = entry.name.split("-", 1)[0]
             if not pid.isdigit() or not pid_alive(int(pid)) or int(pid) == os.getpid():
                 remove_tree(entry)
+                crashed = True
+        if not crashed:
+            return
         known_layers = {_hex(r[0]) for r in self.db.execute("SELECT chain_id FROM layers")}
         for entry in (self.root / "layers").iterdir():
             if entry.name not in known_layers:
                 remove_tree(entry)
         referenced = self.referenced_blobs()
-        grace = time.time() - 3600
         for entry in (self.root / "blobs" / "sha256").iterdir():
-            # A blob nobody references: either garbage from a crash or one written moments ago by
-            # a process that has not committed yet; only the old ones are certainly garbage.
-            if entry.name not in referenced and entry.stat().st_mtime < grace:
+            # No other process is using the store, so an unreferenced blob is garbage.
+            if entry.name not in referenced:
                 entry.unlink(missing_ok=True)
 
     def referenced_blobs(self) -> set[str]:
