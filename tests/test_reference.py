@@ -258,3 +258,26 @@ def test_reference_is_an_immutable_value():
 )
 def test_is_id_prefix(text, expected):
     assert is_id_prefix(text) is expected
+
+
+@pytest.mark.parametrize("text", [
+    "busybox", "busybox:latest", "hello-world", "a", "a.b", "a_b", "a__b", "a---b", "a-b.c_d", "x:1.0",
+    "x:Tag_1-2.3", "a___b", "a..b", "-a", "a-", "a:", "a:-x", "a:.x", "a:" + "t" * 129, "A", "a:é",
+    "a" * 64, "0" * 64, "f" * 63,
+])
+def test_fast_path_agrees_with_the_full_grammar(text):
+    from dockyard import reference
+
+    fast = reference._parse_simple(text)
+    original = reference._parse_simple
+    try:
+        reference._parse_simple = lambda s: None
+        full = reference.parse(text)
+    except InvalidReference:
+        full = None
+    finally:
+        reference._parse_simple = original
+    if fast is None:
+        return  # the full parser decides, whatever the answer
+    assert full is not None, f"the fast path accepted {text!r}, which Docker refuses"
+    assert (fast.domain, fast.path, fast.tag, fast.digest) == (full.domain, full.path, full.tag, full.digest)
