@@ -338,11 +338,11 @@ def test_publish_all_and_port_taken(dyn):
     ("8000-8002:80-81", "invalid ranges specified"),
 ])
 def test_malformed_publish_changes_nothing(dyn, bad, message):
-    before = rules()
     proc = dyn("run", "-d", "-p", bad, "bb", "true", check=False)
     assert message in fails(proc)
     assert text(dyn("ps", "-aq")) == ""
-    assert rules() == before
+    # Nothing of this root's in the firewall (others' tests may change other rules meanwhile).
+    assert [r for r in rules().splitlines() if dyn.bridge in r] == []
 
 
 def test_bad_network_input_changes_nothing(dyn):
