@@ -397,7 +397,8 @@ class Containers:
                      ExitCode=int(info.get("exit_code", 255)), OOMKilled=bool(info.get("oom_killed")),
                      FinishedAt=info.get("finished_at") or now_rfc3339())
         self._unmount_rootfs(cid)
-        self.runtime.delete(cid)
+        if "id" not in info:
+            self.runtime.delete(cid)  # the supervisor died without its exit file: clean up for it
         from .network.hooks import on_stop as net_stop
 
         net_stop(self, cid)  # namespace, veth, rules, address

@@ -63,7 +63,7 @@ class Runtime:
         The runtime's own error (e.g. the command does not exist) comes back as the exception's
         message; the container's exit status (127/126) is in the exit file."""
         args = ["shim", "--bundle", str(bundle), "--id", cid, "--log", str(log), "--exit-file",
-                str(exit_file), "--attach-socket", str(attach)]
+                str(exit_file), "--attach-socket", str(attach), "--delete-on-exit"]
         if tty:
             args.append("--tty")
         if stdin:

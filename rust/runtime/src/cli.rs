@@ -23,7 +23,7 @@ commands:
   exec [-t|--tty] [-d|--detach] [-e|--env K=V]... [--cwd DIR] [-u|--user UID[:GID]]
        [--pid-file F] [--console-socket SOCK] [-p|--process FILE] ID [--] ARGS...
   shim --bundle DIR --id ID --log FILE [--tty] [--stdin] [--exit-file F]
-       [--attach-socket SOCK [--wait-attach[=MS]]] [--pid-file F]
+       [--attach-socket SOCK [--wait-attach[=MS]]] [--delete-on-exit] [--pid-file F]
   version
 ";
 

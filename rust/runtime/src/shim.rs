@@ -87,6 +87,9 @@ struct Opts {
     /// `--wait-attach[=MS]`: start the process only once the first attach client is there
     /// (or after MS milliseconds).
     wait_attach: Option<i64>,
+    /// `--delete-on-exit`: once the process has exited, delete the container's runtime state
+    /// (cgroup, state dir) before writing the exit file, so the engine needs no `delete` call.
+    delete_on_exit: bool,
 }
 
 /// `--wait-attach` without a value.
@@ -117,7 +120,7 @@ fn absolute(p: &str) -> PathBuf {
 }
 
 pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
-    let a = parse(rest, &["bundle", "id", "log", "exit-file", "attach-socket", "pid-file"], &["tty", "stdin", "wait-attach"], &[("b", "bundle"), ("t", "tty"), ("i", "stdin")], None)?;
+    let a = parse(rest, &["bundle", "id", "log", "exit-file", "attach-socket", "pid-file"], &["tty", "stdin", "wait-attach", "delete-on-exit"], &[("b", "bundle"), ("t", "tty"), ("i", "stdin")], None)?;
     let o = Opts {
         root: absolute(&root.to_string_lossy()),
         bundle: absolute(a.get("bundle").unwrap_or(".")),
@@ -129,6 +132,7 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
         attach: a.get("attach-socket").map(absolute),
         pid_file: a.get("pid-file").map(absolute),
         wait_attach: parse_wait_attach(a.get("wait-attach"))?,
+        delete_on_exit: a.flag("delete-on-exit"),
     };
     crate::state::valid_id(&o.id)?;
     // `--wait-attach 5000` would leave "5000" here: say so rather than wait 10 s.
@@ -266,6 +270,7 @@ struct Supervisor {
     attach_path: Option<PathBuf>,
     clients: Vec<Client>,
     exit_file: Option<PathBuf>,
+    delete_on_exit: bool,
     started_at: String,
     oom_before: u64,
     status: Option<libc::c_int>,
@@ -362,6 +367,7 @@ impl Supervisor {
             attach_path: o.attach.clone(),
             clients: Vec::new(),
             exit_file: o.exit_file.clone(),
+            delete_on_exit: o.delete_on_exit,
             started_at: String::new(),
             oom_before,
             status: None,
@@ -775,6 +781,10 @@ impl Supervisor {
         }
         if let Some(p) = &self.attach_path {
             let _ = std::fs::remove_file(p);
+        }
+        if self.delete_on_exit {
+            // The init is reaped: this removes the cgroup and the state dir, nothing else.
+            let _ = container::delete(&self.root, &self.id, true);
         }
         if let Some(p) = &self.exit_file {
             let _ = util::atomic_write(p, doc.as_bytes(), 0o644);
