@@ -1,0 +1,940 @@
+"""Networks: the default bridge, user-defined bridges, IPAM, ports, links and the files a
+container sees (/etc/hosts, /etc/resolv.conf, /etc/hostname).
+
+State lives in two tables: ``networks`` (one row per network; the predefined ``bridge``,
+``host`` and ``none`` included) and ``endpoints`` (one row per container and network it is
+connected to: the address it holds while running, its MAC, aliases, the host ports it
+published and the firewall rules added for them).  The kernel side (a network namespace bound
+under the run dir, a veth pair, iptables rules) is made at start and unmade when the exit is
+recorded or the container is removed; every step first removes what a crashed earlier attempt
+may have left, so a crash at any point is repaired by the next start.
+
+Addresses are leased at start and released at exit, as docker does; a restarted container asks
+for its previous address first, so it usually keeps it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from ...errors import Conflict, DockyardError, InvalidArgument, NotFound
+from ..store import Store
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS networks (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, driver TEXT NOT NULL, subnet TEXT NOT NULL DEFAULT '',
+        gateway TEXT NOT NULL DEFAULT '', bridge TEXT NOT NULL DEFAULT '', internal INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '{}', options TEXT NOT NULL DEFAULT '{}', created TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS endpoints (
+        container TEXT NOT NULL, network TEXT NOT NULL, idx INTEGER NOT NULL DEFAULT 0,
+        ip TEXT NOT NULL DEFAULT '', want_ip TEXT NOT NULL DEFAULT '', mac TEXT NOT NULL DEFAULT '',
+        aliases TEXT NOT NULL DEFAULT '[]', ports TEXT NOT NULL DEFAULT '[]', rules TEXT NOT NULL DEFAULT '[]',
+        endpoint_id TEXT NOT NULL DEFAULT '', PRIMARY KEY (container, network))""",
+]
+
+# Address pools, walked lazily (building 4096 network objects up front costs ~0.1 s per run):
+# default bridges get a /16 from 10.200-239, user networks a /24 from 10.240-255.
+DEFAULT_POOL = ("10.{0}.0.0/16", range(200, 240), range(1))
+USER_POOL = ("10.{0}.{1}.0/24", range(240, 256), range(256))
+RESERVED = ["172.17.0.0/16", "10.88.0.0/16"]  # docker's and podman's defaults
+PREDEFINED = ("bridge", "host", "none")
+
+
+class NetworkNotFound(NotFound):
+    pass
+
+
+class AliasError(InvalidArgument):
+    """docker's CLI refuses these itself."""
+
+    client_side = True
+
+
+class PublishError(InvalidArgument):
+    """A malformed -p: docker's CLI reports these itself."""
+
+    client_side = True
+
+
+def _now() -> str:
+    from ..images import now_rfc3339
+
+    return now_rfc3339()
+
+
+class Networks:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        db = store.db
+        have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"networks", "endpoints"} <= have:
+            with store.transaction() as tx:
+                for stmt in SCHEMA:
+                    tx.execute(stmt)
+        if db.execute("SELECT 1 FROM networks WHERE name='bridge'").fetchone() is None:
+            self._predefine()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _default_bridge_name(self) -> str:
+        root = str(self.store.root.resolve())
+        if root == "/var/lib/dockyard":
+            return "dockyard0"
+        return "dyb" + hashlib.sha256(root.encode()).hexdigest()[:10]
+
+    def _predefine(self) -> None:
+        from ..names import new_id
+
+        with self.store.transaction() as db:
+            if db.execute("SELECT 1 FROM networks WHERE name='bridge'").fetchone():
+                return
+            taken = [ipaddress.IPv4Network(r[0]) for r in db.execute("SELECT subnet FROM networks WHERE subnet != ''")]
+            subnet = _pick(DEFAULT_POOL, taken + _host_routes())
+            for name, driver in (("bridge", "bridge"), ("host", "host"), ("none", "null")):
+                sub = str(subnet) if name == "bridge" else ""
+                gw = str(subnet.network_address + 1) if name == "bridge" else ""
+                db.execute("INSERT INTO networks (id, name, driver, subnet, gateway, bridge, options, created) "
+                           "VALUES (?,?,?,?,?,?,?,?)",
+                           (new_id(), name, driver, sub, gw, self._default_bridge_name() if name == "bridge" else "",
+                            json.dumps({"com.docker.network.bridge.default_bridge": "true",
+                                        "com.docker.network.bridge.enable_icc": "true",
+                                        "com.docker.network.bridge.enable_ip_masquerade": "true",
+                                        "com.docker.network.bridge.name": self._default_bridge_name(),
+                                        "com.docker.network.driver.mtu": "1500"} if name == "bridge" else {}),
+                            _now()))
+
+    @contextlib.contextmanager
+    def _lock(self):  # noqa: ANN202
+        fd = os.open(self.store.root / "net.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def row(self, ref: str) -> dict:
+        db = self.store.db
+        r = db.execute("SELECT * FROM networks WHERE name=? OR id=?", (ref, ref)).fetchone()
+        if r is None and ref:
+            rows = db.execute("SELECT * FROM networks WHERE id >= ? AND id < ? LIMIT 2", (ref, ref + "g")).fetchall()
+            if len(rows) == 1:
+                r = rows[0]
+            elif len(rows) > 1:
+                raise InvalidArgument(f"network {ref} is ambiguous ({len(rows)} matches found based on ID prefix)")
+        if r is None:
+            raise NetworkNotFound(f"network {ref} not found")
+        return dict(r)
+
+    # -- network commands ---------------------------------------------------------------------
+
+    def create(self, name: str, subnet: str = "", gateway: str = "", internal: bool = False,
+               labels: dict[str, str] | None = None, driver: str = "bridge", options: dict[str, str] | None = None) -> str:
+        from ..names import new_id
+
+        if driver not in ("bridge", ""):
+            raise NotFound(f"plugin \"{driver}\" not found")
+        if not name:
+            raise InvalidArgument("network name is required")
+        if name in PREDEFINED:
+            raise Conflict(f"operation is not permitted on predefined {name} network ")
+        from ..names import NAME_RE
+
+        if not NAME_RE.match(name):
+            raise InvalidArgument(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        net = None
+        if subnet:
+            try:
+                net = ipaddress.IPv4Network(subnet, strict=False)
+            except ValueError:
+                raise InvalidArgument(f"Invalid subnet {subnet} : invalid CIDR address: {subnet}") from None
+            if net.prefixlen > 30:
+                raise InvalidArgument(f"Invalid subnet {subnet} : too small for any container")
+        if gateway:
+            if net is None:
+                raise InvalidArgument("gateway requires a subnet: use --subnet with --gateway")
+            try:
+                gw = ipaddress.IPv4Address(gateway)
+            except ValueError:
+                raise InvalidArgument(f"invalid gateway address: {gateway}") from None
+            if gw not in net or gw in (net.network_address, net.broadcast_address):
+                err = InvalidArgument(f"no matching subnet for gateway {gateway}")
+                err.client_side = True  # docker's CLI checks this one itself
+                raise err
+        nid = new_id()
+        with self.store.transaction() as db:
+            if db.execute("SELECT 1 FROM networks WHERE name=?", (name,)).fetchone():
+                raise Conflict(f"network with name {name} already exists")
+            taken = [ipaddress.IPv4Network(r[0]) for r in db.execute("SELECT subnet FROM networks WHERE subnet != ''")]
+            if net is None:
+                net = _pick(USER_POOL, taken + _host_routes())
+            elif any(net.overlaps(t) for t in taken):
+                raise Conflict("Pool overlaps with other one on this address space")
+            gw_text = gateway or str(net.network_address + 1)
+            bridge = "dyn" + nid[:12]
+            db.execute("INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, created) "
+                       "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                       (nid, name, "bridge", str(net), gw_text, bridge, int(internal), json.dumps(labels or {}),
+                        json.dumps({**(options or {}), **({"_gateway": "given"} if gateway else {})}), _now()))
+        try:
+            with self._lock():
+                self._ensure_bridge(self.row(nid))
+        except BaseException:
+            self._destroy_bridge(self.row(nid))
+            with self.store.transaction() as db:
+                db.execute("DELETE FROM networks WHERE id=?", (nid,))
+            raise
+        return nid
+
+    def list(self, filters: dict[str, list[str]] | None = None) -> list[dict]:
+        filters = filters or {}
+        for key in filters:
+            if key not in ("name", "id", "driver", "label", "type", "dangling", "scope"):
+                raise InvalidArgument(f"Invalid filter '{key}'")
+        out = []
+        for r in self.store.db.execute("SELECT id FROM networks ORDER BY name"):
+            n = self.inspect(r[0])
+            if "name" in filters and not any(f in n["Name"] for f in filters["name"]):
+                continue
+            if "id" in filters and not any(n["Id"].startswith(f) for f in filters["id"]):
+                continue
+            if "driver" in filters and n["Driver"] not in filters["driver"]:
+                continue
+            if "scope" in filters and "local" not in filters["scope"]:
+                continue
+            if "type" in filters:
+                kind = "builtin" if n["Name"] in PREDEFINED else "custom"
+                if kind not in filters["type"]:
+                    continue
+            if "label" in filters:
+                labels = n["Labels"] or {}
+                if not all((k in labels and (not eq or labels[k] == v))
+                           for k, eq, v in (f.partition("=") for f in filters["label"])):
+                    continue
+            if "dangling" in filters:
+                dangling = n["Name"] not in PREDEFINED and not self._users(n["Id"])
+                if str(dangling).lower() not in [v.lower() for v in filters["dangling"]]:
+                    continue
+            out.append(n)
+        return out
+
+    def _users(self, nid: str) -> list[str]:
+        """Containers with an active endpoint (running): docker lets a network with only stopped
+        members go, and their next start fails with "network ... not found"."""
+        return [r[0] for r in self.store.db.execute("SELECT container FROM endpoints WHERE network=? AND ip != ''",
+                                                    (nid,))]
+
+    def inspect(self, ref: str) -> dict:
+        r = self.row(ref)
+        containers = {}
+        for e in self.store.db.execute(
+                "SELECT e.*, c.name AS cname FROM endpoints e JOIN containers c ON c.id=e.container "
+                "WHERE e.network=? AND e.ip != ''", (r["id"],)):
+            prefix = ipaddress.IPv4Network(r["subnet"]).prefixlen
+            containers[e["container"]] = {"Name": e["cname"], "EndpointID": e["endpoint_id"],
+                                          "MacAddress": e["mac"], "IPv4Address": f"{e['ip']}/{prefix}",
+                                          "IPv6Address": ""}
+        options = json.loads(r["options"])
+        ipam_cfg = [{"Subnet": r["subnet"]}] if r["subnet"] else []
+        if r["subnet"] and (r["name"] == "bridge" or options.get("_gateway")):  # docker shows a given one only
+            ipam_cfg[0]["Gateway"] = r["gateway"]
+        return {
+            "Name": r["name"], "Id": r["id"], "Created": r["created"], "Scope": "local", "Driver": r["driver"],
+            "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None if r["name"] in PREDEFINED else {}, "Config": ipam_cfg},
+            "Internal": bool(r["internal"]), "Attachable": False, "Ingress": False,
+            "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
+            "Options": {k: v for k, v in options.items() if not k.startswith("_")},
+            "Labels": json.loads(r["labels"]),
+        }
+
+    def remove(self, ref: str) -> str:
+        r = self.row(ref)
+        if r["name"] in PREDEFINED:
+            raise Conflict(f"{r['name']} is a pre-defined network and cannot be removed")
+        if self._users(r["id"]):
+            raise Conflict(f"error while removing network: network {r['name']} id {r['id']} has active endpoints")
+        with self._lock():
+            self._destroy_bridge(r)
+            with self.store.transaction() as db:
+                db.execute("DELETE FROM networks WHERE id=?", (r["id"],))
+        return r["id"]
+
+    def prune(self, filters: dict[str, list[str]] | None = None) -> list[str]:
+        out = []
+        for n in self.list({k: v for k, v in (filters or {}).items() if k == "label"}):
+            if n["Name"] in PREDEFINED or self._users(n["Id"]):
+                continue
+            self.remove(n["Id"])
+            out.append(n["Name"])
+        return out
+
+    # -- the kernel side ----------------------------------------------------------------------
+
+    def _ensure_bridge(self, r: dict) -> int:
+        """The bridge device of a network, with its address and rules (made if missing)."""
+        from . import firewall, netlink
+
+        with netlink.Netlink() as nl:
+            index = nl.link_index(r["bridge"])
+            if index:
+                return index
+        with _host_lock():
+            net = ipaddress.IPv4Network(r["subnet"])
+            clash = [t for t in _host_routes() if t.overlaps(net)]
+            if clash and r["name"] == "bridge":
+                # Another root's bridge took this subnet while ours was down: move to a free one.
+                with self.store.transaction() as db:
+                    taken = [ipaddress.IPv4Network(x[0]) for x in
+                             db.execute("SELECT subnet FROM networks WHERE subnet != '' AND id != ?", (r["id"],))]
+                    net = _pick(DEFAULT_POOL, taken + _host_routes())
+                    db.execute("UPDATE networks SET subnet=?, gateway=? WHERE id=?",
+                               (str(net), str(net.network_address + 1), r["id"]))
+                    db.execute("UPDATE endpoints SET ip='' WHERE network=?", (r["id"],))
+                r = self.row(r["id"])
+            elif clash:
+                raise Conflict(f"cannot create bridge {r['bridge']}: subnet {net} overlaps a route on the host ({clash[0]})")
+            return self._make_bridge(r, net)
+
+    def _make_bridge(self, r: dict, net: ipaddress.IPv4Network) -> int:
+        from . import firewall, netlink
+
+        if not r["internal"]:
+            _sysctl("net/ipv4/ip_forward", "1")  # egress needs forwarding on, as docker sets it
+        with netlink.Netlink() as nl:
+            index = nl.create_bridge(r["bridge"])
+            nl.add_address(index, ipaddress.IPv4Interface(f"{r['gateway']}/{net.prefixlen}"))
+            nl.set_up(index, r["bridge"])
+        firewall.apply(self._rules(r))
+        return index
+
+    def _destroy_bridge(self, r: dict, rules_without_device: bool = True) -> None:
+        from . import firewall, netlink
+
+        if not r["bridge"]:
+            return
+        with netlink.Netlink() as nl:
+            existed = nl.delete_link(r["bridge"])
+        if not existed and not rules_without_device:
+            return
+        # network rm: the rules go even when the device was already gone (a crash between the two).
+        firewall.apply(self._rules(r), delete=True)
+
+    @staticmethod
+    def _rules(r: dict) -> list[tuple[str, str]]:
+        from . import firewall
+
+        opts = json.loads(r["options"])
+        return firewall.network_rules(
+            r["bridge"], r["subnet"], bool(r["internal"]),
+            icc=opts.get("com.docker.network.bridge.enable_icc", "true") == "true",
+            masquerade=opts.get("com.docker.network.bridge.enable_ip_masquerade", "true") == "true")
+
+    def netns_path(self, cid: str) -> Path:
+        from ..runtime import run_dir
+
+        return run_dir() / "netns" / cid[:32]
+
+    # -- containers: create -------------------------------------------------------------------
+
+    def plan(self, mode: str, aliases: list[str], want_ip: str, links: list[str], resolve_container) -> dict:  # noqa: ANN001
+        """Validate a container's network options at create time; returns what to store."""
+        mode = mode or "default"
+        if mode.startswith("container:"):
+            target = resolve_container(mode.split(":", 1)[1])
+            if links:
+                raise InvalidArgument("conflicting options: container type network can't be used with links. "
+                                      "This would result in undefined behavior")
+            if aliases:
+                raise AliasError("network-scoped aliases are only supported for user-defined networks")
+            if want_ip:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            return {"mode": f"container:{target}", "networks": []}
+        if mode in ("host", "none"):
+            if aliases:
+                raise AliasError("network-scoped aliases are only supported for user-defined networks")
+            if want_ip:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            if links:
+                raise InvalidArgument("conflicting options: host type networking can't be used with links. "
+                                      "This would result in undefined behavior" if mode == "host"
+                                      else "Conflicting options: --link cannot be used with --network none")
+            return {"mode": mode, "networks": []}
+        r = self.row("bridge" if mode == "default" else mode)
+        if r["driver"] != "bridge":
+            raise InvalidArgument(f"network {mode} is not a bridge network")
+        if r["name"] == "bridge":
+            if want_ip:
+                raise InvalidArgument("user specified IP address is supported on user defined networks only")
+            if aliases:
+                raise AliasError("network-scoped aliases are only supported for user-defined networks")
+        if want_ip:
+            try:
+                ip = ipaddress.IPv4Address(want_ip)
+            except ValueError:
+                raise InvalidArgument(f"invalid IPv4 address: {want_ip}") from None
+            if ip not in ipaddress.IPv4Network(r["subnet"]):
+                raise InvalidArgument(f"Invalid address {want_ip}: It does not belong to any of this network's subnets")
+        return {"mode": mode if r["name"] != "bridge" or mode == "bridge" else "default",
+                "networks": [{"id": r["id"], "aliases": aliases, "want_ip": want_ip}]}
+
+    def add_endpoints(self, db, cid: str, networks: list[dict]) -> None:  # noqa: ANN001
+        from ..names import new_id
+
+        for i, n in enumerate(networks):
+            db.execute("INSERT OR REPLACE INTO endpoints (container, network, idx, want_ip, aliases, endpoint_id) "
+                       "VALUES (?,?,?,?,?,?)", (cid, n["id"], i, n.get("want_ip", ""), json.dumps(n.get("aliases") or []),
+                                                new_id()))
+
+    # -- containers: start ----------------------------------------------------------------------
+
+    def endpoints(self, cid: str) -> list[dict]:
+        rows = self.store.db.execute(
+            "SELECT e.*, n.name AS net_name, n.subnet, n.gateway, n.bridge, n.internal, n.options AS net_options "
+            "FROM endpoints e JOIN networks n ON n.id=e.network WHERE e.container=? ORDER BY e.idx", (cid,))
+        return [dict(r) for r in rows]
+
+    def setup(self, rec: dict, mode: str, ports: list[dict]) -> str | None:
+        """Make the network namespace of a starting container; returns its path (None: host)."""
+        from . import netlink
+
+        cid = rec["id"]
+        if mode == "host":
+            return None
+        if mode.startswith("container:"):
+            other = mode.split(":", 1)[1]
+            row = self.store.db.execute("SELECT spec, state FROM containers WHERE id=?", (other,)).fetchone()
+            if row is None:
+                raise NotFound(f"No such container: {other}")
+            if not json.loads(row["state"]).get("Running"):
+                raise Conflict(f"cannot join network of a non running container: {other}")
+            omode = json.loads(row["spec"])["HostConfig"].get("NetworkMode", "")
+            if omode == "host":
+                return None
+            if omode.startswith("container:"):  # joined through a joiner: the first one's namespace
+                return str(self.netns_path(omode.split(":", 1)[1]))
+            return str(self.netns_path(other))
+        gone = self.store.db.execute(
+            "SELECT e.network FROM endpoints e LEFT JOIN networks n ON n.id=e.network WHERE e.container=? "
+            "AND n.id IS NULL", (cid,)).fetchall()
+        if gone:
+            name = mode if mode not in ("default", "bridge") else gone[0][0]
+            raise NetworkNotFound(f"network {name} not found")
+        path = self.netns_path(cid)
+        self.teardown(cid, release=False)  # whatever a crashed start left
+        path.parent.mkdir(parents=True, exist_ok=True)
+        netlink.create_netns(str(path))
+        try:
+            with netlink.in_netns(str(path)) as inside:
+                inside.set_up(inside.link_index("lo"), "lo")
+                for i, ep in enumerate(self.endpoints(cid)):
+                    self._connect_one(rec, ep, str(path), inside, i, ports if i == 0 else [])
+        except BaseException:
+            self.teardown(cid)
+            raise
+        return str(path)
+
+    def _lease(self, ep: dict, cid: str) -> ipaddress.IPv4Address:
+        net = ipaddress.IPv4Network(ep["subnet"])
+        gw = ipaddress.IPv4Address(ep["gateway"])
+        with self.store.transaction() as db:
+            used = {r[0] for r in db.execute("SELECT ip FROM endpoints WHERE network=? AND ip != '' AND container != ?",
+                                             (ep["network"], cid))}
+            if ep["want_ip"]:
+                if ep["want_ip"] in used or ep["want_ip"] == str(gw):
+                    raise Conflict(f"Address already in use: {ep['want_ip']}")
+                ip = ipaddress.IPv4Address(ep["want_ip"])
+            else:
+                ip = None
+                prev = ep.get("ip") or (str(ipaddress.IPv4Address(bytes.fromhex(ep["mac"].replace(":", "")[4:])))
+                                        if ep.get("mac") else "")
+                if prev and prev not in used and ipaddress.IPv4Address(prev) in net and prev != str(gw):
+                    ip = ipaddress.IPv4Address(prev)  # (the subnet may have moved since)
+                if ip is None:
+                    for host in net.hosts():
+                        if host != gw and str(host) not in used:
+                            ip = host
+                            break
+                if ip is None:
+                    raise DockyardError(f"no available IPv4 addresses on network {ep['net_name']}")
+            from .netlink import mac_for, mac_text
+
+            db.execute("UPDATE endpoints SET ip=?, mac=? WHERE container=? AND network=?",
+                       (str(ip), mac_text(mac_for(ip)), cid, ep["network"]))
+        return ip
+
+    def _connect_one(self, rec: dict, ep: dict, path: str, inside, i: int, ports: list[dict]) -> None:  # noqa: ANN001
+        from . import firewall, netlink
+
+        cid = rec["id"]
+        host_if = _veth_name(cid, i)
+        with self._lock():  # one root's bridge, leases and veths change one container at a time
+            master = self._ensure_bridge(self.row(ep["network"]))
+            ep = next(e for e in self.endpoints(cid) if e["network"] == ep["network"])  # subnet may be new
+            ip = self._lease(ep, cid)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                with netlink.Netlink() as nl:
+                    for attempt in range(50):
+                        nl.delete_link(host_if)  # a crashed start's, or an exit's not yet reaped
+                        try:
+                            nl.create_veth(host_if, f"eth{i}", fd, master, peer_mac=netlink.mac_for(ip))
+                            break
+                        except netlink.NetlinkError as exc:
+                            # The kernel may still be destroying the previous run's namespace
+                            # (and the veth in it) when a restart comes at once.
+                            if exc.errno != errno.EEXIST or attempt == 49:
+                                raise
+                            time.sleep(0.01)
+            finally:
+                os.close(fd)
+        prefix = ipaddress.IPv4Network(ep["subnet"]).prefixlen
+        index = inside.link_index(f"eth{i}")
+        inside.add_address(index, ipaddress.IPv4Interface(f"{ip}/{prefix}"))
+        inside.set_up(index, f"eth{i}")
+        if i == 0 and not ep["internal"]:
+            inside.add_default_route(ipaddress.IPv4Address(ep["gateway"]), index)
+        if ports:
+            bindings = self._bind_ports(rec, ports)
+            rules = firewall.port_rules(ep["bridge"], str(ip), bindings)
+            with self.store.transaction() as db:
+                db.execute("UPDATE endpoints SET ports=?, rules=? WHERE container=? AND network=?",
+                           (json.dumps(bindings), json.dumps(rules), cid, ep["network"]))
+            firewall.apply(rules)
+
+    def _bind_ports(self, rec: dict, ports: list[dict]) -> list[dict]:
+        """Host ports for the container's -p/-P: checked free (ours and the host's), random
+        ones picked by the kernel."""
+        cid = rec["id"]
+        ours = {}
+        for r in self.store.db.execute("SELECT container, ports FROM endpoints WHERE ports != '[]' AND container != ?", (cid,)):
+            for b in json.loads(r[1]):
+                ours[(b["proto"], b["host_port"])] = b
+        out = []
+        for p in ports:
+            host_ip = p["host_ip"] or "0.0.0.0"
+            host_port = p["host_port"]
+            kind = socket.SOCK_STREAM if p["proto"] == "tcp" else socket.SOCK_DGRAM
+            if host_port:
+                other = ours.get((p["proto"], host_port))
+                if other and (other["host_ip"] in ("", "0.0.0.0") or host_ip in ("0.0.0.0", other["host_ip"])):
+                    raise Conflict(f"driver failed programming external connectivity on endpoint {rec['name']} "
+                                   f"({cid}): Bind for {host_ip}:{host_port} failed: port is already allocated")
+            s = socket.socket(socket.AF_INET, kind)
+            try:
+                try:
+                    s.bind((host_ip, int(host_port or 0)))
+                except OSError as exc:
+                    raise Conflict(f"driver failed programming external connectivity on endpoint {rec['name']} "
+                                   f"({cid}): Error starting userland proxy: listen {p['proto']}4 {host_ip}:{host_port}: "
+                                   f"bind: {exc.strerror.lower() if exc.strerror else exc}") from None
+                port = s.getsockname()[1]
+            finally:
+                s.close()
+            b = dict(p, host_ip=host_ip, host_port=str(port))
+            ours[(p["proto"], str(port))] = b
+            out.append(b)
+        return out
+
+    def teardown(self, cid: str, release: bool = True) -> None:
+        """Undo :meth:`setup`: rules, veths, the namespace; release the addresses.  Does no
+        kernel work when there is nothing to undo (it runs at exit and again at rm)."""
+        from . import firewall, netlink
+
+        eps = self.endpoints(cid)
+        leased = any(ep["ip"] for ep in eps)
+        rules = [tuple(r) for ep in eps for r in json.loads(ep["rules"])]
+        if rules:
+            firewall.apply(rules, delete=True)
+        path = str(self.netns_path(cid))
+        if release and os.path.exists(path):
+            # Unbinding the namespace is enough: with no process, mount or socket left in it the
+            # kernel destroys it, and the veth pair with it, off our path (deleting the veth here
+            # costs ~15 ms of synchronous RCU waits on every container exit).
+            netlink.remove_netns(path)
+        elif os.path.exists(path) or leased:  # a crashed start's leftovers: remove them by name
+            with netlink.Netlink() as nl:
+                for i in range(len(eps) or 1):
+                    nl.delete_link(_veth_name(cid, i))
+            netlink.remove_netns(path)
+        if release and (leased or rules):
+            with self.store.transaction() as db:
+                db.execute("UPDATE endpoints SET ip='', ports='[]', rules='[]' WHERE container=?", (cid,))
+        elif rules:
+            with self.store.transaction() as db:
+                db.execute("UPDATE endpoints SET ports='[]', rules='[]' WHERE container=?", (cid,))
+        if release and leased and any(ep["net_name"] == "bridge" for ep in eps):
+            self._gc_default_bridge()
+
+    def _gc_default_bridge(self) -> None:
+        """A private root's default bridge goes when its last container does (so tests and
+        throw-away roots leave no device behind); the host root's stays, as docker0 does."""
+        if self._default_bridge_name() == "dockyard0":
+            return
+        r = self.row("bridge")
+        with self._lock():
+            busy = self.store.db.execute("SELECT 1 FROM endpoints WHERE network=? AND ip != '' LIMIT 1",
+                                         (r["id"],)).fetchone()
+            if not busy:
+                self._destroy_bridge(r, rules_without_device=False)
+
+    def forget(self, cid: str) -> None:
+        """The container is removed: its endpoints go too."""
+        self.teardown(cid)
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM endpoints WHERE container=?", (cid,))
+
+    # -- connect / disconnect -------------------------------------------------------------------
+
+    def connect(self, rec: dict, ref: str, aliases: list[str], want_ip: str = "") -> None:
+        r = self.row(ref)
+        cid = rec["id"]
+        mode = rec["spec"]["HostConfig"].get("NetworkMode", "")
+        if r["driver"] != "bridge" or mode in ("host", "none") or mode.startswith("container:"):
+            raise Conflict("container cannot be disconnected from host network or connected to host network"
+                           if mode == "host" or r["name"] == "host" else
+                           f"container sharing network namespace with another container or host cannot be connected "
+                           f"to any other network" if mode.startswith("container:") else
+                           "container cannot be connected to multiple networks with one of the networks in private (none) mode")
+        if self.store.db.execute("SELECT 1 FROM endpoints WHERE container=? AND network=?", (cid, r["id"])).fetchone():
+            raise Conflict(f"endpoint with name {rec['name']} already exists in network {r['name']}")
+        plan = self.plan(r["name"], aliases, want_ip, [], None)
+        idx = len(self.endpoints(cid))
+        from ..names import new_id
+
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO endpoints (container, network, idx, want_ip, aliases, endpoint_id) VALUES (?,?,?,?,?,?)",
+                       (cid, r["id"], idx, want_ip, json.dumps(plan["networks"][0]["aliases"]), new_id()))
+        if rec["state"].get("Running"):
+            from . import netlink
+
+            path = str(self.netns_path(cid))
+            ep = next(e for e in self.endpoints(cid) if e["network"] == r["id"])
+            try:
+                with netlink.in_netns(path) as inside:
+                    self._connect_one(rec, ep, path, inside, idx, [])
+            except BaseException:
+                with self.store.transaction() as db:
+                    db.execute("DELETE FROM endpoints WHERE container=? AND network=?", (cid, r["id"]))
+                raise
+            self.notify_dns()
+
+    def disconnect(self, rec: dict, ref: str, force: bool = False) -> None:
+        from . import netlink
+
+        r = self.row(ref)
+        cid = rec["id"]
+        eps = self.endpoints(cid)
+        ep = next((e for e in eps if e["network"] == r["id"]), None)
+        if ep is None:
+            if force:
+                return
+            raise Conflict(f"container {cid} is not connected to network {r['name']}")
+        if ep["ip"]:
+            with netlink.Netlink() as nl:
+                nl.delete_link(_veth_name(cid, ep["idx"]))
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM endpoints WHERE container=? AND network=?", (cid, r["id"]))
+
+    # -- what a container sees ------------------------------------------------------------------
+
+    def hosts_file(self, rec: dict, mode: str, extra_hosts: list[str], links: list[str]) -> str:
+        cfg = rec["spec"]["Config"]
+        if mode == "host":
+            try:
+                return Path("/etc/hosts").read_text()
+            except OSError:
+                pass
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "fe00::0\tip6-localnet",
+                 "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
+        for h in extra_hosts:
+            name, _, ip = h.partition(":")
+            lines.append(f"{ip}\t{name}")
+        for link in links:
+            target, alias = _split_link(link)
+            row = self.store.db.execute("SELECT id, name FROM containers WHERE name=?", (target,)).fetchone()
+            if row is None:
+                continue
+            ip = self._bridge_ip(row["id"])
+            if ip:  # docker: alias, short ID, name (the name left out when it is the alias)
+                names = [alias, row["id"][:12]] + ([row["name"]] if row["name"] != alias else [])
+                lines.append(f"{ip}\t{' '.join(names)}")
+        eps = [e for e in self.endpoints(rec["id"]) if e["ip"]]
+        if eps:
+            hostname = cfg["Hostname"]
+            full = f"{hostname}.{cfg['Domainname']} {hostname}" if cfg.get("Domainname") else hostname
+            lines.append(f"{eps[0]['ip']}\t{full}")
+        return "\n".join(lines) + "\n"
+
+    def _bridge_ip(self, cid: str) -> str:
+        r = self.store.db.execute(
+            "SELECT e.ip FROM endpoints e JOIN networks n ON n.id=e.network WHERE e.container=? AND n.name='bridge'",
+            (cid,)).fetchone()
+        return r[0] if r else ""
+
+    def resolv_conf(self, mode: str, dns: list[str], search: list[str], options: list[str], base: str) -> str:
+        user_net = mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:")
+        lines = base.splitlines()
+        ns = [l.split()[1] for l in lines if l.startswith("nameserver") and len(l.split()) > 1]
+        srch = next((l.split()[1:] for l in lines if l.startswith("search")), [])
+        opts = next((l.split()[1:] for l in lines if l.startswith("options")), [])
+        if mode != "host" and not ns and not dns and not user_net:
+            ns = ["8.8.8.8", "8.8.4.4"]  # docker's fallback when the host has only loopback resolvers
+        if dns:
+            ns = dns
+        if search:
+            srch = [] if search == ["."] else search
+        if options:
+            opts = options
+        if user_net:
+            ns = ["127.0.0.11"]
+            opts = list(dict.fromkeys((["ndots:0"] if not any(o.startswith("ndots") for o in opts) else []) + opts))
+        out = []
+        if srch:
+            out.append("search " + " ".join(srch))
+        out += [f"nameserver {n}" for n in ns]
+        if opts:
+            out.append("options " + " ".join(opts))
+        return "\n".join(out) + "\n"
+
+    def link_env(self, rec: dict, links: list[str]) -> list[str]:
+        """Docker's legacy link variables for each ``--link`` target (which must be running).
+        On a user-defined network a link is only a DNS alias (dns.py), as in docker."""
+        env: list[str] = []
+        if not any(ep["net_name"] == "bridge" for ep in self.endpoints(rec["id"])):
+            return env
+        for link in links:
+            target, alias = _split_link(link)
+            row = self.store.db.execute("SELECT id, name, spec, state FROM containers WHERE name=?", (target,)).fetchone()
+            if row is None or not json.loads(row["state"]).get("Running"):
+                raise Conflict(f"Cannot link to a non running container: /{target} AS /{rec['name']}/{alias}")
+            ip = self._bridge_ip(row["id"])
+            if not ip:
+                raise Conflict(f"Cannot link to /{target}, as it does not belong to the default network")
+            spec = json.loads(row["spec"])
+            env += link_variables(alias, f"/{rec['name']}/{alias}", ip, list((spec["Config"].get("ExposedPorts") or {})),
+                                  spec["Config"].get("Env") or [])
+        return env
+
+    def linked_from(self, name: str) -> list[str]:
+        """IDs of running containers that link to the container called ``name``."""
+        out = []
+        for cid, spec, state in self.store.db.execute("SELECT id, spec, state FROM containers"):
+            if not json.loads(state).get("Running"):
+                continue
+            links = json.loads(spec)["HostConfig"].get("Links") or []
+            if any(_split_link(l)[0] == name for l in links):
+                out.append(cid)
+        return out
+
+    def settings(self, rec: dict) -> dict:
+        """inspect's NetworkSettings."""
+        cid = rec["id"]
+        mode = rec["spec"]["HostConfig"].get("NetworkMode", "")
+        eps = self.endpoints(cid)
+        running = rec["state"].get("Running")
+        ports: dict = {}
+        if running and mode not in ("host", "none") and not mode.startswith("container:"):
+            for p in rec["spec"]["Config"].get("ExposedPorts") or {}:
+                ports[p] = None
+            for ep in eps:
+                for b in json.loads(ep["ports"]):
+                    ports.setdefault(f"{b['port']}/{b['proto']}", None)
+                    ports[f"{b['port']}/{b['proto']}"] = (ports[f"{b['port']}/{b['proto']}"] or []) + [
+                        {"HostIp": b["host_ip"], "HostPort": b["host_port"]}]
+        networks = {}
+        top = {"EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+               "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": ""}
+        if mode in ("host", "none"):
+            nrow = self.row(mode)
+            networks[mode] = {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": nrow["id"],
+                              "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                              "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": None}
+        for ep in eps:
+            on = bool(ep["ip"]) and running
+            prefix = ipaddress.IPv4Network(ep["subnet"]).prefixlen
+            aliases = json.loads(ep["aliases"])
+            if ep["net_name"] != "bridge":
+                aliases = aliases + [cid[:12]]
+            entry = {"IPAMConfig": {"IPv4Address": ep["want_ip"]} if ep["want_ip"] else None,
+                     "Links": [f"{_split_link(l)[0]}:{_split_link(l)[1]}" for l in rec["spec"]["HostConfig"].get("Links") or []]
+                     if ep["net_name"] == "bridge" and rec["spec"]["HostConfig"].get("Links") else None,
+                     "Aliases": aliases or None, "NetworkID": ep["network"],
+                     "EndpointID": ep["endpoint_id"] if on else "", "Gateway": ep["gateway"] if on else "",
+                     "IPAddress": ep["ip"] if on else "", "IPPrefixLen": prefix if on else 0, "IPv6Gateway": "",
+                     "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": ep["mac"] if on else "",
+                     "DriverOpts": None}
+            networks[ep["net_name"]] = entry
+            if ep["net_name"] == "bridge" and on:
+                top = {k: entry[k] for k in top}
+        sandbox = str(self.netns_path(cid)) if running and mode not in ("host",) and not mode.startswith("container:") else ""
+        return {"Bridge": "", "SandboxID": hashlib.sha256(cid.encode()).hexdigest() if sandbox else "",
+                "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": ports,
+                "SandboxKey": sandbox, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, **top,
+                "Networks": networks}
+
+    # -- embedded DNS ---------------------------------------------------------------------------
+
+    def needs_dns(self, cid: str) -> bool:
+        return any(ep["net_name"] != "bridge" for ep in self.endpoints(cid))
+
+    def notify_dns(self) -> None:
+        from . import dns
+
+        dns.sync(self.store.root)
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+def _split_link(link: str) -> tuple[str, str]:
+    """"/db:/web/dbapp" (stored) or "db:dbapp" / "db" (given) -> ("db", "dbapp")."""
+    target, _, alias = link.partition(":")
+    target = target.lstrip("/")
+    alias = alias.rsplit("/", 1)[-1] if alias else target
+    return target, alias
+
+
+def parse_link(value: str) -> tuple[str, str]:
+    target, _, alias = value.partition(":")
+    if not target or (":" in value and not alias):
+        raise InvalidArgument(f"invalid argument \"{value}\" for \"--link\" flag: bad format for links: {value}")
+    return target.lstrip("/"), alias or target.lstrip("/")
+
+
+def _parse_range(text: str, what: str, spec: str) -> tuple[int, int]:
+    lo, dash, hi = text.partition("-")
+    try:
+        a = int(lo)
+        b = int(hi) if dash else a
+    except ValueError:
+        raise PublishError(f"invalid {what}: {text}") from None
+    if not (0 < a <= 65535 and 0 < b <= 65535) or b < a:
+        raise PublishError(f"invalid {what}: {text}")
+    return a, b
+
+
+def parse_publish(spec: str) -> list[dict]:
+    """``-p [IP:][HOSTPORT:]CONTAINERPORT[/PROTO]`` (ranges allowed) -> bindings."""
+    rest, _, proto = spec.partition("/")
+    proto = proto.lower() or "tcp"
+    if proto not in ("tcp", "udp", "sctp"):
+        raise PublishError(f"invalid proto: {proto}")
+    if proto == "sctp":
+        raise PublishError("sctp is not supported by dockyard")
+    parts = rest.rsplit(":", 2) if not rest.startswith("[") else None
+    if parts is None:
+        raise PublishError(f"IPv6 host addresses are not supported: {spec}")
+    host_ip, host_port, cport = "", "", ""
+    if len(parts) == 1:
+        cport = parts[0]
+    elif len(parts) == 2:
+        host_port, cport = parts
+    else:
+        host_ip, host_port, cport = parts
+        try:
+            ipaddress.IPv4Address(host_ip)
+        except ValueError:
+            raise PublishError(f"invalid IP address: {host_ip}") from None
+    if not cport:
+        raise PublishError(f"no port specified: {spec}<empty>")
+    c0, c1 = _parse_range(cport, "containerPort", spec)
+    if host_port:
+        h0, h1 = _parse_range(host_port, "hostPort", spec)
+        if h1 - h0 != c1 - c0:
+            if h0 != h1 and c0 == c1:
+                pass  # docker: a host range for one container port (first free)
+            else:
+                raise PublishError(f"invalid ranges specified for container and host Ports: {cport} and {host_port}")
+        if c0 == c1 and h0 != h1:
+            return [{"proto": proto, "host_ip": host_ip, "host_port": str(h0), "port": c0}]
+        return [{"proto": proto, "host_ip": host_ip, "host_port": str(h0 + i), "port": c0 + i} for i in range(c1 - c0 + 1)]
+    return [{"proto": proto, "host_ip": host_ip, "host_port": "", "port": p} for p in range(c0, c1 + 1)]
+
+
+def link_variables(alias: str, name: str, ip: str, exposed: list[str], env: list[str]) -> list[str]:
+    """What docker's legacy links put in the environment for one link."""
+    prefix = alias.upper().replace("-", "_")
+    ports = []
+    for p in exposed:
+        num, _, proto = p.partition("/")
+        ports.append((int(num), proto or "tcp"))
+    ports.sort(key=lambda x: (x[0], x[1] != "tcp"))
+    out = []
+    if ports:
+        out.append(f"{prefix}_PORT={ports[0][1]}://{ip}:{ports[0][0]}")
+    i = 0
+    while i < len(ports):
+        j = i
+        while j + 1 < len(ports) and ports[j + 1][0] == ports[j][0] + 1:
+            j += 1
+        if j > i:
+            (p, proto), (q, qproto) = ports[i], ports[j]
+            key = f"{prefix}_PORT_{p}_{proto.upper()}"
+            out += [f"{key}_START={proto}://{ip}:{p}", f"{key}_ADDR={ip}", f"{key}_PROTO={proto}",
+                    f"{key}_PORT_START={p}", f"{key}_END={qproto}://{ip}:{q}", f"{key}_PORT_END={q}"]
+            i = j + 1
+        else:
+            i += 1
+    for p, proto in ports:
+        key = f"{prefix}_PORT_{p}_{proto.upper()}"
+        out += [f"{key}={proto}://{ip}:{p}", f"{key}_ADDR={ip}", f"{key}_PORT={p}", f"{key}_PROTO={proto}"]
+    out.append(f"{prefix}_NAME={name}")
+    for e in env:
+        k, eq, v = e.partition("=")
+        if eq and k not in ("HOME", "PATH"):
+            out.append(f"{prefix}_ENV_{k}={v}")
+    return out
+
+
+def _veth_name(cid: str, i: int) -> str:
+    return f"dyv{cid[:10]}{i:02x}"
+
+
+def _pick(pool: tuple, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    fmt, outer, inner = pool
+    avoid = taken + [ipaddress.IPv4Network(r) for r in RESERVED]
+    for a in outer:
+        for b in inner:
+            cand = ipaddress.IPv4Network(fmt.format(a, b))
+            if not any(cand.overlaps(t) for t in avoid):
+                return cand
+    raise DockyardError("could not find an available, non-overlapping IPv4 address pool among the defaults to "
+                        "assign to the network")
+
+
+def _host_routes() -> list[ipaddress.IPv4Network]:
+    from .netlink import Netlink
+
+    try:
+        with Netlink() as nl:
+            return nl.routes()
+    except OSError:
+        return []
+
+
+@contextlib.contextmanager
+def _host_lock():  # noqa: ANN202
+    """Host-wide: choosing a subnet and making its bridge is atomic across roots."""
+    base = "/run/lock" if os.path.isdir("/run/lock") else "/tmp"
+    fd = os.open(f"{base}/dockyard-net.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _sysctl(key: str, value: str) -> None:
+    try:
+        with open(f"/proc/sys/{key}", "w") as f:
+            f.write(value)
+    except OSError:
+        pass
