@@ -251,3 +251,54 @@ def test_exec_tty_window_size(both):
                            "docker exec -it dyexit sh -c 'tty; exit 3'", "/dev/null"],
                           env=env, capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
     assert b"21 61\r\n" in proc.stdout and b"/dev/pts/" in proc.stdout and proc.returncode == 3
+
+
+def test_login_and_authenticated_push_pull(daemon, tmp_path):  # noqa: F811
+    """docker login checks credentials through the daemon (/auth); push/pull carry them
+    (X-Registry-Auth) to a registry that needs them."""
+    import os
+    import socket as sk
+    import sys
+    import time
+    from pathlib import Path
+
+    bcrypt = pytest.importorskip("bcrypt")
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("dyuser:" + bcrypt.hashpw(b"dypass", bcrypt.gensalt()).decode() + "\n")
+    with sk.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = str(Path(sys.executable).with_name("dockyard"))
+    reg = subprocess.Popen([exe, "registry", "serve", "--listen", f"127.0.0.1:{port}", "--root", str(tmp_path / "reg"),
+                            "--users", str(htpasswd), "--auth", "basic"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cfg = tmp_path / "dockercfg"
+    cfg.mkdir()
+    env = dict(daemon.docker_env, DOCKER_CONFIG=str(cfg))
+
+    def docker(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", *args], env=env, input=input, capture_output=True, timeout=120)
+
+    try:
+        for _ in range(100):
+            try:
+                sk.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        host = f"127.0.0.1:{port}"
+        proc = docker("login", "-u", "dyuser", "--password-stdin", host, input=b"wrong\n")
+        assert proc.returncode == 1 and b"Error response from daemon" in proc.stderr
+        proc = docker("login", "-u", "dyuser", "--password-stdin", host, input=b"dypass\n")
+        assert proc.returncode == 0 and b"Login Succeeded" in proc.stdout
+        assert docker("tag", "bb", f"{host}/p/bb:1").returncode == 0
+        proc = docker("push", f"{host}/p/bb:1")
+        assert proc.returncode == 0 and b"digest: sha256:" in proc.stdout, proc.stderr
+        assert docker("rmi", f"{host}/p/bb:1").returncode == 0
+        assert docker("rmi", "bb").returncode == 0
+        proc = docker("pull", f"{host}/p/bb:1")
+        assert proc.returncode == 0, proc.stderr
+        assert os.path.exists(cfg / "config.json")
+    finally:
+        reg.terminate()
+        reg.wait(10)

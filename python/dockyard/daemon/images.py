@@ -18,6 +18,7 @@ def routes(r: Router) -> None:
     r.add("POST", "/images/prune", prune)
     r.add("POST", "/build", build)
     r.add("POST", "/build/prune", build_prune)
+    r.add("POST", "/auth", auth)
     # names may hold slashes: the suffix decides the route
     r.add("GET", "/images/{name*}/json", inspect)
     r.add("GET", "/images/{name*}/history", history)
@@ -25,6 +26,51 @@ def routes(r: Router) -> None:
     r.add("POST", "/images/{name*}/tag", tag)
     r.add("POST", "/images/{name*}/push", push)
     r.add("DELETE", "/images/{name*}", delete)
+
+
+def _registry_for(req: Request, name: str):  # noqa: ANN202
+    """A registry client with the credentials of ``X-Registry-Auth`` (base64url JSON, as the
+    docker CLI sends them), or None: the registry client's own (the daemon user's config)."""
+    import base64
+
+    raw = req.headers.get("X-Registry-Auth")
+    if not raw:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except ValueError:
+        raise InvalidArgument("invalid X-Registry-Auth header") from None
+    if not isinstance(data, dict) or not data.get("username"):
+        return None
+    from .. import reference as refs
+    from ..registry.client import Registry
+
+    return Registry(refs.parse(name).domain, credentials=(data["username"], data.get("password") or ""))
+
+
+def auth(d, req: Request) -> dict:  # noqa: ANN001
+    """``docker login``: check the credentials against the registry (the CLI stores them)."""
+    from ..registry import auth as regauth
+    from ..registry.client import Registry
+
+    body = req.json()
+    if not isinstance(body, dict) or not isinstance(body.get("username", ""), str):
+        raise InvalidArgument("invalid JSON in request body: expected username, password, serveraddress")
+    domain = regauth.server_key(body.get("serveraddress") or regauth.HUB_KEY)
+    if domain == regauth.HUB_KEY:
+        domain = "docker.io"
+    reg = Registry(domain, credentials=(body.get("username") or "", body.get("password") or ""))
+    try:
+        reg.ping()
+    except DockyardError as exc:
+        from ..errors import DockyardError as _E
+
+        err = _E(f"login attempt to {reg.url('/v2/')} failed: {exc}")
+        err.status = 401
+        raise err from None
+    finally:
+        reg.close()
+    return {"Status": "Login Succeeded", "IdentityToken": ""}
 
 
 IMAGE_FILTERS = ("dangling", "label", "reference", "before", "since", "until")
@@ -147,7 +193,8 @@ def create(d, req: Request):  # noqa: ANN001, ANN201
 
     try:
         with d.engines.get() as engine:
-            results = regclient.pull(engine, name, platform=platform, progress=progress)
+            results = regclient.pull(engine, name, platform=platform, progress=progress,
+                                     registry=_registry_for(req, name))
         out = stream()
         for r in results:
             digest = getattr(r, "digest", "")
@@ -183,7 +230,8 @@ def push(d, req: Request, name: str):  # noqa: ANN001, ANN201
     try:
         with d.engines.get() as engine:
             results = regclient.push(engine, full, all_tags=not tag_ and ":" not in name.rsplit("/", 1)[-1]
-                                     and req.bool("all-tags", False), progress=progress)
+                                     and req.bool("all-tags", False), progress=progress,
+                                     registry=_registry_for(req, full))
         for r in results:
             tagname, digest, size = getattr(r, "tag", tag_ or "latest"), getattr(r, "digest", ""), getattr(r, "size", 0)
             out.json({"status": f"{tagname}: digest: {digest} size: {size}",
