@@ -558,3 +558,21 @@ def test_sigterm_is_graceful_and_containers_survive(daemon):
     d.start()
     assert d.ok("GET", f"/containers/{cid}/json")["State"]["Running"]
     d.ok("DELETE", f"/containers/{cid}?force=1")
+
+
+def test_list_filters_before_since_limit(daemon):
+    from urllib.parse import quote
+
+    d = daemon
+    ids = [d.ok("POST", f"/containers/create?name=f{i}", {"Image": "bb", "Cmd": ["true"]})["Id"] for i in range(3)]
+    names = lambda rows: [r["Names"][0] for r in rows]  # noqa: E731
+    assert names(d.ok("GET", "/containers/json?all=1")) == ["/f2", "/f1", "/f0"]
+    assert names(d.ok("GET", "/containers/json?limit=1")) == ["/f2"]
+    flt = quote(json.dumps({"before": ["f2"]}))
+    assert names(d.ok("GET", f"/containers/json?all=1&filters={flt}")) == ["/f1", "/f0"]
+    flt = quote(json.dumps({"since": ["f0"]}))
+    assert names(d.ok("GET", f"/containers/json?all=1&filters={flt}")) == ["/f2", "/f1"]
+    flt = quote(json.dumps({"status": ["created"], "name": ["f1"]}))
+    assert names(d.ok("GET", f"/containers/json?filters={flt}")) == ["/f1"]
+    assert sorted(d.ok("POST", "/containers/prune")["ContainersDeleted"]) == sorted(ids)
+    assert d.ok("GET", "/containers/json?all=1") == []

@@ -100,6 +100,10 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
             recs = [r for r in recs if r["state"]["Running"]]
         recs = ps_filter(recs, {k: v for k, v in filters.items() if k in
                                 ("status", "name", "id", "label", "exited", "ancestor")})
+        for key in ("before", "since"):
+            for ref in filters.get(key, []):
+                pivot = engine.containers.load(engine.containers.resolve(ref))["created"]
+                recs = [r for r in recs if (r["created"] < pivot if key == "before" else r["created"] > pivot)]
         out = []
         for rec in recs:
             out.append(_summary(rec, _ports(engine, rec)))
