@@ -14,7 +14,8 @@ from . import CONTEXT
 @click.option("--root", default=None, metavar="DIR",
               help="Root of the store (default $DOCKYARD_ROOT or /var/lib/dockyard)")
 @click.option("-D", "--debug", is_flag=True, help="Log every request")
-def daemon(host, root, debug) -> None:  # noqa: ANN001
+@click.pass_context
+def daemon(ctx, host, root, debug) -> None:  # noqa: ANN001
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -23,13 +24,12 @@ def daemon(host, root, debug) -> None:  # noqa: ANN001
     and a new daemon takes them over (live restore).  Logs go to stderr.
     """
     from ..daemon import serve
-    from ..errors import InvalidArgument
 
     path = None
     if host:
-        if not host.startswith("unix://"):
-            raise InvalidArgument(f"only unix sockets are supported: {host!r} (use unix:///path)")
-        path = host[len("unix://"):]
+        path = host[len("unix://"):] if host.startswith("unix://") else ""
         if not path:
-            raise InvalidArgument("empty socket path")
+            raise click.BadParameter(f"{host!r}: only unix sockets are served (unix:///path/to/socket)",
+                                     param_hint="'-H'")
+    root = root or getattr(ctx.obj, "root", None)
     raise click.exceptions.Exit(serve(path, root, debug=debug))
