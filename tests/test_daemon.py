@@ -57,7 +57,7 @@ class Daemon:
         self.env = dict(os.environ, DOCKYARD_ROOT=str(root), DOCKYARD_RUN=str(run))
         self.docker_env = dict(self.env, DOCKER_HOST=f"unix://{self.sock}")
         self.proc: subprocess.Popen | None = None
-        self.log = run.parent / (run.name + ".log")
+        self.log = root.parent / "daemon.log"  # in the test's tmp_path: kept by pytest for a look
 
     def start(self) -> None:
         exe = Path(sys.executable).with_name("dockyard")
