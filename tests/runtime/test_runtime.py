@@ -341,7 +341,7 @@ def _shim(dy, make_bundle, tmp_path, name, args, *flags, **kw):
     paths = {k: tmp_path / f"{name}.{k}" for k in ("log", "exit", "sock")}
     p = dy("shim", "--bundle", str(bundle), "--id", cid, "--log", str(paths["log"]), "--exit-file", str(paths["exit"]),
            "--attach-socket", str(paths["sock"]), *flags, check=True)
-    return int(p.stdout), paths
+    return int(p.stdout.split()[0]), paths
 
 
 def test_shim_json_log_and_exit_file(dy, make_bundle, tmp_path):

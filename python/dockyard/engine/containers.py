@@ -241,7 +241,7 @@ class Containers:
         path = self.store.root / "init-layer"
         if path.exists():  # made complete under tmp/, then renamed into place
             return path
-        tmp = self.store.root / "tmp" / f"{os.getpid()}-init"
+        tmp = self.store.root / "tmp" / f"{os.getpid()}-init-{os.urandom(4).hex()}"  # threads too
         remove_tree(tmp)
         for d in ("dev/pts", "dev/shm", "proc", "sys", "etc"):
             (tmp / d).mkdir(parents=True, mode=0o755)
@@ -306,7 +306,7 @@ class Containers:
             cfg = rec["spec"]["Config"]
             log = d / f"{cid}-json.log"
             self.attach_socket(cid).parent.mkdir(parents=True, exist_ok=True)
-            pid = self.runtime.shim(d / "bundle", cid, log, d / "exit.json", self.attach_socket(cid),
+            pid, shim_pid = self.runtime.shim(d / "bundle", cid, log, d / "exit.json", self.attach_socket(cid),
                                     tty=cfg["Tty"], stdin=cfg["OpenStdin"], wait_attach=attach)
         except BaseException as exc:
             self._unmount_rootfs(cid)
@@ -318,7 +318,7 @@ class Containers:
             self._save_state(cid, state)
             raise
         state = dict(EMPTY_STATE, Status="running", Running=True, Pid=pid, StartedAt=now_rfc3339())
-        state["ShimPid"] = _parent_pid(pid)
+        state["ShimPid"] = shim_pid
         self._save_state(cid, state)
         return state
 
@@ -506,7 +506,13 @@ class Containers:
 
     def all(self) -> list[dict]:
         ids = [r[0] for r in self.store.db.execute("SELECT id FROM containers ORDER BY created DESC")]
-        return [self.refresh(self.load(cid)) for cid in ids]
+        out = []
+        for cid in ids:
+            try:
+                out.append(self.refresh(self.load(cid)))
+            except ContainerNotFound:
+                continue  # removed by another process while we listed
+        return out
 
     def inspect(self, ref: str) -> dict:
         from .network import hooks as net_hooks
@@ -788,17 +794,6 @@ def merge_env(base: list[str], override: list[str]) -> list[str]:
 
 def _ulimit_name(rtype: str) -> str:
     return rtype.removeprefix("RLIMIT_").lower()
-
-
-def _parent_pid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("PPid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def _is_mountpoint(path: Path) -> bool:

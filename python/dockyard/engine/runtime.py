@@ -57,8 +57,9 @@ class Runtime:
         return proc
 
     def shim(self, bundle: Path, cid: str, log: Path, exit_file: Path, attach: Path, tty: bool,
-             stdin: bool, wait_attach: bool = False) -> int:
-        """Start the container under its supervisor; returns the container's pid once running.
+             stdin: bool, wait_attach: bool = False) -> tuple[int, int]:
+        """Start the container under its supervisor; returns the container's pid and the
+        supervisor's once running (with ``wait_attach``: once created).
 
         The runtime's own error (e.g. the command does not exist) comes back as the exception's
         message; the container's exit status (127/126) is in the exit file."""
@@ -75,11 +76,11 @@ class Runtime:
                               stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             raise StartError(_one_line(proc.stderr) or "the container did not start")
-        text = proc.stdout.decode().strip()
+        words = proc.stdout.decode().split()
         try:
-            return int(text.split()[-1])
+            return int(words[0]), int(words[1]) if len(words) > 1 else 0
         except (ValueError, IndexError):
-            return 0
+            return 0, 0
 
     def kill(self, cid: str, signal: int, all_: bool = False) -> bool:
         args = ["kill"] + (["--all"] if all_ else []) + [cid, str(signal)]

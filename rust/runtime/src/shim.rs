@@ -226,7 +226,9 @@ fn report_from_child(r: RawFd, child: i32) -> i32 {
     }
     let line = String::from_utf8_lossy(&buf).trim_end().to_string();
     if let Some(pid) = line.strip_prefix("ok ") {
-        println!("{pid}");
+        // The container's pid, then the supervisor's own (the caller watches it to tell a
+        // supervisor that is still draining output from one that died).
+        println!("{pid} {child}");
         return 0;
     }
     if line.is_empty() {
