@@ -389,6 +389,9 @@ impl Extractor {
                 if self.chown {
                     sys::lchownat(pfd, &c, m.uid as u32, m.gid as u32).map_err(|e| Error::io(self.root.host(&path), e))?;
                 }
+                // The whiteout keeps its member's mtime, so the same layer always extracts to
+                // the same tree (as a plain tar extraction of the .wh. file would).
+                sys::lutimensat(pfd, &c, m.mtime, m.mtime_nsec).map_err(|e| Error::io(self.root.host(&path), e))?;
             }
             (Whiteouts::Apply, true) => {
                 let Some(fd) = self.root.open_dir(parent, name)? else { return Ok(()) };
