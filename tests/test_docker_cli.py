@@ -81,7 +81,7 @@ def test_run_detached_logs_exec_ps_inspect_stop_rm(both):
     # dockerd 20.10's wording differs from today's (which dockyard follows): compare the shape
     same(both, "rm", "dyweb", normalise=lambda s: s[:27])
     same(both, "rm", "-f", "dyweb")
-    same(both, "ps", "-a", "--format", "{{.Names}}")
+    same(both, "ps", "-a", "--filter", "name=dyweb", "--format", "{{.Names}}")  # (the dockerd is shared)
 
 
 def test_errors_match(both):

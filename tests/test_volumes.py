@@ -130,6 +130,7 @@ def test_tmpfs_volumes_from_and_mounts_shape(dyn, tmp_path):
 
 def test_same_commands_as_dockerd(dyn, dockerd, docker_busybox, tmp_path):
     """Volume inspect and a container's Mounts have docker's keys and values."""
+    dockerd.docker("volume", "prune", "-f")  # the dockerd is shared with other test files
     host = tmp_path / "h"
     host.mkdir()
     outs = {}
@@ -220,6 +221,7 @@ def test_volume_commands_like_dockerd(dyn, dockerd, docker_busybox):
              ["volume", "ls", "--filter", "colour=red"], ["volume", "inspect", "-f", "{{.Name}} {{.Labels}}", "cmp1"],
              ["volume", "inspect", "nope"], ["volume", "rm", "nope"], ["volume", "rm", "-f", "nope"],
              ["volume", "rm", "cmp2"], ["volume", "prune", "-f"], ["volume", "ls", "-q"]]
+    dockerd.docker("volume", "prune", "-f")  # (docker build leaves anonymous volumes in the shared dockerd)
     outs = {}
     for tool, run in (("docker", dockerd.docker), ("dockyard", dyn)):
         outs[tool] = []
