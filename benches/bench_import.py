@@ -146,7 +146,7 @@ def contenders(layer: Path, place: Path) -> dict:
     return out, layout
 
 
-def bench(layer: Path, place: Path, reps: int) -> dict[str, float]:
+def bench(layer: Path, place: Path, reps: int, keep: bool = False) -> dict[str, float]:
     funcs, layout = contenders(layer, place)
     times: dict[str, list[float]] = {k: [] for k in funcs}
     try:
@@ -154,11 +154,13 @@ def bench(layer: Path, place: Path, reps: int) -> dict[str, float]:
             order = list(funcs) if rep % 2 == 0 else list(reversed(funcs))
             for name in order:
                 d = place / f"{name}-{rep}"
-                # Trees are kept until the end: deleting between runs would make the next run
-                # pay for the freed inodes (ext4 without a journal skips recently freed ones),
-                # whichever contender came next.  Dirty pages are flushed before each run.
+                # On disk, trees are kept until the end: deleting between runs would make the
+                # next run pay for the freed inodes (ext4 without a journal skips recently freed
+                # ones), whichever contender came next.  Dirty pages are flushed before each run.
                 os.sync()
                 t = funcs[name](d)
+                if not keep:
+                    subprocess.run(["rm", "-rf", str(d)], check=True)
                 if rep:
                     times[name].append(t)
     finally:
@@ -184,13 +186,14 @@ def main() -> int:
     ap.add_argument("--debian", action="store_true", help="include the Debian minbase layer (debootstrap)")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--places", default="tmpfs,disk")
+    ap.add_argument("--no-synthetic", action="store_true", help="only the Debian layer (with --debian)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_import: needs root (tmpfs mount, owners)")
         return 0
     CACHE.mkdir(exist_ok=True)
     reps = args.reps or (3 if args.quick else 7)
-    layers = [synthetic_layer(3000 if args.quick else 20000)]
+    layers = [] if args.no_synthetic and args.debian else [synthetic_layer(3000 if args.quick else 20000)]
     if args.debian:
         layers.insert(0, debian_layer())
     print(f"{'layer':<28} {'place':<6} " + " ".join(f"{k:>9}" for k in ("dockyard", "gnu-tar", "tarfile", "umoci"))
@@ -203,7 +206,7 @@ def main() -> int:
             else:
                 place = Path(tempfile.mkdtemp(dir=CACHE, prefix="disk-"))
                 try:
-                    res = bench(layer, place, reps)
+                    res = bench(layer, place, reps, keep=True)
                 finally:
                     subprocess.run(["rm", "-rf", str(place)], check=False)
             cells = " ".join(f"{res[k]:9.3f}" if k in res else f"{'-':>9}" for k in ("dockyard", "gnu-tar", "tarfile", "umoci"))
