@@ -334,20 +334,7 @@ def logs(session, container, follow, tail, since_, until, timestamps, details): 
         err.flush()
 
     def read_from(pos: int) -> tuple[int, list[dict]]:
-        try:
-            with open(path, "rb") as f:
-                f.seek(pos)
-                data = f.read()
-        except FileNotFoundError:
-            return pos, []
-        end = data.rfind(b"\n") + 1
-        entries = []
-        for line in data[:end].splitlines():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                pass
-        return pos + end, entries
+        return engine.containers.read_log(cid, pos)
 
     pos, entries = read_from(0)
     if count >= 0:

@@ -466,20 +466,9 @@ def logs(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002, C901
     req._started = True
 
     def read_from(pos: int) -> tuple[int, list[dict]]:
-        try:
-            with open(path, "rb") as f:
-                f.seek(pos)
-                data = f.read()
-        except FileNotFoundError:
-            return pos, []
-        end = data.rfind(b"\n") + 1
-        entries = []
-        for line in data[:end].splitlines():
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                pass
-        return pos + end, entries
+        from ..engine.containers import read_json_log
+
+        return read_json_log(path, pos)  # (the engine handle went back to the pool above)
 
     def emit(entries: list[dict]) -> None:
         buf = []

@@ -764,9 +764,33 @@ class Containers:
                     tf.add(src, arcname=arcname, filter=owner)
             _native.extract(str(tar), target_dir, whiteouts="apply")
 
+    def read_log(self, cid: str, pos: int = 0) -> tuple[int, list[dict]]:
+        """:func:`read_json_log` of this container's log."""
+        return read_json_log(self.dir(cid) / f"{cid}-json.log", pos)
+
     def logs(self, ref: str) -> Path:
         cid = self.resolve(ref)
         return self.dir(cid) / f"{cid}-json.log"
+
+
+def read_json_log(path: Path, pos: int = 0) -> tuple[int, list[dict]]:
+    """Complete entries of a json-file log from byte ``pos``: the position after the last whole
+    line, and the entries (``log``, ``stream``, ``time``).  For ``logs`` and ``logs -f`` alike:
+    call again with the returned position."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(pos)
+            data = f.read()
+    except FileNotFoundError:
+        return pos, []
+    end = data.rfind(b"\n") + 1
+    entries = []
+    for line in data[:end].splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            pass  # a damaged line is skipped, as docker's json-file reader does
+    return pos + end, entries
 
 
 def parse_restart(value: str) -> dict:
