@@ -690,17 +690,8 @@ def test_writer_pool_gives_the_same_tree(tmp_path: Path, monkeypatch: pytest.Mon
     assert trees[0] == trees[1]
 
 
-def _docker_ok() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@pytest.mark.skipif(not ROOT or not _docker_ok(), reason="needs root and a running Docker daemon")
-def test_layer_written_by_docker(tmp_path: Path) -> None:
+@pytest.mark.skipif(not ROOT, reason="needs root (a private dockerd)")
+def test_layer_written_by_docker(tmp_path: Path, dockerd) -> None:
     """A layer written by Go's archive/tar (docker build + docker save), read in place."""
     import json
     import uuid
@@ -720,13 +711,13 @@ def test_layer_written_by_docker(tmp_path: Path) -> None:
     (long / ("z" * 100)).write_text("long")
     (ctx / "Dockerfile").write_text("FROM scratch\nCOPY root/ /\n")
     tag = f"dockyard-test-{uuid.uuid4().hex[:12]}"
-    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    env = {**dockerd.env, "DOCKER_BUILDKIT": "0"}  # the session's private dockerd (conftest)
     saved = tmp_path / "save.tar"
     subprocess.run(["docker", "build", "-q", "-t", tag, str(ctx)], check=True, capture_output=True, env=env)
     try:
-        subprocess.run(["docker", "save", "-o", str(saved), tag], check=True, capture_output=True)
+        subprocess.run(["docker", "save", "-o", str(saved), tag], check=True, capture_output=True, env=env)
     finally:
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, env=env)
     with tarfile.open(saved) as outer:
         manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
         member = outer.getmember(manifest[0]["Layers"][0])
