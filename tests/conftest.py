@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import Dockerd, is_root, make_busybox_rootfs, need, tar_dir, tempfile_dir  # noqa: E402
+from support import Dockerd, Served, is_root, make_busybox_rootfs, need, tar_dir, tempfile_dir  # noqa: E402
 
 
 @pytest.fixture
@@ -92,3 +92,18 @@ def _no_docker_hub(monkeypatch):
     typo'd base image in a build, say) goes to a closed loopback port and fails at once."""
     if "DOCKYARD_HUB_ENDPOINT" not in os.environ:
         monkeypatch.setenv("DOCKYARD_HUB_ENDPOINT", "http://127.0.0.1:1")
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start dockyard registry servers (``serve(**options)``); all are stopped at the end."""
+    started: list[Served] = []
+
+    def start(**options) -> Served:
+        s = Served(tmp_path / f"registry{len(started)}", **options)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()

@@ -154,3 +154,22 @@ def extract_with_tar(archive: Path, dest: Path) -> Path:
 def read_tar_names(path: Path) -> list[str]:
     with tarfile.open(path) as tf:
         return tf.getnames()
+
+
+class Served:
+    """dockyard's registry server in a thread of the test process, on a free loopback port."""
+
+    def __init__(self, root: Path, **options) -> None:
+        import threading
+
+        from dockyard.registry.server import make_server
+
+        self.server = make_server("127.0.0.1:0", root, **options)
+        self.port = self.server.server_address[1]
+        self.addr = f"127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from support import needs_root
-from test_registry_server import Served
+from support import Served, needs_root
 
 pytestmark = needs_root
 

@@ -72,36 +72,6 @@ def distribution(tmp_path):
         log.close()
 
 
-class Served:
-    """dockyard's registry server in a thread of the test process."""
-
-    def __init__(self, root: Path, **options) -> None:
-        from dockyard.registry.server import make_server
-
-        self.server = make_server("127.0.0.1:0", root, **options)
-        self.addr = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def serve(tmp_path):
-    started: list[Served] = []
-
-    def start(**options) -> Served:
-        s = Served(tmp_path / f"registry{len(started)}", **options)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
-
-
 @pytest.fixture
 def remote():
     """Registry clients made by a test, closed at its end."""

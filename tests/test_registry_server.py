@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,35 +21,6 @@ import pytest
 from support import need, tar_dir
 
 from dockyard.registry import auth
-
-
-class Served:
-    def __init__(self, root: Path, **options) -> None:
-        from dockyard.registry.server import make_server
-
-        self.server = make_server("127.0.0.1:0", root, **options)
-        self.port = self.server.server_address[1]
-        self.addr = f"127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def serve(tmp_path):
-    started: list[Served] = []
-
-    def start(**options) -> Served:
-        s = Served(tmp_path / f"registry{len(started)}", **options)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import threading
 import time
 
 from ..errors import Conflict, DockyardError, InvalidArgument, NotFound
-from .http import STREAMED, Reply, Request, Router
+from .http import STREAMED, Reply, Request, Router, stream_produced
 
 
 def routes(r: Router) -> None:
@@ -414,28 +414,8 @@ def changes(d, req: Request, id: str) -> list:  # noqa: ANN001, A002
 
 def export(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     with d.engines.get() as engine:
-        engine.containers.resolve(id)
-        r, w = os.pipe()
-        errors: list[BaseException] = []
-
-        def produce() -> None:
-            try:
-                engine.containers.export(id, f"/proc/self/fd/{w}")
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-            finally:
-                os.close(w)
-
-        t = threading.Thread(target=produce, daemon=True)
-        t.start()
-        out = req.start_stream("application/x-tar")
-        req._started = True
-        with os.fdopen(r, "rb") as f:
-            while chunk := f.read(1 << 16):
-                out.write(chunk)
-        t.join()
-        out.close()
-    return STREAMED
+        cid = engine.containers.resolve(id)
+        return stream_produced(req, lambda w: engine.containers.export(cid, f"/proc/self/fd/{w}"))
 
 
 def _frame(kind: int, data: bytes) -> bytes:

@@ -461,3 +461,31 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def make_server(path: str, router: Router, context: object) -> Server:
     handler = type("BoundHandler", (Handler,), {"router": router, "context": context})
     return Server(path, handler, bind_and_activate=True)
+
+
+def stream_produced(req, produce, content_type: str = "application/x-tar") -> Streamed:  # noqa: ANN001
+    """Send what ``produce(fd)`` writes to a pipe's write end (closed here afterwards) as a
+    streamed body: the producer runs in a thread, the response copies as it comes."""
+    import os
+    import threading
+
+    r, w = os.pipe()
+
+    def run() -> None:
+        try:
+            produce(w)
+        except BaseException:  # noqa: BLE001  (the stream just ends; headers are already sent)
+            pass
+        finally:
+            os.close(w)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    out = req.start_stream(content_type)
+    req._started = True
+    with os.fdopen(r, "rb") as f:
+        while chunk := f.read(1 << 16):
+            out.write(chunk)
+    t.join()
+    out.close()
+    return STREAMED

@@ -7,7 +7,7 @@ import os
 import threading
 
 from ..errors import DockyardError, InvalidArgument
-from .http import STREAMED, Reply, Request, Router
+from .http import STREAMED, Reply, Request, Router, stream_produced
 
 
 def routes(r: Router) -> None:
@@ -261,26 +261,12 @@ def _save(d, req: Request, names: list[str]):  # noqa: ANN001, ANN201
     with d.engines.get() as engine:
         for n in names:
             engine.images.resolve(n)  # 404 before anything is sent
-        r, w = os.pipe()
-        errors: list[BaseException] = []
 
-        def produce() -> None:
-            try:
-                with os.fdopen(w, "wb") as f:
-                    engine.save(names, f)
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
+        def produce(w: int) -> None:
+            with os.fdopen(w, "wb", closefd=False) as f:
+                engine.save(names, f)
 
-        t = threading.Thread(target=produce, daemon=True)
-        t.start()
-        out = req.start_stream("application/x-tar")
-        req._started = True
-        with os.fdopen(r, "rb") as f:
-            while chunk := f.read(1 << 16):
-                out.write(chunk)
-        t.join()
-        out.close()
-    return STREAMED
+        return stream_produced(req, produce)
 
 
 def get_many(d, req: Request):  # noqa: ANN001, ANN201
