@@ -15,7 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import Dockerd, Served, is_root, make_busybox_rootfs, need, tar_dir, tempfile_dir  # noqa: E402
+from support import (  # noqa: E402
+    Dockerd, Served, is_root, make_busybox_rootfs, need, stop_daemon, tar_dir, tempfile_dir,
+)
 
 
 @pytest.fixture
@@ -41,14 +43,21 @@ def rootfs_tar(tmp_path: Path, rootfs: Path) -> Path:
 
 @pytest.fixture
 def cli(tmp_path: Path):
-    """Run the real ``dockyard`` command (a subprocess) against a private root."""
+    """Run the real ``dockyard`` command (a subprocess) against a private root and run dir: the
+    first command starts the root's daemon on ``run/dockyard.sock``; teardown stops it and
+    removes any container left behind."""
     import sys
 
+    import shutil
+    import tempfile
+
     root = tmp_path / "cli-root"
+    run_dir = Path(tempfile.mkdtemp(prefix="dyrun-", dir="/tmp"))  # short: unix socket paths are limited
     exe = Path(sys.executable).with_name("dockyard")
+    env = dict(os.environ, DOCKYARD_ROOT=str(root), DOCKYARD_RUN=str(run_dir))
+    env.pop("DOCKYARD_HOST", None)
 
     def run(*args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        env = dict(os.environ, DOCKYARD_ROOT=str(root))
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "import sys; from dockyard.cli import main; sys.exit(main())"]
         proc = subprocess.run(cmd + list(args), input=input, capture_output=True, env=env, timeout=120)
         if check and proc.returncode != 0:
@@ -56,7 +65,13 @@ def cli(tmp_path: Path):
         return proc
 
     run.root = root  # type: ignore[attr-defined]
-    return run
+    run.run_dir = run_dir  # type: ignore[attr-defined]
+    run.env = env  # type: ignore[attr-defined]
+    try:
+        yield run
+    finally:
+        stop_daemon(run_dir, root)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -173,3 +173,41 @@ class Served:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def stop_daemon(run_dir: Path, root: Path | None = None) -> None:
+    """Stop the ``dockyard daemon`` a CLI started on ``run_dir/dockyard.sock`` (SIGTERM, then
+    SIGKILL), then remove every container left in ``root`` so nothing outlives the test."""
+    import signal
+    import time
+
+    pidfile = Path(run_dir) / "dockyard.pid"
+    try:
+        pid = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pid = 0
+    if pid:
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.02)
+            else:
+                continue
+            break
+    if root is not None and (Path(root) / "state.db").exists():
+        from dockyard import Engine
+
+        eng = Engine(root)
+        try:
+            for rec in eng.containers.all():
+                eng.containers.remove(rec["id"], force=True)
+        finally:
+            eng.close()

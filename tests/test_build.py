@@ -519,7 +519,7 @@ def test_cli_sigterm_stops_the_build_and_cleans_up(cli, base_tar, tmp_path):
 
     cli("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
     ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nRUN echo out:start; sleep 60\n"})
-    env = dict(os.environ, DOCKYARD_ROOT=str(cli.root))
+    env = cli.env
     exe = Path(sys.executable).with_name("dockyard")
     with subprocess.Popen([str(exe), "build", "-t", "never:1", str(ctx)], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE) as proc:
@@ -585,7 +585,7 @@ def test_cli_options(cli, base_tar, tmp_path):
     env_proc = subprocess.run(
         [str(Path(sys.executable).with_name("dockyard")), "build", "--progress", "plain", "-t", "a:1", "-t", "b:2",
          "--build-arg", "FROM_ENV", "--build-arg", "SET=x", "--label", "k=v", "--target", "one", str(ctx)],
-        env=dict(os.environ, DOCKYARD_ROOT=str(cli.root), FROM_ENV="from-env"), capture_output=True, text=True)
+        env=dict(cli.env, FROM_ENV="from-env"), capture_output=True, text=True)
     assert env_proc.returncode == 0, env_proc.stderr
     assert "out:env=from-env set=x" in env_proc.stdout and "out:two" not in env_proc.stdout
     assert "Successfully tagged a:1" in env_proc.stdout and "Successfully tagged b:2" in env_proc.stdout
@@ -664,7 +664,7 @@ def test_network_host_is_passed_to_run(bengine, tmp_path):
 def test_click_free_entry_point(cli, base_tar, tmp_path):
     cli("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
     ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nRUN echo out:fast\n"})
-    env = dict(os.environ, DOCKYARD_ROOT=str(cli.root))
+    env = cli.env
     run = [sys.executable, "-m", "dockyard.build.command"]
     proc = subprocess.run(run + ["-t", "fast:1", str(ctx)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and "out:fast" in proc.stdout and "Successfully tagged fast:1" in proc.stdout

@@ -33,9 +33,7 @@ def mounts_under(path: Path) -> list[str]:
 def dy(cli, rootfs_tar, tmp_path, monkeypatch):
     """The CLI with a private root and run dir, a busybox image "bb", and a check at the end that
     nothing is left: no container, no mount, no runtime state."""
-    import tempfile
-
-    run = Path(tempfile.mkdtemp(prefix="dyrun-", dir="/tmp"))  # short: unix socket paths are limited
+    run = cli.run_dir
     monkeypatch.setenv("DOCKYARD_RUN", str(run))
     cli("import", "-c", 'CMD ["/bin/sh"]', str(rootfs_tar), "bb")
     yield cli
@@ -46,9 +44,6 @@ def dy(cli, rootfs_tar, tmp_path, monkeypatch):
     state = run / "runtime"
     left_state = os.listdir(state) if state.exists() else []
     left_sockets = os.listdir(run / "attach") if (run / "attach").exists() else []
-    import shutil
-
-    shutil.rmtree(run, ignore_errors=True)
     assert left_state == [] and left_sockets == []
     assert leftover == [], "a test left containers behind"
 
@@ -181,7 +176,7 @@ def test_twenty_concurrent_runs(dy):
     import sys
 
     exe = Path(sys.executable).with_name("dockyard")
-    env = dict(os.environ, DOCKYARD_ROOT=str(dy.root))
+    env = dy.env
     procs = [subprocess.Popen([str(exe), "run", "--rm", "bb", "echo", str(i)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for i in range(20)]
     results = [(p.wait(120), p.stdout.read(), p.stderr.read()) for p in procs]
@@ -255,7 +250,7 @@ def test_interactive_tty_in_tmux(dy, tmp_path):
         pytest.skip("tmux is not installed")
     exe = Path(sys.executable).with_name("dockyard")
     sock = str(tmp_path / "tmux.sock")
-    env_prefix = f"env DOCKYARD_ROOT={dy.root} DOCKYARD_RUN={os.environ['DOCKYARD_RUN']}"
+    env_prefix = f"env DOCKYARD_ROOT={dy.root} DOCKYARD_RUN={dy.run_dir}"
 
     def tmux(*args: str) -> str:
         return subprocess.run(["tmux", "-S", sock, *args], capture_output=True, text=True).stdout
@@ -297,7 +292,7 @@ def test_cli_killed_mid_run_leaves_state_the_next_command_repairs(dy):
     import sys
 
     exe = Path(sys.executable).with_name("dockyard")
-    env = dict(os.environ, DOCKYARD_ROOT=str(dy.root))
+    env = dy.env
     with subprocess.Popen([str(exe), "run", "--name", "orphan", "bb", "sh", "-c", "echo up; sleep 1; exit 9"],
                           env=env, stdout=subprocess.PIPE) as proc:
         assert proc.stdout.readline() == b"up\n"

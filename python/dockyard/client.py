@@ -237,7 +237,13 @@ class Transport:
             raise InvalidArgument(f"only unix:// hosts are supported, not {url!r}")
         self.path = url[len("unix://"):]
         self.timeout = timeout
+        self.headers: dict[str, str] = {}  # sent with every request
         self._conn: Connection | None = None
+
+    def adopt(self, conn: Connection) -> None:
+        """Use an already-open connection for the next request."""
+        self.close()
+        self._conn = conn
 
     def close(self) -> None:
         if self._conn is not None:
@@ -278,7 +284,7 @@ class Transport:
 
     def request(self, method: str, path: str, params: dict | None = None, body: Any = None,
                 headers: dict | None = None, stream: bool = False, timeout: float | None = -1) -> Response:
-        hdrs = {"Host": "dockyard", **(headers or {})}
+        hdrs = {"Host": "dockyard", **self.headers, **(headers or {})}
         data = body
         if body is not None and not isinstance(body, (bytes, bytearray)) and not hasattr(body, "read"):
             data = json.dumps(body).encode()
@@ -349,8 +355,9 @@ class Transport:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(self.path)
         data = json.dumps(body).encode() if body is not None else b""
+        extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
         head = (f"POST {self._url(path, params)} HTTP/1.1\r\nHost: dockyard\r\nConnection: Upgrade\r\n"
-                f"Upgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
+                f"Upgrade: tcp\r\n{extra}Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
         s.sendall(head.encode() + data)
         buf = b""
         while b"\r\n\r\n" not in buf:

@@ -65,11 +65,28 @@ CONTEXT = {"help_option_names": ["--help"], "max_content_width": 100}
 
 
 class Session:
-    """What commands share: the engine, opened on first use and closed at exit."""
+    """What commands share: the daemon's client (see :mod:`dockyard.cli.connect`), connected on
+    first use, and for the few commands that run no daemon of their own an in-process engine."""
 
-    def __init__(self, root: str | None = None) -> None:
+    def __init__(self, root: str | None = None, host: str | None = None) -> None:
         self.root = root
+        self.host = host
         self._engine = None
+        self._client = None
+
+    @property
+    def client(self):  # noqa: ANN201
+        """The :class:`dockyard.client.Client` of the daemon (started on demand, see connect.py)."""
+        if self._client is None:
+            from .connect import connect
+
+            self._client = connect(self.host, self.root)
+        return self._client
+
+    @property
+    def api(self):  # noqa: ANN201
+        """The client's transport: ``json``, ``read``, ``request``, ``hijack``."""
+        return self.client.api
 
     @property
     def engine(self):  # noqa: ANN201
@@ -80,8 +97,31 @@ class Session:
         return self._engine
 
     def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
         if self._engine is not None:
             self._engine.close()
+
+
+GLOBAL_OPTIONS = {"-H": "host", "--host": "host", "--root": "root"}
+
+
+def split_globals(args: list[str], session: Session) -> list[str]:
+    """Take the global options in front of the command (``-H unix://…``, ``--root DIR``)."""
+    i = 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        attr = GLOBAL_OPTIONS.get(name)
+        if attr is None:
+            break
+        if not eq:
+            if i + 1 >= len(args):
+                break
+            i += 1
+            value = args[i]
+        setattr(session, attr, value)
+        i += 1
+    return args[i:]
 
 
 def pass_session(f):  # noqa: ANN001, ANN201
@@ -96,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command; turn every error into one line and an exit code."""
     from ..errors import DockyardError
 
-    args = sys.argv[1:] if argv is None else argv
+    session = Session()
+    args = split_globals(sys.argv[1:] if argv is None else list(argv), session)
     command = next((a for a in args if not a.startswith("-")), "")
     failure = 125 if command in RUN_COMMANDS else 1
-    session = Session()
     try:
         if args and args[0] == "run":
             from . import runner

@@ -36,11 +36,16 @@ class UnknownCommand(Exception):
 @click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(None, "-v", "--version", package_name="dockyard",
                       message="dockyard version %(version)s")
+@click.option("-H", "--host", default=None, metavar="unix://PATH",
+              help="Daemon socket to connect to (default $DOCKYARD_HOST, else "
+                   "unix://$DOCKYARD_RUN/dockyard.sock, started on demand for root).")
 @click.option("--root", envvar="DOCKYARD_ROOT", default=None, metavar="DIR",
               help="Root of dockyard's state (default /var/lib/dockyard, or $DOCKYARD_ROOT).")
 @click.pass_context
-def cli(ctx: click.Context, root: str | None) -> None:
+def cli(ctx: click.Context, host: str | None, root: str | None) -> None:
     """A container engine in the Docker mould: same commands, same flags, same image formats."""
-    ctx.ensure_object(Session).root = root
+    session = ctx.ensure_object(Session)
+    session.root = root or session.root
+    session.host = host or session.host
 
 

@@ -100,6 +100,9 @@ def serve(path: str | None = None, root: str | None = None, ready: threading.Eve
     finally:
         os.umask(old_umask)
     _secure_socket(path)
+    pidfile = os.path.splitext(path)[0] + ".pid"  # dockyard.sock -> dockyard.pid, as docker's
+    with open(pidfile, "w") as f:
+        f.write(f"{os.getpid()}\n")
     stop = threading.Event()
 
     def on_signal(signum, frame) -> None:  # noqa: ANN001
@@ -119,9 +122,10 @@ def serve(path: str | None = None, root: str | None = None, ready: threading.Eve
     finally:
         daemon.shutdown()
         server.server_close()
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        for leftover in (path, pidfile):
+            try:
+                os.unlink(leftover)
+            except OSError:
+                pass
         log.info("dockyard daemon stopped")
     return 0

@@ -108,7 +108,7 @@ class Daemon:
     def __init__(self, root: str | None = None) -> None:
         from ..engine.store import default_root
 
-        self.root = Path(root) if root else default_root()
+        self.root = Path(os.path.abspath(root or default_root()))
         self.engines = EnginePool(str(self.root))
         self.events = Events()
         self.log = log

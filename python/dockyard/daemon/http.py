@@ -350,6 +350,12 @@ class Handler(BaseHTTPRequestHandler):
             if m and _vtuple(version) > _vtuple(API_VERSION):
                 raise InvalidArgument(f"client version {version} is too new. Maximum supported API version is "
                                       f"{API_VERSION}")
+            want = self.headers.get("Dockyard-Root")
+            if want and want != str(getattr(self.context, "root", want)):
+                from ..errors import Conflict
+
+                raise Conflict(f"this daemon serves the root {self.context.root}, not {want} (set DOCKYARD_RUN "
+                               "or -H to reach the daemon of that root)")
             func, params = self.router.match(method, path)
             if func is None:
                 if params:

@@ -1,0 +1,108 @@
+"""The CLI's way to its daemon: ``-H``, ``$DOCKYARD_HOST``, or the default socket, started on demand.
+
+The CLI is a client of ``dockyard daemon`` (the engine lives there, as in Docker).  The address
+is ``-H``/``--host``, else ``$DOCKYARD_HOST``, else ``unix://$DOCKYARD_RUN/dockyard.sock``.  When
+nothing listens on that default socket and we are root, the CLI starts a daemon there and says
+so once, on stderr; an explicit address is never started, only reported when it does not answer.
+
+A daemon serves one root.  When the CLI is given one (``--root`` or ``$DOCKYARD_ROOT``), it sends
+it with every request and a daemon serving another root refuses (409) instead of quietly acting
+on the wrong store.  A daemon the CLI starts gets that root.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+# How long a starting daemon may take to listen (opening the store, live restore).
+START_TIMEOUT = 30.0
+
+
+def connect(host: str | None, root: str | None):  # noqa: ANN201
+    """A :class:`dockyard.client.Client` for this command, starting the default daemon when needed."""
+    from ..client import Client, Connection
+
+    explicit = host or os.environ.get("DOCKYARD_HOST") or None
+    client = Client(explicit, timeout=None)
+    root = root or os.environ.get("DOCKYARD_ROOT") or None
+    if root:
+        client.api.headers["Dockyard-Root"] = os.path.abspath(root)
+    path = client.api.path
+    try:
+        client.api.adopt(Connection(path, None))
+        return client
+    except (FileNotFoundError, ConnectionRefusedError):
+        if explicit or os.geteuid() != 0:
+            return client  # the first request reports "Cannot connect ... Is the daemon running?"
+    start_daemon(path, root)
+    return client
+
+
+def _listening(path: str) -> bool:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def start_daemon(path: str, root: str | None) -> int:
+    """Start ``dockyard daemon`` on ``path`` (detached, logging next to its socket); wait until
+    it listens.  A lock keeps concurrent CLIs from starting two.  Returns the daemon's pid."""
+    import fcntl
+    import subprocess
+
+    from ..errors import DockyardError
+
+    run = os.path.dirname(path)
+    os.makedirs(run, mode=0o711, exist_ok=True)
+    lock = os.open(os.path.join(run, "daemon.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _listening(path):
+            return 0  # another CLI started it while we waited
+        log_path = os.path.join(run, "daemon.log")
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        env = dict(os.environ)
+        if root:
+            env["DOCKYARD_ROOT"] = os.path.abspath(root)
+        cmd = [sys.executable, "-c", "import sys; from dockyard.cli import main; sys.exit(main())",
+               "daemon", "-H", "unix://" + path]
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                    start_new_session=True, close_fds=True)
+        finally:
+            os.close(log)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _listening(path):
+            if proc.poll() is not None:
+                raise DockyardError(f"the dockyard daemon did not start (exit {proc.returncode}): "
+                                    f"{_last_line(log_path)}")
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise DockyardError(f"the dockyard daemon did not listen on unix://{path} within "
+                                    f"{START_TIMEOUT:.0f} s (log: {log_path})")
+            time.sleep(0.01)
+        sys.stderr.write(f"dockyard: no daemon was listening on unix://{path}; started one "
+                         f"(pid {proc.pid}, log {log_path})\n")
+        sys.stderr.flush()
+        return proc.pid
+    finally:
+        os.close(lock)
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1] if lines else "(empty log)"
