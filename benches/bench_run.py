@@ -3,10 +3,10 @@
 
     python benches/bench_run.py [--reps N] [--no-docker] [--idle N]
 
-1. `dockyard run --rm IMAGE true` (the CLI, end to end) against `runc run` of an equivalent
-   bundle (the same busybox rootfs, the same Docker-like config.json, no network namespace
-   setup on either side) and, when dockerd is installed, `docker run --rm --network none`
-   against a private dockerd.  Medians and ratios.
+1. `dockyard run --rm IMAGE true` (the CLI, end to end, through the daemon it starts) against
+   `runc run` of an equivalent bundle (the same busybox rootfs, the same Docker-like
+   config.json, no network namespace setup on either side) and, when dockerd is installed,
+   `docker run --rm --network none` against a private dockerd.  Medians and ratios.
 2. Idle cost: N detached `sleep` containers; resident memory (VmRSS) of each container's
    supervisor, against docker's containerd-shim for the same containers.
 3. 20 containers started at once (`run --rm true` x 20, concurrently): wall time.
@@ -55,7 +55,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_run: needs root")
         return 0
-    from support import Dockerd, make_busybox_rootfs, tar_dir
+    from support import Dockerd, make_busybox_rootfs, stop_daemon, tar_dir
 
     from dockyard.engine.spec import DEFAULT_PATH, ProcessSpec, build_spec
     from dockyard.engine.seccomp import default_profile
@@ -121,6 +121,8 @@ def main() -> int:
             shim_rss.append(rss_kb(ppid))
         print(f"idle supervisor RSS, median of {len(ids)}: {statistics.median(shim_rss) / 1024:.2f} MB (goal <= 3 MB)")
         subprocess.run([DOCKYARD, "rm", "-f", *ids], check=True, env=env, stdout=subprocess.DEVNULL)
+        daemon_pid = int((work / "run" / "dockyard.pid").read_text())
+        print(f"dockyard daemon RSS after the runs: {rss_kb(daemon_pid) / 1024:.1f} MB (goal <= 50 MB)")
         if docker is not None:
             dids = [docker.docker("run", "-d", "--network", "none", "bb", "sleep", "600").stdout.decode().strip()
                     for _ in range(min(args.idle, 5))]
@@ -137,6 +139,7 @@ def main() -> int:
         codes = [p.wait() for p in procs]
         print(f"20 concurrent run --rm true: {time.perf_counter() - t0:.2f} s, exit codes {set(codes)}")
     finally:
+        stop_daemon(work / "run", work / "root")
         if docker is not None:
             docker.stop()
         subprocess.run(["umount", "-R", str(work)], stderr=subprocess.DEVNULL, check=False)

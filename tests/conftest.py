@@ -68,6 +68,11 @@ def cli(tmp_path: Path):
     run.run_dir = run_dir  # type: ignore[attr-defined]
     run.env = env  # type: ignore[attr-defined]
     try:
+        if is_root():
+            # started here rather than by the first command, so no test sees its notice
+            from dockyard.cli.connect import start_daemon
+
+            start_daemon(str(run_dir / "dockyard.sock"), str(root))
         yield run
     finally:
         stop_daemon(run_dir, root)

@@ -57,7 +57,6 @@ def start_daemon(path: str, root: str | None) -> int:
     """Start ``dockyard daemon`` on ``path`` (detached, logging next to its socket); wait until
     it listens.  A lock keeps concurrent CLIs from starting two.  Returns the daemon's pid."""
     import fcntl
-    import subprocess
 
     from ..errors import DockyardError
 
@@ -76,25 +75,22 @@ def start_daemon(path: str, root: str | None) -> int:
         cmd = [sys.executable, "-c", "import sys; from dockyard.cli import main; sys.exit(main())",
                "daemon", "-H", "unix://" + path]
         try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                    start_new_session=True, close_fds=True)
+            pid = _spawn_detached(cmd, env, log)
         finally:
             os.close(log)
         deadline = time.monotonic() + START_TIMEOUT
         while not _listening(path):
-            if proc.poll() is not None:
-                raise DockyardError(f"the dockyard daemon did not start (exit {proc.returncode}): "
-                                    f"{_last_line(log_path)}")
+            if not _alive(pid):
+                raise DockyardError(f"the dockyard daemon did not start: {_last_line(log_path)}")
             if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
+                _kill(pid)
                 raise DockyardError(f"the dockyard daemon did not listen on unix://{path} within "
                                     f"{START_TIMEOUT:.0f} s (log: {log_path})")
             time.sleep(0.01)
         sys.stderr.write(f"dockyard: no daemon was listening on unix://{path}; started one "
-                         f"(pid {proc.pid}, log {log_path})\n")
+                         f"(pid {pid}, log {log_path})\n")
         sys.stderr.flush()
-        return proc.pid
+        return pid
     finally:
         os.close(lock)
 
@@ -106,3 +102,56 @@ def _last_line(path: str) -> str:
     except OSError:
         return "(no log)"
     return lines[-1] if lines else "(empty log)"
+
+
+def _spawn_detached(cmd: list[str], env: dict, log: int) -> int:
+    """Run ``cmd`` as a daemon: forked twice (init reaps it; we never wait for it), its own
+    session, stdin from /dev/null, stdout and stderr to ``log``.  Returns its pid."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only execs
+        try:
+            os.close(r)
+            os.setsid()
+            grandchild = os.fork()
+            if grandchild:
+                os.write(w, str(grandchild).encode())
+                os._exit(0)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.closerange(3, 1024)
+            os.execve(cmd[0], cmd, env)
+        finally:
+            os._exit(127)
+    os.close(w)
+    try:
+        data = b""
+        while chunk := os.read(r, 32):
+            data += chunk
+    finally:
+        os.close(r)
+        os.waitpid(child, 0)
+    return int(data or b"0")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def _kill(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

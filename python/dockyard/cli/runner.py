@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 # (long, short, kind, default, help); dest is the long name with dashes as underscores.
 # kind: bool | str | int | multi (repeatable) | optstr (str whose absence is None)
@@ -161,28 +160,33 @@ def fast_run(session, argv: list[str]) -> int | None:  # noqa: ANN001
 
 
 def run_container(session, params: dict) -> int:  # noqa: ANN001
-    """Create, start, and unless detached follow the container to its exit; returns the exit code."""
+    """Create, start, and unless detached follow the container to its exit, through the daemon
+    as the docker CLI does: create, attach, wait, start; returns the exit code."""
     from ..errors import DockyardError
 
     cid = create_container(session, params)
-    engine = session.engine
-    try:
-        engine.containers.start(cid, attach=not params["detach"])
-    except DockyardError:
-        if params["auto_remove"]:
-            engine.containers.remove(cid, force=True)
-        raise
+    api = session.api
     if params["detach"]:
+        try:
+            api.json("POST", f"/containers/{cid}/start")
+        except DockyardError:
+            if params["auto_remove"]:
+                _remove_quietly(api, cid)
+            raise
         sys.stdout.write(cid + "\n")
         sys.stdout.flush()
         return 0
-    # The supervisor starts the process when we connect: every byte reaches us, then the exit.
-    code = relay(engine, cid, stdin=params["interactive"], tty=params["tty"])
-    if code is None:  # detached with ctrl-p ctrl-q: the container keeps running
-        return 0
-    if params["auto_remove"]:
-        engine.containers.remove(cid, force=True)
-    return code
+    return attach_api(session, cid, stdin=params["interactive"], tty=params["tty"], start=True,
+                      wait="removed" if params["auto_remove"] else "next-exit")
+
+
+def _remove_quietly(api, cid: str) -> None:  # noqa: ANN001
+    from ..errors import DockyardError
+
+    try:
+        api.json("DELETE", f"/containers/{cid}", {"force": True})
+    except DockyardError:
+        pass
 
 
 def _kv_list(values: tuple[str, ...]) -> dict[str, str]:
@@ -215,24 +219,23 @@ def _env_list(values: tuple[str, ...], files: tuple[str, ...]) -> list[str]:
     return [e for e in out if e]
 
 
-def build_options(p: dict):  # noqa: ANN201
-    """Click's parsed values -> the engine's CreateOptions, with Docker's validation."""
-    from ..engine.containers import CreateOptions
-    from ..engine.spec import Resources, parse_ulimit
+def create_body(p: dict) -> dict:
+    """run/create's parsed flags -> Docker's ContainerCreate body, validated as the docker CLI
+    validates before it sends anything."""
     from ..errors import InvalidArgument
     from ..units import parse_size
 
-    res = Resources()
+    host: dict = {}
     if p["memory"]:
-        res.memory = parse_size(p["memory"])
-        if res.memory < 6 * 1024 * 1024:
+        host["Memory"] = parse_size(p["memory"])
+        if host["Memory"] < 6 * 1024 * 1024:
             raise InvalidArgument("Minimum memory limit allowed is 6MB")
     if p["memory_swap"]:
-        res.memory_swap = -1 if p["memory_swap"] == "-1" else parse_size(p["memory_swap"])
-        if res.memory_swap > 0 and res.memory and res.memory_swap < res.memory:
+        host["MemorySwap"] = -1 if p["memory_swap"] == "-1" else parse_size(p["memory_swap"])
+        if host["MemorySwap"] > 0 and host.get("Memory") and host["MemorySwap"] < host["Memory"]:
             raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
     if p["memory_reservation"]:
-        res.memory_reservation = parse_size(p["memory_reservation"])
+        host["MemoryReservation"] = parse_size(p["memory_reservation"])
     if p["cpus"]:
         try:
             cpus = float(p["cpus"])
@@ -242,76 +245,222 @@ def build_options(p: dict):  # noqa: ANN201
             raise InvalidArgument(f'invalid argument "{p["cpus"]}" for "--cpus" flag: range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only {os.cpu_count()} CPUs available')
         if cpus > (os.cpu_count() or 1):
             raise InvalidArgument(f"range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only {os.cpu_count()} CPUs available")
-        res.nano_cpus = int(cpus * 1e9)
-    res.cpu_shares, res.cpu_quota, res.cpu_period = p["cpu_shares"], p["cpu_quota"], p["cpu_period"]
-    res.cpuset_cpus, res.cpuset_mems = p["cpuset_cpus"], p["cpuset_mems"]
-    res.pids_limit = p["pids_limit"] if p["pids_limit"] > 0 else 0
-    res.ulimits = [parse_ulimit(u) for u in p["ulimit"]]
+        host["NanoCpus"] = int(cpus * 1e9)
+    for key, flag in (("CpuShares", "cpu_shares"), ("CpuQuota", "cpu_quota"), ("CpuPeriod", "cpu_period"),
+                      ("CpusetCpus", "cpuset_cpus"), ("CpusetMems", "cpuset_mems")):
+        if p[flag]:
+            host[key] = p[flag]
+    if p["pids_limit"]:
+        host["PidsLimit"] = p["pids_limit"]
+    if p["ulimit"]:
+        host["Ulimits"] = [_ulimit(u) for u in p["ulimit"]]
+    name, _, count = p["restart"].partition(":")
+    policy: dict = {"Name": name}
+    if count:
+        try:
+            policy["MaximumRetryCount"] = int(count)
+        except ValueError:
+            raise InvalidArgument(f"invalid restart policy format: maximum retry count must be an integer: {p['restart']}") from None
+    host["RestartPolicy"] = policy
+    host["AutoRemove"] = p["auto_remove"]
+    host["NetworkMode"] = p["network"]
+    for key, flag in (("CapAdd", "cap_add"), ("CapDrop", "cap_drop"), ("Binds", "volume"), ("Links", "link"),
+                      ("VolumesFrom", "volumes_from"), ("Dns", "dns"), ("DnsSearch", "dns_search"),
+                      ("DnsOptions", "dns_option"), ("ExtraHosts", "add_host")):
+        if p[flag]:
+            host[key] = list(p[flag])
+    if p["security_opt"]:
+        host["SecurityOpt"] = [_security_opt(o) for o in p["security_opt"]]
+    for key, flag in (("Privileged", "privileged"), ("ReadonlyRootfs", "read_only"), ("Init", "init"),
+                      ("PublishAllPorts", "publish_all")):
+        if p[flag]:
+            host[key] = True
+    if p["mount"]:
+        host["Mounts"] = [_mount(m) for m in p["mount"]]
+    if p["tmpfs"]:
+        host["Tmpfs"] = {path: opts for path, _, opts in (t.partition(":") for t in p["tmpfs"])}
+    if p["publish"]:
+        bindings: dict[str, list] = {}
+        for spec in p["publish"]:
+            key, binding = _publish(spec)
+            bindings.setdefault(key, []).append(binding)
+        host["PortBindings"] = bindings
+    if p["tty"] and sys.stdout.isatty():
+        size = os.get_terminal_size(sys.stdout.fileno())
+        host["ConsoleSize"] = [size.lines, size.columns]
     entrypoint = None
     if p["entrypoint"] is not None:
-        entrypoint = [p["entrypoint"]] if p["entrypoint"] else []
-    return CreateOptions(
-        image=p["image"], cmd=list(p["command"]) or None, entrypoint=entrypoint,
-        env=_env_list(p["env"], p["env_file"]), workdir=p["workdir"], user=p["user"],
-        hostname=p["hostname"], tty=p["tty"], open_stdin=p["interactive"], labels=_kv_list(p["label"]),
-        name=p["name"], resources=res, cap_add=list(p["cap_add"]), cap_drop=list(p["cap_drop"]),
-        privileged=p["privileged"], read_only=p["read_only"], security_opt=list(p["security_opt"]),
-        init=p["init"], restart=p["restart"], auto_remove=p["auto_remove"], stop_signal=p["stop_signal"],
-        stop_timeout=p["stop_timeout"], network=p["network"],
-        volumes=list(p["volume"]), mounts=list(p["mount"]), tmpfs=list(p["tmpfs"]),
-        volumes_from=list(p["volumes_from"]), publish=list(p["publish"]), publish_all=p["publish_all"],
-        expose=list(p["expose"]), network_aliases=list(p["network_alias"]), links=list(p["link"]),
-        dns=list(p["dns"]), dns_search=list(p["dns_search"]), dns_option=list(p["dns_option"]),
-        add_host=list(p["add_host"]), ip=p["ip"],
-    )
+        entrypoint = [p["entrypoint"]] if p["entrypoint"] else [""]
+    body: dict = {
+        "Image": p["image"], "Cmd": list(p["command"]) or None, "Entrypoint": entrypoint,
+        "Env": _env_list(p["env"], p["env_file"]), "WorkingDir": p["workdir"], "User": p["user"],
+        "Hostname": p["hostname"], "Tty": p["tty"], "OpenStdin": p["interactive"],
+        "StdinOnce": p["interactive"] and not p["detach"], "AttachStdin": p["interactive"] and not p["detach"],
+        "AttachStdout": not p["detach"], "AttachStderr": not p["detach"], "Labels": _kv_list(p["label"]),
+        "HostConfig": host,
+    }
+    if p["stop_signal"]:
+        body["StopSignal"] = p["stop_signal"]
+    if p["stop_timeout"] is not None:
+        body["StopTimeout"] = p["stop_timeout"]
+    if p["expose"]:
+        body["ExposedPorts"] = {e: {} for e in p["expose"]}
+    if p["network_alias"] or p["ip"]:
+        endpoint: dict = {}
+        if p["network_alias"]:
+            endpoint["Aliases"] = list(p["network_alias"])
+        if p["ip"]:
+            endpoint["IPAMConfig"] = {"IPv4Address": p["ip"]}
+        body["NetworkingConfig"] = {"EndpointsConfig": {p["network"]: endpoint}}
+    return body
+
+
+def _ulimit(value: str) -> dict:
+    from ..errors import InvalidArgument
+
+    name, eq, limits = value.partition("=")
+    soft, _, hard = limits.partition(":")
+    try:
+        s = int(soft)
+        return {"Name": name, "Soft": s, "Hard": int(hard) if hard else s}
+    except ValueError:
+        raise InvalidArgument(f"invalid ulimit argument: {value}") from None
+
+
+def _security_opt(opt: str) -> str:
+    """``seccomp=FILE`` is sent as the profile itself, as the docker CLI does."""
+    from ..errors import InvalidArgument
+
+    key, sep, value = opt.partition("=")
+    if key != "seccomp" or value in ("", "unconfined") or value.lstrip().startswith("{"):
+        return opt
+    try:
+        with open(value, encoding="utf-8") as f:
+            return f"seccomp={f.read()}"
+    except OSError as exc:
+        raise InvalidArgument(f"opening seccomp profile ({value}) failed: {exc.strerror}") from None
+
+
+def _mount(spec: str) -> dict:
+    """``--mount type=…,source=…,target=…,readonly,…`` -> a Docker Mount object (the daemon
+    checks what the fields mean)."""
+    from ..errors import InvalidArgument
+
+    m: dict = {"Type": "volume"}
+    for item in spec.split(","):
+        if not item:
+            continue
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq and key not in ("readonly", "ro", "volume-nocopy"):
+            raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: invalid field \'{item}\' must be a key=value pair')
+        if key == "type":
+            m["Type"] = value
+        elif key in ("src", "source"):
+            m["Source"] = value
+        elif key in ("dst", "destination", "target"):
+            m["Target"] = value
+        elif key in ("readonly", "ro"):
+            if not eq or value.lower() in ("1", "true"):
+                m["ReadOnly"] = True
+            elif value.lower() not in ("0", "false"):
+                raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: invalid value for readonly: {value}')
+        elif key == "bind-propagation":
+            m.setdefault("BindOptions", {})["Propagation"] = value
+        elif key == "volume-nocopy":
+            m.setdefault("VolumeOptions", {})["NoCopy"] = not eq or value.lower() in ("1", "true")
+        elif key == "tmpfs-size":
+            from ..units import parse_size
+
+            m.setdefault("TmpfsOptions", {})["SizeBytes"] = parse_size(value)
+        elif key == "tmpfs-mode":
+            try:
+                m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
+            except ValueError:
+                raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: invalid tmpfs-mode: {value}') from None
+        elif key not in ("volume-driver", "volume-label", "volume-opt", "consistency", "bind-nonrecursive"):
+            raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: unexpected key \'{key}\' in \'{item}\'')
+    if not m.get("Target"):
+        raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: target is required')
+    return m
+
+
+def _publish(spec: str) -> tuple[str, dict]:
+    """``-p [IP:][HOSTPORT:]CONTAINERPORT[/PROTO]`` -> (PortBindings key, binding); the daemon
+    checks ranges, protocols and addresses."""
+    rest, slash, proto = spec.partition("/")
+    parts = rest.rsplit(":", 2)
+    host_ip, host_port, port = ("", "", parts[0]) if len(parts) == 1 else (
+        ("", parts[0], parts[1]) if len(parts) == 2 else (parts[0], parts[1], parts[2]))
+    return f"{port}/{proto or 'tcp'}", {"HostIp": host_ip, "HostPort": host_port}
 
 
 def create_container(session, params: dict) -> str:  # noqa: ANN001
+    from ..client import quote
     from ..errors import ImageNotFound
 
-    opts = build_options(params)
-    engine = session.engine
-    if opts.image in ("hello-world", "hello-world:latest"):
-        from ..engine import hello
-
-        hello.ensure(engine)
+    body = create_body(params)
+    query = f"?name={quote(params['name'], '')}" if params["name"] else ""
     try:
-        return engine.containers.create(opts)
+        out = session.api.json("POST", "/containers/create" + query, None, body)
     except ImageNotFound:
         from ..reference import parse
 
-        sys.stderr.write(f"Unable to find image '{parse(opts.image).with_default_tag().familiar()}' locally\n")
+        sys.stderr.write(f"Unable to find image '{parse(params['image']).with_default_tag().familiar()}' locally\n")
         raise
+    for warning in out.get("Warnings") or []:
+        sys.stderr.write(f"WARNING: {warning}\n")
+    return out["Id"]
 
 
-def relay(engine, cid: str, stdin: bool, tty: bool) -> int | None:  # noqa: ANN001
-    """Attach to the container's supervisor: stdin (and window size) in, output out, until it
-    exits (returns its exit code) or the user detaches with ctrl-p ctrl-q (returns None).
+def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: bool = False,  # noqa: ANN001, C901
+               sig_proxy: bool = True, wait: str = "next-exit") -> int | None:
+    """Attach to a container through the daemon (``POST /containers/{id}/attach``, hijacked),
+    start it when asked once attached, and relay until it exits: returns its exit code, or None
+    when the user detached with ctrl-p ctrl-q.
 
-    Frames are Docker's stdcopy header ``[type,0,0,0,len32]``: 0 stdin, 1 stdout, 2 stderr,
-    3 exit (payload: the exit file's JSON), 4 resize (rows, cols), 5 close stdin."""
+    ``tty=None`` takes the container's own setting; stdin is sent only when the container keeps
+    it open.  Without a TTY the stream is Docker's multiplexed frames ``[kind,0,0,0,len32]``."""
     import socket
     import struct
     import threading
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    path = str(engine.containers.attach_socket(cid))
-    for _ in range(400):
+    from ..errors import Conflict, DockyardError
+
+    api = session.api
+    info = None
+    cid = ref
+    if tty is None or not start:
+        info = api.json("GET", f"/containers/{quote_ref(ref)}/json")
+        cid = info["Id"]
+        cfg = info["Config"]
+        tty = bool(cfg.get("Tty")) if tty is None else tty
+        stdin = stdin and bool(cfg.get("OpenStdin"))
+        if not start and not info["State"]["Running"]:
+            raise Conflict("You cannot attach to a stopped container, start it first")
+    sock = api.hijack(f"/containers/{cid}/attach",
+                      {"stream": True, "stdin": stdin, "stdout": True, "stderr": True})
+    waiter = None
+    if start:
+        # asked before the start, as the docker CLI does, so the exit is not missed
+        waiter = api.request("POST", f"/containers/{cid}/wait", {"condition": wait}, stream=True, timeout=None)
         try:
-            sock.connect(path)
-            break
-        except (FileNotFoundError, ConnectionRefusedError):
-            time.sleep(0.005)
-    else:
-        sock.connect(path)  # raises the real error
+            api.json("POST", f"/containers/{cid}/start")
+        except DockyardError:
+            sock.close()
+            api.finish(waiter)
+            if wait == "removed":
+                _remove_quietly(api, cid)
+            raise
     lock = threading.Lock()
 
-    def send(kind: int, data: bytes = b"") -> None:
+    def send(data: bytes) -> bool:
         with lock:
             try:
-                sock.sendall(struct.pack(">BxxxI", kind, len(data)) + data)
+                sock.sendall(data)
+                return True
             except OSError:
-                pass
+                return False
 
     saved = None
     interactive_tty = tty and sys.stdin.isatty()
@@ -325,10 +474,14 @@ def relay(engine, cid: str, stdin: bool, tty: bool) -> int | None:  # noqa: ANN0
         ttymod.setraw(0)
 
         def resize(*_: object) -> None:
-            size = os.get_terminal_size(0)
-            send(4, struct.pack(">HH", size.lines, size.columns))
+            try:
+                size = os.get_terminal_size(0)
+                session.client.api.json("POST", f"/containers/{cid}/resize", {"h": size.lines, "w": size.columns})
+            except (OSError, DockyardError):
+                pass
 
-        resize()
+        if not start:
+            resize()
         signal.signal(signal.SIGWINCH, resize)
     if stdin:
         def pump() -> None:
@@ -339,7 +492,10 @@ def relay(engine, cid: str, stdin: bool, tty: bool) -> int | None:  # noqa: ANN0
                 except OSError:
                     data = b""
                 if not data:
-                    send(5)
+                    try:
+                        sock.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
                     return
                 if interactive_tty:
                     last = (last + data)[-2:]
@@ -350,39 +506,50 @@ def relay(engine, cid: str, stdin: bool, tty: bool) -> int | None:  # noqa: ANN0
                         except OSError:
                             pass
                         return
-                send(0, data)
+                if not send(data):
+                    return
 
         threading.Thread(target=pump, daemon=True).start()
-    if not tty:
+    else:
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+    if not tty and sig_proxy:
         import signal
 
         def proxy(signum, frame):  # noqa: ANN001
-            engine.containers.runtime.kill(cid, signum)  # docker's --sig-proxy
+            try:  # docker's --sig-proxy, on a connection of its own
+                from ..client import Transport
+
+                Transport(f"unix://{api.path}", timeout=10).json("POST", f"/containers/{cid}/kill", {"signal": str(signum)})
+            except DockyardError:
+                pass
 
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, proxy)
-    code = None
+    out, err = sys.stdout.buffer, sys.stderr.buffer
     try:
-        f = sock.makefile("rb")
-        out, err = sys.stdout.buffer, sys.stderr.buffer
-        while True:
-            head = f.read(8)
-            if len(head) < 8:
-                break
-            kind, size = head[0], struct.unpack(">I", head[4:])[0]
-            payload = f.read(size)
-            if kind == 1:
-                out.write(payload)
+        if tty:
+            while chunk := sock.recv(65536):
+                out.write(chunk)
                 out.flush()
-            elif kind == 2:
-                err.write(payload)
-                err.flush()
-            elif kind == 3:
-                try:
-                    code = int(json.loads(payload).get("exit_code", 0))
-                except ValueError:
-                    code = 0
-                break
+        else:
+            buf = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                while len(buf) >= 8:
+                    size = struct.unpack(">I", buf[4:8])[0]
+                    if len(buf) < 8 + size:
+                        break
+                    (err if buf[0] == 2 else out).write(buf[8:8 + size])
+                    (err if buf[0] == 2 else out).flush()
+                    buf = buf[8 + size:]
+    except OSError:
+        pass
     finally:
         if saved is not None:
             import termios
@@ -390,6 +557,21 @@ def relay(engine, cid: str, stdin: bool, tty: bool) -> int | None:  # noqa: ANN0
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
         sock.close()
     if detached.is_set():
+        if waiter is not None:
+            waiter._dockyard_keep = False
+            api.finish(waiter)
         return None
-    state = engine.containers.wait(cid, timeout=10)
-    return state["ExitCode"] if code is None else code
+    if waiter is None:
+        waiter = api.request("POST", f"/containers/{cid}/wait", {"condition": "not-running"}, stream=True,
+                             timeout=None)
+    try:
+        result = json.loads(waiter.read() or b"{}")
+    finally:
+        api.finish(waiter)
+    return int(result.get("StatusCode", 0))
+
+
+def quote_ref(ref: str) -> str:
+    from ..client import quote
+
+    return quote(ref, "")

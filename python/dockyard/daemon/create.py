@@ -139,6 +139,17 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
         parts.append(f"target={m['Target']}")
         if m.get("ReadOnly"):
             parts.append("readonly")
+        bind, vol, tmpfs_opts = (m.get(k) or {} for k in ("BindOptions", "VolumeOptions", "TmpfsOptions"))
+        if not all(isinstance(o, dict) for o in (bind, vol, tmpfs_opts)):
+            raise InvalidArgument("json: BindOptions, VolumeOptions and TmpfsOptions must be objects")
+        if bind.get("Propagation"):
+            parts.append(f"bind-propagation={bind['Propagation']}")
+        if vol.get("NoCopy"):
+            parts.append("volume-nocopy=true")
+        if tmpfs_opts.get("SizeBytes"):
+            parts.append(f"tmpfs-size={int(tmpfs_opts['SizeBytes'])}")
+        if tmpfs_opts.get("Mode"):
+            parts.append(f"tmpfs-mode={int(tmpfs_opts['Mode']):o}")
         mounts.append(",".join(parts))
     tmpfs = [f"{k}:{v}" if v else k for k, v in (host.get("Tmpfs") or {}).items()]
     network = host.get("NetworkMode") or "default"

@@ -339,6 +339,8 @@ class Containers:
             elif key == "seccomp":
                 if value == "unconfined":
                     seccomp = None
+                elif value.lstrip().startswith("{"):
+                    seccomp = from_docker_profile(value)  # the profile itself, as the docker CLI sends it
                 else:
                     try:
                         seccomp = from_docker_profile(Path(value).read_text())
