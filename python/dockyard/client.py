@@ -5,9 +5,10 @@
 >>> client.containers.run("busybox", ["echo", "hi"])  # doctest: +SKIP
 b'hi\\n'
 
-Lean on purpose (the CLI imports it on every command): ``socket``, ``struct`` and ``json``
-only -- a small HTTP/1.1 client of its own (keep-alive, chunked, upgrade) instead of
-``http.client`` (whose email/ssl imports cost more than everything else here).  Errors are dockyard's own tree (:mod:`dockyard.errors`): the daemon sends
+Lean on purpose (the CLI imports it on every command): a small HTTP/1.1 client of its own
+(keep-alive, chunked, upgrade) instead of ``http.client`` (whose email/ssl imports cost more
+than everything else here), over :mod:`dockyard._wire` (JSON and sockets straight from the C
+modules, without the ``re``/``enum`` imports of ``json`` and ``socket``).  Errors are dockyard's own tree (:mod:`dockyard.errors`): the daemon sends
 ``{"message": ...}`` with the status of the error it raised, and the client raises the same
 class again (404 -> ``ContainerNotFound``/``ImageNotFound``/``NotFound`` by route, 409 ->
 ``Conflict``, 400 -> ``InvalidArgument``); no HTTP type leaks out.
@@ -15,11 +16,9 @@ class again (404 -> ``ContainerNotFound``/``ImageNotFound``/``NotFound`` by rout
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import struct
 
+from . import _wire
 from .errors import Conflict, DockyardError, ImageNotFound, InvalidArgument, NotFound
 
 TYPE_CHECKING = False  # typing, dataclasses, http.client, urllib: ~40 ms the CLI never pays
@@ -172,7 +171,7 @@ class Response:
 
 class Connection:
     def __init__(self, path: str, timeout: float | None) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = _wire.socket(_wire.AF_UNIX, _wire.SOCK_STREAM)
         if timeout is not None:
             self.sock.settimeout(timeout)
         try:
@@ -180,7 +179,7 @@ class Connection:
         except OSError:
             self.sock.close()
             raise
-        self.f = self.sock.makefile("rb")
+        self.f = _wire.Reader(self.sock)
         self.response: Response | None = None
 
     def close(self) -> None:
@@ -261,7 +260,7 @@ class Transport:
                 if isinstance(v, bool):
                     v = "1" if v else "0"
                 elif isinstance(v, dict) or (isinstance(v, list) and k == "filters"):
-                    v = json.dumps(v)
+                    v = _wire.dumps(v)
                 if isinstance(v, list):
                     items += [(k, str(x)) for x in v]
                 else:
@@ -287,7 +286,7 @@ class Transport:
         hdrs = {"Host": "dockyard", **self.headers, **(headers or {})}
         data = body
         if body is not None and not isinstance(body, (bytes, bytearray)) and not hasattr(body, "read"):
-            data = json.dumps(body).encode()
+            data = _wire.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")
         url = self._url(path, params)
         t = self.timeout if timeout == -1 else timeout
@@ -346,15 +345,15 @@ class Transport:
         if "json" not in (resp.getheader("Content-Type") or ""):
             return raw
         try:
-            return json.loads(raw)
+            return _wire.loads(raw)
         except ValueError:
-            return [json.loads(line) for line in raw.splitlines() if line.strip()]
+            return [_wire.loads(line) for line in raw.splitlines() if line.strip()]
 
-    def hijack(self, path: str, params: dict | None = None, body: Any = None) -> socket.socket:
+    def hijack(self, path: str, params: dict | None = None, body: Any = None) -> _wire.socket:
         """POST with ``Upgrade: tcp``; returns the raw socket after ``101 UPGRADED``."""
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s = _wire.socket(_wire.AF_UNIX, _wire.SOCK_STREAM)
         s.connect(self.path)
-        data = json.dumps(body).encode() if body is not None else b""
+        data = _wire.dumps(body).encode() if body is not None else b""
         extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
         head = (f"POST {self._url(path, params)} HTTP/1.1\r\nHost: dockyard\r\nConnection: Upgrade\r\n"
                 f"Upgrade: tcp\r\n{extra}Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
@@ -383,7 +382,7 @@ class Transport:
 class _Prefixed:
     """A socket with bytes already read in front of it."""
 
-    def __init__(self, sock: socket.socket, first: bytes) -> None:
+    def __init__(self, sock: _wire.socket, first: bytes) -> None:
         self.sock = sock
         self.first = first
 
@@ -405,7 +404,7 @@ class _Prefixed:
 
 def _error(status: int, raw: bytes, path: str) -> DockyardError:
     try:
-        message = json.loads(raw).get("message", "")
+        message = _wire.loads(raw).get("message", "")
     except (ValueError, AttributeError):
         message = raw.decode(errors="replace").strip()
     if status == 404:
@@ -435,7 +434,7 @@ def _iter_frames(sock, tty: bool) -> Iterator[tuple[int, bytes]]:  # noqa: ANN00
             if not chunk:
                 return
             buf += chunk
-        kind, size = buf[0], struct.unpack(">I", buf[4:8])[0]
+        kind, size = buf[0], int.from_bytes(buf[4:8], "big")
         while len(buf) < 8 + size:
             chunk = sock.recv(65536)
             if not chunk:
@@ -598,7 +597,7 @@ class Container(Model):
         try:
             if not stdin:
                 try:
-                    sock.shutdown(socket.SHUT_WR)
+                    sock.shutdown(_wire.SHUT_WR)
                 except OSError:
                     pass
             frames = _iter_frames(sock, tty)
@@ -620,7 +619,7 @@ class Container(Model):
 
         resp = self.client.api.request("GET", f"/containers/{self.id}/archive", {"path": path}, stream=True)
         try:
-            stat = json.loads(base64.b64decode(resp.getheader("X-Docker-Container-Path-Stat") or "e30="))
+            stat = _wire.loads(base64.b64decode(resp.getheader("X-Docker-Container-Path-Stat") or "e30="))
             return resp.read(), stat
         finally:
             self.client.api.finish(resp)
@@ -1003,7 +1002,7 @@ class Client:
         try:
             while line := resp.readline():
                 if line.strip():
-                    yield json.loads(line) if decode else line
+                    yield _wire.loads(line) if decode else line
         finally:
             self.api.finish(resp)
 

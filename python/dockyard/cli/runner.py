@@ -9,7 +9,6 @@ and :func:`fast_run` parses it directly, Docker style, falling back to click for
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -223,8 +222,9 @@ def create_body(p: dict) -> dict:
     """run/create's parsed flags -> Docker's ContainerCreate body, validated as the docker CLI
     validates before it sends anything."""
     from ..errors import InvalidArgument
-    from ..units import parse_size
 
+    if p["memory"] or p["memory_swap"] or p["memory_reservation"]:
+        from ..units import parse_size
     host: dict = {}
     if p["memory"]:
         host["Memory"] = parse_size(p["memory"])
@@ -421,10 +421,10 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
 
     ``tty=None`` takes the container's own setting; stdin is sent only when the container keeps
     it open.  Without a TTY the stream is Docker's multiplexed frames ``[kind,0,0,0,len32]``."""
-    import socket
-    import struct
-    import threading
+    import _signal  # signal and threading without their Python layers (start-up: see _wire)
+    import _thread
 
+    from .. import _wire
     from ..errors import Conflict, DockyardError
 
     api = session.api
@@ -452,7 +452,7 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
             if wait == "removed":
                 _remove_quietly(api, cid)
             raise
-    lock = threading.Lock()
+    lock = _thread.allocate_lock()
 
     def send(data: bytes) -> bool:
         with lock:
@@ -464,9 +464,8 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
 
     saved = None
     interactive_tty = tty and sys.stdin.isatty()
-    detached = threading.Event()
+    detached: list[bool] = []  # set by the stdin pump on ctrl-p ctrl-q
     if interactive_tty:
-        import signal
         import termios
         import tty as ttymod
 
@@ -482,7 +481,7 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
 
         if not start:
             resize()
-        signal.signal(signal.SIGWINCH, resize)
+        _signal.signal(_signal.SIGWINCH, resize)
     if stdin:
         def pump() -> None:
             last = b""
@@ -493,31 +492,29 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
                     data = b""
                 if not data:
                     try:
-                        sock.shutdown(socket.SHUT_WR)
+                        sock.shutdown(_wire.SHUT_WR)
                     except OSError:
                         pass
                     return
                 if interactive_tty:
                     last = (last + data)[-2:]
                     if last == b"\x10\x11":  # ctrl-p ctrl-q
-                        detached.set()
+                        detached.append(True)
                         try:
-                            sock.shutdown(socket.SHUT_RDWR)
+                            sock.shutdown(_wire.SHUT_RDWR)
                         except OSError:
                             pass
                         return
                 if not send(data):
                     return
 
-        threading.Thread(target=pump, daemon=True).start()
+        _thread.start_new_thread(pump, ())
     else:
         try:
-            sock.shutdown(socket.SHUT_WR)
+            sock.shutdown(_wire.SHUT_WR)
         except OSError:
             pass
     if not tty and sig_proxy:
-        import signal
-
         def proxy(signum, frame):  # noqa: ANN001
             try:  # docker's --sig-proxy, on a connection of its own
                 from ..client import Transport
@@ -526,8 +523,9 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
             except DockyardError:
                 pass
 
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(sig, proxy)
+        for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
+                    _signal.SIGUSR2):
+            _signal.signal(sig, proxy)
     out, err = sys.stdout.buffer, sys.stderr.buffer
     try:
         if tty:
@@ -542,7 +540,7 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
                     break
                 buf += chunk
                 while len(buf) >= 8:
-                    size = struct.unpack(">I", buf[4:8])[0]
+                    size = int.from_bytes(buf[4:8], "big")
                     if len(buf) < 8 + size:
                         break
                     (err if buf[0] == 2 else out).write(buf[8:8 + size])
@@ -556,7 +554,7 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
 
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
         sock.close()
-    if detached.is_set():
+    if detached:
         if waiter is not None:
             waiter._dockyard_keep = False
             api.finish(waiter)
@@ -565,7 +563,7 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
         waiter = api.request("POST", f"/containers/{cid}/wait", {"condition": "not-running"}, stream=True,
                              timeout=None)
     try:
-        result = json.loads(waiter.read() or b"{}")
+        result = _wire.loads(waiter.read() or b"{}")
     finally:
         api.finish(waiter)
     return int(result.get("StatusCode", 0))
