@@ -308,22 +308,23 @@ class Daemon:
     def start_container(self, ref: str, restarting: bool = False) -> None:
         with self.engines.get() as engine:
             cid = engine.containers.resolve(ref)
+            changed = False
             with self.lock:
                 attach = self.pending_attach.get(cid, 0) > 0
-                if not restarting:
+                if not restarting and (cid in self.manually_stopped or cid in self.restart_counts):
                     self.manually_stopped.discard(cid)
                     self.restart_counts.pop(cid, None)
+                    changed = True
             rec = engine.containers.load(cid)
             was_running = engine.containers.refresh(rec)["state"]["Running"]
             state = engine.containers.start(cid, attach=attach)
             if was_running:
                 return
-            state = _fix_shim_pid(engine, cid, state)
             self.track(cid, {"state": state})
             with self.attach_cond:
                 self.attach_cond.notify_all()
             self._emit_container(engine.containers.load(cid), "start")
-        if not restarting:
+        if changed:
             self.save_state()
 
     def mark_stopped(self, cid: str) -> None:
@@ -351,40 +352,6 @@ class Daemon:
         except NotFound:
             return
         self._emit_container(rec, action, extra)
-
-
-def _find_shim(cid: str) -> int:
-    needle = b"\0--id\0" + cid.encode() + b"\0"
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if b"\0shim\0" in data and needle in data:
-            return int(entry.name)
-    return 0
-
-
-def _fix_shim_pid(engine, cid: str, state: dict) -> dict:  # noqa: ANN001
-    """The engine records the supervisor as the container's parent at start, which can be a
-    short-lived intermediate process; a refresh that then finds both gone before the exit file
-    is written records exit 255.  Record the real supervisor (found by its command line)."""
-    shim = _find_shim(cid)
-    if not shim or shim == state.get("ShimPid"):
-        return state
-    with engine.store.transaction() as db:
-        row = db.execute("SELECT state FROM containers WHERE id=?", (cid,)).fetchone()
-        if row is None:
-            return state
-        current = json.loads(row[0] or "{}")
-        if current.get("Running") and current.get("Pid") == state.get("Pid"):
-            current["ShimPid"] = shim
-            db.execute("UPDATE containers SET state=? WHERE id=?", (json.dumps(current), cid))
-            state = dict(state, ShimPid=shim)
-    return state
 
 
 def _alive(pid: int) -> bool:
