@@ -14,14 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from support import needs_root
+from support import needs_root, stop_daemon
 
 
 def runtime_available() -> bool:
@@ -124,9 +123,12 @@ def _mounts_under(path: Path) -> list[str]:
 
 @pytest.fixture
 def daemon(tmp_path, rootfs_tar, cli, monkeypatch):
-    run = Path(tempfile.mkdtemp(prefix="dyd-", dir="/tmp"))
+    """The test's own daemon process on the cli fixture's socket (so ``cli`` talks to it too);
+    the one the cli fixture started is stopped first: one daemon per root."""
+    run = cli.run_dir
     monkeypatch.setenv("DOCKYARD_RUN", str(run))
     cli("import", "-c", 'CMD ["/bin/sh"]', str(rootfs_tar), "bb")
+    stop_daemon(run)
     d = Daemon(cli.root, run)
     d.start()
     try:
@@ -145,9 +147,6 @@ def daemon(tmp_path, rootfs_tar, cli, monkeypatch):
             if leftover:
                 cli("rm", "-f", *leftover, check=False)
             mounts = _mounts_under(cli.root)
-            import shutil
-
-            shutil.rmtree(run, ignore_errors=True)
     assert mounts == []
 
 
