@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from support import need, tar_dir
+from support import need, stop_daemon, tar_dir
 
 from dockyard.registry import auth
 from dockyard.registry.client import Registry, pull, push
@@ -151,43 +151,49 @@ def test_push_pull_run_against_distribution(cli, rootfs_tar, distribution, tmp_p
     digest = out.strip().splitlines()[-1].split("digest: ")[1].split()[0]
     image_id = json.loads(cli("inspect", name).stdout)[0]["Id"]
 
-    # A second root pulls it.
-    env = dict(os.environ, DOCKYARD_ROOT=str(tmp_path / "other"))
-    exe = Path(os.sys.executable).with_name("dockyard")
-    proc = subprocess.run([str(exe), "pull", name], env=env, capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr.decode()
-    lines = proc.stdout.decode().splitlines()
-    assert lines[0] == "1: Pulling from team/bb"
-    assert f"Digest: {digest}" in lines
-    assert f"Status: Downloaded newer image for {name}" in lines
-    assert lines[-1] == name
-    info = json.loads(subprocess.run([str(exe), "inspect", name], env=env, capture_output=True).stdout)[0]
-    assert info["Id"] == image_id
-    assert info["RepoDigests"] == [f"{distribution}/team/bb@{digest}"]
-    # Pulling again fetches nothing.
-    proc = subprocess.run([str(exe), "pull", name], env=env, capture_output=True, timeout=120)
-    assert f"Status: Image is up to date for {name}" in proc.stdout.decode()
-    # By digest, quietly.
-    proc = subprocess.run([str(exe), "pull", "-q", f"{distribution}/team/bb@{digest}"], env=env,
-                          capture_output=True, timeout=120)
-    assert proc.stdout.decode() == f"{distribution}/team/bb@{digest}\n"
-
-    # Run it, when this machine can run containers.
-    try:
-        from dockyard.engine.runtime import binary
-
-        binary()
-    except Exception:
-        return
-    if os.geteuid() != 0:
-        return
+    # A second root pulls it, through a daemon of its own (stopped at the end).
+    import shutil
     import tempfile
 
     run_dir = tempfile.mkdtemp(prefix="dyrun-", dir="/tmp")
-    proc = subprocess.run([str(exe), "run", "--rm", name, "/bin/echo", "pulled and running"],
-                          env=dict(env, DOCKYARD_RUN=run_dir), capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout.decode() == "pulled and running\n"
+    env = dict(os.environ, DOCKYARD_ROOT=str(tmp_path / "other"), DOCKYARD_RUN=run_dir)
+    env.pop("DOCKYARD_HOST", None)
+    exe = Path(os.sys.executable).with_name("dockyard")
+    try:
+        proc = subprocess.run([str(exe), "pull", name], env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()
+        lines = proc.stdout.decode().splitlines()
+        assert lines[0] == "1: Pulling from team/bb"
+        assert f"Digest: {digest}" in lines
+        assert f"Status: Downloaded newer image for {name}" in lines
+        assert lines[-1] == name
+        info = json.loads(subprocess.run([str(exe), "inspect", name], env=env, capture_output=True).stdout)[0]
+        assert info["Id"] == image_id
+        assert info["RepoDigests"] == [f"{distribution}/team/bb@{digest}"]
+        # Pulling again fetches nothing.
+        proc = subprocess.run([str(exe), "pull", name], env=env, capture_output=True, timeout=120)
+        assert f"Status: Image is up to date for {name}" in proc.stdout.decode()
+        # By digest, quietly.
+        proc = subprocess.run([str(exe), "pull", "-q", f"{distribution}/team/bb@{digest}"], env=env,
+                              capture_output=True, timeout=120)
+        assert proc.stdout.decode() == f"{distribution}/team/bb@{digest}\n"
+
+        # Run it, when this machine can run containers.
+        try:
+            from dockyard.engine.runtime import binary
+
+            binary()
+        except Exception:
+            return
+        if os.geteuid() != 0:
+            return
+        proc = subprocess.run([str(exe), "run", "--rm", name, "/bin/echo", "pulled and running"],
+                              env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stdout.decode() == "pulled and running\n"
+    finally:
+        stop_daemon(Path(run_dir), tmp_path / "other")
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_chunked_push_and_cross_repo_mount_on_distribution(engine, image, fresh, distribution):

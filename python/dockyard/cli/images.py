@@ -1,4 +1,8 @@
-"""Image commands: images, import, load, save, tag, rmi, history, inspect, image prune."""
+"""Image commands: images, import, load, save, tag, rmi, history, inspect, image prune.
+
+Each is a request to the daemon (``session.api``), rendered as docker's CLI renders it;
+archives (import, load, save) stream through without being held in memory.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import sys
 import click
 
 from . import CONTEXT, pass_session
-from .output import echo, fail_if, print_inspect, print_rows, short_id, since
+from .output import copy_body, echo, fail_if, messages, print_inspect, print_rows, short_id, since, stream_error
 
 IMAGE_HEADERS = {
     "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
@@ -57,12 +61,12 @@ def image_rows(summaries: list[dict], no_trunc: bool, digests: bool) -> list[dic
 
 def _list(session, repository: str | None, quiet: bool, all_: bool, digests: bool,
           no_trunc: bool, filters: tuple[str, ...], fmt: str | None) -> None:
-    from ..engine.filters import IMAGE_KEYS, parse_filters
+    from .output import parse_filters
 
-    parsed = parse_filters(filters, IMAGE_KEYS)
+    parsed = parse_filters(filters)
     if repository:
         parsed.setdefault("reference", []).append(repository)
-    summaries = session.engine.images.summaries(all_=all_, filters=parsed)
+    summaries = session.api.json("GET", "/images/json", {"all": all_ or None, "filters": parsed or None})
     rows = image_rows(summaries, no_trunc, digests)
     if digests and not fmt:
         fmt = IMAGES_TABLE_DIGESTS
@@ -112,9 +116,36 @@ def import_(session, source, reference, changes, message, platform):  # noqa: AN
         from ..errors import InvalidArgument
 
         raise InvalidArgument("importing from a URL is not supported; download the file and import it")
-    src = sys.stdin.buffer if source == "-" else source
-    image_id = session.engine.import_image(src, reference, list(changes), message, platform)
+    if reference:
+        _check_reference(reference)
+    src = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+    try:
+        resp = session.api.request("POST", "/images/create", {
+            "fromSrc": "-", "repo": reference, "changes": list(changes) or None, "message": message or None,
+            "platform": platform}, src, headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None)
+    finally:
+        if src is not sys.stdin.buffer:
+            src.close()
+    image_id = ""
+    for msg in messages(session.api, resp):
+        err = stream_error(msg)
+        if err is not None:
+            raise err
+        image_id = msg.get("status") or image_id
     echo(image_id + "\n")
+
+
+def _check_reference(name: str) -> None:
+    """A target name, checked here as docker's CLI does before it asks the daemon."""
+    from .. import reference as refs
+    from ..errors import InvalidReference
+
+    try:
+        refs.parse_repository_tag(name)
+    except InvalidReference as exc:
+        err = InvalidReference(f'Error parsing reference: "{name}" is not a valid repository/tag: {exc}')
+        err.client_side = True
+        raise err from None
 
 
 @click.command("load", context_settings=CONTEXT)
@@ -128,9 +159,19 @@ def load(session, input_, quiet, platform):  # noqa: ANN001
         from ..errors import InvalidArgument
 
         raise InvalidArgument("requested load from stdin, but stdin is empty")
-    lines = session.engine.load(input_ if input_ else sys.stdin.buffer)
-    if not quiet:
-        echo("".join(line + "\n" for line in lines))
+    src = open(input_, "rb") if input_ else sys.stdin.buffer  # noqa: SIM115
+    try:
+        resp = session.api.request("POST", "/images/load", {"quiet": quiet or None}, src,
+                                   headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None)
+    finally:
+        if src is not sys.stdin.buffer:
+            src.close()
+    for msg in messages(session.api, resp):
+        err = stream_error(msg)
+        if err is not None:
+            raise err
+        if not quiet and msg.get("stream"):
+            echo(msg["stream"])
 
 
 @click.command("save", context_settings=CONTEXT)
@@ -144,23 +185,26 @@ def save(session, names, output, fmt, platform):  # noqa: ANN001
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
     import os
 
-    from ..errors import InvalidArgument
+    from ..errors import DockyardError, InvalidArgument
 
-    engine = session.engine
-    for name in names:
-        engine.images.resolve(name)  # fail before writing anything
+    if output is None and sys.stdout.isatty():
+        raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+    # the daemon answers 404 for a missing name before it sends anything
+    params = {"names": list(names), "format": fmt if fmt != "docker-archive" else None}
+    resp = session.api.request("GET", "/images/get", params, stream=True, timeout=None)
     if output is None:
-        if sys.stdout.isatty():
-            raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-        engine.save(list(names), sys.stdout.buffer, fmt)
+        copy_body(session.api, resp, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
     tmp = f"{output}.dockyard-{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
-            engine.save(list(names), f, fmt)
+            copy_body(session.api, resp, f)
+        if not resp.done:
+            raise DockyardError("the daemon ended the archive early")
         os.replace(tmp, output)
     finally:
+        session.api.finish(resp)
         if os.path.exists(tmp):
             os.unlink(tmp)
 
@@ -171,7 +215,17 @@ def save(session, names, output, fmt, platform):  # noqa: ANN001
 @pass_session
 def tag(session, source, target):  # noqa: ANN001
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
-    session.engine.images.tag(source, target)
+    from .. import reference as refs
+
+    _check_reference(target)
+    ref = refs.parse_repository_tag(target)
+    session.api.json("POST", f"/images/{_quote(source)}/tag", {"repo": ref.name, "tag": ref.tag})
+
+
+def _quote(name: str) -> str:
+    from ..client import quote
+
+    return quote(name, safe="/:@")
 
 
 @click.command("rmi", context_settings=CONTEXT)
@@ -186,7 +240,8 @@ def rmi(session, names, force, no_prune):  # noqa: ANN001
     errors = []
     for name in names:
         try:
-            items = session.engine.images.remove(name, force=force, prune=not no_prune)
+            items = session.api.json("DELETE", f"/images/{_quote(name)}",
+                                     {"force": force or None, "noprune": no_prune or None}) or []
         except DockyardError as exc:
             errors.append(f"Error response from daemon: {exc}")
             continue
@@ -207,7 +262,7 @@ def history(session, name, human, no_trunc, quiet, fmt):  # noqa: ANN001
     from .output import go_time
 
     rows = []
-    for h in session.engine.images.history(name):
+    for h in session.api.json("GET", f"/images/{_quote(name)}/history") or []:
         created_by = h["CreatedBy"].replace("\t", " ")
         if not no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
@@ -225,16 +280,26 @@ def history(session, name, human, no_trunc, quiet, fmt):  # noqa: ANN001
     print_rows(rows, fmt, default, headers, quiet_field="ID", quiet=quiet)
 
 
-def _inspect(session, names, fmt, kinds=("image",)):  # noqa: ANN001
+# docker inspect's order without --type (the swarm kinds aside)
+INSPECT_KINDS = ("container", "image", "network", "volume")
+
+
+def _inspect(session, names, fmt, kinds=("image",), size=False):  # noqa: ANN001
+    from ..client import quote
     from ..errors import DockyardError, NotFound
 
-    engine = session.engine
-    getters = {"container": lambda n: engine.containers.inspect(n), "image": engine.images.inspect}
+    def path(kind: str, name: str) -> tuple[str, dict | None]:
+        if kind == "container":
+            return f"/containers/{quote(name, safe='')}/json", {"size": size or None}
+        if kind == "image":
+            return f"/images/{_quote(name)}/json", None
+        return f"/{kind}s/{quote(name, safe='')}", None
+
     found, errors = [], []
     for name in names:
         for i, kind in enumerate(kinds):
             try:
-                found.append(getters[kind](name))
+                found.append(session.api.json("GET", *path(kind, name)))
                 break
             except NotFound as exc:
                 if i == len(kinds) - 1:
@@ -250,13 +315,13 @@ def _inspect(session, names, fmt, kinds=("image",)):  # noqa: ANN001
 @click.command("inspect", context_settings=CONTEXT)
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--format", "fmt", help="Format output using a custom template")
-@click.option("--type", "type_", default=None, type=click.Choice(["container", "image"]),
+@click.option("--type", "type_", default=None, type=click.Choice(list(INSPECT_KINDS)),
               help="Return JSON for specified type")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes if the type is container")
 @pass_session
 def inspect(session, names, fmt, type_, size):  # noqa: ANN001
     """Return low-level information on dockyard objects."""
-    _inspect(session, names, fmt, (type_,) if type_ else ("container", "image"))
+    _inspect(session, names, fmt, (type_,) if type_ else INSPECT_KINDS, size)
 
 
 @click.command("inspect", context_settings=CONTEXT)
@@ -275,24 +340,25 @@ def image_inspect(session, names, fmt):  # noqa: ANN001
 @pass_session
 def image_prune(session, all_, force, filters):  # noqa: ANN001
     """Remove unused images."""
-    from ..engine.filters import parse_filters
     from ..units import human_size
-    from .output import confirm
+    from .output import confirm, parse_filters
 
-    parsed = parse_filters(filters, ("until", "label"))
+    parsed = parse_filters(filters)
+    if all_:
+        parsed["dangling"] = ["false"]
     warning = ("WARNING! This will remove all images without at least one container associated to them."
                if all_ else "WARNING! This will remove all dangling images.")
     if not confirm(warning + "\nAre you sure you want to continue?", force):
         return
-    report = session.engine.images.prune(all_=all_, filters=parsed)
+    report = session.api.json("POST", "/images/prune", {"filters": parsed or None}, timeout=None) or {}
     out = []
-    if report["ImagesDeleted"]:
+    if report.get("ImagesDeleted"):
         out.append("Deleted Images:")
         for item in report["ImagesDeleted"]:
             for k, v in item.items():
                 out.append(f"{k.lower()}: {v}")
         out.append("")
-    out.append(f"Total reclaimed space: {human_size(report['SpaceReclaimed'])}")
+    out.append(f"Total reclaimed space: {human_size(report.get('SpaceReclaimed') or 0)}")
     echo("\n".join(out) + "\n")
 
 

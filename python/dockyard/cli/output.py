@@ -101,3 +101,62 @@ def fail_if(errors: list[str]) -> None:
         for message in errors:
             click.echo(message, err=True)
         raise click.exceptions.Exit(1)
+
+
+def parse_filters(values: Iterable[str]) -> dict[str, list[str]]:
+    """``--filter k=v`` flags as the API's ``filters`` (the daemon checks the keys, as dockerd)."""
+    from ..errors import InvalidArgument
+
+    out: dict[str, list[str]] = {}
+    for value in values:
+        key, eq, arg = value.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {value}")
+        out.setdefault(key, []).append(arg)
+    return out
+
+
+def messages(api, resp):  # noqa: ANN001, ANN201
+    """The JSON messages of a streamed response (pull/push progress, build, load), one a line;
+    the response is finished afterwards, also when the caller stops early."""
+    from ..errors import DockyardError
+
+    try:
+        while line := resp.readline():
+            if not line.strip():
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                raise DockyardError(f"malformed message from the daemon: {line[:200]!r}") from None
+            if isinstance(msg, dict):
+                yield msg
+    finally:
+        api.finish(resp)
+
+
+def stream_error(msg: Mapping) -> Exception | None:
+    """The error a stream message carries, as docker's CLI reports it: the message alone (no
+    "Error response from daemon:"), exiting with ``errorDetail.code`` when there is one."""
+    detail = msg.get("errorDetail") or {}
+    text = detail.get("message") or msg.get("error")
+    if not text:
+        return None
+    from ..errors import DockyardError
+
+    err = DockyardError(str(text))
+    err.client_side = True
+    code = detail.get("code")
+    if isinstance(code, int) and code > 0:
+        err.cli_exit = code  # type: ignore[attr-defined]
+    return err
+
+
+def copy_body(api, resp, out) -> None:  # noqa: ANN001
+    """Copy a streamed (binary) response to ``out`` as it comes."""
+    try:
+        while chunk := resp.read1(1 << 16):
+            out.write(chunk)
+    finally:
+        api.finish(resp)

@@ -67,6 +67,48 @@ def _bar(current: int, total: int | None) -> str:
     return f"[{bar:<{width}}]  {human_size(current)}/{human_size(total)}"
 
 
+def _auth_header(domain: str) -> dict[str, str]:
+    """``X-Registry-Auth`` with the user's stored credentials for ``domain`` (the CLI holds
+    them, not the daemon), as docker's CLI sends it: base64url JSON."""
+    import base64
+    import json
+
+    from ..registry import auth
+
+    creds = auth.credentials(auth.HUB_KEY if domain in auth.HUB_DOMAINS else domain)
+    if not creds:
+        return {}
+    user, password = creds
+    body = {"serveraddress": domain}
+    if user == "<token>":
+        body["identitytoken"] = password
+    else:
+        body.update(username=user, password=password)
+    return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(body).encode()).decode()}
+
+
+def _render(session, resp, printer: ProgressPrinter) -> list[dict]:  # noqa: ANN001
+    """Draw the daemon's JSON progress; raise the error it ends with; return the aux results."""
+    from .output import messages, stream_error
+
+    aux = []
+    for msg in messages(session.api, resp):
+        err = stream_error(msg)
+        if err is not None:
+            raise err
+        if "aux" in msg:
+            aux.append(msg["aux"])
+        status = msg.get("status")
+        if not status:
+            continue
+        detail = msg.get("progressDetail") or {}
+        if detail.get("total"):
+            printer(msg.get("id", ""), status, detail.get("current", 0), detail["total"])
+        else:
+            printer(msg.get("id", ""), status)
+    return aux
+
+
 @click.command("pull", context_settings=CONTEXT)
 @click.argument("name")
 @click.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository.")
@@ -77,23 +119,22 @@ def _bar(current: int, total: int | None) -> str:
 def pull(session, name: str, all_tags: bool, quiet: bool, platform: str | None) -> None:  # noqa: ANN001
     """Download an image from a registry."""
     from .. import reference as refs
-    from ..registry.client import pull as do_pull
+    from ..errors import DockyardError
 
     printer = ProgressPrinter(quiet=quiet)
     ref = refs.parse(name)
+    if all_tags and (ref.tag or ref.digest):
+        raise DockyardError("tag can't be used with --all-tags/-a")
     if not quiet and not all_tags and not ref.tag and not ref.digest:
         printer("", "Using default tag: latest")
-    results = do_pull(session.engine, name, platform=platform, all_tags=all_tags, progress=printer)
-    for r in results:
-        shown = refs.parse(r.reference)
-        if not quiet:
-            printer("", f"Digest: {r.digest}")
-            what = "Downloaded newer image" if r.new else "Image is up to date"
-            printer("", f"Status: {what} for {shown.familiar()}")
-        if not all_tags:
-            sys.stdout.write(r.reference + "\n")
-    if all_tags and results:
-        sys.stdout.write(refs.parse(name).name + "\n")
+    if not all_tags:
+        ref = ref.with_default_tag()
+    # fromImage without a tag is the whole repository (dockerd's rule for -a)
+    params = {"fromImage": ref.name, "tag": ref.digest or ref.tag, "platform": platform}
+    resp = session.api.request("POST", "/images/create", params, headers=_auth_header(ref.domain),
+                               stream=True, timeout=None)
+    _render(session, resp, printer)
+    sys.stdout.write((ref.name if all_tags else str(ref)) + "\n")
 
 
 @click.command("push", context_settings=CONTEXT)
@@ -105,13 +146,26 @@ def pull(session, name: str, all_tags: bool, quiet: bool, platform: str | None) 
 @pass_session
 def push(session, name: str, all_tags: bool, quiet: bool, chunk_size: int | None) -> None:  # noqa: ANN001
     """Upload an image to a registry."""
-    from ..registry.client import push as do_push
+    from .. import reference as refs
+    from ..client import quote
+    from ..errors import DockyardError
 
     printer = ProgressPrinter(quiet=quiet)
-    results = do_push(session.engine, name, all_tags=all_tags, progress=printer, chunk_size=chunk_size)
+    ref = refs.parse(name)
+    if ref.digest:
+        raise DockyardError("cannot push a digest reference")
+    if all_tags and ref.tag:
+        raise DockyardError("tag can't be used with --all-tags/-a")
+    if not all_tags:
+        ref = ref.with_default_tag()
+    # no ``tag``: every tag of the repository (dockerd's rule); ``chunksize`` is dockyard's own
+    resp = session.api.request("POST", f"/images/{quote(ref.name, safe='/:')}/push",
+                               {"tag": ref.tag, "chunksize": chunk_size}, headers=_auth_header(ref.domain),
+                               stream=True, timeout=None)
+    results = _render(session, resp, printer)
     if quiet:
         for r in results:
-            sys.stdout.write(r.reference + "\n")
+            sys.stdout.write(f"{ref.name}:{r.get('Tag', '')}\n")
 
 
 @click.command("login", context_settings=CONTEXT)

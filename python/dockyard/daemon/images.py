@@ -80,7 +80,7 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
     filters = req.filters()
     for key in filters:
         if key not in IMAGE_FILTERS:
-            raise InvalidArgument(f"invalid filter '{key}'")
+            raise InvalidArgument(f"Invalid filter '{key}'")
     for v in filters.get("dangling", []):
         if v.lower() not in ("true", "false", "1", "0"):
             raise InvalidArgument(f"invalid filter 'dangling={v}'")
@@ -124,7 +124,7 @@ def prune(d, req: Request) -> dict:  # noqa: ANN001
     filters = req.filters()
     for key in filters:
         if key not in ("dangling", "label", "label!", "until"):
-            raise InvalidArgument(f"invalid filter '{key}'")
+            raise InvalidArgument(f"Invalid filter '{key}'")
     dangling = filters.pop("dangling", ["true"])
     all_ = any(v.lower() in ("false", "0") for v in dangling)
     with d.engines.get() as engine:
@@ -172,6 +172,9 @@ def create(d, req: Request):  # noqa: ANN001, ANN201
     from .. import reference as refs
 
     parsed = refs.parse(name)
+    # a name alone (no tag in fromImage, no ``tag``) pulls every tag of the repository, as
+    # dockerd does (``docker pull -a``); the docker CLI and docker-py send ``tag`` otherwise
+    all_tags = parsed.tag is None and parsed.digest is None
     lock = threading.Lock()
     state: dict = {"out": None}
 
@@ -193,17 +196,16 @@ def create(d, req: Request):  # noqa: ANN001, ANN201
 
     try:
         with d.engines.get() as engine:
-            results = regclient.pull(engine, name, platform=platform, progress=progress,
+            results = regclient.pull(engine, name, platform=platform, all_tags=all_tags, progress=progress,
                                      registry=_registry_for(req, name))
         out = stream()
         for r in results:
-            digest = getattr(r, "digest", "")
-            if digest:
-                out.json({"status": f"Digest: {digest}"})
-            fam = parsed.with_default_tag().familiar()
-            out.json({"status": f"Status: Downloaded newer image for {fam}" if getattr(r, "new", True)
+            if r.digest:
+                out.json({"status": f"Digest: {r.digest}"})
+            fam = refs.parse(r.reference).familiar()
+            out.json({"status": f"Status: Downloaded newer image for {fam}" if r.new
                       else f"Status: Image is up to date for {fam}"})
-        d.events.emit("image", "pull", str(parsed.with_default_tag()), {"name": str(parsed.with_default_tag())})
+            d.events.emit("image", "pull", r.reference, {"name": r.reference})
     except DockyardError as exc:
         if state["out"] is None:
             raise
@@ -213,10 +215,14 @@ def create(d, req: Request):  # noqa: ANN001, ANN201
 
 
 def push(d, req: Request, name: str):  # noqa: ANN001, ANN201
+    from .. import reference as refs
     from ..registry import client as regclient
 
     tag_ = req.arg("tag") or ""
     full = f"{name}:{tag_}" if tag_ else name
+    # no tag anywhere: every tag of the repository, as dockerd (``docker push -a``)
+    all_tags = not tag_ and refs.parse(name).tag is None
+    chunk_size = req.int("chunksize")  # dockyard's: PATCH uploads of this size
     out = _progress_stream(req)
 
     def progress(layer: str, status: str, current: int | None = None, total: int | None = None) -> None:
@@ -229,13 +235,13 @@ def push(d, req: Request, name: str):  # noqa: ANN001, ANN201
 
     try:
         with d.engines.get() as engine:
-            results = regclient.push(engine, full, all_tags=not tag_ and ":" not in name.rsplit("/", 1)[-1]
-                                     and req.bool("all-tags", False), progress=progress,
+            results = regclient.push(engine, full, all_tags=all_tags, progress=progress, chunk_size=chunk_size,
                                      registry=_registry_for(req, full))
         for r in results:
-            tagname, digest, size = getattr(r, "tag", tag_ or "latest"), getattr(r, "digest", ""), getattr(r, "size", 0)
-            out.json({"status": f"{tagname}: digest: {digest} size: {size}",
-                      "aux": {"Tag": tagname, "Digest": digest, "Size": size}})
+            # the "TAG: digest: … size: …" line went out with the progress; the result follows
+            # on its own, as dockerd sends it
+            tagname = refs.parse(r.reference).tag or "latest"
+            out.json({"progressDetail": {}, "aux": {"Tag": tagname, "Digest": r.digest, "Size": r.size}})
     except DockyardError as exc:
         out.json({"errorDetail": {"message": str(exc)}, "error": str(exc)})
     out.close()
@@ -255,16 +261,23 @@ def load(d, req: Request):  # noqa: ANN001, ANN201
     return STREAMED
 
 
+SAVE_FORMATS = ("docker-archive", "oci-archive")
+
+
 def _save(d, req: Request, names: list[str]):  # noqa: ANN001, ANN201
     if not names:
         raise InvalidArgument("names is required")
+    # ``format`` (dockyard's, for ``dockyard save --format oci-archive``): dockerd has none
+    fmt = req.arg("format") or "docker-archive"
+    if fmt not in SAVE_FORMATS:
+        raise InvalidArgument(f"invalid format {fmt!r}: expected one of {', '.join(SAVE_FORMATS)}")
     with d.engines.get() as engine:
         for n in names:
             engine.images.resolve(n)  # 404 before anything is sent
 
         def produce(w: int) -> None:
             with os.fdopen(w, "wb", closefd=False) as f:
-                engine.save(names, f)
+                engine.save(names, f, fmt)
 
         return stream_produced(req, produce)
 
@@ -277,14 +290,22 @@ def get_one(d, req: Request, name: str):  # noqa: ANN001, ANN201
     return _save(d, req, [name])
 
 
-def build(d, req: Request):  # noqa: ANN001, ANN201
-    """The body is the context as a tar; ``dockerfile`` names the Dockerfile inside it."""
+def build(d, req: Request):  # noqa: ANN001, ANN201, C901
+    """``POST /build``, the classic builder's: the body is the context as a tar (or a Dockerfile
+    alone), ``dockerfile`` names the Dockerfile inside it; the output streams as JSON lines
+    (``stream``, ``aux`` with the ID, ``error``/``errorDetail`` at the end of a failed build).
+
+    A client that goes away (it closed or half-closed the connection: ``dockyard build`` on
+    SIGTERM or Ctrl-C) cancels the build: its RUN container is killed and the builder unwinds
+    through its ``finally`` blocks, so nothing of the build is left behind."""
     try:
         from ..build import BuildOptions, Builder
     except ImportError:
         return Reply(501, {"message": "build is not implemented by this daemon"})
     from .. import reference as refs
 
+    if req.arg("remote"):
+        raise InvalidArgument("remote build contexts are not supported: send the context as the body")
     tags = []
     for t in req.args("t"):
         tags.append(str(refs.parse_repository_tag(t).with_default_tag()))
@@ -299,49 +320,159 @@ def build(d, req: Request):  # noqa: ANN001, ANN201
     target = req.arg("target") or ""
     no_cache = req.bool("nocache")
     quiet = req.bool("q")
+    # builds run without a network unless asked ("default" is what the docker CLI sends)
+    network = req.arg("networkmode") or "default"
+    network = "none" if network == "default" else network
     req.bool("rm", True)
     req.bool("forcerm")
     req.bool("pull")
     with d.engines.get() as engine, engine.store.staging() as stage:
-        ctx = stage / "context"
-        ctx.mkdir()
         tar = stage / "context.tar"
         src = req.stream
         with open(tar, "wb") as f:
             while chunk := src.read(1 << 20):
                 f.write(chunk)
-        from .. import _native
+        with open(tar, "rb") as f:
+            head = f.read(512)
+        ctx = None
+        if _is_archive(head):
+            from .. import _native
 
-        try:
-            _native.extract(str(tar), str(ctx), whiteouts="apply")
-        except (DockyardError, OSError) as exc:
-            raise InvalidArgument(f"invalid build context: {exc}") from None
-        df_path = ctx / dockerfile_name
-        try:
-            dockerfile = df_path.read_bytes()
-        except OSError:
-            raise InvalidArgument(f"Cannot locate specified Dockerfile: {dockerfile_name}") from None
+            ctx = stage / "context"
+            ctx.mkdir()
+            try:
+                _native.extract(str(tar), str(ctx), whiteouts="apply")
+            except (DockyardError, OSError) as exc:
+                raise InvalidArgument(f"invalid build context: {exc}") from None
+            tar.unlink()
+            try:
+                dockerfile = (ctx / dockerfile_name).read_bytes()
+            except OSError:
+                raise InvalidArgument(f"Cannot locate specified Dockerfile: {dockerfile_name}") from None
+        else:  # not an archive: the body is the Dockerfile itself (``docker build - < Dockerfile``)
+            dockerfile = tar.read_bytes()
+            dockerfile_name = "Dockerfile"
         out = _progress_stream(req)
+        cancelled = threading.Event()
+        done = threading.Event()
+        tracked = _Tracking(engine)
+        watcher = threading.Thread(target=_watch_client, daemon=True,
+                                   args=(d, req.handler.connection, tracked, cancelled, done))
+        watcher.start()
+
+        def send(msg: dict) -> None:
+            if cancelled.is_set():
+                raise DockyardError("the build was cancelled: the client went away")
+            try:
+                out.json(msg)
+            except OSError:
+                cancelled.set()
+                raise DockyardError("the build was cancelled: the client went away") from None
 
         def emit(line: str) -> None:
+            if cancelled.is_set():
+                raise DockyardError("the build was cancelled: the client went away")
             if not quiet:
-                out.json({"stream": line + "\n"})
+                send({"stream": line + "\n"})
 
         try:
-            opts = BuildOptions(ctx, dockerfile, dockerfile_name, tags, build_args, target, no_cache, labels)
-            image_id = Builder(engine, opts, emit).build()
-            out.json({"aux": {"ID": image_id}})
+            opts = BuildOptions(ctx, dockerfile, dockerfile_name, tags, build_args, target, no_cache, labels,
+                                network, context_is_archive=True)
+            image_id = Builder(tracked, opts, emit).build()
+            send({"aux": {"ID": image_id}})
             if quiet:
-                out.json({"stream": image_id + "\n"})
+                send({"stream": image_id + "\n"})
             else:
-                out.json({"stream": f"Successfully built {image_id.split(':', 1)[1][:12]}\n"})
+                send({"stream": f"Successfully built {image_id.split(':', 1)[1][:12]}\n"})
                 for t in tags:
-                    out.json({"stream": f"Successfully tagged {refs.parse(t).familiar()}\n"})
+                    send({"stream": f"Successfully tagged {refs.parse(t).familiar()}\n"})
         except DockyardError as exc:
-            out.json({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+            detail: dict = {"message": str(exc)}
+            code = getattr(exc, "cli_exit", None)
+            if isinstance(code, int) and code > 0:
+                detail["code"] = code
+            try:
+                out.json({"errorDetail": detail, "error": str(exc)})
+            except OSError:
+                pass
+        finally:
+            done.set()
+            watcher.join()
         out.close()
     return STREAMED
 
 
+def _is_archive(head: bytes) -> bool:
+    """A tar, or a compressed stream (gzip, zstd, bzip2, xz) the extractor unpacks."""
+    if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd" or head[:3] == b"BZh" \
+            or head[:6] == b"\xfd7zXZ\x00":
+        return True
+    return len(head) >= 262 and head[257:262] == b"ustar"
+
+
+class _Tracking:
+    """The engine as a build sees it, noting the containers the build creates (so a build
+    whose client went away can be stopped from another thread)."""
+
+    def __init__(self, engine) -> None:  # noqa: ANN001
+        self._engine = engine
+        self.created: list[str] = []
+        self.containers = _TrackedContainers(engine.containers, self.created)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._engine, name)
+
+
+class _TrackedContainers:
+    def __init__(self, containers, created: list[str]) -> None:  # noqa: ANN001
+        self._containers = containers
+        self._created = created
+
+    def create(self, *args, **kwargs) -> str:  # noqa: ANN002, ANN003
+        cid = self._containers.create(*args, **kwargs)
+        self._created.append(cid)
+        return cid
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._containers, name)
+
+
+def _watch_client(d, sock, tracked: _Tracking, cancelled: threading.Event,  # noqa: ANN001
+                  done: threading.Event) -> None:
+    """Until ``done``: when the client closes its side of the connection, set ``cancelled``
+    and kill the build's containers (again until the build ends: one may be starting)."""
+    import select
+    import socket
+
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLRDHUP)
+    while not cancelled.is_set():
+        if done.is_set():
+            return
+        if not poller.poll(200):
+            continue
+        try:
+            data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            continue
+        except OSError:
+            data = b""
+        if data:
+            return  # the client sent something (not a hang-up): nothing to watch for any more
+        cancelled.set()
+    while not done.wait(0.2):
+        for cid in list(tracked.created):
+            try:
+                with d.engines.get() as engine:
+                    engine.containers.kill(cid, "KILL")
+            except Exception:  # noqa: BLE001  (not running, removed meanwhile: nothing to stop)
+                pass
+
+
 def build_prune(d, req: Request) -> dict:  # noqa: ANN001
-    return {"CachesDeleted": None, "SpaceReclaimed": 0}
+    """Forget the build cache (its images stay, as the classic builder's: ``image prune``)."""
+    from ..build import prune_cache
+
+    req.bool("all")
+    with d.engines.get() as engine:
+        return prune_cache(engine)

@@ -133,7 +133,7 @@ def events(d, req: Request):  # noqa: ANN001, ANN201
     filters = req.filters()
     for key in filters:
         if key not in ("type", "event", "container", "image", "label", "volume", "network", "daemon", "scope"):
-            raise InvalidArgument(f"invalid filter '{key}'")
+            raise InvalidArgument(f"Invalid filter '{key}'")
     q = d.events.subscribe()
     try:
         out = req.start_stream("application/json")
@@ -162,30 +162,45 @@ def events(d, req: Request):  # noqa: ANN001, ANN201
 
 
 def df(d, req: Request) -> dict:  # noqa: ANN001
+    """``docker system df``'s data, in dockerd's shape: ``LayersSize`` counts each layer once;
+    each image has its ``Containers`` and ``SharedSize`` (bytes of its layers other images use
+    too); each container its ``SizeRw`` (its writable layer)."""
+    from ..engine import _tree_size as upper_size
     from .containers import _summary
 
     with d.engines.get() as engine:
         images = engine.images.summaries(all_=True)
+        layers_size = engine.images.disk_usage()["size"]
+        db = engine.store.db
+        users: dict[str, int] = {}
+        for (image_id,) in db.execute("SELECT image_id FROM containers"):
+            users[image_id] = users.get(image_id, 0) + 1
+        shared = dict(db.execute(
+            "SELECT il.image_id, COALESCE(SUM(l.content_size), 0) FROM image_layers il "
+            "JOIN layers l ON l.chain_id = il.chain_id WHERE il.chain_id IN "
+            "(SELECT chain_id FROM image_layers GROUP BY chain_id HAVING COUNT(DISTINCT image_id) > 1) "
+            "GROUP BY il.image_id").fetchall())
         recs = all_containers(engine)
+        sizes = {rec["id"]: upper_size(engine.containers.dir(rec["id"]) / "upper") for rec in recs}
         try:
             from .resources import _volumes
 
             vols_api = _volumes(engine)
-            users = vols_api.users()
+            vol_users = vols_api.users()
             vols = []
             for v in vols_api.list():
                 size = _tree_size(v["Mountpoint"])
-                vols.append(dict(v, UsageData={"Size": size, "RefCount": len(users.get(v["Name"], []))}))
+                vols.append(dict(v, UsageData={"Size": size, "RefCount": len(vol_users.get(v["Name"], []))}))
         except ImportError:
             vols = []
+    images = [dict(i, Containers=users.get(i["Id"], 0), SharedSize=shared.get(i["Id"], 0)) for i in images]
     containers = []
     for rec in recs:
         s = _summary(rec)
-        s["SizeRw"] = 0
+        s["SizeRw"] = sizes.get(rec["id"], 0)
         s["SizeRootFs"] = 0
         containers.append(s)
-    layers = sum(i.get("Size", 0) for i in images)
-    return {"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": vols,
+    return {"LayersSize": layers_size, "Images": images, "Containers": containers, "Volumes": vols,
             "BuildCache": []}
 
 
