@@ -206,7 +206,7 @@ def system_events(session, since, until, filters, fmt):  # noqa: ANN001
         nano = ev.get("timeNano") or int(ev.get("time", 0) * 1e9)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(nano // 10**9)) + f".{nano % 10**9:09d}" + \
             time.strftime("%z", time.localtime(nano // 10**9))
-        stamp = stamp[:-2] + ":" + stamp[-2:]
+        stamp = stamp[:-5] + "Z" if stamp.endswith("+0000") else stamp[:-2] + ":" + stamp[-2:]  # Go's Z07:00
         actor = ev.get("Actor") or {}
         attrs = ", ".join(f"{k}={v}" for k, v in sorted((actor.get("Attributes") or {}).items()))
         echo(f"{stamp} {ev.get('Type', '')} {ev.get('Action', '')} {actor.get('ID', '')}"

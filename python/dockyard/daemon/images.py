@@ -105,7 +105,9 @@ def tag(d, req: Request, name: str) -> Reply:  # noqa: ANN001
     with d.engines.get() as engine:
         engine.images.tag(name, f"{repo}:{tag_}" if tag_ else repo)
         image_id = engine.images.resolve(name)
-    d.events.emit("image", "tag", image_id, {"name": f"{repo}:{tag_ or 'latest'}"})
+    from .. import reference as refs
+
+    d.events.emit("image", "tag", image_id, {"name": refs.parse(f"{repo}:{tag_ or 'latest'}").familiar()})
     return Reply(201, b"", "text/plain")
 
 
