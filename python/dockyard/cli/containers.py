@@ -1,5 +1,9 @@
 """Container commands: run, create, start, stop, kill, restart, wait, rm, rename, pause, unpause,
-ps, logs, and ``container …``."""
+ps, logs, exec, cp, … and ``container …``.
+
+Every command is a client of the daemon (``session.api``, the Docker Engine API), as the docker
+CLI is of dockerd: nothing here touches the engine, the store or the kernel.  Errors from the
+daemon come back as dockyard's own exceptions and print as ``Error response from daemon: …``."""
 
 from __future__ import annotations
 
@@ -57,6 +61,30 @@ def run(session, **params):  # noqa: ANN001
     raise click.exceptions.Exit(run_container(session, params))
 
 
+
+
+def _q(ref: str) -> str:
+    """A container reference as one URL path segment."""
+    from ..client import quote
+
+    return quote(ref, "")
+
+
+def _daemon_line(exc: Exception) -> str:
+    """One error line, as :func:`dockyard.cli.main` would print it."""
+    return str(exc) if getattr(exc, "client_side", False) else f"Error response from daemon: {exc}"
+
+
+def _side_transport(session):  # noqa: ANN001, ANN202
+    """A connection of its own to the same daemon (for a thread beside a running stream)."""
+    from ..client import Transport
+
+    api = session.api
+    t = Transport(f"unix://{api.path}", timeout=None)
+    t.headers.update(api.headers)
+    return t
+
+
 @click.command("start", context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
@@ -66,29 +94,25 @@ def start(session, containers, attach, interactive):  # noqa: ANN001
     """Start one or more stopped containers."""
     from ..errors import DockyardError
 
-    engine = session.engine
     if attach or interactive:
-        from .runner import relay
+        from . import runner
 
-        cid = engine.containers.resolve(containers[0])
-        rec = engine.containers.load(cid)
-        engine.containers.start(cid, attach=True)
-        code = relay(engine, cid, stdin=interactive and rec["spec"]["Config"]["OpenStdin"],
-                     tty=rec["spec"]["Config"]["Tty"])
+        code = runner.attach_api(session, containers[0], stdin=interactive, tty=None, start=True, sig_proxy=True)
         raise click.exceptions.Exit(0 if code is None else code)
     errors = []
     for ref in containers:
         try:
-            engine.containers.start(ref)
+            session.api.json("POST", f"/containers/{_q(ref)}/start")
             echo(ref + "\n")
         except DockyardError as exc:
-            errors.append(f"Error response from daemon: {exc}")
+            errors.append(_daemon_line(exc))
     if errors:
         errors.append("Error: failed to start containers: " + ", ".join(containers))
     fail_if(errors)
 
 
 def _each(session, refs, action, print_ref: bool = True) -> None:  # noqa: ANN001
+    """``action(ref)`` for each container; errors after the successes, exit 1 if any (as docker)."""
     from ..errors import DockyardError
 
     errors = []
@@ -98,8 +122,13 @@ def _each(session, refs, action, print_ref: bool = True) -> None:  # noqa: ANN00
             if print_ref:
                 echo(ref + "\n")
         except DockyardError as exc:
-            errors.append(f"Error response from daemon: {exc}")
+            errors.append(_daemon_line(exc))
     fail_if(errors)
+
+
+def _post(session, suffix: str, params: dict | None = None):  # noqa: ANN001, ANN202
+    """``POST /containers/{ref}{suffix}`` for each ref."""
+    return lambda ref: session.api.json("POST", f"/containers/{_q(ref)}{suffix}", params)
 
 
 @click.command("stop", context_settings=CONTEXT)
@@ -109,7 +138,7 @@ def _each(session, refs, action, print_ref: bool = True) -> None:  # noqa: ANN00
 @pass_session
 def stop(session, containers, timeout, sig):  # noqa: ANN001
     """Stop one or more running containers."""
-    _each(session, containers, lambda r: session.engine.containers.stop(r, timeout, sig))
+    _each(session, containers, _post(session, "/stop", {"t": timeout, "signal": sig}))
 
 
 @click.command("restart", context_settings=CONTEXT)
@@ -119,10 +148,7 @@ def stop(session, containers, timeout, sig):  # noqa: ANN001
 @pass_session
 def restart(session, containers, timeout, sig):  # noqa: ANN001
     """Restart one or more containers."""
-    def act(ref: str) -> None:
-        session.engine.containers.stop(ref, timeout, sig)
-        session.engine.containers.start(ref)
-    _each(session, containers, act)
+    _each(session, containers, _post(session, "/restart", {"t": timeout, "signal": sig}))
 
 
 @click.command("kill", context_settings=CONTEXT)
@@ -131,10 +157,7 @@ def restart(session, containers, timeout, sig):  # noqa: ANN001
 @pass_session
 def kill(session, containers, sig):  # noqa: ANN001
     """Kill one or more running containers."""
-    from ..engine.spec import parse_signal
-
-    parse_signal(sig)
-    _each(session, containers, lambda r: session.engine.containers.kill(r, sig))
+    _each(session, containers, _post(session, "/kill", {"signal": sig}))  # the daemon checks the signal
 
 
 @click.command("wait", context_settings=CONTEXT)
@@ -143,7 +166,8 @@ def kill(session, containers, sig):  # noqa: ANN001
 def wait(session, containers):  # noqa: ANN001
     """Block until one or more containers stop, then print their exit codes."""
     def act(ref: str) -> None:
-        echo(f"{session.engine.containers.wait(ref)['ExitCode']}\n")
+        out = session.api.json("POST", f"/containers/{_q(ref)}/wait", {"condition": "not-running"}, timeout=None)
+        echo(f"{(out or {}).get('StatusCode', 0)}\n")
     _each(session, containers, act, print_ref=False)
 
 
@@ -154,7 +178,8 @@ def wait(session, containers):  # noqa: ANN001
 @pass_session
 def rm(session, containers, force, volumes):  # noqa: ANN001
     """Remove one or more containers."""
-    _each(session, containers, lambda r: session.engine.containers.remove(r, force, volumes))
+    _each(session, containers,
+          lambda r: session.api.json("DELETE", f"/containers/{_q(r)}", {"force": force, "v": volumes}))
 
 
 @click.command("rename", context_settings=CONTEXT)
@@ -163,7 +188,7 @@ def rm(session, containers, force, volumes):  # noqa: ANN001
 @pass_session
 def rename(session, container, new_name):  # noqa: ANN001
     """Rename a container."""
-    session.engine.containers.rename(container, new_name)
+    session.api.json("POST", f"/containers/{_q(container)}/rename", {"name": new_name})
 
 
 @click.command("pause", context_settings=CONTEXT)
@@ -171,7 +196,7 @@ def rename(session, container, new_name):  # noqa: ANN001
 @pass_session
 def pause(session, containers):  # noqa: ANN001
     """Pause all processes within one or more containers."""
-    _each(session, containers, session.engine.containers.pause)
+    _each(session, containers, _post(session, "/pause"))
 
 
 @click.command("unpause", context_settings=CONTEXT)
@@ -179,7 +204,7 @@ def pause(session, containers):  # noqa: ANN001
 @pass_session
 def unpause(session, containers):  # noqa: ANN001
     """Unpause all processes within one or more containers."""
-    _each(session, containers, session.engine.containers.unpause)
+    _each(session, containers, _post(session, "/unpause"))
 
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
@@ -188,76 +213,58 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Run
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 
 
-def status_text(state: dict) -> str:
-    """Docker's STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created"."""
-    from ..engine.images import parse_time
-    from ..units import human_duration
+def parse_filters(values) -> dict[str, list[str]]:  # noqa: ANN001
+    """``-f key=value`` flags as the API's ``filters`` map (the daemon checks the keys)."""
+    from ..errors import InvalidArgument
 
-    now = time.time()
-    if state["Running"]:
-        text = "Up " + human_duration(max(0.0, now - parse_time(state["StartedAt"])))
-        return text + " (Paused)" if state["Paused"] else text
-    if state["Status"] == "created":
-        return "Created"
-    finished = parse_time(state["FinishedAt"])
-    return f"Exited ({state['ExitCode']}) " + human_duration(max(0.0, now - finished)) + " ago"
+    out: dict[str, list[str]] = {}
+    for value in values:
+        key, eq, arg = value.partition("=")
+        if not eq:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {value}")
+        out.setdefault(key.strip().lower(), []).append(arg)
+    return out
 
 
-def ps_rows(recs: list[dict], no_trunc: bool) -> list[dict]:
-    from ..engine.images import parse_time
+def ports_text(ports: list[dict]) -> str:
+    """The PORTS column from the API's ``Ports``: "127.0.0.1:8080->80/tcp, 81/tcp"."""
+    items = []
+    for p in ports or []:
+        key = f"{p.get('PrivatePort', 0)}/{p.get('Type') or 'tcp'}"
+        text = f"{p.get('IP', '')}:{p['PublicPort']}->{key}" if p.get("PublicPort") else key
+        items.append(((p.get("PrivatePort", 0), key), text))
+    items.sort(key=lambda kv: kv[0])
+    return ", ".join(text for _, text in items)
+
+
+def ps_rows(summaries: list[dict], no_trunc: bool) -> list[dict]:
+    """``GET /containers/json`` entries as ps's columns."""
     from .output import go_time
 
     rows = []
-    for rec in recs:
-        spec = rec["spec"]
-        command = " ".join([spec["Path"], *spec["Args"]])
+    for c in summaries:
+        command = c.get("Command") or ""
         if not no_trunc and len(command) > 20:
             command = command[:19] + "…"
-        created = parse_time(rec["created"])
-        labels = spec["Config"].get("Labels") or {}
+        created = float(c.get("Created") or 0)
+        labels = c.get("Labels") or {}
+        nets = ((c.get("NetworkSettings") or {}).get("Networks")) or {}
         rows.append({
-            "ID": rec["id"] if no_trunc else rec["id"][:12],
-            "Image": spec["Config"]["Image"],
+            "ID": c["Id"] if no_trunc else c["Id"][:12],
+            "Image": c.get("Image", ""),
             "Command": json.dumps(command, ensure_ascii=False),
             "RunningFor": since(created),
             "CreatedAt": go_time(created),
-            "Status": status_text(rec["state"]),
-            "State": rec["state"]["Status"],
-            "Ports": "",
-            "Names": rec["name"],
+            "Status": c.get("Status", ""),
+            "State": c.get("State", ""),
+            "Ports": ports_text(c.get("Ports") or []),
+            "Names": ((c.get("Names") or [""])[0]).lstrip("/"),
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
-            "Mounts": "",
-            "Networks": "",
+            "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []),
+            "Networks": ",".join(nets),
             "Size": "0B",
         })
     return rows
-
-
-def ps_filter(recs: list[dict], filters: dict[str, list[str]]) -> list[dict]:
-    from ..engine.filters import labels_match
-
-    out = []
-    for rec in recs:
-        st = rec["state"]
-        ok = True
-        for key, values in filters.items():
-            if key == "status":
-                ok = st["Status"] in values
-            elif key == "name":
-                ok = any(v.lstrip("/") in rec["name"] for v in values)
-            elif key == "id":
-                ok = any(rec["id"].startswith(v) for v in values)
-            elif key == "label":
-                ok = labels_match(rec["spec"]["Config"].get("Labels") or {}, values)
-            elif key == "exited":
-                ok = not st["Running"] and st["Status"] == "exited" and str(st["ExitCode"]) in values
-            elif key == "ancestor":
-                ok = any(v in (rec["spec"]["Config"]["Image"], rec["image_id"], rec["image_id"][7:19]) for v in values)
-            if not ok:
-                break
-        if ok:
-            out.append(rec)
-    return out
 
 
 @click.command("ps", context_settings=CONTEXT)
@@ -272,24 +279,77 @@ def ps_filter(recs: list[dict], filters: dict[str, list[str]]) -> list[dict]:
 @pass_session
 def ps(session, all_, quiet, latest, last, filters, fmt, no_trunc, size):  # noqa: ANN001
     """List containers."""
-    from ..engine.filters import parse_filters
-
-    parsed = parse_filters(filters, ("status", "name", "id", "label", "exited", "ancestor"))
-    recs = session.engine.containers.all()
+    parsed = parse_filters(filters)
     if latest:
         last = 1
+    params = {"all": all_ or last >= 0, "limit": last if last > 0 else None, "filters": parsed or None}
+    summaries = session.api.json("GET", "/containers/json", params) or []
     if last >= 0:
-        recs = recs[:last]
-    elif not all_ and "status" not in parsed and "exited" not in parsed:
-        recs = [r for r in recs if r["state"]["Running"]]
-    recs = ps_filter(recs, parsed)
-    rows = ps_rows(recs, no_trunc)
-    if not quiet:
-        from ..engine.network.hooks import ps_columns
+        summaries = summaries[:last]
+    print_rows(ps_rows(summaries, no_trunc), fmt, PS_TABLE, PS_HEADERS, quiet_field="ID", quiet=quiet)
 
-        for row, rec in zip(rows, recs):  # PORTS, NETWORKS and MOUNTS (engine/network, engine/volumes)
-            row.update(ps_columns(session.engine.containers, rec))
-    print_rows(rows, fmt, PS_TABLE, PS_HEADERS, quiet_field="ID", quiet=quiet)
+
+def api_time(value: str, flag: str = "until") -> str:
+    """Docker's time flags (``--since``/``--until``): a Unix time, an RFC 3339 date, or a Go
+    duration before now; as the API's ``seconds.nanoseconds``.  A date keeps its exact digits,
+    so the daemon compares it with the log's own timestamps without rounding."""
+    import re
+
+    from ..errors import InvalidArgument
+
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return value
+    if re.fullmatch(r"(?:\d+(?:\.\d+)?(?:h|m|s|ms))+", value):
+        total = sum(float(num) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
+                    for num, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value))
+        return f"{time.time() - total:.9f}"
+    from datetime import datetime
+
+    s = value.strip()
+    if s[-1:] in ("Z", "z"):
+        s = s[:-1] + "+00:00"
+    frac = ""
+    if "." in s:
+        head, _, rest = s.partition(".")
+        while rest and rest[0].isdigit():
+            frac, rest = frac + rest[0], rest[1:]
+        s = head + rest
+    try:
+        seconds = datetime.fromisoformat(s).timestamp()
+    except ValueError:
+        raise InvalidArgument(f"invalid filter '{flag}={value}'") from None
+    return f"{int(seconds)}.{frac[:9].ljust(9, '0')}"
+
+
+def frames(read, tty: bool):  # noqa: ANN001, ANN201
+    """(stream, bytes) from ``read(n)`` (b"" at the end): Docker's 8-byte ``[kind,0,0,0,len32]``
+    frames without a TTY (1 stdout, 2 stderr), raw bytes as stdout with one."""
+    import struct
+
+    if tty:
+        while chunk := read(65536):
+            yield 1, chunk
+        return
+    buf = b""
+    while True:
+        chunk = read(65536)
+        if not chunk:
+            return
+        buf += chunk
+        while len(buf) >= 8:
+            size = struct.unpack(">I", buf[4:8])[0]
+            if len(buf) < 8 + size:
+                break
+            yield buf[0], buf[8:8 + size]
+            buf = buf[8 + size:]
+
+
+def relay_output(read, tty: bool) -> None:  # noqa: ANN001
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for kind, data in frames(read, tty):
+        f = err if kind == 2 else out
+        f.write(data)
+        f.flush()
 
 
 @click.command("logs", context_settings=CONTEXT)
@@ -303,55 +363,23 @@ def ps(session, all_, quiet, latest, last, filters, fmt, no_trunc, size):  # noq
 @pass_session
 def logs(session, container, follow, tail, since_, until, timestamps, details):  # noqa: ANN001
     """Fetch the logs of a container."""
-    from ..engine.filters import _timestamp
-    from ..engine.images import parse_time
     from ..errors import InvalidArgument
 
-    engine = session.engine
-    cid = engine.containers.resolve(container)
-    path = engine.containers.logs(cid)
-    lo = _timestamp(since_) if since_ else None
-    hi = _timestamp(until) if until else None
     if tail != "all":
         try:
-            count = int(tail)
+            int(tail)
         except ValueError:
             raise InvalidArgument(f"invalid value for \"tail\": {tail}") from None
-    else:
-        count = -1
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-
-    def emit(entries: list[dict]) -> None:
-        for e in entries:
-            t = parse_time(e.get("time", ""))
-            if lo is not None and t < lo or hi is not None and t >= hi:
-                continue
-            text = e.get("log", "").encode("utf-8", "surrogateescape")
-            if timestamps:
-                text = e.get("time", "").encode() + b" " + text
-            (err if e.get("stream") == "stderr" else out).write(text)
-        out.flush()
-        err.flush()
-
-    def read_from(pos: int) -> tuple[int, list[dict]]:
-        return engine.containers.read_log(cid, pos)
-
-    pos, entries = read_from(0)
-    if count >= 0:
-        entries = entries[-count:] if count else []
-    emit(entries)
-    if follow:
-        while True:
-            rec = engine.containers.refresh(engine.containers.load(cid))
-            pos, entries = read_from(pos)
-            emit(entries)
-            if not rec["state"]["Running"] and not entries:
-                pos, entries = read_from(pos)
-                emit(entries)
-                return
-            if hi is not None and time.time() >= hi:
-                return
-            time.sleep(0.05)
+    params = {"stdout": True, "stderr": True, "follow": follow, "tail": tail, "timestamps": timestamps,
+              "since": api_time(since_, "since") if since_ else None,
+              "until": api_time(until) if until else None, "details": details or None}
+    resp = session.api.request("GET", f"/containers/{_q(container)}/logs", params, stream=True, timeout=None)
+    try:
+        # the daemon says which: raw with a TTY, multiplexed frames without (as dockerd since API 1.42)
+        tty = "multiplexed" not in (resp.getheader("Content-Type") or "")
+        relay_output(resp.read1, tty)
+    finally:
+        session.api.finish(resp)
 
 
 @click.command("prune", context_settings=CONTEXT)
@@ -360,16 +388,16 @@ def logs(session, container, follow, tail, since_, until, timestamps, details): 
 @pass_session
 def container_prune(session, force, filters):  # noqa: ANN001
     """Remove all stopped containers."""
+    from ..units import human_size
     from .output import confirm
 
+    parsed = parse_filters(filters)
     if not confirm("WARNING! This will remove all stopped containers.\nAre you sure you want to continue?", force):
         return
-    removed = []
-    for rec in session.engine.containers.all():
-        if not rec["state"]["Running"]:
-            removed.append(session.engine.containers.remove(rec["id"]))
+    out = session.api.json("POST", "/containers/prune", {"filters": parsed or None}, timeout=None) or {}
+    removed = out.get("ContainersDeleted") or []
     lines = (["Deleted Containers:"] + removed + [""]) if removed else []
-    lines.append("Total reclaimed space: 0B")
+    lines.append("Total reclaimed space: " + human_size(out.get("SpaceReclaimed") or 0))
     echo("\n".join(lines) + "\n")
 
 
@@ -383,8 +411,13 @@ def container_prune(session, force, filters):  # noqa: ANN001
 @pass_session
 def commit(session, container, reference, author, changes, message, pause):  # noqa: ANN001
     """Create a new image from a container's changes."""
-    image_id = session.engine.containers.commit(container, reference, list(changes), message, author, pause)
-    echo(image_id + "\n")
+    repo, tag = reference or "", ""
+    if reference and ":" in reference.rsplit("/", 1)[-1] and "@" not in reference:
+        repo, tag = reference.rsplit(":", 1)  # a tag (not a registry's port)
+    out = session.api.json("POST", "/commit", {
+        "container": container, "repo": repo or None, "tag": tag or None, "comment": message or None,
+        "author": author or None, "changes": list(changes) or None, "pause": pause}, timeout=None)
+    echo(out["Id"] + "\n")
 
 
 @click.command("diff", context_settings=CONTEXT)
@@ -392,7 +425,14 @@ def commit(session, container, reference, author, changes, message, pause):  # n
 @pass_session
 def diff(session, container):  # noqa: ANN001
     """Inspect changes to files or directories on a container's filesystem."""
-    echo("".join(f"{kind} {path}\n" for kind, path in session.engine.containers.diff(container)))
+    kinds = {0: "C", 1: "A", 2: "D"}
+    changes = session.api.json("GET", f"/containers/{_q(container)}/changes") or []
+    echo("".join(f"{kinds.get(c.get('Kind'), 'C')} {c.get('Path')}\n" for c in changes))
+
+
+def _tar_complete(tail: bytes, total: int) -> bool:
+    """A whole tar stream ends with two zero blocks (and is made of 512-byte blocks)."""
+    return total >= 1024 and total % 512 == 0 and tail[-1024:] == bytes(1024)
 
 
 @click.command("export", context_settings=CONTEXT)
@@ -401,22 +441,39 @@ def diff(session, container):  # noqa: ANN001
 @pass_session
 def export(session, container, output):  # noqa: ANN001
     """Export a container's filesystem as a tar archive."""
-    from ..errors import InvalidArgument
+    from ..errors import DockyardError, InvalidArgument
 
-    engine = session.engine
-    engine.containers.resolve(container)
-    if output is None:
-        if sys.stdout.isatty():
-            raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-        sys.stdout.flush()
-        engine.containers.export(container, f"/proc/self/fd/{sys.stdout.fileno()}")
-        return
-    tmp = f"{output}.dockyard-{os.getpid()}.tmp"
+    api = session.api
+    resp = api.request("GET", f"/containers/{_q(container)}/export", stream=True, timeout=None)
+    tmp = None
     try:
-        engine.containers.export(container, tmp)
-        os.replace(tmp, output)
+        if output is None:
+            if sys.stdout.isatty():
+                raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+            sys.stdout.flush()
+            dest = sys.stdout.buffer
+        else:
+            tmp = f"{output}.dockyard-{os.getpid()}.tmp"
+            dest = open(tmp, "wb")
+        total, tail = 0, b""
+        try:
+            while chunk := resp.read1(1 << 20):
+                dest.write(chunk)
+                total += len(chunk)
+                tail = (tail + chunk)[-1024:]
+            dest.flush()
+        finally:
+            if dest is not sys.stdout.buffer:
+                dest.close()
+        if not _tar_complete(tail, total):
+            # the daemon's stream ended early (its export failed after the headers went out)
+            raise DockyardError(f"export of container {container} was cut short")
+        if tmp is not None:
+            os.replace(tmp, output)
+            tmp = None
     finally:
-        if os.path.exists(tmp):
+        api.finish(resp)
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -434,28 +491,133 @@ def export(session, container, output):  # noqa: ANN001
 @pass_session
 def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privileged, container, command):  # noqa: ANN001
     """Execute a command in a running container."""
-    from ..engine.runtime import binary
-    containers = session.engine.containers
-    cid = containers.running(container, "exec")["id"]
-    args = [binary(), "--root", str(containers.runtime.root), "exec"]
-    if tty and sys.stdin.isatty():
-        args.append("--tty")
+    api = session.api
+    tty = tty and sys.stdin.isatty()  # (a TTY only when there is a terminal to drive it)
+    body = {"User": user, "Privileged": privileged, "Tty": tty, "AttachStdin": interactive and not detach,
+            "AttachStdout": not detach, "AttachStderr": not detach, "Detach": detach,
+            "Env": _env_list(env, env_file), "WorkingDir": workdir, "Cmd": list(command)}
+    size = _terminal_size() if tty else None
+    if size:
+        body["ConsoleSize"] = list(size)
+    eid = api.json("POST", f"/containers/{_q(container)}/exec", None, body)["Id"]
     if detach:
-        args.append("--detach")
-    for e in _env_list(env, env_file):
-        args += ["--env", e]
-    if workdir:
-        args += ["--cwd", workdir]
-    if user:
-        args += ["--user", user]
-    args += [cid, "--", *command]
-    session.close()  # the runtime takes over this process: exit code, signals and tty are its own
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if not interactive and not tty:
-        fd = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(fd, 0)
-    os.execv(args[0], args)
+        api.json("POST", f"/exec/{eid}/start", None, {"Detach": True, "Tty": tty})
+        return
+    sock = api.hijack(f"/exec/{eid}/start", None, {"Detach": False, "Tty": tty})
+    detached = _relay_exec(session, eid, sock, stdin=interactive, tty=tty)
+    if detached:
+        return
+    raise click.exceptions.Exit(_exec_exit_code(api, eid))
+
+
+def _terminal_size() -> tuple[int, int] | None:
+    for fd in (1, 0):
+        try:
+            size = os.get_terminal_size(fd)
+            return size.lines, size.columns
+        except OSError:
+            continue
+    return None
+
+
+def _relay_exec(session, eid: str, sock, stdin: bool, tty: bool) -> bool:  # noqa: ANN001, C901
+    """Relay a hijacked exec: our stdin in (when asked), its output out; with a TTY, the local
+    terminal in raw mode and its size sent on each SIGWINCH.  True when the user detached
+    (ctrl-p ctrl-q)."""
+    import socket
+    import threading
+
+    detached = threading.Event()
+    saved = None
+    resized = threading.Event()
+    done = threading.Event()
+    if tty:
+        import signal
+        import termios
+        import tty as ttymod
+
+        side = _side_transport(session)
+
+        def resizer() -> None:
+            from ..errors import DockyardError
+
+            while True:
+                resized.wait()
+                resized.clear()
+                if done.is_set():
+                    return
+                size = _terminal_size()
+                if size:
+                    try:
+                        side.json("POST", f"/exec/{eid}/resize", {"h": size[0], "w": size[1]}, timeout=5)
+                    except (DockyardError, OSError):
+                        pass
+
+        threading.Thread(target=resizer, daemon=True).start()
+        saved = termios.tcgetattr(0)
+        ttymod.setraw(0)
+        signal.signal(signal.SIGWINCH, lambda *_: resized.set())
+        resized.set()  # once at the start, as docker does
+    if stdin:
+        def pump() -> None:
+            last = b""
+            while True:
+                try:
+                    data = os.read(0, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    try:
+                        sock.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                    return
+                if tty:
+                    last = (last + data)[-2:]
+                    if last == b"\x10\x11":  # ctrl-p ctrl-q: leave the process running
+                        detached.set()
+                        try:
+                            sock.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                        return
+                try:
+                    sock.sendall(data)
+                except OSError:
+                    return
+
+        threading.Thread(target=pump, daemon=True).start()
+    else:
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+    try:
+        relay_output(sock.recv, tty)
+    except OSError:
+        pass
+    finally:
+        done.set()
+        resized.set()
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        sock.close()
+    return detached.is_set()
+
+
+def _exec_exit_code(api, eid: str) -> int:  # noqa: ANN001
+    """The exec's exit code (``GET /exec/{id}/json``); the daemon records it before it closes
+    the stream, so the wait here is only for an exec whose stream ended abnormally."""
+    deadline = time.monotonic() + 10
+    while True:
+        info = api.json("GET", f"/exec/{eid}/json")
+        if info.get("ExitCode") is not None and not info.get("Running"):
+            return int(info["ExitCode"])
+        if time.monotonic() > deadline:
+            return int(info.get("ExitCode") or 0)
+        time.sleep(0.05)
 
 
 @click.command("attach", context_settings=CONTEXT)
@@ -465,17 +627,9 @@ def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privi
 @pass_session
 def attach(session, container, no_stdin, sig_proxy):  # noqa: ANN001
     """Attach local standard input, output, and error streams to a running container."""
-    from ..errors import Conflict
+    from . import runner
 
-    engine = session.engine
-    cid = engine.containers.resolve(container)
-    rec = engine.containers.refresh(engine.containers.load(cid))
-    if not rec["state"]["Running"]:
-        raise Conflict("You cannot attach to a stopped container, start it first")
-    cfg = rec["spec"]["Config"]
-    from .runner import relay
-
-    code = relay(engine, cid, stdin=cfg["OpenStdin"] and not no_stdin, tty=cfg["Tty"])
+    code = runner.attach_api(session, container, stdin=not no_stdin, tty=None, start=False, sig_proxy=sig_proxy)
     raise click.exceptions.Exit(0 if code is None else code)
 
 
@@ -485,26 +639,54 @@ def attach(session, container, no_stdin, sig_proxy):  # noqa: ANN001
 @pass_session
 def top(session, container, ps_args):  # noqa: ANN001
     """Display the running processes of a container."""
-    import subprocess
-
-    from ..errors import DockyardError
-
-    engine = session.engine
-    cid = engine.containers.running(container)["id"]
-    pids = set(engine.containers.runtime.ps(cid))
-    proc = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise DockyardError(f"ps: {proc.stderr.strip()}")
-    lines = proc.stdout.splitlines()
-    header = lines[0].split()
-    if "PID" not in header:
-        raise DockyardError("Couldn't find PID field in ps output")
-    col = header.index("PID")
-    rows = [lines[0]] + [l for l in lines[1:] if len(l.split()) > col and l.split()[col].isdigit()
-                         and int(l.split()[col]) in pids]
     from ..template import tabwriter
 
-    echo(tabwriter("".join("\t".join(r.split(None, len(header) - 1)) + "\n" for r in rows), minwidth=20))
+    out = session.api.json("GET", f"/containers/{_q(container)}/top",
+                           {"ps_args": " ".join(ps_args) if ps_args else None})
+    rows = [out.get("Titles") or []] + list(out.get("Processes") or [])
+    echo(tabwriter("".join("\t".join(r) + "\n" for r in rows), minwidth=20))
+
+
+STATS_HEADERS = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+                 "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+                 "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
+STATS_TABLE = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
+
+
+def stats_row(cid: str, name: str, doc: dict, no_trunc: bool) -> dict:
+    """One ``GET /containers/{id}/stats`` document as stats's columns (docker's arithmetic)."""
+    from ..units import bytes_size, human_size
+
+    cpu, pre = doc.get("cpu_stats") or {}, doc.get("precpu_stats") or {}
+    total = (cpu.get("cpu_usage") or {}).get("total_usage") or 0
+    pre_total = (pre.get("cpu_usage") or {}).get("total_usage") or 0
+    system, pre_system = cpu.get("system_cpu_usage") or 0, pre.get("system_cpu_usage") or 0
+    percent = 0.0
+    if pre_system and system > pre_system and total >= pre_total:
+        percent = (total - pre_total) / (system - pre_system) * (cpu.get("online_cpus") or 1) * 100.0
+    mem = doc.get("memory_stats") or {}
+    extra = mem.get("stats") or {}
+    usage = (mem.get("usage") or 0) - (extra.get("total_inactive_file", extra.get("inactive_file", 0)) or 0)
+    usage = max(0, usage)
+    limit = mem.get("limit") or 0
+    rx = sum((n or {}).get("rx_bytes", 0) for n in (doc.get("networks") or {}).values())
+    tx = sum((n or {}).get("tx_bytes", 0) for n in (doc.get("networks") or {}).values())
+    read = write = 0
+    for e in ((doc.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []):
+        op = str(e.get("op", "")).lower()
+        if op == "read":
+            read += e.get("value", 0)
+        elif op == "write":
+            write += e.get("value", 0)
+    return {
+        "ID": cid if no_trunc else cid[:12], "Container": cid[:12], "Name": name,
+        "CPUPerc": f"{percent:.2f}%",
+        "MemUsage": f"{bytes_size(usage)} / {bytes_size(limit)}",
+        "MemPerc": f"{(usage / limit * 100) if limit else 0:.2f}%",
+        "NetIO": f"{human_size(rx)} / {human_size(tx)}",
+        "BlockIO": f"{human_size(read)} / {human_size(write)}",
+        "PIDs": str((doc.get("pids_stats") or {}).get("current", 0)),
+    }
 
 
 @click.command("stats", context_settings=CONTEXT)
@@ -516,43 +698,93 @@ def top(session, container, ps_args):  # noqa: ANN001
 @pass_session
 def stats(session, containers, all_, no_stream, no_trunc, fmt):  # noqa: ANN001
     """Display a live stream of container(s) resource usage statistics."""
-    from ..engine.cgroupstats import sample
-    from ..units import bytes_size, human_size
+    import threading
 
-    engine = session.engine
-    ids = [engine.containers.resolve(c) for c in containers] if containers else [
-        r["id"] for r in engine.containers.all() if r["state"]["Running"] or all_]
-    headers = {"ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
-               "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
-               "BlockIO": "BLOCK I/O", "PIDs": "PIDS"}
-    default = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}"
-    before = {cid: sample(cid) for cid in ids}
+    from ..errors import DockyardError
+
+    api = session.api
+    if containers:
+        targets = []
+        for ref in containers:
+            info = api.json("GET", f"/containers/{_q(ref)}/json")
+            targets.append((info["Id"], info.get("Name", "").lstrip("/")))
+    else:
+        targets = [(c["Id"], (c.get("Names") or [""])[0].lstrip("/"))
+                   for c in api.json("GET", "/containers/json", {"all": all_}) or []]
+    latest: dict[str, dict] = {}
+    failed: dict[str, Exception] = {}
+
+    def collect(cid: str) -> None:
+        side = _side_transport(session)
+        try:
+            if no_stream:
+                latest[cid] = side.json("GET", f"/containers/{cid}/stats", {"stream": False}, timeout=None)
+                return
+            resp = side.request("GET", f"/containers/{cid}/stats", {"stream": True}, stream=True, timeout=None)
+            try:
+                while line := resp.readline():
+                    if line.strip():
+                        latest[cid] = json.loads(line)
+            finally:
+                side.finish(resp)
+        except (DockyardError, OSError, ValueError) as exc:
+            failed[cid] = exc
+        finally:
+            side.close()
+
+    threads = [threading.Thread(target=collect, args=(cid,), daemon=True) for cid, _ in targets]
+    for t in threads:
+        t.start()
+    if no_stream:
+        for t in threads:
+            t.join()
+        for cid, _ in targets:
+            if cid in failed and cid not in latest:
+                raise failed[cid]  # (removed meanwhile, say)
     while True:
-        time.sleep(1.0 if no_stream else 1.0)
-        rows = []
-        for cid in ids:
-            rec = engine.containers.load(cid)
-            now = sample(cid)
-            prev = before.get(cid) or now
-            cpu = 0.0
-            if now["system"] > prev["system"]:
-                cpu = (now["cpu"] - prev["cpu"]) / (now["system"] - prev["system"]) * now["ncpu"] * 100.0
-            limit = now["mem_limit"]
-            rows.append({
-                "ID": cid if no_trunc else cid[:12], "Container": cid[:12], "Name": rec["name"],
-                "CPUPerc": f"{cpu:.2f}%",
-                "MemUsage": f"{bytes_size(now['mem'])} / {bytes_size(limit)}",
-                "MemPerc": f"{(now['mem'] / limit * 100) if limit else 0:.2f}%",
-                "NetIO": "0B / 0B",
-                "BlockIO": f"{human_size(now['blk_read'])} / {human_size(now['blk_write'])}",
-                "PIDs": str(now["pids"]),
-            })
-            before[cid] = now
+        if not no_stream:
+            time.sleep(1.0)
+        rows = [stats_row(cid, name, latest.get(cid) or {}, no_trunc) for cid, name in targets]
         if not no_stream:
             echo("\x1b[2J\x1b[H")
-        print_rows(rows, fmt, default, headers)
+        print_rows(rows, fmt, STATS_TABLE, STATS_HEADERS)
         if no_stream:
             return
+
+
+# -- docker cp --------------------------------------------------------------------------------------
+
+def _split_cp(arg: str) -> tuple[str | None, str]:
+    """``CONTAINER:PATH`` or a local path (absolute, or starting with ".", is always local)."""
+    if ":" in arg and not arg.startswith(("/", ".")):
+        name, _, path = arg.partition(":")
+        return name, path
+    return None, arg
+
+
+def _path_stat(resp) -> dict:  # noqa: ANN001
+    import base64
+
+    raw = resp.getheader("X-Docker-Container-Path-Stat") or ""
+    try:
+        return json.loads(base64.b64decode(raw)) if raw else {}
+    except ValueError:
+        return {}
+
+
+GO_DIR, GO_SYMLINK = 1 << 31, 1 << 27
+
+
+def _split_dir_entry(path: str) -> tuple[str, str]:
+    """docker's SplitPathDirEntry: "/a/b/" -> ("/a", "b"); "/a/b/." -> ("/a/b", ".")."""
+    import posixpath
+
+    cleaned = posixpath.normpath(path or ".")
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    if posixpath.basename(path) == "." and cleaned != ".":
+        cleaned = cleaned.rstrip("/") + "/."
+    return posixpath.dirname(cleaned) or ".", posixpath.basename(cleaned) or "/"
 
 
 @click.command("cp", context_settings=CONTEXT)
@@ -563,24 +795,255 @@ def stats(session, containers, all_, no_stream, no_trunc, fmt):  # noqa: ANN001
 @click.option("-q", "--quiet", is_flag=True, help="Suppress progress output during copy")
 @pass_session
 def cp(session, src, dest, archive, follow_link, quiet):  # noqa: ANN001
-    """Copy files/folders between a container and the local filesystem."""
+    """Copy files/folders between a container and the local filesystem.
+
+    docker cp's semantics: a directory lands inside an existing directory (its contents only
+    for ``SRC/.``) or becomes a new one; a file replaces a file or lands inside a directory."""
     from ..errors import InvalidArgument
 
-    def split(arg: str):  # noqa: ANN202
-        if ":" in arg and not arg.startswith(("/", ".")):
-            name, _, path = arg.partition(":")
-            return name, path
-        return None, arg
-
-    (sc, sp), (dc, dp) = split(src), split(dest)
+    (sc, sp), (dc, dp) = _split_cp(src), _split_cp(dest)
     if (sc is None) == (dc is None):
         raise InvalidArgument("must specify at least one container source" if sc is None else
                               "copying between containers is not supported")
-    containers = session.engine.containers
     if sc is not None:
-        containers.copy_from(sc, sp, dp, follow_link=follow_link)
+        size = _copy_from(session, sc, sp, dp, follow_link)
     else:
-        containers.copy_to(dc, sp, dp, archive=archive, follow_link=follow_link)
+        size = _copy_to(session, sp, dc, dp, archive, follow_link)
+    if not quiet and size is not None and sys.stderr.isatty():
+        from ..units import human_size
+
+        sys.stderr.write(f"Successfully copied {human_size(size)} to {dest}\n")
+
+
+def _copy_from(session, ref: str, path: str, dest: str, follow_link: bool) -> int | None:  # noqa: ANN001
+    from ..errors import InvalidArgument
+
+    api = session.api
+    if not path:
+        raise InvalidArgument("path is required")
+    resp = api.request("GET", f"/containers/{_q(ref)}/archive", {"path": path}, stream=True, timeout=None)
+    stat = _path_stat(resp)
+    rebase = None
+    if follow_link and int(stat.get("mode", 0)) & GO_SYMLINK:
+        target = stat.get("linkTarget") or ""
+        if not target.startswith("/"):
+            target = os.path.join(_split_dir_entry(path)[0], target)
+        rebase = _split_dir_entry(path)[1]
+        api.finish(resp)
+        resp = api.request("GET", f"/containers/{_q(ref)}/archive", {"path": target}, stream=True, timeout=None)
+        stat = _path_stat(resp)
+    try:
+        if dest == "-":
+            total = 0
+            out = sys.stdout.buffer
+            while chunk := resp.read1(1 << 20):
+                out.write(chunk)
+                total += len(chunk)
+            out.flush()
+            return None
+        return _extract_copy(resp, stat, rebase, dest)
+    finally:
+        api.finish(resp)
+
+
+class _Counting:
+    """A reader that counts what passes (for "Successfully copied …")."""
+
+    def __init__(self, read) -> None:  # noqa: ANN001
+        self._read = read
+        self.total = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._read(65536 if n is None or n < 0 else n)
+        self.total += len(data)
+        return data
+
+
+def _extract_copy(resp, stat: dict, rebase: str | None, dest: str) -> int:  # noqa: ANN001, C901
+    """docker's CopyTo on the host side: where the archive goes, what its top entry is called
+    there, and nothing written outside that place (no "..", no path through a link)."""
+    import tarfile
+
+    from ..errors import InvalidArgument
+
+    src_is_dir = bool(int(stat.get("mode", 0)) & GO_DIR)
+    tar_base = stat.get("name") or "."  # the daemon names the entries after the path's last part
+    tar_base = tar_base.strip("/") or "."
+    if os.path.islink(dest):  # the destination's own link is followed, as docker does
+        target = os.readlink(dest)
+        dest = target if os.path.isabs(target) else os.path.join(os.path.dirname(dest) or ".", target)
+    exists = os.path.lexists(dest)
+    dst_dir, dst_base = _split_dir_entry(dest)
+    if exists and os.path.isdir(dest):
+        extract_to, new_base = dest, rebase or tar_base
+    elif exists and src_is_dir:
+        raise InvalidArgument(f"cannot copy a directory to a file: {dest}")
+    elif not exists and not src_is_dir and dest.endswith(("/", "/.")):
+        raise InvalidArgument(f"destination directory {dest!r} must exist")
+    else:
+        extract_to, new_base = dst_dir, dst_base
+    if not os.path.isdir(extract_to):
+        raise InvalidArgument(f"destination directory {extract_to!r} must exist")
+    root = os.path.realpath(extract_to)
+    counter = _Counting(resp.read1)
+
+    def parts_of(name: str) -> list[str]:
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        base = [p for p in tar_base.split("/") if p not in ("", ".")]
+        if new_base != tar_base and parts[:len(base)] == base:
+            parts = [p for p in new_base.split("/") if p not in ("", ".")] + parts[len(base):]
+        return parts
+
+    dirs = []
+    with tarfile.open(fileobj=counter, mode="r|") as tf:
+        for member in tf:
+            parts = parts_of(member.name)
+            if not parts:
+                if member.isdir():
+                    continue  # the contents of a directory into an existing one ("SRC/.")
+                raise InvalidArgument(f"refusing to extract {member.name!r}: it has no name")
+            if member.name.startswith("/") or ".." in parts:
+                raise InvalidArgument(f"refusing to extract {member.name!r}: outside the destination")
+            target = os.path.join(root, *parts)
+            if os.path.commonpath([os.path.realpath(os.path.dirname(target)), root]) != root:
+                raise InvalidArgument(f"refusing to extract {member.name!r}: through a link out of the destination")
+            if member.islnk():
+                link = parts_of(member.linkname)
+                if not link or ".." in link:
+                    raise InvalidArgument(f"refusing to extract {member.name!r}: a hard link out of the destination")
+                member.linkname = "/".join(link)
+            if os.path.lexists(target):
+                real_dir = os.path.isdir(target) and not os.path.islink(target)
+                if real_dir and not member.isdir():
+                    raise InvalidArgument(f"cannot overwrite directory {target!r} with a non-directory")
+                if not real_dir:
+                    os.unlink(target)
+            member.name = "/".join(parts)
+            if member.isdir():
+                dirs.append(member)  # owner, mode and times once its contents are in
+                os.makedirs(target, exist_ok=True)
+                continue
+            tf.extract(member, root, set_attrs=True, numeric_owner=True, filter="fully_trusted")
+        for member in reversed(dirs):
+            path = os.path.join(root, member.name)
+            tf.chown(member, path, True)
+            tf.chmod(member, path)
+            tf.utime(member, path)
+    return counter.total
+
+
+def _copy_to(session, src: str, ref: str, path: str, archive: bool, follow_link: bool) -> int:  # noqa: ANN001, C901
+    from ..errors import DockyardError, InvalidArgument, NotFound
+
+    api = session.api
+    api.json("GET", f"/containers/{_q(ref)}/json")  # a missing container: its own error (HEAD has no body)
+    if not path:
+        raise InvalidArgument("path is required")
+    url = f"/containers/{_q(ref)}/archive"
+
+    def stat_of(p: str) -> dict | None:
+        try:
+            resp = api.request("HEAD", url, {"path": p}, stream=True)
+        except NotFound:
+            return None
+        try:
+            return _path_stat(resp)
+        finally:
+            api.finish(resp)
+
+    dst_path = path
+    dst = stat_of(dst_path)
+    if dst is not None and int(dst.get("mode", 0)) & GO_SYMLINK:
+        target = dst.get("linkTarget") or ""
+        if not target.startswith("/"):
+            target = os.path.join(_split_dir_entry(path)[0], target)
+        dst_path = target
+        dst = stat_of(dst_path)
+    dst_exists = dst is not None
+    dst_is_dir = dst_exists and bool(int(dst.get("mode", 0)) & GO_DIR)
+    params = {"path": None, "noOverwriteDirNonDir": True, "copyUIDGID": archive}
+    if src == "-":
+        if not dst_exists:
+            raise NotFound(f"Could not find the file {path} in container {ref}")
+        if not dst_is_dir:
+            raise InvalidArgument(f"extraction point is not a directory: {path}")
+        params["path"] = dst_path
+        counter = _Counting(sys.stdin.buffer.read1 if hasattr(sys.stdin.buffer, "read1") else sys.stdin.buffer.read)
+        api.json("PUT", url, params, counter,
+                 headers={"Content-Type": "application/x-tar"}, timeout=None)
+        return counter.total
+    if not os.path.lexists(src):
+        raise InvalidArgument(f"could not find the file {src} on the host")
+    src_path, src_base = src, _split_dir_entry(src)[1]
+    if follow_link and os.path.islink(src):
+        src_path = os.path.realpath(src)
+    if src.endswith("/."):
+        src_base = "."
+    src_is_dir = os.path.isdir(src_path)
+    if dst_exists and dst_is_dir:
+        extract_to, arcname = dst_path, src_base
+    elif dst_exists and src_is_dir:
+        raise InvalidArgument(f"cannot copy a directory to a file: {ref}:{path}")
+    elif not dst_exists and not src_is_dir and path.endswith(("/", "/.")):
+        raise InvalidArgument(f"destination directory {ref}:{path} must exist")
+    else:
+        extract_to, arcname = _split_dir_entry(dst_path)
+        parent = stat_of(extract_to)
+        if parent is None or not int(parent.get("mode", 0)) & GO_DIR:
+            raise InvalidArgument(f"destination directory {extract_to} must exist")
+    body = _TarPipe(src_path, arcname)
+    try:
+        api.json("PUT", url, dict(params, path=extract_to), body,
+                 headers={"Content-Type": "application/x-tar"}, timeout=None)
+    except DockyardError:
+        if body.error is not None:
+            raise body.error from None
+        raise
+    finally:
+        body.close()
+    if body.error is not None:
+        raise body.error
+    return body.total
+
+
+class _TarPipe:
+    """A tar of a host path, made by a thread as the upload reads it: nothing staged on disk.
+    Should reading the tree fail, the upload fails too (no end chunk) and that error is raised."""
+
+    def __init__(self, path: str, arcname: str) -> None:
+        import threading
+
+        self.error: Exception | None = None
+        self.total = 0
+        r, w = os.pipe()
+        self._r = os.fdopen(r, "rb")
+
+        def produce() -> None:
+            import tarfile
+
+            try:
+                with os.fdopen(w, "wb") as f, tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+                    tf.add(path, arcname=arcname)
+            except BrokenPipeError:
+                pass
+            except Exception as exc:  # noqa: BLE001  (raised again by the command)
+                self.error = exc
+
+        self._thread = threading.Thread(target=produce, daemon=True)
+        self._thread.start()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._r.read1(n if n and n > 0 else 1 << 20)
+        if not data:
+            self._thread.join()
+            if self.error is not None:
+                raise OSError("the archive of the source could not be made")  # aborts the upload
+        self.total += len(data)
+        return data
+
+    def close(self) -> None:
+        self._r.close()
+        self._thread.join(timeout=5)
 
 
 @click.group("container", context_settings=CONTEXT)

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import struct
-import threading
 import time
 
 from ..errors import Conflict, DockyardError, InvalidArgument, NotFound
@@ -40,23 +39,68 @@ def routes(r: Router) -> None:
     r.add("POST", "/commit", commit)
 
 
-def _summary(rec: dict, ports: list | None = None) -> dict:
-    from ..cli.containers import status_text
+def _summary(rec: dict, settings: dict | None = None, mounts: list | None = None) -> dict:
+    """A ``GET /containers/json`` entry; ``settings`` is inspect's NetworkSettings (ports and
+    networks), ``mounts`` inspect's Mounts."""
     from ..engine.images import parse_time
 
     spec = rec["spec"]
     cfg = spec["Config"]
     host = spec["HostConfig"]
-    nets = spec.get("Networks") or {}
+    nets = (settings or {}).get("Networks") or {}
     return {
         "Id": rec["id"], "Names": ["/" + rec["name"]], "Image": cfg.get("Image", ""),
         "ImageID": rec["image_id"], "Command": _command(spec),
-        "Created": int(parse_time(rec["created"])), "Ports": ports or [], "Labels": cfg.get("Labels") or {},
+        "Created": int(parse_time(rec["created"])), "Ports": _ports((settings or {}).get("Ports") or {}),
+        "Labels": cfg.get("Labels") or {},
         "State": rec["state"]["Status"], "Status": status_text(rec["state"]),
         "HostConfig": {"NetworkMode": host.get("NetworkMode", "default")},
         "NetworkSettings": {"Networks": nets if isinstance(nets, dict) else {}},
-        "Mounts": [],
+        "Mounts": mounts or [],
     }
+
+
+def status_text(state: dict) -> str:
+    """dockerd's Status: "Up 3 seconds", "Up 2 minutes (Paused)", "Exited (0) 2 minutes ago", "Created"."""
+    from ..engine.images import parse_time
+    from ..units import human_duration
+
+    now = time.time()
+    if state["Running"]:
+        text = "Up " + human_duration(max(0.0, now - parse_time(state["StartedAt"])))
+        return text + " (Paused)" if state["Paused"] else text
+    if state["Status"] == "created":
+        return "Created"
+    finished = parse_time(state["FinishedAt"])
+    return f"Exited ({state['ExitCode']}) " + human_duration(max(0.0, now - finished)) + " ago"
+
+
+def ps_filter(recs: list[dict], filters: dict[str, list[str]]) -> list[dict]:
+    """The list filters that need only the record: status, name, id, label, exited, ancestor."""
+    from ..engine.filters import labels_match
+
+    out = []
+    for rec in recs:
+        st = rec["state"]
+        ok = True
+        for key, values in filters.items():
+            if key == "status":
+                ok = st["Status"] in values
+            elif key == "name":
+                ok = any(v.lstrip("/") in rec["name"] for v in values)
+            elif key == "id":
+                ok = any(rec["id"].startswith(v) for v in values)
+            elif key == "label":
+                ok = labels_match(rec["spec"]["Config"].get("Labels") or {}, values)
+            elif key == "exited":
+                ok = not st["Running"] and st["Status"] == "exited" and str(st["ExitCode"]) in values
+            elif key == "ancestor":
+                ok = any(v in (rec["spec"]["Config"]["Image"], rec["image_id"], rec["image_id"][7:19]) for v in values)
+            if not ok:
+                break
+        if ok:
+            out.append(rec)
+    return out
 
 
 def all_containers(engine) -> list[dict]:  # noqa: ANN001
@@ -79,8 +123,6 @@ def _command(spec: dict) -> str:
 
 
 def list_(d, req: Request) -> list:  # noqa: ANN001
-    from ..cli.containers import ps_filter
-
     all_ = req.bool("all")
     limit = req.int("limit", -1)
     filters = req.filters()
@@ -104,19 +146,20 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
             for ref in filters.get(key, []):
                 pivot = engine.containers.load(engine.containers.resolve(ref))["created"]
                 recs = [r for r in recs if (r["created"] < pivot if key == "before" else r["created"] > pivot)]
+        from ..engine.network import hooks
+
         out = []
         for rec in recs:
-            out.append(_summary(rec, _ports(engine, rec)))
+            try:
+                settings = hooks.network_settings(engine.containers, rec)
+            except DockyardError:
+                settings = {}
+            out.append(_summary(rec, settings, hooks.mounts(rec)))
         return out
 
 
-def _ports(engine, rec: dict) -> list:  # noqa: ANN001
-    try:
-        from ..engine.network import hooks
-
-        bindings = hooks.ports(engine.containers, rec) or {}
-    except Exception:  # noqa: BLE001
-        return []
+def _ports(bindings: dict) -> list:
+    """inspect's ``{"80/tcp": [{"HostIp", "HostPort"}]}`` as the list's ``Ports``."""
     out = []
     for port, binds in bindings.items():
         num, _, proto = port.partition("/")
@@ -208,6 +251,10 @@ def stop(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
     if timeout is None:
         timeout = req.int("timeout", None)
     sig = req.arg("signal") or None
+    if sig is not None:
+        from ..engine.spec import parse_signal
+
+        parse_signal(sig)  # a bad signal changes nothing (not even the restart policy's view)
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         if not engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]:
@@ -284,7 +331,9 @@ def wait(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
                 elif condition == "not-running":
                     with d.engines.get() as engine:
                         try:
-                            st = engine.containers.load(cid)["state"]
+                            # refreshed: an exit no monitor saw (a container this daemon did not
+                            # start) is only recorded by reading the supervisor's exit file
+                            st = engine.containers.refresh(engine.containers.load(cid))["state"]
                         except NotFound:
                             break
                     if not st["Running"] and cid not in d.tracked:
@@ -492,8 +541,14 @@ def logs(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002, C901
 
 
 def _ts(value: str | None) -> float:
+    """The API's ``since``/``until``: ``seconds[.nanoseconds]`` (or RFC 3339).  Computed as
+    parse_time computes a log entry's time, so a client passing an entry's own timestamp gets
+    exactly that entry's value (float rounding never moves it across the bound)."""
     if not value or value == "0":
         return 0.0
+    secs, dot, frac = value.partition(".")
+    if secs.isdigit() and (not dot or frac.isdigit()):
+        return float(int(secs)) + (int(frac[:9].ljust(9, "0")) / 1e9 if frac else 0.0)
     try:
         return float(value)
     except ValueError:
@@ -773,7 +828,7 @@ def archive_put(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
 
     path = req.arg("path") or ""
     req.bool("noOverwriteDirNonDir")
-    req.bool("copyUIDGID")
+    keep_owners = req.bool("copyUIDGID")
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         rec = engine.containers.load(cid)
@@ -789,20 +844,45 @@ def archive_put(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
                 raise InvalidArgument(f"extraction point is not a directory: {path}")
             tar = stage / "put.tar"
             src = req.stream
-            with open(tar, "wb") as f:
-                while chunk := src.read(1 << 20):
-                    f.write(chunk)
+            if keep_owners:
+                with open(tar, "wb") as f:
+                    while chunk := src.read(1 << 20):
+                        f.write(chunk)
+            else:
+                _rootowned(src, tar)
             _native.extract(str(tar), target, whiteouts="apply")
     return None
+
+
+def _rootowned(src, dest) -> None:  # noqa: ANN001
+    """Copy a tar stream with every member owned by the container's root, as dockerd does
+    without ``copyUIDGID`` (``docker cp`` without ``-a``)."""
+    import tarfile
+
+    from ..errors import LayerError
+
+    try:
+        with tarfile.open(fileobj=src, mode="r|") as tin, open(dest, "wb") as f, \
+                tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tout:
+            for member in tin:
+                member.uid = member.gid = 0
+                member.uname = member.gname = ""
+                tout.addfile(member, tin.extractfile(member) if member.isreg() else None)
+    except tarfile.TarError as exc:
+        raise LayerError(f"invalid tar archive: {exc}") from None
 
 
 def prune(d, req: Request) -> dict:  # noqa: ANN001
     from ..engine.filters import labels_match
 
+    from ..engine.filters import _timestamp
+    from ..engine.images import parse_time
+
     filters = req.filters()
     for key in filters:
         if key not in ("until", "label", "label!"):
             raise InvalidArgument(f"invalid filter '{key}'")
+    until = [_timestamp(v) for v in filters.get("until", [])]
     deleted, reclaimed = [], 0
     with d.engines.get() as engine:
         for rec in all_containers(engine):
@@ -810,6 +890,10 @@ def prune(d, req: Request) -> dict:  # noqa: ANN001
                 continue
             labels = rec["spec"]["Config"].get("Labels") or {}
             if "label" in filters and not labels_match(labels, filters["label"]):
+                continue
+            if any(labels_match(labels, [v]) for v in filters.get("label!", [])):
+                continue
+            if until and not all(parse_time(rec["created"]) < t for t in until):
                 continue
             try:
                 engine.containers.remove(rec["id"])
