@@ -94,7 +94,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_build: needs root")
         return 0
-    from support import Dockerd, make_busybox_rootfs, tar_dir
+    from support import Dockerd, make_busybox_rootfs, stop_daemon, tar_dir
 
     # An installed package has its bytecode compiled; a checkout run with PYTHONDONTWRITEBYTECODE
     # would recompile dockyard's modules on every CLI call and measure the compiler.
@@ -102,7 +102,7 @@ def main() -> int:
 
     compileall.compile_dir(str(HERE.parent / "python" / "dockyard"), quiet=2)
     work = Path(tempfile.mkdtemp(prefix="dybb-", dir="/tmp"))
-    env = dict(os.environ, DOCKYARD_ROOT=str(work / "root"))
+    env = dict(os.environ, DOCKYARD_ROOT=str(work / "root"), DOCKYARD_RUN=str(work / "run"))
     docker = None
     try:
         rootfs = make_busybox_rootfs(work / "rootfs")
@@ -140,14 +140,6 @@ def main() -> int:
         inproc = subprocess.run([sys.executable, "-c", INPROC, str(ctx)], env=env, check=True, capture_output=True,
                                 text=True).stdout.split()
         startup = [timed([DOCKYARD, "--version"], env) for _ in range(args.reps)]
-        # The same cached build through the click-free entry (what routing `build` the way
-        # cli/__init__.main routes `run` would give), alternated with docker's cached build.
-        fast = [sys.executable, "-m", "dockyard.build.command", "-t", "bench:out", str(ctx)]
-        fast_times, docker_again = [], []
-        for _ in range(args.reps):
-            fast_times.append(timed(fast, env))
-            if "docker" in contenders:
-                docker_again.append(contenders["docker"]["cached"]())
         print(f"2-stage, 20-instruction Dockerfile, {args.reps} reps, alternating; medians in seconds")
         for mode in ("uncached", "cached"):
             line = f"  {mode:9s}"
@@ -159,12 +151,8 @@ def main() -> int:
             print(line)
         print(f"  in-process cached build (dockyard.build.Builder, no CLI): {float(inproc[0]):.3f}")
         print(f"  CLI start-up floor (dockyard --version): {statistics.median(startup):.3f}")
-        line = f"  cached, click-free entry (python -m dockyard.build.command): {statistics.median(fast_times):.3f}"
-        if docker_again:
-            ratio = statistics.median(fast_times) / statistics.median(docker_again)
-            line += f"  docker {statistics.median(docker_again):.3f}  ratio {ratio:.2f}"
-        print(line)
     finally:
+        stop_daemon(work / "run", work / "root")  # the daemon the first command started
         if docker is not None:
             docker.stop()
         for line in Path("/proc/self/mounts").read_text().splitlines():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from . import _wire
-from .errors import Conflict, DockyardError, ImageNotFound, InvalidArgument, NotFound
+from .errors import Conflict, ContainerNotFound, DockyardError, ImageNotFound, InvalidArgument, NotFound
 
 TYPE_CHECKING = False  # typing, dataclasses, http.client, urllib: ~40 ms the CLI never pays
 if TYPE_CHECKING:
@@ -29,19 +29,6 @@ API_VERSION = "1.45"
 
 __all__ = ["Client", "Container", "Image", "ContainerError", "ExecResult", "ContainerNotFound",
            "APIError"]
-
-
-class ContainerNotFound(NotFound):
-    """The same class the engine raises (re-exported lazily to keep this import light)."""
-
-
-def _container_not_found() -> type[NotFound]:
-    try:
-        from .engine.containers import ContainerNotFound as engine_cnf
-
-        return engine_cnf
-    except Exception:  # noqa: BLE001
-        return ContainerNotFound
 
 
 class APIError(DockyardError):
@@ -412,7 +399,7 @@ def _error(status: int, raw: bytes, path: str) -> DockyardError:
         if "no such image" in low or (path.startswith("/images") and "container" not in low):
             return ImageNotFound(message)
         if "no such container" in low or path.startswith("/containers"):
-            return _container_not_found()(message)
+            return ContainerNotFound(message)
         return NotFound(message)
     if status == 409:
         return Conflict(message)
@@ -875,7 +862,11 @@ class ImageCollection:
         msgs = msgs if isinstance(msgs, list) else [msgs]
         return self.get(msgs[-1]["status"])
 
-    def pull(self, repository: str, tag: str | None = None) -> Image:
+    def pull(self, repository: str, tag: str | None = None, all_tags: bool = False) -> Image:
+        """Pull ``repository:tag`` (``latest`` unless given, as docker-py does; ``all_tags``: every
+        tag, and the return value is the ``latest`` one)."""
+        if tag is None and not all_tags and "@" not in repository and ":" not in repository.rsplit("/", 1)[-1]:
+            tag = "latest"
         msgs = self.client.api.json("POST", "/images/create", {"fromImage": repository, "tag": tag}, timeout=None)
         for m in msgs if isinstance(msgs, list) else [msgs]:
             if isinstance(m, dict) and m.get("error"):

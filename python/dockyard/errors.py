@@ -38,6 +38,10 @@ class NotFound(DockyardError):
     status = 404
 
 
+class ContainerNotFound(NotFound):
+    pass
+
+
 class ImageNotFound(NotFound):
     pass
 

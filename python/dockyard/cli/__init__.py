@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("dockyard.cli.containers", "stats"),
     "cp": ("dockyard.cli.containers", "cp"),
     "version": ("dockyard.cli.system", "version"),
+    "info": ("dockyard.cli.system", "system_info"),
+    "events": ("dockyard.cli.system", "system_events"),
     "volume": ("dockyard.cli.volumes", "volume_group"),
     "network": ("dockyard.cli.networks", "network_group"),
     "port": ("dockyard.cli.networks", "port"),
@@ -145,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
             from . import runner
 
             fast = runner.fast_run(session, args[1:])
+            if fast is not None:
+                return fast
+        elif args and args[0] == "build":
+            from ..build import command
+
+            fast = command.fast_build(session, args[1:])
             if fast is not None:
                 return fast
         return _click_main(session, args, failure)

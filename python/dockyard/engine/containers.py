@@ -20,16 +20,12 @@ import time
 from .._record import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import Conflict, DockyardError, InvalidArgument, NotFound
+from ..errors import Conflict, ContainerNotFound, DockyardError, InvalidArgument, NotFound
 from .images import Images, now_rfc3339, parse_time
 from .names import check_name, new_id, random_name
 from .runtime import Runtime, StartError, run_dir
 from .spec import DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities, parse_signal
 from .store import Store, pid_alive as _alive, remove_tree
-
-
-class ContainerNotFound(NotFound):
-    pass
 
 
 @dataclass
