@@ -70,6 +70,15 @@ def _q(ref: str) -> str:
     return quote(ref, "")
 
 
+def _client_error(message: str):  # noqa: ANN202
+    """An error the CLI finds itself: printed bare, as docker's own (no "Error response from daemon")."""
+    from ..errors import InvalidArgument
+
+    exc = InvalidArgument(message)
+    exc.client_side = True
+    return exc
+
+
 def _daemon_line(exc: Exception) -> str:
     """One error line, as :func:`dockyard.cli.main` would print it."""
     return str(exc) if getattr(exc, "client_side", False) else f"Error response from daemon: {exc}"
@@ -633,7 +642,7 @@ def attach(session, container, no_stdin, sig_proxy):  # noqa: ANN001
     raise click.exceptions.Exit(0 if code is None else code)
 
 
-@click.command("top", context_settings=CONTEXT)
+@click.command("top", context_settings=RUN_CONTEXT)  # ps options after the container are ps's
 @click.argument("container")
 @click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
 @pass_session
@@ -877,9 +886,9 @@ def _extract_copy(resp, stat: dict, rebase: str | None, dest: str) -> int:  # no
     if exists and os.path.isdir(dest):
         extract_to, new_base = dest, rebase or tar_base
     elif exists and src_is_dir:
-        raise InvalidArgument(f"cannot copy a directory to a file: {dest}")
+        raise _client_error("cannot copy directory")
     elif not exists and not src_is_dir and dest.endswith(("/", "/.")):
-        raise InvalidArgument(f"destination directory {dest!r} must exist")
+        raise _client_error("no such directory")
     else:
         extract_to, new_base = dst_dir, dst_base
     if not os.path.isdir(extract_to):
@@ -963,8 +972,6 @@ def _copy_to(session, src: str, ref: str, path: str, archive: bool, follow_link:
     dst_is_dir = dst_exists and bool(int(dst.get("mode", 0)) & GO_DIR)
     params = {"path": None, "noOverwriteDirNonDir": True, "copyUIDGID": archive}
     if src == "-":
-        if not dst_exists:
-            raise NotFound(f"Could not find the file {path} in container {ref}")
         if not dst_is_dir:
             raise InvalidArgument(f"extraction point is not a directory: {path}")
         params["path"] = dst_path
@@ -983,15 +990,15 @@ def _copy_to(session, src: str, ref: str, path: str, archive: bool, follow_link:
     if dst_exists and dst_is_dir:
         extract_to, arcname = dst_path, src_base
     elif dst_exists and src_is_dir:
-        raise InvalidArgument(f"cannot copy a directory to a file: {ref}:{path}")
+        raise _client_error("cannot copy directory")
     elif not dst_exists and not src_is_dir and path.endswith(("/", "/.")):
-        raise InvalidArgument(f"destination directory {ref}:{path} must exist")
+        raise _client_error("no such directory")
     else:
         extract_to, arcname = _split_dir_entry(dst_path)
         parent = stat_of(extract_to)
         if parent is None or not int(parent.get("mode", 0)) & GO_DIR:
             raise InvalidArgument(f"destination directory {extract_to} must exist")
-    body = _TarPipe(src_path, arcname)
+    body = _TarPipe(src_path, arcname, keep_owners=archive)
     try:
         api.json("PUT", url, dict(params, path=extract_to), body,
                  headers={"Content-Type": "application/x-tar"}, timeout=None)
@@ -1008,9 +1015,10 @@ def _copy_to(session, src: str, ref: str, path: str, archive: bool, follow_link:
 
 class _TarPipe:
     """A tar of a host path, made by a thread as the upload reads it: nothing staged on disk.
-    Should reading the tree fail, the upload fails too (no end chunk) and that error is raised."""
+    Should reading the tree fail, the upload fails too (no end chunk) and that error is raised.
+    Members are root's unless ``keep_owners`` (``cp -a``), as dockyard's cp has always done."""
 
-    def __init__(self, path: str, arcname: str) -> None:
+    def __init__(self, path: str, arcname: str, keep_owners: bool = False) -> None:
         import threading
 
         self.error: Exception | None = None
@@ -1021,9 +1029,15 @@ class _TarPipe:
         def produce() -> None:
             import tarfile
 
+            def owner(info: tarfile.TarInfo) -> tarfile.TarInfo:
+                if not keep_owners:
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                return info
+
             try:
                 with os.fdopen(w, "wb") as f, tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-                    tf.add(path, arcname=arcname)
+                    tf.add(path, arcname=arcname, filter=owner)
             except BrokenPipeError:
                 pass
             except Exception as exc:  # noqa: BLE001  (raised again by the command)

@@ -788,13 +788,42 @@ def _stat_header(host: str, name: str, rootfs: str) -> str:
     return base64.b64encode(json.dumps(doc).encode()).decode()
 
 
+def _archive_source(engine, cid: str, rootfs: str, id: str, path: str) -> tuple[str, str]:  # noqa: ANN001, A002
+    """The host path and tar name of the container's ``path`` for GET/HEAD: a trailing "/"
+    follows a link and asks for a directory (as dockerd's lstat); the container's own hostname,
+    hosts and resolv.conf (bind-mounted over the image's in the running container) are served
+    rather than the image's placeholders."""
+    host, name = _resolve_in(rootfs, path, follow=path.endswith("/"))
+    if not os.path.lexists(host):
+        raise NotFound(f"Could not find the file {path} in container {id}")
+    if path.endswith(("/", "/.")) and not os.path.isdir(host):
+        raise DockyardError(f"lstat {path.rstrip('/')}: not a directory")
+    return _own_etc(engine, cid, rootfs).get(host, host), name
+
+
+def _own_etc(engine, cid: str, rootfs: str) -> dict[str, str]:  # noqa: ANN001
+    """rootfs path -> the container's own file, for hostname, hosts and resolv.conf (once made)."""
+    out = {}
+    for name in ("hostname", "hosts", "resolv.conf"):
+        own = engine.containers.dir(cid) / name
+        if own.is_file():
+            out[os.path.join(rootfs, "etc", name)] = str(own)
+    return out
+
+
+def _add_tree(tf, host: str, arcname: str, swap: dict[str, str]) -> None:  # noqa: ANN001
+    """``tf.add(host, arcname)``, taking the files in ``swap`` from elsewhere."""
+    tf.add(swap.get(host, host), arcname=arcname, recursive=False)
+    if os.path.isdir(host) and not os.path.islink(host):
+        for entry in sorted(os.listdir(host)):
+            _add_tree(tf, os.path.join(host, entry), f"{arcname}/{entry}", swap)
+
+
 def _archive_stat(d, id: str, path: str) -> tuple[dict, str]:  # noqa: ANN001, A002
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         with engine.containers._with_rootfs(cid) as rootfs:
-            host, name = _resolve_in(rootfs, path)
-            if not os.path.lexists(host):
-                raise NotFound(f"Could not find the file {path} in container {id}")
+            host, name = _archive_source(engine, cid, rootfs, id, path)
             return {"X-Docker-Container-Path-Stat": _stat_header(host, name, rootfs)}, cid
 
 
@@ -810,15 +839,13 @@ def archive_get(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         with engine.containers._with_rootfs(cid) as rootfs:
-            host, name = _resolve_in(rootfs, path)
-            if not os.path.lexists(host):
-                raise NotFound(f"Could not find the file {path} in container {id}")
+            host, name = _archive_source(engine, cid, rootfs, id, path)
             header = _stat_header(host, name, rootfs)
             out = req.start_stream("application/x-tar", headers={"X-Docker-Container-Path-Stat": header})
             req._started = True
             arcname = "." if path.endswith("/.") else name.strip("/") or "."
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-                tf.add(host, arcname=arcname)
+                _add_tree(tf, host, arcname, _own_etc(engine, cid, rootfs))
             out.close()
     return STREAMED
 
@@ -828,7 +855,7 @@ def archive_put(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
 
     path = req.arg("path") or ""
     req.bool("noOverwriteDirNonDir")
-    keep_owners = req.bool("copyUIDGID")
+    req.bool("copyUIDGID")  # dockerd keeps the archive's owners either way (with a USER, -a maps to it)
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         rec = engine.containers.load(cid)
@@ -844,32 +871,11 @@ def archive_put(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
                 raise InvalidArgument(f"extraction point is not a directory: {path}")
             tar = stage / "put.tar"
             src = req.stream
-            if keep_owners:
-                with open(tar, "wb") as f:
-                    while chunk := src.read(1 << 20):
-                        f.write(chunk)
-            else:
-                _rootowned(src, tar)
+            with open(tar, "wb") as f:
+                while chunk := src.read(1 << 20):
+                    f.write(chunk)
             _native.extract(str(tar), target, whiteouts="apply")
     return None
-
-
-def _rootowned(src, dest) -> None:  # noqa: ANN001
-    """Copy a tar stream with every member owned by the container's root, as dockerd does
-    without ``copyUIDGID`` (``docker cp`` without ``-a``)."""
-    import tarfile
-
-    from ..errors import LayerError
-
-    try:
-        with tarfile.open(fileobj=src, mode="r|") as tin, open(dest, "wb") as f, \
-                tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tout:
-            for member in tin:
-                member.uid = member.gid = 0
-                member.uname = member.gname = ""
-                tout.addfile(member, tin.extractfile(member) if member.isreg() else None)
-    except tarfile.TarError as exc:
-        raise LayerError(f"invalid tar archive: {exc}") from None
 
 
 def prune(d, req: Request) -> dict:  # noqa: ANN001
