@@ -19,6 +19,8 @@ AF_UNIX = _socket.AF_UNIX
 SOCK_STREAM = _socket.SOCK_STREAM
 SHUT_WR = _socket.SHUT_WR
 SHUT_RDWR = _socket.SHUT_RDWR
+SOL_SOCKET = _socket.SOL_SOCKET
+SCM_RIGHTS = _socket.SCM_RIGHTS
 socket = _socket.socket
 
 

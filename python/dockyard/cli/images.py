@@ -122,7 +122,8 @@ def import_(session, source, reference, changes, message, platform):  # noqa: AN
     try:
         resp = session.api.request("POST", "/images/create", {
             "fromSrc": "-", "repo": reference, "changes": list(changes) or None, "message": message or None,
-            "platform": platform}, src, headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None)
+            "platform": platform}, headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None,
+            body_fd=src.fileno())
     finally:
         if src is not sys.stdin.buffer:
             src.close()
@@ -161,8 +162,9 @@ def load(session, input_, quiet, platform):  # noqa: ANN001
         raise InvalidArgument("requested load from stdin, but stdin is empty")
     src = open(input_, "rb") if input_ else sys.stdin.buffer  # noqa: SIM115
     try:
-        resp = session.api.request("POST", "/images/load", {"quiet": quiet or None}, src,
-                                   headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None)
+        resp = session.api.request("POST", "/images/load", {"quiet": quiet or None},
+                                   headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None,
+                                   body_fd=src.fileno())
     finally:
         if src is not sys.stdin.buffer:
             src.close()

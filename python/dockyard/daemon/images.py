@@ -154,7 +154,8 @@ def create(d, req: Request):  # noqa: ANN001, ANN201
             reference = f"{repo}:{tag_}" if tag_ else repo
         with d.engines.get() as engine:
             if src == "-":
-                image_id = engine.import_image(req.stream, reference, changes, message, platform)
+                with req.body_source() as body:
+                    image_id = engine.import_image(body, reference, changes, message, platform)
             else:
                 raise InvalidArgument("importing from a URL is not supported: send the archive as the body (fromSrc=-)")
         d.events.emit("image", "import", image_id, {"name": reference or ""})
@@ -252,8 +253,8 @@ def push(d, req: Request, name: str):  # noqa: ANN001, ANN201
 
 def load(d, req: Request):  # noqa: ANN001, ANN201
     req.bool("quiet")
-    with d.engines.get() as engine:
-        lines = engine.load(req.stream)
+    with d.engines.get() as engine, req.body_source() as body:
+        lines = engine.load(body)
     for line in lines:
         d.events.emit("image", "load", line.split(": ", 1)[-1], {})
     out = _progress_stream(req)
