@@ -3,7 +3,8 @@
 //! The split matters at the Python boundary: [`Error::Io`] is *our* side failing (a full disk, a
 //! missing source file) and keeps errno and path so it can become the matching `OSError`;
 //! every other variant is about the *input* (a damaged or hostile layer) and becomes
-//! `dockyard.errors.LayerError` naming the member at fault.
+//! `dockyard.errors.LayerError` naming the member at fault (quoted and escaped, so a
+//! garbage name cannot break the one-line message).
 
 use std::fmt;
 use std::io;
@@ -21,14 +22,14 @@ pub enum Error {
         source: io::Error,
     },
     /// A member tried to create, change or remove something outside the layer root.
-    #[error("layer member \"{member}\": {reason}")]
+    #[error("layer member {member:?}: {reason}")]
     Hostile { member: String, reason: String },
     /// Damaged input: a bad checksum, a truncated stream, bad compressed data. `member` is the
     /// member being read when the damage was found, if any.
     #[error("{}", Member(member.as_deref(), reason))]
     Corrupt { member: Option<String>, reason: String },
     /// Valid tar that dockyard does not handle (GNU sparse files, multi-volume archives...).
-    #[error("layer member \"{member}\": unsupported: {reason}")]
+    #[error("layer member {member:?}: unsupported: {reason}")]
     Unsupported { member: String, reason: String },
     /// The caller passed something meaningless (an unknown compression name, a bad change kind).
     #[error("{0}")]
@@ -40,7 +41,7 @@ struct Member<'a>(Option<&'a str>, &'a String);
 impl fmt::Display for Member<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Some(m) => write!(f, "layer member \"{m}\": {}", self.1),
+            Some(m) => write!(f, "layer member {m:?}: {}", self.1),
             None => write!(f, "layer: {}", self.1),
         }
     }
