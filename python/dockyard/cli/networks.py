@@ -1,4 +1,5 @@
-"""``network create|ls|inspect|rm|connect|disconnect|prune`` and ``port``."""
+"""``network create|ls|inspect|rm|connect|disconnect|prune`` and ``port``: requests to the
+daemon's ``/networks`` routes and ``GET /containers/{id}/json``."""
 
 from __future__ import annotations
 
@@ -6,12 +7,34 @@ import click
 
 from . import CONTEXT, pass_session
 from .output import echo, fail_if, print_inspect, print_rows
+from .volumes import parse_filters
+
+# The bridge driver's options dockyard implements (anything else is refused, not ignored).
+BRIDGE_OPTIONS = ("com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade")
 
 
-def _networks(session):  # noqa: ANN001, ANN202
-    from ..engine.network.hooks import networks
+def _path(ref: str, suffix: str = "") -> str:
+    from ..client import quote
 
-    return networks(session.engine.containers)
+    return "/networks/" + quote(ref, safe="") + suffix
+
+
+def _check_gateway(subnet: str, gateway: str) -> None:
+    """docker's CLI matches each --gateway to a --subnet itself (``consolidateIpam``); values
+    that do not parse are left for the daemon to report."""
+    import ipaddress
+
+    from ..errors import InvalidArgument
+
+    try:
+        net = ipaddress.IPv4Network(subnet, strict=False)
+        gw = ipaddress.IPv4Address(gateway)
+    except ValueError:
+        return
+    if gw not in net or gw in (net.network_address, net.broadcast_address):
+        err = InvalidArgument(f"no matching subnet for gateway {gateway}")
+        err.client_side = True
+        raise err
 
 
 @click.group("network", context_settings=CONTEXT)
@@ -39,12 +62,19 @@ def create(session, name, driver, subnet, gateway, internal, label, ip_range, op
         raise InvalidArgument("--ip-range is not supported")
     labels = {k: v for k, _, v in (l.partition("=") for l in label)}
     options = {k: v for k, _, v in (o.partition("=") for o in opt)}
-    known = {"com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade"}
     for key in options:
-        if key not in known:
-            raise InvalidArgument(f"unsupported network option {key!r} (supported: {', '.join(sorted(known))})")
-    echo(_networks(session).create(name, subnet[0] if subnet else "", gateway[0] if gateway else "", internal,
-                                   labels, driver, options) + "\n")
+        if key not in BRIDGE_OPTIONS:
+            raise InvalidArgument(f"unsupported network option {key!r} (supported: {', '.join(BRIDGE_OPTIONS)})")
+    config = {}
+    if subnet:
+        config["Subnet"] = subnet[0]
+    if gateway:
+        if subnet:
+            _check_gateway(subnet[0], gateway[0])
+        config["Gateway"] = gateway[0]
+    body = {"Name": name, "Driver": driver, "Internal": internal, "Labels": labels, "Options": options,
+            "IPAM": {"Driver": "default", "Config": [config] if config else []}}
+    echo(session.api.json("POST", "/networks/create", None, body)["Id"] + "\n")
 
 
 @network_group.command("ls", context_settings=CONTEXT)
@@ -55,14 +85,13 @@ def create(session, name, driver, subnet, gateway, internal, label, ip_range, op
 @pass_session
 def ls(session, quiet, filters, fmt, no_trunc):  # noqa: ANN001
     """List networks."""
-    from ..engine.filters import parse_filters
-
-    parsed = parse_filters(filters, ("name", "id", "driver", "label", "type", "dangling", "scope"))
     rows = []
-    for n in _networks(session).list(parsed):
-        labels = n["Labels"] or {}
+    for n in sorted(session.api.json("GET", "/networks", {"filters": parse_filters(filters)}) or [],
+                    key=lambda n: n["Name"]):
+        labels = n.get("Labels") or {}
         rows.append({"ID": n["Id"] if no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
-                     "Scope": n["Scope"], "IPv6": "false", "Internal": str(n["Internal"]).lower(),
+                     "Scope": n["Scope"], "IPv6": str(bool(n.get("EnableIPv6"))).lower(),
+                     "Internal": str(bool(n.get("Internal"))).lower(),
                      "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())), "CreatedAt": n["Created"]})
     print_rows(rows, fmt, "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
                {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
@@ -85,7 +114,7 @@ def inspect(session, names, fmt, verbose):  # noqa: ANN001
     nets, errors = [], []
     for n in names:
         try:
-            nets.append(_networks(session).inspect(n))
+            nets.append(session.api.json("GET", _path(n), {"verbose": verbose or None}))
         except NotFound as exc:
             errors.append(f"Error response from daemon: {exc}")
     print_inspect(nets, fmt)
@@ -103,7 +132,7 @@ def rm(session, names, force):  # noqa: ANN001
     errors = []
     for n in names:
         try:
-            _networks(session).remove(n)
+            session.api.json("DELETE", _path(n))
             echo(n + "\n")
         except NotFound as exc:
             if not force:
@@ -122,13 +151,13 @@ network_group.add_command(rm, "remove")
 @pass_session
 def prune(session, force, filters):  # noqa: ANN001
     """Remove all unused networks."""
-    from ..engine.filters import parse_filters
     from .output import confirm
 
+    parsed = parse_filters(filters)
     if not confirm("WARNING! This will remove all custom networks not used by at least one container.\n"
                    "Are you sure you want to continue?", force):
         return
-    deleted = _networks(session).prune(parse_filters(filters, ("label",)))
+    deleted = session.api.json("POST", "/networks/prune", {"filters": parsed}).get("NetworksDeleted") or []
     if deleted:
         echo("Deleted Networks:\n" + "".join(n + "\n" for n in deleted))
 
@@ -141,9 +170,8 @@ def prune(session, force, filters):  # noqa: ANN001
 @pass_session
 def connect(session, network, container, alias, ip):  # noqa: ANN001
     """Connect a container to a network."""
-    containers = session.engine.containers
-    rec = containers.refresh(containers.load(containers.resolve(container)))
-    _networks(session).connect(rec, network, list(alias), ip)
+    endpoint = {"Aliases": list(alias) or None, "IPAMConfig": {"IPv4Address": ip} if ip else None}
+    session.api.json("POST", _path(network, "/connect"), None, {"Container": container, "EndpointConfig": endpoint})
 
 
 @network_group.command("disconnect", context_settings=CONTEXT)
@@ -153,9 +181,7 @@ def connect(session, network, container, alias, ip):  # noqa: ANN001
 @pass_session
 def disconnect(session, network, container, force):  # noqa: ANN001
     """Disconnect a container from a network."""
-    containers = session.engine.containers
-    rec = containers.refresh(containers.load(containers.resolve(container)))
-    _networks(session).disconnect(rec, network, force)
+    session.api.json("POST", _path(network, "/disconnect"), None, {"Container": container, "Force": force})
 
 
 @click.command("port", context_settings=CONTEXT)
@@ -164,12 +190,11 @@ def disconnect(session, network, container, force):  # noqa: ANN001
 @pass_session
 def port(session, container, private_port):  # noqa: ANN001
     """List port mappings or a specific mapping for the container."""
-    from ..engine.network.hooks import ports
+    from ..client import quote
     from ..errors import NotFound
 
-    containers = session.engine.containers
-    rec = containers.refresh(containers.load(containers.resolve(container)))
-    mapping = ports(containers, rec) if rec["state"].get("Running") else {}
+    info = session.api.json("GET", f"/containers/{quote(container, safe='')}/json")
+    mapping = (info.get("NetworkSettings") or {}).get("Ports") or {}
     if private_port:
         num, _, proto = private_port.partition("/")
         key = f"{num}/{proto or 'tcp'}"

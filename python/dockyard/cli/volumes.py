@@ -1,4 +1,4 @@
-"""``volume create|ls|inspect|rm|prune``."""
+"""``volume create|ls|inspect|rm|prune``: requests to the daemon's ``/volumes`` routes."""
 
 from __future__ import annotations
 
@@ -8,10 +8,29 @@ from . import CONTEXT, pass_session
 from .output import echo, fail_if, print_inspect, print_rows
 
 
-def _volumes(session):  # noqa: ANN001, ANN202
-    from ..engine.volumes import Volumes
+def parse_filters(values: tuple[str, ...], allowed: tuple[str, ...] | None = None) -> dict[str, list[str]] | None:
+    """``-f key=value`` flags -> the API's ``filters`` ({"key": ["value", ...]}), or None for none.
 
-    return Volumes(session.engine.store)
+    Keys are checked here only when ``allowed`` is given (the daemon checks them otherwise, and
+    says ``Invalid filter 'key'`` as dockerd does)."""
+    from ..errors import InvalidArgument
+
+    out: dict[str, list[str]] = {}
+    for value in values:
+        key, eq, arg = value.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {value}")
+        if allowed is not None and key not in allowed:
+            raise InvalidArgument(f"Invalid filter '{key}'")
+        out.setdefault(key, []).append(arg)
+    return out or None
+
+
+def _path(name: str) -> str:
+    from ..client import quote
+
+    return "/volumes/" + quote(name, safe="")
 
 
 @click.group("volume", context_settings=CONTEXT)
@@ -31,16 +50,18 @@ def create(session, name, name_opt, driver, label, opt):  # noqa: ANN001
     from ..errors import InvalidArgument
 
     if name and name_opt and name != name_opt:
-        raise InvalidArgument(f"conflicting options: either specify --name or provide positional arg, not both")
+        raise InvalidArgument("conflicting options: either specify --name or provide positional arg, not both")
     labels = {k: v for k, _, v in (l.partition("=") for l in label)}
     opts = {k: v for k, _, v in (o.partition("=") for o in opt)}
-    echo(_volumes(session).create(name or name_opt, labels, driver, opts) + "\n")
+    vol = session.api.json("POST", "/volumes/create", None, {"Name": name or name_opt, "Driver": driver,
+                                                             "DriverOpts": opts, "Labels": labels})
+    echo(vol["Name"] + "\n")
 
 
 def _rows(vols: list[dict]) -> list[dict]:
     rows = []
     for v in vols:
-        labels = v["Labels"] or {}
+        labels = v.get("Labels") or {}
         rows.append({"Name": v["Name"], "Driver": v["Driver"], "Scope": v["Scope"], "Mountpoint": v["Mountpoint"],
                      "Labels": ",".join(f"{k}={val}" for k, val in sorted(labels.items())), "Links": "N/A",
                      "Size": "N/A", "_labels": labels})
@@ -54,10 +75,8 @@ def _rows(vols: list[dict]) -> list[dict]:
 @pass_session
 def ls(session, quiet, filters, fmt):  # noqa: ANN001
     """List volumes."""
-    from ..engine.filters import parse_filters
-
-    parsed = parse_filters(filters, ("dangling", "name", "label", "driver"))
-    rows = _rows(_volumes(session).list(parsed))
+    out = session.api.json("GET", "/volumes", {"filters": parse_filters(filters)})
+    rows = _rows(sorted(out.get("Volumes") or [], key=lambda v: v["Name"]))
     print_rows(rows, fmt, "table {{.Driver}}\t{{.Name}}", {"Driver": "DRIVER", "Name": "VOLUME NAME",
                "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE"},
                quiet_field="Name", quiet=quiet)
@@ -77,7 +96,7 @@ def inspect(session, names, fmt):  # noqa: ANN001
     vols, errors = [], []
     for n in names:
         try:
-            vols.append(_volumes(session).inspect(n))
+            vols.append(session.api.json("GET", _path(n)))
         except NotFound as exc:
             errors.append(f"Error response from daemon: {exc}")
     print_inspect(vols, fmt)
@@ -90,12 +109,12 @@ def inspect(session, names, fmt):  # noqa: ANN001
 @pass_session
 def rm(session, names, force):  # noqa: ANN001
     """Remove one or more volumes."""
-    from ..errors import DockyardError, NotFound
+    from ..errors import DockyardError
 
     errors = []
     for n in names:
         try:
-            _volumes(session).remove(n, force=force)
+            session.api.json("DELETE", _path(n), {"force": force or None})
             echo(n + "\n")
         except DockyardError as exc:
             errors.append(f"Error response from daemon: {exc}")
@@ -111,15 +130,16 @@ volume_group.add_command(rm, "remove")
 @pass_session
 def prune(session, force, filters):  # noqa: ANN001
     """Remove all unused local volumes."""
-    from ..engine.filters import parse_filters
     from ..units import human_size
     from .output import confirm
 
+    parsed = parse_filters(filters)
     if not confirm("WARNING! This will remove all local volumes not used by at least one container.\n"
                    "Are you sure you want to continue?", force):
         return
-    deleted, space = _volumes(session).prune(parse_filters(filters, ("label", "label!")))
+    report = session.api.json("POST", "/volumes/prune", {"filters": parsed})
+    deleted = report.get("VolumesDeleted") or []
     out = ""
     if deleted:
         out += "Deleted Volumes:\n" + "".join(n + "\n" for n in deleted) + "\n"
-    echo(out + f"Total reclaimed space: {human_size(space)}\n")
+    echo(out + f"Total reclaimed space: {human_size(report.get('SpaceReclaimed') or 0)}\n")

@@ -127,8 +127,12 @@ def network_remove(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
 
 
 def network_prune(d, req: Request) -> dict:  # noqa: ANN001
+    filters = req.filters()
+    for key in filters:
+        if key != "label":  # dockerd also knows until and label!; the engine does not (yet): refused, not ignored
+            raise InvalidArgument(f"Invalid filter '{key}'")
     with d.engines.get() as engine:
-        deleted = _networks(engine).prune(req.filters())
+        deleted = _networks(engine).prune(filters)
     return {"NetworksDeleted": deleted or None}
 
 
