@@ -240,6 +240,140 @@ def test_exec_top_cp_stats(dy, tmp_path):
     assert proc.returncode == 1
 
 
+def test_cp_follows_docker_cp_rules(dy, tmp_path):
+    """Both directions over GET/PUT /containers/{id}/archive, with docker cp's rules for where
+    a file or directory lands, "-" for a tar on stdin/stdout, -a and -L."""
+    import io
+    import tarfile
+
+    dy("run", "-d", "--name", "cpbox", "bb", "sh", "-c", "mkdir -p /d/sub; echo a > /d/a; echo b > /d/sub/b; "
+       "ln -s /etc /d/abs; sleep 60")
+    time.sleep(0.3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "exdir").mkdir()
+    (out / "exfile").write_text("old\n")
+
+    def tree(p: Path) -> list[str]:
+        return sorted(str(x.relative_to(p)) + ("@" if x.is_symlink() else "/" if x.is_dir() else "")
+                      for x in p.rglob("*"))
+
+    dy("cp", "cpbox:/d/a", str(out / "new"))                       # file -> new name
+    dy("cp", "cpbox:/d/a", str(out / "exdir"))                     # file -> into a directory
+    dy("cp", "cpbox:/d/a", str(out / "exfile"))                    # file -> over a file
+    assert (out / "new").read_text() == (out / "exdir" / "a").read_text() == (out / "exfile").read_text() == "a\n"
+    dy("cp", "cpbox:/d", str(out / "newdir"))                      # dir -> new directory of its contents
+    dy("cp", "cpbox:/d", str(out / "exdir"))                       # dir -> inside a directory
+    dy("cp", "cpbox:/d/.", str(out / "exdir"))                     # dir/. -> its contents into it
+    assert tree(out / "newdir") == ["a", "abs@", "sub/", "sub/b"]
+    assert tree(out / "exdir") == ["a", "abs@", "d/", "d/a", "d/abs@", "d/sub/", "d/sub/b", "sub/", "sub/b"]
+    assert os.readlink(out / "newdir" / "abs") == "/etc"           # a link stays a link
+    proc = dy("cp", "cpbox:/d", str(out / "exfile"), check=False)
+    assert (proc.returncode, proc.stderr) == (1, b"cannot copy directory\n")
+    proc = dy("cp", "cpbox:/d/a", str(out / "nodir") + "/", check=False)
+    assert (proc.returncode, proc.stderr) == (1, b"no such directory\n")
+    proc = dy("cp", "cpbox:/d/a/", str(out / "x"), check=False)
+    assert proc.returncode == 1 and b"not a directory" in proc.stderr and not (out / "x").exists()
+    proc = dy("cp", "cpbox:/nosuch", str(out / "x"), check=False)
+    assert proc.stderr == b"Error response from daemon: Could not find the file /nosuch in container cpbox\n"
+    dy("cp", "-L", "cpbox:/bin/sh", str(out / "sh"))               # -L: the link's target, under the link's name
+    assert not (out / "sh").is_symlink()
+    assert (out / "sh").read_bytes()[:4] == b"\x7fELF"
+    dy("cp", "cpbox:/bin/sh", str(out / "shlink"))
+    assert os.readlink(out / "shlink") == "busybox"
+    tar = dy("cp", "cpbox:/d", "-").stdout                        # a tar on stdout
+    assert sorted(tarfile.open(fileobj=io.BytesIO(tar)).getnames()) == ["d", "d/a", "d/abs", "d/sub", "d/sub/b"]
+    host = dy("cp", "cpbox:/etc/hostname", "-").stdout             # the container's own, not the image's
+    assert tarfile.open(fileobj=io.BytesIO(host)).extractfile("hostname").read().strip().decode() == \
+        text(dy("inspect", "-f", "{{.Config.Hostname}}", "cpbox")).strip()
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "f").write_text("f\n")
+    (src / "sub" / "g").write_text("g\n")
+    os.chown(src / "f", 1234, 1234)
+    dy("cp", str(src), "cpbox:/tmp/")                              # dir -> inside a directory
+    dy("cp", str(src) + "/.", "cpbox:/tmp/new")                    # contents -> a new directory
+    dy("cp", str(src / "f"), "cpbox:/tmp/renamed")                 # file -> new name
+    dy("cp", "-a", str(src / "f"), "cpbox:/tmp/kept")              # -a keeps the owner
+    listing = text(dy("exec", "cpbox", "sh", "-c", "cd /tmp && find src new renamed kept | sort; "
+                                                   "stat -c %u src/f renamed kept"))
+    assert listing.split() == ["kept", "new", "new/f", "new/sub", "new/sub/g", "renamed", "src", "src/f",
+                               "src/sub", "src/sub/g", "0", "0", "1234"]
+    proc = dy("cp", str(src), "cpbox:/etc/passwd", check=False)
+    assert (proc.returncode, proc.stderr) == (1, b"cannot copy directory\n")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo("fromstdin")
+        info.size = 3
+        tf.addfile(info, io.BytesIO(b"xyz"))
+    dy("cp", "-", "cpbox:/tmp", input=buf.getvalue())              # a tar on stdin
+    assert text(dy("exec", "cpbox", "cat", "/tmp/fromstdin")) == "xyz"
+    proc = dy("cp", "-", "cpbox:/etc/passwd", input=buf.getvalue(), check=False)
+    assert proc.returncode == 1 and b"extraction point is not a directory" in proc.stderr
+    dy("rm", "-f", "cpbox")
+
+
+def test_logs_follow_exec_stdin_stats_prune_export(dy):
+    import subprocess
+    import sys
+    import tarfile
+
+    dy("run", "-d", "--name", "ticker", "bb", "sh", "-c",
+       "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done")
+    proc = dy("logs", "-f", "ticker")                               # follows to the exit, streams apart
+    assert (proc.stdout, proc.stderr) == (b"out1\nout2\nout3\n", b"err1\nerr2\nerr3\n")
+    dy("run", "-d", "-t", "--name", "ttyer", "bb", "sh", "-c", "echo hi; echo there >&2")
+    dy("wait", "ttyer")
+    assert dy("logs", "ttyer").stdout == b"hi\r\nthere\r\n"        # a TTY's log is one raw stream
+    dy("run", "-d", "--name", "busy", "--label", "keep=1", "bb", "sleep", "60")
+    assert dy("exec", "-i", "busy", "sh", "-c", "cat; echo done", input=b"piped\n").stdout == b"piped\ndone\n"
+    assert dy("exec", "-d", "busy", "sh", "-c", "echo later > /tmp/later").stdout == b""
+    time.sleep(0.3)
+    assert text(dy("exec", "busy", "cat", "/tmp/later")) == "later\n"
+    rows = text(dy("stats", "--no-stream", "-a", "--format", "{{.Name}} {{.PIDs}} {{.NetIO}}")).splitlines()
+    assert sorted(rows) == ["busy 1 0B / 0B", "ticker 0 0B / 0B", "ttyer 0 0B / 0B"]
+    assert text(dy("ps", "-a", "-f", "status=exited", "-f", "name=t", "--format", "{{.Names}}")).split() == \
+        ["ttyer", "ticker"]
+    assert text(dy("ps", "-f", "label=keep=1", "--format", "{{.Names}} {{.Labels}} {{.Status}}")).startswith(
+        "busy keep=1 Up ")
+    proc = dy("ps", "-f", "nope=1", check=False)
+    assert (proc.returncode, proc.stderr) == (1, b"Error response from daemon: invalid filter 'nope'\n")
+    # export to a pipe, as `docker export c > x.tar` does
+    with subprocess.Popen([str(Path(sys.executable).with_name("dockyard")), "export", "busy"], env=dy.env,
+                          stdout=subprocess.PIPE) as p:
+        with tarfile.open(fileobj=p.stdout, mode="r|") as tf:
+            names = {m.name for m in tf}
+    assert p.returncode == 0 and {"bin/busybox", "tmp/later"} <= names
+    ticker = text(dy("inspect", "-f", "{{.Id}}", "ticker")).strip()
+    out = text(dy("container", "prune", "-f", "--filter", "label!=keep", "--filter", "until=0s"))
+    assert out.splitlines()[0] == "Deleted Containers:" and ticker in out.split()
+    assert out.endswith("\nTotal reclaimed space: 0B\n")
+    assert text(dy("ps", "-aq")).split() == [text(dy("inspect", "-f", "{{.Id}}", "busy")).strip()[:12]]
+    dy("rm", "-f", "busy")
+
+
+def test_container_commands_never_load_the_engine(dy, tmp_path):
+    """The CLI is a client of the daemon: no container command imports dockyard.engine."""
+    import subprocess
+    import sys
+
+    dy("run", "-d", "--name", "client", "bb", "sleep", "60")
+    (tmp_path / "f").write_text("f")
+    check = ("import sys; from dockyard.cli import main; rc = main(sys.argv[1:]); "
+             "eng = [m for m in sys.modules if m.startswith('dockyard.engine')]; "
+             "sys.exit(f'{rc} {eng}' if eng else rc)")
+    for args in (["ps", "-a"], ["logs", "client"], ["top", "client"], ["stats", "--no-stream", "client"],
+                 ["exec", "client", "true"], ["diff", "client"], ["cp", str(tmp_path / "f"), "client:/tmp"],
+                 ["cp", "client:/tmp/f", str(tmp_path / "g")], ["export", "-o", str(tmp_path / "e.tar"), "client"],
+                 ["pause", "client"], ["unpause", "client"], ["restart", "-t", "0", "client"],
+                 ["kill", "-s", "NOPE", "client"], ["wait", "nosuch"], ["container", "prune", "-f"]):
+        proc = subprocess.run([sys.executable, "-c", check, *args], env=dy.env, capture_output=True)
+        assert b"dockyard.engine" not in proc.stderr, (args, proc.stderr)
+        assert b"Traceback" not in proc.stderr, (args, proc.stderr)
+    dy("rm", "-f", "client")
+
+
 def test_interactive_tty_in_tmux(dy, tmp_path):
     """-it as a person uses it: a real terminal (tmux), window size, Ctrl-C, resize, detach keys."""
     import shutil
