@@ -463,7 +463,11 @@ def export(session, container, output):  # noqa: ANN001
             dest = sys.stdout.buffer
         else:
             tmp = f"{output}.dockyard-{os.getpid()}.tmp"
-            dest = open(tmp, "wb")
+            try:
+                dest = open(tmp, "wb")
+            except OSError as exc:
+                tmp = None
+                raise OSError(exc.errno, exc.strerror, output) from None  # (the user's name, not ours)
         total, tail = 0, b""
         try:
             while chunk := resp.read1(1 << 20):
