@@ -59,6 +59,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("dockyard.cli.daemon", "daemon"),
 }
 
+from .fast import FAST  # noqa: E402  (click-free paths: run, build, import)
+
 # Commands whose own failures Docker reports with 125 (the container ones report the process's).
 RUN_COMMANDS = {"run", "create"}
 
@@ -143,18 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     command = next((a for a in args if not a.startswith("-")), "")
     failure = 125 if command in RUN_COMMANDS else 1
     try:
-        if args and args[0] == "run":
-            from . import runner
+        if args and args[0] in FAST:
+            import importlib
 
-            fast = runner.fast_run(session, args[1:])
-            if fast is not None:
-                return fast
-        elif args and args[0] == "build":
-            from ..build import command
-
-            fast = command.fast_build(session, args[1:])
-            if fast is not None:
-                return fast
+            module, function = FAST[args[0]]
+            code = getattr(importlib.import_module(module), function)(session, args[1:])
+            if code is not None:
+                return code
         return _click_main(session, args, failure)
     except DockyardError as exc:
         _err(str(exc) if exc.client_side else f"Error response from daemon: {exc}")

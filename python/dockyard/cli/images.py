@@ -11,7 +11,9 @@ import sys
 import click
 
 from . import CONTEXT, pass_session
-from .output import copy_body, echo, fail_if, messages, print_inspect, print_rows, short_id, since, stream_error
+from .output import (
+    check_reference, copy_body, echo, fail_if, messages, print_inspect, print_rows, short_id, since, stream_error,
+)
 
 IMAGE_HEADERS = {
     "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
@@ -112,41 +114,9 @@ def image_ls(session, repository, quiet, all_, digests, no_trunc, filters, fmt):
 @pass_session
 def import_(session, source, reference, changes, message, platform):  # noqa: ANN001
     """Import the contents from a tarball to create a filesystem image."""
-    if source.startswith(("http://", "https://")):
-        from ..errors import InvalidArgument
+    from .fast import run_import
 
-        raise InvalidArgument("importing from a URL is not supported; download the file and import it")
-    if reference:
-        _check_reference(reference)
-    src = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
-    try:
-        resp = session.api.request("POST", "/images/create", {
-            "fromSrc": "-", "repo": reference, "changes": list(changes) or None, "message": message or None,
-            "platform": platform}, headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None,
-            body_fd=src.fileno())
-    finally:
-        if src is not sys.stdin.buffer:
-            src.close()
-    image_id = ""
-    for msg in messages(session.api, resp):
-        err = stream_error(msg)
-        if err is not None:
-            raise err
-        image_id = msg.get("status") or image_id
-    echo(image_id + "\n")
-
-
-def _check_reference(name: str) -> None:
-    """A target name, checked here as docker's CLI does before it asks the daemon."""
-    from .. import reference as refs
-    from ..errors import InvalidReference
-
-    try:
-        refs.parse_repository_tag(name)
-    except InvalidReference as exc:
-        err = InvalidReference(f'Error parsing reference: "{name}" is not a valid repository/tag: {exc}')
-        err.client_side = True
-        raise err from None
+    run_import(session, source, reference, list(changes), message, platform)
 
 
 @click.command("load", context_settings=CONTEXT)
@@ -219,7 +189,7 @@ def tag(session, source, target):  # noqa: ANN001
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
     from .. import reference as refs
 
-    _check_reference(target)
+    check_reference(target)
     ref = refs.parse_repository_tag(target)
     session.api.json("POST", f"/images/{_quote(source)}/tag", {"repo": ref.name, "tag": ref.tag})
 

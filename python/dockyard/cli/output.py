@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Iterable, Mapping
 
-import click
+from .. import _wire
+
+TYPE_CHECKING = False  # click, json and collections are imported where used: start-up
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 
 def go_json(obj: object, indent: int | None = None) -> str:
     """JSON as Go's encoding/json writes it: HTML characters escaped, UTF-8 kept."""
+    import json
+
     if indent is None:
         text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     else:
@@ -98,6 +102,8 @@ def multi(values: Iterable[str]) -> list[str]:
 def fail_if(errors: list[str]) -> None:
     """Print per-object errors (after the successes), then exit 1 as docker does."""
     if errors:
+        import click
+
         for message in errors:
             click.echo(message, err=True)
         raise click.exceptions.Exit(1)
@@ -127,7 +133,7 @@ def messages(api, resp):  # noqa: ANN001, ANN201
             if not line.strip():
                 continue
             try:
-                msg = json.loads(line)
+                msg = _wire.loads(line)
             except ValueError:
                 raise DockyardError(f"malformed message from the daemon: {line[:200]!r}") from None
             if isinstance(msg, dict):
@@ -160,3 +166,16 @@ def copy_body(api, resp, out) -> None:  # noqa: ANN001
             out.write(chunk)
     finally:
         api.finish(resp)
+
+
+def check_reference(name: str) -> None:
+    """A target name, checked here as docker's CLI does before it asks the daemon."""
+    from .. import reference as refs
+    from ..errors import InvalidReference
+
+    try:
+        refs.parse_repository_tag(name)
+    except InvalidReference as exc:
+        err = InvalidReference(f'Error parsing reference: "{name}" is not a valid repository/tag: {exc}')
+        err.client_side = True
+        raise err from None
