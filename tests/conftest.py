@@ -72,7 +72,7 @@ def cli(tmp_path: Path):
             # started here rather than by the first command, so no test sees its notice
             from dockyard.cli.connect import start_daemon
 
-            start_daemon(str(run_dir / "dockyard.sock"), str(root))
+            start_daemon(str(run_dir / "dockyard.sock"), str(root), announce=False)
         yield run
     finally:
         stop_daemon(run_dir, root)

@@ -87,25 +87,6 @@ def make_image(cli, tmp_path: Path, name: str = "bb", changes: tuple[str, ...] =
     cli(*args, str(tar), name)
 
 
-def daemon_runs_in(cli, run: Path) -> None:  # noqa: ANN001
-    """The daemon keeps its runtime state (namespaces, DNS sockets) in its $DOCKYARD_RUN: it must
-    be the test's run dir, which the checks below look at, not the host's /run/dockyard.  A
-    daemon started without it (by a process whose environment lacks it) is restarted with it."""
-    try:
-        pid = int((run / "dockyard.pid").read_text().split()[0])
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except (OSError, ValueError, IndexError):
-        return  # none yet: the first command starts one with the CLI's environment
-    if f"DOCKYARD_RUN={run}".encode() in environ:
-        return
-    from support import stop_daemon
-
-    from dockyard.cli.connect import start_daemon
-
-    stop_daemon(run)
-    start_daemon(str(run / "dockyard.sock"), str(cli.root))  # os.environ has DOCKYARD_RUN now
-
-
 @pytest.fixture
 def dyn(cli, tmp_path, monkeypatch):
     """The CLI on a private root and run dir with a busybox image "bb" that has the network
@@ -113,7 +94,6 @@ def dyn(cli, tmp_path, monkeypatch):
     iptables rules, namespaces, leases, the DNS server."""
     run = Path(cli.run_dir)  # the daemon's (the cli fixture makes it and removes it after the daemon stops)
     monkeypatch.setenv("DOCKYARD_RUN", str(run))
-    daemon_runs_in(cli, run)
     make_image(cli, tmp_path)
     bridge = "dyb" + hashlib.sha256(str(cli.root.resolve()).encode()).hexdigest()[:10]
     cli.bridge = bridge

@@ -53,9 +53,10 @@ def _listening(path: str) -> bool:
         s.close()
 
 
-def start_daemon(path: str, root: str | None) -> int:
+def start_daemon(path: str, root: str | None, announce: bool = True) -> int:
     """Start ``dockyard daemon`` on ``path`` (detached, logging next to its socket); wait until
-    it listens.  A lock keeps concurrent CLIs from starting two.  Returns the daemon's pid."""
+    it listens, and say so on stderr (``announce``).  A lock keeps concurrent CLIs from starting
+    two.  Returns the daemon's pid (0 when another CLI started it meanwhile)."""
     import fcntl
 
     from ..errors import DockyardError
@@ -69,7 +70,7 @@ def start_daemon(path: str, root: str | None) -> int:
             return 0  # another CLI started it while we waited
         log_path = os.path.join(run, "daemon.log")
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        env = dict(os.environ)
+        env = dict(os.environ, DOCKYARD_RUN=run)  # its runtime state beside its socket
         if root:
             env["DOCKYARD_ROOT"] = os.path.abspath(root)
         cmd = [sys.executable, "-c", "import sys; from dockyard.cli import main; sys.exit(main())",
@@ -87,9 +88,10 @@ def start_daemon(path: str, root: str | None) -> int:
                 raise DockyardError(f"the dockyard daemon did not listen on unix://{path} within "
                                     f"{START_TIMEOUT:.0f} s (log: {log_path})")
             time.sleep(0.01)
-        sys.stderr.write(f"dockyard: no daemon was listening on unix://{path}; started one "
-                         f"(pid {pid}, log {log_path})\n")
-        sys.stderr.flush()
+        if announce:
+            sys.stderr.write(f"dockyard: no daemon was listening on unix://{path}; started one "
+                             f"(pid {pid}, log {log_path})\n")
+            sys.stderr.flush()
         return pid
     finally:
         os.close(lock)
