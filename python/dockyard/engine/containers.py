@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import signal as signals
+import threading
 import time
+import weakref
 from .._record import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,19 @@ from .names import check_name, new_id, random_name
 from .runtime import Runtime, StartError, run_dir
 from .spec import DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities, parse_signal
 from .store import Store, pid_alive as _alive, remove_tree
+
+
+_EXIT_LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
+_EXIT_LOCKS_GUARD = threading.Lock()
+
+
+def _exit_lock(cid: str) -> threading.Lock:
+    """The lock under which a container's exit is recorded (one per container, this process)."""
+    with _EXIT_LOCKS_GUARD:
+        lock = _EXIT_LOCKS.get(cid)
+        if lock is None:
+            lock = _EXIT_LOCKS[cid] = threading.Lock()
+        return lock
 
 
 @dataclass
@@ -41,6 +56,7 @@ class CreateOptions:
     hostname: str = ""
     tty: bool = False
     open_stdin: bool = False
+    stdin_once: bool | None = None  # close stdin when the attached client goes (None: open_stdin)
     labels: dict[str, str] = field(default_factory=dict)
     name: str = ""
     resources: Resources = field(default_factory=Resources)
@@ -167,7 +183,7 @@ class Containers:
         config = {
             "Hostname": hostname, "Domainname": "", "User": opts.user or image_cfg.get("User", ""),
             "AttachStdin": opts.open_stdin, "AttachStdout": True, "AttachStderr": True,
-            "Tty": opts.tty, "OpenStdin": opts.open_stdin, "StdinOnce": opts.open_stdin,
+            "Tty": opts.tty, "OpenStdin": opts.open_stdin, "StdinOnce": opts.open_stdin if opts.stdin_once is None else opts.stdin_once,
             "Env": env, "Cmd": opts.cmd if opts.cmd else (None if opts.entrypoint is not None else image_cfg.get("Cmd")),
             "Image": opts.image, "Volumes": image_cfg.get("Volumes"),
             "WorkingDir": opts.workdir or image_cfg.get("WorkingDir", ""),
@@ -375,7 +391,21 @@ class Containers:
     # -- state ----------------------------------------------------------------------------------
 
     def refresh(self, rec: dict) -> dict:
-        """Fold what the supervisor recorded into the stored state (see the module's docstring)."""
+        """Fold what the supervisor recorded into the stored state (see the module's docstring).
+
+        An exit is recorded once: the daemon's monitor and a stop or restart can notice the same
+        exit together, and the second must not tear down (network, mounts) what a restart has
+        just set up again.  So the record is re-read under a per-container lock first."""
+        if not rec["state"]["Running"]:
+            return rec
+        with _exit_lock(rec["id"]):
+            try:
+                rec["state"] = self.load(rec["id"])["state"]
+            except ContainerNotFound:
+                return rec
+            return self._record_exit(rec)
+
+    def _record_exit(self, rec: dict) -> dict:
         state = rec["state"]
         if not state["Running"]:
             return rec
@@ -565,9 +595,8 @@ class Containers:
                message: str = "", author: str = "", pause: bool = True) -> str:
         """``docker commit``: the container's upper dir becomes a new layer on its image."""
         from .changes import apply_changes
-        from .images import LayerSource, NewImage
+        from .images import NewImage
         from .store import dumps
-        from .. import _native
         from .. import reference as refs
 
         cid = self.resolve(ref)
