@@ -175,8 +175,9 @@ def run_container(session, params: dict) -> int:  # noqa: ANN001
         sys.stdout.write(cid + "\n")
         sys.stdout.flush()
         return 0
-    return attach_api(session, cid, stdin=params["interactive"], tty=params["tty"], start=True,
+    code = attach_api(session, cid, stdin=params["interactive"], tty=params["tty"], start=True,
                       wait="removed" if params["auto_remove"] else "next-exit")
+    return 0 if code is None else code  # None: detached with ctrl-p ctrl-q, the container runs on
 
 
 def _remove_quietly(api, cid: str) -> None:  # noqa: ANN001

@@ -680,8 +680,9 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
             d.attach_cond.notify_all()
 
     try:
-        relay_attach(conn, sock_path, tty=tty, stdin=want_stdin and bool(rec["spec"]["Config"].get("OpenStdin")),
-                     want=want, size=size, connected=connected)
+        cfg = rec["spec"]["Config"]
+        relay_attach(conn, sock_path, tty=tty, stdin=want_stdin and bool(cfg.get("OpenStdin")), want=want,
+                     size=size, connected=connected, close_stdin=bool(cfg.get("StdinOnce")) and not tty)
     finally:
         with d.attach_cond:
             d.relays[cid] -= 1

@@ -164,7 +164,8 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
     return CreateOptions(
         image=image, cmd=cmd or None, entrypoint=entrypoint, env=_strlist(body.get("Env"), "Env"),
         workdir=body.get("WorkingDir") or "", user=body.get("User") or "", hostname=body.get("Hostname") or "",
-        tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")), labels=dict(labels), name=name,
+        tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")),
+        stdin_once=bool(body.get("StdinOnce")) if "StdinOnce" in body else None, labels=dict(labels), name=name,
         resources=res, cap_add=_strlist(host.get("CapAdd"), "CapAdd"), cap_drop=_strlist(host.get("CapDrop"), "CapDrop"),
         privileged=bool(host.get("Privileged")), read_only=bool(host.get("ReadonlyRootfs")),
         security_opt=_strlist(host.get("SecurityOpt"), "SecurityOpt"), init=bool(host.get("Init")),

@@ -44,7 +44,10 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, want: dict[int, bool],
-                 size: tuple[int, int] | None = None, connected=None) -> None:  # noqa: ANN001
+                 size: tuple[int, int] | None = None, connected=None, close_stdin: bool = False) -> None:  # noqa: ANN001
+    """Relay a hijacked client connection to the container's supervisor.  When the client's
+    input ends (EOF, or it went away: a detach), the container's stdin is closed only with
+    ``close_stdin`` (dockerd's rule: Config.StdinOnce and no TTY), so ``-it`` survives a detach."""
     try:
         sup = _connect(sock_path)
     except OSError:
@@ -73,11 +76,12 @@ def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, wa
             except OSError:
                 data = b""
             if not data:
-                with lock:
-                    try:
-                        sup.sendall(_frame(5, b""))
-                    except OSError:
-                        pass
+                if stdin and close_stdin:
+                    with lock:
+                        try:
+                            sup.sendall(_frame(5, b""))
+                        except OSError:
+                            pass
                 return
             if stdin:
                 with lock:
