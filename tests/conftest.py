@@ -127,3 +127,25 @@ def serve(tmp_path):
     yield start
     for s in started:
         s.stop()
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001, ARG001
+    """A daemon that a test's CLI started and nothing stopped is a leak: stop it, and say so."""
+    leaked = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"from dockyard.cli import main" in b" ".join(argv) and b"daemon" in argv and any(
+                a.startswith(b"unix:///tmp/") for a in argv):
+            leaked.append(int(entry.name))
+            try:
+                os.kill(int(entry.name), 9)
+            except OSError:
+                pass
+    if leaked:
+        sys.stderr.write(f"\nconftest: stopped {len(leaked)} leaked dockyard daemon(s): {leaked}\n")

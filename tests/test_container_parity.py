@@ -49,13 +49,18 @@ def both(dockerd, docker_busybox, tmp_path_factory):
     def dy(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([exe, *args], env=env, capture_output=True, timeout=60)
 
-    yield dy
-    leftover = dy("ps", "-aq").stdout.decode().split()
-    if leftover:
-        dy("rm", "-f", *leftover)
-    import shutil
+    try:
+        yield dy
+        leftover = dy("ps", "-aq").stdout.decode().split()
+        if leftover:
+            dy("rm", "-f", *leftover)
+    finally:
+        import shutil
 
-    shutil.rmtree(run, ignore_errors=True)
+        from support import stop_daemon
+
+        stop_daemon(run, root)  # the daemon the first command started
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def _norm(text: str) -> str:
