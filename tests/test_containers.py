@@ -476,3 +476,43 @@ def test_resolve_user_tolerates_a_malformed_passwd_for_numeric_users(tmp_path):
     (tmp_path / "etc" / "passwd").unlink()
     (tmp_path / "etc" / "passwd").symlink_to("/../../../../etc/shadow-that-does-not-exist")
     assert resolve_user(str(tmp_path), "").uid == 0
+
+
+def test_update_changes_limits_live_and_for_later(dy):
+    """``update``: the cgroup of the running container changes at once, inspect shows the new
+    values, and they hold for the next start; bad values and unknown containers fail per docker."""
+    dy("run", "-d", "--name", "upd", "-m", "64m", "bb", "sleep", "60")
+    assert text(dy("update", "-m", "128m", "--memory-swap", "256m", "--cpus", "0.5", "--pids-limit", "50",
+                   "--restart", "on-failure:3", "upd")) == "upd\n"
+    info = json.loads(text(dy("inspect", "upd")))[0]
+    host = info["HostConfig"]
+    assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["PidsLimit"]) == (128 << 20, 256 << 20,
+                                                                                         500_000_000, 50)
+    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    cgroup = {}
+    with open(f"/proc/{info['State']['Pid']}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.strip().split(":", 2)
+            for c in controllers.split(","):
+                cgroup[c] = path
+    if "memory" in cgroup:  # cgroup v1 (this machine); v2 is covered by the runtime's fake-tree tests
+        def read(controller: str, name: str) -> str:
+            return Path(f"/sys/fs/cgroup/{controller}{cgroup[controller]}/{name}").read_text().strip()
+
+        assert read("memory", "memory.limit_in_bytes") == str(128 << 20)
+        assert read("pids", "pids.max") == "50"
+        assert read("cpu", "cpu.cfs_quota_us") == "50000"
+    proc = dy("update", "-m", "2m", "upd", check=False)
+    assert proc.returncode == 1 and proc.stderr == b"Error response from daemon: Minimum memory limit allowed is 6MB\n"
+    proc = dy("update", "upd", check=False)
+    assert proc.stderr == b"you must provide one or more flags when using this command\n"
+    proc = dy("update", "-m", "96m", "nosuch", "upd", check=False)
+    assert proc.returncode == 1 and proc.stdout == b"upd\n"
+    assert proc.stderr == b"Error response from daemon: No such container: nosuch\n"
+    dy("stop", "-t", "1", "upd")
+    dy("start", "upd")
+    pid = json.loads(text(dy("inspect", "upd")))[0]["State"]["Pid"]
+    if "memory" in cgroup:
+        assert read("memory", "memory.limit_in_bytes") == str(96 << 20)  # kept for the next start
+        assert Path(f"/proc/{pid}").exists()
+    dy("rm", "-f", "upd")

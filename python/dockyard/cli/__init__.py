@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "wait": ("dockyard.cli.containers", "wait"),
     "rm": ("dockyard.cli.containers", "rm"),
     "rename": ("dockyard.cli.containers", "rename"),
+    "update": ("dockyard.cli.containers", "update"),
     "pause": ("dockyard.cli.containers", "pause"),
     "unpause": ("dockyard.cli.containers", "unpause"),
     "ps": ("dockyard.cli.containers", "ps"),

@@ -200,6 +200,44 @@ def rename(session, container, new_name):  # noqa: ANN001
     session.api.json("POST", f"/containers/{_q(container)}/rename", {"name": new_name})
 
 
+@click.command("update", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-m", "--memory", default="", help="Memory limit")
+@click.option("--memory-swap", default="", help="Swap limit equal to memory plus swap: -1 to enable unlimited swap")
+@click.option("--memory-reservation", default="", help="Memory soft limit")
+@click.option("--cpus", default="", help="Number of CPUs")
+@click.option("-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)")
+@click.option("--cpu-quota", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) quota")
+@click.option("--cpu-period", type=int, default=0, help="Limit CPU CFS (Completely Fair Scheduler) period")
+@click.option("--cpuset-cpus", default="", help="CPUs in which to allow execution (0-3, 0,1)")
+@click.option("--cpuset-mems", default="", help="MEMs in which to allow execution (0-3, 0,1)")
+@click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (set -1 for unlimited)")
+@click.option("--restart", default="", help="Restart policy to apply when a container exits")
+@pass_session
+def update(session, containers, memory, memory_swap, memory_reservation, cpus, cpu_shares, cpu_quota,  # noqa: ANN001
+           cpu_period, cpuset_cpus, cpuset_mems, pids_limit, restart):
+    """Update configuration of one or more containers."""
+    from ..errors import InvalidArgument
+    from .runner import create_body, default_params
+
+    flags = {"memory": memory, "memory_swap": memory_swap, "memory_reservation": memory_reservation, "cpus": cpus,
+             "cpu_shares": cpu_shares, "cpu_quota": cpu_quota, "cpu_period": cpu_period, "cpuset_cpus": cpuset_cpus,
+             "cpuset_mems": cpuset_mems}
+    if not any(flags.values()) and pids_limit is None and not restart:
+        err = InvalidArgument("you must provide one or more flags when using this command")
+        err.client_side = True
+        raise err
+    # the same parsing and checks as run's flags (sizes, --cpus), then only what was given
+    host = create_body(dict(default_params(), **flags, restart=restart or "no", image="", command=()))["HostConfig"]
+    body = {k: host[k] for k in ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
+                                 "CpuPeriod", "CpusetCpus", "CpusetMems") if host.get(k)}
+    if pids_limit is not None:
+        body["PidsLimit"] = pids_limit
+    if restart:
+        body["RestartPolicy"] = host["RestartPolicy"]
+    _each(session, containers, lambda ref: session.api.json("POST", f"/containers/{_q(ref)}/update", None, body))
+
+
 @click.command("pause", context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
 @pass_session
@@ -1070,7 +1108,7 @@ def container_group() -> None:
 
 
 for _name, _cmd in (("run", run), ("create", create), ("start", start), ("stop", stop), ("restart", restart),
-                    ("kill", kill), ("wait", wait), ("rm", rm), ("remove", rm), ("rename", rename),
+                    ("kill", kill), ("wait", wait), ("rm", rm), ("remove", rm), ("rename", rename), ("update", update),
                     ("pause", pause), ("unpause", unpause), ("ls", ps), ("list", ps), ("ps", ps),
                     ("logs", logs), ("prune", container_prune), ("commit", commit), ("diff", diff),
                     ("export", export), ("exec", exec_), ("attach", attach), ("top", top), ("stats", stats),

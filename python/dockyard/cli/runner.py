@@ -71,12 +71,17 @@ def dest(long: str) -> str:
     return "auto_remove" if long == "rm" else long.replace("-", "_")
 
 
+def default_params() -> dict:
+    """run's parameters with no flag given (multi-valued ones as fresh lists)."""
+    return {dest(f[0]): (list(f[3]) if f[2] == "multi" else f[3]) for f in RUN_FLAGS}
+
+
 def parse_run_args(argv: list[str]) -> dict | None:
     """Docker-style parsing of ``run``'s arguments: flags until the image, then the command.
     Returns None when anything is unusual, so the caller can let click report it."""
     by_long = {f[0]: f for f in RUN_FLAGS}
     by_short = {f[1]: f for f in RUN_FLAGS if f[1]}
-    params: dict = {dest(f[0]): (list(f[3]) if f[2] == "multi" else f[3]) for f in RUN_FLAGS}
+    params = default_params()
     i = 0
 
     def store(flag: tuple, value: str | None) -> bool:

@@ -24,6 +24,7 @@ def routes(r: Router) -> None:
     r.add("POST", "/containers/{id}/wait", wait)
     r.add("DELETE", "/containers/{id}", delete)
     r.add("POST", "/containers/{id}/rename", rename)
+    r.add("POST", "/containers/{id}/update", update)
     r.add("POST", "/containers/{id}/pause", pause)
     r.add("POST", "/containers/{id}/unpause", unpause)
     r.add("POST", "/containers/{id}/resize", resize)
@@ -373,6 +374,38 @@ def delete(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
     return None
 
 
+def update(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
+    """``docker update``: Resources fields and RestartPolicy; a zero value means "unchanged", as
+    the docker CLI sends every field."""
+    from .create import HOST_FIELDS, _check
+
+    body = req.json()
+    if not isinstance(body, dict):
+        raise InvalidArgument("invalid JSON in request body: expected an object")
+    from ..engine.containers import Containers
+
+    allowed = {k: HOST_FIELDS[k] for k in (*Containers.UPDATABLE, "RestartPolicy", "BlkioWeight", "BlkioWeightDevice",
+               "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
+               "CpuRealtimePeriod", "CpuRealtimeRuntime", "Devices", "DeviceCgroupRules", "DeviceRequests",
+               "KernelMemory", "KernelMemoryTCP", "MemorySwappiness", "OomKillDisable", "Ulimits", "CpuCount",
+               "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth", "CgroupParent")}
+    _check(body, allowed, "UpdateConfig")
+    unsupported = [k for k in allowed if k not in Containers.UPDATABLE and k != "RestartPolicy" and body.get(k)]
+    if unsupported:
+        raise InvalidArgument(f"updating {', '.join(sorted(unsupported))} is not supported by dockyard")
+    changes = {k: body[k] for k in Containers.UPDATABLE if k != "PidsLimit" and body.get(k)}
+    if body.get("PidsLimit") is not None:
+        changes["PidsLimit"] = max(int(body["PidsLimit"]), 0)
+    restart = None
+    policy = body.get("RestartPolicy") or {}
+    if policy.get("Name"):
+        restart = policy["Name"] + (f":{int(policy['MaximumRetryCount'])}" if policy.get("MaximumRetryCount") else "")
+    with d.engines.get() as engine:
+        warnings = engine.containers.update(id, changes, restart)
+        d.emit_container(engine, id, "update")
+    return {"Warnings": warnings}
+
+
 def rename(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
     new = req.arg("name")
     if not new:
@@ -631,12 +664,13 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     want_stdin = req.bool("stdin")
     want = {1: req.bool("stdout"), 2: req.bool("stderr")}
     stream = req.bool("stream")
-    req.bool("logs")
+    logs = req.bool("logs")
     req.arg("detachKeys")
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         rec = engine.containers.refresh(engine.containers.load(cid))
         sock_path = str(engine.containers.attach_socket(cid))
+        log_path = engine.containers.logs(cid)
     tty = bool(rec["spec"]["Config"].get("Tty"))
     waiting = stream and not rec["state"]["Running"]
     if waiting:
@@ -647,6 +681,8 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     try:
         conn = req.hijack("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
         req._started = True
+        if logs:
+            _replay_log(conn, log_path, tty, want)
         if not stream:
             return STREAMED
         if waiting and not _wait_started(d, cid, conn):
@@ -700,6 +736,21 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         except DockyardError:
             pass
     return STREAMED
+
+
+def _replay_log(conn, path, tty: bool, want: dict[int, bool]) -> None:  # noqa: ANN001
+    """``attach?logs=1``: what the container has written so far, before the live stream."""
+    from ..engine.containers import read_json_log
+
+    _, entries = read_json_log(path)
+    out = []
+    for e in entries:
+        kind = 2 if e.get("stream") == "stderr" else 1
+        if want.get(kind, True):
+            data = e.get("log", "").encode()
+            out.append(data if tty else _frame(kind, data))
+    if out:
+        conn.sendall(b"".join(out))
 
 
 def _wait_started(d, cid: str, conn) -> bool:  # noqa: ANN001

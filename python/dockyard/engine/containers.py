@@ -519,6 +519,53 @@ class Containers:
         remove_tree(self.dir(cid))
         return cid
 
+    #: ``docker update``'s fields: HostConfig name -> Resources attribute
+    UPDATABLE = {"Memory": "memory", "MemorySwap": "memory_swap", "MemoryReservation": "memory_reservation",
+                 "NanoCpus": "nano_cpus", "CpuShares": "cpu_shares", "CpuQuota": "cpu_quota",
+                 "CpuPeriod": "cpu_period", "CpusetCpus": "cpuset_cpus", "CpusetMems": "cpuset_mems",
+                 "PidsLimit": "pids_limit"}
+
+    def update(self, ref: str, changes: dict, restart: str | None = None) -> list[str]:
+        """``docker update``: new limits (HostConfig names, see :attr:`UPDATABLE`) and restart
+        policy, kept for later starts and applied at once to the cgroup of a running container.
+        Returns warnings."""
+        from .spec import linux_resources
+
+        cid = self.resolve(ref)
+        rec = self.refresh(self.load(cid))
+        spec = rec["spec"]
+        res = Resources(**spec["Resources"])
+        for key, value in changes.items():
+            setattr(res, self.UPDATABLE[key], value)
+        if res.memory and 0 < res.memory < 6 * 1024 * 1024:
+            raise InvalidArgument("Minimum memory limit allowed is 6MB")
+        if res.memory_swap > 0 and res.memory and res.memory_swap < res.memory:
+            raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+        if res.memory_reservation and res.memory and res.memory < res.memory_reservation:
+            raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, "
+                                  "see usage")
+        policy = spec["HostConfig"]["RestartPolicy"]
+        if restart is not None:
+            policy = parse_restart(restart)
+            if spec["HostConfig"].get("AutoRemove") and policy["Name"] not in ("", "no"):
+                raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the "
+                                      "container")
+        if rec["state"]["Running"] and changes:
+            oci = linux_resources(res)
+            oci.pop("devices", None)
+            if "PidsLimit" in changes and not res.pids_limit:
+                oci["pids"] = {"limit": -1}
+            try:
+                self.runtime.update(cid, oci)
+            except DockyardError as exc:
+                raise DockyardError(f"Cannot update container {cid}: {exc}") from None
+        spec["Resources"] = asdict(res)
+        spec["HostConfig"].update({k: getattr(res, a) for k, a in self.UPDATABLE.items()},
+                                  PidsLimit=res.pids_limit or None, RestartPolicy=policy)
+        with self.store.transaction() as db:
+            db.execute("UPDATE containers SET spec=? WHERE id=?", (json.dumps(spec), cid))
+        return []
+
     def rename(self, ref: str, new: str) -> None:
         cid = self.resolve(ref)
         name = check_name(new)

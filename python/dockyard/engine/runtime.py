@@ -98,6 +98,13 @@ class Runtime:
         except ValueError:
             return None
 
+    def update(self, cid: str, resources: dict) -> None:
+        """New cgroup limits for a live container (OCI LinuxResources; the fields given)."""
+        proc = subprocess.run(self._cmd("update", "--resources", "-", cid), input=json.dumps(resources).encode(),
+                              capture_output=True, timeout=60)
+        if proc.returncode != 0:
+            raise DockyardError(_one_line(proc.stderr) or "dockyard-runtime update failed")
+
     def pause(self, cid: str) -> None:
         self.call("pause", cid)
 

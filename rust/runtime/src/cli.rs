@@ -18,6 +18,7 @@ commands:
   kill [--all] ID [SIGNAL]        (default SIGTERM; names or numbers)
   delete [-f|--force] ID
   pause ID | resume ID
+  update -r|--resources FILE|- ID  (OCI LinuxResources JSON; only the fields given change)
   ps [--format table|json] ID
   list [--format table|json] [-q]
   exec [-t|--tty] [-d|--detach] [-e|--env K=V]... [--cwd DIR] [-u|--user UID[:GID]]
@@ -225,6 +226,21 @@ fn dispatch(g: &Global, cmd: &str, rest: &[String]) -> Result<i32> {
         "resume" => {
             let a = parse(rest, &[], &[], &[], None)?;
             container::resume(root, a.id()?)?;
+            Ok(0)
+        }
+        "update" => {
+            let a = parse(rest, &["resources"], &[], &[("r", "resources")], Some(1))?;
+            let src = a.get("resources").ok_or_else(|| Error::msg("update: --resources FILE (or -) is required"))?;
+            let data = if src == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| Error::io("read resources", None, e))?;
+                buf
+            } else {
+                std::fs::read(src).map_err(|e| Error::io("read resources", Some(Path::new(src)), e))?
+            };
+            let r: crate::spec::Resources =
+                serde_json::from_slice(&data).map_err(|e| Error::msg(format!("update: bad resources JSON: {e}")))?;
+            container::update(root, a.id()?, &r)?;
             Ok(0)
         }
         "ps" => {

@@ -425,6 +425,16 @@ pub fn resume(root: &Path, id: &str) -> Result<()> {
     }
 }
 
+/// `update`: change the cgroup limits of a created, running or paused container (the fields
+/// `r` gives; the others stay as they are).
+pub fn update(root: &Path, id: &str, r: &crate::spec::Resources) -> Result<()> {
+    let c = Container::load(root, id)?;
+    match c.status() {
+        Status::Stopped => Err(Error::msg(format!("cannot update container {id:?}: it is stopped"))),
+        _ => c.cgroup()?.set(r).map_err(|e| e.wrap(format!("update container {id:?}"))),
+    }
+}
+
 pub fn ps(root: &Path, id: &str) -> Result<Vec<i32>> {
     let c = Container::load(root, id)?;
     c.cgroup()?.pids()

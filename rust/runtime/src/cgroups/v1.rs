@@ -128,15 +128,20 @@ impl CgroupManager for V1 {
         if let Some(m) = &r.memory {
             if m.limit.is_some() || m.swap.is_some() || m.reservation.is_some() || m.swappiness.is_some() || m.disable_oom_killer.is_some() {
                 let d = self.need("memory")?;
+                // OCI's swap is memory+swap, which is exactly memsw. Without swap accounting
+                // the file is absent: runc ignores that too. The kernel keeps memory <= memsw at
+                // every step, so when a limit goes up (`update`), memsw has to go first.
+                let memsw = m.swap.filter(|_| d.join("memory.memsw.limit_in_bytes").exists() || !d.starts_with("/sys/fs/cgroup"));
+                let current = read(&d, "memory.memsw.limit_in_bytes").ok().and_then(|v| v.trim().parse::<i64>().ok());
+                let swap_first = matches!((memsw, current), (Some(s), Some(c)) if s < 0 || s > c);
+                if let (true, Some(s)) = (swap_first, memsw) {
+                    write(&d, "memory.memsw.limit_in_bytes", &limit(s))?;
+                }
                 if let Some(l) = m.limit {
                     write(&d, "memory.limit_in_bytes", &limit(l))?;
                 }
-                if let Some(s) = m.swap {
-                    // OCI's swap is memory+swap, which is exactly memsw. Without swap
-                    // accounting the file is absent: runc ignores that too.
-                    if d.join("memory.memsw.limit_in_bytes").exists() || !d.starts_with("/sys/fs/cgroup") {
-                        write(&d, "memory.memsw.limit_in_bytes", &limit(s))?;
-                    }
+                if let (false, Some(s)) = (swap_first, memsw) {
+                    write(&d, "memory.memsw.limit_in_bytes", &limit(s))?;
                 }
                 if let Some(v) = m.reservation {
                     write(&d, "memory.soft_limit_in_bytes", &limit(v))?;
