@@ -127,15 +127,18 @@ volume_group.add_command(rm, "remove")
 @volume_group.command("prune", context_settings=CONTEXT)
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<label>')")
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused volumes, not just anonymous ones")
 @pass_session
-def prune(session, force, filters):  # noqa: ANN001
-    """Remove all unused local volumes."""
+def prune(session, force, filters, all_):  # noqa: ANN001
+    """Remove unused local volumes."""
     from ..units import human_size
     from .output import confirm
 
     parsed = parse_filters(filters)
-    if not confirm("WARNING! This will remove all local volumes not used by at least one container.\n"
-                   "Are you sure you want to continue?", force):
+    if all_:
+        parsed["all"] = ["true"]
+    if not confirm(f"WARNING! This will remove {'all' if all_ else 'anonymous'} local volumes not used by at least "
+                   "one container.\nAre you sure you want to continue?", force):
         return
     report = session.api.json("POST", "/volumes/prune", {"filters": parsed})
     deleted = report.get("VolumesDeleted") or []

@@ -83,8 +83,10 @@ def volume_remove(d, req: Request, name: str) -> None:  # noqa: ANN001
 
 def volume_prune(d, req: Request) -> dict:  # noqa: ANN001
     filters = req.filters()
+    # API 1.42 made prune keep named volumes unless ``all=true``; older clients expect them gone
+    old_api = tuple(int(x) for x in req.version.split(".")) < (1, 42)
     with d.engines.get() as engine:
-        deleted, space = _volumes(engine).prune(filters)
+        deleted, space = _volumes(engine).prune(filters, all_=old_api)
     return {"VolumesDeleted": deleted or None, "SpaceReclaimed": space}
 
 

@@ -151,16 +151,22 @@ class Volumes:
             db.execute("DELETE FROM volumes WHERE name=?", (name,))
         remove_tree(self.path(name).parent)
 
-    def prune(self, filters: dict[str, list[str]] | None = None) -> tuple[list[str], int]:
-        """Every volume no container uses (docker 20.10's ``volume prune``)."""
+    def prune(self, filters: dict[str, list[str]] | None = None, all_: bool = False) -> tuple[list[str], int]:
+        """The volumes no container uses: anonymous ones only, or named ones too with ``all_``
+        or the ``all=true`` filter (dockerd's rule since API 1.42)."""
         filters = dict(filters or {})
         for key in filters:
-            if key not in ("label", "label!"):
+            if key not in ("label", "label!", "all"):
                 raise InvalidArgument(f"Invalid filter '{key}'")
+        for value in filters.pop("all", []):
+            if value.lower() not in ("1", "true", "0", "false"):
+                raise InvalidArgument(f"invalid filter 'all={value}'")
+            all_ = all_ or value.lower() in ("1", "true")
+        anonymous = {r[0] for r in self.store.db.execute("SELECT name FROM volumes WHERE anonymous=1")}
         used = self.users()
         deleted, space = [], 0
         for vol in self.list({"label": filters["label"]} if "label" in filters else None):
-            if vol["Name"] in used:
+            if vol["Name"] in used or not (all_ or vol["Name"] in anonymous):
                 continue
             if "label!" in filters and any(_label_match(vol["Labels"] or {}, f) for f in filters["label!"]):
                 continue
