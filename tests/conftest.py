@@ -130,7 +130,13 @@ def serve(tmp_path):
 
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001, ARG001
-    """A daemon that a test's CLI started and nothing stopped is a leak: stop it, and say so."""
+    """A daemon that a test's CLI started and nothing stopped is a leak: stop it, and say so.
+    Only this session's (their store is under its temporary directory): another pytest session
+    may be running beside this one."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or getattr(factory, "_basetemp", None) is None:
+        return
+    base = str(factory.getbasetemp()).encode()
     leaked = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -138,10 +144,12 @@ def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001, ARG001
         try:
             with open(f"/proc/{entry.name}/cmdline", "rb") as f:
                 argv = f.read().split(b"\0")
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
         except OSError:
             continue
-        if b"from dockyard.cli import main" in b" ".join(argv) and b"daemon" in argv and any(
-                a.startswith(b"unix:///tmp/") for a in argv):
+        if b"daemon" in argv and any(a.endswith(b"dockyard") or b"dockyard.cli" in a for a in argv) and any(
+                e.startswith(b"DOCKYARD_ROOT=" + base) for e in environ):
             leaked.append(int(entry.name))
             try:
                 os.kill(int(entry.name), 9)

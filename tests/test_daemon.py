@@ -406,6 +406,30 @@ def _small_tar() -> bytes:
     return buf.getvalue()
 
 
+def _frames(raw: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    while len(raw) >= 8:
+        size = int.from_bytes(raw[4:8], "big")
+        out.append((raw[0], raw[8:8 + size]))
+        raw = raw[8 + size:]
+    return out
+
+
+def test_attach_logs_replays_what_was_written(daemon):
+    """``attach?logs=1``: the output so far (here of an exited container, stream=0), in frames."""
+    cid = create(daemon, "sh", "-c", "echo out; echo err >&2")
+    daemon.ok("POST", f"/containers/{cid}/start")
+    assert wait(daemon, cid)["StatusCode"] == 0
+    code, body, headers = daemon.request("POST", f"/containers/{cid}/attach?logs=1&stream=0&stdout=1&stderr=1")
+    assert code == 200 and "multiplexed" in headers["Content-Type"]
+    assert sorted(_frames(body)) == [(1, b"out\n"), (2, b"err\n")]
+    code, body, _ = daemon.request("POST", f"/containers/{cid}/attach?logs=1&stream=0&stdout=1&stderr=0")
+    assert _frames(body) == [(1, b"out\n")]
+    code, body, _ = daemon.request("POST", f"/containers/{cid}/attach?logs=0&stream=0&stdout=1")
+    assert code == 200 and body == b""
+    daemon.ok("DELETE", f"/containers/{cid}")
+
+
 def test_attach_hijack_before_start(daemon):
     """docker run's order: attach (upgraded), then start; all output comes over the stream."""
     d = daemon
