@@ -424,27 +424,25 @@ def _error(status: int, raw: bytes, path: str) -> DockyardError:
     return APIError(message, status)
 
 
-def _iter_frames(sock, tty: bool) -> Iterator[tuple[int, bytes]]:  # noqa: ANN001
-    """Docker's multiplexed stream (no TTY) or raw bytes (TTY) as (stream, data)."""
+def frames(read, tty: bool) -> Iterator[tuple[int, bytes]]:  # noqa: ANN001
+    """(stream, bytes) from ``read(n)`` (b"" at the end): Docker's 8-byte ``[kind,0,0,0,len32]``
+    frames without a TTY (1 stdout, 2 stderr), raw bytes as stdout with one."""
     if tty:
-        while chunk := sock.recv(65536):
+        while chunk := read(65536):
             yield 1, chunk
         return
     buf = b""
     while True:
-        while len(buf) < 8:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            buf += chunk
-        kind, size = buf[0], int.from_bytes(buf[4:8], "big")
-        while len(buf) < 8 + size:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            buf += chunk
-        yield kind, buf[8:8 + size]
-        buf = buf[8 + size:]
+        chunk = read(65536)
+        if not chunk:
+            return
+        buf += chunk
+        while len(buf) >= 8:
+            size = int.from_bytes(buf[4:8], "big")
+            if len(buf) < 8 + size:
+                break
+            yield buf[0], buf[8:8 + size]
+            buf = buf[8 + size:]
 
 
 # -- models -----------------------------------------------------------------------------------------
@@ -572,7 +570,7 @@ class Container(Model):
 
         def chunks() -> Iterator[bytes]:
             try:
-                for _, data in _iter_frames(resp, tty):
+                for _, data in frames(resp.recv, tty):
                     yield data
             finally:
                 self.client.api.finish(resp)
@@ -603,11 +601,11 @@ class Container(Model):
                     sock.shutdown(_wire.SHUT_WR)
                 except OSError:
                     pass
-            frames = _iter_frames(sock, tty)
+            parts = frames(sock.recv, tty)
             if stream:
-                return ExecResult(None, (data for _, data in frames))  # type: ignore[arg-type]
+                return ExecResult(None, (data for _, data in parts))  # type: ignore[arg-type]
             out, err = [], []
-            for kind, data in frames:
+            for kind, data in parts:
                 (err if kind == 2 and demux else out).append(data)
         finally:
             if not stream:

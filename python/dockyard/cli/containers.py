@@ -14,9 +14,12 @@ import time
 
 import click
 
+from ..client import frames
 from . import CONTEXT, pass_session
 from .output import echo, fail_if, print_rows, since
-from .runner import RUN_FLAGS, _env_list, create_container, dest, run_container
+from .runner import (
+    RUN_FLAGS, _env_list, create_container, dest, relay, run_container, side_transport, terminal_size,
+)
 
 RUN_CONTEXT = dict(CONTEXT, allow_interspersed_args=False)
 
@@ -82,16 +85,6 @@ def _client_error(message: str):  # noqa: ANN202
 def _daemon_line(exc: Exception) -> str:
     """One error line, as :func:`dockyard.cli.main` would print it."""
     return str(exc) if getattr(exc, "client_side", False) else f"Error response from daemon: {exc}"
-
-
-def _side_transport(session):  # noqa: ANN001, ANN202
-    """A connection of its own to the same daemon (for a thread beside a running stream)."""
-    from ..client import Transport
-
-    api = session.api
-    t = Transport(f"unix://{api.path}", timeout=None)
-    t.headers.update(api.headers)
-    return t
 
 
 @click.command("start", context_settings=CONTEXT)
@@ -368,29 +361,6 @@ def api_time(value: str, flag: str = "until") -> str:
     return f"{int(seconds)}.{frac[:9].ljust(9, '0')}"
 
 
-def frames(read, tty: bool):  # noqa: ANN001, ANN201
-    """(stream, bytes) from ``read(n)`` (b"" at the end): Docker's 8-byte ``[kind,0,0,0,len32]``
-    frames without a TTY (1 stdout, 2 stderr), raw bytes as stdout with one."""
-    import struct
-
-    if tty:
-        while chunk := read(65536):
-            yield 1, chunk
-        return
-    buf = b""
-    while True:
-        chunk = read(65536)
-        if not chunk:
-            return
-        buf += chunk
-        while len(buf) >= 8:
-            size = struct.unpack(">I", buf[4:8])[0]
-            if len(buf) < 8 + size:
-                break
-            yield buf[0], buf[8:8 + size]
-            buf = buf[8 + size:]
-
-
 def relay_output(read, tty: bool) -> None:  # noqa: ANN001
     out, err = sys.stdout.buffer, sys.stderr.buffer
     for kind, data in frames(read, tty):
@@ -547,7 +517,7 @@ def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privi
     body = {"User": user, "Privileged": privileged, "Tty": tty, "AttachStdin": interactive and not detach,
             "AttachStdout": not detach, "AttachStderr": not detach, "Detach": detach,
             "Env": _env_list(env, env_file), "WorkingDir": workdir, "Cmd": list(command)}
-    size = _terminal_size() if tty else None
+    size = terminal_size() if tty else None
     if size:
         body["ConsoleSize"] = list(size)
     eid = api.json("POST", f"/containers/{_q(container)}/exec", None, body)["Id"]
@@ -555,107 +525,9 @@ def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privi
         api.json("POST", f"/exec/{eid}/start", None, {"Detach": True, "Tty": tty})
         return
     sock = api.hijack(f"/exec/{eid}/start", None, {"Detach": False, "Tty": tty})
-    detached = _relay_exec(session, eid, sock, stdin=interactive, tty=tty)
-    if detached:
-        return
+    if relay(api, sock, stdin=interactive, tty=tty, resize_path=f"/exec/{eid}/resize"):
+        return  # detached: the process runs on
     raise click.exceptions.Exit(_exec_exit_code(api, eid))
-
-
-def _terminal_size() -> tuple[int, int] | None:
-    for fd in (1, 0):
-        try:
-            size = os.get_terminal_size(fd)
-            return size.lines, size.columns
-        except OSError:
-            continue
-    return None
-
-
-def _relay_exec(session, eid: str, sock, stdin: bool, tty: bool) -> bool:  # noqa: ANN001, C901
-    """Relay a hijacked exec: our stdin in (when asked), its output out; with a TTY, the local
-    terminal in raw mode and its size sent on each SIGWINCH.  True when the user detached
-    (ctrl-p ctrl-q)."""
-    import socket
-    import threading
-
-    detached = threading.Event()
-    saved = None
-    resized = threading.Event()
-    done = threading.Event()
-    if tty:
-        import signal
-        import termios
-        import tty as ttymod
-
-        side = _side_transport(session)
-
-        def resizer() -> None:
-            from ..errors import DockyardError
-
-            while True:
-                resized.wait()
-                resized.clear()
-                if done.is_set():
-                    return
-                size = _terminal_size()
-                if size:
-                    try:
-                        side.json("POST", f"/exec/{eid}/resize", {"h": size[0], "w": size[1]}, timeout=5)
-                    except (DockyardError, OSError):
-                        pass
-
-        threading.Thread(target=resizer, daemon=True).start()
-        saved = termios.tcgetattr(0)
-        ttymod.setraw(0)
-        signal.signal(signal.SIGWINCH, lambda *_: resized.set())
-        resized.set()  # once at the start, as docker does
-    if stdin:
-        def pump() -> None:
-            last = b""
-            while True:
-                try:
-                    data = os.read(0, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    try:
-                        sock.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
-                    return
-                if tty:
-                    last = (last + data)[-2:]
-                    if last == b"\x10\x11":  # ctrl-p ctrl-q: leave the process running
-                        detached.set()
-                        try:
-                            sock.shutdown(socket.SHUT_RDWR)
-                        except OSError:
-                            pass
-                        return
-                try:
-                    sock.sendall(data)
-                except OSError:
-                    return
-
-        threading.Thread(target=pump, daemon=True).start()
-    else:
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-    try:
-        relay_output(sock.recv, tty)
-    except OSError:
-        pass
-    finally:
-        done.set()
-        resized.set()
-        if saved is not None:
-            import termios
-
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
-        sock.close()
-    return detached.is_set()
 
 
 def _exec_exit_code(api, eid: str) -> int:  # noqa: ANN001
@@ -766,7 +638,7 @@ def stats(session, containers, all_, no_stream, no_trunc, fmt):  # noqa: ANN001
     failed: dict[str, Exception] = {}
 
     def collect(cid: str) -> None:
-        side = _side_transport(session)
+        side = side_transport(session.api)
         try:
             if no_stream:
                 latest[cid] = side.json("GET", f"/containers/{cid}/stats", {"stream": False}, timeout=None)

@@ -427,8 +427,7 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
 
     ``tty=None`` takes the container's own setting; stdin is sent only when the container keeps
     it open.  Without a TTY the stream is Docker's multiplexed frames ``[kind,0,0,0,len32]``."""
-    import _signal  # signal and threading without their Python layers (start-up: see _wire)
-    import _thread
+    import _signal  # signal without its Python layer (start-up: see _wire)
 
     from .. import _wire
     from ..errors import Conflict, DockyardError
@@ -458,108 +457,17 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
             if wait == "removed":
                 _remove_quietly(api, cid)
             raise
-    lock = _thread.allocate_lock()
-
-    def send(data: bytes) -> bool:
-        with lock:
-            try:
-                sock.sendall(data)
-                return True
-            except OSError:
-                return False
-
-    saved = None
-    interactive_tty = tty and sys.stdin.isatty()
-    detached: list[bool] = []  # set by the stdin pump on ctrl-p ctrl-q
-    if interactive_tty:
-        import termios
-        import tty as ttymod
-
-        saved = termios.tcgetattr(0)
-        ttymod.setraw(0)
-
-        def resize(*_: object) -> None:
-            try:
-                size = os.get_terminal_size(0)
-                session.client.api.json("POST", f"/containers/{cid}/resize", {"h": size.lines, "w": size.columns})
-            except (OSError, DockyardError):
-                pass
-
-        if not start:
-            resize()
-        _signal.signal(_signal.SIGWINCH, resize)
-    if stdin:
-        def pump() -> None:
-            last = b""
-            while True:
-                try:
-                    data = os.read(0, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    try:
-                        sock.shutdown(_wire.SHUT_WR)
-                    except OSError:
-                        pass
-                    return
-                if interactive_tty:
-                    last = (last + data)[-2:]
-                    if last == b"\x10\x11":  # ctrl-p ctrl-q
-                        detached.append(True)
-                        try:
-                            sock.shutdown(_wire.SHUT_RDWR)
-                        except OSError:
-                            pass
-                        return
-                if not send(data):
-                    return
-
-        _thread.start_new_thread(pump, ())
-    else:
-        try:
-            sock.shutdown(_wire.SHUT_WR)
-        except OSError:
-            pass
     if not tty and sig_proxy:
         def proxy(signum, frame):  # noqa: ANN001
             try:  # docker's --sig-proxy, on a connection of its own
-                from ..client import Transport
-
-                Transport(f"unix://{api.path}", timeout=10).json("POST", f"/containers/{cid}/kill", {"signal": str(signum)})
+                side_transport(api).json("POST", f"/containers/{cid}/kill", {"signal": str(signum)})
             except DockyardError:
                 pass
 
         for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
                     _signal.SIGUSR2):
             _signal.signal(sig, proxy)
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    try:
-        if tty:
-            while chunk := sock.recv(65536):
-                out.write(chunk)
-                out.flush()
-        else:
-            buf = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                while len(buf) >= 8:
-                    size = int.from_bytes(buf[4:8], "big")
-                    if len(buf) < 8 + size:
-                        break
-                    (err if buf[0] == 2 else out).write(buf[8:8 + size])
-                    (err if buf[0] == 2 else out).flush()
-                    buf = buf[8 + size:]
-    except OSError:
-        pass
-    finally:
-        if saved is not None:
-            import termios
-
-            termios.tcsetattr(0, termios.TCSADRAIN, saved)
-        sock.close()
+    detached = relay(api, sock, stdin, tty, f"/containers/{cid}/resize")
     if detached:
         if waiter is not None:
             waiter._dockyard_keep = False
@@ -573,6 +481,122 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
     finally:
         api.finish(waiter)
     return int(result.get("StatusCode", 0))
+
+
+def relay(api, sock, stdin: bool, tty: bool, resize_path: str = "") -> bool:  # noqa: ANN001, C901
+    """Relay a hijacked attach or exec stream until it ends: our stdin in (when asked; its end
+    half-closes the stream), the output out (Docker's frames without a TTY).  With a TTY on a
+    terminal: raw mode, and the window size posted to ``resize_path`` at the start and on each
+    SIGWINCH.  Returns True when the user detached with ctrl-p ctrl-q."""
+    import _thread
+
+    from .. import _wire
+    from ..client import frames
+
+    interactive_tty = tty and sys.stdin.isatty()
+    detached: list[bool] = []  # set by the stdin pump on ctrl-p ctrl-q
+    saved = None
+    lock = _thread.allocate_lock()
+
+    def shutdown(how: int) -> None:
+        try:
+            sock.shutdown(how)
+        except OSError:
+            pass
+
+    if interactive_tty:
+        import _signal
+        import termios
+        import tty as ttymod
+
+        if resize_path:
+            side = side_transport(api)
+            pending = _thread.allocate_lock()  # held while no resize is due
+            pending.acquire()
+
+            def resizer() -> None:  # a thread: no HTTP inside the signal handler
+                from ..errors import DockyardError
+
+                while True:
+                    pending.acquire()
+                    size = terminal_size()
+                    if size:
+                        try:
+                            side.json("POST", resize_path, {"h": size[0], "w": size[1]}, timeout=5)
+                        except (DockyardError, OSError):
+                            pass
+
+            def wake(*_: object) -> None:
+                if pending.locked():
+                    pending.release()
+
+            _thread.start_new_thread(resizer, ())
+            _signal.signal(_signal.SIGWINCH, wake)
+            wake()  # once at the start, as docker does
+        saved = termios.tcgetattr(0)
+        ttymod.setraw(0)
+    if stdin:
+        def pump() -> None:
+            last = b""
+            while True:
+                try:
+                    data = os.read(0, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    shutdown(_wire.SHUT_WR)
+                    return
+                if interactive_tty:
+                    last = (last + data)[-2:]
+                    if last == b"\x10\x11":  # ctrl-p ctrl-q: leave the process running
+                        detached.append(True)
+                        shutdown(_wire.SHUT_RDWR)
+                        return
+                with lock:
+                    try:
+                        sock.sendall(data)
+                    except OSError:
+                        return
+
+        _thread.start_new_thread(pump, ())
+    else:
+        shutdown(_wire.SHUT_WR)
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    try:
+        for kind, data in frames(sock.recv, tty):
+            f = err if kind == 2 else out
+            f.write(data)
+            f.flush()
+    except OSError:
+        pass
+    finally:
+        if saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)
+        sock.close()
+    return bool(detached)
+
+
+def terminal_size() -> tuple[int, int] | None:
+    """(rows, columns) of our terminal (stdout's, else stdin's), or None."""
+    for fd in (1, 0):
+        try:
+            size = os.get_terminal_size(fd)
+            return size.lines, size.columns
+        except OSError:
+            continue
+    return None
+
+
+def side_transport(api):  # noqa: ANN001, ANN201
+    """A connection of its own to the same daemon (for a thread or a signal handler beside a
+    running stream)."""
+    from ..client import Transport
+
+    t = Transport(f"unix://{api.path}", timeout=None)
+    t.headers.update(api.headers)
+    return t
 
 
 def quote_ref(ref: str) -> str:
