@@ -29,40 +29,15 @@ PROGRESS = ("auto", "plain", "tty", "quiet")
 
 def parse_build_args(argv: list[str]) -> dict | None:
     """Docker's ``build`` flags; None for anything this parser does not handle."""
-    params: dict = {"tags": [], "build_args": [], "labels": [], "file": None, "target": "", "no_cache": False,
-                    "quiet": False, "iidfile": None, "progress": "auto", "network": "none", "context": None}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if arg == "-" or not arg.startswith("-"):
-            if params["context"] is not None:
-                return None
-            params["context"] = arg
-            continue
-        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if not arg.startswith("--") and len(arg) > 2:  # -tname, -qt...: leave to click
-            return None
-        spec = _FLAGS.get(name)
-        if spec is None:
-            return None
-        key, takes, repeat = spec
-        if takes:
-            if not eq:
-                if i >= len(argv):
-                    return None
-                value = argv[i]
-                i += 1
-            if repeat:
-                params[key].append(value)
-            else:
-                params[key] = value
-        elif eq:
-            return None
-        else:
-            params[key] = True
-    if params["context"] is None or params["progress"] not in PROGRESS:
+    from ..cli.fast import parse
+
+    parsed = parse(argv, _FLAGS, {"tags": [], "build_args": [], "labels": [], "file": None, "target": "",
+                                  "no_cache": False, "quiet": False, "iidfile": None, "progress": "auto",
+                                  "network": "none"})
+    if parsed is None or len(parsed[1]) != 1 or parsed[0]["progress"] not in PROGRESS:
         return None
+    params, positional = parsed
+    params["context"] = positional[0]
     return params
 
 

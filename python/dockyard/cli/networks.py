@@ -6,8 +6,7 @@ from __future__ import annotations
 import click
 
 from . import CONTEXT, pass_session
-from .output import echo, fail_if, print_inspect, print_rows
-from .volumes import parse_filters
+from .output import echo, fail_if, parse_filters, print_inspect, print_rows
 
 # The bridge driver's options dockyard implements (anything else is refused, not ignored).
 BRIDGE_OPTIONS = ("com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade")
@@ -86,7 +85,7 @@ def create(session, name, driver, subnet, gateway, internal, label, ip_range, op
 def ls(session, quiet, filters, fmt, no_trunc):  # noqa: ANN001
     """List networks."""
     rows = []
-    for n in sorted(session.api.json("GET", "/networks", {"filters": parse_filters(filters)}) or [],
+    for n in sorted(session.api.json("GET", "/networks", {"filters": parse_filters(filters) or None}) or [],
                     key=lambda n: n["Name"]):
         labels = n.get("Labels") or {}
         rows.append({"ID": n["Id"] if no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
@@ -157,7 +156,7 @@ def prune(session, force, filters):  # noqa: ANN001
     if not confirm("WARNING! This will remove all custom networks not used by at least one container.\n"
                    "Are you sure you want to continue?", force):
         return
-    deleted = session.api.json("POST", "/networks/prune", {"filters": parsed}).get("NetworksDeleted") or []
+    deleted = session.api.json("POST", "/networks/prune", {"filters": parsed or None}).get("NetworksDeleted") or []
     if deleted:
         echo("Deleted Networks:\n" + "".join(n + "\n" for n in deleted))
 

@@ -5,26 +5,7 @@ from __future__ import annotations
 import click
 
 from . import CONTEXT, pass_session
-from .output import echo, fail_if, print_inspect, print_rows
-
-
-def parse_filters(values: tuple[str, ...], allowed: tuple[str, ...] | None = None) -> dict[str, list[str]] | None:
-    """``-f key=value`` flags -> the API's ``filters`` ({"key": ["value", ...]}), or None for none.
-
-    Keys are checked here only when ``allowed`` is given (the daemon checks them otherwise, and
-    says ``Invalid filter 'key'`` as dockerd does)."""
-    from ..errors import InvalidArgument
-
-    out: dict[str, list[str]] = {}
-    for value in values:
-        key, eq, arg = value.partition("=")
-        key = key.strip().lower()
-        if not eq:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {value}")
-        if allowed is not None and key not in allowed:
-            raise InvalidArgument(f"Invalid filter '{key}'")
-        out.setdefault(key, []).append(arg)
-    return out or None
+from .output import echo, fail_if, parse_filters, print_inspect, print_rows
 
 
 def _path(name: str) -> str:
@@ -75,7 +56,7 @@ def _rows(vols: list[dict]) -> list[dict]:
 @pass_session
 def ls(session, quiet, filters, fmt):  # noqa: ANN001
     """List volumes."""
-    out = session.api.json("GET", "/volumes", {"filters": parse_filters(filters)})
+    out = session.api.json("GET", "/volumes", {"filters": parse_filters(filters) or None})
     rows = _rows(sorted(out.get("Volumes") or [], key=lambda v: v["Name"]))
     print_rows(rows, fmt, "table {{.Driver}}\t{{.Name}}", {"Driver": "DRIVER", "Name": "VOLUME NAME",
                "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE"},
@@ -140,7 +121,7 @@ def prune(session, force, filters, all_):  # noqa: ANN001
     if not confirm(f"WARNING! This will remove {'all' if all_ else 'anonymous'} local volumes not used by at least "
                    "one container.\nAre you sure you want to continue?", force):
         return
-    report = session.api.json("POST", "/volumes/prune", {"filters": parsed})
+    report = session.api.json("POST", "/volumes/prune", {"filters": parsed or None})
     deleted = report.get("VolumesDeleted") or []
     out = ""
     if deleted:
