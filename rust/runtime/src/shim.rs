@@ -791,7 +791,6 @@ impl Supervisor {
         if let Some(p) = &self.exit_file {
             let _ = util::atomic_write(p, doc.as_bytes(), 0o644);
         }
-        let _ = self.log.sync_all();
         self.broadcast(FRAME_EXIT, doc.as_bytes());
         for c in &mut self.clients {
             set_blocking_with_timeout(c.fd);

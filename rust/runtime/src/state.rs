@@ -1,5 +1,5 @@
 //! The per-container state directory, `<root>/<id>/`:
-//! - `state.json`: [`State`], written atomically (tmp + fsync + rename);
+//! - `state.json`: [`State`], written atomically (tmp + rename);
 //! - `config.json`: the config the container was created from (exec reads it, so the bundle
 //!   may go away);
 //! - `exec.fifo`: present between `create` and `start`; the init blocks reading it.

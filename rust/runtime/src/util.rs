@@ -8,9 +8,12 @@ use std::path::Path;
 
 use crate::error::{check, Error, Result};
 
-/// Write a file atomically: a temporary name in the same directory, fsync, rename over the
-/// target, fsync the directory. Readers see the old or the new content, never a mix, and a
-/// crash leaves one of the two.
+/// Write a file atomically: a temporary name in the same directory, then a rename over the
+/// target. Readers see the old or the new content, never a mix, and a process killed at any
+/// point leaves one of the two. No fsync: what this writes (runtime state under /run, pid
+/// files, the exit file) is volatile or worth no disk flush on every container start and exit
+/// (runc does not flush its state either); after a power loss the containers are gone anyway
+/// and the engine records their exits as unknown.
 pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -19,11 +22,7 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let res = (|| {
         let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(|e| Error::io("create", Some(&tmp), e))?;
         f.write_all(data).map_err(|e| Error::io("write", Some(&tmp), e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", Some(&tmp), e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("rename {} to", tmp.display()), Some(path), e))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
         Ok(())
     })();
     if res.is_err() {
