@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! runtime (parent) ── fork ──> intermediate ── setns(paths), unshare(new ns) ── fork ──> init
-//!      │  adds the intermediate to the cgroup, then sends Go     │ sends Pid(init), exits      │
+//!      │  sends Go                  (enters the cgroup itself) │ sends Pid(init), exits      │
 //!      │  <──────────────────────── Pid ─────────────────────────┘                              │
 //!      │  <─────────────────────── Ready | Fail ─────────────────────────────────────────────────┘
 //!      └─ writes state.json, exits.      init: rootfs, pivot_root, console, hostname, sysctl,
@@ -215,7 +215,8 @@ fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, s
             Ok(Msg::Go) => {}
             _ => unsafe { libc::_exit(1) },
         }
-        if let Err(e) = ns.enter() {
+        // Into the cgroup first (the init, forked below, is born in it), then the namespaces.
+        if let Err(e) = cg.enter().and_then(|_| ns.enter()) {
             let _ = child.send(&Msg::Fail(e));
             unsafe { libc::_exit(1) };
         }
@@ -240,7 +241,6 @@ fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, s
     }
     cleanup.pids.push(inter);
     let result = (|| -> Result<i32> {
-        cg.add(inter)?;
         parent.send(&Msg::Go)?;
         let pid = channel::recv_pid_and_ready(&parent, |pid| {
             let mut st = 0;

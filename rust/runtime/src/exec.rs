@@ -159,6 +159,10 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
         if !matches!(child.recv(), Ok(Msg::Go)) {
             unsafe { libc::_exit(1) };
         }
+        if let Err(e) = cg.enter() {
+            let _ = child.send(&Msg::Fail(e));
+            unsafe { libc::_exit(1) };
+        }
         for (fd, flag, path) in &join {
             if unsafe { libc::setns(*fd, *flag) } < 0 {
                 let _ = child.send(&Msg::Fail(Error::last("setns", Some(path))));
@@ -193,7 +197,6 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
         close(fd);
     }
     let res = (|| -> Result<i32> {
-        cg.add(inter)?;
         parent.send(&Msg::Go)?;
         let pid = channel::recv_pid_and_ready(&parent, |_| {
             let mut st = 0;
