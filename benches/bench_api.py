@@ -127,17 +127,22 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="dyba-", dir="/tmp"))
     env = dict(os.environ, DOCKYARD_ROOT=str(work / "root"), DOCKYARD_RUN=str(work / "run"))
     tar = tar_dir(make_busybox_rootfs(work / "rootfs"), work / "bb.tar")
-    subprocess.run([DOCKYARD, "import", "-c", 'CMD ["/bin/sh"]', str(tar), "benchbb:1"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
     sock = str(work / "run" / "dockyard.sock")
+    t_start = time.perf_counter()
     daemon = subprocess.Popen([DOCKYARD, "daemon", "-H", f"unix://{sock}"], env=env, stderr=subprocess.DEVNULL)
     dockerd = None
     try:
-        t_start = time.perf_counter()
-        while not os.path.exists(sock):
-            time.sleep(0.01)
-        Conn(sock).call("GET", "/_ping")
+        while True:  # (the CLI below then finds this daemon rather than starting its own)
+            try:
+                Conn(sock).call("GET", "/_ping")
+                break
+            except OSError:
+                if daemon.poll() is not None:
+                    raise RuntimeError("the dockyard daemon did not start") from None
+                time.sleep(0.01)
         boot = time.perf_counter() - t_start
+        subprocess.run([DOCKYARD, "import", "-c", 'CMD ["/bin/sh"]', str(tar), "benchbb:1"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
         time.sleep(1.0)
         idle_rss = rss_kb(daemon.pid)
         print(f"dockyard daemon: ready in {boot * 1000:.0f} ms, idle RSS {idle_rss / 1024:.1f} MB")
@@ -175,13 +180,14 @@ def main() -> int:
         print(line)
         print(f"dockyard daemon RSS after the runs: {rss_kb(daemon.pid) / 1024:.1f} MB")
     finally:
+        if daemon.poll() is None:
+            left = subprocess.run([DOCKYARD, "ps", "-aq"], env=env, capture_output=True, text=True).stdout.split()
+            if left:
+                subprocess.run([DOCKYARD, "rm", "-f", *left], env=env, capture_output=True)
         daemon.terminate()
         daemon.wait(30)
         if dockerd:
             dockerd.stop()
-        subprocess.run([DOCKYARD, "rm", "-f", *subprocess.run([DOCKYARD, "ps", "-aq"], env=env, capture_output=True,
-                                                              text=True).stdout.split()],
-                       env=env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

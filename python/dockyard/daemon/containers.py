@@ -104,19 +104,6 @@ def ps_filter(recs: list[dict], filters: dict[str, list[str]]) -> list[dict]:
     return out
 
 
-def all_containers(engine) -> list[dict]:  # noqa: ANN001
-    """``engine.containers.all()``, tolerant of a container removed by a concurrent request
-    between listing the ids and loading one (the engine's all() raises NotFound then)."""
-    c = engine.containers
-    out = []
-    for (cid,) in engine.store.db.execute("SELECT id FROM containers ORDER BY created DESC").fetchall():
-        try:
-            out.append(c.refresh(c.load(cid)))
-        except NotFound:
-            pass
-    return out
-
-
 def _command(spec: dict) -> str:
     """dockerd's Command column: arguments with a space wrapped in single quotes."""
     args = [f"'{a}'" if " " in a else a for a in spec["Args"]]
@@ -136,7 +123,7 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
         if v not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
             raise InvalidArgument(f"invalid filter 'status={v}'")
     with d.engines.get() as engine:
-        recs = all_containers(engine)
+        recs = engine.containers.all()
         if limit is not None and limit > 0:
             recs = recs[:limit]
         elif not all_ and "status" not in filters and "exited" not in filters:
@@ -943,7 +930,7 @@ def prune(d, req: Request) -> dict:  # noqa: ANN001
     until = [_timestamp(v) for v in filters.get("until", [])]
     deleted, reclaimed = [], 0
     with d.engines.get() as engine:
-        for rec in all_containers(engine):
+        for rec in engine.containers.all():
             if rec["state"]["Running"] or rec["state"]["Status"] not in ("exited", "created", "dead"):
                 continue
             labels = rec["spec"]["Config"].get("Labels") or {}

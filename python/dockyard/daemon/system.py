@@ -10,7 +10,6 @@ import time
 
 from .. import __version__
 from ..errors import InvalidArgument
-from .containers import all_containers
 from .http import API_VERSION, MIN_API_VERSION, STREAMED, Reply, Request, Router
 
 
@@ -50,7 +49,7 @@ def _arch() -> str:
 
 def info(d, req: Request) -> dict:  # noqa: ANN001
     with d.engines.get() as engine:
-        recs = all_containers(engine)
+        recs = engine.containers.all()
         n_images = engine.store.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     running = sum(1 for r in recs if r["state"]["Running"] and not r["state"]["Paused"])
     paused = sum(1 for r in recs if r["state"]["Paused"])
@@ -180,7 +179,7 @@ def df(d, req: Request) -> dict:  # noqa: ANN001
             "JOIN layers l ON l.chain_id = il.chain_id WHERE il.chain_id IN "
             "(SELECT chain_id FROM image_layers GROUP BY chain_id HAVING COUNT(DISTINCT image_id) > 1) "
             "GROUP BY il.image_id").fetchall())
-        recs = all_containers(engine)
+        recs = engine.containers.all()
         sizes = {rec["id"]: upper_size(engine.containers.dir(rec["id"]) / "upper") for rec in recs}
         try:
             from .resources import _volumes

@@ -30,6 +30,13 @@ from .spec import DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities
 from .store import Store, pid_alive as _alive, remove_tree
 
 
+def _record(row) -> dict:  # noqa: ANN001
+    rec = dict(row)
+    rec["spec"] = json.loads(rec["spec"])
+    rec["state"] = dict(EMPTY_STATE, **json.loads(rec["state"] or "{}"))
+    return rec
+
+
 _EXIT_LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
 _EXIT_LOCKS_GUARD = threading.Lock()
 
@@ -144,10 +151,7 @@ class Containers:
         row = self.store.db.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
         if row is None:
             raise ContainerNotFound(f"No such container: {cid}")
-        rec = dict(row)
-        rec["spec"] = json.loads(rec["spec"])
-        rec["state"] = dict(EMPTY_STATE, **json.loads(rec["state"] or "{}"))
-        return rec
+        return _record(row)
 
     def _save_state(self, cid: str, state: dict) -> None:
         with self.store.transaction() as db:
@@ -396,8 +400,11 @@ class Containers:
         An exit is recorded once: the daemon's monitor and a stop or restart can notice the same
         exit together, and the second must not tear down (network, mounts) what a restart has
         just set up again.  So the record is re-read under a per-container lock first."""
-        if not rec["state"]["Running"]:
+        state = rec["state"]
+        if not state["Running"]:
             return rec
+        if (_alive(state["Pid"]) or _alive(state.get("ShimPid", 0))) and not (self.dir(rec["id"]) / "exit.json").exists():
+            return rec  # the common case, without the lock: still running
         with _exit_lock(rec["id"]):
             try:
                 rec["state"] = self.load(rec["id"])["state"]
@@ -580,14 +587,9 @@ class Containers:
     # -- views ----------------------------------------------------------------------------------
 
     def all(self) -> list[dict]:
-        ids = [r[0] for r in self.store.db.execute("SELECT id FROM containers ORDER BY created DESC")]
-        out = []
-        for cid in ids:
-            try:
-                out.append(self.refresh(self.load(cid)))
-            except ContainerNotFound:
-                continue  # removed by another process while we listed
-        return out
+        """Every container, newest first, with its state refreshed (one query)."""
+        rows = self.store.db.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
+        return [self.refresh(_record(row)) for row in rows]
 
     def inspect(self, ref: str) -> dict:
         from .network import hooks as net_hooks
