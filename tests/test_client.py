@@ -182,3 +182,39 @@ def test_docker_py_volumes_networks(dockerpy):
     assert list(n.attrs["Containers"]) == [ct.id]
     ct.remove(force=True)
     n.remove()
+
+
+def test_a_stream_that_fails_midway_is_an_error_not_a_short_body(tmp_path):
+    """The daemon's streamed bodies (save, export) end without their last chunk when the
+    producer fails after the headers went out; the client reports that instead of returning a
+    short archive that looks complete."""
+    import os
+    import threading
+
+    from dockyard.client import Transport
+    from dockyard.daemon.http import Router, make_server, stream_produced
+    from dockyard.errors import DockyardError
+
+    def produce(ok: bool):  # noqa: ANN202
+        def write(fd: int) -> None:
+            os.write(fd, b"x" * 100_000)
+            if not ok:
+                raise OSError("disk on fire")
+        return write
+
+    router = Router()
+    router.add("GET", "/good", lambda d, req: stream_produced(req, produce(True)))
+    router.add("GET", "/bad", lambda d, req: stream_produced(req, produce(False)))
+    path = str(tmp_path / "s.sock")
+    server = make_server(path, router, None)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        api = Transport(f"unix://{path}", timeout=10)
+        assert api.read("GET", "/good") == b"x" * 100_000
+        with pytest.raises(DockyardError, match="ended the response early"):
+            api.read("GET", "/bad")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -100,6 +100,9 @@ class Response:
         if self.chunked:
             if self.chunk_left == 0:
                 line = self.f.readline(1024)
+                if not line:  # the connection ended before the last chunk: the body is cut short
+                    self.done = True
+                    raise DockyardError("the daemon ended the response early (the operation failed; see its log)")
                 size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.f.readline(1024) not in (b"\r\n", b"\n", b""):

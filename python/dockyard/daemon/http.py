@@ -518,12 +518,13 @@ def stream_produced(req, produce, content_type: str = "application/x-tar") -> St
     import threading
 
     r, w = os.pipe()
+    failed: list[BaseException] = []
 
     def run() -> None:
         try:
             produce(w)
-        except BaseException:  # noqa: BLE001  (the stream just ends; headers are already sent)
-            pass
+        except BaseException as exc:  # noqa: BLE001  (reported below: headers are already sent)
+            failed.append(exc)
         finally:
             os.close(w)
 
@@ -535,5 +536,14 @@ def stream_produced(req, produce, content_type: str = "application/x-tar") -> St
         while chunk := f.read(1 << 16):
             out.write(chunk)
     t.join()
+    if failed:
+        # No final chunk: the client sees the body end early (as dockerd's reset connection),
+        # rather than a short archive that looks complete.
+        log = getattr(req.handler.context, "log", None)
+        if log is not None:
+            log.error("%s %s: failed while streaming: %s", req.method, req.path, failed[0])
+        req.handler.close_connection = True
+        out.flush()
+        return STREAMED
     out.close()
     return STREAMED
