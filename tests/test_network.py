@@ -558,6 +558,14 @@ def test_ps_shows_ports_networks_and_mounts(dyn):
         "sleep", "60")
     out = text(dyn("ps", "--format", "{{.Names}}|{{.Ports}}|{{.Networks}}|{{.Mounts}}"))
     assert out == "shown|127.0.0.1:18793->80/tcp, 81/tcp|bridge|psvol\n"
+    dyn("run", "-d", "--name", "hidden", "--network", "none", "bb", "sleep", "60")
+    for flt, names in (("network=bridge", "shown"), ("network=none", "hidden"), ("volume=psvol", "shown"),
+                       ("volume=/v", "shown"), ("publish=18793", "shown"), ("publish=18793/udp", ""),
+                       ("expose=81", "shown"), ("expose=79-80/tcp", "shown"), ("health=none", "hidden shown"),
+                       ("health=healthy", "")):
+        got = sorted(text(dyn("ps", "--format", "{{.Names}}", "--filter", flt)).split())
+        assert got == names.split(), flt
+    dyn("rm", "-f", "hidden")
     dyn("rm", "-f", "-v", "shown")
     dyn("volume", "rm", "psvol")
 

@@ -142,8 +142,45 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
                 settings = hooks.network_settings(engine.containers, rec)
             except DockyardError:
                 settings = {}
-            out.append(_summary(rec, settings, hooks.mounts(rec)))
+            summary = _summary(rec, settings, hooks.mounts(rec))
+            if _summary_matches(summary, filters):
+                out.append(summary)
         return out
+
+
+def _port_set(values: list[str]) -> list[tuple[int, int, str]]:
+    """``80``, ``80/udp``, ``8000-8010/tcp`` -> (first, last, proto) ranges."""
+    out = []
+    for v in values:
+        port, _, proto = v.partition("/")
+        first, _, last = port.partition("-")
+        try:
+            out.append((int(first), int(last or first), proto or "tcp"))
+        except ValueError:
+            raise InvalidArgument(f"invalid filter '{v}'") from None
+    return out
+
+
+def _summary_matches(summary: dict, filters: dict[str, list[str]]) -> bool:
+    """The list filters that need the network settings or mounts: network, volume, publish,
+    expose, health (no health checks here: only ``none`` matches)."""
+    if "network" in filters:
+        nets = summary["NetworkSettings"]["Networks"]
+        names = set(nets) | {n.get("NetworkID", "") for n in nets.values()}
+        if not any(v in names or any(i.startswith(v) for i in names if i) for v in filters["network"]):
+            return False
+    if "volume" in filters:
+        points = {m.get(k) for m in summary["Mounts"] for k in ("Name", "Source", "Destination")} - {None, ""}
+        if not any(v in points for v in filters["volume"]):
+            return False
+    for key, field in (("publish", "PublicPort"), ("expose", "PrivatePort")):
+        if key in filters:
+            ports = [(p.get(field), p["Type"]) for p in summary["Ports"] if p.get(field)]
+            if not any(a <= port <= b and proto == pp for a, b, proto in _port_set(filters[key]) for port, pp in ports):
+                return False
+    if "health" in filters and "none" not in filters["health"]:
+        return False
+    return True
 
 
 def _ports(bindings: dict) -> list:
