@@ -186,6 +186,11 @@ def stop_daemon(run_dir: Path, root: Path | None = None) -> None:
         pid = int(pidfile.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         pid = 0
+    from dockyard.engine.store import pid_alive  # a zombie counts as gone: init may reap it late
+
+    def alive() -> bool:
+        return pid_alive(pid)
+
     if pid:
         for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
             try:
@@ -193,15 +198,10 @@ def stop_daemon(run_dir: Path, root: Path | None = None) -> None:
             except ProcessLookupError:
                 break
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.02)
-            else:
-                continue
-            break
+            while time.monotonic() < deadline and alive():
+                time.sleep(0.01)
+            if not alive():
+                break
     if root is not None and (Path(root) / "state.db").exists():
         from dockyard import Engine
 
