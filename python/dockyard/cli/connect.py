@@ -59,6 +59,7 @@ def start_daemon(path: str, root: str | None, announce: bool = True) -> int:
     two.  Returns the daemon's pid (0 when another CLI started it meanwhile)."""
     import fcntl
 
+    from ..engine.store import pid_alive
     from ..errors import DockyardError
 
     run = os.path.dirname(path)
@@ -81,7 +82,7 @@ def start_daemon(path: str, root: str | None, announce: bool = True) -> int:
             os.close(log)
         deadline = time.monotonic() + START_TIMEOUT
         while not _listening(path):
-            if not _alive(pid):
+            if not pid_alive(pid):
                 raise DockyardError(f"the dockyard daemon did not start: {_last_line(log_path)}")
             if time.monotonic() > deadline:
                 _kill(pid)
@@ -136,18 +137,6 @@ def _spawn_detached(cmd: list[str], env: dict, log: int) -> int:
         os.close(r)
         os.waitpid(child, 0)
     return int(data or b"0")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 def _kill(pid: int) -> None:
