@@ -20,7 +20,9 @@ import os
 import sys
 
 from . import _wire
-from .errors import Conflict, ContainerNotFound, DockyardError, ImageNotFound, InvalidArgument, NotFound
+from .errors import (
+    Conflict, ConnectionFailed, ContainerNotFound, DockyardError, ImageNotFound, InvalidArgument, NotFound,
+)
 
 TYPE_CHECKING = False  # typing, dataclasses, http.client, urllib: ~40 ms the CLI never pays
 if TYPE_CHECKING:
@@ -102,7 +104,7 @@ class Response:
                 line = self.f.readline(1024)
                 if not line:  # the connection ended before the last chunk: the body is cut short
                     self.done = True
-                    raise DockyardError("the daemon ended the response early (the operation failed; see its log)")
+                    raise ConnectionFailed("the daemon ended the response early (the operation failed; see its log)")
                 size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.f.readline(1024) not in (b"\r\n", b"\n", b""):
@@ -275,13 +277,13 @@ class Transport:
         try:
             return Connection(self.path, timeout)
         except FileNotFoundError:
-            raise DockyardError(f"Cannot connect to the dockyard daemon at unix://{self.path}. "
+            raise ConnectionFailed(f"Cannot connect to the dockyard daemon at unix://{self.path}. "
                                 "Is the dockyard daemon running?") from None
         except PermissionError:
-            raise DockyardError(f"permission denied while trying to connect to the dockyard daemon "
+            raise ConnectionFailed(f"permission denied while trying to connect to the dockyard daemon "
                                 f"socket at unix://{self.path}") from None
         except ConnectionRefusedError:
-            raise DockyardError(f"Cannot connect to the dockyard daemon at unix://{self.path}: "
+            raise ConnectionFailed(f"Cannot connect to the dockyard daemon at unix://{self.path}: "
                                 "connection refused") from None
 
     def request(self, method: str, path: str, params: dict | None = None, body: Any = None,
@@ -311,7 +313,7 @@ class Transport:
                 conn.close()
                 if reused and not attempt and not hasattr(data, "read"):
                     continue  # the kept-alive connection had gone stale: once more, fresh
-                raise DockyardError(f"error talking to the dockyard daemon at unix://{self.path}: {exc}") from None
+                raise ConnectionFailed(f"error talking to the dockyard daemon at unix://{self.path}: {exc}") from None
             resp._dockyard_conn = conn
             if resp.status >= 400:
                 raw = resp.read()

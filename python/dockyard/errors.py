@@ -68,3 +68,10 @@ class TemplateError(InvalidArgument):
     """A ``--format`` template that does not parse or does not apply."""
 
     client_side = True
+
+
+class ConnectionFailed(DockyardError):
+    """The client could not reach the daemon, or lost it mid-response (said as the CLI's own
+    line, as docker's "Cannot connect to the Docker daemon ...")."""
+
+    client_side = True
