@@ -37,6 +37,10 @@ def dumps(obj: object) -> str:
     return "".join(_encode(obj, 0))
 
 
+#: ``json.dumps(text, ensure_ascii=False)`` for a string: quoted and escaped, UTF-8 kept
+json_string = _json.encode_basestring
+
+
 def _constant(name: str) -> float:
     return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
 

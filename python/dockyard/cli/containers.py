@@ -16,7 +16,8 @@ import click
 
 from ..client import frames
 from . import CONTEXT, pass_session
-from .output import echo, fail_if, print_rows, since
+from .listing import list_containers
+from .output import echo, fail_if, print_rows
 from .runner import (
     RUN_FLAGS, _env_list, create_container, dest, relay, run_container, side_transport, terminal_size,
 )
@@ -247,12 +248,6 @@ def unpause(session, containers):  # noqa: ANN001
     _each(session, containers, _post(session, "/unpause"))
 
 
-PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
-              "CreatedAt": "CREATED AT", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
-              "State": "STATE", "Labels": "LABELS", "Size": "SIZE", "Mounts": "MOUNTS", "Networks": "NETWORKS"}
-PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
-
-
 def parse_filters(values) -> dict[str, list[str]]:  # noqa: ANN001
     """``-f key=value`` flags as the API's ``filters`` map (the daemon checks the keys)."""
     from ..errors import InvalidArgument
@@ -264,47 +259,6 @@ def parse_filters(values) -> dict[str, list[str]]:  # noqa: ANN001
             raise InvalidArgument(f"bad format of filter (expected name=value): {value}")
         out.setdefault(key.strip().lower(), []).append(arg)
     return out
-
-
-def ports_text(ports: list[dict]) -> str:
-    """The PORTS column from the API's ``Ports``: "127.0.0.1:8080->80/tcp, 81/tcp"."""
-    items = []
-    for p in ports or []:
-        key = f"{p.get('PrivatePort', 0)}/{p.get('Type') or 'tcp'}"
-        text = f"{p.get('IP', '')}:{p['PublicPort']}->{key}" if p.get("PublicPort") else key
-        items.append(((p.get("PrivatePort", 0), key), text))
-    items.sort(key=lambda kv: kv[0])
-    return ", ".join(text for _, text in items)
-
-
-def ps_rows(summaries: list[dict], no_trunc: bool) -> list[dict]:
-    """``GET /containers/json`` entries as ps's columns."""
-    from .output import go_time
-
-    rows = []
-    for c in summaries:
-        command = c.get("Command") or ""
-        if not no_trunc and len(command) > 20:
-            command = command[:19] + "…"
-        created = float(c.get("Created") or 0)
-        labels = c.get("Labels") or {}
-        nets = ((c.get("NetworkSettings") or {}).get("Networks")) or {}
-        rows.append({
-            "ID": c["Id"] if no_trunc else c["Id"][:12],
-            "Image": c.get("Image", ""),
-            "Command": json.dumps(command, ensure_ascii=False),
-            "RunningFor": since(created),
-            "CreatedAt": go_time(created),
-            "Status": c.get("Status", ""),
-            "State": c.get("State", ""),
-            "Ports": ports_text(c.get("Ports") or []),
-            "Names": ((c.get("Names") or [""])[0]).lstrip("/"),
-            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
-            "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []),
-            "Networks": ",".join(nets),
-            "Size": "0B",
-        })
-    return rows
 
 
 @click.command("ps", context_settings=CONTEXT)
@@ -319,14 +273,7 @@ def ps_rows(summaries: list[dict], no_trunc: bool) -> list[dict]:
 @pass_session
 def ps(session, all_, quiet, latest, last, filters, fmt, no_trunc, size):  # noqa: ANN001
     """List containers."""
-    parsed = parse_filters(filters)
-    if latest:
-        last = 1
-    params = {"all": all_ or last >= 0, "limit": last if last > 0 else None, "filters": parsed or None}
-    summaries = session.api.json("GET", "/containers/json", params) or []
-    if last >= 0:
-        summaries = summaries[:last]
-    print_rows(ps_rows(summaries, no_trunc), fmt, PS_TABLE, PS_HEADERS, quiet_field="ID", quiet=quiet)
+    list_containers(session, all_, quiet, latest, last, filters, fmt, no_trunc)
 
 
 def api_time(value: str, flag: str = "until") -> str:

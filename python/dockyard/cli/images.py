@@ -11,69 +11,10 @@ import sys
 import click
 
 from . import CONTEXT, pass_session
+from .listing import list_images
 from .output import (
     check_reference, copy_body, echo, fail_if, messages, print_inspect, print_rows, short_id, since, stream_error,
 )
-
-IMAGE_HEADERS = {
-    "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
-    "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
-    "Containers": "CONTAINERS", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
-    "VirtualSize": "VIRTUAL SIZE",
-}
-IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
-IMAGES_TABLE_DIGESTS = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
-
-
-def image_rows(summaries: list[dict], no_trunc: bool, digests: bool) -> list[dict]:
-    """One row per repository:tag as ``docker images`` shows them (``<none>`` when untagged)."""
-    from ..units import human_size
-    from .output import go_time
-
-    rows = []
-    for s in summaries:
-        base = {
-            "ID": short_id(s["Id"], no_trunc),
-            "CreatedSince": since(s["Created"]),
-            "CreatedAt": go_time(s["Created"]),
-            "Size": human_size(s["Size"], 3),
-            "VirtualSize": human_size(s["Size"]),
-            "SharedSize": "N/A",
-            "UniqueSize": "N/A",
-            "Containers": str(s["Containers"]) if s.get("Containers", -1) >= 0 else "N/A",
-        }
-        by_repo: dict[str, list[str]] = {}
-        for d in s["RepoDigests"]:
-            repo, _, digest = d.rpartition("@")
-            by_repo.setdefault(repo, []).append(digest)
-        seen_repos = set()
-        for tag in s["RepoTags"]:
-            repo, _, t = tag.rpartition(":")
-            seen_repos.add(repo)
-            ds = by_repo.get(repo) or ["<none>"]
-            rows.append(dict(base, Repository=repo, Tag=t, Digest=ds[0]))
-        for repo, ds in by_repo.items():
-            if repo not in seen_repos:
-                for d in ds:
-                    rows.append(dict(base, Repository=repo, Tag="<none>", Digest=d))
-        if not s["RepoTags"] and not s["RepoDigests"]:
-            rows.append(dict(base, Repository="<none>", Tag="<none>", Digest="<none>"))
-    return rows
-
-
-def _list(session, repository: str | None, quiet: bool, all_: bool, digests: bool,
-          no_trunc: bool, filters: tuple[str, ...], fmt: str | None) -> None:
-    from .output import parse_filters
-
-    parsed = parse_filters(filters)
-    if repository:
-        parsed.setdefault("reference", []).append(repository)
-    summaries = session.api.json("GET", "/images/json", {"all": all_ or None, "filters": parsed or None})
-    rows = image_rows(summaries, no_trunc, digests)
-    if digests and not fmt:
-        fmt = IMAGES_TABLE_DIGESTS
-    print_rows(rows, fmt, IMAGES_TABLE, IMAGE_HEADERS, quiet_field="ID", quiet=quiet)
-
 
 def list_options(f):  # noqa: ANN001, ANN201
     for deco in reversed([
@@ -94,7 +35,7 @@ def list_options(f):  # noqa: ANN001, ANN201
 @pass_session
 def images(session, repository, quiet, all_, digests, no_trunc, filters, fmt):  # noqa: ANN001
     """List images."""
-    _list(session, repository, quiet, all_, digests, no_trunc, filters, fmt)
+    list_images(session, repository, quiet, all_, digests, no_trunc, filters, fmt)
 
 
 @click.command("ls", context_settings=CONTEXT)
@@ -102,7 +43,7 @@ def images(session, repository, quiet, all_, digests, no_trunc, filters, fmt):  
 @pass_session
 def image_ls(session, repository, quiet, all_, digests, no_trunc, filters, fmt):  # noqa: ANN001
     """List images."""
-    _list(session, repository, quiet, all_, digests, no_trunc, filters, fmt)
+    list_images(session, repository, quiet, all_, digests, no_trunc, filters, fmt)
 
 
 @click.command("import", context_settings=CONTEXT)
