@@ -130,6 +130,7 @@ def contenders(layer: Path, place: Path) -> dict:
         run_dir = Path(tempfile.mkdtemp(prefix="dyrun-", dir="/tmp"))
         env = dict(os.environ, DOCKYARD_ROOT=str(d), DOCKYARD_RUN=str(run_dir))
         start_daemon(str(run_dir / "dockyard.sock"), str(d), announce=False)
+        os.sync()  # the new store's files too: every contender starts with no dirty pages
         try:
             return timed(lambda: run([DOCKYARD, "import", str(layer), "bench:1"], env=env))
         finally:
