@@ -36,6 +36,8 @@ def connect(host: str | None, root: str | None):  # noqa: ANN201
     except (FileNotFoundError, ConnectionRefusedError):
         if explicit or os.geteuid() != 0:
             return client  # the first request reports "Cannot connect ... Is the daemon running?"
+    except OSError:
+        return client  # (permission denied...) the first request reports it in docker's words
     start_daemon(path, root)
     return client
 
