@@ -5,6 +5,10 @@ imports nothing heavy.  The flag table ``RUN_FLAGS`` is the one definition of ru
 :mod:`dockyard.cli.containers` turns it into click options (help, errors, every other command),
 and :func:`fast_run` parses it directly, Docker style, falling back to click for anything unusual
 (``--help``, a malformed flag) so messages stay click's.
+
+The flow is the docker CLI's, over the Engine API: the flags become a ContainerCreate body
+(:func:`create_body`), then create, attach (hijacked), wait, start, and :func:`relay` until the
+stream ends; :func:`relay` also serves ``start -a``, ``attach`` and ``exec``.
 """
 
 from __future__ import annotations
