@@ -442,6 +442,15 @@ def test_cli_killed_mid_run_leaves_state_the_next_command_repairs(dy):
     assert text(dy("ps", "-a", "--format", "{{.Names}} {{.Status}}")).startswith("orphan Exited (9)")
     assert mounts_under(dy.root) == []
     dy("rm", "orphan")
+    # With --rm the daemon removes it when it exits, though the CLI that asked is gone.
+    with subprocess.Popen([str(exe), "run", "--rm", "--name", "orphan2", "bb", "sh", "-c", "echo up; sleep 1"],
+                          env=env, stdout=subprocess.PIPE) as proc:
+        assert proc.stdout.readline() == b"up\n"
+        proc.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while "orphan2" in text(dy("ps", "-a", "--format", "{{.Names}}")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert text(dy("ps", "-a", "--format", "{{.Names}}")) == ""
     # Killed between create and start: a created container, removable, nothing mounted.
     code = ("import sys; from dockyard.engine import Engine; from dockyard.engine.containers import CreateOptions; "
             "e = Engine(); cid = e.containers.create(CreateOptions(image='bb', cmd=['true'], name='half')); "
