@@ -72,46 +72,54 @@ def loads(data: str | bytes | bytearray) -> object:
 
 
 class Reader:
-    """Buffered reads from a socket: ``readline(limit)``, ``read1(n)`` and ``read(n)``."""
+    """Buffered reads from a socket: ``readline(limit)``, ``read1(n)`` and ``read(n)``.  The
+    buffer is consumed by moving an offset, so many small reads cost no copying of the rest."""
 
     def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
-        self.buf = b""
+        self.buf = bytearray()
+        self.pos = 0
         self.closed = False
 
     def _fill(self) -> bool:
+        if self.pos:
+            del self.buf[:self.pos]
+            self.pos = 0
         chunk = self.sock.recv(65536)
         self.buf += chunk
         return bool(chunk)
 
+    def _take(self, n: int) -> bytes:
+        out = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += len(out)
+        return out
+
     def readline(self, limit: int = -1) -> bytes:
         while True:
-            end = self.buf.find(b"\n")
-            if end >= 0 and (limit < 0 or end < limit):
-                end += 1
-                break
-            if 0 <= limit <= len(self.buf):
-                end = limit
-                break
+            end = self.buf.find(b"\n", self.pos)
+            have = len(self.buf) - self.pos
+            if end >= 0 and (limit < 0 or end - self.pos < limit):
+                return self._take(end + 1 - self.pos)
+            if 0 <= limit <= have:
+                return self._take(limit)
             if not self._fill():
-                end = len(self.buf)
-                break
-        out, self.buf = self.buf[:end], self.buf[end:]
-        return out
+                return self._take(len(self.buf) - self.pos)
 
     def read1(self, n: int = 65536) -> bytes:
-        if not self.buf and not self._fill():
+        if self.pos >= len(self.buf) and not self._fill():
             return b""
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+        return self._take(n)
 
     def read(self, n: int = -1) -> bytes:
-        while (n < 0 or len(self.buf) < n) and self._fill():
-            pass
-        if n < 0:
-            n = len(self.buf)
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+        parts = []
+        while n != 0:
+            if self.pos >= len(self.buf) and not self._fill():
+                break
+            part = self._take(len(self.buf) - self.pos if n < 0 else n)
+            parts.append(part)
+            if n > 0:
+                n -= len(part)
+        return b"".join(parts)
 
     def close(self) -> None:
         self.closed = True

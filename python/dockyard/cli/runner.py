@@ -437,7 +437,6 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
     from ..errors import Conflict, DockyardError
 
     api = session.api
-    info = None
     cid = ref
     if tty is None or not start:
         info = api.json("GET", f"/containers/{quote_ref(ref)}/json")
@@ -474,8 +473,7 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
     detached = relay(api, sock, stdin, tty, f"/containers/{cid}/resize")
     if detached:
         if waiter is not None:
-            waiter._dockyard_keep = False
-            api.finish(waiter)
+            api.finish(waiter)  # (a streamed request's connection is closed, never reused)
         return None
     if waiter is None:
         waiter = api.request("POST", f"/containers/{cid}/wait", {"condition": "not-running"}, stream=True,
