@@ -164,7 +164,7 @@ def df(d, req: Request) -> dict:  # noqa: ANN001
     """``docker system df``'s data, in dockerd's shape: ``LayersSize`` counts each layer once;
     each image has its ``Containers`` and ``SharedSize`` (bytes of its layers other images use
     too); each container its ``SizeRw`` (its writable layer)."""
-    from ..engine import _tree_size as upper_size
+    from ..engine.store import tree_size
     from .containers import _summary
 
     with d.engines.get() as engine:
@@ -180,7 +180,7 @@ def df(d, req: Request) -> dict:  # noqa: ANN001
             "(SELECT chain_id FROM image_layers GROUP BY chain_id HAVING COUNT(DISTINCT image_id) > 1) "
             "GROUP BY il.image_id").fetchall())
         recs = engine.containers.all()
-        sizes = {rec["id"]: upper_size(engine.containers.dir(rec["id"]) / "upper") for rec in recs}
+        sizes = {rec["id"]: tree_size(engine.containers.dir(rec["id"]) / "upper") for rec in recs}
         try:
             from .resources import _volumes
 
@@ -188,7 +188,7 @@ def df(d, req: Request) -> dict:  # noqa: ANN001
             vol_users = vols_api.users()
             vols = []
             for v in vols_api.list():
-                size = _tree_size(v["Mountpoint"])
+                size = tree_size(v["Mountpoint"])
                 vols.append(dict(v, UsageData={"Size": size, "RefCount": len(vol_users.get(v["Name"], []))}))
         except ImportError:
             vols = []
@@ -201,14 +201,3 @@ def df(d, req: Request) -> dict:  # noqa: ANN001
         containers.append(s)
     return {"LayersSize": layers_size, "Images": images, "Containers": containers, "Volumes": vols,
             "BuildCache": []}
-
-
-def _tree_size(path: str) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total

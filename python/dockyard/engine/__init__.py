@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .images import Images, LayerSource
-from .store import Store
+from .store import Store, tree_size
 
 TYPE_CHECKING = False  # (typing costs milliseconds of every command's start-up)
 if TYPE_CHECKING:
@@ -86,25 +86,10 @@ class Engine:
         """``docker system df``: counts and bytes of images and containers (writable layers)."""
         usage = {"Images": self.images.disk_usage()}
         recs = self.containers.all()
-        sizes = {r["id"]: _tree_size(self.containers.dir(r["id"]) / "upper") for r in recs}
+        sizes = {r["id"]: tree_size(self.containers.dir(r["id"]) / "upper") for r in recs}
         running = [r["id"] for r in recs if r["state"]["Running"]]
         usage["Containers"] = {
             "total": len(recs), "active": len(running), "size": sum(sizes.values()),
             "reclaimable": sum(v for k, v in sizes.items() if k not in running),
         }
         return usage
-
-
-def _tree_size(path: Path) -> int:
-    """Bytes of the non-directories under ``path``, hardlinks once (docker's directory size)."""
-    total, seen = 0, set()
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-    return total

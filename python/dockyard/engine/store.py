@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -294,3 +293,18 @@ def remove_tree(path: Path) -> None:
 def dumps(obj: object) -> str:
     """JSON as Go's encoding/json writes it compactly (the bytes that get hashed)."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def tree_size(path: str | Path) -> int:
+    """Bytes of the non-directories under ``path``, hardlinks once (docker's directory size)."""
+    total, seen = 0, set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import Conflict, InvalidArgument, NotFound
-from .store import Store, remove_tree
+from .store import Store, remove_tree, tree_size
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS volumes (
@@ -170,7 +170,7 @@ class Volumes:
                 continue
             if "label!" in filters and any(_label_match(vol["Labels"] or {}, f) for f in filters["label!"]):
                 continue
-            space += _du(self.path(vol["Name"]))
+            space += tree_size(self.path(vol["Name"]))
             self.remove(vol["Name"])
             deleted.append(vol["Name"])
         return deleted, space
@@ -437,15 +437,6 @@ def _copy_up(rootfs: Path, dest: str, volume: Path) -> None:
     os.chmod(volume, st.st_mode & 0o7777)
 
 
-def _du(path: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _label_match(labels: dict, f: str) -> bool:
