@@ -202,26 +202,33 @@ def test_networks_and_links(both):
     assert ours("network", "rm", "dynet").stdout == b"dynet\n"
 
 
-def test_push_pull_local_registry(daemon, tmp_path):  # noqa: F811
-    """docker push/pull through the daemon, to ``dockyard registry serve`` on loopback."""
-    import socket as sk
+def registry_serve(root, *options: str) -> tuple[subprocess.Popen, int]:  # noqa: ANN001
+    """``dockyard registry serve`` (the command, a process of its own) on a free loopback port,
+    once it accepts connections; the caller terminates it."""
+    import socket
     import sys
     import time
     from pathlib import Path
 
-    with sk.socket() as s:
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = str(Path(sys.executable).with_name("dockyard"))
-    reg = subprocess.Popen([exe, "registry", "serve", "--listen", f"127.0.0.1:{port}", "--root", str(tmp_path / "reg")],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([exe, "registry", "serve", "--listen", f"127.0.0.1:{port}", "--root", str(root), *options],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, port
+
+
+def test_push_pull_local_registry(daemon, tmp_path):  # noqa: F811
+    """docker push/pull through the daemon, to ``dockyard registry serve`` on loopback."""
+    reg, port = registry_serve(tmp_path / "reg")
     try:
-        for _ in range(100):
-            try:
-                sk.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         name = f"127.0.0.1:{port}/dy/bb:1"
         daemon.docker("tag", "bb", name)
         proc = daemon.docker("push", name)
@@ -257,21 +264,11 @@ def test_login_and_authenticated_push_pull(daemon, tmp_path):  # noqa: F811
     """docker login checks credentials through the daemon (/auth); push/pull carry them
     (X-Registry-Auth) to a registry that needs them."""
     import os
-    import socket as sk
-    import sys
-    import time
-    from pathlib import Path
 
     bcrypt = pytest.importorskip("bcrypt")
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text("dyuser:" + bcrypt.hashpw(b"dypass", bcrypt.gensalt()).decode() + "\n")
-    with sk.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = str(Path(sys.executable).with_name("dockyard"))
-    reg = subprocess.Popen([exe, "registry", "serve", "--listen", f"127.0.0.1:{port}", "--root", str(tmp_path / "reg"),
-                            "--users", str(htpasswd), "--auth", "basic"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reg, port = registry_serve(tmp_path / "reg", "--users", str(htpasswd), "--auth", "basic")
     cfg = tmp_path / "dockercfg"
     cfg.mkdir()
     env = dict(daemon.docker_env, DOCKER_CONFIG=str(cfg))
@@ -280,12 +277,6 @@ def test_login_and_authenticated_push_pull(daemon, tmp_path):  # noqa: F811
         return subprocess.run(["docker", *args], env=env, input=input, capture_output=True, timeout=120)
 
     try:
-        for _ in range(100):
-            try:
-                sk.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         host = f"127.0.0.1:{port}"
         proc = docker("login", "-u", "dyuser", "--password-stdin", host, input=b"wrong\n")
         assert proc.returncode == 1 and b"Error response from daemon" in proc.stderr
