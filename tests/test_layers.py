@@ -465,6 +465,10 @@ def _damaged(mangle: str) -> tuple[bytes, str | None]:
         z = bytearray(gzip.compress(plain))
         z[15:25] = b"\xff" * 10
         return bytes(z), None
+    if mangle == "bad-gzip-trailer":  # the deflate data decodes; the crc32 does not match
+        z = bytearray(gzip.compress(plain))
+        z[-6] ^= 0x01
+        return bytes(z), None
     if mangle == "truncated-zstd":
         if not has_zstd:
             pytest.skip("zstd CLI not installed")
@@ -475,11 +479,21 @@ def _damaged(mangle: str) -> tuple[bytes, str | None]:
     return big.tobuf(tarfile.USTAR_FORMAT) + b"x" * 4096, "huge"
 
 
+GZIP_DECODERS = ["default", "zlib"]
+
+
+DAMAGE = ["checksum", "truncated-data", "truncated-header", "truncated-gzip", "bad-gzip", "bad-gzip-trailer",
+          "truncated-zstd", "big-member"]
+
+
 @pytest.mark.parametrize(
-    "mangle",
-    ["checksum", "truncated-data", "truncated-header", "truncated-gzip", "bad-gzip", "truncated-zstd", "big-member"],
+    ("mangle", "decoder"),
+    [(m, "default") for m in DAMAGE] + [(m, "zlib") for m in DAMAGE if "gzip" in m],
 )
-def test_damaged_layers_are_refused(tmp_path: Path, mangle: str) -> None:
+def test_damaged_layers_are_refused(tmp_path: Path, mangle: str, decoder: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if decoder == "zlib":
+        monkeypatch.setenv("DOCKYARD_GZIP", "zlib")
     data, member = _damaged(mangle)
     layer = write(tmp_path, "layer", data)
     dest, _, check = outside_untouched(tmp_path / "scene")
@@ -493,6 +507,37 @@ def test_damaged_layers_are_refused(tmp_path: Path, mangle: str) -> None:
     if mangle == "truncated-header":
         assert 'header after member "a"' in str(e.value)
     check()
+
+
+@pytest.mark.parametrize("decoder", GZIP_DECODERS)
+def test_gzip_decoders_agree(tmp_path: Path, decoder: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Either gzip decoder yields the same digests and tree: one member, or several (what
+    `cat a.gz b.gz` and some parallel compressors write), read through a byte range."""
+    if decoder == "zlib":
+        monkeypatch.setenv("DOCKYARD_GZIP", "zlib")
+    big = bytes(range(256)) * 3000 + os.urandom(300_000)
+    plain = tar_bytes([(ti("d", tarfile.DIRTYPE), None), (ti("d/big"), big), (ti("d/small"), b"x" * 10)])
+    half = len(plain) // 2
+    members = gzip.compress(plain[:half]) + gzip.compress(plain[half:], compresslevel=1)
+    for name, z in (("one", gzip.compress(plain)), ("two", members)):
+        outer = write(tmp_path, f"{name}.outer", b"HEAD" + z + b"TAIL")
+        dest = tmp_path / name
+        dest.mkdir()
+        info = layers.extract(outer, dest, offset=4, length=len(z))
+        assert info["diff_id"] == "sha256:" + hashlib.sha256(plain).hexdigest()
+        assert info["digest"] == "sha256:" + hashlib.sha256(z).hexdigest()
+        assert (dest / "d" / "big").read_bytes() == big
+        assert (dest / "d" / "small").read_bytes() == b"x" * 10
+
+
+def test_gzip_decoder_is_isal_where_it_can_be(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build on a machine with libisal-dev (CI installs it) uses ISA-L."""
+    probe = shutil.which("pkg-config") and subprocess.run(["pkg-config", "--exists", "libisal"]).returncode == 0
+    if not probe:
+        pytest.skip("libisal-dev is not installed: the core was built with zlib-rs only")
+    assert layers.gzip_decoder() == "isa-l"
+    monkeypatch.setenv("DOCKYARD_GZIP", "zlib")
+    assert layers.gzip_decoder() == "zlib-rs"
 
 
 def test_gnu_sparse_is_a_clear_error(tmp_path: Path) -> None:

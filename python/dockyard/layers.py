@@ -29,6 +29,7 @@ __all__ = [
     "decompress",
     "diff",
     "extract",
+    "gzip_decoder",
     "pack",
     "sha256_file",
 ]
@@ -144,3 +145,10 @@ def compress(
 def sha256_file(path: Path, offset: int = 0, length: int | None = None) -> str:
     """``"sha256:<hex>"`` of ``length`` bytes of ``path`` from ``offset`` (``None``: to the end)."""
     return _native.sha256_file(path, offset, length)
+
+
+def gzip_decoder() -> str:
+    """What decompresses gzip layers: ``"isa-l"`` when the core was built against ISA-L
+    (Debian's libisal-dev; faster) and ``DOCKYARD_GZIP=zlib`` is not set, else
+    ``"zlib-rs"``. Both give the same bytes and the same errors for damaged input."""
+    return _native.gzip_decoder()

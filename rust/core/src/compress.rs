@@ -65,6 +65,16 @@ impl Compression {
     }
 }
 
+/// What decompresses gzip layers: `"isa-l"` when the core was built with it (and
+/// `DOCKYARD_GZIP=zlib` does not turn it off), else `"zlib-rs"`.
+pub fn gzip_decoder() -> &'static str {
+    #[cfg(dockyard_isal)]
+    if crate::gunzip::available() {
+        return "isa-l";
+    }
+    "zlib-rs"
+}
+
 /// Digests and sizes of one pass over a layer.
 #[derive(Clone, Debug, Default)]
 pub struct StreamInfo {
@@ -241,6 +251,8 @@ type Raw = Chunks<(String, u64)>;
 #[allow(clippy::large_enum_variant)]
 enum Decoder {
     Gzip(flate2::bufread::MultiGzDecoder<Raw>),
+    #[cfg(dockyard_isal)]
+    Isal(crate::gunzip::Gunzip<Raw>),
     Zstd(zstd::stream::read::Decoder<'static, Raw>),
 }
 
@@ -248,6 +260,8 @@ impl Decoder {
     fn into_raw(self) -> Raw {
         match self {
             Decoder::Gzip(d) => d.into_inner(),
+            #[cfg(dockyard_isal)]
+            Decoder::Isal(d) => d.into_inner(),
             Decoder::Zstd(d) => d.finish(),
         }
     }
@@ -267,6 +281,8 @@ fn decode(
         while n < CHUNK {
             let r = match &mut dec {
                 Decoder::Gzip(d) => d.read(&mut buf[n..]),
+                #[cfg(dockyard_isal)]
+                Decoder::Isal(d) => d.read(&mut buf[n..]),
                 Decoder::Zstd(d) => d.read(&mut buf[n..]),
             };
             match r {
@@ -315,6 +331,10 @@ impl LayerStream {
         let dec = match compression {
             // Plain tar: no decode stage, and the blob digest is the diff ID (hashed once).
             Compression::None => return Ok(Self { inner: raw, compression }),
+            #[cfg(dockyard_isal)]
+            Compression::Gzip if crate::gunzip::available() => {
+                Decoder::Isal(crate::gunzip::Gunzip::new(raw).map_err(|e| from_stream(e, "gzip"))?)
+            }
             Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(raw)),
             Compression::Zstd => Decoder::Zstd(
                 zstd::stream::read::Decoder::with_buffer(raw)

@@ -11,6 +11,8 @@ pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod extract;
+#[cfg(dockyard_isal)]
+pub mod gunzip;
 pub mod mount;
 pub mod pack;
 pub mod source;
@@ -21,7 +23,7 @@ mod writers;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use compress::{compress, decompress, Compression, StreamInfo};
+pub use compress::{compress, decompress, gzip_decoder, Compression, StreamInfo};
 pub use digest::sha256_file;
 pub use error::{Error, Result};
 pub use extract::{extract, ExtractOptions, LayerInfo, Whiteouts};

@@ -120,6 +120,11 @@ fn pack<'py>(
 }
 
 #[pyfunction]
+fn gzip_decoder() -> &'static str {
+    core::gzip_decoder()
+}
+
+#[pyfunction]
 fn diff(py: Python<'_>, old: PathBuf, new: PathBuf) -> PyResult<Vec<(&'static str, OsString)>> {
     detached(py, || core::diff::diff(&old, &new)).map(changes_list)
 }
@@ -183,6 +188,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(extract, m)?)?;
     m.add_function(wrap_pyfunction!(pack, m)?)?;
     m.add_function(wrap_pyfunction!(diff, m)?)?;
+    m.add_function(wrap_pyfunction!(gzip_decoder, m)?)?;
     m.add_function(wrap_pyfunction!(changes, m)?)?;
     m.add_function(wrap_pyfunction!(decompress, m)?)?;
     m.add_function(wrap_pyfunction!(compress, m)?)?;
