@@ -220,7 +220,9 @@ class Images:
         else:
             todo = list(range(len(sources)))
         workers = min(len(todo), max(1, (os.cpu_count() or 2)))
-        if workers:
+        if workers == 1:  # one layer (import, most loads of a new base): no pool to start
+            records[todo[0]] = one(todo[0], sources[todo[0]])
+        elif workers:
             import concurrent.futures  # not on the path of commands that extract nothing
 
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
