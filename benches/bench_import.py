@@ -183,13 +183,15 @@ def bench(layer: Path, place: Path, reps: int, keep: bool = False) -> dict[str, 
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-# ext4 without a journal (as on these VMs) does not reuse an inode freed in the last 60 s once
-# written back (longer while dirty): every file creation in that block group scans past such
-# inodes first.  The trees a disk run deletes at its end land in the same groups as the next
-# run's (new directories go near their parent), so a run started right after another paid the
-# scan on every file: GNU tar went from 1.2 s to 2.9 s, and every contender slowed by the same
-# ~1.6 s.  Each disk run therefore starts at least 65 s after the previous one's deletion.
+# ext4 without a journal (as on these VMs) does not reuse an inode freed in the last 60 s, or
+# 360 s while its inode-table block is dirty (and creating files nearby keeps it dirty): every
+# file creation in that block group scans past such inodes first.  The trees a disk run deletes
+# at its end can sit in the same groups as the next run's, so a run started within minutes of
+# another paid that scan on every file: GNU tar took 2.5-2.9 s instead of 1.2-1.4 s, and every
+# contender slowed by about the same 1.4-1.7 s.  So a disk run starts at least 365 s after the
+# previous one deleted its trees (recorded in DELETED); it waits, and says so, when it must.
 DELETED = CACHE / "disk-deleted-at"
+RECENT = 365
 
 
 def wait_out_recent_deletes() -> None:
@@ -197,10 +199,10 @@ def wait_out_recent_deletes() -> None:
         since = time.time() - float(DELETED.read_text())
     except (OSError, ValueError):
         return
-    if 0 <= since < 65:
-        print(f"(waiting {65 - since:.0f} s: the last disk run's deleted inodes are still recent)", flush=True)
+    if 0 <= since < RECENT:
+        print(f"(waiting {RECENT - since:.0f} s: the last disk run's deleted inodes are still recent)", flush=True)
         os.sync()
-        time.sleep(65 - since)
+        time.sleep(RECENT - since)
 
 
 class Tmpfs:
