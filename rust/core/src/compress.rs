@@ -150,8 +150,8 @@ impl<T: Send + 'static> Chunks<T> {
         }
     }
 
-    /// Take the rest of the chunks (a stage before hashes them as it sends them), wait for the
-    /// thread, return its result.
+    /// Drain the rest of the chunks (the stage that sent them has hashed them), wait for the
+    /// thread, and return its result.
     fn finish(mut self) -> Result<T> {
         if let Some(rx) = &self.rx {
             while rx.recv().is_ok() {}
@@ -312,8 +312,7 @@ fn decode(
     }
     drop(tx);
     // The decoder may stop at the end of its frame: the raw stage hashes what follows.
-    let digests = dec.into_raw().finish()?;
-    Ok(digests)
+    dec.into_raw().finish()
 }
 
 /// Stage 3 of a compressed layer: hash the tar stream (the diff ID) on a thread of its own and
