@@ -18,19 +18,14 @@ fn main() {
         println!("cargo:warning=libisal not found (pkg-config libisal): gzip layers use zlib-rs only");
         return;
     }
-    let libs = Command::new("pkg-config").args(["--libs-only-L", "libisal"]).output();
-    if let Ok(out) = libs {
-        for dir in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Some(d) = dir.strip_prefix("-L") {
-                println!("cargo:rustc-link-search=native={d}");
-            }
-        }
-    }
+    // One query for both the header and the library directories (`-I…`, `-L…`).
     let mut build = cc::Build::new();
-    if let Ok(out) = Command::new("pkg-config").args(["--cflags-only-I", "libisal"]).output() {
-        for dir in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Some(d) = dir.strip_prefix("-I") {
+    if let Ok(out) = Command::new("pkg-config").args(["--cflags-only-I", "--libs-only-L", "libisal"]).output() {
+        for flag in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Some(d) = flag.strip_prefix("-I") {
                 build.include(d);
+            } else if let Some(d) = flag.strip_prefix("-L") {
+                println!("cargo:rustc-link-search=native={d}");
             }
         }
     }

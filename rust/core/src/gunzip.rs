@@ -122,7 +122,7 @@ impl<R: BufRead> Read for Gunzip<R> {
             }
             if used == 0 {
                 // Input and room were offered and nothing moved: never loop on that.
-                return Err(damaged(i32::MIN));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "gzip decoder made no progress"));
             }
         }
     }
