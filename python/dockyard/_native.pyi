@@ -15,9 +15,14 @@ class StreamInfo(TypedDict):
     size: int
     compression: _Compression
 
+class SplitInfo(TypedDict):
+    digest: str
+    size: int
+
 class LayerInfo(StreamInfo):
     entries: int
     content_size: int
+    split: SplitInfo | None
 
 def extract(
     src: _Path,
@@ -27,6 +32,7 @@ def extract(
     length: int | None = None,
     whiteouts: Literal["overlay", "apply"] = "overlay",
     tee: _Path | None = None,
+    split: _Path | None = None,
 ) -> LayerInfo: ...
 def pack(
     src: _Path,
@@ -48,6 +54,9 @@ def compress(
     *,
     offset: int = 0,
     length: int | None = None,
+) -> StreamInfo: ...
+def assemble(
+    split: _Path, layer: _Path, dest: _Path, compression: _Compression = "none", level: int | None = None
 ) -> StreamInfo: ...
 def sha256_file(path: _Path, offset: int = 0, length: int | None = None) -> str: ...
 def gzip_decoder() -> str: ...

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LayerInfo",
     "StreamInfo",
+    "assemble",
     "changes",
     "compress",
     "decompress",
@@ -46,6 +47,7 @@ def extract(
     length: int | None = None,
     whiteouts: Literal["overlay", "apply"] = "overlay",
     tee: Path | None = None,
+    split: Path | None = None,
 ) -> LayerInfo:
     """Extract the layer stored in ``src`` into the existing directory ``dest``.
 
@@ -53,6 +55,8 @@ def extract(
     inside an outer archive is read in place. Compression (gzip, zstd or none) is detected from
     the magic bytes. In the same pass the raw bytes are hashed (``digest``), the tar stream is
     hashed (``diff_id``), and with ``tee`` the raw bytes are also copied to that file.
+    With ``split``, the tar stream's tar-split is written to that file: every byte but file
+    contents, which :func:`assemble` reads back from ``dest`` to rebuild the exact stream.
 
     Owners (numeric), modes, mtimes, symlinks, hardlinks, devices, fifos and xattrs are kept.
     ``whiteouts="overlay"`` writes OCI whiteouts the way overlayfs reads them (a 0/0 character
@@ -67,9 +71,11 @@ def extract(
 
     Returns ``digest``, ``diff_id``, ``compressed_size``, ``size`` (tar bytes), ``compression``,
     ``entries`` (members) and ``content_size`` (Docker's layer size: regular file sizes plus
-    symlink target lengths, hardlinks once).
+    symlink target lengths, hardlinks once), and ``split``: the record's ``digest`` and
+    ``size``, or ``None`` when a member replaced or removed what an earlier one made (the tree
+    then cannot give the stream back, and the file is removed).
     """
-    return _native.extract(src, dest, offset=offset, length=length, whiteouts=whiteouts, tee=tee)
+    return _native.extract(src, dest, offset=offset, length=length, whiteouts=whiteouts, tee=tee, split=split)
 
 
 def pack(
@@ -140,6 +146,18 @@ def compress(
     Returns ``digest`` (of ``dest``), ``diff_id`` (of the input tar) and both sizes.
     """
     return _native.compress(src, dest, compression, level, offset=offset, length=length)
+
+
+def assemble(split: Path, layer: Path, dest: Path, compression: Compression = "none",
+             level: int | None = None) -> StreamInfo:
+    """Rebuild the tar stream recorded by ``extract(..., split=)`` from the extracted tree
+    ``layer`` into ``dest``, compressed with ``compression``.
+
+    Returns ``digest`` (of ``dest``) and ``diff_id`` (of the tar): the diff ID is the check that
+    the tree still holds what was extracted. A recorded file that is missing, shorter, or
+    reached through a symlink is an error.
+    """
+    return _native.assemble(split, layer, dest, compression, level)
 
 
 def sha256_file(path: Path, offset: int = 0, length: int | None = None) -> str:

@@ -51,6 +51,8 @@ pub struct ExtractOptions<'a> {
     pub whiteouts: Whiteouts,
     /// Also write the raw (compressed) bytes to this file.
     pub tee: Option<&'a Path>,
+    /// Record the tar stream's tar-split (see [`crate::split`]) in this file.
+    pub split: Option<&'a Path>,
     /// Writer threads for file contents: 0 writes on the calling thread, `usize::MAX` picks
     /// from the CPU count ([`default_threads`](crate::writers::default_threads)).
     pub threads: usize,
@@ -58,7 +60,7 @@ pub struct ExtractOptions<'a> {
 
 impl Default for ExtractOptions<'_> {
     fn default() -> Self {
-        Self { offset: 0, length: None, whiteouts: Whiteouts::Overlay, tee: None, threads: usize::MAX }
+        Self { offset: 0, length: None, whiteouts: Whiteouts::Overlay, tee: None, split: None, threads: usize::MAX }
     }
 }
 
@@ -71,6 +73,10 @@ pub struct LayerInfo {
     /// Docker's layer size: regular file sizes plus symlink target lengths (what `lstat`
     /// reports; hardlinks count once).
     pub content_size: u64,
+    /// The tar-split record asked for: its digest and size, or `None` when a member replaced
+    /// or removed what an earlier one made, so that the tree cannot give the stream back (the
+    /// file is then removed).
+    pub split: Option<(String, u64)>,
 }
 
 /// Extract the layer in `src` (gzip, zstd or plain tar; a byte range of the file) into the
@@ -86,6 +92,9 @@ pub fn extract(src: &Path, dest: &Path, opts: &ExtractOptions<'_>) -> Result<Lay
         n => n,
     };
     let mut reader = Reader::new(stream, codec);
+    if let Some(p) = opts.split {
+        reader.record(crate::split::Recorder::create(p)?);
+    }
     let threads = if opts.threads == usize::MAX { crate::writers::default_threads() } else { opts.threads };
     let writers = Writers::new(threads)?;
     let mut x = Extractor::new(root, opts.whiteouts, writers)?;
@@ -95,8 +104,18 @@ pub fn extract(src: &Path, dest: &Path, opts: &ExtractOptions<'_>) -> Result<Lay
     r?;
     w?;
     x.finish_dirs()?;
+    let record = reader.finish_record()?;
     let stream = reader.into_inner().finish()?;
-    Ok(LayerInfo { stream, entries: x.entries, content_size: x.content_size })
+    let split = match (record, opts.split) {
+        (Some(rec), Some(_)) if !x.replaced => Some(rec.finish()?),
+        (Some(rec), Some(p)) => {
+            drop(rec);
+            std::fs::remove_file(p).map_err(|e| Error::io(p, e))?;
+            None
+        }
+        _ => None,
+    };
+    Ok(LayerInfo { stream, entries: x.entries, content_size: x.content_size, split })
 }
 
 struct DirMeta {
@@ -127,6 +146,8 @@ struct Extractor {
     ancestors: HashSet<Vec<u8>>,
     entries: u64,
     content_size: u64,
+    /// A member replaced or removed something this layer had made.
+    replaced: bool,
 }
 
 const OPAQUE: &CStr = c"trusted.overlay.opaque";
@@ -158,6 +179,7 @@ impl Extractor {
             ancestors: HashSet::new(),
             entries: 0,
             content_size: 0,
+            replaced: false,
         })
     }
 
@@ -228,6 +250,7 @@ impl Extractor {
                     xattrs: m.xattrs.iter().filter(|(k, _)| xattr_allowed(k)).cloned().collect(),
                 };
                 let host = self.root.host(&path);
+                reader.data_is_file(&path)?;
                 self.writers.file(fd, meta, host, m.size, reader)?;
             }
             Kind::Symlink => {
@@ -269,6 +292,7 @@ impl Extractor {
         }
         let (_, base) = split_parent(path);
         let c = name_cstr(base, member)?;
+        self.replaced = true;
         self.root.forget(path);
         self.dirs.remove(path);
         beneath::remove_all_at(pfd, &c).map_err(|e| Error::io(self.root.host(path), e))?;
@@ -282,6 +306,7 @@ impl Extractor {
             Err(e) if sys::is_errno(&e, libc::EEXIST) => {
                 let st = sys::fstatat(pfd, c).map_err(|e| Error::io(self.root.host(path), e))?;
                 if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    self.replaced = true;
                     self.root.forget(path);
                     beneath::remove_all_at(pfd, c).map_err(|e| Error::io(self.root.host(path), e))?;
                     sys::mkdirat(pfd, c, 0o700).map_err(|e| Error::io(self.root.host(path), e))?;
@@ -418,6 +443,7 @@ impl Extractor {
         let written = self.written.contains(path);
         let has_written_children = self.ancestors.contains(path);
         if !written && !has_written_children {
+            self.replaced = true;
             self.root.forget(path);
             self.dirs.remove(path);
             return beneath::remove_all_at(dir, name).map_err(io);

@@ -16,6 +16,7 @@ pub mod gunzip;
 pub mod mount;
 pub mod pack;
 pub mod source;
+pub mod split;
 pub mod sys;
 pub mod tar;
 mod writers;

@@ -103,7 +103,7 @@ pub fn pack(src: &Path, dest: &Path, opts: &PackOptions) -> Result<LayerInfo> {
     }
     let blob = p.out.finish().map_err(|e| untag(e, dest))?;
     let stream = blob.finish()?;
-    Ok(LayerInfo { stream, entries: p.entries, content_size: p.content_size })
+    Ok(LayerInfo { stream, entries: p.entries, content_size: p.content_size, split: None })
 }
 
 impl Packer {

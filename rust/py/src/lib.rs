@@ -66,6 +66,15 @@ fn layer_dict<'py>(py: Python<'py>, l: &core::LayerInfo) -> PyResult<Bound<'py, 
     let d = stream_dict(py, &l.stream)?;
     d.set_item("entries", l.entries)?;
     d.set_item("content_size", l.content_size)?;
+    match &l.split {
+        Some((digest, size)) => {
+            let s = PyDict::new(py);
+            s.set_item("digest", digest)?;
+            s.set_item("size", size)?;
+            d.set_item("split", s)?;
+        }
+        None => d.set_item("split", py.None())?,
+    }
     Ok(d)
 }
 
@@ -74,7 +83,7 @@ fn changes_list(v: Vec<core::diff::Change>) -> Vec<(&'static str, OsString)> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (src, dest, *, offset = 0, length = None, whiteouts = "overlay", tee = None))]
+#[pyo3(signature = (src, dest, *, offset = 0, length = None, whiteouts = "overlay", tee = None, split = None))]
 fn extract<'py>(
     py: Python<'py>,
     src: PathBuf,
@@ -83,10 +92,18 @@ fn extract<'py>(
     length: Option<u64>,
     whiteouts: &str,
     tee: Option<PathBuf>,
+    split: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let whiteouts = core::Whiteouts::parse(whiteouts).map_err(NativeError)?;
     let info = detached(py, || {
-        let opts = core::ExtractOptions { offset, length, whiteouts, tee: tee.as_deref(), ..Default::default() };
+        let opts = core::ExtractOptions {
+            offset,
+            length,
+            whiteouts,
+            tee: tee.as_deref(),
+            split: split.as_deref(),
+            ..Default::default()
+        };
         core::extract(&src, &dest, &opts)
     })?;
     layer_dict(py, &info)
@@ -149,6 +166,21 @@ fn decompress<'py>(
 }
 
 #[pyfunction]
+#[pyo3(signature = (split, layer, dest, compression = "none", level = None))]
+fn assemble<'py>(
+    py: Python<'py>,
+    split: PathBuf,
+    layer: PathBuf,
+    dest: PathBuf,
+    compression: &str,
+    level: Option<i32>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let c = core::Compression::parse(compression).map_err(NativeError)?;
+    let info = detached(py, || core::split::assemble(&split, &layer, &dest, c, level))?;
+    stream_dict(py, &info)
+}
+
+#[pyfunction]
 #[pyo3(signature = (src, dest, compression = "gzip", level = None, *, offset = 0, length = None))]
 fn compress<'py>(
     py: Python<'py>,
@@ -192,6 +224,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(changes, m)?)?;
     m.add_function(wrap_pyfunction!(decompress, m)?)?;
     m.add_function(wrap_pyfunction!(compress, m)?)?;
+    m.add_function(wrap_pyfunction!(assemble, m)?)?;
     m.add_function(wrap_pyfunction!(sha256_file, m)?)?;
     m.add_function(wrap_pyfunction!(mount_overlay, m)?)?;
     m.add_function(wrap_pyfunction!(umount, m)?)?;

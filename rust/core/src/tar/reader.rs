@@ -5,6 +5,7 @@ use std::io::BufRead;
 
 use super::header::{checksum_ok, cstr, number, Kind, Member, Pax, BLOCK};
 use crate::error::{from_stream, show, Error, Result};
+use crate::split::Recorder;
 
 /// Largest PAX / GNU long-name payload accepted: a hostile archive must not make us allocate
 /// gigabytes for a "name".
@@ -18,12 +19,54 @@ pub struct Reader<R> {
     pad: u64,
     done: bool,
     current: String,
+    /// Records every byte consumed (tar-split), when asked.
+    split: Option<Recorder>,
 }
 
 impl<R: BufRead> Reader<R> {
     /// `codec` names the stream's compression in error messages.
     pub fn new(r: R, codec: &'static str) -> Self {
-        Self { r, codec, remaining: 0, pad: 0, done: false, current: String::new() }
+        Self { r, codec, remaining: 0, pad: 0, done: false, current: String::new(), split: None }
+    }
+
+    /// Record the stream from here on (see [`crate::split`]).
+    pub fn record(&mut self, rec: Recorder) {
+        self.split = Some(rec);
+    }
+
+    /// The current member's data is the contents of the file extracted at `path`: recorded as
+    /// a reference to that file, not as bytes.
+    pub fn data_is_file(&mut self, path: &[u8]) -> Result<()> {
+        match &mut self.split {
+            Some(s) => s.begin_payload(path),
+            None => Ok(()),
+        }
+    }
+
+    /// Read (and record) the rest of the stream, after the end of the archive, and hand back
+    /// the record.
+    pub fn finish_record(&mut self) -> Result<Option<Recorder>> {
+        if self.split.is_none() {
+            return Ok(None);
+        }
+        self.skip(self.remaining + self.pad)?;
+        self.remaining = 0;
+        self.pad = 0;
+        loop {
+            let b = match self.r.fill_buf() {
+                Ok(b) => b,
+                Err(e) => return Err(self.err(e)),
+            };
+            if b.is_empty() {
+                break;
+            }
+            let n = b.len();
+            if let Some(s) = &mut self.split {
+                s.literal(b)?;
+            }
+            self.r.consume(n);
+        }
+        Ok(self.split.take())
     }
 
     pub fn into_inner(self) -> R {
@@ -83,19 +126,25 @@ impl<R: BufRead> Reader<R> {
             self.r.consume(n);
             got += n;
         }
+        if let Some(s) = &mut self.split {
+            s.literal(out)?;
+        }
         Ok(true)
     }
 
     fn skip(&mut self, mut n: u64) -> Result<()> {
         while n > 0 {
-            let avail = match self.r.fill_buf() {
-                Ok(b) => b.len(),
+            let b = match self.r.fill_buf() {
+                Ok(b) => b,
                 Err(e) => return Err(self.err(e)),
             };
-            if avail == 0 {
+            if b.is_empty() {
                 return Err(self.truncated());
             }
-            let k = (avail as u64).min(n) as usize;
+            let k = (b.len() as u64).min(n) as usize;
+            if let Some(s) = &mut self.split {
+                s.literal(&b[..k])?;
+            }
             self.r.consume(k);
             n -= k as u64;
         }
@@ -114,6 +163,11 @@ impl<R: BufRead> Reader<R> {
             }
             let k = (b.len() as u64).min(self.remaining) as usize;
             f(&b[..k])?;
+            match &mut self.split {
+                Some(s) if s.in_payload() => s.payload_bytes(k as u64),
+                Some(s) => s.literal(&b[..k])?,
+                None => {}
+            }
             self.r.consume(k);
             self.remaining -= k as u64;
         }
