@@ -87,6 +87,60 @@ def test_same_layer_is_stored_once(engine, rootfs_tar):
     assert store_files(engine) == {"layers": [], "blobs/sha256": [], "tmp": []}
 
 
+def test_import_keeps_a_tar_split_not_a_copy(engine, rootfs, tmp_path):
+    """An imported layer keeps its tar-split (the tar minus file contents), and the exact tar
+    is rebuilt from the tree when needed; a tree changed behind the store's back is caught."""
+    import gzip
+
+    from dockyard.errors import DockyardError
+
+    tar = tar_dir(rootfs, tmp_path / "layer.tar.gz", "gz")
+    image_id = engine.import_image(str(tar), "split:1")
+    (layer,) = engine.images.layers(image_id)
+    assert layer["compression"] == "tar-split"
+    assert engine.store.blob_path(layer["blob"]).stat().st_size < tar.stat().st_size / 10
+    with engine.store.staging() as stage:
+        path, digest, size, _ = engine.images.layer_blob(layer, stage, ("none",), "none")
+        assert path.read_bytes() == gzip.decompress(tar.read_bytes())
+        assert (digest, size) == (layer["diff_id"], layer["size"])
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    engine.images.flatten("split:1", flat)
+    assert tree(flat) == tree(rootfs)
+    biggest = max((p for p in engine.images.layer_dirs(image_id)[0].rglob("*") if p.is_file() and not p.is_symlink()),
+                  key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[:-1] + b"?")
+    with open(tmp_path / "out.tar", "wb") as f, pytest.raises(DockyardError, match="corrupt in the store"):
+        engine.save(["split:1"], f)
+    assert store_files(engine)["tmp"] == []
+
+
+def test_layer_whose_members_replace_each_other_keeps_its_bytes(engine, tmp_path):
+    """The tree of a layer that writes a path twice cannot give its tar back, so the layer's
+    own bytes are kept instead, and save still writes the tar the config names."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as t:
+        for content in (b"first\n", b"second\n"):
+            info = tarfile.TarInfo("etc/motd")
+            info.size = len(content)
+            t.addfile(info, io.BytesIO(content))
+    src = tmp_path / "dup.tar"
+    src.write_bytes(raw.getvalue())
+    image_id = engine.import_image(str(src), "dup:1")
+    (layer,) = engine.images.layers(image_id)
+    assert layer["compression"] == "none"
+    assert engine.store.blob_path(layer["blob"]).read_bytes() == raw.getvalue()
+    assert (engine.images.layer_dirs(image_id)[0] / "etc/motd").read_bytes() == b"second\n"
+    out = tmp_path / "saved.tar"
+    with open(out, "wb") as f:
+        engine.save(["dup:1"], f)
+    from dockyard import Engine
+
+    with Engine(tmp_path / "other-root") as other:
+        assert other.load(str(out)) == ["Loaded image: dup:1"]
+        assert other.images.resolve("dup:1") == image_id
+
+
 def test_tag_and_rmi_follow_docker(engine, rootfs_tar):
     image_id = engine.import_image(str(rootfs_tar), "bb:v1")
     engine.images.tag("bb:v1", "bb:v2")

@@ -239,21 +239,22 @@ def test_pull_shares_layers_already_present(engine, image, serve, remote):
         info = _native.pack(str(stage / "upper"), str(stage / "layer.tgz"))
         blob = (stage / "layer.tgz").read_bytes()
     base_cfg = json.loads(engine.images.config_bytes(image))
-    base_layer = engine.images.layers(image)[0]
+    r = remote(reg.addr)
+    # The base layer as pushed (an imported layer is gzipped for the wire at push).
+    base_layer = json.loads(r.get_manifest("bb", "base")[0])["layers"][0]
     cfg = dict(base_cfg, rootfs={"type": "layers", "diff_ids": base_cfg["rootfs"]["diff_ids"] + [info["diff_id"]]})
     cfg_bytes = json.dumps(cfg).encode()
-    r = remote(reg.addr)
     upload(r, "bb", blob)
     upload(r, "bb", cfg_bytes)
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "config": desc("application/vnd.oci.image.config.v1+json", cfg_bytes),
                 "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                            "digest": base_layer["blob"], "size": base_layer["blob_size"]},
+                            "digest": base_layer["digest"], "size": base_layer["size"]},
                            desc("application/vnd.oci.image.layer.v1.tar+gzip", blob)]}
     put_manifest(r, "bb", "two", manifest)
     seen: list[str] = []
     pull(engine, f"{name}:two", progress=lambda l, s, c=None, t=None: seen.append(f"{l}: {s}") if c is None else None)
-    short = base_layer["blob"][7:19]
+    short = base_layer["digest"][7:19]
     assert f"{short}: Already exists" in seen
     assert f"{hashlib.sha256(blob).hexdigest()[:12]}: Pull complete" in seen
     assert engine.images.inspect(f"{name}:two")["RootFS"]["Layers"] == cfg["rootfs"]["diff_ids"]
@@ -315,26 +316,29 @@ class Hostile:
 
     def __init__(self, engine, image_id: str, fault: str) -> None:
         layer = engine.images.layers(image_id)[0]
-        blob = engine.store.blob_path(layer["blob"]).read_bytes()
+        with engine.store.staging() as stage:  # the layer as a push would send it
+            path, gz_digest, _, _ = engine.images.layer_blob(layer, stage, ("gzip",), "gzip")
+            blob = path.read_bytes()
+        self.layer_size = len(blob)
         config = engine.images.config_bytes(image_id)
         manifest = json.dumps({
             "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
             "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
                        "digest": image_id, "size": len(config)},
             "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                        "digest": layer["blob"], "size": len(blob)}]}).encode()
+                        "digest": gz_digest, "size": len(blob)}]}).encode()
         self.manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-        blobs = {image_id: config, layer["blob"]: blob}
+        blobs = {image_id: config, gz_digest: blob}
         served_manifest = manifest
         claimed = self.manifest_digest
         length_of = {}
         if fault == "tampered-blob":
             b = bytearray(blob)
             b[len(b) // 2] ^= 0xFF
-            blobs[layer["blob"]] = bytes(b)
+            blobs[gz_digest] = bytes(b)
         elif fault == "truncated-layer":
-            blobs[layer["blob"]] = blob[: len(blob) // 2]
-            length_of[layer["blob"]] = len(blob)  # claims the full length, then hangs up
+            blobs[gz_digest] = blob[: len(blob) // 2]
+            length_of[gz_digest] = len(blob)  # claims the full length, then hangs up
         elif fault == "wrong-manifest-digest":
             claimed = "sha256:" + "0" * 64
         elif fault == "tampered-config":
@@ -345,7 +349,7 @@ class Hostile:
             cfg["rootfs"]["diff_ids"] = ["sha256:" + "1" * 64]
             cfg_bytes = json.dumps(cfg).encode()
             cfg_digest = "sha256:" + hashlib.sha256(cfg_bytes).hexdigest()
-            blobs = {cfg_digest: cfg_bytes, layer["blob"]: blob}
+            blobs = {cfg_digest: cfg_bytes, gz_digest: blob}
             doc = json.loads(manifest)
             doc["config"] = {"mediaType": doc["config"]["mediaType"], "digest": cfg_digest, "size": len(cfg_bytes)}
             served_manifest = json.dumps(doc).encode()
@@ -367,7 +371,7 @@ class Hostile:
                 elif "/blobs/" in self.path:
                     digest = self.path.rsplit("/", 1)[1]
                     body, headers = blobs[digest], {}
-                    if fault == "flaky" and digest == layer["blob"]:
+                    if fault == "flaky" and digest == gz_digest:
                         rng = self.headers.get("Range")
                         if rng is None:  # the first try: half the bytes, then the line drops
                             self.send_response(200)
@@ -445,8 +449,7 @@ def test_dropped_download_resumes(engine, image, fresh):
     finally:
         hostile.stop()
     assert res.image_id == image
-    blob = engine.images.layers(image)[0]["blob_size"]
-    assert hostile.ranges == [blob // 2]
+    assert hostile.ranges == [hostile.layer_size // 2]
 
 
 # -- auth -----------------------------------------------------------------------------------------------
@@ -747,17 +750,32 @@ def test_blob_redirects_are_followed(engine, image, fresh, serve):
 
 
 def test_zstd_and_plain_layers(engine, rootfs, tmp_path, distribution, fresh, remote):
-    """A zstd layer goes out as it is stored, in an OCI manifest; an uncompressed one is gzipped
-    for the wire (a Docker schema2 manifest), as docker does."""
-    engine.import_image(str(tar_dir(rootfs, tmp_path / "bb.tar.zst", "zst")), f"{distribution}/z/bb:zstd")
+    """A pulled zstd layer goes out as it is stored, in an OCI manifest; an imported one, kept
+    as a tar-split, is gzipped for the wire (a Docker schema2 manifest), as docker does."""
+    from dockyard import _native
+    from dockyard.engine.images import _go_arch
+
+    r = remote(distribution)
+    plain = tar_dir(rootfs, tmp_path / "bb.tar")
+    info = _native.compress(str(plain), str(tmp_path / "bb.tar.zst"), "zstd")
+    zst = (tmp_path / "bb.tar.zst").read_bytes()
+    cfg = json.dumps({"architecture": _go_arch(), "os": "linux", "config": {},
+                      "rootfs": {"type": "layers", "diff_ids": [info["diff_id"]]}}).encode()
+    upload(r, "z/src", zst)
+    upload(r, "z/src", cfg)
+    put_manifest(r, "z/src", "zstd", {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": desc("application/vnd.oci.image.config.v1+json", cfg),
+        "layers": [desc("application/vnd.oci.image.layer.v1.tar+zstd", zst)]})
+    pull(engine, f"{distribution}/z/src:zstd")
+    tag_as(engine, engine.images.resolve(f"{distribution}/z/src:zstd"), f"{distribution}/z/bb:zstd")
     (rootfs / "plain").write_text("a different layer\n")  # else the store shares the zstd one
-    engine.import_image(str(tar_dir(rootfs, tmp_path / "bb.tar")), f"{distribution}/z/bb:plain")
+    engine.import_image(str(tar_dir(rootfs, tmp_path / "bb2.tar.zst", "zst")), f"{distribution}/z/bb:plain")
     (z,) = push(engine, f"{distribution}/z/bb:zstd")
     (p,) = push(engine, f"{distribution}/z/bb:plain")
-    r = remote(distribution)
     data, media, digest = r.get_manifest("z/bb", "zstd")
     assert media == "application/vnd.oci.image.manifest.v1+json" and digest == z.digest
-    assert json.loads(data)["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+    assert json.loads(data)["layers"][0] == desc("application/vnd.oci.image.layer.v1.tar+zstd", zst)
     data, media, digest = r.get_manifest("z/bb", "plain")
     assert media == "application/vnd.docker.distribution.manifest.v2+json"
     assert json.loads(data)["layers"][0]["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip"

@@ -720,7 +720,7 @@ class Builder:
         _native.pack(str(upper), str(blob), compression="gzip", level=1, upper=True, changes=changes)
         sub = stage / "extract"
         sub.mkdir()
-        (layer,) = self.images.extract_layers(sub, [LayerSource(str(blob))])
+        (layer,) = self.images.extract_layers(sub, [LayerSource(str(blob), own=True)])
         return layer
 
     def _do_workdir(self, state: State, inst: Instruction, env: dict) -> None:

@@ -715,7 +715,7 @@ class Containers:
                      changes=self.diff(cid))
         sub = stage / f"{cid[:12]}-extract"
         sub.mkdir()
-        (layer,) = self.images.extract_layers(sub, [LayerSource(str(blob))])
+        (layer,) = self.images.extract_layers(sub, [LayerSource(str(blob), own=True)])
         return layer
 
     def export(self, ref: str, dest: str) -> None:

@@ -108,7 +108,7 @@ def ensure(engine) -> str:  # noqa: ANN001
     with engine.store.staging() as stage:
         path = stage / "hello.tar"
         path.write_bytes(layer)
-        records = engine.images.extract_layers(stage, [LayerSource(str(path), expected_diff_id=diff_id)])
+        records = engine.images.extract_layers(stage, [LayerSource(str(path), expected_diff_id=diff_id, own=True)])
         image_id, _ = engine.images.register(
             NewImage(dumps(config).encode(), ["docker.io/library/hello-world:latest"]), records)
     return image_id

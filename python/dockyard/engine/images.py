@@ -80,6 +80,13 @@ class LayerSource:
     expected_diff_id: str | None = None  # from the config: verified after extraction
     expected_digest: str | None = None   # from a manifest: verified after extraction
     member: str = ""                     # for messages
+    own: bool = False                    # a staged file of just this layer: becomes the blob
+
+
+# The ``compression`` of a layer whose blob is its tar-split (see split.rs): the tar is rebuilt
+# from the extracted tree when it is needed (save, push), as Docker does, instead of keeping a
+# second copy of the layer.
+TAR_SPLIT = "tar-split"
 
 
 @dataclass
@@ -159,10 +166,42 @@ class Images:
         fresh container holds (whiteouts applied, not kept)."""
         from .. import _native
 
-        for layer in self.layers(self.resolve(name)):
-            info = _native.extract(str(self.store.blob_path(layer["blob"])), str(dest), whiteouts="apply")
-            if info["diff_id"] != layer["diff_id"]:
-                raise DockyardError(f"layer {layer['chain_id']} is corrupt in the store")
+        with self.store.staging() as stage:
+            for layer in self.layers(self.resolve(name)):
+                path, *_ = self.layer_blob(layer, stage, ("none", "gzip", "zstd"), "none")
+                info = _native.extract(str(path), str(dest), whiteouts="apply")
+                if path.parent == stage:
+                    path.unlink()
+                if info["diff_id"] != layer["diff_id"]:
+                    raise DockyardError(f"layer {layer['chain_id']} is corrupt in the store")
+
+    def layer_blob(self, layer: dict, stage: Path, accept: tuple[str, ...], make: str) -> tuple[Path, str, int, str]:
+        """The layer as a blob file: the stored blob when its compression is one of ``accept``,
+        otherwise one written under ``stage`` with compression ``make`` (rebuilt from the tree
+        for a tar-split) and checked against the diff ID.  Returns the path, digest, size and
+        compression."""
+        from .. import _native
+
+        blob = self.store.blob_path(layer["blob"])
+        if layer["compression"] in accept:
+            return blob, layer["blob"], layer["blob_size"], layer["compression"]
+        tmp = stage / f"{_hex(layer['diff_id'])}.{make}"
+        try:
+            if layer["compression"] == TAR_SPLIT:
+                info = _native.assemble(str(blob), str(self.store.layer_path(layer["chain_id"])), str(tmp), make)
+            elif make == "none":
+                info = _native.decompress(str(blob), str(tmp))
+            else:
+                info = _native.compress(str(blob), str(tmp), make)
+        except LayerError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DockyardError(f"layer {layer['chain_id']} is corrupt in the store: {exc}") from None
+        if info["diff_id"] != layer["diff_id"]:
+            tmp.unlink(missing_ok=True)
+            raise DockyardError(f"layer {layer['chain_id']} is corrupt in the store")
+        if make == "none":
+            return tmp, info["diff_id"], info["size"], make
+        return tmp, info["digest"], info["compressed_size"], make
 
     def tags_of(self, image_id: str) -> list[str]:
         return [r[0] for r in self.store.db.execute(
@@ -178,17 +217,17 @@ class Images:
         """Extract every layer the store lacks into ``stage``, in parallel, verifying digests.
 
         Returns one record per source: diff_id, chain_id, and for new layers the staged
-        directory and blob and the sizes."""
+        directory, the blob to keep (``blob_file``: the layer's tar-split, or its bytes when the
+        tree cannot give them back, or the source itself when it is ``own``) and the sizes."""
         from .. import _native
 
         def one(index: int, src: LayerSource) -> dict:
             target = stage / f"layer{index}"
             target.mkdir()
-            blob = stage / f"blob{index}"
+            keep = stage / f"keep{index}"
             try:
-                info = _native.extract(
-                    src.path, str(target), offset=src.offset, length=src.length, tee=str(blob)
-                )
+                info = _native.extract(src.path, str(target), offset=src.offset, length=src.length,
+                                       split=None if src.own else str(keep))
             except LayerError as exc:
                 where = f" in {src.member}" if src.member else ""
                 raise LayerError(f"invalid layer{where}: {exc}", exc.member) from None
@@ -202,7 +241,22 @@ class Images:
                     f"layer {src.member or index} does not match its manifest: "
                     f"digest {info['digest']}, expected {src.expected_digest}"
                 )
-            info["dir"], info["blob_file"] = target, blob
+            info["dir"] = target
+            if src.own:
+                info["blob_file"] = Path(src.path)
+                info["blob"], info["blob_size"] = info["digest"], info["compressed_size"]
+                info["blob_compression"] = info["compression"]
+            elif info["split"] is not None:
+                info["blob_file"] = keep
+                info["blob"], info["blob_size"] = info["split"]["digest"], info["split"]["size"]
+                info["blob_compression"] = TAR_SPLIT
+            else:
+                # A member replaced an earlier one, so the tree cannot give the stream back:
+                # keep the layer's own bytes (a second read of the source).
+                _copy_range(src, keep, info["digest"])
+                info["blob_file"] = keep
+                info["blob"], info["blob_size"] = info["digest"], info["compressed_size"]
+                info["blob_compression"] = info["compression"]
             return info
 
         records: list[dict | None] = [None] * len(sources)
@@ -274,15 +328,15 @@ class Images:
                 if row is None:
                     if rec.get("existing"):
                         raise DockyardError(f"layer {chain} vanished while the image was loaded")
-                    blob_digest = rec["digest"]
+                    blob_digest = rec["blob"]
                     store.adopt_blob(rec["blob_file"], blob_digest)
                     dest = store.layer_path(chain)
                     os.rename(rec["dir"], dest)
                     renamed.append(dest)
                     db.execute(
                         "INSERT INTO layers VALUES (?,?,?,?,?,?,?,?)",
-                        (chain, rec["diff_id"], parent_chain, blob_digest, rec["compressed_size"],
-                         rec["compression"], rec["size"], rec["content_size"]),
+                        (chain, rec["diff_id"], parent_chain, blob_digest, rec["blob_size"],
+                         rec["blob_compression"], rec["size"], rec["content_size"]),
                     )
                     size += rec["content_size"]
                 else:
@@ -617,3 +671,21 @@ def _go_arch() -> str:
     machine = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
             "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
+
+
+def _copy_range(src: LayerSource, dest: Path, digest: str) -> None:
+    """Copy the source's bytes to ``dest`` and check they are still the ones extracted."""
+    from .. import _native
+
+    left = src.length
+    with open(src.path, "rb") as f, open(dest, "wb") as out:
+        f.seek(src.offset)
+        while left is None or left > 0:
+            chunk = f.read(1 << 20 if left is None else min(left, 1 << 20))
+            if not chunk:
+                break
+            out.write(chunk)
+            if left is not None:
+                left -= len(chunk)
+    if _native.sha256_file(str(dest)) != digest:
+        raise DockyardError(f"layer {src.member or src.path} changed while it was read")

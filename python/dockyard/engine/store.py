@@ -3,7 +3,8 @@
 Layout under the root (``DOCKYARD_ROOT``, default ``/var/lib/dockyard``)::
 
     state.db                 SQLite (WAL): images, tags, layers, image_layers, containers ...
-    blobs/sha256/<hex>       configs and layer blobs as they arrived (gzip, zstd or plain)
+    blobs/sha256/<hex>       configs; layer blobs as they arrived (gzip, zstd or plain), or an
+                             imported or loaded layer's tar-split (its tar minus file contents)
     layers/<chain-hex>/      each layer extracted once, whiteouts in overlay form
     tmp/<pid>-<rand>/        staging; anything here belongs to a live process or is garbage
     lock                     flock: shared while a process uses the store, exclusive to sweep
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS layers (
     parent      TEXT,                      -- chain id of the layer below, NULL at the bottom
     blob        TEXT NOT NULL,             -- digest of the blob kept in blobs/
     blob_size   INTEGER NOT NULL,
-    compression TEXT NOT NULL,             -- none | gzip | zstd
+    compression TEXT NOT NULL,             -- none | gzip | zstd | tar-split (blob: see split.rs)
     size        INTEGER NOT NULL,          -- uncompressed tar bytes
     content_size INTEGER NOT NULL          -- bytes of regular files (docker's layer size)
 );

@@ -582,6 +582,7 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
             progress(short, "Extracting", None, None)
             rec = _extract(src, target, d["digest"], diff_ids[i])
             rec["dir"], rec["blob_file"], rec["chain_id"] = target, blob_file, chains[i]
+            rec["blob"], rec["blob_size"], rec["blob_compression"] = d["digest"], rec["compressed_size"], rec["compression"]
             progress(short, "Pull complete", None, None)
             return rec
 
@@ -740,8 +741,6 @@ def _all_tags(engine) -> list[str]:  # noqa: ANN001
 
 def _push_one(engine, reg: Registry, ref: refs.Reference, progress: Progress,  # noqa: ANN001
               chunk_size: int | None) -> PushResult:
-    from .. import _native
-
     images, store = engine.images, engine.store
     try:
         image_id = images.resolve(str(ref))
@@ -758,18 +757,15 @@ def _push_one(engine, reg: Registry, ref: refs.Reference, progress: Progress,  #
             sources.append(other.path)
     with store.staging() as stage:
         blobs: list[_Blob] = []
-        docker_types = all(l["compression"] in ("gzip", "none") for l in layers)
+        docker_types = all(l["compression"] != "zstd" for l in layers)
         for l in layers:
             label = _short(l["diff_id"])
             progress(label, "Preparing", None, None)
-            if l["compression"] == "none":
-                # Registries and docker expect compressed layers: gzip it for the wire.
-                tmp = stage / _short(l["blob"])
-                info = _native.compress(str(store.blob_path(l["blob"])), str(tmp), "gzip")
-                blobs.append(_Blob(info["digest"], info["compressed_size"], DOCKER_LAYER_GZIP, tmp, label=label))
-            else:
-                media = DOCKER_LAYER_GZIP if docker_types else LAYER_TYPES[l["compression"]]
-                blobs.append(_Blob(l["blob"], l["blob_size"], media, store.blob_path(l["blob"]), label=label))
+            # Registries and docker expect compressed layers: a plain tar, or a tar-split's
+            # rebuilt tar, is gzipped for the wire.
+            path, digest, size, compression = images.layer_blob(l, stage, ("gzip", "zstd"), "gzip")
+            media = DOCKER_LAYER_GZIP if docker_types else LAYER_TYPES[compression]
+            blobs.append(_Blob(digest, size, media, path, label=label))
         config_blob = _Blob(image_id, len(config), DOCKER_CONFIG if docker_types else OCI_CONFIG, data=config)
         scopes = (f"repository:{repo}:pull,push",) + tuple(f"repository:{s}:pull" for s in sources)
 
