@@ -105,7 +105,7 @@ def private_config(tmp_path, monkeypatch):
 
 @pytest.fixture
 def image(engine, rootfs, tmp_path) -> str:
-    """A busybox image whose layer is stored gzip-compressed (pushed as it is)."""
+    """A busybox image imported from a tar.gz (its layer kept as a tar-split, gzipped at push)."""
     engine.import_image(str(tar_dir(rootfs, tmp_path / "bb.tar.gz", "gz")), "local/bb:1",
                         changes=['CMD ["/bin/sh"]'])
     return engine.images.resolve("local/bb:1")
@@ -222,6 +222,27 @@ def test_chunked_push_and_cross_repo_mount_on_distribution(engine, image, fresh,
     push(engine, f"{distribution}/a/one", all_tags=True)
     results = pull(fresh, f"{distribution}/a/one", all_tags=True)
     assert sorted(r.reference for r in results) == [f"{distribution}/a/one:1", f"{distribution}/a/one:2"]
+
+
+def test_push_keeps_the_gzip_it_made(engine, image, serve, fresh):
+    """An imported layer is kept as a tar-split; its first push gzips it, and that gzip becomes
+    the layer's blob, so the next push sends the same bytes without compressing again."""
+    reg = serve()
+    (layer,) = engine.images.layers(image)
+    assert layer["compression"] == "tar-split"
+    split = engine.store.blob_path(layer["blob"])
+    tag_as(engine, image, f"{reg.addr}/keep/a:1")
+    (first,) = push(engine, f"{reg.addr}/keep/a:1")
+    (kept,) = engine.images.layers(image)
+    assert kept["compression"] == "gzip" and not split.exists()
+    assert engine.store.blob_path(kept["blob"]).stat().st_size == kept["blob_size"]
+    tag_as(engine, image, f"{reg.addr}/keep/b:1")
+    (second,) = push(engine, f"{reg.addr}/keep/b:1")
+    assert second.digest == first.digest
+    (res,) = pull(fresh, f"{reg.addr}/keep/b:1")
+    assert res.image_id == image
+    assert [l["blob"] for l in fresh.images.layers(image)] == [kept["blob"]]
+    assert os.listdir(engine.root / "tmp") == []
 
 
 def test_pull_shares_layers_already_present(engine, image, serve, remote):

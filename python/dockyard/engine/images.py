@@ -175,6 +175,20 @@ class Images:
                 if info["diff_id"] != layer["diff_id"]:
                     raise DockyardError(f"layer {layer['chain_id']} is corrupt in the store")
 
+    def keep_blob(self, layer: dict, path: Path, digest: str, size: int, compression: str) -> None:
+        """Keep ``path``, a blob made from a tar-split layer (a push gzips one for the wire), as
+        that layer's blob instead of its tar-split: the next push sends the same bytes without
+        compressing them again.  (Docker compresses on every push to a registry that lacks the
+        layer.)"""
+        store = self.store
+        with store.transaction() as db:
+            store.adopt_blob(path, digest)
+            db.execute(
+                "UPDATE layers SET blob=?, blob_size=?, compression=? WHERE diff_id=? AND compression=?",
+                (digest, size, compression, layer["diff_id"], TAR_SPLIT),
+            )
+        store.delete_unreferenced([], [layer["blob"]])
+
     def layer_blob(self, layer: dict, stage: Path, accept: tuple[str, ...], make: str) -> tuple[Path, str, int, str]:
         """The layer as a blob file: the stored blob when its compression is one of ``accept``,
         otherwise one written under ``stage`` with compression ``make`` (rebuilt from the tree
@@ -187,6 +201,11 @@ class Images:
             return blob, layer["blob"], layer["blob_size"], layer["compression"]
         tmp = stage / f"{_hex(layer['diff_id'])}.{make}"
         try:
+            if layer["compression"] == TAR_SPLIT and not blob.exists():
+                # A push swapped it for a gzip meanwhile (keep_blob): use what is there now.
+                row = self.store.db.execute("SELECT * FROM layers WHERE chain_id=?", (layer["chain_id"],)).fetchone()
+                if row is not None and row["blob"] != layer["blob"]:
+                    return self.layer_blob(dict(row), stage, accept, make)
             if layer["compression"] == TAR_SPLIT:
                 info = _native.assemble(str(blob), str(self.store.layer_path(layer["chain_id"])), str(tmp), make)
             elif make == "none":

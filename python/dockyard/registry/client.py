@@ -794,6 +794,11 @@ def _push_one(engine, reg: Registry, ref: refs.Reference, progress: Progress,  #
         claimed = resp.headers.get("Docker-Content-Digest")
         if claimed and claimed != digest:
             raise DigestMismatch(f"the registry stored the manifest as {claimed}, expected {digest}")
+        from ..engine.images import TAR_SPLIT
+
+        for l, b in zip(layers, blobs):
+            if l["compression"] == TAR_SPLIT and b.path is not None and b.path.parent == stage:
+                images.keep_blob(l, b.path, b.digest, b.size, "gzip")
     _record(engine, image_id, [], f"{ref.name}@{digest}")
     progress("", f"{ref.tag}: digest: {digest} size: {len(data)}", None, None)
     return PushResult(str(ref), digest, len(data))
