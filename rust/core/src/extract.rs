@@ -54,7 +54,8 @@ pub struct ExtractOptions<'a> {
     /// Record the tar stream's tar-split (see [`crate::split`]) in this file.
     pub split: Option<&'a Path>,
     /// Writer threads for file contents: 0 writes on the calling thread, `usize::MAX` picks
-    /// from the CPU count ([`default_threads`](crate::writers::default_threads)).
+    /// from the CPU count and the destination's file system
+    /// ([`default_threads`](crate::writers::default_threads)).
     pub threads: usize,
 }
 
@@ -95,7 +96,7 @@ pub fn extract(src: &Path, dest: &Path, opts: &ExtractOptions<'_>) -> Result<Lay
     if let Some(p) = opts.split {
         reader.record(crate::split::Recorder::create(p)?);
     }
-    let threads = if opts.threads == usize::MAX { crate::writers::default_threads() } else { opts.threads };
+    let threads = if opts.threads == usize::MAX { crate::writers::default_threads(root.fd()) } else { opts.threads };
     let writers = Writers::new(threads)?;
     let mut x = Extractor::new(root, opts.whiteouts, writers)?;
     let r = x.run(&mut reader);

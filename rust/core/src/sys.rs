@@ -75,6 +75,17 @@ pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
     Ok(st)
 }
 
+/// Whether `fd` is on a file system held in memory (tmpfs, ramfs); `false` when unknown.
+pub fn in_memory_fs(fd: RawFd) -> bool {
+    const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+    const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
+        return false;
+    }
+    matches!(st.f_type as libc::c_long, TMPFS_MAGIC | RAMFS_MAGIC)
+}
+
 pub fn lchownat(dir: RawFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
     cvt(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
 }
@@ -240,4 +251,33 @@ pub fn minor(d: libc::dev_t) -> u32 {
 
 pub fn is_errno(e: &io::Error, n: libc::c_int) -> bool {
     e.raw_os_error() == Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// Agrees with /proc/self/mounts for every tmpfs and ext4 mount point we can open.
+    #[test]
+    fn in_memory_fs_agrees_with_the_mount_table() {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let mut seen = (0, 0);
+        for line in mounts.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            let (dir, fstype) = (f[1], f[2]);
+            if !matches!(fstype, "tmpfs" | "ext4" | "proc") || dir.contains('\\') {
+                continue;
+            }
+            let Ok(d) = std::fs::File::open(dir) else { continue };
+            // A later mount on the same point hides this one: only check what the path shows.
+            let last = mounts.lines().filter(|l| l.split(' ').nth(1) == Some(dir)).last().unwrap();
+            if last != line {
+                continue;
+            }
+            assert_eq!(in_memory_fs(d.as_raw_fd()), fstype == "tmpfs", "{dir} ({fstype})");
+            if fstype == "tmpfs" { seen.0 += 1 } else { seen.1 += 1 }
+        }
+        assert!(seen.1 > 0, "no mount point to check");
+    }
 }
