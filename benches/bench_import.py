@@ -4,7 +4,7 @@
     python benches/bench_import.py [--quick] [--reps N] [--debian] [--places tmpfs,disk]
 
 Contenders, each unpacking the same layer into a fresh directory:
-  dockyard   `dockyard import LAYER` (the CLI: extraction, both sha256 digests, blob kept,
+  dockyard   `dockyard import LAYER` (the CLI: extraction, both sha256 digests, tar-split kept,
              SQLite registration), into a fresh root
   gnu-tar    `tar -xzf LAYER` (or --zstd / plain; -p --numeric-owner, as root would)
   tarfile    Python's tarfile.extractall
