@@ -260,22 +260,17 @@ class Images:
                     f"layer {src.member or index} does not match its manifest: "
                     f"digest {info['digest']}, expected {src.expected_digest}"
                 )
-            info["dir"] = target
             if src.own:
-                info["blob_file"] = Path(src.path)
-                info["blob"], info["blob_size"] = info["digest"], info["compressed_size"]
-                info["blob_compression"] = info["compression"]
+                blob = (Path(src.path), info["digest"], info["compressed_size"], info["compression"])
             elif info["split"] is not None:
-                info["blob_file"] = keep
-                info["blob"], info["blob_size"] = info["split"]["digest"], info["split"]["size"]
-                info["blob_compression"] = TAR_SPLIT
+                blob = (keep, info["split"]["digest"], info["split"]["size"], TAR_SPLIT)
             else:
                 # A member replaced an earlier one, so the tree cannot give the stream back:
                 # keep the layer's own bytes (a second read of the source).
                 _copy_range(src, keep, info["digest"])
-                info["blob_file"] = keep
-                info["blob"], info["blob_size"] = info["digest"], info["compressed_size"]
-                info["blob_compression"] = info["compression"]
+                blob = (keep, info["digest"], info["compressed_size"], info["compression"])
+            info["dir"] = target
+            info["blob_file"], info["blob"], info["blob_size"], info["blob_compression"] = blob
             return info
 
         records: list[dict | None] = [None] * len(sources)
