@@ -267,7 +267,9 @@ class Images:
             else:
                 # A member replaced an earlier one, so the tree cannot give the stream back:
                 # keep the layer's own bytes (a second read of the source).
-                _copy_range(src, keep, info["digest"])
+                copy = _native.compress(src.path, str(keep), "none", offset=src.offset, length=src.length)
+                if copy["digest"] != info["digest"]:
+                    raise DockyardError(f"layer {src.member or src.path} changed while it was read")
                 blob = (keep, info["digest"], info["compressed_size"], info["compression"])
             info["dir"] = target
             info["blob_file"], info["blob"], info["blob_size"], info["blob_compression"] = blob
@@ -685,21 +687,3 @@ def _go_arch() -> str:
     machine = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
             "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
-
-
-def _copy_range(src: LayerSource, dest: Path, digest: str) -> None:
-    """Copy the source's bytes to ``dest`` and check they are still the ones extracted."""
-    from .. import _native
-
-    left = src.length
-    with open(src.path, "rb") as f, open(dest, "wb") as out:
-        f.seek(src.offset)
-        while left is None or left > 0:
-            chunk = f.read(1 << 20 if left is None else min(left, 1 << 20))
-            if not chunk:
-                break
-            out.write(chunk)
-            if left is not None:
-                left -= len(chunk)
-    if _native.sha256_file(str(dest)) != digest:
-        raise DockyardError(f"layer {src.member or src.path} changed while it was read")

@@ -63,7 +63,7 @@ impl Recorder {
                 .write_all(b"L")
                 .and_then(|_| self.out.write_all(&(piece.len() as u32).to_le_bytes()))
                 .and_then(|_| self.out.write_all(piece));
-            r.map_err(|e| Error::io(&self.path, e))?;
+            r.map_err(|e| self.io(e))?;
         }
         self.lit.clear();
         Ok(())
@@ -88,16 +88,17 @@ impl Recorder {
         Ok(())
     }
 
-    /// `n` bytes of the current file's contents were read.
+    /// Member data was read: counted as the current file's contents, if there is one, else
+    /// kept as literal bytes.
     #[inline]
-    pub fn payload_bytes(&mut self, n: u64) {
-        if let Some((_, count)) = &mut self.payload {
-            *count += n;
+    pub fn data(&mut self, b: &[u8]) -> Result<()> {
+        match &mut self.payload {
+            Some((_, count)) => {
+                *count += b.len() as u64;
+                Ok(())
+            }
+            None => self.literal(b),
         }
-    }
-
-    pub fn in_payload(&self) -> bool {
-        self.payload.is_some()
     }
 
     /// The current file's contents are over (what was not read follows as literal bytes).

@@ -163,10 +163,8 @@ impl<R: BufRead> Reader<R> {
             }
             let k = (b.len() as u64).min(self.remaining) as usize;
             f(&b[..k])?;
-            match &mut self.split {
-                Some(s) if s.in_payload() => s.payload_bytes(k as u64),
-                Some(s) => s.literal(&b[..k])?,
-                None => {}
+            if let Some(s) = &mut self.split {
+                s.data(&b[..k])?;
             }
             self.r.consume(k);
             self.remaining -= k as u64;
