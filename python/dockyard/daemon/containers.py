@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import struct
@@ -807,150 +806,26 @@ def _wait_started(d, cid: str, conn) -> bool:  # noqa: ANN001
 
 # -- docker cp --------------------------------------------------------------------------------------
 
-def _go_mode(st: os.stat_result) -> int:
-    import stat as s
-
-    mode = s.S_IMODE(st.st_mode)
-    if s.S_ISDIR(st.st_mode):
-        mode |= 1 << 31
-    elif s.S_ISLNK(st.st_mode):
-        mode |= 1 << 27
-    elif s.S_ISFIFO(st.st_mode):
-        mode |= 1 << 25
-    elif s.S_ISSOCK(st.st_mode):
-        mode |= 1 << 24
-    elif s.S_ISCHR(st.st_mode):
-        mode |= (1 << 26) | (1 << 21)
-    elif s.S_ISBLK(st.st_mode):
-        mode |= 1 << 26
-    if st.st_mode & s.S_ISUID:
-        mode |= 1 << 23
-    if st.st_mode & s.S_ISGID:
-        mode |= 1 << 22
-    if st.st_mode & s.S_ISVTX:
-        mode |= 1 << 20
-    return mode
-
-
-def _resolve_in(rootfs: str, path: str, follow: bool = False) -> tuple[str, str]:
-    """Host path of ``path`` in the container (the last component not followed unless asked),
-    never outside ``rootfs``; and the name to use in the tar."""
-    from ..engine.spec import secure_path
-
-    if not path:
-        raise InvalidArgument("path is required")
-    if not path.startswith("/"):
-        path = "/" + path
-    parent, base = os.path.split(path.rstrip("/") or "/")
-    host_parent = secure_path(rootfs, parent or "/")
-    host = os.path.join(host_parent, base) if base and base not in (".", "..") else secure_path(rootfs, path)
-    if follow and os.path.islink(host):
-        host = secure_path(rootfs, path)
-    real_root = os.path.realpath(rootfs)
-    if os.path.commonpath([os.path.realpath(os.path.dirname(host)) if base else os.path.realpath(host), real_root]) != real_root:
-        raise InvalidArgument(f"path {path!r} is outside the container")
-    return host, base or "/"
-
-
-def _stat_header(host: str, name: str, rootfs: str) -> str:
-    st = os.lstat(host)
-    link = ""
-    if os.path.islink(host):
-        link = os.readlink(host)
-    from datetime import datetime, timezone
-
-    mtime = datetime.fromtimestamp(st.st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    doc = {"name": name, "size": st.st_size, "mode": _go_mode(st), "mtime": mtime, "linkTarget": link}
-    return base64.b64encode(json.dumps(doc).encode()).decode()
-
-
-def _archive_source(engine, cid: str, rootfs: str, id: str, path: str) -> tuple[str, str]:  # noqa: ANN001, A002
-    """The host path and tar name of the container's ``path`` for GET/HEAD: a trailing "/"
-    follows a link and asks for a directory (as dockerd's lstat); the container's own hostname,
-    hosts and resolv.conf (bind-mounted over the image's in the running container) are served
-    rather than the image's placeholders."""
-    host, name = _resolve_in(rootfs, path, follow=path.endswith("/"))
-    if not os.path.lexists(host):
-        raise NotFound(f"Could not find the file {path} in container {id}")
-    if path.endswith(("/", "/.")) and not os.path.isdir(host):
-        raise DockyardError(f"lstat {path.rstrip('/')}: not a directory")
-    return _own_etc(engine, cid, rootfs).get(host, host), name
-
-
-def _own_etc(engine, cid: str, rootfs: str) -> dict[str, str]:  # noqa: ANN001
-    """rootfs path -> the container's own file, for hostname, hosts and resolv.conf (once made)."""
-    out = {}
-    for name in ("hostname", "hosts", "resolv.conf"):
-        own = engine.containers.dir(cid) / name
-        if own.is_file():
-            out[os.path.join(rootfs, "etc", name)] = str(own)
-    return out
-
-
-def _add_tree(tf, host: str, arcname: str, swap: dict[str, str]) -> None:  # noqa: ANN001
-    """``tf.add(host, arcname)``, taking the files in ``swap`` from elsewhere."""
-    tf.add(swap.get(host, host), arcname=arcname, recursive=False)
-    if os.path.isdir(host) and not os.path.islink(host):
-        for entry in sorted(os.listdir(host)):
-            _add_tree(tf, os.path.join(host, entry), f"{arcname}/{entry}", swap)
-
-
-def _archive_stat(d, id: str, path: str) -> tuple[dict, str]:  # noqa: ANN001, A002
-    with d.engines.get() as engine:
-        cid = engine.containers.resolve(id)
-        with engine.containers._with_rootfs(cid) as rootfs:
-            host, name = _archive_source(engine, cid, rootfs, id, path)
-            return {"X-Docker-Container-Path-Stat": _stat_header(host, name, rootfs)}, cid
-
-
 def archive_head(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
-    headers, _ = _archive_stat(d, id, req.arg("path") or "")
-    return Reply(200, b"", "application/x-tar", headers)
+    with d.engines.get() as engine, engine.containers.archive_source(id, req.arg("path") or "") as src:
+        return Reply(200, b"", "application/x-tar", {"X-Docker-Container-Path-Stat": src.stat_header()})
 
 
 def archive_get(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
-    import tarfile
-
-    path = req.arg("path") or ""
-    with d.engines.get() as engine:
-        cid = engine.containers.resolve(id)
-        with engine.containers._with_rootfs(cid) as rootfs:
-            host, name = _archive_source(engine, cid, rootfs, id, path)
-            header = _stat_header(host, name, rootfs)
-            out = req.start_stream("application/x-tar", headers={"X-Docker-Container-Path-Stat": header})
-            req._started = True
-            arcname = "." if path.endswith("/.") else name.strip("/") or "."
-            with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-                _add_tree(tf, host, arcname, _own_etc(engine, cid, rootfs))
-            out.close()
+    with d.engines.get() as engine, engine.containers.archive_source(id, req.arg("path") or "") as src:
+        out = req.start_stream("application/x-tar", headers={"X-Docker-Container-Path-Stat": src.stat_header()})
+        req._started = True
+        src.write_tar(out)
+        out.close()
     return STREAMED
 
 
 def archive_put(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
-    from .. import _native
-
     path = req.arg("path") or ""
     req.bool("noOverwriteDirNonDir")
     req.bool("copyUIDGID")  # dockerd keeps the archive's owners either way (with a USER, -a maps to it)
     with d.engines.get() as engine:
-        cid = engine.containers.resolve(id)
-        rec = engine.containers.load(cid)
-        if rec["spec"]["HostConfig"].get("ReadonlyRootfs"):
-            raise Conflict("container rootfs is marked read-only")
-        with engine.store.staging() as stage, engine.containers._with_rootfs(cid) as rootfs:
-            from ..engine.spec import secure_path
-
-            target = secure_path(rootfs, path or "/")
-            if not os.path.lexists(target):
-                raise NotFound(f"Could not find the file {path} in container {id}")
-            if not os.path.isdir(target):
-                raise InvalidArgument(f"extraction point is not a directory: {path}")
-            tar = stage / "put.tar"
-            src = req.stream
-            with open(tar, "wb") as f:
-                while chunk := src.read(1 << 20):
-                    f.write(chunk)
-            _native.extract(str(tar), target, whiteouts="apply")
+        engine.containers.archive_put(id, path, req.stream)
     return None
 
 

@@ -754,91 +754,22 @@ class Containers:
                     self._unmount_rootfs(cid)
         return ctx()
 
-    def copy_from(self, ref: str, path: str, dest: str, follow_link: bool = False) -> None:
-        """``docker cp CONTAINER:PATH DEST``; DEST ``-`` writes a tar to stdout."""
-        import shutil
-        import sys
-        import tarfile
+    def archive_source(self, ref: str, path: str):  # noqa: ANN201
+        """``docker cp CONTAINER:PATH``: a context giving :class:`.cp.Source` (its stat header
+        and its tar), ``path`` resolved once beneath the container's root."""
+        from . import cp
 
-        from .spec import secure_path
+        return cp.source(self, self.resolve(ref), ref, path)
 
-        cid = self.resolve(ref)
-        with self._with_rootfs(cid) as rootfs:
-            parent, base = os.path.split(path.rstrip("/") or "/")
-            host_parent = secure_path(rootfs, parent or "/")
-            src = os.path.join(host_parent, base) if base else host_parent
-            if follow_link and os.path.islink(src):
-                src = secure_path(rootfs, os.path.join(parent, base))
-            if not os.path.lexists(src):
-                raise NotFound(f"Could not find the file {path} in container {ref}")
-            contents_only = path.endswith("/.")
-            if dest == "-":
-                with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-                    tf.add(src, arcname="." if contents_only else (base or "/"))
-                return
-            if os.path.isdir(src) and not os.path.islink(src):
-                target = dest
-                if os.path.isdir(dest) and not contents_only:
-                    target = os.path.join(dest, base)
-                elif not os.path.exists(dest) and not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
-                    raise InvalidArgument(f"destination directory {os.path.dirname(dest)!r} must exist")
-                shutil.copytree(src, target, symlinks=True, dirs_exist_ok=True)
-            else:
-                if dest.endswith("/") and not os.path.isdir(dest):
-                    raise InvalidArgument(f"destination directory {dest!r} must exist")
-                target = os.path.join(dest, base) if os.path.isdir(dest) else dest
-                if os.path.islink(src):
-                    if os.path.lexists(target):
-                        os.unlink(target)
-                    os.symlink(os.readlink(src), target)
-                else:
-                    shutil.copy2(src, target)
-
-    def copy_to(self, ref: str, src: str, path: str, archive: bool = False, follow_link: bool = False) -> None:
-        """``docker cp SRC CONTAINER:PATH``; SRC ``-`` reads a tar from stdin.  Files land owned by
-        root unless ``archive`` (-a) keeps their owners, as docker.  Extraction is the layer
-        extractor's, which never writes outside the target directory."""
-        import sys
-        import tarfile
-
-        from .. import _native
-        from .spec import secure_path
+    def archive_put(self, ref: str, path: str, stream) -> None:  # noqa: ANN001
+        """``docker cp - CONTAINER:PATH``: extract the tar read from ``stream`` beneath the
+        directory ``path``, resolved once in the container's root, never leaving it."""
+        from . import cp
 
         cid = self.resolve(ref)
-        with self.store.staging() as stage, self._with_rootfs(cid) as rootfs:
-            tar = stage / "cp.tar"
-            dest_path = path.rstrip("/") or "/"
-            host_dest = secure_path(rootfs, dest_path)
-            if src == "-":
-                with open(tar, "wb") as f:
-                    while chunk := sys.stdin.buffer.read(1 << 20):
-                        f.write(chunk)
-                target_dir = host_dest
-                if not os.path.isdir(target_dir):
-                    raise InvalidArgument(f"extraction point is not a directory: {path}")
-            else:
-                if not os.path.lexists(src):
-                    raise InvalidArgument(f"could not find the file {src} on the host")
-                name = os.path.basename(src.rstrip("/")) or "."
-                if os.path.isdir(host_dest):
-                    target_dir, arcname = host_dest, name
-                    if src.endswith("/."):
-                        arcname = "."
-                else:
-                    parent = secure_path(rootfs, os.path.dirname(dest_path) or "/")
-                    if not os.path.isdir(parent):
-                        raise InvalidArgument(f"destination directory {os.path.dirname(dest_path)} must exist")
-                    target_dir, arcname = parent, os.path.basename(dest_path)
-
-                def owner(info: tarfile.TarInfo) -> tarfile.TarInfo:
-                    if not archive:
-                        info.uid = info.gid = 0
-                        info.uname = info.gname = ""
-                    return info
-
-                with tarfile.open(tar, "w", format=tarfile.PAX_FORMAT, dereference=follow_link) as tf:
-                    tf.add(src, arcname=arcname, filter=owner)
-            _native.extract(str(tar), target_dir, whiteouts="apply")
+        if self.load(cid)["spec"]["HostConfig"].get("ReadonlyRootfs"):
+            raise Conflict("container rootfs is marked read-only")
+        cp.put(self, cid, ref, path, stream)
 
     def read_log(self, cid: str, pos: int = 0) -> tuple[int, list[dict]]:
         """:func:`read_json_log` of this container's log."""

@@ -102,6 +102,12 @@ impl Root {
         Ok(Self { fd, path: path.to_path_buf(), chain_path: Vec::new(), chain: Vec::new() })
     }
 
+    /// A root that is an already-open directory descriptor (resolved once, e.g. by
+    /// [`crate::inroot::open_in_root`]); `path` only names it in error messages.
+    pub fn from_fd(fd: OwnedFd, path: &Path) -> Self {
+        Self { fd, path: path.to_path_buf(), chain_path: Vec::new(), chain: Vec::new() }
+    }
+
     pub fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

@@ -86,7 +86,21 @@ pub struct LayerInfo {
 /// On error, `dest` may hold part of the layer (the caller removes it); nothing outside it has
 /// been created, changed or removed, and no thread started here is still running.
 pub fn extract(src: &Path, dest: &Path, opts: &ExtractOptions<'_>) -> Result<LayerInfo> {
-    let root = Root::open(dest)?;
+    extract_root(src, Root::open(dest)?, opts)
+}
+
+/// [`extract`] into the directory open as `dest` (`name` only names it in errors): nothing is
+/// resolved by path above it, so a directory that was swapped for a symlink after `dest` was
+/// opened (a live container's doing) cannot redirect a single write.
+pub fn extract_at(src: &Path, dest: OwnedFd, name: &Path, opts: &ExtractOptions<'_>) -> Result<LayerInfo> {
+    let st = sys::fstat(dest.as_raw_fd()).map_err(|e| Error::io(name, e))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(Error::io(name, std::io::Error::from_raw_os_error(libc::ENOTDIR)));
+    }
+    extract_root(src, Root::from_fd(dest, name), opts)
+}
+
+fn extract_root(src: &Path, root: Root, opts: &ExtractOptions<'_>) -> Result<LayerInfo> {
     let stream = LayerStream::open(src, opts.offset, opts.length, opts.tee)?;
     let codec = match stream.compression().name() {
         "none" => "tar",

@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 #[cfg(dockyard_isal)]
 pub mod gunzip;
+pub mod inroot;
 pub mod mount;
 pub mod pack;
 pub mod source;
@@ -27,5 +28,5 @@ pub(crate) mod testutil;
 pub use compress::{compress, decompress, gzip_decoder, Compression, StreamInfo};
 pub use digest::sha256_file;
 pub use error::{Error, Result};
-pub use extract::{extract, ExtractOptions, LayerInfo, Whiteouts};
+pub use extract::{extract, extract_at, ExtractOptions, LayerInfo, Whiteouts};
 pub use pack::{pack, ChangeKind, PackOptions};

@@ -109,6 +109,50 @@ fn extract<'py>(
     layer_dict(py, &info)
 }
 
+/// Extract the tar `src` into the directory open as descriptor `dest` (the caller keeps its
+/// descriptor: a duplicate is used); `name` names it in errors.
+#[pyfunction]
+#[pyo3(signature = (src, dest, name, *, whiteouts = "apply"))]
+fn extract_at<'py>(
+    py: Python<'py>,
+    src: PathBuf,
+    dest: i32,
+    name: PathBuf,
+    whiteouts: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let whiteouts = core::Whiteouts::parse(whiteouts).map_err(NativeError)?;
+    let info = detached(py, || {
+        let fd = dup_fd(dest).map_err(|e| core::Error::io(&name, e))?;
+        let opts = core::ExtractOptions { whiteouts, ..Default::default() };
+        core::extract_at(&src, fd, &name, &opts)
+    })?;
+    layer_dict(py, &info)
+}
+
+fn dup_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::BorrowedFd;
+    if fd < 0 {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: the caller passes a descriptor it holds open for the duration of the call.
+    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+}
+
+/// Open `path` inside the root open as descriptor `root` the way `docker cp` resolves it
+/// (symlinks followed but scoped to the root, the last one only if `follow`), once; returns a
+/// new descriptor the caller owns. `directory` opens it `O_RDONLY | O_DIRECTORY`, otherwise
+/// `O_PATH`. Errors are `OSError`s naming `path`.
+#[pyfunction]
+#[pyo3(signature = (root, path, *, follow = true, directory = false))]
+fn open_in_root(py: Python<'_>, root: i32, path: PathBuf, follow: bool, directory: bool) -> PyResult<i32> {
+    use std::os::fd::IntoRawFd;
+    detached(py, || {
+        core::inroot::open_in_root(root, path.as_os_str().as_bytes(), follow, directory)
+            .map(IntoRawFd::into_raw_fd)
+            .map_err(|e| core::Error::io(&path, e))
+    })
+}
+
 #[pyfunction]
 #[pyo3(signature = (src, dest, *, compression = "gzip", level = None, upper = false, changes = None))]
 fn pack<'py>(
@@ -218,6 +262,8 @@ fn umount(py: Python<'_>, target: PathBuf, detach: bool) -> PyResult<()> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(extract, m)?)?;
+    m.add_function(wrap_pyfunction!(extract_at, m)?)?;
+    m.add_function(wrap_pyfunction!(open_in_root, m)?)?;
     m.add_function(wrap_pyfunction!(pack, m)?)?;
     m.add_function(wrap_pyfunction!(diff, m)?)?;
     m.add_function(wrap_pyfunction!(gzip_decoder, m)?)?;
