@@ -115,14 +115,103 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+#: The store and the run dir are private to root, as dockerd keeps its root: 0710, the group
+#: (``dockyard`` when it exists, as for the socket) may only pass through, others not at all.
+#: Only these top directories need it: a container's process sees its rootfs and volumes through
+#: mounts made by root, never through these paths, so ``--user nobody`` containers still work.
+PRIVATE_MODE = 0o710
+
+
+def private_dir(path: Path) -> None:
+    """Make ``path`` (and missing parents) and make it private: owner root, mode 0710, group
+    ``dockyard`` when that group exists.  Also for a directory made by someone else (a store
+    adopted from an older version, say): its mode is tightened, never loosened."""
+    import stat
+
+    path.mkdir(parents=True, exist_ok=True)
+    st = os.stat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & ~PRIVATE_MODE & 0o777:
+        os.chmod(path, mode & PRIVATE_MODE)
+    if os.geteuid() == 0:
+        gid = _dockyard_gid()
+        if st.st_uid != 0 or st.st_gid != gid:
+            os.chown(path, 0, gid)
+
+
+_GID: list[int] = []
+
+
+def _dockyard_gid() -> int:
+    if not _GID:
+        import grp
+
+        try:
+            _GID.append(grp.getgrnam("dockyard").gr_gid)
+        except KeyError:
+            _GID.append(0)
+    return _GID[0]
+
+
+def write_atomic(dest: str | os.PathLike[str], data: bytes, mode: int = 0o600, tmp_dir: Path | None = None,
+                 fsync: bool = True) -> None:
+    """Write ``data`` to a temporary name beside ``dest`` (or in ``tmp_dir``, on the same file
+    system), fsync, rename over ``dest``.  On any failure (ENOSPC, EDQUOT, a signal) the
+    temporary file is removed: nothing but ``dest``, old or new, is ever left."""
+    dest = Path(dest)
+    tag = f"{os.getpid()}-{os.urandom(4).hex()}"
+    tmp = tmp_dir / f"{tag}.tmp" if tmp_dir is not None else dest.with_name(f".{dest.name}.{tag}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def private_file(path: Path) -> None:
+    """Tighten an existing file to 0600 (a store adopted from a version that left it 0644)."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+
+
+def run_root() -> Path:
+    """``$DOCKYARD_RUN``: sockets, runtime state, attach sockets, network namespaces."""
+    return Path(os.environ.get("DOCKYARD_RUN", "/run/dockyard"))
+
+
 class Store:
     """One handle on the store.  Cheap to open; safe to use from several processes at once."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
+        private_dir(self.root)
         if not (self.root / "tmp").is_dir():  # a new root (tmp/ is made last)
             for sub in ("blobs/sha256", "layers", "containers", "volumes", "tmp"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
+        private_dir(run_root())
+        db_path = self.root / "state.db"
+        if not db_path.exists():
+            # SQLite gives the -wal and -shm files the database file's mode: make it 0600 first
+            os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        else:
+            for suffix in ("", "-wal", "-shm"):
+                private_file(self.root / f"state.db{suffix}")
         self._lock_fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -132,7 +221,7 @@ class Store:
         else:
             alone = True
         self.db = sqlite3.connect(
-            self.root / "state.db", timeout=60, isolation_level=None, check_same_thread=False
+            db_path, timeout=60, isolation_level=None, check_same_thread=False
         )
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -159,12 +248,15 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; a rename done inside is undone by sweep() on a crash."""
+        """BEGIN IMMEDIATE ... COMMIT; a rename done inside is undone by sweep() on a crash.
+        On a nearly full disk the reserve goes first (:func:`keep_reserve`)."""
+        keep_reserve(self.root)
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite rolls back by itself after SQLITE_FULL
+                self.db.execute("ROLLBACK")
             raise
         else:
             self.db.execute("COMMIT")
@@ -198,12 +290,7 @@ class Store:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         dest = self.blob_path(digest)
         if not dest.exists():
-            tmp = self.root / "tmp" / f"{os.getpid()}-{os.urandom(6).hex()}.blob"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, dest)
+            write_atomic(dest, data, mode=0o644, tmp_dir=self.root / "tmp")
         return digest
 
     def adopt_blob(self, tmp: Path, digest: str) -> None:
@@ -270,6 +357,44 @@ class Store:
             for digest in blobs:
                 if _hex(digest) not in referenced:
                     self.blob_path(digest).unlink(missing_ok=True)
+
+
+#: Space kept in ``<root>/reserve`` for the database (see :func:`keep_reserve`).
+RESERVE_BYTES = 4 << 20
+
+
+def keep_reserve(root: Path) -> None:
+    """Keep room for the database on the store's file system.
+
+    A container that fills the disk (its upper dir is on it) must not stop ``rm``, ``rmi`` or
+    ``prune`` from freeing it, yet SQLite needs a few free pages to commit even a delete.  So
+    ``<root>/reserve`` holds :data:`RESERVE_BYTES` preallocated while space is plentiful; when
+    less than that is free it is deleted before the next transaction begins, which hands its
+    space to the database, and it is made again once four times as much is free.  Costs one
+    statvfs and one stat per transaction."""
+    path = os.path.join(root, "reserve")
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return
+    free = (st.f_bfree if os.geteuid() == 0 else st.f_bavail) * st.f_frsize
+    if free < RESERVE_BYTES:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    elif free >= 4 * RESERVE_BYTES and not os.path.exists(path):
+        tmp = os.path.join(root, "tmp", f"{os.getpid()}-reserve-{os.urandom(4).hex()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            os.rename(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        finally:
+            os.close(fd)
 
 
 def remove_tree(path: Path) -> None:
