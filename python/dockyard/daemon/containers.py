@@ -528,6 +528,10 @@ def _frame(kind: int, data: bytes) -> bytes:
 
 
 def logs(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002, C901
+    """``docker logs``: the json-file log streamed in blocks (the daemon holds about one block,
+    whatever the log's size); ``--tail`` read from the end; ``-f`` woken by inotify on the log
+    and by the container's ``die`` event, never by a timer."""
+    from ..engine.containers import iter_json_log, tail_json_log
     from ..engine.images import parse_time
 
     follow, stdout, stderr, stamps = req.bool("follow"), req.bool("stdout"), req.bool("stderr"), req.bool("timestamps")
@@ -547,53 +551,145 @@ def logs(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002, C901
         rec = engine.containers.load(cid)
         path = engine.containers.logs(cid)
     tty = rec["spec"]["Config"].get("Tty")
-    out = req.start_stream("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
-    req._started = True
-
-    def read_from(pos: int) -> tuple[int, list[dict]]:
-        from ..engine.containers import read_json_log
-
-        return read_json_log(path, pos)  # (the engine handle went back to the pool above)
-
-    def emit(entries: list[dict]) -> None:
-        buf = []
-        for e in entries:
-            err = e.get("stream") == "stderr"
-            if (err and not stderr) or (not err and not stdout):
-                continue
-            if since or until:
-                t = parse_time(e.get("time", ""))
-                if since and t < since or until and t >= until:
-                    continue
-            text = e.get("log", "").encode("utf-8", "surrogateescape")
-            if stamps:
-                text = e.get("time", "").encode() + b" " + text
-            buf.append(text if tty else _frame(2 if err else 1, text))
-        if buf:
-            out.write(b"".join(buf))
-
-    pos, entries = read_from(0)
-    if count >= 0:
-        entries = entries[-count:] if count else []
-    emit(entries)
-    if follow:
-        while not d.stopping.is_set():
+    events = d.events.subscribe() if follow else None  # before the state is read: no exit slips by
+    try:
+        if follow:
             with d.engines.get() as engine:
                 try:
-                    running = engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]
+                    follow = engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]
                 except NotFound:
-                    running = False
-            pos, entries = read_from(pos)
-            emit(entries)
-            if not running:
-                pos, entries = read_from(pos)
+                    follow = False
+        out = req.start_stream("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
+        req._started = True
+
+        def emit(entries: list[dict]) -> None:
+            buf = []
+            for e in entries:
+                err = e.get("stream") == "stderr"
+                if (err and not stderr) or (not err and not stdout):
+                    continue
+                if since or until:
+                    t = parse_time(e.get("time", ""))
+                    if since and t < since or until and t >= until:
+                        continue
+                text = e.get("log", "").encode("utf-8", "surrogateescape")
+                if stamps:
+                    text = e.get("time", "").encode() + b" " + text
+                buf.append(text if tty else _frame(2 if err else 1, text))
+            if buf:
+                out.write(b"".join(buf))
+
+        def copy_from(pos: int) -> int:
+            for pos, entries in iter_json_log(path, pos):  # noqa: B007
                 emit(entries)
-                break
-            if until and time.time() >= until:
-                break
-            time.sleep(0.05)
-    out.close()
+            return pos
+
+        if count >= 0:
+            pos, entries = tail_json_log(path, count)
+            emit(entries)
+        else:
+            pos = copy_from(0)
+        if follow and not (until and time.time() >= until):
+            _follow_log(d, req, cid, path, pos, copy_from, events, until)
+        out.close()
+    finally:
+        if events is not None:
+            d.events.unsubscribe(events)
     return STREAMED
+
+
+def _follow_log(d, req: Request, cid: str, path, pos: int, copy_from, events, until: float) -> None:  # noqa: ANN001
+    """``logs -f`` after what was there: copy what the supervisor appends until the container
+    dies or is removed, ``until`` passes or the client goes away.  Woken by inotify (the log was
+    written) and by the event bus (a pipe written by a thread that waits for this container's
+    ``die``/``destroy``); nothing here wakes on a timer."""
+    import select
+    import threading
+
+    ino = _Inotify()
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    done = threading.Event()
+
+    def watch_events() -> None:
+        while not done.is_set():
+            ev = events.get()
+            if ev is None:
+                return
+            if ev.get("id") == cid and ev.get("Action") in ("die", "destroy"):
+                break
+        try:
+            os.write(wake_w, b"x")
+        except OSError:
+            pass
+
+    watcher = threading.Thread(target=watch_events, name=f"logs-{cid[:12]}", daemon=True)
+    try:
+        ino.watch(path)
+        watcher.start()
+        poller = select.poll()
+        poller.register(ino.fd, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        client = req.handler.connection.fileno()
+        poller.register(client, select.POLLHUP)  # (a half-close is not the end: only a hang-up)
+        pos = copy_from(pos)  # what came between the first read and the watch
+        exited = False
+        while not exited:
+            timeout = None if not until else max(0.0, until - time.time()) * 1000
+            ready = poller.poll(timeout)
+            if not ready:
+                return  # until passed
+            for fd, _mask in ready:
+                if fd == client:
+                    req.handler.close_connection = True
+                    return
+                if fd == ino.fd:
+                    ino.drain()
+                elif fd == wake_r:
+                    exited = True
+            pos = copy_from(pos)  # (after a die: the supervisor wrote everything before the exit)
+    finally:
+        done.set()
+        events.put(None)  # ends the watcher's wait
+        if watcher.ident is not None:
+            watcher.join()  # before its pipe is closed (a reused fd number must not get its byte)
+        ino.close()
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+class _Inotify:
+    """The least of inotify(7) over ctypes (the stdlib has none): IN_MODIFY on one file."""
+
+    IN_MODIFY = 0x2
+    IN_NONBLOCK = os.O_NONBLOCK
+    IN_CLOEXEC = os.O_CLOEXEC
+
+    def __init__(self) -> None:
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(self.IN_NONBLOCK | self.IN_CLOEXEC)
+        if self.fd < 0:
+            err = ctypes.get_errno()
+            raise DockyardError(f"inotify_init1: {os.strerror(err)}")
+
+    def watch(self, path) -> None:  # noqa: ANN001
+        import ctypes
+
+        if self._libc.inotify_add_watch(self.fd, os.fsencode(str(path)), self.IN_MODIFY) < 0:
+            err = ctypes.get_errno()
+            if err != 2:  # ENOENT: a container whose log is not there yet still ends with its die
+                raise DockyardError(f"inotify_add_watch {path}: {os.strerror(err)}")
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def _ts(value: str | None) -> float:
@@ -763,17 +859,17 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
 
 def _replay_log(conn, path, tty: bool, want: dict[int, bool]) -> None:  # noqa: ANN001
     """``attach?logs=1``: what the container has written so far, before the live stream."""
-    from ..engine.containers import read_json_log
+    from ..engine.containers import iter_json_log
 
-    _, entries = read_json_log(path)
-    out = []
-    for e in entries:
-        kind = 2 if e.get("stream") == "stderr" else 1
-        if want.get(kind, True):
-            data = e.get("log", "").encode()
-            out.append(data if tty else _frame(kind, data))
-    if out:
-        conn.sendall(b"".join(out))
+    for _, entries in iter_json_log(path):  # a block at a time, whatever the log's size
+        out = []
+        for e in entries:
+            kind = 2 if e.get("stream") == "stderr" else 1
+            if want.get(kind, True):
+                data = e.get("log", "").encode()
+                out.append(data if tty else _frame(kind, data))
+        if out:
+            conn.sendall(b"".join(out))
 
 
 def _wait_started(d, cid: str, conn) -> bool:  # noqa: ANN001
