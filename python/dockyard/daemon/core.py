@@ -116,6 +116,9 @@ class Daemon:
         self.started = time.time()
         self.stopping = threading.Event()
         self._state_file = self.root / "daemon" / "state.json"
+        from ..engine.runtime import run_dir
+
+        self._run = run_dir()
         self.restart_counts: dict[str, int] = {}
         self.manually_stopped: set[str] = set()
         self.tracked: dict[str, dict] = {}       # running containers the monitor watches
@@ -127,6 +130,7 @@ class Daemon:
         self.attach_cond = threading.Condition(self.lock)
         self.execs: dict[str, dict] = {}
         self.timers: dict[str, threading.Timer] = {}
+        self._logged: dict[str, str] = {}           # what _log_once said last, by key
         self._load_state()
         self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)
 
@@ -143,10 +147,27 @@ class Daemon:
     def save_state(self) -> None:
         with self.lock:
             data = {"restart_counts": self.restart_counts, "manually_stopped": sorted(self.manually_stopped)}
-        self._state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._state_file.with_suffix(f".{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, self._state_file)
+        try:
+            self._state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self._state_file)
+        except OSError as exc:
+            # A full disk must not fail the request (rm -f is how space comes back): the state
+            # stays in memory and goes to disk at the next save.
+            tmp.unlink(missing_ok=True)
+            self._log_once("save-state", f"cannot save the daemon's state: {exc}")
+        else:
+            self._logged.pop("save-state", None)
+
+    def _log_once(self, key: str, message: str, exc_info: bool = False) -> None:
+        """Log a failure that repeats (the monitor retries every second) once, until it changes
+        or clears."""
+        with self.lock:
+            if self._logged.get(key) == message:
+                return
+            self._logged[key] = message
+        log.warning("%s", message, exc_info=exc_info)
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -168,15 +189,44 @@ class Daemon:
 
     def restore(self) -> None:
         """Find the containers that ran while no daemon watched: record the exits missed (the
-        engine reads the supervisors' exit files), watch the live ones, apply restart policies."""
+        engine reads the supervisors' exit files), watch the live ones, apply restart policies.
+
+        A daemon killed in the middle of a start leaves a container recorded as not running
+        whose supervisor and process may be there, or half made: each such record is made to
+        match what the runtime and the supervisors say (:meth:`Containers.reconcile`), and the
+        runtime state of containers that no longer exist is deleted."""
+        from ..engine.containers import find_supervisors
+
         with self.engines.get() as engine:
             c = engine.containers
             ids = [r[0] for r in engine.store.db.execute("SELECT id FROM containers")]
+            shims = find_supervisors(c.runtime.root)
+            known = set(ids)
+            try:
+                orphans = {e.name for e in os.scandir(c.runtime.root) if e.is_dir()} - known
+            except OSError:
+                orphans = set()
+            # (the run dir may be shared with engines of other roots: only this store's bundles)
+            ours = str(self.root / "containers") + "/"
+            for cid in sorted(orphans):
+                try:
+                    bundle = json.loads((c.runtime.root / cid / "state.json").read_text()).get("bundle") or ""
+                except (OSError, ValueError, AttributeError):
+                    continue
+                if bundle.startswith(ours):
+                    log.info("removing the runtime state of %s, a container this store no longer has", cid[:12])
+                    c._clear_runtime(cid, shims.get(cid, []))
             for cid in ids:
                 try:
                     before = c.load(cid)
-                    rec = c.refresh(dict(before, state=dict(before["state"])))
+                    if before["state"]["Running"]:
+                        rec = c.refresh(dict(before, state=dict(before["state"])))
+                    else:
+                        rec = c.reconcile(cid, shims.get(cid, []))
                 except NotFound:
+                    continue
+                except Exception:  # noqa: BLE001  (one container must not keep the daemon down)
+                    log.exception("restore: %s", cid[:12])
                     continue
                 if rec["state"]["Running"]:
                     self.track(cid, rec)
@@ -209,15 +259,19 @@ class Daemon:
             now = time.monotonic()
             for cid, info in items:
                 exit_file = self.root / "containers" / cid / "exit.json"
-                exited = exit_file.exists()
+                exited = exit_file.exists() or (self._run / "exits" / f"{cid}.json").exists()
                 if not exited and now - info["checked"] > 1.0:
                     info["checked"] = now
                     exited = not (_alive(info["pid"]) or _alive(info["shim"]))
                 if exited:
                     try:
                         self.check_exit(cid)
-                    except Exception:  # noqa: BLE001
-                        log.exception("monitor: %s", cid[:12])
+                    except Exception as exc:  # noqa: BLE001
+                        # retried every second: said once (with its traceback), not every time
+                        self._log_once(f"monitor:{cid}", f"monitor: {cid[:12]}: {exc}", exc_info=True)
+                    else:
+                        with self.lock:
+                            self._logged.pop(f"monitor:{cid}", None)
 
     def check_exit(self, cid: str) -> None:
         with self.engines.get() as engine:

@@ -14,8 +14,10 @@ rootfs unmounted).  A CLI killed at any point thus leaves state that the next co
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal as signals
+import sqlite3
 import threading
 import time
 import weakref
@@ -28,6 +30,11 @@ from .names import check_name, new_id, random_name
 from .runtime import Runtime, StartError, run_dir
 from .spec import DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities, parse_signal
 from .store import Store, pid_alive as _alive, remove_tree
+
+log = logging.getLogger("dockyard.engine")
+
+#: Containers whose exit is known but could not be recorded yet (disk full): said once each.
+_UNRECORDED: set[str] = set()
 
 
 def _record(row) -> dict:  # noqa: ANN001
@@ -116,6 +123,11 @@ class Containers:
     def attach_socket(self, cid: str) -> Path:
         """Under the run dir with a short name: a unix socket path must fit in 108 bytes."""
         return run_dir() / "attach" / f"{cid[:24]}.sock"
+
+    def exit_fallback(self, cid: str) -> Path:
+        """Where the supervisor writes the exit status when the store's file system is full
+        (under the run dir, normally a tmpfs of its own)."""
+        return run_dir() / "exits" / f"{cid}.json"
 
     def resolve(self, ref: str) -> str:
         """ID for a full ID, a name (with or without '/') or an unambiguous ID prefix."""
@@ -309,10 +321,7 @@ class Containers:
         if rec["spec"]["HostConfig"].get("_removing"):
             raise Conflict(f"container {cid} is marked for removal and cannot be started")
         d = self.dir(cid)
-        if state["Status"] != "created":
-            self.runtime.delete(cid)  # a previous run's runtime state, if any
-        (d / "exit.json").unlink(missing_ok=True)
-        self.attach_socket(cid).unlink(missing_ok=True)
+        self._clear_runtime(cid)  # what a start that was never recorded (a crash) left, if anything
         rootfs = self._mount_rootfs(rec)
         try:
             bundle_spec = self._bundle_spec(rec, rootfs)
@@ -322,8 +331,10 @@ class Containers:
             cfg = rec["spec"]["Config"]
             log = d / f"{cid}-json.log"
             self.attach_socket(cid).parent.mkdir(parents=True, exist_ok=True)
+            self.exit_fallback(cid).parent.mkdir(parents=True, exist_ok=True)
             pid, shim_pid = self.runtime.shim(d / "bundle", cid, log, d / "exit.json", self.attach_socket(cid),
-                                    tty=cfg["Tty"], stdin=cfg["OpenStdin"], wait_attach=attach)
+                                    tty=cfg["Tty"], stdin=cfg["OpenStdin"], wait_attach=attach,
+                                    exit_fallback=self.exit_fallback(cid))
         except BaseException as exc:
             self._unmount_rootfs(cid)
             self.runtime.delete(cid)
@@ -403,7 +414,8 @@ class Containers:
         state = rec["state"]
         if not state["Running"]:
             return rec
-        if (_alive(state["Pid"]) or _alive(state.get("ShimPid", 0))) and not (self.dir(rec["id"]) / "exit.json").exists():
+        if (_alive(state["Pid"]) or _alive(state.get("ShimPid", 0))) and not (self.dir(rec["id"]) / "exit.json").exists() \
+                and not self.exit_fallback(rec["id"]).exists():
             return rec  # the common case, without the lock: still running
         with _exit_lock(rec["id"]):
             try:
@@ -418,14 +430,12 @@ class Containers:
             return rec
         cid = rec["id"]
         exit_file = self.dir(cid) / "exit.json"
-        info = None
-        try:
-            info = json.loads(exit_file.read_text())
-        except (FileNotFoundError, ValueError):
+        info = _read_exit(exit_file) or _read_exit(self.exit_fallback(cid))
+        if info is None:
             if _alive(state["Pid"]) or _alive(state.get("ShimPid", 0)):
                 return rec  # running, or exited with the supervisor still draining its output
-            if exit_file.exists():
-                return rec  # written just now
+            info = _read_exit(exit_file) or _read_exit(self.exit_fallback(cid))  # written just now?
+        if info is None:
             # Supervisor and process are gone without an exit file: record an unknown exit.
             info = {"exit_code": 255, "finished_at": now_rfc3339(), "oom_killed": False}
         state = dict(state, Status="exited", Running=False, Paused=False, Pid=0,
@@ -436,9 +446,82 @@ class Containers:
             self.runtime.delete(cid)  # the supervisor died without its exit file: clean up for it
         from .network.hooks import on_stop as net_stop
 
-        net_stop(self, cid)  # namespace, veth, rules, address
-        self._save_state(cid, state)
+        try:
+            net_stop(self, cid)  # namespace, veth, rules, address
+            self._save_state(cid, state)
+        except (sqlite3.OperationalError, OSError) as exc:
+            if not _disk_full(exc):
+                raise
+            # Known but not recorded: reads show it; the next read records it once there is room
+            # (the exit file stays until then). Said once, not at every read.
+            if cid not in _UNRECORDED:
+                _UNRECORDED.add(cid)
+                log.warning("container %s exited (%s) but the exit cannot be recorded yet: %s", cid[:12],
+                            state["ExitCode"], exc)
+            rec["state"] = state
+            return rec
+        _UNRECORDED.discard(cid)
+        self.exit_fallback(cid).unlink(missing_ok=True)
         rec["state"] = state
+        return rec
+
+    def _clear_runtime(self, cid: str, shims: list[int] | tuple[int, ...] = ()) -> None:
+        """Remove what a start left in the runtime for a container recorded as not running: its
+        process, cgroups and runtime state (``delete -f``), then wait for its supervisor to go
+        (it would remove the next start's attach socket), and the exit files.  Nothing to do,
+        and no process run, in the common case (no runtime state)."""
+        state_dir = self.runtime.root / cid
+        pids = set(shims)
+        try:
+            init = int(json.loads((state_dir / "state.json").read_text()).get("pid") or 0)
+        except (OSError, ValueError, AttributeError):
+            init = 0
+        shim = _supervisor_of(init, self.runtime.root, cid) if init else 0
+        if shim:
+            pids.add(shim)
+        if state_dir.exists():
+            self.runtime.delete(cid)
+        for pid in pids:
+            _end_process(pid)
+        (self.dir(cid) / "exit.json").unlink(missing_ok=True)
+        self.exit_fallback(cid).unlink(missing_ok=True)
+        self.attach_socket(cid).unlink(missing_ok=True)
+
+    def reconcile(self, cid: str, shims: list[int] | tuple[int, ...] = ()) -> dict:
+        """After a daemon died mid-start: make a record that says "not running" match what the
+        runtime and the supervisors say.  A process that runs under its supervisor is adopted
+        (recorded running, its address kept); anything half made (supervisor, process, cgroups,
+        runtime state, rootfs mount, namespace, veth, leased address) is torn down and the
+        record stays as it was.  A record that says running is :meth:`refresh`'s business."""
+        rec = self.load(cid)
+        if rec["state"]["Running"]:
+            return self.refresh(rec)
+        rt = self.runtime.state(cid) if (self.runtime.root / cid).exists() else None
+        if rt and rt.get("status") in ("running", "paused") and _alive(int(rt.get("pid") or 0)):
+            pid = int(rt["pid"])
+            shim = _supervisor_of(pid, self.runtime.root, cid) or next((s for s in shims if _alive(s)), 0)
+            if shim:
+                paused = rt["status"] == "paused"
+                state = dict(EMPTY_STATE, Status="paused" if paused else "running", Running=True, Paused=paused,
+                             Pid=pid, StartedAt=rt.get("created") or now_rfc3339(), ShimPid=shim)
+                self._save_state(cid, state)
+                rec["state"] = state
+                log.info("container %s: adopted its running process %d (its start was never recorded)",
+                         cid[:12], pid)
+                return rec
+        from .network.hooks import networks
+
+        leased = any(ep["ip"] for ep in networks(self).endpoints(cid))
+        netns = networks(self).netns_path(cid)
+        rootfs = self.dir(cid) / "bundle" / "rootfs"
+        if rt is None and not shims and not leased and not netns.exists() and not _is_mountpoint(rootfs):
+            return rec
+        log.info("container %s: removing what an unrecorded start left", cid[:12])
+        self._clear_runtime(cid, shims)
+        self._unmount_rootfs(cid)
+        from .network.hooks import on_stop as net_stop
+
+        net_stop(self, cid)  # namespace, veth, rules, address
         return rec
 
     def wait(self, ref: str, timeout: float | None = None) -> dict:
@@ -515,15 +598,18 @@ class Containers:
                 self.wait(cid, timeout=30)
             except DockyardError:
                 pass
-        if rec["state"]["Running"] or rec["state"]["Error"]:
-            self.runtime.delete(cid)  # an exited container's was deleted when its exit was recorded
+        # Whatever exists goes, even if the record says created (a start that was never
+        # recorded); the directory (the upper dir: what a container wrote) before the record,
+        # so that on a full disk the space comes back first.
+        self._clear_runtime(cid)
         self._unmount_rootfs(cid)
+        remove_tree(self.dir(cid))
         with self.store.transaction() as db:
             db.execute("DELETE FROM containers WHERE id=?", (cid,))
+        _UNRECORDED.discard(cid)
         from .network.hooks import on_remove as net_remove
 
-        net_remove(self, rec, volumes)  # endpoints; anonymous volumes with -v or --rm
-        remove_tree(self.dir(cid))
+        net_remove(self, rec, volumes)  # namespace, veth, address, endpoints; anonymous volumes with -v or --rm
         return cid
 
     #: ``docker update``'s fields: HostConfig name -> Resources attribute
@@ -880,6 +966,80 @@ def merge_env(base: list[str], override: list[str]) -> list[str]:
 
 def _ulimit_name(rtype: str) -> str:
     return rtype.removeprefix("RLIMIT_").lower()
+
+
+def _read_exit(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL, or ENOSPC/EDQUOT: by code, never by message."""
+    import errno
+
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def shim_cmdline(argv: list[bytes], runtime_root: Path) -> str:
+    """The container ID if ``argv`` is a supervisor's (``dockyard-runtime --root R shim ... --id
+    ID``) under ``runtime_root``, else ''."""
+    try:
+        if argv[1:3] != [b"--root", str(runtime_root).encode()] or argv[3] != b"shim":
+            return ""
+        return argv[argv.index(b"--id") + 1].decode()
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return ""
+
+
+def _argv(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def find_supervisors(runtime_root: Path) -> dict[str, list[int]]:
+    """Every live supervisor under ``runtime_root``, by container ID (one walk of /proc)."""
+    out: dict[str, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            cid = shim_cmdline(_argv(int(entry.name)), runtime_root)
+            if cid and _alive(int(entry.name)):
+                out.setdefault(cid, []).append(int(entry.name))
+    return out
+
+
+def _supervisor_of(pid: int, runtime_root: Path, cid: str) -> int:
+    """The supervisor of a container's init (its parent, the shim being a subreaper), or 0."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return ppid if shim_cmdline(_argv(ppid), runtime_root) == cid else 0
+
+
+def _end_process(pid: int, grace: float = 3.0) -> None:
+    """Wait (on a pidfd, no polling) up to ``grace`` seconds for ``pid`` to exit, then SIGKILL it."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(int(grace * 1000)):
+            signals.pidfd_send_signal(fd, signals.SIGKILL)
+            poller.poll(int(grace * 1000))
+    finally:
+        os.close(fd)
 
 
 def _is_mountpoint(path: Path) -> bool:

@@ -57,14 +57,17 @@ class Runtime:
         return proc
 
     def shim(self, bundle: Path, cid: str, log: Path, exit_file: Path, attach: Path, tty: bool,
-             stdin: bool, wait_attach: bool = False) -> tuple[int, int]:
+             stdin: bool, wait_attach: bool = False, exit_fallback: Path | None = None) -> tuple[int, int]:
         """Start the container under its supervisor; returns the container's pid and the
         supervisor's once running (with ``wait_attach``: once created).
 
         The runtime's own error (e.g. the command does not exist) comes back as the exception's
-        message; the container's exit status (127/126) is in the exit file."""
+        message; the container's exit status (127/126) is in the exit file, or in
+        ``exit_fallback`` when the exit file cannot be written (a full disk)."""
         args = ["shim", "--bundle", str(bundle), "--id", cid, "--log", str(log), "--exit-file",
                 str(exit_file), "--attach-socket", str(attach), "--delete-on-exit"]
+        if exit_fallback is not None:
+            args += ["--exit-file-fallback", str(exit_fallback)]
         if tty:
             args.append("--tty")
         if stdin:

@@ -1,7 +1,7 @@
 //! The per-container supervisor ("shim"), in the mould of conmon: one small single-threaded
 //! process per container, a poll(2) loop, no async runtime.
 //!
-//! `dockyard-runtime shim --bundle DIR --id ID --log FILE [--tty] [--stdin] [--exit-file F]
+//! `dockyard-runtime shim --bundle DIR --id ID --log FILE [--tty] [--stdin] [--exit-file F [--exit-file-fallback F]]
 //!  [--attach-socket SOCK [--wait-attach[=MS]]] [--pid-file F]`
 //!
 //! 1. Forks; the parent waits for one status line from the child and exits 0 once the
@@ -26,7 +26,9 @@
 //!    client of `--wait-attach`, see below). A client that shuts down its sending side
 //!    (`shutdown(SHUT_WR)`) still receives output until it closes.
 //! 5. When the init exits: output is drained (until EOF, at most 2 s), then
-//!    `--exit-file` is written atomically: `{"id","pid","exit_code","signal","oom_killed",
+//!    `--exit-file` is written atomically (when that fails, on a full disk say, the same
+//!    document goes to `--exit-file-fallback`, normally on another file system, so the exit
+//!    status is never lost): `{"id","pid","exit_code","signal","oom_killed",
 //!    "started_at","finished_at"}` (exit_code is 128+N when killed by signal N; oom_killed when
 //!    the memory cgroup's oom_kill counter rose). Attached clients get the exit frame; the
 //!    attach socket is removed and the shim exits. The container is left `stopped`; the engine
@@ -82,6 +84,7 @@ struct Opts {
     tty: bool,
     stdin: bool,
     exit_file: Option<PathBuf>,
+    exit_fallback: Option<PathBuf>,
     attach: Option<PathBuf>,
     pid_file: Option<PathBuf>,
     /// `--wait-attach[=MS]`: start the process only once the first attach client is there
@@ -120,7 +123,7 @@ fn absolute(p: &str) -> PathBuf {
 }
 
 pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
-    let a = parse(rest, &["bundle", "id", "log", "exit-file", "attach-socket", "pid-file"], &["tty", "stdin", "wait-attach", "delete-on-exit"], &[("b", "bundle"), ("t", "tty"), ("i", "stdin")], None)?;
+    let a = parse(rest, &["bundle", "id", "log", "exit-file", "exit-file-fallback", "attach-socket", "pid-file"], &["tty", "stdin", "wait-attach", "delete-on-exit"], &[("b", "bundle"), ("t", "tty"), ("i", "stdin")], None)?;
     let o = Opts {
         root: absolute(&root.to_string_lossy()),
         bundle: absolute(a.get("bundle").unwrap_or(".")),
@@ -129,6 +132,7 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
         tty: a.flag("tty"),
         stdin: a.flag("stdin"),
         exit_file: a.get("exit-file").map(absolute),
+        exit_fallback: a.get("exit-file-fallback").map(absolute),
         attach: a.get("attach-socket").map(absolute),
         pid_file: a.get("pid-file").map(absolute),
         wait_attach: parse_wait_attach(a.get("wait-attach"))?,
@@ -272,6 +276,7 @@ struct Supervisor {
     attach_path: Option<PathBuf>,
     clients: Vec<Client>,
     exit_file: Option<PathBuf>,
+    exit_fallback: Option<PathBuf>,
     delete_on_exit: bool,
     started_at: String,
     oom_before: u64,
@@ -369,6 +374,7 @@ impl Supervisor {
             attach_path: o.attach.clone(),
             clients: Vec::new(),
             exit_file: o.exit_file.clone(),
+            exit_fallback: o.exit_fallback.clone(),
             delete_on_exit: o.delete_on_exit,
             started_at: String::new(),
             oom_before,
@@ -789,7 +795,11 @@ impl Supervisor {
             let _ = container::delete(&self.root, &self.id, true);
         }
         if let Some(p) = &self.exit_file {
-            let _ = util::atomic_write(p, doc.as_bytes(), 0o644);
+            if util::atomic_write(p, doc.as_bytes(), 0o644).is_err() {
+                if let Some(f) = &self.exit_fallback {
+                    let _ = util::atomic_write(f, doc.as_bytes(), 0o644);
+                }
+            }
         }
         self.broadcast(FRAME_EXIT, doc.as_bytes());
         for c in &mut self.clients {
