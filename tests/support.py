@@ -59,20 +59,50 @@ def tar_dir(src: Path, dest: Path, compression: str = "") -> Path:
 
 
 class Dockerd:
+    """A private dockerd that leaves the host's Docker alone: its own data root, exec root,
+    pidfile, socket, config file, and its own bridge (``dyt<hex>``, made here with a private
+    10.213.N.1/24 address and removed on stop).  Never ``--bridge none``: a dockerd started that
+    way deletes an existing ``docker0``.  No iptables rules, no masquerade, no ip_forward change."""
+
     def __init__(self, base: Path) -> None:
         self.base = base
         self.sock = base / "docker.sock"
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}")
         self.proc: subprocess.Popen | None = None
+        self.bridge = "dyt" + os.urandom(4).hex()
+        self.bridge_made = False
+
+    def _make_bridge(self) -> str:
+        """The bridge and its address (a 10.213.N.0/24 no host interface uses); returns the CIDR."""
+        ip = need("ip")
+        taken = subprocess.run([ip, "-o", "-4", "addr"], capture_output=True, text=True).stdout
+        for n in [int.from_bytes(os.urandom(1), "big") for _ in range(16)]:
+            if f" 10.213.{n}." not in taken:
+                break
+        else:
+            raise RuntimeError("no free 10.213.N.0/24 for the test dockerd's bridge")
+        subprocess.run([ip, "link", "add", "name", self.bridge, "type", "bridge"], check=True)
+        self.bridge_made = True
+        cidr = f"10.213.{n}.1/24"
+        subprocess.run([ip, "addr", "add", cidr, "dev", self.bridge], check=True)
+        subprocess.run([ip, "link", "set", self.bridge, "up"], check=True)
+        return cidr
 
     def start(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "daemon.json").write_text("{}\n")  # not the host's /etc/docker/daemon.json
         self.log = open(self.base / "dockerd.log", "wb")
+        try:
+            self._make_bridge()
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            self.stop()
+            raise RuntimeError(f"cannot make the test dockerd's bridge: {exc}") from None
         self.proc = subprocess.Popen(
-            ["dockerd", "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),
+            ["dockerd", "--config-file", str(self.base / "daemon.json"),
+             "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),
              "--pidfile", str(self.base / "dockerd.pid"), "-H", f"unix://{self.sock}",
-             "--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-             "--storage-driver", "overlay2"],
+             "--bridge", self.bridge, "--iptables=false", "--ip6tables=false", "--ip-masq=false",
+             "--ip-forward=false", "--storage-driver", "overlay2"],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -101,12 +131,16 @@ class Dockerd:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()
+        if getattr(self, "log", None) is not None and not self.log.closed:
             self.log.close()
         # dockerd may leave its overlay and netns mounts behind: unmount everything under base.
         with open("/proc/self/mounts") as f:
             mounts = [line.split()[1] for line in f]
         for mnt in sorted((m for m in mounts if m.startswith(str(self.base))), key=len, reverse=True):
             subprocess.run(["umount", "-l", mnt], check=False)
+        if self.bridge_made:
+            subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
+            self.bridge_made = False
         shutil.rmtree(self.base, ignore_errors=True)
 
 

@@ -5,6 +5,14 @@ chunked streams (logs, events, progress) and connection hijacking (attach, exec:
 tcp`` answered by ``101 UPGRADED``, then raw bytes both ways).  ``http.server`` gives the raw
 socket after the headers, which is all hijacking needs, and a thread per connection keeps
 engine calls (blocking: SQLite, subprocesses) simple.  It costs no dependency and little memory.
+
+A thread exists only while a request is read and answered: between requests a keep-alive
+connection is parked with the server's idle watcher (one thread, one selector for all of them),
+which hands it to a new thread when the next request arrives and closes it after
+:attr:`Server.idle_timeout`.  A request line and headers must arrive within
+:attr:`Server.header_timeout`; bodies and responses have no timeout (a ``load`` from a slow pipe,
+``logs -f``).  Errors the HTTP layer answers itself (bad request line, over-long URL or headers,
+unknown method) are JSON ``{"message": ...}`` with dockerd's status, never an HTML page.
 """
 
 from __future__ import annotations
@@ -13,9 +21,11 @@ import contextlib
 import json
 import os
 import re
+import selectors
 import socket
 import socketserver
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -27,6 +37,10 @@ API_VERSION = "1.45"
 MIN_API_VERSION = "1.24"
 
 _VERSIONED = re.compile(r"^/v(\d+\.\d+)(/.*)$")
+
+#: the longest request line taken (dockerd, Go's net/http: 1 MiB of request line and headers;
+#: longer gets 431)
+MAX_REQUEST_LINE = 1 << 20
 
 
 class Streamed:
@@ -162,8 +176,27 @@ class Request:
     def body(self) -> bytes:
         return self.stream.read()
 
+    def _json_body(self) -> bytes | bytearray:
+        """A JSON body in one buffer of its declared length, filled in place (a body read as
+        bytes, joined, then decoded kept several copies of a big one alive at once)."""
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        length = self.headers.get("Content-Length")
+        if "chunked" in te or length is None or not length.isdigit():
+            return self.body()
+        self._body_read = True
+        buf = bytearray(int(length))
+        view, got = memoryview(buf), 0
+        while got < len(buf):
+            n = self.handler.rfile.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        view.release()
+        del buf[got:]
+        return buf
+
     def json(self, required: bool = True) -> object:
-        raw = self.body()
+        raw = self._json_body()
         if not raw.strip():
             if required:
                 raise InvalidArgument("request body is empty: a JSON object is required")
@@ -367,11 +400,110 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Docker-Experimental", "false")
         self.send_header("Ostype", "linux")
 
-    def handle_one_request(self) -> None:
+    def __getattr__(self, name: str):  # noqa: ANN204
+        # any method (PATCH, OPTIONS, ...) goes to the router, which answers 404 as dockerd does
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def setup(self) -> None:
+        super().setup()
+        self.parked = False
+
+    def handle(self) -> None:
+        """Answer the requests that are there, then park the connection (no thread while it
+        is idle) unless it is to be closed."""
+        self.close_connection = False
+        while not self.close_connection:
+            if not self._request_waiting():
+                self.parked = True
+                return
+            self.handle_one_request()
+
+    def _request_waiting(self) -> bool:
+        """Bytes of a next request are here (in rfile's buffer or the socket), without waiting."""
+        sock = self.connection
+        sock.settimeout(0)
         try:
-            super().handle_one_request()
-        except (ConnectionError, BrokenPipeError):
+            return bool(self.rfile.peek(1))
+        except BlockingIOError:
+            return False
+        except OSError:
             self.close_connection = True
+            return True  # (handle_one_request then reads the end and closes)
+        finally:
+            sock.settimeout(None)
+
+    def resume(self) -> None:
+        """The idle watcher saw the next request arrive: serve it in this (new) thread."""
+        self.parked = False
+        try:
+            self.handle()
+        except Exception:  # noqa: BLE001
+            self.server.handle_error(self.connection, self.client_address)
+            self.close_connection = True
+            self.parked = False
+        finally:
+            if not self.parked:
+                self.finish()
+                self.server.shutdown_request(self.connection)
+            else:
+                self.server.park(self)
+
+    def finish(self) -> None:
+        if self.parked:
+            with contextlib.suppress(OSError):
+                self.wfile.flush()
+            return
+        super().finish()
+
+    def handle_one_request(self) -> None:
+        """Read a request line and headers (within the server's header timeout), dispatch."""
+        try:
+            self.connection.settimeout(self.server.header_timeout)
+            try:
+                line = self.rfile.readline(MAX_REQUEST_LINE + 1)
+                if len(line) > MAX_REQUEST_LINE:
+                    self.requestline = self.request_version = self.command = ""
+                    self.close_connection = True
+                    self.send_error(431, "Request Header Fields Too Large")
+                    return
+                if not line:
+                    self.close_connection = True
+                    return
+                self.raw_requestline = line
+                if not self.parse_request():  # (it answered: send_error)
+                    return
+            finally:
+                self.connection.settimeout(None)
+            getattr(self, "do_" + self.command)()
+            self.wfile.flush()
+        except (ConnectionError, BrokenPipeError, TimeoutError):
+            self.close_connection = True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's errors (malformed request, headers too long, ...) as dockerd's JSON."""
+        from http import HTTPStatus
+
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = ""
+        self.close_connection = True
+        self.command = self.command if isinstance(getattr(self, "command", None), str) else ""
+        self.request_version = "HTTP/1.1"  # (an unparsable line counts as HTTP/0.9: no status line)
+        body = json.dumps({"message": message or phrase}).encode() + b"\n"
+        try:
+            self.send_response(code, phrase)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            self.wfile.flush()
+        except OSError:
+            pass
 
     def _dispatch(self) -> None:
         started = time.monotonic()
@@ -399,13 +531,10 @@ class Handler(BaseHTTPRequestHandler):
                 raise Conflict(f"this daemon serves the root {self.context.root}, not {want} (set DOCKYARD_RUN "
                                "or -H to reach the daemon of that root)")
             func, params = self.router.match(method, path)
-            if func is None:
-                if params:
-                    self._send(405, {"message": f"method {method} not allowed for {path}"})
-                    status = 405
-                else:
-                    self._send(404, {"message": "page not found"})
-                    status = 404
+            if func is None:  # (dockerd: a path it knows with a method it does not is 404 too)
+                _drain_small(req)
+                self._send(404, {"message": "page not found"})
+                status = 404
                 return
             result = func(self.context, req, **params)
             if result is STREAMED:
@@ -478,6 +607,19 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _dispatch
 
 
+def _drain_small(req: Request) -> None:
+    """Read a small unread body (the connection stays usable); close after a big one."""
+    h = req.handler
+    length = h.headers.get("Content-Length")
+    chunked = "chunked" in (h.headers.get("Transfer-Encoding") or "").lower()
+    if not chunked and (length is None or length == "0"):
+        return
+    if not chunked and length.isdigit() and int(length) <= 1 << 20:
+        _drain(req)
+    else:
+        h.close_connection = True
+
+
 def _drain(req: Request) -> None:
     try:
         s = req.stream
@@ -495,9 +637,104 @@ def _vtuple(v: str) -> tuple[int, ...]:
 
 
 class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """A thread per request being served; idle keep-alive connections wait in one selector."""
+
     daemon_threads = True
     block_on_close = False
     request_queue_size = 256
+    #: seconds a kept-alive connection may sit idle before it is closed (Go's http.Transport,
+    #: the docker CLI's, drops its own idle connections after 90 s)
+    idle_timeout = 120.0
+    #: seconds to send a request line and headers once started
+    header_timeout = 60.0
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self._parked: dict[int, tuple[Handler, float]] = {}  # fd -> (handler, idle since)
+        self._parked_lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._watcher = threading.Thread(target=self._watch_idle, name="http-idle", daemon=True)
+        self._watcher.start()
+
+    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+        """A new connection's thread: serve what it sends, then park it or close it."""
+        handler = None
+        try:
+            handler = self.RequestHandlerClass(request, client_address, self)
+        except Exception:  # noqa: BLE001
+            self.handle_error(request, client_address)
+        if handler is not None and handler.parked:
+            self.park(handler)  # (last: from here on another thread may own it)
+        else:
+            self.shutdown_request(request)
+
+    def park(self, handler: Handler) -> None:
+        with self._parked_lock:
+            self._parked[handler.connection.fileno()] = (handler, time.monotonic())
+            self._selector.register(handler.connection, selectors.EVENT_READ, handler)
+        self._wake()
+
+    def idle_connections(self) -> int:
+        with self._parked_lock:
+            return len(self._parked)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
+    def _watch_idle(self) -> None:
+        """Hand a parked connection to a new thread when its next request arrives; close it
+        once idle for :attr:`idle_timeout` (the select's timeout is the nearest deadline)."""
+        while True:
+            with self._parked_lock:
+                oldest = min((since for _, since in self._parked.values()), default=None)
+            timeout = None if oldest is None else max(0.0, oldest + self.idle_timeout - time.monotonic())
+            try:
+                ready = self._selector.select(timeout)
+            except (OSError, ValueError):
+                return  # closed by server_close
+            for key, _ in ready:
+                if key.fileobj == self._wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
+                    continue
+                handler = self._unpark(key.fileobj)
+                if handler is not None:
+                    t = threading.Thread(target=handler.resume, daemon=True)
+                    t.start()
+            now = time.monotonic()
+            with self._parked_lock:
+                expired = [h for h, since in self._parked.values() if now - since >= self.idle_timeout]
+            for handler in expired:
+                if self._unpark(handler.connection) is not None:
+                    handler.parked = False
+                    with contextlib.suppress(OSError):
+                        handler.finish()
+                    self.shutdown_request(handler.connection)
+
+    def _unpark(self, sock) -> Handler | None:  # noqa: ANN001
+        with self._parked_lock:
+            entry = self._parked.pop(sock.fileno(), None)
+            if entry is not None:
+                self._selector.unregister(sock)
+        return entry[0] if entry else None
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._parked_lock:
+            parked = list(self._parked.values())
+            self._parked.clear()
+        for handler, _ in parked:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                self._selector.unregister(handler.connection)
+            handler.parked = False
+            with contextlib.suppress(OSError):
+                handler.finish()
+            super().shutdown_request(handler.connection)
+        self._selector.close()  # the watcher's select fails and it returns
+        self._wake()
 
     def handle_error(self, request, client_address) -> None:  # noqa: ANN001
         exc = sys.exc_info()[1]
@@ -506,9 +743,27 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         super().handle_error(request, client_address)
 
 
-def make_server(path: str, router: Router, context: object) -> Server:
+def _return_big_frees() -> None:
+    """Have malloc give big blocks straight back to the kernel when freed: glibc's moving
+    mmap threshold otherwise serves a freed 50 MB request body's successors from the heap,
+    and the daemon keeps hundreds of MB it no longer uses.  Setting the threshold fixes it."""
+    import ctypes
+
+    M_MMAP_THRESHOLD = -3
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 256 << 10)
+
+
+def make_server(path: str, router: Router, context: object, idle_timeout: float | None = None,
+                header_timeout: float | None = None) -> Server:
     handler = type("BoundHandler", (Handler,), {"router": router, "context": context})
-    return Server(path, handler, bind_and_activate=True)
+    _return_big_frees()
+    server = Server(path, handler, bind_and_activate=True)
+    if idle_timeout is not None:
+        server.idle_timeout = idle_timeout
+    if header_timeout is not None:
+        server.header_timeout = header_timeout
+    return server
 
 
 def stream_produced(req, produce, content_type: str = "application/x-tar") -> Streamed:  # noqa: ANN001

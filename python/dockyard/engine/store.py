@@ -204,7 +204,8 @@ class Store:
         if not (self.root / "tmp").is_dir():  # a new root (tmp/ is made last)
             for sub in ("blobs/sha256", "layers", "containers", "volumes", "tmp"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
-        private_dir(run_root())
+        if run_root().is_dir():  # (made by the daemon before it opens the store; not made here)
+            private_dir(run_root())
         db_path = self.root / "state.db"
         if not db_path.exists():
             # SQLite gives the -wal and -shm files the database file's mode: make it 0600 first
