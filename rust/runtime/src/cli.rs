@@ -166,6 +166,14 @@ pub fn main() -> i32 {
         return 1;
     };
     let rest = &argv[i + 1..];
+    // Before anything is opened or forked: what enters a container runs from a copy of this
+    // binary that the container cannot write (CVE-2019-5736); this may re-exec.
+    if crate::selfexe::enters_container(cmd) {
+        if let Err(e) = crate::selfexe::ensure() {
+            log_error(&g, &e);
+            return 1;
+        }
+    }
     match dispatch(&g, cmd, rest) {
         Ok(code) => code,
         Err(e) => {

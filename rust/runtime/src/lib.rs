@@ -6,7 +6,8 @@
 //! parent → intermediate → init structure; [`process`] the init and the last steps before
 //! exec; [`init`] the optional PID 1 (`--init`); [`mounts`] the rootfs (through the [`sys`] seam); [`cgroups`] v1/v2 behind one trait;
 //! [`caps`] and [`seccomp`] (our own BPF compiler); [`exec`] joins a running container;
-//! [`shim`] supervises one; [`state`] is the on-disk state.
+//! [`shim`] supervises one; [`state`] is the on-disk state; [`selfexe`] keeps the runtime's
+//! own binary out of the containers' reach.
 
 // c_ulong/c_long casts are no-ops on x86_64 but not on 32-bit targets; keep them.
 #![allow(clippy::unnecessary_cast)]
@@ -23,6 +24,7 @@ pub mod mounts;
 pub mod overlay;
 pub mod process;
 pub mod seccomp;
+pub mod selfexe;
 pub mod shim;
 pub mod spec;
 pub mod state;
