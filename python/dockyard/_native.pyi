@@ -34,7 +34,14 @@ def extract(
     tee: _Path | None = None,
     split: _Path | None = None,
 ) -> LayerInfo: ...
-def extract_at(src: _Path, dest: int, name: _Path, *, whiteouts: Literal["overlay", "apply"] = "apply") -> LayerInfo: ...
+def extract_at(
+    src: _Path,
+    dest: int,
+    name: _Path,
+    *,
+    whiteouts: Literal["overlay", "apply"] = "apply",
+    devices: list[int] | None = None,
+) -> LayerInfo: ...
 def open_in_root(root: int, path: _Path, *, follow: bool = True, directory: bool = False) -> int: ...
 def pack(
     src: _Path,

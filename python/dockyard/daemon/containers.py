@@ -911,7 +911,16 @@ def archive_get(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     with d.engines.get() as engine, engine.containers.archive_source(id, req.arg("path") or "") as src:
         out = req.start_stream("application/x-tar", headers={"X-Docker-Container-Path-Stat": src.stat_header()})
         req._started = True
-        src.write_tar(out)
+        try:
+            src.write_tar(out)
+        except (OSError, DockyardError) as exc:
+            # Headers are sent: no final chunk, so the client sees the body end early rather
+            # than a short archive that looks complete.
+            log = getattr(d, "log", None)
+            if log is not None:
+                log.error("archive %s:%s failed while streaming: %s", id, req.arg("path"), exc)
+            req.handler.close_connection = True
+            return STREAMED
         out.close()
     return STREAMED
 

@@ -11,9 +11,11 @@ time, ``fstat`` on each descriptor and reading a regular file through the descri
 stat'ed by. No path string is resolved twice.
 
 The root of a running container is its mount namespace's view (``/proc/PID/root``: volumes,
-binds and the container's own hostname/hosts/resolv.conf included); a stopped container's
-is its root file system mounted for the call, with those three files served from the
-container's directory as the running container would see them.
+binds and the container's own hostname/hosts/resolv.conf included), limited to the file
+systems that hold files: its ``/proc``, ``/sys``, cgroup and ``/dev`` mounts are neither read
+nor written (docker cp does not see them either), on the way down as at the top. A stopped
+container's root is its root file system mounted for the call, with those three files served
+from the container's directory as the running container would see them.
 """
 
 from __future__ import annotations
@@ -52,13 +54,28 @@ def go_mode(st: os.stat_result) -> int:
     return mode
 
 
-class Root:
-    """A descriptor of a container's root (``fd``) and, for a stopped container, the files to
-    serve in place of its ``/etc`` placeholders (by device and inode)."""
+# File systems mounted in a running container that are not its files (docker cp sees the root
+# file system and the volumes, not these): never read, walked or written by cp.
+_NOT_FILES = frozenset({
+    "proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "tmpfs", "devtmpfs", "securityfs",
+    "debugfs", "tracefs", "bpf", "configfs", "fusectl", "pstore", "efivarfs", "binfmt_misc",
+    "hugetlbfs", "autofs", "nsfs", "rpc_pipefs", "selinuxfs",
+})
 
-    def __init__(self, fd: int, swap: dict[tuple[int, int], Path]) -> None:
+
+class Root:
+    """A descriptor of a container's root (``fd``); for a running container the file systems
+    (``st_dev``) that hold its files (``devices``: the root file system, volumes and binds),
+    for a stopped one the files to serve in place of its ``/etc`` placeholders (by device and
+    inode)."""
+
+    def __init__(self, fd: int, swap: dict[tuple[int, int], Path], devices: frozenset[int] | None = None) -> None:
         self.fd = fd
         self.swap = swap
+        self.devices = devices
+
+    def allowed(self, st: os.stat_result) -> bool:
+        return self.devices is None or st.st_dev in self.devices
 
     def open(self, path: str, follow: bool) -> int:
         """``path`` in the container, resolved once: an ``O_PATH`` descriptor the caller closes."""
@@ -70,10 +87,11 @@ class Root:
 @contextlib.contextmanager
 def open_root(containers: Containers, cid: str) -> Iterator[Root]:
     """The container's root as its processes see it, for the duration of the block."""
-    fd = _running_root(containers, cid)
-    if fd is not None:
+    running = _running_root(containers, cid)
+    if running is not None:
+        fd, devices = running
         try:
-            yield Root(fd, {})
+            yield Root(fd, {}, devices)
         finally:
             os.close(fd)
         return
@@ -100,9 +118,10 @@ def open_root(containers: Containers, cid: str) -> Iterator[Root]:
             os.close(fd)
 
 
-def _running_root(containers: Containers, cid: str) -> int | None:
-    """``/proc/PID/root`` of the running container's first process, opened through a descriptor
-    of ``/proc/PID`` that pins that very process (a recycled PID cannot stand in: the process
+def _running_root(containers: Containers, cid: str) -> tuple[int, frozenset[int]] | None:
+    """``/proc/PID/root`` of the running container's first process and the devices of the file
+    systems mounted there that hold its files, both read through one descriptor of
+    ``/proc/PID``, which pins that very process (a recycled PID cannot stand in: the process
     must be in another mount namespace than ours); ``None`` when it is not running."""
     state = containers.load(cid)["state"]
     pid = state.get("Pid") or 0
@@ -112,22 +131,43 @@ def _running_root(containers: Containers, cid: str) -> int | None:
         proc = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    root = -1
     try:
         root = os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc)
-        try:
-            theirs = os.stat("ns/mnt", dir_fd=proc)
-            ours = os.stat("/proc/self/ns/mnt")
-        except OSError:
-            os.close(root)
-            return None
+        theirs, ours = os.stat("ns/mnt", dir_fd=proc), os.stat("/proc/self/ns/mnt")
         if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+            raise ProcessLookupError(pid)
+        mf = os.open("mountinfo", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
+        with os.fdopen(mf, "rb") as f:
+            devices = _file_devices(f.read())
+        devices |= {os.fstat(root).st_dev}
+        return root, frozenset(devices)
+    except (FileNotFoundError, ProcessLookupError):  # it exited meanwhile
+        if root >= 0:
             os.close(root)
-            return None
-        return root
-    except (FileNotFoundError, ProcessLookupError):
         return None
+    except BaseException:
+        if root >= 0:
+            os.close(root)
+        raise
     finally:
         os.close(proc)
+
+
+def _file_devices(mountinfo: bytes) -> set[int]:
+    """Devices of the mounts in a ``mountinfo`` whose file system holds files (not ``proc``,
+    ``sysfs``, cgroups, ``tmpfs``...)."""
+    out = set()
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        try:
+            fstype = fields[fields.index(b"-") + 1].decode()
+            major, minor = (int(x) for x in fields[2].split(b":"))
+        except (ValueError, IndexError):
+            continue
+        if fstype.split(".")[0] not in _NOT_FILES:
+            out.add(os.makedev(major, minor))
+    return out
 
 
 def _names(path: str) -> tuple[str, str]:
@@ -162,13 +202,14 @@ class Source:
     def write_tar(self, out: IO[bytes]) -> None:
         """The tar of the source to ``out``, walked from its descriptor (never by path)."""
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-            _Walk(tf, self.root.swap).tree(self.fd, self.arcname)
+            _Walk(tf, self.root).tree(self.fd, self.arcname)
 
 
 class _Walk:
-    def __init__(self, tf: tarfile.TarFile, swap: dict[tuple[int, int], Path]) -> None:
+    def __init__(self, tf: tarfile.TarFile, root: Root) -> None:
         self.tf = tf
-        self.swap = swap
+        self.swap = root.swap
+        self.root = root
         self.links: dict[tuple[int, int], str] = {}
 
     def tree(self, top: int, arcname: str) -> None:
@@ -209,6 +250,13 @@ class _Walk:
         info.uid, info.gid = st.st_uid, st.st_gid
         info.mtime = st.st_mtime
         kind = st_.S_IFMT(st.st_mode)
+        if not self.root.allowed(st):
+            # A mount that is not the container's files (/proc, /sys, /dev...): its mount
+            # point only, as the root file system has it, an empty directory.
+            if kind == st_.S_IFDIR:
+                info.type = tarfile.DIRTYPE
+                self.tf.addfile(info)
+            return None
         if kind == st_.S_IFREG:
             key = (st.st_dev, st.st_ino)
             own = self.swap.get(key)
@@ -267,6 +315,8 @@ def source(containers: Containers, cid: str, ref: str, path: str) -> Iterator[So
                     raise DockyardError(f"lstat {path.rstrip('/')}: not a directory") from None
             raise NotFound(f"Could not find the file {path} in container {ref}") from None
         try:
+            if not root.allowed(os.fstat(fd)):
+                raise NotFound(f"Could not find the file {path} in container {ref}")
             src = Source(root, fd, path)
             if path.endswith(("/", "/.")) and not st_.S_ISDIR(src.st.st_mode):
                 raise DockyardError(f"lstat {path.rstrip('/')}: not a directory")
@@ -276,9 +326,10 @@ def source(containers: Containers, cid: str, ref: str, path: str) -> Iterator[So
 
 
 @contextlib.contextmanager
-def destination(containers: Containers, cid: str, ref: str, path: str) -> Iterator[int]:
+def destination(containers: Containers, cid: str, ref: str, path: str) -> Iterator[tuple[int, frozenset[int] | None]]:
     """The directory ``path`` in the container, opened once (``O_RDONLY | O_DIRECTORY``) for
-    PUT: the upload is then extracted beneath this descriptor and nowhere else."""
+    PUT, and the file systems an extraction beneath it may enter: the upload is then
+    extracted beneath this descriptor and nowhere else."""
     from .. import _native
 
     with open_root(containers, cid) as root:
@@ -289,7 +340,9 @@ def destination(containers: Containers, cid: str, ref: str, path: str) -> Iterat
         except NotADirectoryError:
             raise InvalidArgument(f"extraction point is not a directory: {path}") from None
         try:
-            yield fd
+            if not root.allowed(os.fstat(fd)):
+                raise InvalidArgument(f"extraction point is not in the container's files: {path}")
+            yield fd, root.devices
         finally:
             os.close(fd)
 
@@ -298,9 +351,10 @@ def put(containers: Containers, cid: str, ref: str, path: str, stream: IO[bytes]
     """Extract the tar read from ``stream`` into the directory ``path`` of the container."""
     from .. import _native
 
-    with containers.store.staging() as stage, destination(containers, cid, ref, path) as fd:
+    with containers.store.staging() as stage, destination(containers, cid, ref, path) as (fd, devices):
         tar = stage / "put.tar"
         with open(tar, "wb") as f:
             while chunk := stream.read(1 << 20):
                 f.write(chunk)
-        _native.extract_at(str(tar), fd, path or "/", whiteouts="apply")
+        _native.extract_at(str(tar), fd, path or "/", whiteouts="apply",
+                           devices=sorted(devices) if devices is not None else None)

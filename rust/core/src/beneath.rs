@@ -85,6 +85,9 @@ pub struct Root {
     /// Open descriptors of each component of `chain_path`, with the end offset of that
     /// component in `chain_path`.
     chain: Vec<(usize, OwnedFd)>,
+    /// When set, the file systems (`st_dev`) a walk may enter: a directory on any other one (a
+    /// live container's `/proc`, `/sys`, cgroup or `/dev` mounts) is refused.
+    devices: Option<Vec<u64>>,
 }
 
 /// Outcome of resolving a directory.
@@ -99,13 +102,14 @@ impl Root {
             .ok_or_else(|| Error::InvalidArgument(format!("{}: NUL in path", path.display())))?;
         let fd = sys::openat(libc::AT_FDCWD, &c, libc::O_RDONLY | libc::O_DIRECTORY, 0)
             .map_err(|e| Error::io(path, e))?;
-        Ok(Self { fd, path: path.to_path_buf(), chain_path: Vec::new(), chain: Vec::new() })
+        Ok(Self { fd, path: path.to_path_buf(), chain_path: Vec::new(), chain: Vec::new(), devices: None })
     }
 
     /// A root that is an already-open directory descriptor (resolved once, e.g. by
     /// [`crate::inroot::open_in_root`]); `path` only names it in error messages.
-    pub fn from_fd(fd: OwnedFd, path: &Path) -> Self {
-        Self { fd, path: path.to_path_buf(), chain_path: Vec::new(), chain: Vec::new() }
+    /// `devices`, when given, are the only file systems the walks beneath it may enter.
+    pub fn from_fd(fd: OwnedFd, path: &Path, devices: Option<Vec<u64>>) -> Self {
+        Self { fd, path: path.to_path_buf(), chain_path: Vec::new(), chain: Vec::new(), devices }
     }
 
     pub fn fd(&self) -> RawFd {
@@ -213,7 +217,18 @@ fn open_component(
     let c = name_cstr(name, member)?;
     loop {
         match sys::open_dir_nofollow(parent, &c) {
-            Ok(fd) => return Ok(Some(fd)),
+            Ok(fd) => {
+                if let Some(devices) = &root.devices {
+                    let st = sys::fstat(fd.as_raw_fd()).map_err(|e| Error::io(root.host(sofar), e))?;
+                    if !devices.contains(&(st.st_dev as u64)) {
+                        return Err(Error::hostile(
+                            member,
+                            format!("\"{}\" is another file system than the container's files", show(sofar)),
+                        ));
+                    }
+                }
+                return Ok(Some(fd));
+            }
             Err(e) if sys::is_errno(&e, libc::ENOENT) => {
                 if !create {
                     return Ok(None);

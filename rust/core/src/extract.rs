@@ -91,13 +91,20 @@ pub fn extract(src: &Path, dest: &Path, opts: &ExtractOptions<'_>) -> Result<Lay
 
 /// [`extract`] into the directory open as `dest` (`name` only names it in errors): nothing is
 /// resolved by path above it, so a directory that was swapped for a symlink after `dest` was
-/// opened (a live container's doing) cannot redirect a single write.
-pub fn extract_at(src: &Path, dest: OwnedFd, name: &Path, opts: &ExtractOptions<'_>) -> Result<LayerInfo> {
+/// opened (a live container's doing) cannot redirect a single write. With `devices`, no
+/// directory on another file system than those is entered (see [`Root::from_fd`]).
+pub fn extract_at(
+    src: &Path,
+    dest: OwnedFd,
+    name: &Path,
+    devices: Option<Vec<u64>>,
+    opts: &ExtractOptions<'_>,
+) -> Result<LayerInfo> {
     let st = sys::fstat(dest.as_raw_fd()).map_err(|e| Error::io(name, e))?;
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
         return Err(Error::io(name, std::io::Error::from_raw_os_error(libc::ENOTDIR)));
     }
-    extract_root(src, Root::from_fd(dest, name), opts)
+    extract_root(src, Root::from_fd(dest, name, devices), opts)
 }
 
 fn extract_root(src: &Path, root: Root, opts: &ExtractOptions<'_>) -> Result<LayerInfo> {
@@ -637,6 +644,35 @@ mod tests {
         match r {
             Err(e @ Error::Corrupt { .. }) => e,
             other => panic!("expected a corrupt-layer error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn extract_at_stays_beneath_its_descriptor() {
+        let s = Scene::new();
+        let src = s.t.path().join("layer");
+        std::fs::File::create(&src).unwrap().write_all(&tar(&[dir("a/"), file("a/f"), file("g")])).unwrap();
+        let c = sys::cstring(s.dest().as_os_str().as_encoded_bytes()).unwrap();
+        let fd = sys::openat(libc::AT_FDCWD, &c, libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap();
+        // The destination is swapped for a symlink to the outside once opened: the writes
+        // follow the descriptor, never the name.
+        std::fs::rename(s.dest(), s.t.path().join("box/moved")).unwrap();
+        std::os::unix::fs::symlink(s.outside(), s.dest()).unwrap();
+        let opts = ExtractOptions { whiteouts: Whiteouts::Apply, ..Default::default() };
+        extract_at(&src, fd, &s.dest(), None, &opts).unwrap();
+        assert_eq!(std::fs::read(s.t.path().join("box/moved/a/f")).unwrap(), b"content of a/f\n");
+        assert!(!s.t.path().join("outside/g").exists() && !s.t.path().join("outside/a").exists());
+        // A directory on a file system not allowed is not entered (nor one made there).
+        std::fs::remove_file(s.dest()).unwrap();
+        std::fs::create_dir(s.dest()).unwrap();
+        let dev = std::fs::metadata(s.dest()).unwrap().dev();
+        for (devices, ok) in [(vec![dev], true), (vec![dev ^ 1], false)] {
+            let fd = sys::openat(libc::AT_FDCWD, &c, libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap();
+            let r = extract_at(&src, fd, &s.dest(), Some(devices), &opts);
+            match ok {
+                true => assert!(r.is_ok(), "{r:?}"),
+                false => hostile(r, "a/f"),
+            }
         }
     }
 

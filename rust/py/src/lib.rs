@@ -110,21 +110,23 @@ fn extract<'py>(
 }
 
 /// Extract the tar `src` into the directory open as descriptor `dest` (the caller keeps its
-/// descriptor: a duplicate is used); `name` names it in errors.
+/// descriptor: a duplicate is used); `name` names it in errors; `devices`, when given, are the
+/// only file systems (`st_dev`) the extraction may enter beneath it.
 #[pyfunction]
-#[pyo3(signature = (src, dest, name, *, whiteouts = "apply"))]
+#[pyo3(signature = (src, dest, name, *, whiteouts = "apply", devices = None))]
 fn extract_at<'py>(
     py: Python<'py>,
     src: PathBuf,
     dest: i32,
     name: PathBuf,
     whiteouts: &str,
+    devices: Option<Vec<u64>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let whiteouts = core::Whiteouts::parse(whiteouts).map_err(NativeError)?;
     let info = detached(py, || {
         let fd = dup_fd(dest).map_err(|e| core::Error::io(&name, e))?;
         let opts = core::ExtractOptions { whiteouts, ..Default::default() };
-        core::extract_at(&src, fd, &name, &opts)
+        core::extract_at(&src, fd, &name, devices, &opts)
     })?;
     layer_dict(py, &info)
 }
