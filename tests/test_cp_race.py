@@ -130,3 +130,54 @@ def test_docker_cp_both_ways_races_a_symlink_swap(racer, cli, tmp_path):
             assert secret.encode() not in p.read_bytes(), f"cp out copied the host's file ({p})"
     _assert_host_untouched(canary, secret, tag)
     assert copied_in > 0 and copied_out > 0, (copied_in, copied_out)
+
+
+def test_cp_sees_volumes_not_proc_and_copy_up_stays_in_the_image(cli, rootfs_tar, tmp_path):
+    """A running container's root is its mount namespace's view for cp (a bind mount's files are
+    there) but not its /proc, /sys or /dev; a new volume's copy-up reads the image directory
+    through a link the image left on the way scoped to the image, never the host's directory."""
+    import json
+
+    import dockyard
+
+    cli("import", "-c", 'CMD ["/bin/sh"]', str(rootfs_tar), "bb")
+    canary = tmp_path / "host-canary"
+    (canary / "x").mkdir(parents=True)
+    secret = f"host-secret-{os.urandom(8).hex()}"
+    (canary / "x" / "secret.txt").write_text(secret)
+    bind = tmp_path / "bind"
+    bind.mkdir()
+    # An image whose /data is an absolute link to the host-looking path, and that path inside
+    # the image holds x/ with a decoy.
+    maker = cli("run", "-d", "bb", "sh", "-c", f"mkdir -p {canary}/x && echo decoy > {canary}/x/secret.txt && "
+                "ln -s " + str(canary) + " /data").stdout.decode().strip()
+    cli("wait", maker)
+    cli("commit", maker, "linked")
+    cli("rm", maker)
+    cid = cli("run", "-d", "-v", "fresh:/data/x", "-v", f"{bind}:/b", "linked", "sleep", "60").stdout.decode().strip()
+    try:
+        vol = Path(json.loads(cli("volume", "inspect", "fresh").stdout)[0]["Mountpoint"])
+        copied = b"".join(p.read_bytes() for p in vol.rglob("*") if p.is_file())
+        assert secret.encode() not in copied and b"decoy" in copied
+        with dockyard.Client(f"unix://{cli.run_dir}/dockyard.sock") as client:
+            box = client.containers.get(cid)
+            box.put_archive("/b", _tar("via-cp.txt", b"into the bind\n"))
+            assert (bind / "via-cp.txt").read_bytes() == b"into the bind\n"
+            data, _ = box.get_archive("/")
+            with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+                names = set(tf.getnames())
+            assert {"./bin/busybox", "./b/via-cp.txt", "./proc"} <= names
+            assert not [n for n in names if n.startswith(("./proc/", "./sys/", "./dev/"))]
+            from dockyard.errors import DockyardError
+
+            with pytest.raises(DockyardError):
+                box.get_archive("/proc/self/status")
+            with pytest.raises(DockyardError):
+                box.put_archive("/proc", _tar("x", b"x"))
+            with pytest.raises(DockyardError):  # /proc is not entered from / either
+                box.put_archive("/", _tar("proc/x", b"x"))
+    finally:
+        cli("rm", "-f", cid, check=False)
+        cli("volume", "rm", "fresh", check=False)
+        cli("rmi", "linked", check=False)
+    assert sorted(os.listdir(canary)) == ["x"] and os.listdir(canary / "x") == ["secret.txt"]

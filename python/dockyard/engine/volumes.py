@@ -419,22 +419,35 @@ def _tmpfs_opts(opts: str) -> list[str]:
 def _copy_up(rootfs: Path, dest: str, volume: Path) -> None:
     """Docker's copy-up: an empty volume mounted over a non-empty image directory starts with a
     copy of it (owner and mode of the directory too)."""
-    src = rootfs / dest.lstrip("/")
+    from .. import _native
+
+    # The image directory is resolved once, beneath the root (its symlinks scoped to it, a final
+    # one not followed), and copied from that descriptor: a link the image or an earlier run
+    # left on the way never leads to the host's files.
     try:
-        if not src.is_dir() or src.is_symlink() or any(volume.iterdir()):
-            return
-        if not any(src.iterdir()):
-            st = src.stat()
-            os.chown(volume, st.st_uid, st.st_gid)
-            os.chmod(volume, st.st_mode & 0o7777)
-            return
+        root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return
-    # One cp per copy-up (rare: a new volume's first mount): keeps owners, modes, xattrs, links.
-    subprocess.run(["cp", "-a", "--", f"{src}/.", str(volume)], check=True, capture_output=True)
-    st = src.stat()
-    os.chown(volume, st.st_uid, st.st_gid)
-    os.chmod(volume, st.st_mode & 0o7777)
+    try:
+        try:
+            src = _native.open_in_root(root, dest, follow=False, directory=True)
+        except OSError:
+            return
+        try:
+            if any(volume.iterdir()):
+                return
+            if os.listdir(src):
+                # One cp per copy-up (rare: a new volume's first mount): keeps owners, modes,
+                # xattrs, links; it reads the directory through our descriptor, by no name.
+                subprocess.run(["cp", "-a", "--", f"/proc/self/fd/{src}/.", str(volume)], check=True,
+                               capture_output=True, pass_fds=(src,))
+            st = os.fstat(src)
+            os.chown(volume, st.st_uid, st.st_gid)
+            os.chmod(volume, st.st_mode & 0o7777)
+        finally:
+            os.close(src)
+    finally:
+        os.close(root)
 
 
 
