@@ -395,3 +395,93 @@ def test_catalog_shows_what_the_user_may_read(serve, raw, htpasswd):
         resp = r.request("GET", "/v2/_catalog?n=1", ("registry:catalog:*",))
         assert json.loads(resp.body()) == {"repositories": ["priv/b"]}
         assert resp.headers["Link"] == '</v2/_catalog?n=1&last=priv%2Fb>; rel="next"'
+
+
+# -- issue 13: uploads cut short, abandoned uploads, suffix ranges ------------------------------------
+
+
+def _cut_short(addr: str, method: str, path: str, sent: bytes, declared: int,
+               headers: dict | None = None) -> bytes:
+    """Send ``sent`` of a body declared ``declared`` bytes long, then half-close: the server
+    sees the body end early.  Returns its whole answer."""
+    import socket
+
+    host, port = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=30)
+    try:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {declared}\r\n{extra}\r\n".encode()
+                  + sent)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+def test_patch_cut_short_keeps_and_reports_what_arrived(serve, raw):
+    """A PATCH whose body ends early: the bytes that arrived stay in the upload and its Range
+    says so, so the client resumes from there and the finished blob has the right digest (it
+    said 0-0, kept the bytes, and the resumed upload failed its digest)."""
+    reg = serve()
+    r = raw(reg.addr)
+    data = os.urandom(200_000)
+    status, h, _ = r("POST", "/v2/cut/app/blobs/uploads/")
+    loc = h["Location"]
+    answer = _cut_short(reg.addr, "PATCH", loc, data[:70_000], 150_000, {"Content-Range": "0-149999"})
+    assert answer.startswith(b"HTTP/1.1 400")
+    status, h, _ = r("GET", loc)
+    assert status == 204 and h["Range"] == "0-69999"
+    status, h, _ = r("PATCH", loc, data[70_000:], {"Content-Range": f"70000-{len(data) - 1}"})
+    assert status == 202 and h["Range"] == f"0-{len(data) - 1}"
+    status, h, body = r("PUT", f"{loc}?digest={digest_of(data)}")
+    assert status == 201, body
+    status, _, body = r("GET", f"/v2/cut/app/blobs/{digest_of(data)}")
+    assert status == 200 and body == data
+
+
+def test_abandoned_uploads_expire(serve, raw):
+    """An upload nobody finishes (a client cut off mid-push) is removed once idle for the
+    expiry; a monolithic POST cut short leaves nothing at all (nobody knows its uuid)."""
+    reg = serve()
+    st = reg.server.storage
+    uploads = st.root / "uploads"
+    r = raw(reg.addr)
+    data = os.urandom(50_000)
+    answer = _cut_short(reg.addr, "POST", f"/v2/gone/app/blobs/uploads/?digest={digest_of(data)}", data[:1000],
+                        len(data))
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert list(uploads.iterdir()) == []
+    status, h, _ = r("POST", "/v2/gone/app/blobs/uploads/")
+    orphan = h["Location"]
+    _cut_short(reg.addr, "PATCH", orphan, data[:1000], len(data))
+    assert len(list(uploads.iterdir())) == 2  # the data and its .repo
+    st.upload_expiry = 0.5
+    st._next_sweep = 0.0
+    time.sleep(0.6)
+    status, h, _ = r("POST", "/v2/gone/app/blobs/uploads/")  # a new upload sweeps the old
+    assert status == 202
+    fresh = h["Location"].rsplit("/", 1)[1]
+    assert sorted(p.name for p in uploads.iterdir()) == [fresh, fresh + ".repo"]
+    status, _, body = r("GET", orphan)
+    assert status == 404 and code(body) == "BLOB_UPLOAD_UNKNOWN"
+
+
+def test_blob_suffix_and_odd_ranges(serve, raw):
+    reg = serve()
+    r = raw(reg.addr)
+    data = os.urandom(1000)
+    d = put_blob(r, "rng/app", data)
+    status, h, body = r("GET", f"/v2/rng/app/blobs/{d}", headers={"Range": "bytes=-10"})
+    assert status == 206 and body == data[-10:] and h["Content-Range"] == "bytes 990-999/1000"
+    status, h, body = r("GET", f"/v2/rng/app/blobs/{d}", headers={"Range": "bytes=-5000"})
+    assert status == 206 and body == data and h["Content-Range"] == "bytes 0-999/1000"
+    status, h, _ = r("GET", f"/v2/rng/app/blobs/{d}", headers={"Range": "bytes=-0"})
+    assert status == 416 and h["Content-Range"] == "bytes */1000"
+    status, h, _ = r("GET", f"/v2/rng/app/blobs/{d}", headers={"Range": "bytes=1000-"})
+    assert status == 416
+    for odd in ("bytes=0-1,5-6", "bytes=-", "items=0-1"):  # not understood: the whole blob
+        status, h, body = r("GET", f"/v2/rng/app/blobs/{d}", headers={"Range": odd})
+        assert status == 200 and body == data, odd

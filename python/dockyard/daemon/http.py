@@ -652,6 +652,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         super().__init__(*args, **kwargs)
         self._parked: dict[int, tuple[Handler, float]] = {}  # fd -> (handler, idle since)
         self._parked_lock = threading.Lock()
+        self._closed = False
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
@@ -672,17 +673,26 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def park(self, handler: Handler) -> None:
         with self._parked_lock:
-            self._parked[handler.connection.fileno()] = (handler, time.monotonic())
-            self._selector.register(handler.connection, selectors.EVENT_READ, handler)
-        self._wake()
+            if not self._closed:
+                self._parked[handler.connection.fileno()] = (handler, time.monotonic())
+                self._selector.register(handler.connection, selectors.EVENT_READ, handler)
+                handler = None
+        if handler is None:
+            self._wake()
+        else:  # the server is closed: so is the connection
+            handler.parked = False
+            with contextlib.suppress(OSError):
+                handler.finish()
+            self.shutdown_request(handler.connection)
 
     def idle_connections(self) -> int:
         with self._parked_lock:
             return len(self._parked)
 
     def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"x")
+        with self._parked_lock, contextlib.suppress(BlockingIOError, OSError):
+            if self._wake_w >= 0:  # (-1: the watcher has ended)
+                os.write(self._wake_w, b"x")
 
     def _watch_idle(self) -> None:
         """Hand a parked connection to a new thread when its next request arrives; close it
@@ -691,10 +701,14 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             with self._parked_lock:
                 oldest = min((since for _, since in self._parked.values()), default=None)
             timeout = None if oldest is None else max(0.0, oldest + self.idle_timeout - time.monotonic())
-            try:
-                ready = self._selector.select(timeout)
-            except (OSError, ValueError):
-                return  # closed by server_close
+            ready = self._selector.select(timeout)
+            if self._closed:
+                with self._parked_lock:
+                    self._selector.close()
+                    os.close(self._wake_r)
+                    os.close(self._wake_w)
+                    self._wake_w = -1
+                return
             for key, _ in ready:
                 if key.fileobj == self._wake_r:
                     with contextlib.suppress(BlockingIOError):
@@ -724,6 +738,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def server_close(self) -> None:
         super().server_close()
         with self._parked_lock:
+            self._closed = True
             parked = list(self._parked.values())
             self._parked.clear()
         for handler, _ in parked:
@@ -733,8 +748,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             with contextlib.suppress(OSError):
                 handler.finish()
             super().shutdown_request(handler.connection)
-        self._selector.close()  # the watcher's select fails and it returns
-        self._wake()
+        self._wake()  # the watcher sees _closed, closes the selector and returns
 
     def handle_error(self, request, client_address) -> None:  # noqa: ANN001
         exc = sys.exc_info()[1]

@@ -72,14 +72,39 @@ class Storage:
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._hashes: dict[str, tuple[object, int]] = {}
         self._lock = threading.Lock()
-        # Uploads abandoned for a day, and temporary files of a crash, are garbage.
+        self._next_sweep = 0.0
+        # Temporary files of a crash are garbage; so are uploads abandoned (below).
         now = time.time()
-        for entry in [*(root / "uploads").iterdir(), *(root / "tmp").iterdir()]:
+        for entry in (root / "tmp").iterdir():
             try:
-                if entry.stat().st_mtime < now - (86400 if entry.parent.name == "uploads" else 3600):
+                if entry.stat().st_mtime < now - 3600:
                     entry.unlink()
             except OSError:
                 pass
+        self.expire_uploads()
+
+    #: an upload that received nothing for this long is abandoned: removed (distribution purges
+    #: its abandoned uploads the same way, by age)
+    upload_expiry = 86400.0
+
+    def expire_uploads(self) -> None:
+        """Remove abandoned uploads (a client that died or was cut off mid-push leaves one);
+        runs when an upload starts, at most once per ``upload_expiry / 4`` (and 10 minutes)."""
+        now = time.time()
+        with self._lock:
+            if now < self._next_sweep:
+                return
+            self._next_sweep = now + min(600.0, self.upload_expiry / 4)
+        for entry in (self.root / "uploads").iterdir():
+            u = entry.name.split(".", 1)[0]
+            if not UUID_RE.fullmatch(u):
+                continue
+            try:
+                idle_since = self.upload(u).stat().st_mtime
+            except FileNotFoundError:
+                idle_since = entry.stat().st_mtime if entry.exists() else 0  # a .repo alone
+            if idle_since < now - self.upload_expiry:
+                self.drop_upload(u)
 
     def blob(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / digest[7:]
@@ -127,6 +152,7 @@ class Storage:
         return self.root / "uploads" / u
 
     def start_upload(self, name: str) -> str:
+        self.expire_uploads()
         u = uuid.uuid4().hex
         self.upload(u).touch()
         self.upload(u).with_suffix(".repo").write_text(name)
@@ -599,10 +625,19 @@ class Handler(BaseHTTPRequestHandler):
             headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest,
                        "Etag": f'"{digest}"', "Accept-Ranges": "bytes"}
             start, end = 0, size - 1
-            m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "").strip())
-            if m:  # a client resuming a download
-                start = int(m.group(1))
-                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+            # RFC 9110 byte ranges: first-last, first- and the suffix -N (the last N bytes); a
+            # list of ranges or one not understood is answered with the whole blob (allowed)
+            m = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
+            if m and not m.group(1) and not m.group(2):
+                m = None
+            if m:  # a client resuming a download, or reading a part
+                if m.group(1):
+                    start = int(m.group(1))
+                    end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+                else:
+                    start, end = max(0, size - int(m.group(2))), size - 1
+                    if int(m.group(2)) == 0:
+                        start = size  # (a zero-length suffix is unsatisfiable)
                 if start > end:
                     raise ApiError(416, "BLOB_UNKNOWN", "range not satisfiable", {"Content-Range": f"bytes */{size}"})
                 headers["Content-Range"] = f"bytes {start}-{end}/{size}"
@@ -635,27 +670,36 @@ class Handler(BaseHTTPRequestHandler):
                 return
         u = st.start_upload(name)
         digest = (self.query.get("digest") or [""])[0]
-        if digest:  # monolithic upload in the POST itself
-            self._append(u)
+        if digest:  # monolithic upload in the POST itself (nobody knows its uuid: never kept)
+            try:
+                self._append(u)
+            except BaseException:
+                st.drop_upload(u)
+                raise
             self._finish(name, u, digest)
             return
         self._send(202, b"", {"Location": f"/v2/{name}/blobs/uploads/{u}", "Range": "0-0",
                               "Docker-Upload-UUID": u})
 
     def _append(self, u: str) -> int:
+        """Append the body to the upload.  A body cut short keeps what arrived, and the upload's
+        progress (``Range`` of GET and of the next answers) says so: the client resumes from
+        there, as the spec has it (it said 0-0 and kept the bytes: the resumed upload then held
+        them twice and failed its digest)."""
         st = self.server.storage
         h, size = st.upload_state(u)
+        got = [0]
         with open(st.upload(u), "ab") as f:
             def sink(chunk: bytes) -> None:
                 f.write(chunk)
                 h.update(chunk)  # type: ignore[attr-defined]
+                got[0] += len(chunk)
             try:
-                n = self._read_body(sink)
+                self._read_body(sink)
             finally:
                 f.flush()
-        size += n
-        st.set_upload_state(u, (h, size))
-        return size
+                st.set_upload_state(u, (h, size + got[0]))
+        return size + got[0]
 
     def _finish(self, name: str, u: str, digest: str) -> None:
         st = self.server.storage
