@@ -277,9 +277,7 @@ def test_bad_input_is_400(daemon):
     cases = [
         ("POST", "/containers/create", b"{not json"),
         ("POST", "/containers/create", {"Image": 3}),
-        ("POST", "/containers/create", {"Image": "bb", "NoSuchField": 1}),
         ("POST", "/containers/create", {"Image": "bb", "HostConfig": {"Memory": "lots"}}),
-        ("POST", "/containers/create", {"Image": "bb", "HostConfig": {"Bogus": True}}),
         ("POST", "/containers/create", {"Image": "bb", "Env": "A=1"}),
         ("POST", "/containers/create", [1, 2]),
         ("POST", "/containers/create", {"Image": "bb", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}),

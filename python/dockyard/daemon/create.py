@@ -1,109 +1,238 @@
 """Docker's ContainerCreate body (``Config`` + ``HostConfig`` + ``NetworkingConfig``) to the
-engine's :class:`~dockyard.engine.containers.CreateOptions`, with the Engine API's validation:
-a field Docker does not know is a 400, a known field of the wrong type is a 400."""
+engine's :class:`~dockyard.engine.containers.CreateOptions`, decoded as dockerd decodes it: Go's
+``encoding/json`` into moby's types.  A field Docker does not know is ignored, field names match
+case-insensitively, and a known field of the wrong type is a 400 with Go's own sentence (what
+dockerd 25+ answers: ``invalid JSON: json: cannot unmarshal string into Go struct field
+HostConfig.HostConfig.PortBindings of type []nat.PortBinding``)."""
 
 from __future__ import annotations
 
+import json
+import posixpath
+
 from ..errors import InvalidArgument
 
-# field -> expected JSON type(s); None allowed everywhere (Go's zero value)
-_STR, _BOOL, _INT, _LIST, _DICT = (str,), (bool,), (int,), (list,), (dict,)
+
+class GoType:
+    """One of moby's Go types, enough of it to decode JSON as encoding/json does."""
+
+    __slots__ = ("kind", "name", "elem", "fields", "lo", "hi")
+
+    def __init__(self, kind: str, name: str, elem: GoType | None = None, fields: dict | None = None,
+                 lo: int = 0, hi: int = 0) -> None:
+        self.kind, self.name, self.elem, self.fields, self.lo, self.hi = kind, name, elem, fields, lo, hi
+
+
+def _s(name: str = "string") -> GoType:
+    return GoType("string", name)
+
+
+def _i(name: str = "int64") -> GoType:
+    base = {"time.Duration": "int64", "os.FileMode": "uint32"}.get(name, name)
+    bits = int(base.lstrip("uint") or 64)
+    if base.startswith("u"):
+        return GoType("int", name, lo=0, hi=2 ** bits - 1)
+    return GoType("int", name, lo=-(2 ** (bits - 1)), hi=2 ** (bits - 1) - 1)
+
+
+def _list(elem: GoType, name: str = "") -> GoType:
+    return GoType("slice", name or f"[]{elem.name}", elem)
+
+
+def _map(elem: GoType, name: str = "") -> GoType:
+    return GoType("map", name or f"map[string]{elem.name}", elem)
+
+
+def _struct(name: str, fields: dict) -> GoType:
+    return GoType("struct", name, fields=fields)
+
+
+_B, _STR, _I64, _INT = GoType("bool", "bool"), _s(), _i("int64"), _i("int")
+_STRS = _list(_STR)
+_STRMAP = _map(_STR)
+_STRSLICE = GoType("strslice", "string")  # strslice.StrSlice: a string or a list of strings
+_EMPTY = _struct("struct {}", {})
+_DUR = _i("time.Duration")
+
+HEALTH = _struct("container.HealthConfig", {"Test": _STRS, "Interval": _DUR, "Timeout": _DUR,
+                                            "StartPeriod": _DUR, "StartInterval": _DUR, "Retries": _INT})
 CONFIG_FIELDS = {
-    "Hostname": _STR, "Domainname": _STR, "User": _STR, "AttachStdin": _BOOL, "AttachStdout": _BOOL,
-    "AttachStderr": _BOOL, "ExposedPorts": _DICT, "Tty": _BOOL, "OpenStdin": _BOOL, "StdinOnce": _BOOL,
-    "Env": _LIST, "Cmd": (list, str), "Healthcheck": _DICT, "ArgsEscaped": _BOOL, "Image": _STR,
-    "Volumes": _DICT, "WorkingDir": _STR, "Entrypoint": (list, str), "NetworkDisabled": _BOOL,
-    "MacAddress": _STR, "OnBuild": _LIST, "Labels": _DICT, "StopSignal": _STR, "StopTimeout": _INT,
-    "Shell": _LIST,
+    "Hostname": _STR, "Domainname": _STR, "User": _STR, "AttachStdin": _B, "AttachStdout": _B, "AttachStderr": _B,
+    "ExposedPorts": _map(_EMPTY, "nat.PortSet"), "Tty": _B, "OpenStdin": _B, "StdinOnce": _B, "Env": _STRS,
+    "Cmd": _STRSLICE, "Healthcheck": HEALTH, "ArgsEscaped": _B, "Image": _STR, "Volumes": _map(_EMPTY, "map[string]struct {}"),
+    "WorkingDir": _STR, "Entrypoint": _STRSLICE, "NetworkDisabled": _B, "MacAddress": _STR, "OnBuild": _STRS,
+    "Labels": _STRMAP, "StopSignal": _STR, "StopTimeout": _INT, "Shell": _STRSLICE,
 }
+_THROTTLE = _list(_struct("blkiodev.ThrottleDevice", {"Path": _STR, "Rate": _i("uint64")}), "[]*blkiodev.ThrottleDevice")
+_MOUNT = _struct("mount.Mount", {
+    "Type": _s("mount.Type"), "Source": _STR, "Target": _STR, "ReadOnly": _B, "Consistency": _s("mount.Consistency"),
+    "BindOptions": _struct("mount.BindOptions", {"Propagation": _s("mount.Propagation"), "NonRecursive": _B,
+                                                 "CreateMountpoint": _B, "ReadOnlyNonRecursive": _B,
+                                                 "ReadOnlyForceRecursive": _B}),
+    "VolumeOptions": _struct("mount.VolumeOptions", {"NoCopy": _B, "Labels": _STRMAP, "Subpath": _STR,
+                                                     "DriverConfig": _struct("mount.Driver", {"Name": _STR, "Options": _STRMAP})}),
+    "TmpfsOptions": _struct("mount.TmpfsOptions", {"SizeBytes": _I64, "Mode": _i("os.FileMode"),
+                                                   "Options": _list(_STRS, "[][]string")}),
+})
 HOST_FIELDS = {
-    "Binds": _LIST, "ContainerIDFile": _STR, "LogConfig": _DICT, "NetworkMode": _STR, "PortBindings": _DICT,
-    "RestartPolicy": _DICT, "AutoRemove": _BOOL, "VolumeDriver": _STR, "VolumesFrom": _LIST,
-    "ConsoleSize": _LIST, "Annotations": _DICT, "CapAdd": _LIST, "CapDrop": _LIST, "CgroupnsMode": _STR,
-    "Dns": _LIST, "DnsOptions": _LIST, "DnsSearch": _LIST, "ExtraHosts": _LIST, "GroupAdd": _LIST,
-    "IpcMode": _STR, "Cgroup": _STR, "Links": _LIST, "OomScoreAdj": _INT, "PidMode": _STR,
-    "Privileged": _BOOL, "PublishAllPorts": _BOOL, "ReadonlyRootfs": _BOOL, "SecurityOpt": _LIST,
-    "StorageOpt": _DICT, "Tmpfs": _DICT, "UTSMode": _STR, "UsernsMode": _STR, "ShmSize": _INT,
-    "Sysctls": _DICT, "Runtime": _STR, "Isolation": _STR, "CpuShares": _INT, "Memory": _INT,
-    "NanoCpus": _INT, "CgroupParent": _STR, "BlkioWeight": _INT, "BlkioWeightDevice": _LIST,
-    "BlkioDeviceReadBps": _LIST, "BlkioDeviceWriteBps": _LIST, "BlkioDeviceReadIOps": _LIST,
-    "BlkioDeviceWriteIOps": _LIST, "CpuPeriod": _INT, "CpuQuota": _INT, "CpuRealtimePeriod": _INT,
-    "CpuRealtimeRuntime": _INT, "CpusetCpus": _STR, "CpusetMems": _STR, "Devices": _LIST,
-    "DeviceCgroupRules": _LIST, "DeviceRequests": _LIST, "KernelMemory": _INT, "KernelMemoryTCP": _INT,
-    "MemoryReservation": _INT, "MemorySwap": _INT, "MemorySwappiness": _INT, "OomKillDisable": _BOOL,
-    "PidsLimit": _INT, "Ulimits": _LIST, "CpuCount": _INT, "CpuPercent": _INT, "IOMaximumIOps": _INT,
-    "IOMaximumBandwidth": _INT, "Mounts": _LIST, "MaskedPaths": _LIST, "ReadonlyPaths": _LIST,
-    "Init": _BOOL,
+    "Binds": _STRS, "ContainerIDFile": _STR, "LogConfig": _struct("container.LogConfig", {"Type": _STR, "Config": _STRMAP}),
+    "NetworkMode": _s("container.NetworkMode"),
+    "PortBindings": _map(_list(_struct("nat.PortBinding", {"HostIp": _STR, "HostPort": _STR})), "nat.PortMap"),
+    "RestartPolicy": _struct("container.RestartPolicy", {"Name": _s("container.RestartPolicyMode"), "MaximumRetryCount": _INT}),
+    "AutoRemove": _B, "VolumeDriver": _STR, "VolumesFrom": _STRS, "ConsoleSize": _list(_i("uint"), "[2]uint"),
+    "Annotations": _STRMAP, "CapAdd": _STRSLICE, "CapDrop": _STRSLICE, "CgroupnsMode": _s("container.CgroupnsMode"),
+    "Dns": _STRS, "DnsOptions": _STRS, "DnsSearch": _STRS, "ExtraHosts": _STRS, "GroupAdd": _STRS,
+    "IpcMode": _s("container.IpcMode"), "Cgroup": _s("container.CgroupSpec"), "Links": _STRS, "OomScoreAdj": _INT,
+    "PidMode": _s("container.PidMode"), "Privileged": _B, "PublishAllPorts": _B, "ReadonlyRootfs": _B,
+    "SecurityOpt": _STRS, "StorageOpt": _STRMAP, "Tmpfs": _STRMAP, "UTSMode": _s("container.UTSMode"),
+    "UsernsMode": _s("container.UsernsMode"), "ShmSize": _I64, "Sysctls": _STRMAP, "Runtime": _STR,
+    "Isolation": _s("container.Isolation"), "CpuShares": _I64, "Memory": _I64, "NanoCpus": _I64,
+    "CgroupParent": _STR, "BlkioWeight": _i("uint16"),
+    "BlkioWeightDevice": _list(_struct("blkiodev.WeightDevice", {"Path": _STR, "Weight": _i("uint16")}), "[]*blkiodev.WeightDevice"),
+    "BlkioDeviceReadBps": _THROTTLE, "BlkioDeviceWriteBps": _THROTTLE, "BlkioDeviceReadIOps": _THROTTLE,
+    "BlkioDeviceWriteIOps": _THROTTLE, "CpuPeriod": _I64, "CpuQuota": _I64, "CpuRealtimePeriod": _I64,
+    "CpuRealtimeRuntime": _I64, "CpusetCpus": _STR, "CpusetMems": _STR,
+    "Devices": _list(_struct("container.DeviceMapping", {"PathOnHost": _STR, "PathInContainer": _STR,
+                                                         "CgroupPermissions": _STR})),
+    "DeviceCgroupRules": _STRS,
+    "DeviceRequests": _list(_struct("container.DeviceRequest", {"Driver": _STR, "Count": _INT, "DeviceIDs": _STRS,
+                                                                "Capabilities": _list(_STRS, "[][]string"),
+                                                                "Options": _STRMAP})),
+    "KernelMemory": _I64, "KernelMemoryTCP": _I64, "MemoryReservation": _I64, "MemorySwap": _I64,
+    "MemorySwappiness": _I64, "OomKillDisable": _B, "PidsLimit": _I64,
+    "Ulimits": _list(_struct("units.Ulimit", {"Name": _STR, "Hard": _I64, "Soft": _I64}), "[]*units.Ulimit"),
+    "CpuCount": _I64, "CpuPercent": _I64, "IOMaximumIOps": _i("uint64"), "IOMaximumBandwidth": _i("uint64"),
+    "Mounts": _list(_MOUNT), "MaskedPaths": _STRS, "ReadonlyPaths": _STRS, "Init": _B,
 }
-BODY_FIELDS = {"HostConfig": _DICT, "NetworkingConfig": _DICT, **CONFIG_FIELDS}
+_IPAM = _struct("network.EndpointIPAMConfig", {"IPv4Address": _STR, "IPv6Address": _STR, "LinkLocalIPs": _STRS})
+ENDPOINT = _struct("network.EndpointSettings", {
+    "IPAMConfig": _IPAM, "Links": _STRS, "Aliases": _STRS, "MacAddress": _STR, "DriverOpts": _STRMAP,
+    "NetworkID": _STR, "EndpointID": _STR, "Gateway": _STR, "IPAddress": _STR, "IPPrefixLen": _INT,
+    "IPv6Gateway": _STR, "GlobalIPv6Address": _STR, "GlobalIPv6PrefixLen": _INT, "DNSNames": _STRS,
+})
+NETWORKING = _struct("network.NetworkingConfig", {"EndpointsConfig": _map(ENDPOINT, "map[string]*network.EndpointSettings")})
+CREATE_REQUEST = _struct("container.CreateRequest", {
+    **CONFIG_FIELDS, "HostConfig": _struct("container.HostConfig", HOST_FIELDS), "NetworkingConfig": NETWORKING,
+})
+BODY_FIELDS = CREATE_REQUEST.fields
 
 
-def _check(obj: dict, fields: dict, where: str) -> None:
-    for key, value in obj.items():
-        if key not in fields:
-            raise InvalidArgument(f"json: unknown field {key!r} in {where}")
-        types = fields[key]
-        if value is None:
-            continue
-        if types == _INT and (isinstance(value, bool) or not isinstance(value, int)):
-            raise InvalidArgument(f"json: cannot unmarshal {_jtype(value)} into field {where}.{key} of type integer")
-        if not isinstance(value, types) or (types != _BOOL and isinstance(value, bool) and bool not in types):
-            raise InvalidArgument(f"json: cannot unmarshal {_jtype(value)} into field {where}.{key} of type "
-                                  f"{'/'.join(_TNAME[t] for t in types)}")
+class GoTypeError(InvalidArgument):
+    """encoding/json's UnmarshalTypeError, in dockerd 25+'s words (a 400; dockerd 20.10 said
+    the same sentence without "invalid JSON: " as a 500)."""
 
 
-_TNAME = {str: "string", bool: "bool", int: "integer", list: "array", dict: "object"}
-
-
-def _jtype(value: object) -> str:
+def _jkind(value: object) -> str:
     return {str: "string", bool: "bool", int: "number", float: "number", list: "array",
             dict: "object"}.get(type(value), "value")
 
 
-def _strlist(value: object, what: str) -> list[str]:
+def _literal(value: object) -> str:
+    return json.dumps(value)
+
+
+def _fail(value: object, t: GoType, struct: str, path: str, with_literal: bool = False) -> GoTypeError:
+    what = _jkind(value) + (f" {_literal(value)}" if with_literal else "")
+    where = f"Go struct field {struct}.{path}" if struct else "Go value"
+    return GoTypeError(f"invalid JSON: json: cannot unmarshal {what} into {where} of type {t.name}")
+
+
+def go_decode(value: object, t: GoType, struct: str = "", path: str = "") -> object:
+    """``value`` as ``t``: struct keys matched case-insensitively to their Go names and
+    unknown ones dropped; the first value of the wrong JSON type raises Go's error."""
     if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if not all(isinstance(v, str) for v in value):
-        raise InvalidArgument(f"json: {what} must be a list of strings")
-    return list(value)
+        return None
+    k = t.kind
+    if k == "string":
+        if not isinstance(value, str):
+            raise _fail(value, t, struct, path)
+        return value
+    if k == "bool":
+        if not isinstance(value, bool):
+            raise _fail(value, t, struct, path)
+        return value
+    if k == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(value, t, struct, path)
+        if isinstance(value, float) or not t.lo <= value <= t.hi:
+            raise _fail(value, t, struct, path, with_literal=True)
+        return value
+    if k == "strslice":
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise _fail(value, t, struct, path)
+    if k == "slice":
+        if not isinstance(value, list):
+            raise _fail(value, t, struct, path)
+        return [go_decode(v, t.elem, struct, path) for v in value]
+    if k == "map":
+        if not isinstance(value, dict):
+            raise _fail(value, t, struct, path)
+        return {key: go_decode(v, t.elem, struct, path) for key, v in value.items()}
+    # struct
+    if not isinstance(value, dict):
+        raise _fail(value, t, struct, path)
+    short = t.name.rsplit(".", 1)[-1]
+    lower = {name.lower(): name for name in t.fields}
+    out: dict = {}
+    for key, v in value.items():
+        name = key if key in t.fields else lower.get(key.lower())
+        if name is None:
+            continue  # dockerd ignores what it does not know
+        out[name] = go_decode(v, t.fields[name], short, f"{path}.{name}" if path else name)
+    return out
+
+
+def _check(obj: dict, fields: dict, where: str) -> dict:
+    """``obj`` decoded as the Go struct ``where`` with ``fields`` (see :func:`go_decode`)."""
+    return go_decode(obj, _struct(where, fields))  # type: ignore[return-value]
+
+
+def _strs(value: object) -> list[str]:
+    return list(value) if value else []
 
 
 def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
     from ..engine.containers import CreateOptions
-    from ..engine.spec import Resources, parse_ulimit
+    from ..engine.spec import Resources, check_sysctls, normalize_cap, parse_ulimit
 
     if not isinstance(body, dict):
-        raise InvalidArgument("invalid JSON in request body: expected an object")
-    _check(body, BODY_FIELDS, "ContainerConfig")
+        raise InvalidArgument("invalid JSON: json: cannot unmarshal " + _jkind(body)
+                              + " into Go value of type container.CreateRequest")
+    if not body:
+        raise InvalidArgument("config cannot be empty in order to create a container")
+    body = go_decode(body, CREATE_REQUEST)
     host = body.get("HostConfig") or {}
-    _check(host, HOST_FIELDS, "HostConfig")
     net_cfg = body.get("NetworkingConfig") or {}
     image = body.get("Image") or ""
     if not image:
-        raise InvalidArgument("config cannot be empty in order to create a container" if not body
-                              else "no image specified")
-    for key in ("Env", "OnBuild", "Shell"):
-        _strlist(body.get(key), key)
+        raise InvalidArgument("no image specified")
+    workdir = body.get("WorkingDir") or ""
+    if workdir and not posixpath.isabs(workdir):
+        raise InvalidArgument(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
     labels = body.get("Labels") or {}
-    if not all(isinstance(v, str) for v in labels.values()):
-        raise InvalidArgument("json: Labels values must be strings")
     cmd = body.get("Cmd")
-    cmd = [cmd] if isinstance(cmd, str) else (_strlist(cmd, "Cmd") if cmd is not None else None)
     entrypoint = body.get("Entrypoint")
-    if entrypoint is not None:
-        entrypoint = [entrypoint] if isinstance(entrypoint, str) else _strlist(entrypoint, "Entrypoint")
-        if entrypoint == [""]:
-            entrypoint = []  # docker's --entrypoint "": reset the image's
+    if entrypoint is not None and entrypoint == [""]:
+        entrypoint = []  # docker's --entrypoint "": reset the image's
+    for field in ("CapAdd", "CapDrop"):
+        for cap in host.get(field) or []:
+            try:
+                normalize_cap(cap)
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"invalid {field}: {exc}") from None
     res = Resources()
     res.memory = host.get("Memory") or 0
     if res.memory and res.memory < 6 * 1024 * 1024:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if (host.get("ShmSize") or 0) < 0:
+        raise InvalidArgument("SHM size can not be less than 0")
     res.memory_swap = host.get("MemorySwap") or 0
     res.memory_reservation = host.get("MemoryReservation") or 0
     res.nano_cpus = host.get("NanoCpus") or 0
-    res.cpu_shares = host.get("CpuShares") or 0
+    res.cpu_shares = host.get("CpuShares") or 0  # a negative value fails at start, as in dockerd
     res.cpu_quota = host.get("CpuQuota") or 0
     res.cpu_period = host.get("CpuPeriod") or 0
     res.cpuset_cpus = host.get("CpusetCpus") or ""
@@ -111,17 +240,22 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
     pids = host.get("PidsLimit") or 0
     res.pids_limit = pids if pids > 0 else 0
     for u in host.get("Ulimits") or []:
-        if not isinstance(u, dict) or not isinstance(u.get("Name"), str):
-            raise InvalidArgument("json: Ulimits entries need Name, Soft and Hard")
-        res.ulimits.append(parse_ulimit(f"{u['Name']}={int(u.get('Soft') or 0)}:{int(u.get('Hard') or 0)}"))
+        u = u or {}
+        res.ulimits.append(parse_ulimit(f"{u.get('Name') or ''}={u.get('Soft') or 0}:{u.get('Hard') or 0}"))
+    for dev in host.get("Devices") or []:
+        dev = dev or {}
+        on_host = dev.get("PathOnHost") or ""
+        res.devices.append({"PathOnHost": on_host, "PathInContainer": dev.get("PathInContainer") or on_host,
+                            "CgroupPermissions": dev.get("CgroupPermissions") or "rwm"})
+    network = host.get("NetworkMode") or "default"
+    res.sysctls = {k: v or "" for k, v in (host.get("Sysctls") or {}).items()}
+    check_sysctls(res.sysctls, host_network=network == "host")
     policy = host.get("RestartPolicy") or {}
     restart = policy.get("Name") or "no"
-    if not isinstance(restart, str):
-        raise InvalidArgument("json: RestartPolicy.Name must be a string")
     if policy.get("MaximumRetryCount"):
         if restart != "on-failure":
             raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
-        restart += f":{int(policy['MaximumRetryCount'])}"
+        restart += f":{policy['MaximumRetryCount']}"
     publish = []
     for port, bindings in (host.get("PortBindings") or {}).items():
         for b in bindings or [{}]:
@@ -129,8 +263,7 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
             publish.append(f"{hip}:{hport}:{port}" if hip else (f"{hport}:{port}" if hport else port))
     mounts = []
     for m in host.get("Mounts") or []:
-        if not isinstance(m, dict):
-            raise InvalidArgument("json: Mounts entries must be objects")
+        m = m or {}
         parts = [f"type={m.get('Type') or 'volume'}"]
         if m.get("Source"):
             parts.append(f"source={m['Source']}")
@@ -140,41 +273,42 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
         if m.get("ReadOnly"):
             parts.append("readonly")
         bind, vol, tmpfs_opts = (m.get(k) or {} for k in ("BindOptions", "VolumeOptions", "TmpfsOptions"))
-        if not all(isinstance(o, dict) for o in (bind, vol, tmpfs_opts)):
-            raise InvalidArgument("json: BindOptions, VolumeOptions and TmpfsOptions must be objects")
         if bind.get("Propagation"):
             parts.append(f"bind-propagation={bind['Propagation']}")
         if vol.get("NoCopy"):
             parts.append("volume-nocopy=true")
         if tmpfs_opts.get("SizeBytes"):
-            parts.append(f"tmpfs-size={int(tmpfs_opts['SizeBytes'])}")
+            parts.append(f"tmpfs-size={tmpfs_opts['SizeBytes']}")
         if tmpfs_opts.get("Mode"):
-            parts.append(f"tmpfs-mode={int(tmpfs_opts['Mode']):o}")
+            parts.append(f"tmpfs-mode={tmpfs_opts['Mode']:o}")
         mounts.append(",".join(parts))
-    tmpfs = [f"{k}:{v}" if v else k for k, v in (host.get("Tmpfs") or {}).items()]
-    network = host.get("NetworkMode") or "default"
+    tmpfs = []
+    for dest, opts in (host.get("Tmpfs") or {}).items():
+        if not posixpath.isabs(dest):
+            raise InvalidArgument(f"invalid mount path: '{dest}' mount path must be absolute")
+        tmpfs.append(f"{dest}:{opts}" if opts else dest)
     aliases: list[str] = []
     ip = ""
-    for net, ep in ((net_cfg.get("EndpointsConfig") or {}).items() if isinstance(net_cfg, dict) else []):
+    for net, ep in (net_cfg.get("EndpointsConfig") or {}).items():
         ep = ep or {}
-        aliases += _strlist(ep.get("Aliases"), "Aliases")
+        aliases += _strs(ep.get("Aliases"))
         ip = ip or ((ep.get("IPAMConfig") or {}).get("IPv4Address") or "")
         if network == "default" and net:
             network = net
     return CreateOptions(
-        image=image, cmd=cmd or None, entrypoint=entrypoint, env=_strlist(body.get("Env"), "Env"),
-        workdir=body.get("WorkingDir") or "", user=body.get("User") or "", hostname=body.get("Hostname") or "",
+        image=image, cmd=cmd or None, entrypoint=entrypoint, env=_strs(body.get("Env")),
+        workdir=workdir, user=body.get("User") or "", hostname=body.get("Hostname") or "",
         tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")),
         stdin_once=bool(body.get("StdinOnce")) if "StdinOnce" in body else None, labels=dict(labels), name=name,
-        resources=res, cap_add=_strlist(host.get("CapAdd"), "CapAdd"), cap_drop=_strlist(host.get("CapDrop"), "CapDrop"),
+        resources=res, cap_add=_strs(host.get("CapAdd")), cap_drop=_strs(host.get("CapDrop")),
         privileged=bool(host.get("Privileged")), read_only=bool(host.get("ReadonlyRootfs")),
-        security_opt=_strlist(host.get("SecurityOpt"), "SecurityOpt"), init=bool(host.get("Init")),
+        security_opt=_strs(host.get("SecurityOpt")), init=bool(host.get("Init")),
         restart=restart, auto_remove=bool(host.get("AutoRemove")), stop_signal=body.get("StopSignal") or "",
         stop_timeout=body.get("StopTimeout"), network=network,
-        volumes=_strlist(host.get("Binds"), "Binds"), mounts=mounts, tmpfs=tmpfs,
-        volumes_from=_strlist(host.get("VolumesFrom"), "VolumesFrom"), publish=publish,
+        volumes=_strs(host.get("Binds")), mounts=mounts, tmpfs=tmpfs,
+        volumes_from=_strs(host.get("VolumesFrom")), publish=publish,
         publish_all=bool(host.get("PublishAllPorts")), expose=list((body.get("ExposedPorts") or {}).keys()),
-        network_aliases=aliases, links=_strlist(host.get("Links"), "Links"), dns=_strlist(host.get("Dns"), "Dns"),
-        dns_search=_strlist(host.get("DnsSearch"), "DnsSearch"), dns_option=_strlist(host.get("DnsOptions"), "DnsOptions"),
-        add_host=_strlist(host.get("ExtraHosts"), "ExtraHosts"), ip=ip,
+        network_aliases=aliases, links=_strs(host.get("Links")), dns=_strs(host.get("Dns")),
+        dns_search=_strs(host.get("DnsSearch")), dns_option=_strs(host.get("DnsOptions")),
+        add_host=_strs(host.get("ExtraHosts")), ip=ip,
     )

@@ -9,8 +9,17 @@ import threading
 from ..errors import Conflict, InvalidArgument, NotFound
 from .http import STREAMED, Reply, Request, Router
 
-EXEC_FIELDS = {"AttachStdin", "AttachStdout", "AttachStderr", "DetachKeys", "Tty", "Env", "Cmd",
-               "Privileged", "User", "WorkingDir", "ConsoleSize", "Detach", "Container"}
+def _exec_types():  # noqa: ANN202
+    from .create import GoType, _struct
+
+    b, s = GoType("bool", "bool"), GoType("string", "string")
+    strs = GoType("slice", "[]string", s)
+    size = GoType("slice", "*[2]uint", GoType("int", "uint", lo=0, hi=2**64 - 1))
+    options = _struct("container.ExecOptions", {
+        "User": s, "Privileged": b, "Tty": b, "ConsoleSize": size, "AttachStdin": b, "AttachStderr": b,
+        "AttachStdout": b, "Detach": b, "DetachKeys": s, "Env": strs, "WorkingDir": s, "Cmd": strs})
+    start = _struct("container.ExecStartOptions", {"Detach": b, "Tty": b, "ConsoleSize": size})
+    return options, start
 
 
 class ExecNotFound(NotFound):
@@ -25,23 +34,14 @@ def routes(r: Router) -> None:
 
 
 def create(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
-    body = req.json()
-    if not isinstance(body, dict):
-        raise InvalidArgument("invalid JSON in request body: expected an object")
-    for key in body:
-        if key not in EXEC_FIELDS:
-            raise InvalidArgument(f"json: unknown field {key!r}")
+    from .create import go_decode
+
+    # decoded as dockerd decodes it: unknown fields ignored, Go's sentence for a wrong type
+    body = go_decode(req.json(), _exec_types()[0])
     cmd = body.get("Cmd")
-    if isinstance(cmd, str):
-        cmd = [cmd]
-    if not cmd or not isinstance(cmd, list) or not all(isinstance(c, str) for c in cmd):
+    if not cmd:
         raise InvalidArgument("No exec command specified")
     env = body.get("Env") or []
-    if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
-        raise InvalidArgument("json: Env must be a list of strings")
-    for key in ("User", "WorkingDir"):
-        if body.get(key) is not None and not isinstance(body[key], str):
-            raise InvalidArgument(f"json: {key} must be a string")
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         rec = engine.containers.refresh(engine.containers.load(cid))
@@ -80,12 +80,9 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     from .streams import exec_command, run_exec
 
     rec = _get(d, id)
-    body = req.json(required=False) or {}
-    if not isinstance(body, dict):
-        raise InvalidArgument("invalid JSON in request body: expected an object")
-    for key in body:
-        if key not in ("Detach", "Tty", "ConsoleSize"):
-            raise InvalidArgument(f"json: unknown field {key!r}")
+    from .create import go_decode
+
+    body = go_decode(req.json(required=False), _exec_types()[1]) or {}
     detach = bool(body.get("Detach"))
     tty = bool(body.get("Tty", rec["ProcessConfig"]["tty"]))
     with d.lock:
@@ -97,6 +94,13 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     if not state["Running"]:
         raise Conflict(f"Container {rec['ContainerID']} is not running")
     args = exec_command(rec["_runtime_root"], rec["ContainerID"], rec["_cfg"], detach, tty)
+    if rec["ProcessConfig"]["privileged"]:
+        # docker exec --privileged: every capability (of the host's bounding set), in the
+        # bounding, permitted and effective sets; the container's seccomp filter stays
+        from ..engine.spec import host_capabilities
+
+        at = len(args) - len(rec["_cfg"]["Cmd"]) - 2  # the container's ID, before "--" and the command
+        args[at:at] = [a for cap in host_capabilities() for a in ("--cap", cap)]
     d.events.emit("container", f"exec_start: {' '.join(rec['_cfg']['Cmd'])}", rec["ContainerID"], {"execID": id})
     if detach:
         rec["Running"] = True

@@ -11,7 +11,7 @@ import os
 import posixpath
 from .._record import dataclass, field
 
-from ..errors import InvalidArgument
+from ..errors import DockyardError, InvalidArgument
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -42,6 +42,8 @@ READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 # Devices every container may use (Docker's default allow-list, cgroup device rules).
 DEFAULT_DEVICE_RULES = [
     {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "access": "m"},                             # mknod any char device
+    {"allow": True, "type": "b", "access": "m"},                             # and any block device
     {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"},   # zero
     {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},   # null
     {"allow": True, "type": "c", "major": 1, "minor": 9, "access": "rwm"},   # urandom
@@ -117,7 +119,7 @@ def normalize_cap(cap: str) -> str:
     if not up.startswith("CAP_"):
         up = "CAP_" + up
     if up not in ALL_CAPS:
-        raise InvalidArgument(f"unknown capability: {cap!r}")
+        raise InvalidArgument(f'unknown capability: "{up}"')
     return up
 
 
@@ -134,16 +136,23 @@ def _bounding_set() -> set[int]:
     return set()
 
 
+def host_capabilities() -> list[str]:
+    """Every capability this host lets us hand on: the bounding set (a host that is itself a
+    container may lack some, and asking for one it lacks makes capset fail with EPERM)."""
+    bounding = _bounding_set()
+    return [c for i, c in enumerate(ALL_CAPS) if i in bounding] if bounding else list(ALL_CAPS)
+
+
 def capabilities(cap_add: list[str], cap_drop: list[str], privileged: bool) -> list[str]:
-    """Docker's rules: start from the default set, drop, then add; ALL means every capability."""
+    """Docker's rules: start from the default set, drop, then add; ALL (and --privileged) means
+    every capability of the host's bounding set."""
     if privileged:
-        # every capability this host lets us hand on (the bounding set may lack some)
-        return [c for c in ALL_CAPS if ALL_CAPS.index(c) in _bounding_set()] if _bounding_set() else list(ALL_CAPS)
+        return host_capabilities()
     adds = [normalize_cap(c) for c in cap_add]
     drops = [normalize_cap(c) for c in cap_drop]
     caps = [] if "ALL" in drops else [c for c in DEFAULT_CAPS if c not in drops]
     if "ALL" in adds:
-        return [c for c in ALL_CAPS if c not in drops or "ALL" in drops]
+        return [c for c in host_capabilities() if c not in drops or "ALL" in drops]
     for cap in adds:
         if cap not in caps:
             caps.append(cap)
@@ -249,6 +258,81 @@ class Resources:
     cpuset_mems: str = ""
     pids_limit: int = 0
     ulimits: list[dict] = field(default_factory=list)
+    # HostConfig.Devices ({PathOnHost, PathInContainer, CgroupPermissions}), looked up at start
+    devices: list[dict] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)    # HostConfig.Sysctls
+
+
+# sysctls of the IPC namespace (runc's list, plus fs.mqueue.*)
+IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+               "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def check_sysctls(sysctls: dict[str, str], host_network: bool) -> None:
+    """Only namespaced sysctls, each in a namespace of the container's own, as runc checks them
+    (dockerd passes them through and runc refuses them at start; dockyard refuses at create, a
+    400 with runc's sentence).  dockyard always gives a container its own IPC and UTS namespaces."""
+    for key in sysctls:
+        if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            continue
+        if key.startswith("net."):
+            if host_network:
+                raise InvalidArgument(f'sysctl "{key}" not allowed in host network namespace')
+            continue
+        if key == "kernel.domainname":
+            continue
+        if key == "kernel.hostname":
+            raise InvalidArgument('sysctl "kernel.hostname" is not allowed as it conflicts with the OCI "hostname" field')
+        raise InvalidArgument(f'sysctl "{key}" is not in a separate kernel namespace')
+
+
+def custom_devices(devices: list[dict]) -> tuple[list[dict], list[dict]]:
+    """HostConfig.Devices to OCI ``linux.devices`` and device-cgroup allow rules, from the host's
+    nodes as they are now (type, major/minor, mode, owner), as dockerd does at start.  A
+    directory brings every device node beneath it; a symlink is followed."""
+    import stat
+
+    nodes: list[dict] = []
+    rules: list[dict] = []
+
+    def node(path: str, dest: str, perms: str) -> bool:
+        st = os.stat(path)
+        if stat.S_ISCHR(st.st_mode):
+            kind = "c"
+        elif stat.S_ISBLK(st.st_mode):
+            kind = "b"
+        else:
+            return False
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        nodes.append({"type": kind, "path": dest, "major": major, "minor": minor,
+                      "fileMode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid})
+        rules.append({"allow": True, "type": kind, "major": major, "minor": minor, "access": perms})
+        return True
+
+    for dev in devices:
+        on_host, dest, perms = dev["PathOnHost"], dev["PathInContainer"], dev["CgroupPermissions"] or "rwm"
+        if any(c not in "rwm" for c in perms):
+            raise InvalidArgument(f"invalid device cgroup permissions {perms!r} for {on_host}")
+        try:
+            real = os.path.realpath(on_host)
+            if node(real, dest, perms):
+                continue
+            found = False
+            if os.path.isdir(real):
+                for root, _dirs, files in os.walk(real):
+                    for f in files:
+                        try:
+                            found |= node(os.path.join(root, f), dest + os.path.join(root, f)[len(real):], perms)
+                        except OSError:
+                            pass
+            if not found:
+                raise DockyardError(f'error gathering device information while adding custom device "{on_host}": '
+                                    "not a device node")
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise DockyardError(f'error gathering device information while adding custom device "{on_host}": '
+                                f"{reason[:1].lower()}{reason[1:]}") from None
+    return nodes, rules
 
 
 def linux_resources(res: Resources) -> dict:
@@ -257,7 +341,8 @@ def linux_resources(res: Resources) -> dict:
     if res.memory:
         mem["limit"] = res.memory
         if res.memory_swap == 0:
-            mem["swap"] = res.memory * 2
+            if res.memory * 2 < 2**63:  # dockerd's int64 overflows past that, and then sets no swap limit
+                mem["swap"] = res.memory * 2
         elif res.memory_swap > 0:
             mem["swap"] = res.memory_swap
         else:
@@ -267,6 +352,8 @@ def linux_resources(res: Resources) -> dict:
     if mem:
         out["memory"] = mem
     cpu: dict = {}
+    if res.cpu_shares < 0:
+        raise DockyardError("shares: invalid argument")  # dockerd's words, at start
     if res.cpu_shares:
         cpu["shares"] = res.cpu_shares
     if res.nano_cpus:
@@ -361,8 +448,13 @@ def build_spec(rootfs: str, p: ProcessSpec) -> dict:
     }
     if p.cgroups_path:
         linux["cgroupsPath"] = p.cgroups_path
-    if p.sysctl:
-        linux["sysctl"] = p.sysctl
+    sysctl = {**p.resources.sysctls, **p.sysctl}
+    if sysctl:
+        linux["sysctl"] = sysctl
+    if p.resources.devices:
+        nodes, rules = custom_devices(p.resources.devices)
+        linux["devices"] = nodes
+        linux["resources"]["devices"] = list(linux["resources"]["devices"]) + rules
     if p.seccomp is not None and not p.privileged:
         linux["seccomp"] = p.seccomp
     mounts = default_mounts(read_only_sys=not p.privileged) + list(p.extra_mounts)

@@ -98,6 +98,18 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
             if a.flag("no-new-privs") {
                 p.no_new_privileges = true;
             }
+            // runc's --cap: added to the bounding, effective and permitted sets
+            let extra = a.all("cap");
+            if !extra.is_empty() {
+                let caps = p.capabilities.get_or_insert_with(Default::default);
+                for c in extra {
+                    for set in [&mut caps.bounding, &mut caps.effective, &mut caps.permitted] {
+                        if !set.iter().any(|x| x.eq_ignore_ascii_case(c)) {
+                            set.push(c.to_string());
+                        }
+                    }
+                }
+            }
             p
         }
     };
