@@ -6,6 +6,7 @@ peer program check for it and skip with the reason.  Plain helpers are in suppor
 
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 import sys
@@ -127,6 +128,98 @@ def serve(tmp_path):
     yield start
     for s in started:
         s.stop()
+
+
+# -- the host is left as it was ------------------------------------------------------------------------
+
+_TEST_LINK = ("dy", "veth")  # dockyard's bridges and veths (dyb, dyv), test dockerds' (dyt), docker's
+_TEST_MOUNT = ("/tmp/", "/var/tmp/", "/run/netns/", "/run/dockyard", "/run/docker/")
+
+
+def _host_state() -> dict[str, collections.Counter]:
+    """Network links, mounts (point and type) and iptables rules (no counters) of the host."""
+    import shutil
+
+    state: dict[str, collections.Counter] = {}
+    state["link"] = collections.Counter(os.listdir("/sys/class/net"))
+    with open("/proc/self/mountinfo") as f:
+        state["mount"] = collections.Counter(
+            f"{line.split()[4]} ({line.split(' - ')[1].split()[0]})" for line in f if " - " in line)
+    rules: collections.Counter = collections.Counter()
+    save = shutil.which("iptables-save")
+    if save and is_root():
+        out = subprocess.run([save], capture_output=True, text=True).stdout
+        table = ""
+        for line in out.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":"):
+                rules[f"{table} {line.split()[0]}"] += 1  # a chain, without policy counters
+            elif line.startswith("-A"):
+                rules[f"{table} {line}"] += 1
+    state["rule"] = rules
+    return state
+
+
+def _made_by_tests(kind: str, item: str) -> bool:
+    if kind == "link":
+        return item.startswith(_TEST_LINK)
+    if kind == "mount":
+        return item.startswith(_TEST_MOUNT) or "/pytest-of-" in item
+    return "DOCKYARD" in item or " dy" in item or "10.2" in item
+
+
+def _dockyard_skeleton(item: str) -> bool:
+    """dockyard's chains and the jumps into them stay once made, as docker's DOCKER chains do:
+    not a leak (a rule naming one bridge, veth or address is)."""
+    import re
+
+    return "DOCKYARD" in item and not re.search(r"dy[bvt][0-9a-f]|\b(?!127\.0\.0\.0/8)\d+\.\d+\.\d+\.\d+", item)
+
+
+def _other_sessions() -> list[int]:
+    """Other pytest processes on this machine (engineers share it): what they make and remove
+    while this session runs is not this session's doing."""
+    me, out = os.getpid(), []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"pytest") or a == b"pytest" for a in argv[:4]) or b"pytest" in argv[1:3]:
+            out.append(int(entry.name))
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _host_left_alone(tmp_path_factory):
+    """After the session the host has every link, mount and firewall rule it had before (a
+    test dockerd once deleted the host's docker0), and nothing more.  With other pytest
+    sessions running alongside, only what is surely the host's own (not test-made names) is
+    checked for removal, and only mounts under this session's directory for leaks."""
+    before = _host_state()
+    alone = not _other_sessions()
+    yield
+    after = _host_state()
+    alone = alone and not _other_sessions()
+    base = str(tmp_path_factory.getbasetemp())
+    problems = []
+    for kind in before:
+        gone = before[kind] - after[kind]
+        new = after[kind] - before[kind]
+        for item in gone:
+            if alone or not _made_by_tests(kind, item):
+                problems.append(f"removed {kind}: {item}")
+        for item in new:
+            if kind == "rule" and _dockyard_skeleton(item):
+                continue
+            if alone or (kind == "mount" and item.startswith(base)):
+                problems.append(f"left {kind}: {item}")
+    if problems:
+        pytest.fail("the test session changed the host:\n  " + "\n  ".join(sorted(problems)), pytrace=False)
 
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001, ARG001
