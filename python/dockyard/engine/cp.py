@@ -277,7 +277,11 @@ class _Walk:
             info.type = tarfile.DIRTYPE
             self.tf.addfile(info)
             dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-            return dfd, sorted(os.listdir(dfd), reverse=True), arcname.rstrip("/")
+            try:
+                return dfd, sorted(os.listdir(dfd), reverse=True), arcname.rstrip("/")
+            except BaseException:
+                os.close(dfd)
+                raise
         if kind == st_.S_IFLNK:
             info.type, info.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
         elif kind in (st_.S_IFCHR, st_.S_IFBLK):
