@@ -475,3 +475,21 @@ def test_write_atomic_leaves_no_temp_file_when_the_disk_is_full(tmp_path):
         assert (mnt / "state.json").read_bytes() == b"old"
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+@needs_root
+def test_failed_start_leaves_no_attach_socket(hd):
+    """A start that fails (the runtime cannot apply a cpuset this machine lacks) leaves nothing
+    in the run dir's attach/, nor does a container that ran and exited."""
+    attach = hd.run / "attach"
+    cid = _run(hd, "/no/such/program")
+    assert _wait(hd, cid) == 127
+    assert not attach.exists() or os.listdir(attach) == [], os.listdir(attach)
+    code, value, _ = hd.request("POST", "/containers/create",
+                                {"Image": "bb", "Cmd": ["true"], "HostConfig": {"CpusetCpus": "1000"}})
+    if code != 201:
+        pytest.skip(f"no way found to make a start fail here: {value}")
+    for _ in range(2):
+        code, body, _ = hd.request("POST", f"/containers/{value['Id']}/start")
+        assert code >= 400, body
+        assert not attach.exists() or os.listdir(attach) == [], os.listdir(attach)

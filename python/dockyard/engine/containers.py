@@ -338,6 +338,7 @@ class Containers:
         except BaseException as exc:
             self._unmount_rootfs(cid)
             self.runtime.delete(cid)
+            self.attach_socket(cid).unlink(missing_ok=True)  # the supervisor's, bound before it failed
             from .network.hooks import on_stop as net_stop
 
             net_stop(self, cid)  # namespace, veth, rules, address
