@@ -179,6 +179,26 @@ def test_init_and_exec_never_reach_the_host_binary(dy, runtime_copy, tmp_path):
           f"links: {sorted({r[3] for r in exes})}")
 
 
+def test_without_ptrace_the_runtime_processes_are_closed(dy):
+    """The runtime's processes are not dumpable (as runc's init): with Docker's default
+    capabilities, a container cannot open their /proc/PID files at all, even the `--init` PID 1
+    whose credentials are its own."""
+    dy("run", "-d", "--init", "--name", "dyclosed", "bb", "sleep", "1000")
+    try:
+        proc = dy("exec", "dyclosed", "sh", "-c",
+                  "busybox stat -L /proc/1/exe >/dev/null 2>&1 && echo OPEN-EXE;"
+                  " for f in /proc/1/fd/*; do busybox stat -L $f >/dev/null 2>&1 && echo OPEN-FD; done;"
+                  " busybox stat -L /proc/1/cwd >/dev/null 2>&1 && echo OPEN-CWD;"
+                  " busybox tr '\\0' ' ' < /proc/1/cmdline; echo; busybox stat -L /proc/self/exe >/dev/null && echo SELF-OK",
+                  check=False)
+    finally:
+        dy("rm", "-f", "dyclosed")
+    text = proc.stdout.decode()
+    assert "OPEN" not in text, text
+    # ps still works, and the user's own process (dumpable again after its execve) is its own.
+    assert "dockyard-init" in text and "SELF-OK" in text, text
+
+
 class Rt:
     """The runtime copy with a private state root; every container it made is deleted."""
 

@@ -173,6 +173,7 @@ pub fn main() -> i32 {
             log_error(&g, &e);
             return 1;
         }
+        crate::selfexe::not_dumpable();
     }
     match dispatch(&g, cmd, rest) {
         Ok(code) => code,

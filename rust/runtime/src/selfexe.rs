@@ -26,7 +26,8 @@
 //! copy, removes the variable, and goes on (a stale or forged value only costs a second
 //! re-exec). `DOCKYARD_RUNTIME_CLONE=memfd` forces the fallback (tests, benches).
 //!
-//! Other commands (`state`, `kill`, `delete`, `ps`, ...) never enter a container and skip this.
+//! Those commands also make themselves non-dumpable ([`not_dumpable`]). Other commands
+//! (`state`, `kill`, `delete`, `ps`, ...) never enter a container and skip both.
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
@@ -274,6 +275,16 @@ pub fn ensure() -> Result<()> {
     close(fd);
     std::env::remove_var(ENV);
     Err(Error::sys("re-exec the runtime from its sealed copy", None, e))
+}
+
+/// Not dumpable from here on, and so are our forks until they execve (which makes the user's
+/// process dumpable again): a process in the container needs CAP_SYS_PTRACE, whatever its uid
+/// and capabilities, to open the `/proc/PID/` files (exe, fd/*, cwd, root, environ, mem) of the
+/// runtime's processes in its pid namespace: an `exec`'d process before its execve (after it
+/// has dropped to the container's credentials), an init during its setup (whose cwd and root
+/// are still the host's), the `--init` PID 1 for ever. runc's init does the same.
+pub fn not_dumpable() {
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
 /// Where the running binary lives on the host (for messages and tests).
