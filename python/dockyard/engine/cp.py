@@ -122,7 +122,9 @@ def _running_root(containers: Containers, cid: str) -> tuple[int, frozenset[int]
     """``/proc/PID/root`` of the running container's first process and the devices of the file
     systems mounted there that hold its files, both read through one descriptor of
     ``/proc/PID``, which pins that very process (a recycled PID cannot stand in: the process
-    must be in another mount namespace than ours); ``None`` when it is not running."""
+    must be in another mount namespace than ours, and in the container's cgroup); ``None`` when
+    it is not running, or cannot be told apart (the root file system mounted on the host is
+    then used, its files alone)."""
     state = containers.load(cid)["state"]
     pid = state.get("Pid") or 0
     if not state.get("Running") or pid <= 0:
@@ -135,7 +137,7 @@ def _running_root(containers: Containers, cid: str) -> tuple[int, frozenset[int]
     try:
         root = os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc)
         theirs, ours = os.stat("ns/mnt", dir_fd=proc), os.stat("/proc/self/ns/mnt")
-        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) or not _in_cgroup(proc, cid):
             raise ProcessLookupError(pid)
         mf = os.open("mountinfo", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
         with os.fdopen(mf, "rb") as f:
@@ -152,6 +154,16 @@ def _running_root(containers: Containers, cid: str) -> tuple[int, frozenset[int]
         raise
     finally:
         os.close(proc)
+
+
+def _in_cgroup(proc: int, cid: str) -> bool:
+    """Whether the process of ``/proc/PID`` (open as ``proc``) is in this container's cgroup
+    (``/dockyard/ID``, as the runtime was asked): a PID recycled by any other process is not."""
+    fd = os.open("cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
+    with os.fdopen(fd, "rb") as f:
+        lines = f.read().splitlines()
+    want = f"/dockyard/{cid}".encode()
+    return any(p == want or p.startswith(want + b"/") for p in (line.split(b":", 2)[-1] for line in lines))
 
 
 def _file_devices(mountinfo: bytes) -> set[int]:
