@@ -332,8 +332,6 @@ def test_skopeo_copies_to_and_from_dockyard(serve, htpasswd, oci_archive, tmp_pa
 def test_docker_pushes_and_pulls_through_dockyard(dockerd, docker_busybox, serve, htpasswd, tmp_path, engine):
     """A real dockerd pushes to dockyard's registry (with a login) and pulls back; dockyard pulls
     what docker pushed, and docker pulls what dockyard pushed."""
-    from dockyard.registry.client import Registry, pull, push
-
     reg = serve(users=str(htpasswd), public=["pub/*"])
     env = dict(dockerd.env, DOCKER_CONFIG=str(tmp_path / "docker-client"))
 
@@ -341,7 +339,16 @@ def test_docker_pushes_and_pulls_through_dockyard(dockerd, docker_busybox, serve
         return subprocess.run(["docker", *args], env=env, capture_output=True, input=input, timeout=300)
 
     name = f"{reg.addr}/team/bb:1"
-    assert docker("tag", docker_busybox, name).returncode == 0
+    try:
+        _docker_push_pull(docker, docker_busybox, reg, name, engine, env)
+    finally:  # the dockerd is the session's: later tests compare its image list with dockyard's
+        docker("rmi", "-f", name, f"{reg.addr}/pub/bb:2")
+
+
+def _docker_push_pull(docker, image: str, reg, name: str, engine, env: dict) -> None:  # noqa: ANN001
+    from dockyard.registry.client import Registry, pull, push
+
+    assert docker("tag", image, name).returncode == 0
     proc = docker("push", name)
     assert proc.returncode != 0
     assert "denied" in proc.stderr.decode() or "no basic auth credentials" in proc.stderr.decode()
