@@ -124,9 +124,13 @@ class Storage:
     def write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.root / "tmp" / uuid.uuid4().hex
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.rename(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.rename(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # (a full disk leaves nothing behind)
+            raise
 
     def put_blob(self, data: bytes) -> str:
         digest = sha256(data)
