@@ -109,8 +109,8 @@ def test_store_and_run_dir_unreadable_by_other_users(hd):
         leak = _as_nobody("grep", "-r", SECRET, str(where))
         assert SECRET.encode() not in leak.stdout and leak.returncode != 0, leak
         assert _as_nobody("ls", str(where)).returncode != 0
-    db = hd.root / "state.db"
-    assert os.stat(db).st_mode & 0o077 == 0
+    for private in (hd.root / "state.db", hd.root / "containers" / cid / "bundle" / "config.json"):
+        assert os.stat(private).st_mode & 0o077 == 0, private  # (0600, as dockerd's)
     hd.request("POST", f"/containers/{cid}/kill")
     _wait(hd, cid)
 

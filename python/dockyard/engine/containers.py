@@ -29,7 +29,7 @@ from .images import Images, now_rfc3339, parse_time
 from .names import check_name, new_id, random_name
 from .runtime import Runtime, StartError, run_dir
 from .spec import DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities, parse_signal
-from .store import Store, pid_alive as _alive, remove_tree
+from .store import Store, pid_alive as _alive, remove_tree, write_atomic
 
 log = logging.getLogger("dockyard.engine")
 
@@ -325,9 +325,9 @@ class Containers:
         rootfs = self._mount_rootfs(rec)
         try:
             bundle_spec = self._bundle_spec(rec, rootfs)
-            tmp = d / "bundle" / "config.json.tmp"
-            tmp.write_text(json.dumps(bundle_spec))
-            os.replace(tmp, d / "bundle" / "config.json")
+            # 0600 as dockerd's container files; no temporary file left on a full disk; no fsync
+            # (made again at every start)
+            write_atomic(d / "bundle" / "config.json", json.dumps(bundle_spec).encode(), fsync=False)
             cfg = rec["spec"]["Config"]
             log = d / f"{cid}-json.log"
             self.attach_socket(cid).parent.mkdir(parents=True, exist_ok=True)
