@@ -26,6 +26,12 @@
 //! copy, removes the variable, and goes on (a stale or forged value only costs a second
 //! re-exec). `DOCKYARD_RUNTIME_CLONE=memfd` forces the fallback (tests, benches).
 //!
+//! Cost, measured on a 2-core VM: one more execve. `dockyard-runtime run` of `true`, 5.3 ms
+//! before, 7.1 ms with the overlay, 7.4 ms with the memfd; `dockyard run --rm IMAGE true` end
+//! to end (200-360 ms there) moved within the noise. A shim's resident memory is unchanged
+//! with the overlay (its text stays shared file pages); with the memfd about 0.9 MB of it
+//! becomes shared memory private to that shim.
+//!
 //! Those commands also make themselves non-dumpable ([`not_dumpable`]). Other commands
 //! (`state`, `kill`, `delete`, `ps`, ...) never enter a container and skip both.
 
