@@ -137,6 +137,11 @@ def _fail(value: object, t: GoType, struct: str, path: str, with_literal: bool =
     return GoTypeError(f"invalid JSON: json: cannot unmarshal {what} into {where} of type {t.name}")
 
 
+def _zero(t: GoType) -> object:
+    """What a JSON null leaves in a Go slice element or map value."""
+    return {"string": "", "bool": False, "int": 0}.get(t.kind)
+
+
 def go_decode(value: object, t: GoType, struct: str = "", path: str = "") -> object:
     """``value`` as ``t``: struct keys matched case-insensitively to their Go names and
     unknown ones dropped; the first value of the wrong JSON type raises Go's error."""
@@ -166,11 +171,11 @@ def go_decode(value: object, t: GoType, struct: str = "", path: str = "") -> obj
     if k == "slice":
         if not isinstance(value, list):
             raise _fail(value, t, struct, path)
-        return [go_decode(v, t.elem, struct, path) for v in value]
+        return [_zero(t.elem) if v is None else go_decode(v, t.elem, struct, path) for v in value]
     if k == "map":
         if not isinstance(value, dict):
             raise _fail(value, t, struct, path)
-        return {key: go_decode(v, t.elem, struct, path) for key, v in value.items()}
+        return {key: _zero(t.elem) if v is None else go_decode(v, t.elem, struct, path) for key, v in value.items()}
     # struct
     if not isinstance(value, dict):
         raise _fail(value, t, struct, path)
