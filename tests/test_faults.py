@@ -44,11 +44,18 @@ class Daemon:
     def start(self) -> int:
         from dockyard.cli.connect import start_daemon
 
-        start_daemon(str(self.run / "dockyard.sock"), str(self.root), announce=False)
-        return self.pid()
+        # A daemon killed while forking a runtime command leaves, for a moment, a child that has
+        # not closed the listening socket yet (it accepts connections nobody serves): retry.
+        deadline = time.monotonic() + 10
+        while True:
+            self._pid = start_daemon(str(self.run / "dockyard.sock"), str(self.root), announce=False)
+            if self._pid > 1:
+                return self._pid
+            assert time.monotonic() < deadline, "another process holds the daemon's socket"
+            time.sleep(0.05)
 
     def pid(self) -> int:
-        return int((self.run / "dockyard.pid").read_text().split()[0])
+        return self._pid
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         proc = subprocess.run([str(EXE), *args], capture_output=True, env=self.env, timeout=timeout)
@@ -149,6 +156,53 @@ def test_a_container_filling_the_store_wedges_nothing(tmp_path, tmpfs_store, dae
     dy("image", "prune", "-af")
     assert dy("ps", "-aq").stdout == b"" and dy("images", "-q").stdout == b""
     assert dy.log_tracebacks() <= 1
+
+
+def _wait_full(store: Path, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while _free(store) >= 1 << 20:
+        assert time.monotonic() < deadline, "the container did not fill the store"
+        time.sleep(0.05)
+
+
+def test_an_exit_the_full_disk_cannot_record_is_recorded_once_space_returns(tmp_path, tmpfs_store, daemon):
+    """The filler eats the database's reserve too (it is handed out at the first transaction on
+    the full disk): an exit then cannot be recorded.  Reads still show it, the log says so once,
+    and the exit is recorded, with its own code, once ``rm -f`` frees the space."""
+    store = tmpfs_store
+    dy = daemon(store / "root")
+    dy("import", "-c", 'CMD ["/bin/sh"]', str(busybox_tar(tmp_path)), "bb")
+    dy("run", "-d", "--name", "later", "bb", "sh", "-c", "sleep 6; exit 3")
+    dy("run", "-d", "--name", "hog", "bb", "sh", "-c",
+       "dd if=/dev/zero of=/a bs=1M; sleep 2; dd if=/dev/zero of=/b bs=1M; exec sleep 1000")
+    _wait_full(store)
+    dy("rename", "hog", "hog2")  # a transaction on the full disk: the reserve is released
+    time.sleep(0.5)
+    _wait_full(store)  # ... and eaten by the second dd
+    assert dy("wait", "later", timeout=30).stdout.strip() == b"3"
+    for _ in range(3):
+        state = dy.inspect("later")["State"]
+        assert (state["Status"], state["ExitCode"]) == ("exited", 3)
+        time.sleep(0.5)
+    log = (dy.run / "daemon.log").read_text(errors="replace")
+    assert log.count("cannot be recorded yet") == 1, log[-2000:]
+    assert dy.log_tracebacks() == 0
+
+    dy("rm", "-f", "hog2")
+    assert _free(store) > 40 << 20
+    state = dy.inspect("later")["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 3)
+    # recorded in the store itself now, not only shown
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{store / 'root' / 'state.db'}?mode=ro", uri=True)
+    try:
+        recorded = json.loads(db.execute("SELECT state FROM containers WHERE name='later'").fetchone()[0])
+    finally:
+        db.close()
+    assert (recorded["Status"], recorded["ExitCode"], recorded["Running"]) == ("exited", 3, False)
+    assert not list((dy.run / "exits").iterdir())  # the fallback exit file is gone once recorded
+    dy("rm", "-f", "later")
 
 
 # -- a daemon killed during a start -------------------------------------------------------------------

@@ -109,6 +109,12 @@ class Daemon:
         from ..engine.store import default_root
 
         self.root = Path(os.path.abspath(root or default_root()))
+        engine_log = logging.getLogger("dockyard.engine")  # the engine's notes go to the daemon's log
+        if not engine_log.handlers and log.handlers:
+            for h in log.handlers:
+                engine_log.addHandler(h)
+            engine_log.setLevel(log.level)
+            engine_log.propagate = False
         self.engines = EnginePool(str(self.root))
         self.events = Events()
         self.log = log
