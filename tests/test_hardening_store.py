@@ -406,6 +406,26 @@ def test_idle_connections_hold_no_thread_and_time_out(http_server):
             s.close()
 
 
+def test_a_client_that_stops_sending_is_closed_not_spun_on(http_server):
+    """A keep-alive client that shuts its write side (or hangs up) after a request: its
+    connection is closed, and the idle watcher does not wake on its end of stream again and
+    again (the server's CPU time stays near nothing while the client holds its socket)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(http_server.sock_path)
+    try:
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _response(s).startswith(b"HTTP/1.1 200")
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(4096) == b""  # the server closed its side
+        cpu0 = time.process_time()
+        time.sleep(1.0)
+        assert time.process_time() - cpu0 < 0.3  # (the spin took a whole core)
+        assert http_server.idle_connections() == 0
+    finally:
+        s.close()
+
+
 def test_unknown_methods_and_long_urls_get_dockerd_json(http_server):
     """dockerd's answers: an unknown method or route is 404 ``page not found``; a request line
     over 1 MiB is 431; a malformed one 400 -- all JSON, never the stdlib's HTML page."""

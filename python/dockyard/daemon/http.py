@@ -416,7 +416,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = False
         while not self.close_connection:
             if not self._request_waiting():
-                self.parked = True
+                self.parked = not self.close_connection  # (at the end of the stream: closed)
                 return
             self.handle_one_request()
 
@@ -425,7 +425,13 @@ class Handler(BaseHTTPRequestHandler):
         sock = self.connection
         sock.settimeout(0)
         try:
-            return bool(self.rfile.peek(1))
+            if self.rfile.peek(1):
+                return True
+            # an empty peek is both "nothing yet" and the end of the stream: a client that
+            # hung up stays readable, and parking it again would wake the watcher forever
+            if not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                self.close_connection = True
+            return False
         except BlockingIOError:
             return False
         except OSError:
