@@ -347,3 +347,65 @@ def test_dockerd(dockerd_peer, sleepers, name, req, expected, dockerd_differs):
             pytest.skip(dockerd_differs[1])
         expected = dockerd_differs
     run_case(dockerd_peer, req, expected, sleepers)
+
+
+def _attach(peer: Peer, cid: str) -> socket.socket:
+    """An attach (stream, stdout, stderr) hijacked as docker run does before it starts."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(20)
+    s.connect(peer.sock)
+    s.sendall(f"POST {API}/containers/{cid}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: x\r\n"
+              "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        assert chunk, head
+        head += chunk
+    assert head.split()[1] in (b"101", b"200"), head
+    return s
+
+
+@pytest.mark.parametrize("which", ["dockyard", "dockerd"])
+def test_a_start_that_fails_ends_the_attach_and_removes_an_rm_container(which, request):
+    """docker run --rm whose start fails (a missing device): the attached client is let go and
+    the daemon removes the container (the docker CLI waits for that before it exits 127)."""
+    peer = request.getfixturevalue(f"{which}_peer")
+    status, out = peer.create(_body(HostConfig={"AutoRemove": True, "Devices": [
+        {"PathOnHost": "/dev/nonexistent", "PathInContainer": "/dev/x", "CgroupPermissions": "rwm"}]}))
+    assert status == 201, out
+    cid = out["Id"]
+    s = _attach(peer, cid)
+    try:
+        removed = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        removed.settimeout(20)
+        removed.connect(peer.sock)
+        removed.sendall(f"POST {API}/containers/{cid}/wait?condition=removed HTTP/1.1\r\nHost: x\r\n"
+                        "Content-Length: 0\r\n\r\n".encode())
+        status, out = peer.request("POST", f"/containers/{cid}/start")
+        assert status == 500 and "/dev/nonexistent" in out["message"], (status, out)
+        while s.recv(4096):  # the attach ends (a timeout here is the hang)
+            pass
+        answer = b""
+        while b'"StatusCode"' not in answer:  # the wait for its removal returns
+            chunk = removed.recv(4096)
+            assert chunk, answer
+            answer += chunk
+        removed.close()
+        assert peer.request("GET", f"/containers/{cid}/json")[0] == 404
+    finally:
+        s.close()
+
+
+def test_docker_run_rm_whose_start_fails_exits(dockyard_peer):
+    """The docker CLI's own path: it returns 127 with dockerd's message and leaves nothing."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("the docker CLI is not installed (apt-get install docker.io; .ci/run does)")
+    env = dict(os.environ, DOCKER_HOST=f"unix://{dockyard_peer.sock}")
+    _, before = dockyard_peer.request("GET", "/containers/json?all=1")
+    p = subprocess.run([docker, "run", "--rm", "--device", "/dev/nonexistent", IMAGE, "true"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 127, p
+    assert 'error gathering device information while adding custom device "/dev/nonexistent"' in p.stderr
+    _, after = dockyard_peer.request("GET", "/containers/json?all=1")
+    assert sorted(c["Id"] for c in after) == sorted(c["Id"] for c in before)

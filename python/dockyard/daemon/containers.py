@@ -818,6 +818,7 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
                 d.pending_attach[cid] -= 1
                 if not d.pending_attach[cid]:
                     del d.pending_attach[cid]
+                    d.attach_abort.discard(cid)
             d.attach_cond.notify_all()
     with d.attach_cond:
         size = d.console_sizes.pop(cid, None) if tty else None
@@ -874,29 +875,26 @@ def _replay_log(conn, path, tty: bool, want: dict[int, bool]) -> None:  # noqa: 
 
 def _wait_started(d, cid: str, conn) -> bool:  # noqa: ANN001
     """Wait for the container to start.  A client that half-closes (no stdin: docker does
-    ``CloseWrite`` at once) still wants the output; only a client that has gone altogether
-    (POLLHUP on a unix socket) or a removed container ends the wait."""
+    ``CloseWrite`` at once) still wants the output; a client that has gone altogether (POLLHUP
+    on a unix socket), a start that failed or a removed container ends the wait (the daemon
+    says so through ``attach_abort``)."""
     import select
 
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLHUP)
-    last_check = time.monotonic()
     while not d.stopping.is_set():
         with d.attach_cond:
             if cid in d.tracked:
                 return True
+            if cid in d.attach_abort:
+                return False
             d.attach_cond.wait(0.2)
             if cid in d.tracked:
                 return True
+            if cid in d.attach_abort:
+                return False
         if any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in poller.poll(0)):
             return False
-        if time.monotonic() - last_check > 2:
-            last_check = time.monotonic()
-            with d.engines.get() as engine:
-                try:
-                    engine.containers.load(cid)
-                except NotFound:
-                    return False
     return False
 
 

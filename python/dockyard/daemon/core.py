@@ -24,7 +24,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from ..errors import NotFound
+from ..errors import DockyardError, NotFound
 
 log = logging.getLogger("dockyard.daemon")
 
@@ -129,6 +129,7 @@ class Daemon:
         self.manually_stopped: set[str] = set()
         self.tracked: dict[str, dict] = {}       # running containers the monitor watches
         self.pending_attach: dict[str, int] = {}  # cid -> attach clients waiting for start
+        self.attach_abort: set[str] = set()       # cids whose waiting attach clients are to end
         self.relays: dict[str, int] = {}          # cid -> attach relays still streaming
         self.connecting: dict[str, int] = {}      # cid -> relays not yet connected to the supervisor
         self.resizers: dict[str, list] = {}       # cid -> resize functions of connected relays
@@ -377,7 +378,12 @@ class Daemon:
                     changed = True
             rec = engine.containers.load(cid)
             was_running = engine.containers.refresh(rec)["state"]["Running"]
-            state = engine.containers.start(cid, attach=attach)
+            try:
+                state = engine.containers.start(cid, attach=attach)
+            except BaseException:
+                if not was_running:
+                    self._start_failed(engine, rec)
+                raise
             if was_running:
                 return
             self.track(cid, {"state": state})
@@ -387,6 +393,30 @@ class Daemon:
         if changed:
             self.save_state()
 
+    def _start_failed(self, engine, rec: dict) -> None:  # noqa: ANN001
+        """As dockerd after a start that failed: the clients attached for it are let go, and a
+        container made with ``--rm`` is removed (``docker run --rm`` waits for that)."""
+        cid = rec["id"]
+        self.end_attach_waits(cid)
+        if not rec["spec"]["HostConfig"].get("AutoRemove"):
+            return
+        try:
+            engine.containers.remove(cid, force=True, volumes=True)
+        except NotFound:
+            return
+        except DockyardError as exc:
+            log.warning("removing %s after its start failed: %s", cid[:12], exc)
+            return
+        self.forget(cid)
+        self._emit_container(rec, "destroy")
+
+    def end_attach_waits(self, cid: str) -> None:
+        """Attach clients waiting for ``cid`` to start stop waiting (it failed or is gone)."""
+        with self.attach_cond:
+            if self.pending_attach.get(cid):
+                self.attach_abort.add(cid)
+                self.attach_cond.notify_all()
+
     def mark_stopped(self, cid: str) -> None:
         with self.lock:
             self.manually_stopped.add(cid)
@@ -394,6 +424,7 @@ class Daemon:
         self.save_state()
 
     def forget(self, cid: str) -> None:
+        self.end_attach_waits(cid)
         with self.lock:
             self.manually_stopped.discard(cid)
             self.restart_counts.pop(cid, None)
