@@ -409,3 +409,18 @@ def test_docker_run_rm_whose_start_fails_exits(dockyard_peer):
     assert 'error gathering device information while adding custom device "/dev/nonexistent"' in p.stderr
     _, after = dockyard_peer.request("GET", "/containers/json?all=1")
     assert sorted(c["Id"] for c in after) == sorted(c["Id"] for c in before)
+
+
+@pytest.mark.parametrize("which", ["dockyard", "dockerd"])
+def test_inspect_shows_devices_and_sysctls(which, request):
+    peer = request.getfixturevalue(f"{which}_peer")
+    devices = [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/mynull", "CgroupPermissions": "r"}]
+    status, out = peer.create(_body(HostConfig={"Devices": devices, "Sysctls": {"net.ipv4.ip_forward": "1"}}))
+    assert status == 201, out
+    status, info = peer.request("GET", f"/containers/{out['Id']}/json")
+    assert status == 200
+    assert info["HostConfig"]["Devices"] == devices
+    assert info["HostConfig"]["Sysctls"] == {"net.ipv4.ip_forward": "1"}
+    status, out = peer.create(_body())
+    _, info = peer.request("GET", f"/containers/{out['Id']}/json")
+    assert not info["HostConfig"].get("Devices") and not info["HostConfig"].get("Sysctls")

@@ -226,7 +226,10 @@ class Containers:
             "PidsLimit": res.pids_limit or None, "Ulimits": [
                 {"Name": _ulimit_name(u["type"]), "Soft": u["soft"], "Hard": u["hard"]} for u in res.ulimits
             ] or None,
+            "Devices": [dict(dev) for dev in res.devices],
         }
+        if res.sysctls:
+            host_config["Sysctls"] = dict(res.sysctls)  # (dockerd's omitempty)
         config.update(net_config)
         host_config.update(net_host)
         spec = {**net_spec, "Config": config, "HostConfig": host_config, "Path": (entrypoint + cmd)[0],
