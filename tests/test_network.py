@@ -303,6 +303,40 @@ def test_published_ports_reach_the_container(dyn, tmp_path):
     s.close()
 
 
+def _time_wait_on(port: int) -> None:
+    """Leave a connection in TIME-WAIT on 127.0.0.1:port (its server side closes first)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn, _ = listener.accept()
+    conn.close()
+    listener.close()
+    assert client.recv(1) == b""
+    client.close()
+
+
+def test_a_published_port_is_published_again_after_traffic(dyn):
+    """After traffic the port has connections in TIME-WAIT: a restart and a new container on the
+    same port start at once (dockerd's proxy binds with SO_REUSEADDR; the bind used to fail
+    with 'address already in use' for a minute)."""
+    port = free_port()
+    dyn("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
+    try:
+        assert "hello from the container" in http_get("127.0.0.1", port)
+        dyn("stop", "-t", "0", "web")
+        _time_wait_on(port)
+        dyn("start", "web")
+        assert "hello from the container" in http_get("127.0.0.1", port)
+        dyn("rm", "-f", "web")
+        _time_wait_on(port)
+        dyn("run", "-d", "--name", "web", "-p", f"127.0.0.1:{port}:80", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
+        assert "hello from the container" in http_get("127.0.0.1", port)
+    finally:
+        dyn("rm", "-f", "web", check=False)
+
+
 def test_publish_all_and_port_taken(dyn):
     dyn("run", "-d", "--name", "pa", "--expose", "80", "--expose", "8000-8001/udp", "-P", "bb", "sleep", "60")
     ports = inspect(dyn, "pa")["NetworkSettings"]["Ports"]

@@ -530,6 +530,10 @@ class Networks:
                                    f"({cid}): Bind for {host_ip}:{host_port} failed: port is already allocated")
             s = socket.socket(socket.AF_INET, kind)
             try:
+                if kind == socket.SOCK_STREAM:
+                    # as the proxy's listener: connections in TIME-WAIT on the port (normal after
+                    # traffic) do not hold it, a listener of another program still does
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind((host_ip, int(host_port or 0)))
                 except OSError as exc:
