@@ -424,3 +424,15 @@ def test_inspect_shows_devices_and_sysctls(which, request):
     status, out = peer.create(_body())
     _, info = peer.request("GET", f"/containers/{out['Id']}/json")
     assert not info["HostConfig"].get("Devices") and not info["HostConfig"].get("Sysctls")
+
+
+@pytest.mark.parametrize("which", ["dockyard", "dockerd"])
+def test_memory_alone_records_twice_as_much_memory_and_swap(which, request):
+    """docker run -m 64m: HostConfig.MemorySwap is 128 MiB (dockerd fills it in at create)."""
+    peer = request.getfixturevalue(f"{which}_peer")
+    for given, swap in (({"Memory": 64 << 20}, 128 << 20), ({"Memory": 64 << 20, "MemorySwap": -1}, -1),
+                        ({"Memory": 64 << 20, "MemorySwap": 96 << 20}, 96 << 20), ({}, 0)):
+        status, out = peer.create(_body(HostConfig=given))
+        assert status == 201, out
+        _, info = peer.request("GET", f"/containers/{out['Id']}/json")
+        assert info["HostConfig"]["MemorySwap"] == swap, (given, info["HostConfig"]["MemorySwap"])

@@ -220,7 +220,10 @@ class Containers:
             "CapAdd": opts.cap_add or None, "CapDrop": opts.cap_drop or None,
             "Privileged": opts.privileged, "ReadonlyRootfs": opts.read_only,
             "SecurityOpt": opts.security_opt or None, "Init": opts.init or None,
-            "Memory": res.memory, "MemorySwap": res.memory_swap, "MemoryReservation": res.memory_reservation,
+            "Memory": res.memory,
+            # dockerd's record of what the start does (spec.py): -m alone allows as much swap again
+            "MemorySwap": res.memory_swap or (2 * res.memory if res.memory > 0 else 0),
+            "MemoryReservation": res.memory_reservation,
             "NanoCpus": res.nano_cpus, "CpuShares": res.cpu_shares, "CpuQuota": res.cpu_quota,
             "CpuPeriod": res.cpu_period, "CpusetCpus": res.cpuset_cpus, "CpusetMems": res.cpuset_mems,
             "PidsLimit": res.pids_limit or None, "Ulimits": [
