@@ -530,3 +530,22 @@ def test_update_changes_limits_live_and_for_later(dy):
         assert read("memory", "memory.limit_in_bytes") == str(96 << 20)  # kept for the next start
         assert Path(f"/proc/{pid}").exists()
     dy("rm", "-f", "upd")
+
+
+def test_device_and_sysctl_flags(dy):
+    """``run --device HOST[:CONTAINER][:PERMS]`` and ``--sysctl KEY=VALUE`` (the docker CLI's
+    readings); a bad value is the CLI's own one-line error, exit 125, and makes nothing."""
+    out = text(dy("run", "--rm", "--device", "/dev/null:/dev/mynull:rw", "--sysctl", "net.ipv4.ip_forward=1",
+                  "bb", "sh", "-c", "stat -c '%t,%T %F' /dev/mynull; echo hi > /dev/mynull && echo wrote; "
+                                    "cat /proc/sys/net/ipv4/ip_forward"))
+    assert out == "1,3 character special file\nwrote\n1\n"
+    before = text(dy("ps", "-aq"))
+    for args, message in ((("--device", "a:b:c:d"), 'invalid argument "a:b:c:d" for "--device" flag: '
+                                                    "invalid device specification: a:b:c:d"),
+                          (("--device", "/dev/null:/x:rwx"), 'invalid argument "/dev/null:/x:rwx" for "--device" '
+                                                             "flag: bad mode specified: rwx"),
+                          (("--sysctl", "foo"), "invalid argument \"foo\" for \"--sysctl\" flag: sysctl 'foo' is "
+                                                "not allowed")):
+        proc = dy("run", "--rm", *args, "bb", "true", check=False)
+        assert proc.returncode == 125 and proc.stderr.decode() == message + "\n", proc
+    assert text(dy("ps", "-aq")) == before

@@ -42,6 +42,8 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("cpuset-mems", "", "str", "", "MEMs in which to allow execution (0-3, 0,1)"),
     ("pids-limit", "", "int", 0, "Tune container pids limit (set -1 for unlimited)"),
     ("ulimit", "", "multi", (), "Ulimit options"),
+    ("device", "", "multi", (), "Add a host device to the container"),
+    ("sysctl", "", "multi", (), "Sysctl options"),
     ("init", "", "bool", False, "Run an init inside the container that forwards signals and reaps processes"),
     ("read-only", "", "bool", False, "Mount the container's root filesystem as read only"),
     ("cap-add", "", "multi", (), "Add Linux capabilities"),
@@ -287,6 +289,10 @@ def create_body(p: dict) -> dict:
             host[key] = True
     if p["mount"]:
         host["Mounts"] = [_mount(m) for m in p["mount"]]
+    if p["device"]:
+        host["Devices"] = [_device(d) for d in p["device"]]
+    if p["sysctl"]:
+        host["Sysctls"] = dict(_sysctl(v) for v in p["sysctl"])
     if p["tmpfs"]:
         host["Tmpfs"] = {path: opts for path, _, opts in (t.partition(":") for t in p["tmpfs"])}
     if p["publish"]:
@@ -323,6 +329,45 @@ def create_body(p: dict) -> dict:
             endpoint["IPAMConfig"] = {"IPv4Address": p["ip"]}
         body["NetworkingConfig"] = {"EndpointsConfig": {p["network"]: endpoint}}
     return body
+
+
+def _flag_error(flag: str, value: str, why: str) -> Exception:
+    """A bad flag value, said as the docker CLI says it (no "Error response from daemon")."""
+    from ..errors import InvalidArgument
+
+    exc = InvalidArgument(f"invalid argument \"{value}\" for \"--{flag}\" flag: {why}")
+    exc.client_side = True
+    return exc
+
+
+def _device(value: str) -> dict:
+    """``--device HOST[:CONTAINER][:PERMISSIONS]``, read as the docker CLI reads it."""
+
+    def mode(m: str) -> bool:
+        return bool(m) and len(m) <= 3 and set(m) <= set("rwm") and len(set(m)) == len(m)
+
+    parts = value.split(":")
+    dst, perms = "", "rwm"
+    if len(parts) == 3:
+        dst, perms = parts[1], parts[2]
+        if not mode(perms):
+            raise _flag_error("device", value, f"bad mode specified: {perms}")
+    elif len(parts) == 2:
+        if mode(parts[1]):
+            perms = parts[1]
+        else:
+            dst = parts[1]
+    elif len(parts) != 1:
+        raise _flag_error("device", value, f"invalid device specification: {value}")
+    src = parts[0]
+    return {"PathOnHost": src, "PathInContainer": dst or src, "CgroupPermissions": perms}
+
+
+def _sysctl(value: str) -> tuple[str, str]:
+    key, eq, val = value.partition("=")
+    if not eq or not key:
+        raise _flag_error("sysctl", value, f"sysctl '{value}' is not allowed")
+    return key, val
 
 
 def _ulimit(value: str) -> dict:
