@@ -436,3 +436,22 @@ def test_memory_alone_records_twice_as_much_memory_and_swap(which, request):
         assert status == 201, out
         _, info = peer.request("GET", f"/containers/{out['Id']}/json")
         assert info["HostConfig"]["MemorySwap"] == swap, (given, info["HostConfig"]["MemorySwap"])
+
+
+@pytest.mark.parametrize("which", ["dockyard", "dockerd"])
+def test_a_missing_network_fails_the_start_not_the_create(which, request):
+    """dockerd makes the container and fails its start (a 404 at create makes the docker CLI
+    look for the image on a registry)."""
+    peer = request.getfixturevalue(f"{which}_peer")
+    status, out = peer.create(_body(HostConfig={"NetworkMode": "dyvalnonexist"}))
+    assert status == 201, out
+    status, out = peer.request("POST", f"/containers/{out['Id']}/start")
+    assert (status, out["message"]) == (404, "network dyvalnonexist not found")
+    docker = shutil.which("docker")
+    if docker is None:
+        return
+    p = subprocess.run([docker, "run", "--rm", "--network", "dyvalnonexist", IMAGE, "true"],
+                       env=dict(os.environ, DOCKER_HOST=f"unix://{peer.sock}"), capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 125 and "network dyvalnonexist not found" in p.stderr, p
+    assert "Unable to find image" not in p.stderr

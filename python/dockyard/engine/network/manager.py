@@ -368,7 +368,14 @@ class Networks:
                                       "This would result in undefined behavior" if mode == "host"
                                       else "Conflicting options: --link cannot be used with --network none")
             return {"mode": mode, "networks": []}
-        r = self.row("bridge" if mode == "default" else mode)
+        try:
+            r = self.row("bridge" if mode == "default" else mode)
+        except NetworkNotFound:
+            if mode == "default":
+                raise
+            # as dockerd: the container is made and its start fails with "network X not found"
+            # (a 404 at create would tell the docker CLI that the image is missing)
+            return {"mode": mode, "networks": [{"id": mode, "aliases": aliases, "want_ip": want_ip}]}
         if r["driver"] != "bridge":
             raise InvalidArgument(f"network {mode} is not a bridge network")
         if r["name"] == "bridge":
