@@ -358,9 +358,10 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
         out = _progress_stream(req)
         cancelled = threading.Event()
         done = threading.Event()
+        wake_r, wake_w = os.pipe2(os.O_CLOEXEC)  # the build's end wakes the watcher (no poll)
         tracked = _Tracking(engine)
         watcher = threading.Thread(target=_watch_client, daemon=True,
-                                   args=(d, req.handler.connection, tracked, cancelled, done))
+                                   args=(d, req.handler.connection, tracked, cancelled, done, wake_r))
         watcher.start()
 
         def send(msg: dict) -> None:
@@ -400,7 +401,10 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
                 pass
         finally:
             done.set()
+            os.write(wake_w, b"x")
             watcher.join()
+            os.close(wake_r)
+            os.close(wake_w)
         out.close()
     return STREAMED
 
@@ -441,18 +445,23 @@ class _TrackedContainers:
 
 
 def _watch_client(d, sock, tracked: _Tracking, cancelled: threading.Event,  # noqa: ANN001
-                  done: threading.Event) -> None:
-    """Until ``done``: when the client closes its side of the connection, set ``cancelled``
-    and kill the build's containers (again until the build ends: one may be starting)."""
+                  done: threading.Event, wake: int) -> None:
+    """Until ``done`` (said on the ``wake`` pipe too): when the client closes its side of the
+    connection, set ``cancelled`` and kill the build's containers (again until the build ends:
+    one may be starting)."""
     import select
     import socket
 
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN | select.POLLRDHUP)
+    poller.register(wake, select.POLLIN)
     while not cancelled.is_set():
         if done.is_set():
             return
-        if not poller.poll(200):
+        ready = dict(poller.poll())
+        if done.is_set() or wake in ready:
+            return
+        if not ready:
             continue
         try:
             data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
