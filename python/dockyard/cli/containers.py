@@ -17,7 +17,7 @@ import click
 from ..client import frames
 from . import CONTEXT, pass_session
 from .listing import list_containers
-from .output import echo, fail_if, print_rows
+from .output import client_error, echo, fail_if, print_rows
 from .runner import (
     RUN_FLAGS, _env_list, create_container, dest, relay, run_container, side_transport, terminal_size,
 )
@@ -72,15 +72,6 @@ def _q(ref: str) -> str:
     from ..client import quote
 
     return quote(ref, "")
-
-
-def _client_error(message: str):  # noqa: ANN202
-    """An error the CLI finds itself: printed bare, as docker's own (no "Error response from daemon")."""
-    from ..errors import InvalidArgument
-
-    exc = InvalidArgument(message)
-    exc.client_side = True
-    return exc
 
 
 def _daemon_line(exc: Exception) -> str:
@@ -747,9 +738,9 @@ def _extract_copy(resp, stat: dict, rebase: str | None, dest: str) -> int:  # no
     if exists and os.path.isdir(dest):
         extract_to, new_base = dest, rebase or tar_base
     elif exists and src_is_dir:
-        raise _client_error("cannot copy directory")
+        raise client_error("cannot copy directory")
     elif not exists and not src_is_dir and dest.endswith(("/", "/.")):
-        raise _client_error("no such directory")
+        raise client_error("no such directory")
     else:
         extract_to, new_base = dst_dir, dst_base
     if not os.path.isdir(extract_to):
@@ -851,9 +842,9 @@ def _copy_to(session, src: str, ref: str, path: str, archive: bool, follow_link:
     if dst_exists and dst_is_dir:
         extract_to, arcname = dst_path, src_base
     elif dst_exists and src_is_dir:
-        raise _client_error("cannot copy directory")
+        raise client_error("cannot copy directory")
     elif not dst_exists and not src_is_dir and path.endswith(("/", "/.")):
-        raise _client_error("no such directory")
+        raise client_error("no such directory")
     else:
         extract_to, arcname = _split_dir_entry(dst_path)
         parent = stat_of(extract_to)

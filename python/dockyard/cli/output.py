@@ -159,6 +159,15 @@ def stream_error(msg: Mapping) -> Exception | None:
     return err
 
 
+def client_error(message: str):  # noqa: ANN201
+    """An error the CLI finds itself: printed bare, as docker's own (no "Error response from daemon")."""
+    from ..errors import InvalidArgument
+
+    exc = InvalidArgument(message)
+    exc.client_side = True
+    return exc
+
+
 def copy_body(api, resp, out) -> None:  # noqa: ANN001
     """Copy a streamed (binary) response to ``out`` as it comes."""
     try:

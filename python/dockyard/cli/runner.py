@@ -333,11 +333,9 @@ def create_body(p: dict) -> dict:
 
 def _flag_error(flag: str, value: str, why: str) -> Exception:
     """A bad flag value, said as the docker CLI says it (no "Error response from daemon")."""
-    from ..errors import InvalidArgument
+    from .output import client_error
 
-    exc = InvalidArgument(f"invalid argument \"{value}\" for \"--{flag}\" flag: {why}")
-    exc.client_side = True
-    return exc
+    return client_error(f"invalid argument \"{value}\" for \"--{flag}\" flag: {why}")
 
 
 def _device(value: str) -> dict:

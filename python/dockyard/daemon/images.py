@@ -458,11 +458,8 @@ def _watch_client(d, sock, tracked: _Tracking, cancelled: threading.Event,  # no
     while not cancelled.is_set():
         if done.is_set():
             return
-        ready = dict(poller.poll())
-        if done.is_set() or wake in ready:
+        if wake in dict(poller.poll()):  # (no timeout: the build's end writes to ``wake``)
             return
-        if not ready:
-            continue
         try:
             data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
