@@ -545,7 +545,11 @@ def test_device_and_sysctl_flags(dy):
                           (("--device", "/dev/null:/x:rwx"), 'invalid argument "/dev/null:/x:rwx" for "--device" '
                                                              "flag: bad mode specified: rwx"),
                           (("--sysctl", "foo"), "invalid argument \"foo\" for \"--sysctl\" flag: sysctl 'foo' is "
-                                                "not allowed")):
+                                                "not allowed"),
+                          (("--cpus", "abc"), 'invalid argument "abc" for "--cpus" flag: failed to parse abc as a '
+                                              "rational number"),
+                          (("--mount", "foo"), 'invalid argument "foo" for "--mount" flag: invalid field \'foo\' '
+                                               "must be a key=value pair")):
         proc = dy("run", "--rm", *args, "bb", "true", check=False)
         assert proc.returncode == 125 and proc.stderr.decode() == message + "\n", proc
     assert text(dy("ps", "-aq")) == before

@@ -234,6 +234,7 @@ def create_body(p: dict) -> dict:
     """run/create's parsed flags -> Docker's ContainerCreate body, validated as the docker CLI
     validates before it sends anything."""
     from ..errors import InvalidArgument
+    from .output import client_error
 
     if p["memory"] or p["memory_swap"] or p["memory_reservation"]:
         from ..units import parse_size
@@ -252,9 +253,9 @@ def create_body(p: dict) -> dict:
         try:
             cpus = float(p["cpus"])
         except ValueError:
-            raise InvalidArgument(f'invalid argument "{p["cpus"]}" for "--cpus" flag: failed to parse {p["cpus"]} as a rational number') from None
+            raise client_error(f'invalid argument "{p["cpus"]}" for "--cpus" flag: failed to parse {p["cpus"]} as a rational number') from None
         if cpus < 0:
-            raise InvalidArgument(f'invalid argument "{p["cpus"]}" for "--cpus" flag: range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only {os.cpu_count()} CPUs available')
+            raise client_error(f'invalid argument "{p["cpus"]}" for "--cpus" flag: range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only {os.cpu_count()} CPUs available')
         if cpus > (os.cpu_count() or 1):
             raise InvalidArgument(f"range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only {os.cpu_count()} CPUs available")
         host["NanoCpus"] = int(cpus * 1e9)
@@ -397,7 +398,7 @@ def _security_opt(opt: str) -> str:
 def _mount(spec: str) -> dict:
     """``--mount type=…,source=…,target=…,readonly,…`` -> a Docker Mount object (the daemon
     checks what the fields mean)."""
-    from ..errors import InvalidArgument
+    from .output import client_error
 
     m: dict = {"Type": "volume"}
     for item in spec.split(","):
@@ -406,7 +407,7 @@ def _mount(spec: str) -> dict:
         key, eq, value = item.partition("=")
         key = key.strip().lower()
         if not eq and key not in ("readonly", "ro", "volume-nocopy"):
-            raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: invalid field \'{item}\' must be a key=value pair')
+            raise client_error(f'invalid argument "{spec}" for "--mount" flag: invalid field \'{item}\' must be a key=value pair')
         if key == "type":
             m["Type"] = value
         elif key in ("src", "source"):
@@ -417,7 +418,7 @@ def _mount(spec: str) -> dict:
             if not eq or value.lower() in ("1", "true"):
                 m["ReadOnly"] = True
             elif value.lower() not in ("0", "false"):
-                raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: invalid value for readonly: {value}')
+                raise client_error(f'invalid argument "{spec}" for "--mount" flag: invalid value for readonly: {value}')
         elif key == "bind-propagation":
             m.setdefault("BindOptions", {})["Propagation"] = value
         elif key == "volume-nocopy":
@@ -430,11 +431,11 @@ def _mount(spec: str) -> dict:
             try:
                 m.setdefault("TmpfsOptions", {})["Mode"] = int(value, 8)
             except ValueError:
-                raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: invalid tmpfs-mode: {value}') from None
+                raise client_error(f'invalid argument "{spec}" for "--mount" flag: invalid tmpfs-mode: {value}') from None
         elif key not in ("volume-driver", "volume-label", "volume-opt", "consistency", "bind-nonrecursive"):
-            raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: unexpected key \'{key}\' in \'{item}\'')
+            raise client_error(f'invalid argument "{spec}" for "--mount" flag: unexpected key \'{key}\' in \'{item}\'')
     if not m.get("Target"):
-        raise InvalidArgument(f'invalid argument "{spec}" for "--mount" flag: target is required')
+        raise client_error(f'invalid argument "{spec}" for "--mount" flag: target is required')
     return m
 
 
