@@ -134,7 +134,9 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
                 pivot = engine.containers.load(engine.containers.resolve(ref))["created"]
                 recs = [r for r in recs if (r["created"] < pivot if key == "before" else r["created"] > pivot)]
         from ..engine.network import hooks
+        from .system import container_sizes, with_sizes
 
+        size = req.bool("size")
         out = []
         for rec in recs:
             try:
@@ -143,7 +145,7 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
                 settings = {}
             summary = _summary(rec, settings, hooks.mounts(rec))
             if _summary_matches(summary, filters):
-                out.append(summary)
+                out.append(with_sizes(summary, *container_sizes(engine, rec)) if size else summary)
         return out
 
 
@@ -256,8 +258,10 @@ def inspect(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
         info["RestartCount"] = d.restart_counts.get(info["Id"], 0)
         info["ExecIDs"] = [k for k, v in d.execs.items() if v["ContainerID"] == info["Id"]] or None
     if req.bool("size"):
-        info["SizeRw"] = 0
-        info["SizeRootFs"] = 0
+        from .system import container_sizes
+
+        with d.engines.get() as engine:
+            info["SizeRw"], info["SizeRootFs"] = container_sizes(engine, engine.containers.load(info["Id"]))
     return info
 
 
@@ -728,13 +732,46 @@ def _stats_doc(rec: dict, now: dict, prev: dict | None, read: str, preread: str)
         "cpu_stats": cpu(now), "precpu_stats": cpu(prev) if prev else {"cpu_usage": {"total_usage": 0},
                                                                       "throttling_data": {}},
         "memory_stats": {"usage": now.get("mem", 0), "limit": now.get("mem_limit", 0), "stats": {}},
-        "networks": {"eth0": {"rx_bytes": 0, "rx_packets": 0, "rx_errors": 0, "rx_dropped": 0,
-                              "tx_bytes": 0, "tx_packets": 0, "tx_errors": 0, "tx_dropped": 0}},
+        **({"networks": now["networks"]} if now.get("networks") else {}),
     }
 
 
-def stats(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+NET_DEV_FIELDS = {0: "rx_bytes", 1: "rx_packets", 2: "rx_errors", 3: "rx_dropped",
+                  8: "tx_bytes", 9: "tx_packets", 10: "tx_errors", 11: "tx_dropped"}
+
+
+def _networks(pid: int) -> dict[str, dict[str, int]]:
+    """The counters of a running container's interfaces, lo aside, keyed by name, as dockerd's
+    stats has them: read from ``/proc/<pid>/net/dev``, which shows the network namespace of that
+    process.  A container that shares the daemon's namespace (``--network host``) has none of its
+    own, nor one with only lo (``--network none``): then ``{}``, and the document has no
+    ``networks``, as dockerd's has not."""
+    if pid <= 0:
+        return {}
+    try:
+        if os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
+            return {}
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:  # the process is gone
+        return {}
+    out = {}
+    for line in lines:
+        name, _, counters = line.partition(":")
+        name, values = name.strip(), counters.split()
+        if name and name != "lo" and len(values) >= 12:
+            out[name] = {key: int(values[i]) for i, key in NET_DEV_FIELDS.items()}
+    return out
+
+
+def _sample(rec: dict) -> dict:
+    """A running container's cgroup counters and its interfaces' (``networks``)."""
     from ..engine.cgroupstats import sample
+
+    return dict(sample(rec["id"]), networks=_networks(rec["state"].get("Pid") or 0))
+
+
+def stats(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     from ..engine.images import now_rfc3339
 
     stream = req.bool("stream", True)
@@ -748,12 +785,12 @@ def stats(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         if not stream:
             return doc
     if not stream:
-        first = sample(cid)
+        first = _sample(rec)
         if one_shot:
             return _stats_doc(rec, first, None, now_rfc3339(), zero)
         t0 = now_rfc3339()
         time.sleep(1.0)
-        return _stats_doc(rec, sample(cid), first, now_rfc3339(), t0)
+        return _stats_doc(rec, _sample(rec), first, now_rfc3339(), t0)
     out = req.start_stream("application/json")
     req._started = True
     prev, prev_t = None, zero
@@ -766,7 +803,7 @@ def stats(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         if not rec["state"]["Running"]:
             out.json(_stats_doc(rec, {}, None, zero, zero))
             break
-        now, t = sample(cid), now_rfc3339()
+        now, t = _sample(rec), now_rfc3339()
         out.json(_stats_doc(rec, now, prev, t, prev_t))
         prev, prev_t = now, t
         time.sleep(1.0)

@@ -160,6 +160,19 @@ def events(d, req: Request):  # noqa: ANN001, ANN201
     return STREAMED
 
 
+def container_sizes(engine, rec: dict) -> tuple[int, int]:  # noqa: ANN001
+    """dockerd's ``SizeRw`` and ``SizeRootFs`` of one container: the bytes of its writable
+    overlay upper dir (walked without following symlinks, a symlink counting its own length,
+    each hardlinked inode once: docker's ``directory.Size``), and that plus its image's layers
+    (dockerd's ``rwlayer.Parent().Size()``, the image's ``Size``).  ``inspect --size``,
+    ``ps --size`` and ``system df`` all come here."""
+    from ..engine.store import tree_size
+
+    rw = tree_size(engine.containers.dir(rec["id"]) / "upper")
+    row = engine.store.db.execute("SELECT size FROM images WHERE id=?", (rec["image_id"],)).fetchone()
+    return rw, (row[0] if row else 0) + rw
+
+
 def df(d, req: Request) -> dict:  # noqa: ANN001
     """``docker system df``'s data, in dockerd's shape: ``LayersSize`` counts each layer once;
     each image has its ``Containers`` and ``SharedSize`` (bytes of its layers other images use
@@ -180,7 +193,7 @@ def df(d, req: Request) -> dict:  # noqa: ANN001
             "(SELECT chain_id FROM image_layers GROUP BY chain_id HAVING COUNT(DISTINCT image_id) > 1) "
             "GROUP BY il.image_id").fetchall())
         recs = engine.containers.all()
-        sizes = {rec["id"]: tree_size(engine.containers.dir(rec["id"]) / "upper") for rec in recs}
+        sizes = {rec["id"]: container_sizes(engine, rec) for rec in recs}
         try:
             from .resources import _volumes
 
@@ -195,9 +208,16 @@ def df(d, req: Request) -> dict:  # noqa: ANN001
     images = [dict(i, Containers=users.get(i["Id"], 0), SharedSize=shared.get(i["Id"], 0)) for i in images]
     containers = []
     for rec in recs:
-        s = _summary(rec)
-        s["SizeRw"] = sizes.get(rec["id"], 0)
-        s["SizeRootFs"] = 0
-        containers.append(s)
+        containers.append(with_sizes(_summary(rec), *sizes[rec["id"]]))
     return {"LayersSize": layers_size, "Images": images, "Containers": containers, "Volumes": vols,
             "BuildCache": []}
+
+
+def with_sizes(summary: dict, rw: int, rootfs: int) -> dict:
+    """A ``/containers/json`` entry with its sizes, as dockerd gives them: a zero is left out
+    (``omitempty``), so a container that wrote nothing has only ``SizeRootFs``."""
+    if rw:
+        summary["SizeRw"] = rw
+    if rootfs:
+        summary["SizeRootFs"] = rootfs
+    return summary
