@@ -264,7 +264,7 @@ def parse_filters(values) -> dict[str, list[str]]:  # noqa: ANN001
 @pass_session
 def ps(session, all_, quiet, latest, last, filters, fmt, no_trunc, size):  # noqa: ANN001
     """List containers."""
-    list_containers(session, all_, quiet, latest, last, filters, fmt, no_trunc)
+    list_containers(session, all_, quiet, latest, last, filters, fmt, no_trunc, size or None)
 
 
 def api_time(value: str, flag: str = "until") -> str:
@@ -912,6 +912,18 @@ class _TarPipe:
         self._thread.join(timeout=5)
 
 
+@click.command("inspect", context_settings=CONTEXT)
+@click.argument("containers", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", help="Format output using a custom template")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes")
+@pass_session
+def container_inspect(session, containers, fmt, size):  # noqa: ANN001
+    """Display detailed information on one or more containers."""
+    from .images import _inspect
+
+    _inspect(session, containers, fmt, ("container",), size)
+
+
 @click.group("container", context_settings=CONTEXT)
 def container_group() -> None:
     """Manage containers."""
@@ -922,5 +934,5 @@ for _name, _cmd in (("run", run), ("create", create), ("start", start), ("stop",
                     ("pause", pause), ("unpause", unpause), ("ls", ps), ("list", ps), ("ps", ps),
                     ("logs", logs), ("prune", container_prune), ("commit", commit), ("diff", diff),
                     ("export", export), ("exec", exec_), ("attach", attach), ("top", top), ("stats", stats),
-                    ("cp", cp)):
+                    ("cp", cp), ("inspect", container_inspect)):
     container_group.add_command(_cmd, _name)

@@ -133,7 +133,7 @@ def fast_ps(session, argv: list[str]) -> int | None:  # noqa: ANN001
     from .listing import list_containers
 
     list_containers(session, p["all"], p["quiet"], p["latest"], int(p["last"]), p["filters"], p["format"],
-                    p["no_trunc"])
+                    p["no_trunc"], p["size"] or None)
     return 0
 
 

@@ -70,6 +70,17 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Run
               "CreatedAt": "CREATED AT", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
               "State": "STATE", "Labels": "LABELS", "Size": "SIZE", "Mounts": "MOUNTS", "Networks": "NETWORKS"}
 PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+PS_TABLE_SIZE = PS_TABLE + "\t{{.Size}}"
+
+
+def size_text(summary: dict) -> str:
+    """The SIZE column, as the docker CLI writes it: "1.05MB (virtual 3.03MB)" (the writable
+    layer, then it and the image together); "0B" when the daemon gave no sizes."""
+    from ..units import human_size
+
+    rw = human_size(summary.get("SizeRw") or 0, 3)
+    rootfs = summary.get("SizeRootFs") or 0
+    return f"{rw} (virtual {human_size(rootfs, 3)})" if rootfs > 0 else rw
 
 
 def ports_text(ports: list[dict]) -> str:
@@ -108,20 +119,30 @@ def ps_rows(summaries: list[dict], no_trunc: bool) -> list[dict]:
             "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
             "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []),
             "Networks": ",".join(nets),
-            "Size": "0B",
+            "Size": size_text(c),
         })
     return rows
 
 
 def list_containers(session, all_: bool, quiet: bool, latest: bool, last: int,  # noqa: ANN001
-                    filters: tuple[str, ...] | list[str], fmt: str | None, no_trunc: bool) -> None:
-    """``docker ps``."""
+                    filters: tuple[str, ...] | list[str], fmt: str | None, no_trunc: bool,
+                    size: bool | None = None) -> None:
+    """``docker ps``; ``size`` (``-s``) asks the daemon for sizes and adds the SIZE column.  As
+    the docker CLI does, a ``--format`` that uses ``.Size`` asks for them too, unless ``--quiet``
+    or ``--size=false`` (``size`` False rather than None) says not to."""
+    import re
+
     parsed = parse_filters(filters)
     if latest:
         last = 1
-    params = {"all": all_ or last >= 0, "limit": last if last > 0 else None, "filters": parsed or None}
+    want_size = bool(size) or (size is None and not quiet and bool(fmt) and re.search(r"\.Size\b", fmt or ""))
+    params = {"all": all_ or last >= 0, "limit": last if last > 0 else None, "filters": parsed or None,
+              "size": True if want_size else None}
     summaries = session.api.json("GET", "/containers/json", params) or []
     if last >= 0:
         summaries = summaries[:last]
-    print_rows(ps_rows(summaries, no_trunc), fmt, PS_TABLE, PS_HEADERS, quiet_field="ID", quiet=quiet)
+    if fmt == "table":  # the docker CLI's NewContainerFormat: the default table (with -s, SIZE too)
+        fmt = None
+    print_rows(ps_rows(summaries, no_trunc), fmt, PS_TABLE_SIZE if size else PS_TABLE, PS_HEADERS,
+               quiet_field="ID", quiet=quiet)
 
