@@ -681,7 +681,7 @@ def test_cli_pull_all_tags_and_platform(cli, engine, image, serve):
     proc = cli("pull", f"{reg.addr}/cli/bb:nope", check=False)
     assert proc.returncode == 1
     assert proc.stderr.decode() == (f"Error response from daemon: manifest for {reg.addr}/cli/bb:nope "
-                                    "not found: manifest unknown\n")
+                                    "not found: manifest unknown: manifest unknown\n")
 
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:

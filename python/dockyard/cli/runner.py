@@ -69,6 +69,8 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("dns-option", "", "multi", (), "Set DNS options"),
     ("add-host", "", "multi", (), "Add a custom host-to-IP mapping (host:ip)"),
     ("ip", "", "str", "", "IPv4 address (e.g., 172.30.100.104)"),
+    ("pull", "", "str", "missing", 'Pull image before running ("always", "missing", "never")'),
+    ("quiet", "q", "bool", False, "Suppress the pull output"),
 ]
 ALIASES = {"net": "network"}
 
@@ -450,21 +452,46 @@ def _publish(spec: str) -> tuple[str, dict]:
 
 
 def create_container(session, params: dict) -> str:  # noqa: ANN001
+    """ContainerCreate, pulling the image as the docker CLI does: first with ``--pull always``;
+    on "No such image" with ``--pull missing`` (the default), after saying so, then once more."""
     from ..client import quote
     from ..errors import ImageNotFound
 
+    policy = params.get("pull") or "missing"
+    if policy not in ("always", "missing", "never"):
+        from .output import client_error
+
+        raise client_error(f"invalid pull option: '{policy}': must be one of \"always\", \"missing\" or \"never\"")
     body = create_body(params)
     query = f"?name={quote(params['name'], '')}" if params["name"] else ""
+    if policy == "always":
+        pull_image(session, params["image"], params.get("quiet", False))
     try:
         out = session.api.json("POST", "/containers/create" + query, None, body)
     except ImageNotFound:
+        if policy != "missing":
+            raise
         from ..reference import parse
 
-        sys.stderr.write(f"Unable to find image '{parse(params['image']).with_default_tag().familiar()}' locally\n")
-        raise
+        if not params.get("quiet"):
+            sys.stderr.write(f"Unable to find image '{parse(params['image']).with_default_tag().familiar()}' locally\n")
+        pull_image(session, params["image"], params.get("quiet", False))
+        out = session.api.json("POST", "/containers/create" + query, None, body)
     for warning in out.get("Warnings") or []:
         sys.stderr.write(f"WARNING: {warning}\n")
     return out["Id"]
+
+
+def pull_image(session, name: str, quiet: bool) -> None:  # noqa: ANN001
+    """Pull ``name`` (its default tag when it names none) through the daemon, the progress on
+    stderr as the docker CLI draws it for run and create (stdout is for the container)."""
+    from .. import reference as refs
+    from .registry import ProgressPrinter, _auth_header, _render
+
+    ref = refs.parse(name).with_default_tag()
+    resp = session.api.request("POST", "/images/create", {"fromImage": ref.name, "tag": ref.digest or ref.tag},
+                               headers=_auth_header(ref.domain), stream=True, timeout=None)
+    _render(session, resp, ProgressPrinter(sys.stderr, quiet=quiet))
 
 
 def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: bool = False,  # noqa: ANN001, C901

@@ -454,12 +454,19 @@ class Images:
         digests = self.digests_of(image_id)
         items: list[dict] = []
         if by_ref is not None:
-            table, full, parsed = by_ref
-            remaining = len(tags) + len(digests) - 1
-            if remaining > 0:
-                self._untag(table, full)
-                return [{"Untagged": _familiar(full)}]
-            if users and not force:
+            _, full, parsed = by_ref
+            single = len(tags) + len(digests) <= 1
+            # dockerd's rule: once the last tag of a repository goes, that repository's digest
+            # references go with it (else the image would linger as "<none>" with a digest)
+            drop = [full]
+            if not parsed.digest and not any(t != full and refs.parse(t).name == parsed.name for t in tags):
+                drop += [d for d in digests if refs.parse(d).name == parsed.name]
+            if len(tags) + len(digests) > len(drop):
+                with self.store.transaction() as db:
+                    for name_ in drop:
+                        db.execute(f"DELETE FROM {'repo_digests' if '@' in name_ else 'tags'} WHERE name=?", (name_,))
+                return [{"Untagged": _familiar(n)} for n in drop]
+            if users and not force and single:
                 raise Conflict(
                     f'conflict: unable to remove repository reference "{name}" (must force) - '
                     f"container {users[0]['id'][:12]} is using its referenced image {short}"
@@ -498,10 +505,6 @@ class Images:
             return items
         items += self._delete(image_id)
         return items
-
-    def _untag(self, table: str, full: str) -> None:
-        with self.store.transaction() as db:
-            db.execute(f"DELETE FROM {table} WHERE name=?", (full,))
 
     def _delete(self, image_id: str) -> list[dict]:
         """Delete an image and every layer no other image uses; one transaction."""

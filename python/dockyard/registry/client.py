@@ -361,10 +361,13 @@ class Registry:
             data.decode(errors="replace").strip()[:200] or http.client.responses.get(resp.status, ""))
         where = f"{method} {url.split('?')[0]}"
         if resp.status == 401:
-            return Unauthorized(f"{where}: {text or 'unauthorized'}", code or "UNAUTHORIZED", 401)
-        if resp.status == 403:
-            return Denied(f"{where}: {text or 'denied'}", code or "DENIED", 403)
-        return RegistryError(f"{where}: {resp.status} {text}", code, resp.status)
+            exc: RegistryError = Unauthorized(f"{where}: {text or 'unauthorized'}", code or "UNAUTHORIZED", 401)
+        elif resp.status == 403:
+            exc = Denied(f"{where}: {text or 'denied'}", code or "DENIED", 403)
+        else:
+            exc = RegistryError(f"{where}: {resp.status} {text}", code, resp.status)
+        exc.detail = text if code else ""  # "manifest unknown: <the registry's message>"
+        return exc
 
     # -- API --
 
@@ -381,8 +384,9 @@ class Registry:
             resp = self.request("GET", f"/v2/{repo}/manifests/{reference}", scopes, {"Accept": ACCEPT})
         except RegistryError as exc:
             if exc.http_status == 404 or exc.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN"):
+                # dockerd's words: the registry's error code and message after the reference
                 raise RegistryError(f"manifest for {self.domain}/{repo}:{reference} not found: "
-                                    f"manifest unknown", exc.code, 404) from None
+                                    f"{exc.detail or 'manifest unknown'}", exc.code, 404) from None
             raise
         data = resp.body()
         digest = sha256(data)
@@ -549,10 +553,13 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
     tags = [str(ref)] if ref.tag else []
     repo_digest = f"{ref.name}@{top_digest}"
     if exists:
-        for d in layer_descs:
-            progress(_short(d["digest"]), "Already exists", None, None)
+        # nothing to fetch (dockerd prints no layer lines then); "newer" means the reference
+        # moved: a tag (or the digest reference) that did not name this image before
+        named = [(t, "tags") for t in tags] or [(repo_digest, "repo_digests")]
+        moved = any(store.db.execute(f"SELECT 1 FROM {table} WHERE name=? AND image_id=?",
+                                     (name, image_id)).fetchone() is None for name, table in named)
         _record(engine, image_id, tags, repo_digest)
-        return PullResult(str(ref), image_id, top_digest, False)
+        return PullResult(str(ref), image_id, top_digest, moved)
 
     chains = chain_ids(diff_ids)
     known = {r[0] for r in store.db.execute("SELECT chain_id FROM layers")}
@@ -579,7 +586,8 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
                 _download(reg, repo, d, src, lambda n, total: progress(short, "Downloading", n, total))
                 progress(short, "Verifying Checksum", None, None)
                 progress(short, "Download complete", None, None)
-            progress(short, "Extracting", None, None)
+            # with a progress detail, as dockerd sends it: a client off a terminal skips it
+            progress(short, "Extracting", 0, d.get("size") or None)
             rec = _extract(src, target, d["digest"], diff_ids[i])
             rec["dir"], rec["blob_file"], rec["chain_id"] = target, blob_file, chains[i]
             rec["blob"], rec["blob_size"], rec["blob_compression"] = d["digest"], rec["compressed_size"], rec["compression"]

@@ -59,6 +59,7 @@ class RegistryError(DockyardError):
         super().__init__(message)
         self.code = code
         self.http_status = http_status
+        self.detail = ""  # the registry's own "code: message", when it sent one
 
 
 class Unauthorized(RegistryError):
