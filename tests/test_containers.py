@@ -67,9 +67,13 @@ def test_exit_codes_and_streams(dy):
     assert b"no-such-command" in proc.stderr and len(proc.stderr.splitlines()) == 1
     proc = dy("run", "--rm", "bb", "/etc/passwd", check=False)
     assert proc.returncode == 126
-    proc = dy("run", "--rm", "nosuchimage", check=False)
+    proc = dy("run", "--rm", "--pull", "never", "nosuchimage", check=False)
     assert proc.returncode == 125
-    assert proc.stderr.decode().splitlines()[-1] == "Error response from daemon: No such image: nosuchimage:latest"
+    assert proc.stderr.decode().splitlines() == ["Error response from daemon: No such image: nosuchimage:latest"]
+    proc = dy("run", "--rm", "nosuchimage", check=False)  # a pull is tried (the tests' hub is a closed port)
+    lines = proc.stderr.decode().splitlines()
+    assert proc.returncode == 125 and lines[0] == "Unable to find image 'nosuchimage:latest' locally"
+    assert lines[-1].startswith("Error response from daemon: ") and len(lines) == 2
     for bad in (["-m", "12zz"], ["--cpus", "-1"], ["--ulimit", "nofile=x"], ["--restart", "sometimes"]):
         proc = dy("run", "--rm", *bad, "bb", "true", check=False)
         assert proc.returncode == 125, bad

@@ -207,3 +207,59 @@ def parse_size(size: str) -> int:
 def parse_human_size(size: str) -> int:
     """go-units ``FromHumanSize``: like :func:`parse_size` but decimal (``"1kB"`` -> 1000)."""
     return _parse_size(size, _DECIMAL_MAP)
+
+
+_GO_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+             "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's ``time.ParseDuration`` ("1m30s", "500ms", "-2h", "0") in nanoseconds; ValueError
+    with Go's message otherwise."""
+    import re
+
+    s = text
+    sign = -1 if s.startswith("-") else 1
+    s = s[1:] if s[:1] in "+-" and s else s
+    if s == "0":
+        return 0
+    if not s:
+        raise ValueError(f'time: invalid duration "{text}"')
+    total = 0
+    for m in re.finditer(r"(\d*)(?:\.(\d*))?([^\d.]*)", s):
+        if not m.group(0):
+            continue
+        whole, frac, unit = m.group(1), m.group(2), m.group(3)
+        if not whole and not frac:
+            raise ValueError(f'time: invalid duration "{text}"')
+        if not unit:
+            raise ValueError(f'time: missing unit in duration "{text}"')
+        if unit not in _GO_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{text}"')
+        size = _GO_UNITS[unit]
+        total += int(whole or 0) * size + (int(int(frac) * size / 10 ** len(frac)) if frac else 0)
+    if total >= 1 << 63:
+        raise ValueError(f'time: invalid duration "{text}"')
+    return sign * total
+
+
+def go_duration(ns: int) -> str:
+    """Go's ``time.Duration.String`` ("1s", "500ms", "1m30s", "1h0m0s")."""
+    if ns < 0:
+        return "-" + go_duration(-ns)
+    if ns == 0:
+        return "0s"
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return f"{_trim_float(ns / size)}{unit}"
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    out = f"{hours}h" if hours else ""
+    if hours or minutes:
+        out += f"{minutes}m"
+    return out + f"{_trim_float(rest / 1e9)}s"
+
+
+def _trim_float(value: float) -> str:
+    return f"{value:.9f}".rstrip("0").rstrip(".") or "0"

@@ -69,6 +69,14 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("dns-option", "", "multi", (), "Set DNS options"),
     ("add-host", "", "multi", (), "Add a custom host-to-IP mapping (host:ip)"),
     ("ip", "", "str", "", "IPv4 address (e.g., 172.30.100.104)"),
+    ("health-cmd", "", "str", "", "Command to run to check health"),
+    ("health-interval", "", "str", "", "Time between running the check (ms|s|m|h) (default 0s)"),
+    ("health-timeout", "", "str", "", "Maximum time to allow one check to run (ms|s|m|h) (default 0s)"),
+    ("health-start-period", "", "str", "",
+     "Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)"),
+    ("health-start-interval", "", "str", "", "Time between running the check during the start period (ms|s|m|h) (default 0s)"),
+    ("health-retries", "", "int", 0, "Consecutive failures needed to report unhealthy"),
+    ("no-healthcheck", "", "bool", False, "Disable any container-specified HEALTHCHECK"),
     ("pull", "", "str", "missing", 'Pull image before running ("always", "missing", "never")'),
     ("quiet", "q", "bool", False, "Suppress the pull output"),
 ]
@@ -318,6 +326,9 @@ def create_body(p: dict) -> dict:
         "AttachStdout": not p["detach"], "AttachStderr": not p["detach"], "Labels": _kv_list(p["label"]),
         "HostConfig": host,
     }
+    healthcheck = _healthcheck(p)
+    if healthcheck is not None:
+        body["Healthcheck"] = healthcheck
     if p["stop_signal"]:
         body["StopSignal"] = p["stop_signal"]
     if p["stop_timeout"] is not None:
@@ -332,6 +343,43 @@ def create_body(p: dict) -> dict:
             endpoint["IPAMConfig"] = {"IPv4Address": p["ip"]}
         body["NetworkingConfig"] = {"EndpointsConfig": {p["network"]: endpoint}}
     return body
+
+
+_HEALTH_DURATIONS = (("Interval", "health-interval"), ("Timeout", "health-timeout"),
+                     ("StartPeriod", "health-start-period"), ("StartInterval", "health-start-interval"))
+
+
+def _healthcheck(p: dict) -> dict | None:
+    """The --health-* and --no-healthcheck flags -> Config.Healthcheck, checked as the docker
+    CLI checks them; None when none is given (the image's HEALTHCHECK then applies)."""
+    from .output import client_error
+
+    durations = {}
+    for key, flag in _HEALTH_DURATIONS:
+        value = p.get(dest(flag)) or ""
+        if value:
+            from ..units import parse_go_duration
+
+            try:
+                durations[key] = parse_go_duration(value)
+            except ValueError as exc:
+                raise _flag_error(flag, value, str(exc)) from None
+    retries = p.get("health_retries") or 0
+    if p.get("no_healthcheck"):
+        if p.get("health_cmd") or retries or any(durations.values()):
+            raise client_error("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not (p.get("health_cmd") or retries or any(durations.values())):
+        return None
+    for key, flag in _HEALTH_DURATIONS:
+        if durations.get(key, 0) < 0:
+            raise client_error(f"--{flag} cannot be negative")
+    if retries < 0:
+        raise client_error("--health-retries cannot be negative")
+    out: dict = {"Test": ["CMD-SHELL", p["health_cmd"]] if p.get("health_cmd") else None}
+    out.update({key: durations.get(key, 0) for key, _ in _HEALTH_DURATIONS})
+    out["Retries"] = retries
+    return out
 
 
 def _flag_error(flag: str, value: str, why: str) -> Exception:

@@ -68,7 +68,12 @@ def status_text(state: dict) -> str:
     now = time.time()
     if state["Running"]:
         text = "Up " + human_duration(max(0.0, now - parse_time(state["StartedAt"])))
-        return text + " (Paused)" if state["Paused"] else text
+        if state["Paused"]:
+            return text + " (Paused)"
+        status = (state.get("Health") or {}).get("Status")
+        if status:
+            return text + (" (health: starting)" if status == "starting" else f" ({status})")
+        return text
     if state["Status"] == "created":
         return "Created"
     finished = parse_time(state["FinishedAt"])
@@ -76,7 +81,8 @@ def status_text(state: dict) -> str:
 
 
 def ps_filter(recs: list[dict], filters: dict[str, list[str]]) -> list[dict]:
-    """The list filters that need only the record: status, name, id, label, exited, ancestor."""
+    """The list filters that need only the record: status, name, id, label, exited, ancestor,
+    health."""
     from ..engine.filters import labels_match
 
     out = []
@@ -94,6 +100,8 @@ def ps_filter(recs: list[dict], filters: dict[str, list[str]]) -> list[dict]:
                 ok = labels_match(rec["spec"]["Config"].get("Labels") or {}, values)
             elif key == "exited":
                 ok = not st["Running"] and st["Status"] == "exited" and str(st["ExitCode"]) in values
+            elif key == "health":
+                ok = ((st.get("Health") or {}).get("Status") or "none") in values
             elif key == "ancestor":
                 ok = any(v in (rec["spec"]["Config"]["Image"], rec["image_id"], rec["image_id"][7:19]) for v in values)
             if not ok:
@@ -121,6 +129,9 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
     for v in filters.get("status", []):
         if v not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
             raise InvalidArgument(f"invalid filter 'status={v}'")
+    for v in filters.get("health", []):
+        if v not in ("starting", "healthy", "unhealthy", "none"):
+            raise InvalidArgument(f"Unrecognised filter value for health: {v}")
     with d.engines.get() as engine:
         recs = engine.containers.all()
         if limit is not None and limit > 0:
@@ -128,7 +139,7 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
         elif not all_ and "status" not in filters and "exited" not in filters:
             recs = [r for r in recs if r["state"]["Running"]]
         recs = ps_filter(recs, {k: v for k, v in filters.items() if k in
-                                ("status", "name", "id", "label", "exited", "ancestor")})
+                                ("status", "name", "id", "label", "exited", "ancestor", "health")})
         for key in ("before", "since"):
             for ref in filters.get(key, []):
                 pivot = engine.containers.load(engine.containers.resolve(ref))["created"]
@@ -164,7 +175,7 @@ def _port_set(values: list[str]) -> list[tuple[int, int, str]]:
 
 def _summary_matches(summary: dict, filters: dict[str, list[str]]) -> bool:
     """The list filters that need the network settings or mounts: network, volume, publish,
-    expose, health (no health checks here: only ``none`` matches)."""
+    expose."""
     if "network" in filters:
         nets = summary["NetworkSettings"]["Networks"]
         names = set(nets) | {n.get("NetworkID", "") for n in nets.values()}
@@ -179,8 +190,6 @@ def _summary_matches(summary: dict, filters: dict[str, list[str]]) -> bool:
             ports = [(p.get(field), p["Type"]) for p in summary["Ports"] if p.get(field)]
             if not any(a <= port <= b and proto == pp for a, b, proto in _port_set(filters[key]) for port, pp in ports):
                 return False
-    if "health" in filters and "none" not in filters["health"]:
-        return False
     return True
 
 
@@ -288,8 +297,13 @@ def stop(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
         if not engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]:
             return Reply(304, b"")
         d.mark_stopped(cid)
+        # the kill event before the signal goes (the exit's die could otherwise come first),
+        # with the signal sent: the stop signal unless the request names one
+        from ..engine.spec import parse_signal
+
+        stop_signal = sig or engine.containers.load(cid)["spec"]["Config"].get("StopSignal") or "TERM"
+        d.emit_container(engine, cid, "kill", {"signal": str(parse_signal(stop_signal))})
         engine.containers.stop(cid, timeout, sig)
-        d.emit_container(engine, cid, "kill", {"signal": "15"})
         d.check_exit(cid)
         d.emit_container(engine, cid, "stop")
     return None
@@ -392,9 +406,22 @@ def delete(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
         d.cancel_restart(cid)
         if force:
             d.mark_stopped(cid)
-        engine.containers.remove(cid, force=force, volumes=volumes)
-        if rec["state"]["Running"]:
-            d.check_exit(cid)
+            if engine.containers.refresh(rec)["state"]["Running"]:
+                # as dockerd: kill (signal 9), die, destroy; the die is said from the recorded
+                # exit before the record goes (after it, nothing could say it)
+                d.emit_container(engine, cid, "kill", {"signal": "9"})
+                try:
+                    engine.containers.kill(cid, 9)
+                    engine.containers.wait(cid, timeout=30)
+                except DockyardError:
+                    pass  # it exited meanwhile, or the removal's own kill finishes the job
+                d.check_exit(cid)
+        try:
+            engine.containers.remove(cid, force=force, volumes=volumes)
+        except NotFound:
+            if rec["spec"]["HostConfig"].get("AutoRemove"):
+                return None  # its exit removed it (and said destroy)
+            raise
         d.forget(cid)
         d._emit_container(rec, "destroy")
     d.save_state()

@@ -140,6 +140,9 @@ class Daemon:
         self._logged: dict[str, str] = {}           # what _log_once said last, by key
         self._load_state()
         self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)
+        from .health import HealthMonitor
+
+        self.health = HealthMonitor(self)
 
     # -- persisted bits ---------------------------------------------------------------------------
 
@@ -189,6 +192,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Leave containers running (live restore): only stop watching them."""
         self.stopping.set()
+        self.health.stop()
         with self.lock:
             for t in self.timers.values():
                 t.cancel()
@@ -237,6 +241,7 @@ class Daemon:
                     continue
                 if rec["state"]["Running"]:
                     self.track(cid, rec)
+                    self.health.watch(cid, rec)
                     continue
                 policy = rec["spec"]["HostConfig"].get("RestartPolicy") or {}
                 if before["state"]["Running"]:  # an exit we missed
@@ -290,6 +295,7 @@ class Daemon:
                 return
             if rec["state"]["Running"]:
                 return
+            self.health.unwatch(cid, rec["state"].get("StartedAt"))
             with self.lock:
                 info = self.tracked.pop(cid, None)
             if info is None:
@@ -389,7 +395,9 @@ class Daemon:
             self.track(cid, {"state": state})
             with self.attach_cond:
                 self.attach_cond.notify_all()
-            self._emit_container(engine.containers.load(cid), "start")
+            rec = engine.containers.load(cid)
+            self.health.watch(cid, rec)
+            self._emit_container(rec, "start")
         if changed:
             self.save_state()
 
@@ -429,6 +437,7 @@ class Daemon:
             self.manually_stopped.discard(cid)
             self.restart_counts.pop(cid, None)
             self.tracked.pop(cid, None)
+        self.health.unwatch(cid)
         self.cancel_restart(cid)
 
     def _emit_container(self, rec: dict, action: str, extra: dict | None = None) -> None:

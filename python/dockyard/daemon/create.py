@@ -309,7 +309,7 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
         privileged=bool(host.get("Privileged")), read_only=bool(host.get("ReadonlyRootfs")),
         security_opt=_strs(host.get("SecurityOpt")), init=bool(host.get("Init")),
         restart=restart, auto_remove=bool(host.get("AutoRemove")), stop_signal=body.get("StopSignal") or "",
-        stop_timeout=body.get("StopTimeout"), network=network,
+        stop_timeout=body.get("StopTimeout"), healthcheck=body.get("Healthcheck") or None, network=network,
         volumes=_strs(host.get("Binds")), mounts=mounts, tmpfs=tmpfs,
         volumes_from=_strs(host.get("VolumesFrom")), publish=publish,
         publish_all=bool(host.get("PublishAllPorts")), expose=list((body.get("ExposedPorts") or {}).keys()),

@@ -84,6 +84,7 @@ class CreateOptions:
     auto_remove: bool = False
     stop_signal: str = ""
     stop_timeout: int | None = None
+    healthcheck: dict | None = None           # Config.Healthcheck as given (merged with the image's)
     network: str = "default"
     # volumes and networks (engine/volumes.py, engine/network/): docker's flags, unparsed
     volumes: list[str] = field(default_factory=list)        # -v
@@ -169,6 +170,16 @@ class Containers:
         with self.store.transaction() as db:
             db.execute("UPDATE containers SET state=? WHERE id=?", (json.dumps(state), cid))
 
+    def set_health(self, cid: str, started_at: str, health: dict) -> bool:
+        """Record a probe's outcome in ``State.Health``, only while the run it probed (the one
+        started at ``started_at``) is the container's current one; False when it is not."""
+        with self.store.transaction() as db:
+            cur = db.execute(
+                "UPDATE containers SET state=json_set(state, '$.Health', json(?)) WHERE id=? "
+                "AND json_extract(state, '$.Running') AND json_extract(state, '$.StartedAt')=?",
+                (json.dumps(health), cid, started_at))
+            return cur.rowcount == 1
+
     # -- create ---------------------------------------------------------------------------------
 
     def create(self, opts: CreateOptions) -> str:
@@ -213,6 +224,12 @@ class Containers:
             config["StopSignal"] = stop_signal
         if opts.stop_timeout is not None:
             config["StopTimeout"] = opts.stop_timeout
+        from . import health
+
+        health.validate(opts.healthcheck)
+        healthcheck = health.merge(opts.healthcheck, image_cfg.get("Healthcheck"))
+        if healthcheck:
+            config["Healthcheck"] = healthcheck
         res = opts.resources
         host_config = {
             "NetworkMode": net_host.pop("NetworkMode"),
@@ -353,6 +370,11 @@ class Containers:
             raise
         state = dict(EMPTY_STATE, Status="running", Running=True, Pid=pid, StartedAt=now_rfc3339())
         state["ShimPid"] = shim_pid
+        from . import health
+
+        if health.settings(cfg):
+            # "starting" again at each start; the probes' log is kept, as dockerd keeps it
+            state["Health"] = dict(health.starting(), Log=(rec["state"].get("Health") or {}).get("Log") or [])
         self._save_state(cid, state)
         return state
 
@@ -448,6 +470,9 @@ class Containers:
         state = dict(state, Status="exited", Running=False, Paused=False, Pid=0,
                      ExitCode=int(info.get("exit_code", 255)), OOMKilled=bool(info.get("oom_killed")),
                      FinishedAt=info.get("finished_at") or now_rfc3339())
+        if state.get("Health"):
+            # dockerd's rule: a container whose probes stopped with it is unhealthy
+            state["Health"] = dict(state["Health"], Status="unhealthy")
         self._unmount_rootfs(cid)
         if "id" not in info:
             self.runtime.delete(cid)  # the supervisor died without its exit file: clean up for it
