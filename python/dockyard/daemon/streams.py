@@ -235,34 +235,35 @@ def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: 
                     return
 
     threading.Thread(target=pump, daemon=True).start()
-    while True:
-        r, _, _ = select.select([master], [], [], 0.1)
-        if r:
+    # woken by output or by the exec's exit (its pidfd), never by a timer: once it has exited,
+    # what it wrote is in the pty's buffer already and is drained without waiting
+    try:
+        exited = os.pidfd_open(proc.pid)
+    except OSError:
+        exited = -1
+    gone = False
+    try:
+        while True:
+            wait = [master] + ([exited] if exited >= 0 and not gone else [])
+            r, _, _ = select.select(wait, [], [], 0 if gone else None)
+            if exited in r:
+                gone = True
+                continue
+            if not r:
+                break  # exited, and nothing left to read
             try:
                 data = os.read(master, 65536)
             except OSError:
-                data = b""
-            if data:
-                try:
-                    conn.sendall(data)
-                except OSError:
-                    pass
-                continue
-            break
-        if proc.poll() is not None:
-            # drain what is left
-            while select.select([master], [], [], 0.05)[0]:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                try:
-                    conn.sendall(data)
-                except OSError:
-                    break
-            break
+                data = b""  # EIO: the exec's side of the pty is closed
+            if not data:
+                break
+            try:
+                conn.sendall(data)
+            except OSError:
+                pass
+    finally:
+        if exited >= 0:
+            os.close(exited)
     stop.set()
     code = proc.wait()
     os.close(master)

@@ -147,7 +147,9 @@ def events(d, req: Request):  # noqa: ANN001, ANN201
             if until and time.time() >= until:
                 break
             try:
-                ev = q.get(timeout=0.5)
+                # up to ``until`` exactly; without it, a second at a time only so that a daemon
+                # shutting down ends the stream (events wake it at once either way)
+                ev = q.get(timeout=max(0.0, until - time.time()) if until else 1.0)
             except queue.Empty:
                 continue
             if until and ev["timeNano"] / 1e9 >= until:
