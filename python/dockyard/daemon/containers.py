@@ -359,29 +359,13 @@ def wait(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
             out.json({"StatusCode": state["ExitCode"], "Error": None})
             out.close()
             return STREAMED
+        if state["Running"] and cid not in d.tracked:
+            # (not started by this daemon: say, by an engine in another process) watched from
+            # now on, so that its exit is an event like any other
+            d.track(cid, {"state": state})
         code = None
         while True:
-            try:
-                ev = q.get(timeout=1.0)
-            except Exception:  # noqa: BLE001  (queue.Empty)
-                if condition == "removed":
-                    with d.engines.get() as engine:
-                        try:
-                            engine.containers.load(cid)
-                        except NotFound:
-                            break
-                elif condition == "not-running":
-                    with d.engines.get() as engine:
-                        try:
-                            # refreshed: an exit no monitor saw (a container this daemon did not
-                            # start) is only recorded by reading the supervisor's exit file
-                            st = engine.containers.refresh(engine.containers.load(cid))["state"]
-                        except NotFound:
-                            break
-                    if not st["Running"] and cid not in d.tracked:
-                        code = st["ExitCode"]
-                        break
-                continue
+            ev = q.get()  # the die (or destroy) event: no timer
             if ev.get("id") != cid:
                 continue
             if ev["Action"] == "die":

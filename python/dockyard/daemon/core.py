@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import queue
+import select
 import threading
 import time
 from collections import deque
@@ -140,6 +141,11 @@ class Daemon:
         self._logged: dict[str, str] = {}           # what _log_once said last, by key
         self._load_state()
         self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)
+        self._epoll = select.epoll()
+        self._by_fd: dict[int, str] = {}    # pidfd -> the container whose exit it tells
+        self._due: set[str] = set()         # containers whose exit is to be checked now
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
         from .health import HealthMonitor
 
         self.health = HealthMonitor(self)
@@ -192,6 +198,7 @@ class Daemon:
     def shutdown(self) -> None:
         """Leave containers running (live restore): only stop watching them."""
         self.stopping.set()
+        os.write(self._wake_w, b"x")
         self.health.stop()
         with self.lock:
             for t in self.timers.values():
@@ -257,55 +264,124 @@ class Daemon:
     # -- exits --------------------------------------------------------------------------------------
 
     def track(self, cid: str, rec: dict | None = None) -> None:
+        """Watch a running container for its exit: a pidfd of its supervisor (which writes the
+        exit file and then exits) in the monitor's epoll set; of the process itself when the
+        supervisor is gone."""
+        state = (rec or {}).get("state") or {}
+        info = {"pid": state.get("Pid", 0), "shim": state.get("ShimPid", 0), "started": time.monotonic(), "fd": -1}
         with self.lock:
-            state = (rec or {}).get("state") or {}
-            self.tracked[cid] = {"pid": state.get("Pid", 0), "shim": state.get("ShimPid", 0),
-                                 "started": time.monotonic(), "checked": 0.0}
+            old = self.tracked.pop(cid, None)
+            self.tracked[cid] = info
+        if old is not None:
+            self._unwatch_fd(old)
+        self._watch_fd(cid, info)
+
+    def _watch_fd(self, cid: str, info: dict) -> None:
+        for pid in (info["shim"], info["pid"]):
+            if not pid or not _alive(pid):
+                continue
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                continue  # gone meanwhile: the next one, or the check below
+            with self.lock:
+                if self.tracked.get(cid) is not info:
+                    os.close(fd)
+                    return
+                info["fd"] = fd
+                self._by_fd[fd] = cid
+            self._epoll.register(fd, select.EPOLLIN)
+            return
+        self._wake_monitor(cid)  # nothing to watch: its exit is there to be recorded
+
+    def _unwatch_fd(self, info: dict) -> None:
+        with self.lock:
+            fd, info["fd"] = info.get("fd", -1), -1
+            if fd >= 0:
+                self._by_fd.pop(fd, None)
+        if fd >= 0:
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass
+            os.close(fd)
+
+    def _wake_monitor(self, cid: str) -> None:
+        with self.lock:
+            self._due.add(cid)
+        os.write(self._wake_w, b"x")
 
     def _run_monitor(self) -> None:
-        while not self.stopping.wait(0.02):
-            with self.lock:
-                items = list(self.tracked.items())
-            if not items:
+        """Exits as events: the epoll set holds a pidfd per running container (and the wake
+        pipe); an exit wakes it, and its container's exit is recorded at once."""
+        while not self.stopping.is_set():
+            try:
+                ready = self._epoll.poll()
+            except InterruptedError:
                 continue
-            now = time.monotonic()
-            for cid, info in items:
-                exit_file = self.root / "containers" / cid / "exit.json"
-                exited = exit_file.exists() or (self._run / "exits" / f"{cid}.json").exists()
-                if not exited and now - info["checked"] > 1.0:
-                    info["checked"] = now
-                    exited = not (_alive(info["pid"]) or _alive(info["shim"]))
-                if exited:
+            due: set[str] = set()
+            for fd, _ in ready:
+                if fd == self._wake_r:
                     try:
-                        self.check_exit(cid)
-                    except Exception as exc:  # noqa: BLE001
-                        # retried every second: said once (with its traceback), not every time
-                        self._log_once(f"monitor:{cid}", f"monitor: {cid[:12]}: {exc}", exc_info=True)
-                    else:
-                        with self.lock:
-                            self._logged.pop(f"monitor:{cid}", None)
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                    continue
+                with self.lock:
+                    cid = self._by_fd.get(fd)
+                if cid is not None:
+                    due.add(cid)
+            with self.lock:
+                due |= self._due
+                self._due.clear()
+            for cid in due:
+                self._exit_event(cid)
+
+    def _exit_event(self, cid: str) -> None:
+        with self.lock:
+            info = self.tracked.get(cid)
+        if info is None:
+            return
+        self._unwatch_fd(info)
+        try:
+            self.check_exit(cid)
+        except Exception as exc:  # noqa: BLE001
+            # (a full disk, say): said once, retried a second later (a deadline, not a poll)
+            self._log_once(f"monitor:{cid}", f"monitor: {cid[:12]}: {exc}", exc_info=True)
+            timer = threading.Timer(1.0, self._wake_monitor, (cid,))
+            timer.daemon = True
+            timer.start()
+            return
+        with self.lock:
+            self._logged.pop(f"monitor:{cid}", None)
+            still = self.tracked.get(cid) is info
+        if still:
+            # still running: the supervisor went (killed, say) and the process lives on
+            self._watch_fd(cid, info)
 
     def check_exit(self, cid: str) -> None:
         with self.engines.get() as engine:
             try:
                 rec = engine.containers.refresh(engine.containers.load(cid))
             except NotFound:
-                with self.lock:
-                    info = self.tracked.pop(cid, None)
+                self.untrack(cid)
                 return
             if rec["state"]["Running"]:
                 return
             self.health.unwatch(cid, rec["state"].get("StartedAt"))
-            with self.lock:
-                info = self.tracked.pop(cid, None)
+            info = self.untrack(cid)
             if info is None:
                 return
             self._emit_container(rec, "die", {"exitCode": str(rec["state"]["ExitCode"])})
             self._after_exit(engine, rec, ran_for=time.monotonic() - info["started"])
 
-    def untrack(self, cid: str) -> None:
+    def untrack(self, cid: str) -> dict | None:
+        """Stop watching ``cid``; returns what was known of its run (None: nothing was)."""
         with self.lock:
-            self.tracked.pop(cid, None)
+            info = self.tracked.pop(cid, None)
+        if info is not None:
+            self._unwatch_fd(info)
+        return info
 
     def _after_exit(self, engine, rec: dict, ran_for: float = 0.0) -> None:  # noqa: ANN001
         cid = rec["id"]
@@ -436,7 +512,7 @@ class Daemon:
         with self.lock:
             self.manually_stopped.discard(cid)
             self.restart_counts.pop(cid, None)
-            self.tracked.pop(cid, None)
+        self.untrack(cid)
         self.health.unwatch(cid)
         self.cancel_restart(cid)
 

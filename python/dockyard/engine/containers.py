@@ -557,18 +557,35 @@ class Containers:
         return rec
 
     def wait(self, ref: str, timeout: float | None = None) -> dict:
-        """Block until the container is not running; returns its state."""
+        """Block until the container is not running; returns its state.  Woken by the exit of
+        its supervisor (which writes the exit file, then exits), or of the process when the
+        supervisor is gone: a pidfd, not a timer; ``timeout`` is a deadline."""
+        import select as select_
+
         cid = self.resolve(ref)
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.005
         while True:
             rec = self.refresh(self.load(cid))
-            if not rec["state"]["Running"]:
-                return rec["state"]
-            if deadline is not None and time.monotonic() > deadline:
+            state = rec["state"]
+            if not state["Running"]:
+                return state
+            fd = -1
+            for pid in (state.get("ShimPid", 0), state["Pid"]):
+                if pid and _alive(pid):
+                    try:
+                        fd = os.pidfd_open(pid)
+                        break
+                    except OSError:
+                        continue
+            if fd < 0:
+                continue  # both gone since the refresh: the next one records the exit
+            try:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready = select_.select([fd], [], [], left)[0]
+            finally:
+                os.close(fd)
+            if not ready:
                 raise DockyardError(f"timed out waiting for container {cid[:12]}")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
 
     def kill(self, ref: str, sig: str | int = "KILL") -> None:
         cid = self.resolve(ref)
