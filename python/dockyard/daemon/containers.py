@@ -483,7 +483,7 @@ def resize(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
     deadline = time.monotonic() + 2
     with d.attach_cond:
         while (cid in d.pending_attach or cid in d.connecting) and time.monotonic() < deadline:
-            d.attach_cond.wait(0.05)
+            d.attach_cond.wait(deadline - time.monotonic())  # notified as each attach connects
         relays = list(d.resizers.get(cid, []))
     if relays:
         # through an attached client's own connection: no extra supervisor client

@@ -30,9 +30,6 @@ from ..errors import DockyardError, NotFound
 log = logging.getLogger("dockyard.daemon")
 
 #: Docker's restart back-off: 100 ms doubling to 1 minute, reset after 10 s of running
-BACKOFF_START = 0.1
-BACKOFF_MAX = 60.0
-BACKOFF_RESET = 10.0
 
 
 class EnginePool:
@@ -127,6 +124,7 @@ class Daemon:
 
         self._run = run_dir()
         self.restart_counts: dict[str, int] = {}
+        self.restart_delays: dict[str, float] = {}  # the last restart delay (engine/restart.py)
         self.manually_stopped: set[str] = set()
         self.tracked: dict[str, dict] = {}       # running containers the monitor watches
         self.pending_attach: dict[str, int] = {}  # cid -> attach clients waiting for start
@@ -391,31 +389,24 @@ class Daemon:
             deadline = time.monotonic() + 5
             with self.attach_cond:
                 while self.relays.get(cid) and time.monotonic() < deadline:
-                    self.attach_cond.wait(0.05)
+                    self.attach_cond.wait(deadline - time.monotonic())  # notified as each relay ends
             try:
                 engine.containers.remove(cid, force=True)
             except NotFound:
                 return
             self._emit_container(rec, "destroy")
             return
-        policy = host.get("RestartPolicy") or {}
-        name = policy.get("Name") or ""
-        code = rec["state"]["ExitCode"]
+        from ..engine import restart
+
         with self.lock:
             stopped = cid in self.manually_stopped
             count = self.restart_counts.get(cid, 0)
-        if stopped or name in ("", "no"):
+            last = self.restart_delays.get(cid, 0.0)
+        again, delay = restart.decide(host.get("RestartPolicy"), rec["state"]["ExitCode"], stopped, count, ran_for, last)
+        if not again:
             return
-        if name == "on-failure":
-            if code == 0:
-                return
-            limit = int(policy.get("MaximumRetryCount") or 0)
-            if limit and count >= limit:
-                return
-        if ran_for >= BACKOFF_RESET:
-            delay = BACKOFF_START
-        else:
-            delay = min(BACKOFF_MAX, BACKOFF_START * (2 ** min(count, 20)))
+        with self.lock:
+            self.restart_delays[cid] = delay
         self._schedule_restart(cid, delay)
 
     def _schedule_restart(self, cid: str, delay: float) -> None:
@@ -457,6 +448,7 @@ class Daemon:
                 if not restarting and (cid in self.manually_stopped or cid in self.restart_counts):
                     self.manually_stopped.discard(cid)
                     self.restart_counts.pop(cid, None)
+                    self.restart_delays.pop(cid, None)
                     changed = True
             rec = engine.containers.load(cid)
             was_running = engine.containers.refresh(rec)["state"]["Running"]
@@ -512,6 +504,7 @@ class Daemon:
         with self.lock:
             self.manually_stopped.discard(cid)
             self.restart_counts.pop(cid, None)
+            self.restart_delays.pop(cid, None)
         self.untrack(cid)
         self.health.unwatch(cid)
         self.cancel_restart(cid)
