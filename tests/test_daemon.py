@@ -246,6 +246,46 @@ def test_wait_conditions_and_events(daemon):
     assert actions == ["create", "start", "die", "destroy"]
 
 
+def test_events_of_exec_stop_and_forced_remove(daemon):
+    """As dockerd says them (seen on 20.10): exec events carry the container's attributes (a
+    client filtering by label, as compose does, sees them) and name the command as entrypoint,
+    space, arguments; a detached exec's exec_die comes when it ends, with its code; stop says
+    kill (the stop signal) before die; rm -f of a running container says kill 9, die, destroy."""
+    from urllib.parse import quote
+
+    d = daemon
+    since = time.time()
+    cid = create(d, "sh", "-c", "trap 'exit 130' INT; while :; do sleep 0.1; done", Labels={"com.example.app": "x"},
+                 StopSignal="SIGINT")
+    d.ok("POST", f"/containers/{cid}/start")
+    eid = d.ok("POST", f"/containers/{cid}/exec", {"Cmd": ["true"]})["Id"]
+    d.request("POST", f"/exec/{eid}/start", {"Detach": False})
+    eid2 = d.ok("POST", f"/containers/{cid}/exec", {"Cmd": ["sh", "-c", "sleep 0.3; exit 5"]})["Id"]
+    d.ok("POST", f"/exec/{eid2}/start", {"Detach": True})
+    assert d.ok("GET", f"/exec/{eid2}/json")["Running"] is True
+    wait_until = time.monotonic() + 10
+    while d.ok("GET", f"/exec/{eid2}/json")["Running"] and time.monotonic() < wait_until:
+        time.sleep(0.05)
+    assert d.ok("GET", f"/exec/{eid2}/json")["ExitCode"] == 5
+    d.ok("POST", f"/containers/{cid}/stop?t=5")
+    d.ok("POST", f"/containers/{cid}/start")
+    d.ok("DELETE", f"/containers/{cid}?force=1")
+    label = json.dumps({"label": ["com.example.app=x"]})
+    code, evs, _ = d.request("GET", f"/events?since={since:.3f}&until={time.time() + 1:.3f}&filters={quote(label)}")
+    assert code == 200
+    got = [(e["Action"], {k: v for k, v in e["Actor"]["Attributes"].items() if k in ("signal", "exitCode")})
+           for e in evs]
+    assert got == [
+        ("create", {}), ("start", {}),
+        ("exec_create: true ", {}), ("exec_start: true ", {}), ("exec_die", {"exitCode": "0"}),
+        ("exec_create: sh -c sleep 0.3; exit 5", {}), ("exec_start: sh -c sleep 0.3; exit 5", {}),
+        ("exec_die", {"exitCode": "5"}),
+        ("kill", {"signal": "2"}), ("die", {"exitCode": "130"}), ("stop", {}),
+        ("start", {}), ("kill", {"signal": "9"}), ("die", {"exitCode": "137"}), ("destroy", {}),
+    ]
+    assert all(e["Actor"]["Attributes"]["name"] and e["Actor"]["Attributes"]["image"] == "bb" for e in evs)
+
+
 def test_stop_kill_restart_pause(daemon):
     d = daemon
     cid = create(d, "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done")

@@ -64,8 +64,21 @@ def create(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
         size = body.get("ConsoleSize")
         if isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) and 0 < x < 65536 for x in size):
             d.execs[eid]["_size"] = (size[0], size[1])
-    d.events.emit("container", f"exec_create: {' '.join(cmd)}", cid, {"execID": eid})
+    d._emit_container(rec, f"exec_create: {_command(cmd)}", {"execID": eid})
     return Reply(201, {"Id": eid})
+
+
+def _command(cmd: list[str]) -> str:
+    """An exec's command as dockerd's events name it: the entrypoint, a space, the arguments
+    (``exec_create: true `` for a bare ``true``)."""
+    return f"{cmd[0]} {' '.join(cmd[1:])}"
+
+
+def _emit(d, rec: dict, action: str, extra: dict) -> None:  # noqa: ANN001
+    """An exec's event carries its container's attributes (image, name, labels) as dockerd's do:
+    a client that filters events by label (compose) sees them."""
+    with d.engines.get() as engine:
+        d.emit_container(engine, rec["ContainerID"], action, extra)
 
 
 def _get(d, eid: str) -> dict:  # noqa: ANN001
@@ -93,7 +106,9 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         state = engine.containers.refresh(engine.containers.load(rec["ContainerID"]))["state"]
     if not state["Running"]:
         raise Conflict(f"Container {rec['ContainerID']} is not running")
-    args = exec_command(rec["_runtime_root"], rec["ContainerID"], rec["_cfg"], detach, tty)
+    # a detached exec without a tty still has the runtime wait for it (in a thread), as dockerd
+    # waits through containerd: its exit code, Running and exec_die come when it ends
+    args = exec_command(rec["_runtime_root"], rec["ContainerID"], rec["_cfg"], detach and tty, tty)
     if rec["ProcessConfig"]["privileged"]:
         # docker exec --privileged: every capability (of the host's bounding set), in the
         # bounding, permitted and effective sets; the container's seccomp filter stays
@@ -101,13 +116,15 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
 
         at = len(args) - len(rec["_cfg"]["Cmd"]) - 2  # the container's ID, before "--" and the command
         args[at:at] = [a for cap in host_capabilities() for a in ("--cap", cap)]
-    d.events.emit("container", f"exec_start: {' '.join(rec['_cfg']['Cmd'])}", rec["ContainerID"], {"execID": id})
+    _emit(d, rec, f"exec_start: {_command(rec['_cfg']['Cmd'])}", {"execID": id})
     if detach:
         rec["Running"] = True
 
         def bg() -> None:
             code = run_exec(rec, args, None, tty, False)
-            rec.update(Running=False, ExitCode=code if code == 0 else code)
+            rec.update(Running=False, ExitCode=code)
+            if not tty:  # (with one, the runtime left once the process ran: its end is unknown)
+                _emit(d, rec, "exec_die", {"execID": id, "exitCode": str(code)})
 
         threading.Thread(target=bg, daemon=True).start()
         return Reply(200, b"", "text/plain")
@@ -119,7 +136,7 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     finally:
         rec["Running"] = False
     rec["ExitCode"] = code
-    d.events.emit("container", "exec_die", rec["ContainerID"], {"execID": id, "exitCode": str(code)})
+    _emit(d, rec, "exec_die", {"execID": id, "exitCode": str(code)})
     try:
         import socket
 
