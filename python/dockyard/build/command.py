@@ -58,7 +58,7 @@ def run_build(session, context_path: str, tags: list[str], file: str | None, bui
     goes as a tar made on the fly, the daemon's JSON output is printed as it comes (only the ID
     with ``quiet``); returns the image ID.  SIGTERM or Ctrl-C half-closes the connection, which
     cancels the build, and waits (a bounded time) for the daemon to finish cleaning up."""
-    import signal
+    import _signal as signal  # the C module: ``signal`` makes its enums first (~3 ms of start-up)
 
     from .. import reference as refs
     from ..cli.output import messages, stream_error
@@ -80,7 +80,7 @@ def run_build(session, context_path: str, tags: list[str], file: str | None, bui
     for item in labels:
         key, _, value = item.partition("=")
         label_map[key] = value
-    body, name, packer = open_context(context_path, file)
+    body, name = open_context(context_path, file)
     params = {"t": list(tags) or None, "dockerfile": name, "buildargs": args or None, "labels": label_map or None,
               "target": target or None, "nocache": no_cache or None, "q": quiet or None,
               "networkmode": network or None, "rm": True}
@@ -97,12 +97,19 @@ def run_build(session, context_path: str, tags: list[str], file: str | None, bui
     out = sys.stdout
     image_id = ""
     try:
-        resp = session.api.request("POST", "/build", params, body, headers={"Content-Type": "application/x-tar"},
-                                   stream=True, timeout=None)
+        try:
+            resp = session.api.request("POST", "/build", params, body, headers={"Content-Type": "application/x-tar"},
+                                       stream=True, timeout=None)
+        except DockyardError:
+            body.check()  # a context that could not be read: said first, as docker's CLI does
+            raise
         conn = getattr(resp, "_dockyard_conn", None)
         state["sock"] = getattr(conn, "sock", None)
-        if packer is not None:
-            packer.check()
+        try:
+            body.check()
+        except DockyardError:
+            session.api.finish(resp)  # (closes the connection: the daemon stops what it began)
+            raise
         for msg in messages(session.api, resp):
             if state["cancelled"]:
                 continue  # draining: the daemon is unwinding the build
@@ -124,12 +131,8 @@ def run_build(session, context_path: str, tags: list[str], file: str | None, bui
         for sig, handler in old.items():
             signal.signal(sig, handler)
         body.close()
-        if packer is not None:
-            packer.join()
     if state["cancelled"]:
         raise KeyboardInterrupt
-    if packer is not None:
-        packer.check()
     if not image_id:
         raise DockyardError("the daemon ended the build without an image ID")
     if iidfile:
@@ -167,12 +170,11 @@ def _half_close(sock) -> None:  # noqa: ANN001
     timer.start()
 
 
-def open_context(path: str, file: str | None) -> tuple:
-    """(body, Dockerfile name in it, packer or None) for PATH, ``-`` and ``-f``, as docker's CLI
-    sends them: a directory as a tar made on the fly (``.dockerignore`` applied, the Dockerfile and
-    ``.dockerignore`` always sent), a tar on stdin as it is, a Dockerfile on stdin alone."""
-    from pathlib import Path
-
+def open_context(path: str, file: str | None) -> tuple:  # noqa: C901
+    """(body, Dockerfile name in it) for PATH, ``-`` and ``-f``, as docker's CLI sends them: a
+    directory as a tar made as the request reads it (``.dockerignore`` applied, the Dockerfile
+    and ``.dockerignore`` always sent), a tar on stdin as it is, a Dockerfile on stdin alone.
+    The body's ``check()`` raises what kept a directory from being read, once it is sent."""
     from .errors import BuildError
 
     if path == "-":
@@ -185,32 +187,33 @@ def open_context(path: str, file: str | None) -> tuple:
             head += chunk
         body = _Prefixed(head, stdin)
         if _is_tar(head):
-            return body, file or "Dockerfile", None
+            return body, file or "Dockerfile"
         if file:
             raise BuildError("unable to prepare context: the Dockerfile is on stdin; -f cannot be used")
-        return body, "Dockerfile", None
-    ctx = Path(path)
-    if not ctx.is_dir():
+        return body, "Dockerfile"
+    if not os.path.isdir(path):
         raise BuildError(f'unable to prepare context: path "{path}" not found')
     extra = None  # a Dockerfile from elsewhere (stdin, outside the context): added under a random name
     if file == "-":
         extra = sys.stdin.buffer.read()
         name = ""
     else:
-        df_path = Path(file) if file else ctx / "Dockerfile"
-        if not df_path.is_file():
+        df_path = file or os.path.join(path, "Dockerfile")
+        if not os.path.isfile(df_path):
             raise BuildError(f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
-                             f"lstat {df_path.absolute()}: no such file or directory" if not file else
+                             f"lstat {os.path.abspath(df_path)}: no such file or directory" if not file else
                              f"unable to prepare context: Cannot locate specified Dockerfile: {file}")
-        try:
-            name = df_path.resolve().relative_to(ctx.resolve()).as_posix()
-        except ValueError:
-            extra = df_path.read_bytes()
-            name = ""
+        name = os.path.relpath(os.path.realpath(df_path), os.path.realpath(path))
+        if name == ".." or name.startswith("../"):
+            extra = _read(df_path)
     if extra is not None:
         name = ".dockerfile." + os.urandom(10).hex()
-    packer = _Packer(ctx, name, extra)
-    return packer.reader, name, packer
+    return TarStream(path, name, extra), name
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 class _Prefixed:
@@ -230,81 +233,171 @@ class _Prefixed:
     def close(self) -> None:
         pass
 
+    def check(self) -> None:
+        pass
 
-class _Packer:
-    """The context directory as a tar, written by a thread into a pipe the request reads: the
-    context streams to the daemon, never whole in memory or on disk.  Owners are root and mtimes
-    whole seconds, as the docker CLI sends them."""
 
-    def __init__(self, ctx, dockerfile: str, extra: bytes | None) -> None:  # noqa: ANN001
-        import threading
+class TarStream:
+    """The context directory as a tar (POSIX pax, as Go's archive/tar writes the docker CLI's),
+    made member by member as the request reads it: no thread, no pipe, never whole in memory or
+    on disk.  Owners are root and mtimes whole seconds, as the docker CLI sends them; a file
+    linked more than once is sent once and then as hard links; sockets are left out.
 
-        from .context import Context, Ignore
+    A file that cannot be read while packing ends the tar with bytes no tar has (the daemon
+    refuses the context, and never builds from part of it); :meth:`check` then raises docker's
+    one line for it (``error checking context: ...``)."""
+
+    def __init__(self, ctx: str, dockerfile: str, extra: bytes | None) -> None:
+        from .context import Ignore, walk
 
         ignore = Ignore.read(ctx)
         ignore.keep(".dockerignore", *([dockerfile] if extra is None else []))
         self.ctx = ctx
-        self.names = Context(ctx, ignore).walk("")
+        self.names = walk(ctx, ignore, "")
         self.dockerfile = dockerfile
         self.extra = extra
-        self.error: BaseException | None = None
-        r, w = os.pipe()
-        self.reader = os.fdopen(r, "rb")
-        self.thread = threading.Thread(target=self._run, args=(w,), daemon=True)
-        self.thread.start()
+        self._members = self._generate()
+        self._buf = bytearray()
+        self.error: OSError | None = None
 
-    def _run(self, w: int) -> None:
-        import io
-        import tarfile
-        import time
-
-        with os.fdopen(w, "wb") as f:
+    def read(self, n: int = -1) -> bytes:
+        buf = self._buf
+        while (n < 0 or len(buf) < n) and self._members is not None:
             try:
-                with tarfile.open(fileobj=f, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-                    ignore_text = None
-                    for rel in self.names:
-                        if rel == ".dockerignore" and self.extra is not None:
-                            ignore_text = (self.ctx / rel).read_bytes()
-                            continue
-                        info = tf.gettarinfo(str(self.ctx / rel), arcname=rel)
-                        if info is None:  # a socket: docker's CLI leaves it out too
-                            continue
-                        info.uid = info.gid = 0
-                        info.uname = info.gname = ""
-                        info.mtime = int(info.mtime)
-                        if info.isreg():
-                            with open(self.ctx / rel, "rb") as src:
-                                tf.addfile(info, src)
-                        else:
-                            tf.addfile(info)
-                    if self.extra is not None:
-                        now = int(time.time())
-                        ignore_text = (ignore_text or b"") + f"\n{self.dockerfile}\n".encode()
-                        for member, data in ((self.dockerfile, self.extra), (".dockerignore", ignore_text)):
-                            info = tarfile.TarInfo(member)
-                            info.size, info.mode, info.mtime = len(data), 0o600, now
-                            tf.addfile(info, io.BytesIO(data))
-            except BrokenPipeError:
-                pass  # the request stopped reading (the daemon refused it): its error says why
-            except BaseException as exc:  # noqa: BLE001
+                buf += next(self._members)
+            except StopIteration:
+                self._members = None
+            except OSError as exc:  # (an OSError out of read() would be taken for a broken connection)
+                self._members = None
                 self.error = exc
-                try:
-                    f.write(b"\xff" * 1024)  # no valid tar any more: the daemon refuses the context
-                except OSError:
-                    pass
+                buf += b"\xff" * 1024
+        if n < 0 or n >= len(buf):
+            out = bytes(buf)
+            buf.clear()
+        else:
+            out = bytes(buf[:n])
+            del buf[:n]
+        return out
 
-    def join(self) -> None:
-        self.thread.join()
+    def close(self) -> None:
+        self._members = None
 
     def check(self) -> None:
         """Raise what stopped the packing (an unreadable file...), as docker's CLI reports it."""
         if self.error is not None:
             from .errors import BuildError
 
-            exc = self.error
-            self.error = None
-            detail = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
+            exc, self.error = self.error, None
+            detail = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
             raise BuildError(f"error checking context: {detail}")
+
+    def _generate(self):  # noqa: ANN202
+        import time
+
+        inodes: dict[tuple[int, int], str] = {}
+        ignore_text = None
+        for rel in self.names:
+            path = os.path.join(self.ctx, rel)
+            if rel == ".dockerignore" and self.extra is not None:
+                ignore_text = _read(path)
+                continue
+            st = os.lstat(path)
+            mode = st.st_mode
+            fmt = mode & 0o170000
+            link = ""
+            size = 0
+            dev = None
+            if fmt != 0o040000 and st.st_nlink > 1:  # a file met before under another name
+                key = (st.st_dev, st.st_ino)
+                link = inodes.setdefault(key, rel)
+                if link != rel:
+                    yield tar_header(rel, mode, 0, int(st.st_mtime), b"1", link)
+                    continue
+                link = ""
+            if fmt == 0o100000:  # regular
+                kind, size = b"0", st.st_size
+            elif fmt == 0o040000:
+                kind = b"5"
+                rel += "/"
+            elif fmt == 0o120000:
+                kind, link = b"2", os.readlink(path)
+            elif fmt in (0o020000, 0o060000):
+                kind, dev = (b"3" if fmt == 0o020000 else b"4"), st.st_rdev
+            elif fmt == 0o010000:
+                kind = b"6"
+            else:  # a socket: docker's CLI leaves it out too
+                continue
+            yield tar_header(rel, mode, size, int(st.st_mtime), kind, link, dev)
+            if size:
+                yield from _file_blocks(path, size)
+        if self.extra is not None:
+            now = int(time.time())
+            ignore_text = (ignore_text or b"") + f"\n{self.dockerfile}\n".encode()
+            for member, data in ((self.dockerfile, self.extra), (".dockerignore", ignore_text)):
+                yield tar_header(member, 0o600, len(data), now, b"0")
+                yield data + bytes(-len(data) % 512)
+        yield bytes(1024)  # the end: two zero blocks
+
+
+def _file_blocks(path: str, size: int):  # noqa: ANN202
+    """A file's ``size`` bytes padded to whole blocks (it must not have shrunk meanwhile)."""
+    with open(path, "rb") as f:
+        left = size
+        while left:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                raise OSError(5, "file changed size while it was sent", path)
+            left -= len(chunk)
+            yield chunk
+    yield bytes(-size % 512)
+
+
+def tar_header(name: str, mode: int, size: int, mtime: int, kind: bytes, link: str = "",
+               dev: int | None = None) -> bytes:
+    """One member's ustar header, after a pax header for what ustar cannot hold (a long or
+    non-ASCII name or link target, a size or mtime out of range).  Owner 0:0, no user names."""
+    bname, blink = os.fsencode(name), os.fsencode(link)
+    pax: list[tuple[bytes, bytes]] = []
+    if len(bname) > 100 or not bname.isascii():
+        pax.append((b"path", bname))
+    if len(blink) > 100 or not blink.isascii():
+        pax.append((b"linkpath", blink))
+    if not 0 <= size < 8 ** 11:
+        pax.append((b"size", b"%d" % size))
+        size = 0
+    if not 0 <= mtime < 8 ** 11:
+        pax.append((b"mtime", b"%d" % mtime))
+        mtime = 0
+    out = b""
+    if pax:
+        records = b""
+        try:
+            for _, value in pax:
+                value.decode("utf-8")
+        except UnicodeDecodeError:
+            records += b"21 hdrcharset=BINARY\n"
+        for key, value in pax:
+            n = len(key) + len(value) + 3
+            total = 0
+            while total != n + len(str(total)):  # the length counts its own digits
+                total = n + len(str(total))
+            records += b"%d %s=%s\n" % (total, key, value)
+        out = _ustar(b"././@PaxHeader", 0, len(records), 0, b"x", b"", None) + records + \
+            bytes(-len(records) % 512)
+    return out + _ustar(bname[:100], mode, size, mtime, kind, blink[:100], dev)
+
+
+def _ustar(name: bytes, mode: int, size: int, mtime: int, kind: bytes, link: bytes, dev: int | None) -> bytes:
+    if dev is not None:
+        devs = b"%07o\0%07o\0" % (os.major(dev) & 0o7777777, os.minor(dev) & 0o7777777)
+    else:
+        devs = bytes(16)
+    head = b"".join((
+        name.ljust(100, b"\0"), b"%07o\0" % (mode & 0o7777), b"0000000\0", b"0000000\0",
+        b"%011o\0" % size, b"%011o\0" % mtime, b"        ", kind, link.ljust(100, b"\0"),
+        b"ustar\x0000", bytes(64), devs, bytes(167),
+    ))
+    return head[:148] + b"%06o\0 " % sum(head) + head[156:]
 
 
 def _is_tar(data: bytes) -> bool:

@@ -7,16 +7,17 @@ patterns are cleaned (``filepath.Clean``) and taken relative to the context root
 and a pattern that matches a directory excludes everything below it.  These are the rules of
 the Docker CLI (moby/patternmatcher ``MatchesOrParentMatches`` and its directory walk), which
 is where a directory context is filtered.
+
+The CLI imports this module to send a directory context (:func:`walk`, :class:`Ignore`), so it
+keeps its imports light: ``re`` only when there are patterns, ``pathlib`` and ``hashlib`` only in
+the daemon's :class:`Context`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
-import re
 import stat
-from pathlib import Path
 
 
 def _clean(path: str) -> str:
@@ -44,6 +45,8 @@ class Pattern:
         self.exclusion = text.startswith("!")
         self.text = text[1:] if self.exclusion else text
         self.dirs = self.text.split("/")
+        import re
+
         try:
             self.regex = re.compile(self._compile(self.text), re.S)
         except re.error:
@@ -73,6 +76,8 @@ class Pattern:
                 out.append("\\" + ch)
             elif ch == "\\":
                 if i < n:
+                    import re
+
                     out.append(re.escape(pattern[i]))
                     i += 1
                 else:
@@ -120,9 +125,10 @@ class Ignore:
         self.has_exclusions = any(p.exclusion for p in self.patterns)
 
     @classmethod
-    def read(cls, context: Path) -> Ignore:
+    def read(cls, context: str | os.PathLike[str]) -> Ignore:
         try:
-            data = (context / ".dockerignore").read_text(errors="replace")
+            with open(os.path.join(context, ".dockerignore"), errors="replace") as f:
+                data = f.read()
         except (FileNotFoundError, NotADirectoryError):
             data = ""
         return cls(data.split("\n"))
@@ -168,39 +174,16 @@ class Ignore:
 class Context:
     """A context directory with its ignore rules.  Paths are context-relative, slash-separated."""
 
-    def __init__(self, root: Path, ignore: Ignore | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str], ignore: Ignore | None = None) -> None:
+        from pathlib import Path
+
         self.root = Path(root)
         self.ignore = ignore if ignore is not None else Ignore.read(self.root)
         self._hashes: dict[str, str] = {}
 
     def walk(self, rel: str) -> list[str]:
         """``rel`` and everything below it that is not excluded, parents before children."""
-        out: list[str] = []
-        base = self.root / rel if rel not in ("", ".") else self.root
-
-        def visit(path: Path, r: str) -> None:
-            try:
-                entries = sorted(os.scandir(path), key=lambda e: e.name)
-            except NotADirectoryError:
-                return
-            for e in entries:
-                child = f"{r}/{e.name}" if r not in ("", ".") else e.name
-                is_dir = e.is_dir(follow_symlinks=False)
-                if self.ignore.excluded(child):
-                    if is_dir and self.ignore.may_include_below(child):
-                        sub: list[str] = []
-                        before = len(out)
-                        visit(Path(e.path), child)
-                        if len(out) > before:
-                            out.insert(before, child)
-                        del sub
-                    continue
-                out.append(child)
-                if is_dir:
-                    visit(Path(e.path), child)
-
-        visit(base, rel)
-        return out
+        return walk(self.root, self.ignore, rel)
 
     def glob(self, pattern: str) -> list[str]:
         """Context paths matching a COPY source (Go's ``filepath.Match`` per component)."""
@@ -219,6 +202,8 @@ class Context:
                         names = sorted(os.listdir(d))
                     except OSError:
                         continue
+                    import re
+
                     try:
                         rx = re.compile(Pattern._compile(part))
                     except re.error:
@@ -237,21 +222,27 @@ class Context:
 
     def checksum(self, rels: list[str]) -> str:
         """A digest of names, types, modes, owners, link targets and contents (not mtimes)."""
+        import hashlib
+
         h = hashlib.sha256()
+        root = os.fspath(self.root)
         for rel in rels:
-            path = self.root / rel if rel not in ("", ".") else self.root
+            path = os.path.join(root, rel) if rel not in ("", ".") else root
             st = os.lstat(path)
-            h.update(f"{rel}\0{st.st_mode:o}\0{st.st_uid}:{st.st_gid}\0".encode())
+            # names and link targets as the bytes on disk (not UTF-8: surrogate escapes)
+            h.update(os.fsencode(f"{rel}\0{st.st_mode:o}\0{st.st_uid}:{st.st_gid}\0"))
             if stat.S_ISREG(st.st_mode):
                 h.update(self.file_hash(rel, path, st).encode())
             elif stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(path).encode())
+                h.update(os.fsencode(os.readlink(path)))
             h.update(b"\n")
         return h.hexdigest()
 
-    def file_hash(self, rel: str, path: Path, st: os.stat_result) -> str:
+    def file_hash(self, rel: str, path: str | os.PathLike[str], st: os.stat_result) -> str:
         digest = self._hashes.get(rel)
         if digest is None:
+            import hashlib
+
             hh = hashlib.sha256()
             with open(path, "rb") as f:
                 while True:
@@ -261,3 +252,32 @@ class Context:
                     hh.update(chunk)
             digest = self._hashes[rel] = hh.hexdigest()
         return digest
+
+
+def walk(root: str | os.PathLike[str], ignore: Ignore, rel: str = "") -> list[str]:
+    """``rel`` (context-relative) and everything below it in the context ``root`` that ``ignore``
+    does not exclude, parents before children, names sorted as Docker's walk sorts them."""
+    out: list[str] = []
+    base = os.path.join(root, rel) if rel not in ("", ".") else os.fspath(root)
+
+    def visit(path: str, r: str) -> None:
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except NotADirectoryError:
+            return
+        for e in entries:
+            child = f"{r}/{e.name}" if r not in ("", ".") else e.name
+            is_dir = e.is_dir(follow_symlinks=False)
+            if ignore.excluded(child):
+                if is_dir and ignore.may_include_below(child):
+                    before = len(out)
+                    visit(e.path, child)
+                    if len(out) > before:
+                        out.insert(before, child)
+                continue
+            out.append(child)
+            if is_dir:
+                visit(e.path, child)
+
+    visit(base, rel)
+    return out
