@@ -93,12 +93,17 @@ class State:
 
 
 class Builder:
-    def __init__(self, engine, opts: BuildOptions, out: Callable[[str], None] | None = None) -> None:  # noqa: ANN001
+    def __init__(self, engine, opts: BuildOptions, out: Callable[[str], None] | None = None,  # noqa: ANN001
+                 flush: Callable[[], None] | None = None) -> None:
+        """``out`` takes each line of progress; ``flush`` (if given) is called before the builder
+        waits for something (a RUN, a COPY, a pull, a RUN's output), so that ``out`` may buffer
+        lines until then: a warm cache's steps can then reach a client in one write."""
         self.engine = engine
         self.images = engine.images
         self.store = engine.store
         self.opts = opts
         self.out = out or (lambda s: None)
+        self.flush = flush or (lambda: None)
         self.file = opts.dockerfile_name
         self.context = Context(opts.context) if opts.context is not None else None
         if self.context is not None and opts.context_is_archive:
@@ -300,6 +305,7 @@ class Builder:
         from ..registry.client import pull
 
         self.out(f"Unable to find image '{name}' locally; pulling")
+        self.flush()
         try:
             results = pull(self.engine, name)
         except DockyardError as exc:
@@ -307,9 +313,14 @@ class Builder:
         return results[0].image_id
 
     def _load(self, image_id: str) -> State:
-        cfg = self.images.config(image_id)
-        layers = [{"diff_id": l["diff_id"], "chain_id": l["chain_id"], "existing": True}
-                  for l in self.images.layers(image_id)]
+        """The state of a stored image (one the store has: resolved, or a cache hit)."""
+        known = _KNOWN.get(image_id)
+        if known is None:
+            raw = self.images.config_bytes(image_id)  # (read and verified)
+            known = _KNOWN.put(image_id, raw, [(l["diff_id"], l["chain_id"]) for l in self.images.layers(image_id)])
+        raw, layer_ids = known
+        cfg = json.loads(raw)
+        layers = [{"diff_id": d, "chain_id": c, "existing": True} for d, c in layer_ids]
         return State(image_id, dict(cfg.get("config") or {}), list(cfg.get("history") or []), layers,
                      cfg.get("architecture", "amd64"), cfg.get("os", "linux"), cfg.get("author", ""))
 
@@ -325,14 +336,10 @@ class Builder:
     def _cache_get(self, key: str) -> str | None:
         if self.opts.no_cache:
             return None
-        db = self.store.db
         self._ensure_cache()
-        row = db.execute("SELECT image_id FROM build_cache WHERE key=?", (key,)).fetchone()
-        if row is None:
-            return None
-        if db.execute("SELECT 1 FROM images WHERE id=?", (row[0],)).fetchone() is None:
-            return None
-        return row[0]
+        row = self.store.db.execute("SELECT b.image_id FROM build_cache b JOIN images i ON i.id = b.image_id "
+                                    "WHERE b.key=?", (key,)).fetchone()
+        return None if row is None else row[0]
 
     def _ensure_cache(self) -> None:
         if not self._cache_ready:
@@ -388,7 +395,9 @@ class Builder:
         config["history"] = history
         config["os"] = state.os
         config["rootfs"] = {"type": "layers", "diff_ids": [r["diff_id"] for r in records]}
-        image_id, _ = self.images.register(NewImage(dumps(config).encode(), [], parent=state.image_id), records)
+        raw = dumps(config).encode()
+        image_id, _ = self.images.register(NewImage(raw, [], parent=state.image_id), records)
+        _KNOWN.put(image_id, raw, [(r["diff_id"], r["chain_id"]) for r in records])
         self._cache_put(key, image_id)
         state.image_id = image_id
         state.history = history
@@ -616,6 +625,7 @@ class Builder:
         if not state.image_id:
             raise BuildError(f"The command '{' '.join(cmd)}' could not run: the stage has no image "
                              "(FROM scratch has no shell)", 127)
+        self.flush()
         layer_key = key
         containers = self.engine.containers
         from ..engine.containers import CreateOptions
@@ -635,8 +645,8 @@ class Builder:
                     image=state.image_id, cmd=run_cmd, entrypoint=[], env=state.env + build_args,
                     workdir=state.config.get("WorkingDir") or "", user=state.config.get("User") or "",
                     network=self.opts.network or "none", labels={}, volumes=binds))
-                containers.start(cid)
-                code = self._follow(cid)
+                started = containers.start(cid)
+                code = self._follow(cid, started.get("ShimPid") or started.get("Pid") or 0)
                 if code != 0:
                     raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", 1)
                 layer = containers.snapshot(cid, stage)
@@ -648,14 +658,17 @@ class Builder:
                         pass
             self._commit(state, created_by, layer, layer_key)
 
-    def _follow(self, cid: str) -> int:
-        """Stream the container's log to the progress output until it exits; its exit code."""
+    def _follow(self, cid: str, supervisor: int) -> int:
+        """Stream the container's log to the progress output until it exits; its exit code.
+
+        Woken by events, never a timer: inotify says the log grew, and a pidfd of the container's
+        supervisor says it has gone, which it does once the exit file and the last of the log
+        are written."""
         containers = self.engine.containers
         log = containers.logs(cid)
         exit_file = containers.dir(cid) / "exit.json"
         pos = 0
         buf = b""
-        delay = 0.002
 
         def drain() -> None:
             nonlocal pos, buf
@@ -677,14 +690,14 @@ class Builder:
                     continue
                 self.out(entry.get("log", "").rstrip("\n"))
 
-        checked = time.monotonic()
-        while not exit_file.exists():
-            drain()
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-            if time.monotonic() - checked > 1.0:  # a supervisor that died writes no exit file
-                checked = time.monotonic()
-                if not containers.refresh(containers.load(cid))["state"]["Running"]:
+        with _ExitWatch(log, supervisor) as watch:
+            # (the exit file checked after the pidfd is open: a supervisor gone before it was
+            # opened, whose pid was then reused, is not waited for; the log read after the watch
+            # is set: what came before it has woken nothing)
+            while True:
+                drain()
+                self.flush()
+                if exit_file.exists() or not watch.wait():
                     break
         state = containers.wait(cid, timeout=60)
         drain()
@@ -697,6 +710,7 @@ class Builder:
         """The stage's root mounted read-write on a private upper dir: (stage, merged, upper, lowers)."""
         from .. import _native
 
+        self.flush()
         with self.store.staging() as stage:
             upper, work, merged, empty = (stage / n for n in ("upper", "work", "merged", "empty"))
             for d in (upper, work, merged, empty):
@@ -844,9 +858,9 @@ class Builder:
             summary = hashlib.sha256()
             for kind, value, walked in items:
                 if kind == "heredoc":
-                    summary.update(f"heredoc\0{value[0]}\0{value[1]}\n".encode())  # type: ignore[index]
+                    summary.update(os.fsencode(f"heredoc\0{value[0]}\0{value[1]}\n"))  # type: ignore[index]
                 else:
-                    summary.update(f"{value[0]}\0".encode())  # type: ignore[index]
+                    summary.update(os.fsencode(f"{value[0]}\0"))  # type: ignore[index]
                     summary.update(ctx.checksum([value[1]] + walked).encode())  # type: ignore[index]
             content = summary.hexdigest()
             kind0 = "multi" if len(items) > 1 else ("dir" if items[0][0] == "path" and
@@ -907,6 +921,105 @@ class Builder:
                 self._commit(state, created_by, layer, key)
         if probe:
             self._cache_put(probe, state.image_id)
+
+
+class _Known:
+    """Image ID -> (config bytes, [(diff ID, chain ID)]) of the images builds have read or made,
+    so a warm cache's hits do not read and verify each config from the store again.  Safe to
+    keep: an image's config and layers never change under its ID (the ID is the config's
+    digest, the chain IDs follow from its diff IDs), and a hit is looked up only after the
+    store has said it holds the image.  Bounded (oldest out first); shared by a daemon's builds."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
+
+    def get(self, image_id: str) -> tuple[bytes, list[tuple[str, str]]] | None:
+        return self._items.get(image_id)
+
+    def put(self, image_id: str, raw: bytes, layers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
+        item = (raw, layers)
+        with self._lock:
+            self._items[image_id] = item
+            while len(self._items) > self.LIMIT:
+                del self._items[next(iter(self._items))]
+        return item
+
+
+_KNOWN = _Known()
+
+
+class _ExitWatch:
+    """Wakes a RUN step's follower: :meth:`wait` returns True when the log was written to
+    (inotify ``IN_MODIFY``), False once the supervisor (``pid``) has exited (its pidfd is
+    readable).  Without pidfd_open (Linux < 5.3) or a pid, the supervisor is checked for life
+    once a second instead (``kill(pid, 0)``), the one timer left, on old kernels only."""
+
+    IN_MODIFY = 0x2
+
+    def __init__(self, log: Path, pid: int) -> None:
+        import ctypes
+        import select
+
+        self.pid = pid
+        self.pidfd = -1
+        self.gone = False
+        self.poller = select.poll()
+        if pid > 0:
+            try:
+                self.pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                self.gone = True
+            except (AttributeError, OSError):
+                pass
+            else:
+                self.poller.register(self.pidfd, select.POLLIN)
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.ino = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.ino >= 0:
+            libc.inotify_add_watch(self.ino, os.fsencode(str(log)), self.IN_MODIFY)
+            self.poller.register(self.ino, select.POLLIN)
+
+    def wait(self) -> bool:
+        while not self.gone:
+            ready = dict(self.poller.poll(None if self.pidfd >= 0 else 1000))
+            if self.pidfd in ready:
+                self.gone = True
+            elif self.ino in ready:
+                try:
+                    while os.read(self.ino, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                return True
+            elif self.pidfd < 0:  # (old kernel) a second has passed
+                if not (self.pid > 0 and _alive(self.pid)):
+                    self.gone = True
+                elif self.ino < 0:
+                    return True  # no inotify either: the log is read once a second
+        return False
+
+    def __enter__(self) -> _ExitWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in (self.pidfd, self.ino):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _OnlyNames:

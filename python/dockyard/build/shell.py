@@ -185,6 +185,8 @@ class _Lexer:
 
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
     """One word with variables expanded and quotes removed (Docker's ``ProcessWord``)."""
+    if "$" not in word and "'" not in word and '"' not in word and escape not in word:
+        return word  # nothing to expand, unquote or unescape: the lexer would copy it
     return _Lexer(word, env, escape).process()[0]
 
 

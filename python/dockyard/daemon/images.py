@@ -359,30 +359,43 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
         cancelled = threading.Event()
         done = threading.Event()
         wake_r, wake_w = os.pipe2(os.O_CLOEXEC)  # the build's end wakes the watcher (no poll)
-        tracked = _Tracking(engine)
+        tracked = _Tracking(engine, cancelled)
         watcher = threading.Thread(target=_watch_client, daemon=True,
-                                   args=(d, req.handler.connection, tracked, cancelled, done, wake_r))
+                                   args=(d, req.handler.connection, tracked, done, wake_r))
         watcher.start()
 
-        def send(msg: dict) -> None:
+        # Messages go out together when the builder is about to wait (a RUN, a COPY, a pull: its
+        # ``flush``) and at the end: a warm cache's steps reach the client as one write.
+        pending: list[bytes] = []
+
+        def flush() -> None:
             if cancelled.is_set():
                 raise DockyardError("the build was cancelled: the client went away")
+            if not pending:
+                return
+            data = b"".join(pending)
+            pending.clear()
             try:
-                out.json(msg)
+                out.write(data)
             except OSError:
                 cancelled.set()
                 raise DockyardError("the build was cancelled: the client went away") from None
 
-        def emit(line: str) -> None:
+        def send(msg: dict) -> None:
             if cancelled.is_set():
                 raise DockyardError("the build was cancelled: the client went away")
+            pending.append(json.dumps(msg).encode() + b"\n")
+
+        def emit(line: str) -> None:
             if not quiet:
                 send({"stream": line + "\n"})
+            elif cancelled.is_set():
+                raise DockyardError("the build was cancelled: the client went away")
 
         try:
             opts = BuildOptions(ctx, dockerfile, dockerfile_name, tags, build_args, target, no_cache, labels,
                                 network, context_is_archive=True)
-            image_id = Builder(tracked, opts, emit).build()
+            image_id = Builder(tracked, opts, emit, flush).build()
             send({"aux": {"ID": image_id}})
             if quiet:
                 send({"stream": image_id + "\n"})
@@ -390,22 +403,25 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
                 send({"stream": f"Successfully built {image_id.split(':', 1)[1][:12]}\n"})
                 for t in tags:
                     send({"stream": f"Successfully tagged {refs.parse(t).familiar()}\n"})
+            flush()
+            out.close()  # the client has all it waits for: what follows is cleanup
         except DockyardError as exc:
             detail: dict = {"message": str(exc)}
             code = getattr(exc, "cli_exit", None)
             if isinstance(code, int) and code > 0:
                 detail["code"] = code
+            pending.append(json.dumps({"errorDetail": detail, "error": str(exc)}).encode() + b"\n")
             try:
-                out.json({"errorDetail": detail, "error": str(exc)})
+                out.write(b"".join(pending))
             except OSError:
                 pass
+            out.close()
         finally:
             done.set()
             os.write(wake_w, b"x")
             watcher.join()
             os.close(wake_r)
             os.close(wake_w)
-        out.close()
     return STREAMED
 
 
@@ -418,46 +434,79 @@ def _is_archive(head: bytes) -> bool:
 
 
 class _Tracking:
-    """The engine as a build sees it, noting the containers the build creates (so a build
-    whose client went away can be stopped from another thread)."""
+    """The engine as a build sees it, keeping the containers the build creates, so that a build
+    whose client went away can stop them from another thread (:meth:`cancel`)."""
 
-    def __init__(self, engine) -> None:  # noqa: ANN001
+    def __init__(self, engine, cancelled: threading.Event) -> None:  # noqa: ANN001
         self._engine = engine
-        self.created: list[str] = []
-        self.containers = _TrackedContainers(engine.containers, self.created)
+        self.containers = _TrackedContainers(engine.containers, cancelled)
+
+    def cancel(self, d) -> None:  # noqa: ANN001
+        self.containers.cancel(d)
 
     def __getattr__(self, name: str):  # noqa: ANN204
         return getattr(self._engine, name)
 
 
 class _TrackedContainers:
-    def __init__(self, containers, created: list[str]) -> None:  # noqa: ANN001
+    """The engine's containers, noting those the build creates.  A cancelled build starts no
+    container, and one it was starting when cancelled is killed as soon as its start returns:
+    with :meth:`cancel` killing those already running, none is left to run on (no retries on a
+    timer)."""
+
+    def __init__(self, containers, cancelled: threading.Event) -> None:  # noqa: ANN001
         self._containers = containers
-        self._created = created
+        self._cancelled = cancelled
+        self._lock = threading.Lock()
+        self.created: list[str] = []
 
     def create(self, *args, **kwargs) -> str:  # noqa: ANN002, ANN003
         cid = self._containers.create(*args, **kwargs)
-        self._created.append(cid)
+        with self._lock:
+            self.created.append(cid)
         return cid
+
+    def start(self, cid: str, *args, **kwargs) -> dict:  # noqa: ANN002, ANN003
+        with self._lock:
+            if self._cancelled.is_set():
+                raise DockyardError("the build was cancelled: the client went away")
+        try:
+            return self._containers.start(cid, *args, **kwargs)
+        finally:
+            with self._lock:
+                late = self._cancelled.is_set()  # cancel() may have found it not running yet
+            if late:
+                try:
+                    self._containers.kill(cid, "KILL")
+                except DockyardError:
+                    pass
+
+    def cancel(self, d) -> None:  # noqa: ANN001
+        """Say the build is cancelled and kill the containers it has running (from any thread)."""
+        with self._lock:
+            self._cancelled.set()
+            created = list(self.created)
+        for cid in created:
+            try:
+                with d.engines.get() as engine:
+                    engine.containers.kill(cid, "KILL")
+            except Exception:  # noqa: BLE001  (not running, removed meanwhile: nothing to stop)
+                pass
 
     def __getattr__(self, name: str):  # noqa: ANN204
         return getattr(self._containers, name)
 
 
-def _watch_client(d, sock, tracked: _Tracking, cancelled: threading.Event,  # noqa: ANN001
-                  done: threading.Event, wake: int) -> None:
+def _watch_client(d, sock, tracked: _Tracking, done: threading.Event, wake: int) -> None:  # noqa: ANN001
     """Until ``done`` (said on the ``wake`` pipe too): when the client closes its side of the
-    connection, set ``cancelled`` and kill the build's containers (again until the build ends:
-    one may be starting)."""
+    connection, cancel the build (:meth:`_Tracking.cancel`)."""
     import select
     import socket
 
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN | select.POLLRDHUP)
     poller.register(wake, select.POLLIN)
-    while not cancelled.is_set():
-        if done.is_set():
-            return
+    while not done.is_set():
         if wake in dict(poller.poll()):  # (no timeout: the build's end writes to ``wake``)
             return
         try:
@@ -468,14 +517,8 @@ def _watch_client(d, sock, tracked: _Tracking, cancelled: threading.Event,  # no
             data = b""
         if data:
             return  # the client sent something (not a hang-up): nothing to watch for any more
-        cancelled.set()
-    while not done.wait(0.2):
-        for cid in list(tracked.created):
-            try:
-                with d.engines.get() as engine:
-                    engine.containers.kill(cid, "KILL")
-            except Exception:  # noqa: BLE001  (not running, removed meanwhile: nothing to stop)
-                pass
+        tracked.cancel(d)
+        return
 
 
 def build_prune(d, req: Request) -> dict:  # noqa: ANN001
