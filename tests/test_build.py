@@ -535,6 +535,96 @@ def test_cli_sigterm_stops_the_build_and_cleans_up(cli, base_tar, tmp_path):
     assert not [l for l in Path("/proc/self/mounts").read_text().splitlines() if str(cli.root) in l]
 
 
+def test_cli_cached_rebuild_hits_and_misses_on_content_through_the_daemon(cli, base_tar, tmp_path):
+    """Through the CLI and the daemon (a fresh context extracted for each build): a rebuild hits
+    every step; a COPY'd file with new content of the same size and mtime misses from its COPY
+    on; putting the content back hits again."""
+    cli("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
+    ctx = write_tree(tmp_path / "ctx", {"src/a.txt": "aaaa\n", "src/b.txt": "bbbb\n", "c.ini": "c\n", "Dockerfile": (
+        "FROM dybuild:base\nENV X=1\nCOPY src/ /src/\nRUN cat /src/a.txt\nCOPY c.ini /\nRUN echo out:done\n")})
+
+    def rebuild() -> tuple[str, str]:
+        out = cli("build", "--iidfile", str(tmp_path / "iid"), str(ctx)).stdout.decode()
+        return (tmp_path / "iid").read_text(), out
+
+    first, out1 = rebuild()
+    assert "\naaaa\n" in out1 and "\nout:done\n" in out1 and " CACHED" not in out1
+    again, out2 = rebuild()
+    assert again == first and out2.count(" CACHED\n") == 5 and "\nout:done\n" not in out2
+    st = os.stat(ctx / "src" / "a.txt")
+    (ctx / "src" / "a.txt").write_text("AAAA\n")  # same size, same mtime: only the content differs
+    os.utime(ctx / "src" / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
+    changed, out3 = rebuild()
+    assert changed != first and out3.count(" CACHED\n") == 1 and "\nAAAA\n" in out3 and "\nout:done\n" in out3
+    (ctx / "src" / "a.txt").write_text("aaaa\n")
+    back, out4 = rebuild()
+    assert back == first and out4.count(" CACHED\n") == 5
+
+
+def test_cli_context_tar_members(tmp_path):
+    """The CLI's context tar (made as the request reads it): what Python's tarfile reads back,
+    with docker's CLI's rules: owners 0:0, whole-second mtimes, directories with a slash, hard
+    links after their first name, long and non-UTF-8 names in pax headers, sockets left out,
+    ``.dockerignore`` applied."""
+    import socket
+
+    from dockyard.build.command import open_context
+
+    ctx = write_tree(tmp_path / "ctx", {"a.txt": "hello\n", "sub/deep/x": "x", "skip/me": "no", "link": ("link", "a.txt"),
+                                        "d" * 120 + "/f": "long", ".dockerignore": "skip\n", "Dockerfile": "FROM x\n"})
+    os.link(ctx / "a.txt", ctx / "hard.txt")
+    (ctx / os.fsdecode(b"bad\xff.txt")).write_bytes(b"b")
+    (ctx / "big.bin").write_bytes(os.urandom(3 << 20))
+    os.chown(ctx / "a.txt", 1234, 5678)
+    os.utime(ctx / "a.txt", (1_600_000_000.7, 1_600_000_000.7))
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(ctx / "sock"))
+    try:
+        body, name = open_context(str(ctx), None)
+        chunks = []
+        while chunk := body.read(1 << 20):
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    assert name == "Dockerfile" and max(len(c) for c in chunks) <= 1 << 20
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tf:
+        members = {m.name: m for m in tf}
+        data = {m.name: tf.extractfile(m).read() for m in members.values() if m.isreg()}
+    assert sorted(members) == sorted([".dockerignore", "Dockerfile", "a.txt", "big.bin", os.fsdecode(b"bad\xff.txt"),
+                                      "d" * 120, "d" * 120 + "/f", "hard.txt", "link", "sub", "sub/deep", "sub/deep/x"])
+    assert all(m.uid == 0 and m.gid == 0 and not m.uname for m in members.values())
+    assert members["a.txt"].mtime == 1_600_000_000 and data["a.txt"] == b"hello\n"
+    assert members["hard.txt"].islnk() and members["hard.txt"].linkname == "a.txt"
+    assert members["link"].issym() and members["link"].linkname == "a.txt"
+    assert members["sub"].isdir() and data["d" * 120 + "/f"] == b"long"
+    assert data["big.bin"] == (ctx / "big.bin").read_bytes()
+
+
+def test_cli_context_file_gone_while_sent_is_refused_whole(cli, base_tar, tmp_path, monkeypatch):
+    """A file that cannot be read while the context streams: docker's CLI line, and the daemon
+    builds nothing from the part that was sent."""
+    from dockyard.build import command, context
+    from dockyard.cli import Session
+
+    cli("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
+    ctx = write_tree(tmp_path / "ctx", {"a": "a", "Dockerfile": "FROM dybuild:base\nCOPY a /a\n"})
+    monkeypatch.setenv("DOCKYARD_ROOT", str(cli.root))
+    monkeypatch.setenv("DOCKYARD_RUN", str(cli.run_dir))
+    walk = context.walk
+    for extra in (["0-gone"], ["zz-gone"]):  # before any byte was sent, and after the rest
+        monkeypatch.setattr(context, "walk", lambda root, ignore, rel="", extra=extra: (
+            extra + walk(root, ignore, rel) if extra[0].startswith("0") else walk(root, ignore, rel) + extra))
+        session = Session()
+        try:
+            with pytest.raises(BuildError, match=f"^error checking context: No such file or directory: .*/{extra[0]}$"):
+                command.run_build(session, str(ctx), ["gone:1"], None, [], "", False, [], True, None, "auto", "none")
+        finally:
+            session.close()
+    assert "gone" not in cli("images").stdout.decode()
+
+
 def test_copy_never_writes_through_image_symlinks_to_the_host(bengine, tmp_path):
     host = tmp_path / "host-canary"
     host.mkdir()
