@@ -133,7 +133,7 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
         if v not in ("starting", "healthy", "unhealthy", "none"):
             raise InvalidArgument(f"Unrecognised filter value for health: {v}")
     with d.engines.get() as engine:
-        recs = engine.containers.all()
+        recs = engine.containers.all(refresh=False)  # exits are recorded as they happen (core.py)
         if limit is not None and limit > 0:
             recs = recs[:limit]
         elif not all_ and "status" not in filters and "exited" not in filters:

@@ -721,10 +721,11 @@ class Containers:
 
     # -- views ----------------------------------------------------------------------------------
 
-    def all(self) -> list[dict]:
-        """Every container, newest first, with its state refreshed (one query)."""
+    def all(self, refresh: bool = True) -> list[dict]:
+        """Every container, newest first (one query), with its state refreshed unless the caller
+        hears of exits itself (the daemon: its reads have no side effects)."""
         rows = self.store.db.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
-        return [self.refresh(_record(row)) for row in rows]
+        return [self.refresh(_record(row)) for row in rows] if refresh else [_record(row) for row in rows]
 
     def inspect(self, ref: str) -> dict:
         from .network import hooks as net_hooks

@@ -39,8 +39,15 @@ def binary() -> str:
     raise DockyardError("dockyard-runtime is not installed (reinstall dockyard: pip install .)")
 
 
+_RUN_DIR: tuple[str, Path] = ("", Path())
+
+
 def run_dir() -> Path:
-    return Path(os.environ.get("DOCKYARD_RUN", "/run/dockyard"))
+    global _RUN_DIR
+    value = os.environ.get("DOCKYARD_RUN", "/run/dockyard")
+    if _RUN_DIR[0] != value:  # (asked for per container by listings: made once)
+        _RUN_DIR = (value, Path(value))
+    return _RUN_DIR[1]
 
 
 class Runtime:
