@@ -127,3 +127,27 @@ def test_a_failed_pull_leaves_no_container(cli, daemon, remote):  # noqa: F811
     assert lines[0] == f"Unable to find image '{name}' locally" and lines[1].startswith("Error response from daemon: ")
     assert len(lines) == 2
     assert cli("ps", "-aq").stdout == b"" and cli("images", "-q").stdout == b""
+
+
+def test_build_pull_gets_the_newer_base(cli, daemon, remote, tmp_path):  # noqa: F811
+    """``build --pull``: FROM is pulled even when present, so a base pushed anew is used; without
+    it, the local copy is."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {remote}\nRUN cat /base.txt 2>/dev/null || echo none\n")
+    cli("pull", "-q", remote)
+    # a new image under the same tag in the registry, from this daemon (then its tag is moved back)
+    cid = cli("create", remote, "sh", "-c", "echo two > /base.txt").stdout.decode().strip()
+    cli("start", "-a", cid)
+    old_id = cli("inspect", "-f", "{{.Id}}", remote).stdout.decode().strip()
+    cli("commit", cid, remote)
+    cli("push", remote)
+    cli("rm", cid)
+    cli("tag", old_id, remote)
+    out = cli("build", "--no-cache", "-t", "dyb:plain", str(ctx)).stdout.decode()
+    assert "Pulling from" not in out and "\nnone\n" in out
+    out = cli("build", "--no-cache", "--pull", "-t", "dyb:pulled", str(ctx)).stdout.decode()
+    assert "1: Pulling from dy/app" in out and f"Status: Downloaded newer image for {remote}" in out
+    assert "\ntwo\n" in out
+    out = cli("build", "--pull", "-t", "dyb:pulled", str(ctx)).stdout.decode()
+    assert f"Status: Image is up to date for {remote}" in out

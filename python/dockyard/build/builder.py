@@ -66,6 +66,7 @@ class BuildOptions:
     # A context that came as a tar: Docker's CLI applies .dockerignore only when it makes the tar
     # from a directory; the daemon then only drops the Dockerfile and .dockerignore if excluded.
     context_is_archive: bool = False
+    pull: bool = False                     # docker build --pull: FROM images pulled even when present
 
 
 @dataclass
@@ -288,29 +289,42 @@ class Builder:
 
             state.arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(_p.machine(), _p.machine())
         else:
-            state = self._load(self._local_or_pulled(base))
+            state = self._load(self._local_or_pulled(base, always=self.opts.pull))
         state.name = st.name
         env = state.config.get("Env") or []
         if not any(e.partition("=")[0] == "PATH" for e in env):
             state.config["Env"] = list(env) + ["PATH=" + DEFAULT_PATH]
         return state
 
-    def _local_or_pulled(self, name: str) -> str:
+    def _local_or_pulled(self, name: str, always: bool = False) -> str:
         """The image's ID, pulled from its registry first when the store lacks it (as docker's
-        builder does for FROM and COPY --from)."""
-        try:
-            return self.images.resolve(name)
-        except ImageNotFound:
-            pass
+        builder does for FROM and COPY --from), or in any case with ``always`` (``--pull``),
+        the pull's lines in the build's output as docker's builder prints them."""
+        if not always:
+            try:
+                return self.images.resolve(name)
+            except ImageNotFound:
+                pass
+            self.out(f"Unable to find image '{name}' locally; pulling")
+            self.flush()
         from ..registry.client import pull
 
-        self.out(f"Unable to find image '{name}' locally; pulling")
-        self.flush()
+        def progress(layer: str, status: str, current: int | None, total: int | None) -> None:
+            if current is None:  # (no byte counts in a build's log)
+                self.out(f"{layer}: {status}" if layer else status)
+
         try:
-            results = pull(self.engine, name)
+            results = pull(self.engine, name, progress=progress)
         except DockyardError as exc:
             raise BuildError(f"pull access denied for {name}: {exc}") from None
-        return results[0].image_id
+        r = results[0]
+        from .. import reference as refs
+
+        fam = refs.parse(r.reference).familiar()
+        self.out(f"Digest: {r.digest}")
+        self.out(f"Status: Downloaded newer image for {fam}" if r.new else f"Status: Image is up to date for {fam}")
+        self.flush()
+        return r.image_id
 
     def _load(self, image_id: str) -> State:
         """The state of a stored image (one the store has: resolved, or a cache hit)."""

@@ -47,13 +47,13 @@ def fast_build(session, argv: list[str]) -> int | None:  # noqa: ANN001
         return None
     run_build(session, params["context"], params["tags"], params["file"], params["build_args"], params["target"],
               params["no_cache"], params["labels"], params["quiet"], params["iidfile"], params["progress"],
-              params["network"])
+              params["network"], pull=bool(params.get("pull")))
     return 0
 
 
 def run_build(session, context_path: str, tags: list[str], file: str | None, build_args: list[str],  # noqa: ANN001, C901
               target: str, no_cache: bool, labels: list[str], quiet: bool, iidfile: str | None, progress: str,
-              network: str) -> str:
+              network: str, pull: bool = False) -> str:
     """Build through the daemon (``POST /build``, as the docker CLI's classic builder): the context
     goes as a tar made on the fly, the daemon's JSON output is printed as it comes (only the ID
     with ``quiet``); returns the image ID.  SIGTERM or Ctrl-C half-closes the connection, which
@@ -83,7 +83,7 @@ def run_build(session, context_path: str, tags: list[str], file: str | None, bui
     body, name = open_context(context_path, file)
     params = {"t": list(tags) or None, "dockerfile": name, "buildargs": args or None, "labels": label_map or None,
               "target": target or None, "nocache": no_cache or None, "q": quiet or None,
-              "networkmode": network or None, "rm": True}
+              "networkmode": network or None, "rm": True, "pull": pull or None}
     state: dict = {"sock": None, "cancelled": False}
 
     def stop(signum, frame):  # noqa: ANN001

@@ -23,7 +23,7 @@ from . import CONTEXT, pass_session
 @click.option("--network", default="none", help="Set the networking mode for the RUN instructions during build")
 @click.option("--rm/--no-rm", "rm", default=True, hidden=True)
 @click.option("--force-rm", is_flag=True, hidden=True)
-@click.option("--pull", is_flag=True, hidden=True)
+@click.option("--pull", is_flag=True, help="Always attempt to pull a newer version of the image")
 @pass_session
 def build(session, context_path, tags, file, build_args, target, no_cache, labels, quiet, iidfile,  # noqa: ANN001
           progress, platform, network, rm, force_rm, pull) -> None:
@@ -31,4 +31,4 @@ def build(session, context_path, tags, file, build_args, target, no_cache, label
     from ..build.command import run_build
 
     run_build(session, context_path, list(tags), file, list(build_args), target, no_cache, list(labels), quiet,
-              iidfile, progress, network)
+              iidfile, progress, network, pull=pull)

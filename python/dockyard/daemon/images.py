@@ -328,7 +328,7 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
     network = "none" if network == "default" else network
     req.bool("rm", True)
     req.bool("forcerm")
-    req.bool("pull")
+    pull = req.bool("pull")
     with d.engines.get() as engine, engine.store.staging() as stage:
         tar = stage / "context.tar"
         src = req.stream
@@ -394,7 +394,7 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
 
         try:
             opts = BuildOptions(ctx, dockerfile, dockerfile_name, tags, build_args, target, no_cache, labels,
-                                network, context_is_archive=True)
+                                network, context_is_archive=True, pull=pull)
             image_id = Builder(tracked, opts, emit, flush).build()
             send({"aux": {"ID": image_id}})
             if quiet:
