@@ -28,11 +28,12 @@ def default_socket() -> str:
 
 
 def build_router():  # noqa: ANN201
-    from . import containers, execs, images, system
+    from . import containers, execs, images, swarm, system
     from .http import Router
 
     r = Router()
     system.routes(r)
+    swarm.routes(r)
     containers.routes(r)
     execs.routes(r)
     images.routes(r)
