@@ -337,8 +337,16 @@ def kill(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
             raise Conflict(f"Cannot kill container: {id}: Container {cid} is not running")
         if num in (9, 15, 2):
             d.mark_stopped(cid)
-        engine.containers.kill(cid, num)
         d.emit_container(engine, cid, "kill", {"signal": str(num)})
+        engine.containers.kill(cid, num)
+        if num == 9:
+            # as dockerd: a SIGKILL returns once the exit is recorded (inspect right after
+            # reads the exit code; die comes before the response)
+            try:
+                engine.containers.wait(cid, timeout=10)
+            except DockyardError:
+                pass
+            d.check_exit(cid)
     return None
 
 
