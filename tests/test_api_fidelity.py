@@ -30,9 +30,31 @@ def apis(daemon, dockerd, docker_busybox):  # noqa: F811
 def test_kill_returns_with_the_exit_recorded(apis):
     sides, made = apis
     for api, img in sides:
-        cid = api.create_container(img, ["sleep", "60"])["Id"]
+        cid = api.create_container(img, ["sleep", "60"], host_config=api.create_host_config(network_mode="none"))["Id"]
         made.append((api, cid))
         api.start(cid)
         api.kill(cid)
         state = api.inspect_container(cid)["State"]
         assert (state["Running"], state["Status"], state["ExitCode"]) == (False, "exited", 137)
+
+
+def test_anonymous_volumes_from_the_create_body(apis):
+    """``Volumes: {"/vol1": {}}`` (docker-py's ``volumes=['/vol1']``, compose's ``volumes:
+    ['/var/db']``) makes an anonymous volume, as the image's VOLUME does."""
+    sides, made = apis
+    seen = []
+    for api, img in sides:
+        cid = api.create_container(img, ["sh", "-c", "echo kept > /vol1/f"], volumes=["/vol1"],
+                                   host_config=api.create_host_config(network_mode="none"))["Id"]
+        made.append((api, cid))
+        info = api.inspect_container(cid)
+        mounts = info["Mounts"]
+        assert len(mounts) == 1 and mounts[0]["Type"] == "volume" and mounts[0]["Destination"] == "/vol1"
+        api.start(cid)
+        assert api.wait(cid)["StatusCode"] == 0
+        name = mounts[0]["Name"]
+        assert api.inspect_volume(name)["Name"] == name
+        seen.append((info["Config"]["Volumes"], mounts[0]["RW"], mounts[0]["Driver"]))
+        api.remove_container(cid, v=True)
+        made.remove((api, cid))
+    assert seen[0] == seen[1] == ({"/vol1": {}}, True, "local")

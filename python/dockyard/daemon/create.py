@@ -310,7 +310,7 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
         security_opt=_strs(host.get("SecurityOpt")), init=bool(host.get("Init")),
         restart=restart, auto_remove=bool(host.get("AutoRemove")), stop_signal=body.get("StopSignal") or "",
         stop_timeout=body.get("StopTimeout"), healthcheck=body.get("Healthcheck") or None, network=network,
-        volumes=_strs(host.get("Binds")), mounts=mounts, tmpfs=tmpfs,
+        volumes=_strs(host.get("Binds")), anon_volumes=list((body.get("Volumes") or {}).keys()), mounts=mounts, tmpfs=tmpfs,
         volumes_from=_strs(host.get("VolumesFrom")), publish=publish,
         publish_all=bool(host.get("PublishAllPorts")), expose=list((body.get("ExposedPorts") or {}).keys()),
         network_aliases=aliases, links=_strs(host.get("Links")), dns=_strs(host.get("Dns")),

@@ -88,6 +88,7 @@ class CreateOptions:
     network: str = "default"
     # volumes and networks (engine/volumes.py, engine/network/): docker's flags, unparsed
     volumes: list[str] = field(default_factory=list)        # -v
+    anon_volumes: list[str] = field(default_factory=list)   # Config.Volumes: anonymous volumes, as the image's VOLUME
     mounts: list[str] = field(default_factory=list)         # --mount
     tmpfs: list[str] = field(default_factory=list)          # --tmpfs
     volumes_from: list[str] = field(default_factory=list)   # --volumes-from
@@ -212,7 +213,7 @@ class Containers:
             "AttachStdin": opts.open_stdin, "AttachStdout": True, "AttachStderr": True,
             "Tty": opts.tty, "OpenStdin": opts.open_stdin, "StdinOnce": opts.open_stdin if opts.stdin_once is None else opts.stdin_once,
             "Env": env, "Cmd": opts.cmd if opts.cmd else (None if opts.entrypoint is not None else image_cfg.get("Cmd")),
-            "Image": opts.image, "Volumes": image_cfg.get("Volumes"),
+            "Image": opts.image, "Volumes": _volumes(image_cfg, opts),
             "WorkingDir": opts.workdir or image_cfg.get("WorkingDir", ""),
             "Entrypoint": entrypoint or None, "OnBuild": None,
             "Labels": {**(image_cfg.get("Labels") or {}), **opts.labels},
@@ -989,6 +990,12 @@ def tail_json_log(path: Path, count: int) -> tuple[int, list[dict]]:
         lines = []
     entries = _parse_log_lines(b"\n".join(lines[-count:] if count else []))
     return start + end, entries
+
+
+def _volumes(image_cfg: dict, opts: CreateOptions) -> dict | None:
+    """Config.Volumes: the image's VOLUMEs and those the create asked for (dockerd's union)."""
+    out = {**(image_cfg.get("Volumes") or {}), **{v: {} for v in opts.anon_volumes}}
+    return out or None
 
 
 def parse_restart(value: str) -> dict:

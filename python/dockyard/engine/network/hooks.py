@@ -52,7 +52,8 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # 
     points, tmpfs = volumes(containers).resolve_mounts(
         list(getattr(opts, "volumes", []) or []), list(getattr(opts, "mounts", []) or []),
         list(getattr(opts, "tmpfs", []) or []), list(getattr(opts, "volumes_from", []) or []),
-        image_cfg.get("Volumes"), spec_of)
+        {**(image_cfg.get("Volumes") or {}), **{v: {} for v in getattr(opts, "anon_volumes", []) or []}} or None,
+        spec_of)
     mode = opts.network or "default"
     links = [parse_link(v) for v in getattr(opts, "links", []) or []]
     for target, _ in links:
