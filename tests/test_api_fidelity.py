@@ -12,8 +12,9 @@ from test_daemon import daemon, pytestmark  # noqa: F401  (fixture and marks)
 def apis(daemon, dockerd, docker_busybox):  # noqa: F811
     docker = pytest.importorskip("docker")
     daemon.docker("tag", "bb", docker_busybox)
-    ours = docker.APIClient(base_url=f"unix://{daemon.sock}")
-    theirs = docker.APIClient(base_url=f"unix://{dockerd.sock}")
+    ours = docker.APIClient(base_url=f"unix://{daemon.sock}", version="auto")
+    theirs = docker.APIClient(base_url=f"unix://{dockerd.sock}", version="auto")
+    ours.base_url_for_tests, theirs.base_url_for_tests = f"unix://{daemon.sock}", f"unix://{dockerd.sock}"
     made: list[tuple] = []
     try:
         yield [(ours, docker_busybox), (theirs, docker_busybox)], made
@@ -58,3 +59,26 @@ def test_anonymous_volumes_from_the_create_body(apis):
         api.remove_container(cid, v=True)
         made.remove((api, cid))
     assert seen[0] == seen[1] == ({"/vol1": {}}, True, "local")
+
+
+def test_image_answers_are_shaped_by_api_version(apis):
+    """Before API 1.45 an image carries Container and ContainerConfig, before 1.44 VirtualSize
+    (compose v1 asks for 1.38 and reads ContainerConfig.Volumes)."""
+    import docker
+
+    sides, _ = apis
+    shapes = []
+    for api, img in sides:
+        old = docker.APIClient(base_url=api.base_url_for_tests, version="1.38")
+        try:
+            info = old.inspect_image(img)
+            listed = [s for s in old.images() if s["Id"] == info["Id"]][0]
+        finally:
+            old.close()
+        shapes.append((info["Container"], info["ContainerConfig"], info["VirtualSize"] == info["Size"],
+                       listed["VirtualSize"] == listed["Size"]))
+    assert shapes[0] == shapes[1]
+    ours = sides[0][0]
+    assert ours.api_version == "1.45"
+    current = ours.inspect_image(sides[0][1])
+    assert "ContainerConfig" not in current and "VirtualSize" not in current

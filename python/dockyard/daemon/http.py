@@ -71,6 +71,11 @@ class Request:
         self.headers = handler.headers
         self._body_read = False
 
+    def before(self, version: str) -> bool:
+        """Whether the request asks for an API version older than ``version`` (dockerd shapes
+        some answers by it)."""
+        return _vtuple(self.version) < _vtuple(version)
+
     # -- query ------------------------------------------------------------------------------------
 
     def arg(self, name: str, default: str | None = None) -> str | None:

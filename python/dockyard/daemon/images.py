@@ -85,12 +85,37 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
         if v.lower() not in ("true", "false", "1", "0"):
             raise InvalidArgument(f"invalid filter 'dangling={v}'")
     with d.engines.get() as engine:
-        return engine.images.summaries(all_=req.bool("all"), filters=filters)
+        out = engine.images.summaries(all_=req.bool("all"), filters=filters)
+    if req.before("1.44"):
+        for s in out:
+            s["VirtualSize"] = s["Size"]  # (dropped in API 1.44)
+    return out
+
+
+#: an image's ContainerConfig as dockerd before API 1.45 shows it when the image has none
+_EMPTY_CONTAINER_CONFIG = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None, "Cmd": None,
+    "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None, "OnBuild": None, "Labels": None,
+}
 
 
 def inspect(d, req: Request, name: str) -> dict:  # noqa: ANN001
     with d.engines.get() as engine:
-        return engine.images.inspect(name)
+        out = engine.images.inspect(name)
+        if not req.before("1.45"):
+            return out
+        # API < 1.45 (compose v1 asks for 1.38 and reads ContainerConfig.Volumes of every image)
+        config = engine.images.config(out["Id"])
+    shaped: dict = {}
+    for key, value in out.items():
+        if key == "DockerVersion":
+            shaped["Container"] = config.get("container", "")
+            shaped["ContainerConfig"] = {**_EMPTY_CONTAINER_CONFIG, **(config.get("container_config") or {})}
+        shaped[key] = value
+        if key == "Size" and req.before("1.44"):
+            shaped["VirtualSize"] = value
+    return shaped
 
 
 def history(d, req: Request, name: str) -> list:  # noqa: ANN001
