@@ -1,0 +1,68 @@
+"""Live restore at some scale: the daemon is killed (-9) with many running containers, some exit
+while it is down; the next daemon records every missed exit once, applies each restart policy
+once, and keeps watching the rest (their exits are events: a stop is seen at once)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from test_daemon import create, daemon, pytestmark, wait  # noqa: F401  (fixture and marks)
+
+N_LONG, N_SHORT = 20, 10
+
+
+def _gated_exit(i: int) -> list[str]:
+    """Exit i+1 once the test opens the gate (a file in a bind-mounted directory)."""
+    return ["sh", "-c", f"while [ ! -e /gate/go ]; do sleep 0.05; done; exit {i + 1}"]
+
+
+def test_live_restore_with_many_containers(daemon, tmp_path):  # noqa: F811
+    d = daemon
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    none = {"NetworkMode": "none"}
+    longs = [create(d, "sleep", "300", HostConfig=none) for _ in range(N_LONG)]
+    shorts = []
+    for i in range(N_SHORT):
+        policy = {"Name": "on-failure", "MaximumRetryCount": 1} if i % 2 else {"Name": "no"}
+        shorts.append(create(d, *_gated_exit(i),
+                             HostConfig={**none, "Binds": [f"{gate}:/gate"], "RestartPolicy": policy}))
+    for cid in longs + shorts:
+        d.ok("POST", f"/containers/{cid}/start")
+    pids = {cid: d.ok("GET", f"/containers/{cid}/json")["State"]["Pid"] for cid in longs}
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    # the short ones exit while no daemon runs (and the restarted ones would exit again at once)
+    (gate / "go").touch()
+    for cid in shorts:
+        state = subprocess.run(["sh", "-c", f"until [ -e {d.root}/containers/{cid}/exit.json ]; do sleep 0.05; done"],
+                               timeout=30)
+        assert state.returncode == 0
+    os.unlink(d.sock)
+    d.start()
+    for i, cid in enumerate(shorts):
+        if i % 2:
+            # on-failure:1: restarted once (100 ms later), it exits again at once (the gate is
+            # open); then nothing more
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                info = d.ok("GET", f"/containers/{cid}/json")
+                if info["RestartCount"] == 1 and not info["State"]["Running"]:
+                    break
+                time.sleep(0.1)
+        info = d.ok("GET", f"/containers/{cid}/json")
+        assert info["RestartCount"] == i % 2
+        assert (info["State"]["Status"], info["State"]["ExitCode"]) == ("exited", i + 1)
+    for cid, pid in pids.items():
+        assert d.ok("GET", f"/containers/{cid}/json")["State"]["Pid"] == pid
+        os.kill(pid, 0)
+    # the ones still running are watched: a stop returns with the exit recorded
+    for cid in longs[:5]:
+        d.ok("POST", f"/containers/{cid}/stop?t=0")
+        assert d.ok("GET", f"/containers/{cid}/json")["State"]["Status"] == "exited"
+    for cid in longs + shorts:
+        d.ok("DELETE", f"/containers/{cid}?force=1")
+    assert d.ok("GET", "/containers/json?all=1") == []
