@@ -1,5 +1,9 @@
 //! Reading a byte range of a file: a layer may sit inside an outer archive (`docker save`,
 //! OCI archive), so every reader takes an offset and an optional length.
+//!
+//! The source may also be a pipe or a FIFO (`/proc/self/fd/N` of a pipe that a downloader
+//! feeds as bytes arrive, so a layer is extracted while it downloads): that is read in order
+//! with `read(2)`, and only from offset 0.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -14,6 +18,8 @@ pub struct Source {
     pos: u64,
     /// End of the range, if a length was given.
     end: Option<u64>,
+    /// A pipe, FIFO or socket: no `pread`, bytes come in order.
+    stream: bool,
 }
 
 impl Source {
@@ -24,7 +30,18 @@ impl Source {
             })?),
             None => None,
         };
-        Ok(Self { file, path: path.to_path_buf(), pos: offset, end })
+        let kind = file.metadata().map_err(|e| Error::io(path, e))?.file_type();
+        let stream = {
+            use std::os::unix::fs::FileTypeExt;
+            kind.is_fifo() || kind.is_socket() || kind.is_char_device()
+        };
+        if stream && offset != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{}: a pipe is read from its start (offset {offset} asked for)",
+                path.display()
+            )));
+        }
+        Ok(Self { file, path: path.to_path_buf(), pos: offset, end, stream })
     }
 
     pub fn open(path: &Path, offset: u64, length: Option<u64>) -> Result<Self> {
@@ -44,6 +61,21 @@ impl Source {
         };
         if want == 0 {
             return Ok(0);
+        }
+        if self.stream {
+            // Fill the chunk (a pipe hands out what its buffer holds): fewer, fuller chunks
+            // down the pipeline.
+            let mut n = 0;
+            while n < want {
+                match self.file.read(&mut buf[n..want]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io(&self.path, e)),
+                }
+            }
+            self.pos += n as u64;
+            return Ok(n);
         }
         loop {
             match self.file.read_at(&mut buf[..want], self.pos) {
@@ -80,5 +112,52 @@ impl Read for Source {
             self.check_complete().map_err(tag)?;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+
+    fn pipe() -> (File, File) {
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
+    }
+
+    #[test]
+    fn a_pipe_is_read_in_order_to_its_end() {
+        let (r, mut w) = pipe();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || {
+            for part in sent.chunks(70_000) {
+                w.write_all(part).unwrap();
+            }
+        });
+        let mut src = Source::new(r, Path::new("pipe"), 0, None).unwrap();
+        let mut got = Vec::new();
+        src.read_to_end(&mut got).unwrap();
+        writer.join().unwrap();
+        assert_eq!(got, data);
+    }
+
+    #[test]
+    fn a_pipe_cut_short_of_its_length_fails() {
+        let (r, mut w) = pipe();
+        w.write_all(b"abc").unwrap();
+        drop(w);
+        let mut src = Source::new(r, Path::new("pipe"), 0, Some(10)).unwrap();
+        let mut got = Vec::new();
+        assert!(src.read_to_end(&mut got).is_err());
+        assert_eq!(got, b"abc");
+    }
+
+    #[test]
+    fn a_pipe_has_no_offset() {
+        let (r, _w) = pipe();
+        assert!(matches!(Source::new(r, Path::new("pipe"), 5, None), Err(Error::InvalidArgument(_))));
     }
 }
