@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 def __getattr__(name: str):  # noqa: ANN202
-    if name.startswith("__") or name in ("manager", "hooks", "dns", "firewall", "netlink"):
+    if name.startswith("__") or name in ("manager", "hooks", "dns", "firewall", "netlink", "nftables"):
         raise AttributeError(name)  # submodules load through the import system, not here
     import importlib
 

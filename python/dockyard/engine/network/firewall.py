@@ -1,138 +1,209 @@
-"""iptables rules for dockyard's bridges and published ports.
+"""Firewall rules for dockyard's bridges and published ports, in nf_tables, programmed in-process
+over netlink (nftables.py): no ``iptables``, ``nft`` or ``ip`` executable is needed.
 
-Rules go in dockyard's own chains, entered from the built-in ones by one jump each:
+Everything lives in one table, ``table ip dockyard``, shared by every dockyard root on the host
+(each rule names its own bridge)::
 
-    nat     DOCKYARD       published ports (DNAT), from PREROUTING and OUTPUT (local destinations)
-    nat     DOCKYARD-POST  masquerading, from POSTROUTING
-    filter  DOCKYARD-FWD   forwarding to and from each bridge, from FORWARD (first)
+    chain prerouting   nat hook prerouting (dstnat):   fib daddr type local jump ports
+    chain output       nat hook output (dstnat):       ip daddr != 127.0.0.0/8 fib daddr type local jump ports
+                                                       (127/8: the userland proxy serves loopback)
+    chain ports        per published port: [ip daddr H] iifname != BR l4proto P th dport N dnat to IP:PORT
+    chain postrouting  nat hook postrouting (srcnat):  per network: oifname BR fib saddr type local masquerade
+                                                       (hairpin), ip saddr SUBNET oifname != BR masquerade
+    chain forward      filter hook forward:  jump forward-ports; jump isolation; per network: icc
+                                             accept/drop, internal drops or established/outbound accepts
+    chain forward-ports    per published port: ip daddr IP iifname != BR oifname BR ... accept
+    chain isolation        per network: iifname BR oifname != BR oifname "dy*"/"dockyard*" drop
 
-Each change is one ``iptables-restore --noflush`` run (one process per network created or per
-container with published ports; none for a container without).  ``iptables`` here is whichever
-backend the host's ``iptables`` command uses (nf_tables on current distributions); the legacy
-backend works the same way.  Docker does the same; nftables' own syntax would need a second
-rule set beside the iptables one on hosts whose FORWARD policy is DROP.
+Each rule carries a comment (rule userdata, as ``nft``'s ``comment``) naming what it belongs to:
+``dockyard net BR`` for a network's, ``dockyard port BR IP PROTO PORT`` for a published port's,
+``dockyard skeleton`` for the table's fixed jumps.  Adding a group first deletes the rules that
+already carry its comment, in the same transaction, so a daemon that restarts (or a start that
+crashed half-way) replaces its rules and never duplicates them; removing a group deletes exactly
+the rules with its comment.  When no network's rules are left, the table goes.
+
+A packet crosses every base chain on its hook and a drop anywhere is final, so a host whose own
+firewall drops forwarded traffic (Docker leaves ``iptables -P FORWARD DROP``) would drop our
+containers' traffic whatever our table says.  With iptables-nft, whose rules live in nf_tables
+``table ip filter``, chain ``FORWARD``, dockyard inserts two accepts there (``-i dy+`` and ``-o dy+
+-m conntrack --ctstate RELATED,ESTABLISHED,DNAT``: replies, and connections our published ports
+DNAT), commented ``dockyard bridges``, once, and removes them with the table; the finer policy
+(isolation, icc, internal) stays in our table, whose drops still apply.  They are written as
+iptables-nft writes them (an xtables match for the state) so ``iptables -S`` still reads that
+table.  A host on iptables-legacy (x_tables, no nf_tables ``filter`` table) with a DROP policy is
+not handled: its FORWARD chain needs the same two rules added by hand.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import errno
 
 from ...errors import DockyardError
+from . import nftables as nft
 
-CHAINS = {"nat": ["DOCKYARD", "DOCKYARD-POST"], "filter": ["DOCKYARD-FWD", "DOCKYARD-ISO", "DOCKYARD-ISO2"]}
-JUMPS = [
-    ("nat", "PREROUTING", "-m addrtype --dst-type LOCAL -j DOCKYARD"),
-    ("nat", "OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKYARD"),  # 127/8: the proxy
-    ("nat", "POSTROUTING", "-j DOCKYARD-POST"),
-    ("filter", "FORWARD", "-j DOCKYARD-FWD"),
-    ("filter", "DOCKYARD-FWD", "-j DOCKYARD-ISO"),
-    # Isolation, in docker's two stages: leaving bridge A (ISO) for any other dockyard bridge (ISO2).
-    ("filter", "DOCKYARD-ISO2", "-o dy+ -j DROP"),
-    ("filter", "DOCKYARD-ISO2", "-o dockyard+ -j DROP"),
-]
-_ready = False
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin")
-    if path is None:
-        raise DockyardError(f"{name} is not installed: bridge networking needs iptables")
-    return path
+FAMILY = nft.NFPROTO_IPV4
+TABLE = "dockyard"
+SKELETON = "dockyard skeleton"
+HOST_MARK = "dockyard bridges"
+BRIDGE_PREFIXES = ("dy*", "dockyard*")  # every dockyard bridge (dyb…, dyn…, dockyard0)
+BASE_CHAINS = {
+    "prerouting": ("nat", nft.HOOK_PREROUTING, nft.PRIO_DSTNAT),
+    "output": ("nat", nft.HOOK_OUTPUT, nft.PRIO_DSTNAT),
+    "postrouting": ("nat", nft.HOOK_POSTROUTING, nft.PRIO_SRCNAT),
+    "forward": ("filter", nft.HOOK_FORWARD, nft.PRIO_FILTER),
+}
+CHAINS = ["ports", "forward-ports", "isolation"]
 
 
-def _run(args: list[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, input=stdin, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise DockyardError(f"iptables failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc
+def _accept() -> list[bytes]:
+    return [nft.counter(), nft.verdict(nft.NF_ACCEPT)]
 
 
-def ensure_chains() -> None:
-    """Create dockyard's chains and the jumps into them, once per host (idempotent)."""
-    global _ready
-    if _ready:
-        return
-    ipt = _tool("iptables")
-    table, chain, rule = JUMPS[1]
-    if _run([ipt, "-w", "-t", table, "-C", chain, *rule.split()], check=False).returncode == 0:
-        _ready = True  # this version's set-up ran on this host (one check, not one per rule)
-        return
-    # An earlier version DNATed loopback too (route_localnet): its OUTPUT jump goes.
-    _run([ipt, "-w", "-t", "nat", "-D", "OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "DOCKYARD"],
-         check=False)
-    for table, chains in CHAINS.items():
-        for chain in chains:
-            _run([ipt, "-w", "-t", table, "-N", chain], check=False)
-    for table, chain, rule in JUMPS[2:] + JUMPS[:2]:  # JUMPS[1], the marker above, last
-        if _run([ipt, "-w", "-t", table, "-C", chain, *rule.split()], check=False).returncode != 0:
-            pos = ["1"] if chain in ("FORWARD", "DOCKYARD-FWD") else []
-            _run([ipt, "-w", "-t", table, "-I" if pos else "-A", chain, *pos, *rule.split()])
-    _ready = True
+def _drop() -> list[bytes]:
+    return [nft.counter(), nft.verdict(nft.NF_DROP)]
 
 
-def apply(rules: list[tuple[str, str]], delete: bool = False) -> None:
-    """Add (or delete) rules given as (table, "-A CHAIN ..."/"-I CHAIN ...") in one batch.
-    A deletion batch that fails (a rule already gone) is retried rule by rule, ignoring misses."""
-    if not rules:
-        return
-    ensure_chains()
-    by_table: dict[str, list[str]] = {}
-    for table, rule in rules:
-        if delete:
-            rule = "-D" + rule[2:]
-        by_table.setdefault(table, []).append(rule)
-    text = "".join(f"*{t}\n" + "".join(r + "\n" for r in rs) + "COMMIT\n" for t, rs in by_table.items())
-    proc = _run([_tool("iptables-restore"), "-w", "--noflush"], stdin=text, check=False)
-    if proc.returncode == 0:
-        return
-    if not delete:
-        raise DockyardError(f"iptables failed: {proc.stderr.strip()}")
-    ipt = _tool("iptables")
-    for table, rule in rules:
-        _run([ipt, "-w", "-t", table, "-D", *rule.split()[1:]], check=False)
+def _skeleton() -> list[tuple[str, list[bytes]]]:
+    return [
+        ("prerouting", nft.addr_is_local(source=False) + [nft.verdict(nft.NFT_JUMP, "ports")]),
+        ("output", nft.ip_addr("127.0.0.0/8", source=False, neq=True) + nft.addr_is_local(source=False)
+         + [nft.verdict(nft.NFT_JUMP, "ports")]),
+        ("forward", [nft.verdict(nft.NFT_JUMP, "forward-ports")]),
+        ("forward", [nft.verdict(nft.NFT_JUMP, "isolation")]),
+    ]
 
+
+def _host_rules(native: bool) -> list[list[bytes]]:
+    """The accepts for ``table ip filter``, chain ``FORWARD`` (see the module's doc)."""
+    if native:  # a filter table of nft's own (no xtables compat in the kernel): nft's syntax
+        state = nft.ct_state(nft.CT_ESTABLISHED | nft.CT_RELATED)
+    else:
+        state = [nft.xt_ctstate(nft.XT_STATE_ESTABLISHED | nft.XT_STATE_RELATED | nft.XT_STATE_DNAT)]
+    return [nft.ifname("dy*") + _accept(), nft.ifname("dy*", out=True) + state + _accept()]
+
+
+# -- rule groups ----------------------------------------------------------------------------------
+# A group is a JSON-able list (the endpoints table keeps a container's port groups):
+#   ["net", bridge, subnet, internal, icc, masquerade]
+#   ["port", bridge, ip, proto, host_ip, host_port, port]
 
 def network_rules(bridge: str, subnet: str, internal: bool, icc: bool = True,
-                  masquerade: bool = True) -> list[tuple[str, str]]:
+                  masquerade: bool = True) -> list[list]:
     """A bridge's own rules: masquerade egress, forwarding, isolation from other dockyard bridges."""
-    rules = [
-        ("filter", f"-A DOCKYARD-ISO -i {bridge} ! -o {bridge} -j DOCKYARD-ISO2"),
-        # First in the chain: container-to-container traffic (the bulk) then skips every other rule.
-        ("filter", f"-I DOCKYARD-FWD -i {bridge} -o {bridge} -j {'ACCEPT' if icc else 'DROP'}"),
-        ("nat", f"-A DOCKYARD-POST -o {bridge} -m addrtype --src-type LOCAL -j MASQUERADE"),
-    ]
-    if internal:
-        rules += [("filter", f"-A DOCKYARD-FWD -i {bridge} ! -o {bridge} -j DROP"),
-                  ("filter", f"-A DOCKYARD-FWD -o {bridge} ! -i {bridge} -j DROP")]
-    else:
-        rules += [
-            ("filter", f"-A DOCKYARD-FWD -o {bridge} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
-            ("filter", f"-A DOCKYARD-FWD -i {bridge} ! -o {bridge} -j ACCEPT"),
-        ]
-        if masquerade:
-            rules.append(("nat", f"-A DOCKYARD-POST -s {subnet} ! -o {bridge} -j MASQUERADE"))
-    return rules
+    return [["net", bridge, subnet, bool(internal), bool(icc), bool(masquerade)]]
 
 
-def port_rules(bridge: str, ip: str, bindings: list[dict]) -> list[tuple[str, str]]:
+def port_rules(bridge: str, ip: str, bindings: list[dict]) -> list[list]:
     """DNAT (and the forwarding accept) for each published port of one container.
     ``bindings``: {"proto", "host_ip", "host_port", "port"}."""
-    rules = []
-    for b in bindings:
-        dest = f"-d {b['host_ip']}/32 " if b["host_ip"] not in ("", "0.0.0.0") else ""
-        proto = b["proto"]
-        rules.append(("nat", f"-A DOCKYARD {dest}! -i {bridge} -p {proto} -m {proto} --dport {b['host_port']} "
-                             f"-j DNAT --to-destination {ip}:{b['port']}"))
-        rules.append(("filter", f"-I DOCKYARD-FWD -d {ip}/32 ! -i {bridge} -o {bridge} -p {proto} -m {proto} "
-                                f"--dport {b['port']} -j ACCEPT"))
+    return [["port", bridge, ip, b["proto"], b["host_ip"], int(b["host_port"]), int(b["port"])] for b in bindings]
+
+
+def _note(group: list) -> str:
+    if group[0] == "net":
+        return f"dockyard net {group[1]}"
+    return f"dockyard port {group[1]} {group[2]} {group[3]} {group[5]}"
+
+
+def _expand(group: list) -> list[tuple[str, list[bytes]]]:
+    """(chain, expressions) of each rule of a group, in order."""
+    if group[0] == "port":
+        _, br, ip, proto, host_ip, host_port, port = group
+        dest = nft.ip_addr(host_ip, source=False) if host_ip not in ("", "0.0.0.0") else []
+        return [
+            ("ports", dest + nft.ifname(br, neq=True) + nft.l4_dport(proto, host_port) + [nft.counter()]
+             + nft.to_dnat(ip, port)),
+            ("forward-ports", nft.ip_addr(ip, source=False) + nft.ifname(br, neq=True) + nft.ifname(br, out=True)
+             + nft.l4_dport(proto, port) + _accept()),
+        ]
+    _, br, subnet, internal, icc, masquerade = group
+    rules = [("isolation", nft.ifname(br) + nft.ifname(br, out=True, neq=True) + nft.ifname(prefix, out=True) + _drop())
+             for prefix in BRIDGE_PREFIXES]
+    rules.append(("forward", nft.ifname(br) + nft.ifname(br, out=True) + (_accept() if icc else _drop())))
+    if internal:
+        rules += [("forward", nft.ifname(br) + nft.ifname(br, out=True, neq=True) + _drop()),
+                  ("forward", nft.ifname(br, out=True) + nft.ifname(br, neq=True) + _drop())]
+    else:
+        rules += [("forward", nft.ifname(br, out=True) + nft.ct_state(nft.CT_ESTABLISHED | nft.CT_RELATED) + _accept()),
+                  ("forward", nft.ifname(br) + nft.ifname(br, out=True, neq=True) + _accept())]
+    rules.append(("postrouting", nft.ifname(br, out=True) + nft.addr_is_local(source=True) + [nft.masquerade()]))
+    if not internal and masquerade:
+        rules.append(("postrouting", nft.ip_addr(subnet, source=True) + nft.ifname(br, out=True, neq=True)
+                      + [nft.masquerade()]))
     return rules
+
+
+# -- applying -------------------------------------------------------------------------------------
+
+def _plan(nf: nft.Nftables, groups: list[list], delete: bool, native: bool) -> list[tuple]:
+    """The messages of one transaction, from the rules there are now."""
+    ours = nf.rules(FAMILY, TABLE)
+    notes = {_note(g) for g in groups}
+    msgs = [nft.del_rule(FAMILY, TABLE, r.chain, r.handle) for r in ours if r.comment in notes]
+    host = nf.has_chain(FAMILY, "filter", "FORWARD")
+    host_rules = [r for r in nf.rules(FAMILY, "filter", "FORWARD") if r.comment == HOST_MARK] if host else []
+    if delete:
+        if not any(r.comment.startswith("dockyard net ") and r.comment not in notes for r in ours):
+            # No network left: the table goes, and the host accepts with it.
+            msgs = [nft.del_rule(FAMILY, "filter", "FORWARD", r.handle) for r in host_rules]
+            if ours:
+                msgs.append(nft.del_table(FAMILY, TABLE))
+        return msgs
+    skeleton = [r for r in ours if r.comment == SKELETON]
+    if len(skeleton) != len(_skeleton()):
+        msgs += [nft.new_table(FAMILY, TABLE)]
+        msgs += [nft.new_chain(FAMILY, TABLE, name, base) for name, base in BASE_CHAINS.items()]
+        msgs += [nft.new_chain(FAMILY, TABLE, name) for name in CHAINS]
+        msgs += [nft.del_rule(FAMILY, TABLE, r.chain, r.handle) for r in skeleton]
+        msgs += [nft.new_rule(FAMILY, TABLE, chain, exprs, SKELETON) for chain, exprs in _skeleton()]
+    for g in groups:
+        msgs += [nft.new_rule(FAMILY, TABLE, chain, exprs, _note(g)) for chain, exprs in _expand(g)]
+    if host and len(host_rules) != 2 and any(g[0] == "net" for g in groups):
+        msgs += [nft.del_rule(FAMILY, "filter", "FORWARD", r.handle) for r in host_rules]
+        msgs += [nft.new_rule(FAMILY, "filter", "FORWARD", exprs, HOST_MARK, first=True)
+                 for exprs in reversed(_host_rules(native))]
+    return msgs
+
+
+def apply(rules: list, delete: bool = False) -> None:
+    """Add (or delete) rule groups (from :func:`network_rules` and :func:`port_rules`) in one
+    transaction.  Adding replaces a group's rules that are already there; deleting a group
+    that is not there is no error.  Groups of an earlier, iptables-based version (pairs of
+    table and rule text) are not ours to read any more and are skipped."""
+    groups = [list(g) for g in rules if len(g) > 2 and g[0] in ("net", "port")]
+    if not groups:
+        return
+    native = False
+    try:
+        with nft.Nftables() as nf:
+            for _attempt in range(20):
+                generation = nf.generation()
+                try:
+                    nf.commit(_plan(nf, groups, delete, native), generation)
+                    return
+                except nft.NftError as exc:
+                    if exc.errno == errno.ERESTART:  # someone changed the ruleset meanwhile
+                        continue
+                    if exc.errno in (errno.ENOENT, errno.EOPNOTSUPP) and not native and "filter FORWARD" in str(exc):
+                        native = True  # no xtables compat: the host's accepts in nft's syntax
+                        continue
+                    raise
+            raise DockyardError("nftables: the ruleset kept changing; giving up")
+    except OSError as exc:
+        if exc.errno == errno.EPROTONOSUPPORT:
+            raise DockyardError("bridge networking needs nf_tables, which this kernel lacks") from None
+        raise DockyardError(f"cannot program the firewall: {exc.strerror or exc}") from None
 
 
 def rules_mentioning(word: str) -> list[str]:
-    """Every current rule that mentions ``word`` (tests use it to check cleanup)."""
-    out = []
-    for table in ("nat", "filter"):
-        proc = _run([_tool("iptables"), "-w", "-t", table, "-S"], check=False)
-        out += [line for line in proc.stdout.splitlines() if word in line]
-    return out
+    """Every current rule of dockyard's table (and its accepts in the host's FORWARD chain) that
+    mentions ``word``, as text (tests use it to check cleanup)."""
+    with nft.Nftables() as nf:
+        rules = nf.rules(FAMILY, TABLE) + [r for r in nf.rules(FAMILY, "filter", "FORWARD") if r.comment == HOST_MARK]
+    return [r.text() for r in rules if word in r.text()]
+
+
+def all_rules() -> list[str]:
+    """Every rule in dockyard's table and of dockyard's in the host's FORWARD chain, as text."""
+    return rules_mentioning("")
+

@@ -5,7 +5,7 @@ State lives in two tables: ``networks`` (one row per network; the predefined ``b
 ``host`` and ``none`` included) and ``endpoints`` (one row per container and network it is
 connected to: the address it holds while running, its MAC, aliases, the host ports it
 published and the firewall rules added for them).  The kernel side (a network namespace bound
-under the run dir, a veth pair, iptables rules) is made at start and unmade when the exit is
+under the run dir, a veth pair, nf_tables rules) is made at start and unmade when the exit is
 recorded or the container is removed; every step first removes what a crashed earlier attempt
 may have left, so a crash at any point is repaired by the next start.
 
