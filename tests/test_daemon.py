@@ -286,6 +286,37 @@ def test_events_of_exec_stop_and_forced_remove(daemon):
     assert all(e["Actor"]["Attributes"]["name"] and e["Actor"]["Attributes"]["image"] == "bb" for e in evs)
 
 
+def test_exec_that_cannot_start(daemon):
+    """As dockerd: an exec whose command cannot start says why on the stream's stdout (runc's
+    words), exits 126 and says no exec_die; detached, its start is a 400.  A command that exits
+    127 by itself is no start failure."""
+    d = daemon
+    since = time.time()
+    cid = create(d, "sleep", "30")
+    d.ok("POST", f"/containers/{cid}/start")
+    body = {"Cmd": ["no-such-cmd"], "AttachStdout": True, "AttachStderr": True}
+    eid = d.ok("POST", f"/containers/{cid}/exec", body)["Id"]
+    code, raw, _ = d.request("POST", f"/exec/{eid}/start", {"Detach": False})
+    msg = (b'OCI runtime exec failed: exec failed: unable to start container process: exec: "no-such-cmd": '
+           b'executable file not found in $PATH: unknown')
+    assert raw == b"\x01\x00\x00\x00" + len(msg + b"\r\n").to_bytes(4, "big") + msg + b"\r\n"
+    assert d.ok("GET", f"/exec/{eid}/json")["ExitCode"] == 126
+    eid2 = d.ok("POST", f"/containers/{cid}/exec", {"Cmd": ["/etc/passwd"]})["Id"]
+    code, value, _ = d.request("POST", f"/exec/{eid2}/start", {"Detach": True})
+    assert (code, value["message"]) == (400, "OCI runtime exec failed: exec failed: unable to start container "
+                                             'process: exec: "/etc/passwd": permission denied: unknown')
+    assert d.ok("GET", f"/exec/{eid2}/json")["ExitCode"] == 126
+    eid3 = d.ok("POST", f"/containers/{cid}/exec", {"Cmd": ["sh", "-c", "echo x >&2; exit 127"],
+                                                      "AttachStderr": True})["Id"]
+    code, raw, _ = d.request("POST", f"/exec/{eid3}/start", {"Detach": False})
+    assert raw == b"\x02\x00\x00\x00\x00\x00\x00\x02x\n"
+    assert d.ok("GET", f"/exec/{eid3}/json")["ExitCode"] == 127
+    d.ok("DELETE", f"/containers/{cid}?force=1")
+    code, evs, _ = d.request("GET", f"/events?since={since:.3f}&until={time.time() + 1:.3f}")
+    dies = [e["Actor"]["Attributes"]["execID"] for e in evs if e["Action"] == "exec_die"]
+    assert dies == [eid3]
+
+
 def test_stop_kill_restart_pause(daemon):
     d = daemon
     cid = create(d, "sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done")

@@ -90,7 +90,7 @@ def _get(d, eid: str) -> dict:  # noqa: ANN001
 
 
 def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
-    from .streams import exec_command, run_exec
+    from .streams import START_FAILED, _frame, exec_command, run_exec, spawn_exec, start_error
 
     rec = _get(d, id)
     from .create import go_decode
@@ -118,10 +118,18 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         args[at:at] = [a for cap in host_capabilities() for a in ("--cap", cap)]
     _emit(d, rec, f"exec_start: {_command(rec['_cfg']['Cmd'])}", {"execID": id})
     if detach:
+        import subprocess
+
+        null = subprocess.DEVNULL
+        proc = spawn_exec(rec, args, stdin=null, stdout=null, stderr=null)
+        if rec.get("_start_error"):
+            # as dockerd: the start fails (400), exit code 126, no exec_die
+            rec.update(Running=False, ExitCode=START_FAILED)
+            raise InvalidArgument(start_error(rec["_start_error"]))
         rec["Running"] = True
 
         def bg() -> None:
-            code = run_exec(rec, args, None, tty, False)
+            code = proc.wait()
             rec.update(Running=False, ExitCode=code)
             if not tty:  # (with one, the runtime left once the process ran: its end is unknown)
                 _emit(d, rec, "exec_die", {"execID": id, "exitCode": str(code)})
@@ -136,7 +144,15 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     finally:
         rec["Running"] = False
     rec["ExitCode"] = code
-    _emit(d, rec, "exec_die", {"execID": id, "exitCode": str(code)})
+    if rec.get("_start_error"):
+        # as dockerd: the reason on the output stream (stdout), exit code 126, no exec_die
+        line = (start_error(rec["_start_error"]) + "\r\n").encode()
+        try:
+            conn.sendall(line if tty else _frame(1, line))
+        except OSError:
+            pass
+    else:
+        _emit(d, rec, "exec_die", {"execID": id, "exitCode": str(code)})
     try:
         import socket
 

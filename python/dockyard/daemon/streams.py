@@ -135,14 +135,45 @@ def exec_command(runtime_root: str, cid: str, cfg: dict, detach: bool, tty: bool
     return args + [cid, "--", *cfg["Cmd"]]
 
 
+#: an exec whose command could not start: dockerd's exit code (moby clobbers every start error's)
+START_FAILED = 126
+
+
+def start_error(reason: str) -> str:
+    """dockerd's words (over runc) for an exec whose command could not start."""
+    return f"OCI runtime exec failed: exec failed: unable to start container process: {reason}: unknown"
+
+
+def spawn_exec(record: dict, args: list[str], **popen) -> subprocess.Popen:
+    """Start ``dockyard-runtime exec`` (``args`` from :func:`exec_command`) and return once its
+    command was exec'd, or could not be: then ``record["_start_error"]`` holds the runtime's
+    reason (told over a pipe, not mixed into the command's stderr) and the process has exited."""
+    r, w = os.pipe()
+    at = len(args) - len(record["_cfg"]["Cmd"]) - 2  # the options end before the container's ID
+    args = args[:at] + ["--start-fd", str(w)] + args[at:]
+    try:
+        proc = subprocess.Popen(args, pass_fds=(w,), start_new_session=True, **popen)
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    record["Pid"] = proc.pid
+    with os.fdopen(r, "rb") as f:
+        reason = f.read().decode(errors="replace").strip()  # EOF at the command's exec
+    if reason:
+        record["_start_error"] = reason
+        proc.wait()
+    return proc
+
+
 def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: bool, stdin: bool) -> int:
-    """Run the exec process; relay it over ``conn`` (None: detached).  Returns its exit code."""
+    """Run the exec process; relay it over ``conn`` (None: detached).  Returns its exit code
+    (:data:`START_FAILED`, with ``record["_start_error"]``, if its command could not start)."""
     if conn is None:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
-        record["Pid"] = proc.pid
-        _, err = proc.communicate()
-        return proc.returncode
+        proc = spawn_exec(record, args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+        return START_FAILED if record.get("_start_error") else proc.wait()
     if tty:
         import pty
         import tty as ttymod
@@ -153,13 +184,22 @@ def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: boo
         size = record.get("_size")
         if size:
             set_winsize(master, *size)  # the runtime's tty proxy reads it from its stdin at start
-        proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-        os.close(slave)
-        record["Pid"] = proc.pid
+        try:
+            proc = spawn_exec(record, args, stdin=slave, stdout=slave, stderr=slave)
+        finally:
+            os.close(slave)
+        if record.get("_start_error"):
+            record.pop("_pty", None)
+            os.close(master)
+            return START_FAILED
         return _relay_pty(proc, master, conn, stdin)
-    proc = subprocess.Popen(args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    record["Pid"] = proc.pid
+    proc = spawn_exec(record, args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if record.get("_start_error"):
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
+        return START_FAILED
     lock = threading.Lock()
 
     def out(stream, kind: int) -> None:  # noqa: ANN001

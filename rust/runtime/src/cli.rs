@@ -22,7 +22,7 @@ commands:
   ps [--format table|json] ID
   list [--format table|json] [-q]
   exec [-t|--tty] [-d|--detach] [-e|--env K=V]... [--cwd DIR] [-u|--user UID[:GID]]
-       [--pid-file F] [--console-socket SOCK] [-p|--process FILE] ID [--] ARGS...
+       [--pid-file F] [--console-socket SOCK] [-p|--process FILE] [--start-fd N] ID [--] ARGS...
   shim --bundle DIR --id ID --log FILE [--tty] [--stdin] [--exit-file F]
        [--attach-socket SOCK [--wait-attach[=MS]]] [--delete-on-exit] [--pid-file F]
   version

@@ -7,8 +7,11 @@
 //! Foreground (default): we stay as a subreaper, forward signals, proxy the pty when `--tty`
 //! (without `--console-socket`), and exit with the process's status (128+N if killed by
 //! signal N; 126/127 when the command cannot be run or is not found). `--detach`: exit once the
-//! process runs (`--pid-file` to learn its pid).
+//! process runs (`--pid-file` to learn its pid). `--start-fd N`: a pipe's write end that gets the
+//! reason the command could not start (its exec failed), or EOF when it was exec'd; the reason
+//! then goes there and not to the process's stderr.
 
+use std::os::fd::RawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -58,7 +61,7 @@ pub fn parse_user(spec: &str, root: &Path) -> Result<(u32, u32)> {
 pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
     let a = parse(
         rest,
-        &["env", "cwd", "user", "pid-file", "console-socket", "process", "cap", "preserve-fds"],
+        &["env", "cwd", "user", "pid-file", "console-socket", "process", "cap", "preserve-fds", "start-fd"],
         &["tty", "detach", "no-new-privs"],
         &[("t", "tty"), ("d", "detach"), ("e", "env"), ("u", "user"), ("p", "process")],
         Some(1),
@@ -121,6 +124,12 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
     if a.get("process").is_none() {
         p.oom_score_adj = None;
     }
+    // --start-fd N: the write end of the caller's pipe (close-on-exec in the process): EOF when
+    // the command was exec'd, else the reason it could not start (not written to stderr)
+    let start_fd: Option<RawFd> = match a.get("start-fd") {
+        Some(v) => Some(v.parse().map_err(|_| Error::msg(format!("--start-fd: bad file descriptor {v:?}")))?),
+        None => None,
+    };
     let mut setup = ProcessSetup::new(&p, &spec)?;
     setup.preserve_fds = crate::cli::preserve_fds(&a)?;
     let detach = a.flag("detach");
@@ -196,12 +205,19 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
             }
             let _ = child.send(&Msg::Ready);
             child.close();
+            if let Some(fd) = start_fd {
+                util::set_cloexec(fd, true);
+                process::set_fail_fd(fd);
+            }
             setup.finish();
         }
         let _ = child.send(&if pid < 0 { Msg::Fail(Error::last("fork", None)) } else { Msg::Pid(pid) });
         unsafe { libc::_exit(0) };
     }
     child.close();
+    if let Some(fd) = start_fd {
+        close(fd); // the process holds it until its exec
+    }
     for (fd, _, _) in &join {
         close(*fd);
     }

@@ -241,10 +241,22 @@ impl ProcessSetup {
     }
 }
 
-/// Write one line to stderr and exit, without running any destructor.
+/// Where [`fail`] reports: stderr (2), or the pipe of `exec --start-fd` (see [`set_fail_fd`]).
+static FAIL_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(2);
+
+/// From now on (in this process: set after the fork), [`fail`] writes its bare message to `fd`
+/// instead of a line to stderr: the caller learns that the process never started, apart from
+/// what the process itself might print or its exit status.
+pub fn set_fail_fd(fd: RawFd) {
+    FAIL_FD.store(fd, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Write one line to stderr (or the message to the fail fd) and exit, without running any
+/// destructor.
 pub fn fail(code: i32, msg: &str) -> ! {
-    let line = format!("dockyard-runtime: {msg}\n");
-    let _ = crate::util::write_all(2, line.as_bytes());
+    let fd = FAIL_FD.load(std::sync::atomic::Ordering::Relaxed);
+    let line = if fd == 2 { format!("dockyard-runtime: {msg}\n") } else { msg.to_string() };
+    let _ = crate::util::write_all(fd, line.as_bytes());
     unsafe { libc::_exit(code) }
 }
 
