@@ -37,8 +37,9 @@ def _shape(text: str) -> list[str]:
     """Progress lines with layer ids, digests and the port made comparable."""
     text = re.sub(r"sha256:[0-9a-f]{64}", "sha256:D", text)
     text = re.sub(r"^[0-9a-f]{12}: ", "L: ", text, flags=re.M)
-    # dockerd says "Verifying Checksum" or not, by a race between its download and its report
-    return [line for line in text.splitlines() if line != "L: Verifying Checksum"]
+    # dockerd says these or not, by races between its download and its reports
+    racy = ("L: Verifying Checksum", "L: Download complete", "L: Waiting")
+    return [line for line in text.splitlines() if line not in racy]
 
 
 def test_dockyard_run_pulls_a_missing_image(cli, daemon, remote):  # noqa: F811

@@ -411,10 +411,21 @@ class _Prefixed:
 
 
 def _error(status: int, raw: bytes, path: str) -> DockyardError:
+    kind = ""
     try:
-        message = _wire.loads(raw).get("message", "")
+        doc = _wire.loads(raw)
+        message, kind = doc.get("message", ""), doc.get("kind") or ""
     except (ValueError, AttributeError):
         message = raw.decode(errors="replace").strip()
+    if kind:
+        # dockyard's daemon says the kind: the same class, no guessing from the words
+        from . import errors
+
+        cls = getattr(errors, kind, None)
+        if isinstance(cls, type) and issubclass(cls, DockyardError) and cls.__module__ == errors.__name__ \
+                and getattr(cls, "status", None) == status:
+            return cls(message)
+    # another daemon (dockerd, podman): from the status and, for 404s, the words
     if status == 404:
         low = message.lower()
         if "no such image" in low or (path.startswith("/images") and "container" not in low):

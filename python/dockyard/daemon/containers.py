@@ -7,7 +7,7 @@ import os
 import struct
 import time
 
-from ..errors import Conflict, DockyardError, InvalidArgument, NotFound
+from ..errors import Conflict, DockyardError, ImageNotFound, InvalidArgument, NotFound
 from .http import STREAMED, Reply, Request, Router, stream_produced
 
 
@@ -224,18 +224,14 @@ def create(d, req: Request) -> Reply:  # noqa: ANN001
                     isinstance(x, int) and 0 < x < 65536 for x in size):
                 with d.lock:
                     d.console_sizes[cid] = (size[0], size[1])  # the first resize frame of attach
-        except NotFound as exc:
-            if "image" in type(exc).__name__.lower() or "image" in str(exc).lower():
-                from ..reference import parse
+        except ImageNotFound:
+            from ..reference import parse
 
-                try:
-                    ref = parse(opts.image).with_default_tag().familiar()
-                except DockyardError:
-                    ref = opts.image
-                from ..errors import ImageNotFound
-
-                raise ImageNotFound(f"No such image: {ref}") from None
-            raise
+            try:
+                ref = parse(opts.image).with_default_tag().familiar()
+            except DockyardError:
+                ref = opts.image
+            raise ImageNotFound(f"No such image: {ref}") from None
         d.emit_container(engine, cid, "create")
     return Reply(201, {"Id": cid, "Warnings": []})
 

@@ -564,7 +564,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, result)
         except DockyardError as exc:
             status = exc.status
-            self._error(exc.status, str(exc), req)
+            self._error(exc.status, str(exc), req, error_kind(exc))
         except (ConnectionError, BrokenPipeError):
             self.close_connection = True
         except Exception as exc:  # a bug: log it, answer 500 in Docker's shape
@@ -581,7 +581,7 @@ class Handler(BaseHTTPRequestHandler):
                 req = None  # (the request's objects go first)
                 _trim()
 
-    def _error(self, status: int, message: str, req: Request) -> None:
+    def _error(self, status: int, message: str, req: Request, kind: str = "") -> None:
         if self.wfile.closed:
             return
         if getattr(req, "_started", False):
@@ -595,7 +595,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.close_connection = True
         try:
-            self._send(status, {"message": message})
+            self._send(status, {"message": message, "kind": kind} if kind else {"message": message})
         except OSError:
             self.close_connection = True
 
@@ -642,6 +642,15 @@ def _drain(req: Request) -> None:
             pass
     except Exception:  # noqa: BLE001
         req.handler.close_connection = True
+
+
+def error_kind(exc: BaseException) -> str:
+    """The error's kind for the reply (``kind``, beside dockerd's ``message``; Docker's clients
+    ignore it, dockyard's client raises the same class): the nearest class of dockyard.errors."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == "dockyard.errors" and cls.__name__ != "DockyardError":
+            return cls.__name__
+    return ""
 
 
 def _vtuple(v: str) -> tuple[int, ...]:
