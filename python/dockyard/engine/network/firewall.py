@@ -37,6 +37,7 @@ not handled: its FORWARD chain needs the same two rules added by hand.
 from __future__ import annotations
 
 import errno
+import threading
 
 from ...errors import DockyardError
 from . import nftables as nft
@@ -165,21 +166,60 @@ def _plan(nf: nft.Nftables, groups: list[list], delete: bool, native: bool) -> l
     return msgs
 
 
+_lock = threading.Lock()  # one transaction at a time per process (other processes: the generation)
+_ensured: set[str] = set()
+
+
 def apply(rules: list, delete: bool = False) -> None:
     """Add (or delete) rule groups (from :func:`network_rules` and :func:`port_rules`) in one
     transaction.  Adding replaces a group's rules that are already there; deleting a group
-    that is not there is no error.  Groups of an earlier, iptables-based version (pairs of
-    table and rule text) are not ours to read any more and are skipped."""
+    that is not there is no error.  Rules of the earlier, iptables-based version (pairs of table
+    and rule text, and a network's rules in its DOCKYARD* chains) are deleted with them."""
     groups = [list(g) for g in rules if len(g) > 2 and g[0] in ("net", "port")]
+    if delete:
+        _delete_legacy([tuple(g) for g in rules if len(g) == 2], [g[1] for g in groups if g[0] == "net"])
+    if groups:
+        _transaction(lambda nf, native: _plan(nf, groups, delete, native))
+    for g in groups:
+        (_ensured.discard if delete else _ensured.add)(_note(g))
+
+
+def ensure(rules: list) -> None:
+    """Add the groups that are not in the ruleset (once per process and group: the rules of a
+    bridge that already exists, after a daemon restart, an upgrade or a flushed ruleset)."""
+    groups = [list(g) for g in rules if _note(g) not in _ensured]
     if not groups:
         return
-    native = False
+    with nft_socket() as nf:
+        have = {r.comment for r in nf.rules(FAMILY, TABLE)}
+    missing = [g for g in groups if _note(g) not in have]
+    if missing:
+        apply(missing)
+    _ensured.update(_note(g) for g in groups)
+
+
+def nft_socket() -> nft.Nftables:
     try:
-        with nft.Nftables() as nf:
-            for _attempt in range(20):
+        return nft.Nftables()
+    except OSError as exc:
+        raise _error(exc) from None
+
+
+def _error(exc: OSError) -> DockyardError:
+    if exc.errno == errno.EPROTONOSUPPORT:
+        return DockyardError("bridge networking needs nf_tables, which this kernel lacks")
+    return DockyardError(f"cannot program the firewall: {exc.strerror or exc}")
+
+
+def _transaction(plan) -> None:  # noqa: ANN001
+    """Read, plan and commit until the commit finds the ruleset as it was read."""
+    native = False
+    with _lock, nft_socket() as nf:
+        try:
+            for _attempt in range(100):
                 generation = nf.generation()
                 try:
-                    nf.commit(_plan(nf, groups, delete, native), generation)
+                    nf.commit(plan(nf, native), generation)
                     return
                 except nft.NftError as exc:
                     if exc.errno == errno.ERESTART:  # someone changed the ruleset meanwhile
@@ -189,16 +229,45 @@ def apply(rules: list, delete: bool = False) -> None:
                         continue
                     raise
             raise DockyardError("nftables: the ruleset kept changing; giving up")
-    except OSError as exc:
-        if exc.errno == errno.EPROTONOSUPPORT:
-            raise DockyardError("bridge networking needs nf_tables, which this kernel lacks") from None
-        raise DockyardError(f"cannot program the firewall: {exc.strerror or exc}") from None
+        except OSError as exc:
+            raise _error(exc) from None
+
+
+LEGACY_CHAINS = (("nat", "DOCKYARD"), ("nat", "DOCKYARD-POST"), ("filter", "DOCKYARD-FWD"), ("filter", "DOCKYARD-ISO"))
+
+
+def _delete_legacy(port_rules: list[tuple], bridges: list[str]) -> None:
+    """What the iptables-based version made for these containers' ports and networks: its
+    port rules by the iptables that made them (when it is still there), a network's rules
+    (each names its bridge) over netlink from its chains in iptables-nft's tables."""
+    if port_rules:
+        import shutil
+        import subprocess
+
+        ipt = shutil.which("iptables") or shutil.which("iptables", path="/usr/sbin:/sbin")
+        for table, rule in port_rules if ipt else []:
+            subprocess.run([ipt, "-w", "-t", table, "-D", *rule.split()[1:]], capture_output=True)
+    if not bridges:
+        return
+
+    def plan(nf: nft.Nftables, native: bool) -> list[tuple]:  # noqa: ARG001
+        msgs = []
+        for table, chain in LEGACY_CHAINS:
+            if nf.has_chain(FAMILY, table, chain):
+                msgs += [nft.del_rule(FAMILY, table, chain, r.handle) for r in nf.rules(FAMILY, table, chain)
+                         if any(f'"{b}"' in r.text() for b in bridges)]
+        return msgs
+
+    try:
+        _transaction(plan)
+    except DockyardError:
+        pass  # another program's tables: never fail a removal over them
 
 
 def rules_mentioning(word: str) -> list[str]:
     """Every current rule of dockyard's table (and its accepts in the host's FORWARD chain) that
     mentions ``word``, as text (tests use it to check cleanup)."""
-    with nft.Nftables() as nf:
+    with nft_socket() as nf:
         rules = nf.rules(FAMILY, TABLE) + [r for r in nf.rules(FAMILY, "filter", "FORWARD") if r.comment == HOST_MARK]
     return [r.text() for r in rules if word in r.text()]
 

@@ -286,6 +286,7 @@ class Networks:
         with netlink.Netlink() as nl:
             index = nl.link_index(r["bridge"])
             if index:
+                firewall.ensure(self._rules(r))  # once per daemon: a restart after a flush or an upgrade
                 return index
         with _host_lock():
             net = ipaddress.IPv4Network(r["subnet"])

@@ -427,7 +427,8 @@ def render(exprs: list[tuple[str, dict]]) -> str:
             what, data = regs.get(reg, f"reg {reg}"), _data(a, 3)
             op = " != " if _u32(a, 2) == CMP_NEQ else " "
             if what in ("iifname", "oifname"):
-                value = '"' + (data.rstrip(b"\0").decode() if len(data) == IFNAMSIZ else data.decode() + "*") + '"'
+                # exact: NUL-terminated (padded to IFNAMSIZ by nft, not by iptables-nft); a prefix: not
+                value = '"' + (data.rstrip(b"\0").decode() if data.endswith(b"\0") else data.decode() + "*") + '"'
             elif what.startswith("ip ") and len(data) == 4:
                 value = str(ipaddress.IPv4Address(data)) + (f"/{masks[reg]}" if masks.get(reg, 0) > 0 else "")
             elif what == "th dport":
