@@ -16,8 +16,11 @@ the user's Basic credentials when there are any) or Basic.  Tokens are cached pe
 
 Pull never trusts the network: every manifest and config is hashed before it is parsed, and
 every layer's compressed digest and uncompressed diff ID are checked by the extractor in the
-same pass that writes it.  Everything is written under a staging directory and registered
-in one transaction at the end, so a failed pull leaves nothing in the store.
+same pass that writes it.  A layer is extracted as it downloads: the bytes read from the
+socket go to the blob file the store keeps and into a pipe the native extractor reads
+(decompress, hash, write files), and layers move in parallel.  Everything is written under a
+staging directory and registered in one transaction at the end, so a failed pull leaves
+nothing in the store.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from .common import (
 HUB_API = "registry-1.docker.io"
 MANIFEST_LIMIT = 4 << 20
 CHUNK = 1 << 20
+# Layers pulled at once (dockerd's --max-concurrent-downloads, 3 by default);
+# $DOCKYARD_MAX_CONCURRENT_DOWNLOADS overrides it.
 DOWNLOADS = 4
 UPLOADS = 4
 
@@ -580,15 +585,13 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
             target = stage / f"layer{i}"
             target.mkdir()
             if store.has_blob(d["digest"]):
-                src, blob_file = store.blob_path(d["digest"]), stage / f"none{i}"
+                blob_file = stage / f"none{i}"
+                # with a progress detail, as dockerd sends it: a client off a terminal skips it
+                progress(short, "Extracting", 0, d.get("size") or None)
+                rec = _extract(store.blob_path(d["digest"]), target, d["digest"], diff_ids[i])
             else:
-                src = blob_file = stage / f"blob{i}"
-                _download(reg, repo, d, src, lambda n, total: progress(short, "Downloading", n, total))
-                progress(short, "Verifying Checksum", None, None)
-                progress(short, "Download complete", None, None)
-            # with a progress detail, as dockerd sends it: a client off a terminal skips it
-            progress(short, "Extracting", 0, d.get("size") or None)
-            rec = _extract(src, target, d["digest"], diff_ids[i])
+                blob_file = stage / f"blob{i}"
+                rec = _fetch_layer(reg, repo, d, blob_file, target, diff_ids[i], short, progress)
             rec["dir"], rec["blob_file"], rec["chain_id"] = target, blob_file, chains[i]
             rec["blob"], rec["blob_size"], rec["blob_compression"] = d["digest"], rec["compressed_size"], rec["compression"]
             progress(short, "Pull complete", None, None)
@@ -597,7 +600,7 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
         if todo:
             import concurrent.futures
 
-            with concurrent.futures.ThreadPoolExecutor(min(DOWNLOADS, len(todo))) as pool:
+            with concurrent.futures.ThreadPoolExecutor(min(_downloads(), len(todo))) as pool:
                 futures = {i: pool.submit(one, i) for i in todo}
                 try:
                     for i, fut in futures.items():
@@ -617,27 +620,109 @@ def _short(digest: str) -> str:
     return digest.partition(":")[2][:12]
 
 
+def _downloads() -> int:
+    value = os.environ.get("DOCKYARD_MAX_CONCURRENT_DOWNLOADS", "")
+    return max(1, int(value)) if value.isdigit() else DOWNLOADS
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _grow_pipe(fd: int) -> None:
+    """A pipe of 1 MiB (the default ceiling for an unprivileged one) rather than 64 KiB: the
+    downloader's chunk goes in with one write and the extractor takes it with one read."""
+    import fcntl
+
+    for size in (CHUNK, 256 << 10):
+        try:
+            fcntl.fcntl(fd, 1031, size)  # F_SETPIPE_SZ
+            return
+        except OSError:
+            continue
+
+
+def _fetch_layer(reg: Registry, repo: str, desc: dict, blob_file: Path, target: Path, diff_id: str,
+                 short: str, progress: Progress) -> dict:
+    """Download a layer's blob to ``blob_file`` and extract it into ``target`` in the same pass:
+    each chunk read from the socket goes to the file and into a pipe that the native extractor
+    reads (decompressing, hashing and writing files on its own threads), so extraction ends
+    as the last byte arrives.  Resumed downloads (Range) continue the same stream; the
+    extractor sees one body.  Both digests are checked once the stream ends."""
+    from .. import _native
+
+    digest = desc["digest"]
+    r, w = os.pipe()
+    _grow_pipe(w)
+    box: dict = {}
+
+    def extract() -> None:
+        try:
+            box["info"] = _native.extract(f"/proc/self/fd/{r}", str(target))
+        except BaseException as exc:  # noqa: BLE001 (handed to the pulling thread)
+            box["error"] = exc
+        finally:
+            os.close(r)  # the downloader's next write fails (EPIPE): it goes on to the file alone
+
+    extractor = threading.Thread(target=extract, name=f"dockyard-extract-{short}", daemon=True)
+    extractor.start()
+    failure: BaseException | None = None
+    try:
+        _download(reg, repo, desc, blob_file, lambda n, total: progress(short, "Downloading", n, total), sink=w)
+        progress(short, "Verifying Checksum", None, None)
+        progress(short, "Download complete", None, None)
+        # with a progress detail, as dockerd sends it: a client off a terminal skips it
+        size = desc.get("size") or None
+        progress(short, "Extracting", size, size)
+    except BaseException as exc:  # noqa: BLE001
+        failure = exc
+    finally:
+        os.close(w)  # end of stream: the extractor drains, checks and returns
+        extractor.join()
+    if failure is not None:
+        raise failure
+    error = box.get("error")
+    if isinstance(error, LayerError):
+        # Corrupt bytes usually break decompression before the digest is known: say which.
+        actual = _native.sha256_file(str(blob_file))
+        if actual != digest:
+            raise DigestMismatch(f"layer {digest} does not match its digest: its content is {actual}") from None
+        raise LayerError(f"layer {digest} is not a valid layer: {error}", error.member) from None
+    if error is not None:
+        raise error
+    return _checked(box["info"], digest, diff_id)
+
+
 def _download(reg: Registry, repo: str, desc: dict, dest: Path, report: Callable[[int, int], None],
-              attempts: int = 3) -> None:
-    """Fetch a blob to ``dest``.  A connection that drops is resumed where it stopped (a Range
-    request; from the start if the registry ignores it), up to ``attempts`` times, as docker
-    does.  The digest is checked by the extractor, in the pass that reads the file anyway."""
+              attempts: int = 3, sink: int | None = None) -> None:
+    """Fetch a blob to ``dest`` (and, in order, to the file descriptor ``sink`` until it is
+    closed at the other end).  A connection that drops is resumed where it stopped (a Range
+    request; a registry that ignores it and starts over has the bytes we hold skipped), up to
+    ``attempts`` times, as docker does.  The digest is checked by the extractor, in the pass
+    that reads the bytes anyway."""
     digest, size = desc["digest"], desc.get("size")
     n = 0
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     failure = ""
-    with open(dest, "wb") as f:
+    with open(dest, "wb", buffering=0) as f:
+        fd = f.fileno()
         for _ in range(attempts):
             headers = {"Range": f"bytes={n}-"} if n else {}
             resp = reg.request("GET", f"/v2/{repo}/blobs/{digest}", (f"repository:{repo}:pull",), headers,
                                ok=(200, 206))
-            if resp.status == 200 and n:  # the registry starts over
-                f.seek(0)
-                f.truncate()
-                n = 0
+            start = 0
+            if resp.status == 206:
+                crange = resp.headers.get("Content-Range", "")
+                first = crange.removeprefix("bytes ").split("-")[0].strip()
+                start = int(first) if first.isdigit() else n
+            skip = n - start  # bytes of this body that we hold already
+            if skip < 0:
+                resp.raw.close()
+                raise RegistryError(f"layer {digest}: the registry resumed at byte {start}, not {n}")
             length = resp.headers.get("Content-Length")
-            total = n + int(length) if length and length.isdigit() else (size or 0)
+            total = start + int(length) if length and length.isdigit() else (size or 0)
             if size is not None and length and length.isdigit() and total != size:
                 resp.raw.close()
                 raise DigestMismatch(f"layer {digest}: the registry sends {total} bytes, the manifest says {size}")
@@ -647,8 +732,20 @@ def _download(reg: Registry, repo: str, desc: dict, dest: Path, report: Callable
                     got = resp.readinto(view)
                     if not got:
                         break
-                    f.write(view[:got])
-                    n += got
+                    chunk = view[:got]
+                    if skip:
+                        drop = min(skip, got)
+                        skip -= drop
+                        chunk = chunk[drop:]
+                        if not chunk:
+                            continue
+                    _write_all(fd, chunk)
+                    if sink is not None:
+                        try:
+                            _write_all(sink, chunk)
+                        except BrokenPipeError:
+                            sink = None  # the extractor stopped: it says why; the file gets the rest
+                    n += len(chunk)
                     if n - last >= (4 << 20):
                         report(n, total)
                         last = n
@@ -680,6 +777,10 @@ def _extract(src: Path, target: Path, digest: str, diff_id: str) -> dict:
         if actual != digest:
             raise DigestMismatch(f"layer {digest} does not match its digest: its content is {actual}") from None
         raise LayerError(f"layer {digest} is not a valid layer: {exc}", exc.member) from None
+    return _checked(info, digest, diff_id)
+
+
+def _checked(info, digest: str, diff_id: str) -> dict:  # noqa: ANN001
     if info["digest"] != digest:
         raise DigestMismatch(f"layer {digest} does not match its digest: its content is {info['digest']}")
     if info["diff_id"] != diff_id:

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{tag, Error, Result};
 
+/// What a read from a pipe waits for at least (unless the stream ends first).
+const STREAM_FILL: usize = 256 << 10;
+
 pub struct Source {
     file: File,
     path: PathBuf,
@@ -63,10 +66,12 @@ impl Source {
             return Ok(0);
         }
         if self.stream {
-            // Fill the chunk (a pipe hands out what its buffer holds): fewer, fuller chunks
-            // down the pipeline.
+            // A pipe hands out what its buffer holds: read until a quarter of a MiB (or the
+            // chunk, or the end) is in, so the chunks down the pipeline stay large, and no
+            // further, so bytes that have arrived are not held back waiting for more.
+            let fill = want.min(STREAM_FILL);
             let mut n = 0;
-            while n < want {
+            while n < fill {
                 match self.file.read(&mut buf[n..want]) {
                     Ok(0) => break,
                     Ok(k) => n += k,

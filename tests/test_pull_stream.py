@@ -1,0 +1,358 @@
+"""Pull streams each layer through the extractor as it downloads, layers in parallel (issue 20).
+
+A proxy on loopback stands between the client and dockyard's own registry server (``serve``)
+and cuts a layer's connection part-way through the blob: the pull must resume with a Range
+request and finish, or, when the registry cuts every time, fail in one line and leave the store
+exactly as it was.  Nothing here leaves the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from dockyard import _native
+from dockyard.registry.client import Registry, pull
+from dockyard.registry.common import RegistryError
+
+
+@pytest.fixture(autouse=True)
+def private_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKYARD_CONFIG", str(tmp_path / "dyconfig"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "dockerconfig"))
+    monkeypatch.delenv("DOCKYARD_MAX_CONCURRENT_DOWNLOADS", raising=False)
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    from dockyard import Engine
+
+    eng = Engine(tmp_path / "fresh-root")
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+def store_is_empty(engine) -> None:  # noqa: ANN001
+    db = engine.store.db
+    for table in ("images", "layers", "tags", "repo_digests"):
+        assert db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0, table
+    root = engine.root
+    assert os.listdir(root / "blobs" / "sha256") == []
+    assert os.listdir(root / "layers") == []
+    assert os.listdir(root / "tmp") == []
+
+
+# -- an image made by hand, N layers, any compression ------------------------------------------------
+
+
+class Image:
+    def __init__(self, repo: str, tag: str, layers: list[dict], config: bytes, files: dict[str, bytes]) -> None:
+        self.repo, self.tag, self.layers, self.config, self.files = repo, tag, layers, config, files
+        self.id = "sha256:" + hashlib.sha256(config).hexdigest()
+
+
+def push_image(addr: str, tmp_path: Path, repo: str, compressions: list[str], file_size: int = 1 << 20,
+               files_per_layer: int = 3) -> Image:
+    """An image of one layer per entry of ``compressions`` (gzip, zstd, none), each with
+    ``files_per_layer`` files of ``file_size`` bytes (half random, half text), uploaded to the
+    registry at ``addr`` as an OCI manifest."""
+    rnd = random.Random(len(compressions) * 1000 + file_size)
+    layers, diff_ids, files = [], [], {}
+    reg = Registry(addr)
+    try:
+        for n, compression in enumerate(compressions):
+            src = tmp_path / f"src{n}"
+            (src / f"d{n}").mkdir(parents=True)
+            for i in range(files_per_layer):
+                data = rnd.randbytes(file_size // 2) + b"text that compresses\n" * (file_size // 42)
+                (src / f"d{n}" / f"f{i}").write_bytes(data)
+                files[f"d{n}/f{i}"] = data
+            out = tmp_path / f"layer{n}"
+            info = _native.pack(str(src), str(out), compression=compression)
+            blob = out.read_bytes()
+            media = "application/vnd.oci.image.layer.v1.tar" + {"gzip": "+gzip", "zstd": "+zstd", "none": ""}[compression]
+            layers.append({"mediaType": media, "digest": upload(reg, repo, blob), "size": len(blob)})
+            diff_ids.append(info["diff_id"])
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+                             "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+        upload(reg, repo, config)
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
+            "layers": layers}).encode()
+        reg.request("PUT", f"/v2/{repo}/manifests/v1", (f"repository:{repo}:pull,push",),
+                    {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                     "Content-Length": str(len(manifest))}, body=manifest, ok=(201,)).drain()
+    finally:
+        reg.close()
+    return Image(repo, "v1", layers, config, files)
+
+
+def upload(r: Registry, repo: str, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    scopes = (f"repository:{repo}:pull,push",)
+    resp = r.request("POST", f"/v2/{repo}/blobs/uploads/?digest={digest}", scopes,
+                     {"Content-Length": str(len(data))}, body=data, ok=(201, 202))
+    resp.drain()
+    if resp.status == 202:
+        loc = resp.headers["Location"]
+        loc += ("&" if "?" in loc else "?") + f"digest={digest}"
+        r.request("PUT", loc, scopes, {"Content-Length": str(len(data))}, body=data, ok=(201,)).drain()
+    return digest
+
+
+# -- a proxy that cuts ----------------------------------------------------------------------------------
+
+
+class CuttingProxy:
+    """Forwards every request to ``upstream``; a GET of the blob ``victim`` is cut after
+    ``cut_at`` bytes of its body, ``cuts`` times (``None``: every time).  With ``honour_range``
+    off, the Range header is not passed on (the registry starts over with a 200).  Every
+    Range header that the client sent for the victim is recorded."""
+
+    def __init__(self, upstream: str, victim: str, cut_at: int, cuts: int | None = 1,
+                 honour_range: bool = True) -> None:
+        self.upstream, self.victim, self.cut_at = upstream, victim, cut_at
+        self.cuts_left, self.honour_range = cuts, honour_range
+        self.ranges: list[str] = []
+        self.victim_gets = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):  # noqa: ANN002
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                is_victim = self.command == "GET" and self.path.endswith(f"/blobs/{outer.victim}")
+                cut = False
+                if is_victim:
+                    with outer.lock:
+                        outer.victim_gets += 1
+                        if "Range" in headers:
+                            outer.ranges.append(headers["Range"])
+                        if outer.cuts_left is None or outer.cuts_left > 0:
+                            cut = True
+                            if outer.cuts_left is not None:
+                                outer.cuts_left -= 1
+                    if not outer.honour_range:
+                        headers.pop("Range", None)
+                conn = http.client.HTTPConnection(outer.upstream, timeout=30)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command == "HEAD":
+                        return
+                    if cut:
+                        # Part of the body, then the line drops.
+                        self.wfile.write(data[: outer.cut_at])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
+                    self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.addr = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxies():
+    made: list[CuttingProxy] = []
+
+    def make(*a, **kw) -> CuttingProxy:  # noqa: ANN002, ANN003
+        made.append(CuttingProxy(*a, **kw))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+def layer_file(engine, image: Image, path: str) -> bytes:  # noqa: ANN001
+    """A file of the image, read from the layer directory that holds it."""
+    for layer in engine.images.layers(image.id):
+        candidate = engine.store.layer_path(layer["chain_id"]) / path
+        if candidate.exists():
+            return candidate.read_bytes()
+    raise AssertionError(f"{path} is in no layer of {image.id}")
+
+
+def check_pulled(engine, image: Image) -> None:  # noqa: ANN001
+    layers = engine.images.layers(image.id)
+    assert [l["blob"] for l in layers] == [d["digest"] for d in image.layers]
+    for layer, desc in zip(layers, image.layers):
+        blob = engine.store.blob_path(layer["blob"])
+        assert _native.sha256_file(str(blob)) == desc["digest"]
+    for path, data in image.files.items():
+        assert layer_file(engine, image, path) == data, path
+    assert os.listdir(engine.root / "tmp") == []
+
+
+# -- tests ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
+def test_cut_mid_blob_resumes_with_range(serve, fresh, tmp_path, proxies, compression):
+    """The victim layer's first GET drops after a third of its bytes (already on their way
+    through the extractor): the client asks for the rest with Range and the stream goes on."""
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "cut/img", ["gzip", compression, "gzip"])
+    victim = image.layers[1]
+    cut_at = victim["size"] // 3
+    proxy = proxies(reg.addr, victim["digest"], cut_at)
+    lines: list[str] = []
+    (res,) = pull(fresh, f"{proxy.addr}/cut/img:v1",
+                  progress=lambda l, s, c=None, t=None: lines.append(f"{l}: {s}"))
+    assert res.image_id == image.id
+    assert proxy.ranges == [f"bytes={cut_at}-"]
+    check_pulled(fresh, image)
+    short = victim["digest"][7:19]
+    mine = [line.split(": ", 1)[1] for line in lines if line.startswith(short + ": ")]
+    # docker's order of a layer's lines
+    want = ["Pulling fs layer", "Downloading", "Verifying Checksum", "Download complete", "Extracting",
+            "Pull complete"]
+    assert [s for i, s in enumerate(mine) if i == 0 or s != mine[i - 1]] == want
+
+
+def test_registry_that_ignores_range_is_skipped_ahead(serve, fresh, tmp_path, proxies):
+    """The registry answers the Range request with the whole blob (200): the bytes the
+    extractor has already had are skipped, not fed twice."""
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "norange/img", ["gzip"])
+    victim = image.layers[0]
+    proxy = proxies(reg.addr, victim["digest"], victim["size"] // 2, honour_range=False)
+    (res,) = pull(fresh, f"{proxy.addr}/norange/img:v1")
+    assert res.image_id == image.id
+    assert proxy.ranges == [f"bytes={victim['size'] // 2}-"]
+    check_pulled(fresh, image)
+
+
+@pytest.mark.parametrize("cut_at", [0, 1, 4096])
+def test_cut_every_time_fails_cleanly(serve, fresh, tmp_path, proxies, cut_at):
+    """A connection cut on every try (3, as docker): the pull fails in one line, every layer
+    (the ones that arrived whole too) is gone, the store is as before; the next pull, with
+    the line whole, succeeds."""
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "flaky/img", ["gzip", "zstd", "gzip"])
+    victim = image.layers[2]
+    proxy = proxies(reg.addr, victim["digest"], cut_at, cuts=None)
+    with pytest.raises(RegistryError, match="cut short") as info:
+        pull(fresh, f"{proxy.addr}/flaky/img:v1")
+    assert len(str(info.value).splitlines()) == 1
+    assert proxy.victim_gets == 3
+    if cut_at:
+        assert proxy.ranges == [f"bytes={cut_at}-", f"bytes={2 * cut_at}-"]
+    store_is_empty(fresh)
+    (res,) = pull(fresh, f"{reg.addr}/flaky/img:v1")
+    assert res.image_id == image.id
+    check_pulled(fresh, image)
+
+
+def test_tampered_layer_among_parallel_ones_leaves_nothing(serve, fresh, tmp_path):
+    """One layer of three has bytes that do not match its digest: whichever layers finished
+    are removed with it; the error names the layer."""
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "evil/img", ["gzip", "gzip", "zstd"])
+    victim = image.layers[1]
+    path = Path(reg.server.root if hasattr(reg.server, "root") else tmp_path / "registry0")
+    blobs = [p for p in path.rglob(victim["digest"].split(":")[1]) if p.is_file() and p.stat().st_size == victim["size"]]
+    if not blobs:
+        pytest.skip("cannot find the registry's copy of the blob to tamper with")
+    data = bytearray(blobs[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blobs[0].write_bytes(bytes(data))
+    with pytest.raises(RegistryError, match="does not match its digest"):
+        pull(fresh, f"{reg.addr}/evil/img:v1")
+    store_is_empty(fresh)
+
+
+def test_layers_are_extracted_while_they_download(serve, fresh, tmp_path, proxies, monkeypatch):
+    """The extractor sees bytes before the download ends: a proxy that holds the rest of a
+    blob until the first part has been written to the layer directory proves it."""
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "stream/img", ["none"], file_size=4 << 20, files_per_layer=2)
+    victim = image.layers[0]
+    seen_early = threading.Event()
+    first = len(image.files["d0/f0"])
+    staging = fresh.root / "tmp"
+
+    class Gate(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):  # noqa: ANN002
+            pass
+
+        def do_GET(self):  # noqa: N802
+            conn = http.client.HTTPConnection(reg.addr, timeout=30)
+            try:
+                conn.request("GET", self.path, headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                resp = conn.getresponse()
+                data = resp.read()
+            finally:
+                conn.close()
+            self.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.path.endswith(victim["digest"]):
+                # The first file and a bit, then wait until it is on disk in the staging dir.
+                head = (5 << 20) + 4096
+                self.wfile.write(data[:head])
+                self.wfile.flush()
+                for _ in range(200):
+                    if any(p.name == "f0" and p.stat().st_size == first for p in staging.rglob("f0")):
+                        seen_early.set()
+                        break
+                    threading.Event().wait(0.05)
+                self.wfile.write(data[head:])
+            else:
+                self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gate)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        (res,) = pull(fresh, f"127.0.0.1:{server.server_address[1]}/stream/img:v1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen_early.is_set(), "the first file was not extracted before the blob ended"
+    assert res.image_id == image.id
+    check_pulled(fresh, image)
