@@ -229,6 +229,8 @@ class Scenario:
         o["events subscribed"] = self.start_events()
         self.step("exec cat", "exec", "-T", "web", "cat", "/data/index.html")
         self.step("exec status", "exec", "-T", "--index", "2", "app", "sh", "-c", "echo out; echo err >&2; exit 3")
+        self.step("exec user", "exec", "-T", "-u", "nobody", "web", "id")  # groups: the primary one
+        self.step("exec env", "exec", "-T", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X; pwd")
         # the start fails: 126, "OCI runtime exec failed: ..." on stdout
         self.step("exec missing", "exec", "-T", "web", "no-such-command")
 
@@ -378,6 +380,8 @@ def test_compose_project_matches_dockerd(both, tmp_path, version, healthy):
         assert outcomes[who]["exec cat"][:2] == (0, "start\n"), (who, outcomes[who]["exec cat"])
         assert outcomes[who]["exec status"] == (3, "out\n", "err\n"), (who, outcomes[who]["exec status"])
         assert outcomes[who]["exec missing"][0] == 126, (who, outcomes[who]["exec missing"])
+        assert outcomes[who]["exec user"][:2] == (0, "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n"), who
+        assert outcomes[who]["exec env"][:2] == (0, "1\n/tmp\n"), who
         assert sum("app got 1 lines" in line for line in outcomes[who]["logs"][1]) == 2, (who, outcomes[who]["logs"])
         web_ps = [line for line in outcomes[who]["ps"][1] if "web" in line.split()[0]]
         assert len(web_ps) == 1 and ("(healthy)" in web_ps[0]) == healthy, (who, web_ps)

@@ -58,6 +58,34 @@ pub fn parse_user(spec: &str, root: &Path) -> Result<(u32, u32)> {
     Ok((uid, gid))
 }
 
+/// The supplementary groups of an exec as Docker gives them: the primary group, and with no
+/// group named (`user`, not `user:group`, as runc's GetExecUser) every group of the container's
+/// /etc/group that lists the user (by its passwd name) as a member.
+pub fn user_groups(spec: &str, gid: u32, root: &Path) -> Vec<u32> {
+    if spec.contains(':') {
+        return vec![gid];
+    }
+    let u = spec;
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let name = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 4 && f[0] == u)
+        .or_else(|| passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| f.len() >= 4 && f[2] == u))
+        .map(|f| f[0].to_string());
+    let mut gids = vec![gid];
+    if let Some(name) = name {
+        let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+        for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()) {
+            if f.len() > 3 && f[3].split(',').any(|m| m == name) {
+                if let Ok(g) = f[2].parse::<u32>() {
+                    if !gids.contains(&g) {
+                        gids.push(g);
+                    }
+                }
+            }
+        }
+    }
+    gids
+}
+
 pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
     let a = parse(
         rest,
@@ -96,7 +124,7 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
                 let (uid, gid) = parse_user(u, &init_root)?;
                 p.user.uid = uid;
                 p.user.gid = gid;
-                p.user.additional_gids.clear();
+                p.user.additional_gids = user_groups(u, gid, &init_root);
             }
             if a.flag("no-new-privs") {
                 p.no_new_privileges = true;
