@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """Registry pull and push, side by side with their peers, alternating, in one run.
 
-    python benches/bench_pull.py [--reps N] [--skip-docker]
+    python benches/bench_pull.py [--reps N] [--skip-docker] [--skip-podman] [--skip-skopeo]
+                                 [--skip-push] [--images debian,3x70]
 
-Image: a Debian minbase rootfs (debootstrap; the gzip layer cached at
-benches/.cache/debian-minbase.tar.gz, made by bench_import.py --debian), imported into dockyard
-and pushed to a CNCF distribution registry (Debian's docker-registry) on 127.0.0.1.
+Images, in a CNCF distribution registry (Debian's docker-registry) on 127.0.0.1:
+  debian  a Debian minbase rootfs (debootstrap; the gzip layer cached at
+          benches/.cache/debian-minbase.tar.gz, made by bench_import.py --debian), imported
+          into dockyard and pushed
+  3x70    three gzip layers of about 70 MB each (1400 files of 100 KB, half random, half text;
+          cached in benches/.cache/big-layer-N.tar.gz), copied in by skopeo from an OCI layout:
+          what parallel layers are for
 
 Pull contenders, each into fresh storage, from the same registry, alternating:
   dockyard      `dockyard pull` (the CLI) into a fresh root: download, verify, extract, register
@@ -16,7 +21,8 @@ Push contenders, each into a freshly started, empty registry:
   dockyard      `dockyard push` (of the gzip its first push made and kept; that first push's
                 time, compression included, is printed too)
   skopeo        `skopeo copy oci:DIR docker://…` of the same image
-Prints medians, throughput and ratios.  The machine is shared and noisy: read the ratios.
+Prints medians, throughput and ratios (issue 20's goals: dockyard/docker <= 0.30 for debian,
+<= 0.25 for 3x70).  The machine is shared and noisy: read the ratios.
 """
 
 from __future__ import annotations
@@ -105,20 +111,100 @@ class Daemon:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
+def big_layers() -> list[Path]:
+    """Three gzip layers of ~70 MB (140 MB of tar each): 1400 files of 100 KB, 50 KB random and
+    50 KB of text, in a directory of their own per layer.  Made once, cached."""
+    import io
+    import random
+    import tarfile
+
+    CACHE.mkdir(exist_ok=True)
+    out = []
+    for n in range(3):
+        path = CACHE / f"big-layer-{n}.tar.gz"
+        out.append(path)
+        if path.exists():
+            continue
+        rnd = random.Random(n)
+        text = b"".join(b"line %d of a text file that compresses well enough\n" % i for i in range(1000))[:50_000]
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            gz = subprocess.Popen(["gzip", "-6", "-c"], stdin=subprocess.PIPE, stdout=f)
+            with tarfile.open(fileobj=gz.stdin, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                d = tarfile.TarInfo(f"data{n}")
+                d.type, d.mode, d.mtime = tarfile.DIRTYPE, 0o755, 1_700_000_000
+                tar.addfile(d)
+                for i in range(1400):
+                    data = rnd.randbytes(50_000) + text
+                    info = tarfile.TarInfo(f"data{n}/f{i:05d}")
+                    info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
+                    tar.addfile(info, io.BytesIO(data))
+            gz.stdin.close()
+            if gz.wait() != 0:
+                raise RuntimeError("gzip failed")
+        os.replace(tmp, path)
+    return out
+
+
+def layout_of(layers: list[Path], dest: Path) -> Path:
+    """An OCI image layout of ``layers`` (gzip), for skopeo to copy into a registry."""
+    import gzip
+    import hashlib
+    import json
+
+    blobs = dest / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    descs, diff_ids = [], []
+    for layer in layers:
+        tar = hashlib.sha256()
+        with gzip.open(layer) as f:
+            while chunk := f.read(1 << 20):
+                tar.update(chunk)
+        diff_ids.append("sha256:" + tar.hexdigest())
+        h = hashlib.sha256()
+        with open(layer, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        os.link(layer, blobs / h.hexdigest())
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                      "digest": "sha256:" + h.hexdigest(), "size": layer.stat().st_size})
+
+    def put(obj: dict) -> tuple[str, int]:
+        raw = json.dumps(obj).encode()
+        h = hashlib.sha256(raw).hexdigest()
+        (blobs / h).write_bytes(raw)
+        return "sha256:" + h, len(raw)
+
+    cfg = put({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+               "rootfs": {"type": "layers", "diff_ids": diff_ids}})
+    man = put({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+               "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg[0], "size": cfg[1]},
+               "layers": descs})
+    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": man[0], "size": man[1],
+        "annotations": {"org.opencontainers.image.ref.name": "big"}}]}))
+    return dest
+
+
 def drop_caches() -> None:
     # Page cache is left alone (the registry's files stay warm for every contender alike); only
     # dirty data is written back, so one contender does not pay for another's writes.
     os.sync()
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--skip-docker", action="store_true")
     ap.add_argument("--skip-podman", action="store_true")
+    ap.add_argument("--skip-skopeo", action="store_true")
+    ap.add_argument("--skip-push", action="store_true")
+    ap.add_argument("--images", default="debian,3x70", help="comma-separated: debian, 3x70")
     opts = ap.parse_args()
+    wanted = [w.strip() for w in opts.images.split(",") if w.strip()]
     layer = CACHE / "debian-minbase.tar.gz"
-    if not layer.exists():
+    if "debian" in wanted and not layer.exists():
         sys.exit(f"{layer} is missing: run benches/bench_import.py --debian once")
     work = Path(tempfile.mkdtemp(prefix="bench-pull-", dir=str(CACHE)))
     dockerd = None
@@ -127,21 +213,32 @@ def main() -> None:
     try:
         reg = Distribution(work / "registry")
         registries.append(reg)
+        images: list[tuple[str, str, int]] = []  # (label, reference, compressed bytes)
         name = f"{reg.addr}/bench/debian:minbase"
         src = Daemon(work / "src-root")
         daemons.append(src)
         env_src = src.env
-        run([DOCKYARD, "import", "-c", 'CMD ["/bin/bash"]', str(layer), name], env_src)
-        # The imported layer is kept as a tar-split: this first push gzips it (as docker push
-        # does), and the store keeps that gzip for the pushes timed below.
-        first_push = run([DOCKYARD, "push", "-q", name], env_src)
-        size = layer.stat().st_size
-        print(f"image: Debian minbase, one gzip layer of {size / 1e6:.1f} MB; registry: distribution on {reg.addr}")
-        print(f"first push of the imported image (gzips its 211 MB tar): {first_push:.2f} s")
-
-        # An OCI layout of the same image, for skopeo's push.
+        size = layer.stat().st_size if layer.exists() else 0
         layout = work / "layout"
-        run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{name}", f"oci:{layout}:minbase"])
+        if "debian" in wanted:
+            run([DOCKYARD, "import", "-c", 'CMD ["/bin/bash"]', str(layer), name], env_src)
+            # The imported layer is kept as a tar-split: this first push gzips it (as docker push
+            # does), and the store keeps that gzip for the pushes timed below.
+            first_push = run([DOCKYARD, "push", "-q", name], env_src)
+            print(f"image debian: Debian minbase, one gzip layer of {size / 1e6:.1f} MB; registry: distribution on {reg.addr}")
+            print(f"first push of the imported image (gzips its 211 MB tar): {first_push:.2f} s")
+            images.append(("debian", name, size))
+            # An OCI layout of the same image, for skopeo's push.
+            run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{name}",
+                 f"oci:{layout}:minbase"])
+        if "3x70" in wanted:
+            big = big_layers()
+            big_name = f"{reg.addr}/bench/big:3x70"
+            run(["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
+                 f"oci:{layout_of(big, work / 'big-layout')}:big", f"docker://{big_name}"])
+            big_size = sum(p.stat().st_size for p in big)
+            print(f"image 3x70: three gzip layers, {' + '.join(f'{p.stat().st_size / 1e6:.1f}' for p in big)} MB")
+            images.append(("3x70", big_name, big_size))
 
         if not opts.skip_docker:
             from support import Dockerd
@@ -151,7 +248,7 @@ def main() -> None:
 
         podman = None if opts.skip_podman else shutil.which("podman")
 
-        def pull_dockyard(rep: int) -> float:
+        def pull_dockyard(name: str, rep: int) -> float:
             root = work / f"pull-root-{rep}"
             daemon = Daemon(root)
             try:
@@ -160,7 +257,7 @@ def main() -> None:
                 daemon.stop()
                 shutil.rmtree(root)
 
-        def pull_docker(rep: int) -> float:
+        def pull_docker(name: str, rep: int) -> float:
             t = time.perf_counter()
             dockerd.docker("pull", "-q", name)
             elapsed = time.perf_counter() - t
@@ -168,7 +265,7 @@ def main() -> None:
             dockerd.docker("image", "prune", "-af", check=False)
             return elapsed
 
-        def pull_podman(rep: int) -> float:
+        def pull_podman(name: str, rep: int) -> float:
             # podman wants a short runroot (50 characters at most)
             proot, prun = work / f"podman-root-{rep}", Path(tempfile.mkdtemp(prefix="pr-", dir="/tmp"))
             base = [podman, "--root", str(proot), "--runroot", str(prun), "--storage-driver", "overlay"]
@@ -178,7 +275,7 @@ def main() -> None:
             shutil.rmtree(prun, ignore_errors=True)
             return t
 
-        def pull_skopeo_umoci(rep: int) -> float:
+        def pull_skopeo_umoci(name: str, rep: int) -> float:
             oci, bundle = work / f"oci-{rep}", work / f"bundle-{rep}"
             t = time.perf_counter()
             run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{name}", f"oci:{oci}:x"])
@@ -193,16 +290,20 @@ def main() -> None:
             contenders.append(("docker", pull_docker))
         if podman:
             contenders.append(("podman", pull_podman))
-        contenders.append(("skopeo+umoci", pull_skopeo_umoci))
-        pulls: dict[str, list[float]] = {who: [] for who, _ in contenders}
-        for rep in range(opts.reps):
-            # Rotate the order each round, so no contender always follows the same one.
-            for who, fn in contenders[rep % len(contenders):] + contenders[:rep % len(contenders)]:
-                drop_caches()
-                pulls[who].append(fn(rep))
+        if not opts.skip_skopeo:
+            contenders.append(("skopeo+umoci", pull_skopeo_umoci))
+        results: list[tuple[str, int, dict[str, list[float]]]] = []
+        for label, ref, nbytes in images:
+            pulls: dict[str, list[float]] = {who: [] for who, _ in contenders}
+            for rep in range(opts.reps):
+                # Rotate the order each round, so no contender always follows the same one.
+                for who, fn in contenders[rep % len(contenders):] + contenders[:rep % len(contenders)]:
+                    drop_caches()
+                    pulls[who].append(fn(ref, rep))
+            results.append((label, nbytes, pulls))
 
         pushes: dict[str, list[float]] = {"dockyard": [], "skopeo": []}
-        for rep in range(opts.reps):
+        for rep in range(0 if opts.skip_push or "debian" not in wanted else opts.reps):
             for who in ("dockyard", "skopeo"):
                 target = Distribution(work / f"push-{who}-{rep}")
                 try:
@@ -217,20 +318,24 @@ def main() -> None:
                 finally:
                     target.stop()
 
-        print(f"\npull, median of {opts.reps} (alternating):")
-        base = statistics.median(pulls["dockyard"])
-        for who, times in pulls.items():
-            if not times:
-                continue
-            med = statistics.median(times)
-            ratio = f"dockyard/{who} = {base / med:.2f}x" if who != "dockyard" else ""
-            print(f"  {who:<13} {med:6.2f} s  (min {min(times):.2f})  {ratio}")
-        print(f"\npush, median of {opts.reps} (each into an empty registry):")
-        base = statistics.median(pushes["dockyard"])
-        for who, times in pushes.items():
-            med = statistics.median(times)
-            ratio = f"dockyard/{who} = {base / med:.2f}x" if who != "dockyard" else ""
-            print(f"  {who:<13} {med:6.2f} s  {size / med / 1e6:7.1f} MB/s  {ratio}")
+        for label, nbytes, pulls in results:
+            print(f"\npull of {label}, median of {opts.reps} (alternating):")
+            base = statistics.median(pulls["dockyard"])
+            for who, times in pulls.items():
+                if not times:
+                    continue
+                med = statistics.median(times)
+                ratio = f"dockyard/{who} = {base / med:.2f}x" if who != "dockyard" else ""
+                print(f"  {who:<13} {med:6.2f} s  (min {min(times):.2f}, max {max(times):.2f})  "
+                      f"{nbytes / med / 1e6:7.1f} MB/s  {ratio}")
+        if pushes["dockyard"]:
+            print(f"\npush, median of {opts.reps} (each into an empty registry):")
+            base = statistics.median(pushes["dockyard"])
+            for who, times in pushes.items():
+                med = statistics.median(times)
+                ratio = f"dockyard/{who} = {base / med:.2f}x" if who != "dockyard" else ""
+                print(f"  {who:<13} {med:6.2f} s  {size / med / 1e6:7.1f} MB/s  {ratio}")
+        print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (2 cores, shared)")
     finally:
         if dockerd is not None:
             dockerd.stop()
