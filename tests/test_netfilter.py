@@ -183,11 +183,14 @@ def scratch_netns(tmp_path):
     """A new, empty network namespace (bound to a file); the calling thread enters it per block."""
     from dockyard.engine.network import netlink
 
+    from dockyard.engine.network import firewall
+
     path = str(tmp_path / "ns")
     netlink.create_netns(path)
     try:
         yield path
     finally:
+        firewall.release()  # its socket there would keep the namespace alive
         netlink.remove_netns(path)
 
 
