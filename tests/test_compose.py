@@ -168,12 +168,13 @@ class Scenario:
     """The steps against one daemon (``sock``) with one compose program; ``outcome`` collects
     what is compared with the other daemon's run."""
 
-    def __init__(self, exe: str, sock: str, project: str, workdir: Path, port: int, healthy: bool) -> None:
+    def __init__(self, exe: str, sock: str, project: str, workdir: Path, port: int, healthy: bool,
+                 yaml: str | None = None) -> None:
         self.exe, self.project, self.port = exe, project, port
         self.workdir = workdir
         workdir.mkdir(parents=True)
         self.file = workdir / "compose.yml"
-        self.file.write_text(project_yaml(healthy))
+        self.file.write_text(project_yaml(healthy) if yaml is None else yaml)
         (workdir / "docker-config").mkdir()
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("DOCKER_", "COMPOSE_")) and k != "PYTHONPATH"}
@@ -389,3 +390,46 @@ def test_compose_project_matches_dockerd(both, tmp_path, version, healthy):
     ours, theirs = outcomes["dockyard"], outcomes["dockerd"]
     differ = {key: {"dockyard": ours.get(key), "dockerd": theirs[key]} for key in theirs if ours.get(key) != theirs[key]}
     assert not differ, f"compose {version}: dockyard and dockerd differ:\n" + json.dumps(differ, indent=1)
+
+
+BUILD = """\
+services:
+  b:
+    build: ./ctx
+    command: ["cat", "/built"]
+"""
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_compose_build_matches_dockerd(both, tmp_path, version):
+    """A service built from a Dockerfile (FROM the local busybox): build, run --rm, and down
+    --rmi local (the image compose named goes).  v2 builds with the classic builder
+    (DOCKER_BUILDKIT=0): its default, BuildKit, needs the daemon's /grpc (BuildKit's API), which
+    dockyard does not serve; without it compose v2 would start a moby/buildkit container."""
+    ours_sock, theirs_sock = both
+    exe = compose_v1() if version == "v1" else compose_v2()
+    if exe is None:
+        pytest.skip(f"compose {version} is not installed (.ci/run installs both)")
+    project = "dyb" + os.urandom(3).hex()
+    image = f"{project}_b" if version == "v1" else f"{project}-b"
+    outcomes = {}
+    for who, sock in (("dockerd", theirs_sock), ("dockyard", ours_sock)):
+        s = Scenario(exe, sock, project, tmp_path / who, 0, False, yaml=BUILD)
+        (s.workdir / "ctx").mkdir()
+        (s.workdir / "ctx" / "Dockerfile").write_text(f"FROM {IMG}\nRUN echo built > /built\n")
+        s.env["DOCKER_BUILDKIT"] = "0"
+        o: dict[str, object] = {}
+        try:
+            o["build"] = s.compose("build").returncode
+            o["image"] = s.docker("image", "inspect", "-f", "{{json .Config.Cmd}} {{json .RepoTags}}", image).stdout
+            proc = s.compose("run", "--rm", "-T", "b")
+            o["run"] = (proc.returncode, proc.stdout)
+            o["down"] = s.compose("down", "--rmi", "local").returncode
+            o["image after"] = s.docker("image", "inspect", image).returncode
+        finally:
+            s.cleanup()
+            s.docker("rmi", "-f", image)
+        outcomes[who] = o
+        assert o == {"build": 0, "image": f'["/bin/sh"] ["{image}:latest"]\n', "run": (0, "built\n"), "down": 0,
+                     "image after": 1}, (who, o)
+    assert outcomes["dockyard"] == outcomes["dockerd"]
