@@ -82,3 +82,44 @@ def test_image_answers_are_shaped_by_api_version(apis):
     assert ours.api_version == "1.45"
     current = ours.inspect_image(sides[0][1])
     assert "ContainerConfig" not in current and "VirtualSize" not in current
+
+
+def test_pid_uts_group_add_and_log_config(apis):
+    """--pid host / --uts host / --group-add / --log-driver as dockerd takes and shows them."""
+    import docker
+
+    sides, made = apis
+    seen = []
+    for api, img in sides:
+        hc = api.create_host_config(network_mode="none", pid_mode="host", uts_mode="host", group_add=["27", "nogroup"],
+                                    log_config={"Type": "none", "Config": {}})
+        cid = api.create_container(img, ["sh", "-c", "hostname; id -G; [ -e /proc/1/comm ] && cat /proc/1/comm"],
+                                   host_config=hc)["Id"]
+        made.append((api, cid))
+        host = api.inspect_container(cid)["HostConfig"]
+        api.start(cid)
+        assert api.wait(cid)["StatusCode"] == 0
+        with pytest.raises(docker.errors.APIError) as info:
+            api.logs(cid)
+        seen.append((host["PidMode"], host["UTSMode"], host["GroupAdd"], host["LogConfig"],
+                     info.value.status_code, info.value.explanation))
+        with pytest.raises(docker.errors.APIError) as info:
+            api.create_container(img, "true", host_config=api.create_host_config(log_config={"Type": "nosuch"}))
+        assert (info.value.status_code, info.value.explanation) == (
+            400, 'error looking up logging plugin nosuch: plugin "nosuch" not found')
+    assert seen[0] == seen[1]
+    assert seen[0][:4] == ("host", "host", ["27", "nogroup"], {"Type": "none", "Config": {}})
+    # what the process sees (ours): the host's hostname and PID 1, the extra groups
+    import platform
+
+    api, img = sides[0]
+    hc = api.create_host_config(network_mode="none", pid_mode="host", uts_mode="host", group_add=["27", "nogroup"])
+    cid = api.create_container(img, ["sh", "-c", "hostname; id -G; cat /proc/1/comm"], host_config=hc)["Id"]
+    made.append((api, cid))
+    api.start(cid)
+    api.wait(cid)
+    out = api.logs(cid).decode().splitlines()
+    with open("/proc/1/comm") as f:
+        init = f.read().strip()
+    groups = set(out[1].split())
+    assert out[0] == platform.node() and {"0", "27", "65534"} <= groups and out[2] == init, out

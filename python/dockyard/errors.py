@@ -50,6 +50,12 @@ class Conflict(DockyardError):
     status = 409
 
 
+class NotImplementedHere(DockyardError):
+    """What this container's set-up cannot do (dockerd's 501: logs of a ``none`` log driver)."""
+
+    status = 501
+
+
 class LayerError(DockyardError):
     """A layer that cannot be read or applied; ``member`` names the tar member at fault."""
 

@@ -841,7 +841,7 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         cid = engine.containers.resolve(id)
         rec = engine.containers.refresh(engine.containers.load(cid))
         sock_path = str(engine.containers.attach_socket(cid))
-        log_path = engine.containers.logs(cid)
+        log_path = engine.containers.log_path(cid)
     tty = bool(rec["spec"]["Config"].get("Tty"))
     waiting = stream and not rec["state"]["Running"]
     if waiting:

@@ -310,6 +310,8 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
         security_opt=_strs(host.get("SecurityOpt")), init=bool(host.get("Init")),
         restart=restart, auto_remove=bool(host.get("AutoRemove")), stop_signal=body.get("StopSignal") or "",
         stop_timeout=body.get("StopTimeout"), healthcheck=body.get("Healthcheck") or None, network=network,
+        pid_mode=host.get("PidMode") or "", uts_mode=host.get("UTSMode") or "", group_add=_strs(host.get("GroupAdd")),
+        log_config=host.get("LogConfig") or None,
         volumes=_strs(host.get("Binds")), anon_volumes=list((body.get("Volumes") or {}).keys()), mounts=mounts, tmpfs=tmpfs,
         volumes_from=_strs(host.get("VolumesFrom")), publish=publish,
         publish_all=bool(host.get("PublishAllPorts")), expose=list((body.get("ExposedPorts") or {}).keys()),

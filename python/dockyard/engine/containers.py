@@ -85,6 +85,10 @@ class CreateOptions:
     stop_signal: str = ""
     stop_timeout: int | None = None
     healthcheck: dict | None = None           # Config.Healthcheck as given (merged with the image's)
+    pid_mode: str = ""                        # "" (its own), "host" or "container:<name|id>"
+    uts_mode: str = ""                        # "" (its own) or "host"
+    group_add: list[str] = field(default_factory=list)
+    log_config: dict | None = None            # {"Type": json-file|local|none, "Config": {...}}
     network: str = "default"
     # volumes and networks (engine/volumes.py, engine/network/): docker's flags, unparsed
     volumes: list[str] = field(default_factory=list)        # -v
@@ -206,8 +210,21 @@ class Containers:
         if not entrypoint and not cmd:
             raise InvalidArgument("no command specified")
         env = merge_env(image_cfg.get("Env") or [], opts.env)
+        _check_modes(opts)
+        log_config = dict(opts.log_config or {})
+        log_type = log_config.get("Type") or "json-file"
+        if log_type in DOCKER_ONLY_LOG_DRIVERS:
+            raise InvalidArgument(f"the {log_type} log driver is not supported by dockyard "
+                                  f"(it has {', '.join(LOG_DRIVERS)})")
+        if log_type not in LOG_DRIVERS:
+            raise InvalidArgument(f'error looking up logging plugin {log_type}: plugin "{log_type}" not found')
         cid = new_id()
-        hostname = opts.hostname or cid[:12]
+        if opts.uts_mode == "host":
+            import platform
+
+            hostname = platform.node()  # (as dockerd records it)
+        else:
+            hostname = opts.hostname or cid[:12]
         config = {
             "Hostname": hostname, "Domainname": "", "User": opts.user or image_cfg.get("User", ""),
             "AttachStdin": opts.open_stdin, "AttachStdout": True, "AttachStderr": True,
@@ -248,6 +265,8 @@ class Containers:
                 {"Name": _ulimit_name(u["type"]), "Soft": u["soft"], "Hard": u["hard"]} for u in res.ulimits
             ] or None,
             "Devices": [dict(dev) for dev in res.devices],
+            "PidMode": opts.pid_mode, "UTSMode": opts.uts_mode, "GroupAdd": list(opts.group_add) or None,
+            "LogConfig": {"Type": log_type, "Config": dict(log_config.get("Config") or {})},
         }
         if res.sysctls:
             host_config["Sysctls"] = dict(res.sysctls)  # (dockerd's omitempty)
@@ -354,6 +373,8 @@ class Containers:
             write_atomic(d / "bundle" / "config.json", json.dumps(bundle_spec).encode(), fsync=False)
             cfg = rec["spec"]["Config"]
             log = d / f"{cid}-json.log"
+            if (rec["spec"]["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
+                log = Path(os.devnull)  # (the supervisor appends its JSON lines to nothing)
             self.attach_socket(cid).parent.mkdir(parents=True, exist_ok=True)
             self.exit_fallback(cid).parent.mkdir(parents=True, exist_ok=True)
             pid, shim_pid = self.runtime.shim(d / "bundle", cid, log, d / "exit.json", self.attach_socket(cid),
@@ -407,7 +428,14 @@ class Containers:
                 pass  # no LSM here; accepted as docker does on hosts without one
             else:
                 raise InvalidArgument(f"Invalid --security-opt: {opt!r}")
-        namespaces = [{"type": t} for t in ("mount", "uts", "pid", "ipc", "cgroup")]
+        namespaces = [{"type": "mount"}, {"type": "ipc"}, {"type": "cgroup"}]
+        if host.get("UTSMode") != "host":
+            namespaces.append({"type": "uts"})
+        pid_mode = host.get("PidMode") or ""
+        if pid_mode.startswith("container:"):
+            namespaces.append({"type": "pid", "path": self._pid_ns_of(pid_mode.partition(":")[2])})
+        elif pid_mode != "host":
+            namespaces.append({"type": "pid"})
         from .network.hooks import on_start as net_start
 
         net = net_start(self, rec, rootfs)  # netns (path; None: the host's), volume mounts, link env
@@ -426,12 +454,23 @@ class Containers:
             annotations["dockyard.init"] = "true"
         p = ProcessSpec(
             args=args, env=env, cwd=cfg["WorkingDir"] or "/", user=cfg["User"], tty=cfg["Tty"],
-            hostname=cfg["Hostname"], cap_add=host.get("CapAdd") or [], cap_drop=host.get("CapDrop") or [],
+            hostname="" if host.get("UTSMode") == "host" else cfg["Hostname"], cap_add=host.get("CapAdd") or [],
+            group_add=host.get("GroupAdd") or [], cap_drop=host.get("CapDrop") or [],
             privileged=host["Privileged"], no_new_privileges=no_new_privs, read_only=host["ReadonlyRootfs"],
             seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs) + net["mounts"],
             namespaces=namespaces, cgroups_path=f"/dockyard/{rec['id']}", annotations=annotations,
         )
         return build_spec(str(rootfs), p)
+
+    def _pid_ns_of(self, ref: str) -> str:
+        """--pid container:X: the path of X's PID namespace (X must be running)."""
+        try:
+            other = self.refresh(self.load(self.resolve(ref)))
+        except ContainerNotFound:
+            raise InvalidArgument(f"cannot join PID of a non running container: {ref}") from None
+        if not other["state"]["Running"]:
+            raise Conflict(f"cannot join PID of a non running container: {other['id']}")
+        return f"/proc/{other['state']['Pid']}/ns/pid"
 
     # -- state ----------------------------------------------------------------------------------
 
@@ -914,6 +953,15 @@ class Containers:
 
     def logs(self, ref: str) -> Path:
         cid = self.resolve(ref)
+        log_type = (self.load(cid)["spec"]["HostConfig"].get("LogConfig") or {}).get("Type")
+        if log_type == "none":
+            from ..errors import NotImplementedHere
+
+            raise NotImplementedHere("configured logging driver does not support reading")
+        return self.log_path(cid)
+
+    def log_path(self, cid: str) -> Path:
+        """Where the supervisor writes the container's json-file log (absent with ``none``)."""
         return self.dir(cid) / f"{cid}-json.log"
 
 
@@ -990,6 +1038,24 @@ def tail_json_log(path: Path, count: int) -> tuple[int, list[dict]]:
         lines = []
     entries = _parse_log_lines(b"\n".join(lines[-count:] if count else []))
     return start + end, entries
+
+
+#: the log drivers dockyard serves (json-file is what it writes; local is read the same way here;
+#: none keeps no log, so ``logs`` has nothing to read, as dockerd's)
+LOG_DRIVERS = ("json-file", "local", "none")
+#: dockerd's other built-in drivers: refused by name rather than taken for a missing plugin
+DOCKER_ONLY_LOG_DRIVERS = ("syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs", "gcplogs",
+                           "logentries")
+
+
+def _check_modes(opts: CreateOptions) -> None:
+    """--pid and --uts as dockerd checks them at create."""
+    if opts.pid_mode not in ("", "host") and not (opts.pid_mode.startswith("container:") and opts.pid_mode[10:]):
+        raise InvalidArgument(f"invalid PID mode: {opts.pid_mode}")
+    if opts.uts_mode not in ("", "host"):
+        raise InvalidArgument(f"invalid UTS mode: {opts.uts_mode}")
+    if opts.uts_mode == "host" and opts.hostname:
+        raise InvalidArgument("Conflicting options: hostname and the UTS mode")
 
 
 def _volumes(image_cfg: dict, opts: CreateOptions) -> dict | None:

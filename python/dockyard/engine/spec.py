@@ -167,9 +167,10 @@ class User:
     home: str
 
 
-def resolve_user(rootfs: str, spec: str) -> User:
+def resolve_user(rootfs: str, spec: str, group_add: list[str] | None = None) -> User:
     """``-u``/USER as Docker resolves it: name or uid, optional group, against the container's own
-    /etc/passwd and /etc/group (read without following links out of the rootfs)."""
+    /etc/passwd and /etc/group (read without following links out of the rootfs); ``group_add``
+    (``--group-add``: names or gids) joins the supplementary groups."""
     passwd = _read_db(rootfs, "/etc/passwd")
     groups = _read_db(rootfs, "/etc/group")
     user, _, group = (spec or "").partition(":")
@@ -209,6 +210,16 @@ def resolve_user(rootfs: str, spec: str) -> User:
         for g in groups:
             if len(g) > 3 and name in g[3].split(",") and g[2].isdigit() and int(g[2]) not in additional:
                 additional.append(int(g[2]))
+    for extra in group_add or []:
+        g = next((e for e in groups if e[0] == extra), None)
+        if g is not None and len(g) > 2 and g[2].isdigit():
+            extra_gid = int(g[2])
+        elif extra.isdigit():
+            extra_gid = int(extra)
+        else:
+            raise InvalidArgument(f"Unable to find group {extra}: no matching entries in group file")
+        if extra_gid not in additional:
+            additional.append(extra_gid)
     return User(uid, gid, additional, home)
 
 
@@ -410,6 +421,7 @@ class ProcessSpec:
     resources: Resources = field(default_factory=Resources)
     extra_mounts: list[dict] = field(default_factory=list)
     namespaces: list[dict] | None = None
+    group_add: list[str] = field(default_factory=list)
     cgroups_path: str = ""
     oom_score_adj: int | None = None
     sysctl: dict[str, str] = field(default_factory=dict)
@@ -418,7 +430,7 @@ class ProcessSpec:
 
 def build_spec(rootfs: str, p: ProcessSpec) -> dict:
     """The ``config.json`` for one container whose root filesystem is mounted at ``rootfs``."""
-    user = resolve_user(rootfs, p.user)
+    user = resolve_user(rootfs, p.user, p.group_add)
     env = list(p.env)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")
