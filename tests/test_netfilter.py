@@ -12,6 +12,7 @@ nf_tables over netlink itself (engine/network/nftables.py, firewall.py).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -159,7 +160,7 @@ def test_bridge_networking_with_no_firewall_or_network_programs(bare, tmp_path):
     rec = inspect(bare, "web")
     port = int(rec["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
     gateway = rec["NetworkSettings"]["Gateway"]
-    bridge = "dyb" + __import__("hashlib").sha256(str(bare.root.resolve()).encode()).hexdigest()[:10]
+    bridge = "dyb" + hashlib.sha256(str(bare.root.resolve()).encode()).hexdigest()[:10]
     assert "hello from the container" in http_get("127.0.0.1", port)
     assert "hello from the container" in http_get(gateway, port)
     (dnat,) = [r for r in rules_mentioning(f"th dport {port} ") if " dnat to " in r and bridge in r]
