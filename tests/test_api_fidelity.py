@@ -123,3 +123,44 @@ def test_pid_uts_group_add_and_log_config(apis):
         init = f.read().strip()
     groups = set(out[1].split())
     assert out[0] == platform.node() and {"0", "27", "65534"} <= groups and out[2] == init, out
+
+
+@pytest.mark.parametrize("keys,send", [(None, b"\x10\x11"), ("ctrl-x", b"\x18"), ("a,b", b"zab")])
+def test_detach_keys_end_the_attach_and_leave_the_container(apis, keys, send):
+    import select
+
+    sides, made = apis
+    for api, img in sides:
+        cid = api.create_container(img, ["cat"], stdin_open=True, tty=True,
+                                   host_config=api.create_host_config(network_mode="none"))["Id"]
+        made.append((api, cid))
+        api.start(cid)
+        params = {"stdin": 1, "stdout": 1, "stream": 1, **({"detachKeys": keys} if keys else {})}
+        sock = api.attach_socket(cid, params=params)
+        raw = getattr(sock, "_sock", sock)
+        try:
+            raw.sendall(send)
+            deadline = 10
+            while True:
+                assert select.select([raw], [], [], deadline)[0], "the attach did not end"
+                if not raw.recv(4096):
+                    break
+        finally:
+            sock.close()
+            raw.close()
+        assert api.inspect_container(cid)["State"]["Running"] is True
+
+
+def test_bad_detach_keys_are_refused(apis):
+    import docker
+
+    sides, made = apis
+    answers = []
+    for api, img in sides:
+        cid = api.create_container(img, ["cat"], stdin_open=True, host_config=api.create_host_config(network_mode="none"))["Id"]
+        made.append((api, cid))
+        api.start(cid)
+        with pytest.raises(docker.errors.APIError) as info:
+            api.attach_socket(cid, params={"stdin": 1, "stream": 1, "detachKeys": "ctrl-1"})
+        answers.append((info.value.status_code, info.value.explanation))
+    assert answers[0] == answers[1] == (400, "Invalid detach keys (ctrl-1) provided")

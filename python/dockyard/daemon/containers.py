@@ -830,13 +830,16 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     """Hijack the connection and relay it to the container's supervisor.  A client that attaches
     before start (``docker run``) makes the start wait for it: the supervisor then starts the
     process only once we are connected, so no output is lost."""
-    from .streams import relay_attach
+    from .streams import detach_key_bytes, relay_attach
 
     want_stdin = req.bool("stdin")
     want = {1: req.bool("stdout"), 2: req.bool("stderr")}
     stream = req.bool("stream")
     logs = req.bool("logs")
-    req.arg("detachKeys")
+    try:
+        keys = detach_key_bytes(req.arg("detachKeys") or "")
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         rec = engine.containers.refresh(engine.containers.load(cid))
@@ -890,7 +893,8 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     try:
         cfg = rec["spec"]["Config"]
         relay_attach(conn, sock_path, tty=tty, stdin=want_stdin and bool(cfg.get("OpenStdin")), want=want,
-                     size=size, connected=connected, close_stdin=bool(cfg.get("StdinOnce")) and not tty)
+                     size=size, connected=connected, close_stdin=bool(cfg.get("StdinOnce")) and not tty,
+                     detach_keys=keys)
     finally:
         with d.attach_cond:
             d.relays[cid] -= 1

@@ -43,11 +43,35 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
+DEFAULT_DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q
+
+
+def detach_key_bytes(spec: str) -> bytes:
+    """Docker's detach-key syntax ("ctrl-p,ctrl-q", "ctrl-x", "a,b") as bytes; "" -> the default.
+    ValueError (dockerd's words) for anything else."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
+    out = bytearray()
+    specials = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+    for key in spec.split(","):
+        low = key.lower()
+        if len(key) == 1:
+            out.append(ord(key))
+        elif low.startswith("ctrl-") and len(low) == 6 and ("a" <= low[5] <= "z" or low[5] in specials):
+            out.append(ord(low[5]) - ord("a") + 1 if "a" <= low[5] <= "z" else specials[low[5]])
+        else:
+            raise ValueError(f"Invalid detach keys ({spec}) provided")
+    return bytes(out)
+
+
 def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, want: dict[int, bool],
-                 size: tuple[int, int] | None = None, connected=None, close_stdin: bool = False) -> None:  # noqa: ANN001
+                 size: tuple[int, int] | None = None, connected=None, close_stdin: bool = False,  # noqa: ANN001
+                 detach_keys: bytes = DEFAULT_DETACH_KEYS) -> None:
     """Relay a hijacked client connection to the container's supervisor.  When the client's
     input ends (EOF, or it went away: a detach), the container's stdin is closed only with
-    ``close_stdin`` (dockerd's rule: Config.StdinOnce and no TTY), so ``-it`` survives a detach."""
+    ``close_stdin`` (dockerd's rule: Config.StdinOnce and no TTY), so ``-it`` survives a detach.
+    The detach keys in the client's input end the attach and leave the container running; the
+    bytes of a partial match go on to the container once the match fails, as dockerd's."""
     try:
         sup = _connect(sock_path)
     except OSError:
@@ -69,12 +93,47 @@ def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, wa
     if connected:
         connected(resize)
 
+    held = bytearray()  # a detach sequence seen so far
+
+    def escape(data: bytes) -> tuple[bytes, bool]:
+        out = bytearray()
+        for b in data:
+            if b == detach_keys[len(held)]:
+                held.append(b)
+                if len(held) == len(detach_keys):
+                    return bytes(out), True
+                continue
+            out += held
+            held.clear()
+            if b == detach_keys[0]:
+                held.append(b)
+                if len(detach_keys) == 1:
+                    return bytes(out), True
+            else:
+                out.append(b)
+        return bytes(out), False
+
     def pump_in() -> None:
         while not done.is_set():
             try:
                 data = conn.recv(65536)
             except OSError:
                 data = b""
+            detached = False
+            if data and stdin and detach_keys:
+                data, detached = escape(data)
+            if detached:
+                if data:
+                    with lock:
+                        try:
+                            sup.sendall(_frame(0, data))
+                        except OSError:
+                            pass
+                try:
+                    sup.shutdown(socket.SHUT_RDWR)  # ends the relay below; the container runs on
+                except OSError:
+                    pass
+                return
             if not data:
                 if stdin and close_stdin:
                     with lock:
