@@ -164,3 +164,23 @@ def test_bad_detach_keys_are_refused(apis):
             api.attach_socket(cid, params={"stdin": 1, "stream": 1, "detachKeys": "ctrl-1"})
         answers.append((info.value.status_code, info.value.explanation))
     assert answers[0] == answers[1] == (400, "Invalid detach keys (ctrl-1) provided")
+
+
+def test_stop_past_its_timeout_says_both_kills(apis):
+    """A container that ignores SIGTERM: kill 15, then kill 9 at the timeout, die, stop."""
+    import time
+
+    sides, made = apis
+    seen = []
+    for api, img in sides:
+        cid = api.create_container(img, ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"],
+                                   host_config=api.create_host_config(network_mode="none"))["Id"]
+        made.append((api, cid))
+        api.start(cid)
+        since = time.time()
+        api.stop(cid, timeout=1)
+        events = api.events(since=since, until=time.time() + 0.5, decode=True,
+                            filters={"container": cid, "type": "container"})
+        seen.append([(e["Action"], e["Actor"]["Attributes"].get("signal")) for e in events
+                     if e["Action"] in ("kill", "die", "stop")])
+    assert seen[0] == seen[1] == [("kill", "15"), ("kill", "9"), ("die", None), ("stop", None)]

@@ -299,7 +299,8 @@ def stop(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
 
         stop_signal = sig or engine.containers.load(cid)["spec"]["Config"].get("StopSignal") or "TERM"
         d.emit_container(engine, cid, "kill", {"signal": str(parse_signal(stop_signal))})
-        engine.containers.stop(cid, timeout, sig)
+        engine.containers.stop(cid, timeout, sig,
+                               before_kill=lambda: d.emit_container(engine, cid, "kill", {"signal": "9"}))
         d.check_exit(cid)
         d.emit_container(engine, cid, "stop")
     return None

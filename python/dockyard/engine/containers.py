@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from .._record import asdict, dataclass, field
 from pathlib import Path
 
@@ -637,8 +638,10 @@ class Containers:
             self.runtime.resume(cid)
         self.runtime.kill(cid, num)
 
-    def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
-        """SIGTERM (or the stop signal), then SIGKILL after the timeout (10 s default), as docker."""
+    def stop(self, ref: str, timeout: int | None = None, sig: str | None = None,
+             before_kill: Callable[[], None] | None = None) -> None:
+        """SIGTERM (or the stop signal), then SIGKILL after the timeout (10 s default), as docker;
+        ``before_kill`` is called before that SIGKILL (the daemon says its kill event)."""
         cid = self.resolve(ref)
         rec = self.refresh(self.load(cid))
         if not rec["state"]["Running"]:
@@ -652,6 +655,8 @@ class Containers:
         try:
             self.wait(cid, timeout=grace if grace >= 0 else None)
         except DockyardError:
+            if before_kill is not None:
+                before_kill()
             self.runtime.kill(cid, signals.SIGKILL, all_=True)
             self.wait(cid, timeout=30)
 
