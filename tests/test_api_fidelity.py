@@ -184,3 +184,18 @@ def test_stop_past_its_timeout_says_both_kills(apis):
         seen.append([(e["Action"], e["Actor"]["Attributes"].get("signal")) for e in events
                      if e["Action"] in ("kill", "die", "stop")])
     assert seen[0] == seen[1] == [("kill", "15"), ("kill", "9"), ("die", None), ("stop", None)]
+
+
+@pytest.mark.parametrize("start_tty", [False, True])
+def test_exec_tty_is_the_creates_and_framing_the_starts(apis, start_tty):
+    """An exec made with Tty runs on a pty ("\\r\\n") whatever its start says; the start's Tty
+    says whether the stream is framed (docker-py's exec_start defaults to tty=False)."""
+    sides, made = apis
+    outs = []
+    for api, img in sides:
+        cid = api.create_container(img, ["sleep", "60"], host_config=api.create_host_config(network_mode="none"))["Id"]
+        made.append((api, cid))
+        api.start(cid)
+        eid = api.exec_create(cid, ["sh", "-c", "echo hi; echo there"], tty=True)["Id"]
+        outs.append(api.exec_start(eid, tty=start_tty))
+    assert outs[0] == outs[1] == b"hi\r\nthere\r\n"

@@ -97,7 +97,9 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
 
     body = go_decode(req.json(required=False), _exec_types()[1]) or {}
     detach = bool(body.get("Detach"))
-    tty = bool(body.get("Tty", rec["ProcessConfig"]["tty"]))
+    # the exec's own Tty (from its create), as dockerd: the start body's says only how the
+    # client reads the stream (docker-py sends Tty false there for a tty exec)
+    tty = bool(rec["ProcessConfig"]["tty"])
     with d.lock:
         if rec["_started"]:
             raise Conflict(f"Exec {id} has already been started")  # docker: 409
@@ -136,11 +138,12 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
 
         threading.Thread(target=bg, daemon=True).start()
         return Reply(200, b"", "text/plain")
-    conn = req.hijack("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
+    framed = not bool(body.get("Tty", tty))  # how the client reads the stream (the start's Tty)
+    conn = req.hijack("application/vnd.docker.multiplexed-stream" if framed else "application/vnd.docker.raw-stream")
     req._started = True
     rec["Running"] = True
     try:
-        code = run_exec(rec, args, conn, tty, rec["OpenStdin"])
+        code = run_exec(rec, args, conn, tty, rec["OpenStdin"], framed)
     finally:
         rec["Running"] = False
     rec["ExitCode"] = code
@@ -148,7 +151,7 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         # as dockerd: the reason on the output stream (stdout), exit code 126, no exec_die
         line = (start_error(rec["_start_error"]) + "\r\n").encode()
         try:
-            conn.sendall(line if tty else _frame(1, line))
+            conn.sendall(_frame(1, line) if framed else line)
         except OSError:
             pass
     else:

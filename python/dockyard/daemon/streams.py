@@ -226,9 +226,14 @@ def spawn_exec(record: dict, args: list[str], **popen) -> subprocess.Popen:
     return proc
 
 
-def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: bool, stdin: bool) -> int:
-    """Run the exec process; relay it over ``conn`` (None: detached).  Returns its exit code
+def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: bool, stdin: bool,
+             framed: bool | None = None) -> int:
+    """Run the exec process (on a pty with ``tty``); relay it over ``conn`` (None: detached), in
+    Docker's stdout/stderr frames when ``framed`` (default: without a tty; dockerd frames by
+    the start's Tty, the pty comes from the create's).  Returns its exit code
     (:data:`START_FAILED`, with ``record["_start_error"]``, if its command could not start)."""
+    if framed is None:
+        framed = not tty
     if conn is None:
         proc = spawn_exec(record, args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
@@ -251,7 +256,7 @@ def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: boo
             record.pop("_pty", None)
             os.close(master)
             return START_FAILED
-        return _relay_pty(proc, master, conn, stdin)
+        return _relay_pty(proc, master, conn, stdin, framed)
     proc = spawn_exec(record, args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if record.get("_start_error"):
@@ -272,7 +277,7 @@ def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: boo
                 return
             with lock:
                 try:
-                    conn.sendall(_frame(kind, data))
+                    conn.sendall(_frame(kind, data) if framed else data)
                 except OSError:
                     pass
 
@@ -316,7 +321,7 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
         pass
 
 
-def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: bool) -> int:
+def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: bool, framed: bool = False) -> int:
     stop = threading.Event()
 
     def pump() -> None:
@@ -357,7 +362,7 @@ def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: 
             if not data:
                 break
             try:
-                conn.sendall(data)
+                conn.sendall(_frame(1, data) if framed else data)
             except OSError:
                 pass
     finally:
