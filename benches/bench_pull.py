@@ -14,7 +14,13 @@ Images, in a CNCF distribution registry (Debian's docker-registry) on 127.0.0.1:
 
 Pull contenders, each into fresh storage, from the same registry, alternating:
   dockyard      `dockyard pull` (the CLI) into a fresh root: download, verify, extract, register
-  docker        `docker pull` by a private dockerd 20.10 (overlay2), the image removed between runs
+  docker        `docker pull` by a private dockerd 20.10 (overlay2), a fresh one (and data root)
+                per round, started before any timing
+Nothing that dockyard or docker pulled is deleted until every pull has been timed (unless
+--delete-between): on an ext4 without a journal (this machine's root), creating an inode in a
+block group where many were deleted in the last minute scans past each of them
+(ext4_new_inode -> recently_deleted), which made a pull's time depend on who had deleted a
+211 MB tree just before it (up to 1.5 s of a 2 s pull, for either contender).
   podman        `podman pull` into a fresh --root (overlay), reset between runs
   skopeo+umoci  `skopeo copy docker://… oci:DIR` then `umoci unpack` (a runtime bundle)
 Push contenders, each into a freshly started, empty registry:
@@ -201,13 +207,16 @@ def main() -> None:  # noqa: C901
     ap.add_argument("--skip-skopeo", action="store_true")
     ap.add_argument("--skip-push", action="store_true")
     ap.add_argument("--images", default="debian,3x70", help="comma-separated: debian, 3x70")
+    ap.add_argument("--delete-between", action="store_true",
+                    help="remove what each pull made right after it (the old way: see above)")
     opts = ap.parse_args()
     wanted = [w.strip() for w in opts.images.split(",") if w.strip()]
     layer = CACHE / "debian-minbase.tar.gz"
     if "debian" in wanted and not layer.exists():
         sys.exit(f"{layer} is missing: run benches/bench_import.py --debian once")
     work = Path(tempfile.mkdtemp(prefix="bench-pull-", dir=str(CACHE)))
-    dockerd = None
+    dockerds: dict[int, object] = {}
+    podman_resets: list[list[str]] = []  # run at the end (or at once with --delete-between)
     registries: list[Distribution] = []
     daemons: list[Daemon] = []
     try:
@@ -240,53 +249,68 @@ def main() -> None:  # noqa: C901
             print(f"image 3x70: three gzip layers, {' + '.join(f'{p.stat().st_size / 1e6:.1f}' for p in big)} MB")
             images.append(("3x70", big_name, big_size))
 
-        if not opts.skip_docker:
+        def dockerd_for(rep: int):  # noqa: ANN202
             from support import Dockerd
 
-            dockerd = Dockerd(Path(tempfile.mkdtemp(prefix="dyd-", dir="/tmp")))
-            dockerd.start()
+            key = 0 if opts.delete_between else rep
+            if key not in dockerds:
+                dockerds[key] = Dockerd(Path(tempfile.mkdtemp(prefix="dyd-", dir="/tmp")))
+                dockerds[key].start()
+            return dockerds[key]
+
+        if not opts.skip_docker:
+            for rep in range(1 if opts.delete_between else opts.reps):
+                dockerd_for(rep)  # all started before any timing
 
         podman = None if opts.skip_podman else shutil.which("podman")
 
         def pull_dockyard(name: str, rep: int) -> float:
-            root = work / f"pull-root-{rep}"
+            root = work / f"pull-root-{rep}"  # one per round: both images go in it
             daemon = Daemon(root)
             try:
                 return run([DOCKYARD, "pull", "-q", name], daemon.env)
             finally:
                 daemon.stop()
-                shutil.rmtree(root)
+                if opts.delete_between:
+                    shutil.rmtree(root)
 
         def pull_docker(name: str, rep: int) -> float:
+            dockerd = dockerd_for(rep)
             t = time.perf_counter()
             dockerd.docker("pull", "-q", name)
             elapsed = time.perf_counter() - t
-            dockerd.docker("rmi", name)
-            dockerd.docker("image", "prune", "-af", check=False)
+            if opts.delete_between:
+                dockerd.docker("rmi", name)
+                dockerd.docker("image", "prune", "-af", check=False)
             return elapsed
 
         def pull_podman(name: str, rep: int) -> float:
             # podman wants a short runroot (50 characters at most)
-            proot, prun = work / f"podman-root-{rep}", Path(tempfile.mkdtemp(prefix="pr-", dir="/tmp"))
+            label = name.rsplit("/", 1)[1].replace(":", "-")
+            proot, prun = work / f"podman-root-{rep}-{label}", Path(tempfile.mkdtemp(prefix="pr-", dir="/tmp"))
             base = [podman, "--root", str(proot), "--runroot", str(prun), "--storage-driver", "overlay"]
             t = run(base + ["pull", "-q", "--tls-verify=false", name])
-            run(base + ["system", "reset", "-f"])
-            shutil.rmtree(proot, ignore_errors=True)
+            podman_resets.append(base + ["system", "reset", "-f"])
+            if opts.delete_between:
+                run(podman_resets.pop())
+                shutil.rmtree(proot, ignore_errors=True)
             shutil.rmtree(prun, ignore_errors=True)
             return t
 
         def pull_skopeo_umoci(name: str, rep: int) -> float:
-            oci, bundle = work / f"oci-{rep}", work / f"bundle-{rep}"
+            label = name.rsplit("/", 1)[1].replace(":", "-")
+            oci, bundle = work / f"oci-{rep}-{label}", work / f"bundle-{rep}-{label}"
             t = time.perf_counter()
             run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", f"docker://{name}", f"oci:{oci}:x"])
             run(["umoci", "unpack", "--image", f"{oci}:x", str(bundle)])
             elapsed = time.perf_counter() - t
-            shutil.rmtree(oci)
-            shutil.rmtree(bundle)
+            if opts.delete_between:
+                shutil.rmtree(oci)
+                shutil.rmtree(bundle)
             return elapsed
 
         contenders = [("dockyard", pull_dockyard)]
-        if dockerd is not None:
+        if not opts.skip_docker:
             contenders.append(("docker", pull_docker))
         if podman:
             contenders.append(("podman", pull_podman))
@@ -337,7 +361,9 @@ def main() -> None:  # noqa: C901
                 print(f"  {who:<13} {med:6.2f} s  {size / med / 1e6:7.1f} MB/s  {ratio}")
         print(f"\nload average at the end: {os.getloadavg()[0]:.2f} (2 cores, shared)")
     finally:
-        if dockerd is not None:
+        for reset in podman_resets:
+            subprocess.run(reset, capture_output=True)
+        for dockerd in dockerds.values():
             dockerd.stop()
         for d in daemons:
             d.stop()
