@@ -112,6 +112,13 @@ def upload(r: Registry, repo: str, data: bytes) -> str:
     return digest
 
 
+class Quiet(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):  # noqa: ANN001
+        pass  # a client that hangs up on purpose is no news
+
+
 # -- a proxy that cuts ----------------------------------------------------------------------------------
 
 
@@ -178,7 +185,7 @@ class CuttingProxy:
 
             do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server = Quiet(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
         self.addr = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -356,3 +363,88 @@ def test_layers_are_extracted_while_they_download(serve, fresh, tmp_path, proxie
     assert seen_early.is_set(), "the first file was not extracted before the blob ended"
     assert res.image_id == image.id
     check_pulled(fresh, image)
+
+
+def test_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes(serve, tmp_path, cli):
+    """SIGKILL to the daemon while a layer is half-way through the extractor (the registry
+    holds the rest back): after a restart no image, layer, blob or staging directory of it is
+    there, and the same pull completes."""
+    import signal
+    import subprocess
+    import sys
+
+    from dockyard.engine.store import pid_alive
+
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "killed/img", ["gzip", "zstd"], file_size=2 << 20)
+    victim = image.layers[1]
+    half_sent, release = threading.Event(), threading.Event()
+
+    class Stall(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):  # noqa: ANN002
+            pass
+
+        def do_GET(self):  # noqa: N802
+            conn = http.client.HTTPConnection(reg.addr, timeout=30)
+            try:
+                conn.request("GET", self.path, headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                resp = conn.getresponse()
+                data = resp.read()
+            finally:
+                conn.close()
+            self.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.path.endswith(victim["digest"]) and not release.is_set():
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                half_sent.set()
+                release.wait(60)
+                self.close_connection = True
+                return
+            self.wfile.write(data)
+
+    server = Quiet(("127.0.0.1", 0), Stall)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    name = f"127.0.0.1:{server.server_address[1]}/killed/img:v1"
+    root = Path(cli.root)
+    exe = Path(sys.executable).with_name("dockyard")
+    puller = subprocess.Popen([str(exe), "pull", name], env=cli.env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        assert half_sent.wait(60), "the pull never reached the victim layer"
+        # Half of the layer is in the staging directory already.
+        staged = [p for p in (root / "tmp").rglob("*") if p.is_file()]
+        assert staged, "nothing was staged while the blob was half-way"
+        pid = int((Path(cli.run_dir) / "dockyard.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(200):
+            if not pid_alive(pid):
+                break
+            threading.Event().wait(0.05)
+        assert puller.wait(60) != 0
+    finally:
+        release.set()
+        if puller.poll() is None:
+            puller.kill()
+            puller.wait()
+    try:
+        # The next command starts a daemon again; it sweeps what the dead one left.
+        assert cli("images", "-q").stdout.strip() == b""
+        assert os.listdir(root / "tmp") == []
+        assert os.listdir(root / "layers") == []
+        assert os.listdir(root / "blobs" / "sha256") == []
+        cli("pull", name)
+        out = cli("image", "inspect", "--format", "{{.Id}}", name).stdout.decode().strip()
+        assert out == image.id
+        assert len(os.listdir(root / "layers")) == 2
+        assert os.listdir(root / "tmp") == []
+    finally:
+        server.shutdown()
+        server.server_close()

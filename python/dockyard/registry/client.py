@@ -49,9 +49,9 @@ from .common import (
 HUB_API = "registry-1.docker.io"
 MANIFEST_LIMIT = 4 << 20
 CHUNK = 1 << 20
-# Layers pulled at once (dockerd's --max-concurrent-downloads, 3 by default);
-# $DOCKYARD_MAX_CONCURRENT_DOWNLOADS overrides it.
-DOWNLOADS = 4
+# Layers pulled (downloaded and extracted) at once: dockerd's --max-concurrent-downloads
+# default; $DOCKYARD_MAX_CONCURRENT_DOWNLOADS overrides it.
+DOWNLOADS = 3
 UPLOADS = 4
 
 # progress(layer_id, status, current, total): what the CLI renders.
