@@ -93,6 +93,7 @@ def bare(tmp_path, monkeypatch):
         return proc
 
     dy.root, dy.run_dir, dy.env, dy.wrap, dy.tmp = root, run, env, wrap, tmp_path  # type: ignore[attr-defined]
+    dy.proc = daemon  # type: ignore[attr-defined]
     try:
         deadline = time.time() + 30
         while not (run / "dockyard.sock").exists() and daemon.poll() is None and time.time() < deadline:
@@ -171,6 +172,10 @@ def test_bridge_networking_with_no_firewall_or_network_programs(bare, tmp_path):
     bare("rm", "-f", "srv", "web")
     bare("network", "rm", "nfnet")
     assert rules_mentioning(user_bridge) == []
+    # the default bridge stays while the daemon serves (no churn per container), goes with it
+    assert rules_mentioning(bridge) and bridge in links()
+    bare.proc.send_signal(signal.SIGTERM)
+    bare.proc.wait(30)
     assert rules_mentioning(bridge) == []
     assert eventually(lambda: [l for l in links() if l in (bridge, user_bridge)]) == []
     netns = bare.run_dir / "netns"

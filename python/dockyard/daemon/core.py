@@ -186,6 +186,9 @@ class Daemon:
     # -- life cycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
+        from ..engine.network import manager
+
+        manager.KEEP_DEFAULT_BRIDGE = True  # made at the first container, kept until shutdown
         with self.engines.get() as engine:
             # The engine builds its init layer under tmp/<pid>-init: not safe for two threads of
             # one process racing for the first start, so build it once before serving.
@@ -194,13 +197,22 @@ class Daemon:
         self._monitor.start()
 
     def shutdown(self) -> None:
-        """Leave containers running (live restore): only stop watching them."""
+        """Leave containers running (live restore): only stop watching them.  A private root's
+        default bridge, kept while the daemon served, goes if no container is on it."""
         self.stopping.set()
         os.write(self._wake_w, b"x")
         self.health.stop()
         with self.lock:
             for t in self.timers.values():
                 t.cancel()
+        from ..engine.network import hooks, manager
+
+        manager.KEEP_DEFAULT_BRIDGE = False
+        try:
+            with self.engines.get() as engine:
+                hooks.networks(engine.containers).release_default_bridge()
+        except Exception as exc:  # noqa: BLE001  (shutting down: said, not raised)
+            log.warning("removing the default bridge: %s", exc)
         self.engines.close()
 
     def restore(self) -> None:

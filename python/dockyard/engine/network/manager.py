@@ -47,6 +47,10 @@ DEFAULT_POOL = ("10.{0}.0.0/16", range(200, 240), range(1))
 USER_POOL = ("10.{0}.{1}.0/24", range(240, 256), range(256))
 RESERVED = ["172.17.0.0/16", "10.88.0.0/16"]  # docker's and podman's defaults
 PREDEFINED = ("bridge", "host", "none")
+#: set by a daemon while it serves: a private root's default bridge then stays between
+#: containers (made once, with its rules; no bridge and firewall churn per ``run --rm``) and
+#: goes at the daemon's shutdown if no container needs it (``Networks.release_default_bridge``)
+KEEP_DEFAULT_BRIDGE = False
 
 
 class NetworkNotFound(NotFound):
@@ -588,6 +592,12 @@ class Networks:
     def _gc_default_bridge(self) -> None:
         """A private root's default bridge goes when its last container does (so tests and
         throw-away roots leave no device behind); the host root's stays, as docker0 does."""
+        if self._default_bridge_name() == "dockyard0" or KEEP_DEFAULT_BRIDGE:
+            return
+        self.release_default_bridge()
+
+    def release_default_bridge(self) -> None:
+        """Remove a private root's default bridge (and its rules) if no container is on it."""
         if self._default_bridge_name() == "dockyard0":
             return
         r = self.row("bridge")
