@@ -1011,7 +1011,9 @@ class _ExitWatch:
                     pass
                 return True
             elif self.pidfd < 0:  # (old kernel) a second has passed
-                if not (self.pid > 0 and _alive(self.pid)):
+                from ..engine.store import pid_alive
+
+                if not pid_alive(self.pid):
                     self.gone = True
                 elif self.ino < 0:
                     return True  # no inotify either: the log is read once a second
@@ -1024,16 +1026,6 @@ class _ExitWatch:
         for fd in (self.pidfd, self.ino):
             if fd >= 0:
                 os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _OnlyNames:
