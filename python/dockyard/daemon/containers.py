@@ -283,10 +283,10 @@ def stop(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
     timeout = req.int("t", None)
     if timeout is None:
         timeout = req.int("timeout", None)
+    from ..engine.spec import parse_signal
+
     sig = req.arg("signal") or None
     if sig is not None:
-        from ..engine.spec import parse_signal
-
         parse_signal(sig)  # a bad signal changes nothing (not even the restart policy's view)
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
@@ -295,8 +295,6 @@ def stop(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
         d.mark_stopped(cid)
         # the kill event before the signal goes (the exit's die could otherwise come first),
         # with the signal sent: the stop signal unless the request names one
-        from ..engine.spec import parse_signal
-
         stop_signal = sig or engine.containers.load(cid)["spec"]["Config"].get("StopSignal") or "TERM"
         d.emit_container(engine, cid, "kill", {"signal": str(parse_signal(stop_signal))})
         engine.containers.stop(cid, timeout, sig,

@@ -29,8 +29,6 @@ from ..errors import DockyardError, NotFound
 
 log = logging.getLogger("dockyard.daemon")
 
-#: Docker's restart back-off: 100 ms doubling to 1 minute, reset after 10 s of running
-
 
 class EnginePool:
     def __init__(self, root: str | None) -> None:

@@ -195,7 +195,5 @@ def _age(started_at: str) -> float:
     """Seconds since an RFC 3339 time (0 when it cannot be read)."""
     from ..engine.images import parse_time
 
-    try:
-        return max(0.0, time.time() - parse_time(started_at))
-    except (ValueError, TypeError):
-        return 0.0
+    t = parse_time(started_at)  # (0 for what it cannot read)
+    return max(0.0, time.time() - t) if t else 0.0

@@ -231,7 +231,7 @@ class Containers:
             "AttachStdin": opts.open_stdin, "AttachStdout": True, "AttachStderr": True,
             "Tty": opts.tty, "OpenStdin": opts.open_stdin, "StdinOnce": opts.open_stdin if opts.stdin_once is None else opts.stdin_once,
             "Env": env, "Cmd": opts.cmd if opts.cmd else (None if opts.entrypoint is not None else image_cfg.get("Cmd")),
-            "Image": opts.image, "Volumes": _volumes(image_cfg, opts),
+            "Image": opts.image, "Volumes": config_volumes(image_cfg, opts),
             "WorkingDir": opts.workdir or image_cfg.get("WorkingDir", ""),
             "Entrypoint": entrypoint or None, "OnBuild": None,
             "Labels": {**(image_cfg.get("Labels") or {}), **opts.labels},
@@ -374,7 +374,7 @@ class Containers:
             write_atomic(d / "bundle" / "config.json", json.dumps(bundle_spec).encode(), fsync=False)
             cfg = rec["spec"]["Config"]
             log = d / f"{cid}-json.log"
-            if (rec["spec"]["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
+            if _log_type(rec) == "none":
                 log = Path(os.devnull)  # (the supervisor appends its JSON lines to nothing)
             self.attach_socket(cid).parent.mkdir(parents=True, exist_ok=True)
             self.exit_fallback(cid).parent.mkdir(parents=True, exist_ok=True)
@@ -958,8 +958,7 @@ class Containers:
 
     def logs(self, ref: str) -> Path:
         cid = self.resolve(ref)
-        log_type = (self.load(cid)["spec"]["HostConfig"].get("LogConfig") or {}).get("Type")
-        if log_type == "none":
+        if _log_type(self.load(cid)) == "none":
             from ..errors import NotImplementedHere
 
             raise NotImplementedHere("configured logging driver does not support reading")
@@ -1063,9 +1062,13 @@ def _check_modes(opts: CreateOptions) -> None:
         raise InvalidArgument("Conflicting options: hostname and the UTS mode")
 
 
-def _volumes(image_cfg: dict, opts: CreateOptions) -> dict | None:
+def _log_type(rec: dict) -> str:
+    return (rec["spec"]["HostConfig"].get("LogConfig") or {}).get("Type") or "json-file"
+
+
+def config_volumes(image_cfg: dict, opts: CreateOptions) -> dict | None:
     """Config.Volumes: the image's VOLUMEs and those the create asked for (dockerd's union)."""
-    out = {**(image_cfg.get("Volumes") or {}), **{v: {} for v in opts.anon_volumes}}
+    out = {**(image_cfg.get("Volumes") or {}), **{v: {} for v in getattr(opts, "anon_volumes", ())}}
     return out or None
 
 

@@ -42,6 +42,7 @@ def volumes(containers):  # noqa: ANN001, ANN201
 def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # noqa: ANN001
     """Validate the mount and network options; returns (Config, HostConfig, spec) additions.
     Nothing is made here: a bad value changes nothing."""
+    from ..containers import config_volumes
     from . import parse_link, parse_publish
 
     def spec_of(ref: str) -> list[dict]:
@@ -52,8 +53,7 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # 
     points, tmpfs = volumes(containers).resolve_mounts(
         list(getattr(opts, "volumes", []) or []), list(getattr(opts, "mounts", []) or []),
         list(getattr(opts, "tmpfs", []) or []), list(getattr(opts, "volumes_from", []) or []),
-        {**(image_cfg.get("Volumes") or {}), **{v: {} for v in getattr(opts, "anon_volumes", []) or []}} or None,
-        spec_of)
+        config_volumes(image_cfg, opts), spec_of)
     mode = opts.network or "default"
     links = [parse_link(v) for v in getattr(opts, "links", []) or []]
     for target, _ in links:
