@@ -50,6 +50,18 @@ class Conn(http.client.HTTPConnection):
         return resp.status, resp.read()
 
 
+def wait_ready(sock: str, daemon: subprocess.Popen) -> None:
+    """Until the daemon answers /_ping on ``sock`` (so the CLI finds it rather than starting one)."""
+    while True:
+        try:
+            Conn(sock).call("GET", "/_ping")
+            return
+        except OSError:
+            if daemon.poll() is not None:
+                raise RuntimeError("the dockyard daemon did not start") from None
+            time.sleep(0.01)
+
+
 def rss_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -132,14 +144,7 @@ def main() -> int:
     daemon = subprocess.Popen([DOCKYARD, "daemon", "-H", f"unix://{sock}"], env=env, stderr=subprocess.DEVNULL)
     dockerd = None
     try:
-        while True:  # (the CLI below then finds this daemon rather than starting its own)
-            try:
-                Conn(sock).call("GET", "/_ping")
-                break
-            except OSError:
-                if daemon.poll() is not None:
-                    raise RuntimeError("the dockyard daemon did not start") from None
-                time.sleep(0.01)
+        wait_ready(sock, daemon)
         boot = time.perf_counter() - t_start
         subprocess.run([DOCKYARD, "import", "-c", 'CMD ["/bin/sh"]', str(tar), "benchbb:1"], env=env, check=True,
                        stdout=subprocess.DEVNULL)

@@ -29,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from bench_api import DOCKYARD, Conn  # noqa: E402
+from bench_api import DOCKYARD, Conn, wait_ready  # noqa: E402
 
 
 def parse_time(value: str) -> float:
@@ -105,14 +105,7 @@ def main() -> int:
     daemon = subprocess.Popen([DOCKYARD, "daemon", "-H", f"unix://{sock}"], env=env, stderr=subprocess.DEVNULL)
     dockerd = None
     try:
-        while True:
-            try:
-                Conn(sock).call("GET", "/_ping")
-                break
-            except OSError:
-                if daemon.poll() is not None:
-                    raise RuntimeError("the dockyard daemon did not start") from None
-                time.sleep(0.01)
+        wait_ready(sock, daemon)
         subprocess.run([DOCKYARD, "import", "-c", 'CMD ["/bin/sh"]', str(tar), "benchbb:1"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
         if not args.no_docker and shutil.which("dockerd"):
