@@ -50,6 +50,16 @@ def store_is_empty(engine) -> None:  # noqa: ANN001
     assert os.listdir(root / "blobs" / "sha256") == []
     assert os.listdir(root / "layers") == []
     assert os.listdir(root / "tmp") == []
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if f" {root}/" in line], "a mount was left under the store"
+
+
+def partials(engine) -> dict[str, int]:  # noqa: ANN001
+    """The blob prefixes a pull kept for the next one (digest: bytes held)."""
+    path = engine.root / "partial"
+    if not path.is_dir():
+        return {}
+    return {"sha256:" + p.name: p.stat().st_size for p in path.iterdir()}
 
 
 # -- an image made by hand, N layers, any compression ------------------------------------------------
@@ -134,6 +144,7 @@ class CuttingProxy:
         self.cuts_left, self.honour_range = cuts, honour_range
         self.ranges: list[str] = []
         self.victim_gets = 0
+        self.blob_gets: dict[str, int] = {}  # every blob's GETs, victim or not
         self.lock = threading.Lock()
         outer = self
 
@@ -149,6 +160,10 @@ class CuttingProxy:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 is_victim = self.command == "GET" and self.path.endswith(f"/blobs/{outer.victim}")
                 cut = False
+                if self.command == "GET" and "/blobs/" in self.path:
+                    with outer.lock:
+                        blob = self.path.rsplit("/", 1)[1]
+                        outer.blob_gets[blob] = outer.blob_gets.get(blob, 0) + 1
                 if is_victim:
                     with outer.lock:
                         outer.victim_gets += 1
@@ -228,6 +243,7 @@ def check_pulled(engine, image: Image) -> None:  # noqa: ANN001
     for path, data in image.files.items():
         assert layer_file(engine, image, path) == data, path
     assert os.listdir(engine.root / "tmp") == []
+    assert partials(engine) == {}
 
 
 # -- tests ----------------------------------------------------------------------------------------------
@@ -270,10 +286,11 @@ def test_registry_that_ignores_range_is_skipped_ahead(serve, fresh, tmp_path, pr
 
 
 @pytest.mark.parametrize("cut_at", [0, 1, 4096])
-def test_cut_every_time_fails_cleanly(serve, fresh, tmp_path, proxies, cut_at):
+def test_cut_every_time_fails_cleanly_and_the_next_pull_resumes(serve, fresh, tmp_path, proxies, cut_at):
     """A connection cut on every try (3, as docker): the pull fails in one line, every layer
-    (the ones that arrived whole too) is gone, the store is as before; the next pull, with
-    the line whole, succeeds."""
+    (the ones that arrived whole too) is gone, the store is as before.  What arrived is kept
+    aside by digest (``partial/``), so the next pull fetches only what is missing: the cut
+    blob from where it stopped (Range), the whole ones not at all."""
     reg = serve()
     image = push_image(reg.addr, tmp_path, "flaky/img", ["gzip", "zstd", "gzip"])
     victim = image.layers[2]
@@ -285,9 +302,39 @@ def test_cut_every_time_fails_cleanly(serve, fresh, tmp_path, proxies, cut_at):
     if cut_at:
         assert proxy.ranges == [f"bytes={cut_at}-", f"bytes={2 * cut_at}-"]
     store_is_empty(fresh)
-    (res,) = pull(fresh, f"{reg.addr}/flaky/img:v1")
+    kept = {d["digest"]: d["size"] for d in image.layers[:2]}
+    if cut_at:
+        kept[victim["digest"]] = 3 * cut_at
+    assert partials(fresh) == kept
+    # The line is whole again.
+    proxy.cuts_left = 0
+    before = dict(proxy.blob_gets)
+    (res,) = pull(fresh, f"{proxy.addr}/flaky/img:v1")
     assert res.image_id == image.id
     check_pulled(fresh, image)
+    assert proxy.ranges[2:] == ([f"bytes={3 * cut_at}-"] if cut_at else [])
+    fetched = {d: n - before.get(d, 0) for d, n in proxy.blob_gets.items()
+               if n != before.get(d, 0) and d != image.id}  # (the config is fetched again: small)
+    assert fetched == {victim["digest"]: 1}, "a layer that had arrived whole was fetched again"
+    assert partials(fresh) == {}
+
+
+def test_a_bad_kept_prefix_is_fetched_again_whole(serve, fresh, tmp_path, proxies):
+    """A kept prefix whose bytes are wrong (what a crash can leave in a file's last pages):
+    the digest over prefix + rest fails, and the layer is fetched once more from byte 0."""
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "badprefix/img", ["gzip"])
+    victim = image.layers[0]
+    proxy = proxies(reg.addr, victim["digest"], 0, cuts=0)
+    part = fresh.root / "partial"
+    part.mkdir(mode=0o700)
+    (part / victim["digest"][7:]).write_bytes(b"\0" * (victim["size"] // 2))
+    (res,) = pull(fresh, f"{proxy.addr}/badprefix/img:v1")
+    assert res.image_id == image.id
+    check_pulled(fresh, image)
+    assert proxy.ranges == [f"bytes={victim['size'] // 2}-"]
+    assert proxy.blob_gets[victim["digest"]] == 2
+    assert partials(fresh) == {}
 
 
 def test_tampered_layer_among_parallel_ones_leaves_nothing(serve, fresh, tmp_path):
@@ -368,7 +415,7 @@ def test_layers_are_extracted_while_they_download(serve, fresh, tmp_path, proxie
 def test_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes(serve, tmp_path, cli):
     """SIGKILL to the daemon while a layer is half-way through the extractor (the registry
     holds the rest back): after a restart no image, layer, blob or staging directory of it is
-    there, and the same pull completes."""
+    there, and the same pull completes, asking for the rest of the cut layer with Range."""
     import signal
     import subprocess
     import sys
@@ -379,6 +426,7 @@ def test_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes(serve
     image = push_image(reg.addr, tmp_path, "killed/img", ["gzip", "zstd"], file_size=2 << 20)
     victim = image.layers[1]
     half_sent, release = threading.Event(), threading.Event()
+    ranges: list[str] = []
 
     class Stall(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -394,6 +442,8 @@ def test_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes(serve
                 data = resp.read()
             finally:
                 conn.close()
+            if self.path.endswith(victim["digest"]) and "Range" in self.headers:
+                ranges.append(self.headers["Range"])
             self.send_response(resp.status)
             for k, v in resp.getheaders():
                 if k.lower() not in ("connection", "transfer-encoding", "content-length"):
@@ -419,7 +469,15 @@ def test_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes(serve
                               stderr=subprocess.DEVNULL)
     try:
         assert half_sent.wait(60), "the pull never reached the victim layer"
-        # Half of the layer is in the staging directory already.
+        # What came of the blob is kept aside (by digest; the client reads whole MiBs of
+        # the body), and the extractor has begun staging.
+        kept = root / "partial" / victim["digest"][7:]
+        for _ in range(400):
+            if kept.exists() and kept.stat().st_size and \
+                    [p for p in (root / "tmp").rglob("*") if p.is_file()]:
+                break
+            threading.Event().wait(0.05)
+        assert kept.exists() and kept.stat().st_size, "what came of the blob was not kept"
         staged = [p for p in (root / "tmp").rglob("*") if p.is_file()]
         assert staged, "nothing was staged while the blob was half-way"
         pid = int((Path(cli.run_dir) / "dockyard.pid").read_text().split()[0])
@@ -440,11 +498,39 @@ def test_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes(serve
         assert os.listdir(root / "tmp") == []
         assert os.listdir(root / "layers") == []
         assert os.listdir(root / "blobs" / "sha256") == []
+        held = kept.stat().st_size
+        assert 0 < held <= victim["size"] // 2
         cli("pull", name)
         out = cli("image", "inspect", "--format", "{{.Id}}", name).stdout.decode().strip()
         assert out == image.id
+        assert ranges == [f"bytes={held}-"]
         assert len(os.listdir(root / "layers")) == 2
         assert os.listdir(root / "tmp") == []
+        assert os.listdir(root / "partial") == []
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_interrupted_pull_keeps_what_came_and_the_next_resumes(serve, fresh, tmp_path, proxies):
+    """Ctrl-C (KeyboardInterrupt) part-way through a layer, in-process: nothing is registered,
+    nothing is staged, and the next pull asks for the rest of that layer with Range."""
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "intr/img", ["none"], file_size=4 << 20, files_per_layer=2)
+    victim = image.layers[0]
+    proxy = proxies(reg.addr, victim["digest"], 0, cuts=0)
+    at: list[int] = []
+
+    def progress(layer, status, current=None, total=None):  # noqa: ANN001, ANN202
+        if status == "Downloading" and current and current < (total or 0) and not at:
+            at.append(current)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pull(fresh, f"{proxy.addr}/intr/img:v1", progress=progress)
+    store_is_empty(fresh)
+    assert partials(fresh) == {victim["digest"]: at[0]}
+    (res,) = pull(fresh, f"{proxy.addr}/intr/img:v1")
+    assert res.image_id == image.id
+    check_pulled(fresh, image)
+    assert proxy.ranges == [f"bytes={at[0]}-"]

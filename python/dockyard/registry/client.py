@@ -20,18 +20,24 @@ same pass that writes it.  A layer is extracted as it downloads: the bytes read 
 socket go to the blob file the store keeps and into a pipe the native extractor reads
 (decompress, hash, write files), and layers move in parallel.  Everything is written under a
 staging directory and registered in one transaction at the end, so a failed pull leaves
-nothing in the store.
+nothing in the store.  The one thing it leaves is each blob's bytes as far as they came,
+under ``<root>/partial/<hex>`` (never registered, never read but by a pull): a pull cut
+short, interrupted or killed is resumed by the next one, which feeds the extractor what is
+kept and asks the registry for the rest with Range; the digests are checked over both.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import http.client
 import ipaddress
 import json
 import os
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -578,7 +584,12 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
             todo.append(i)
             progress(_short(d["digest"]), "Pulling fs layer", None, None)
 
-    with store.staging() as stage:
+    _expire_partials(store)
+    held: list[_Partial] = []  # locked until the image is registered (or the pull fails)
+    lock = threading.Lock()
+    with store.staging() as stage, contextlib.ExitStack() as release:
+        release.callback(lambda: [p.close() for p in held])
+
         def one(i: int) -> dict:
             d = layer_descs[i]
             short = _short(d["digest"])
@@ -590,8 +601,31 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
                 progress(short, "Extracting", 0, d.get("size") or None)
                 rec = _extract(store.blob_path(d["digest"]), target, d["digest"], diff_ids[i])
             else:
-                blob_file = stage / f"blob{i}"
-                rec = _fetch_layer(reg, repo, d, blob_file, target, diff_ids[i], short, progress)
+                part = _Partial.open(store, d["digest"], stage / f"blob{i}")
+                with lock:
+                    held.append(part)
+                blob_file = part.path
+                try:
+                    rec = _fetch_layer(reg, repo, d, part, target, diff_ids[i], short, progress)
+                except (DigestMismatch, LayerError) as exc:
+                    if isinstance(exc, CutShort):
+                        raise  # the prefix is good: the next pull goes on from its end
+                    again = part.held > 0
+                    part.reset()
+                    if not again:
+                        raise
+                    # What a cut-short pull kept may be what is wrong (a crash can leave
+                    # garbage in a file's last pages): once more, from the first byte.
+                    from ..engine.store import remove_tree
+
+                    remove_tree(target)
+                    target.mkdir()
+                    try:
+                        rec = _fetch_layer(reg, repo, d, part, target, diff_ids[i], short, progress)
+                    except (DigestMismatch, LayerError) as exc2:
+                        if not isinstance(exc2, CutShort):
+                            part.reset()
+                        raise
             rec["dir"], rec["blob_file"], rec["chain_id"] = target, blob_file, chains[i]
             rec["blob"], rec["blob_size"], rec["blob_compression"] = d["digest"], rec["compressed_size"], rec["compression"]
             progress(short, "Pull complete", None, None)
@@ -633,8 +667,6 @@ def _write_all(fd: int, data: memoryview) -> None:
 def _grow_pipe(fd: int) -> None:
     """A pipe of 1 MiB (the default ceiling for an unprivileged one) rather than 64 KiB: the
     downloader's chunk goes in with one write and the extractor takes it with one read."""
-    import fcntl
-
     for size in (CHUNK, 256 << 10):
         try:
             fcntl.fcntl(fd, 1031, size)  # F_SETPIPE_SZ
@@ -643,16 +675,114 @@ def _grow_pipe(fd: int) -> None:
             continue
 
 
-def _fetch_layer(reg: Registry, repo: str, desc: dict, blob_file: Path, target: Path, diff_id: str,
+class CutShort(DigestMismatch):
+    """A blob whose connection dropped on every try: the bytes that came are good so far."""
+
+
+#: A kept prefix untouched for this long is dropped (by the next pull on the same store).
+PARTIAL_TTL = 7 * 24 * 3600
+
+
+def _partial_dir(store) -> Path:  # noqa: ANN001
+    # Beside tmp/ rather than in it: tmp/ holds only what a live process is writing (the
+    # sweep empties it after a crash), and these must outlast the process.
+    return store.root / "partial"
+
+
+def _expire_partials(store) -> None:  # noqa: ANN001
+    try:
+        entries = list(os.scandir(_partial_dir(store)))
+    except OSError:
+        return
+    old = time.time() - PARTIAL_TTL
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if entry.stat().st_mtime < old:
+                os.unlink(entry.path)
+
+
+class _Partial:
+    """The file a layer's blob downloads into.  It lives under the store's temp area keyed by
+    digest (``partial/<hex>``) and outlasts a pull that is cut short, interrupted or
+    killed, so the next pull feeds the extractor what it holds and asks the registry for the
+    rest with Range (``held`` bytes).  An flock says who is writing it: another pull of the
+    same blob at the same time downloads to a private ``fallback`` file instead.  The lock
+    stays until the image is registered (its blob renamed into the store) or the pull fails."""
+
+    def __init__(self, fd: int, path: Path, kept: bool) -> None:
+        self.fd, self.path, self.kept = fd, path, kept
+        size = os.fstat(fd).st_size
+        self.held = size
+
+    @classmethod
+    def open(cls, store, digest: str, fallback: Path) -> _Partial:  # noqa: ANN001
+        path = _partial_dir(store) / digest.partition(":")[2]
+        for _ in range(3):
+            try:
+                path.parent.mkdir(mode=0o700, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                break
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                break
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return cls(fd, path, True)
+            os.close(fd)  # renamed into the store (or reset) while we waited: a new one
+        fd = os.open(fallback, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        return cls(fd, fallback, False)
+
+    def reset(self) -> None:
+        """Its bytes are wrong: start over from the first."""
+        os.ftruncate(self.fd, 0)
+        self.held = 0
+
+    def close(self) -> None:
+        """Unlock; a kept file that holds nothing (reset, or cut before its first byte) goes."""
+        if self.fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            st = os.fstat(self.fd)
+            if self.kept and st.st_size == 0 and os.stat(self.path).st_ino == st.st_ino:
+                os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = -1
+
+
+def _feed(sink: int, fd: int, count: int) -> bool:
+    """Copy the first ``count`` bytes of ``fd`` into the pipe ``sink`` (in the kernel); False
+    when the reader has gone."""
+    off = 0
+    try:
+        while off < count:
+            sent = os.sendfile(sink, fd, off, count - off)
+            if not sent:
+                raise CutShort("a kept prefix shrank while it was read")
+            off += sent
+    except BrokenPipeError:
+        return False
+    return True
+
+
+def _fetch_layer(reg: Registry, repo: str, desc: dict, part: _Partial, target: Path, diff_id: str,
                  short: str, progress: Progress) -> dict:
-    """Download a layer's blob to ``blob_file`` and extract it into ``target`` in the same pass:
+    """Download a layer's blob to ``part`` and extract it into ``target`` in the same pass:
     each chunk read from the socket goes to the file and into a pipe that the native extractor
     reads (decompressing, hashing and writing files on its own threads), so extraction ends
-    as the last byte arrives.  Resumed downloads (Range) continue the same stream; the
-    extractor sees one body.  Both digests are checked once the stream ends."""
+    as the last byte arrives.  What ``part`` holds from an earlier pull goes into the pipe
+    first, and the download asks for the rest (Range); resumed downloads continue the same
+    stream: the extractor sees one body.  Both digests are checked once the stream ends, over
+    prefix and rest alike."""
     from .. import _native
 
     digest = desc["digest"]
+    blob_file = part.path
     r, w = os.pipe()
     _grow_pipe(w)
     box: dict = {}
@@ -669,7 +799,7 @@ def _fetch_layer(reg: Registry, repo: str, desc: dict, blob_file: Path, target: 
     extractor.start()
     failure: BaseException | None = None
     try:
-        _download(reg, repo, desc, blob_file, lambda n, total: progress(short, "Downloading", n, total), sink=w)
+        _download(reg, repo, desc, part, lambda n, total: progress(short, "Downloading", n, total), sink=w)
         progress(short, "Verifying Checksum", None, None)
         progress(short, "Download complete", None, None)
         # with a progress detail, as dockerd sends it: a client off a terminal skips it
@@ -694,75 +824,84 @@ def _fetch_layer(reg: Registry, repo: str, desc: dict, blob_file: Path, target: 
     return _checked(box["info"], digest, diff_id)
 
 
-def _download(reg: Registry, repo: str, desc: dict, dest: Path, report: Callable[[int, int], None],
+def _download(reg: Registry, repo: str, desc: dict, part: _Partial, report: Callable[[int, int], None],
               attempts: int = 3, sink: int | None = None) -> None:
-    """Fetch a blob to ``dest`` (and, in order, to the file descriptor ``sink`` until it is
-    closed at the other end).  A connection that drops is resumed where it stopped (a Range
+    """Fetch a blob to ``part`` (and, in order, to the file descriptor ``sink`` until it is
+    closed at the other end), after the ``part.held`` bytes it has from an earlier pull (fed
+    to ``sink`` first).  A connection that drops is resumed where it stopped (a Range
     request; a registry that ignores it and starts over has the bytes we hold skipped), up to
     ``attempts`` times, as docker does.  The digest is checked by the extractor, in the pass
     that reads the bytes anyway."""
     digest, size = desc["digest"], desc.get("size")
-    n = 0
+    fd = part.fd
+    n = part.held
+    if size is not None and n > size:
+        part.reset()
+        n = 0
+    if n and sink is not None and not _feed(sink, fd, n):
+        sink = None
+    os.lseek(fd, n, os.SEEK_SET)
+    if n and n == size:
+        report(n, size)
+        return
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     failure = ""
-    with open(dest, "wb", buffering=0) as f:
-        fd = f.fileno()
-        for _ in range(attempts):
-            headers = {"Range": f"bytes={n}-"} if n else {}
-            resp = reg.request("GET", f"/v2/{repo}/blobs/{digest}", (f"repository:{repo}:pull",), headers,
-                               ok=(200, 206))
-            start = 0
-            if resp.status == 206:
-                crange = resp.headers.get("Content-Range", "")
-                first = crange.removeprefix("bytes ").split("-")[0].strip()
-                start = int(first) if first.isdigit() else n
-            skip = n - start  # bytes of this body that we hold already
-            if skip < 0:
-                resp.raw.close()
-                raise RegistryError(f"layer {digest}: the registry resumed at byte {start}, not {n}")
-            length = resp.headers.get("Content-Length")
-            total = start + int(length) if length and length.isdigit() else (size or 0)
-            if size is not None and length and length.isdigit() and total != size:
-                resp.raw.close()
-                raise DigestMismatch(f"layer {digest}: the registry sends {total} bytes, the manifest says {size}")
-            last = n
-            try:
-                while True:
-                    got = resp.readinto(view)
-                    if not got:
-                        break
-                    chunk = view[:got]
-                    if skip:
-                        drop = min(skip, got)
-                        skip -= drop
-                        chunk = chunk[drop:]
-                        if not chunk:
-                            continue
-                    _write_all(fd, chunk)
-                    if sink is not None:
-                        try:
-                            _write_all(sink, chunk)
-                        except BrokenPipeError:
-                            sink = None  # the extractor stopped: it says why; the file gets the rest
-                    n += len(chunk)
-                    if n - last >= (4 << 20):
-                        report(n, total)
-                        last = n
-            except RegistryError as exc:
-                failure = str(exc)
-                continue
-            want = size if size is not None else total
-            if not want or n == want:
-                report(n, total)
-                return
-            if n > want:
-                break
+    for _ in range(attempts):
+        headers = {"Range": f"bytes={n}-"} if n else {}
+        resp = reg.request("GET", f"/v2/{repo}/blobs/{digest}", (f"repository:{repo}:pull",), headers,
+                           ok=(200, 206))
+        start = 0
+        if resp.status == 206:
+            crange = resp.headers.get("Content-Range", "")
+            first = crange.removeprefix("bytes ").split("-")[0].strip()
+            start = int(first) if first.isdigit() else n
+        skip = n - start  # bytes of this body that we hold already
+        if skip < 0:
             resp.raw.close()
-            failure = f"{n} of {want} bytes arrived"
+            raise RegistryError(f"layer {digest}: the registry resumed at byte {start}, not {n}")
+        length = resp.headers.get("Content-Length")
+        total = start + int(length) if length and length.isdigit() else (size or 0)
+        if size is not None and length and length.isdigit() and total != size:
+            resp.raw.close()
+            raise DigestMismatch(f"layer {digest}: the registry sends {total} bytes, the manifest says {size}")
+        last = n
+        try:
+            while True:
+                got = resp.readinto(view)
+                if not got:
+                    break
+                chunk = view[:got]
+                if skip:
+                    drop = min(skip, got)
+                    skip -= drop
+                    chunk = chunk[drop:]
+                    if not chunk:
+                        continue
+                _write_all(fd, chunk)
+                if sink is not None:
+                    try:
+                        _write_all(sink, chunk)
+                    except BrokenPipeError:
+                        sink = None  # the extractor stopped: it says why; the file gets the rest
+                n += len(chunk)
+                if n - last >= (4 << 20):
+                    report(n, total)
+                    last = n
+        except RegistryError as exc:
+            failure = str(exc)
+            continue
+        want = size if size is not None else total
+        if not want or n == want:
+            report(n, total)
+            return
+        if n > want:
+            break
+        resp.raw.close()
+        failure = f"{n} of {want} bytes arrived"
     want = size if size is not None else n
     if failure and n < want:
-        raise DigestMismatch(f"layer {digest} was cut short: {n} of {want} bytes arrived")
+        raise CutShort(f"layer {digest} was cut short: {n} of {want} bytes arrived")
     raise DigestMismatch(f"layer {digest} is larger than its manifest says ({n} bytes, not {want})")
 
 
