@@ -4,8 +4,9 @@ last delay per container and schedules what this says.
 
 - ``no`` (or none): never.  ``always``: unless stopped by hand.  ``unless-stopped``: the same.
   ``on-failure[:N]``: a non-zero exit, at most N restarts when N is given.
-- The delay starts at 100 ms and doubles with each restart, up to a minute; a run that lasted
-  10 s or more starts it again at 100 ms.
+- The first restart is at once (moby waits 100 ms; the wait buys nothing for a container that
+  exits once).  If it exits again quickly, the next waits 100 ms, and the delay doubles with each
+  restart up to a minute; a run that lasted 10 s or more counts as a first exit again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def decide(policy: dict | None, exit_code: int, stopped_by_hand: bool, count: in
             return False, 0.0
     elif name not in ("always", "unless-stopped"):
         return False, 0.0
-    if ran_for >= RESET_AFTER or last_delay <= 0:
+    if count == 0 or ran_for >= RESET_AFTER:
+        delay = 0.0
+    elif last_delay <= 0:
         delay = FIRST_DELAY
     else:
         delay = min(MAX_DELAY, last_delay * 2)
