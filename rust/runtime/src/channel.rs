@@ -16,6 +16,9 @@ pub enum Msg {
     Ready,
     /// child → parent: setup failed.
     Fail(Error),
+    /// intermediate → parent: I made the new user namespace, write my uid/gid maps (the
+    /// parent answers `Go`).
+    Userns,
 }
 
 pub struct Channel {
@@ -32,6 +35,7 @@ fn encode(m: &Msg) -> Vec<u8> {
     match m {
         Msg::Go => vec![b'G'],
         Msg::Ready => vec![b'R'],
+        Msg::Userns => vec![b'U'],
         Msg::Pid(p) => {
             let mut v = vec![b'P'];
             v.extend_from_slice(&p.to_le_bytes());
@@ -58,6 +62,7 @@ fn decode(b: &[u8]) -> Result<Msg> {
     match b.first() {
         Some(b'G') => Ok(Msg::Go),
         Some(b'R') => Ok(Msg::Ready),
+        Some(b'U') => Ok(Msg::Userns),
         Some(b'P') if b.len() == 5 => Ok(Msg::Pid(i32::from_le_bytes(b[1..5].try_into().unwrap()))),
         Some(b'F') if b.len() >= 9 => {
             let errno = i32::from_le_bytes(b[1..5].try_into().unwrap());

@@ -179,7 +179,12 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             log_error(&g, &e);
-            1
+            // runc exits 255 when `exec` could not start the process
+            if cmd == "exec" && e.context.starts_with("exec failed") {
+                255
+            } else {
+                1
+            }
         }
     }
 }
@@ -200,6 +205,7 @@ fn dispatch(g: &Global, cmd: &str, rest: &[String]) -> Result<i32> {
                 stdio: None,
                 terminal: false,
                 preserve_fds: preserve_fds(&a)?,
+                check_exec: true,
             };
             container::create(&o)?;
             Ok(0)
@@ -337,6 +343,7 @@ fn run(root: &Path, rest: &[String]) -> Result<i32> {
         stdio: None,
         terminal: false,
         preserve_fds: preserve_fds(&a)?,
+        check_exec: true,
     };
     let c = container::create(&o)?;
     let mut proxy = None;

@@ -34,7 +34,7 @@ pub fn ns_flag(typ: &str) -> Result<libc::c_int> {
         "ipc" => libc::CLONE_NEWIPC,
         "uts" => libc::CLONE_NEWUTS,
         "cgroup" => libc::CLONE_NEWCGROUP,
-        "user" => return Err(Error::msg("user namespaces are not supported by this runtime yet")),
+        "user" => libc::CLONE_NEWUSER,
         t => return Err(Error::msg(format!("unknown namespace type {t:?}"))),
     })
 }
@@ -60,20 +60,51 @@ impl Namespaces {
                 None => new_flags |= flag,
             }
         }
-        // Join the mount namespace last: the other paths must still resolve.
-        join.sort_by_key(|(_, f, _)| (*f == libc::CLONE_NEWNS) as u8);
+        // Join the user namespace first (it owns the others) and the mount namespace last (the
+        // other paths must still resolve), as runc's nsexec.
+        join.sort_by_key(|(_, f, _)| if *f == libc::CLONE_NEWUSER { 0 } else if *f == libc::CLONE_NEWNS { 2 } else { 1 });
+        let linux = spec.linux();
+        let userns = spec.namespace("user").is_some();
+        if userns && (linux.uid_mappings.is_empty() || linux.gid_mappings.is_empty()) && new_flags & libc::CLONE_NEWUSER != 0 {
+            return Err(Error::msg("user namespaces enabled, but no uid or gid mappings found (linux.uidMappings, linux.gidMappings)"));
+        }
+        if !userns && (!linux.uid_mappings.is_empty() || !linux.gid_mappings.is_empty()) {
+            return Err(Error::msg("linux.uidMappings or linux.gidMappings set, but the config has no user namespace"));
+        }
         Ok(Namespaces { join, new_flags })
     }
 
-    /// In the intermediate process.
-    pub fn enter(&self) -> Result<()> {
+    /// In the intermediate process: join the namespaces given by path, then make the new
+    /// ones. A new user namespace comes first and alone: `chan` asks the parent to write its
+    /// uid/gid maps and waits for its `Go`; then we become its root and make the others, which
+    /// it owns.
+    pub fn enter(&self, chan: Option<&channel::Channel>) -> Result<()> {
         for (fd, flag, path) in &self.join {
             if unsafe { libc::setns(*fd, *flag) } < 0 {
                 return Err(Error::last("setns", Some(path)));
             }
         }
-        if self.new_flags != 0 && unsafe { libc::unshare(self.new_flags) } < 0 {
-            return Err(Error::last(format!("unshare namespaces {:#x}", self.new_flags), None));
+        let mut rest = self.new_flags;
+        if rest & libc::CLONE_NEWUSER != 0 {
+            if unsafe { libc::unshare(libc::CLONE_NEWUSER) } < 0 {
+                return Err(Error::last("unshare the user namespace", None));
+            }
+            if let Some(c) = chan {
+                c.send(&Msg::Userns)?;
+                match c.recv()? {
+                    Msg::Go => {}
+                    m => return Err(Error::msg(format!("unexpected message {m:?} while waiting for the id maps"))),
+                }
+            }
+            rest &= !libc::CLONE_NEWUSER;
+        }
+        if self.join.iter().any(|(_, f, _)| *f == libc::CLONE_NEWUSER) || self.new_flags & libc::CLONE_NEWUSER != 0 {
+            if unsafe { libc::setresgid(0, 0, 0) } < 0 || unsafe { libc::setresuid(0, 0, 0) } < 0 {
+                return Err(Error::last("become root in the user namespace (is uid/gid 0 mapped?)", None));
+            }
+        }
+        if rest != 0 && unsafe { libc::unshare(rest) } < 0 {
+            return Err(Error::last(format!("unshare namespaces {rest:#x}"), None));
         }
         Ok(())
     }
@@ -83,6 +114,53 @@ impl Namespaces {
             close(*fd);
         }
     }
+}
+
+/// runc's default device rules (libcontainer/specconv `AllowedDevices`): mknod of any
+/// character or block device, and read/write/mknod of the devices every container needs
+/// (null, zero, full, random, urandom, tty, console, ptmx, the pts slaves). runc adds them
+/// after the spec's own rules, so a config that only denies everything (podman's) still gets
+/// a usable /dev; the device nodes themselves are made by [`crate::mounts::setup_dev`].
+pub const DEFAULT_DEVICE_RULES: &[(&str, i64, i64, &str)] = &[
+    ("c", -1, -1, "m"),
+    ("b", -1, -1, "m"),
+    ("c", 1, 3, "rwm"),
+    ("c", 1, 8, "rwm"),
+    ("c", 1, 7, "rwm"),
+    ("c", 5, 0, "rwm"),
+    ("c", 1, 5, "rwm"),
+    ("c", 1, 9, "rwm"),
+    ("c", 5, 1, "rwm"),
+    ("c", 136, -1, "rwm"),
+    ("c", 5, 2, "rwm"),
+];
+
+/// The spec's resources with runc's default device rules appended.
+pub fn with_default_devices(r: Option<&crate::spec::Resources>) -> crate::spec::Resources {
+    let mut r = r.cloned().unwrap_or_default();
+    for (typ, major, minor, access) in DEFAULT_DEVICE_RULES {
+        let num = |n: i64| (n >= 0).then_some(n);
+        r.devices.push(crate::spec::DeviceCgroup { allow: true, typ: Some(typ.to_string()), major: num(*major), minor: num(*minor), access: Some(access.to_string()) });
+    }
+    r
+}
+
+/// Write `linux.uidMappings`/`gidMappings` for `pid`, which has just made its user namespace.
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let lines = |maps: &[serde_json::Value]| -> String {
+        maps.iter()
+            .map(|m| {
+                let n = |k: &str| m.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+                format!("{} {} {}\n", n("containerID"), n("hostID"), n("size"))
+            })
+            .collect()
+    };
+    let linux = spec.linux();
+    for (file, maps) in [("uid_map", &linux.uid_mappings), ("gid_map", &linux.gid_mappings)] {
+        let p = PathBuf::from(format!("/proc/{pid}/{file}"));
+        std::fs::write(&p, lines(maps)).map_err(|e| Error::io(format!("write {file}"), Some(&p), e))?;
+    }
+    Ok(())
 }
 
 pub struct CreateOpts<'a> {
@@ -100,6 +178,9 @@ pub struct CreateOpts<'a> {
     pub terminal: bool,
     /// Pass fds 3..3+N to the container's process.
     pub preserve_fds: u32,
+    /// Fail `create` when the command cannot be found or executed (runc's behaviour); the
+    /// shim leaves it off (see [`ProcessSetup::check_exec`]).
+    pub check_exec: bool,
 }
 
 /// Undo a half-made container.
@@ -150,6 +231,8 @@ pub fn create(o: &CreateOpts) -> Result<Container> {
     let mut setup = ProcessSetup::new(proc_, &spec)?;
     setup.preserve_fds = o.preserve_fds;
     setup.init = spec.annotations.get(crate::init::ANNOTATION).is_some_and(|v| v == "true");
+    // With our init as PID 1 the command is its child: it reports 127/126 as docker-init does.
+    setup.check_exec = o.check_exec && !setup.init;
 
     std::fs::create_dir_all(o.root).map_err(|e| Error::io("create state root", Some(o.root), e))?;
     let dir = Container::dir_of(o.root, o.id);
@@ -180,9 +263,7 @@ fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, s
 
     cleanup.cgroup = Some(cg);
     cg.create()?;
-    if let Some(r) = &spec.linux().resources {
-        cg.set(r)?;
-    }
+    cg.set(&with_default_devices(spec.linux().resources.as_ref()))?;
     let ns = Namespaces::from_spec(spec)?;
     let cgroupns = ns.new_flags & libc::CLONE_NEWCGROUP != 0;
     let console_fd = match (o.console_fd, o.console_socket) {
@@ -215,8 +296,11 @@ fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, s
             Ok(Msg::Go) => {}
             _ => unsafe { libc::_exit(1) },
         }
+        if let Some(adj) = setup.oom_score_adj {
+            let _ = std::fs::write("/proc/self/oom_score_adj", adj.to_string());
+        }
         // Into the cgroup first (the init, forked below, is born in it), then the namespaces.
-        if let Err(e) = cg.enter().and_then(|_| ns.enter()) {
+        if let Err(e) = cg.enter().and_then(|_| ns.enter(Some(&child))) {
             let _ = child.send(&Msg::Fail(e));
             unsafe { libc::_exit(1) };
         }
@@ -242,6 +326,15 @@ fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, s
     cleanup.pids.push(inter);
     let result = (|| -> Result<i32> {
         parent.send(&Msg::Go)?;
+        if ns.new_flags & libc::CLONE_NEWUSER != 0 {
+            match parent.recv()? {
+                Msg::Userns => {}
+                Msg::Fail(e) => return Err(e),
+                m => return Err(Error::msg(format!("unexpected message {m:?} during setup"))),
+            }
+            write_id_maps(inter, spec)?;
+            parent.send(&Msg::Go)?;
+        }
         let pid = channel::recv_pid_and_ready(&parent, |pid| {
             let mut st = 0;
             unsafe { libc::waitpid(inter, &mut st, 0) };

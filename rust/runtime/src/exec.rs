@@ -25,6 +25,7 @@ use crate::state::{Container, Status};
 use crate::util::{self, close};
 
 const NS: &[(&str, libc::c_int)] = &[
+    ("user", libc::CLONE_NEWUSER),
     ("cgroup", libc::CLONE_NEWCGROUP),
     ("ipc", libc::CLONE_NEWIPC),
     ("uts", libc::CLONE_NEWUTS),
@@ -160,6 +161,9 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
     };
     let mut setup = ProcessSetup::new(&p, &spec)?;
     setup.preserve_fds = crate::cli::preserve_fds(&a)?;
+    // Without --start-fd (runc's command line), a command that cannot be run fails `exec`
+    // itself, with runc's message; with it, the caller learns the reason through the pipe.
+    setup.check_exec = start_fd.is_none();
     let detach = a.flag("detach");
     if setup.terminal && detach && a.get("console-socket").is_none() {
         return Err(Error::msg("exec --detach --tty needs --console-socket"));
@@ -225,7 +229,8 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
                 if let Some(fd) = console {
                     process::setup_console(fd, setup.console_size, false)?;
                 }
-                setup.apply_rlimits()
+                setup.apply_rlimits()?;
+                setup.check_executable()
             })();
             if let Err(e) = r {
                 let _ = child.send(&Msg::Fail(e));
@@ -267,7 +272,8 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
             unsafe { libc::kill(inter, libc::SIGKILL) };
             let mut st = 0;
             unsafe { libc::waitpid(inter, &mut st, 0) };
-            return Err(e.wrap("exec"));
+            // runc's words (and its exit status 255, see cli::main) for runc's command line
+            return Err(e.wrap(if start_fd.is_none() { "exec failed" } else { "exec" }));
         }
     };
     if let Some(f) = a.get("pid-file") {

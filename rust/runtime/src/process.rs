@@ -44,6 +44,10 @@ pub struct ProcessSetup {
     /// Stay PID 1 and run the process as its child ([`crate::init`]); `create` sets it from
     /// the `dockyard.init` annotation, `exec` never does.
     pub init: bool,
+    /// Look the executable up before reporting Ready, so that a missing or non-executable
+    /// command fails `create` (and `exec`) with runc's message, as runc does. The shim leaves
+    /// it off: the engine wants Docker's 127/126 exit status from a container that started.
+    pub check_exec: bool,
 }
 
 pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
@@ -100,6 +104,7 @@ impl ProcessSetup {
             console_size: p.console_size.map(|c| (c.height, c.width)),
             preserve_fds: 0,
             init: false,
+            check_exec: false,
         })
     }
 
@@ -122,6 +127,11 @@ impl ProcessSetup {
         }
         if let Some(adj) = self.oom_score_adj {
             let p = Path::new("/proc/self/oom_score_adj");
+            // Already set (inherited from the intermediate, which writes it before entering a
+            // user namespace: inside one, our /proc/self files belong to an unmapped root).
+            if std::fs::read_to_string(p).is_ok_and(|v| v.trim() == adj.to_string()) {
+                return Ok(());
+            }
             std::fs::write(p, adj.to_string()).map_err(|e| Error::io(format!("set oom_score_adj to {adj}"), Some(p), e))?;
         }
         Ok(())
@@ -238,6 +248,46 @@ impl ProcessSetup {
         };
         let what = if what.is_empty() { std::io::Error::from_raw_os_error(e).to_string() } else { what.to_string() };
         fail(code, &format!("exec: {:?}: {what}", path.display().to_string()))
+    }
+}
+
+/// runc's create-time check of `args[0]` (Go's `exec.LookPath` in the container, after the
+/// chdir to `cwd`), with its messages: `exec: "/x": stat /x: no such file or directory`,
+/// `exec: "/etc/passwd": permission denied`, `exec: "x": executable file not found in $PATH`.
+pub fn runc_lookpath(arg0: &str, path_env: &str, cwd: &Path) -> std::result::Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let find = |p: &Path| -> std::result::Result<(), String> {
+        let abs = if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
+        match std::fs::metadata(&abs) {
+            Err(e) => {
+                let text = e.to_string();
+                let text = text.split(" (os error").next().unwrap_or(&text).to_lowercase();
+                Err(format!("stat {}: {text}", p.display()))
+            }
+            Ok(m) if !m.is_dir() && m.permissions().mode() & 0o111 != 0 => Ok(()),
+            Ok(_) => Err("permission denied".into()),
+        }
+    };
+    if arg0.contains('/') {
+        return find(Path::new(arg0)).map(|_| PathBuf::from(arg0)).map_err(|e| format!("exec: {arg0:?}: {e}"));
+    }
+    for dir in path_env.split(':') {
+        let p = Path::new(if dir.is_empty() { "." } else { dir }).join(arg0);
+        if find(&p).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(format!("exec: {arg0:?}: executable file not found in $PATH"))
+}
+
+impl ProcessSetup {
+    /// [`runc_lookpath`] for this process, as an error `create`/`exec` report.
+    pub fn check_executable(&self) -> Result<()> {
+        if !self.check_exec {
+            return Ok(());
+        }
+        let path_env = self.env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("");
+        runc_lookpath(&self.args[0], path_env, &self.cwd).map(|_| ()).map_err(|m| Error::msg(format!("unable to start container process: {m}")))
     }
 }
 
@@ -425,6 +475,7 @@ fn init_setup(a: &InitArgs) -> Result<()> {
     mounts::finalize(&sys, a.spec, &pending)?;
     a.setup.apply_rlimits()?;
     a.setup.make_cwd()?;
+    a.setup.check_executable()?;
     Ok(())
 }
 

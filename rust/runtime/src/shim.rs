@@ -338,6 +338,7 @@ impl Supervisor {
             stdio,
             terminal: o.tty,
             preserve_fds: 0,
+            check_exec: false,
         };
         let c = container::create(&co)?;
         let mut master = None;
