@@ -668,3 +668,37 @@ def test_list_filters_before_since_limit(daemon):
     assert names(d.ok("GET", f"/containers/json?filters={flt}")) == ["/f1"]
     assert sorted(d.ok("POST", "/containers/prune")["ContainersDeleted"]) == sorted(ids)
     assert d.ok("GET", "/containers/json?all=1") == []
+
+
+def test_list_follows_every_change(daemon):
+    """The list keeps what it made of a container while nothing about it changes: a rename, a
+    network connected, a start and a kill each show in the next list."""
+    d = daemon
+    cid = d.ok("POST", "/containers/create?name=listed", {"Image": "bb", "Cmd": ["sleep", "60"]})["Id"]
+    net = None
+
+    def entry() -> dict:
+        [found] = [c for c in d.ok("GET", "/containers/json?all=1") if c["Id"] == cid]
+        return found
+
+    try:
+        assert entry()["Names"] == ["/listed"] and entry()["State"] == "created"
+        d.ok("POST", f"/containers/{cid}/rename?name=relisted")
+        assert entry()["Names"] == ["/relisted"]
+        net = d.ok("POST", "/networks/create", {"Name": "dy-listnet"})["Id"]
+        d.ok("POST", f"/networks/{net}/connect", {"Container": cid})
+        assert "dy-listnet" in entry()["NetworkSettings"]["Networks"]
+        d.ok("POST", f"/containers/{cid}/start")
+        got = entry()
+        assert got["State"] == "running" and got["Status"].startswith("Up ")
+        assert got["NetworkSettings"]["Networks"]["dy-listnet"]["IPAddress"]
+        d.ok("POST", f"/containers/{cid}/kill")
+        wait(d, cid)
+        got = entry()
+        assert got["State"] == "exited" and got["Status"].startswith("Exited (137)")
+        assert got["NetworkSettings"]["Networks"]["dy-listnet"]["IPAddress"] == ""
+    finally:
+        d.request("DELETE", f"/containers/{cid}?force=1")
+        if net:
+            d.request("DELETE", f"/networks/{net}")
+    assert all(c["Id"] != cid for c in d.ok("GET", "/containers/json?all=1"))

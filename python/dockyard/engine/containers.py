@@ -772,6 +772,16 @@ class Containers:
         rows = self.store.db.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
         return [self.refresh(_record(row)) for row in rows] if refresh else [_record(row) for row in rows]
 
+    def rows(self) -> list:
+        """Every container's stored row (``id``, ``name``, ``image_id``, ``created`` and the raw
+        ``spec`` and ``state`` JSON), newest first, in one query; :meth:`record` parses one."""
+        return self.store.db.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
+
+    @staticmethod
+    def record(row) -> dict:  # noqa: ANN001
+        """A row of :meth:`rows` as the record :meth:`load` gives."""
+        return _record(row)
+
     def inspect(self, ref: str) -> dict:
         from .network import hooks as net_hooks
 

@@ -407,6 +407,15 @@ class Networks:
 
     # -- containers: start ----------------------------------------------------------------------
 
+    def endpoint_rows(self) -> dict[str, tuple]:
+        """Every container's raw endpoint rows, in one query: what ``settings`` reads of this
+        table, as a value that compares equal while nothing changed (the container list's cache
+        keys on it)."""
+        out: dict[str, list] = {}
+        for row in self.store.db.execute("SELECT * FROM endpoints ORDER BY container, idx"):
+            out.setdefault(row["container"], []).append(tuple(row))
+        return {cid: tuple(rows) for cid, rows in out.items()}
+
     def endpoints(self, cid: str) -> list[dict]:
         rows = self.store.db.execute(
             "SELECT e.*, n.name AS net_name, n.subnet, n.gateway, n.bridge, n.internal, n.options AS net_options "
