@@ -19,6 +19,9 @@ pub enum Msg {
     /// intermediate → parent: I made the new user namespace, write my uid/gid maps (the
     /// parent answers `Go`).
     Userns,
+    /// init → parent: the mounts are made, run the prestart and createRuntime hooks (the
+    /// parent answers `Go`).
+    Hooks,
 }
 
 pub struct Channel {
@@ -36,6 +39,7 @@ fn encode(m: &Msg) -> Vec<u8> {
         Msg::Go => vec![b'G'],
         Msg::Ready => vec![b'R'],
         Msg::Userns => vec![b'U'],
+        Msg::Hooks => vec![b'H'],
         Msg::Pid(p) => {
             let mut v = vec![b'P'];
             v.extend_from_slice(&p.to_le_bytes());
@@ -63,6 +67,7 @@ fn decode(b: &[u8]) -> Result<Msg> {
         Some(b'G') => Ok(Msg::Go),
         Some(b'R') => Ok(Msg::Ready),
         Some(b'U') => Ok(Msg::Userns),
+        Some(b'H') => Ok(Msg::Hooks),
         Some(b'P') if b.len() == 5 => Ok(Msg::Pid(i32::from_le_bytes(b[1..5].try_into().unwrap()))),
         Some(b'F') if b.len() >= 9 => {
             let errno = i32::from_le_bytes(b[1..5].try_into().unwrap());
@@ -117,15 +122,28 @@ impl Channel {
 /// order is not fixed: an intermediate descheduled right after its fork (a loaded machine) lets
 /// a quick init report Ready first. `on_pid` runs as soon as the pid is known (reap the
 /// intermediate, track the init for cleanup). A `Fail` from either ends it.
-pub fn recv_pid_and_ready(parent: &Channel, mut on_pid: impl FnMut(i32)) -> Result<i32> {
+pub fn recv_pid_and_ready(parent: &Channel, on_pid: impl FnMut(i32)) -> Result<i32> {
+    recv_setup(parent, on_pid, None)
+}
+
+/// [`recv_pid_and_ready`], and when the init asks for the runtime's hooks (`Hooks`), run
+/// `on_hooks(pid)` once the pid is known, then answer `Go`.
+pub fn recv_setup(parent: &Channel, mut on_pid: impl FnMut(i32), mut on_hooks: Option<&mut dyn FnMut(i32) -> Result<()>>) -> Result<i32> {
     let mut pid = None;
     let mut ready = false;
+    let mut hooks_wanted = false;
     while pid.is_none() || !ready {
+        if let (true, Some(p), Some(f)) = (hooks_wanted, pid, on_hooks.as_mut()) {
+            hooks_wanted = false;
+            f(p)?;
+            parent.send(&Msg::Go)?;
+        }
         match parent.recv()? {
             Msg::Pid(p) if pid.is_none() => {
                 pid = Some(p);
                 on_pid(p);
             }
+            Msg::Hooks if on_hooks.is_some() => hooks_wanted = true,
             Msg::Ready if !ready => ready = true,
             Msg::Fail(e) => return Err(e),
             m => return Err(Error::msg(format!("unexpected message {m:?} during setup"))),

@@ -273,6 +273,7 @@ fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, s
     };
     let (parent, child) = channel::pair()?;
     let args = InitArgs {
+        id: o.id,
         spec,
         bundle,
         rootfs,
@@ -335,12 +336,19 @@ fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, s
             write_id_maps(inter, spec)?;
             parent.send(&Msg::Go)?;
         }
-        let pid = channel::recv_pid_and_ready(&parent, |pid| {
+        let bundle_s = bundle.to_string_lossy().into_owned();
+        let mut run_hooks = |pid: i32| -> Result<()> {
+            let Some(h) = &spec.hooks else { return Ok(()) };
+            let state = crate::hooks::state_json(o.id, "creating", pid, &bundle_s, &spec.annotations);
+            crate::hooks::run_all("prestart", &h.prestart, &state)?;
+            crate::hooks::run_all("createRuntime", &h.create_runtime, &state)
+        };
+        let pid = channel::recv_setup(&parent, |pid| {
             let mut st = 0;
             unsafe { libc::waitpid(inter, &mut st, 0) };
             cleanup.pids.clear();
             cleanup.pids.push(pid);
-        })?;
+        }, Some(&mut run_hooks))?;
         Ok(pid)
     })();
     parent.close();
@@ -388,6 +396,15 @@ pub fn start(root: &Path, id: &str) -> Result<Container> {
     close(fd);
     r?;
     let _ = std::fs::remove_file(&fifo);
+    // poststart: after the user's process started; a failure is a warning (runtime spec).
+    if let Ok(spec) = Spec::load(&c.dir.join("config.json")) {
+        if let Some(h) = spec.hooks.as_ref().filter(|h| !h.poststart.is_empty()) {
+            let state = crate::hooks::state_json(id, "running", c.state.pid, &c.state.bundle, &c.state.annotations);
+            if let Err(e) = crate::hooks::run_all("poststart", &h.poststart, &state) {
+                eprintln!("dockyard-runtime: warning: {e}");
+            }
+        }
+    }
     Ok(c)
 }
 
@@ -498,7 +515,15 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         let _ = cg.thaw();
     }
     let res = cg.destroy();
+    let spec = Spec::load(&c.dir.join("config.json")).ok();
     std::fs::remove_dir_all(&c.dir).map_err(|e| Error::io("remove state directory", Some(&c.dir), e))?;
+    // poststop: after the container is gone; a failure is a warning (runtime spec).
+    if let Some(h) = spec.as_ref().and_then(|s| s.hooks.as_ref()).filter(|h| !h.poststop.is_empty()) {
+        let state = crate::hooks::state_json(id, "stopped", 0, &c.state.bundle, &c.state.annotations);
+        if let Err(e) = crate::hooks::run_all("poststop", &h.poststop, &state) {
+            eprintln!("dockyard-runtime: warning: {e}");
+        }
+    }
     res
 }
 

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod container;
 pub mod error;
 pub mod exec;
+pub mod hooks;
 pub mod init;
 pub mod mounts;
 pub mod overlay;

@@ -403,6 +403,7 @@ pub fn install_stdio(fds: [RawFd; 3]) -> Result<()> {
 
 /// Everything the init needs; all of it computed in the parent before the fork.
 pub struct InitArgs<'a> {
+    pub id: &'a str,
     pub spec: &'a Spec,
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
@@ -437,6 +438,12 @@ pub fn init(a: InitArgs) -> ! {
         unsafe { libc::_exit(1) };
     }
     crate::util::close(a.fifo_fd);
+    if let Some(h) = a.spec.hooks.as_ref().filter(|h| !h.start_container.is_empty()) {
+        let state = crate::hooks::state_json(a.id, "created", unsafe { libc::getpid() }, &a.bundle.to_string_lossy(), &a.spec.annotations);
+        if let Err(e) = crate::hooks::run_all("startContainer", &h.start_container, &state) {
+            fail(1, &e.to_string());
+        }
+    }
     if a.setup.init {
         crate::init::run(a.setup)
     }
@@ -456,6 +463,19 @@ fn init_setup(a: &InitArgs) -> Result<()> {
     unsafe { libc::umask(0) };
     let cfg = RootfsConfig { spec: a.spec, bundle: a.bundle, rootfs: a.rootfs, cgroup: a.cgroup_mount.clone() };
     let pending = mounts::prepare_rootfs(&sys, &cfg)?;
+    if let Some(h) = &a.spec.hooks {
+        // The runtime's hooks (prestart, createRuntime) run now, in its namespaces; then the
+        // createContainer hooks, here in the container's, before pivot_root.
+        if !h.prestart.is_empty() || !h.create_runtime.is_empty() {
+            a.chan.send(&Msg::Hooks)?;
+            match a.chan.recv()? {
+                Msg::Go => {}
+                m => return Err(Error::msg(format!("unexpected message {m:?} while waiting for the runtime's hooks"))),
+            }
+        }
+        let state = crate::hooks::state_json(a.id, "creating", unsafe { libc::getpid() }, &a.bundle.to_string_lossy(), &a.spec.annotations);
+        crate::hooks::run_all("createContainer", &h.create_container, &state)?;
+    }
     mounts::pivot(&sys, a.rootfs)?;
     unsafe { libc::umask(0o022) };
     if a.setup.terminal {

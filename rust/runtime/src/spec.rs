@@ -17,6 +17,28 @@ pub struct Spec {
     pub mounts: Vec<Mount>,
     pub annotations: BTreeMap<String, String>,
     pub linux: Option<Linux>,
+    pub hooks: Option<Hooks>,
+}
+
+/// `hooks`: programs the runtime runs at points of the lifecycle, the state JSON on stdin.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Hooks {
+    pub prestart: Vec<Hook>,
+    pub create_runtime: Vec<Hook>,
+    pub create_container: Vec<Hook>,
+    pub start_container: Vec<Hook>,
+    pub poststart: Vec<Hook>,
+    pub poststop: Vec<Hook>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Hook {
+    pub path: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub timeout: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
