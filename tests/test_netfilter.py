@@ -3,7 +3,8 @@ nf_tables over netlink itself (engine/network/nftables.py, firewall.py).
 
 - A daemon in a private mount namespace where every ``iptables*``, ``ip6tables*``, ``nft``,
   ``ip`` (and friends) is an empty file runs hello-world, two containers that reach each other by
-  name, and a published port reached from the host; nothing is left behind.
+  name, a published port reached from the host, and the same over IPv6 (``--ipv6`` containers
+  pinging each other by name, a port published on [::]); nothing is left behind.
 - The rule groups, in a throw-away network namespace: adding twice gives the rules once,
   removing takes exactly a group's rules, the last network takes the table, and accepts go once
   into iptables-nft's FORWARD chain (which iptables can still read).
@@ -168,16 +169,35 @@ def test_bridge_networking_with_no_firewall_or_network_programs(bare, tmp_path):
     assert _counter(dnat) >= 1, dnat  # the kernel translated it (not the proxy)
     assert rules_mentioning(user_bridge) and rules_mentioning(bridge)
 
+    # Dual stack: --ipv6 containers ping each other by name over IPv6 (the embedded DNS answers
+    # AAAA); a port published on [::] is DNATed in the ip6 table, and [::1] is the proxy's.
+    bare("network", "create", "--ipv6", "--subnet", "fd0d:d0c:15::/64", "nf6")
+    net6_id = bare("network", "inspect", "-f", "{{.Id}}", "nf6").stdout.decode().strip()
+    bridge6 = "dyn" + net6_id[:12]
+    bare("run", "-d", "--name", "six", "--network", "nf6", "-p", "80", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
+    six = inspect(bare, "six")["NetworkSettings"]
+    assert six["Networks"]["nf6"]["GlobalIPv6Address"].startswith("fd0d:d0c:15::")
+    assert six["Networks"]["nf6"]["IPv6Gateway"] == "fd0d:d0c:15::1"
+    got = bare("run", "--rm", "--network", "nf6", "bb", "sh", "-c", "ping -6 -c 1 -W 2 six && nslookup six").stdout.decode()
+    assert "1 packets received" in got and six["Networks"]["nf6"]["GlobalIPv6Address"] in got
+    port6 = int(six["Ports"]["80/tcp"][0]["HostPort"])
+    assert {"HostIp": "::", "HostPort": str(port6)} in six["Ports"]["80/tcp"]
+    assert "hello from the container" in http_get("fd0d:d0c:15::1", port6)
+    assert "hello from the container" in http_get("::1", port6)
+    (dnat6,) = [r for r in rules_mentioning(f"th dport {port6} ") if " dnat to [fd0d:d0c:15::" in r]
+    assert _counter(dnat6) >= 1, dnat6
+    assert any(r.startswith("dockyard postrouting ip6 saddr fd0d:d0c:15::/64") for r in rules_mentioning(bridge6))
+
     # Nothing left behind: rules (read over netlink), links, namespaces.
-    bare("rm", "-f", "srv", "web")
-    bare("network", "rm", "nfnet")
-    assert rules_mentioning(user_bridge) == []
+    bare("rm", "-f", "srv", "web", "six")
+    bare("network", "rm", "nfnet", "nf6")
+    assert rules_mentioning(user_bridge) == [] and rules_mentioning(bridge6) == []
     # the default bridge stays while the daemon serves (no churn per container), goes with it
     assert rules_mentioning(bridge) and bridge in links()
     bare.proc.send_signal(signal.SIGTERM)
     bare.proc.wait(30)
     assert rules_mentioning(bridge) == []
-    assert eventually(lambda: [l for l in links() if l in (bridge, user_bridge)]) == []
+    assert eventually(lambda: [l for l in links() if l in (bridge, user_bridge, bridge6)]) == []
     netns = bare.run_dir / "netns"
     assert (os.listdir(netns) if netns.exists() else []) == []
 

@@ -14,8 +14,12 @@ from . import CONTEXT
 @click.option("--root", default=None, metavar="DIR",
               help="Root of the store (default $DOCKYARD_ROOT or /var/lib/dockyard)")
 @click.option("-D", "--debug", is_flag=True, help="Log every request")
+@click.option("--ipv6", is_flag=True, help="Enable IPv6 networking on the default bridge (with --fixed-cidr-v6)")
+@click.option("--fixed-cidr-v6", default="", metavar="CIDR", help="IPv6 subnet of the default bridge")
+@click.option("--default-address-pool", "pools", multiple=True, metavar="base=CIDR,size=N",
+              help="Default address pools for networks (IPv6 bases: the subnets of networks made with --ipv6)")
 @click.pass_context
-def daemon(ctx, host, root, debug) -> None:  # noqa: ANN001
+def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools) -> None:  # noqa: ANN001
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -32,4 +36,34 @@ def daemon(ctx, host, root, debug) -> None:  # noqa: ANN001
             raise click.BadParameter(f"{host!r}: only unix sockets are served (unix:///path/to/socket)",
                                      param_hint="'-H'")
     root = root or getattr(ctx.obj, "root", None)
+    _network_settings(ipv6, fixed_cidr_v6, pools)
     raise click.exceptions.Exit(serve(path, root, debug=debug))
+
+
+def _network_settings(ipv6: bool, fixed_cidr_v6: str, pools: tuple) -> None:
+    """dockerd's IPv6 flags, checked, to the engine (engine/network/manager.py reads them)."""
+    import ipaddress
+    import os
+
+    if fixed_cidr_v6:
+        try:
+            net = ipaddress.IPv6Network(fixed_cidr_v6, strict=False)
+        except ValueError:
+            raise click.BadParameter(f"invalid IPv6 subnet {fixed_cidr_v6!r}", param_hint="'--fixed-cidr-v6'") from None
+        os.environ["DOCKYARD_FIXED_CIDR_V6"] = str(net)
+    if ipv6:
+        os.environ["DOCKYARD_IPV6"] = "1"
+    items = []
+    for p in pools:
+        fields = dict(f.partition("=")[::2] for f in p.split(","))
+        try:
+            base = ipaddress.ip_network(fields.get("base", ""), strict=False)
+            size = int(fields.get("size", ""))
+        except ValueError:
+            raise click.BadParameter(f"invalid address pool {p!r}", param_hint="'--default-address-pool'") from None
+        if base.version != 6 or not base.prefixlen <= size <= 128:
+            raise click.BadParameter(f"{p!r}: dockyard takes IPv6 pools here (its IPv4 pools are fixed)",
+                                     param_hint="'--default-address-pool'")
+        items.append(f"{base},{size}")
+    if items:
+        os.environ["DOCKYARD_ADDRESS_POOLS"] = " ".join(items)

@@ -18,22 +18,58 @@ def _path(ref: str, suffix: str = "") -> str:
     return "/networks/" + quote(ref, safe="") + suffix
 
 
-def _check_gateway(subnet: str, gateway: str) -> None:
-    """docker's CLI matches each --gateway to a --subnet itself (``consolidateIpam``); values
-    that do not parse are left for the daemon to report."""
+def _consolidate_ipam(subnets: tuple, ranges: tuple, gateways: tuple, aux: tuple) -> list[dict]:
+    """docker's CLI ``consolidateIpam``: each --ip-range, --gateway and --aux-address goes to the
+    --subnet that contains it; values that do not parse are left for the daemon to report."""
     import ipaddress
 
     from ..errors import InvalidArgument
 
-    try:
-        net = ipaddress.IPv4Network(subnet, strict=False)
-        gw = ipaddress.IPv4Address(gateway)
-    except ValueError:
-        return
-    if gw not in net or gw in (net.network_address, net.broadcast_address):
-        err = InvalidArgument(f"no matching subnet for gateway {gateway}")
+    def fail(msg: str) -> None:
+        err = InvalidArgument(msg)
         err.client_side = True
         raise err
+
+    if len(subnets) < len(ranges) or len(subnets) < len(gateways):
+        fail("every ip-range or gateway must have a corresponding subnet")
+    configs = [{"Subnet": s} for s in subnets]
+    nets = []
+    for s in subnets:
+        try:
+            nets.append(ipaddress.ip_network(s, strict=False))
+        except ValueError:
+            nets.append(None)
+
+    def owner(value: str, what: str) -> dict | None:
+        try:
+            addr = ipaddress.ip_network(value, strict=False) if what == "range" else ipaddress.ip_address(value)
+        except ValueError:
+            return configs[0] if configs else None
+        for cfg, net in zip(configs, nets):
+            if net is not None and net.version == addr.version and (
+                    addr.subnet_of(net) if what == "range" else addr in net):
+                return cfg
+        fail(f"no matching subnet for {'range' if what == 'range' else 'gateway' if what == 'gateway' else 'aux-address'} {value}")
+        return None
+
+    for r in ranges:
+        cfg = owner(r, "range")
+        if cfg is not None:
+            if cfg.get("IPRange"):
+                fail(f"cannot configure multiple ranges ({r}, {cfg['IPRange']}) on the same subnet ({cfg['Subnet']})")
+            cfg["IPRange"] = r
+    for g in gateways:
+        cfg = owner(g, "gateway")
+        if cfg is not None:
+            if cfg.get("Gateway"):
+                fail(f"cannot configure multiple gateways ({g}, {cfg['Gateway']}) for the same subnet ({cfg['Subnet']})")
+            cfg["Gateway"] = g
+    for a in aux:
+        key, _, value = a.partition("=")
+        cfg = owner(value, "aux")
+        if cfg is not None:
+            cfg.setdefault("AuxiliaryAddresses", {})[key] = value
+    return configs
 
 
 @click.group("network", context_settings=CONTEXT)
@@ -45,34 +81,30 @@ def network_group() -> None:
 @click.argument("name")
 @click.option("-d", "--driver", default="bridge", help="Driver to manage the Network")
 @click.option("--subnet", multiple=True, help="Subnet in CIDR format that represents a network segment")
-@click.option("--gateway", multiple=True, help="IPv4 Gateway for the master subnet")
+@click.option("--gateway", multiple=True, help="IPv4 or IPv6 Gateway for the master subnet")
+@click.option("--ip-range", multiple=True, help="Allocate container ip from a sub-range")
+@click.option("--aux-address", multiple=True, help="Auxiliary IPv4 or IPv6 addresses used by Network driver")
+@click.option("--ipam-driver", default="default", help="IP Address Management Driver")
+@click.option("--ipam-opt", multiple=True, help="Set IPAM driver specific options")
+@click.option("--ipv6", is_flag=True, help="Enable IPv6 networking")
 @click.option("--internal", is_flag=True, help="Restrict external access to the network")
 @click.option("--label", multiple=True, help="Set metadata on a network")
-@click.option("--ip-range", default="", help="Allocate container ip from a sub-range")
 @click.option("-o", "--opt", multiple=True, help="Set driver specific options")
 @pass_session
-def create(session, name, driver, subnet, gateway, internal, label, ip_range, opt):  # noqa: ANN001
+def create(session, name, driver, subnet, gateway, ip_range, aux_address, ipam_driver, ipam_opt, ipv6, internal,  # noqa: ANN001
+           label, opt):
     """Create a network."""
     from ..errors import InvalidArgument
 
-    if len(subnet) > 1 or len(gateway) > 1:
-        raise InvalidArgument("only one IPv4 subnet per network is supported")
-    if ip_range:
-        raise InvalidArgument("--ip-range is not supported")
     labels = {k: v for k, _, v in (l.partition("=") for l in label)}
     options = {k: v for k, _, v in (o.partition("=") for o in opt)}
     for key in options:
         if key not in BRIDGE_OPTIONS:
             raise InvalidArgument(f"unsupported network option {key!r} (supported: {', '.join(BRIDGE_OPTIONS)})")
-    config = {}
-    if subnet:
-        config["Subnet"] = subnet[0]
-    if gateway:
-        if subnet:
-            _check_gateway(subnet[0], gateway[0])
-        config["Gateway"] = gateway[0]
     body = {"Name": name, "Driver": driver, "Internal": internal, "Labels": labels, "Options": options,
-            "IPAM": {"Driver": "default", "Config": [config] if config else []}}
+            "EnableIPv6": ipv6,
+            "IPAM": {"Driver": ipam_driver, "Config": _consolidate_ipam(subnet, ip_range, gateway, aux_address),
+                     "Options": {k: v for k, _, v in (o.partition("=") for o in ipam_opt)}}}
     echo(session.api.json("POST", "/networks/create", None, body)["Id"] + "\n")
 
 
@@ -166,10 +198,17 @@ def prune(session, force, filters):  # noqa: ANN001
 @click.argument("container")
 @click.option("--alias", multiple=True, help="Add network-scoped alias for the container")
 @click.option("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+@click.option("--ip6", default="", help="IPv6 address (e.g., 2001:db8::33)")
+@click.option("--link", multiple=True, help="Add link to another container")
+@click.option("--link-local-ip", multiple=True, help="Add a link-local address for the container")
+@click.option("--driver-opt", multiple=True, help="driver options for the network")
 @pass_session
-def connect(session, network, container, alias, ip):  # noqa: ANN001
+def connect(session, network, container, alias, ip, ip6, link, link_local_ip, driver_opt):  # noqa: ANN001
     """Connect a container to a network."""
-    endpoint = {"Aliases": list(alias) or None, "IPAMConfig": {"IPv4Address": ip} if ip else None}
+    ipam = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6), ("LinkLocalIPs", list(link_local_ip)))
+            if v}
+    endpoint = {"Aliases": list(alias) or None, "IPAMConfig": ipam or None, "Links": list(link) or None,
+                "DriverOpts": {k: v for k, _, v in (o.partition("=") for o in driver_opt)} or None}
     session.api.json("POST", _path(network, "/connect"), None, {"Container": container, "EndpointConfig": endpoint})
 
 

@@ -69,6 +69,9 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("dns-option", "", "multi", (), "Set DNS options"),
     ("add-host", "", "multi", (), "Add a custom host-to-IP mapping (host:ip)"),
     ("ip", "", "str", "", "IPv4 address (e.g., 172.30.100.104)"),
+    ("ip6", "", "str", "", "IPv6 address (e.g., 2001:db8::33)"),
+    ("link-local-ip", "", "multi", (), "Container IPv4/IPv6 link-local addresses"),
+    ("mac-address", "", "str", "", "Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
     ("health-cmd", "", "str", "", "Command to run to check health"),
     ("health-interval", "", "str", "", "Time between running the check (ms|s|m|h) (default 0s)"),
     ("health-timeout", "", "str", "", "Maximum time to allow one check to run (ms|s|m|h) (default 0s)"),
@@ -335,12 +338,16 @@ def create_body(p: dict) -> dict:
         body["StopTimeout"] = p["stop_timeout"]
     if p["expose"]:
         body["ExposedPorts"] = {e: {} for e in p["expose"]}
-    if p["network_alias"] or p["ip"]:
+    if p["mac_address"]:
+        body["MacAddress"] = p["mac_address"]
+    if p["network_alias"] or p["ip"] or p["ip6"] or p["link_local_ip"]:
         endpoint: dict = {}
         if p["network_alias"]:
             endpoint["Aliases"] = list(p["network_alias"])
-        if p["ip"]:
-            endpoint["IPAMConfig"] = {"IPv4Address": p["ip"]}
+        ipam = {k: v for k, v in (("IPv4Address", p["ip"]), ("IPv6Address", p["ip6"]),
+                                  ("LinkLocalIPs", list(p["link_local_ip"]))) if v}
+        if ipam:
+            endpoint["IPAMConfig"] = ipam
         body["NetworkingConfig"] = {"EndpointsConfig": {p["network"]: endpoint}}
     return body
 

@@ -294,10 +294,15 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
         tmpfs.append(f"{dest}:{opts}" if opts else dest)
     aliases: list[str] = []
     ip = ""
+    endpoint = {"mac": body.get("MacAddress") or ""}
     for net, ep in (net_cfg.get("EndpointsConfig") or {}).items():
         ep = ep or {}
         aliases += _strs(ep.get("Aliases"))
         ip = ip or ((ep.get("IPAMConfig") or {}).get("IPv4Address") or "")
+        from .resources import _endpoint
+
+        given = _endpoint(ep)  # IPv6, links, link-local IPs, driver options, MAC: engine/network's
+        endpoint = dict(given, mac=given["mac"] or endpoint["mac"])
         if network == "default" and net:
             network = net
     return CreateOptions(
@@ -317,5 +322,5 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
         publish_all=bool(host.get("PublishAllPorts")), expose=list((body.get("ExposedPorts") or {}).keys()),
         network_aliases=aliases, links=_strs(host.get("Links")), dns=_strs(host.get("Dns")),
         dns_search=_strs(host.get("DnsSearch")), dns_option=_strs(host.get("DnsOptions")),
-        add_host=_strs(host.get("ExtraHosts")), ip=ip,
+        add_host=_strs(host.get("ExtraHosts")), ip=ip, endpoint=endpoint,
     )

@@ -95,24 +95,48 @@ def network_list(d, req: Request) -> list:  # noqa: ANN001
         return _networks(engine).list(req.filters())
 
 
+def _network_types():  # noqa: ANN202
+    from .create import ENDPOINT, _B, _STR, _STRMAP, _list, _map, _struct
+
+    pool = _struct("network.IPAMConfig", {"Subnet": _STR, "IPRange": _STR, "Gateway": _STR,
+                                          "AuxiliaryAddresses": _map(_STR)})
+    ipam = _struct("network.IPAM", {"Driver": _STR, "Options": _STRMAP, "Config": _list(pool)})
+    create = _struct("types.NetworkCreateRequest", {
+        "Name": _STR, "CheckDuplicate": _B, "Driver": _STR, "Scope": _STR, "EnableIPv6": _B, "IPAM": ipam,
+        "Internal": _B, "Attachable": _B, "Ingress": _B, "ConfigOnly": _B, "Options": _STRMAP, "Labels": _STRMAP})
+    connect = _struct("types.NetworkConnect", {"Container": _STR, "EndpointConfig": ENDPOINT})
+    disconnect = _struct("types.NetworkDisconnect", {"Container": _STR, "Force": _B})
+    return create, connect, disconnect
+
+
+def _decode(req: Request, which: int) -> dict:
+    from .create import go_decode
+
+    body = req.json(required=False) or {}
+    return go_decode(body, _network_types()[which]) or {}  # type: ignore[return-value]
+
+
+def _endpoint(ep: dict) -> dict:
+    """An API EndpointSettings (create's NetworkingConfig, connect's EndpointConfig) as the
+    engine's endpoint options."""
+    ipam = ep.get("IPAMConfig") or {}
+    return {"ip6": ipam.get("IPv6Address") or "", "link_local": list(ipam.get("LinkLocalIPs") or []),
+            "links": list(ep.get("Links") or []), "driver_opts": dict(ep.get("DriverOpts") or {}),
+            "mac": ep.get("MacAddress") or ""}
+
+
 def network_create(d, req: Request) -> Reply:  # noqa: ANN001
-    body = _body(req, {"Name", "CheckDuplicate", "Driver", "Scope", "Internal", "Attachable", "Ingress", "IPAM",
-                       "EnableIPv4", "EnableIPv6", "Options", "Labels", "ConfigOnly", "ConfigFrom"})
+    body = _decode(req, 0)
     name = body.get("Name")
-    if not name or not isinstance(name, str):
+    if not name:
         raise InvalidArgument("network name is required")
     ipam = body.get("IPAM") or {}
-    configs = ipam.get("Config") or [] if isinstance(ipam, dict) else []
-    if len(configs) > 1:
-        raise InvalidArgument("only one IPv4 subnet per network is supported")
-    subnet = (configs[0].get("Subnet") or "") if configs else ""
-    gateway = (configs[0].get("Gateway") or "") if configs else ""
-    if configs and configs[0].get("IPRange"):
-        raise InvalidArgument("IPRange is not supported")
+    configs = [c or {} for c in ipam.get("Config") or []]
     with d.engines.get() as engine:
-        nid = _networks(engine).create(name, subnet, gateway, bool(body.get("Internal")),
-                                       _strmap(body.get("Labels"), "Labels"), body.get("Driver") or "bridge",
-                                       _strmap(body.get("Options"), "Options"))
+        nid = _networks(engine).create(name, internal=bool(body.get("Internal")), labels=body.get("Labels") or {},
+                                       driver=body.get("Driver") or "bridge", options=body.get("Options") or {},
+                                       configs=configs, ipv6=bool(body.get("EnableIPv6")),
+                                       ipam_driver=ipam.get("Driver") or "default", ipam_options=ipam.get("Options"))
     d.events.emit("network", "create", nid, {"name": name, "type": "bridge"})
     return Reply(201, {"Id": nid, "Warning": ""})
 
@@ -139,20 +163,29 @@ def network_prune(d, req: Request) -> dict:  # noqa: ANN001
 
 
 def network_connect(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
-    body = _body(req, {"Container", "EndpointConfig"})
+    body = _decode(req, 1)
     ep = body.get("EndpointConfig") or {}
     with d.engines.get() as engine:
         c = engine.containers
         rec = c.refresh(c.load(c.resolve(body.get("Container") or "")))
         _networks(engine).connect(rec, id, list(ep.get("Aliases") or []),
-                                  ((ep.get("IPAMConfig") or {}).get("IPv4Address") or ""))
+                                  ((ep.get("IPAMConfig") or {}).get("IPv4Address") or ""), _endpoint(ep))
     d.events.emit("network", "connect", id, {"container": rec["id"]})
 
 
 def network_disconnect(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
-    body = _body(req, {"Container", "Force"})
+    from ..errors import NotFound
+
+    body = _decode(req, 2)
+    name = body.get("Container") or ""
     with d.engines.get() as engine:
         c = engine.containers
-        rec = c.refresh(c.load(c.resolve(body.get("Container") or "")))
+        try:
+            rec = c.refresh(c.load(c.resolve(name)))
+        except NotFound:
+            if not body.get("Force"):
+                raise
+            _networks(engine).disconnect_gone(id, name)  # a container that is gone: its stale endpoint
+            return
         _networks(engine).disconnect(rec, id, bool(body.get("Force")))
     d.events.emit("network", "disconnect", id, {"container": rec["id"]})

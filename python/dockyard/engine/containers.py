@@ -107,6 +107,7 @@ class CreateOptions:
     dns_option: list[str] = field(default_factory=list)
     add_host: list[str] = field(default_factory=list)
     ip: str = ""
+    endpoint: dict = field(default_factory=dict)  # ip6, links, link_local, driver_opts, mac (engine/network)
 
 
 EMPTY_STATE = {
@@ -753,6 +754,27 @@ class Containers:
             db.execute("UPDATE containers SET spec=? WHERE id=?", (json.dumps(spec), cid))
         return []
 
+    def remove_link(self, link: str) -> None:
+        """``docker rm --link /PARENT/ALIAS``: the parent's legacy link of that alias goes (the
+        linked container stays), as dockerd's rmLink."""
+        name = link if link.startswith("/") else "/" + link
+        parent, _, alias = name.rpartition("/")
+        if not parent:
+            raise Conflict("Conflict, cannot remove the default link name of the container")
+        try:
+            pid = self.resolve(parent)
+        except NotFound:
+            raise NotFound(f"Cannot get parent {parent} for link name {name}") from None
+        rec = self.load(pid)
+        spec = rec["spec"]
+        links = spec["HostConfig"].get("Links") or []
+        kept = [l for l in links if l.split(":", 1)[-1] != f"/{rec['name']}/{alias}"]
+        if len(kept) == len(links):
+            raise ContainerNotFound(f"No such container: {name}")
+        spec["HostConfig"]["Links"] = kept or None
+        with self.store.transaction() as db:
+            db.execute("UPDATE containers SET spec=? WHERE id=?", (json.dumps(spec), pid))
+
     def rename(self, ref: str, new: str) -> None:
         cid = self.resolve(ref)
         name = check_name(new)
@@ -844,8 +866,15 @@ class Containers:
         target = str(refs.parse_repository_tag(reference).with_default_tag()) if reference else None
         paused_here = False
         if pause and rec["state"]["Running"] and not rec["state"]["Paused"]:
-            self.runtime.pause(cid)
-            paused_here = True
+            try:
+                self.runtime.pause(cid)
+                paused_here = True
+            except DockyardError:
+                # it exited since (docker-py commits a `touch` right after its start; its
+                # supervisor may still be draining): a stopped container's layer is still, so
+                # the commit goes on unpaused, as dockerd's does for a stopped container
+                if _alive(rec["state"]["Pid"]) and self.refresh(self.load(cid))["state"]["Running"]:
+                    raise
         try:
             with self.store.staging() as stage:
                 new_layer = self.snapshot(cid, stage)
@@ -873,6 +902,9 @@ class Containers:
                     "comment": message or None,
                     "config": run_cfg,
                     "container": cid,
+                    # the committed container's config, as dockerd records it (inspect shows it as
+                    # ContainerConfig before API 1.45)
+                    "container_config": dict(cfg),
                     "created": created,
                     "history": history,
                     "os": base.get("os", "linux"),
@@ -890,7 +922,11 @@ class Containers:
                     records + [new_layer])
         finally:
             if paused_here:
-                self.runtime.resume(cid)
+                try:
+                    self.runtime.resume(cid)
+                except DockyardError:
+                    if _alive(rec["state"]["Pid"]) and self.refresh(self.load(cid))["state"]["Running"]:
+                        raise  # (one that exited as it was frozen has nothing to resume)
         return image_id
 
     def snapshot(self, ref: str, stage: Path) -> dict:

@@ -132,9 +132,12 @@ class Server:
 
     def wanted_ports(self) -> dict[tuple, tuple]:
         out = {}
-        for ip, ports in self.db.execute("SELECT ip, ports FROM endpoints WHERE ports != '[]' AND ip != ''"):
-            for b in json.loads(ports):
-                out[(b["proto"], b["host_ip"] or "0.0.0.0", int(b["host_port"]))] = (ip, int(b["port"]))
+        for r in self.db.execute("SELECT * FROM endpoints WHERE ports != '[]' AND ip != ''"):
+            ip6 = r["ip6"] if "ip6" in r.keys() else ""
+            for b in json.loads(r["ports"]):
+                out[(b["proto"], b["host_ip"] or "0.0.0.0", int(b["host_port"]))] = (r["ip"], int(b["port"]))
+                if ip6 and b["host_ip"] in ("", "0.0.0.0"):  # published on [::] too (kernel DNAT but for ::1)
+                    out[(b["proto"], "::", int(b["host_port"]))] = (ip6, int(b["port"]))
         return out
 
     def rescan_ports(self) -> None:
@@ -154,15 +157,18 @@ class Server:
                 continue
             proto, host_ip, host_port = key
             kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-            sock = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+            v6 = ":" in host_ip
+            sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind | socket.SOCK_CLOEXEC)
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if v6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind((host_ip, host_port))
                 if proto == "tcp":
                     sock.listen(128)
             except OSError as exc:
                 sock.close()
-                self.errors.append(f"listen {proto}4 {host_ip}:{host_port}: bind: "
+                self.errors.append(f"listen {proto}{6 if v6 else 4} {f'[{host_ip}]' if v6 else host_ip}:{host_port}: bind: "
                                    f"{(exc.strerror or str(exc)).lower()}")
                 continue
             sock.setblocking(False)
@@ -187,7 +193,8 @@ class Server:
             return
         up = self.udp_peers.get((key, addr))
         if up is None:
-            up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            up = socket.socket(socket.AF_INET6 if ":" in self.targets[key][0] else socket.AF_INET,
+                               socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             up.setblocking(False)
             up.connect(self.targets[key])
             self.udp_peers[(key, addr)] = up
@@ -241,16 +248,20 @@ class Server:
         """Addresses for ``name`` on the networks ``cid`` is on; None when the name is unknown."""
         name = name.rstrip(".").lower()
         row = self.db.execute("SELECT spec FROM containers WHERE id=?", (cid,)).fetchone()
-        for link in (json.loads(row[0])["HostConfig"].get("Links") or []) if row else []:
+        links = list((json.loads(row[0])["HostConfig"].get("Links") or []) if row else [])
+        mine = [dict(r) for r in self.db.execute("SELECT * FROM endpoints WHERE container=?", (cid,))]
+        for ep in mine:  # links given per network (EndpointSettings.Links): "target:alias"
+            links += json.loads(ep.get("extra") or "{}").get("links") or []
+        for link in links:
             target, _, alias = link.partition(":")  # "/db:/web/alias": on a user network, a DNS alias
             if alias.rsplit("/", 1)[-1].lower() == name:
                 name = target.lstrip("/").lower()
-        nets = [r[0] for r in self.db.execute("SELECT network FROM endpoints WHERE container=?", (cid,))]
+        nets = [ep["network"] for ep in mine]
         if not nets:
             return None
         q = ",".join("?" * len(nets))
         rows = self.db.execute(
-            f"SELECT e.container, e.ip, e.aliases, c.name, n.name AS net FROM endpoints e JOIN containers c ON "
+            f"SELECT e.*, c.name, n.name AS net FROM endpoints e JOIN containers c ON "
             f"c.id=e.container JOIN networks n ON n.id=e.network WHERE e.network IN ({q}) AND e.ip != '' "
             f"AND n.name != 'bridge'", nets)
         found = None
@@ -258,7 +269,7 @@ class Server:
             names = {r["name"].lower(), r["container"][:12]} | {a.lower() for a in json.loads(r["aliases"])}
             net = r["net"].lower()
             if name in names or (name.endswith("." + net) and name[:-len(net) - 1] in names):  # NAME.NETWORK too
-                found = (found or []) + [r["ip"]]
+                found = (found or []) + [r["ip"]] + ([r["ip6"]] if "ip6" in r.keys() and r["ip6"] else [])
         return found
 
     def handle_query(self, sock: socket.socket, cid: str) -> None:
@@ -274,7 +285,7 @@ class Server:
         ips = self.lookup(cid, qname)
         question = data[12:qend]
         if ips is not None:
-            answers = [ip for ip in ips] if qtype in (1, 255) else []
+            answers = [ip for ip in ips if (":" in ip and qtype in (28, 255)) or (":" not in ip and qtype in (1, 255))]
             sock.sendto(_response(qid, flags, question, answers, 0), addr)
             return
         row = self.db.execute("SELECT spec FROM containers WHERE id=?", (cid,)).fetchone()
@@ -423,10 +434,13 @@ def _parse_question(data: bytes) -> tuple[int, int, str, int, int] | None:
 
 
 def _response(qid: int, qflags: int, question: bytes, ips: list[str], rcode: int) -> bytes:
-    flags = 0x8000 | 0x0400 | (qflags & 0x0100) | 0x0080 | rcode  # QR, AA, RD echoed, RA
+    flags = 0x8000 | (qflags & 0x0100) | 0x0080 | rcode  # QR, RD echoed, RA (not AA: as dockerd's)
     out = struct.pack("!HHHHHH", qid, flags, 1, len(ips), 0, 0) + question
-    for ip in ips:
-        out += struct.pack("!HHHIH", 0xC00C, 1, 1, TTL, 4) + socket.inet_aton(ip)
+    for ip in ips:  # A, or AAAA for an IPv6 address
+        if ":" in ip:
+            out += struct.pack("!HHHIH", 0xC00C, 28, 1, TTL, 16) + socket.inet_pton(socket.AF_INET6, ip)
+        else:
+            out += struct.pack("!HHHIH", 0xC00C, 1, 1, TTL, 4) + socket.inet_aton(ip)
     return out
 
 

@@ -44,6 +44,7 @@ from ...errors import DockyardError
 from . import nftables as nft
 
 FAMILY = nft.NFPROTO_IPV4
+FAMILY6 = nft.NFPROTO_IPV6  # IPv6: the same table, chains and comments in the ip6 family
 TABLE = "dockyard"
 SKELETON = "dockyard skeleton"
 HOST_MARK = "dockyard bridges"
@@ -65,10 +66,11 @@ def _drop() -> list[bytes]:
     return [nft.counter(), nft.verdict(nft.NF_DROP)]
 
 
-def _skeleton() -> list[tuple[str, list[bytes]]]:
+def _skeleton(family: int = FAMILY) -> list[tuple[str, list[bytes]]]:
+    loopback = "::1/128" if family == FAMILY6 else "127.0.0.0/8"
     return [
         ("prerouting", nft.addr_is_local(source=False) + [nft.verdict(nft.NFT_JUMP, "ports")]),
-        ("output", nft.ip_addr("127.0.0.0/8", source=False, neq=True) + nft.addr_is_local(source=False)
+        ("output", nft.ip_addr(loopback, source=False, neq=True) + nft.addr_is_local(source=False)
          + [nft.verdict(nft.NFT_JUMP, "ports")]),
         ("forward", [nft.verdict(nft.NFT_JUMP, "forward-ports")]),
         ("forward", [nft.verdict(nft.NFT_JUMP, "isolation")]),
@@ -90,15 +92,27 @@ def _host_rules(native: bool) -> list[list[bytes]]:
 #   ["port", bridge, ip, proto, host_ip, host_port, port]
 
 def network_rules(bridge: str, subnet: str, internal: bool, icc: bool = True,
-                  masquerade: bool = True) -> list[list]:
-    """A bridge's own rules: masquerade egress, forwarding, isolation from other dockyard bridges."""
-    return [["net", bridge, subnet, bool(internal), bool(icc), bool(masquerade)]]
+                  masquerade: bool = True, subnet6: str = "") -> list[list]:
+    """A bridge's own rules: masquerade egress, forwarding, isolation from other dockyard bridges;
+    with ``subnet6``, the same in the ip6 table (NAT66 of egress, as dockerd's ip6tables rules)."""
+    return [["net", bridge, subnet, bool(internal), bool(icc), bool(masquerade)] + ([subnet6] if subnet6 else [])]
 
 
-def port_rules(bridge: str, ip: str, bindings: list[dict]) -> list[list]:
+def port_rules(bridge: str, ip: str, bindings: list[dict], ip6: str = "") -> list[list]:
     """DNAT (and the forwarding accept) for each published port of one container.
-    ``bindings``: {"proto", "host_ip", "host_port", "port"}."""
-    return [["port", bridge, ip, b["proto"], b["host_ip"], int(b["host_port"]), int(b["port"])] for b in bindings]
+    ``bindings``: {"proto", "host_ip", "host_port", "port"}; with ``ip6``, a binding to every
+    address (0.0.0.0) is published on [::] too, DNATed to the container's IPv6 address."""
+    out = [["port", bridge, ip, b["proto"], b["host_ip"], int(b["host_port"]), int(b["port"])] for b in bindings]
+    if ip6:
+        out += [["port", bridge, ip6, b["proto"], "::", int(b["host_port"]), int(b["port"])]
+                for b in bindings if b["host_ip"] in ("", "0.0.0.0", "::")]
+    return out
+
+
+def _families(group: list) -> tuple[int, ...]:
+    if group[0] == "net":
+        return (FAMILY, FAMILY6) if len(group) > 6 else (FAMILY,)
+    return (FAMILY6,) if ":" in group[2] else (FAMILY,)
 
 
 def _note(group: list) -> str:
@@ -107,18 +121,20 @@ def _note(group: list) -> str:
     return f"dockyard port {group[1]} {group[2]} {group[3]} {group[5]}"
 
 
-def _expand(group: list) -> list[tuple[str, list[bytes]]]:
-    """(chain, expressions) of each rule of a group, in order."""
+def _expand(group: list, family: int = FAMILY) -> list[tuple[str, list[bytes]]]:
+    """(chain, expressions) of each rule of a group in the table of ``family``, in order."""
     if group[0] == "port":
         _, br, ip, proto, host_ip, host_port, port = group
-        dest = nft.ip_addr(host_ip, source=False) if host_ip not in ("", "0.0.0.0") else []
+        dest = nft.ip_addr(host_ip, source=False) if host_ip not in ("", "0.0.0.0", "::") else []
         return [
             ("ports", dest + nft.ifname(br, neq=True) + nft.l4_dport(proto, host_port) + [nft.counter()]
              + nft.to_dnat(ip, port)),
             ("forward-ports", nft.ip_addr(ip, source=False) + nft.ifname(br, neq=True) + nft.ifname(br, out=True)
              + nft.l4_dport(proto, port) + _accept()),
         ]
-    _, br, subnet, internal, icc, masquerade = group
+    _, br, subnet, internal, icc, masquerade = group[:6]
+    if family == FAMILY6:
+        subnet = group[6]
     rules = [("isolation", nft.ifname(br) + nft.ifname(br, out=True, neq=True) + nft.ifname(prefix, out=True) + _drop())
              for prefix in BRIDGE_PREFIXES]
     rules.append(("forward", nft.ifname(br) + nft.ifname(br, out=True) + (_accept() if icc else _drop())))
@@ -137,32 +153,35 @@ def _expand(group: list) -> list[tuple[str, list[bytes]]]:
 
 # -- applying -------------------------------------------------------------------------------------
 
-def _plan(nf: nft.Nftables, groups: list[list], delete: bool, native: bool) -> list[tuple]:
-    """The messages of one transaction, from the rules there are now."""
-    ours = nf.rules(FAMILY, TABLE)
+def _plan(nf: nft.Nftables, groups: list[list], delete: bool, native: bool, family: int = FAMILY) -> list[tuple]:
+    """The messages of one transaction on the table of ``family``, from the rules there are now."""
+    groups = [g for g in groups if family in _families(g) or delete]
+    ours = nf.rules(family, TABLE)
     notes = {_note(g) for g in groups}
-    msgs = [nft.del_rule(FAMILY, TABLE, r.chain, r.handle) for r in ours if r.comment in notes]
-    host = nf.has_chain(FAMILY, "filter", "FORWARD")
-    host_rules = [r for r in nf.rules(FAMILY, "filter", "FORWARD") if r.comment == HOST_MARK] if host else []
+    msgs = [nft.del_rule(family, TABLE, r.chain, r.handle) for r in ours if r.comment in notes]
+    host = nf.has_chain(family, "filter", "FORWARD")
+    host_rules = [r for r in nf.rules(family, "filter", "FORWARD") if r.comment == HOST_MARK] if host else []
     if delete:
         if not any(r.comment.startswith("dockyard net ") and r.comment not in notes for r in ours):
             # No network left: the table goes, and the host accepts with it.
-            msgs = [nft.del_rule(FAMILY, "filter", "FORWARD", r.handle) for r in host_rules]
+            msgs = [nft.del_rule(family, "filter", "FORWARD", r.handle) for r in host_rules]
             if ours:
-                msgs.append(nft.del_table(FAMILY, TABLE))
+                msgs.append(nft.del_table(family, TABLE))
         return msgs
     skeleton = [r for r in ours if r.comment == SKELETON]
-    if len(skeleton) != len(_skeleton()):
-        msgs += [nft.new_table(FAMILY, TABLE)]
-        msgs += [nft.new_chain(FAMILY, TABLE, name, base) for name, base in BASE_CHAINS.items()]
-        msgs += [nft.new_chain(FAMILY, TABLE, name) for name in CHAINS]
-        msgs += [nft.del_rule(FAMILY, TABLE, r.chain, r.handle) for r in skeleton]
-        msgs += [nft.new_rule(FAMILY, TABLE, chain, exprs, SKELETON) for chain, exprs in _skeleton()]
+    if not groups:
+        return msgs
+    if len(skeleton) != len(_skeleton(family)):
+        msgs += [nft.new_table(family, TABLE)]
+        msgs += [nft.new_chain(family, TABLE, name, base) for name, base in BASE_CHAINS.items()]
+        msgs += [nft.new_chain(family, TABLE, name) for name in CHAINS]
+        msgs += [nft.del_rule(family, TABLE, r.chain, r.handle) for r in skeleton]
+        msgs += [nft.new_rule(family, TABLE, chain, exprs, SKELETON) for chain, exprs in _skeleton(family)]
     for g in groups:
-        msgs += [nft.new_rule(FAMILY, TABLE, chain, exprs, _note(g)) for chain, exprs in _expand(g)]
+        msgs += [nft.new_rule(family, TABLE, chain, exprs, _note(g)) for chain, exprs in _expand(g, family)]
     if host and len(host_rules) != 2 and any(g[0] == "net" for g in groups):
-        msgs += [nft.del_rule(FAMILY, "filter", "FORWARD", r.handle) for r in host_rules]
-        msgs += [nft.new_rule(FAMILY, "filter", "FORWARD", exprs, HOST_MARK, first=True)
+        msgs += [nft.del_rule(family, "filter", "FORWARD", r.handle) for r in host_rules]
+        msgs += [nft.new_rule(family, "filter", "FORWARD", exprs, HOST_MARK, first=True)
                  for exprs in reversed(_host_rules(native))]
     return msgs
 
@@ -179,24 +198,27 @@ def apply(rules: list, delete: bool = False) -> None:
     groups = [list(g) for g in rules if len(g) > 2 and g[0] in ("net", "port")]
     if delete:
         _delete_legacy([tuple(g) for g in rules if len(g) == 2], [g[1] for g in groups if g[0] == "net"])
-    if groups:
-        _transaction(lambda nf, native: _plan(nf, groups, delete, native))
+    for family in (FAMILY, FAMILY6):
+        # deleting looks in both tables (a network's IPv6 rules carry the same comment)
+        if any(family in _families(g) for g in groups) or (groups and delete):
+            _transaction(lambda nf, native, family=family: _plan(nf, groups, delete, native, family))
     for g in groups:
-        (_ensured.discard if delete else _ensured.add)(_note(g))
+        for family in _families(g):
+            (_ensured.discard if delete else _ensured.add)((family, _note(g)))
 
 
 def ensure(rules: list) -> None:
     """Add the groups that are not in the ruleset (once per process and group: the rules of a
     bridge that already exists, after a daemon restart, an upgrade or a flushed ruleset)."""
-    groups = [list(g) for g in rules if _note(g) not in _ensured]
+    groups = [list(g) for g in rules if any((f, _note(g)) not in _ensured for f in _families(g))]
     if not groups:
         return
     with _lock:
-        have = {r.comment for r in _socket().rules(FAMILY, TABLE)}
-    missing = [g for g in groups if _note(g) not in have]
+        have = {(f, r.comment) for f in (FAMILY, FAMILY6) for r in _socket().rules(f, TABLE)}
+    missing = [g for g in groups if any((f, _note(g)) not in have for f in _families(g))]
     if missing:
         apply(missing)
-    _ensured.update(_note(g) for g in groups)
+    _ensured.update((f, _note(g)) for g in groups for f in _families(g))
 
 
 _sockets: dict[tuple[int, int], nft.Nftables] = {}
@@ -281,7 +303,8 @@ def rules_mentioning(word: str) -> list[str]:
     mentions ``word``, as text (tests use it to check cleanup)."""
     with _lock:
         nf = _socket()
-        rules = nf.rules(FAMILY, TABLE) + [r for r in nf.rules(FAMILY, "filter", "FORWARD") if r.comment == HOST_MARK]
+        rules = [r for f in (FAMILY, FAMILY6) for r in nf.rules(f, TABLE)
+                 + [r for r in nf.rules(f, "filter", "FORWARD") if r.comment == HOST_MARK]]
     return [r.text() for r in rules if word in r.text()]
 
 

@@ -56,7 +56,8 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # 
         config_volumes(image_cfg, opts), spec_of)
     mode = opts.network or "default"
     links = [parse_link(v) for v in getattr(opts, "links", []) or []]
-    for target, _ in links:
+    user_net = mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:")
+    for target, _ in links if not user_net else []:  # on a user network a link is a DNS alias, resolved late
         try:
             containers.resolve(target)
         except Exception:
@@ -66,7 +67,8 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # 
         return containers.resolve(ref)
 
     plan = networks(containers).plan(mode, list(getattr(opts, "network_aliases", []) or []),
-                                     getattr(opts, "ip", "") or "", [t for t, _ in links], resolve_container)
+                                     getattr(opts, "ip", "") or "", [t for t, _ in links], resolve_container,
+                                     getattr(opts, "endpoint", None))
     bindings = []
     for p in getattr(opts, "publish", []) or []:
         bindings += parse_publish(p)
@@ -97,6 +99,9 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # 
         for b in parse_publish(e):
             exposed.setdefault(f"{b['port']}/{b['proto']}", {})
     config = {"ExposedPorts": exposed} if exposed else {}
+    mac = (getattr(opts, "endpoint", None) or {}).get("mac")
+    if mac:
+        config["MacAddress"] = mac
     host = {
         "Binds": list(getattr(opts, "volumes", []) or []) or None,
         "NetworkMode": plan["mode"],

@@ -33,19 +33,45 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS networks (
         id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, driver TEXT NOT NULL, subnet TEXT NOT NULL DEFAULT '',
         gateway TEXT NOT NULL DEFAULT '', bridge TEXT NOT NULL DEFAULT '', internal INTEGER NOT NULL DEFAULT 0,
-        labels TEXT NOT NULL DEFAULT '{}', options TEXT NOT NULL DEFAULT '{}', created TEXT NOT NULL)""",
+        labels TEXT NOT NULL DEFAULT '{}', options TEXT NOT NULL DEFAULT '{}', created TEXT NOT NULL,
+        subnet6 TEXT NOT NULL DEFAULT '', gateway6 TEXT NOT NULL DEFAULT '', ipam TEXT NOT NULL DEFAULT '{}')""",
     """CREATE TABLE IF NOT EXISTS endpoints (
         container TEXT NOT NULL, network TEXT NOT NULL, idx INTEGER NOT NULL DEFAULT 0,
         ip TEXT NOT NULL DEFAULT '', want_ip TEXT NOT NULL DEFAULT '', mac TEXT NOT NULL DEFAULT '',
         aliases TEXT NOT NULL DEFAULT '[]', ports TEXT NOT NULL DEFAULT '[]', rules TEXT NOT NULL DEFAULT '[]',
-        endpoint_id TEXT NOT NULL DEFAULT '', PRIMARY KEY (container, network))""",
+        endpoint_id TEXT NOT NULL DEFAULT '', ip6 TEXT NOT NULL DEFAULT '', want_ip6 TEXT NOT NULL DEFAULT '',
+        extra TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (container, network))""",
 ]
+# Columns added since the first schema (a root made before them gets them at open).
+#   networks.subnet6/gateway6: the IPv6 subnet and gateway of a network with IPv6 enabled;
+#   networks.ipam: {"Driver", "Options", "Config": what inspect shows, "v4"/"v6": the pools in
+#   use ({"Subnet", "IPRange", "Gateway", "AuxiliaryAddresses"})};
+#   endpoints.ip6/want_ip6: the IPv6 address held while running and the one asked for;
+#   endpoints.extra: {"links": ["target:alias"], "link_local": [...], "driver_opts": {}, "mac": ""}.
+ADDED = {"networks": (("subnet6", "TEXT NOT NULL DEFAULT ''"), ("gateway6", "TEXT NOT NULL DEFAULT ''"),
+                      ("ipam", "TEXT NOT NULL DEFAULT '{}'")),
+         "endpoints": (("ip6", "TEXT NOT NULL DEFAULT ''"), ("want_ip6", "TEXT NOT NULL DEFAULT ''"),
+                       ("extra", "TEXT NOT NULL DEFAULT '{}'"))}
 
 # Address pools, walked lazily (building 4096 network objects up front costs ~0.1 s per run):
 # default bridges get a /16 from 10.200-239, user networks a /24 from 10.240-255.
 DEFAULT_POOL = ("10.{0}.0.0/16", range(200, 240), range(1))
 USER_POOL = ("10.{0}.{1}.0/24", range(240, 256), range(256))
 RESERVED = ["172.17.0.0/16", "10.88.0.0/16"]  # docker's and podman's defaults
+
+
+# The daemon's IPv6 settings, as dockerd's flags (``dockyard daemon --ipv6 --fixed-cidr-v6
+# fd00:1::/64 --default-address-pool base=fd00:2::/48,size=64``): the default bridge's IPv6
+# subnet (used with --ipv6), and the pools a network created with ``--ipv6`` and no IPv6
+# subnet takes a subnet from (base, prefix length; IPv6 bases only).
+def ipv6_settings() -> tuple[bool, str, list[tuple[str, int]]]:
+    """(--ipv6, --fixed-cidr-v6, [(pool base, size)]) as the daemon was started with (its CLI
+    puts them in DOCKYARD_IPV6, DOCKYARD_FIXED_CIDR_V6 and DOCKYARD_ADDRESS_POOLS="base,size ...")."""
+    pools = [(b, int(n)) for b, _, n in (p.partition(",") for p in os.environ.get("DOCKYARD_ADDRESS_POOLS", "").split())
+             if n.isdigit()]
+    return os.environ.get("DOCKYARD_IPV6", "") == "1", os.environ.get("DOCKYARD_FIXED_CIDR_V6", ""), pools
+
+
 PREDEFINED = ("bridge", "host", "none")
 #: set by a daemon while it serves: a private root's default bridge then stays between
 #: containers (made once, with its rules; no bridge and firewall churn per ``run --rm``) and
@@ -55,6 +81,10 @@ KEEP_DEFAULT_BRIDGE = False
 
 class NetworkNotFound(NotFound):
     pass
+
+
+class Forbidden(DockyardError):
+    status = 403
 
 
 class AliasError(InvalidArgument):
@@ -84,8 +114,34 @@ class Networks:
             with store.transaction() as tx:
                 for stmt in SCHEMA:
                     tx.execute(stmt)
+        for table, cols in ADDED.items():
+            present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            missing = [(c, t) for c, t in cols if c not in present]
+            if missing:
+                with store.transaction() as tx:
+                    present = {r[1] for r in tx.execute(f"PRAGMA table_info({table})")}
+                    for c, t in missing:
+                        if c not in present:
+                            tx.execute(f"ALTER TABLE {table} ADD COLUMN {c} {t}")
         if db.execute("SELECT 1 FROM networks WHERE name='bridge'").fetchone() is None:
             self._predefine()
+        self._default_ipv6()
+
+    def _default_ipv6(self) -> None:
+        """The default bridge's IPv6 subnet follows the daemon's --ipv6/--fixed-cidr-v6 (a
+        change applies once no container is on it: the bridge is made again)."""
+        ipv6, fixed, _ = ipv6_settings()
+        want = str(ipaddress.IPv6Network(fixed, strict=False)) if ipv6 and fixed else ""
+        r = self.store.db.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
+        if r is None or r["subnet6"] == want:
+            return
+        if self.store.db.execute("SELECT 1 FROM endpoints WHERE network=? AND ip != '' LIMIT 1", (r["id"],)).fetchone():
+            return
+        with self._lock():
+            self._destroy_bridge(dict(r))
+            with self.store.transaction() as db:
+                db.execute("UPDATE networks SET subnet6=?, gateway6=? WHERE id=?",
+                           (want, str(ipaddress.IPv6Network(want).network_address + 1) if want else "", r["id"]))
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -141,53 +197,70 @@ class Networks:
     # -- network commands ---------------------------------------------------------------------
 
     def create(self, name: str, subnet: str = "", gateway: str = "", internal: bool = False,
-               labels: dict[str, str] | None = None, driver: str = "bridge", options: dict[str, str] | None = None) -> str:
+               labels: dict[str, str] | None = None, driver: str = "bridge", options: dict[str, str] | None = None,
+               configs: list[dict] | None = None, ipv6: bool = False, ipam_driver: str = "default",
+               ipam_options: dict[str, str] | None = None) -> str:
+        """A bridge network.  ``configs``: the IPAM pools as the API gives them (``Subnet``,
+        ``IPRange``, ``Gateway``, ``AuxiliaryAddresses``), at most one per family; ``subnet`` and
+        ``gateway`` are the short form of one IPv4 pool."""
         from ..names import new_id
 
+        if driver in ("host", "null"):
+            raise Forbidden(f'only one instance of "{driver}" network is allowed')
         if driver not in ("bridge", ""):
             raise NotFound(f"plugin \"{driver}\" not found")
+        if ipam_driver not in ("default", ""):
+            raise NotFound(f"plugin \"{ipam_driver}\" not found")
         if not name:
             raise InvalidArgument("network name is required")
         if name in PREDEFINED:
             raise Conflict(f"operation is not permitted on predefined {name} network ")
-        from ..names import NAME_RE
-
-        if not NAME_RE.match(name):
-            raise InvalidArgument(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-        net = None
-        if subnet:
-            try:
-                net = ipaddress.IPv4Network(subnet, strict=False)
-            except ValueError:
-                raise InvalidArgument(f"Invalid subnet {subnet} : invalid CIDR address: {subnet}") from None
-            if net.prefixlen > 30:
-                raise InvalidArgument(f"Invalid subnet {subnet} : too small for any container")
-        if gateway:
-            if net is None:
-                raise InvalidArgument("gateway requires a subnet: use --subnet with --gateway")
-            try:
-                gw = ipaddress.IPv4Address(gateway)
-            except ValueError:
-                raise InvalidArgument(f"invalid gateway address: {gateway}") from None
-            if gw not in net or gw in (net.network_address, net.broadcast_address):
-                err = InvalidArgument(f"no matching subnet for gateway {gateway}")
-                err.client_side = True  # docker's CLI checks this one itself
-                raise err
+        if configs is None:
+            configs = [{"Subnet": subnet, "Gateway": gateway}] if subnet or gateway else []
+        pools = {4: [], 6: []}
+        for cfg in configs:
+            pool = _pool(cfg)
+            pools[pool["_family"]].append(pool)
+        if len(pools[4]) > 1 or len(pools[6]) > 1:
+            raise Forbidden("bridge driver doesn't support multiple subnets")
+        v4, v6 = (pools[4] or [None])[0], (pools[6] or [None])[0]
         nid = new_id()
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM networks WHERE name=?", (name,)).fetchone():
                 raise Conflict(f"network with name {name} already exists")
-            taken = [ipaddress.IPv4Network(r[0]) for r in db.execute("SELECT subnet FROM networks WHERE subnet != ''")]
-            if net is None:
+            taken = [ipaddress.ip_network(r[0]) for r in
+                     db.execute("SELECT subnet FROM networks WHERE subnet != '' UNION ALL "
+                                "SELECT subnet6 FROM networks WHERE subnet6 != ''")]
+            taken += [ipaddress.ip_network(c["Subnet"]) for r in db.execute("SELECT ipam FROM networks")
+                      for c in (json.loads(r[0]).get("Config") or []) if ":" in c.get("Subnet", "")]
+            shown = []
+            if v4 is None:
                 net = _pick(USER_POOL, taken + _host_routes())
-            elif any(net.overlaps(t) for t in taken):
-                raise Conflict("Pool overlaps with other one on this address space")
-            gw_text = gateway or str(net.network_address + 1)
+                v4 = {"Subnet": str(net), "Gateway": str(net.network_address + 1)}
+                shown.append(dict(v4))
+            else:
+                if any(ipaddress.ip_network(v4["Subnet"]).overlaps(t) for t in taken if t.version == 4):
+                    raise Forbidden("Pool overlaps with other one on this address space")
+                shown.append({k: v for k, v in v4.items() if not k.startswith("_") and v})
+                v4 = _with_gateway(v4)
+            if v6 is None and ipv6:
+                net6 = _pick6(ipv6_settings()[2], taken + _host_routes(socket.AF_INET6))
+                v6 = {"Subnet": str(net6), "Gateway": str(net6.network_address + 1)}
+                shown.append(dict(v6))
+            elif v6 is not None:
+                if any(ipaddress.ip_network(v6["Subnet"]).overlaps(t) for t in taken if t.version == 6):
+                    raise Forbidden("Pool overlaps with other one on this address space")
+                shown.append({k: v for k, v in v6.items() if not k.startswith("_") and v})
+                v6 = _with_gateway(v6)
+            ipam = {"Driver": ipam_driver or "default", "Options": ipam_options or None, "Config": shown,
+                    "v4": {k: v for k, v in v4.items() if not k.startswith("_")},
+                    "v6": {k: v for k, v in v6.items() if not k.startswith("_")} if v6 and ipv6 else None}
             bridge = "dyn" + nid[:12]
-            db.execute("INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, created) "
-                       "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                       (nid, name, "bridge", str(net), gw_text, bridge, int(internal), json.dumps(labels or {}),
-                        json.dumps({**(options or {}), **({"_gateway": "given"} if gateway else {})}), _now()))
+            db.execute("INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, "
+                       "created, subnet6, gateway6, ipam) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       (nid, name, "bridge", v4["Subnet"], v4["Gateway"], bridge, int(internal),
+                        json.dumps(labels or {}), json.dumps(options or {}), _now(),
+                        v6["Subnet"] if v6 and ipv6 else "", v6["Gateway"] if v6 and ipv6 else "", json.dumps(ipam)))
         try:
             with self._lock():
                 self._ensure_bridge(self.row(nid))
@@ -243,17 +316,26 @@ class Networks:
                 "SELECT e.*, c.name AS cname FROM endpoints e JOIN containers c ON c.id=e.container "
                 "WHERE e.network=? AND e.ip != ''", (r["id"],)):
             prefix = ipaddress.IPv4Network(r["subnet"]).prefixlen
+            v6 = f"{e['ip6']}/{ipaddress.IPv6Network(r['subnet6']).prefixlen}" if e["ip6"] and r["subnet6"] else ""
             containers[e["container"]] = {"Name": e["cname"], "EndpointID": e["endpoint_id"],
                                           "MacAddress": e["mac"], "IPv4Address": f"{e['ip']}/{prefix}",
-                                          "IPv6Address": ""}
+                                          "IPv6Address": v6}
         options = json.loads(r["options"])
-        ipam_cfg = [{"Subnet": r["subnet"]}] if r["subnet"] else []
-        if r["subnet"] and (r["name"] == "bridge" or options.get("_gateway")):  # docker shows a given one only
-            ipam_cfg[0]["Gateway"] = r["gateway"]
+        ipam = json.loads(r["ipam"] or "{}")
+        if "Config" in ipam:
+            ipam_cfg = ipam["Config"]
+        else:  # the predefined networks, and networks made before the ipam column
+            ipam_cfg = [{"Subnet": r["subnet"]}] if r["subnet"] else []
+            if r["subnet"] and (r["name"] == "bridge" or options.get("_gateway")):  # docker shows a given one only
+                ipam_cfg[0]["Gateway"] = r["gateway"]
+            if r["subnet6"]:
+                ipam_cfg.append({"Subnet": r["subnet6"], "Gateway": r["gateway6"]})
         return {
             "Name": r["name"], "Id": r["id"], "Created": r["created"], "Scope": "local", "Driver": r["driver"],
-            "EnableIPv6": False,
-            "IPAM": {"Driver": "default", "Options": None if r["name"] in PREDEFINED else {}, "Config": ipam_cfg},
+            "EnableIPv6": bool(r["subnet6"]),
+            "IPAM": {"Driver": ipam.get("Driver") or "default",
+                     "Options": ipam.get("Options") if "Config" in ipam else None if r["name"] in PREDEFINED else {},
+                     "Config": ipam_cfg},
             "Internal": bool(r["internal"]), "Attachable": False, "Ingress": False,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
             "Options": {k: v for k, v in options.items() if not k.startswith("_")},
@@ -317,6 +399,12 @@ class Networks:
         with netlink.Netlink() as nl:
             index = nl.create_bridge(r["bridge"])
             nl.add_address(index, ipaddress.IPv4Interface(f"{r['gateway']}/{net.prefixlen}"))
+            if r["subnet6"]:
+                _sysctl(f"net/ipv6/conf/{r['bridge']}/disable_ipv6", "0")
+                if not r["internal"]:
+                    _sysctl("net/ipv6/conf/all/forwarding", "1")  # as dockerd with IPv6 networks
+                nl.add_address(index, ipaddress.IPv6Interface(
+                    f"{r['gateway6']}/{ipaddress.IPv6Network(r['subnet6']).prefixlen}"))
             nl.set_up(index, r["bridge"])
         firewall.apply(self._rules(r))
         return index
@@ -338,7 +426,7 @@ class Networks:
 
         opts = json.loads(r["options"])
         return firewall.network_rules(
-            r["bridge"], r["subnet"], bool(r["internal"]),
+            r["bridge"], r["subnet"], bool(r["internal"]), subnet6=r["subnet6"],
             icc=opts.get("com.docker.network.bridge.enable_icc", "true") == "true",
             masquerade=opts.get("com.docker.network.bridge.enable_ip_masquerade", "true") == "true")
 
@@ -349,9 +437,15 @@ class Networks:
 
     # -- containers: create -------------------------------------------------------------------
 
-    def plan(self, mode: str, aliases: list[str], want_ip: str, links: list[str], resolve_container) -> dict:  # noqa: ANN001
-        """Validate a container's network options at create time; returns what to store."""
+    def plan(self, mode: str, aliases: list[str], want_ip: str, links: list[str], resolve_container,  # noqa: ANN001
+             endpoint: dict | None = None) -> dict:
+        """Validate a container's network options at create time; returns what to store.
+        ``endpoint``: the rest of the API's EndpointSettings (``ip6``, ``links``, ``link_local``,
+        ``driver_opts``, ``mac``)."""
         mode = mode or "default"
+        endpoint = dict(endpoint or {})
+        want_ip6 = endpoint.pop("ip6", "") or ""
+        extra = _endpoint_extra(endpoint)
         if mode.startswith("container:"):
             target = resolve_container(mode.split(":", 1)[1])
             if links:
@@ -359,13 +453,13 @@ class Networks:
                                       "This would result in undefined behavior")
             if aliases:
                 raise AliasError("network-scoped aliases are only supported for user-defined networks")
-            if want_ip:
+            if want_ip or want_ip6:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
             return {"mode": f"container:{target}", "networks": []}
         if mode in ("host", "none"):
             if aliases:
                 raise AliasError("network-scoped aliases are only supported for user-defined networks")
-            if want_ip:
+            if want_ip or want_ip6:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
             if links:
                 raise InvalidArgument("conflicting options: host type networking can't be used with links. "
@@ -379,11 +473,12 @@ class Networks:
                 raise
             # as dockerd: the container is made and its start fails with "network X not found"
             # (a 404 at create would tell the docker CLI that the image is missing)
-            return {"mode": mode, "networks": [{"id": mode, "aliases": aliases, "want_ip": want_ip}]}
+            return {"mode": mode, "networks": [{"id": mode, "aliases": aliases, "want_ip": want_ip,
+                                                "want_ip6": want_ip6, "extra": extra}]}
         if r["driver"] != "bridge":
             raise InvalidArgument(f"network {mode} is not a bridge network")
         if r["name"] == "bridge":
-            if want_ip:
+            if want_ip or want_ip6:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
             if aliases:
                 raise AliasError("network-scoped aliases are only supported for user-defined networks")
@@ -394,16 +489,29 @@ class Networks:
                 raise InvalidArgument(f"invalid IPv4 address: {want_ip}") from None
             if ip not in ipaddress.IPv4Network(r["subnet"]):
                 raise InvalidArgument(f"Invalid address {want_ip}: It does not belong to any of this network's subnets")
+        if want_ip6:
+            try:
+                ip6 = ipaddress.IPv6Address(want_ip6)
+            except ValueError:
+                raise InvalidArgument(f"invalid IPv6 address: {want_ip6}") from None
+            # dockerd keeps an address of a network's configured IPv6 pool even while IPv6 is off
+            # (and assigns none); one outside every pool is refused
+            pools6 = [ipaddress.ip_network(c["Subnet"], strict=False)
+                      for c in json.loads(r["ipam"] or "{}").get("Config") or [] if ":" in c.get("Subnet", "")]
+            if not any(ip6 in p for p in pools6 + ([ipaddress.IPv6Network(r["subnet6"])] if r["subnet6"] else [])):
+                raise InvalidArgument(f"Invalid address {want_ip6}: It does not belong to any of this network's subnets")
         return {"mode": mode if r["name"] != "bridge" or mode == "bridge" else "default",
-                "networks": [{"id": r["id"], "aliases": aliases, "want_ip": want_ip}]}
+                "networks": [{"id": r["id"], "aliases": aliases, "want_ip": want_ip, "want_ip6": want_ip6,
+                              "extra": extra}]}
 
     def add_endpoints(self, db, cid: str, networks: list[dict]) -> None:  # noqa: ANN001
         from ..names import new_id
 
         for i, n in enumerate(networks):
-            db.execute("INSERT OR REPLACE INTO endpoints (container, network, idx, want_ip, aliases, endpoint_id) "
-                       "VALUES (?,?,?,?,?,?)", (cid, n["id"], i, n.get("want_ip", ""), json.dumps(n.get("aliases") or []),
-                                                new_id()))
+            db.execute("INSERT OR REPLACE INTO endpoints (container, network, idx, want_ip, aliases, endpoint_id, "
+                       "want_ip6, extra) VALUES (?,?,?,?,?,?,?,?)",
+                       (cid, n["id"], i, n.get("want_ip", ""), json.dumps(n.get("aliases") or []), new_id(),
+                        n.get("want_ip6", ""), json.dumps(n.get("extra") or {})))
 
     # -- containers: start ----------------------------------------------------------------------
 
@@ -418,7 +526,8 @@ class Networks:
 
     def endpoints(self, cid: str) -> list[dict]:
         rows = self.store.db.execute(
-            "SELECT e.*, n.name AS net_name, n.subnet, n.gateway, n.bridge, n.internal, n.options AS net_options "
+            "SELECT e.*, n.name AS net_name, n.subnet, n.gateway, n.bridge, n.internal, n.options AS net_options, "
+            "n.subnet6, n.gateway6, n.ipam "
             "FROM endpoints e JOIN networks n ON n.id=e.network WHERE e.container=? ORDER BY e.idx", (cid,))
         return [dict(r) for r in rows]
 
@@ -462,34 +571,29 @@ class Networks:
             raise
         return str(path)
 
-    def _lease(self, ep: dict, cid: str) -> ipaddress.IPv4Address:
-        net = ipaddress.IPv4Network(ep["subnet"])
-        gw = ipaddress.IPv4Address(ep["gateway"])
+    def _lease(self, ep: dict, cid: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv6Address | None]:
+        """The endpoint's addresses: the one asked for, else the previous one, else the first
+        free one of the pool's range (skipping the gateway and the auxiliary addresses)."""
+        ipam = json.loads(ep.get("ipam") or "{}")
         with self.store.transaction() as db:
-            used = {r[0] for r in db.execute("SELECT ip FROM endpoints WHERE network=? AND ip != '' AND container != ?",
-                                             (ep["network"], cid))}
-            if ep["want_ip"]:
-                if ep["want_ip"] in used or ep["want_ip"] == str(gw):
-                    raise Conflict(f"Address already in use: {ep['want_ip']}")
-                ip = ipaddress.IPv4Address(ep["want_ip"])
-            else:
-                ip = None
-                prev = ep.get("ip") or (str(ipaddress.IPv4Address(bytes.fromhex(ep["mac"].replace(":", "")[4:])))
-                                        if ep.get("mac") else "")
-                if prev and prev not in used and ipaddress.IPv4Address(prev) in net and prev != str(gw):
-                    ip = ipaddress.IPv4Address(prev)  # (the subnet may have moved since)
-                if ip is None:
-                    for host in net.hosts():
-                        if host != gw and str(host) not in used:
-                            ip = host
-                            break
-                if ip is None:
-                    raise DockyardError(f"no available IPv4 addresses on network {ep['net_name']}")
+            used, used6 = set(), set()
+            for a, b in db.execute("SELECT ip, ip6 FROM endpoints WHERE network=? AND ip != '' AND container != ?",
+                                   (ep["network"], cid)):
+                used.add(a)
+                used6.add(b)
+            prev = ep.get("ip") or (str(ipaddress.IPv4Address(bytes.fromhex(ep["mac"].replace(":", "")[4:])))
+                                    if ep.get("mac") and ep["mac"].startswith("02:42:") else "")
+            ip = _choose(ep["net_name"], ep["subnet"], ep["gateway"], ipam.get("v4") or {}, ep["want_ip"], prev, used)
+            ip6 = None
+            if ep.get("subnet6"):
+                ip6 = _choose(ep["net_name"], ep["subnet6"], ep["gateway6"], ipam.get("v6") or {}, ep["want_ip6"],
+                              ep.get("ip6") or "", used6)
             from .netlink import mac_for, mac_text
 
-            db.execute("UPDATE endpoints SET ip=?, mac=? WHERE container=? AND network=?",
-                       (str(ip), mac_text(mac_for(ip)), cid, ep["network"]))
-        return ip
+            extra = json.loads(ep.get("extra") or "{}")
+            db.execute("UPDATE endpoints SET ip=?, ip6=?, mac=? WHERE container=? AND network=?",
+                       (str(ip), str(ip6) if ip6 else "", extra.get("mac") or mac_text(mac_for(ip)), cid, ep["network"]))
+        return ip, ip6
 
     def _connect_one(self, rec: dict, ep: dict, path: str, inside, i: int, ports: list[dict]) -> None:  # noqa: ANN001
         from . import firewall, netlink
@@ -499,14 +603,16 @@ class Networks:
         with self._lock():  # one root's bridge, leases and veths change one container at a time
             master = self._ensure_bridge(self.row(ep["network"]))
             ep = next(e for e in self.endpoints(cid) if e["network"] == ep["network"])  # subnet may be new
-            ip = self._lease(ep, cid)
+            ip, ip6 = self._lease(ep, cid)
+            mac = json.loads(ep.get("extra") or "{}").get("mac")
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 with netlink.Netlink() as nl:
                     for attempt in range(50):
                         nl.delete_link(host_if)  # a crashed start's, or an exit's not yet reaped
                         try:
-                            nl.create_veth(host_if, f"eth{i}", fd, master, peer_mac=netlink.mac_for(ip))
+                            nl.create_veth(host_if, f"eth{i}", fd, master,
+                                           peer_mac=bytes.fromhex(mac.replace(":", "")) if mac else netlink.mac_for(ip))
                             break
                         except netlink.NetlinkError as exc:
                             # The kernel may still be destroying the previous run's namespace
@@ -519,12 +625,21 @@ class Networks:
         prefix = ipaddress.IPv4Network(ep["subnet"]).prefixlen
         index = inside.link_index(f"eth{i}")
         inside.add_address(index, ipaddress.IPv4Interface(f"{ip}/{prefix}"))
+        if ip6 is not None:
+            with netlink.entered(path):
+                _sysctl(f"net/ipv6/conf/eth{i}/disable_ipv6", "0")
+            inside.add_address(index, ipaddress.IPv6Interface(f"{ip6}/{ipaddress.IPv6Network(ep['subnet6']).prefixlen}"))
+        for ll in json.loads(ep.get("extra") or "{}").get("link_local") or []:  # as dockerd: 169.254/16, fe80::/64
+            a = ipaddress.ip_address(ll)
+            inside.add_address(index, ipaddress.ip_interface(f"{a}/{16 if a.version == 4 else 64}"))
         inside.set_up(index, f"eth{i}")
         if i == 0 and not ep["internal"]:
             inside.add_default_route(ipaddress.IPv4Address(ep["gateway"]), index)
+            if ip6 is not None:
+                inside.add_default_route(ipaddress.IPv6Address(ep["gateway6"]), index)
         if ports:
             bindings = self._bind_ports(rec, ports)
-            rules = firewall.port_rules(ep["bridge"], str(ip), bindings)
+            rules = firewall.port_rules(ep["bridge"], str(ip), bindings, str(ip6) if ip6 else "")
             with self.store.transaction() as db:
                 db.execute("UPDATE endpoints SET ports=?, rules=? WHERE container=? AND network=?",
                            (json.dumps(bindings), json.dumps(rules), cid, ep["network"]))
@@ -591,7 +706,7 @@ class Networks:
             netlink.remove_netns(path)
         if release and (leased or rules):
             with self.store.transaction() as db:
-                db.execute("UPDATE endpoints SET ip='', ports='[]', rules='[]' WHERE container=?", (cid,))
+                db.execute("UPDATE endpoints SET ip='', ip6='', ports='[]', rules='[]' WHERE container=?", (cid,))
         elif rules:
             with self.store.transaction() as db:
                 db.execute("UPDATE endpoints SET ports='[]', rules='[]' WHERE container=?", (cid,))
@@ -624,7 +739,8 @@ class Networks:
 
     # -- connect / disconnect -------------------------------------------------------------------
 
-    def connect(self, rec: dict, ref: str, aliases: list[str], want_ip: str = "") -> None:
+    def connect(self, rec: dict, ref: str, aliases: list[str], want_ip: str = "", endpoint: dict | None = None) -> None:
+        """Connect a container; ``endpoint`` as for :meth:`plan` (``ip6``, ``links``, ...)."""
         r = self.row(ref)
         cid = rec["id"]
         mode = rec["spec"]["HostConfig"].get("NetworkMode", "")
@@ -636,13 +752,15 @@ class Networks:
                            "container cannot be connected to multiple networks with one of the networks in private (none) mode")
         if self.store.db.execute("SELECT 1 FROM endpoints WHERE container=? AND network=?", (cid, r["id"])).fetchone():
             raise Conflict(f"endpoint with name {rec['name']} already exists in network {r['name']}")
-        plan = self.plan(r["name"], aliases, want_ip, [], None)
-        idx = len(self.endpoints(cid))
+        plan = self.plan(r["name"], aliases, want_ip, [], None, endpoint)
+        idx = max([e["idx"] for e in self.endpoints(cid)] + [-1]) + 1
         from ..names import new_id
 
+        n = plan["networks"][0]
         with self.store.transaction() as db:
-            db.execute("INSERT INTO endpoints (container, network, idx, want_ip, aliases, endpoint_id) VALUES (?,?,?,?,?,?)",
-                       (cid, r["id"], idx, want_ip, json.dumps(plan["networks"][0]["aliases"]), new_id()))
+            db.execute("INSERT INTO endpoints (container, network, idx, want_ip, aliases, endpoint_id, want_ip6, extra) "
+                       "VALUES (?,?,?,?,?,?,?,?)", (cid, r["id"], idx, want_ip, json.dumps(n["aliases"]), new_id(),
+                                                     n["want_ip6"], json.dumps(n["extra"])))
         if rec["state"].get("Running"):
             from . import netlink
 
@@ -664,15 +782,23 @@ class Networks:
         cid = rec["id"]
         eps = self.endpoints(cid)
         ep = next((e for e in eps if e["network"] == r["id"]), None)
-        if ep is None:
-            if force:
-                return
+        if ep is None:  # with force too: force only reaches endpoints of containers that are gone
             raise Conflict(f"container {cid} is not connected to network {r['name']}")
         if ep["ip"]:
             with netlink.Netlink() as nl:
                 nl.delete_link(_veth_name(cid, ep["idx"]))
         with self.store.transaction() as db:
             db.execute("DELETE FROM endpoints WHERE container=? AND network=?", (cid, r["id"]))
+
+    def disconnect_gone(self, ref: str, name: str) -> None:
+        """``disconnect --force`` of a container that no longer exists: its endpoints on the
+        network, if any are left, go (dockerd's clean-up of a stale endpoint)."""
+        r = self.row(ref)
+        with self.store.transaction() as db:
+            gone = db.execute("DELETE FROM endpoints WHERE network=? AND (container=? OR container LIKE ?) AND "
+                              "container NOT IN (SELECT id FROM containers)", (r["id"], name, name + "%")).rowcount
+        if not gone:
+            raise NotFound(f"endpoint {name} not found")
 
     # -- what a container sees ------------------------------------------------------------------
 
@@ -697,17 +823,22 @@ class Networks:
             if ip:  # docker: alias, short ID, name (the name left out when it is the alias)
                 names = [alias, row["id"][:12]] + ([row["name"]] if row["name"] != alias else [])
                 lines.append(f"{ip}\t{' '.join(names)}")
+                ip6 = self._bridge_ip(row["id"], "ip6")
+                if ip6:
+                    lines.append(f"{ip6}\t{' '.join(names)}")
         eps = [e for e in self.endpoints(rec["id"]) if e["ip"]]
         if eps:
             hostname = cfg["Hostname"]
             full = f"{hostname}.{cfg['Domainname']} {hostname}" if cfg.get("Domainname") else hostname
             lines.append(f"{eps[0]['ip']}\t{full}")
+            if eps[0]["ip6"]:
+                lines.append(f"{eps[0]['ip6']}\t{full}")
         return "\n".join(lines) + "\n"
 
-    def _bridge_ip(self, cid: str) -> str:
+    def _bridge_ip(self, cid: str, column: str = "ip") -> str:
         r = self.store.db.execute(
-            "SELECT e.ip FROM endpoints e JOIN networks n ON n.id=e.network WHERE e.container=? AND n.name='bridge'",
-            (cid,)).fetchone()
+            f"SELECT e.{'ip6' if column == 'ip6' else 'ip'} FROM endpoints e JOIN networks n ON n.id=e.network "
+            "WHERE e.container=? AND n.name='bridge'", (cid,)).fetchone()
         return r[0] if r else ""
 
     def resolv_conf(self, mode: str, dns: list[str], search: list[str], options: list[str], base: str) -> str:
@@ -777,9 +908,10 @@ class Networks:
                 ports[p] = None
             for ep in eps:
                 for b in json.loads(ep["ports"]):
-                    ports.setdefault(f"{b['port']}/{b['proto']}", None)
-                    ports[f"{b['port']}/{b['proto']}"] = (ports[f"{b['port']}/{b['proto']}"] or []) + [
-                        {"HostIp": b["host_ip"], "HostPort": b["host_port"]}]
+                    key = f"{b['port']}/{b['proto']}"
+                    ports[key] = (ports.get(key) or []) + [{"HostIp": b["host_ip"], "HostPort": b["host_port"]}]
+                    if ep["ip6"] and b["host_ip"] in ("", "0.0.0.0"):  # its [::] twin (firewall.port_rules)
+                        ports[key].append({"HostIp": "::", "HostPort": b["host_port"]})
         networks = {}
         top = {"EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
                "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": ""}
@@ -792,16 +924,24 @@ class Networks:
             on = bool(ep["ip"]) and running
             prefix = ipaddress.IPv4Network(ep["subnet"]).prefixlen
             aliases = json.loads(ep["aliases"])
+            extra = json.loads(ep.get("extra") or "{}")
             if ep["net_name"] != "bridge":
                 aliases = aliases + [cid[:12]]
-            entry = {"IPAMConfig": {"IPv4Address": ep["want_ip"]} if ep["want_ip"] else None,
-                     "Links": [f"{_split_link(l)[0]}:{_split_link(l)[1]}" for l in rec["spec"]["HostConfig"].get("Links") or []]
-                     if ep["net_name"] == "bridge" and rec["spec"]["HostConfig"].get("Links") else None,
+            ipam_cfg = {k: v for k, v in (("IPv4Address", ep["want_ip"]), ("IPv6Address", ep["want_ip6"]),
+                                          ("LinkLocalIPs", extra.get("link_local"))) if v}
+            host_links = rec["spec"]["HostConfig"].get("Links") or []
+            links = ([f"{_split_link(l)[0]}:{_split_link(l)[1]}" for l in host_links]
+                     if ep["net_name"] == "bridge" and host_links else []) + (extra.get("links") or [])
+            on6 = on and bool(ep["ip6"])
+            entry = {"IPAMConfig": ipam_cfg or None, "Links": links or None,
                      "Aliases": aliases or None, "NetworkID": ep["network"],
                      "EndpointID": ep["endpoint_id"] if on else "", "Gateway": ep["gateway"] if on else "",
-                     "IPAddress": ep["ip"] if on else "", "IPPrefixLen": prefix if on else 0, "IPv6Gateway": "",
-                     "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": ep["mac"] if on else "",
-                     "DriverOpts": None}
+                     "IPAddress": ep["ip"] if on else "", "IPPrefixLen": prefix if on else 0,
+                     "IPv6Gateway": ep["gateway6"] if on6 else "",
+                     "GlobalIPv6Address": ep["ip6"] if on6 else "",
+                     "GlobalIPv6PrefixLen": ipaddress.IPv6Network(ep["subnet6"]).prefixlen if on6 else 0,
+                     "MacAddress": ep["mac"] if on else extra.get("mac", ""),
+                     "DriverOpts": extra.get("driver_opts") or None}
             networks[ep["net_name"]] = entry
             if ep["net_name"] == "bridge" and on:
                 top = {k: entry[k] for k in top}
@@ -928,6 +1068,117 @@ def _veth_name(cid: str, i: int) -> str:
     return f"dyv{cid[:10]}{i:02x}"
 
 
+def _endpoint_extra(endpoint: dict) -> dict:
+    """The EndpointSettings dockyard keeps beside the addresses, checked."""
+    extra = {}
+    links = [l if ":" in l else f"{l}:{l}" for l in endpoint.get("links") or []]
+    if links:
+        extra["links"] = links
+    lls = list(endpoint.get("link_local") or [])
+    for a in lls:
+        try:
+            ipaddress.ip_address(a)
+        except ValueError:
+            raise InvalidArgument(f"invalid link-local IP address: {a}") from None
+    if lls:
+        extra["link_local"] = lls
+    if endpoint.get("driver_opts"):
+        extra["driver_opts"] = dict(endpoint["driver_opts"])
+    mac = endpoint.get("mac") or ""
+    if mac:
+        try:
+            raw = bytes.fromhex(mac.replace(":", ""))
+        except ValueError:
+            raw = b""
+        if len(raw) != 6 or len(mac) != 17:
+            raise InvalidArgument(f"{mac} is not a valid mac address")
+        extra["mac"] = mac.lower()
+    return extra
+
+
+def _choose(net_name: str, subnet: str, gateway: str, pool: dict, want: str, prev: str, used: set):  # noqa: ANN202
+    net = ipaddress.ip_network(subnet)
+    gw = ipaddress.ip_address(gateway)
+    taken = {str(gw)} | set((pool.get("AuxiliaryAddresses") or {}).values()) | used
+    if want:
+        if want in taken:
+            raise Conflict(f"Address already in use: {want}")
+        return ipaddress.ip_address(want)
+    if prev and prev not in taken and ipaddress.ip_address(prev) in net:
+        return ipaddress.ip_address(prev)  # (the subnet may have moved since)
+    rng = ipaddress.ip_network(pool["IPRange"]) if pool.get("IPRange") else net
+    ends = {net.network_address} | ({net.broadcast_address} if net.version == 4 else set())
+    for host in (rng if rng != net else net.hosts()):
+        if host not in ends and str(host) not in taken:
+            return host
+    raise DockyardError(f"no available IPv{net.version} addresses on network {net_name}")
+
+
+def _pool(cfg: dict) -> dict:
+    """One IPAM pool of a create request, checked; ``_net`` and ``_family`` added."""
+    sub = cfg.get("Subnet") or ""
+    try:
+        net = ipaddress.ip_network(sub, strict=False)
+    except ValueError:
+        raise InvalidArgument(f"Invalid subnet {sub} : invalid CIDR address: {sub}") from None
+    fam = net.version
+    if net.prefixlen > (30 if fam == 4 else 126):
+        raise InvalidArgument(f"Invalid subnet {sub} : too small for any container")
+    out: dict = {"Subnet": sub, "_net": net, "_family": fam}
+    rng = cfg.get("IPRange") or ""
+    if rng:
+        try:
+            r = ipaddress.ip_network(rng, strict=False)
+        except ValueError:
+            raise InvalidArgument(f"Invalid ip range {rng}: invalid CIDR address: {rng}") from None
+        if r.version != fam or not r.subnet_of(net):  # (dockerd 20.10 took one outside and never used it)
+            raise InvalidArgument(f"Invalid ip range {rng}: it is not within subnet {sub}")
+        out["IPRange"] = rng
+    gw = cfg.get("Gateway") or ""
+    if gw:
+        try:
+            g = ipaddress.ip_address(gw)
+        except ValueError:
+            raise InvalidArgument(f"invalid gateway address: {gw}") from None
+        if g.version != fam or g not in net or g == net.network_address or (fam == 4 and g == net.broadcast_address):
+            err = InvalidArgument(f"no matching subnet for gateway {gw}")
+            err.client_side = True  # docker's CLI checks this one itself
+            raise err
+        out["Gateway"] = gw
+    aux = cfg.get("AuxiliaryAddresses") or {}
+    for k, v in aux.items():
+        try:
+            a = ipaddress.ip_address(v)
+        except ValueError:
+            raise InvalidArgument(f"invalid auxiliary address {k}: {v}") from None
+        if a.version != fam or a not in net:
+            raise Forbidden(f"auxiliary address: ({k}:{v}) must belong to the master pool: {sub}")
+    if aux:
+        out["AuxiliaryAddresses"] = dict(aux)
+    return out
+
+
+def _with_gateway(pool: dict) -> dict:
+    """The pool in use: its subnet normalized, its gateway the first address unless given."""
+    net = pool["_net"]
+    return dict(pool, Subnet=str(net), Gateway=pool.get("Gateway") or str(net.network_address + 1))
+
+
+def _pick6(pools: list[tuple[str, int]], taken: list) -> ipaddress.IPv6Network:
+    for base, size in pools:
+        try:
+            b = ipaddress.ip_network(base, strict=False)
+        except ValueError:
+            continue
+        if b.version != 6 or size < b.prefixlen:
+            continue
+        for cand in b.subnets(new_prefix=size):
+            if not any(cand.overlaps(t) for t in taken if t.version == 6):
+                return cand
+    raise NotFound("could not find an available, non-overlapping IPv6 address pool among the defaults to "
+                   "assign to the network")
+
+
 def _pick(pool: tuple, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
     fmt, outer, inner = pool
     avoid = taken + [ipaddress.IPv4Network(r) for r in RESERVED]
@@ -940,12 +1191,12 @@ def _pick(pool: tuple, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Netw
                         "assign to the network")
 
 
-def _host_routes() -> list[ipaddress.IPv4Network]:
+def _host_routes(family: int = socket.AF_INET) -> list:
     from .netlink import Netlink
 
     try:
         with Netlink() as nl:
-            return nl.routes()
+            return nl.routes(family)
     except OSError:
         return []
 

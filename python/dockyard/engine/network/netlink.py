@@ -27,6 +27,7 @@ RTM_NEWADDR, RTM_NEWROUTE, RTM_GETROUTE = 20, 24, 26
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
+IFA_F_NODAD = 0x02
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 IFF_UP = 1
 CLONE_NEWNET = 0x40000000
@@ -153,35 +154,45 @@ class Netlink:
 
     # -- addresses and routes ------------------------------------------------------------------
 
-    def add_address(self, index: int, iface: ipaddress.IPv4Interface) -> None:
-        body = struct.pack("=BBBBI", socket.AF_INET, iface.network.prefixlen, 0, 0, index)
+    def add_address(self, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
+        """An address on a link; an IPv6 one without duplicate address detection (usable at
+        once, as dockerd adds them: the pool's allocator already made it unique)."""
         ip = iface.ip.packed
-        body += _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip) + _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
+        if iface.version == 6:
+            body = struct.pack("=BBBBI", socket.AF_INET6, iface.network.prefixlen, IFA_F_NODAD, 0, index)
+            body += _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip)
+        else:
+            body = struct.pack("=BBBBI", socket.AF_INET, iface.network.prefixlen, 0, 0, index)
+            body += _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip) + _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
         try:
             self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {iface}")
         except NetlinkError as exc:
             if exc.errno != errno.EEXIST:
                 raise
 
-    def add_default_route(self, gateway: ipaddress.IPv4Address, index: int) -> None:
-        body = struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 254, 3, 0, 1, 0)
+    def add_default_route(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address, index: int) -> None:
+        family = socket.AF_INET6 if gateway.version == 6 else socket.AF_INET
+        body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, 254, 3, 0, 1, 0)
         body += _attr(RTA_GATEWAY, gateway.packed) + _attr(RTA_OIF, struct.pack("=I", index))
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}")
 
-    def routes(self) -> list[ipaddress.IPv4Network]:
-        """Destinations of the IPv4 routes in the main table (what a new subnet must not overlap)."""
+    def routes(self, family: int = socket.AF_INET) -> list:
+        """Destinations of the routes of ``family`` in the main table (what a new subnet must
+        not overlap)."""
         out = []
-        body = struct.pack("=BBBBBBBBI", socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+        size = 4 if family == socket.AF_INET else 16
+        body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0)
         for _, payload in self.request(RTM_GETROUTE, NLM_F_DUMP, body, "list routes"):
-            family, dst_len, _, _, table = struct.unpack_from("=BBBBB", payload)
-            if family != socket.AF_INET or table != 254 or dst_len == 0:
+            fam, dst_len, _, _, table = struct.unpack_from("=BBBBB", payload)
+            if fam != family or table != 254 or dst_len == 0:
                 continue
             off = 12
             while off + 4 <= len(payload):
                 alen, akind = struct.unpack_from("=HH", payload, off)
                 if akind == RTA_DST:
-                    addr = ipaddress.IPv4Address(payload[off + 4:off + 8])
-                    out.append(ipaddress.IPv4Network(f"{addr}/{dst_len}", strict=False))
+                    addr = ipaddress.ip_address(payload[off + 4:off + 4 + size])
+                    if not (addr.version == 6 and addr.is_link_local):
+                        out.append(ipaddress.ip_network(f"{addr}/{dst_len}", strict=False))
                 off += (alen + 3) & ~3
         return out
 

@@ -46,7 +46,7 @@ NFTA_DATA_VALUE, NFTA_DATA_VERDICT = 1, 2
 NFTA_VERDICT_CODE, NFTA_VERDICT_CHAIN = 1, 2
 NFTA_GEN_ID = 1
 
-NFPROTO_IPV4 = 2
+NFPROTO_IPV4, NFPROTO_IPV6 = 2, 10
 HOOK_PREROUTING, HOOK_INPUT, HOOK_FORWARD, HOOK_OUTPUT, HOOK_POSTROUTING = range(5)
 PRIO_DSTNAT, PRIO_FILTER, PRIO_SRCNAT = -100, 0, 100
 
@@ -157,9 +157,9 @@ def counter() -> bytes:
     return _expr("counter", struct.pack("=HH", 12, 1) + b"\0" * 8, struct.pack("=HH", 12, 2) + b"\0" * 8)
 
 
-def dnat(addr_reg: int, proto_reg: int) -> bytes:
+def dnat(addr_reg: int, proto_reg: int, family: int = NFPROTO_IPV4) -> bytes:
     # NFTA_NAT_TYPE, FAMILY, REG_ADDR_MIN, REG_PROTO_MIN
-    return _expr("nat", be32(1, NAT_DNAT), be32(2, NFPROTO_IPV4), be32(3, addr_reg), be32(5, proto_reg))
+    return _expr("nat", be32(1, NAT_DNAT), be32(2, family), be32(3, addr_reg), be32(5, proto_reg))
 
 
 def masquerade() -> bytes:
@@ -178,9 +178,13 @@ def ifname(name: str, out: bool = False, neq: bool = False) -> list[bytes]:
 
 
 def ip_addr(net: str, source: bool, neq: bool = False) -> list[bytes]:
-    n = ipaddress.IPv4Network(net, strict=False)
-    out = [payload(PAYLOAD_NETWORK, 12 if source else 16, 4)]
-    if n.prefixlen < 32:
+    """``ip saddr|daddr NET`` (``ip6 ...`` for an IPv6 one: rules of the ip6 table)."""
+    n = ipaddress.ip_network(net, strict=False)
+    if n.version == 6:
+        out = [payload(PAYLOAD_NETWORK, 8 if source else 24, 16)]
+    else:
+        out = [payload(PAYLOAD_NETWORK, 12 if source else 16, 4)]
+    if n.prefixlen < n.max_prefixlen:
         out.append(bitwise(n.netmask.packed))
     return out + [cmp(CMP_NEQ if neq else CMP_EQ, n.network_address.packed)]
 
@@ -200,8 +204,9 @@ def ct_state(mask: int) -> list[bytes]:
 
 
 def to_dnat(ip: str, port: int) -> list[bytes]:
-    return [immediate(ipaddress.IPv4Address(ip).packed, REG_1), immediate(struct.pack(">H", port), REG_2),
-            dnat(REG_1, REG_2)]
+    addr = ipaddress.ip_address(ip)
+    return [immediate(addr.packed, REG_1), immediate(struct.pack(">H", port), REG_2),
+            dnat(REG_1, REG_2, NFPROTO_IPV6 if addr.version == 6 else NFPROTO_IPV4)]
 
 
 def comment(text: str) -> bytes:
@@ -412,14 +417,15 @@ def render(exprs: list[tuple[str, dict]]) -> str:
         elif name == "payload":
             base, off, ln = _u32(a, 2), _u32(a, 3), _u32(a, 4)
             regs[_u32(a, 1)] = {(1, 12, 4): "ip saddr", (1, 16, 4): "ip daddr", (2, 2, 2): "th dport",
-                                (1, 9, 1): "ip protocol"}.get((base, off, ln), f"@{base},{off},{ln}")
+                                (1, 9, 1): "ip protocol", (1, 8, 16): "ip6 saddr",
+                                (1, 24, 16): "ip6 daddr"}.get((base, off, ln), f"@{base},{off},{ln}")
         elif name == "fib":
             regs[_u32(a, 1)] = "fib " + ("saddr" if _u32(a, 3) & FIB_F_SADDR else "daddr") + " type"
         elif name == "ct":
             regs[_u32(a, 1)] = "ct state" if _u32(a, 2) == CT_STATE else f"ct {_u32(a, 2)}"
         elif name == "bitwise":
             mask = _data(a, 4)
-            masks[_u32(a, 2)] = bin(int.from_bytes(mask, "big")).count("1") if len(mask) == 4 else 0
+            masks[_u32(a, 2)] = bin(int.from_bytes(mask, "big")).count("1") if len(mask) in (4, 16) else 0
             if regs.get(_u32(a, 1)) == "ct state":
                 masks[_u32(a, 2)] = -struct.unpack("=I", mask)[0]
         elif name == "cmp":
@@ -429,8 +435,8 @@ def render(exprs: list[tuple[str, dict]]) -> str:
             if what in ("iifname", "oifname"):
                 # exact: NUL-terminated (padded to IFNAMSIZ by nft, not by iptables-nft); a prefix: not
                 value = '"' + (data.rstrip(b"\0").decode() if data.endswith(b"\0") else data.decode() + "*") + '"'
-            elif what.startswith("ip ") and len(data) == 4:
-                value = str(ipaddress.IPv4Address(data)) + (f"/{masks[reg]}" if masks.get(reg, 0) > 0 else "")
+            elif what.startswith(("ip ", "ip6 ")) and len(data) in (4, 16):
+                value = str(ipaddress.ip_address(data)) + (f"/{masks[reg]}" if masks.get(reg, 0) > 0 else "")
             elif what == "th dport":
                 value = str(struct.unpack(">H", data)[0])
             elif what == "meta l4proto":
@@ -457,7 +463,8 @@ def render(exprs: list[tuple[str, dict]]) -> str:
                 regs[-reg] = inner.get(NFTA_DATA_VALUE, b"")  # raw, for nat
         elif name == "nat":
             addr, port = regs.get(-_u32(a, 3), b""), regs.get(-_u32(a, 5), b"")
-            to = str(ipaddress.IPv4Address(addr)) if len(addr) == 4 else "?"
+            to = str(ipaddress.ip_address(addr)) if len(addr) in (4, 16) else "?"
+            to = f"[{to}]" if len(addr) == 16 and len(port) == 2 else to
             out.append(("dnat" if _u32(a, 1) == NAT_DNAT else "snat") + f" to {to}"
                        + (f":{struct.unpack('>H', port)[0]}" if len(port) == 2 else ""))
         elif name == "masq":
