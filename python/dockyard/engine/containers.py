@@ -754,27 +754,6 @@ class Containers:
             db.execute("UPDATE containers SET spec=? WHERE id=?", (json.dumps(spec), cid))
         return []
 
-    def remove_link(self, link: str) -> None:
-        """``docker rm --link /PARENT/ALIAS``: the parent's legacy link of that alias goes (the
-        linked container stays), as dockerd's rmLink."""
-        name = link if link.startswith("/") else "/" + link
-        parent, _, alias = name.rpartition("/")
-        if not parent:
-            raise Conflict("Conflict, cannot remove the default link name of the container")
-        try:
-            pid = self.resolve(parent)
-        except NotFound:
-            raise NotFound(f"Cannot get parent {parent} for link name {name}") from None
-        rec = self.load(pid)
-        spec = rec["spec"]
-        links = spec["HostConfig"].get("Links") or []
-        kept = [l for l in links if l.split(":", 1)[-1] != f"/{rec['name']}/{alias}"]
-        if len(kept) == len(links):
-            raise ContainerNotFound(f"No such container: {name}")
-        spec["HostConfig"]["Links"] = kept or None
-        with self.store.transaction() as db:
-            db.execute("UPDATE containers SET spec=? WHERE id=?", (json.dumps(spec), pid))
-
     def rename(self, ref: str, new: str) -> None:
         cid = self.resolve(ref)
         name = check_name(new)
@@ -866,15 +845,8 @@ class Containers:
         target = str(refs.parse_repository_tag(reference).with_default_tag()) if reference else None
         paused_here = False
         if pause and rec["state"]["Running"] and not rec["state"]["Paused"]:
-            try:
-                self.runtime.pause(cid)
-                paused_here = True
-            except DockyardError:
-                # it exited since (docker-py commits a `touch` right after its start; its
-                # supervisor may still be draining): a stopped container's layer is still, so
-                # the commit goes on unpaused, as dockerd's does for a stopped container
-                if _alive(rec["state"]["Pid"]) and self.refresh(self.load(cid))["state"]["Running"]:
-                    raise
+            self.runtime.pause(cid)
+            paused_here = True
         try:
             with self.store.staging() as stage:
                 new_layer = self.snapshot(cid, stage)
@@ -902,9 +874,6 @@ class Containers:
                     "comment": message or None,
                     "config": run_cfg,
                     "container": cid,
-                    # the committed container's config, as dockerd records it (inspect shows it as
-                    # ContainerConfig before API 1.45)
-                    "container_config": dict(cfg),
                     "created": created,
                     "history": history,
                     "os": base.get("os", "linux"),
@@ -922,11 +891,7 @@ class Containers:
                     records + [new_layer])
         finally:
             if paused_here:
-                try:
-                    self.runtime.resume(cid)
-                except DockyardError:
-                    if _alive(rec["state"]["Pid"]) and self.refresh(self.load(cid))["state"]["Running"]:
-                        raise  # (one that exited as it was frozen has nothing to resume)
+                self.runtime.resume(cid)
         return image_id
 
     def snapshot(self, ref: str, stage: Path) -> dict:
