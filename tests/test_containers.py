@@ -558,3 +558,23 @@ def test_device_and_sysctl_flags(dy):
         proc = dy("run", "--rm", *args, "bb", "true", check=False)
         assert proc.returncode == 125 and proc.stderr.decode() == message + "\n", proc
     assert text(dy("ps", "-aq")) == before
+
+
+def test_stop_kill_rm_of_many_at_once_report_in_the_order_given(dy):
+    """As the docker CLI's parallelOperation: several requests at once, each container's name
+    printed in the order given, the errors after them, exit 1 when any failed."""
+    names = [f"many{i}" for i in range(6)]
+    for name in names:
+        dy("run", "-d", "--network", "none", "--name", name, "bb", "sleep", "60")
+    try:
+        proc = dy("kill", *names[:3], "nosuch", *names[3:], check=False)
+        assert proc.returncode == 1
+        assert text(proc) == "".join(n + "\n" for n in names)
+        assert proc.stderr.decode() == "Error response from daemon: No such container: nosuch\n"
+        states = dy("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.decode().split("\n")
+        assert sorted(s for s in states if s) == sorted(f"{n} exited" for n in names)
+        proc = dy("rm", "-f", "nosuch", *names, check=False)
+        assert proc.returncode == 1 and text(proc) == "".join(n + "\n" for n in names)
+        assert dy("ps", "-aq").stdout == b""
+    finally:
+        dy("rm", "-f", *names, check=False)

@@ -244,6 +244,12 @@ class Transport:
         self.headers: dict[str, str] = {}  # sent with every request
         self._conn: Connection | None = None
 
+    def clone(self) -> Transport:
+        """A transport to the same daemon with a connection of its own (one per thread)."""
+        other = Transport(f"unix://{self.path}", self.timeout)
+        other.headers = dict(self.headers)
+        return other
+
     def adopt(self, conn: Connection) -> None:
         """Use an already-open connection for the next request."""
         self.close()
