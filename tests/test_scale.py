@@ -11,7 +11,7 @@ import time
 
 from test_daemon import create, daemon, pytestmark, wait  # noqa: F401  (fixture and marks)
 
-N_LONG, N_SHORT = 20, 10
+N_LONG, N_SHORT = 90, 10  # the scale issue's case: 100 running, 10 of them exit while no daemon runs
 
 
 def _gated_exit(i: int) -> list[str]:
@@ -42,11 +42,12 @@ def test_live_restore_with_many_containers(daemon, tmp_path):  # noqa: F811
                                timeout=30)
         assert state.returncode == 0
     os.unlink(d.sock)
+    restarted_at = time.time()
     d.start()
     for i, cid in enumerate(shorts):
         if i % 2:
-            # on-failure:1: restarted once (100 ms later), it exits again at once (the gate is
-            # open); then nothing more
+            # on-failure:1: restarted once, it exits again at once (the gate is open); then
+            # nothing more
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 info = d.ok("GET", f"/containers/{cid}/json")
@@ -56,6 +57,12 @@ def test_live_restore_with_many_containers(daemon, tmp_path):  # noqa: F811
         info = d.ok("GET", f"/containers/{cid}/json")
         assert info["RestartCount"] == i % 2
         assert (info["State"]["Status"], info["State"]["ExitCode"]) == ("exited", i + 1)
+    # each missed exit said once by the new daemon (and the restarted one's own exit once more)
+    events = d.ok("GET", f"/events?since={restarted_at - 1:.3f}&until={time.time() + 1:.3f}")
+    for i, cid in enumerate(shorts):
+        dies = [e for e in events if e.get("id") == cid and e["Action"] == "die"]
+        starts = [e for e in events if e.get("id") == cid and e["Action"] == "start"]
+        assert (len(dies), len(starts)) == (1 + i % 2, i % 2), (i, dies, starts)
     for cid, pid in pids.items():
         assert d.ok("GET", f"/containers/{cid}/json")["State"]["Pid"] == pid
         os.kill(pid, 0)
@@ -66,3 +73,13 @@ def test_live_restore_with_many_containers(daemon, tmp_path):  # noqa: F811
     for cid in longs + shorts:
         d.ok("DELETE", f"/containers/{cid}?force=1")
     assert d.ok("GET", "/containers/json?all=1") == []
+    # nothing leaked: no process of theirs, no runtime state, no mount (the fixture checks mounts)
+    for pid in pids.values():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        with open(f"/proc/{pid}/stat") as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] == "Z", f"process {pid} outlived its container"
+    runtime = d.run / "runtime"
+    assert not runtime.exists() or os.listdir(runtime) == []
