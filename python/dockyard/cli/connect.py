@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 # How long a starting daemon may take to listen (opening the store, live restore).
 START_TIMEOUT = 30.0
@@ -61,9 +60,6 @@ def start_daemon(path: str, root: str | None, announce: bool = True) -> int:
     two.  Returns the daemon's pid (0 when another CLI started it meanwhile)."""
     import fcntl
 
-    from ..engine.store import pid_alive
-    from ..errors import DockyardError
-
     run = os.path.dirname(path)
     os.makedirs(run, mode=0o711, exist_ok=True)
     lock = os.open(os.path.join(run, "daemon.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -78,19 +74,16 @@ def start_daemon(path: str, root: str | None, announce: bool = True) -> int:
             env["DOCKYARD_ROOT"] = os.path.abspath(root)
         cmd = [sys.executable, "-c", "import sys; from dockyard.cli import main; sys.exit(main())",
                "daemon", "-H", "unix://" + path]
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         try:
-            pid = _spawn_detached(cmd, env, log)
+            try:
+                pid = _spawn_detached(cmd, env, log, notify=ready_w)
+            finally:
+                os.close(log)
+                os.close(ready_w)
+            _wait_ready(ready_r, pid, path, log_path)
         finally:
-            os.close(log)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _listening(path):
-            if not pid_alive(pid):
-                raise DockyardError(f"the dockyard daemon did not start: {_last_line(log_path)}")
-            if time.monotonic() > deadline:
-                _kill(pid)
-                raise DockyardError(f"the dockyard daemon did not listen on unix://{path} within "
-                                    f"{START_TIMEOUT:.0f} s (log: {log_path})")
-            time.sleep(0.01)
+            os.close(ready_r)
         if announce:
             sys.stderr.write(f"dockyard: no daemon was listening on unix://{path}; started one "
                              f"(pid {pid}, log {log_path})\n")
@@ -98,6 +91,24 @@ def start_daemon(path: str, root: str | None, announce: bool = True) -> int:
         return pid
     finally:
         os.close(lock)
+
+
+def _wait_ready(ready: int, pid: int, path: str, log_path: str) -> None:
+    """Until the daemon says it listens on its end of the ``ready`` pipe; end of file there is
+    its exit (only it holds the write end).  START_TIMEOUT is a deadline, not a poll."""
+    import select
+
+    from ..errors import DockyardError
+
+    poller = select.poll()
+    poller.register(ready, select.POLLIN)
+    if poller.poll(START_TIMEOUT * 1000):
+        if os.read(ready, 64).startswith(b"READY=1"):
+            return
+        raise DockyardError(f"the dockyard daemon did not start: {_last_line(log_path)}")
+    _kill(pid)
+    raise DockyardError(f"the dockyard daemon did not listen on unix://{path} within "
+                        f"{START_TIMEOUT:.0f} s (log: {log_path})")
 
 
 def _last_line(path: str) -> str:
@@ -109,9 +120,10 @@ def _last_line(path: str) -> str:
     return lines[-1] if lines else "(empty log)"
 
 
-def _spawn_detached(cmd: list[str], env: dict, log: int) -> int:
+def _spawn_detached(cmd: list[str], env: dict, log: int, notify: int | None = None) -> int:
     """Run ``cmd`` as a daemon: forked twice (init reaps it; we never wait for it), its own
-    session, stdin from /dev/null, stdout and stderr to ``log``.  Returns its pid."""
+    session, stdin from /dev/null, stdout and stderr to ``log``, ``notify`` (if given) as its
+    fd 3, named in ``DOCKYARD_NOTIFY_FD``.  Returns its pid."""
     r, w = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child only execs
@@ -126,7 +138,13 @@ def _spawn_detached(cmd: list[str], env: dict, log: int) -> int:
             os.dup2(null, 0)
             os.dup2(log, 1)
             os.dup2(log, 2)
-            os.closerange(3, 1024)
+            if notify is not None:
+                if notify == 3:
+                    os.set_inheritable(3, True)
+                else:
+                    os.dup2(notify, 3)  # (dup2's copy is inheritable)
+                env = dict(env, DOCKYARD_NOTIFY_FD="3")
+            os.closerange(3 if notify is None else 4, 1024)
             os.execve(cmd[0], cmd, env)
         finally:
             os._exit(127)

@@ -79,6 +79,37 @@ def _secure_socket(path: str) -> None:
     os.chmod(path, 0o660)
 
 
+def _notify_fd() -> int | None:
+    """The pipe of the CLI that started this daemon (``DOCKYARD_NOTIFY_FD``), kept from the
+    processes the daemon starts: its end of file must mean that the daemon is gone."""
+    try:
+        fd = int(os.environ.pop("DOCKYARD_NOTIFY_FD", ""))
+        os.set_inheritable(fd, False)
+    except (ValueError, OSError):
+        return None
+    return fd
+
+
+def _notify_ready(fd: int | None) -> None:
+    """Say that the daemon listens: on the starting CLI's pipe, and to systemd when it runs the
+    daemon as a ``Type=notify`` unit (``NOTIFY_SOCKET``, as dockerd does)."""
+    import socket
+
+    if fd is not None:
+        try:
+            os.write(fd, b"READY=1\n")
+        except OSError:
+            pass
+        os.close(fd)
+    addr = os.environ.get("NOTIFY_SOCKET", "")
+    if addr.startswith(("/", "@")):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+                s.sendto(b"READY=1", "\0" + addr[1:] if addr.startswith("@") else addr)
+        except OSError:
+            pass
+
+
 def serve(path: str | None = None, root: str | None = None, ready: threading.Event | None = None,
           debug: bool = False) -> int:
     """Serve until SIGTERM/SIGINT; containers keep running afterwards (live restore)."""
@@ -86,6 +117,7 @@ def serve(path: str | None = None, root: str | None = None, ready: threading.Eve
     from .http import make_server
 
     path = path or default_socket()
+    notify = _notify_fd()
     log = logging.getLogger("dockyard.daemon")
     if not log.handlers:
         h = logging.StreamHandler(sys.stderr)
@@ -118,6 +150,7 @@ def serve(path: str | None = None, root: str | None = None, ready: threading.Eve
     log.info("dockyard daemon listening on unix://%s (root %s, pid %d)", path, daemon.root, os.getpid())
     if ready is not None:
         ready.set()
+    _notify_ready(notify)
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
