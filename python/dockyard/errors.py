@@ -1,8 +1,8 @@
 """dockyard's one exception tree.
 
 Every error a user can see is a :class:`DockyardError`.  The CLI turns each into one line on
-stderr and Docker's exit code; the daemon (later) sends ``{"message": ...}`` with
-:attr:`DockyardError.status`, and the client raises the same class again.
+stderr and Docker's exit code; the daemon sends ``{"message": ...}`` with
+:attr:`DockyardError.status` (and the class's kind), and the client raises the same class again.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ A container is a row in the ``containers`` table (its Docker-shaped Config and H
 ``upper``/``work``, the generated ``hostname``/``hosts``/``resolv.conf``, the json-file log and
 the supervisor's exit file.
 
-There is no daemon yet, so state is refreshed when it is read: a container recorded as running
-whose supervisor has written its exit file, or has vanished, is marked exited then (and its
-rootfs unmounted).  A CLI killed at any point thus leaves state that the next command repairs.
+Exits: the daemon hears each supervisor's exit as an event (a pidfd in its epoll set) and
+records it once; its reads have no side effects (``all(refresh=False)``).  Used in-process, without
+a daemon, state is refreshed when it is read instead: a container recorded as running whose
+supervisor has written its exit file, or has vanished, is marked exited then (and its rootfs
+unmounted).  A CLI or daemon killed at any point thus leaves state that the next reader repairs.
 """
 
 from __future__ import annotations
