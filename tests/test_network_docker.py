@@ -241,3 +241,95 @@ def test_network_command_errors_match_docker(dyn, bridged_docker):
             run("network", "rm", "dup")
     diffs = [(args, ours, theirs) for args, ours, theirs in zip(cases, outs["dockyard"], outs["docker"]) if ours != theirs]
     assert diffs == [], "\n".join(map(repr, diffs))
+
+
+def _net_entry(rec: dict, net: str) -> dict:
+    return rec["NetworkSettings"]["Networks"][net]
+
+
+def test_ipv6_network_matches_docker(dyn, bridged_docker):
+    """--ipv6 with an IPv6 subnet and gateway: the network's IPAM, the addresses a container
+    gets (first free, --ip6), its /etc/hosts, routes, AAAA answers and ping6 by name, as dockerd.
+    One daemon at a time: both would route the same subnet."""
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        run("network", "create", "--ipv6", "--subnet", "fd0d:d0c:21::/64", "--gateway", "fd0d:d0c:21::1:1",
+            "--subnet", "10.250.97.0/24", "six")
+        try:
+            net = json.loads(run("network", "inspect", "six").stdout)[0]
+            run("run", "-d", "--name", "a6", "--network", "six", "bb", "sleep", "60")
+            run("run", "-d", "--name", "b6", "--network", "six", "--ip6", "fd0d:d0c:21::99", "bb", "sleep", "60")
+            a, b = (json.loads(run("inspect", n).stdout)[0] for n in ("a6", "b6"))
+            out = run("exec", "a6", "sh", "-c", "cat /etc/hosts; echo ---; ip -6 route | grep default; "
+                      "ip -6 addr show eth0 scope global | grep inet6; echo ---; "
+                      "nslookup b6 | grep '^Address: ' | grep -v ':53$' | sort; "
+                      "ping -6 -c 1 -W 2 b6 | grep -c 'bytes from fd0d:d0c:21::99'").stdout.decode()
+            keep = ("GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPv6Gateway", "IPAMConfig", "IPAddress", "Gateway")
+            members = json.loads(run("network", "inspect", "six").stdout)[0]["Containers"]
+            outs[tool] = (net["EnableIPv6"], net["IPAM"], {k: _net_entry(a, "six")[k] for k in keep},
+                          {k: _net_entry(b, "six")[k] for k in keep},
+                          sorted(m["IPv6Address"] for m in members.values()),
+                          normalize(out, {a["Id"][:12]: "AID"}))
+        finally:
+            run("rm", "-f", "a6", "b6", check=False)
+            run("network", "rm", "six", check=False)
+    assert outs["dockyard"] == outs["docker"]
+    assert "fd0d:d0c:21::1\tAID" in outs["docker"][5] and outs["docker"][5].rstrip().endswith("1")
+
+
+def test_ipam_options_match_docker(dyn, bridged_docker):
+    """--ip-range, --aux-address and --gateway: what inspect shows, where the first address comes
+    from; and the errors for pools that do not fit."""
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        run("network", "create", "--subnet", "10.250.98.0/24", "--ip-range", "10.250.98.128/25", "--gateway",
+            "10.250.98.254", "--aux-address", "a=10.250.98.128", "--aux-address", "b=10.250.98.129", "rng")
+        try:
+            net = json.loads(run("network", "inspect", "rng").stdout)[0]
+            run("run", "-d", "--name", "r1", "--network", "rng", "bb", "sleep", "60")
+            r1 = json.loads(run("inspect", "r1").stdout)[0]
+            errs = []
+            for args in (["--subnet", "10.250.99.0/24", "--aux-address", "x=10.250.100.1"],
+                         ["--subnet", "10.250.99.0/24", "--subnet", "10.250.101.0/24"],
+                         ["--subnet", "10.250.98.0/25"], ["-d", "host"], ["-d", "null"]):
+                proc = run("network", "create", *args, "bad", check=False)
+                errs.append((proc.returncode, proc.stderr.decode().strip().splitlines()[0]))
+                run("network", "rm", "bad", check=False)
+            outs[tool] = (net["IPAM"], _net_entry(r1, "rng")["IPAddress"], _net_entry(r1, "rng")["Gateway"], errs)
+        finally:
+            run("rm", "-f", "r1", check=False)
+            run("network", "rm", "rng", check=False)
+    assert outs["dockyard"] == outs["docker"]
+    assert outs["docker"][1] == "10.250.98.130"
+
+
+def test_connect_options_match_docker(dyn, bridged_docker):
+    """connect --ip6, --alias, --link and --link-local-ip on a created container, and a name with a
+    space: inspect before and after the start, the addresses on the interface, the link as a DNS
+    alias; disconnect --force of a container that is not connected fails."""
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        run("network", "create", "--ipv6", "--subnet", "fd0d:d0c:22::/64", "my net")
+        try:
+            run("run", "-d", "--name", "peer", "--network", "my net", "bb", "sleep", "60")
+            run("create", "--name", "cn", "bb", "sleep", "60")
+            run("network", "connect", "--ip6", "fd0d:d0c:22::42", "--alias", "al", "--link", "peer:pl",
+                "--link-local-ip", "169.254.9.9", "my net", "cn")
+            keep = ("IPAMConfig", "Links", "GlobalIPv6Address", "IPv6Gateway")
+            before = json.loads(run("inspect", "cn").stdout)[0]
+            run("start", "cn")
+            after = json.loads(run("inspect", "cn").stdout)[0]
+            out = run("exec", "cn", "sh", "-c", "ip -o addr | grep -c '169.254.9.9/16'; "
+                      "nslookup pl | grep -c 'Address: fd0d:d0c:22::'").stdout.decode()
+            ent = _net_entry(after, "my net")
+            run("network", "disconnect", "my net", "cn")
+            proc = run("network", "disconnect", "--force", "my net", "cn", check=False)
+            outs[tool] = ({k: _net_entry(before, "my net")[k] for k in keep}, {k: ent[k] for k in keep},
+                          [a for a in ent["Aliases"] if a != after["Id"][:12]], out, proc.returncode,
+                          normalize(proc.stderr.decode().strip(), {after["Id"]: "CID"}))
+        finally:
+            run("rm", "-f", "peer", "cn", check=False)
+            run("network", "rm", "my net", check=False)
+    assert outs["dockyard"][:5] == outs["docker"][:5]
+    assert "is not connected to network my net" in outs["dockyard"][5] and "is not connected" in outs["docker"][5]
+    assert outs["docker"][3] == "1\n1\n"

@@ -213,7 +213,8 @@ def etc_files(containers, rec: dict, hosts: str, resolv: str) -> tuple[str, str]
         except OSError:
             pass
     return (net.hosts_file(rec, mode, host.get("ExtraHosts") or [], host.get("Links") or []),
-            net.resolv_conf(mode, host.get("Dns") or [], host.get("DnsSearch") or [], host.get("DnsOptions") or [], base))
+            net.resolv_conf(mode, host.get("Dns") or [], host.get("DnsSearch") or [], host.get("DnsOptions") or [], base,
+                            embedded=mode in ("default", "bridge") and net.needs_dns(rec["id"])))
 
 
 def on_stop(containers, cid: str) -> None:  # noqa: ANN001

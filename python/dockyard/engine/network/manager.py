@@ -252,7 +252,7 @@ class Networks:
                     raise Forbidden("Pool overlaps with other one on this address space")
                 shown.append({k: v for k, v in v6.items() if not k.startswith("_") and v})
                 v6 = _with_gateway(v6)
-            ipam = {"Driver": ipam_driver or "default", "Options": ipam_options or None, "Config": shown,
+            ipam = {"Driver": ipam_driver or "default", "Options": ipam_options, "Config": shown,
                     "v4": {k: v for k, v in v4.items() if not k.startswith("_")},
                     "v6": {k: v for k, v in v6.items() if not k.startswith("_")} if v6 and ipv6 else None}
             bridge = "dyn" + nid[:12]
@@ -841,8 +841,11 @@ class Networks:
             "WHERE e.container=? AND n.name='bridge'", (cid,)).fetchone()
         return r[0] if r else ""
 
-    def resolv_conf(self, mode: str, dns: list[str], search: list[str], options: list[str], base: str) -> str:
-        user_net = mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:")
+    def resolv_conf(self, mode: str, dns: list[str], search: list[str], options: list[str], base: str,
+                    embedded: bool = False) -> str:
+        """``embedded``: the container is on a user network though its mode is not one (connected
+        before its start): the embedded DNS serves it, as dockerd's."""
+        user_net = embedded or mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:")
         lines = base.splitlines()
         ns = [l.split()[1] for l in lines if l.startswith("nameserver") and len(l.split()) > 1]
         srch = next((l.split()[1:] for l in lines if l.startswith("search")), [])
