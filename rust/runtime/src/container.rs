@@ -116,9 +116,10 @@ impl Namespaces {
     }
 }
 
-/// runc's default device rules (libcontainer/specconv `AllowedDevices`): mknod of any
-/// character or block device, and read/write/mknod of the devices every container needs
-/// (null, zero, full, random, urandom, tty, console, ptmx, the pts slaves). runc adds them
+/// runc's default device rules (libcontainer/specconv `AllowedDevices`, as runc 1.1 writes
+/// them): mknod of any character or block device, and read/write/mknod of the devices every
+/// container needs (null, zero, full, random, urandom, tty, ptmx, the pts slaves, which
+/// include the /dev/console runc binds from one; and /dev/net/tun, kept in runc 1.1). runc adds them
 /// after the spec's own rules, so a config that only denies everything (podman's) still gets
 /// a usable /dev; the device nodes themselves are made by [`crate::mounts::setup_dev`].
 pub const DEFAULT_DEVICE_RULES: &[(&str, i64, i64, &str)] = &[
@@ -130,9 +131,9 @@ pub const DEFAULT_DEVICE_RULES: &[(&str, i64, i64, &str)] = &[
     ("c", 5, 0, "rwm"),
     ("c", 1, 5, "rwm"),
     ("c", 1, 9, "rwm"),
-    ("c", 5, 1, "rwm"),
     ("c", 136, -1, "rwm"),
     ("c", 5, 2, "rwm"),
+    ("c", 10, 200, "rwm"),
 ];
 
 /// The spec's resources with runc's default device rules appended.
@@ -393,11 +394,19 @@ pub fn start(root: &Path, id: &str) -> Result<Container> {
         return Err(Error::sys("open", Some(&fifo), e));
     }
     let r = util::write_all(fd, b"0");
+    let spec = Spec::load(&c.dir.join("config.json")).ok();
+    let poststart = spec.as_ref().and_then(|s| s.hooks.as_ref()).is_some_and(|h| !h.poststart.is_empty());
+    if r.is_ok() && poststart {
+        // The init holds the fifo's read end until its exec (or death): POLLERR on our write
+        // end says it is gone, so poststart runs after the user's process was executed.
+        let mut p = libc::pollfd { fd, events: 0, revents: 0 };
+        while unsafe { libc::poll(&mut p, 1, -1) } < 0 && errno() == libc::EINTR {}
+    }
     close(fd);
     r?;
     let _ = std::fs::remove_file(&fifo);
     // poststart: after the user's process started; a failure is a warning (runtime spec).
-    if let Ok(spec) = Spec::load(&c.dir.join("config.json")) {
+    if let Some(spec) = spec {
         if let Some(h) = spec.hooks.as_ref().filter(|h| !h.poststart.is_empty()) {
             let state = crate::hooks::state_json(id, "running", c.state.pid, &c.state.bundle, &c.state.annotations);
             if let Err(e) = crate::hooks::run_all("poststart", &h.poststart, &state) {

@@ -437,7 +437,11 @@ pub fn init(a: InitArgs) -> ! {
         }
         unsafe { libc::_exit(1) };
     }
-    crate::util::close(a.fifo_fd);
+    // The fifo stays open (close-on-exec) until the exec: `start` learns from its last reader
+    // going away that the user's process runs, and only then runs the poststart hooks.
+    if a.setup.init {
+        crate::util::close(a.fifo_fd);
+    }
     if let Some(h) = a.spec.hooks.as_ref().filter(|h| !h.start_container.is_empty()) {
         let state = crate::hooks::state_json(a.id, "created", unsafe { libc::getpid() }, &a.bundle.to_string_lossy(), &a.spec.annotations);
         if let Err(e) = crate::hooks::run_all("startContainer", &h.start_container, &state) {
