@@ -662,3 +662,48 @@ def test_network_with_only_stopped_members_can_go(dyn):
     dyn("network", "rm", "brief")
     assert "network brief not found" in fails(dyn("start", "member", check=False), 1)
     dyn("rm", "member")
+
+
+def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
+    """``dockyard daemon --ipv6 --fixed-cidr-v6 --default-address-pool`` as dockerd's: the default
+    bridge is dual stack, a network made with --ipv6 and no IPv6 subnet takes one from the pool,
+    --link gives /etc/hosts entries of both families, and a port published on [::] answers."""
+    from support import stop_daemon
+
+    run = Path(dyn.run_dir)
+    stop_daemon(run)
+    exe = str(Path(sys.executable).with_name("dockyard"))
+    log = open(run / "daemon6.log", "wb")
+    daemon = subprocess.Popen([exe, "daemon", "-H", f"unix://{run}/dockyard.sock", "--ipv6", "--fixed-cidr-v6",
+                               "fd0d:d0c:30::/64", "--default-address-pool", "base=fd0d:d0c:40::/48,size=64"],
+                              env=dyn.env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while not (run / "dockyard.sock").exists() and daemon.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert daemon.poll() is None, (run / "daemon6.log").read_text()
+        dyn("version")
+        bridge = json.loads(dyn("network", "inspect", "bridge").stdout)[0]
+        assert bridge["EnableIPv6"] is True
+        assert {"Subnet": "fd0d:d0c:30::/64", "Gateway": "fd0d:d0c:30::1"} in bridge["IPAM"]["Config"]
+        dyn("run", "-d", "--name", "db", "-p", "80", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
+        db = inspect(dyn, "db")["NetworkSettings"]
+        assert db["GlobalIPv6Address"].startswith("fd0d:d0c:30::") and db["GlobalIPv6PrefixLen"] == 64
+        assert db["IPv6Gateway"] == "fd0d:d0c:30::1"
+        hosts = text(dyn("run", "--rm", "--link", "db:dbapp", "bb", "cat", "/etc/hosts"))
+        cid = inspect(dyn, "db")["Id"][:12]
+        assert f"{db['IPAddress']}\tdbapp {cid} db" in hosts and f"{db['GlobalIPv6Address']}\tdbapp {cid} db" in hosts
+        port = db["Ports"]["80/tcp"][0]["HostPort"]
+        assert {"HostIp": "::", "HostPort": port} in db["Ports"]["80/tcp"]
+        assert "hello from the container" in http_get("fd0d:d0c:30::1", int(port))
+        dyn("network", "create", "--ipv6", "pooled")
+        pooled = json.loads(dyn("network", "inspect", "pooled").stdout)[0]
+        assert {"Subnet": "fd0d:d0c:40::/64", "Gateway": "fd0d:d0c:40::1"} in pooled["IPAM"]["Config"]
+        err = fails(dyn("network", "create", "--ipv6", "--subnet", "fd0d:d0c:40::/64", "again", check=False), 1)
+        assert "Pool overlaps with other one on this address space" in err
+        dyn("rm", "-f", "db")
+        dyn("network", "rm", "pooled")
+    finally:
+        stop_daemon(run)
+        daemon.wait(10)
+        log.close()
