@@ -262,6 +262,43 @@ def test_rule_groups_are_idempotent_and_removed_exactly(scratch_netns):
             assert nf.has_chain(2, "filter", "FORWARD")  # the host's own is left alone
 
 
+def test_ipv6_rule_groups_go_to_the_ip6_table(scratch_netns):
+    """A network with an IPv6 subnet has the same rules in ``table ip6 dockyard`` (masquerade of
+    its subnet: NAT66), a port published on [::] a DNAT to the container's IPv6 address; adding
+    twice gives them once; removing the last network takes both tables and the host's accepts
+    in ip6tables-nft's FORWARD chain."""
+    from dockyard.engine.network import firewall, netlink
+    from dockyard.engine.network import nftables as nft
+
+    a = firewall.network_rules("dybaaaa", "10.77.0.0/16", internal=False, subnet6="fd0d:d0c:77::/64")
+    binding = [{"proto": "tcp", "host_ip": "0.0.0.0", "host_port": "8080", "port": "80"}]
+    ports = firewall.port_rules("dybaaaa", "10.77.0.2", binding, "fd0d:d0c:77::2")
+    with netlink.entered(scratch_netns):
+        with nft.Nftables() as nf:
+            nf.commit([nft.new_table(10, "filter"), nft.new_chain(10, "filter", "FORWARD", ("filter", 2, 0))])
+        for _ in range(2):
+            firewall.apply(a)
+            firewall.apply(ports)
+        with nft.Nftables() as nf:
+            six = [r.text() for r in nf.rules(10, "dockyard")]
+            four = [r.text() for r in nf.rules(2, "dockyard")]
+        assert "dockyard postrouting ip6 saddr fd0d:d0c:77::/64 oifname != \"dybaaaa\" masquerade" \
+            ' comment "dockyard net dybaaaa"' in six
+        assert any('iifname != "dybaaaa" meta l4proto tcp th dport 8080 counter packets 0 bytes 0 '
+                   "dnat to [fd0d:d0c:77::2]:80" in r for r in six)
+        assert any("output ip6 daddr != ::1 fib daddr type local jump ports" in r for r in six)
+        assert not any("fd0d" in r for r in four) and any("dnat to 10.77.0.2:80" in r for r in four)
+        assert len([r for r in six if "th dport 8080 " in r]) == 1
+        assert len([r for r in firewall.rules_mentioning('"dockyard bridges"') if r.startswith("filter")]) == 2
+        firewall.apply(ports, delete=True)
+        assert firewall.rules_mentioning("fd0d:d0c:77::2") == [] and firewall.rules_mentioning("10.77.0.2") == []
+        firewall.apply(a, delete=True)
+        assert firewall.all_rules() == []
+        with nft.Nftables() as nf:
+            assert nf.rules(10, "dockyard") == [] and not nf.has_chain(10, "dockyard", "forward")
+            assert nf.has_chain(10, "filter", "FORWARD")
+
+
 # -- beside a dockerd whose iptables FORWARD policy is DROP ---------------------------------------
 
 def _forward_policy() -> str:
