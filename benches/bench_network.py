@@ -9,6 +9,10 @@
    container fetches it with wget over the bridge (MB/s, from the client's own elapsed time).
 3. Throughput, host to a published port: the host fetches the same file from 127.0.0.1:PORT
    (dockyard: DNAT to the container; docker: its loopback proxy, docker-proxy).
+4. The same two over IPv6 (skip with --no-ipv6): a user network made with --ipv6 and an IPv6
+   subnet of its own per engine; container to container to the server's IPv6 address, and the
+   host to [::1]:PORT (both engines: their loopback proxy) and to [network gateway]:PORT
+   (dockyard: DNAT in its ip6 table; docker, with --ip6tables=false: docker-proxy on [::]).
 
 The private dockerd runs with its own bridge (a device this bench makes on a private subnet)
 and --iptables=false; the bench adds (and removes) the one FORWARD accept rule that bridge
@@ -18,6 +22,7 @@ needs on hosts whose FORWARD policy is DROP.  All traffic stays on this machine.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shutil
 import socket
@@ -42,12 +47,15 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def fetch(port: int, size: int) -> float:
-    """MB/s for one GET of the file through 127.0.0.1:port."""
+V6_SUBNETS = {"dockyard": "fd0d:d0c:b1::/64", "docker": "fd0d:d0c:b2::/64"}
+
+
+def fetch(port: int, size: int, host: str = "127.0.0.1") -> float:
+    """MB/s for one GET of the file through host:port."""
     deadline = time.time() + 10
     while True:
         try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s = socket.create_connection((host, port), timeout=30)
             break
         except OSError:
             if time.time() > deadline:
@@ -83,16 +91,24 @@ class Side:
     def start_cost(self, network: str) -> float:
         return timed(self.cmd + ["run", "--rm", "--network", network, self.image, "true"], self.env)
 
-    def serve(self, size_mb: int) -> tuple[str, int]:
-        """An httpd serving /srv/big (size_mb MB on a tmpfs), published on a free host port."""
+    def serve(self, size_mb: int, v6: bool = False) -> tuple[str, int]:
+        """An httpd serving /srv/big (size_mb MB on a tmpfs), published on a free host port; with
+        ``v6``, on an IPv6 network of its own ("benchv6"): its IPv6 address is returned."""
         s = socket.socket()
         s.bind(("0.0.0.0", 0))
         port = s.getsockname()[1]
         s.close()
-        self.run("run", "-d", "--name", "benchsrv", "--tmpfs", f"/srv:size={size_mb + 16}m", "-p", f"{port}:80",
+        name = "benchsrv6" if v6 else "benchsrv"
+        net = ["--network", "benchv6"] if v6 else []
+        if v6:
+            self.run("network", "create", "--ipv6", "--subnet", V6_SUBNETS[self.name], "benchv6")
+        self.run("run", "-d", "--name", name, *net, "--tmpfs", f"/srv:size={size_mb + 16}m", "-p", f"{port}:80",
                  self.image, "sh", "-c", f"dd if=/dev/zero of=/srv/big bs=1M count={size_mb} 2>/dev/null; "
                  "httpd -f -p 80 -h /srv")
-        ip = self.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "benchsrv").strip()
+        if v6:
+            ip = self.run("inspect", "-f", "{{.NetworkSettings.Networks.benchv6.GlobalIPv6Address}}", name).strip()
+        else:
+            ip = self.run("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name).strip()
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -105,15 +121,18 @@ class Side:
 
     def c2c(self, ip: str, size_mb: int) -> float:
         """MB/s of a wget in a second container, timed inside it (busybox time: 10 ms steps)."""
-        p = subprocess.run(self.cmd + ["run", "--rm", self.image, "time", "wget", "-q", "-O", "/dev/null",
-                                       f"http://{ip}/big"], env=self.env, capture_output=True, text=True, check=True)
+        net = ["--network", "benchv6"] if ":" in ip else []
+        url = f"http://[{ip}]/big" if ":" in ip else f"http://{ip}/big"
+        p = subprocess.run(self.cmd + ["run", "--rm", *net, self.image, "time", "wget", "-q", "-O", "/dev/null",
+                                       url], env=self.env, capture_output=True, text=True, check=True)
         real = next(l for l in p.stderr.splitlines() if l.startswith("real"))  # "real\t0m 1.23s"
         minutes, _, secs = real.split(None, 1)[1].partition("m")
         seconds = int(minutes) * 60 + float(secs.strip().rstrip("s"))
         return size_mb * 1048576 / max(seconds, 0.01) / 1e6
 
     def stop(self) -> None:
-        self.run("rm", "-f", "benchsrv", check=False)
+        self.run("rm", "-f", "benchsrv", "benchsrv6", check=False)
+        self.run("network", "rm", "benchv6", check=False)
 
 
 def engine_cost(env: dict, reps: int) -> dict[str, float]:
@@ -146,6 +165,7 @@ def main() -> int:
     ap.add_argument("--no-docker", action="store_true")
     ap.add_argument("--tput-reps", type=int, default=7)
     ap.add_argument("--cost-only", action="store_true", help="skip the throughput part")
+    ap.add_argument("--no-ipv6", action="store_true", help="skip the IPv6 throughput")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_network: needs root")
@@ -223,17 +243,31 @@ def main() -> int:
         tput: dict[tuple[str, str], list[float]] = {}
         if not args.cost_only:
             served = {side.name: side.serve(args.size_mb) for side in sides}  # idle servers: no CPU
+            if not args.no_ipv6:
+                served6 = {side.name: side.serve(args.size_mb, v6=True) for side in sides}
+                gw6 = {side.name: str(ipaddress.ip_network(V6_SUBNETS[side.name]).network_address + 1)
+                       for side in sides}
             for _ in range(args.tput_reps):  # alternating, as the start-up costs
                 for side in sides:
                     ip, port = served[side.name]
                     tput.setdefault((side.name, "c2c"), []).append(side.c2c(ip, args.size_mb))
                     tput.setdefault((side.name, "host"), []).append(fetch(port, args.size_mb * 1048576))
+                    if not args.no_ipv6:
+                        ip6, port6 = served6[side.name]
+                        tput.setdefault((side.name, "c2c6"), []).append(side.c2c(ip6, args.size_mb))
+                        tput.setdefault((side.name, "host6"), []).append(fetch(port6, args.size_mb * 1048576, "::1"))
+                        tput.setdefault((side.name, "gw6"), []).append(
+                            fetch(port6, args.size_mb * 1048576, gw6[side.name]))
             for side in sides:
                 side.stop()
         if args.cost_only:
             return 0
         print(f"throughput, {args.size_mb} MB over HTTP, median of {args.tput_reps} (MB/s):")
-        for kind, label in (("c2c", "container -> container"), ("host", "host -> 127.0.0.1:published")):
+        for kind, label in (("c2c", "container -> container"), ("host", "host -> 127.0.0.1:published"),
+                            ("c2c6", "IPv6 container -> container"), ("host6", "host -> [::1]:published"),
+                            ("gw6", "host -> [gateway6]:published")):
+            if (sides[0].name, kind) not in tput:
+                continue
             row = {s.name: statistics.median(tput[(s.name, kind)]) for s in sides}
             line = "  ".join(f"{k} {v:8.0f}" for k, v in row.items())
             ratio = f"  ratio {row['dockyard'] / row['docker']:.2f}" if "docker" in row else ""
