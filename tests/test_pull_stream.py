@@ -534,3 +534,126 @@ def test_interrupted_pull_keeps_what_came_and_the_next_resumes(serve, fresh, tmp
     assert res.image_id == image.id
     check_pulled(fresh, image)
     assert proxy.ranges == [f"bytes={at[0]}-"]
+
+
+class InFlight(Quiet):
+    """Forwards GETs to ``upstream``; counts the layer blobs being served at once (each held
+    until three are in flight or ``hold`` seconds pass), so a limit shows as that maximum."""
+
+    def __init__(self, upstream: str, layers: set[str], hold: float = 0.5) -> None:
+        self.now = self.most = 0
+        self.cond = threading.Condition()
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):  # noqa: ANN002
+                pass
+
+            def do_GET(self):  # noqa: N802
+                layer = self.path.rsplit("/", 1)[1] in layers
+                if layer:
+                    with outer.cond:
+                        outer.now += 1
+                        outer.most = max(outer.most, outer.now)
+                        outer.cond.notify_all()
+                        outer.cond.wait_for(lambda: outer.now >= 3, timeout=hold)
+                try:
+                    conn = http.client.HTTPConnection(upstream, timeout=30)
+                    try:
+                        conn.request("GET", self.path, headers={k: v for k, v in self.headers.items()
+                                                                if k.lower() != "host"})
+                        resp = conn.getresponse()
+                        data = resp.read()
+                    finally:
+                        conn.close()
+                    self.send_response(resp.status)
+                    for k, v in resp.getheaders():
+                        if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                            self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                finally:
+                    if layer:
+                        with outer.cond:
+                            outer.now -= 1
+
+        super().__init__(("127.0.0.1", 0), H)
+        self.addr = f"127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+@pytest.mark.parametrize("limit,most", [(None, 3), ("0", 3), ("2", 2)])
+def test_max_concurrent_downloads_in_process(serve, fresh, tmp_path, monkeypatch, limit, most):
+    """Three layers: three at once by default (dockerd's 3) and with 0 (no limit), two with 2."""
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "conc/img", ["gzip", "zstd", "gzip"], file_size=1 << 16)
+    if limit is not None:
+        monkeypatch.setenv("DOCKYARD_MAX_CONCURRENT_DOWNLOADS", limit)
+    gate = InFlight(reg.addr, {d["digest"] for d in image.layers})
+    try:
+        (res,) = pull(fresh, f"{gate.addr}/conc/img:v1")
+    finally:
+        gate.stop()
+    assert res.image_id == image.id
+    assert gate.most == most
+
+
+def test_daemon_option_max_concurrent_downloads(serve, tmp_path):
+    """``dockyard daemon --max-concurrent-downloads 1``: its pulls take one layer at a time;
+    a negative value is refused in dockerd's words."""
+    import subprocess
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from support import stop_daemon
+
+    exe = str(Path(sys.executable).with_name("dockyard"))
+    root = tmp_path / "conc-root"
+    run = Path(tempfile.mkdtemp(prefix="dyrun-", dir="/tmp"))
+    env = dict(os.environ, DOCKYARD_ROOT=str(root), DOCKYARD_RUN=str(run))
+    env.pop("DOCKYARD_HOST", None)
+    env.pop("DOCKYARD_MAX_CONCURRENT_DOWNLOADS", None)
+    bad = subprocess.run([exe, "daemon", "--max-concurrent-downloads", "-1"], env=env, capture_output=True,
+                         timeout=60)
+    assert bad.returncode != 0 and b"invalid max concurrent downloads: -1" in bad.stderr
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "conc/one", ["gzip", "gzip", "zstd"], file_size=1 << 16)
+    gate = InFlight(reg.addr, {d["digest"] for d in image.layers}, hold=0.3)
+    sock = run / "dockyard.sock"
+    log = open(tmp_path / "daemon.log", "wb")
+    daemon = subprocess.Popen([exe, "daemon", "-H", f"unix://{sock}", "--max-concurrent-downloads", "1"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        import socket
+
+        for _ in range(400):  # until it listens
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(str(sock))
+                    break
+                except OSError:
+                    if daemon.poll() is not None:
+                        raise AssertionError((tmp_path / "daemon.log").read_text())
+                    threading.Event().wait(0.05)
+        proc = subprocess.run([exe, "pull", "-q", f"{gate.addr}/conc/one:v1"], env=env, capture_output=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert gate.most == 1
+    finally:
+        gate.stop()
+        stop_daemon(run, root)
+        if daemon.poll() is None:
+            daemon.kill()
+        daemon.wait()
+        log.close()
+        import shutil
+
+        shutil.rmtree(run, ignore_errors=True)

@@ -18,8 +18,10 @@ from . import CONTEXT
 @click.option("--fixed-cidr-v6", default="", metavar="CIDR", help="IPv6 subnet of the default bridge")
 @click.option("--default-address-pool", "pools", multiple=True, metavar="base=CIDR,size=N",
               help="Default address pools for networks (IPv6 bases: the subnets of networks made with --ipv6)")
+@click.option("--max-concurrent-downloads", "downloads", type=int, default=None, metavar="N",
+              help="Layers pulled at once, each downloaded and extracted together (default 3; 0: no limit)")
 @click.pass_context
-def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools) -> None:  # noqa: ANN001
+def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads) -> None:  # noqa: ANN001
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -37,6 +39,13 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools) -> None:  # noqa:
                                      param_hint="'-H'")
     root = root or getattr(ctx.obj, "root", None)
     _network_settings(ipv6, fixed_cidr_v6, pools)
+    if downloads is not None:
+        if downloads < 0:  # dockerd's words
+            raise click.BadParameter(f"invalid max concurrent downloads: {downloads}",
+                                     param_hint="'--max-concurrent-downloads'")
+        import os
+
+        os.environ["DOCKYARD_MAX_CONCURRENT_DOWNLOADS"] = str(downloads)  # registry/client.py reads it
     raise click.exceptions.Exit(serve(path, root, debug=debug))
 
 

@@ -56,7 +56,7 @@ HUB_API = "registry-1.docker.io"
 MANIFEST_LIMIT = 4 << 20
 CHUNK = 1 << 20
 # Layers pulled (downloaded and extracted) at once: dockerd's --max-concurrent-downloads
-# default; $DOCKYARD_MAX_CONCURRENT_DOWNLOADS overrides it.
+# default; the daemon's option of that name overrides it (see _downloads).
 DOWNLOADS = 3
 UPLOADS = 4
 
@@ -634,7 +634,7 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
         if todo:
             import concurrent.futures
 
-            with concurrent.futures.ThreadPoolExecutor(min(_downloads(), len(todo))) as pool:
+            with concurrent.futures.ThreadPoolExecutor(_downloads(len(todo))) as pool:
                 futures = {i: pool.submit(one, i) for i in todo}
                 try:
                     for i, fut in futures.items():
@@ -654,9 +654,20 @@ def _short(digest: str) -> str:
     return digest.partition(":")[2][:12]
 
 
-def _downloads() -> int:
-    value = os.environ.get("DOCKYARD_MAX_CONCURRENT_DOWNLOADS", "")
-    return max(1, int(value)) if value.isdigit() else DOWNLOADS
+def _downloads(layers: int) -> int:
+    """Layers pulled at once: the daemon's ``--max-concurrent-downloads`` (which sets
+    ``$DOCKYARD_MAX_CONCURRENT_DOWNLOADS``), else ``max-concurrent-downloads`` in the daemon's
+    config file, else dockerd's default (3); 0 means no limit, as in dockerd."""
+    value: object = os.environ.get("DOCKYARD_MAX_CONCURRENT_DOWNLOADS", "")
+    if not value:
+        path = os.environ.get("DOCKYARD_DAEMON_CONFIG") or "/etc/dockyard/daemon.json"
+        try:
+            with open(path) as f:
+                value = json.load(f).get("max-concurrent-downloads", "")
+        except (OSError, ValueError, AttributeError):
+            value = ""
+    n = int(value) if isinstance(value, int) or (isinstance(value, str) and value.isdigit()) else DOWNLOADS
+    return max(1, min(n or layers, layers))
 
 
 def _write_all(fd: int, data: memoryview) -> None:
