@@ -61,14 +61,16 @@ def _summary(rec: dict, settings: dict | None = None, mounts: list | None = None
     }
 
 
-def status_text(state: dict) -> str:
-    """dockerd's Status: "Up 3 seconds", "Up 2 minutes (Paused)", "Exited (0) 2 minutes ago", "Created"."""
+def status_text(state: dict, now: float | None = None, started: float | None = None,
+                finished: float | None = None) -> str:
+    """dockerd's Status: "Up 3 seconds", "Up 2 minutes (Paused)", "Exited (0) 2 minutes ago", "Created".
+    ``started``/``finished``: the state's times already parsed."""
     from ..engine.images import parse_time
     from ..units import human_duration
 
-    now = time.time()
+    now = time.time() if now is None else now
     if state["Running"]:
-        text = "Up " + human_duration(max(0.0, now - parse_time(state["StartedAt"])))
+        text = "Up " + human_duration(max(0.0, now - (parse_time(state["StartedAt"]) if started is None else started)))
         if state["Paused"]:
             return text + " (Paused)"
         status = (state.get("Health") or {}).get("Status")
@@ -77,7 +79,7 @@ def status_text(state: dict) -> str:
         return text
     if state["Status"] == "created":
         return "Created"
-    finished = parse_time(state["FinishedAt"])
+    finished = parse_time(state["FinishedAt"]) if finished is None else finished
     return f"Exited ({state['ExitCode']}) " + human_duration(max(0.0, now - finished)) + " ago"
 
 
@@ -118,7 +120,7 @@ def _command(spec: dict) -> str:
     return " ".join([spec["Path"], *args]) if args else spec["Path"]
 
 
-def list_(d, req: Request) -> list:  # noqa: ANN001
+def list_(d, req: Request) -> list | Reply:  # noqa: ANN001
     all_ = req.bool("all")
     limit = req.int("limit", -1)
     filters = req.filters()
@@ -134,8 +136,8 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
         if v not in ("starting", "healthy", "unhealthy", "none"):
             raise InvalidArgument(f"Unrecognised filter value for health: {v}")
     with d.engines.get() as engine:
-        listing = _LISTING.entries(engine)  # exits are recorded as they happen (core.py)
-        recs = [rec for rec, _ in listing]
+        entries = _LISTING.entries(engine)  # exits are recorded as they happen (core.py)
+        recs = [e.rec for e in entries]
         if limit is not None and limit > 0:
             recs = recs[:limit]
         elif not all_ and "status" not in filters and "exited" not in filters:
@@ -146,57 +148,81 @@ def list_(d, req: Request) -> list:  # noqa: ANN001
             for ref in filters.get(key, []):
                 pivot = engine.containers.load(engine.containers.resolve(ref))["created"]
                 recs = [r for r in recs if (r["created"] < pivot if key == "before" else r["created"] > pivot)]
-        from .system import container_sizes, with_sizes
+        by_id = {e.rec["id"]: e for e in entries}
+        now = time.time()
+        if req.bool("size") or any(k in filters for k in ("network", "volume", "publish", "expose")):
+            from .system import container_sizes, with_sizes
 
-        size = req.bool("size")
-        summaries = {rec["id"]: summary for rec, summary in listing}
-        out = []
-        for rec in recs:
-            summary = dict(summaries[rec["id"]], Status=status_text(rec["state"]))
-            if _summary_matches(summary, filters):
-                out.append(with_sizes(summary, *container_sizes(engine, rec)) if size else summary)
-        return out
+            out = []
+            for rec in recs:
+                summary = dict(by_id[rec["id"]].summary, Status=by_id[rec["id"]].status(now))
+                if _summary_matches(summary, filters):
+                    out.append(with_sizes(summary, *container_sizes(engine, rec)) if req.bool("size") else summary)
+            return out
+        # the common case: each entry's JSON made once, only its Status put in at each list
+        body = b", ".join(by_id[rec["id"]].json(now) for rec in recs)
+        return Reply(200, b"[" + body + b"]\n")
+
+
+class _Entry:
+    """A container as the list shows it: its record, its summary (``Status`` aside), that
+    summary's JSON cut where ``Status`` goes, and the times ``Status`` is made from."""
+
+    __slots__ = ("key", "rec", "summary", "_pre", "_post", "_started", "_finished")
+    _MARK = "\x00status\x00"
+
+    def __init__(self, key: tuple, rec: dict, summary: dict) -> None:
+        from ..engine.images import parse_time
+
+        self.key, self.rec, self.summary = key, rec, summary
+        encoded = json.dumps(dict(summary, Status=self._MARK)).encode()
+        self._pre, _, self._post = encoded.partition(json.dumps(self._MARK).encode())
+        state = rec["state"]
+        self._started = parse_time(state["StartedAt"]) if state["Running"] else 0.0
+        self._finished = parse_time(state["FinishedAt"]) if not state["Running"] else 0.0
+
+    def status(self, now: float) -> str:
+        return status_text(self.rec["state"], now, self._started, self._finished)
+
+    def json(self, now: float) -> bytes:
+        return self._pre + json.dumps(self.status(now)).encode() + self._post
 
 
 class _Listing:
     """What ``GET /containers/json`` made of each container, kept while the container's row and
-    endpoint rows stay the same, so a list of 1,000 containers parses and builds only what
+    endpoint rows stay the same, so a list of 1,000 containers parses and encodes only what
     changed since the last one (one query for the rows, one for the endpoints).  ``Status``
     ("Up 3 minutes") is the only part made at each list.  Entries are shared between requests:
     read them, copy before changing."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple, dict, dict]] = {}
+        self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
-    def entries(self, engine) -> list[tuple[dict, dict]]:  # noqa: ANN001
-        """(record, summary without Status) for every container, newest first."""
+    def entries(self, engine) -> list[_Entry]:  # noqa: ANN001
+        """Every container's entry, newest first."""
         from ..engine.network import hooks
 
         net = hooks.networks(engine.containers)
         eps = net.endpoint_rows()
         with self._lock:
             old = self._entries
-        fresh: dict[str, tuple[tuple, dict, dict]] = {}
-        out = []
+        fresh: dict[str, _Entry] = {}
         for row in engine.containers.rows():
             cid = row["id"]
             key = (row["name"], row["spec"], row["state"], eps.get(cid, ()))
-            hit = old.get(cid)
-            if hit is not None and hit[0] == key:
-                entry = hit
-            else:
+            entry = old.get(cid)
+            if entry is None or entry.key != key:
                 rec = engine.containers.record(row)
                 try:
                     settings = net.settings(rec)
                 except DockyardError:
                     settings = {}
-                entry = (key, rec, _summary(rec, settings, hooks.mounts(rec)))
+                entry = _Entry(key, rec, _summary(rec, settings, hooks.mounts(rec)))
             fresh[cid] = entry
-            out.append(entry[1:])
         with self._lock:
             self._entries = fresh
-        return out
+        return list(fresh.values())
 
 
 _LISTING = _Listing()
