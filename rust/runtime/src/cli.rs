@@ -109,7 +109,13 @@ struct Global {
 }
 
 fn log_error(g: &Global, e: &Error) {
-    let _ = writeln!(std::io::stderr(), "dockyard-runtime: {e}");
+    // With --log (containerd's shim, conmon), stderr gets the bare message as runc writes it
+    // there: podman shows it as "Error: RUNTIME: message".
+    if g.log.is_some() {
+        let _ = writeln!(std::io::stderr(), "{e}");
+    } else {
+        let _ = writeln!(std::io::stderr(), "dockyard-runtime: {e}");
+    }
     if let Some(p) = &g.log {
         let line = if g.json_log {
             serde_json::json!({"level": "error", "msg": e.to_string(), "time": util::now_rfc3339()}).to_string()
