@@ -5,7 +5,7 @@ paths (:mod:`dockyard.cli.fast`) call :func:`list_containers` and :func:`list_im
 from __future__ import annotations
 
 from .. import _wire
-from .output import parse_filters, print_rows, short_id, since
+from .output import echo, parse_filters, print_rows, short_id, since
 
 IMAGE_HEADERS = {
     "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
@@ -141,6 +141,9 @@ def list_containers(session, all_: bool, quiet: bool, latest: bool, last: int,  
     summaries = session.api.json("GET", "/containers/json", params) or []
     if last >= 0:
         summaries = summaries[:last]
+    if quiet:  # the IDs alone (what print_rows would print, without making every column first)
+        echo("".join((c["Id"] if no_trunc else c["Id"][:12]) + "\n" for c in summaries))
+        return
     if fmt == "table":  # the docker CLI's NewContainerFormat: the default table (with -s, SIZE too)
         fmt = None
     print_rows(ps_rows(summaries, no_trunc), fmt, PS_TABLE_SIZE if size else PS_TABLE, PS_HEADERS,
