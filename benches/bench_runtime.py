@@ -19,6 +19,10 @@ Variants of dockyard in the same alternation:
   dy+ov-ns      the `dockyard.rootfs.overlay` annotation: the runtime mounts the same overlay
                 inside the container's mount namespace; nothing to unmount on the host
 (Each overlay round gets fresh upper/work directories, made outside the timing.)
+Through containerd (unless --no-containerd, or containerd, ctr or umoci is missing): a private
+containerd (its own root, state, socket; CRI off) and `ctr run --rm IMAGE ID true` with
+`--runc-binary` dockyard-runtime and runc alternating (containerd's runc v2 shim drives the
+runtime: create, start, wait, delete); prints both medians and the ratio.
 Machines here are shared and noisy: read the ratio, not the absolute times.
 """
 
@@ -126,10 +130,73 @@ def shim_rss(exe: Path, work: Path, rootfs: Path, cg_parent: str) -> dict:
     return out
 
 
+def containerd_bench(exe: Path, runc: str, work: Path, rootfs: Path, reps: int) -> dict:
+    """Median ms of `ctr run --rm IMAGE ID true` with each runtime (a private containerd)."""
+    d = work / "containerd"
+    d.mkdir()
+    sock = d / "c.sock"
+    (d / "config.toml").write_text(f"""version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+[debug]
+  address = "{d}/debug.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+""")
+    log = open(d / "log", "wb")
+    proc = subprocess.Popen(["containerd", "--config", str(d / "config.toml")], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    ctr = ["ctr", "--address", str(sock), "--namespace", "bench"]
+    try:
+        deadline = time.time() + 30
+        while subprocess.run(ctr + ["version"], capture_output=True).returncode != 0:
+            if time.time() > deadline or proc.poll() is not None:
+                raise SystemExit(f"containerd did not start: {(d / 'log').read_text()[-1000:]}")
+            time.sleep(0.05)
+        layout = work / "layout"
+        for argv in (["umoci", "init", "--layout", str(layout)], ["umoci", "new", "--image", f"{layout}:latest"],
+                     ["umoci", "insert", "--image", f"{layout}:latest", str(rootfs), "/"]):
+            subprocess.run(argv, check=True, capture_output=True)
+        subprocess.run(["tar", "-C", str(layout), "-cf", str(work / "oci.tar"), "."], check=True)
+        run_cmd(ctr + ["image", "import", "--base-name", "docker.io/library/dybench", str(work / "oci.tar")])
+        image = "docker.io/library/dybench:latest"
+        cmds = {"dockyard": str(exe), "runc": runc}
+        times: dict[str, list[float]] = {k: [] for k in cmds}
+        for i in range(-1, reps):
+            order = list(cmds) if i % 2 == 0 else list(reversed(cmds))
+            for k in order:
+                t = timed(ctr + ["run", "--rm", "--runc-binary", cmds[k], image, f"{k}-{i + 1}", "true"])
+                if i >= 0:  # the first round warms the caches
+                    times[k].append(t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"ctr run --rm of `true` through containerd ({reps} rounds, alternating)")
+        for k, v in med.items():
+            print(f"  {k:<11} median {v * 1000:7.1f} ms   (min {min(times[k]) * 1000:.1f}, max {max(times[k]) * 1000:.1f})")
+        print(f"  ratio dockyard/runc through containerd: {med['dockyard'] / med['runc']:.2f}")
+        return {k: round(v * 1000, 2) for k, v in med.items()}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        with open("/proc/self/mountinfo") as f:
+            mps = [line.split()[4] for line in f if line.split()[4].startswith(str(d) + "/")]
+        for mp in sorted(mps, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mp], check=False)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10 rounds (for CI)")
     ap.add_argument("--reps", type=int, default=40)
+    ap.add_argument("--no-containerd", action="store_true", help="skip the run through containerd")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_runtime needs root")
@@ -222,7 +289,10 @@ def main() -> int:
         for k, v in rss.items():
             print(f"idle VmRSS {k:<22} {v} kB ({v / 1024:.2f} MB)")
         print(f"(goal for the shim: <= 3 MB)")
-        print(json.dumps({"run_ms": {k: round(v * 1000, 2) for k, v in med.items()}, "rss_kb": rss}))
+        ctr_ms = None
+        if runc and not args.no_containerd and all(shutil.which(p) for p in ("containerd", "ctr", "umoci")):
+            ctr_ms = containerd_bench(exe, runc, work, rootfs, reps)
+        print(json.dumps({"run_ms": {k: round(v * 1000, 2) for k, v in med.items()}, "rss_kb": rss, "ctr_run_ms": ctr_ms}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         for d in Path("/sys/fs/cgroup").glob(f"*/{cg_parent}"):
