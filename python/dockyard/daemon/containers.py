@@ -1058,14 +1058,14 @@ def archive_put(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
 def prune(d, req: Request) -> dict:  # noqa: ANN001
     from ..engine.filters import labels_match
 
-    from ..engine.filters import _timestamp
+    from ..engine.filters import timestamp
     from ..engine.images import parse_time
 
     filters = req.filters()
     for key in filters:
         if key not in ("until", "label", "label!"):
             raise InvalidArgument(f"invalid filter '{key}'")
-    until = [_timestamp(v) for v in filters.get("until", [])]
+    until = [timestamp(v) for v in filters.get("until", [])]
     deleted, reclaimed = [], 0
     with d.engines.get() as engine:
         for rec in engine.containers.all():

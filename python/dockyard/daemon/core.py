@@ -190,7 +190,7 @@ class Daemon:
         with self.engines.get() as engine:
             # The engine builds its init layer under tmp/<pid>-init: not safe for two threads of
             # one process racing for the first start, so build it once before serving.
-            engine.containers._init_layer()
+            engine.containers.init_layer()
         self.restore()
         self._monitor.start()
 

@@ -306,11 +306,11 @@ class Containers:
         target = d / "bundle" / "rootfs"
         if _is_mountpoint(target):
             return target
-        lowers = [str(self._init_layer())] + [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
+        lowers = [str(self.init_layer())] + [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
         _native.mount_overlay(lowers, str(d / "upper"), str(d / "work"), str(target))
         return target
 
-    def _init_layer(self) -> Path:
+    def init_layer(self) -> Path:
         """The mount points the runtime needs, as a read-only layer above the image (docker's
         "init layer"): they then never show up as the container's own changes."""
         path = self.store.root / "init-layer"
@@ -831,7 +831,7 @@ class Containers:
         from .. import _native
 
         rec = self.load(self.resolve(ref))
-        lowers = [str(self._init_layer())] + [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
+        lowers = [str(self.init_layer())] + [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
         return _native.changes(str(self.dir(rec["id"]) / "upper"), lowers)
 
     def commit(self, ref: str, reference: str | None = None, changes: list[str] | None = None,

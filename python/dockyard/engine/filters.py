@@ -87,13 +87,13 @@ def image_matches(images: Images, image_id: str, filters: dict[str, list[str]]) 
         from .images import parse_time as pt
 
         mine = pt(images.config(image_id).get("created", ""))
-        limit = _timestamp(value)
+        limit = timestamp(value)
         if not mine < limit:
             return False
     return True
 
 
-def _timestamp(value: str) -> float:
+def timestamp(value: str) -> float:
     """Docker's ``until``: a Unix time, an RFC 3339 date, or a Go duration before now."""
     import re
     import time
