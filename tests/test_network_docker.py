@@ -64,8 +64,13 @@ def bridged_docker(tmp_path_factory):
             pytest.skip(str(exc))
         work = tmp_path_factory.mktemp("dkimg")
         root = make_busybox_rootfs(work / "rootfs")
-        for applet in ("ip", "sort"):
-            (root / "bin" / applet).symlink_to("busybox")
+        from test_network import NET_APPLETS
+
+        for applet in set(NET_APPLETS) | {"ip", "sort"}:
+            if not (root / "bin" / applet).exists():
+                (root / "bin" / applet).symlink_to("busybox")
+        (root / "www").mkdir()
+        (root / "www" / "index.html").write_text("hello from the container\n")  # as test_network's image
         d.docker("import", "-c", 'CMD ["/bin/sh"]', str(tar_dir(root, work / "bb.tar")), "bb")
         yield d
     finally:
@@ -136,10 +141,8 @@ def test_inspect_and_port_match_docker(dyn, bridged_docker):
         port_out = run("port", "pub").stdout.decode()
         hp = ns["Ports"]["80/tcp"][0]["HostPort"]
         run("rm", "-f", "pub")
-        # docker 20.10 adds a "::" twin to each 0.0.0.0 binding (its proxy listens dual-stack);
-        # dockyard publishes IPv4 only and says so.
-        ports = {k: v and [b for b in v if b["HostIp"] != "::"] for k, v in ns["Ports"].items()}
-        port_out = "".join(l + "\n" for l in port_out.splitlines() if "-> [::]:" not in l)
+        # each 0.0.0.0 binding has its "::" twin, as in docker 20.10
+        ports = ns["Ports"]
         shapes[tool] = (sorted(ns), sorted(ns["Networks"]), sorted(ns["Networks"]["bridge"]),
                         normalize(json.dumps(ports, sort_keys=True), {hp: "HP"}),
                         normalize(port_out, {hp: "HP"}), rec["HostConfig"]["NetworkMode"],
@@ -333,3 +336,28 @@ def test_connect_options_match_docker(dyn, bridged_docker):
     assert outs["dockyard"][:5] == outs["docker"][:5]
     assert "is not connected to network my net" in outs["dockyard"][5] and "is not connected" in outs["docker"][5]
     assert outs["docker"][3] == "1\n1\n"
+
+
+def test_published_port_on_ipv6_matches_docker(dyn, bridged_docker):
+    """-p [::1]:PORT:80 and -p PORT:80 of an IPv4-only container: inspect, port and ps show the
+    bindings as dockerd does (a [::] twin for 0.0.0.0), and the port answers on [::1]."""
+    from test_network import free_port, http_get
+
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        p1, p2 = free_port(), free_port()
+        run("run", "-d", "--name", "pub6", "-p", f"[::1]:{p1}:80", "-p", f"{p2}:81", "bb", "httpd", "-f", "-p", "80",
+            "-h", "/www")
+        try:
+            rec = json.loads(run("inspect", "pub6").stdout)[0]
+            subs = {str(p1): "P1", str(p2): "P2"}
+            got = http_get("::1", p1)
+            outs[tool] = (normalize(json.dumps(rec["NetworkSettings"]["Ports"], sort_keys=True), subs),
+                          normalize(run("port", "pub6").stdout.decode(), subs),
+                          normalize(run("ps", "--format", "{{.Ports}}", "-f", "name=pub6").stdout.decode(), subs),
+                          json.dumps(rec["HostConfig"]["PortBindings"], sort_keys=True).count("::1"),
+                          "hello from the container" in got)
+        finally:
+            run("rm", "-f", "pub6", check=False)
+    assert outs["dockyard"] == outs["docker"]
+    assert outs["docker"][4] is True

@@ -88,7 +88,8 @@ def ports_text(ports: list[dict]) -> str:
     items = []
     for p in ports or []:
         key = f"{p.get('PrivatePort', 0)}/{p.get('Type') or 'tcp'}"
-        text = f"{p.get('IP', '')}:{p['PublicPort']}->{key}" if p.get("PublicPort") else key
+        ip = p.get("IP", "")
+        text = f"{f'[{ip}]' if ':' in ip else ip}:{p['PublicPort']}->{key}" if p.get("PublicPort") else key
         items.append(((p.get("PrivatePort", 0), key), text))
     items.sort(key=lambda kv: kv[0])
     return ", ".join(text for _, text in items)

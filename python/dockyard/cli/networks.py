@@ -241,10 +241,16 @@ def port(session, container, private_port):  # noqa: ANN001
             err = NotFound(f"Error: No public port '{private_port}' published for {container}")
             err.client_side = True  # docker's CLI says it itself
             raise err
-        echo("".join(f"{b['HostIp']}:{b['HostPort']}\n" for b in found))
+        echo("".join(f"{_host_port(b)}\n" for b in found))
         return
     lines = []
     for key in sorted(mapping, key=lambda k: (int(k.split("/")[0]), k)):
         for b in mapping[key] or []:
-            lines.append(f"{key} -> {b['HostIp']}:{b['HostPort']}\n")
+            lines.append(f"{key} -> {_host_port(b)}\n")
     echo("".join(lines))
+
+
+def _host_port(b: dict) -> str:
+    """docker's ``port``: an IPv6 host address in brackets ([::]:8080)."""
+    ip = b["HostIp"]
+    return f"[{ip}]:{b['HostPort']}" if ":" in ip else f"{ip}:{b['HostPort']}"

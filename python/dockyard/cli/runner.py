@@ -503,6 +503,8 @@ def _publish(spec: str) -> tuple[str, dict]:
     parts = rest.rsplit(":", 2)
     host_ip, host_port, port = ("", "", parts[0]) if len(parts) == 1 else (
         ("", parts[0], parts[1]) if len(parts) == 2 else (parts[0], parts[1], parts[2]))
+    if host_ip.startswith("[") and host_ip.endswith("]"):  # [::1]:8080:80, as docker's CLI
+        host_ip = host_ip[1:-1]
     return f"{port}/{proto or 'tcp'}", {"HostIp": host_ip, "HostPort": host_port}
 
 

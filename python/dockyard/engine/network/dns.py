@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 TTL = 600
+HAS_IPV6 = os.path.exists("/proc/net/if_inet6")
 
 
 def control_path(root: Path) -> Path:
@@ -135,9 +136,14 @@ class Server:
         for r in self.db.execute("SELECT * FROM endpoints WHERE ports != '[]' AND ip != ''"):
             ip6 = r["ip6"] if "ip6" in r.keys() else ""
             for b in json.loads(r["ports"]):
+                if ":" in b["host_ip"]:  # an IPv6 host address: to the container's IPv6 address if it has one
+                    out[(b["proto"], b["host_ip"], int(b["host_port"]))] = (ip6 or r["ip"], int(b["port"]))
+                    continue
                 out[(b["proto"], b["host_ip"] or "0.0.0.0", int(b["host_port"]))] = (r["ip"], int(b["port"]))
-                if ip6 and b["host_ip"] in ("", "0.0.0.0"):  # published on [::] too (kernel DNAT but for ::1)
-                    out[(b["proto"], "::", int(b["host_port"]))] = (ip6, int(b["port"]))
+                if b["host_ip"] in ("", "0.0.0.0") and HAS_IPV6:
+                    # the [::] twin, as dockerd 20.10's proxy: what the ip6 table does not DNAT
+                    # (::1, or every address when the container has no IPv6) is relayed from here
+                    out[(b["proto"], "::", int(b["host_port"]))] = (ip6 or r["ip"], int(b["port"]))
         return out
 
     def rescan_ports(self) -> None:

@@ -102,10 +102,11 @@ def port_rules(bridge: str, ip: str, bindings: list[dict], ip6: str = "") -> lis
     """DNAT (and the forwarding accept) for each published port of one container.
     ``bindings``: {"proto", "host_ip", "host_port", "port"}; with ``ip6``, a binding to every
     address (0.0.0.0) is published on [::] too, DNATed to the container's IPv6 address."""
-    out = [["port", bridge, ip, b["proto"], b["host_ip"], int(b["host_port"]), int(b["port"])] for b in bindings]
+    out = [["port", bridge, ip, b["proto"], b["host_ip"], int(b["host_port"]), int(b["port"])]
+           for b in bindings if ":" not in b["host_ip"]]
     if ip6:
-        out += [["port", bridge, ip6, b["proto"], "::", int(b["host_port"]), int(b["port"])]
-                for b in bindings if b["host_ip"] in ("", "0.0.0.0", "::")]
+        out += [["port", bridge, ip6, b["proto"], b["host_ip"] if ":" in b["host_ip"] else "::", int(b["host_port"]),
+                 int(b["port"])] for b in bindings if b["host_ip"] in ("", "0.0.0.0") or ":" in b["host_ip"]]
     return out
 
 

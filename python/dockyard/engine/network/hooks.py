@@ -255,7 +255,8 @@ def ps_columns(containers, rec: dict) -> dict:  # noqa: ANN001
         for key, bindings in sorted(net.settings(rec)["Ports"].items(),
                                     key=lambda kv: (int(kv[0].split("/")[0]), kv[0])):
             if bindings:
-                ports += [f"{b['HostIp']}:{b['HostPort']}->{key}" for b in bindings]
+                ports += [(f"[{b['HostIp']}]" if ":" in b["HostIp"] else b["HostIp"]) + f":{b['HostPort']}->{key}"
+                          for b in bindings]
             else:
                 ports.append(key)
     mode = rec["spec"]["HostConfig"].get("NetworkMode") or "default"

@@ -663,8 +663,11 @@ class Networks:
                 if other and (other["host_ip"] in ("", "0.0.0.0") or host_ip in ("0.0.0.0", other["host_ip"])):
                     raise Conflict(f"driver failed programming external connectivity on endpoint {rec['name']} "
                                    f"({cid}): Bind for {host_ip}:{host_port} failed: port is already allocated")
-            s = socket.socket(socket.AF_INET, kind)
+            v6 = ":" in host_ip
+            s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
             try:
+                if v6:
+                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 if kind == socket.SOCK_STREAM:
                     # as the proxy's listener: connections in TIME-WAIT on the port (normal after
                     # traffic) do not hold it, a listener of another program still does
@@ -673,7 +676,8 @@ class Networks:
                     s.bind((host_ip, int(host_port or 0)))
                 except OSError as exc:
                     raise Conflict(f"driver failed programming external connectivity on endpoint {rec['name']} "
-                                   f"({cid}): Error starting userland proxy: listen {p['proto']}4 {host_ip}:{host_port}: "
+                                   f"({cid}): Error starting userland proxy: listen {p['proto']}{6 if v6 else 4} "
+                                   f"{f'[{host_ip}]' if v6 else host_ip}:{host_port}: "
                                    f"bind: {exc.strerror.lower() if exc.strerror else exc}") from None
                 port = s.getsockname()[1]
             finally:
@@ -915,7 +919,9 @@ class Networks:
                 for b in json.loads(ep["ports"]):
                     key = f"{b['port']}/{b['proto']}"
                     ports[key] = (ports.get(key) or []) + [{"HostIp": b["host_ip"], "HostPort": b["host_port"]}]
-                    if ep["ip6"] and b["host_ip"] in ("", "0.0.0.0"):  # its [::] twin (firewall.port_rules)
+                    if b["host_ip"] in ("", "0.0.0.0") and host_has_ipv6():
+                        # its [::] twin, as dockerd 20.10: DNATed to the container's IPv6 address
+                        # (firewall.port_rules), else relayed by the proxy (dns.py)
                         ports[key].append({"HostIp": "::", "HostPort": b["host_port"]})
         networks = {}
         top = {"EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
@@ -1004,10 +1010,18 @@ def parse_publish(spec: str) -> list[dict]:
         raise PublishError(f"invalid proto: {proto}")
     if proto == "sctp":
         raise PublishError("sctp is not supported by dockyard")
-    parts = rest.rsplit(":", 2) if not rest.startswith("[") else None
-    if parts is None:
-        raise PublishError(f"IPv6 host addresses are not supported: {spec}")
     host_ip, host_port, cport = "", "", ""
+    if rest.startswith("["):  # [IPv6]:HOSTPORT:CONTAINERPORT
+        addr, close, tail = rest[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(addr)
+        except ValueError:
+            raise PublishError(f"invalid IP address: {addr}") from None
+        if not close or not tail.startswith(":") or tail.count(":") != 2:
+            raise PublishError(f"invalid publish spec: {spec}")
+        parts = [addr] + tail[1:].split(":")
+    else:
+        parts = rest.rsplit(":", 2)
     if len(parts) == 1:
         cport = parts[0]
     elif len(parts) == 2:
@@ -1015,7 +1029,7 @@ def parse_publish(spec: str) -> list[dict]:
     else:
         host_ip, host_port, cport = parts
         try:
-            ipaddress.IPv4Address(host_ip)
+            ipaddress.ip_address(host_ip)
         except ValueError:
             raise PublishError(f"invalid IP address: {host_ip}") from None
     if not cport:
@@ -1216,6 +1230,10 @@ def _host_lock():  # noqa: ANN202
         yield
     finally:
         os.close(fd)
+
+
+def host_has_ipv6() -> bool:
+    return os.path.exists("/proc/net/if_inet6")
 
 
 def _sysctl(key: str, value: str) -> None:
