@@ -675,7 +675,8 @@ def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
     exe = str(Path(sys.executable).with_name("dockyard"))
     log = open(run / "daemon6.log", "wb")
     daemon = subprocess.Popen([exe, "daemon", "-H", f"unix://{run}/dockyard.sock", "--ipv6", "--fixed-cidr-v6",
-                               "fd0d:d0c:30::/64", "--default-address-pool", "base=fd0d:d0c:40::/48,size=64"],
+                               "fd0d:d0c:30::/64", "--default-address-pool", "base=fd0d:d0c:40::/48,size=64",
+                               "--default-address-pool", "base=10.231.0.0/16,size=24"],
                               env=dyn.env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     try:
         deadline = time.time() + 30
@@ -699,6 +700,7 @@ def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
         dyn("network", "create", "--ipv6", "pooled")
         pooled = json.loads(dyn("network", "inspect", "pooled").stdout)[0]
         assert {"Subnet": "fd0d:d0c:40::/64", "Gateway": "fd0d:d0c:40::1"} in pooled["IPAM"]["Config"]
+        assert pooled["IPAM"]["Config"][0]["Subnet"].startswith("10.231.")  # the IPv4 pool too
         err = fails(dyn("network", "create", "--ipv6", "--subnet", "fd0d:d0c:40::/64", "again", check=False), 1)
         assert "Pool overlaps with other one on this address space" in err
         dyn("rm", "-f", "db")

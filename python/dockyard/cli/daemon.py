@@ -17,7 +17,7 @@ from . import CONTEXT
 @click.option("--ipv6", is_flag=True, help="Enable IPv6 networking on the default bridge (with --fixed-cidr-v6)")
 @click.option("--fixed-cidr-v6", default="", metavar="CIDR", help="IPv6 subnet of the default bridge")
 @click.option("--default-address-pool", "pools", multiple=True, metavar="base=CIDR,size=N",
-              help="Default address pools for networks (IPv6 bases: the subnets of networks made with --ipv6)")
+              help="Default address pools for user networks (an IPv6 base: the subnets of networks made with --ipv6)")
 @click.option("--max-concurrent-downloads", "downloads", type=int, default=None, metavar="N",
               help="Layers pulled at once, each downloaded and extracted together (default 3; 0: no limit)")
 @click.pass_context
@@ -70,8 +70,8 @@ def _network_settings(ipv6: bool, fixed_cidr_v6: str, pools: tuple) -> None:
             size = int(fields.get("size", ""))
         except ValueError:
             raise click.BadParameter(f"invalid address pool {p!r}", param_hint="'--default-address-pool'") from None
-        if base.version != 6 or not base.prefixlen <= size <= 128:
-            raise click.BadParameter(f"{p!r}: dockyard takes IPv6 pools here (its IPv4 pools are fixed)",
+        if not base.prefixlen <= size <= base.max_prefixlen:
+            raise click.BadParameter(f"{p!r}: size must be within {base.prefixlen}..{base.max_prefixlen}",
                                      param_hint="'--default-address-pool'")
         items.append(f"{base},{size}")
     if items:

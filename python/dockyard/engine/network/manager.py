@@ -60,11 +60,12 @@ USER_POOL = ("10.{0}.{1}.0/24", range(240, 256), range(256))
 RESERVED = ["172.17.0.0/16", "10.88.0.0/16"]  # docker's and podman's defaults
 
 
-# The daemon's IPv6 settings, as dockerd's flags (``dockyard daemon --ipv6 --fixed-cidr-v6
+# The daemon's network settings, as dockerd's flags (``dockyard daemon --ipv6 --fixed-cidr-v6
 # fd00:1::/64 --default-address-pool base=fd00:2::/48,size=64``): the default bridge's IPv6
 # subnet (used with --ipv6), and the pools a network created with ``--ipv6`` and no IPv6
-# subnet takes a subnet from (base, prefix length; IPv6 bases only).
-def ipv6_settings() -> tuple[bool, str, list[tuple[str, int]]]:
+# subnet takes a subnet from (base, prefix length); IPv4 bases there replace USER_POOL for
+# user networks made without a subnet (the default bridge keeps DEFAULT_POOL).
+def daemon_settings() -> tuple[bool, str, list[tuple[str, int]]]:
     """(--ipv6, --fixed-cidr-v6, [(pool base, size)]) as the daemon was started with (its CLI
     puts them in DOCKYARD_IPV6, DOCKYARD_FIXED_CIDR_V6 and DOCKYARD_ADDRESS_POOLS="base,size ...")."""
     pools = [(b, int(n)) for b, _, n in (p.partition(",") for p in os.environ.get("DOCKYARD_ADDRESS_POOLS", "").split())
@@ -130,7 +131,7 @@ class Networks:
     def _default_ipv6(self) -> None:
         """The default bridge's IPv6 subnet follows the daemon's --ipv6/--fixed-cidr-v6 (a
         change applies once no container is on it: the bridge is made again)."""
-        ipv6, fixed, _ = ipv6_settings()
+        ipv6, fixed, _ = daemon_settings()
         want = str(ipaddress.IPv6Network(fixed, strict=False)) if ipv6 and fixed else ""
         r = self.store.db.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
         if r is None or r["subnet6"] == want:
@@ -235,7 +236,9 @@ class Networks:
                       for c in (json.loads(r[0]).get("Config") or []) if ":" in c.get("Subnet", "")]
             shown = []
             if v4 is None:
-                net = _pick(USER_POOL, taken + _host_routes())
+                pools4 = [p for p in daemon_settings()[2] if ":" not in p[0]]
+                net = (_pick_from(pools4, taken + _host_routes(), 4) if pools4
+                       else _pick(USER_POOL, taken + _host_routes()))
                 v4 = {"Subnet": str(net), "Gateway": str(net.network_address + 1)}
                 shown.append(dict(v4))
             else:
@@ -244,7 +247,7 @@ class Networks:
                 shown.append({k: v for k, v in v4.items() if not k.startswith("_") and v})
                 v4 = _with_gateway(v4)
             if v6 is None and ipv6:
-                net6 = _pick6(ipv6_settings()[2], taken + _host_routes(socket.AF_INET6))
+                net6 = _pick6(daemon_settings()[2], taken + _host_routes(socket.AF_INET6))
                 v6 = {"Subnet": str(net6), "Gateway": str(net6.network_address + 1)}
                 shown.append(dict(v6))
             elif v6 is not None:
@@ -1183,19 +1186,26 @@ def _with_gateway(pool: dict) -> dict:
     return dict(pool, Subnet=str(net), Gateway=pool.get("Gateway") or str(net.network_address + 1))
 
 
-def _pick6(pools: list[tuple[str, int]], taken: list) -> ipaddress.IPv6Network:
+def _pick_from(pools: list[tuple[str, int]], taken: list, version: int = 6):  # noqa: ANN202
+    """The first subnet of the daemon's --default-address-pool pools of that IP version that
+    overlaps nothing taken."""
     for base, size in pools:
         try:
             b = ipaddress.ip_network(base, strict=False)
         except ValueError:
             continue
-        if b.version != 6 or size < b.prefixlen:
+        if b.version != version or size < b.prefixlen:
             continue
         for cand in b.subnets(new_prefix=size):
-            if not any(cand.overlaps(t) for t in taken if t.version == 6):
+            if not any(cand.overlaps(t) for t in taken if t.version == version) and (
+                    version == 6 or not any(cand.overlaps(ipaddress.IPv4Network(r)) for r in RESERVED)):
                 return cand
-    raise NotFound("could not find an available, non-overlapping IPv6 address pool among the defaults to "
+    raise NotFound(f"could not find an available, non-overlapping IPv{version} address pool among the defaults to "
                    "assign to the network")
+
+
+def _pick6(pools: list[tuple[str, int]], taken: list) -> ipaddress.IPv6Network:
+    return _pick_from(pools, taken, 6)
 
 
 def _pick(pool: tuple, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
