@@ -493,7 +493,7 @@ def test_cli_build_context_dir_tar_stdin_and_dockerfile_stdin(cli, base_tar, tmp
                                         "other.Dockerfile": "FROM dybuild:base\nRUN echo out:other\n"})
     proc = cli("build", "-t", "one:1", "--iidfile", str(tmp_path / "iid"), str(ctx))
     out = proc.stdout.decode()
-    assert "[1/3] FROM dybuild:base" in out and "[3/3] RUN echo out:hi" in out and "out:hi" in out
+    assert "Step 1/3 : FROM dybuild:base" in out and "Step 3/3 : RUN echo out:hi" in out and "out:hi" in out
     assert "Successfully tagged one:1" in out
     iid = (tmp_path / "iid").read_text()
     assert iid.startswith("sha256:") and f"Successfully built {iid[7:19]}" in out
@@ -548,17 +548,17 @@ def test_cli_cached_rebuild_hits_and_misses_on_content_through_the_daemon(cli, b
         return (tmp_path / "iid").read_text(), out
 
     first, out1 = rebuild()
-    assert "\naaaa\n" in out1 and "\nout:done\n" in out1 and " CACHED" not in out1
+    assert "\naaaa\n" in out1 and "\nout:done\n" in out1 and "Using cache" not in out1
     again, out2 = rebuild()
-    assert again == first and out2.count(" CACHED\n") == 5 and "\nout:done\n" not in out2
+    assert again == first and out2.count(" ---> Using cache\n") == 5 and "\nout:done\n" not in out2
     st = os.stat(ctx / "src" / "a.txt")
     (ctx / "src" / "a.txt").write_text("AAAA\n")  # same size, same mtime: only the content differs
     os.utime(ctx / "src" / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
     changed, out3 = rebuild()
-    assert changed != first and out3.count(" CACHED\n") == 1 and "\nAAAA\n" in out3 and "\nout:done\n" in out3
+    assert changed != first and out3.count(" ---> Using cache\n") == 1 and "\nAAAA\n" in out3 and "\nout:done\n" in out3
     (ctx / "src" / "a.txt").write_text("aaaa\n")
     back, out4 = rebuild()
-    assert back == first and out4.count(" CACHED\n") == 5
+    assert back == first and out4.count(" ---> Using cache\n") == 5
 
 
 def test_cli_context_tar_members(tmp_path):

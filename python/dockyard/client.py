@@ -16,6 +16,7 @@ class again (404 -> ``ContainerNotFound``/``ImageNotFound``/``NotFound`` by rout
 
 from __future__ import annotations
 
+import builtins
 import os
 import sys
 
@@ -91,7 +92,7 @@ class Response:
         self.chunk_left = 0
         self.done = self.left == 0
         self.keep = headers.get("connection", "").lower() != "close" and (self.chunked or self.left is not None)
-        self._dockyard_conn = None
+        self._dockyard_conn: Connection | None = None
 
     def getheader(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -363,7 +364,7 @@ class Transport:
         except ValueError:
             return [_wire.loads(line) for line in raw.splitlines() if line.strip()]
 
-    def hijack(self, path: str, params: dict | None = None, body: Any = None) -> _wire.socket:
+    def hijack(self, path: str, params: dict | None = None, body: Any = None) -> _Prefixed:
         """POST with ``Upgrade: tcp``; returns the raw socket after ``101 UPGRADED``."""
         s = _wire.socket(_wire.AF_UNIX, _wire.SOCK_STREAM)
         s.connect(self.path)
@@ -420,8 +421,10 @@ def _error(status: int, raw: bytes, path: str) -> DockyardError:
     kind = ""
     try:
         doc = _wire.loads(raw)
+        if not isinstance(doc, dict):
+            raise ValueError(raw)
         message, kind = doc.get("message", ""), doc.get("kind") or ""
-    except (ValueError, AttributeError):
+    except ValueError:
         message = raw.decode(errors="replace").strip()
     if kind:
         # dockyard's daemon says the kind: the same class, no guessing from the words
@@ -626,7 +629,8 @@ class Container(Model):
             parts = frames(sock.recv, tty)
             if stream:
                 return ExecResult(None, (data for _, data in parts))  # type: ignore[arg-type]
-            out, err = [], []
+            out: builtins.list[bytes] = []
+            err: builtins.list[bytes] = []
             for kind, data in parts:
                 (err if kind == 2 and demux else out).append(data)
         finally:
@@ -643,7 +647,7 @@ class Container(Model):
         resp = self.client.api.request("GET", f"/containers/{self.id}/archive", {"path": path}, stream=True)
         try:
             stat = _wire.loads(base64.b64decode(resp.getheader("X-Docker-Container-Path-Stat") or "e30="))
-            return resp.read(), stat
+            return resp.read(), stat if isinstance(stat, dict) else {}
         finally:
             self.client.api.finish(resp)
 
@@ -777,7 +781,8 @@ class ContainerSpec:
                                 "Tty": self.tty, "OpenStdin": self.stdin_open, "AttachStdin": self.stdin_open,
                                 "StdinOnce": self.stdin_open, "Labels": self.labels, "HostConfig": host}
         if self.ports:
-            exposed, bindings = {}, {}
+            exposed: dict[str, dict] = {}
+            bindings: dict[str, builtins.list[dict]] = {}
             for port, host_port in self.ports.items():
                 key = port if "/" in str(port) else f"{port}/tcp"
                 exposed[key] = {}
@@ -819,12 +824,12 @@ class ContainerCollection:
                 pass  # removed meanwhile
         return out
 
-    def create(self, image: str | ContainerSpec, command: list[str] | str | None = None, **kwargs: Any) -> Container:
+    def create(self, image: str | ContainerSpec, command: builtins.list[str] | str | None = None, **kwargs: Any) -> Container:
         spec = image if isinstance(image, ContainerSpec) else ContainerSpec(image, command, **kwargs)
         out = self.client.api.json("POST", "/containers/create", {"name": spec.name}, spec.body())
         return self.get(out["Id"])
 
-    def run(self, image: str | ContainerSpec, command: list[str] | str | None = None, *, detach: bool = False,
+    def run(self, image: str | ContainerSpec, command: builtins.list[str] | str | None = None, *, detach: bool = False,
             remove: bool = False, stdout: bool = True, stderr: bool = False, stream: bool = False,
             **kwargs: Any) -> Container | bytes | Iterator[bytes]:
         """docker-py's ``run``: detached, the Container; else its output once it exits (raises
@@ -846,6 +851,7 @@ class ContainerCollection:
         code = status.get("StatusCode", 0)
         out = container.logs(stdout=stdout, stderr=stderr)
         err = container.logs(stdout=False, stderr=True) if code else b""
+        err = err if isinstance(err, bytes) else b"".join(err)
         if remove:
             container.remove(force=True)
         if code:
@@ -873,25 +879,27 @@ class ImageCollection:
         rows = self.client.api.json("GET", "/images/json", {"all": all, "filters": flt or None})
         return [self.get(r["Id"]) for r in rows]
 
-    def remove(self, image: str, force: bool = False, noprune: bool = False) -> list[dict]:
+    def remove(self, image: str, force: bool = False, noprune: bool = False) -> builtins.list[dict]:
         return self.client.api.json("DELETE", f"/images/{quote(image, safe='/:@')}", {"force": force, "noprune": noprune})
 
     def prune(self, filters: dict | None = None) -> dict:
         return self.client.api.json("POST", "/images/prune", {"filters": filters or None})
 
-    def load(self, data: bytes) -> list[Image]:
+    def load(self, data: bytes) -> builtins.list[Image]:
         msgs = self.client.api.json("POST", "/images/load", None, data, headers={"Content-Type": "application/x-tar"},
                                     timeout=None)
         msgs = msgs if isinstance(msgs, list) else [msgs]
         out = []
         for m in msgs:
+            if isinstance(m, dict) and m.get("error"):
+                raise APIError(m["error"], 400)  # a bad archive: dockerd streams its error
             text = (m or {}).get("stream", "")
             if ": " in text:
                 out.append(self.get(text.split(": ", 1)[1].strip()))
         return out
 
     def import_image(self, data: bytes, repository: str | None = None, tag: str | None = None,
-                     changes: list[str] | None = None) -> Image:
+                     changes: builtins.list[str] | None = None) -> Image:
         msgs = self.client.api.json("POST", "/images/create", {"fromSrc": "-", "repo": repository, "tag": tag,
                                                                "changes": changes or None}, data,
                                     headers={"Content-Type": "application/x-tar"}, timeout=None)
@@ -1023,7 +1031,8 @@ class Client:
         return self.api.json("GET", "/system/df")
 
     def events(self, since: int | None = None, until: int | None = None, filters: dict | None = None,
-               decode: bool = True) -> Iterator[dict]:
+               decode: bool = True) -> Iterator[Any]:
+        """Each event as a dict (``decode``) or as its JSON line."""
         resp = self.api.request("GET", "/events", {"since": since, "until": until, "filters": filters or None},
                                 stream=True, timeout=None)
         try:

@@ -67,6 +67,27 @@ class BuildOptions:
     # from a directory; the daemon then only drops the Dockerfile and .dockerignore if excluded.
     context_is_archive: bool = False
     pull: bool = False                     # docker build --pull: FROM images pulled even when present
+    extra_hosts: list[str] = field(default_factory=list)  # --add-host HOST:IP for the RUN containers
+    # --cache-from: when given, only these images (and their parents) are cache sources, as the
+    # classic builder's; None: the local cache
+    cache_from: list[str] | None = None
+
+
+class StderrLine(str):
+    """A line a RUN wrote to its stderr (the daemon wraps it as the classic builder does)."""
+
+
+def classic_line(line: str) -> str:
+    """A progress line in the classic builder's words (dockerd's /build): ``[2/4] RUN x`` is
+    ``Step 2/4 : RUN x``, a cache hit `` ---> Using cache``."""
+    if line == " CACHED":
+        return " ---> Using cache"
+    if line.startswith("[") and "] " in line:
+        head, _, rest = line[1:].partition("] ")
+        n, _, total = head.partition("/")
+        if n.isdigit() and total.isdigit():
+            return f"Step {n}/{total} : {rest}"
+    return line
 
 
 @dataclass
@@ -353,7 +374,28 @@ class Builder:
         self._ensure_cache()
         row = self.store.db.execute("SELECT b.image_id FROM build_cache b JOIN images i ON i.id = b.image_id "
                                     "WHERE b.key=?", (key,)).fetchone()
-        return None if row is None else row[0]
+        if row is None:
+            return None
+        if self.opts.cache_from is not None and row[0] not in self._cache_sources():
+            return None
+        return row[0]
+
+    def _cache_sources(self) -> set[str]:
+        """The images --cache-from names (those that exist) and all their parents."""
+        if getattr(self, "_sources", None) is None:
+            out: set[str] = set()
+            db = self.store.db
+            for ref in self.opts.cache_from or []:
+                try:
+                    iid = self.images.resolve(ref)
+                except DockyardError:
+                    continue
+                while iid and iid not in out:
+                    out.add(iid)
+                    row = db.execute("SELECT parent FROM images WHERE id=?", (iid,)).fetchone()
+                    iid = row[0] if row else ""
+            self._sources = out
+        return self._sources
 
     def _ensure_cache(self) -> None:
         if not self._cache_ready:
@@ -658,7 +700,8 @@ class Builder:
                 cid = containers.create(CreateOptions(
                     image=state.image_id, cmd=run_cmd, entrypoint=[], env=state.env + build_args,
                     workdir=state.config.get("WorkingDir") or "", user=state.config.get("User") or "",
-                    network=self.opts.network or "none", labels={}, volumes=binds))
+                    network=self.opts.network or "none", labels={}, volumes=binds,
+                    add_host=list(self.opts.extra_hosts)))
                 started = containers.start(cid)
                 code = self._follow(cid, started.get("ShimPid") or started.get("Pid") or 0)
                 if code != 0:
@@ -702,7 +745,8 @@ class Builder:
                     entry = json.loads(line)
                 except ValueError:
                     continue
-                self.out(entry.get("log", "").rstrip("\n"))
+                text = entry.get("log", "").rstrip("\n")
+                self.out(StderrLine(text) if entry.get("stream") == "stderr" else text)
 
         with _ExitWatch(log, supervisor) as watch:
             # (the exit file checked after the pidfd is open: a supervisor gone before it was

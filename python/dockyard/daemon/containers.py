@@ -23,6 +23,7 @@ def routes(r: Router) -> None:
     r.add("POST", "/containers/{id}/kill", kill)
     r.add("POST", "/containers/{id}/wait", wait)
     r.add("DELETE", "/containers/{id}", delete)
+    r.add("DELETE", "/containers/{id}/{alias}", delete)  # ?link=1: /PARENT/ALIAS
     r.add("POST", "/containers/{id}/rename", rename)
     r.add("POST", "/containers/{id}/update", update)
     r.add("POST", "/containers/{id}/pause", pause)
@@ -327,6 +328,9 @@ def inspect(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
     policy = info["HostConfig"].get("RestartPolicy")
     if isinstance(policy, dict) and not policy.get("Name"):
         info["HostConfig"]["RestartPolicy"] = dict(policy, Name="no")  # dockerd's normal form
+    if d.restarting(info["Id"]) and not info["State"]["Running"]:
+        # dockerd between an exit and the restart its policy decided: running, restarting
+        info["State"].update(Running=True, Restarting=True, Status="restarting")
     with d.lock:
         info["RestartCount"] = d.restart_counts.get(info["Id"], 0)
         info["ExecIDs"] = [k for k, v in d.execs.items() if v["ContainerID"] == info["Id"]] or None
@@ -359,6 +363,9 @@ def stop(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         if not engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]:
+            if d.restarting(cid):
+                d.mark_stopped(cid)  # dockerd stops a restarting container: no restart comes
+                return None
             return Reply(304, b"")
         d.mark_stopped(cid)
         # the kill event before the signal goes (the exit's die could otherwise come first),
@@ -452,12 +459,20 @@ def wait(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         d.events.unsubscribe(q)
 
 
-def delete(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+def delete(d, req: Request, id: str, alias: str = "") -> None:  # noqa: ANN001, A002
     force, volumes = req.bool("force"), req.bool("v")
-    req.bool("link")
+    if req.bool("link"):
+        with d.engines.get() as engine:
+            engine.containers.remove_link(f"{id}/{alias}" if alias else id)
+        return None
+    if alias:
+        raise NotFound("page not found")
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         rec = engine.containers.load(cid)
+        if not force and d.restarting(cid):
+            raise Conflict(f"cannot remove container \"/{rec['name']}\": container is restarting: stop the "
+                           "container before removing or force remove")
         d.cancel_restart(cid)
         if force:
             d.mark_stopped(cid)
@@ -1046,13 +1061,13 @@ def archive_get(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     return STREAMED
 
 
-def archive_put(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+def archive_put(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
     path = req.arg("path") or ""
     req.bool("noOverwriteDirNonDir")
     req.bool("copyUIDGID")  # dockerd keeps the archive's owners either way (with a USER, -a maps to it)
     with d.engines.get() as engine:
         engine.containers.archive_put(id, path, req.stream)
-    return None
+    return Reply(200, b"", "text/plain")  # dockerd's 200 (docker-py's put_archive checks for it)
 
 
 def prune(d, req: Request) -> dict:  # noqa: ANN001
@@ -1078,6 +1093,12 @@ def prune(d, req: Request) -> dict:  # noqa: ANN001
                 continue
             if until and not all(parse_time(rec["created"]) < t for t in until):
                 continue
+            from .system import container_sizes
+
+            try:
+                size_rw = container_sizes(engine, rec)[0]  # what its writable layer held, as dockerd counts
+            except (OSError, DockyardError):
+                size_rw = 0
             try:
                 engine.containers.remove(rec["id"])
             except DockyardError:
@@ -1085,6 +1106,7 @@ def prune(d, req: Request) -> dict:  # noqa: ANN001
             d.forget(rec["id"])
             d._emit_container(rec, "destroy")
             deleted.append(rec["id"])
+            reclaimed += size_rw or 0
     return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 

@@ -134,6 +134,8 @@ class Daemon:
         self.attach_cond = threading.Condition(self.lock)
         self.execs: dict[str, dict] = {}
         self.timers: dict[str, threading.Timer] = {}
+        self.restart_pending: set[str] = set()  # decided to restart, not yet started again
+        self.exit_order = threading.Lock()  # an exit's untrack and its die event, as one step
         self._logged: dict[str, str] = {}           # what _log_once said last, by key
         self._load_state()
         self._monitor = threading.Thread(target=self._run_monitor, name="monitor", daemon=True)
@@ -377,11 +379,40 @@ class Daemon:
             if rec["state"]["Running"]:
                 return
             self.health.unwatch(cid, rec["state"].get("StartedAt"))
-            info = self.untrack(cid)
-            if info is None:
-                return
-            self._emit_container(rec, "die", {"exitCode": str(rec["state"]["ExitCode"])})
-            self._after_exit(engine, rec, ran_for=time.monotonic() - info["started"])
+            # untrack and die as one step: a second caller (the stop route after the monitor
+            # took the exit) returns only once the die is said, so its "stop" comes after it
+            with self.exit_order:
+                info = self.untrack(cid)
+                if info is None:
+                    return
+                ran_for = time.monotonic() - info["started"]
+                # the restart is decided before the die: a client woken by it (wait) finds the
+                # container restarting already, as dockerd's SetRestarting comes before its waiters
+                plan = self._restart_plan(rec, ran_for)
+                self._emit_container(rec, "die", {"exitCode": str(rec["state"]["ExitCode"])})
+            self._after_exit(engine, rec, ran_for=ran_for, plan=plan)
+
+    def restarting(self, cid: str) -> bool:
+        """Between an exit and the restart its policy asked for (dockerd's "restarting")."""
+        with self.lock:
+            return cid in self.timers or cid in self.restart_pending
+
+    def _restart_plan(self, rec: dict, ran_for: float) -> tuple[bool, float]:
+        from ..engine import restart
+
+        cid = rec["id"]
+        host = rec["spec"]["HostConfig"]
+        if host.get("AutoRemove"):
+            return False, 0.0
+        with self.lock:
+            stopped = cid in self.manually_stopped
+            count = self.restart_counts.get(cid, 0)
+            last = self.restart_delays.get(cid, 0.0)
+        again, delay = restart.decide(host.get("RestartPolicy"), rec["state"]["ExitCode"], stopped, count, ran_for, last)
+        if again:
+            with self.lock:
+                self.restart_pending.add(cid)
+        return again, delay
 
     def untrack(self, cid: str) -> dict | None:
         """Stop watching ``cid``; returns what was known of its run (None: nothing was)."""
@@ -391,7 +422,7 @@ class Daemon:
             self._unwatch_fd(info)
         return info
 
-    def _after_exit(self, engine, rec: dict, ran_for: float = 0.0) -> None:  # noqa: ANN001
+    def _after_exit(self, engine, rec: dict, ran_for: float = 0.0, plan=None) -> None:  # noqa: ANN001
         cid = rec["id"]
         host = rec["spec"]["HostConfig"]
         if host.get("AutoRemove"):
@@ -406,13 +437,7 @@ class Daemon:
                 return
             self._emit_container(rec, "destroy")
             return
-        from ..engine import restart
-
-        with self.lock:
-            stopped = cid in self.manually_stopped
-            count = self.restart_counts.get(cid, 0)
-            last = self.restart_delays.get(cid, 0.0)
-        again, delay = restart.decide(host.get("RestartPolicy"), rec["state"]["ExitCode"], stopped, count, ran_for, last)
+        again, delay = plan if plan is not None else self._restart_plan(rec, ran_for)
         if not again:
             return
         with self.lock:
@@ -424,6 +449,7 @@ class Daemon:
             with self.lock:
                 self.timers.pop(cid, None)
                 if cid in self.manually_stopped or self.stopping.is_set():
+                    self.restart_pending.discard(cid)
                     return
                 self.restart_counts[cid] = self.restart_counts.get(cid, 0) + 1
             self.save_state()
@@ -431,6 +457,9 @@ class Daemon:
                 self.start_container(cid, restarting=True)
             except Exception as exc:  # noqa: BLE001
                 log.warning("restart of %s failed: %s", cid[:12], exc)
+            finally:
+                with self.lock:
+                    self.restart_pending.discard(cid)
 
         t = threading.Timer(delay, fire)
         t.daemon = True
@@ -444,6 +473,7 @@ class Daemon:
     def cancel_restart(self, cid: str) -> None:
         with self.lock:
             t = self.timers.pop(cid, None)
+            self.restart_pending.discard(cid)
         if t:
             t.cancel()
 

@@ -201,7 +201,7 @@ def _strs(value: object) -> list[str]:
 
 def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
     from ..engine.containers import CreateOptions
-    from ..engine.spec import Resources, check_sysctls, normalize_cap, parse_ulimit
+    from ..engine.spec import Resources, check_sysctls, normalize_cap, parse_device_cgroup_rule, parse_ulimit
 
     if not isinstance(body, dict):
         raise InvalidArgument("invalid JSON: json: cannot unmarshal " + _jkind(body)
@@ -252,6 +252,20 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
         on_host = dev.get("PathOnHost") or ""
         res.devices.append({"PathOnHost": on_host, "PathInContainer": dev.get("PathInContainer") or on_host,
                             "CgroupPermissions": dev.get("CgroupPermissions") or "rwm"})
+    res.device_cgroup_rules = [parse_device_cgroup_rule(r) for r in _strs(host.get("DeviceCgroupRules"))]
+    runtime = host.get("Runtime") or ""
+    if runtime not in ("", "runc", "dockyard"):
+        raise InvalidArgument(f"Unknown runtime specified {runtime}")
+    isolation = host.get("Isolation") or ""
+    if isolation not in ("", "default"):
+        raise InvalidArgument(f'Invalid isolation: "{isolation}" - linux only supports \'default\'')
+    # recorded as given and shown by inspect (CpuRealtime*: dockyard gives a container no
+    # real-time budget; VolumeDriver: only the local driver exists, checked against the volumes)
+    host_extra = {"Runtime": runtime or "runc", "Isolation": isolation,
+                  "DeviceCgroupRules": _strs(host.get("DeviceCgroupRules")) or None,
+                  "VolumeDriver": host.get("VolumeDriver") or "",
+                  "CpuRealtimePeriod": host.get("CpuRealtimePeriod") or 0,
+                  "CpuRealtimeRuntime": host.get("CpuRealtimeRuntime") or 0}
     network = host.get("NetworkMode") or "default"
     res.sysctls = {k: v or "" for k, v in (host.get("Sysctls") or {}).items()}
     check_sysctls(res.sysctls, host_network=network == "host")
@@ -322,5 +336,5 @@ def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
         publish_all=bool(host.get("PublishAllPorts")), expose=list((body.get("ExposedPorts") or {}).keys()),
         network_aliases=aliases, links=_strs(host.get("Links")), dns=_strs(host.get("Dns")),
         dns_search=_strs(host.get("DnsSearch")), dns_option=_strs(host.get("DnsOptions")),
-        add_host=_strs(host.get("ExtraHosts")), ip=ip, endpoint=endpoint,
+        add_host=_strs(host.get("ExtraHosts")), ip=ip, host_extra=host_extra, endpoint=endpoint,
     )

@@ -42,6 +42,12 @@ def create(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
     if not cmd:
         raise InvalidArgument("No exec command specified")
     env = body.get("Env") or []
+    from .streams import detach_key_bytes
+
+    try:
+        keys = detach_key_bytes(body.get("DetachKeys") or "")  # docker-py sends its config file's
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         rec = engine.containers.refresh(engine.containers.load(cid))
@@ -59,7 +65,7 @@ def create(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
             "ProcessConfig": {"tty": bool(body.get("Tty")), "entrypoint": cmd[0], "arguments": cmd[1:],
                               "privileged": bool(body.get("Privileged")), "user": body.get("User") or ""},
             "_cfg": {"Cmd": cmd, "Env": env, "User": body.get("User") or "", "WorkingDir": body.get("WorkingDir") or ""},
-            "_runtime_root": runtime_root, "_started": False,
+            "_runtime_root": runtime_root, "_started": False, "_detach_keys": keys,
         }
         size = body.get("ConsoleSize")
         if isinstance(size, list) and len(size) == 2 and all(isinstance(x, int) and 0 < x < 65536 for x in size):
@@ -90,7 +96,9 @@ def _get(d, eid: str) -> dict:  # noqa: ANN001
 
 
 def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
-    from .streams import START_FAILED, _frame, exec_command, run_exec, spawn_exec, start_error
+    import socket
+
+    from .streams import DETACHED, START_FAILED, _frame, exec_command, run_exec, spawn_exec, start_error
 
     rec = _get(d, id)
     from .create import go_decode
@@ -143,9 +151,18 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     req._started = True
     rec["Running"] = True
     try:
-        code = run_exec(rec, args, conn, tty, rec["OpenStdin"], framed)
+        code = run_exec(rec, args, conn, tty, rec["OpenStdin"], framed, rec["_detach_keys"])
     finally:
         rec["Running"] = False
+    if code == DETACHED:
+        # as dockerd 20.10 (measured): the detach ends the exec, exit code 126, exec_detach
+        rec["ExitCode"] = START_FAILED
+        _emit(d, rec, "exec_detach", {"execID": id})
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        return STREAMED
     rec["ExitCode"] = code
     if rec.get("_start_error"):
         # as dockerd: the reason on the output stream (stdout), exit code 126, no exec_die
@@ -157,8 +174,6 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     else:
         _emit(d, rec, "exec_die", {"execID": id, "exitCode": str(code)})
     try:
-        import socket
-
         conn.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass

@@ -100,9 +100,39 @@ _EMPTY_CONTAINER_CONFIG = {
 }
 
 
+#: fields of moby's container.Config without ``omitempty``: dockerd up to API 1.46 shows each one in
+#: an image's Config, null or empty when unset (docker-py reads ``Config['OnBuild']``); newer
+#: daemons leave the empty ones out, as dockyard's engine does
+_FULL_CONFIG = (
+    ("Hostname", ""), ("Domainname", ""), ("User", ""), ("AttachStdin", False), ("AttachStdout", False),
+    ("AttachStderr", False), ("ExposedPorts", None), ("Tty", False), ("OpenStdin", False), ("StdinOnce", False),
+    ("Env", None), ("Cmd", None), ("Healthcheck", None), ("ArgsEscaped", None), ("Image", ""), ("Volumes", None),
+    ("WorkingDir", ""), ("Entrypoint", None), ("NetworkDisabled", None), ("MacAddress", None), ("OnBuild", None),
+    ("Labels", None), ("StopSignal", None), ("StopTimeout", None), ("Shell", None),
+)
+_OMITEMPTY = {"ExposedPorts", "Healthcheck", "ArgsEscaped", "NetworkDisabled", "MacAddress", "StopSignal",
+              "StopTimeout", "Shell"}
+
+
+def full_config(config: dict) -> dict:
+    """An image's Config as dockerd before API 1.47 shows it: every field of container.Config
+    that has no ``omitempty``, in its order, and anything else the image carries after them."""
+    out: dict = {}
+    for key, empty in _FULL_CONFIG:
+        if key in config:
+            out[key] = config[key]
+        elif key not in _OMITEMPTY:
+            out[key] = empty
+    for key, value in config.items():
+        out.setdefault(key, value)
+    return out
+
+
 def inspect(d, req: Request, name: str) -> dict:  # noqa: ANN001
     with d.engines.get() as engine:
         out = engine.images.inspect(name)
+        if req.before("1.47"):
+            out["Config"] = full_config(out["Config"])
         if not req.before("1.45"):
             return out
         # API < 1.45 (compose v1 asks for 1.38 and reads ContainerConfig.Volumes of every image)
@@ -278,8 +308,15 @@ def push(d, req: Request, name: str):  # noqa: ANN001, ANN201
 
 def load(d, req: Request):  # noqa: ANN001, ANN201
     req.bool("quiet")
-    with d.engines.get() as engine, req.body_source() as body:
-        lines = engine.load(body)
+    try:
+        with d.engines.get() as engine, req.body_source() as body:
+            lines = engine.load(body)
+    except InvalidArgument as exc:
+        # dockerd answers 200 and streams a bad archive's error (docker-py raises ImageLoadError)
+        out = _progress_stream(req)
+        out.json({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+        out.close()
+        return STREAMED
     for line in lines:
         d.events.emit("image", "load", line.split(": ", 1)[-1], {})
     out = _progress_stream(req)
@@ -328,6 +365,7 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
     through its ``finally`` blocks, so nothing of the build is left behind."""
     try:
         from ..build import BuildOptions, Builder
+        from ..build.builder import StderrLine, classic_line
     except ImportError:
         return Reply(501, {"message": "build is not implemented by this daemon"})
     from .. import reference as refs
@@ -337,7 +375,9 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
     tags = []
     for t in req.args("t"):
         tags.append(str(refs.parse_repository_tag(t).with_default_tag()))
-    dockerfile_name = req.arg("dockerfile") or "Dockerfile"
+    # the first value, as Go's FormValue (docker-py sends its (name, contents) tuple for a
+    # Dockerfile outside the context as two dockerfile= values; the file is in the tar)
+    dockerfile_name = (req.args("dockerfile") or [""])[0] or "Dockerfile"
     try:
         build_args = json.loads(req.arg("buildargs") or "{}")
         labels = json.loads(req.arg("labels") or "{}")
@@ -354,6 +394,15 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
     req.bool("rm", True)
     req.bool("forcerm")
     pull = req.bool("pull")
+    extra_hosts = [h for v in req.args("extrahosts") for h in v.split(",") if h]  # RUN's /etc/hosts
+    cache_from = None
+    if req.arg("cachefrom"):
+        try:
+            cache_from = json.loads(req.arg("cachefrom") or "[]")
+        except ValueError:
+            raise InvalidArgument("cachefrom must be a JSON list of image names") from None
+        if not isinstance(cache_from, list):
+            raise InvalidArgument("cachefrom must be a JSON list of image names")
     with d.engines.get() as engine, engine.store.staging() as stage:
         tar = stage / "context.tar"
         src = req.stream
@@ -379,7 +428,12 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
                 raise InvalidArgument(f"Cannot locate specified Dockerfile: {dockerfile_name}") from None
         else:  # not an archive: the body is the Dockerfile itself (``docker build - < Dockerfile``)
             dockerfile = tar.read_bytes()
+            if not dockerfile:  # (dockerd's answer to an empty body, before any stream)
+                raise DockyardError(f"Cannot locate specified Dockerfile: {dockerfile_name}")
             dockerfile_name = "Dockerfile"
+        if not any(line.strip() and not line.lstrip().startswith(b"#") for line in dockerfile.splitlines()):
+            # no instruction at all: dockerd refuses it before any stream (400)
+            raise InvalidArgument(f"the Dockerfile ({dockerfile_name}) cannot be empty")
         out = _progress_stream(req)
         cancelled = threading.Event()
         done = threading.Event()
@@ -412,14 +466,24 @@ def build(d, req: Request):  # noqa: ANN001, ANN201, C901
             pending.append(json.dumps(msg).encode() + b"\n")
 
         def emit(line: str) -> None:
+            # the classic builder's words, as dockerd's /build streams them (docker-py counts
+            # ' ---> Using cache'; a RUN's stderr comes wrapped in red)
             if not quiet:
-                send({"stream": line + "\n"})
+                if isinstance(line, StderrLine):
+                    send({"stream": "\x1b[91m" + line + "\n\x1b[0m"})
+                elif line.startswith("[") and classic_line(line) != line:
+                    # dockerd writes a step's line and its newline as two messages
+                    send({"stream": classic_line(line)})
+                    send({"stream": "\n"})
+                else:
+                    send({"stream": classic_line(line) + "\n"})
             elif cancelled.is_set():
                 raise DockyardError("the build was cancelled: the client went away")
 
         try:
             opts = BuildOptions(ctx, dockerfile, dockerfile_name, tags, build_args, target, no_cache, labels,
-                                network, context_is_archive=True, pull=pull)
+                                network, context_is_archive=True, pull=pull, extra_hosts=extra_hosts,
+                                cache_from=cache_from)
             image_id = Builder(tracked, opts, emit, flush).build()
             send({"aux": {"ID": image_id}})
             if quiet:

@@ -64,6 +64,60 @@ def detach_key_bytes(spec: str) -> bytes:
     return bytes(out)
 
 
+class DetachMatcher:
+    """Docker's escape proxy: finds the detach keys in a client's input across reads.  The bytes
+    of a partial match are held back and go on once the match fails, as dockerd's."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = bytearray()
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(the bytes to pass on, whether the keys were seen: the rest of ``data`` is dropped)."""
+        keys, held = self.keys, self.held
+        if not keys:
+            return data, False
+        out = bytearray()
+        for b in data:
+            if b == keys[len(held)]:
+                held.append(b)
+                if len(held) == len(keys):
+                    return bytes(out), True
+                continue
+            out += held
+            held.clear()
+            if b == keys[0]:
+                held.append(b)
+                if len(keys) == 1:
+                    return bytes(out), True
+            else:
+                out.append(b)
+        return bytes(out), False
+
+
+#: run_exec's answer when the client detached.  dockerd (20.10, measured) ends the exec then:
+#: its process is killed and exec inspect shows it stopped with exit code 126
+DETACHED = -1
+
+
+def _kill_exec(proc: subprocess.Popen) -> None:
+    """SIGKILL the exec's command (the runtime's child: a host pid) and the runtime's process,
+    and reap the latter."""
+    import signal
+
+    try:
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            children = [int(p) for p in f.read().split()]
+    except OSError:
+        children = []
+    for pid in children + [proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    proc.wait()
+
+
 def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, want: dict[int, bool],
                  size: tuple[int, int] | None = None, connected=None, close_stdin: bool = False,  # noqa: ANN001
                  detach_keys: bytes = DEFAULT_DETACH_KEYS) -> None:
@@ -93,25 +147,7 @@ def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, wa
     if connected:
         connected(resize)
 
-    held = bytearray()  # a detach sequence seen so far
-
-    def escape(data: bytes) -> tuple[bytes, bool]:
-        out = bytearray()
-        for b in data:
-            if b == detach_keys[len(held)]:
-                held.append(b)
-                if len(held) == len(detach_keys):
-                    return bytes(out), True
-                continue
-            out += held
-            held.clear()
-            if b == detach_keys[0]:
-                held.append(b)
-                if len(detach_keys) == 1:
-                    return bytes(out), True
-            else:
-                out.append(b)
-        return bytes(out), False
+    escape = DetachMatcher(detach_keys).feed
 
     def pump_in() -> None:
         while not done.is_set():
@@ -119,9 +155,17 @@ def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, wa
                 data = conn.recv(65536)
             except OSError:
                 data = b""
+            if not data:
+                if stdin and close_stdin:
+                    with lock:
+                        try:
+                            sup.sendall(_frame(5, b""))
+                        except OSError:
+                            pass
+                return
             detached = False
-            if data and stdin and detach_keys:
-                data, detached = escape(data)
+            if stdin and detach_keys:
+                data, detached = escape(data)  # may hold back everything: a partial sequence
             if detached:
                 if data:
                     with lock:
@@ -134,15 +178,7 @@ def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, wa
                 except OSError:
                     pass
                 return
-            if not data:
-                if stdin and close_stdin:
-                    with lock:
-                        try:
-                            sup.sendall(_frame(5, b""))
-                        except OSError:
-                            pass
-                return
-            if stdin:
+            if stdin and data:
                 with lock:
                     try:
                         sup.sendall(_frame(0, data))
@@ -227,7 +263,7 @@ def spawn_exec(record: dict, args: list[str], **popen) -> subprocess.Popen:
 
 
 def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: bool, stdin: bool,
-             framed: bool | None = None) -> int:
+             framed: bool | None = None, detach_keys: bytes = b"") -> int:
     """Run the exec process (on a pty with ``tty``); relay it over ``conn`` (None: detached), in
     Docker's stdout/stderr frames when ``framed`` (default: without a tty; dockerd frames by
     the start's Tty, the pty comes from the create's).  Returns its exit code
@@ -256,7 +292,7 @@ def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: boo
             record.pop("_pty", None)
             os.close(master)
             return START_FAILED
-        return _relay_pty(proc, master, conn, stdin, framed)
+        return _relay_pty(proc, master, conn, stdin, framed, DetachMatcher(detach_keys if stdin else b""))
     proc = spawn_exec(record, args, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if record.get("_start_error"):
@@ -285,7 +321,11 @@ def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: boo
                threading.Thread(target=out, args=(proc.stderr, 2), daemon=True)]
     for t in readers:
         t.start()
+    detached = threading.Event()
+    exited = threading.Event()
     if stdin:
+        matcher = DetachMatcher(detach_keys)
+
         def pump() -> None:
             while True:
                 try:
@@ -294,21 +334,52 @@ def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: boo
                     data = b""
                 if not data:
                     break
+                data, gone = matcher.feed(data)
                 try:
-                    proc.stdin.write(data)
-                    proc.stdin.flush()
+                    if data:
+                        proc.stdin.write(data)
+                        proc.stdin.flush()
                 except (OSError, ValueError):
                     break
+                if gone:
+                    # dockerd's detach: the client's stream ends, the exec runs on (stdin open)
+                    with lock:
+                        detached.set()
+                    _wake(r_wake_w)
+                    return
             try:
                 proc.stdin.close()
             except OSError:
                 pass
 
+        r_wake, r_wake_w = os.pipe()
+
+        def waiter() -> None:
+            proc.wait()
+            exited.set()
+            _wake(r_wake_w)
+
         threading.Thread(target=pump, daemon=True).start()
+        threading.Thread(target=waiter, daemon=True).start()
+        select.select([r_wake], [], [])
+        os.close(r_wake)
+        os.close(r_wake_w)
+        if detached.is_set() and not exited.is_set():
+            _kill_exec(proc)
+            for t in readers:
+                t.join()
+            return DETACHED
     code = proc.wait()
     for t in readers:
         t.join()
     return code
+
+
+def _wake(fd: int) -> None:
+    try:
+        os.write(fd, b"x")
+    except OSError:
+        pass
 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:
@@ -321,8 +392,10 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
         pass
 
 
-def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: bool, framed: bool = False) -> int:
+def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: bool, framed: bool = False,
+               matcher: DetachMatcher | None = None) -> int:
     stop = threading.Event()
+    wake_r, wake_w = os.pipe()  # the client detached
 
     def pump() -> None:
         while not stop.is_set():
@@ -333,9 +406,16 @@ def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: 
             if not data:
                 return
             if stdin:
+                gone = False
+                if matcher is not None:
+                    data, gone = matcher.feed(data)
                 try:
-                    os.write(master, data)
+                    if data:
+                        os.write(master, data)
                 except OSError:
+                    return
+                if gone:
+                    _wake(wake_w)
                     return
 
     threading.Thread(target=pump, daemon=True).start()
@@ -346,10 +426,14 @@ def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: 
     except OSError:
         exited = -1
     gone = False
+    detached = False
     try:
         while True:
-            wait = [master] + ([exited] if exited >= 0 and not gone else [])
+            wait = [master, wake_r] + ([exited] if exited >= 0 and not gone else [])
             r, _, _ = select.select(wait, [], [], 0 if gone else None)
+            if wake_r in r and not gone:
+                detached = True
+                break
             if exited in r:
                 gone = True
                 continue
@@ -368,7 +452,13 @@ def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: 
     finally:
         if exited >= 0:
             os.close(exited)
+        os.close(wake_r)
+        os.close(wake_w)
     stop.set()
+    if detached:
+        _kill_exec(proc)
+        os.close(master)
+        return DETACHED
     code = proc.wait()
     os.close(master)
     return code

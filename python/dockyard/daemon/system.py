@@ -78,7 +78,10 @@ def info(d, req: Request) -> dict:  # noqa: ANN001
             "IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"], "Mirrors": []},
         "GenericResources": None, "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "Name": platform.node(),
         "Labels": [], "ExperimentalBuild": False, "ServerVersion": __version__, "Runtimes": {
-            "dockyard": {"path": "dockyard-runtime"}}, "DefaultRuntime": "dockyard", "Swarm": {
+            # "runc" is the name dockerd's clients send (docker-py runtime='runc'): dockyard-runtime
+            # answers runc's command line, so both names run it
+            "runc": {"path": "dockyard-runtime"}, "dockyard": {"path": "dockyard-runtime"}},
+        "DefaultRuntime": "runc", "Swarm": {
             "LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": False, "Error": "",
             "RemoteManagers": None}, "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
         "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": None,

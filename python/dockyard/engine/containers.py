@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from .._record import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import Conflict, ContainerNotFound, DockyardError, InvalidArgument, NotFound
@@ -109,6 +109,8 @@ class CreateOptions:
     dns_option: list[str] = field(default_factory=list)
     add_host: list[str] = field(default_factory=list)
     ip: str = ""
+    # HostConfig fields kept as given (Runtime, Isolation, DeviceCgroupRules, VolumeDriver, CpuRealtime*)
+    host_extra: dict = field(default_factory=dict)
     endpoint: dict = field(default_factory=dict)  # ip6, links, link_local, driver_opts, mac (engine/network)
 
 
@@ -215,6 +217,11 @@ class Containers:
             raise InvalidArgument("no command specified")
         env = merge_env(image_cfg.get("Env") or [], opts.env)
         _check_modes(opts)
+        driver = opts.host_extra.get("VolumeDriver") or "local"
+        if driver != "local" and (opts.anon_volumes or any(v.split(":")[0] and not v.startswith("/")
+                                                           for v in opts.volumes if ":" in v)):
+            # dockerd looks the driver up when it makes the container's volumes: only local exists
+            raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
         log_config = dict(opts.log_config or {})
         log_type = log_config.get("Type") or "json-file"
         if log_type in DOCKER_ONLY_LOG_DRIVERS:
@@ -274,6 +281,7 @@ class Containers:
         }
         if res.sysctls:
             host_config["Sysctls"] = dict(res.sysctls)  # (dockerd's omitempty)
+        host_config.update(opts.host_extra)
         config.update(net_config)
         host_config.update(net_host)
         spec = {**net_spec, "Config": config, "HostConfig": host_config, "Path": (entrypoint + cmd)[0],
@@ -756,6 +764,28 @@ class Containers:
             db.execute("UPDATE containers SET spec=? WHERE id=?", (json.dumps(spec), cid))
         return []
 
+    def remove_link(self, link: str) -> None:
+        """``docker rm --link /PARENT/ALIAS``: the parent's legacy link of that alias goes (the
+        linked container stays), as dockerd's rmLink."""
+        name = link if link.startswith("/") else "/" + link
+        parent, _, alias = name.rpartition("/")
+        if not parent:
+            # (dockerd answers this with a plain error: 500)
+            raise DockyardError("Conflict, cannot remove the default link name of the container")
+        try:
+            pid = self.resolve(parent)
+        except NotFound:
+            raise NotFound(f"Cannot get parent {parent} for link name {name}") from None
+        rec = self.load(pid)
+        spec = rec["spec"]
+        links = spec["HostConfig"].get("Links") or []
+        kept = [l for l in links if l.split(":", 1)[-1] != f"/{rec['name']}/{alias}"]
+        if len(kept) == len(links):
+            raise ContainerNotFound(f"No such container: {name}")
+        spec["HostConfig"]["Links"] = kept or None
+        with self.store.transaction() as db:
+            db.execute("UPDATE containers SET spec=? WHERE id=?", (json.dumps(spec), pid))
+
     def rename(self, ref: str, new: str) -> None:
         cid = self.resolve(ref)
         name = check_name(new)
@@ -847,8 +877,15 @@ class Containers:
         target = str(refs.parse_repository_tag(reference).with_default_tag()) if reference else None
         paused_here = False
         if pause and rec["state"]["Running"] and not rec["state"]["Paused"]:
-            self.runtime.pause(cid)
-            paused_here = True
+            try:
+                self.runtime.pause(cid)
+                paused_here = True
+            except DockyardError:
+                # it exited since (docker-py commits a `touch` right after its start; its
+                # supervisor may still be draining): a stopped container's layer is still, so
+                # the commit goes on unpaused, as dockerd's does for a stopped container
+                if _alive(rec["state"]["Pid"]) and self.refresh(self.load(cid))["state"]["Running"]:
+                    raise
         try:
             with self.store.staging() as stage:
                 new_layer = self.snapshot(cid, stage)
@@ -876,6 +913,9 @@ class Containers:
                     "comment": message or None,
                     "config": run_cfg,
                     "container": cid,
+                    # the committed container's config, as dockerd records it (inspect shows it as
+                    # ContainerConfig before API 1.45)
+                    "container_config": dict(cfg),
                     "created": created,
                     "history": history,
                     "os": base.get("os", "linux"),
@@ -893,7 +933,11 @@ class Containers:
                     records + [new_layer])
         finally:
             if paused_here:
-                self.runtime.resume(cid)
+                try:
+                    self.runtime.resume(cid)
+                except DockyardError:
+                    if _alive(rec["state"]["Pid"]) and self.refresh(self.load(cid))["state"]["Running"]:
+                        raise  # (one that exited as it was frozen has nothing to resume)
         return image_id
 
     def snapshot(self, ref: str, stage: Path) -> dict:

@@ -24,6 +24,7 @@ import base64
 import contextlib
 import json
 import os
+import posixpath
 import stat as st_
 import tarfile
 from collections.abc import Iterator
@@ -69,19 +70,35 @@ class Root:
     for a stopped one the files to serve in place of its ``/etc`` placeholders (by device and
     inode)."""
 
-    def __init__(self, fd: int, swap: dict[tuple[int, int], Path], devices: frozenset[int] | None = None) -> None:
+    def __init__(self, fd: int, swap: dict[tuple[int, int], Path], devices: frozenset[int] | None = None,
+                 volumes: list[tuple[str, int]] | None = None) -> None:
         self.fd = fd
         self.swap = swap
         self.devices = devices
+        # a stopped container's volumes and binds: (destination, descriptor of the source dir),
+        # longest first; a path beneath a destination is resolved beneath its source
+        self.volumes = sorted(volumes or [], key=lambda v: len(v[0]), reverse=True)
 
     def allowed(self, st: os.stat_result) -> bool:
         return self.devices is None or st.st_dev in self.devices
 
-    def open(self, path: str, follow: bool) -> int:
+    def _where(self, path: str) -> tuple[int, str]:
+        if self.volumes:
+            norm = posixpath.normpath("/" + path)
+            for dest, fd in self.volumes:
+                if norm == dest or norm.startswith(dest + "/"):
+                    rest = norm[len(dest):] or "/"
+                    return fd, rest + ("/" if path.endswith("/") and rest != "/" else "")
+        return self.fd, path
+
+    def open(self, path: str, follow: bool, directory: bool = False) -> int:
         """``path`` in the container, resolved once: an ``O_PATH`` descriptor the caller closes."""
         from .. import _native
 
-        return _native.open_in_root(self.fd, path, follow=follow)
+        fd, rest = self._where(path)
+        if directory:
+            return _native.open_in_root(fd, rest, follow=follow, directory=True)
+        return _native.open_in_root(fd, rest, follow=follow)
 
 
 @contextlib.contextmanager
@@ -97,8 +114,19 @@ def open_root(containers: Containers, cid: str) -> Iterator[Root]:
         return
     with containers._with_rootfs(cid) as rootfs:
         fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        volumes: list[tuple[str, int]] = []
         try:
-            root = Root(fd, {})
+            # as dockerd mounts a stopped container's volumes for the call: its volumes and
+            # binds (a created container's anonymous volume included) stand at their places
+            for mp in containers.load(cid)["spec"].get("_Mounts") or []:
+                if mp.get("Type") not in ("volume", "bind") or not mp.get("Source") or not mp.get("Destination"):
+                    continue
+                try:
+                    vfd = os.open(mp["Source"], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError:
+                    continue  # (a bind of a file, or a source gone)
+                volumes.append((posixpath.normpath("/" + mp["Destination"]), vfd))
+            root = Root(fd, {}, volumes=volumes)
             own = containers.dir(cid)
             for name in _OWN_ETC:
                 if not (own / name).is_file():
@@ -116,6 +144,8 @@ def open_root(containers: Containers, cid: str) -> Iterator[Root]:
             yield root
         finally:
             os.close(fd)
+            for _, vfd in volumes:
+                os.close(vfd)
 
 
 def _running_root(containers: Containers, cid: str) -> tuple[int, frozenset[int]] | None:
@@ -350,7 +380,7 @@ def destination(containers: Containers, cid: str, ref: str, path: str) -> Iterat
 
     with open_root(containers, cid) as root:
         try:
-            fd = _native.open_in_root(root.fd, path or "/", follow=True, directory=True)
+            fd = root.open(path or "/", follow=True, directory=True)
         except FileNotFoundError:
             raise NotFound(f"Could not find the file {path} in container {ref}") from None
         except NotADirectoryError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from .._record import dataclass, field
+from dataclasses import dataclass, field
 
 from ..errors import DockyardError, InvalidArgument
 
@@ -272,6 +272,7 @@ class Resources:
     # HostConfig.Devices ({PathOnHost, PathInContainer, CgroupPermissions}), looked up at start
     devices: list[dict] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)    # HostConfig.Sysctls
+    device_cgroup_rules: list[dict] = field(default_factory=list)  # HostConfig.DeviceCgroupRules, parsed
 
 
 # sysctls of the IPC namespace (runc's list, plus fs.mqueue.*)
@@ -295,6 +296,22 @@ def check_sysctls(sysctls: dict[str, str], host_network: bool) -> None:
         if key == "kernel.hostname":
             raise InvalidArgument('sysctl "kernel.hostname" is not allowed as it conflicts with the OCI "hostname" field')
         raise InvalidArgument(f'sysctl "{key}" is not in a separate kernel namespace')
+
+
+def parse_device_cgroup_rule(rule: str) -> dict:
+    """``c 7:128 rwm`` (``a``/``b``/``c``, ``*`` for any number) to an OCI device-cgroup allow
+    rule; InvalidArgument in dockerd's words otherwise."""
+    import re
+
+    m = re.fullmatch(r"([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})", rule)
+    if not m:
+        raise InvalidArgument(f"invalid device cgroup rule format: '{rule}'")
+    out: dict = {"allow": True, "type": m.group(1), "access": m.group(4)}
+    if m.group(2) != "*":
+        out["major"] = int(m.group(2))
+    if m.group(3) != "*":
+        out["minor"] = int(m.group(3))
+    return out
 
 
 def custom_devices(devices: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -467,6 +484,8 @@ def build_spec(rootfs: str, p: ProcessSpec) -> dict:
         nodes, rules = custom_devices(p.resources.devices)
         linux["devices"] = nodes
         linux["resources"]["devices"] = list(linux["resources"]["devices"]) + rules
+    if p.resources.device_cgroup_rules:
+        linux["resources"]["devices"] = list(linux["resources"]["devices"]) + p.resources.device_cgroup_rules
     if p.seccomp is not None and not p.privileged:
         linux["seccomp"] = p.seccomp
     mounts = default_mounts(read_only_sys=not p.privileged) + list(p.extra_mounts)
