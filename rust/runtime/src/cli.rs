@@ -25,6 +25,7 @@ commands:
        [--pid-file F] [--console-socket SOCK] [-p|--process FILE] [--start-fd N] ID [--] ARGS...
   shim --bundle DIR --id ID --log FILE [--tty] [--stdin] [--exit-file F]
        [--attach-socket SOCK [--wait-attach[=MS]]] [--delete-on-exit] [--pid-file F]
+  features                         (what the runtime implements: runtime-spec features.md)
   version
 ";
 
@@ -303,6 +304,10 @@ fn dispatch(g: &Global, cmd: &str, rest: &[String]) -> Result<i32> {
         }
         "exec" => crate::exec::main(root, rest),
         "shim" => crate::shim::main(root, rest),
+        "features" => {
+            println!("{}", serde_json::to_string_pretty(&features()).unwrap_or_default());
+            Ok(0)
+        }
         "version" => {
             println!("dockyard-runtime version {}\nspec: {}", env!("CARGO_PKG_VERSION"), state::OCI_VERSION);
             Ok(0)
@@ -313,6 +318,35 @@ fn dispatch(g: &Global, cmd: &str, rest: &[String]) -> Result<i32> {
         }
         other => Err(Error::msg(format!("unknown command {other:?}"))),
     }
+}
+
+/// `features` (runtime-spec features.md, as `runc features`): what this runtime implements.
+fn features() -> serde_json::Value {
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": state::OCI_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": ["async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "mand", "noatime",
+            "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
+            "relatime", "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "slave",
+            "strictatime", "suid", "sync", "unbindable"],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "capabilities": crate::caps::NAMES,
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
+                    "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                // only the native architecture's syscalls are allowed through (see seccomp.rs)
+                "archs": [if cfg!(target_arch = "aarch64") { "SCMP_ARCH_AARCH64" } else { "SCMP_ARCH_X86_64" }],
+            },
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+        },
+        "annotations": {"org.dockyard.runtime.version": env!("CARGO_PKG_VERSION")},
+    })
 }
 
 /// `run`: create + start, then (unless detached) supervise in the foreground: forward

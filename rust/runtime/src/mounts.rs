@@ -66,6 +66,8 @@ pub fn parse_options(opts: &[String]) -> MountOpts {
             }
             // Options of other runtimes' features we do not implement; harmless to skip.
             "tmpcopyup" | "rro" | "rrw" | "idmap" | "ridmap" => (0, 0),
+            // mount(8)'s "defaults" (rw, suid, dev, exec, auto, nouser, async): the flags' zero
+            "defaults" => (0, 0),
             other => {
                 o.data.push(other.to_string());
                 (0, 0)
