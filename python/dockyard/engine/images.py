@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from .._record import dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
