@@ -361,7 +361,7 @@ def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: boo
 
         threading.Thread(target=pump, daemon=True).start()
         threading.Thread(target=waiter, daemon=True).start()
-        select.select([r_wake], [], [])
+        os.read(r_wake, 1)  # (blocks until a thread wakes it: no select, whose fds end at 1024)
         os.close(r_wake)
         os.close(r_wake_w)
         if detached.is_set() and not exited.is_set():
@@ -430,7 +430,10 @@ def _relay_pty(proc: subprocess.Popen, master: int, conn: socket.socket, stdin: 
     try:
         while True:
             wait = [master, wake_r] + ([exited] if exited >= 0 and not gone else [])
-            r, _, _ = select.select(wait, [], [], 0 if gone else None)
+            poller = select.poll()  # (not select: a daemon's fds go past 1024 at 1,000 containers)
+            for fd in wait:
+                poller.register(fd, select.POLLIN)
+            r = [fd for fd, _ in poller.poll(0 if gone else None)]  # readable, hung up or in error
             if wake_r in r and not gone:
                 detached = True
                 break

@@ -633,7 +633,10 @@ class Containers:
                 continue  # both gone since the refresh: the next one records the exit
             try:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ready = select_.select([fd], [], [], left)[0]
+                # poll, not select: a daemon with 1,000 containers holds fds past select's 1024
+                poller = select_.poll()
+                poller.register(fd, select_.POLLIN)
+                ready = poller.poll(None if left is None else left * 1000)
             finally:
                 os.close(fd)
             if not ready:
