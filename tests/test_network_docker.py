@@ -361,3 +361,52 @@ def test_published_port_on_ipv6_matches_docker(dyn, bridged_docker):
             run("rm", "-f", "pub6", check=False)
     assert outs["dockyard"] == outs["docker"]
     assert outs["docker"][4] is True
+
+
+def _api(sock: str, method: str, path: str, body: object = None) -> tuple[int, dict]:
+    """One Engine API call over a unix socket: (status, JSON answer or {})."""
+    import http.client
+    import socket as _socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            self.sock.connect(sock)
+
+    c = Conn("localhost", timeout=60)
+    data = json.dumps(body).encode() if body is not None else None
+    c.request(method, "/v1.41" + path, body=data, headers={"Content-Type": "application/json"} if data else {})
+    r = c.getresponse()
+    raw = r.read()
+    c.close()
+    return r.status, (json.loads(raw) if raw.strip() else {})
+
+
+def test_network_api_answers_match_docker(dyn, bridged_docker):
+    """The API's answers to bodies docker-py sends: Go's 400 for a field of the wrong type, 403
+    for the host and null drivers, a name with spaces taken, IPAM as given (Options null when not
+    sent), and a forced disconnect of a container that does not exist."""
+    socks = {"dockyard": str(Path(dyn.run_dir) / "dockyard.sock"), "docker": str(bridged_docker.sock)}
+    cases = [("POST", "/networks/create", {"Name": "lw", "Labels": ["a=b"]}),
+             ("POST", "/networks/create", {"Name": "lw", "Options": {"a": 1}}),
+             ("POST", "/networks/create", {"Name": "lw", "IPAM": {"Config": [{"Subnet": 5}]}}),
+             ("POST", "/networks/create", {"Name": "lw", "Driver": "host"}),
+             ("POST", "/networks/create", {"Name": "lw", "Driver": "null"}),
+             ("POST", "/networks/create", {"Name": "lw", "Driver": "nosuch"}),
+             ("POST", "/networks/create", {"Name": "lw", "IPAM": {"Driver": "nosuch"}})]
+    outs = {}
+    for tool, sock in socks.items():
+        res = [_api(sock, *case) for case in cases]
+        status, made = _api(sock, "POST", "/networks/create", {
+            "Name": "with space", "Labels": {"k": "v"}, "Internal": True,
+            "IPAM": {"Driver": "default", "Config": [{"Subnet": "10.250.103.0/24", "IPRange": "10.250.103.64/26",
+                                                      "Gateway": "10.250.103.1",
+                                                      "AuxiliaryAddresses": {"a": "10.250.103.2"}}]}})
+        try:
+            net = _api(sock, "GET", "/networks/with space".replace(" ", "%20"))[1]
+            gone = _api(sock, "POST", "/networks/with%20space/disconnect", {"Container": "nosuchctr", "Force": True})
+        finally:
+            _api(sock, "DELETE", "/networks/with%20space")
+        outs[tool] = ([(s, b.get("message", "").removeprefix("invalid JSON: ")) for s, b in res], status,
+                      net["IPAM"], net["Labels"], net["Internal"], (gone[0], gone[1].get("message")))
+    assert outs["dockyard"] == outs["docker"]
