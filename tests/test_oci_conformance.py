@@ -407,6 +407,24 @@ def test_kill_signal_by_name_and_number(pair, sig, want):
     assert codes["dy"] == codes["runc"] == want
 
 
+@pytest.mark.parametrize("sig", ["TERM", "USR1", "USR2"])
+def test_kill_right_after_start_reaches_the_process(pair, sig):
+    """runtime.md `kill`: the signal reaches the container's process. As runtime-tools' killsig:
+    create, start, state says running, kill at once; the shell's trap must see it. (`start`
+    returns once the process is exec'd, as runc's does: earlier, a pid namespace's init without
+    a handler, still the runtime's code, would drop the signal.)"""
+    cfg = cfg_for(f"trap 'touch /{sig}' {sig}; sleep 10 & wait $!")
+    for name, rt in pair.rts.items():
+        b, cid = pair.bundle(name, cfg)
+        assert rt("create", "--bundle", str(b), cid).returncode == 0, name
+        assert rt("start", cid).returncode == 0, name
+        assert _wait_status(rt, cid, "running")["status"] == "running"
+        assert rt("kill", cid, sig).returncode == 0, name
+        assert _wait_status(rt, cid, "stopped")["status"] == "stopped", name
+        assert (b / "rootfs" / sig).exists(), name
+        assert rt("delete", cid).returncode == 0, name
+
+
 def test_kill_all(pair):
     """kill --all signals every process of the container (here without a pid namespace)."""
     cfg = cfg_for("sleep 60 & sleep 60 & touch /tmp/ready; wait")

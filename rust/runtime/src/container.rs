@@ -395,10 +395,12 @@ pub fn start(root: &Path, id: &str) -> Result<Container> {
     }
     let r = util::write_all(fd, b"0");
     let spec = Spec::load(&c.dir.join("config.json")).ok();
-    let poststart = spec.as_ref().and_then(|s| s.hooks.as_ref()).is_some_and(|h| !h.poststart.is_empty());
-    if r.is_ok() && poststart {
+    if r.is_ok() {
         // The init holds the fifo's read end until its exec (or death): POLLERR on our write
-        // end says it is gone, so poststart runs after the user's process was executed.
+        // end says it is gone. So `start` returns once the user's process was executed, as
+        // runc's (which reads the fifo to EOF): a signal sent right after `start` reaches the
+        // user's process, not the runtime's code before the exec (where a pid namespace's init
+        // without a handler drops it), and poststart hooks run after the exec.
         let mut p = libc::pollfd { fd, events: 0, revents: 0 };
         while unsafe { libc::poll(&mut p, 1, -1) } < 0 && errno() == libc::EINTR {}
     }
