@@ -410,3 +410,25 @@ def test_network_api_answers_match_docker(dyn, bridged_docker):
         outs[tool] = ([(s, b.get("message", "").removeprefix("invalid JSON: ")) for s, b in res], status,
                       net["IPAM"], net["Labels"], net["Internal"], (gone[0], gone[1].get("message")))
     assert outs["dockyard"] == outs["docker"]
+
+
+def test_mac_address_matches_docker(dyn, bridged_docker):
+    """Config.MacAddress at create (API 1.41, as docker-py sends it): the interface has it and
+    inspect shows it (Config, before the start and after it)."""
+    socks = {"dockyard": str(Path(dyn.run_dir) / "dockyard.sock"), "docker": str(bridged_docker.sock)}
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        sock = socks[tool]
+        status, made = _api(sock, "POST", "/containers/create?name=mac",
+                            {"Image": "bb", "Cmd": ["sleep", "60"], "MacAddress": "02:42:ac:11:00:99"})
+        try:
+            before = _api(sock, "GET", "/containers/mac/json")[1]
+            run("start", "mac")
+            rec = json.loads(run("inspect", "mac").stdout)[0]
+            link = run("exec", "mac", "cat", "/sys/class/net/eth0/address").stdout.decode()
+            outs[tool] = (status, before["Config"].get("MacAddress"), rec["Config"].get("MacAddress"),
+                          rec["NetworkSettings"]["MacAddress"], link)
+        finally:
+            run("rm", "-f", "mac", check=False)
+    assert outs["dockyard"] == outs["docker"]
+    assert outs["docker"][4] == "02:42:ac:11:00:99\n"
