@@ -229,6 +229,27 @@ def test_namespace_with_path_is_joined(pair):
         holder.wait()
 
 
+@pytest.mark.parametrize("typ, holder_ns, wrong", [("network", "--net", "pid"), ("ipc", "--ipc", "mnt"),
+                                                    ("uts", "--uts", "cgroup"), ("pid", "--pid", "user")])
+def test_namespace_path_of_another_type_fails(pair, typ, holder_ns, wrong):
+    """config-linux.md: "the runtime MUST generate an error" when the namespace at `path` is not
+    of the `type` given (runtime-tools' linux_ns_path_type)."""
+    holder = subprocess.Popen(["unshare", holder_ns, "--fork", "sleep", "300"], start_new_session=True)
+    try:
+        cfg = cfg_for("true")
+        del cfg["hostname"]
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != typ]
+        cfg["linux"]["namespaces"].append({"type": typ, "path": f"/proc/{holder.pid}/ns/{wrong}"})
+        for name, rt in pair.rts.items():
+            b, cid = pair.bundle(name, cfg)
+            p = rt("create", "--bundle", str(b), cid)
+            assert p.returncode != 0, (name, p.stderr)
+            assert rt.state(cid) is None, name
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+
+
 def test_user_namespace_mappings(pair):
     """uidMappings/gidMappings: the maps are written before the container's process runs; root in
     the container is the mapped host id (the rootfs belongs to it)."""
