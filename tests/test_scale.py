@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 from test_daemon import create, daemon, pytestmark, wait  # noqa: F401  (fixture and marks)
@@ -83,3 +84,43 @@ def test_live_restore_with_many_containers(daemon, tmp_path):  # noqa: F811
             assert f.read().rsplit(")", 1)[1].split()[0] == "Z", f"process {pid} outlived its container"
     runtime = d.run / "runtime"
     assert not runtime.exists() or os.listdir(runtime) == []
+
+
+def test_a_daemon_whose_files_are_numbered_past_1024(daemon, cli):  # noqa: F811
+    """At 1,000 containers the daemon holds more than 1,024 files (a pidfd each): every fd it
+    opens then has a number select() refuses.  The same daemon started with fds 3 to 1,100 taken
+    runs, attaches, execs (with a TTY) and force-removes a container."""
+    import resource
+
+    import pytest
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the open-files limit ({hard}) is too low to take 1,100 files")
+    d = daemon
+    d.stop()
+
+    def take_low_fds() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+        null = os.open(os.devnull, os.O_RDONLY)
+        for n in range(3, 1100):
+            if n != null:
+                os.dup2(null, n)
+
+    exe = os.path.join(os.path.dirname(sys.executable), "dockyard")
+    with open(d.log, "ab") as log:
+        d.proc = subprocess.Popen([exe, "daemon", "-H", f"unix://{d.sock}"], env=d.env, stdout=subprocess.DEVNULL,
+                                  stderr=log, close_fds=False, preexec_fn=take_low_fds)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if d.request("GET", "/_ping")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.05)
+    assert len(os.listdir(f"/proc/{d.proc.pid}/fd")) > 1100
+    assert cli("run", "--rm", "--network", "none", "bb", "echo", "attached").stdout == b"attached\n"
+    cli("run", "-d", "--network", "none", "--name", "fds", "bb", "sleep", "60")
+    assert cli("exec", "-t", "fds", "echo", "tty").stdout == b"tty\r\n"
+    assert cli("rm", "-f", "fds").stdout == b"fds\n"
+    assert "filedescriptor out of range" not in d.log.read_text()

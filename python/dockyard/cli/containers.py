@@ -486,7 +486,9 @@ def export(session, container, output):  # noqa: ANN001
 def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privileged, container, command):  # noqa: ANN001
     """Execute a command in a running container."""
     api = session.api
-    tty = tty and sys.stdin.isatty()  # (a TTY only when there is a terminal to drive it)
+    if tty and interactive and not detach and not sys.stdin.isatty():
+        click.echo("the input device is not a TTY", err=True)  # the docker CLI's CheckTty
+        raise click.exceptions.Exit(1)
     body = {"User": user, "Privileged": privileged, "Tty": tty, "AttachStdin": interactive and not detach,
             "AttachStdout": not detach, "AttachStderr": not detach, "Detach": detach,
             "Env": _env_list(env, env_file), "WorkingDir": workdir, "Cmd": list(command)}

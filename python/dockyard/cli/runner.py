@@ -187,6 +187,9 @@ def run_container(session, params: dict) -> int:  # noqa: ANN001
     as the docker CLI does: create, attach, wait, start; returns the exit code."""
     from ..errors import DockyardError
 
+    if params["tty"] and params["interactive"] and not params["detach"] and not sys.stdin.isatty():
+        sys.stderr.write("the input device is not a TTY\n")  # the docker CLI's CheckTty, exit 1
+        return 1
     cid = create_container(session, params)
     api = session.api
     if params["detach"]:
