@@ -79,6 +79,26 @@ def _secure_socket(path: str) -> None:
     os.chmod(path, 0o660)
 
 
+def _raise_open_files() -> None:
+    """The soft limit of open files up to the hard one (as Go does for dockerd, whose unit also
+    asks for no limit): at 1,000 containers the daemon holds more than 1,024 files, a pidfd and
+    more for each.  Containers inherit it, as they inherit dockerd's under its unit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        try:
+            with open("/proc/sys/fs/nr_open") as f:
+                hard = int(f.read())
+        except (OSError, ValueError):
+            hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        except (ValueError, OSError):
+            pass
+
+
 def _notify_fd() -> int | None:
     """The pipe of the CLI that started this daemon (``DOCKYARD_NOTIFY_FD``), kept from the
     processes the daemon starts: its end of file must mean that the daemon is gone."""
@@ -118,6 +138,7 @@ def serve(path: str | None = None, root: str | None = None, ready: threading.Eve
 
     path = path or default_socket()
     notify = _notify_fd()
+    _raise_open_files()
     log = logging.getLogger("dockyard.daemon")
     if not log.handlers:
         h = logging.StreamHandler(sys.stderr)
