@@ -9,6 +9,7 @@ made with umoci and imported with `ctr image import`, and a tar for `podman impo
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -32,12 +33,12 @@ pytestmark = [
 IMAGE = "docker.io/library/dybb:latest"
 
 
-def sh(argv: list[str], timeout: float = 60, tty: bool = False) -> subprocess.CompletedProcess:
+def sh(argv: list[str], timeout: float = 60, tty: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a peer's CLI (SIGKILL on timeout); with tty, under script(1) for a pseudo-terminal."""
     if tty:
         argv = ["script", "-qec", shlex.join(argv), "/dev/null"]
     p = subprocess.run(["timeout", "-s", "KILL", str(int(timeout))] + argv, stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     if tty:
         p.stdout = p.stdout.replace("\r\n", "\n")
     return p
@@ -308,3 +309,69 @@ def test_podman_missing_command(podman):
     assert out["dy"] == out["runc"]
     assert out["dy"][0] == 127
     assert 'exec: "/nonexistent": stat /nonexistent: no such file or directory' in out["dy"][1]
+
+
+# -- docker -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def docker_dy(dockerd, docker_busybox):
+    """The session's dockerd with `dockyard` added to its runtimes (daemon.json + SIGHUP, which
+    dockerd reloads runtimes on), as `dockerd --add-runtime dockyard=PATH` would."""
+    conf = dockerd.base / "daemon.json"
+    old = conf.read_text()
+    conf.write_text(json.dumps({"runtimes": {"dockyard": {"path": str(DY)}}}) + "\n")
+    dockerd.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 30
+    while "dockyard" not in docker(dockerd, "info", "--format", "{{json .Runtimes}}").stdout:
+        if time.time() > deadline:
+            pytest.fail("dockerd did not pick up the dockyard runtime")
+        time.sleep(0.1)
+    try:
+        yield dockerd
+    finally:
+        for c in docker(dockerd, "ps", "-aq", "--filter", "label=dy-oci-peers").stdout.split():
+            docker(dockerd, "rm", "-f", c)
+        conf.write_text(old)
+        dockerd.proc.send_signal(signal.SIGHUP)
+
+
+def docker(d, *args: str, tty: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+    return sh(["docker"] + list(args), timeout=timeout, tty=tty, env=d.env)
+
+
+def test_docker_run_exec_and_errors(docker_dy, docker_busybox):
+    out = {}
+    for rt in ("runc", "dockyard"):
+        steps = []
+        p = docker(docker_dy, "run", "--rm", "--runtime", rt, "--network", "none", docker_busybox, "sh", "-c",
+                   "echo hi; echo x > /dev/null && echo null-ok; id; ls /dev; cat /proc/1/comm; exit 4")
+        steps.append((p.returncode, p.stdout, p.stderr))
+        p = docker(docker_dy, "run", "--rm", "-t", "--runtime", rt, "--network", "none", docker_busybox, "sh", "-c",
+                   "tty; test -t 0 && echo in-tty", tty=True)
+        steps.append((p.returncode, [line for line in p.stdout.splitlines() if line]))
+        p = docker(docker_dy, "run", "--rm", "--runtime", rt, "--network", "none", docker_busybox, "/nonexistent")
+        steps.append((p.returncode, norm(p.stderr)))
+        name = f"dy-oci-peers-{rt}"
+        p = docker(docker_dy, "run", "-d", "--label", "dy-oci-peers=1", "--name", name, "--runtime", rt, "--network", "none",
+                   docker_busybox, "sleep", "600")
+        assert p.returncode == 0, p.stderr
+        p = docker(docker_dy, "exec", name, "sh", "-c", "echo ex $(cat /proc/1/comm); exit 2")
+        steps.append((p.returncode, p.stdout))
+        p = docker(docker_dy, "exec", name, "/nope")  # the CLI prints this one on stdout
+        steps.append((p.returncode, norm(p.stdout + p.stderr)))
+        steps.append(docker(docker_dy, "pause", name).returncode)
+        steps.append(docker(docker_dy, "inspect", "-f", "{{.State.Status}}", name).stdout)
+        steps.append(docker(docker_dy, "unpause", name).returncode)
+        steps.append(docker(docker_dy, "kill", name).returncode)
+        steps.append(docker(docker_dy, "wait", name).stdout)
+        docker(docker_dy, "rm", "-f", name)
+        out[rt] = steps
+    assert out["dockyard"] == out["runc"]
+    assert out["dockyard"][0][0] == 4 and "null-ok" in out["dockyard"][0][1]
+    assert out["dockyard"][1] == (0, ["/dev/pts/0", "in-tty"])
+    assert out["dockyard"][2][0] == 127
+    assert 'exec: "/nonexistent": stat /nonexistent: no such file or directory' in out["dockyard"][2][1]
+    assert out["dockyard"][3] == (2, "ex sleep\n")
+    assert out["dockyard"][4][0] == 126 and 'exec: "/nope": stat /nope: no such file or directory' in out["dockyard"][4][1]
+    assert out["dockyard"][6] == "paused\n"
