@@ -540,7 +540,7 @@ class InFlight(Quiet):
     """Forwards GETs to ``upstream``; counts the layer blobs being served at once (each held
     until three are in flight or ``hold`` seconds pass), so a limit shows as that maximum."""
 
-    def __init__(self, upstream: str, layers: set[str], hold: float = 0.5) -> None:
+    def __init__(self, upstream: str, layers: set[str], hold: float = 0.5, together: int = 3) -> None:
         self.now = self.most = 0
         self.cond = threading.Condition()
         outer = self
@@ -558,7 +558,7 @@ class InFlight(Quiet):
                         outer.now += 1
                         outer.most = max(outer.most, outer.now)
                         outer.cond.notify_all()
-                        outer.cond.wait_for(lambda: outer.now >= 3, timeout=hold)
+                        outer.cond.wait_for(lambda: outer.now >= together, timeout=hold)
                 try:
                     conn = http.client.HTTPConnection(upstream, timeout=30)
                     try:
@@ -657,3 +657,37 @@ def test_daemon_option_max_concurrent_downloads(serve, tmp_path):
         import shutil
 
         shutil.rmtree(run, ignore_errors=True)
+
+
+def test_two_pulls_of_the_same_blob_at_once(serve, tmp_path):
+    """Two pulls of one image into one store at the same time (two handles, as two processes):
+    one writes the kept file, the other (its lock taken) a private one; both finish, the store
+    has the layer once and no kept file stays behind."""
+    from dockyard import Engine
+
+    reg = serve()
+    image = push_image(reg.addr, tmp_path, "twice/img", ["gzip"], file_size=1 << 18)
+    gate = InFlight(reg.addr, {image.layers[0]["digest"]}, hold=5, together=2)
+    engines = [Engine(tmp_path / "shared-root") for _ in range(2)]
+    results: list = [None, None]
+
+    def one(n: int) -> None:
+        try:
+            results[n] = pull(engines[n], f"{gate.addr}/twice/img:v1")[0].image_id
+        except BaseException as exc:  # noqa: BLE001
+            results[n] = exc
+
+    try:
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert gate.most == 2, "the two downloads did not overlap"
+        assert results == [image.id, image.id]
+        check_pulled(engines[0], image)
+        assert len(os.listdir(engines[0].root / "layers")) == 1
+    finally:
+        gate.stop()
+        for e in engines:
+            e.close()

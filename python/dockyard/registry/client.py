@@ -648,6 +648,8 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
 
         image_id, _ = images.register(NewImage(config, tags), records)  # type: ignore[arg-type]
         _record(engine, image_id, [], repo_digest)
+        for part in held:
+            part.drop()  # one the store did not adopt (another pull registered the layer first)
     return PullResult(str(ref), image_id, top_digest, True)
 
 
@@ -781,6 +783,16 @@ class _Partial:
         """Its bytes are wrong: start over from the first."""
         os.ftruncate(self.fd, 0)
         self.held = 0
+
+    def drop(self) -> None:
+        """The image is registered: a kept file still at its path (the store took none, another
+        pull registered the layer first) is not needed any more.  One the store adopted has
+        been renamed into blobs/: the descriptor is that blob now, so only the path is looked at."""
+        if self.fd < 0 or not self.kept:
+            return
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                os.unlink(self.path)
 
     def close(self) -> None:
         """Unlock; a kept file that holds nothing (reset, or cut before its first byte) goes."""
