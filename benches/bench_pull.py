@@ -28,7 +28,10 @@ Push contenders, each into a freshly started, empty registry:
                 time, compression included, is printed too)
   skopeo        `skopeo copy oci:DIR docker://…` of the same image
 Prints medians, throughput and ratios (issue 20's goals: dockyard/docker <= 0.30 for debian,
-<= 0.25 for 3x70).  The machine is shared and noisy: read the ratios.
+<= 0.25 for 3x70), and the CPU seconds each pull cost (the CLI and its daemon; dockerd with
+containerd): on a machine whose cores are taken by others, parallel layers cannot run in
+parallel, and the wall ratio tends to the CPU ratio.  The machine is shared and noisy: read the
+ratios.
 """
 
 from __future__ import annotations
@@ -193,6 +196,32 @@ def layout_of(layers: list[Path], dest: Path) -> Path:
     return dest
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread; reaped children too) of ``pid`` and every
+    process below it: a daemon's share of a pull, read before and after it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15]) / tick
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return total
+
+
+def children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 def drop_caches() -> None:
     # Page cache is left alone (the registry's files stay warm for every contender alike); only
     # dirty data is written back, so one contender does not pay for another's writes.
@@ -264,11 +293,17 @@ def main() -> None:  # noqa: C901
 
         podman = None if opts.skip_podman else shutil.which("podman")
 
+        cpu_of_daemon: dict[str, float] = {}  # the daemon's CPU seconds in the last pull
+
         def pull_dockyard(name: str, rep: int) -> float:
             root = work / f"pull-root-{rep}"  # one per round: both images go in it
             daemon = Daemon(root)
             try:
-                return run([DOCKYARD, "pull", "-q", name], daemon.env)
+                pid = int((daemon.run_dir / "dockyard.pid").read_text().split()[0])
+                before = tree_cpu(pid)
+                elapsed = run([DOCKYARD, "pull", "-q", name], daemon.env)
+                cpu_of_daemon["dockyard"] = tree_cpu(pid) - before
+                return elapsed
             finally:
                 daemon.stop()
                 if opts.delete_between:
@@ -276,9 +311,11 @@ def main() -> None:  # noqa: C901
 
         def pull_docker(name: str, rep: int) -> float:
             dockerd = dockerd_for(rep)
+            before = tree_cpu(dockerd.proc.pid)  # dockerd and containerd
             t = time.perf_counter()
             dockerd.docker("pull", "-q", name)
             elapsed = time.perf_counter() - t
+            cpu_of_daemon["docker"] = tree_cpu(dockerd.proc.pid) - before
             if opts.delete_between:
                 dockerd.docker("rmi", name)
                 dockerd.docker("image", "prune", "-af", check=False)
@@ -317,13 +354,18 @@ def main() -> None:  # noqa: C901
         if not opts.skip_skopeo:
             contenders.append(("skopeo+umoci", pull_skopeo_umoci))
         results: list[tuple[str, int, dict[str, list[float]]]] = []
+        cpus: dict[str, dict[str, list[float]]] = {}
         for label, ref, nbytes in images:
             pulls: dict[str, list[float]] = {who: [] for who, _ in contenders}
+            cpus[label] = {who: [] for who, _ in contenders}
             for rep in range(opts.reps):
                 # Rotate the order each round, so no contender always follows the same one.
                 for who, fn in contenders[rep % len(contenders):] + contenders[:rep % len(contenders)]:
                     drop_caches()
+                    cpu_of_daemon.pop(who, None)
+                    before = children_cpu()  # the CLIs (and podman, skopeo, umoci): processes run and reaped
                     pulls[who].append(fn(ref, rep))
+                    cpus[label][who].append(children_cpu() - before + cpu_of_daemon.get(who, 0.0))
             results.append((label, nbytes, pulls))
 
         pushes: dict[str, list[float]] = {"dockyard": [], "skopeo": []}
@@ -343,15 +385,19 @@ def main() -> None:  # noqa: C901
                     target.stop()
 
         for label, nbytes, pulls in results:
-            print(f"\npull of {label}, median of {opts.reps} (alternating):")
+            print(f"\npull of {label}, median of {opts.reps} (alternating); CPU: user + system seconds of "
+                  f"the CLI and its daemon (dockerd + containerd for docker):")
             base = statistics.median(pulls["dockyard"])
+            base_cpu = statistics.median(cpus[label]["dockyard"])
             for who, times in pulls.items():
                 if not times:
                     continue
                 med = statistics.median(times)
-                ratio = f"dockyard/{who} = {base / med:.2f}x" if who != "dockyard" else ""
+                cpu = statistics.median(cpus[label][who])
+                ratio = (f"dockyard/{who} = {base / med:.2f}x (CPU {base_cpu / cpu:.2f}x)"
+                         if who != "dockyard" and cpu else "")
                 print(f"  {who:<13} {med:6.2f} s  (min {min(times):.2f}, max {max(times):.2f})  "
-                      f"{nbytes / med / 1e6:7.1f} MB/s  {ratio}")
+                      f"{nbytes / med / 1e6:7.1f} MB/s  CPU {cpu:5.2f} s  {ratio}")
         if pushes["dockyard"]:
             print(f"\npush, median of {opts.reps} (each into an empty registry):")
             base = statistics.median(pushes["dockyard"])
