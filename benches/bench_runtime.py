@@ -288,7 +288,7 @@ def main() -> int:
         rss = shim_rss(exe, work, rootfs, cg_parent)
         for k, v in rss.items():
             print(f"idle VmRSS {k:<22} {v} kB ({v / 1024:.2f} MB)")
-        print(f"(goal for the shim: <= 3 MB)")
+        print("(goal for the shim: <= 3 MB)")
         ctr_ms = None
         if runc and not args.no_containerd and all(shutil.which(p) for p in ("containerd", "ctr", "umoci")):
             ctr_ms = containerd_bench(exe, runc, work, rootfs, reps)

@@ -473,7 +473,9 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
     let c = Container::load(root, id)?;
     if c.status() == Status::Stopped {
-        return Err(Error::msg(format!("cannot kill container {id:?}: it is not running")));
+        // runc's words: containerd's shim recognises "container not running" (the process
+        // already finished, not an error for a stop) and nothing else
+        return Err(Error::msg(format!("cannot kill container {id:?}: container not running")));
     }
     if all {
         return c.cgroup()?.kill_all(sig);
