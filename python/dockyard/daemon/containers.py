@@ -474,8 +474,14 @@ def delete(d, req: Request, id: str, alias: str = "") -> None:  # noqa: ANN001, 
             raise Conflict(f"cannot remove container \"/{rec['name']}\": container is restarting: stop the "
                            "container before removing or force remove")
         d.cancel_restart(cid)
+        # the daemon's state file changes only if it names the container, or would have to (a
+        # restart policy: a daemon killed mid-removal must not restart it); else no write at all
+        with d.lock:
+            persisted = cid in d.manually_stopped or cid in d.restart_counts
+        policy = (rec["spec"]["HostConfig"].get("RestartPolicy") or {}).get("Name") or "no"
+        persisted = persisted or policy != "no"
         if force:
-            d.mark_stopped(cid)
+            d.mark_stopped(cid, persist=persisted)
             if engine.containers.refresh(rec)["state"]["Running"]:
                 # as dockerd: kill (signal 9), die, destroy; the die is said from the recorded
                 # exit before the record goes (after it, nothing could say it)
@@ -494,7 +500,8 @@ def delete(d, req: Request, id: str, alias: str = "") -> None:  # noqa: ANN001, 
             raise
         d.forget(cid)
         d._emit_container(rec, "destroy")
-    d.save_state()
+    if persisted:
+        d.save_state()
     return None
 
 

@@ -533,11 +533,14 @@ class Daemon:
                 self.attach_abort.add(cid)
                 self.attach_cond.notify_all()
 
-    def mark_stopped(self, cid: str) -> None:
+    def mark_stopped(self, cid: str, persist: bool = True) -> None:
+        """Stopped by hand: no restart policy applies to its exit.  ``persist`` False: kept in
+        memory only (a container about to be removed, which nothing on disk names)."""
         with self.lock:
             self.manually_stopped.add(cid)
         self.cancel_restart(cid)
-        self.save_state()
+        if persist:
+            self.save_state()
 
     def forget(self, cid: str) -> None:
         self.end_attach_waits(cid)
