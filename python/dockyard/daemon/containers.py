@@ -945,6 +945,7 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         conn = req.hijack("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
         req._started = True
         if logs:
+            _until_read(conn)
             _replay_log(conn, log_path, tty, want)
         if not stream:
             return STREAMED
@@ -1001,6 +1002,28 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         except DockyardError:
             pass
     return STREAMED
+
+
+def _until_read(conn, limit: float = 0.05) -> None:  # noqa: ANN001
+    """Until the client has read the upgrade answer (the socket's send queue is empty), at most
+    ``limit`` seconds.  docker-py reads the hijacked stream from the raw socket beneath the
+    buffered reader that parsed the answer: bytes that arrived together with the answer are in
+    that buffer and lost to it (attach?logs=1&stream=0 answered b'' about one time in three).
+    dockerd's replay comes late enough by itself; nothing reports the peer's read as an event,
+    so the queue is looked at, briefly, only here."""
+    import fcntl
+    import termios
+
+    deadline = time.monotonic() + limit
+    buf = bytearray(4)
+    while time.monotonic() < deadline:
+        try:
+            fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, buf)
+        except OSError:
+            return
+        if not struct.unpack("i", bytes(buf))[0]:
+            return
+        time.sleep(0.0005)
 
 
 def _replay_log(conn, path, tty: bool, want: dict[int, bool]) -> None:  # noqa: ANN001
