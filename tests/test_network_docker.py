@@ -465,7 +465,6 @@ def test_default_bridge_ipv6_matches_docker(dyn, bridged_docker, tmp_path):
 
         d = V6Dockerd(Path(tempfile_dir()))
         d.start()
-        d.docker("tag", "bb", "bb", check=False)
         image = bridged_docker.docker("save", "bb").stdout
         d.docker("load", input=image)
         outs = {}
