@@ -717,3 +717,38 @@ def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
         assert "Pool overlaps with other one on this address space" in err
         dyn("rm", "-f", "db")
         dyn("network", "rm", "pooled")
+
+
+def test_ipv6_port_from_another_host_and_nat66_egress(dyn):
+    """An --ipv6 network seen from "another host" (a namespace of our own on a veth pair with
+    IPv6 addresses only): a port published on [::] answers at the host's address (DNAT in the
+    ip6 table), and a container reaches that host although it has no route back to the
+    container's subnet: its egress is masqueraded (NAT66)."""
+    port = free_port()
+    ns, peer = f"tns6{os.getpid() % 10000}", f"tp6{os.getpid() % 10000}"
+    dyn("network", "create", "--ipv6", "--subnet", "fd0d:d0c:71::/64", "v6out")
+    try:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
+        subprocess.run(["ip", "addr", "add", "fd0d:d0c:70::1/64", "dev", peer, "nodad"], check=True)
+        subprocess.run(["ip", "link", "set", peer, "up"], check=True)
+        for cmd in (["ip", "addr", "add", "fd0d:d0c:70::2/64", "dev", "eth0", "nodad"], ["ip", "link", "set", "eth0", "up"],
+                    ["ip", "link", "set", "lo", "up"]):
+            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
+        dyn("run", "-d", "--name", "web6", "--network", "v6out", "-p", f"{port}:80", "bb", "httpd", "-f", "-p", "80",
+            "-h", "/www")
+        client = ("import socket, sys; s = socket.create_connection(('fd0d:d0c:70::1', int(sys.argv[1])), timeout=5); "
+                  "s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n'); f = s.makefile('rb'); print(f.read().decode())")
+        got = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", client, str(port)],
+                             capture_output=True, text=True, timeout=30)
+        assert "hello from the container" in got.stdout, got.stderr
+        (dnat,) = [l for l in rules().splitlines() if f"th dport {port} " in l and " dnat to [fd0d:d0c:71::" in l]
+        assert int(dnat.split("counter packets ")[1].split()[0]) >= 1
+        out = dyn("exec", "web6", "ping", "-6", "-c", "1", "-W", "3", "fd0d:d0c:70::2", check=False)
+        assert out.returncode == 0 and "1 packets received" in text(out), text(out) + out.stderr.decode()
+        dyn("rm", "-f", "web6")
+    finally:
+        subprocess.run(["ip", "link", "del", peer], check=False)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+        dyn("rm", "-f", "web6", check=False)
+        dyn("network", "rm", "v6out", check=False)
