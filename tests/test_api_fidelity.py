@@ -362,6 +362,14 @@ def test_create_fields_kept_and_applied(apis):
                      "No such device" in out.splitlines()[0], "Operation not permitted" in out.splitlines()[1],
                      'plugin "nosuch" not found' in driver.value.explanation))
     assert seen[0] == seen[1] == ("runc", "default", ["c 42:42 rwm"], "foo", 1000, 500, True, True, True)
+    infos = [api.info() for api, _ in sides]
+    assert all("runc" in i["Runtimes"] and i["DefaultRuntime"] == "runc" for i in infos)
+    answers = []
+    for api, img in sides:
+        with pytest.raises(docker.errors.APIError) as unknown:
+            api.create_container(img, "true", host_config={"Runtime": "nosuch"})
+        answers.append((unknown.value.status_code, unknown.value.explanation))
+    assert answers[0] == answers[1] == (400, "Unknown runtime specified nosuch")
     # a bad rule: dockerd 20.10 takes it and fails the start; dockyard refuses it at create
     api, img = sides[0]
     with pytest.raises(docker.errors.APIError) as bad:
