@@ -661,6 +661,112 @@ def test_cgroup_limits_applied(pair):
     assert vals["dy"] == vals["runc"] == (str(64 * 1024 * 1024) + "\n", "77\n")
 
 
+def _cgroup_files(pair: Pair, cfg: dict, files: list[str], cgroups_path=None) -> dict[str, tuple]:
+    """Create under each runtime, read the cgroup files (controller/file) from the host, delete.
+    A create that fails gives ("create failed",)."""
+    vals = {}
+    for name, rt in pair.rts.items():
+        b, cid = pair.bundle(name, cfg)
+        if cgroups_path:
+            c = json.loads((b / "config.json").read_text())
+            c["linux"]["cgroupsPath"] = cgroups_path(cid)
+            (b / "config.json").write_text(json.dumps(c))
+        p = rt("create", "--bundle", str(b), cid)
+        if p.returncode != 0:
+            vals[name] = ("create failed",)
+            continue
+        want = json.loads((b / "config.json").read_text())["linux"]["cgroupsPath"]
+        # Where the container's process is, per controller (as runtime-tools looks): an
+        # absolute cgroupsPath is that path; a relative one ends that path.
+        pid = rt.state(cid)["pid"]
+        where = {}
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+            _, ctls, path = line.split(":", 2)
+            for c in ctls.split(","):
+                where[c] = path
+        out = []
+        for f in files:
+            ctl, fname = f.split("/")
+            assert where[ctl] == want if want.startswith("/") else where[ctl].endswith("/" + want), (name, where[ctl], want)
+            out.append((Path("/sys/fs/cgroup") / ctl / where[ctl].lstrip("/") / fname).read_text())
+        vals[name] = tuple(out)
+        rt("delete", "-f", cid)
+    return vals
+
+
+def _whole_disk() -> tuple[int, int] | None:
+    for d in sorted(Path("/sys/block").glob("*")):
+        if d.name.startswith(("loop", "ram", "zram")):
+            continue
+        try:
+            major, minor = (int(x) for x in (d / "dev").read_text().split(":"))
+        except (OSError, ValueError):
+            continue
+        return major, minor
+    return None
+
+
+def test_blkio_throttle(pair):
+    """linux.resources.blockIO throttles (runtime-tools' linux_cgroups_blkio, the part this
+    kernel has: without a proportional-weight scheduler there are no weight files; runc then
+    fails a config with weights, dockyard-runtime leaves them out, as dockerd does)."""
+    if not Path("/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device").exists():
+        pytest.skip("no cgroup v1 blkio throttling here")
+    disk = _whole_disk()
+    if disk is None:
+        pytest.skip("no whole-disk block device to throttle")
+    major, minor = disk
+    dev = lambda rate: [{"major": major, "minor": minor, "rate": rate}]  # noqa: E731
+    cfg = cfg_for("true", resources={"blockIO": {
+        "throttleReadBpsDevice": dev(102400), "throttleWriteBpsDevice": dev(204800),
+        "throttleReadIOPSDevice": dev(1000), "throttleWriteIOPSDevice": dev(2000)}})
+    files = [f"blkio/blkio.throttle.{k}" for k in ("read_bps_device", "write_bps_device", "read_iops_device", "write_iops_device")]
+    vals = _cgroup_files(pair, cfg, files)
+    assert vals["dy"] == vals["runc"]
+    assert vals["dy"] == tuple(f"{major}:{minor} {r}\n" for r in (102400, 204800, 1000, 2000))
+
+
+def test_cpu_limits(pair):
+    """linux.resources.cpu: shares, quota and period, cpuset cpus and mems; and the realtime
+    budget, which a fresh parent cgroup cannot give (both runtimes fail the same way)."""
+    res = {"cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"}}
+    files = ["cpu/cpu.shares", "cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us", "cpuset/cpuset.cpus", "cpuset/cpuset.mems"]
+    vals = _cgroup_files(pair, cfg_for("true", resources=res), files)
+    assert vals["dy"] == vals["runc"] == ("512\n", "50000\n", "100000\n", "0\n", "0\n")
+    if Path("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists():
+        res["cpu"].update(realtimeRuntime=10000, realtimePeriod=1000000)
+        vals = _cgroup_files(pair, cfg_for("true", resources=res), ["cpu/cpu.rt_period_us", "cpu/cpu.rt_runtime_us"])
+        assert vals["dy"] == vals["runc"]
+
+
+def test_memory_limits(pair):
+    res = {"memory": {"limit": 50 * 2**20, "reservation": 40 * 2**20, "swappiness": 30, "disableOOMKiller": True}}
+    files = ["memory/memory.limit_in_bytes", "memory/memory.soft_limit_in_bytes", "memory/memory.swappiness"]
+    vals = _cgroup_files(pair, cfg_for("true", resources=res), files)
+    assert vals["dy"] == vals["runc"] == (f"{50 * 2**20}\n", f"{40 * 2**20}\n", "30\n")
+
+
+def test_relative_cgroups_path(pair):
+    """A relative cgroupsPath is under the runtime's own cgroup (runtime-tools' *_relative_*)."""
+    res = {"pids": {"limit": 55}}
+    vals = _cgroup_files(pair, cfg_for("true", resources=res), ["pids/pids.max"],
+                         cgroups_path=lambda cid: f"{CG_PARENT}-rel/{cid}")
+    try:
+        assert vals["dy"] == vals["runc"] == ("55\n",)
+    finally:
+        for d in Path("/sys/fs/cgroup").glob(f"*/**/{CG_PARENT}-rel"):
+            if d.is_dir():
+                for sub in d.glob("*/"):
+                    try:
+                        sub.rmdir()
+                    except OSError:
+                        pass
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+
+
 def test_pause_resume(pair):
     cfg = cfg_for("sleep 60")
     for name, rt in pair.rts.items():

@@ -186,6 +186,8 @@ pub struct Cpu {
     pub shares: Option<u64>,
     pub quota: Option<i64>,
     pub period: Option<u64>,
+    pub realtime_runtime: Option<i64>,
+    pub realtime_period: Option<u64>,
     pub cpus: Option<String>,
     pub mems: Option<String>,
 }
@@ -197,9 +199,34 @@ pub struct Pids {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
+#[serde(default, rename_all = "camelCase")]
 pub struct BlockIo {
     pub weight: Option<u16>,
+    pub leaf_weight: Option<u16>,
+    pub weight_device: Vec<WeightDevice>,
+    pub throttle_read_bps_device: Vec<ThrottleDevice>,
+    pub throttle_write_bps_device: Vec<ThrottleDevice>,
+    #[serde(rename = "throttleReadIOPSDevice")]
+    pub throttle_read_iops_device: Vec<ThrottleDevice>,
+    #[serde(rename = "throttleWriteIOPSDevice")]
+    pub throttle_write_iops_device: Vec<ThrottleDevice>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct WeightDevice {
+    pub major: i64,
+    pub minor: i64,
+    pub weight: Option<u16>,
+    pub leaf_weight: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ThrottleDevice {
+    pub major: i64,
+    pub minor: i64,
+    pub rate: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

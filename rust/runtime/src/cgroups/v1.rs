@@ -157,7 +157,7 @@ impl CgroupManager for V1 {
             }
         }
         if let Some(c) = &r.cpu {
-            if c.shares.is_some() || c.quota.is_some() || c.period.is_some() {
+            if c.shares.is_some() || c.quota.is_some() || c.period.is_some() || c.realtime_period.is_some() || c.realtime_runtime.is_some() {
                 let d = self.need("cpu")?;
                 if let Some(s) = c.shares.filter(|s| *s != 0) {
                     write(&d, "cpu.shares", &s.to_string())?;
@@ -167,6 +167,13 @@ impl CgroupManager for V1 {
                 }
                 if let Some(q) = c.quota.filter(|q| *q != 0) {
                     write(&d, "cpu.cfs_quota_us", &q.to_string())?;
+                }
+                // realtime budget, period first (as runc); the parent must have the budget
+                if let Some(p) = c.realtime_period.filter(|p| *p != 0) {
+                    write(&d, "cpu.rt_period_us", &p.to_string())?;
+                }
+                if let Some(r) = c.realtime_runtime.filter(|r| *r != 0) {
+                    write(&d, "cpu.rt_runtime_us", &r.to_string())?;
                 }
             }
             if c.cpus.as_deref().is_some_and(|s| !s.is_empty()) || c.mems.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -183,10 +190,41 @@ impl CgroupManager for V1 {
             let d = self.need("pids")?;
             write(&d, "pids.max", &if p.limit > 0 { p.limit.to_string() } else { "max".into() })?;
         }
-        if let Some(w) = r.block_io.as_ref().and_then(|b| b.weight) {
-            let d = self.need("blkio")?;
-            if d.join("blkio.weight").exists() || !d.starts_with("/sys/fs/cgroup") {
-                write(&d, "blkio.weight", &w.to_string())?;
+        if let Some(b) = &r.block_io {
+            let throttles = [
+                ("blkio.throttle.read_bps_device", &b.throttle_read_bps_device),
+                ("blkio.throttle.write_bps_device", &b.throttle_write_bps_device),
+                ("blkio.throttle.read_iops_device", &b.throttle_read_iops_device),
+                ("blkio.throttle.write_iops_device", &b.throttle_write_iops_device),
+            ];
+            if b.weight.is_some() || b.leaf_weight.is_some() || !b.weight_device.is_empty() || throttles.iter().any(|(_, l)| !l.is_empty()) {
+                let d = self.need("blkio")?;
+                // Weights need a proportional-weight I/O scheduler (CFQ/BFQ): without one the
+                // files are absent, and runc skips them too.
+                let has = |f: &str| d.join(f).exists() || !d.starts_with("/sys/fs/cgroup");
+                if let Some(w) = b.weight.filter(|w| *w != 0) {
+                    if has("blkio.weight") {
+                        write(&d, "blkio.weight", &w.to_string())?;
+                    }
+                }
+                if let Some(w) = b.leaf_weight.filter(|w| *w != 0) {
+                    if has("blkio.leaf_weight") {
+                        write(&d, "blkio.leaf_weight", &w.to_string())?;
+                    }
+                }
+                for wd in &b.weight_device {
+                    if let Some(w) = wd.weight.filter(|_| has("blkio.weight_device")) {
+                        write(&d, "blkio.weight_device", &format!("{}:{} {w}", wd.major, wd.minor))?;
+                    }
+                    if let Some(w) = wd.leaf_weight.filter(|_| has("blkio.leaf_weight_device")) {
+                        write(&d, "blkio.leaf_weight_device", &format!("{}:{} {w}", wd.major, wd.minor))?;
+                    }
+                }
+                for (file, list) in throttles {
+                    for t in list {
+                        write(&d, file, &format!("{}:{} {}", t.major, t.minor, t.rate))?;
+                    }
+                }
             }
         }
         if !r.devices.is_empty() {
