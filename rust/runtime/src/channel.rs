@@ -161,6 +161,10 @@ mod tests {
         let (a, b) = pair().unwrap();
         a.send(&Msg::Pid(4242)).unwrap();
         assert_eq!(b.recv().unwrap(), Msg::Pid(4242));
+        for m in [Msg::Userns, Msg::Hooks, Msg::Go, Msg::Ready] {
+            a.send(&m).unwrap();
+            assert_eq!(b.recv().unwrap(), m);
+        }
         a.send(&Msg::Fail(Error::sys("mount proc on", Some(std::path::Path::new("/r/proc")), libc::EPERM))).unwrap();
         match b.recv().unwrap() {
             Msg::Fail(e) => {

@@ -615,3 +615,33 @@ pub fn wait_forwarding(pid: i32, sfd: RawFd, mut proxy: Option<&mut crate::tty::
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_device_rules_follow_the_specs() {
+        let spec: crate::spec::Resources = serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#).unwrap();
+        let r = with_default_devices(Some(&spec));
+        assert!(!r.devices[0].allow, "the spec's rules first");
+        let rules: Vec<String> = r.devices[1..]
+            .iter()
+            .map(|d| format!("{} {}:{} {}", d.typ.as_deref().unwrap(), d.major.map_or("*".into(), |n| n.to_string()),
+                             d.minor.map_or("*".into(), |n| n.to_string()), d.access.as_deref().unwrap()))
+            .collect();
+        for want in ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm"] {
+            assert!(rules.contains(&want.to_string()), "{want} in {rules:?}");
+        }
+        assert!(r.devices[1..].iter().all(|d| d.allow));
+        assert_eq!(with_default_devices(None).devices.len(), DEFAULT_DEVICE_RULES.len());
+    }
+
+    #[test]
+    fn signals_by_name_and_number() {
+        for (s, n) in [("KILL", 9), ("SIGKILL", 9), ("9", 9), ("term", 15), ("SIGUSR1", 10), ("RTMIN+3", libc::SIGRTMIN() + 3)] {
+            assert_eq!(parse_signal(s).unwrap(), n, "{s}");
+        }
+        assert!(parse_signal("SIGFOO").is_err() && parse_signal("0").is_err() && parse_signal("65").is_err());
+    }
+}

@@ -111,3 +111,44 @@ fn memfd(name: &str) -> Result<std::fs::File> {
     }
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_leaves_out_pid_and_annotations_when_there_are_none() {
+        let none = std::collections::BTreeMap::new();
+        let v: serde_json::Value = serde_json::from_slice(&state_json("c1", "stopped", 0, "/b", &none)).unwrap();
+        assert_eq!(v["status"], "stopped");
+        assert!(v.get("pid").is_none() && v.get("annotations").is_none());
+        let mut ann = std::collections::BTreeMap::new();
+        ann.insert("k".to_string(), "v".to_string());
+        let v: serde_json::Value = serde_json::from_slice(&state_json("c1", "creating", 42, "/b", &ann)).unwrap();
+        assert_eq!((v["pid"].as_i64(), v["annotations"]["k"].as_str(), v["bundle"].as_str()), (Some(42), Some("v"), Some("/b")));
+    }
+
+    #[test]
+    fn runs_in_order_with_args_env_stdin_and_fails_with_output() {
+        let dir = std::env::temp_dir().join(format!("dy-hooks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let h = |args: &[&str], env: &[&str]| Hook {
+            path: "/bin/sh".into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|s| s.to_string()).collect(),
+            timeout: None,
+        };
+        let script = format!("echo \"$0 $FOO $(cat)\" >> {}", out.display());
+        run_all("t", &[h(&["first", "-c", &script], &["FOO=1"]), h(&["second", "-c", &script], &["FOO=2"])], b"{}").unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "first 1 {}\nsecond 2 {}\n");
+        let e = run_all("poststop", &[h(&["x", "-c", "echo to-out; echo to-err >&2; exit 3"], &[])], b"").unwrap_err();
+        let s = e.to_string();
+        assert!(s.contains("poststop hook #0") && s.contains("stdout: to-out") && s.contains("stderr: to-err"), "{s}");
+        let slow = Hook { timeout: Some(1), ..h(&["x", "-c", "sleep 30"], &[]) };
+        let t = std::time::Instant::now();
+        assert!(run_all("prestart", &[slow], b"").unwrap_err().to_string().contains("timed out"));
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -508,6 +508,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn runc_lookpath_messages() {
+        let cwd = Path::new("/");
+        assert_eq!(runc_lookpath("sh", "/nonexistent:/bin", cwd).unwrap(), PathBuf::from("/bin/sh"));
+        assert_eq!(runc_lookpath("/nonexistent", "/bin", cwd).unwrap_err(), r#"exec: "/nonexistent": stat /nonexistent: no such file or directory"#);
+        assert_eq!(runc_lookpath("nope-dy", "/bin", cwd).unwrap_err(), r#"exec: "nope-dy": executable file not found in $PATH"#);
+        assert_eq!(runc_lookpath("/etc/passwd", "", cwd).unwrap_err(), r#"exec: "/etc/passwd": permission denied"#);
+        assert_eq!(runc_lookpath("/", "", cwd).unwrap_err(), r#"exec: "/": permission denied"#);
+        // relative with a slash: from the working directory
+        assert_eq!(runc_lookpath("bin/sh", "", cwd).unwrap(), PathBuf::from("bin/sh"));
+        assert!(runc_lookpath("bin/sh", "", Path::new("/nonexistent")).unwrap_err().contains("stat bin/sh: no such file"));
+    }
+
+    #[test]
     fn lookup_codes() {
         assert_eq!(lookup("sh", "/nonexistent:/bin").unwrap(), PathBuf::from("/bin/sh"));
         assert_eq!(lookup("no-such-cmd-dy", "/bin:/usr/bin").unwrap_err().0, 127);

@@ -347,6 +347,32 @@ mod tests {
     }
 
     #[test]
+    fn blkio_throttles_and_realtime_on_a_fake_tree() {
+        let t = TempDir::new("v1blk");
+        let mut h = BTreeMap::new();
+        for c in ["blkio", "cpu"] {
+            std::fs::create_dir_all(t.0.join(c)).unwrap();
+            h.insert(t.0.join(c), vec![c.to_string()]);
+        }
+        let cg = V1::new(h, "/dy/c2".into());
+        cg.create().unwrap();
+        let r: Resources = serde_json::from_str(
+            r#"{"blockIO":{"leafWeight":300,"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}],
+                "throttleWriteIOPSDevice":[{"major":8,"minor":16,"rate":300}]},
+                "cpu":{"realtimePeriod":1000000,"realtimeRuntime":950000}}"#,
+        )
+        .unwrap();
+        cg.set(&r).unwrap();
+        let rd = |p: &str| std::fs::read_to_string(t.0.join(p)).unwrap();
+        assert_eq!(rd("blkio/dy/c2/blkio.throttle.read_bps_device"), "8:0 1048576");
+        assert_eq!(rd("blkio/dy/c2/blkio.throttle.write_iops_device"), "8:16 300");
+        assert_eq!(rd("blkio/dy/c2/blkio.leaf_weight"), "300");
+        assert!(!t.0.join("blkio/dy/c2/blkio.throttle.read_iops_device").exists());
+        assert_eq!(rd("cpu/dy/c2/cpu.rt_period_us"), "1000000");
+        assert_eq!(rd("cpu/dy/c2/cpu.rt_runtime_us"), "950000");
+    }
+
+    #[test]
     fn create_set_and_destroy_on_a_fake_tree() {
         let t = TempDir::new("v1");
         let cg = fake(&t);
