@@ -411,9 +411,7 @@ pub fn start(root: &Path, id: &str) -> Result<Container> {
     if let Some(spec) = spec {
         if let Some(h) = spec.hooks.as_ref().filter(|h| !h.poststart.is_empty()) {
             let state = crate::hooks::state_json(id, "running", c.state.pid, &c.state.bundle, &c.state.annotations);
-            if let Err(e) = crate::hooks::run_all("poststart", &h.poststart, &state) {
-                eprintln!("dockyard-runtime: warning: {e}");
-            }
+            crate::hooks::run_all_warn("poststart", &h.poststart, &state);
         }
     }
     Ok(c)
@@ -533,9 +531,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     // poststop: after the container is gone; a failure is a warning (runtime spec).
     if let Some(h) = spec.as_ref().and_then(|s| s.hooks.as_ref()).filter(|h| !h.poststop.is_empty()) {
         let state = crate::hooks::state_json(id, "stopped", 0, &c.state.bundle, &c.state.annotations);
-        if let Err(e) = crate::hooks::run_all("poststop", &h.poststop, &state) {
-            eprintln!("dockyard-runtime: warning: {e}");
-        }
+        crate::hooks::run_all_warn("poststop", &h.poststop, &state);
     }
     res
 }

@@ -46,6 +46,16 @@ pub fn run_all(kind: &str, hooks: &[Hook], state: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Run every hook of `hooks` (poststart, poststop): a failure is a warning on stderr and the
+/// rest still run, as the runtime spec says.
+pub fn run_all_warn(kind: &str, hooks: &[Hook], state: &[u8]) {
+    for (i, h) in hooks.iter().enumerate() {
+        if let Err(e) = run_one(h, state) {
+            eprintln!("dockyard-runtime: warning: error running {kind} hook #{i} ({}): {e}", h.path);
+        }
+    }
+}
+
 fn run_one(h: &Hook, state: &[u8]) -> Result<()> {
     let mut cmd = Command::new(&h.path);
     if let Some((a0, rest)) = h.args.split_first() {
