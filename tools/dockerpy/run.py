@@ -76,6 +76,11 @@ DIFFERENCES = {
         "expects dockerd 20.10's wording 'You cannot remove ...' for a restarting container; dockyard refuses "
         "the removal as dockerd 25+ words it: 'cannot remove container \"/name\": container is restarting: "
         "stop the container before removing or force remove' (tests/test_api_fidelity.py checks the refusal)",
+    # flaky against both daemons here (it counts every container across two listings):
+    "tests/integration/api_container_test.py::ListContainersTest::test_list_containers":
+        "flaky against dockerd 20.10 too (1 of 3 recordings: 'assert (26 + 1) == 25', a container of an "
+        "earlier test went away between its two listings; 1 of 3 runs against dockyard: '(2 + 1) == 2'); "
+        "cause not found yet",
 }
 
 
