@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 
-def __getattr__(name: str):  # noqa: ANN201
+def __getattr__(name: str):
     if name == "Engine":
         from .engine import Engine
 

@@ -15,7 +15,7 @@ class _LazyRe:
     """``re``, imported on first use: with the enum it loads, ~4 ms of a CLI command's start-up
     that the regex-free fast path (:func:`_parse_simple`) does not need."""
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         import re
 
         return getattr(re, name)

@@ -80,7 +80,7 @@ class Session:
         self._client = None
 
     @property
-    def client(self):  # noqa: ANN201
+    def client(self):
         """The :class:`dockyard.client.Client` of the daemon (started on demand, see connect.py)."""
         if self._client is None:
             from .connect import connect
@@ -89,12 +89,12 @@ class Session:
         return self._client
 
     @property
-    def api(self):  # noqa: ANN201
+    def api(self):
         """The client's transport: ``json``, ``read``, ``request``, ``hijack``."""
         return self.client.api
 
     @property
-    def engine(self):  # noqa: ANN201
+    def engine(self):
         if self._engine is None:
             from ..engine import Engine
 
@@ -129,7 +129,7 @@ def split_globals(args: list[str], session: Session) -> list[str]:
     return args[i:]
 
 
-def pass_session(f):  # noqa: ANN001, ANN201
+def pass_session(f):
     """Pass the command's :class:`Session` as its first argument (click is imported only by the
     command modules, never on the fast path of ``run``)."""
     import click

@@ -21,7 +21,7 @@ class LazyGroup(click.Group):
 
         return getattr(importlib.import_module(spec[0]), spec[1])
 
-    def resolve_command(self, ctx, args):  # noqa: ANN001, ANN201
+    def resolve_command(self, ctx, args):
         name = args[0] if args else ""
         cmd = self.get_command(ctx, name)
         if cmd is None and name and not name.startswith("-"):

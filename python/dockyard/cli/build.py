@@ -25,7 +25,7 @@ from . import CONTEXT, pass_session
 @click.option("--force-rm", is_flag=True, hidden=True)
 @click.option("--pull", is_flag=True, help="Always attempt to pull a newer version of the image")
 @pass_session
-def build(session, context_path, tags, file, build_args, target, no_cache, labels, quiet, iidfile,  # noqa: ANN001
+def build(session, context_path, tags, file, build_args, target, no_cache, labels, quiet, iidfile,
           progress, platform, network, rm, force_rm, pull) -> None:
     """Build an image from a Dockerfile."""
     from ..build.command import run_build

@@ -19,7 +19,7 @@ import sys
 START_TIMEOUT = 30.0
 
 
-def connect(host: str | None, root: str | None):  # noqa: ANN201
+def connect(host: str | None, root: str | None):
     """A :class:`dockyard.client.Client` for this command, starting the default daemon when needed."""
     from ..client import Client, Connection
 

@@ -25,7 +25,7 @@ from .runner import (
 RUN_CONTEXT = dict(CONTEXT, allow_interspersed_args=False)
 
 
-def create_options(f):  # noqa: ANN001, ANN201
+def create_options(f):
     """run/create's click options, made from the one flag table in runner.py."""
     decos = []
     for long, short, kind, default, help_ in RUN_FLAGS:
@@ -52,7 +52,7 @@ def create_options(f):  # noqa: ANN001, ANN201
 @click.command("create", context_settings=RUN_CONTEXT)
 @create_options
 @pass_session
-def create(session, **params):  # noqa: ANN001
+def create(session, **params):
     """Create a new container."""
     echo(create_container(session, params) + "\n")
 
@@ -60,7 +60,7 @@ def create(session, **params):  # noqa: ANN001
 @click.command("run", context_settings=RUN_CONTEXT)
 @create_options
 @pass_session
-def run(session, **params):  # noqa: ANN001
+def run(session, **params):
     """Create and run a new container from an image."""
     raise click.exceptions.Exit(run_container(session, params))
 
@@ -84,7 +84,7 @@ def _daemon_line(exc: Exception) -> str:
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN")
 @pass_session
-def start(session, containers, attach, interactive):  # noqa: ANN001
+def start(session, containers, attach, interactive):
     """Start one or more stopped containers."""
     from ..errors import DockyardError
 
@@ -108,13 +108,13 @@ def start(session, containers, attach, interactive):  # noqa: ANN001
 PARALLEL = 16  # requests at once for stop, kill, rm, pause and unpause (the docker CLI: 50)
 
 
-def _each(session, refs, action, print_ref: bool = True, parallel: bool = False) -> None:  # noqa: ANN001
+def _each(session, refs, action, print_ref: bool = True, parallel: bool = False) -> None:
     """``action(api, ref)`` for each container; errors after the successes, exit 1 if any (as
     docker).  ``parallel``: as the docker CLI's parallelOperation, several at once, each on a
     connection of its own, the results printed in the order given."""
     from ..errors import DockyardError
 
-    def one(api, ref: str) -> DockyardError | None:  # noqa: ANN001
+    def one(api, ref: str) -> DockyardError | None:
         try:
             action(api, ref)
         except DockyardError as exc:
@@ -132,7 +132,7 @@ def _each(session, refs, action, print_ref: bool = True, parallel: bool = False)
     fail_if(errors)
 
 
-def _parallel(session, refs, one):  # noqa: ANN001, ANN202
+def _parallel(session, refs, one):
     """``one(api, ref)`` for each ref on up to PARALLEL threads, each with its own connection;
     yields the results in the order of ``refs`` as they come."""
     import threading
@@ -140,7 +140,7 @@ def _parallel(session, refs, one):  # noqa: ANN001, ANN202
 
     base, local, made = session.api, threading.local(), []
 
-    def run(ref: str):  # noqa: ANN202
+    def run(ref: str):
         api = getattr(local, "api", None)
         if api is None:
             api = local.api = base.clone()
@@ -155,7 +155,7 @@ def _parallel(session, refs, one):  # noqa: ANN001, ANN202
             api.close()
 
 
-def _post(suffix: str, params: dict | None = None):  # noqa: ANN202
+def _post(suffix: str, params: dict | None = None):
     """``POST /containers/{ref}{suffix}`` for each ref."""
     return lambda api, ref: api.json("POST", f"/containers/{_q(ref)}{suffix}", params)
 
@@ -165,7 +165,7 @@ def _post(suffix: str, params: dict | None = None):  # noqa: ANN202
 @click.option("-t", "--time", "--timeout", "timeout", default=None, type=int, help="Seconds to wait before killing the container")
 @click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container")
 @pass_session
-def stop(session, containers, timeout, sig):  # noqa: ANN001
+def stop(session, containers, timeout, sig):
     """Stop one or more running containers."""
     _each(session, containers, _post("/stop", {"t": timeout, "signal": sig}), parallel=True)
 
@@ -175,7 +175,7 @@ def stop(session, containers, timeout, sig):  # noqa: ANN001
 @click.option("-t", "--time", "--timeout", "timeout", default=None, type=int, help="Seconds to wait before killing the container")
 @click.option("-s", "--signal", "sig", default=None, help="Signal to send to the container")
 @pass_session
-def restart(session, containers, timeout, sig):  # noqa: ANN001
+def restart(session, containers, timeout, sig):
     """Restart one or more containers."""
     _each(session, containers, _post("/restart", {"t": timeout, "signal": sig}))
 
@@ -184,7 +184,7 @@ def restart(session, containers, timeout, sig):  # noqa: ANN001
 @click.argument("containers", nargs=-1, required=True)
 @click.option("-s", "--signal", "sig", default="KILL", help="Signal to send to the container")
 @pass_session
-def kill(session, containers, sig):  # noqa: ANN001
+def kill(session, containers, sig):
     """Kill one or more running containers."""
     _each(session, containers, _post("/kill", {"signal": sig}), parallel=True)  # the daemon checks the signal
 
@@ -192,9 +192,9 @@ def kill(session, containers, sig):  # noqa: ANN001
 @click.command("wait", context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
 @pass_session
-def wait(session, containers):  # noqa: ANN001
+def wait(session, containers):
     """Block until one or more containers stop, then print their exit codes."""
-    def act(api, ref: str) -> None:  # noqa: ANN001
+    def act(api, ref: str) -> None:
         out = api.json("POST", f"/containers/{_q(ref)}/wait", {"condition": "not-running"}, timeout=None)
         echo(f"{(out or {}).get('StatusCode', 0)}\n")
     _each(session, containers, act, print_ref=False)
@@ -205,7 +205,7 @@ def wait(session, containers):  # noqa: ANN001
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL)")
 @click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container")
 @pass_session
-def rm(session, containers, force, volumes):  # noqa: ANN001
+def rm(session, containers, force, volumes):
     """Remove one or more containers."""
     _each(session, containers, lambda api, r: api.json("DELETE", f"/containers/{_q(r)}", {"force": force, "v": volumes}),
           parallel=True)
@@ -215,7 +215,7 @@ def rm(session, containers, force, volumes):  # noqa: ANN001
 @click.argument("container")
 @click.argument("new_name")
 @pass_session
-def rename(session, container, new_name):  # noqa: ANN001
+def rename(session, container, new_name):
     """Rename a container."""
     session.api.json("POST", f"/containers/{_q(container)}/rename", {"name": new_name})
 
@@ -234,7 +234,7 @@ def rename(session, container, new_name):  # noqa: ANN001
 @click.option("--pids-limit", type=int, default=None, help="Tune container pids limit (set -1 for unlimited)")
 @click.option("--restart", default="", help="Restart policy to apply when a container exits")
 @pass_session
-def update(session, containers, memory, memory_swap, memory_reservation, cpus, cpu_shares, cpu_quota,  # noqa: ANN001
+def update(session, containers, memory, memory_swap, memory_reservation, cpus, cpu_shares, cpu_quota,
            cpu_period, cpuset_cpus, cpuset_mems, pids_limit, restart):
     """Update configuration of one or more containers."""
     from ..errors import InvalidArgument
@@ -261,7 +261,7 @@ def update(session, containers, memory, memory_swap, memory_reservation, cpus, c
 @click.command("pause", context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
 @pass_session
-def pause(session, containers):  # noqa: ANN001
+def pause(session, containers):
     """Pause all processes within one or more containers."""
     _each(session, containers, _post("/pause"), parallel=True)
 
@@ -269,12 +269,12 @@ def pause(session, containers):  # noqa: ANN001
 @click.command("unpause", context_settings=CONTEXT)
 @click.argument("containers", nargs=-1, required=True)
 @pass_session
-def unpause(session, containers):  # noqa: ANN001
+def unpause(session, containers):
     """Unpause all processes within one or more containers."""
     _each(session, containers, _post("/unpause"), parallel=True)
 
 
-def parse_filters(values) -> dict[str, list[str]]:  # noqa: ANN001
+def parse_filters(values) -> dict[str, list[str]]:
     """``-f key=value`` flags as the API's ``filters`` map (the daemon checks the keys)."""
     from ..errors import InvalidArgument
 
@@ -297,7 +297,7 @@ def parse_filters(values) -> dict[str, list[str]]:  # noqa: ANN001
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes")
 @pass_session
-def ps(session, all_, quiet, latest, last, filters, fmt, no_trunc, size):  # noqa: ANN001
+def ps(session, all_, quiet, latest, last, filters, fmt, no_trunc, size):
     """List containers."""
     list_containers(session, all_, quiet, latest, last, filters, fmt, no_trunc, size or None)
 
@@ -334,7 +334,7 @@ def api_time(value: str, flag: str = "until") -> str:
     return f"{int(seconds)}.{frac[:9].ljust(9, '0')}"
 
 
-def relay_output(read, tty: bool) -> None:  # noqa: ANN001
+def relay_output(read, tty: bool) -> None:
     out, err = sys.stdout.buffer, sys.stderr.buffer
     for kind, data in frames(read, tty):
         f = err if kind == 2 else out
@@ -351,7 +351,7 @@ def relay_output(read, tty: bool) -> None:  # noqa: ANN001
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
 @click.option("--details", is_flag=True, help="Show extra details provided to logs")
 @pass_session
-def logs(session, container, follow, tail, since_, until, timestamps, details):  # noqa: ANN001
+def logs(session, container, follow, tail, since_, until, timestamps, details):
     """Fetch the logs of a container."""
     from ..errors import InvalidArgument
 
@@ -376,7 +376,7 @@ def logs(session, container, follow, tail, since_, until, timestamps, details): 
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.option("--filter", "filters", multiple=True, help="Provide filter values")
 @pass_session
-def container_prune(session, force, filters):  # noqa: ANN001
+def container_prune(session, force, filters):
     """Remove all stopped containers."""
     from ..units import human_size
     from .output import confirm
@@ -399,7 +399,7 @@ def container_prune(session, force, filters):  # noqa: ANN001
 @click.option("-m", "--message", default="", help="Commit message")
 @click.option("-p", "--pause/--no-pause", default=True, help="Pause container during commit")
 @pass_session
-def commit(session, container, reference, author, changes, message, pause):  # noqa: ANN001
+def commit(session, container, reference, author, changes, message, pause):
     """Create a new image from a container's changes."""
     repo, tag = reference or "", ""
     if reference and ":" in reference.rsplit("/", 1)[-1] and "@" not in reference:
@@ -413,7 +413,7 @@ def commit(session, container, reference, author, changes, message, pause):  # n
 @click.command("diff", context_settings=CONTEXT)
 @click.argument("container")
 @pass_session
-def diff(session, container):  # noqa: ANN001
+def diff(session, container):
     """Inspect changes to files or directories on a container's filesystem."""
     kinds = {0: "C", 1: "A", 2: "D"}
     changes = session.api.json("GET", f"/containers/{_q(container)}/changes") or []
@@ -429,7 +429,7 @@ def _tar_complete(tail: bytes, total: int) -> bool:
 @click.argument("container")
 @click.option("-o", "--output", default=None, help="Write to a file, instead of STDOUT")
 @pass_session
-def export(session, container, output):  # noqa: ANN001
+def export(session, container, output):
     """Export a container's filesystem as a tar archive."""
     from ..errors import DockyardError, InvalidArgument
 
@@ -483,7 +483,7 @@ def export(session, container, output):  # noqa: ANN001
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_session
-def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privileged, container, command):  # noqa: ANN001
+def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privileged, container, command):
     """Execute a command in a running container."""
     api = session.api
     if tty and interactive and not detach and not sys.stdin.isatty():
@@ -505,7 +505,7 @@ def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privi
     raise click.exceptions.Exit(_exec_exit_code(api, eid))
 
 
-def _exec_exit_code(api, eid: str) -> int:  # noqa: ANN001
+def _exec_exit_code(api, eid: str) -> int:
     """The exec's exit code (``GET /exec/{id}/json``); the daemon records it before it closes
     the stream, so the wait here is only for an exec whose stream ended abnormally."""
     deadline = time.monotonic() + 10
@@ -523,7 +523,7 @@ def _exec_exit_code(api, eid: str) -> int:  # noqa: ANN001
 @click.option("--no-stdin", is_flag=True, help="Do not attach STDIN")
 @click.option("--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process")
 @pass_session
-def attach(session, container, no_stdin, sig_proxy):  # noqa: ANN001
+def attach(session, container, no_stdin, sig_proxy):
     """Attach local standard input, output, and error streams to a running container."""
     from . import runner
 
@@ -535,7 +535,7 @@ def attach(session, container, no_stdin, sig_proxy):  # noqa: ANN001
 @click.argument("container")
 @click.argument("ps_args", nargs=-1, type=click.UNPROCESSED)
 @pass_session
-def top(session, container, ps_args):  # noqa: ANN001
+def top(session, container, ps_args):
     """Display the running processes of a container."""
     from ..template import tabwriter
 
@@ -594,7 +594,7 @@ def stats_row(cid: str, name: str, doc: dict, no_trunc: bool) -> dict:
 @click.option("--no-trunc", is_flag=True, help="Do not truncate output")
 @click.option("--format", "fmt", help="Format output using a custom template")
 @pass_session
-def stats(session, containers, all_, no_stream, no_trunc, fmt):  # noqa: ANN001
+def stats(session, containers, all_, no_stream, no_trunc, fmt):
     """Display a live stream of container(s) resource usage statistics."""
     import threading
 
@@ -660,7 +660,7 @@ def _split_cp(arg: str) -> tuple[str | None, str]:
     return None, arg
 
 
-def _path_stat(resp) -> dict:  # noqa: ANN001
+def _path_stat(resp) -> dict:
     import base64
 
     raw = resp.getheader("X-Docker-Container-Path-Stat") or ""
@@ -692,7 +692,7 @@ def _split_dir_entry(path: str) -> tuple[str, str]:
 @click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH")
 @click.option("-q", "--quiet", is_flag=True, help="Suppress progress output during copy")
 @pass_session
-def cp(session, src, dest, archive, follow_link, quiet):  # noqa: ANN001
+def cp(session, src, dest, archive, follow_link, quiet):
     """Copy files/folders between a container and the local filesystem.
 
     docker cp's semantics: a directory lands inside an existing directory (its contents only
@@ -713,7 +713,7 @@ def cp(session, src, dest, archive, follow_link, quiet):  # noqa: ANN001
         sys.stderr.write(f"Successfully copied {human_size(size)} to {dest}\n")
 
 
-def _copy_from(session, ref: str, path: str, dest: str, follow_link: bool) -> int | None:  # noqa: ANN001
+def _copy_from(session, ref: str, path: str, dest: str, follow_link: bool) -> int | None:
     from ..errors import InvalidArgument
 
     api = session.api
@@ -747,7 +747,7 @@ def _copy_from(session, ref: str, path: str, dest: str, follow_link: bool) -> in
 class _Counting:
     """A reader that counts what passes (for "Successfully copied …")."""
 
-    def __init__(self, read) -> None:  # noqa: ANN001
+    def __init__(self, read) -> None:
         self._read = read
         self.total = 0
 
@@ -757,7 +757,7 @@ class _Counting:
         return data
 
 
-def _extract_copy(resp, stat: dict, rebase: str | None, dest: str) -> int:  # noqa: ANN001, C901
+def _extract_copy(resp, stat: dict, rebase: str | None, dest: str) -> int:
     """docker's CopyTo on the host side: where the archive goes, what its top entry is called
     there, and nothing written outside that place (no "..", no path through a link)."""
     import tarfile
@@ -830,7 +830,7 @@ def _extract_copy(resp, stat: dict, rebase: str | None, dest: str) -> int:  # no
     return counter.total
 
 
-def _copy_to(session, src: str, ref: str, path: str, archive: bool, follow_link: bool) -> int:  # noqa: ANN001, C901
+def _copy_to(session, src: str, ref: str, path: str, archive: bool, follow_link: bool) -> int:
     from ..errors import DockyardError, InvalidArgument, NotFound
 
     api = session.api
@@ -929,7 +929,7 @@ class _TarPipe:
                     tf.add(path, arcname=arcname, filter=owner)
             except BrokenPipeError:
                 pass
-            except Exception as exc:  # noqa: BLE001  (raised again by the command)
+            except Exception as exc:  # (raised again by the command)
                 self.error = exc
 
         self._thread = threading.Thread(target=produce, daemon=True)
@@ -954,7 +954,7 @@ class _TarPipe:
 @click.option("-f", "--format", "fmt", help="Format output using a custom template")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes")
 @pass_session
-def container_inspect(session, containers, fmt, size):  # noqa: ANN001
+def container_inspect(session, containers, fmt, size):
     """Display detailed information on one or more containers."""
     from .images import _inspect
 

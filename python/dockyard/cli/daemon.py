@@ -21,7 +21,7 @@ from . import CONTEXT
 @click.option("--max-concurrent-downloads", "downloads", type=int, default=None, metavar="N",
               help="Layers pulled at once, each downloaded and extracted together (default 3; 0: no limit)")
 @click.pass_context
-def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads) -> None:  # noqa: ANN001
+def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root

@@ -74,7 +74,7 @@ IMPORT_FLAGS: Flags = {
 }
 
 
-def fast_import(session, argv: list[str]) -> int | None:  # noqa: ANN001
+def fast_import(session, argv: list[str]) -> int | None:
     parsed = parse(argv, IMPORT_FLAGS, {"changes": [], "message": "", "platform": None})
     if parsed is None or not 1 <= len(parsed[1]) <= 2:
         return None
@@ -84,7 +84,7 @@ def fast_import(session, argv: list[str]) -> int | None:  # noqa: ANN001
     return 0
 
 
-def run_import(session, source: str, reference: str | None, changes: list[str], message: str,  # noqa: ANN001
+def run_import(session, source: str, reference: str | None, changes: list[str], message: str,
                platform: str | None) -> None:
     """``dockyard import``: the daemon reads the file itself (its descriptor is handed over)."""
     import sys
@@ -97,7 +97,7 @@ def run_import(session, source: str, reference: str | None, changes: list[str], 
         raise InvalidArgument("importing from a URL is not supported; download the file and import it")
     if reference:
         check_reference(reference)
-    src = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
+    src = sys.stdin.buffer if source == "-" else open(source, "rb")
     try:
         resp = session.api.request("POST", "/images/create", {
             "fromSrc": "-", "repo": reference, "changes": list(changes) or None, "message": message or None,
@@ -124,7 +124,7 @@ PS_FLAGS: Flags = {
 }
 
 
-def fast_ps(session, argv: list[str]) -> int | None:  # noqa: ANN001
+def fast_ps(session, argv: list[str]) -> int | None:
     parsed = parse(argv, PS_FLAGS, {"all": False, "quiet": False, "latest": False, "last": "-1", "filters": [],
                                     "format": None, "no_trunc": False, "size": False})
     if parsed is None or parsed[1] or not parsed[0]["last"].lstrip("-").isdigit():
@@ -144,7 +144,7 @@ IMAGES_FLAGS: Flags = {
 }
 
 
-def fast_images(session, argv: list[str]) -> int | None:  # noqa: ANN001
+def fast_images(session, argv: list[str]) -> int | None:
     parsed = parse(argv, IMAGES_FLAGS, {"quiet": False, "all": False, "digests": False, "no_trunc": False,
                                         "filters": [], "format": None})
     if parsed is None or len(parsed[1]) > 1:

@@ -16,7 +16,7 @@ from .output import (
     check_reference, copy_body, echo, fail_if, messages, print_inspect, print_rows, short_id, since, stream_error,
 )
 
-def list_options(f):  # noqa: ANN001, ANN201
+def list_options(f):
     for deco in reversed([
         click.argument("repository", required=False),
         click.option("-q", "--quiet", is_flag=True, help="Only show image IDs"),
@@ -33,7 +33,7 @@ def list_options(f):  # noqa: ANN001, ANN201
 @click.command("images", context_settings=CONTEXT)
 @list_options
 @pass_session
-def images(session, repository, quiet, all_, digests, no_trunc, filters, fmt):  # noqa: ANN001
+def images(session, repository, quiet, all_, digests, no_trunc, filters, fmt):
     """List images."""
     list_images(session, repository, quiet, all_, digests, no_trunc, filters, fmt)
 
@@ -41,7 +41,7 @@ def images(session, repository, quiet, all_, digests, no_trunc, filters, fmt):  
 @click.command("ls", context_settings=CONTEXT)
 @list_options
 @pass_session
-def image_ls(session, repository, quiet, all_, digests, no_trunc, filters, fmt):  # noqa: ANN001
+def image_ls(session, repository, quiet, all_, digests, no_trunc, filters, fmt):
     """List images."""
     list_images(session, repository, quiet, all_, digests, no_trunc, filters, fmt)
 
@@ -53,7 +53,7 @@ def image_ls(session, repository, quiet, all_, digests, no_trunc, filters, fmt):
 @click.option("-m", "--message", default="", help="Set commit message for imported image")
 @click.option("--platform", default=None, help="Set platform if server is multi-platform capable")
 @pass_session
-def import_(session, source, reference, changes, message, platform):  # noqa: ANN001
+def import_(session, source, reference, changes, message, platform):
     """Import the contents from a tarball to create a filesystem image."""
     from .fast import run_import
 
@@ -65,13 +65,13 @@ def import_(session, source, reference, changes, message, platform):  # noqa: AN
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the load output")
 @click.option("--platform", multiple=True, help="Load only the given platform(s)")
 @pass_session
-def load(session, input_, quiet, platform):  # noqa: ANN001
+def load(session, input_, quiet, platform):
     """Load an image from a tar archive or STDIN."""
     if input_ is None and sys.stdin.isatty():
         from ..errors import InvalidArgument
 
         raise InvalidArgument("requested load from stdin, but stdin is empty")
-    src = open(input_, "rb") if input_ else sys.stdin.buffer  # noqa: SIM115
+    src = open(input_, "rb") if input_ else sys.stdin.buffer
     try:
         resp = session.api.request("POST", "/images/load", {"quiet": quiet or None},
                                    headers={"Content-Type": "application/x-tar"}, stream=True, timeout=None,
@@ -94,7 +94,7 @@ def load(session, input_, quiet, platform):  # noqa: ANN001
               help="Archive format (docker-archive or oci-archive)")
 @click.option("--platform", multiple=True, help="Save only the given platform(s)")
 @pass_session
-def save(session, names, output, fmt, platform):  # noqa: ANN001
+def save(session, names, output, fmt, platform):
     """Save one or more images to a tar archive (streamed to STDOUT by default)."""
     import os
 
@@ -126,7 +126,7 @@ def save(session, names, output, fmt, platform):  # noqa: ANN001
 @click.argument("source")
 @click.argument("target")
 @pass_session
-def tag(session, source, target):  # noqa: ANN001
+def tag(session, source, target):
     """Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE."""
     from .. import reference as refs
 
@@ -146,7 +146,7 @@ def _quote(name: str) -> str:
 @click.option("-f", "--force", is_flag=True, help="Force removal of the image")
 @click.option("--no-prune", is_flag=True, help="Do not delete untagged parents")
 @pass_session
-def rmi(session, names, force, no_prune):  # noqa: ANN001
+def rmi(session, names, force, no_prune):
     """Remove one or more images."""
     from ..errors import DockyardError
 
@@ -169,7 +169,7 @@ def rmi(session, names, force, no_prune):  # noqa: ANN001
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
 @click.option("--format", "fmt", help="Format output using a custom template")
 @pass_session
-def history(session, name, human, no_trunc, quiet, fmt):  # noqa: ANN001
+def history(session, name, human, no_trunc, quiet, fmt):
     """Show the history of an image."""
     from ..units import human_size
     from .output import go_time
@@ -197,7 +197,7 @@ def history(session, name, human, no_trunc, quiet, fmt):  # noqa: ANN001
 INSPECT_KINDS = ("container", "image", "network", "volume")
 
 
-def _inspect(session, names, fmt, kinds=("image",), size=False):  # noqa: ANN001
+def _inspect(session, names, fmt, kinds=("image",), size=False):
     from ..client import quote
     from ..errors import DockyardError, NotFound
 
@@ -232,7 +232,7 @@ def _inspect(session, names, fmt, kinds=("image",), size=False):  # noqa: ANN001
               help="Return JSON for specified type")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes if the type is container")
 @pass_session
-def inspect(session, names, fmt, type_, size):  # noqa: ANN001
+def inspect(session, names, fmt, type_, size):
     """Return low-level information on dockyard objects."""
     _inspect(session, names, fmt, (type_,) if type_ else INSPECT_KINDS, size)
 
@@ -241,7 +241,7 @@ def inspect(session, names, fmt, type_, size):  # noqa: ANN001
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--format", "fmt", help="Format output using a custom template")
 @pass_session
-def image_inspect(session, names, fmt):  # noqa: ANN001
+def image_inspect(session, names, fmt):
     """Display detailed information on one or more images."""
     _inspect(session, names, fmt)
 
@@ -251,7 +251,7 @@ def image_inspect(session, names, fmt):  # noqa: ANN001
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.option("--filter", "filters", multiple=True, help='Provide filter values (e.g. "until=<timestamp>")')
 @pass_session
-def image_prune(session, all_, force, filters):  # noqa: ANN001
+def image_prune(session, all_, force, filters):
     """Remove unused images."""
     from ..units import human_size
     from .output import confirm, parse_filters

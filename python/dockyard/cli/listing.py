@@ -53,7 +53,7 @@ def image_rows(summaries: list[dict], no_trunc: bool, digests: bool) -> list[dic
     return rows
 
 
-def list_images(session, repository: str | None, quiet: bool, all_: bool, digests: bool,  # noqa: ANN001
+def list_images(session, repository: str | None, quiet: bool, all_: bool, digests: bool,
                 no_trunc: bool, filters: tuple[str, ...] | list[str], fmt: str | None) -> None:
     """``docker images``."""
     parsed = parse_filters(filters)
@@ -125,7 +125,7 @@ def ps_rows(summaries: list[dict], no_trunc: bool) -> list[dict]:
     return rows
 
 
-def list_containers(session, all_: bool, quiet: bool, latest: bool, last: int,  # noqa: ANN001
+def list_containers(session, all_: bool, quiet: bool, latest: bool, last: int,
                     filters: tuple[str, ...] | list[str], fmt: str | None, no_trunc: bool,
                     size: bool | None = None) -> None:
     """``docker ps``; ``size`` (``-s``) asks the daemon for sizes and adds the SIZE column.  As

@@ -91,7 +91,7 @@ def network_group() -> None:
 @click.option("--label", multiple=True, help="Set metadata on a network")
 @click.option("-o", "--opt", multiple=True, help="Set driver specific options")
 @pass_session
-def create(session, name, driver, subnet, gateway, ip_range, aux_address, ipam_driver, ipam_opt, ipv6, internal,  # noqa: ANN001
+def create(session, name, driver, subnet, gateway, ip_range, aux_address, ipam_driver, ipam_opt, ipv6, internal,
            label, opt):
     """Create a network."""
     from ..errors import InvalidArgument
@@ -114,7 +114,7 @@ def create(session, name, driver, subnet, gateway, ip_range, aux_address, ipam_d
 @click.option("--format", "fmt", default=None, help="Pretty-print networks using a Go template")
 @click.option("--no-trunc", is_flag=True, help="Do not truncate the output")
 @pass_session
-def ls(session, quiet, filters, fmt, no_trunc):  # noqa: ANN001
+def ls(session, quiet, filters, fmt, no_trunc):
     """List networks."""
     rows = []
     for n in sorted(session.api.json("GET", "/networks", {"filters": parse_filters(filters) or None}) or [],
@@ -138,7 +138,7 @@ network_group.add_command(ls, "list")
 @click.option("-f", "--format", "fmt", default=None, help="Format the output using the given Go template")
 @click.option("-v", "--verbose", is_flag=True, help="Verbose output for diagnostics")
 @pass_session
-def inspect(session, names, fmt, verbose):  # noqa: ANN001
+def inspect(session, names, fmt, verbose):
     """Display detailed information on one or more networks."""
     from ..errors import NotFound
 
@@ -156,7 +156,7 @@ def inspect(session, names, fmt, verbose):  # noqa: ANN001
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--force", is_flag=True, help="Do not error if the network does not exist")
 @pass_session
-def rm(session, names, force):  # noqa: ANN001
+def rm(session, names, force):
     """Remove one or more networks."""
     from ..errors import DockyardError, NotFound
 
@@ -180,7 +180,7 @@ network_group.add_command(rm, "remove")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<label>')")
 @pass_session
-def prune(session, force, filters):  # noqa: ANN001
+def prune(session, force, filters):
     """Remove all unused networks."""
     from .output import confirm
 
@@ -203,7 +203,7 @@ def prune(session, force, filters):  # noqa: ANN001
 @click.option("--link-local-ip", multiple=True, help="Add a link-local address for the container")
 @click.option("--driver-opt", multiple=True, help="driver options for the network")
 @pass_session
-def connect(session, network, container, alias, ip, ip6, link, link_local_ip, driver_opt):  # noqa: ANN001
+def connect(session, network, container, alias, ip, ip6, link, link_local_ip, driver_opt):
     """Connect a container to a network."""
     ipam = {k: v for k, v in (("IPv4Address", ip), ("IPv6Address", ip6), ("LinkLocalIPs", list(link_local_ip)))
             if v}
@@ -217,7 +217,7 @@ def connect(session, network, container, alias, ip, ip6, link, link_local_ip, dr
 @click.argument("container")
 @click.option("-f", "--force", is_flag=True, help="Force the container to disconnect from a network")
 @pass_session
-def disconnect(session, network, container, force):  # noqa: ANN001
+def disconnect(session, network, container, force):
     """Disconnect a container from a network."""
     session.api.json("POST", _path(network, "/disconnect"), None, {"Container": container, "Force": force})
 
@@ -226,7 +226,7 @@ def disconnect(session, network, container, force):  # noqa: ANN001
 @click.argument("container")
 @click.argument("private_port", required=False, default="")
 @pass_session
-def port(session, container, private_port):  # noqa: ANN001
+def port(session, container, private_port):
     """List port mappings or a specific mapping for the container."""
     from ..client import quote
     from ..errors import NotFound

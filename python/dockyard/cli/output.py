@@ -123,7 +123,7 @@ def parse_filters(values: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
-def messages(api, resp):  # noqa: ANN001, ANN201
+def messages(api, resp):
     """The JSON messages of a streamed response (pull/push progress, build, load), one a line;
     the response is finished afterwards, also when the caller stops early."""
     from ..errors import DockyardError
@@ -159,7 +159,7 @@ def stream_error(msg: Mapping) -> Exception | None:
     return err
 
 
-def client_error(message: str):  # noqa: ANN201
+def client_error(message: str):
     """An error the CLI finds itself: printed bare, as docker's own (no "Error response from daemon")."""
     from ..errors import InvalidArgument
 
@@ -168,7 +168,7 @@ def client_error(message: str):  # noqa: ANN201
     return exc
 
 
-def copy_body(api, resp, out) -> None:  # noqa: ANN001
+def copy_body(api, resp, out) -> None:
     """Copy a streamed (binary) response to ``out`` as it comes."""
     try:
         while chunk := resp.read1(1 << 16):

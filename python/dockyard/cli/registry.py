@@ -15,7 +15,7 @@ class ProgressPrinter:
     """Docker's pull/push progress: one line per layer, redrawn in place on a terminal; on
     anything else, one plain line per status change (no bars), as docker prints them."""
 
-    def __init__(self, stream=None, tty: bool | None = None, quiet: bool = False) -> None:  # noqa: ANN001
+    def __init__(self, stream=None, tty: bool | None = None, quiet: bool = False) -> None:
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
         self.quiet = quiet
@@ -87,7 +87,7 @@ def _auth_header(domain: str) -> dict[str, str]:
     return {"X-Registry-Auth": base64.urlsafe_b64encode(json.dumps(body).encode()).decode()}
 
 
-def _render(session, resp, printer: ProgressPrinter) -> list[dict]:  # noqa: ANN001
+def _render(session, resp, printer: ProgressPrinter) -> list[dict]:
     """Draw the daemon's JSON progress; raise the error it ends with; return the aux results."""
     from .output import messages, stream_error
 
@@ -116,7 +116,7 @@ def _render(session, resp, printer: ProgressPrinter) -> list[dict]:  # noqa: ANN
 @click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
               help="Set platform if server is multi-platform capable.")
 @pass_session
-def pull(session, name: str, all_tags: bool, quiet: bool, platform: str | None) -> None:  # noqa: ANN001
+def pull(session, name: str, all_tags: bool, quiet: bool, platform: str | None) -> None:
     """Download an image from a registry."""
     from .. import reference as refs
     from ..errors import DockyardError
@@ -144,7 +144,7 @@ def pull(session, name: str, all_tags: bool, quiet: bool, platform: str | None) 
 @click.option("--chunk-size", type=int, default=None, hidden=True,
               help="Upload blobs in PATCH chunks of this many bytes (default: one PUT).")
 @pass_session
-def push(session, name: str, all_tags: bool, quiet: bool, chunk_size: int | None) -> None:  # noqa: ANN001
+def push(session, name: str, all_tags: bool, quiet: bool, chunk_size: int | None) -> None:
     """Upload an image to a registry."""
     from .. import reference as refs
     from ..client import quote
@@ -245,7 +245,7 @@ def serve(listen: str, root_dir: str, users: str | None, public: tuple[str, ...]
         raise click.BadParameter(str(exc)) from None
     host, port = server.server_address[:2]
 
-    def stop(signum, frame) -> None:  # noqa: ANN001
+    def stop(signum, frame) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)

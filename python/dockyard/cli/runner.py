@@ -174,7 +174,7 @@ def parse_run_args(argv: list[str]) -> dict | None:
     return params
 
 
-def fast_run(session, argv: list[str]) -> int | None:  # noqa: ANN001
+def fast_run(session, argv: list[str]) -> int | None:
     """``dockyard run`` without click; None means "let click handle these arguments"."""
     params = parse_run_args(argv)
     if params is None:
@@ -182,7 +182,7 @@ def fast_run(session, argv: list[str]) -> int | None:  # noqa: ANN001
     return run_container(session, params)
 
 
-def run_container(session, params: dict) -> int:  # noqa: ANN001
+def run_container(session, params: dict) -> int:
     """Create, start, and unless detached follow the container to its exit, through the daemon
     as the docker CLI does: create, attach, wait, start; returns the exit code."""
     from ..errors import DockyardError
@@ -207,7 +207,7 @@ def run_container(session, params: dict) -> int:  # noqa: ANN001
     return 0 if code is None else code  # None: detached with ctrl-p ctrl-q, the container runs on
 
 
-def _remove_quietly(api, cid: str) -> None:  # noqa: ANN001
+def _remove_quietly(api, cid: str) -> None:
     from ..errors import DockyardError
 
     try:
@@ -511,7 +511,7 @@ def _publish(spec: str) -> tuple[str, dict]:
     return f"{port}/{proto or 'tcp'}", {"HostIp": host_ip, "HostPort": host_port}
 
 
-def create_container(session, params: dict) -> str:  # noqa: ANN001
+def create_container(session, params: dict) -> str:
     """ContainerCreate, pulling the image as the docker CLI does: first with ``--pull always``;
     on "No such image" with ``--pull missing`` (the default), after saying so, then once more."""
     from ..client import quote
@@ -542,7 +542,7 @@ def create_container(session, params: dict) -> str:  # noqa: ANN001
     return out["Id"]
 
 
-def pull_image(session, name: str, quiet: bool) -> None:  # noqa: ANN001
+def pull_image(session, name: str, quiet: bool) -> None:
     """Pull ``name`` (its default tag when it names none) through the daemon, the progress on
     stderr as the docker CLI draws it for run and create (stdout is for the container)."""
     from .. import reference as refs
@@ -554,7 +554,7 @@ def pull_image(session, name: str, quiet: bool) -> None:  # noqa: ANN001
     _render(session, resp, ProgressPrinter(sys.stderr, quiet=quiet))
 
 
-def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: bool = False,  # noqa: ANN001, C901
+def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: bool = False,
                sig_proxy: bool = True, wait: str = "next-exit") -> int | None:
     """Attach to a container through the daemon (``POST /containers/{id}/attach``, hijacked),
     start it when asked once attached, and relay until it exits: returns its exit code, or None
@@ -592,7 +592,7 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
                 _remove_quietly(api, cid)
             raise
     if not tty and sig_proxy:
-        def proxy(signum, frame):  # noqa: ANN001
+        def proxy(signum, frame):
             try:  # docker's --sig-proxy, on a connection of its own
                 side_transport(api).json("POST", f"/containers/{cid}/kill", {"signal": str(signum)})
             except DockyardError:
@@ -616,7 +616,7 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
     return int(result.get("StatusCode", 0))
 
 
-def relay(api, sock, stdin: bool, tty: bool, resize_path: str = "") -> bool:  # noqa: ANN001, C901
+def relay(api, sock, stdin: bool, tty: bool, resize_path: str = "") -> bool:
     """Relay a hijacked attach or exec stream until it ends: our stdin in (when asked; its end
     half-closes the stream), the output out (Docker's frames without a TTY).  With a TTY on a
     terminal: raw mode, and the window size posted to ``resize_path`` at the start and on each
@@ -722,7 +722,7 @@ def terminal_size() -> tuple[int, int] | None:
     return None
 
 
-def side_transport(api):  # noqa: ANN001, ANN201
+def side_transport(api):
     """A connection of its own to the same daemon (for a thread or a signal handler beside a
     running stream)."""
     from ..client import Transport

@@ -46,7 +46,7 @@ def _df_rows(usage: dict) -> list[dict]:
 @click.option("-v", "--verbose", is_flag=True, help="Show detailed information on space usage")
 @click.option("--format", "fmt", help="Format output using a custom template")
 @pass_session
-def system_df(session, verbose, fmt):  # noqa: ANN001
+def system_df(session, verbose, fmt):
     """Show dockyard disk usage."""
     usage = session.api.json("GET", "/system/df", timeout=None) or {}
     headers = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
@@ -61,7 +61,7 @@ def system_df(session, verbose, fmt):  # noqa: ANN001
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.option("--filter", "filters", multiple=True, help='Provide filter values (e.g. "label=<key>=<value>")')
 @pass_session
-def system_prune(session, all_, volumes, force, filters):  # noqa: ANN001
+def system_prune(session, all_, volumes, force, filters):
     """Remove unused data: stopped containers, unused networks, dangling images, build cache."""
     from ..units import human_size
     from .output import confirm, parse_filters
@@ -110,7 +110,7 @@ def system_prune(session, all_, volumes, force, filters):  # noqa: ANN001
 @click.command("info", context_settings=CONTEXT)
 @click.option("-f", "--format", "fmt", help="Format output using a custom template")
 @pass_session
-def system_info(session, fmt):  # noqa: ANN001
+def system_info(session, fmt):
     """Display system-wide information."""
     from .. import __version__
 
@@ -123,7 +123,7 @@ def system_info(session, fmt):  # noqa: ANN001
         return
     from ..units import bytes_size
 
-    def listing(values) -> str:  # noqa: ANN001
+    def listing(values) -> str:
         return " ".join(values or [])
 
     plugins = info.get("Plugins") or {}
@@ -182,7 +182,7 @@ def system_info(session, fmt):  # noqa: ANN001
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
 @click.option("--format", "fmt", help="Format output using a custom template")
 @pass_session
-def system_events(session, since, until, filters, fmt):  # noqa: ANN001
+def system_events(session, since, until, filters, fmt):
     """Get real time events from the daemon."""
     import time
 
@@ -225,7 +225,7 @@ for _name, _cmd in (("df", system_df), ("prune", system_prune), ("info", system_
 @click.command("version", context_settings=CONTEXT)
 @click.option("-f", "--format", "fmt", help="Format output using a custom template")
 @pass_session
-def version(session, fmt):  # noqa: ANN001
+def version(session, fmt):
     """Show the dockyard version information (the client's, then the daemon's)."""
     import platform
 

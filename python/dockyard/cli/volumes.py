@@ -26,7 +26,7 @@ def volume_group() -> None:
 @click.option("--label", multiple=True, help="Set metadata for a volume")
 @click.option("-o", "--opt", multiple=True, help="Set driver specific options")
 @pass_session
-def create(session, name, name_opt, driver, label, opt):  # noqa: ANN001
+def create(session, name, name_opt, driver, label, opt):
     """Create a volume."""
     from ..errors import InvalidArgument
 
@@ -54,7 +54,7 @@ def _rows(vols: list[dict]) -> list[dict]:
 @click.option("-f", "--filter", "filters", multiple=True, help="Provide filter values (e.g. 'dangling=true')")
 @click.option("--format", "fmt", default=None, help="Pretty-print volumes using a Go template")
 @pass_session
-def ls(session, quiet, filters, fmt):  # noqa: ANN001
+def ls(session, quiet, filters, fmt):
     """List volumes."""
     out = session.api.json("GET", "/volumes", {"filters": parse_filters(filters) or None})
     rows = _rows(sorted(out.get("Volumes") or [], key=lambda v: v["Name"]))
@@ -70,7 +70,7 @@ volume_group.add_command(ls, "list")
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--format", "fmt", default=None, help="Format the output using the given Go template")
 @pass_session
-def inspect(session, names, fmt):  # noqa: ANN001
+def inspect(session, names, fmt):
     """Display detailed information on one or more volumes."""
     from ..errors import NotFound
 
@@ -88,7 +88,7 @@ def inspect(session, names, fmt):  # noqa: ANN001
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--force", is_flag=True, help="Force the removal of one or more volumes")
 @pass_session
-def rm(session, names, force):  # noqa: ANN001
+def rm(session, names, force):
     """Remove one or more volumes."""
     from ..errors import DockyardError
 
@@ -110,7 +110,7 @@ volume_group.add_command(rm, "remove")
 @click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<label>')")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused volumes, not just anonymous ones")
 @pass_session
-def prune(session, force, filters, all_):  # noqa: ANN001
+def prune(session, force, filters, all_):
     """Remove unused local volumes."""
     from ..units import human_size
     from .output import confirm

@@ -57,7 +57,7 @@ class ExecResult:
         self.exit_code = exit_code
         self.output = output
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         return iter((self.exit_code, self.output))
 
     def __eq__(self, other: object) -> bool:
@@ -355,7 +355,7 @@ class ContainerCollection:
     def get(self, container_id: str) -> Container:
         return self._model(self.client.api.json("GET", f"/containers/{quote(container_id, safe='')}/json"))
 
-    def list(self, all: bool = False, filters: dict[str, Any] | None = None, limit: int = -1,  # noqa: A002
+    def list(self, all: bool = False, filters: dict[str, Any] | None = None, limit: int = -1,
              sparse: bool = False) -> list[Container]:
         flt = {k: (v if isinstance(v, list) else [str(v)]) for k, v in (filters or {}).items()}
         rows = self.client.api.json("GET", "/containers/json", {"all": all, "limit": limit if limit > 0 else None,
@@ -418,7 +418,7 @@ class ImageCollection:
     def get(self, name: str) -> Image:
         return self._model(self.client.api.json("GET", f"/images/{quote(name, safe='/:@')}/json"))
 
-    def list(self, name: str | None = None, all: bool = False, filters: dict | None = None) -> list[Image]:  # noqa: A002
+    def list(self, name: str | None = None, all: bool = False, filters: dict | None = None) -> list[Image]:
         flt = {k: (v if isinstance(v, list) else [str(v)]) for k, v in (filters or {}).items()}
         if name:
             flt["reference"] = [name]

@@ -64,7 +64,7 @@ def urlencode(items: list[tuple[str, str]]) -> str:
 class Response:
     """An HTTP/1.1 response body (Content-Length, chunked, or until close)."""
 
-    def __init__(self, f, status: int, headers: dict[str, str], method: str) -> None:  # noqa: ANN001
+    def __init__(self, f, status: int, headers: dict[str, str], method: str) -> None:
         self.f = f
         self.status = status
         self.headers = headers
@@ -170,7 +170,7 @@ class Connection:
     def settimeout(self, timeout: float | None) -> None:
         self.sock.settimeout(timeout)
 
-    def exchange(self, method: str, url: str, headers: dict[str, str], body, fd: int | None = None) -> Response:  # noqa: ANN001
+    def exchange(self, method: str, url: str, headers: dict[str, str], body, fd: int | None = None) -> Response:
         head = [f"{method} {url} HTTP/1.1"] + [f"{k}: {v}" for k, v in headers.items()]
         if fd is not None:
             # dockyard's own extension: the body is an open file handed over with SCM_RIGHTS
@@ -434,7 +434,7 @@ def _error(status: int, raw: bytes, path: str) -> DockyardError:
     return APIError(message, status)
 
 
-def frames(read, tty: bool) -> Iterator[tuple[int, bytes]]:  # noqa: ANN001
+def frames(read, tty: bool) -> Iterator[tuple[int, bytes]]:
     """(stream, bytes) from ``read(n)`` (b"" at the end): Docker's 8-byte ``[kind,0,0,0,len32]``
     frames without a TTY (1 stdout, 2 stderr), raw bytes as stdout with one."""
     if tty:

@@ -28,7 +28,7 @@ class Engine:
         self._containers = None
 
     @property
-    def containers(self):  # noqa: ANN201
+    def containers(self):
         """Container operations (loaded on first use: image commands never pay for them)."""
         if self._containers is None:
             from .containers import Containers

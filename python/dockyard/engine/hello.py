@@ -80,7 +80,7 @@ def layer_tar() -> bytes:
     return buf.getvalue()
 
 
-def ensure(engine) -> str:  # noqa: ANN001
+def ensure(engine) -> str:
     """Register ``hello-world:latest`` in the store if it is not there; return its image ID."""
     import hashlib
 

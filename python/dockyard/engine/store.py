@@ -410,7 +410,7 @@ def remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
         return
 
-    def onerror(func, p, exc_info):  # noqa: ANN001
+    def onerror(func, p, exc_info):
         if not isinstance(exc_info[1], FileNotFoundError):
             raise exc_info[1]
 

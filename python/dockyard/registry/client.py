@@ -238,7 +238,7 @@ class Registry:
                 self.scheme = "http"
         return self.scheme
 
-    def _send(self, method: str, url: str, headers: dict[str, str], body) -> http.client.HTTPResponse:  # noqa: ANN001
+    def _send(self, method: str, url: str, headers: dict[str, str], body) -> http.client.HTTPResponse:
         parts = urllib.parse.urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         for attempt in (0, 1):
@@ -313,7 +313,7 @@ class Registry:
     # -- requests --
 
     def request(self, method: str, path: str, scopes: tuple[str, ...], headers: dict[str, str] | None = None,
-                body=None, ok: tuple[int, ...] = (200,)) -> Response:  # noqa: ANN001
+                body=None, ok: tuple[int, ...] = (200,)) -> Response:
         """Send a request (``path`` is a path on the registry or an absolute URL it gave us),
         answering one auth challenge and following redirects; raise unless the status is in
         ``ok``.  The caller reads the body."""
@@ -487,7 +487,7 @@ def _choose(index: dict, platform: tuple[str, str, str], where: str) -> dict:
     return candidates[0]
 
 
-def pull(engine, name: str, *, platform: str | None = None, all_tags: bool = False,  # noqa: ANN001
+def pull(engine, name: str, *, platform: str | None = None, all_tags: bool = False,
          progress: Progress | None = None, registry: Registry | None = None) -> list[PullResult]:
     """``docker pull``: every image that ``name`` (or, with ``all_tags``, its repository)
     names, registered under its tag and ``name@digest``."""
@@ -507,7 +507,7 @@ def pull(engine, name: str, *, platform: str | None = None, all_tags: bool = Fal
             reg.close()
 
 
-def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, str, str],  # noqa: ANN001, C901
+def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, str, str],
               progress: Progress) -> PullResult:
     from ..engine.store import chain_ids
 
@@ -724,13 +724,13 @@ class CutShort(DigestMismatch):
 PARTIAL_TTL = 7 * 24 * 3600
 
 
-def _partial_dir(store) -> Path:  # noqa: ANN001
+def _partial_dir(store) -> Path:
     # Beside tmp/ rather than in it: tmp/ holds only what a live process is writing (the
     # sweep empties it after a crash), and these must outlast the process.
     return store.root / "partial"
 
 
-def _expire_partials(store) -> None:  # noqa: ANN001
+def _expire_partials(store) -> None:
     try:
         entries = list(os.scandir(_partial_dir(store)))
     except OSError:
@@ -756,7 +756,7 @@ class _Partial:
         self.held = size
 
     @classmethod
-    def open(cls, store, digest: str, fallback: Path) -> _Partial:  # noqa: ANN001
+    def open(cls, store, digest: str, fallback: Path) -> _Partial:
         path = _partial_dir(store) / digest.partition(":")[2]
         for _ in range(3):
             try:
@@ -841,7 +841,7 @@ def _fetch_layer(reg: Registry, repo: str, desc: dict, part: _Partial, target: P
     def extract() -> None:
         try:
             box["info"] = _native.extract(f"/proc/self/fd/{r}", str(target))
-        except BaseException as exc:  # noqa: BLE001 (handed to the pulling thread)
+        except BaseException as exc:  # (handed to the pulling thread)
             box["error"] = exc
         finally:
             os.close(r)  # the downloader's next write fails (EPIPE): it goes on to the file alone
@@ -856,7 +856,7 @@ def _fetch_layer(reg: Registry, repo: str, desc: dict, part: _Partial, target: P
         # with a progress detail, as dockerd sends it: a client off a terminal skips it
         size = desc.get("size") or None
         progress(short, "Extracting", size, size)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         failure = exc
     finally:
         os.close(w)  # end of stream: the extractor drains, checks and returns
@@ -970,7 +970,7 @@ def _extract(src: Path, target: Path, digest: str, diff_id: str) -> dict:
     return _checked(info, digest, diff_id)
 
 
-def _checked(info, digest: str, diff_id: str) -> dict:  # noqa: ANN001
+def _checked(info, digest: str, diff_id: str) -> dict:
     if info["digest"] != digest:
         raise DigestMismatch(f"layer {digest} does not match its digest: its content is {info['digest']}")
     if info["diff_id"] != diff_id:
@@ -979,7 +979,7 @@ def _checked(info, digest: str, diff_id: str) -> dict:  # noqa: ANN001
     return dict(info)
 
 
-def _record(engine, image_id: str, tags: list[str], repo_digest: str) -> None:  # noqa: ANN001
+def _record(engine, image_id: str, tags: list[str], repo_digest: str) -> None:
     with engine.store.transaction() as db:
         for tag in tags:
             db.execute("INSERT OR REPLACE INTO tags VALUES (?,?)", (tag, image_id))
@@ -1006,7 +1006,7 @@ class _Blob:
     label: str = ""
 
 
-def push(engine, name: str, *, all_tags: bool = False, progress: Progress | None = None,  # noqa: ANN001
+def push(engine, name: str, *, all_tags: bool = False, progress: Progress | None = None,
          chunk_size: int | None = None, registry: Registry | None = None) -> list[PushResult]:
     """``docker push``: the image ``name`` names (or every tag of its repository) with its
     layers, config and a manifest (Docker schema2 when every layer is gzip, else OCI)."""
@@ -1034,11 +1034,11 @@ def push(engine, name: str, *, all_tags: bool = False, progress: Progress | None
             reg.close()
 
 
-def _all_tags(engine) -> list[str]:  # noqa: ANN001
+def _all_tags(engine) -> list[str]:
     return [r[0] for r in engine.store.db.execute("SELECT name FROM tags ORDER BY name")]
 
 
-def _push_one(engine, reg: Registry, ref: refs.Reference, progress: Progress,  # noqa: ANN001
+def _push_one(engine, reg: Registry, ref: refs.Reference, progress: Progress,
               chunk_size: int | None) -> PushResult:
     images, store = engine.images, engine.store
     try:
@@ -1106,7 +1106,7 @@ def _push_one(engine, reg: Registry, ref: refs.Reference, progress: Progress,  #
 class _Reporting:
     """A file that reports how far it has been read (the body of a monolithic upload)."""
 
-    def __init__(self, f, report: Callable[[int], None]) -> None:  # noqa: ANN001
+    def __init__(self, f, report: Callable[[int], None]) -> None:
         self.f, self.report, self.done, self.last = f, report, 0, 0
 
     def read(self, n: int = -1) -> bytes:

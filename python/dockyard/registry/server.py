@@ -224,11 +224,11 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing --
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         if self.server.log:
             sys.stderr.write(f"{self.address_string()} - {format % args}\n")
 
-    def log_error(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_error(self, format: str, *args: object) -> None:
         sys.stderr.write(f"{self.address_string()} - error: {format % args}\n")
 
     def handle_one_request(self) -> None:
@@ -324,7 +324,7 @@ class Handler(BaseHTTPRequestHandler):
         body = json.dumps(doc).encode()
         self._send(exc.status, body, dict(exc.headers, **{"Content-Type": "application/json"}))
 
-    def _read_body(self, sink, limit: int | None = None) -> int:  # noqa: ANN001
+    def _read_body(self, sink, limit: int | None = None) -> int:
         """Copy the request body (Content-Length or chunked) to ``sink(bytes)``."""
         self._body_read = True
         total = 0
@@ -344,7 +344,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self._copy(sink, length, 0, limit)
 
-    def _copy(self, sink, size: int, already: int, limit: int | None) -> int:  # noqa: ANN001
+    def _copy(self, sink, size: int, already: int, limit: int | None) -> int:
         if limit is not None and already + size > limit:
             self.close_connection = True
             raise ApiError(413, "SIZE_INVALID", f"body larger than {limit} bytes")

@@ -101,7 +101,7 @@ _CACHE: dict[str, Template] = {}
 _CACHE_MAX = 256
 
 
-def compile(fmt: str) -> Template:  # noqa: A001 - the natural name; shadows only in here
+def compile(fmt: str) -> Template:  # the natural name; shadows the builtin only in here
     """Parse ``fmt`` as Docker does (``templates.Parse``); cached per string.
 
     Raises TemplateError ``template parsing error: template: :1: ...`` when it does not parse.

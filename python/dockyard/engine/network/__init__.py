@@ -8,7 +8,7 @@ loaded from the manager on first use (PEP 562).
 from __future__ import annotations
 
 
-def __getattr__(name: str):  # noqa: ANN202
+def __getattr__(name: str):
     if name.startswith("__") or name in ("manager", "hooks", "dns", "firewall", "netlink", "nftables"):
         raise AttributeError(name)  # submodules load through the import system, not here
     import importlib

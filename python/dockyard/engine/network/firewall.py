@@ -245,7 +245,7 @@ def _error(exc: OSError) -> DockyardError:
     return DockyardError(f"cannot program the firewall: {exc.strerror or exc}")
 
 
-def _transaction(plan) -> None:  # noqa: ANN001
+def _transaction(plan) -> None:
     """Read, plan and commit until the commit finds the ruleset as it was read."""
     native = False
     with _lock:
@@ -285,7 +285,7 @@ def _delete_legacy(port_rules: list[tuple], bridges: list[str]) -> None:
     if not bridges:
         return
 
-    def plan(nf: nft.Nftables, native: bool) -> list[tuple]:  # noqa: ARG001
+    def plan(nf: nft.Nftables, native: bool) -> list[tuple]:
         msgs = []
         for table, chain in LEGACY_CHAINS:
             if nf.has_chain(FAMILY, table, chain):

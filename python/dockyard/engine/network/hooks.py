@@ -19,7 +19,7 @@ from pathlib import Path
 from ...errors import InvalidArgument
 
 
-def networks(containers):  # noqa: ANN001, ANN201
+def networks(containers):
     net = getattr(containers, "_dy_networks", None)
     if net is None:
         from . import Networks
@@ -29,7 +29,7 @@ def networks(containers):  # noqa: ANN001, ANN201
     return net
 
 
-def volumes(containers):  # noqa: ANN001, ANN201
+def volumes(containers):
     vol = getattr(containers, "_dy_volumes", None)
     if vol is None:
         from ..volumes import Volumes
@@ -39,7 +39,7 @@ def volumes(containers):  # noqa: ANN001, ANN201
     return vol
 
 
-def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # noqa: ANN001
+def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:
     """Validate the mount and network options; returns (Config, HostConfig, spec) additions.
     Nothing is made here: a bad value changes nothing."""
     from ..containers import config_volumes
@@ -125,7 +125,7 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:  # 
     return config, host, spec
 
 
-def on_insert(containers, db, cid: str, name: str, spec: dict) -> None:  # noqa: ANN001
+def on_insert(containers, db, cid: str, name: str, spec: dict) -> None:
     """Inside the transaction that inserts the container: create its volumes and endpoints."""
     vols = volumes(containers)
     for mp in spec.get("_Mounts") or []:
@@ -149,7 +149,7 @@ def on_insert(containers, db, cid: str, name: str, spec: dict) -> None:  # noqa:
     networks(containers).add_endpoints(db, cid, spec.get("_Networks") or [])
 
 
-def on_start(containers, rec: dict, rootfs: Path) -> dict:  # noqa: ANN001
+def on_start(containers, rec: dict, rootfs: Path) -> dict:
     """Before the runtime runs: the network namespace (path, or None for the host's), the
     volume and tmpfs mounts, and the link variables."""
     spec = rec["spec"]
@@ -177,7 +177,7 @@ def on_start(containers, rec: dict, rootfs: Path) -> dict:  # noqa: ANN001
     return {"netns": path, "mounts": mounts, "env": env}
 
 
-def _update_linkers(containers, rec: dict) -> None:  # noqa: ANN001
+def _update_linkers(containers, rec: dict) -> None:
     """Docker: a linked container's restart updates the /etc/hosts of those linking to it."""
     net = networks(containers)
     for other in net.linked_from(rec["name"]):
@@ -195,7 +195,7 @@ def _update_linkers(containers, rec: dict) -> None:  # noqa: ANN001
             pass
 
 
-def etc_files(containers, rec: dict, hosts: str, resolv: str) -> tuple[str, str]:  # noqa: ANN001
+def etc_files(containers, rec: dict, hosts: str, resolv: str) -> tuple[str, str]:
     """/etc/hosts and /etc/resolv.conf contents for a starting container."""
     host = rec["spec"]["HostConfig"]
     mode = host.get("NetworkMode") or "default"
@@ -217,7 +217,7 @@ def etc_files(containers, rec: dict, hosts: str, resolv: str) -> tuple[str, str]
                             embedded=mode in ("default", "bridge") and net.needs_dns(rec["id"])))
 
 
-def on_stop(containers, cid: str) -> None:  # noqa: ANN001
+def on_stop(containers, cid: str) -> None:
     net = networks(containers)
     dns = net.needs_dns(cid) or any(ep["ports"] != "[]" for ep in net.endpoints(cid))
     net.teardown(cid)
@@ -227,7 +227,7 @@ def on_stop(containers, cid: str) -> None:  # noqa: ANN001
         dns_mod.sync(containers.store.root, spawn=False, timeout=1.0)
 
 
-def on_remove(containers, rec: dict, remove_volumes: bool) -> None:  # noqa: ANN001
+def on_remove(containers, rec: dict, remove_volumes: bool) -> None:
     networks(containers).forget(rec["id"])
     auto = rec["spec"]["HostConfig"].get("AutoRemove")
     volumes(containers).release(rec["spec"].get("_Mounts") or [], remove_volumes or bool(auto))
@@ -239,15 +239,15 @@ def mounts(rec: dict) -> list[dict]:
     return public_mounts(rec["spec"].get("_Mounts") or [])
 
 
-def network_settings(containers, rec: dict) -> dict:  # noqa: ANN001
+def network_settings(containers, rec: dict) -> dict:
     return networks(containers).settings(rec)
 
 
-def ports(containers, rec: dict) -> dict:  # noqa: ANN001
+def ports(containers, rec: dict) -> dict:
     return network_settings(containers, rec)["Ports"]
 
 
-def ps_columns(containers, rec: dict) -> dict:  # noqa: ANN001
+def ps_columns(containers, rec: dict) -> dict:
     """``ps``'s Ports ("0.0.0.0:8080->80/tcp, 81/tcp"), Networks and Mounts columns."""
     net = networks(containers)
     ports = []

@@ -174,7 +174,7 @@ class Networks:
                             _now()))
 
     @contextlib.contextmanager
-    def _lock(self):  # noqa: ANN202
+    def _lock(self):
         fd = os.open(self.store.root / "net.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -440,7 +440,7 @@ class Networks:
 
     # -- containers: create -------------------------------------------------------------------
 
-    def plan(self, mode: str, aliases: list[str], want_ip: str, links: list[str], resolve_container,  # noqa: ANN001
+    def plan(self, mode: str, aliases: list[str], want_ip: str, links: list[str], resolve_container,
              endpoint: dict | None = None) -> dict:
         """Validate a container's network options at create time; returns what to store.
         ``endpoint``: the rest of the API's EndpointSettings (``ip6``, ``links``, ``link_local``,
@@ -507,7 +507,7 @@ class Networks:
                 "networks": [{"id": r["id"], "aliases": aliases, "want_ip": want_ip, "want_ip6": want_ip6,
                               "extra": extra}]}
 
-    def add_endpoints(self, db, cid: str, networks: list[dict]) -> None:  # noqa: ANN001
+    def add_endpoints(self, db, cid: str, networks: list[dict]) -> None:
         from ..names import new_id
 
         for i, n in enumerate(networks):
@@ -598,7 +598,7 @@ class Networks:
                        (str(ip), str(ip6) if ip6 else "", extra.get("mac") or mac_text(mac_for(ip)), cid, ep["network"]))
         return ip, ip6
 
-    def _connect_one(self, rec: dict, ep: dict, path: str, inside, i: int, ports: list[dict]) -> None:  # noqa: ANN001
+    def _connect_one(self, rec: dict, ep: dict, path: str, inside, i: int, ports: list[dict]) -> None:
         from . import firewall, netlink
 
         cid = rec["id"]
@@ -754,8 +754,8 @@ class Networks:
         if r["driver"] != "bridge" or mode in ("host", "none") or mode.startswith("container:"):
             raise Conflict("container cannot be disconnected from host network or connected to host network"
                            if mode == "host" or r["name"] == "host" else
-                           f"container sharing network namespace with another container or host cannot be connected "
-                           f"to any other network" if mode.startswith("container:") else
+                           "container sharing network namespace with another container or host cannot be connected "
+                           "to any other network" if mode.startswith("container:") else
                            "container cannot be connected to multiple networks with one of the networks in private (none) mode")
         if self.store.db.execute("SELECT 1 FROM endpoints WHERE container=? AND network=?", (cid, r["id"])).fetchone():
             raise Conflict(f"endpoint with name {rec['name']} already exists in network {r['name']}")
@@ -1118,7 +1118,7 @@ def _endpoint_extra(endpoint: dict) -> dict:
     return extra
 
 
-def _choose(net_name: str, subnet: str, gateway: str, pool: dict, want: str, prev: str, used: set):  # noqa: ANN202
+def _choose(net_name: str, subnet: str, gateway: str, pool: dict, want: str, prev: str, used: set):
     net = ipaddress.ip_network(subnet)
     gw = ipaddress.ip_address(gateway)
     taken = {str(gw)} | set((pool.get("AuxiliaryAddresses") or {}).values()) | used
@@ -1186,7 +1186,7 @@ def _with_gateway(pool: dict) -> dict:
     return dict(pool, Subnet=str(net), Gateway=pool.get("Gateway") or str(net.network_address + 1))
 
 
-def _pick_from(pools: list[tuple[str, int]], taken: list, version: int = 6):  # noqa: ANN202
+def _pick_from(pools: list[tuple[str, int]], taken: list, version: int = 6):
     """The first subnet of the daemon's --default-address-pool pools of that IP version that
     overlaps nothing taken."""
     for base, size in pools:
@@ -1231,7 +1231,7 @@ def _host_routes(family: int = socket.AF_INET) -> list:
 
 
 @contextlib.contextmanager
-def _host_lock():  # noqa: ANN202
+def _host_lock():
     """Host-wide: choosing a subnet and making its bridge is atomic across roots."""
     base = "/run/lock" if os.path.isdir("/run/lock") else "/tmp"
     fd = os.open(f"{base}/dockyard-net.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
