@@ -104,13 +104,13 @@ def oci_layout(layer: Path, dest: Path) -> Path:
     return dest
 
 
-def timed(fn) -> float:  # noqa: ANN001
+def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
 
 
-def run(cmd: list[str], **kw) -> None:  # noqa: ANN003
+def run(cmd: list[str], **kw) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
 
 

@@ -197,7 +197,7 @@ def main() -> int:
                 def start(self) -> None:  # the shared helper, with a bridge instead of none
                     real = subprocess.Popen
 
-                    def popen(cmd, *a, **kw):  # noqa: ANN001, ANN202
+                    def popen(cmd, *a, **kw):
                         if cmd and cmd[0] == "dockerd":
                             cmd = [c if c != "none" else DK_BRIDGE for c in cmd]
                         return real(cmd, *a, **kw)

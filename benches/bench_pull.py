@@ -228,7 +228,7 @@ def drop_caches() -> None:
     os.sync()
 
 
-def main() -> None:  # noqa: C901
+def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--skip-docker", action="store_true")
@@ -278,7 +278,7 @@ def main() -> None:  # noqa: C901
             print(f"image 3x70: three gzip layers, {' + '.join(f'{p.stat().st_size / 1e6:.1f}' for p in big)} MB")
             images.append(("3x70", big_name, big_size))
 
-        def dockerd_for(rep: int):  # noqa: ANN202
+        def dockerd_for(rep: int):
             from support import Dockerd
 
             key = 0 if opts.delete_between else rep

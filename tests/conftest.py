@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import (  # noqa: E402
+from support import (
     Dockerd, Served, is_root, make_busybox_rootfs, need, stop_daemon, tar_dir, tempfile_dir,
 )
 
@@ -224,7 +224,7 @@ def _host_left_alone(tmp_path_factory):
         pytest.fail("the test session changed the host:\n  " + "\n  ".join(sorted(problems)), pytrace=False)
 
 
-def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001, ARG001
+def pytest_sessionfinish(session, exitstatus):
     """A daemon that a test's CLI started and nothing stopped is a leak: stop it, and say so.
     Only this session's (their store is under its temporary directory): another pytest session
     may be running beside this one."""

@@ -21,10 +21,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import extract_with_tar, make_busybox_rootfs, needs_root, tar_dir, tree  # noqa: E402
+from support import extract_with_tar, make_busybox_rootfs, needs_root, tar_dir, tree
 
-from dockyard.build import BuildOptions, Builder  # noqa: E402
-from dockyard.build.errors import BuildError, DockerfileError  # noqa: E402
+from dockyard.build import BuildOptions, Builder
+from dockyard.build.errors import BuildError, DockerfileError
 
 pytestmark = needs_root
 BASE = "dybuild:base"

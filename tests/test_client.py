@@ -13,7 +13,7 @@ from test_daemon import daemon, pytestmark  # noqa: F401  (fixture and marks)
 
 
 @pytest.fixture
-def client(daemon):  # noqa: F811
+def client(daemon):
     import dockyard
 
     with dockyard.Client(f"unix://{daemon.sock}") as c:
@@ -90,7 +90,7 @@ def test_client_images(client, tmp_path):
 # -- docker-py ----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def dockerpy(daemon):  # noqa: F811
+def dockerpy(daemon):
     docker = pytest.importorskip("docker")
     c = docker.DockerClient(base_url=f"unix://{daemon.sock}", version="auto")
     yield c
@@ -195,7 +195,7 @@ def test_a_stream_that_fails_midway_is_an_error_not_a_short_body(tmp_path):
     from dockyard.daemon.http import Router, make_server, stream_produced
     from dockyard.errors import DockyardError
 
-    def produce(ok: bool):  # noqa: ANN202
+    def produce(ok: bool):
         def write(fd: int) -> None:
             os.write(fd, b"x" * 100_000)
             if not ok:

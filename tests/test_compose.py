@@ -131,7 +131,7 @@ def http_get(port: int) -> str | None:
     return body.decode() if head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0] else ""
 
 
-def wait_for(get, ok, timeout: float = WAIT):  # noqa: ANN001, ANN201
+def wait_for(get, ok, timeout: float = WAIT):
     """``get()`` until ``ok(value)`` or the time is up; returns the last value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -348,7 +348,7 @@ def expected(version: str, project: str, port: int) -> dict[str, object]:
 # -- the tests -------------------------------------------------------------------------------------
 
 @pytest.fixture
-def both(daemon, dockerd, docker_busybox):  # noqa: F811
+def both(daemon, dockerd, docker_busybox):
     """(dockyard's socket, dockerd's socket), each with the busybox image as ``dybusybox:base``."""
     need("docker")
     daemon.docker("tag", "bb", IMG)

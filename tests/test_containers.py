@@ -48,7 +48,7 @@ def dy(cli, rootfs_tar, tmp_path, monkeypatch):
     assert leftover == [], "a test left containers behind"
 
 
-def text(proc) -> str:  # noqa: ANN001
+def text(proc) -> str:
     return proc.stdout.decode()
 
 

@@ -542,7 +542,7 @@ def test_concurrent_create_start_wait_delete(daemon):
             ip = d.ok("GET", f"/containers/{cid}/json")["NetworkSettings"]["IPAddress"]
             with lock:
                 ids[i], addresses[i] = cid, ip
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             with lock:
                 errors.append(repr(exc))
         all_up.wait(600)
@@ -552,7 +552,7 @@ def test_concurrent_create_start_wait_delete(daemon):
             d.ok("POST", f"/containers/{cid}/kill?signal=TERM")
             assert wait(d, cid)["StatusCode"] == i % 7
             d.ok("DELETE", f"/containers/{cid}")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             with lock:
                 errors.append(repr(exc))
 
@@ -657,7 +657,7 @@ def test_list_filters_before_since_limit(daemon):
 
     d = daemon
     ids = [d.ok("POST", f"/containers/create?name=f{i}", {"Image": "bb", "Cmd": ["true"]})["Id"] for i in range(3)]
-    names = lambda rows: [r["Names"][0] for r in rows]  # noqa: E731
+    names = lambda rows: [r["Names"][0] for r in rows]
     assert names(d.ok("GET", "/containers/json?all=1")) == ["/f2", "/f1", "/f0"]
     assert names(d.ok("GET", "/containers/json?limit=1")) == ["/f2"]
     flt = quote(json.dumps({"before": ["f2"]}))

@@ -15,7 +15,7 @@ IMG = "dybusybox:base"
 
 
 @pytest.fixture
-def both(daemon, dockerd, docker_busybox):  # noqa: F811
+def both(daemon, dockerd, docker_busybox):
     """(ours, theirs): callables running ``docker ARGS`` against each daemon."""
     need("docker")
     daemon.docker("tag", "bb", IMG)
@@ -35,7 +35,7 @@ def both(daemon, dockerd, docker_busybox):  # noqa: F811
         daemon.docker("rm", "-f", name, check=False)
 
 
-def same(both, *args: str, input: bytes | None = None, normalise=None) -> subprocess.CompletedProcess:  # noqa: ANN001
+def same(both, *args: str, input: bytes | None = None, normalise=None) -> subprocess.CompletedProcess:
     ours, theirs = both
     a, b = ours(*args, input=input), theirs(*args, input=input)
     norm = normalise or (lambda s: s)
@@ -148,14 +148,14 @@ def test_run_tty_through_script(both):
     assert b"in-tty" in outs[0][1] and b"33 77\r\n" in outs[0][1] and outs[0][0] == 2
 
 
-def _envs(both):  # noqa: ANN001, ANN202
+def _envs(both):
     import os
 
     ours, theirs = both
     return [dict(os.environ, DOCKER_HOST=_host(ours)), dict(os.environ, DOCKER_HOST=_host(theirs))]
 
 
-def _host(run) -> str:  # noqa: ANN001
+def _host(run) -> str:
     proc = run("context", "inspect", "-f", "{{.Endpoints.docker.Host}}")
     import os
 
@@ -202,7 +202,7 @@ def test_networks_and_links(both):
     assert ours("network", "rm", "dynet").stdout == b"dynet\n"
 
 
-def registry_serve(root, *options: str) -> tuple[subprocess.Popen, int]:  # noqa: ANN001
+def registry_serve(root, *options: str) -> tuple[subprocess.Popen, int]:
     """``dockyard registry serve`` (the command, a process of its own) on a free loopback port,
     once it accepts connections; the caller terminates it."""
     import socket
@@ -225,7 +225,7 @@ def registry_serve(root, *options: str) -> tuple[subprocess.Popen, int]:  # noqa
     return proc, port
 
 
-def test_push_pull_local_registry(daemon, tmp_path):  # noqa: F811
+def test_push_pull_local_registry(daemon, tmp_path):
     """docker push/pull through the daemon, to ``dockyard registry serve`` on loopback."""
     reg, port = registry_serve(tmp_path / "reg")
     try:
@@ -260,7 +260,7 @@ def test_exec_tty_window_size(both):
     assert b"21 61\r\n" in proc.stdout and b"/dev/pts/" in proc.stdout and proc.returncode == 3
 
 
-def test_login_and_authenticated_push_pull(daemon, tmp_path):  # noqa: F811
+def test_login_and_authenticated_push_pull(daemon, tmp_path):
     """docker login checks credentials through the daemon (/auth); push/pull carry them
     (X-Registry-Auth) to a registry that needs them."""
     import os

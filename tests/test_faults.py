@@ -258,7 +258,7 @@ def _veths(cid: str) -> list[str]:
     return [n for n in os.listdir("/sys/class/net") if n.startswith(f"dyv{cid[:10]}")]
 
 
-def _gone_within(check, seconds: float = 5.0) -> bool:  # noqa: ANN001
+def _gone_within(check, seconds: float = 5.0) -> bool:
     """The kernel destroys an unbound namespace (and its veth) off the caller's path."""
     deadline = time.monotonic() + seconds
     while check():

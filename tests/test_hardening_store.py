@@ -256,7 +256,7 @@ def test_logs_follow_streams_new_lines_and_ends_with_the_container(hd):
         shutil.rmtree(fifo_dir, ignore_errors=True)
 
 
-def _read_exactly(resp, n: int) -> bytes:  # noqa: ANN001
+def _read_exactly(resp, n: int) -> bytes:
     """``n`` bytes of a chunked body (http.client decodes the chunks; read(n) waits for n)."""
     data = resp.read(n)
     assert len(data) == n, f"stream ended after {len(data)} of {n} bytes"

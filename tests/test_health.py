@@ -21,7 +21,7 @@ HC = ["--health-cmd", "test -e /tmp/ok && echo fine", "--health-interval", "300m
 
 
 @pytest.fixture
-def sides(both, daemon, dockerd):  # noqa: F811
+def sides(both, daemon, dockerd):
     """[(docker CLI call, its environment, the busybox image)] for dockyard's daemon and dockerd."""
     ours, theirs = both
     return [(ours, daemon.docker_env, IMG), (theirs, dockerd.env, "dybusybox:base")]
@@ -51,11 +51,11 @@ def wait_health(env: dict, name: str, status: str, since: str, timeout: float = 
         proc.stdout.close()
 
 
-def _inspect(side, name: str, what: str):  # noqa: ANN001
+def _inspect(side, name: str, what: str):
     return json.loads(side("inspect", "-f", "{{json " + what + "}}", name).stdout)
 
 
-def test_health_cycle_matches_dockerd(both, sides):  # noqa: F811
+def test_health_cycle_matches_dockerd(both, sides):
     made = both[0].made
     for side, env, img in sides:
         made.append("dyhc1")
@@ -93,7 +93,7 @@ def test_health_cycle_matches_dockerd(both, sides):  # noqa: F811
     assert a == b
 
 
-def test_image_healthcheck_merge_and_none(both, sides, tmp_path):  # noqa: F811
+def test_image_healthcheck_merge_and_none(both, sides, tmp_path):
     made = both[0].made
     for n, (side, env, img) in enumerate(sides):
         ctx = tmp_path / str(n)
@@ -121,7 +121,7 @@ def test_image_healthcheck_merge_and_none(both, sides, tmp_path):  # noqa: F811
         side("rmi", "dyhcimg")
 
 
-def test_flag_and_api_errors_match(both, sides):  # noqa: F811
+def test_flag_and_api_errors_match(both, sides):
     for args in (["--no-healthcheck", "--health-cmd", "true"], ["--health-interval", "-1s", "--health-cmd", "true"],
                  ["--health-interval", "soon"], ["--health-retries", "-2", "--health-cmd", "true"]):
         a, b = (s("create", *args, img) for s, img in zip(both, (IMG, "dybusybox:base")))
@@ -142,7 +142,7 @@ def test_flag_and_api_errors_match(both, sides):  # noqa: F811
             api.close()
 
 
-def test_a_probe_past_its_timeout_is_killed(both, sides):  # noqa: F811
+def test_a_probe_past_its_timeout_is_killed(both, sides):
     made = both[0].made
     for side, env, img in sides:
         made.append("dyhc5")
@@ -160,7 +160,7 @@ def test_a_probe_past_its_timeout_is_killed(both, sides):  # noqa: F811
     assert "sleep 7" not in top, top
 
 
-def test_probes_go_on_after_a_daemon_restart(daemon):  # noqa: F811
+def test_probes_go_on_after_a_daemon_restart(daemon):
     since = str(time.time() - 1)
     daemon.docker("run", "-d", "--name", "dyhc6", *HC, "bb", "sleep", "60")
     wait_health(daemon.docker_env, "dyhc6", "unhealthy", since)
@@ -172,7 +172,7 @@ def test_probes_go_on_after_a_daemon_restart(daemon):  # noqa: F811
     daemon.docker("rm", "-f", "dyhc6")
 
 
-def test_dockyard_cli_flags(cli, daemon, both):  # noqa: F811
+def test_dockyard_cli_flags(cli, daemon, both):
     """dockyard's own CLI: the flags make the same Config.Healthcheck, ps shows the status, and
     bad flags are refused with the docker CLI's words (exit 125)."""
     ours, theirs = both

@@ -17,7 +17,7 @@ from test_docker_cli import registry_serve
 
 
 @pytest.fixture
-def remote(daemon, tmp_path):  # noqa: F811
+def remote(daemon, tmp_path):
     """A loopback registry holding ``dy/app:1`` (our busybox) and nothing of it left locally."""
     reg, port = registry_serve(tmp_path / "reg")
     try:
@@ -42,7 +42,7 @@ def _shape(text: str) -> list[str]:
     return [line for line in text.splitlines() if line not in racy]
 
 
-def test_dockyard_run_pulls_a_missing_image(cli, daemon, remote):  # noqa: F811
+def test_dockyard_run_pulls_a_missing_image(cli, daemon, remote):
     proc = cli("run", "--rm", remote, "echo", "pulled")
     assert proc.stdout == b"pulled\n"
     err = _shape(proc.stderr.decode())
@@ -55,7 +55,7 @@ def test_dockyard_run_pulls_a_missing_image(cli, daemon, remote):  # noqa: F811
     assert (proc.stdout, proc.stderr) == (b"again\n", b"")
 
 
-def test_pull_policies_and_quiet(cli, daemon, remote):  # noqa: F811
+def test_pull_policies_and_quiet(cli, daemon, remote):
     proc = cli("run", "--rm", "--pull", "never", remote, "true", check=False)
     assert (proc.returncode, proc.stderr.decode()) == (125, f"Error response from daemon: No such image: {remote}\n")
     proc = cli("create", "-q", remote)
@@ -77,7 +77,7 @@ def test_pull_policies_and_quiet(cli, daemon, remote):  # noqa: F811
     assert cli("ps", "-aq").stdout == b""
 
 
-def test_docker_cli_run_pulls_like_dockerd(daemon, dockerd, remote):  # noqa: F811
+def test_docker_cli_run_pulls_like_dockerd(daemon, dockerd, remote):
     """The docker CLI does the pull itself on a 404 from create: the same lines from both daemons."""
     need("docker")
     ours = daemon.docker("run", "--rm", remote, "echo", "pulled", check=False)
@@ -106,7 +106,7 @@ def test_docker_cli_run_pulls_like_dockerd(daemon, dockerd, remote):  # noqa: F8
         dockerd.docker("rmi", "-f", remote, check=False)
 
 
-def test_docker_py_containers_run_pulls(daemon, remote):  # noqa: F811
+def test_docker_py_containers_run_pulls(daemon, remote):
     docker = pytest.importorskip("docker")
     client = docker.DockerClient(base_url=f"unix://{daemon.sock}")
     try:
@@ -116,7 +116,7 @@ def test_docker_py_containers_run_pulls(daemon, remote):  # noqa: F811
         client.close()
 
 
-def test_a_failed_pull_leaves_no_container(cli, daemon, remote):  # noqa: F811
+def test_a_failed_pull_leaves_no_container(cli, daemon, remote):
     """A registry that is gone: the pull's error, exit 125, no container and no image."""
     port = int(remote.split(":")[1].split("/")[0])
     with socket.socket() as s:
@@ -131,7 +131,7 @@ def test_a_failed_pull_leaves_no_container(cli, daemon, remote):  # noqa: F811
     assert cli("ps", "-aq").stdout == b"" and cli("images", "-q").stdout == b""
 
 
-def test_build_pull_gets_the_newer_base(cli, daemon, remote, tmp_path):  # noqa: F811
+def test_build_pull_gets_the_newer_base(cli, daemon, remote, tmp_path):
     """``build --pull``: FROM is pulled even when present, so a base pushed anew is used; without
     it, the local copy is."""
     ctx = tmp_path / "ctx"

@@ -59,7 +59,7 @@ NET_APPLETS = ("ip", "ifconfig", "route", "nc", "wget", "httpd", "nslookup", "pi
                "sort", "tr", "cut", "ls", "kill")
 
 
-def eventually(check, timeout: float = 10.0):  # noqa: ANN001, ANN201
+def eventually(check, timeout: float = 10.0):
     """The kernel destroys a namespace (and the veth in it) asynchronously: poll for a while."""
     deadline = time.time() + timeout
     while True:
@@ -86,7 +86,7 @@ def mounts_under(path: Path) -> list[str]:
         return [line.split()[1] for line in f if line.split()[1].startswith(str(path))]
 
 
-def make_image(cli, tmp_path: Path, name: str = "bb", changes: tuple[str, ...] = ()) -> None:  # noqa: ANN001
+def make_image(cli, tmp_path: Path, name: str = "bb", changes: tuple[str, ...] = ()) -> None:
     root = make_busybox_rootfs(tmp_path / f"rootfs-{name}")
     for applet in NET_APPLETS:
         link = root / "bin" / applet
@@ -163,18 +163,18 @@ def dyn(cli, tmp_path, monkeypatch):
         assert (left_links, left_rules, netns, leases, left_mounts, dns_sock) == ([], [], [], [], [], [])
 
 
-def text(proc) -> str:  # noqa: ANN001
+def text(proc) -> str:
     return proc.stdout.decode()
 
 
-def fails(proc, code: int = 125) -> str:  # noqa: ANN001
+def fails(proc, code: int = 125) -> str:
     err = proc.stderr.decode()
     assert proc.returncode == code, (proc.returncode, err)
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
     return err
 
 
-def inspect(dy, ref: str) -> dict:  # noqa: ANN001
+def inspect(dy, ref: str) -> dict:
     return json.loads(text(dy("inspect", ref)))[0]
 
 
@@ -426,7 +426,7 @@ def test_network_modes(dyn):
     dyn("rm", "-f", "base")
 
 
-def inspect_net_mode(dyn, mode: str) -> str:  # noqa: ANN001
+def inspect_net_mode(dyn, mode: str) -> str:
     cid = text(dyn("create", "--network", mode, "bb", "true")).strip()
     try:
         return inspect(dyn, cid)["HostConfig"]["NetworkMode"]
@@ -666,7 +666,7 @@ def test_network_with_only_stopped_members_can_go(dyn):
 
 
 @contextlib.contextmanager
-def flagged_daemon(dy, *flags: str):  # noqa: ANN001, ANN201
+def flagged_daemon(dy, *flags: str):
     """The CLI fixture's daemon replaced by one started with ``flags`` (stopped at the end; the
     next command starts a plain one again)."""
     from support import stop_daemon

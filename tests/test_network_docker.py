@@ -83,7 +83,7 @@ def bridged_docker(tmp_path_factory):
         subprocess.run(["ip", "link", "del", DK_BRIDGE], capture_output=True)
 
 
-def both(dyn, docker):  # noqa: ANN001, ANN201
+def both(dyn, docker):
     return (("dockyard", dyn), ("docker", docker.docker))
 
 
@@ -451,7 +451,7 @@ def test_default_bridge_ipv6_matches_docker(dyn, bridged_docker, tmp_path):
             def start(self) -> None:
                 real = subprocess.Popen
 
-                def popen(cmd, *a, **kw):  # noqa: ANN001, ANN202
+                def popen(cmd, *a, **kw):
                     if cmd and cmd[0] == "dockerd":
                         cmd = [bridge6 if c == DK_BRIDGE else c for c in cmd] + [
                             "--ipv6", "--fixed-cidr-v6", "fd0d:d0c:60::/64"]

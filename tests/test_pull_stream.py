@@ -42,7 +42,7 @@ def fresh(tmp_path):
         eng.close()
 
 
-def store_is_empty(engine) -> None:  # noqa: ANN001
+def store_is_empty(engine) -> None:
     db = engine.store.db
     for table in ("images", "layers", "tags", "repo_digests"):
         assert db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0, table
@@ -54,7 +54,7 @@ def store_is_empty(engine) -> None:  # noqa: ANN001
         assert not [line for line in f if f" {root}/" in line], "a mount was left under the store"
 
 
-def partials(engine) -> dict[str, int]:  # noqa: ANN001
+def partials(engine) -> dict[str, int]:
     """The blob prefixes a pull kept for the next one (digest: bytes held)."""
     path = engine.root / "partial"
     if not path.is_dir():
@@ -125,7 +125,7 @@ def upload(r: Registry, repo: str, data: bytes) -> str:
 class Quiet(ThreadingHTTPServer):
     daemon_threads = True
 
-    def handle_error(self, request, client_address):  # noqa: ANN001
+    def handle_error(self, request, client_address):
         pass  # a client that hangs up on purpose is no news
 
 
@@ -151,7 +151,7 @@ class CuttingProxy:
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *a):  # noqa: ANN002
+            def log_message(self, *a):
                 pass
 
             def _forward(self) -> None:
@@ -216,7 +216,7 @@ class CuttingProxy:
 def proxies():
     made: list[CuttingProxy] = []
 
-    def make(*a, **kw) -> CuttingProxy:  # noqa: ANN002, ANN003
+    def make(*a, **kw) -> CuttingProxy:
         made.append(CuttingProxy(*a, **kw))
         return made[-1]
 
@@ -225,7 +225,7 @@ def proxies():
         p.stop()
 
 
-def layer_file(engine, image: Image, path: str) -> bytes:  # noqa: ANN001
+def layer_file(engine, image: Image, path: str) -> bytes:
     """A file of the image, read from the layer directory that holds it."""
     for layer in engine.images.layers(image.id):
         candidate = engine.store.layer_path(layer["chain_id"]) / path
@@ -234,7 +234,7 @@ def layer_file(engine, image: Image, path: str) -> bytes:  # noqa: ANN001
     raise AssertionError(f"{path} is in no layer of {image.id}")
 
 
-def check_pulled(engine, image: Image) -> None:  # noqa: ANN001
+def check_pulled(engine, image: Image) -> None:
     layers = engine.images.layers(image.id)
     assert [l["blob"] for l in layers] == [d["digest"] for d in image.layers]
     for layer, desc in zip(layers, image.layers):
@@ -368,10 +368,10 @@ def test_layers_are_extracted_while_they_download(serve, fresh, tmp_path, proxie
     class Gate(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, *a):  # noqa: ANN002
+        def log_message(self, *a):
             pass
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             conn = http.client.HTTPConnection(reg.addr, timeout=30)
             try:
                 conn.request("GET", self.path, headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
@@ -431,10 +431,10 @@ def test_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes(serve
     class Stall(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, *a):  # noqa: ANN002
+        def log_message(self, *a):
             pass
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             conn = http.client.HTTPConnection(reg.addr, timeout=30)
             try:
                 conn.request("GET", self.path, headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
@@ -521,7 +521,7 @@ def test_interrupted_pull_keeps_what_came_and_the_next_resumes(serve, fresh, tmp
     proxy = proxies(reg.addr, victim["digest"], 0, cuts=0)
     at: list[int] = []
 
-    def progress(layer, status, current=None, total=None):  # noqa: ANN001, ANN202
+    def progress(layer, status, current=None, total=None):
         if status == "Downloading" and current and current < (total or 0) and not at:
             at.append(current)
             raise KeyboardInterrupt
@@ -548,10 +548,10 @@ class InFlight(Quiet):
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *a):  # noqa: ANN002
+            def log_message(self, *a):
                 pass
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 layer = self.path.rsplit("/", 1)[1] in layers
                 if layer:
                     with outer.cond:
@@ -674,7 +674,7 @@ def test_two_pulls_of_the_same_blob_at_once(serve, tmp_path):
     def one(n: int) -> None:
         try:
             results[n] = pull(engines[n], f"{gate.addr}/twice/img:v1")[0].image_id
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             results[n] = exc
 
     try:

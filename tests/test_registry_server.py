@@ -345,7 +345,7 @@ def test_docker_pushes_and_pulls_through_dockyard(dockerd, docker_busybox, serve
         docker("rmi", "-f", name, f"{reg.addr}/pub/bb:2")
 
 
-def _docker_push_pull(docker, image: str, reg, name: str, engine, env: dict) -> None:  # noqa: ANN001
+def _docker_push_pull(docker, image: str, reg, name: str, engine, env: dict) -> None:
     from dockyard.registry.client import Registry, pull, push
 
     assert docker("tag", image, name).returncode == 0

@@ -20,7 +20,7 @@ def _gated_exit(i: int) -> list[str]:
     return ["sh", "-c", f"while [ ! -e /gate/go ]; do sleep 0.05; done; exit {i + 1}"]
 
 
-def test_live_restore_with_many_containers(daemon, tmp_path):  # noqa: F811
+def test_live_restore_with_many_containers(daemon, tmp_path):
     d = daemon
     gate = tmp_path / "gate"
     gate.mkdir()
@@ -86,7 +86,7 @@ def test_live_restore_with_many_containers(daemon, tmp_path):  # noqa: F811
     assert not runtime.exists() or os.listdir(runtime) == []
 
 
-def test_a_daemon_whose_files_are_numbered_past_1024(daemon, cli):  # noqa: F811
+def test_a_daemon_whose_files_are_numbered_past_1024(daemon, cli):
     """At 1,000 containers the daemon holds more than 1,024 files (a pidfd each): every fd it
     opens then has a number select() refuses.  The same daemon started with fds 3 to 1,100 taken
     runs, attaches, execs (with a TTY) and force-removes a container."""

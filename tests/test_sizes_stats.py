@@ -48,7 +48,7 @@ def image_tar(tmp_path_factory) -> Path:
 class Side:
     """One daemon: its CLI (``dockyard`` or ``docker``) and its API over its unix socket."""
 
-    def __init__(self, name: str, sock: Path, cli) -> None:  # noqa: ANN001
+    def __init__(self, name: str, sock: Path, cli) -> None:
         self.name, self.sock, self._cli = name, str(sock), cli
         self.made: list[str] = []
 
@@ -76,7 +76,7 @@ class Side:
 
 
 @pytest.fixture(params=["dockyard", "dockerd"])
-def side(request, image_tar):  # noqa: ANN001, ANN201
+def side(request, image_tar):
     if request.param == "dockyard":
         cli = request.getfixturevalue("dyn")
         cli("import", "-c", 'CMD ["/bin/sh"]', str(image_tar), IMAGE)
@@ -155,7 +155,7 @@ def test_ps_size_shows_the_sizes_as_docker(side: Side) -> None:
     assert sorted(mine) == sorted([f"szw: {want_w}", f"szidle: {want_idle}"])
 
 
-def test_docker_cli_ps_size_against_dockyard(dyn, image_tar) -> None:  # noqa: ANN001
+def test_docker_cli_ps_size_against_dockyard(dyn, image_tar) -> None:
     """The docker CLI itself renders dockyard's sizes as it renders dockerd's."""
     from support import need
 
@@ -176,7 +176,7 @@ def test_docker_cli_ps_size_against_dockyard(dyn, image_tar) -> None:  # noqa: A
 
 
 class Payload(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", str(PAYLOAD))
         self.end_headers()

@@ -27,7 +27,7 @@ def _answers(sock: str) -> list[tuple[int, dict]]:
     return out
 
 
-def test_swarm_routes_as_dockerd(daemon, dockerd):  # noqa: F811
+def test_swarm_routes_as_dockerd(daemon, dockerd):
     ours, theirs = _answers(daemon.sock), _answers(str(dockerd.sock))
     assert ours == theirs
     assert ours[1] == (503, {"message": "This node is not part of a swarm"})

@@ -298,7 +298,7 @@ def sleepers(dockyard_peer, request):
     return get
 
 
-def run_case(peer: Peer, req: tuple, expected: tuple, sleepers) -> None:  # noqa: ANN001
+def run_case(peer: Peer, req: tuple, expected: tuple, sleepers) -> None:
     kind, body = req
     if "/dev/loop-control" in json.dumps(body) and not os.path.exists("/dev/loop-control"):
         pytest.skip("the host has no /dev/loop-control (modprobe loop)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from test_network import dyn, fails, inspect, make_image, text  # noqa: F401  (dyn is a fixture)
 
 
-def vol_names(dy) -> list[str]:  # noqa: ANN001
+def vol_names(dy) -> list[str]:
     return text(dy("volume", "ls", "-q")).split()
 
 
