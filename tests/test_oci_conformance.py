@@ -595,6 +595,28 @@ def test_non_root_user_capabilities(pair):
     pair.same(cfg)
 
 
+def test_unknown_properties_and_annotations_are_ignored(pair):
+    """config.md: unknown properties and annotation keys are no error (runtime-tools' misc_props)."""
+    cfg = cfg_for("echo ok")
+    cfg["someUnknownProperty"] = {"x": 1}
+    cfg["process"]["unknownField"] = True
+    cfg["annotations"] = {"org.example.unknown": "v"}
+    assert pair.same(cfg).stdout == "ok\n"
+
+
+def test_invalid_oci_version_is_an_error(pair):
+    """config.md: "MUST generate an error when invalid or unsupported values are encountered": an
+    ociVersion that is not SemVer 1.x.y fails create. runc 1.1 accepts any string (it fails
+    runtime-tools' misc_props there); dockyard-runtime is held to the spec."""
+    for version in ("invalid", "2.0.0"):
+        cfg = cfg_for("true")
+        cfg["ociVersion"] = version
+        b, cid = pair.bundle("dy", cfg)
+        p = pair.rts["dy"]("create", "--bundle", str(b), cid)
+        assert p.returncode == 1 and "unsupported ociVersion" in p.stderr
+        assert pair.rts["dy"].state(cid) is None
+
+
 def test_env_cwd_hostname(pair):
     cfg = cfg_for("echo $FOO; pwd; hostname; cat /etc/hostname 2>/dev/null; echo ${HOME:-nohome}", cwd="/tmp/new/dir")
     cfg["process"]["env"].append("FOO=bar baz")

@@ -146,6 +146,21 @@ pub fn with_default_devices(r: Option<&crate::spec::Resources>) -> crate::spec::
     r
 }
 
+/// config.md: an invalid or unsupported value is an error: `ociVersion` must be SemVer 1.x.y
+/// (a pre-release suffix such as "-dev" is fine). An absent one is taken as ours.
+pub fn check_oci_version(v: &str) -> Result<()> {
+    if v.is_empty() {
+        return Ok(());
+    }
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    let numeric = parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !numeric || parts[0] != "1" {
+        return Err(Error::msg(format!("unsupported ociVersion {v:?}: this runtime implements the OCI runtime spec 1.x")));
+    }
+    Ok(())
+}
+
 /// Write `linux.uidMappings`/`gidMappings` for `pid`, which has just made its user namespace.
 fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
     let lines = |maps: &[serde_json::Value]| -> String {
@@ -216,6 +231,7 @@ pub fn create(o: &CreateOpts) -> Result<Container> {
     valid_id(o.id)?;
     let bundle = std::fs::canonicalize(o.bundle).map_err(|e| Error::io("bundle", Some(o.bundle), e))?;
     let mut spec = Spec::load(&bundle.join("config.json"))?;
+    check_oci_version(&spec.oci_version)?;
     if o.terminal {
         if let Some(p) = spec.process.as_mut() {
             p.terminal = true;
@@ -631,6 +647,16 @@ mod tests {
         }
         assert!(r.devices[1..].iter().all(|d| d.allow));
         assert_eq!(with_default_devices(None).devices.len(), DEFAULT_DEVICE_RULES.len());
+    }
+
+    #[test]
+    fn oci_version_must_be_1_x() {
+        for ok in ["1.0.2", "1.0.2-dev", "1.1.0", "1.2.0+x", ""] {
+            assert!(check_oci_version(ok).is_ok(), "{ok}");
+        }
+        for bad in ["invalid", "2.0.0", "1.0", "1.a.0", "v1.0.0"] {
+            assert!(check_oci_version(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
