@@ -65,8 +65,9 @@ LEFT_OUT_TESTS = {
         "swarm mode (inits a swarm for a swarm-scoped network)",
 }
 
-# Tests that run but are not listed: dockerd 20.10 and newer daemons differ at the same API
-# version, and dockyard follows the newer daemon (issue 23).
+# Tests that run but are not listed (--record leaves them out, with the reason): dockerd 20.10 and
+# newer daemons differ at the same API version and dockyard follows the newer daemon (issue 23),
+# or the test is flaky against dockerd itself.
 DIFFERENCES = {
     "tests/integration/errors_test.py::ErrorsTest::test_api_error_parses_json":
         "expects dockerd 20.10's wording 'You cannot remove a running container ...'; dockyard answers as "
@@ -81,6 +82,16 @@ DIFFERENCES = {
         "flaky against dockerd 20.10 too (1 of 3 recordings: 'assert (26 + 1) == 25', a container of an "
         "earlier test went away between its two listings; 1 of 3 runs against dockyard: '(2 + 1) == 2'); "
         "cause not found yet",
+}
+
+
+# Tests kept on the list although dockerd fails them at times here: the failure is a race in
+# docker-py that dockerd leaves open and dockyard closes (issue 23: no flaky listed test).
+KEEP = {
+    "tests/integration/api_container_test.py::AttachContainerTest::test_attach_no_stream":
+        "docker-py reads the hijacked socket beneath the reader that parsed the 101; dockerd's replay "
+        "sometimes comes with the answer and is lost (b'' in 1 of 4 recordings here); dockyard's waits "
+        "until the answer is read (tests/test_api_fidelity.py::test_attach_logs_without_stream)",
 }
 
 
@@ -385,14 +396,16 @@ def load_expected() -> list[str]:
     return [line.strip() for line in EXPECTED.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
-def write_expected(results: dict[str, tuple[str, str]], dockerd_version: str, manual: dict[str, str]) -> None:
-    manual = {**DIFFERENCES, **manual}
-    passed = sorted(t for t, (o, _) in results.items() if o == "passed" and t not in manual)
+def write_expected(results: dict[str, tuple[str, str]], dockerd_version: str) -> None:
+    manual = DIFFERENCES
+    passed = sorted(t for t, (o, _) in results.items() if (o == "passed" or t in KEEP) and t not in manual)
     lines = [f"# docker-py {VERSION}'s integration suite at API {API_VERSION}: the tests that pass against a",
              f"# private dockerd {dockerd_version} on this machine (tools/dockerpy/run.py --record).  Every one",
              "# must pass against dockyard (tools/dockerpy/run.py --check, tests/test_dockerpy_suite.py).",
              ""]
     lines += passed
+    lines += ["", "# Kept although dockerd fails them at times here:"]
+    lines += [f"#   {t}: {why}" for t, why in KEEP.items()]
     lines += ["", "# Left out, with the reason:"]
     for name, why in LEFT_OUT_FILES.items():
         lines.append(f"#   tests/integration/{name} (whole file): {why}")
@@ -401,22 +414,13 @@ def write_expected(results: dict[str, tuple[str, str]], dockerd_version: str, ma
     for t in sorted(manual):
         lines.append(f"#   {t}: {manual[t]}")
     for t, (o, msg) in sorted(results.items()):
+        if t in KEEP:
+            continue
         if o == "failed" and t not in manual:
             lines.append(f"#   {t}: {reason_for(msg)}")
         elif o == "skipped" and t not in manual:
             lines.append(f"#   {t}: skipped by docker-py against dockerd: {msg}")
     EXPECTED.write_text("\n".join(lines) + "\n")
-
-
-def manual_left_out() -> dict[str, str]:
-    """Tests left out by hand (kept across --record): ``#!  test-id: reason`` lines."""
-    out: dict[str, str] = {}
-    if EXPECTED.exists():
-        for line in EXPECTED.read_text().splitlines():
-            if line.startswith("#!"):
-                tid, _, why = line[2:].strip().partition(": ")
-                out[tid] = why
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.select:
             print("a selection is not recorded: expected.txt is left as it is", file=sys.stderr)
         else:
-            write_expected(results, version, manual_left_out())
+            write_expected(results, version)
             print(f"wrote {EXPECTED}")
         return 0
 
@@ -495,14 +499,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{EXPECTED} is empty or missing: record it first (--record)", file=sys.stderr)
         return 2
     if args.select:
-        expected = [t for t in expected if any(t == s or t.startswith(s.rstrip("/") + ("" if "::" in s else "")) for s in args.select)]
+        expected = [t for t in expected
+                    if any(t == s or t.startswith(s + "::") or t.startswith(s.rstrip("/") + "/") for s in args.select)]
     bad = [t for t in expected if results.get(t, ("missing", ""))[0] != "passed"]
     for t in bad:
         outcome, msg = results.get(t, ("not run", ""))
         print(f"FAILED (listed) {t}: {outcome} {msg}")
     extra = sorted(t for t, (o, _) in results.items() if o == "passed" and t not in set(load_expected()))
     if extra:
-        print(f"{len(extra)} tests pass against dockyard that are not listed (they fail against dockerd here):")
+        print(f"{len(extra)} tests pass against dockyard that are not listed (see expected.txt for why):")
         for t in extra:
             print(f"  {t}")
     print(f"{len(expected) - len(bad)} of {len(expected)} listed tests pass")
