@@ -813,6 +813,23 @@ def test_relative_cgroups_path(pair):
                     pass
 
 
+def test_events_stats(pair):
+    """`events --stats ID` (runc's command line; CRI-O and the shim's metrics use the same
+    figures): one stats event whose cpu, memory and pids figures are there under both."""
+    cfg = cfg_for("sleep 60", resources={"pids": {"limit": 50}})
+    seen = {}
+    for name, rt in pair.rts.items():
+        b, cid = pair.bundle(name, cfg)
+        assert rt("run", "-d", "--bundle", str(b), cid).returncode == 0
+        p = rt("events", "--stats", cid)
+        ev = json.loads(p.stdout)
+        d = ev["data"]
+        seen[name] = (ev["type"], ev["id"] == cid, d["cpu"]["usage"]["total"] > 0, d["memory"]["usage"]["usage"] > 0,
+                      d["pids"]["current"], d["pids"]["limit"])
+        rt("delete", "-f", cid)
+    assert seen["dy"] == seen["runc"] == ("stats", True, True, True, 1, 50)
+
+
 def test_pause_resume(pair):
     cfg = cfg_for("sleep 60")
     for name, rt in pair.rts.items():

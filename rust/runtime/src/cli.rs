@@ -25,6 +25,7 @@ commands:
        [--pid-file F] [--console-socket SOCK] [-p|--process FILE] [--start-fd N] ID [--] ARGS...
   shim --bundle DIR --id ID --log FILE [--tty] [--stdin] [--exit-file F]
        [--attach-socket SOCK [--wait-attach[=MS]]] [--delete-on-exit] [--pid-file F]
+  events [--stats] [--interval D] ID  (runc's stats events: cpu, memory, pids)
   features                         (what the runtime implements: runtime-spec features.md)
   version
 ";
@@ -304,6 +305,28 @@ fn dispatch(g: &Global, cmd: &str, rest: &[String]) -> Result<i32> {
         }
         "exec" => crate::exec::main(root, rest),
         "shim" => crate::shim::main(root, rest),
+        "events" => {
+            // runc's `events`: --stats prints one stats event; without it, one every
+            // --interval (default 5s) until the container stops.
+            let a = parse(rest, &["interval"], &["stats"], &[], None)?;
+            let id = a.id()?;
+            let interval = a.get("interval").map_or(Ok(5000), |v| parse_duration_ms(v))?;
+            loop {
+                let c = Container::load(root, id)?;
+                if c.status() == Status::Stopped {
+                    return if a.flag("stats") { Err(Error::msg(format!("container {id:?} is not running"))) } else { Ok(0) };
+                }
+                let ev = serde_json::json!({"type": "stats", "id": id, "data": c.cgroup()?.stats()});
+                let mut out = std::io::stdout();
+                if writeln!(out, "{ev}").and_then(|_| out.flush()).is_err() {
+                    return Ok(0); // the reader went away
+                }
+                if a.flag("stats") {
+                    return Ok(0);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(interval));
+            }
+        }
         "features" => {
             println!("{}", serde_json::to_string_pretty(&features()).unwrap_or_default());
             Ok(0)
@@ -318,6 +341,25 @@ fn dispatch(g: &Global, cmd: &str, rest: &[String]) -> Result<i32> {
         }
         other => Err(Error::msg(format!("unknown command {other:?}"))),
     }
+}
+
+/// "5s", "500ms", "1m", or plain seconds.
+fn parse_duration_ms(v: &str) -> Result<u64> {
+    let bad = || Error::msg(format!("--interval: not a duration: {v:?}"));
+    let (num, mult) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (v, 1000.0)
+    };
+    let f: f64 = num.parse().map_err(|_| bad())?;
+    if !(f > 0.0) {
+        return Err(bad());
+    }
+    Ok((f * mult) as u64)
 }
 
 /// `features` (runtime-spec features.md, as `runc features`): what this runtime implements.

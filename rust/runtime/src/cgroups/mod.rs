@@ -50,6 +50,43 @@ pub trait CgroupManager {
     fn destroy(&self) -> Result<()>;
     /// Where the cgroup lives, for the container's own `/sys/fs/cgroup` mount.
     fn mount_info(&self, cgroupns: bool) -> CgroupMount;
+    /// The directory of `controller`'s cgroup (v2: the one directory), if there is one.
+    fn controller_dir(&self, controller: &str) -> Option<PathBuf>;
+    /// `runc events --stats`' `data`: cpu, memory and pids figures from the cgroup files
+    /// (what the files give; absent files leave their fields out).
+    fn stats(&self) -> serde_json::Value {
+        let num = |c: &str, f: &str| -> Option<u64> { self.controller_dir(c).and_then(|d| read(&d, f).ok()).and_then(|v| v.trim().parse().ok()) };
+        let kv = |c: &str, f: &str| -> serde_json::Map<String, serde_json::Value> {
+            let text = self.controller_dir(c).and_then(|d| read(&d, f).ok()).unwrap_or_default();
+            text.lines().filter_map(|l| l.split_once(' ')).filter_map(|(k, v)| Some((k.to_string(), v.trim().parse::<u64>().ok()?.into()))).collect()
+        };
+        let mut cpu = serde_json::json!({"usage": {}, "throttling": {}});
+        let mut memory = serde_json::json!({"usage": {}});
+        let mut pids = serde_json::json!({});
+        if self.version() == 2 {
+            let st = kv("cpu", "cpu.stat");
+            let us = |k: &str| st.get(k).and_then(|v| v.as_u64()).map(|v| v * 1000);
+            cpu["usage"] = serde_json::json!({"total": us("usage_usec"), "user": us("user_usec"), "kernel": us("system_usec")});
+            memory["usage"] = serde_json::json!({"usage": num("memory", "memory.current"), "limit": num("memory", "memory.max").unwrap_or(u64::MAX)});
+            memory["raw"] = kv("memory", "memory.stat").into();
+        } else {
+            let percpu: Vec<u64> = self.controller_dir("cpuacct").and_then(|d| read(&d, "cpuacct.usage_percpu").ok()).unwrap_or_default()
+                .split_whitespace().filter_map(|v| v.parse().ok()).collect();
+            cpu["usage"] = serde_json::json!({"total": num("cpuacct", "cpuacct.usage"), "percpu": percpu});
+            let t = kv("cpu", "cpu.stat");
+            cpu["throttling"] = serde_json::json!({"periods": t.get("nr_periods"), "throttled_periods": t.get("nr_throttled"), "throttled_time": t.get("throttled_time")});
+            memory["usage"] = serde_json::json!({"usage": num("memory", "memory.usage_in_bytes"), "max": num("memory", "memory.max_usage_in_bytes"),
+                                                 "limit": num("memory", "memory.limit_in_bytes"), "failcnt": num("memory", "memory.failcnt")});
+            let raw = kv("memory", "memory.stat");
+            memory["cache"] = raw.get("cache").cloned().unwrap_or(0.into());
+            memory["raw"] = raw.into();
+        }
+        pids["current"] = num("pids", "pids.current").into();
+        if let Some(m) = num("pids", "pids.max") {
+            pids["limit"] = m.into();
+        }
+        serde_json::json!({"cpu": cpu, "memory": memory, "pids": pids})
+    }
     /// Send `sig` to every process in the cgroup.
     fn kill_all(&self, sig: i32) -> Result<()> {
         for pid in self.pids()? {

@@ -307,6 +307,10 @@ impl CgroupManager for V1 {
         first.map_or(Ok(()), Err)
     }
 
+    fn controller_dir(&self, controller: &str) -> Option<PathBuf> {
+        self.dir_of(controller)
+    }
+
     fn mount_info(&self, cgroupns: bool) -> CgroupMount {
         let hierarchies = self
             .hierarchies

@@ -163,6 +163,10 @@ impl CgroupManager for V2 {
         rmdir(&self.dir())
     }
 
+    fn controller_dir(&self, _controller: &str) -> Option<PathBuf> {
+        Some(self.dir())
+    }
+
     fn mount_info(&self, cgroupns: bool) -> CgroupMount {
         CgroupMount { v2: true, cgroupns, hierarchies: vec![(String::new(), String::new(), self.dir())] }
     }
