@@ -126,12 +126,14 @@ class CRI:
         self.sock = d / "c.sock"
         (d / "cni").mkdir(exist_ok=True)
         runtimes = ""
-        for name, exe in (("runc", shutil.which("runc")), ("dockyard", str(DY))):
+        for name, exe, systemd in (("runc", shutil.which("runc"), "false"), ("dockyard", str(DY), "false"),
+                                   ("dockyard-systemd", str(DY), "true")):
             runtimes += f"""
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}.options]
         BinaryName = "{exe}"
+        SystemdCgroup = {systemd}
 """
         (d / "config.toml").write_text(f"""version = 2
 root = "{d}/root"
@@ -265,10 +267,10 @@ def _cni_config(work: Path) -> dict | None:
     return net
 
 
-def _sandbox_config(name: str, logdir: Path, network: int = NODE) -> bytes:
+def _sandbox_config(name: str, logdir: Path, network: int = NODE, cgroup_parent: str | None = None) -> bytes:
     metadata = msg((1, name), (2, f"uid-{name}"), (3, "default"), (4, 0))
     ns = msg((1, network), (2, 1), (3, 0))  # network NODE or POD, pid CONTAINER, ipc POD
-    linux = msg((2, msg((1, ns))))
+    linux = msg((1, cgroup_parent), (2, msg((1, ns))))
     return msg((1, metadata), (3, str(logdir)), (8, linux))
 
 
@@ -378,3 +380,28 @@ def test_pod_network_through_cni(cri, tmp_path):
         pytest.skip("containernetworking-plugins (bridge, host-local) are not installed")
     got = {h: _pod_network(cri, h, tmp_path / h) for h in ("runc", "dockyard")}
     assert got["dockyard"] == got["runc"] == [("ip-in-subnet", True), ("eth0", True), ("http", True)]
+
+
+def test_systemd_cgroup_driver_laid_out_on_cgroupfs(cri, tmp_path):
+    """kubelet's systemd cgroup driver (SystemdCgroup = true): containerd passes --systemd-cgroup
+    and `slice:prefix:name` paths; dockyard-runtime lays them out on cgroupfs where systemd would
+    (no D-Bus needed). (runc needs a running systemd for this; not compared.)"""
+    slice_ = f"dytest-pod{os.getpid()}.slice"
+    sb_cfg = _sandbox_config("sd", tmp_path, cgroup_parent=slice_)
+    pod = first(cri.call("RunPodSandbox", msg((1, sb_cfg), (2, "dockyard-systemd"))), 1).decode()
+    try:
+        ccfg = msg((1, msg((1, "app"))), (2, msg((1, IMAGE))), (3, ["sleep", "600"]), (11, "app.log"))
+        cid = first(cri.call("CreateContainer", msg((1, pod), (2, ccfg), (3, sb_cfg))), 1).decode()
+        cri.call("StartContainer", msg((1, cid)))
+        ex = cri.call("ExecSync", msg((1, cid), (2, ["cat", "/proc/self/cgroup"]), (3, 10)))
+        lines = first(ex, 1, b"").decode().splitlines()
+        pids = [line.split(":", 2)[2] for line in lines if line.split(":")[1] == "pids"]
+        assert pids == [f"/dytest.slice/{slice_}/cri-containerd-{cid}.scope"], lines
+    finally:
+        cri.call("StopPodSandbox", msg((1, pod)))
+        cri.call("RemovePodSandbox", msg((1, pod)))
+        for d in sorted(Path("/sys/fs/cgroup").glob("*/dytest.slice/**/"), key=lambda p: len(str(p)), reverse=True):
+            try:
+                d.rmdir()
+            except OSError:
+                pass

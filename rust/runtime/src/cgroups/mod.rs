@@ -110,9 +110,9 @@ pub fn default_path(id: &str) -> String {
 pub fn open(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn CgroupManager>> {
     let path = match cgroups_path {
         None | Some("") => default_path(id),
-        Some(p) if p.contains(':') && !p.starts_with('/') => {
-            return Err(Error::msg(format!("cgroupsPath {p:?} is in systemd slice:prefix:name form, which this runtime does not drive (use a path)")))
-        }
+        // The systemd driver's form (kubelet's default with SystemdCgroup): laid out on cgroupfs
+        // where systemd would put it (no D-Bus here), so pods of a systemd-driver node run.
+        Some(p) if p.contains(':') && !p.starts_with('/') => systemd_path(p)?,
         Some(p) => p.to_string(),
     };
     let root = Path::new("/sys/fs/cgroup");
@@ -122,6 +122,58 @@ pub fn open(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn CgroupManage
     } else {
         Ok(Box::new(v1::V1::from_host(&path)?))
     }
+}
+
+/// `slice:prefix:name` (runc's systemd cgroupsPath) → the path systemd gives that unit:
+/// the slice expanded (`a-b.slice` → `/a.slice/a-b.slice`; empty → `system.slice`), then
+/// `prefix-name.scope` (or `name` itself when it is a slice).
+pub fn systemd_path(p: &str) -> Result<String> {
+    let parts: Vec<&str> = p.split(':').collect();
+    let [slice, prefix, name] = parts[..] else {
+        return Err(Error::msg(format!("cgroupsPath {p:?}: expected slice:prefix:name")));
+    };
+    let slice = if slice.is_empty() { "system.slice" } else { slice };
+    let mut path = expand_slice(slice).map_err(|e| e.wrap(format!("cgroupsPath {p:?}")))?;
+    let unit = if name.ends_with(".slice") {
+        name.to_string()
+    } else if prefix.is_empty() {
+        format!("{name}.scope")
+    } else {
+        format!("{prefix}-{name}.scope")
+    };
+    if unit.contains('/') {
+        return Err(Error::msg(format!("cgroupsPath {p:?}: the unit name has a '/'")));
+    }
+    path.push('/');
+    path.push_str(&unit);
+    Ok(path)
+}
+
+/// systemd's slice nesting: `a-b-c.slice` lives in `a.slice/a-b.slice/`; `-.slice` is the root.
+pub fn expand_slice(slice: &str) -> Result<String> {
+    let bad = || Error::msg(format!("invalid slice name {slice:?}"));
+    let base = slice.strip_suffix(".slice").ok_or_else(bad)?;
+    if slice.contains('/') {
+        return Err(bad());
+    }
+    if base == "-" {
+        return Ok(String::new());
+    }
+    if base.is_empty() || base.starts_with('-') || base.ends_with('-') || base.contains("--") {
+        return Err(bad());
+    }
+    let mut path = String::new();
+    let mut prefix = String::new();
+    for (i, comp) in base.split('-').enumerate() {
+        if i > 0 {
+            prefix.push('-');
+        }
+        prefix.push_str(comp);
+        path.push('/');
+        path.push_str(&prefix);
+        path.push_str(".slice");
+    }
+    Ok(path)
 }
 
 /// Reopen from the state (version and path already known).
@@ -220,6 +272,23 @@ pub(crate) mod testutil {
     impl Drop for TempDir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod systemd_tests {
+    use super::*;
+
+    #[test]
+    fn systemd_cgroups_path_on_cgroupfs() {
+        assert_eq!(systemd_path("kubepods-besteffort-pod12.slice:cri-containerd:abc").unwrap(),
+                   "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod12.slice/cri-containerd-abc.scope");
+        assert_eq!(systemd_path(":docker:abc").unwrap(), "/system.slice/docker-abc.scope");
+        assert_eq!(systemd_path("-.slice::abc").unwrap(), "/abc.scope");
+        assert_eq!(systemd_path("user.slice:x:sub.slice").unwrap(), "/user.slice/sub.slice");
+        for bad in ["a:b", "a--b.slice:p:n", "-a.slice:p:n", "a.scope:p:n", "a/b.slice:p:n"] {
+            assert!(systemd_path(bad).is_err(), "{bad}");
         }
     }
 }
