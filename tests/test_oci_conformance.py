@@ -813,6 +813,27 @@ def test_relative_cgroups_path(pair):
                     pass
 
 
+@pytest.mark.parametrize("flag", [[], ["--no-new-keyring"]])
+def test_session_keyring(pair, flag):
+    """runc's create: the container joins a new session keyring `_ses.ID` (user may search it)
+    unless --no-new-keyring; the caller's keys are not the container's."""
+    if not Path("/proc/keys").exists():
+        pytest.skip("no keyrings in this kernel")
+    cfg = cfg_for("sleep 60")
+    seen = {}
+    for name, rt in pair.rts.items():
+        b, cid = pair.bundle(name, cfg)
+        cid = f"{cid}-kr{len(flag)}-{os.getpid()}-{time.monotonic_ns()}"  # a dead keyring lingers until GC
+        rt.ids.append(cid)
+        assert rt("run", "-d", *flag, "--bundle", str(b), cid).returncode == 0, name
+        lines = [line.split() for line in Path("/proc/keys").read_text().splitlines() if f"_ses.{cid}:" in line]
+        seen[name] = [(f[4], f[7], f[8]) for f in lines]  # perm, type, description
+        rt("delete", "-f", cid)
+    want = [] if flag else [("3f1b0000", "keyring", None)]
+    norm = {n: [(p, t, None) for p, t, _ in v] for n, v in seen.items()}
+    assert norm["dy"] == norm["runc"] == want
+
+
 def test_events_stats(pair):
     """`events --stats ID` (runc's command line; CRI-O and the shim's metrics use the same
     figures): one stats event whose cpu, memory and pids figures are there under both."""

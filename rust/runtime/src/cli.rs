@@ -214,6 +214,7 @@ fn dispatch(g: &Global, cmd: &str, rest: &[String]) -> Result<i32> {
                 terminal: false,
                 preserve_fds: preserve_fds(&a)?,
                 check_exec: true,
+                no_new_keyring: a.flag("no-new-keyring"),
             };
             container::create(&o)?;
             Ok(0)
@@ -426,6 +427,7 @@ fn run(root: &Path, rest: &[String]) -> Result<i32> {
         terminal: false,
         preserve_fds: preserve_fds(&a)?,
         check_exec: true,
+        no_new_keyring: a.flag("no-new-keyring"),
     };
     let c = container::create(&o)?;
     let mut proxy = None;

@@ -197,6 +197,8 @@ pub struct CreateOpts<'a> {
     /// Fail `create` when the command cannot be found or executed (runc's behaviour); the
     /// shim leaves it off (see [`ProcessSetup::check_exec`]).
     pub check_exec: bool,
+    /// runc's `--no-new-keyring`: keep the caller's session keyring.
+    pub no_new_keyring: bool,
 }
 
 /// Undo a half-made container.
@@ -300,6 +302,7 @@ fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, s
         fifo_fd,
         console_fd,
         stdio: o.stdio,
+        new_keyring: !o.no_new_keyring,
     };
 
     let inter = unsafe { libc::fork() };

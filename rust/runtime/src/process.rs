@@ -414,6 +414,37 @@ pub struct InitArgs<'a> {
     pub fifo_fd: RawFd,
     pub console_fd: Option<RawFd>,
     pub stdio: Option<[RawFd; 3]>,
+    /// Join a new session keyring `_ses.ID` (runc's default; `--no-new-keyring` turns it off),
+    /// so the container does not share the caller's keys.
+    pub new_keyring: bool,
+}
+
+/// runc's session keyring: join a new one named `_ses.ID` and let its user search it.
+/// A kernel without keyrings (ENOSYS) or one that refuses (a user namespace's quota) is skipped,
+/// as runc does for rootless containers.
+pub fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEYCTL_SETPERM: libc::c_long = 5;
+    const KEYCTL_DESCRIBE: libc::c_long = 6;
+    let name = CString::new(format!("_ses.{id}")).map_err(|_| Error::msg("container id has a NUL"))?;
+    let k = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if k < 0 {
+        let e = errno();
+        if matches!(e, libc::ENOSYS | libc::EDQUOT | libc::EACCES) {
+            return Ok(());
+        }
+        return Err(Error::sys("join a new session keyring", None, e));
+    }
+    let mut buf = vec![0u8; 512];
+    let n = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_DESCRIBE, k, buf.as_mut_ptr(), buf.len()) };
+    // "type;uid;gid;perm;description"
+    let perm = (n > 0)
+        .then(|| String::from_utf8_lossy(&buf[..(n as usize).min(buf.len())]).split(';').nth(3).and_then(|p| u32::from_str_radix(p, 16).ok()))
+        .flatten();
+    if let Some(perm) = perm {
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, k, perm | 0x0008_0000) };
+    }
+    Ok(())
 }
 
 /// The container's init: set up, report Ready, wait for `start`, exec. Never returns.
@@ -456,6 +487,9 @@ pub fn init(a: InitArgs) -> ! {
 
 fn init_setup(a: &InitArgs) -> Result<()> {
     unsafe { libc::setsid() };
+    if a.new_keyring {
+        join_session_keyring(a.id)?;
+    }
     if let Some(fds) = a.stdio {
         install_stdio(fds)?;
     }

@@ -339,6 +339,7 @@ impl Supervisor {
             terminal: o.tty,
             preserve_fds: 0,
             check_exec: false,
+            no_new_keyring: false,
         };
         let c = container::create(&co)?;
         let mut master = None;
