@@ -270,6 +270,26 @@ def test_user_namespace_mappings(pair):
     assert "uid=0(root) gid=0(root)" in p.stdout and "null-ok" in p.stdout
 
 
+def test_exec_joins_the_user_namespace(pair):
+    """`exec` into a container with its own user namespace runs as its root, in its namespaces."""
+    cfg = cfg_for("sleep 60")
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    out = {}
+    for name, rt in pair.rts.items():
+        b, cid = pair.bundle(name, cfg)
+        subprocess.run(["chown", "-R", "200000:200000", str(b / "rootfs")], check=True)
+        assert rt("run", "-d", "--bundle", str(b), cid).returncode == 0, name
+        init = rt.state(cid)["pid"]
+        p = rt("exec", cid, "sh", "-c", "id; cat /proc/self/uid_map; readlink /proc/self/ns/user; touch /tmp/e; stat -c %u /tmp/e")
+        lines = p.stdout.splitlines()
+        assert lines[2] == os.readlink(f"/proc/{init}/ns/user"), name
+        out[name] = (p.returncode, lines[:2] + lines[3:], (b / "rootfs/tmp/e").stat().st_uid)
+        rt("delete", "-f", cid)
+    assert out["dy"] == out["runc"] == (0, ["uid=0(root) gid=0(root)", "         0     200000      65536", "0"], 200000)
+
+
 # -- config-linux.md: devices ------------------------------------------------------------------------
 
 DEVICES = [
