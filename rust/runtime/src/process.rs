@@ -457,9 +457,20 @@ pub fn init(a: InitArgs) -> ! {
         unsafe { libc::_exit(1) };
     }
     a.chan.close();
+    // Kept open until the exec (below), the fifo must not sit among the fds the process is
+    // given (--preserve-fds: 3..3+N), or it would outlive the exec and `start` would wait on.
+    let mut fifo_fd = a.fifo_fd;
+    let first_free = 3 + a.setup.preserve_fds as RawFd;
+    if fifo_fd < first_free {
+        let moved = unsafe { libc::fcntl(fifo_fd, libc::F_DUPFD_CLOEXEC, first_free) };
+        if moved >= 0 {
+            crate::util::close(fifo_fd);
+            fifo_fd = moved;
+        }
+    }
     let mut b = [0u8; 1];
     loop {
-        let n = unsafe { libc::read(a.fifo_fd, b.as_mut_ptr() as *mut libc::c_void, 1) };
+        let n = unsafe { libc::read(fifo_fd, b.as_mut_ptr() as *mut libc::c_void, 1) };
         if n == 1 {
             break;
         }
@@ -471,7 +482,7 @@ pub fn init(a: InitArgs) -> ! {
     // The fifo stays open (close-on-exec) until the exec: `start` learns from its last reader
     // going away that the user's process runs, and only then runs the poststart hooks.
     if a.setup.init {
-        crate::util::close(a.fifo_fd);
+        crate::util::close(fifo_fd);
     }
     if let Some(h) = a.spec.hooks.as_ref().filter(|h| !h.start_container.is_empty()) {
         let state = crate::hooks::state_json(a.id, "created", unsafe { libc::getpid() }, &a.bundle.to_string_lossy(), &a.spec.annotations);
