@@ -536,12 +536,15 @@ def test_hooks_order_state_and_env(pair):
         assert all(d["id"] == cid and d["bundle"] == str(b) for _, d, _ in lines), name
         got[name] = [(k, d["status"], "pid" in d, d.get("pid") == 1) for k, d, _ in lines]
     # runc 1.1 runs poststart at create (status "created"); the spec has it after start, which
-    # dockyard-runtime does (status "running"): compare the rest as is.
-    # It also comes before startContainer in runc's file, so compare hook by hook.
-    norm = {n: sorted((k, "after-start" if k == "poststart" else s, p, one) for k, s, p, one in g) for n, g in got.items()}
+    # dockyard-runtime does (status "running"). prestart's status: runc says "creating";
+    # dockyard-runtime "created", as the spec's prestart ("after the start operation is called")
+    # and runtime-tools' hooks_stdin have it. Compare the rest as is, hook by hook (runc's
+    # poststart also comes before startContainer in its file).
+    norm = {n: sorted((k, "-" if k in ("poststart", "prestart") else s, p, one) for k, s, p, one in g) for n, g in got.items()}
     assert norm["dy"] == norm["runc"]
     assert [k for k, *_ in got["dy"]] == ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
     assert ("poststart", "running", True, False) in got["dy"]
+    assert ("prestart", "created", True, False) in got["dy"]
 
 
 @pytest.mark.parametrize("kind", ["poststart", "poststop"])

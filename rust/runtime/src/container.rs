@@ -359,8 +359,12 @@ fn create_inner<'a>(o: &CreateOpts, spec: &Spec, bundle: &Path, rootfs: &Path, s
         let bundle_s = bundle.to_string_lossy().into_owned();
         let mut run_hooks = |pid: i32| -> Result<()> {
             let Some(h) = &spec.hooks else { return Ok(()) };
-            let state = crate::hooks::state_json(o.id, "creating", pid, &bundle_s, &spec.annotations);
+            // prestart is specified as "after the start operation is called" (deprecated, run
+            // here as runc does): its state says created, as runtime-tools' hooks_stdin wants;
+            // createRuntime's says creating.
+            let state = crate::hooks::state_json(o.id, "created", pid, &bundle_s, &spec.annotations);
             crate::hooks::run_all("prestart", &h.prestart, &state)?;
+            let state = crate::hooks::state_json(o.id, "creating", pid, &bundle_s, &spec.annotations);
             crate::hooks::run_all("createRuntime", &h.create_runtime, &state)
         };
         let pid = channel::recv_setup(&parent, |pid| {
