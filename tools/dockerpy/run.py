@@ -80,7 +80,7 @@ DIFFERENCES = {
     # flaky against both daemons here (it counts every container across two listings):
     "tests/integration/api_container_test.py::ListContainersTest::test_list_containers":
         "flaky against dockerd 20.10 too (1 of 3 recordings: 'assert (26 + 1) == 25', a container of an "
-        "earlier test went away between its two listings; 1 of 3 runs against dockyard: '(2 + 1) == 2'): "
+        "earlier test went away between its two listings; 1 of 3 runs against dockyard: '(2 + 1) == 2'); the likely cause: "
         "api_build_test's test_build_with_proxy and test_build_with_proxy_and_buildargs start builds of "
         "eight RUN steps and never read them, so those builds' RUN containers come and go while the "
         "tests after them run",
