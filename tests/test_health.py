@@ -160,6 +160,29 @@ def test_a_probe_past_its_timeout_is_killed(both, sides):
     assert "sleep 7" not in top, top
 
 
+def test_a_probe_whose_command_cannot_start(both, sides):
+    """dockerd records -1 and the runtime's reason, not a shell's 127, for a probe command that
+    does not exist (the exec form: no shell in between)."""
+    import docker
+
+    both[0].made.append("dyhc6")
+    for side, env, img in sides:
+        api = docker.APIClient(base_url=env["DOCKER_HOST"], version="1.41")
+        try:
+            since = str(time.time() - 1)
+            cid = api.create_container(img, ["sleep", "60"], name="dyhc6", healthcheck={
+                "Test": ["CMD", "/no/such/probe"], "Interval": 300_000_000, "Retries": 1})["Id"]
+            api.start(cid)
+            wait_health(env, "dyhc6", "unhealthy", since)
+            entry = api.inspect_container(cid)["State"]["Health"]["Log"][0]
+            assert entry["ExitCode"] == -1, entry
+            assert entry["Output"].startswith("OCI runtime exec failed: exec failed: "), entry
+            assert "/no/such/probe" in entry["Output"], entry
+        finally:
+            api.remove_container("dyhc6", force=True)
+            api.close()
+
+
 def test_probes_go_on_after_a_daemon_restart(daemon):
     since = str(time.time() - 1)
     daemon.docker("run", "-d", "--name", "dyhc6", *HC, "bb", "sleep", "60")

@@ -155,11 +155,28 @@ class HealthMonitor:
 def _run_probe(args: list[str], timeout_ns: int) -> tuple[int, str]:
     """Run one probe: (exit code, stdout and stderr together); -1 and dockerd's message when it
     outlives its timeout (it is killed, with everything it started)."""
+    import os
+
+    from .streams import start_error
+
+    # the runtime says over this pipe why the command could not start (closed unread at its
+    # exec); dockerd records such a probe as -1 with the runtime's message, not 126/127
+    r, w = os.pipe()
+    at = args.index("exec") + 1
     try:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(args[:at] + ["--start-fd", str(w)] + args[at:], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                pass_fds=(w,))
     except OSError as exc:
+        os.close(r)
         return -1, str(exc)
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as f:
+        reason = f.read().decode(errors="replace").strip()
+    if reason:
+        proc.communicate()
+        return -1, start_error(reason)
     try:
         out, _ = proc.communicate(timeout=timeout_ns / health.NS)
     except subprocess.TimeoutExpired:
