@@ -197,6 +197,22 @@ def history(session, name, human, no_trunc, quiet, fmt):
 INSPECT_KINDS = ("container", "image", "network", "volume")
 
 
+# The docker CLI (25+) decodes an image's Config into the OCI image config with Docker's
+# extensions (dockerspec.DockerOCIImageConfig) before a template sees it: these fields, in this
+# order, each left out when empty.  Without --format it prints the daemon's JSON as it came.
+_OCI_CONFIG_FIELDS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
+                      "StopSignal", "ArgsEscaped", "Healthcheck", "OnBuild", "Shell")
+
+
+def _image_as_the_cli_reads_it(obj: dict) -> dict:
+    from ..template import Struct
+
+    cfg = obj.get("Config")
+    if not isinstance(cfg, dict):
+        return obj
+    return dict(obj, Config=Struct((k, cfg[k]) for k in _OCI_CONFIG_FIELDS if cfg.get(k)))
+
+
 def _inspect(session, names, fmt, kinds=("image",), size=False):
     from ..client import quote
     from ..errors import DockyardError, NotFound
@@ -212,7 +228,8 @@ def _inspect(session, names, fmt, kinds=("image",), size=False):
     for name in names:
         for i, kind in enumerate(kinds):
             try:
-                found.append(session.api.json("GET", *path(kind, name)))
+                obj = session.api.json("GET", *path(kind, name))
+                found.append(_image_as_the_cli_reads_it(obj) if kind == "image" and fmt else obj)
                 break
             except NotFound as exc:
                 if i == len(kinds) - 1:
