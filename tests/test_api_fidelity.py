@@ -9,7 +9,7 @@ from test_daemon import daemon, pytestmark  # noqa: F401  (fixture and marks)
 
 
 @pytest.fixture
-def apis(daemon, dockerd, docker_busybox):  # noqa: F811
+def apis(daemon, dockerd, docker_busybox):
     docker = pytest.importorskip("docker")
     daemon.docker("tag", "bb", docker_busybox)
     ours = docker.APIClient(base_url=f"unix://{daemon.sock}", version="auto")
@@ -462,7 +462,7 @@ def test_build_as_the_classic_builder(apis, tmp_path):
             tags.append("dy-classic:1")
             steps = [c["stream"] for c in first if c.get("stream", "").startswith("Step ")]
             red = [c["stream"] for c in first if "\x1b" in c.get("stream", "")]
-            hits = lambda chunks: sum("Using cache" in c.get("stream", "") for c in chunks)  # noqa: E731
+            hits = lambda chunks: sum("Using cache" in c.get("stream", "") for c in chunks)
             again = list(api.build(fileobj=io.BytesIO(script), tag="dy-classic:2", cache_from=["dy-classic:1"],
                                    decode=True))
             tags.append("dy-classic:2")

@@ -28,7 +28,7 @@ from support import needs_root
 
 sys.path.insert(0, str(Path(__file__).parent / "runtime"))
 
-from bundle import BUSYBOX, DOCKER_CAPS, docker_config, find_binary  # noqa: E402
+from bundle import BUSYBOX, DOCKER_CAPS, docker_config, find_binary
 
 REPO = Path(__file__).resolve().parents[1]
 RUNC = shutil.which("runc")
@@ -785,7 +785,7 @@ def test_blkio_throttle(pair):
     if disk is None:
         pytest.skip("no whole-disk block device to throttle")
     major, minor = disk
-    dev = lambda rate: [{"major": major, "minor": minor, "rate": rate}]  # noqa: E731
+    dev = lambda rate: [{"major": major, "minor": minor, "rate": rate}]
     cfg = cfg_for("true", resources={"blockIO": {
         "throttleReadBpsDevice": dev(102400), "throttleWriteBpsDevice": dev(204800),
         "throttleReadIOPSDevice": dev(1000), "throttleWriteIOPSDevice": dev(2000)}})

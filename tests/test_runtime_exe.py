@@ -31,7 +31,7 @@ from support import needs_root
 
 sys.path.insert(0, str(Path(__file__).parent / "runtime"))
 
-from bundle import docker_config, write_bundle  # noqa: E402
+from bundle import docker_config, write_bundle
 
 
 def _binary() -> str | None:
@@ -92,7 +92,7 @@ def runtime_exes(rows: list[list[str]]) -> list[list[str]]:
     return [r for r in rows if r[0].endswith("/exe") and "dockyard-runtime" in r[3]]
 
 
-def wait_for(pred, timeout: float, what: str) -> None:  # noqa: ANN001
+def wait_for(pred, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
@@ -108,7 +108,7 @@ def check_unreached(rows: list[list[str]], host: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def runtime_copy(tmp_path: Path, monkeypatch) -> Path:  # noqa: ANN001
+def runtime_copy(tmp_path: Path, monkeypatch) -> Path:
     """A private copy of the runtime for the engine to run (so that a regression can only
     write to it), before the daemon starts."""
     d = tmp_path / "bin"
@@ -127,7 +127,7 @@ def host_ids(exe: Path, *dirs: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def dy(runtime_copy, cli, rootfs_tar):  # noqa: ANN001
+def dy(runtime_copy, cli, rootfs_tar):
     cli("import", "-c", 'CMD ["/bin/sh"]', str(rootfs_tar), "bb")
     yield cli
     left = cli("ps", "-aq").stdout.decode().split()
@@ -223,7 +223,7 @@ class Rt:
 
 
 @pytest.fixture
-def rt(runtime_copy, tmp_path):  # noqa: ANN001
+def rt(runtime_copy, tmp_path):
     (tmp_path / "rtroot").mkdir()
     r = Rt(runtime_copy, tmp_path / "rtroot")
     yield r

@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bundle import docker_config, find_binary, write_bundle  # noqa: E402
+from bundle import docker_config, find_binary, write_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 CG_PARENT = f"dockyard-pytest-{os.getpid()}"

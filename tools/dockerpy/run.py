@@ -290,7 +290,7 @@ class External:
         pass
 
 
-def docker_host(daemon) -> str:  # noqa: ANN001
+def docker_host(daemon) -> str:
     return daemon.host if isinstance(daemon, External) else f"unix://{daemon.sock}"
 
 

@@ -115,7 +115,7 @@ class State:
 
 
 class Builder:
-    def __init__(self, engine, opts: BuildOptions, out: Callable[[str], None] | None = None,  # noqa: ANN001
+    def __init__(self, engine, opts: BuildOptions, out: Callable[[str], None] | None = None,
                  flush: Callable[[], None] | None = None) -> None:
         """``out`` takes each line of progress; ``flush`` (if given) is called before the builder
         waits for something (a RUN, a COPY, a pull, a RUN's output), so that ``out`` may buffer
@@ -1359,7 +1359,7 @@ def full_config(cfg: dict, image_id: str) -> dict:
     return out
 
 
-def prune_cache(engine) -> dict:  # noqa: ANN001
+def prune_cache(engine) -> dict:
     """``docker builder prune``: forget every cache entry (the images stay, as Docker's classic
     builder keeps its intermediate images; ``image prune`` removes those nobody uses).
     Returns Docker's ``/build/prune`` shape."""

@@ -41,7 +41,7 @@ def parse_build_args(argv: list[str]) -> dict | None:
     return params
 
 
-def fast_build(session, argv: list[str]) -> int | None:  # noqa: ANN001
+def fast_build(session, argv: list[str]) -> int | None:
     params = parse_build_args(argv)
     if params is None:
         return None
@@ -51,7 +51,7 @@ def fast_build(session, argv: list[str]) -> int | None:  # noqa: ANN001
     return 0
 
 
-def run_build(session, context_path: str, tags: list[str], file: str | None, build_args: list[str],  # noqa: ANN001, C901
+def run_build(session, context_path: str, tags: list[str], file: str | None, build_args: list[str],
               target: str, no_cache: bool, labels: list[str], quiet: bool, iidfile: str | None, progress: str,
               network: str, pull: bool = False) -> str:
     """Build through the daemon (``POST /build``, as the docker CLI's classic builder): the context
@@ -86,7 +86,7 @@ def run_build(session, context_path: str, tags: list[str], file: str | None, bui
               "networkmode": network or None, "rm": True, "pull": pull or None}
     state: dict = {"sock": None, "cancelled": False}
 
-    def stop(signum, frame):  # noqa: ANN001
+    def stop(signum, frame):
         sock = state["sock"]
         if sock is None or state["cancelled"]:
             raise KeyboardInterrupt
@@ -148,7 +148,7 @@ def run_build(session, context_path: str, tags: list[str], file: str | None, bui
 CANCEL_WAIT = 30.0
 
 
-def _half_close(sock) -> None:  # noqa: ANN001
+def _half_close(sock) -> None:
     """Tell the daemon we are gone (it cancels the build), keep reading until it has cleaned up;
     past CANCEL_WAIT, shut the connection down entirely."""
     import socket
@@ -170,7 +170,7 @@ def _half_close(sock) -> None:  # noqa: ANN001
     timer.start()
 
 
-def open_context(path: str, file: str | None) -> tuple:  # noqa: C901
+def open_context(path: str, file: str | None) -> tuple:
     """(body, Dockerfile name in it) for PATH, ``-`` and ``-f``, as docker's CLI sends them: a
     directory as a tar made as the request reads it (``.dockerignore`` applied, the Dockerfile
     and ``.dockerignore`` always sent), a tar on stdin as it is, a Dockerfile on stdin alone.
@@ -219,7 +219,7 @@ def _read(path: str) -> bytes:
 class _Prefixed:
     """A stream with bytes already read in front of it."""
 
-    def __init__(self, head: bytes, rest) -> None:  # noqa: ANN001
+    def __init__(self, head: bytes, rest) -> None:
         self.head = head
         self.rest = rest
 
@@ -291,7 +291,7 @@ class TarStream:
             detail = f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc)
             raise BuildError(f"error checking context: {detail}")
 
-    def _generate(self):  # noqa: ANN202
+    def _generate(self):
         import time
 
         inodes: dict[tuple[int, int], str] = {}
@@ -339,7 +339,7 @@ class TarStream:
         yield bytes(1024)  # the end: two zero blocks
 
 
-def _file_blocks(path: str, size: int):  # noqa: ANN202
+def _file_blocks(path: str, size: int):
     """A file's ``size`` bytes padded to whole blocks (it must not have shrunk meanwhile)."""
     with open(path, "rb") as f:
         left = size

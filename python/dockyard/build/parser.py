@@ -310,7 +310,7 @@ def parse_line(line: str, start: int, end: int, escape: str = "\\", file: str = 
     return inst
 
 
-def _extract_flags(inst: Instruction, rest: str, escape: str, fail) -> str:  # noqa: ANN001
+def _extract_flags(inst: Instruction, rest: str, escape: str, fail) -> str:
     allowed = FLAGS.get(inst.cmd, set())
     while True:
         stripped = rest.lstrip()

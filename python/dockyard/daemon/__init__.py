@@ -27,7 +27,7 @@ def default_socket() -> str:
     return str(Path(os.environ.get("DOCKYARD_RUN", "/run/dockyard")) / "dockyard.sock")
 
 
-def build_router():  # noqa: ANN201
+def build_router():
     from . import containers, execs, images, swarm, system
     from .http import Router
 
@@ -159,7 +159,7 @@ def serve(path: str | None = None, root: str | None = None, ready: threading.Eve
         f.write(f"{os.getpid()}\n")
     stop = threading.Event()
 
-    def on_signal(signum, frame) -> None:  # noqa: ANN001
+    def on_signal(signum, frame) -> None:
         if not stop.is_set():
             stop.set()
             log.info("received %s: shutting down (containers keep running)", signal.Signals(signum).name)

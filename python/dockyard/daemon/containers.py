@@ -121,7 +121,7 @@ def _command(spec: dict) -> str:
     return " ".join([spec["Path"], *args]) if args else spec["Path"]
 
 
-def list_(d, req: Request) -> list | Reply:  # noqa: ANN001
+def list_(d, req: Request) -> list | Reply:
     all_ = req.bool("all")
     limit = req.int("limit", -1)
     filters = req.filters()
@@ -200,7 +200,7 @@ class _Listing:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
 
-    def entries(self, engine) -> list[_Entry]:  # noqa: ANN001
+    def entries(self, engine) -> list[_Entry]:
         """Every container's entry, newest first."""
         from ..engine.network import hooks
 
@@ -275,7 +275,7 @@ def _ports(bindings: dict) -> list:
     return out
 
 
-def create(d, req: Request) -> Reply:  # noqa: ANN001
+def create(d, req: Request) -> Reply:
     from .create import options_from_body
 
     name = req.arg("name", "") or ""
@@ -320,7 +320,7 @@ HOST_DEFAULTS = {
 }
 
 
-def inspect(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
+def inspect(d, req: Request, id: str) -> dict:
     with d.engines.get() as engine:
         info = engine.containers.inspect(id)
     for key, value in HOST_DEFAULTS.items():
@@ -342,7 +342,7 @@ def inspect(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
     return info
 
 
-def start(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
+def start(d, req: Request, id: str) -> Reply | None:
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         if engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]:
@@ -351,7 +351,7 @@ def start(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
     return None
 
 
-def stop(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
+def stop(d, req: Request, id: str) -> Reply | None:
     timeout = req.int("t", None)
     if timeout is None:
         timeout = req.int("timeout", None)
@@ -379,7 +379,7 @@ def stop(d, req: Request, id: str) -> Reply | None:  # noqa: ANN001, A002
     return None
 
 
-def restart(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+def restart(d, req: Request, id: str) -> None:
     timeout = req.int("t", None)
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
@@ -395,7 +395,7 @@ def restart(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
     return None
 
 
-def kill(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+def kill(d, req: Request, id: str) -> None:
     from ..engine.spec import parse_signal
 
     sig = req.arg("signal") or "KILL"
@@ -420,7 +420,7 @@ def kill(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
     return None
 
 
-def wait(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+def wait(d, req: Request, id: str):
     """Headers go out at once (the docker CLI waits for them before it starts the container),
     the body when the condition is met."""
     condition = req.arg("condition") or "not-running"
@@ -459,7 +459,7 @@ def wait(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
         d.events.unsubscribe(q)
 
 
-def delete(d, req: Request, id: str, alias: str = "") -> None:  # noqa: ANN001, A002
+def delete(d, req: Request, id: str, alias: str = "") -> None:
     force, volumes = req.bool("force"), req.bool("v")
     if req.bool("link"):
         with d.engines.get() as engine:
@@ -505,7 +505,7 @@ def delete(d, req: Request, id: str, alias: str = "") -> None:  # noqa: ANN001, 
     return None
 
 
-def update(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
+def update(d, req: Request, id: str) -> dict:
     """``docker update``: Resources fields and RestartPolicy; a zero value means "unchanged", as
     the docker CLI sends every field."""
     from .create import HOST_FIELDS, _check
@@ -537,7 +537,7 @@ def update(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
     return {"Warnings": warnings}
 
 
-def rename(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+def rename(d, req: Request, id: str) -> None:
     new = req.arg("name")
     if not new:
         raise InvalidArgument("name is required")
@@ -547,19 +547,19 @@ def rename(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
     return None
 
 
-def pause(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+def pause(d, req: Request, id: str) -> None:
     with d.engines.get() as engine:
         engine.containers.pause(id)
         d.emit_container(engine, id, "pause")
 
 
-def unpause(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+def unpause(d, req: Request, id: str) -> None:
     with d.engines.get() as engine:
         engine.containers.unpause(id)
         d.emit_container(engine, id, "unpause")
 
 
-def resize(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
+def resize(d, req: Request, id: str) -> Reply:
     h, w = req.int("h", 0), req.int("w", 0)
     if h < 0 or w < 0 or h > 65535 or w > 65535:
         raise InvalidArgument("invalid terminal size")
@@ -593,7 +593,7 @@ def resize(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
     return Reply(200, b"", "text/plain")
 
 
-def top(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
+def top(d, req: Request, id: str) -> dict:
     import subprocess
 
     ps_args = (req.arg("ps_args") or "-ef").split()
@@ -619,13 +619,13 @@ def top(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
     return {"Titles": titles, "Processes": rows}
 
 
-def changes(d, req: Request, id: str) -> list:  # noqa: ANN001, A002
+def changes(d, req: Request, id: str) -> list:
     kinds = {"C": 0, "A": 1, "D": 2}
     with d.engines.get() as engine:
         return [{"Path": p, "Kind": kinds.get(k, 0)} for k, p in engine.containers.diff(id)]
 
 
-def export(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+def export(d, req: Request, id: str):
     with d.engines.get() as engine:
         cid = engine.containers.resolve(id)
         return stream_produced(req, lambda w: engine.containers.export(cid, f"/proc/self/fd/{w}"))
@@ -635,7 +635,7 @@ def _frame(kind: int, data: bytes) -> bytes:
     return struct.pack(">BxxxI", kind, len(data)) + data
 
 
-def logs(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002, C901
+def logs(d, req: Request, id: str):
     """``docker logs``: the json-file log streamed in blocks (the daemon holds about one block,
     whatever the log's size); ``--tail`` read from the end; ``-f`` woken by inotify on the log
     and by the container's ``die`` event, never by a timer."""
@@ -688,7 +688,7 @@ def logs(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002, C901
                 out.write(b"".join(buf))
 
         def copy_from(pos: int) -> int:
-            for pos, entries in iter_json_log(path, pos):  # noqa: B007
+            for pos, entries in iter_json_log(path, pos):
                 emit(entries)
             return pos
 
@@ -706,7 +706,7 @@ def logs(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002, C901
     return STREAMED
 
 
-def _follow_log(d, req: Request, cid: str, path, pos: int, copy_from, events, until: float) -> None:  # noqa: ANN001
+def _follow_log(d, req: Request, cid: str, path, pos: int, copy_from, events, until: float) -> None:
     """``logs -f`` after what was there: copy what the supervisor appends until the container
     dies or is removed, ``until`` passes or the client goes away.  Woken by inotify (the log was
     written) and by the event bus (a pipe written by a thread that waits for this container's
@@ -781,7 +781,7 @@ class _Inotify:
             err = ctypes.get_errno()
             raise DockyardError(f"inotify_init1: {os.strerror(err)}")
 
-    def watch(self, path) -> None:  # noqa: ANN001
+    def watch(self, path) -> None:
         import ctypes
 
         if self._libc.inotify_add_watch(self.fd, os.fsencode(str(path)), self.IN_MODIFY) < 0:
@@ -875,7 +875,7 @@ def _sample(rec: dict) -> dict:
     return dict(sample(rec["id"]), networks=_networks(rec["state"].get("Pid") or 0))
 
 
-def stats(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+def stats(d, req: Request, id: str):
     from ..engine.images import now_rfc3339
 
     stream = req.bool("stream", True)
@@ -915,7 +915,7 @@ def stats(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     return STREAMED
 
 
-def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+def attach(d, req: Request, id: str):
     """Hijack the connection and relay it to the container's supervisor.  A client that attaches
     before start (``docker run``) makes the start wait for it: the supervisor then starts the
     process only once we are connected, so no output is lost."""
@@ -970,7 +970,7 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
 
     resizer: list = []
 
-    def connected(resize) -> None:  # noqa: ANN001
+    def connected(resize) -> None:
         with d.attach_cond:
             d.connecting[cid] -= 1
             if not d.connecting[cid]:
@@ -1004,7 +1004,7 @@ def attach(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     return STREAMED
 
 
-def _until_read(conn, limit: float = 0.05) -> None:  # noqa: ANN001
+def _until_read(conn, limit: float = 0.05) -> None:
     """Until the client has read the upgrade answer (the socket's send queue is empty), at most
     ``limit`` seconds.  docker-py reads the hijacked stream from the raw socket beneath the
     buffered reader that parsed the answer: bytes that arrived together with the answer are in
@@ -1026,7 +1026,7 @@ def _until_read(conn, limit: float = 0.05) -> None:  # noqa: ANN001
         time.sleep(0.0005)
 
 
-def _replay_log(conn, path, tty: bool, want: dict[int, bool]) -> None:  # noqa: ANN001
+def _replay_log(conn, path, tty: bool, want: dict[int, bool]) -> None:
     """``attach?logs=1``: what the container has written so far, before the live stream."""
     from ..engine.containers import iter_json_log
 
@@ -1041,7 +1041,7 @@ def _replay_log(conn, path, tty: bool, want: dict[int, bool]) -> None:  # noqa: 
             conn.sendall(b"".join(out))
 
 
-def _wait_started(d, cid: str, conn) -> bool:  # noqa: ANN001
+def _wait_started(d, cid: str, conn) -> bool:
     """Wait for the container to start.  A client that half-closes (no stdin: docker does
     ``CloseWrite`` at once) still wants the output; a client that has gone altogether (POLLHUP
     on a unix socket), a start that failed or a removed container ends the wait (the daemon
@@ -1068,12 +1068,12 @@ def _wait_started(d, cid: str, conn) -> bool:  # noqa: ANN001
 
 # -- docker cp --------------------------------------------------------------------------------------
 
-def archive_head(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
+def archive_head(d, req: Request, id: str) -> Reply:
     with d.engines.get() as engine, engine.containers.archive_source(id, req.arg("path") or "") as src:
         return Reply(200, b"", "application/x-tar", {"X-Docker-Container-Path-Stat": src.stat_header()})
 
 
-def archive_get(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+def archive_get(d, req: Request, id: str):
     with d.engines.get() as engine, engine.containers.archive_source(id, req.arg("path") or "") as src:
         out = req.start_stream("application/x-tar", headers={"X-Docker-Container-Path-Stat": src.stat_header()})
         req._started = True
@@ -1091,7 +1091,7 @@ def archive_get(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     return STREAMED
 
 
-def archive_put(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
+def archive_put(d, req: Request, id: str) -> Reply:
     path = req.arg("path") or ""
     req.bool("noOverwriteDirNonDir")
     req.bool("copyUIDGID")  # dockerd keeps the archive's owners either way (with a USER, -a maps to it)
@@ -1100,7 +1100,7 @@ def archive_put(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
     return Reply(200, b"", "text/plain")  # dockerd's 200 (docker-py's put_archive checks for it)
 
 
-def prune(d, req: Request) -> dict:  # noqa: ANN001
+def prune(d, req: Request) -> dict:
     from ..engine.filters import labels_match
 
     from ..engine.filters import timestamp
@@ -1140,7 +1140,7 @@ def prune(d, req: Request) -> dict:  # noqa: ANN001
     return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 
-def commit(d, req: Request) -> Reply:  # noqa: ANN001
+def commit(d, req: Request) -> Reply:
     container = req.arg("container")
     if not container:
         raise InvalidArgument("container is required")

@@ -37,7 +37,7 @@ class EnginePool:
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def get(self):  # noqa: ANN201
+    def get(self):
         with self._lock:
             engine = self._free.pop() if self._free else None
         if engine is None:
@@ -211,7 +211,7 @@ class Daemon:
         try:
             with self.engines.get() as engine:
                 hooks.networks(engine.containers).release_default_bridge()
-        except Exception as exc:  # noqa: BLE001  (shutting down: said, not raised)
+        except Exception as exc:  # (shutting down: said, not raised)
             log.warning("removing the default bridge: %s", exc)
         self.engines.close()
 
@@ -253,7 +253,7 @@ class Daemon:
                         rec = c.reconcile(cid, shims.get(cid, []))
                 except NotFound:
                     continue
-                except Exception:  # noqa: BLE001  (one container must not keep the daemon down)
+                except Exception:  # (one container must not keep the daemon down)
                     log.exception("restore: %s", cid[:12])
                     continue
                 if rec["state"]["Running"]:
@@ -355,7 +355,7 @@ class Daemon:
         self._unwatch_fd(info)
         try:
             self.check_exit(cid)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             # (a full disk, say): said once, retried a second later (a deadline, not a poll)
             self._log_once(f"monitor:{cid}", f"monitor: {cid[:12]}: {exc}", exc_info=True)
             timer = threading.Timer(1.0, self._wake_monitor, (cid,))
@@ -422,7 +422,7 @@ class Daemon:
             self._unwatch_fd(info)
         return info
 
-    def _after_exit(self, engine, rec: dict, ran_for: float = 0.0, plan=None) -> None:  # noqa: ANN001
+    def _after_exit(self, engine, rec: dict, ran_for: float = 0.0, plan=None) -> None:
         cid = rec["id"]
         host = rec["spec"]["HostConfig"]
         if host.get("AutoRemove"):
@@ -455,7 +455,7 @@ class Daemon:
             self.save_state()
             try:
                 self.start_container(cid, restarting=True)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("restart of %s failed: %s", cid[:12], exc)
             finally:
                 with self.lock:
@@ -509,7 +509,7 @@ class Daemon:
         if changed:
             self.save_state()
 
-    def _start_failed(self, engine, rec: dict) -> None:  # noqa: ANN001
+    def _start_failed(self, engine, rec: dict) -> None:
         """As dockerd after a start that failed: the clients attached for it are let go, and a
         container made with ``--rm`` is removed (``docker run --rm`` waits for that)."""
         cid = rec["id"]
@@ -558,7 +558,7 @@ class Daemon:
         attrs.update(extra or {})
         self.events.emit("container", action, rec["id"], attrs)
 
-    def emit_container(self, engine, ref: str, action: str, extra: dict | None = None) -> None:  # noqa: ANN001
+    def emit_container(self, engine, ref: str, action: str, extra: dict | None = None) -> None:
         try:
             rec = engine.containers.load(engine.containers.resolve(ref))
         except NotFound:

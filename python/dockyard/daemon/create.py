@@ -199,7 +199,7 @@ def _strs(value: object) -> list[str]:
     return list(value) if value else []
 
 
-def options_from_body(body: object, name: str = ""):  # noqa: ANN201, C901
+def options_from_body(body: object, name: str = ""):
     from ..engine.containers import CreateOptions
     from ..engine.spec import Resources, check_sysctls, normalize_cap, parse_device_cgroup_rule, parse_ulimit
 

@@ -9,7 +9,7 @@ import threading
 from ..errors import Conflict, InvalidArgument, NotFound
 from .http import STREAMED, Reply, Request, Router
 
-def _exec_types():  # noqa: ANN202
+def _exec_types():
     from .create import GoType, _struct
 
     b, s = GoType("bool", "bool"), GoType("string", "string")
@@ -33,7 +33,7 @@ def routes(r: Router) -> None:
     r.add("GET", "/exec/{id}/json", inspect)
 
 
-def create(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
+def create(d, req: Request, id: str) -> Reply:
     from .create import go_decode
 
     # decoded as dockerd decodes it: unknown fields ignored, Go's sentence for a wrong type
@@ -80,14 +80,14 @@ def _command(cmd: list[str]) -> str:
     return f"{cmd[0]} {' '.join(cmd[1:])}"
 
 
-def _emit(d, rec: dict, action: str, extra: dict) -> None:  # noqa: ANN001
+def _emit(d, rec: dict, action: str, extra: dict) -> None:
     """An exec's event carries its container's attributes (image, name, labels) as dockerd's do:
     a client that filters events by label (compose) sees them."""
     with d.engines.get() as engine:
         d.emit_container(engine, rec["ContainerID"], action, extra)
 
 
-def _get(d, eid: str) -> dict:  # noqa: ANN001
+def _get(d, eid: str) -> dict:
     with d.lock:
         rec = d.execs.get(eid)
     if rec is None:
@@ -95,7 +95,7 @@ def _get(d, eid: str) -> dict:  # noqa: ANN001
     return rec
 
 
-def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
+def start(d, req: Request, id: str):
     import socket
 
     from .streams import DETACHED, START_FAILED, _frame, exec_command, run_exec, spawn_exec, start_error
@@ -180,7 +180,7 @@ def start(d, req: Request, id: str):  # noqa: ANN001, ANN201, A002
     return STREAMED
 
 
-def resize(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
+def resize(d, req: Request, id: str) -> Reply:
     rec = _get(d, id)
     h, w = req.int("h", 0), req.int("w", 0)
     if h < 0 or w < 0 or h > 65535 or w > 65535:
@@ -203,6 +203,6 @@ def resize(d, req: Request, id: str) -> Reply:  # noqa: ANN001, A002
     return Reply(200, b"", "text/plain")
 
 
-def inspect(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
+def inspect(d, req: Request, id: str) -> dict:
     rec = _get(d, id)
     return {k: v for k, v in rec.items() if not k.startswith("_")}

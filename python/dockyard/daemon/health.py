@@ -27,7 +27,7 @@ log = logging.getLogger("dockyard.daemon")
 
 
 class HealthMonitor:
-    def __init__(self, daemon) -> None:  # noqa: ANN001
+    def __init__(self, daemon) -> None:
         self.d = daemon
         self.cond = threading.Condition()
         self.heap: list[tuple[float, int, str, object]] = []
@@ -97,7 +97,7 @@ class HealthMonitor:
     def _probe_and_reschedule(self, cid: str, info: dict) -> None:
         try:
             self._probe(cid, info)
-        except Exception as exc:  # noqa: BLE001  (a probe must not end the watching)
+        except Exception as exc:  # (a probe must not end the watching)
             self.d._log_once(f"health:{cid}", f"healthcheck of {cid[:12]}: {exc}", exc_info=True)
         with self.cond:
             if self.watched.get(cid) is info and not self.stopped:

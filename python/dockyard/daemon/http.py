@@ -129,7 +129,7 @@ class Request:
     # -- body -------------------------------------------------------------------------------------
 
     @property
-    def stream(self):  # noqa: ANN201
+    def stream(self):
         """The body as a binary file (chunked transfer decoded)."""
         self._body_read = True
         te = (self.headers.get("Transfer-Encoding") or "").lower()
@@ -160,7 +160,7 @@ class Request:
         return fds[0]
 
     @contextlib.contextmanager
-    def body_source(self):  # noqa: ANN201
+    def body_source(self):
         """The body as what the engine's archive readers take: the path of the client's own file
         when it handed over a regular one (:meth:`body_fd`; read in place), else a binary stream."""
         fd = self.body_fd()
@@ -246,7 +246,7 @@ class Request:
 
 
 class LimitedReader:
-    def __init__(self, f, length: int) -> None:  # noqa: ANN001
+    def __init__(self, f, length: int) -> None:
         self.f = f
         self.left = length
 
@@ -260,7 +260,7 @@ class LimitedReader:
             self.left = 0
         return data
 
-    def readinto(self, buf) -> int:  # noqa: ANN001
+    def readinto(self, buf) -> int:
         data = self.read(len(buf))
         buf[: len(data)] = data
         return len(data)
@@ -274,7 +274,7 @@ class LimitedReader:
 
 
 class ChunkedReader:
-    def __init__(self, f) -> None:  # noqa: ANN001
+    def __init__(self, f) -> None:
         self.f = f
         self.left = 0
         self.done = False
@@ -313,7 +313,7 @@ class ChunkedReader:
                 self.f.readline(8)  # the CRLF after a chunk
         return b"".join(out)
 
-    def readinto(self, buf) -> int:  # noqa: ANN001
+    def readinto(self, buf) -> int:
         data = self.read(len(buf))
         buf[: len(data)] = data
         return len(data)
@@ -329,7 +329,7 @@ class ChunkedReader:
 class ChunkedWriter:
     """A streamed response body; ``close`` writes the last chunk."""
 
-    def __init__(self, f) -> None:  # noqa: ANN001
+    def __init__(self, f) -> None:
         self.f = f
         self.closed = False
 
@@ -359,18 +359,18 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[tuple[str, re.Pattern, object]] = []
 
-    def add(self, method: str, pattern: str, func) -> None:  # noqa: ANN001
+    def add(self, method: str, pattern: str, func) -> None:
         rx = re.sub(r"\{(\w+)\*\}", r"(?P<\1>.+)", pattern)
         rx = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", rx) + "$")
         self.routes.append((method, rx, func))
 
-    def route(self, method: str, pattern: str):  # noqa: ANN201
-        def deco(func):  # noqa: ANN001, ANN202
+    def route(self, method: str, pattern: str):
+        def deco(func):
             self.add(method, pattern, func)
             return func
         return deco
 
-    def match(self, method: str, path: str):  # noqa: ANN201
+    def match(self, method: str, path: str):
         allowed = False
         fallback = None
         for m, rx, func in self.routes:
@@ -394,7 +394,7 @@ class Handler(BaseHTTPRequestHandler):
     router: Router
     context: object  # the daemon, passed to every route
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def address_string(self) -> str:
@@ -405,7 +405,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Docker-Experimental", "false")
         self.send_header("Ostype", "linux")
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         # any method (PATCH, OPTIONS, ...) goes to the router, which answers 404 as dockerd does
         if name.startswith("do_"):
             return self._dispatch
@@ -450,7 +450,7 @@ class Handler(BaseHTTPRequestHandler):
         self.parked = False
         try:
             self.handle()
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.server.handle_error(self.connection, self.client_address)
             self.close_connection = True
             self.parked = False
@@ -640,7 +640,7 @@ def _drain(req: Request) -> None:
         s = req.stream
         while s.read(1 << 16):
             pass
-    except Exception:  # noqa: BLE001
+    except Exception:
         req.handler.close_connection = True
 
 
@@ -672,7 +672,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     #: seconds to send a request line and headers once started
     header_timeout = 60.0
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._parked: dict[int, tuple[Handler, float]] = {}  # fd -> (handler, idle since)
         self._parked_lock = threading.Lock()
@@ -683,12 +683,12 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self._watcher = threading.Thread(target=self._watch_idle, name="http-idle", daemon=True)
         self._watcher.start()
 
-    def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
+    def process_request_thread(self, request, client_address) -> None:
         """A new connection's thread: serve what it sends, then park it or close it."""
         handler = None
         try:
             handler = self.RequestHandlerClass(request, client_address, self)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.handle_error(request, client_address)
         if handler is not None and handler.parked:
             self.park(handler)  # (last: from here on another thread may own it)
@@ -752,7 +752,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                         handler.finish()
                     self.shutdown_request(handler.connection)
 
-    def _unpark(self, sock) -> Handler | None:  # noqa: ANN001
+    def _unpark(self, sock) -> Handler | None:
         with self._parked_lock:
             entry = self._parked.pop(sock.fileno(), None)
             if entry is not None:
@@ -774,7 +774,7 @@ class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             super().shutdown_request(handler.connection)
         self._wake()  # the watcher sees _closed, closes the selector and returns
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+    def handle_error(self, request, client_address) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionError, BrokenPipeError)):
             return
@@ -818,7 +818,7 @@ def make_server(path: str, router: Router, context: object, idle_timeout: float 
     return server
 
 
-def stream_produced(req, produce, content_type: str = "application/x-tar") -> Streamed:  # noqa: ANN001
+def stream_produced(req, produce, content_type: str = "application/x-tar") -> Streamed:
     """Send what ``produce(fd)`` writes to a pipe's write end (closed here afterwards) as a
     streamed body: the producer runs in a thread, the response copies as it comes."""
     import os
@@ -830,7 +830,7 @@ def stream_produced(req, produce, content_type: str = "application/x-tar") -> St
     def run() -> None:
         try:
             produce(w)
-        except BaseException as exc:  # noqa: BLE001  (reported below: headers are already sent)
+        except BaseException as exc:  # (reported below: headers are already sent)
             failed.append(exc)
         finally:
             os.close(w)

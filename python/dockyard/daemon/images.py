@@ -28,7 +28,7 @@ def routes(r: Router) -> None:
     r.add("DELETE", "/images/{name*}", delete)
 
 
-def _registry_for(req: Request, name: str):  # noqa: ANN202
+def _registry_for(req: Request, name: str):
     """A registry client with the credentials of ``X-Registry-Auth`` (base64url JSON, as the
     docker CLI sends them), or None: the registry client's own (the daemon user's config)."""
     import base64
@@ -48,7 +48,7 @@ def _registry_for(req: Request, name: str):  # noqa: ANN202
     return Registry(refs.parse(name).domain, credentials=(data["username"], data.get("password") or ""))
 
 
-def auth(d, req: Request) -> dict:  # noqa: ANN001
+def auth(d, req: Request) -> dict:
     """``docker login``: check the credentials against the registry (the CLI stores them)."""
     from ..registry import auth as regauth
     from ..registry.client import Registry
@@ -76,7 +76,7 @@ def auth(d, req: Request) -> dict:  # noqa: ANN001
 IMAGE_FILTERS = ("dangling", "label", "reference", "before", "since", "until")
 
 
-def list_(d, req: Request) -> list:  # noqa: ANN001
+def list_(d, req: Request) -> list:
     filters = req.filters()
     for key in filters:
         if key not in IMAGE_FILTERS:
@@ -128,7 +128,7 @@ def full_config(config: dict) -> dict:
     return out
 
 
-def inspect(d, req: Request, name: str) -> dict:  # noqa: ANN001
+def inspect(d, req: Request, name: str) -> dict:
     with d.engines.get() as engine:
         out = engine.images.inspect(name)
         if req.before("1.47"):
@@ -148,12 +148,12 @@ def inspect(d, req: Request, name: str) -> dict:  # noqa: ANN001
     return shaped
 
 
-def history(d, req: Request, name: str) -> list:  # noqa: ANN001
+def history(d, req: Request, name: str) -> list:
     with d.engines.get() as engine:
         return engine.images.history(name)
 
 
-def tag(d, req: Request, name: str) -> Reply:  # noqa: ANN001
+def tag(d, req: Request, name: str) -> Reply:
     repo, tag_ = req.arg("repo") or "", req.arg("tag") or ""
     if not repo:
         raise InvalidArgument("repository name must have at least one component")
@@ -166,7 +166,7 @@ def tag(d, req: Request, name: str) -> Reply:  # noqa: ANN001
     return Reply(201, b"", "text/plain")
 
 
-def delete(d, req: Request, name: str) -> list:  # noqa: ANN001
+def delete(d, req: Request, name: str) -> list:
     force, noprune = req.bool("force"), req.bool("noprune")
     with d.engines.get() as engine:
         items = engine.images.remove(name, force=force, prune=not noprune)
@@ -177,7 +177,7 @@ def delete(d, req: Request, name: str) -> list:  # noqa: ANN001
     return items
 
 
-def prune(d, req: Request) -> dict:  # noqa: ANN001
+def prune(d, req: Request) -> dict:
     filters = req.filters()
     for key in filters:
         if key not in ("dangling", "label", "label!", "until"):
@@ -190,13 +190,13 @@ def prune(d, req: Request) -> dict:  # noqa: ANN001
     return report
 
 
-def _progress_stream(req: Request):  # noqa: ANN202
+def _progress_stream(req: Request):
     out = req.start_stream("application/json")
     req._started = True
     return out
 
 
-def create(d, req: Request):  # noqa: ANN001, ANN201
+def create(d, req: Request):
     """``fromSrc`` imports (``-``: the body), ``fromImage`` pulls; both stream JSON progress."""
     src, image = req.arg("fromSrc"), req.arg("fromImage")
     repo, tag_ = req.arg("repo") or "", req.arg("tag") or ""
@@ -236,7 +236,7 @@ def create(d, req: Request):  # noqa: ANN001, ANN201
     lock = threading.Lock()
     state: dict = {"out": None}
 
-    def stream():  # noqa: ANN202
+    def stream():
         # headers go out with the first progress message: an error before that (no such
         # repository, registry unreachable) is a plain error response, as dockerd's
         if state["out"] is None:
@@ -272,7 +272,7 @@ def create(d, req: Request):  # noqa: ANN001, ANN201
     return STREAMED
 
 
-def push(d, req: Request, name: str):  # noqa: ANN001, ANN201
+def push(d, req: Request, name: str):
     from .. import reference as refs
     from ..registry import client as regclient
 
@@ -306,7 +306,7 @@ def push(d, req: Request, name: str):  # noqa: ANN001, ANN201
     return STREAMED
 
 
-def load(d, req: Request):  # noqa: ANN001, ANN201
+def load(d, req: Request):
     req.bool("quiet")
     try:
         with d.engines.get() as engine, req.body_source() as body:
@@ -329,7 +329,7 @@ def load(d, req: Request):  # noqa: ANN001, ANN201
 SAVE_FORMATS = ("docker-archive", "oci-archive")
 
 
-def _save(d, req: Request, names: list[str]):  # noqa: ANN001, ANN201
+def _save(d, req: Request, names: list[str]):
     if not names:
         raise InvalidArgument("names is required")
     # ``format`` (dockyard's, for ``dockyard save --format oci-archive``): dockerd has none
@@ -347,15 +347,15 @@ def _save(d, req: Request, names: list[str]):  # noqa: ANN001, ANN201
         return stream_produced(req, produce)
 
 
-def get_many(d, req: Request):  # noqa: ANN001, ANN201
+def get_many(d, req: Request):
     return _save(d, req, req.args("names"))
 
 
-def get_one(d, req: Request, name: str):  # noqa: ANN001, ANN201
+def get_one(d, req: Request, name: str):
     return _save(d, req, [name])
 
 
-def build(d, req: Request):  # noqa: ANN001, ANN201, C901
+def build(d, req: Request):
     """``POST /build``, the classic builder's: the body is the context as a tar (or a Dockerfile
     alone), ``dockerfile`` names the Dockerfile inside it; the output streams as JSON lines
     (``stream``, ``aux`` with the ID, ``error``/``errorDetail`` at the end of a failed build).
@@ -526,14 +526,14 @@ class _Tracking:
     """The engine as a build sees it, keeping the containers the build creates, so that a build
     whose client went away can stop them from another thread (:meth:`cancel`)."""
 
-    def __init__(self, engine, cancelled: threading.Event) -> None:  # noqa: ANN001
+    def __init__(self, engine, cancelled: threading.Event) -> None:
         self._engine = engine
         self.containers = _TrackedContainers(engine.containers, cancelled)
 
-    def cancel(self, d) -> None:  # noqa: ANN001
+    def cancel(self, d) -> None:
         self.containers.cancel(d)
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self._engine, name)
 
 
@@ -543,19 +543,19 @@ class _TrackedContainers:
     with :meth:`cancel` killing those already running, none is left to run on (no retries on a
     timer)."""
 
-    def __init__(self, containers, cancelled: threading.Event) -> None:  # noqa: ANN001
+    def __init__(self, containers, cancelled: threading.Event) -> None:
         self._containers = containers
         self._cancelled = cancelled
         self._lock = threading.Lock()
         self.created: list[str] = []
 
-    def create(self, *args, **kwargs) -> str:  # noqa: ANN002, ANN003
+    def create(self, *args, **kwargs) -> str:
         cid = self._containers.create(*args, **kwargs)
         with self._lock:
             self.created.append(cid)
         return cid
 
-    def start(self, cid: str, *args, **kwargs) -> dict:  # noqa: ANN002, ANN003
+    def start(self, cid: str, *args, **kwargs) -> dict:
         with self._lock:
             if self._cancelled.is_set():
                 raise DockyardError("the build was cancelled: the client went away")
@@ -570,7 +570,7 @@ class _TrackedContainers:
                 except DockyardError:
                     pass
 
-    def cancel(self, d) -> None:  # noqa: ANN001
+    def cancel(self, d) -> None:
         """Say the build is cancelled and kill the containers it has running (from any thread)."""
         with self._lock:
             self._cancelled.set()
@@ -579,14 +579,14 @@ class _TrackedContainers:
             try:
                 with d.engines.get() as engine:
                     engine.containers.kill(cid, "KILL")
-            except Exception:  # noqa: BLE001  (not running, removed meanwhile: nothing to stop)
+            except Exception:  # (not running, removed meanwhile: nothing to stop)
                 pass
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self._containers, name)
 
 
-def _watch_client(d, sock, tracked: _Tracking, done: threading.Event, wake: int) -> None:  # noqa: ANN001
+def _watch_client(d, sock, tracked: _Tracking, done: threading.Event, wake: int) -> None:
     """Until ``done`` (said on the ``wake`` pipe too): when the client closes its side of the
     connection, cancel the build (:meth:`_Tracking.cancel`)."""
     import select
@@ -610,7 +610,7 @@ def _watch_client(d, sock, tracked: _Tracking, done: threading.Event, wake: int)
         return
 
 
-def build_prune(d, req: Request) -> dict:  # noqa: ANN001
+def build_prune(d, req: Request) -> dict:
     """Forget the build cache (its images stay, as the classic builder's: ``image prune``)."""
     from ..build import prune_cache
 

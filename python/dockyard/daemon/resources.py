@@ -21,13 +21,13 @@ def routes(r: Router) -> None:
     r.add("POST", "/networks/{id}/disconnect", network_disconnect)
 
 
-def _volumes(engine):  # noqa: ANN001, ANN202
+def _volumes(engine):
     from ..engine.network.hooks import volumes
 
     return volumes(engine.containers)
 
 
-def _networks(engine):  # noqa: ANN001, ANN202
+def _networks(engine):
     from ..engine.network.hooks import networks
 
     return networks(engine.containers)
@@ -51,12 +51,12 @@ def _strmap(value: object, what: str) -> dict[str, str]:
     return dict(value)
 
 
-def volume_list(d, req: Request) -> dict:  # noqa: ANN001
+def volume_list(d, req: Request) -> dict:
     with d.engines.get() as engine:
         return {"Volumes": _volumes(engine).list(req.filters()), "Warnings": None}
 
 
-def volume_create(d, req: Request) -> Reply:  # noqa: ANN001
+def volume_create(d, req: Request) -> Reply:
     body = _body(req, {"Name", "Driver", "DriverOpts", "Labels", "ClusterVolumeSpec"})
     name = body.get("Name") or ""
     if not isinstance(name, str):
@@ -70,18 +70,18 @@ def volume_create(d, req: Request) -> Reply:  # noqa: ANN001
     return Reply(201, info)
 
 
-def volume_inspect(d, req: Request, name: str) -> dict:  # noqa: ANN001
+def volume_inspect(d, req: Request, name: str) -> dict:
     with d.engines.get() as engine:
         return _volumes(engine).inspect(name)
 
 
-def volume_remove(d, req: Request, name: str) -> None:  # noqa: ANN001
+def volume_remove(d, req: Request, name: str) -> None:
     with d.engines.get() as engine:
         _volumes(engine).remove(name, force=req.bool("force"))
     d.events.emit("volume", "destroy", name, {"driver": "local"})
 
 
-def volume_prune(d, req: Request) -> dict:  # noqa: ANN001
+def volume_prune(d, req: Request) -> dict:
     filters = req.filters()
     # API 1.42 made prune keep named volumes unless ``all=true``; older clients expect them gone
     old_api = tuple(int(x) for x in req.version.split(".")) < (1, 42)
@@ -90,12 +90,12 @@ def volume_prune(d, req: Request) -> dict:  # noqa: ANN001
     return {"VolumesDeleted": deleted or None, "SpaceReclaimed": space}
 
 
-def network_list(d, req: Request) -> list:  # noqa: ANN001
+def network_list(d, req: Request) -> list:
     with d.engines.get() as engine:
         return _networks(engine).list(req.filters())
 
 
-def _network_types():  # noqa: ANN202
+def _network_types():
     from .create import ENDPOINT, _B, _STR, _STRMAP, _list, _map, _struct
 
     pool = _struct("network.IPAMConfig", {"Subnet": _STR, "IPRange": _STR, "Gateway": _STR,
@@ -125,7 +125,7 @@ def _endpoint(ep: dict) -> dict:
             "mac": ep.get("MacAddress") or ""}
 
 
-def network_create(d, req: Request) -> Reply:  # noqa: ANN001
+def network_create(d, req: Request) -> Reply:
     body = _decode(req, 0)
     name = body.get("Name")
     if not name:
@@ -141,18 +141,18 @@ def network_create(d, req: Request) -> Reply:  # noqa: ANN001
     return Reply(201, {"Id": nid, "Warning": ""})
 
 
-def network_inspect(d, req: Request, id: str) -> dict:  # noqa: ANN001, A002
+def network_inspect(d, req: Request, id: str) -> dict:
     with d.engines.get() as engine:
         return _networks(engine).inspect(id)
 
 
-def network_remove(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+def network_remove(d, req: Request, id: str) -> None:
     with d.engines.get() as engine:
         nid = _networks(engine).remove(id)
     d.events.emit("network", "destroy", nid or id, {"name": id})
 
 
-def network_prune(d, req: Request) -> dict:  # noqa: ANN001
+def network_prune(d, req: Request) -> dict:
     filters = req.filters()
     for key in filters:
         if key != "label":  # dockerd also knows until and label!; the engine does not (yet): refused, not ignored
@@ -162,7 +162,7 @@ def network_prune(d, req: Request) -> dict:  # noqa: ANN001
     return {"NetworksDeleted": deleted or None}
 
 
-def network_connect(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+def network_connect(d, req: Request, id: str) -> None:
     body = _decode(req, 1)
     ep = body.get("EndpointConfig") or {}
     with d.engines.get() as engine:
@@ -173,7 +173,7 @@ def network_connect(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
     d.events.emit("network", "connect", id, {"container": rec["id"]})
 
 
-def network_disconnect(d, req: Request, id: str) -> None:  # noqa: ANN001, A002
+def network_disconnect(d, req: Request, id: str) -> None:
     from ..errors import NotFound
 
     body = _decode(req, 2)

@@ -119,7 +119,7 @@ def _kill_exec(proc: subprocess.Popen) -> None:
 
 
 def relay_attach(conn: socket.socket, sock_path: str, tty: bool, stdin: bool, want: dict[int, bool],
-                 size: tuple[int, int] | None = None, connected=None, close_stdin: bool = False,  # noqa: ANN001
+                 size: tuple[int, int] | None = None, connected=None, close_stdin: bool = False,
                  detach_keys: bytes = DEFAULT_DETACH_KEYS) -> None:
     """Relay a hijacked client connection to the container's supervisor.  When the client's
     input ends (EOF, or it went away: a detach), the container's stdin is closed only with
@@ -302,7 +302,7 @@ def run_exec(record: dict, args: list[str], conn: socket.socket | None, tty: boo
         return START_FAILED
     lock = threading.Lock()
 
-    def out(stream, kind: int) -> None:  # noqa: ANN001
+    def out(stream, kind: int) -> None:
         fd = stream.fileno()
         while True:
             try:

@@ -32,14 +32,14 @@ def routes(r: Router) -> None:
     r.add("GET", "/tasks/{id}/logs", not_manager)
 
 
-def not_manager(d, req: Request, **_: str) -> Reply:  # noqa: ANN001
+def not_manager(d, req: Request, **_: str) -> Reply:
     return Reply(503, {"message": NOT_MANAGER})
 
 
-def leave(d, req: Request) -> Reply:  # noqa: ANN001
+def leave(d, req: Request) -> Reply:
     return Reply(503, {"message": NOT_MEMBER})
 
 
-def unsupported(d, req: Request) -> Reply:  # noqa: ANN001
+def unsupported(d, req: Request) -> Reply:
     return Reply(501, {"message": "swarm mode is not supported by dockyard (it runs under Kubernetes through "
                                   "containerd instead)"})

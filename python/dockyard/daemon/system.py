@@ -22,13 +22,13 @@ def routes(r: Router) -> None:
     r.add("GET", "/system/df", df)
 
 
-def ping(d, req: Request) -> Reply:  # noqa: ANN001
+def ping(d, req: Request) -> Reply:
     return Reply(200, b"OK", "text/plain; charset=utf-8",
                  {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
                   "Builder-Version": "1", "Swarm": "inactive"})
 
 
-def version(d, req: Request) -> dict:  # noqa: ANN001
+def version(d, req: Request) -> dict:
     kernel = platform.release()
     return {
         "Platform": {"Name": "dockyard"},
@@ -47,7 +47,7 @@ def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
 
 
-def info(d, req: Request) -> dict:  # noqa: ANN001
+def info(d, req: Request) -> dict:
     with d.engines.get() as engine:
         recs = engine.containers.all()
         n_images = engine.store.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
@@ -89,7 +89,7 @@ def info(d, req: Request) -> dict:  # noqa: ANN001
     }
 
 
-def _daemon_id(d) -> str:  # noqa: ANN001
+def _daemon_id(d) -> str:
     path = d.root / "daemon" / "id"
     try:
         return path.read_text().strip()
@@ -128,7 +128,7 @@ def _match(ev: dict, filters: dict[str, list[str]]) -> bool:
     return True
 
 
-def events(d, req: Request):  # noqa: ANN001, ANN201
+def events(d, req: Request):
     from .containers import _ts
 
     since, until = _ts(req.arg("since")), _ts(req.arg("until"))
@@ -165,7 +165,7 @@ def events(d, req: Request):  # noqa: ANN001, ANN201
     return STREAMED
 
 
-def container_sizes(engine, rec: dict) -> tuple[int, int]:  # noqa: ANN001
+def container_sizes(engine, rec: dict) -> tuple[int, int]:
     """dockerd's ``SizeRw`` and ``SizeRootFs`` of one container: the bytes of its writable
     overlay upper dir (walked without following symlinks, a symlink counting its own length,
     each hardlinked inode once: docker's ``directory.Size``), and that plus its image's layers
@@ -178,7 +178,7 @@ def container_sizes(engine, rec: dict) -> tuple[int, int]:  # noqa: ANN001
     return rw, (row[0] if row else 0) + rw
 
 
-def df(d, req: Request) -> dict:  # noqa: ANN001
+def df(d, req: Request) -> dict:
     """``docker system df``'s data, in dockerd's shape: ``LayersSize`` counts each layer once;
     each image has its ``Containers`` and ``SharedSize`` (bytes of its layers other images use
     too); each container its ``SizeRw`` (its writable layer)."""

@@ -40,7 +40,7 @@ log = logging.getLogger("dockyard.engine")
 _UNRECORDED: set[str] = set()
 
 
-def _record(row) -> dict:  # noqa: ANN001
+def _record(row) -> dict:
     rec = dict(row)
     rec["spec"] = json.loads(rec["spec"])
     rec["state"] = dict(EMPTY_STATE, **json.loads(rec["state"] or "{}"))
@@ -839,7 +839,7 @@ class Containers:
         return self.store.db.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
 
     @staticmethod
-    def record(row) -> dict:  # noqa: ANN001
+    def record(row) -> dict:
         """A row of :meth:`rows` as the record :meth:`load` gives."""
         return _record(row)
 
@@ -1002,12 +1002,12 @@ class Containers:
 
     # -- docker cp --------------------------------------------------------------------------------
 
-    def _with_rootfs(self, cid: str):  # noqa: ANN202
+    def _with_rootfs(self, cid: str):
         """A context giving the container's merged root (mounted for the call if stopped)."""
         import contextlib
 
         @contextlib.contextmanager
-        def ctx():  # noqa: ANN202
+        def ctx():
             rec = self.load(cid)
             target = self.dir(cid) / "bundle" / "rootfs"
             mounted_here = not _is_mountpoint(target)
@@ -1020,14 +1020,14 @@ class Containers:
                     self._unmount_rootfs(cid)
         return ctx()
 
-    def archive_source(self, ref: str, path: str):  # noqa: ANN201
+    def archive_source(self, ref: str, path: str):
         """``docker cp CONTAINER:PATH``: a context giving :class:`.cp.Source` (its stat header
         and its tar), ``path`` resolved once beneath the container's root."""
         from . import cp
 
         return cp.source(self, self.resolve(ref), ref, path)
 
-    def archive_put(self, ref: str, path: str, stream) -> None:  # noqa: ANN001
+    def archive_put(self, ref: str, path: str, stream) -> None:
         """``docker cp - CONTAINER:PATH``: extract the tar read from ``stream`` beneath the
         directory ``path``, resolved once in the container's root, never leaving it."""
         from . import cp
@@ -1069,12 +1069,12 @@ def _parse_log_lines(data: bytes) -> list[dict]:
     return entries
 
 
-def iter_json_log(path: Path, pos: int = 0):  # noqa: ANN201
+def iter_json_log(path: Path, pos: int = 0):
     """Complete entries of a json-file log from byte ``pos`` (``log``, ``stream``, ``time``), in
     batches of about :data:`LOG_BLOCK` bytes: ``(position after the batch, entries)``.  A last
     line without its newline (being written) is left for the next call from that position."""
     try:
-        f = open(path, "rb")  # noqa: SIM115
+        f = open(path, "rb")
     except FileNotFoundError:
         return
     with f:
@@ -1093,7 +1093,7 @@ def read_json_log(path: Path, pos: int = 0) -> tuple[int, list[dict]]:
     """All complete entries from byte ``pos`` and the position after them (for small logs and
     tests; ``logs`` streams with :func:`iter_json_log` and :func:`tail_json_log`)."""
     entries: list[dict] = []
-    for pos, batch in iter_json_log(path, pos):  # noqa: B007
+    for pos, batch in iter_json_log(path, pos):
         entries += batch
     return pos, entries
 
@@ -1103,7 +1103,7 @@ def tail_json_log(path: Path, count: int) -> tuple[int, list[dict]]:
     cost is that of the entries, not of the log), and the position after the last whole line
     (where ``logs -f`` goes on)."""
     try:
-        f = open(path, "rb")  # noqa: SIM115
+        f = open(path, "rb")
     except FileNotFoundError:
         return 0, []
     with f:

@@ -376,7 +376,6 @@ def destination(containers: Containers, cid: str, ref: str, path: str) -> Iterat
     """The directory ``path`` in the container, opened once (``O_RDONLY | O_DIRECTORY``) for
     PUT, and the file systems an extraction beneath it may enter: the upload is then
     extracted beneath this descriptor and nowhere else."""
-    from .. import _native
 
     with open_root(containers, cid) as root:
         try:
