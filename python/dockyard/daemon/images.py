@@ -401,7 +401,7 @@ def build(d, req: Request):
             cache_from = json.loads(req.arg("cachefrom") or "[]")
         except ValueError:
             raise InvalidArgument("cachefrom must be a JSON list of image names") from None
-        if not isinstance(cache_from, list):
+        if cache_from is not None and not isinstance(cache_from, list):  # (null: none, as Go decodes it)
             raise InvalidArgument("cachefrom must be a JSON list of image names")
     with d.engines.get() as engine, engine.store.staging() as stage:
         tar = stage / "context.tar"
