@@ -354,9 +354,11 @@ def run_suite(python: Path, src: Path, host: str, work: Path, select: list[str],
     config.mkdir()
     (config / "config.json").write_text("{}\n")
     junit = work / "junit.xml"
+    tmp = work / "tmp"  # the suite's tempfiles, which it leaves behind, go with the work dir
+    tmp.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "DOCKYARD_", "PYTEST"))}
     env.update(DOCKER_HOST=host, DOCKER_TEST_API_VERSION=API_VERSION, DOCKER_CONFIG=str(config),
-               PYTHONDONTWRITEBYTECODE="1")
+               PYTHONDONTWRITEBYTECODE="1", TMPDIR=str(tmp))
     targets = select or ["tests/integration"]
     cmd = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", "--tb=line",
            f"--timeout={PER_TEST_TIMEOUT}", f"--junitxml={junit}", "-o", "junit_family=xunit2",
