@@ -170,7 +170,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_network: needs root")
         return 0
-    from support import Dockerd, make_busybox_rootfs, tar_dir
+    from support import Dockerd, make_busybox_rootfs, stop_daemon, tar_dir
 
     work = Path(tempfile.mkdtemp(prefix="dynb-", dir="/tmp"))
     env = dict(os.environ, DOCKYARD_ROOT=str(work / "root"), DOCKYARD_RUN=str(work / "run"))
@@ -281,9 +281,9 @@ def main() -> int:
         subprocess.run(["iptables", "-w", "-D", *fwd_rule], capture_output=True)
         subprocess.run(["iptables", "-w", "-D", *fwd_rule2], capture_output=True)
         subprocess.run(["ip", "link", "del", DK_BRIDGE], capture_output=True)
-        ids = subprocess.run([DOCKYARD, "ps", "-aq"], env=env, capture_output=True, text=True).stdout.split()
-        if ids:
-            subprocess.run([DOCKYARD, "rm", "-f", *ids], env=env, capture_output=True)
+        # the daemon the CLI started on demand goes too (it kept running with its default bridge
+        # and rules after the work dir was gone), with whatever containers are left
+        stop_daemon(work / "run", work / "root")
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
