@@ -245,3 +245,68 @@ def stop_daemon(run_dir: Path, root: Path | None = None) -> None:
                 eng.containers.remove(rec["id"], force=True)
         finally:
             eng.close()
+
+
+class PrivateContainerd:
+    """A containerd of the test's own: root, state, sockets and config under ``d``, stopped by
+    its PID with everything it started.  ``extra_config`` is appended to the config (CRI
+    plugin tables); ``cri`` False disables the CRI plugin.  ``ctr`` talks to it in
+    ``namespace``."""
+
+    def __init__(self, d: Path, namespace: str, extra_config: str = "", cri: bool = False) -> None:
+        self.d, self.namespace = d, namespace
+        self.sock = d / "c.sock"
+        disabled = "" if cri else 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+        (d / "config.toml").write_text(f"""version = 2
+root = "{d}/root"
+state = "{d}/state"
+{disabled}[grpc]
+  address = "{self.sock}"
+[ttrpc]
+  address = "{self.sock}.ttrpc"
+[debug]
+  address = "{d}/debug.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+{extra_config}""")
+        self.log = open(d / "containerd.log", "wb")
+        self.proc = subprocess.Popen(["containerd", "--config", str(d / "config.toml")], stdout=self.log,
+                                     stderr=self.log, stdin=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while not (self.sock.exists() and self.ctr("version").returncode == 0):
+            if time.time() > deadline or self.proc.poll() is not None:
+                self.stop()
+                pytest.fail(f"containerd did not start: {(d / 'containerd.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def ctr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(["timeout", "-s", "KILL", str(int(timeout)), "ctr", "--address", str(self.sock),
+                               "--namespace", self.namespace, *args], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        import signal
+
+        for line in self.ctr("task", "ls", "-q").stdout.split():
+            self.ctr("task", "kill", "-s", "SIGKILL", line)
+            self.ctr("task", "delete", "-f", line)
+        for line in self.ctr("container", "ls", "-q").stdout.split():
+            self.ctr("container", "delete", line)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        # Shims it started that are still there (a failed test): ours name our socket.
+        for p in Path("/proc").glob("[0-9]*"):
+            try:
+                cmd = (p / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"containerd-shim-runc-v2") and str(self.sock).encode() in b" ".join(cmd):
+                try:
+                    os.kill(int(p.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.log.close()

@@ -19,7 +19,6 @@ import json
 import os
 import socket
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from support import needs_root
+from support import PrivateContainerd, needs_root
 from test_oci_conformance import DY, _rootfs
 
 grpc = pytest.importorskip("grpc", reason="grpcio is not installed (pip install grpcio)")
@@ -120,10 +119,8 @@ def first(m: dict, num: int, default=None):
 # -- the private containerd --------------------------------------------------------------------------
 
 
-class CRI:
+class CRI(PrivateContainerd):
     def __init__(self, d: Path) -> None:
-        self.d = d
-        self.sock = d / "c.sock"
         (d / "cni").mkdir(exist_ok=True)
         runtimes = ""
         for name, exe, systemd in (("runc", shutil.which("runc"), "false"), ("dockyard", str(DY), "false"),
@@ -135,18 +132,7 @@ class CRI:
         BinaryName = "{exe}"
         SystemdCgroup = {systemd}
 """
-        (d / "config.toml").write_text(f"""version = 2
-root = "{d}/root"
-state = "{d}/state"
-[grpc]
-  address = "{self.sock}"
-[ttrpc]
-  address = "{self.sock}.ttrpc"
-[debug]
-  address = "{d}/debug.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-[plugins."io.containerd.grpc.v1.cri"]
+        super().__init__(d, "k8s.io", cri=True, extra_config=f"""[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{IMAGE}"
   disable_apparmor = true
   # never below containerd's own oom_score_adj: without CAP_SYS_RESOURCE (this machine's
@@ -159,20 +145,7 @@ state = "{d}/state"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     default_runtime_name = "runc"
 {runtimes}""")
-        self.log = open(d / "containerd.log", "wb")
-        self.proc = subprocess.Popen(["containerd", "--config", str(d / "config.toml")], stdout=self.log,
-                                     stderr=self.log, stdin=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while not (self.sock.exists() and self.ctr("version").returncode == 0):
-            if time.time() > deadline or self.proc.poll() is not None:
-                self.stop()
-                pytest.fail(f"containerd did not start: {(d / 'containerd.log').read_text()[-2000:]}")
-            time.sleep(0.05)
         self.channel = grpc.insecure_channel(f"unix://{self.sock}")
-
-    def ctr(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["timeout", "-s", "KILL", "120", "ctr", "--address", str(self.sock), "--namespace", "k8s.io",
-                               *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
 
     def call(self, method: str, body: bytes, timeout: float = 60) -> dict:
         return parse(self.channel.unary_unary(SVC + method)(body, timeout=timeout))
@@ -180,28 +153,7 @@ state = "{d}/state"
     def stop(self) -> None:
         if getattr(self, "channel", None) is not None:
             self.channel.close()
-        for line in self.ctr("task", "ls", "-q").stdout.split():
-            self.ctr("task", "kill", "-s", "SIGKILL", line)
-            self.ctr("task", "delete", "-f", line)
-        for line in self.ctr("container", "ls", "-q").stdout.split():
-            self.ctr("container", "delete", line)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for p in Path("/proc").glob("[0-9]*"):  # shims of ours left by a failed test
-            try:
-                cmd = (p / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmd and cmd[0].endswith(b"containerd-shim-runc-v2") and str(self.sock).encode() in b" ".join(cmd):
-                try:
-                    os.kill(int(p.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self.log.close()
+        super().stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ made with umoci and imported with `ctr image import`, and a tar for `podman impo
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from support import needs_root
+from support import PrivateContainerd, needs_root
 from test_oci_conformance import DY, _rootfs
 
 pytestmark = [
@@ -69,63 +68,13 @@ def rootfs(work) -> Path:
 # -- containerd -------------------------------------------------------------------------------------
 
 
-class Containerd:
+class Containerd(PrivateContainerd):
     def __init__(self, d: Path) -> None:
-        self.d = d
-        self.sock = d / "c.sock"
-        (d / "config.toml").write_text(f"""version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{self.sock}"
-[ttrpc]
-  address = "{self.sock}.ttrpc"
-[debug]
-  address = "{d}/debug.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-""")
-        self.log = open(d / "containerd.log", "wb")
-        self.proc = subprocess.Popen(["containerd", "--config", str(d / "config.toml")], stdout=self.log, stderr=self.log,
-                                     stdin=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.sock.exists() and self.ctr("version").returncode == 0:
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"containerd did not start: {(d / 'containerd.log').read_text()[-2000:]}")
+        super().__init__(d, "dytest")
 
     def ctr(self, *args: str, timeout: float = 60, tty: bool = False) -> subprocess.CompletedProcess:
-        return sh(["ctr", "--address", str(self.sock), "--namespace", "dytest"] + list(args), timeout=timeout, tty=tty)
-
-    def stop(self) -> None:
-        for line in self.ctr("task", "ls", "-q").stdout.split():
-            self.ctr("task", "kill", "-s", "SIGKILL", line)
-            self.ctr("task", "delete", "-f", line)
-        for line in self.ctr("container", "ls", "-q").stdout.split():
-            self.ctr("container", "delete", line)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        # Shims it started that are still there (a failed test): ours name our socket.
-        for p in Path("/proc").glob("[0-9]*"):
-            try:
-                cmd = (p / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmd and cmd[0].endswith(b"containerd-shim-runc-v2") and str(self.sock).encode() in b" ".join(cmd):
-                try:
-                    os.kill(int(p.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self.log.close()
+        return sh(["ctr", "--address", str(self.sock), "--namespace", self.namespace] + list(args), timeout=timeout,
+                  tty=tty)
 
 
 @pytest.fixture(scope="module")
