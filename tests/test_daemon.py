@@ -609,6 +609,23 @@ def test_restart_always_and_manual_stop(daemon):
     d.ok("DELETE", f"/containers/{cid}?force=1")
 
 
+def test_forced_remove_while_the_restart_is_starting(daemon):
+    """The first restart comes at once, so a forced removal right after wait meets its start under
+    way: it must wait for that start and kill what it started (once: a 500 "Directory not
+    empty: bundle", the removal deleting the directory under the start)."""
+    d = daemon
+    for _ in range(8):
+        cid = create(d, "sh", "-c", "exit 3", HostConfig={"RestartPolicy": {"Name": "always"},
+                                                         "NetworkMode": "none"})
+        d.ok("POST", f"/containers/{cid}/start")
+        wait(d, cid)
+        d.ok("DELETE", f"/containers/{cid}?force=1", status=(204,))
+        assert d.request("GET", f"/containers/{cid}/json")[0] == 404
+        assert not (d.root / "containers" / cid).exists()
+    assert d.ok("GET", "/containers/json?all=1") == []
+    assert _mounts_under(d.root / "containers") == []
+
+
 def test_live_restore_after_kill_9(daemon):
     """kill -9 the daemon: containers keep running; a new daemon records the exit it missed,
     and still manages the one that is alive."""

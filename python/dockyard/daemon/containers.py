@@ -482,7 +482,8 @@ def delete(d, req: Request, id: str, alias: str = "") -> None:
         persisted = persisted or policy != "no"
         if force:
             d.mark_stopped(cid, persist=persisted)
-            if engine.containers.refresh(rec)["state"]["Running"]:
+            # (loaded again: a restart that was starting has ended by now)
+            if engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]:
                 # as dockerd: kill (signal 9), die, destroy; the die is said from the recorded
                 # exit before the record goes (after it, nothing could say it)
                 d.emit_container(engine, cid, "kill", {"signal": "9"})

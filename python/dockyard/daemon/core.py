@@ -135,6 +135,8 @@ class Daemon:
         self.execs: dict[str, dict] = {}
         self.timers: dict[str, threading.Timer] = {}
         self.restart_pending: set[str] = set()  # decided to restart, not yet started again
+        # cid -> (set when its restart's start ends, the thread starting it)
+        self.restarts_running: dict[str, tuple[threading.Event, threading.Thread]] = {}
         self.exit_order = threading.Lock()  # an exit's untrack and its die event, as one step
         self._logged: dict[str, str] = {}           # what _log_once said last, by key
         self._load_state()
@@ -447,19 +449,25 @@ class Daemon:
     def _schedule_restart(self, cid: str, delay: float) -> None:
         def fire() -> None:
             with self.lock:
-                self.timers.pop(cid, None)
+                if self.timers.get(cid) is not t:
+                    return  # cancelled (or replaced) after it had fired: cancel_restart's to say
+                del self.timers[cid]
                 if cid in self.manually_stopped or self.stopping.is_set():
                     self.restart_pending.discard(cid)
                     return
                 self.restart_counts[cid] = self.restart_counts.get(cid, 0) + 1
-            self.save_state()
+                done = threading.Event()
+                self.restarts_running[cid] = (done, threading.current_thread())
             try:
+                self.save_state()
                 self.start_container(cid, restarting=True)
             except Exception as exc:
                 log.warning("restart of %s failed: %s", cid[:12], exc)
             finally:
                 with self.lock:
                     self.restart_pending.discard(cid)
+                    self.restarts_running.pop(cid, None)
+                done.set()
 
         t = threading.Timer(delay, fire)
         t.daemon = True
@@ -471,11 +479,17 @@ class Daemon:
         t.start()
 
     def cancel_restart(self, cid: str) -> None:
+        """No restart of ``cid`` comes after this returns: a pending one is dropped, one already
+        starting is waited for (a stop or removal then deals with a running container, instead of
+        removing its directory under the start)."""
         with self.lock:
             t = self.timers.pop(cid, None)
             self.restart_pending.discard(cid)
+            running = self.restarts_running.get(cid)
         if t:
             t.cancel()
+        if running is not None and running[1] is not threading.current_thread():
+            running[0].wait(60)
 
     # -- operations shared by routes and the restart logic -----------------------------------------
 
