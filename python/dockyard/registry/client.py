@@ -48,7 +48,7 @@ from ..errors import DockyardError, LayerError
 from . import auth
 from .common import (
     ACCEPT, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST, INDEX_TYPES, LAYER_TYPES,
-    MANIFEST_TYPES, OCI_CONFIG, OCI_MANIFEST, Denied, DigestMismatch, RegistryError, Unauthorized,
+    MANIFEST_TYPES, OCI_CONFIG, OCI_MANIFEST, BadCredentials, Denied, DigestMismatch, RegistryError, Unauthorized,
     sha256, valid_digest,
 )
 
@@ -300,8 +300,8 @@ class Registry:
         raw = self._send("GET", url, headers, None)
         data = raw.read(1 << 20)
         if raw.status == 401 or raw.status == 403:
-            raise Unauthorized(f"Get {url.split('?')[0]}: unauthorized: incorrect username or password",
-                               "UNAUTHORIZED", raw.status)
+            raise BadCredentials(f"Get {url.split('?')[0]}: unauthorized: incorrect username or password",
+                                 "UNAUTHORIZED", raw.status)
         if raw.status != 200:
             raise RegistryError(f"token server {realm} answered {raw.status}", "", raw.status)
         try:
@@ -1200,9 +1200,11 @@ def login(server: str | None, user: str, password: str) -> str:
     reg = Registry(domain, credentials=(user, password))
     try:
         reg.ping()
-    except Unauthorized as exc:
-        raise Unauthorized(f"login attempt to {reg.url('/v2/')} failed with status: 401 Unauthorized"
-                           if "incorrect" not in str(exc) else str(exc), "UNAUTHORIZED", 401) from None
+    except BadCredentials:
+        raise
+    except Unauthorized:
+        raise Unauthorized(f"login attempt to {reg.url('/v2/')} failed with status: 401 Unauthorized",
+                           "UNAUTHORIZED", 401) from None
     finally:
         reg.close()
     auth.store_credentials(domain if domain != "docker.io" else auth.HUB_KEY, user, password)

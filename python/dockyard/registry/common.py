@@ -66,6 +66,10 @@ class Unauthorized(RegistryError):
     status = 401
 
 
+class BadCredentials(Unauthorized):
+    """The token server refused the user name and password themselves (not only the access)."""
+
+
 class Denied(RegistryError):
     status = 403
 
