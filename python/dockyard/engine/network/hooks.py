@@ -219,8 +219,9 @@ def etc_files(containers, rec: dict, hosts: str, resolv: str) -> tuple[str, str]
 
 def on_stop(containers, cid: str) -> None:
     net = networks(containers)
-    dns = net.needs_dns(cid) or any(ep["ports"] != "[]" for ep in net.endpoints(cid))
-    net.teardown(cid)
+    eps = net.endpoints(cid)
+    dns = any(ep["net_name"] != "bridge" or ep["ports"] != "[]" for ep in eps)
+    net.teardown(cid, eps=eps)
     if dns:
         from . import dns as dns_mod
 

@@ -109,6 +109,8 @@ def _now() -> str:
 class Networks:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._ensured: set[tuple] = set()  # bridges whose rules were checked (firewall.ensure)
+        self._bridge_name = ""
         db = store.db
         have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not {"networks", "endpoints"} <= have:
@@ -147,10 +149,11 @@ class Networks:
     # -- helpers ----------------------------------------------------------------------------
 
     def _default_bridge_name(self) -> str:
-        root = str(self.store.root.resolve())
-        if root == "/var/lib/dockyard":
-            return "dockyard0"
-        return "dyb" + hashlib.sha256(root.encode()).hexdigest()[:10]
+        if not self._bridge_name:
+            root = str(self.store.root.resolve())
+            self._bridge_name = ("dockyard0" if root == "/var/lib/dockyard"
+                                 else "dyb" + hashlib.sha256(root.encode()).hexdigest()[:10])
+        return self._bridge_name
 
     def _predefine(self) -> None:
         from ..names import new_id
@@ -370,13 +373,21 @@ class Networks:
 
     def _ensure_bridge(self, r: dict) -> int:
         """The bridge device of a network, with its address and rules (made if missing)."""
+        return self._bridge(r)[0]
+
+    def _bridge(self, r: dict) -> tuple[int, bool]:
+        """:meth:`_ensure_bridge`, and whether the device was made now (the default bridge's
+        subnet may have moved then)."""
         from . import firewall, netlink
 
         with netlink.Netlink() as nl:
             index = nl.link_index(r["bridge"])
-            if index:
-                firewall.ensure(self._rules(r))  # once per daemon: a restart after a flush or an upgrade
-                return index
+        if index:
+            key = (r["bridge"], r["subnet"], r["subnet6"], r["internal"], r["options"])
+            if key not in self._ensured:  # once per daemon: a restart after a flush or an upgrade
+                firewall.ensure(self._rules(r))
+                self._ensured.add(key)
+            return index, False
         with _host_lock():
             net = ipaddress.IPv4Network(r["subnet"])
             clash = [t for t in _host_routes() if t.overlaps(net)]
@@ -392,7 +403,7 @@ class Networks:
                 r = self.row(r["id"])
             elif clash:
                 raise Conflict(f"cannot create bridge {r['bridge']}: subnet {net} overlaps a route on the host ({clash[0]})")
-            return self._make_bridge(r, net)
+            return self._make_bridge(r, net), True
 
     def _make_bridge(self, r: dict, net: ipaddress.IPv4Network) -> int:
         from . import firewall, netlink
@@ -561,14 +572,18 @@ class Networks:
             name = mode if mode not in ("default", "bridge") else gone[0][0]
             raise NetworkNotFound(f"network {name} not found")
         path = self.netns_path(cid)
-        self.teardown(cid, release=False)  # whatever a crashed start left
+        eps = self.endpoints(cid)
+        if any(ep["ip"] or ep["rules"] != "[]" for ep in eps) or path.exists():
+            self.teardown(cid, release=False)  # whatever a crashed start left
         path.parent.mkdir(parents=True, exist_ok=True)
-        netlink.create_netns(str(path))
         try:
-            with netlink.in_netns(str(path)) as inside:
-                inside.set_up(inside.link_index("lo"), "lo")
-                for i, ep in enumerate(self.endpoints(cid)):
-                    self._connect_one(rec, ep, str(path), inside, i, ports if i == 0 else [])
+            inside, nsfd = netlink.new_netns(str(path))
+            try:
+                for i, ep in enumerate(eps):
+                    self._connect_one(rec, ep, str(path), inside, i, ports if i == 0 else [], nsfd)
+            finally:
+                inside.close()
+                os.close(nsfd)
         except BaseException:
             self.teardown(cid)
             raise
@@ -598,48 +613,58 @@ class Networks:
                        (str(ip), str(ip6) if ip6 else "", extra.get("mac") or mac_text(mac_for(ip)), cid, ep["network"]))
         return ip, ip6
 
-    def _connect_one(self, rec: dict, ep: dict, path: str, inside, i: int, ports: list[dict]) -> None:
+    def _connect_one(self, rec: dict, ep: dict, path: str, inside, i: int, ports: list[dict], nsfd: int = -1) -> None:
+        """One endpoint's veth pair, addresses and routes; ``inside`` works in the container's
+        namespace, ``nsfd`` refers to it (-1: opened from ``path``)."""
         from . import firewall, netlink
 
         cid = rec["id"]
         host_if = _veth_name(cid, i)
         with self._lock():  # one root's bridge, leases and veths change one container at a time
-            master = self._ensure_bridge(self.row(ep["network"]))
-            ep = next(e for e in self.endpoints(cid) if e["network"] == ep["network"])  # subnet may be new
+            master, made = self._bridge(self.row(ep["network"]))
+            if made:  # the default bridge may have moved to a free subnet
+                ep = next(e for e in self.endpoints(cid) if e["network"] == ep["network"])
             ip, ip6 = self._lease(ep, cid)
             mac = json.loads(ep.get("extra") or "{}").get("mac")
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            peer_mac = bytes.fromhex(mac.replace(":", "")) if mac else netlink.mac_for(ip)
+            fd = nsfd if nsfd >= 0 else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 with netlink.Netlink() as nl:
                     for attempt in range(50):
-                        nl.delete_link(host_if)  # a crashed start's, or an exit's not yet reaped
                         try:
-                            nl.create_veth(host_if, f"eth{i}", fd, master,
-                                           peer_mac=bytes.fromhex(mac.replace(":", "")) if mac else netlink.mac_for(ip))
+                            nl.create_veth(host_if, f"eth{i}", fd, master, peer_mac=peer_mac)
                             break
                         except netlink.NetlinkError as exc:
-                            # The kernel may still be destroying the previous run's namespace
-                            # (and the veth in it) when a restart comes at once.
+                            # A crashed start's, or an exit's not yet reaped: the kernel may
+                            # still be destroying the previous run's namespace (and the veth in
+                            # it) when a restart comes at once.  A fresh container's name is
+                            # new: this costs nothing then.
                             if exc.errno != errno.EEXIST or attempt == 49:
                                 raise
-                            time.sleep(0.01)
+                            if not nl.delete_link(host_if):
+                                time.sleep(0.01)
             finally:
-                os.close(fd)
+                if fd != nsfd:
+                    os.close(fd)
         prefix = ipaddress.IPv4Network(ep["subnet"]).prefixlen
         index = inside.link_index(f"eth{i}")
-        inside.add_address(index, ipaddress.IPv4Interface(f"{ip}/{prefix}"))
         if ip6 is not None:
             with netlink.entered(path):
                 _sysctl(f"net/ipv6/conf/eth{i}/disable_ipv6", "0")
-            inside.add_address(index, ipaddress.IPv6Interface(f"{ip6}/{ipaddress.IPv6Network(ep['subnet6']).prefixlen}"))
+        # addresses, up, default routes: one send, acknowledged together
+        reqs = [netlink.address_request(index, ipaddress.IPv4Interface(f"{ip}/{prefix}"))]
+        if ip6 is not None:
+            reqs.append(netlink.address_request(
+                index, ipaddress.IPv6Interface(f"{ip6}/{ipaddress.IPv6Network(ep['subnet6']).prefixlen}")))
         for ll in json.loads(ep.get("extra") or "{}").get("link_local") or []:  # as dockerd: 169.254/16, fe80::/64
             a = ipaddress.ip_address(ll)
-            inside.add_address(index, ipaddress.ip_interface(f"{a}/{16 if a.version == 4 else 64}"))
-        inside.set_up(index, f"eth{i}")
+            reqs.append(netlink.address_request(index, ipaddress.ip_interface(f"{a}/{16 if a.version == 4 else 64}")))
+        reqs.append(netlink.up_request(index, f"eth{i}"))
         if i == 0 and not ep["internal"]:
-            inside.add_default_route(ipaddress.IPv4Address(ep["gateway"]), index)
+            reqs.append(netlink.default_route_request(ipaddress.IPv4Address(ep["gateway"]), index))
             if ip6 is not None:
-                inside.add_default_route(ipaddress.IPv6Address(ep["gateway6"]), index)
+                reqs.append(netlink.default_route_request(ipaddress.IPv6Address(ep["gateway6"]), index))
+        inside.batch(reqs)
         if ports:
             bindings = self._bind_ports(rec, ports)
             rules = firewall.port_rules(ep["bridge"], str(ip), bindings, str(ip6) if ip6 else "")
@@ -690,12 +715,14 @@ class Networks:
             out.append(b)
         return out
 
-    def teardown(self, cid: str, release: bool = True) -> None:
+    def teardown(self, cid: str, release: bool = True, eps: list[dict] | None = None) -> None:
         """Undo :meth:`setup`: rules, veths, the namespace; release the addresses.  Does no
-        kernel work when there is nothing to undo (it runs at exit and again at rm)."""
+        kernel work when there is nothing to undo (it runs at exit and again at rm).  ``eps``:
+        the container's :meth:`endpoints`, if the caller has just read them."""
         from . import firewall, netlink
 
-        eps = self.endpoints(cid)
+        if eps is None:
+            eps = self.endpoints(cid)
         leased = any(ep["ip"] for ep in eps)
         rules = [tuple(r) for ep in eps for r in json.loads(ep["rules"])]
         if rules:
@@ -723,7 +750,7 @@ class Networks:
     def _gc_default_bridge(self) -> None:
         """A private root's default bridge goes when its last container does (so tests and
         throw-away roots leave no device behind); the host root's stays, as docker0 does."""
-        if self._default_bridge_name() == "dockyard0" or KEEP_DEFAULT_BRIDGE:
+        if KEEP_DEFAULT_BRIDGE or self._default_bridge_name() == "dockyard0":
             return
         self.release_default_bridge()
 
@@ -968,7 +995,9 @@ class Networks:
     # -- embedded DNS ---------------------------------------------------------------------------
 
     def needs_dns(self, cid: str) -> bool:
-        return any(ep["net_name"] != "bridge" for ep in self.endpoints(cid))
+        return self.store.db.execute(
+            "SELECT 1 FROM endpoints e JOIN networks n ON n.id=e.network WHERE e.container=? AND n.name != 'bridge' "
+            "LIMIT 1", (cid,)).fetchone() is not None
 
     def notify_dns(self) -> None:
         from . import dns

@@ -92,6 +92,37 @@ class Netlink:
                     return out
                 out.append((mtype, payload))
 
+    def batch(self, requests: list[tuple[int, int, bytes, str, int]]) -> None:
+        """Several requests that answer only an acknowledgement, in one send: the kernel runs
+        them in order, each on its own (an error in one does not stop the next).  Each is
+        ``(kind, flags, body, what, ignored errno or 0)``; the first error not ignored is
+        raised once every acknowledgement is read (the socket stays in step)."""
+        first = self.seq + 1
+        parts = []
+        for kind, flags, body, _, _ in requests:
+            self.seq += 1
+            parts.append(struct.pack("=IHHII", 16 + len(body), kind, flags | NLM_F_REQUEST | NLM_F_ACK, self.seq, 0)
+                         + body)  # bodies are 4-aligned: every attribute is padded
+        self.sock.send(b"".join(parts))
+        pending = len(requests)
+        error: NetlinkError | None = None
+        while pending:
+            data = self.sock.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                length, mtype, _, mseq, _ = struct.unpack_from("=IHHII", data, off)
+                payload = data[off + 16:off + length]
+                off += (length + 3) & ~3
+                if mtype != NLMSG_ERROR or not first <= mseq <= self.seq:
+                    continue
+                pending -= 1
+                (code,) = struct.unpack_from("=i", payload)
+                _, _, _, what, ignore = requests[mseq - first]
+                if code and -code != ignore and error is None:
+                    error = NetlinkError(-code, f"{what or 'netlink'}: {os.strerror(-code)}")
+        if error is not None:
+            raise error
+
     # -- links ----------------------------------------------------------------------------------
 
     def link_index(self, name: str) -> int:
@@ -113,9 +144,10 @@ class Netlink:
         return self.link_index(name)
 
     def create_veth(self, host_name: str, peer_name: str, peer_netns_fd: int, master: int, mtu: int = 1500,
-                    peer_mac: bytes | None = None) -> int:
-        """A veth pair: ``host_name`` here, enslaved to ``master`` and up; ``peer_name`` in the
-        namespace behind ``peer_netns_fd``."""
+                    peer_mac: bytes | None = None) -> None:
+        """A veth pair: ``host_name`` here, enslaved to ``master`` and up; ``peer_name`` (down:
+        the kernel cannot open it before the pair is joined) in the namespace behind
+        ``peer_netns_fd``."""
         peer = _ifinfo() + _attr(IFLA_IFNAME, peer_name.encode() + b"\0") + _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)) \
             + _attr(IFLA_MTU, struct.pack("=I", mtu))
         if peer_mac:
@@ -125,10 +157,9 @@ class Netlink:
                  + _attr(IFLA_MTU, struct.pack("=I", mtu)) + _attr(IFLA_MASTER, struct.pack("=I", master)))
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, _ifinfo(flags=IFF_UP, change=IFF_UP) + attrs,
                      f"create veth {host_name}")
-        return self.link_index(host_name)
 
     def set_up(self, index: int, name: str = "") -> None:
-        self.request(RTM_NEWLINK, 0, _ifinfo(index, IFF_UP, IFF_UP), f"set {name or index} up")
+        self.batch([up_request(index, name)])
 
     def delete_link(self, name: str) -> bool:
         index = self.link_index(name)
@@ -157,24 +188,10 @@ class Netlink:
     def add_address(self, index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> None:
         """An address on a link; an IPv6 one without duplicate address detection (usable at
         once, as dockerd adds them: the pool's allocator already made it unique)."""
-        ip = iface.ip.packed
-        if iface.version == 6:
-            body = struct.pack("=BBBBI", socket.AF_INET6, iface.network.prefixlen, IFA_F_NODAD, 0, index)
-            body += _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip)
-        else:
-            body = struct.pack("=BBBBI", socket.AF_INET, iface.network.prefixlen, 0, 0, index)
-            body += _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip) + _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
-        try:
-            self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {iface}")
-        except NetlinkError as exc:
-            if exc.errno != errno.EEXIST:
-                raise
+        self.batch([address_request(index, iface)])
 
     def add_default_route(self, gateway: ipaddress.IPv4Address | ipaddress.IPv6Address, index: int) -> None:
-        family = socket.AF_INET6 if gateway.version == 6 else socket.AF_INET
-        body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, 254, 3, 0, 1, 0)
-        body += _attr(RTA_GATEWAY, gateway.packed) + _attr(RTA_OIF, struct.pack("=I", index))
-        self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}")
+        self.batch([default_route_request(gateway, index)])
 
     def routes(self, family: int = socket.AF_INET) -> list:
         """Destinations of the routes of ``family`` in the main table (what a new subnet must
@@ -195,6 +212,31 @@ class Netlink:
                         out.append(ipaddress.ip_network(f"{addr}/{dst_len}", strict=False))
                 off += (alen + 3) & ~3
         return out
+
+
+# -- requests for Netlink.batch ------------------------------------------------------------------
+
+def address_request(index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> tuple:
+    """RTM_NEWADDR (an address already there is no error)."""
+    ip = iface.ip.packed
+    if iface.version == 6:
+        body = struct.pack("=BBBBI", socket.AF_INET6, iface.network.prefixlen, IFA_F_NODAD, 0, index)
+        body += _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip)
+    else:
+        body = struct.pack("=BBBBI", socket.AF_INET, iface.network.prefixlen, 0, 0, index)
+        body += _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip) + _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
+    return RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {iface}", errno.EEXIST
+
+
+def default_route_request(gateway: ipaddress.IPv4Address | ipaddress.IPv6Address, index: int) -> tuple:
+    family = socket.AF_INET6 if gateway.version == 6 else socket.AF_INET
+    body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, 254, 3, 0, 1, 0)
+    body += _attr(RTA_GATEWAY, gateway.packed) + _attr(RTA_OIF, struct.pack("=I", index))
+    return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}", 0
+
+
+def up_request(index: int, name: str = "") -> tuple:
+    return RTM_NEWLINK, 0, _ifinfo(index, IFF_UP, IFF_UP), f"set {name or index} up", 0
 
 
 # -- namespaces --------------------------------------------------------------------------------
@@ -228,18 +270,44 @@ def in_netns(path: str) -> Netlink:
 
 def create_netns(path: str) -> None:
     """A new, empty network namespace kept alive by a bind mount on ``path``."""
+    new_netns(path, keep=False)
+
+
+LOOPBACK_INDEX = 1  # the kernel registers a namespace's loopback first, always as index 1
+
+
+def new_netns(path: str, keep: bool = True) -> tuple[Netlink, int] | None:
+    """A new network namespace bound on ``path``, its loopback up; with ``keep``, a netlink
+    socket working in it and a descriptor of it (for a veth's peer), both made while this
+    thread is inside: no second entry to open them.  The caller closes both."""
     fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444)
     os.close(fd)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    inside = None
+    nsfd = -1
     try:
         _check(_libc.unshare(CLONE_NEWNET), "unshare network namespace")
         try:
             _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), None, MS_BIND, None),
                    f"bind network namespace to {path}")
+            inside = Netlink()
+            inside.set_up(LOOPBACK_INDEX, "lo")
+            if keep:
+                nsfd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         finally:
             _check(_libc.setns(home, CLONE_NEWNET), "setns back")
+    except BaseException:
+        if inside is not None:
+            inside.close()
+        if nsfd >= 0:
+            os.close(nsfd)
+        raise
     finally:
         os.close(home)
+    if not keep:
+        inside.close()
+        return None
+    return inside, nsfd
 
 
 def is_netns(path: str) -> bool:
