@@ -6,9 +6,13 @@
 //! `mount(2)` with a joined option string on older kernels, where the options must fit in one
 //! page (about 45 layers with dockyard's paths; docker shortens paths with symlinks instead).
 //! Errors keep errno and name the target.
+//!
+//! [`idmap_mount`] attaches an idmapped copy of such a mount (user namespaces without a chown),
+//! with the namespace from [`userns_fd`].
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -118,6 +122,114 @@ pub fn umount(target: &Path, detach: bool) -> Result<()> {
     Ok(())
 }
 
+// -- idmapped mounts ----------------------------------------------------------------------------
+//
+// A user namespace's mapping, applied to a mount (Linux 5.12+, overlay 5.19+): files whose owner on
+// disk is `inside` are seen as `outside` through the mount, and a process whose ids are `outside`
+// writes `inside` to disk. A container under `--userns-remap` (container root = host uid 100000)
+// thus sees the image's root-owned files as its own, and what it writes reaches the disk with the
+// image's ids: nothing is chowned and layers stay shared.
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// One line of a uid_map/gid_map: ids `inside..inside+count` are `outside..outside+count` in the
+/// parent namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdMap {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+fn map_text(maps: &[IdMap]) -> String {
+    maps.iter().map(|m| format!("{} {} {}\n", m.inside, m.outside, m.count)).collect()
+}
+
+/// A file descriptor of a new user namespace with these mappings, for [`idmap_mount`]. The
+/// namespace is made by a short-lived child (clone with CLONE_NEWUSER, no exec) whose maps the
+/// caller, root, writes; the descriptor keeps the namespace alive after the child exits.
+pub fn userns_fd(uids: &[IdMap], gids: &[IdMap]) -> Result<OwnedFd> {
+    if uids.is_empty() || gids.is_empty() {
+        return Err(Error::InvalidArgument("a user namespace needs uid and gid mappings".into()));
+    }
+    let mut pipe = [0i32; 2];
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(Error::io("pipe", io::Error::last_os_error()));
+    }
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+    // SAFETY: the child shares nothing it could corrupt: it closes its copy of the write end,
+    // blocks in read(2) until the parent closes its own, then _exit(2)s (all async-signal-safe).
+    let pid = unsafe {
+        libc::syscall(libc::SYS_clone, (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize)
+    };
+    if pid < 0 {
+        return Err(Error::io("clone (new user namespace)", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        unsafe {
+            let mut b = 0u8;
+            libc::close(wr.as_raw_fd());
+            libc::read(rd.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    drop(rd);
+    let pid = pid as libc::pid_t;
+    let result = (|| -> Result<OwnedFd> {
+        for (file, maps) in [("uid_map", uids), ("gid_map", gids)] {
+            let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+            std::fs::write(&path, map_text(maps)).map_err(|e| Error::io(&path, e))?;
+        }
+        let path = PathBuf::from(format!("/proc/{pid}/ns/user"));
+        let f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(OwnedFd::from(f))
+    })();
+    drop(wr); // the child's read returns: it exits
+    let mut status = 0;
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {}
+    result
+}
+
+/// Attach at `target` a copy of the mount at `source` (not its submounts) idmapped with the user
+/// namespace `userns` (open_tree(OPEN_TREE_CLONE), mount_setattr(MOUNT_ATTR_IDMAP), move_mount).
+/// `source` stays as it was: the engine keeps reading and writing the container's files with
+/// their ids on disk through it, and the container runs on the idmapped copy.
+pub fn idmap_mount(source: &Path, target: &Path, userns: BorrowedFd<'_>) -> Result<()> {
+    let s = cstr(source)?;
+    let t = cstr(target)?;
+    let fd = unsafe {
+        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, s.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint)
+    } as i32;
+    if fd < 0 {
+        return Err(Error::io(source, io::Error::last_os_error()));
+    }
+    let tree = Fd(fd);
+    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: userns.as_raw_fd() as u64 };
+    let empty = CString::new("").unwrap();
+    let r = unsafe {
+        libc::syscall(libc::SYS_mount_setattr, tree.0, empty.as_ptr(), libc::AT_EMPTY_PATH as libc::c_uint,
+                      &attr as *const MountAttr, std::mem::size_of::<MountAttr>())
+    };
+    if r < 0 {
+        return Err(Error::io(source, io::Error::last_os_error()));
+    }
+    let r = unsafe { libc::syscall(libc::SYS_move_mount, tree.0, empty.as_ptr(), libc::AT_FDCWD, t.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) };
+    if r < 0 {
+        return Err(Error::io(target, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 struct Fd(i32);
 
 impl Drop for Fd {
@@ -130,6 +242,7 @@ impl Drop for Fd {
 mod tests {
     use super::*;
     use std::fs;
+    use std::os::fd::AsFd;
 
     fn root() -> bool {
         if unsafe { libc::geteuid() } != 0 {
@@ -181,6 +294,30 @@ mod tests {
         let outcome = check();
         umount(&mnt, true).unwrap();
         umount(&mnt, true).unwrap(); // not mounted any more: still fine
+        fs::remove_dir_all(&dir).unwrap();
+        outcome.unwrap();
+    }
+
+    #[test]
+    fn idmapped_view_shifts_owners_and_leaves_the_source() {
+        if !root() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("dy-idmap-test-{}", std::process::id()));
+        let (store, idm) = (dir.join("s"), dir.join("i"));
+        fs::create_dir_all(&store).unwrap();
+        fs::create_dir_all(&idm).unwrap();
+        fs::write(store.join("f"), "x").unwrap();
+        let map = [IdMap { inside: 0, outside: 200000, count: 65536 }];
+        let outcome = (|| -> std::result::Result<(), String> {
+            let ns = userns_fd(&map, &map).map_err(|e| e.to_string())?;
+            idmap_mount(&store, &idm, ns.as_fd()).map_err(|e| e.to_string())?;
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(fs::metadata(idm.join("f")).unwrap().uid(), 200000);
+            assert_eq!(fs::metadata(store.join("f")).unwrap().uid(), 0);
+            Ok(())
+        })();
+        umount(&idm, true).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         outcome.unwrap();
     }

@@ -254,6 +254,27 @@ fn mount_overlay(py: Python<'_>, lowers: Vec<PathBuf>, upper: PathBuf, work: Pat
     detached(py, || core::mount::mount_overlay(&lowers, &upper, &work, &target))
 }
 
+/// A new user namespace with these (inside, outside, count) uid and gid mappings, as a file
+/// descriptor the caller owns (for `idmap_mount`).
+#[pyfunction]
+fn userns_fd(py: Python<'_>, uids: Vec<(u32, u32, u32)>, gids: Vec<(u32, u32, u32)>) -> PyResult<i32> {
+    use std::os::fd::IntoRawFd;
+    let conv = |v: Vec<(u32, u32, u32)>| -> Vec<core::mount::IdMap> {
+        v.into_iter().map(|(inside, outside, count)| core::mount::IdMap { inside, outside, count }).collect()
+    };
+    let (uids, gids) = (conv(uids), conv(gids));
+    detached(py, || core::mount::userns_fd(&uids, &gids).map(IntoRawFd::into_raw_fd))
+}
+
+/// Attach at `target` a copy of the mount at `source` idmapped with the user namespace `userns`
+/// (a file descriptor from `userns_fd`).
+#[pyfunction]
+fn idmap_mount(py: Python<'_>, source: PathBuf, target: PathBuf, userns: i32) -> PyResult<()> {
+    // SAFETY: the caller keeps the descriptor open for the call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(userns) };
+    detached(py, || core::mount::idmap_mount(&source, &target, fd))
+}
+
 /// Unmount `target` (lazily by default); a target that is not mounted is not an error.
 #[pyfunction]
 #[pyo3(signature = (target, detach = true))]
@@ -276,5 +297,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sha256_file, m)?)?;
     m.add_function(wrap_pyfunction!(mount_overlay, m)?)?;
     m.add_function(wrap_pyfunction!(umount, m)?)?;
+    m.add_function(wrap_pyfunction!(userns_fd, m)?)?;
+    m.add_function(wrap_pyfunction!(idmap_mount, m)?)?;
     Ok(())
 }
