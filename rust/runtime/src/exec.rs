@@ -216,8 +216,18 @@ pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
             let _ = child.send(&Msg::Fail(e));
             unsafe { libc::_exit(1) };
         }
-        for (fd, flag, path) in &join {
+        // The user namespace last, when we may: a namespace the engine made before the
+        // container (its network namespace under --userns-remap) belongs to the host's user
+        // namespace, which we have no power over once inside the container's. A namespace that
+        // refuses us before (an unprivileged caller) is joined again after it.
+        let mut again = Vec::new();
+        for (fd, flag, path) in join.iter().filter(|j| j.1 != libc::CLONE_NEWUSER) {
             if unsafe { libc::setns(*fd, *flag) } < 0 {
+                again.push((*fd, *flag, path));
+            }
+        }
+        for (fd, flag, path) in join.iter().filter(|j| j.1 == libc::CLONE_NEWUSER).map(|j| (j.0, j.1, &j.2)).chain(again) {
+            if unsafe { libc::setns(fd, flag) } < 0 {
                 let _ = child.send(&Msg::Fail(Error::last("setns", Some(path))));
                 unsafe { libc::_exit(1) };
             }
