@@ -18,7 +18,7 @@ def registry(tmp_path):
 
 def test_from_and_copy_from_pull_a_missing_base(engine, rootfs_tar, registry, tmp_path, monkeypatch):
     from dockyard.build.builder import BuildOptions, Builder
-    from dockyard.registry.client import push
+    from dockyard.registry.push import push
 
     monkeypatch.setenv("DOCKYARD_CONFIG", str(tmp_path / "config.json"))
     name = f"{registry.addr}/team/base:1"

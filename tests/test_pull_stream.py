@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from dockyard import _native
-from dockyard.registry.client import Registry, pull
+from dockyard.registry.client import Registry
+from dockyard.registry.pull import pull
 from dockyard.registry.common import RegistryError
 
 

@@ -23,7 +23,9 @@ import pytest
 from support import need, stop_daemon, tar_dir
 
 from dockyard.registry import auth
-from dockyard.registry.client import Registry, pull, push
+from dockyard.registry.client import Registry
+from dockyard.registry.pull import pull
+from dockyard.registry.push import push
 from dockyard.registry.common import RegistryError, Unauthorized
 
 

@@ -291,7 +291,8 @@ def skopeo(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("with_users", [False, True])
 def test_skopeo_copies_to_and_from_dockyard(serve, htpasswd, oci_archive, tmp_path, engine, with_users):
-    from dockyard.registry.client import Registry, pull
+    from dockyard.registry.client import Registry
+    from dockyard.registry.pull import pull
 
     reg = serve(users=str(htpasswd)) if with_users else serve()
     creds = ["--dest-creds", "alice:wonderland"] if with_users else []
@@ -346,7 +347,9 @@ def test_docker_pushes_and_pulls_through_dockyard(dockerd, docker_busybox, serve
 
 
 def _docker_push_pull(docker, image: str, reg, name: str, engine, env: dict) -> None:
-    from dockyard.registry.client import Registry, pull, push
+    from dockyard.registry.client import Registry
+    from dockyard.registry.pull import pull
+    from dockyard.registry.push import push
 
     assert docker("tag", image, name).returncode == 0
     proc = docker("push", name)

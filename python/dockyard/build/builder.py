@@ -328,7 +328,7 @@ class Builder:
                 pass
             self.out(f"Unable to find image '{name}' locally; pulling")
             self.flush()
-        from ..registry.client import pull
+        from ..registry.pull import pull
 
         def progress(layer: str, status: str, current: int | None, total: int | None) -> None:
             if current is None:  # (no byte counts in a build's log)

@@ -45,7 +45,7 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads) -> Non
                                      param_hint="'--max-concurrent-downloads'")
         import os
 
-        os.environ["DOCKYARD_MAX_CONCURRENT_DOWNLOADS"] = str(downloads)  # registry/client.py reads it
+        os.environ["DOCKYARD_MAX_CONCURRENT_DOWNLOADS"] = str(downloads)  # registry/pull.py reads it
     raise click.exceptions.Exit(serve(path, root, debug=debug))
 
 

@@ -224,7 +224,7 @@ def create(d, req: Request):
     if tag_ and "@" not in image:
         name = f"{image}@{tag_}" if tag_.startswith("sha256:") else f"{image}:{tag_}"
     try:
-        from ..registry import client as regclient
+        from ..registry import pull as regpull
     except ImportError:
         return Reply(501, {"message": "pull is not implemented by this daemon"})
     from .. import reference as refs
@@ -254,7 +254,7 @@ def create(d, req: Request):
 
     try:
         with d.engines.get() as engine:
-            results = regclient.pull(engine, name, platform=platform, all_tags=all_tags, progress=progress,
+            results = regpull.pull(engine, name, platform=platform, all_tags=all_tags, progress=progress,
                                      registry=_registry_for(req, name))
         out = stream()
         for r in results:
@@ -274,7 +274,7 @@ def create(d, req: Request):
 
 def push(d, req: Request, name: str):
     from .. import reference as refs
-    from ..registry import client as regclient
+    from ..registry import push as regpush
 
     tag_ = req.arg("tag") or ""
     full = f"{name}:{tag_}" if tag_ else name
@@ -293,7 +293,7 @@ def push(d, req: Request, name: str):
 
     try:
         with d.engines.get() as engine:
-            results = regclient.push(engine, full, all_tags=all_tags, progress=progress, chunk_size=chunk_size,
+            results = regpush.push(engine, full, all_tags=all_tags, progress=progress, chunk_size=chunk_size,
                                      registry=_registry_for(req, full))
         for r in results:
             # the "TAG: digest: … size: …" line went out with the progress; the result follows

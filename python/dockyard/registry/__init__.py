@@ -3,8 +3,9 @@
 - :mod:`.common`: media types, digests, name/reference grammar, the error classes.
 - :mod:`.auth`: credentials in Docker's ``config.json`` format, the WWW-Authenticate
   challenge, htpasswd (bcrypt) users and the server's signed tokens.
-- :mod:`.client`: :class:`~.client.Registry` (one remote, with its auth state),
-  :func:`~.client.pull` and :func:`~.client.push` over an :class:`~dockyard.Engine`.
+- :mod:`.client`: :class:`~.client.Registry` (one remote, with its auth state) and login.
+- :mod:`.pull` and :mod:`.push`: :func:`~.pull.pull` and :func:`~.push.push` over an
+  :class:`~dockyard.Engine`.
 - :mod:`.server`: ``dockyard registry serve``.
 
 Only the standard library speaks HTTP here (``http.client`` and ``http.server``): both
