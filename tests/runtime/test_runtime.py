@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -396,6 +397,36 @@ def test_shim_tty(dy, make_bundle, tmp_path):
     assert json.loads(paths["exit"].read_text())["exit_code"] == 3
     text = "".join(json.loads(line)["log"] for line in paths["log"].read_text().splitlines())
     assert "/dev/pts/0" in text
+
+
+def test_shim_survives_a_client_that_hangs_up_as_output_comes(dy, make_bundle, tmp_path):
+    """Output and a client's hang-up in the same poll round (a detach: the tty echoes the key
+    just sent): the send to the client fails and the shim removed it while the round still held
+    the clients' indices: it panicked, and the container's exit was unknown (255).  The shim is
+    stopped while the client hangs up and output piles up, so both come in one round."""
+    pid, paths = _shim(dy, make_bundle, tmp_path, "talk", ["sh", "-c", "while :; do echo t; sleep 0.02; done"],
+                       "--tty", terminal=True)
+    shim = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    for _ in range(3):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(paths["sock"]))
+        s.settimeout(10)
+        assert s.recv(4096)  # attached: the shim sends it output
+        os.kill(shim, signal.SIGSTOP)
+        try:
+            s.close()
+            time.sleep(0.1)
+        finally:
+            os.kill(shim, signal.SIGCONT)
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(paths["sock"]))
+    s.settimeout(10)
+    assert s.recv(4096)
+    s.close()
+    assert not paths["exit"].exists()
+    dy("kill", "talk", "KILL", check=True)
+    assert wait_for(paths["exit"].exists)
+    assert json.loads(paths["exit"].read_text())["exit_code"] == 137
 
 
 def test_shim_kill_and_idle_rss(dy, make_bundle, tmp_path, runtime_bin):

@@ -542,6 +542,7 @@ impl Supervisor {
                     self.on_client(i, rev);
                 }
             }
+            self.remove_dead();
             if want_stdin_out && fds[fds.len() - 1].revents != 0 {
                 self.flush_stdin();
             }
@@ -633,21 +634,26 @@ impl Supervisor {
         }
         let mut hdr = [frame, 0, 0, 0, 0, 0, 0, 0];
         hdr[4..].copy_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut dead = Vec::new();
-        for (k, c) in self.clients.iter_mut().enumerate() {
+        // A client that fails (or falls too far behind) is only marked dead here: the run loop
+        // still holds the indices of this round's clients, and removes the dead after it.
+        for c in self.clients.iter_mut().filter(|c| !c.dead) {
             c.out.extend(hdr.iter());
             c.out.extend(data.iter());
             if c.out.len() > MAX_CLIENT_BACKLOG && Some(c.fd) != self.primary {
-                dead.push(k);
+                c.dead = true;
+                c.out.clear();
             } else {
                 flush_client(c);
-                if c.dead {
-                    dead.push(k);
-                }
             }
         }
-        for k in dead.into_iter().rev() {
-            self.remove_client(k);
+    }
+
+    /// Removes the clients marked dead (by a broadcast).
+    fn remove_dead(&mut self) {
+        for k in (0..self.clients.len()).rev() {
+            if self.clients[k].dead {
+                self.remove_client(k);
+            }
         }
     }
 
@@ -677,6 +683,10 @@ impl Supervisor {
     }
 
     fn on_client(&mut self, i: usize, rev: libc::c_short) {
+        if self.clients[i].dead {
+            self.remove_client(i);
+            return;
+        }
         if rev & libc::POLLOUT != 0 {
             flush_client(&mut self.clients[i]);
             if self.clients[i].dead {
