@@ -35,6 +35,21 @@ def runtime_available() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def other_host(tmp_path: Path, name: str):
+    """A network namespace of the test's own ("another host"), bound to a file: ``ip`` takes its
+    path where it takes a name, and ``nsenter --net=PATH`` runs in it.  (``ip netns add`` would
+    leave its /run/netns mount behind on a host that had none.)"""
+    from dockyard.engine.network import netlink
+
+    path = str(tmp_path / name)
+    netlink.create_netns(path)
+    try:
+        yield path
+    finally:
+        netlink.remove_netns(path)
+
+
 def iptables_works() -> bool:
     return shutil.which("iptables") is not None and subprocess.run(
         ["iptables", "-w", "-t", "nat", "-S"], capture_output=True).returncode == 0
@@ -288,24 +303,22 @@ def test_published_ports_reach_the_container(dyn, tmp_path):
             s.bind(("0.0.0.0", port if kind == socket.SOCK_STREAM else uport))
         s.close()
     # From "another host": a namespace of our own, wired to the host by a veth pair.
-    ns = f"tns{os.getpid() % 10000}"
     peer = f"tpeer{os.getpid() % 10000}"
-    try:
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
-        subprocess.run(["ip", "addr", "add", "10.250.77.1/30", "dev", peer], check=True)
-        subprocess.run(["ip", "link", "set", peer, "up"], check=True)
-        for cmd in (["ip", "addr", "add", "10.250.77.2/30", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
-                    ["ip", "link", "set", "lo", "up"]):
-            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
-        client = ("import socket, sys; s = socket.create_connection(('10.250.77.1', int(sys.argv[1])), timeout=5); "
-                  "s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n'); f = s.makefile('rb'); print(f.read().decode())")
-        got = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", client, str(port)],
-                             capture_output=True, text=True, timeout=30)
-        assert "hello from the container" in got.stdout, got.stderr
-    finally:
-        subprocess.run(["ip", "link", "del", peer], check=False)
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+    with other_host(tmp_path, "tns") as ns:
+        try:
+            subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
+            subprocess.run(["ip", "addr", "add", "10.250.77.1/30", "dev", peer], check=True)
+            subprocess.run(["ip", "link", "set", peer, "up"], check=True)
+            for cmd in (["ip", "addr", "add", "10.250.77.2/30", "dev", "eth0"], ["ip", "link", "set", "eth0", "up"],
+                        ["ip", "link", "set", "lo", "up"]):
+                subprocess.run(["nsenter", f"--net={ns}", *cmd], check=True)
+            client = ("import socket, sys; s = socket.create_connection(('10.250.77.1', int(sys.argv[1])), timeout=5); "
+                      "s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n'); f = s.makefile('rb'); print(f.read().decode())")
+            got = subprocess.run(["nsenter", f"--net={ns}", sys.executable, "-c", client, str(port)],
+                                 capture_output=True, text=True, timeout=30)
+            assert "hello from the container" in got.stdout, got.stderr
+        finally:
+            subprocess.run(["ip", "link", "del", peer], check=False)
     # UDP (busybox has no UDP server): the datagram is translated to the container's address.
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.sendto(b"datagram\n", (gateway, uport))
@@ -643,6 +656,10 @@ def test_user_network_relays_other_names_to_the_given_dns(dyn):
     dyn("run", "-d", "--name", "up", "--network", "relay", "bb", "sleep", "60")
     up_ip = inspect(dyn, "up")["NetworkSettings"]["Networks"]["relay"]["IPAddress"]
     rule = ["OUTPUT", "-d", up_ip, "-p", "udp", "--dport", "53", "-j", "ACCEPT"]
+    from dockyard.engine.network import nftables as nft
+
+    with nft.Nftables() as nf:
+        had_filter = nf.has_chain(nft.NFPROTO_IPV4, "filter", "OUTPUT")
     subprocess.run(["iptables", "-w", "-I", *rule], check=True)
     try:
         dyn("run", "--rm", "--network", "relay", "--dns", up_ip, "bb", "sh", "-c",
@@ -653,6 +670,9 @@ def test_user_network_relays_other_names_to_the_given_dns(dyn):
         assert int(line.split()[0]) >= 1  # the helper (on the host) relayed the query to --dns
     finally:
         subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True)
+        if not had_filter:  # iptables made the table (iptables-nft): the host had none before
+            with nft.Nftables() as nf:
+                nf.commit([nft.del_table(nft.NFPROTO_IPV4, "filter")])
     dyn("rm", "-f", "up")
 
 
@@ -719,36 +739,35 @@ def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
         dyn("network", "rm", "pooled")
 
 
-def test_ipv6_port_from_another_host_and_nat66_egress(dyn):
+def test_ipv6_port_from_another_host_and_nat66_egress(dyn, tmp_path):
     """An --ipv6 network seen from "another host" (a namespace of our own on a veth pair with
     IPv6 addresses only): a port published on [::] answers at the host's address (DNAT in the
     ip6 table), and a container reaches that host although it has no route back to the
     container's subnet: its egress is masqueraded (NAT66)."""
     port = free_port()
-    ns, peer = f"tns6{os.getpid() % 10000}", f"tp6{os.getpid() % 10000}"
+    peer = f"tp6{os.getpid() % 10000}"
     dyn("network", "create", "--ipv6", "--subnet", "fd0d:d0c:71::/64", "v6out")
     try:
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
-        subprocess.run(["ip", "addr", "add", "fd0d:d0c:70::1/64", "dev", peer, "nodad"], check=True)
-        subprocess.run(["ip", "link", "set", peer, "up"], check=True)
-        for cmd in (["ip", "addr", "add", "fd0d:d0c:70::2/64", "dev", "eth0", "nodad"], ["ip", "link", "set", "eth0", "up"],
-                    ["ip", "link", "set", "lo", "up"]):
-            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
-        dyn("run", "-d", "--name", "web6", "--network", "v6out", "-p", f"{port}:80", "bb", "httpd", "-f", "-p", "80",
-            "-h", "/www")
-        client = ("import socket, sys; s = socket.create_connection(('fd0d:d0c:70::1', int(sys.argv[1])), timeout=5); "
-                  "s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n'); f = s.makefile('rb'); print(f.read().decode())")
-        got = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", client, str(port)],
-                             capture_output=True, text=True, timeout=30)
-        assert "hello from the container" in got.stdout, got.stderr
-        (dnat,) = [l for l in rules().splitlines() if f"th dport {port} " in l and " dnat to [fd0d:d0c:71::" in l]
-        assert int(dnat.split("counter packets ")[1].split()[0]) >= 1
-        out = dyn("exec", "web6", "ping", "-6", "-c", "1", "-W", "3", "fd0d:d0c:70::2", check=False)
-        assert out.returncode == 0 and "1 packets received" in text(out), text(out) + out.stderr.decode()
-        dyn("rm", "-f", "web6")
+        with other_host(tmp_path, "tns6") as ns:
+            subprocess.run(["ip", "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
+            subprocess.run(["ip", "addr", "add", "fd0d:d0c:70::1/64", "dev", peer, "nodad"], check=True)
+            subprocess.run(["ip", "link", "set", peer, "up"], check=True)
+            for cmd in (["ip", "addr", "add", "fd0d:d0c:70::2/64", "dev", "eth0", "nodad"], ["ip", "link", "set", "eth0", "up"],
+                        ["ip", "link", "set", "lo", "up"]):
+                subprocess.run(["nsenter", f"--net={ns}", *cmd], check=True)
+            dyn("run", "-d", "--name", "web6", "--network", "v6out", "-p", f"{port}:80", "bb", "httpd", "-f", "-p", "80",
+                "-h", "/www")
+            client = ("import socket, sys; s = socket.create_connection(('fd0d:d0c:70::1', int(sys.argv[1])), timeout=5); "
+                      "s.sendall(b'GET /index.html HTTP/1.0\\r\\n\\r\\n'); f = s.makefile('rb'); print(f.read().decode())")
+            got = subprocess.run(["nsenter", f"--net={ns}", sys.executable, "-c", client, str(port)],
+                                 capture_output=True, text=True, timeout=30)
+            assert "hello from the container" in got.stdout, got.stderr
+            (dnat,) = [l for l in rules().splitlines() if f"th dport {port} " in l and " dnat to [fd0d:d0c:71::" in l]
+            assert int(dnat.split("counter packets ")[1].split()[0]) >= 1
+            out = dyn("exec", "web6", "ping", "-6", "-c", "1", "-W", "3", "fd0d:d0c:70::2", check=False)
+            assert out.returncode == 0 and "1 packets received" in text(out), text(out) + out.stderr.decode()
+            dyn("rm", "-f", "web6")
     finally:
         subprocess.run(["ip", "link", "del", peer], check=False)
-        subprocess.run(["ip", "netns", "del", ns], check=False)
         dyn("rm", "-f", "web6", check=False)
         dyn("network", "rm", "v6out", check=False)
