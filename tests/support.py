@@ -144,6 +144,36 @@ class Dockerd:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+class SavedEtcIds:
+    """/etc/passwd, group, subuid and subgid put back as they were (``--userns-remap default``
+    adds the dockremap user and its ranges, as dockerd's does)."""
+
+    FILES = ("passwd", "group", "subuid", "subgid")
+
+    def save(self) -> None:
+        self.saved: dict[Path, tuple[bytes, int] | None] = {}
+        for name in self.FILES:
+            p = Path("/etc") / name
+            self.saved[p] = (p.read_bytes(), p.stat().st_mode & 0o7777) if p.exists() else None
+
+    def restore(self) -> None:
+        for p, old in self.saved.items():
+            if old is None:
+                p.unlink(missing_ok=True)
+            elif p.read_bytes() != old[0]:
+                tmp = p.with_name(f".{p.name}.dytest")
+                tmp.write_bytes(old[0])
+                os.chmod(tmp, old[1])
+                os.rename(tmp, p)
+
+    def __enter__(self) -> "SavedEtcIds":
+        self.save()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+
 def tempfile_dir() -> str:
     import tempfile
 

@@ -50,8 +50,8 @@ class UnixConnection(http.client.HTTPConnection):
 class Daemon:
     """A ``dockyard daemon`` subprocess and a tiny HTTP helper."""
 
-    def __init__(self, root: Path, run: Path) -> None:
-        self.root, self.run = root, run
+    def __init__(self, root: Path, run: Path, args: tuple[str, ...] = ()) -> None:
+        self.root, self.run, self.args = root, run, args
         self.sock = str(run / "dockyard.sock")
         self.env = dict(os.environ, DOCKYARD_ROOT=str(root), DOCKYARD_RUN=str(run))
         self.docker_env = dict(self.env, DOCKER_HOST=f"unix://{self.sock}")
@@ -61,7 +61,7 @@ class Daemon:
     def start(self) -> None:
         exe = Path(sys.executable).with_name("dockyard")
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([str(exe), "daemon", "-H", f"unix://{self.sock}"], env=self.env,
+            self.proc = subprocess.Popen([str(exe), "daemon", "-H", f"unix://{self.sock}", *self.args], env=self.env,
                                          stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.time() + 30
         while time.time() < deadline:

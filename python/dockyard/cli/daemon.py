@@ -20,8 +20,11 @@ from . import CONTEXT
               help="Default address pools for user networks (an IPv6 base: the subnets of networks made with --ipv6)")
 @click.option("--max-concurrent-downloads", "downloads", type=int, default=None, metavar="N",
               help="Layers pulled at once, each downloaded and extracted together (default 3; 0: no limit)")
+@click.option("--userns-remap", "userns_remap", default="", metavar="default|USER[:GROUP]",
+              help="Run containers in a user namespace: their root is the first of USER's subordinate ids "
+                   "(/etc/subuid, /etc/subgid; 'default': the user dockremap, created when missing)")
 @click.pass_context
-def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads) -> None:
+def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads, userns_remap) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -46,6 +49,16 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads) -> Non
         import os
 
         os.environ["DOCKYARD_MAX_CONCURRENT_DOWNLOADS"] = str(downloads)  # registry/pull.py reads it
+    if userns_remap:
+        import os
+
+        from ..engine import userns
+        from ..errors import DockyardError
+
+        try:
+            os.environ[userns.ENV] = userns.resolve(userns_remap)  # engine/userns.py reads it
+        except DockyardError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--userns-remap'") from None
     raise click.exceptions.Exit(serve(path, root, debug=debug))
 
 

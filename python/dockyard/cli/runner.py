@@ -50,6 +50,7 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("cap-drop", "", "multi", (), "Drop Linux capabilities"),
     ("privileged", "", "bool", False, "Give extended privileges to this container"),
     ("security-opt", "", "multi", (), "Security Options"),
+    ("userns", "", "str", "", "User namespace to use"),
     ("restart", "", "str", "no", "Restart policy to apply when a container exits"),
     ("stop-signal", "", "str", "", "Signal to stop the container"),
     ("stop-timeout", "", "optint", None, "Timeout (in seconds) to stop a container"),
@@ -293,6 +294,8 @@ def create_body(p: dict) -> dict:
     host["RestartPolicy"] = policy
     host["AutoRemove"] = p["auto_remove"]
     host["NetworkMode"] = p["network"]
+    if p["userns"]:
+        host["UsernsMode"] = p["userns"]
     for key, flag in (("CapAdd", "cap_add"), ("CapDrop", "cap_drop"), ("Binds", "volume"), ("Links", "link"),
                       ("VolumesFrom", "volumes_from"), ("Dns", "dns"), ("DnsSearch", "dns_search"),
                       ("DnsOptions", "dns_option"), ("ExtraHosts", "add_host")):

@@ -265,7 +265,8 @@ def options_from_body(body: object, name: str = ""):
                   "DeviceCgroupRules": _strs(host.get("DeviceCgroupRules")) or None,
                   "VolumeDriver": host.get("VolumeDriver") or "",
                   "CpuRealtimePeriod": host.get("CpuRealtimePeriod") or 0,
-                  "CpuRealtimeRuntime": host.get("CpuRealtimeRuntime") or 0}
+                  "CpuRealtimeRuntime": host.get("CpuRealtimeRuntime") or 0,
+                  "UsernsMode": _userns_mode(host.get("UsernsMode") or "")}
     network = host.get("NetworkMode") or "default"
     res.sysctls = {k: v or "" for k, v in (host.get("Sysctls") or {}).items()}
     check_sysctls(res.sysctls, host_network=network == "host")
@@ -338,3 +339,11 @@ def options_from_body(body: object, name: str = ""):
         dns_search=_strs(host.get("DnsSearch")), dns_option=_strs(host.get("DnsOptions")),
         add_host=_strs(host.get("ExtraHosts")), ip=ip, host_extra=host_extra, endpoint=endpoint,
     )
+
+
+def _userns_mode(mode: str) -> str:
+    """"" (the daemon's remapping, if any), "host" (opt out) or "auto[:size=N]" (a range of
+    its own, as podman's)."""
+    from ..engine.userns import check_mode
+
+    return check_mode(mode)

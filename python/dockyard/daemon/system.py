@@ -84,7 +84,8 @@ def info(d, req: Request) -> dict:
         "DefaultRuntime": "runc", "Swarm": {
             "LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": False, "Error": "",
             "RemoteManagers": None}, "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
-        "SecurityOptions": ["name=seccomp,profile=builtin"], "Warnings": None,
+        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=userns"] if os.environ.get("DOCKYARD_USERNS_REMAP") else []),
+        "Warnings": None,
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
     }
 

@@ -319,6 +319,13 @@ class Containers:
                     f'Conflict. The container name "/{name}" is already in use by container "{other}". '
                     "You have to remove (or rename) that container to be able to reuse that name."
                 )
+            if (host_config.get("UsernsMode") or "").startswith("auto"):
+                from . import userns
+
+                held = [json.loads(r[0]) for r in db.execute(
+                    "SELECT json_extract(spec, '$._UsernsAuto') FROM containers"
+                    " WHERE json_extract(spec, '$._UsernsAuto') IS NOT NULL")]
+                spec["_UsernsAuto"] = userns.allocate_auto(host_config["UsernsMode"], held)
             d = self.dir(cid)
             for sub in ("bundle/rootfs", "upper", "work"):
                 (d / sub).mkdir(parents=True)
@@ -368,6 +375,9 @@ class Containers:
         target = self.dir(cid) / "bundle" / "rootfs"
         if _is_mountpoint(target):
             _native.umount(str(target))
+        # --userns-remap: the idmapped view of the store a start left (a crash between its
+        # mount and the runtime's): a removal of the directory must never walk into it
+        _native_umount(self.dir(cid) / "idmap")
 
     def _write_etc(self, rec: dict, rootfs: Path) -> list[dict]:
         """hostname, hosts and resolv.conf for the container, bind-mounted over the image's."""
@@ -401,9 +411,19 @@ class Containers:
             raise Conflict(f"container {cid} is marked for removal and cannot be started")
         d = self.dir(cid)
         self._clear_runtime(cid)  # what a start that was never recorded (a crash) left, if anything
-        rootfs = self._mount_rootfs(rec)
+        from . import userns
+
+        remap = userns.applies(rec["spec"])
+        if remap is None:
+            rootfs = self._mount_rootfs(rec)
+        else:
+            # Copy-up into new volumes reads the image through a host view, gone before the start.
+            volumes = any(mp["Type"] == "volume" for mp in rec["spec"].get("_Mounts") or [])
+            rootfs = self._mount_rootfs(rec) if volumes else d / "bundle" / "rootfs"
         try:
             bundle_spec = self._bundle_spec(rec, rootfs)
+            if remap is not None:
+                userns.remap_bundle(self, rec, remap, bundle_spec)
             # 0600 as dockerd's container files; no temporary file left on a full disk; no fsync
             # (made again at every start)
             write_atomic(d / "bundle" / "config.json", json.dumps(bundle_spec).encode(), fsync=False)
@@ -426,6 +446,8 @@ class Containers:
             state = dict(state, Error=str(exc), ExitCode=128 if isinstance(exc, StartError) else state["ExitCode"])
             self._save_state(cid, state)
             raise
+        if remap is not None:
+            _native_umount(d / "idmap")  # the container's overlay holds its layers by now
         state = dict(EMPTY_STATE, Status="running", Running=True, Pid=pid, StartedAt=now_rfc3339())
         state["ShimPid"] = shim_pid
         from . import health
@@ -1256,6 +1278,15 @@ def _end_process(pid: int, grace: float = 3.0) -> None:
             poller.poll(int(grace * 1000))
     finally:
         os.close(fd)
+
+
+def _native_umount(path: Path) -> None:
+    """Unmount ``path`` if it is a mount (an idmapped bind of the same file system, which
+    os.path.ismount does not see)."""
+    from .. import _native
+
+    if path.exists():
+        _native.umount(str(path))
 
 
 def _is_mountpoint(path: Path) -> bool:
