@@ -144,6 +144,24 @@ class Dockerd:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def has_filter_table() -> bool:
+    """Whether the host has an ip ``filter`` table (iptables-nft makes one, with INPUT, FORWARD
+    and OUTPUT, the first time anyone adds a rule or sets a policy)."""
+    from dockyard.engine.network import nftables as nft
+
+    with nft.Nftables() as nf:
+        return any(nf.has_chain(nft.NFPROTO_IPV4, "filter", c) for c in ("INPUT", "FORWARD", "OUTPUT"))
+
+
+def drop_filter_table_unless(had: bool) -> None:
+    """Delete the ip ``filter`` table a test's ``iptables`` made on a host that had none."""
+    from dockyard.engine.network import nftables as nft
+
+    if not had and has_filter_table():
+        with nft.Nftables() as nf:
+            nf.commit([nft.del_table(nft.NFPROTO_IPV4, "filter")])
+
+
 class SavedEtcIds:
     """/etc/passwd, group, subuid and subgid put back as they were (``--userns-remap default``
     adds the dockremap user and its ranges, as dockerd's does)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from support import make_busybox_rootfs, needs_root, tar_dir
+from support import drop_filter_table_unless, has_filter_table, make_busybox_rootfs, needs_root, tar_dir
 
 
 def runtime_available() -> bool:
@@ -656,10 +656,7 @@ def test_user_network_relays_other_names_to_the_given_dns(dyn):
     dyn("run", "-d", "--name", "up", "--network", "relay", "bb", "sleep", "60")
     up_ip = inspect(dyn, "up")["NetworkSettings"]["Networks"]["relay"]["IPAddress"]
     rule = ["OUTPUT", "-d", up_ip, "-p", "udp", "--dport", "53", "-j", "ACCEPT"]
-    from dockyard.engine.network import nftables as nft
-
-    with nft.Nftables() as nf:
-        had_filter = nf.has_chain(nft.NFPROTO_IPV4, "filter", "OUTPUT")
+    had_filter = has_filter_table()
     subprocess.run(["iptables", "-w", "-I", *rule], check=True)
     try:
         dyn("run", "--rm", "--network", "relay", "--dns", up_ip, "bb", "sh", "-c",
@@ -670,9 +667,7 @@ def test_user_network_relays_other_names_to_the_given_dns(dyn):
         assert int(line.split()[0]) >= 1  # the helper (on the host) relayed the query to --dns
     finally:
         subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True)
-        if not had_filter:  # iptables made the table (iptables-nft): the host had none before
-            with nft.Nftables() as nf:
-                nf.commit([nft.del_table(nft.NFPROTO_IPV4, "filter")])
+        drop_filter_table_unless(had_filter)
     dyn("rm", "-f", "up")
 
 

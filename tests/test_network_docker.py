@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support import Dockerd, make_busybox_rootfs, need, tar_dir, tempfile_dir
+from support import Dockerd, drop_filter_table_unless, has_filter_table, make_busybox_rootfs, need, tar_dir, tempfile_dir
 from test_network import dyn  # noqa: F401  (a fixture)
 
 DK_BRIDGE, DK_ADDR = "dytdk0", "10.251.78.1/24"
@@ -51,6 +51,7 @@ def bridged_docker(tmp_path_factory):
     subprocess.run(["ip", "link", "del", DK_BRIDGE], capture_output=True)
     subprocess.run(["ip", "link", "add", DK_BRIDGE, "type", "bridge"], check=True)
     d = None
+    had_filter = has_filter_table()
     try:
         subprocess.run(["ip", "addr", "add", DK_ADDR, "dev", DK_BRIDGE], check=True)
         subprocess.run(["ip", "link", "set", DK_BRIDGE, "up"], check=True)
@@ -80,6 +81,7 @@ def bridged_docker(tmp_path_factory):
             d.stop()
         for rule in FWD:
             subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True)
+        drop_filter_table_unless(had_filter)
         subprocess.run(["ip", "link", "del", DK_BRIDGE], capture_output=True)
 
 
