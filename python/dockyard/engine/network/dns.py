@@ -478,3 +478,33 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def resolv_conf(mode: str, dns: list[str], search: list[str], options: list[str], base: str,
+                embedded: bool = False) -> str:
+    """A container's /etc/resolv.conf from the host's (``base``) and its --dns options.
+    ``embedded``: the container is on a user network though its mode is not one (connected
+    before its start): the embedded DNS serves it, as dockerd's."""
+    user_net = embedded or mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:")
+    lines = base.splitlines()
+    ns = [l.split()[1] for l in lines if l.startswith("nameserver") and len(l.split()) > 1]
+    srch = next((l.split()[1:] for l in lines if l.startswith("search")), [])
+    opts = next((l.split()[1:] for l in lines if l.startswith("options")), [])
+    if mode != "host" and not ns and not dns and not user_net:
+        ns = ["8.8.8.8", "8.8.4.4"]  # docker's fallback when the host has only loopback resolvers
+    if dns:
+        ns = dns
+    if search:
+        srch = [] if search == ["."] else search
+    if options:
+        opts = options
+    if user_net:
+        ns = ["127.0.0.11"]
+        opts = list(dict.fromkeys((["ndots:0"] if not any(o.startswith("ndots") for o in opts) else []) + opts))
+    out = []
+    if srch:
+        out.append("search " + " ".join(srch))
+    out += [f"nameserver {n}" for n in ns]
+    if opts:
+        out.append("options " + " ".join(opts))
+    return "\n".join(out) + "\n"

@@ -259,7 +259,7 @@ def _transaction(plan) -> None:
                 except nft.NftError as exc:
                     if exc.errno == errno.ERESTART:  # someone changed the ruleset meanwhile
                         continue
-                    if exc.errno in (errno.ENOENT, errno.EOPNOTSUPP) and not native and "filter FORWARD" in str(exc):
+                    if exc.errno in (errno.ENOENT, errno.EOPNOTSUPP) and not native and exc.where[:2] == ("filter", "FORWARD"):
                         native = True  # no xtables compat: the host's accepts in nft's syntax
                         continue
                     raise

@@ -43,7 +43,7 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:
     """Validate the mount and network options; returns (Config, HostConfig, spec) additions.
     Nothing is made here: a bad value changes nothing."""
     from ..containers import config_volumes
-    from . import parse_link, parse_publish
+    from .syntax import parse_link, parse_publish
 
     def spec_of(ref: str) -> list[dict]:
         cid = containers.resolve(ref)
@@ -212,9 +212,11 @@ def etc_files(containers, rec: dict, hosts: str, resolv: str) -> tuple[str, str]
             base = Path("/etc/resolv.conf").read_text()
         except OSError:
             pass
+    from .dns import resolv_conf
+
     return (net.hosts_file(rec, mode, host.get("ExtraHosts") or [], host.get("Links") or []),
-            net.resolv_conf(mode, host.get("Dns") or [], host.get("DnsSearch") or [], host.get("DnsOptions") or [], base,
-                            embedded=mode in ("default", "bridge") and net.needs_dns(rec["id"])))
+            resolv_conf(mode, host.get("Dns") or [], host.get("DnsSearch") or [], host.get("DnsOptions") or [], base,
+                        embedded=mode in ("default", "bridge") and net.needs_dns(rec["id"])))
 
 
 def on_stop(containers, cid: str) -> None:

@@ -26,8 +26,12 @@ import socket
 import time
 from pathlib import Path
 
-from ...errors import Conflict, DockyardError, InvalidArgument, NotFound
+from ...errors import Conflict, InvalidArgument, NotFound
 from ..store import Store
+from .ipam import (
+    DEFAULT_POOL, USER_POOL, Forbidden, choose, host_routes, pick, pick6, pick_from, pool_config, with_gateway,
+)
+from .syntax import endpoint_extra, link_variables, split_link
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS networks (
@@ -52,12 +56,6 @@ ADDED = {"networks": (("subnet6", "TEXT NOT NULL DEFAULT ''"), ("gateway6", "TEX
                       ("ipam", "TEXT NOT NULL DEFAULT '{}'")),
          "endpoints": (("ip6", "TEXT NOT NULL DEFAULT ''"), ("want_ip6", "TEXT NOT NULL DEFAULT ''"),
                        ("extra", "TEXT NOT NULL DEFAULT '{}'"))}
-
-# Address pools, walked lazily (building 4096 network objects up front costs ~0.1 s per run):
-# default bridges get a /16 from 10.200-239, user networks a /24 from 10.240-255.
-DEFAULT_POOL = ("10.{0}.0.0/16", range(200, 240), range(1))
-USER_POOL = ("10.{0}.{1}.0/24", range(240, 256), range(256))
-RESERVED = ["172.17.0.0/16", "10.88.0.0/16"]  # docker's and podman's defaults
 
 
 # The daemon's network settings, as dockerd's flags (``dockyard daemon --ipv6 --fixed-cidr-v6
@@ -84,18 +82,8 @@ class NetworkNotFound(NotFound):
     pass
 
 
-class Forbidden(DockyardError):
-    status = 403
-
-
 class AliasError(InvalidArgument):
     """docker's CLI refuses these itself."""
-
-    client_side = True
-
-
-class PublishError(InvalidArgument):
-    """A malformed -p: docker's CLI reports these itself."""
 
     client_side = True
 
@@ -162,7 +150,7 @@ class Networks:
             if db.execute("SELECT 1 FROM networks WHERE name='bridge'").fetchone():
                 return
             taken = [ipaddress.IPv4Network(r[0]) for r in db.execute("SELECT subnet FROM networks WHERE subnet != ''")]
-            subnet = _pick(DEFAULT_POOL, taken + _host_routes())
+            subnet = pick(DEFAULT_POOL, taken + host_routes())
             for name, driver in (("bridge", "bridge"), ("host", "host"), ("none", "null")):
                 sub = str(subnet) if name == "bridge" else ""
                 gw = str(subnet.network_address + 1) if name == "bridge" else ""
@@ -223,7 +211,7 @@ class Networks:
             configs = [{"Subnet": subnet, "Gateway": gateway}] if subnet or gateway else []
         pools = {4: [], 6: []}
         for cfg in configs:
-            pool = _pool(cfg)
+            pool = pool_config(cfg)
             pools[pool["_family"]].append(pool)
         if len(pools[4]) > 1 or len(pools[6]) > 1:
             raise Forbidden("bridge driver doesn't support multiple subnets")
@@ -240,24 +228,24 @@ class Networks:
             shown = []
             if v4 is None:
                 pools4 = [p for p in daemon_settings()[2] if ":" not in p[0]]
-                net = (_pick_from(pools4, taken + _host_routes(), 4) if pools4
-                       else _pick(USER_POOL, taken + _host_routes()))
+                net = (pick_from(pools4, taken + host_routes(), 4) if pools4
+                       else pick(USER_POOL, taken + host_routes()))
                 v4 = {"Subnet": str(net), "Gateway": str(net.network_address + 1)}
                 shown.append(dict(v4))
             else:
                 if any(ipaddress.ip_network(v4["Subnet"]).overlaps(t) for t in taken if t.version == 4):
                     raise Forbidden("Pool overlaps with other one on this address space")
                 shown.append({k: v for k, v in v4.items() if not k.startswith("_") and v})
-                v4 = _with_gateway(v4)
+                v4 = with_gateway(v4)
             if v6 is None and ipv6:
-                net6 = _pick6(daemon_settings()[2], taken + _host_routes(socket.AF_INET6))
+                net6 = pick6(daemon_settings()[2], taken + host_routes(socket.AF_INET6))
                 v6 = {"Subnet": str(net6), "Gateway": str(net6.network_address + 1)}
                 shown.append(dict(v6))
             elif v6 is not None:
                 if any(ipaddress.ip_network(v6["Subnet"]).overlaps(t) for t in taken if t.version == 6):
                     raise Forbidden("Pool overlaps with other one on this address space")
                 shown.append({k: v for k, v in v6.items() if not k.startswith("_") and v})
-                v6 = _with_gateway(v6)
+                v6 = with_gateway(v6)
             ipam = {"Driver": ipam_driver or "default", "Options": ipam_options, "Config": shown,
                     "v4": {k: v for k, v in v4.items() if not k.startswith("_")},
                     "v6": {k: v for k, v in v6.items() if not k.startswith("_")} if v6 and ipv6 else None}
@@ -390,13 +378,13 @@ class Networks:
             return index, False
         with _host_lock():
             net = ipaddress.IPv4Network(r["subnet"])
-            clash = [t for t in _host_routes() if t.overlaps(net)]
+            clash = [t for t in host_routes() if t.overlaps(net)]
             if clash and r["name"] == "bridge":
                 # Another root's bridge took this subnet while ours was down: move to a free one.
                 with self.store.transaction() as db:
                     taken = [ipaddress.IPv4Network(x[0]) for x in
                              db.execute("SELECT subnet FROM networks WHERE subnet != '' AND id != ?", (r["id"],))]
-                    net = _pick(DEFAULT_POOL, taken + _host_routes())
+                    net = pick(DEFAULT_POOL, taken + host_routes())
                     db.execute("UPDATE networks SET subnet=?, gateway=? WHERE id=?",
                                (str(net), str(net.network_address + 1), r["id"]))
                     db.execute("UPDATE endpoints SET ip='' WHERE network=?", (r["id"],))
@@ -459,7 +447,7 @@ class Networks:
         mode = mode or "default"
         endpoint = dict(endpoint or {})
         want_ip6 = endpoint.pop("ip6", "") or ""
-        extra = _endpoint_extra(endpoint)
+        extra = endpoint_extra(endpoint)
         if mode.startswith("container:"):
             target = resolve_container(mode.split(":", 1)[1])
             if links:
@@ -601,10 +589,10 @@ class Networks:
                 used6.add(b)
             prev = ep.get("ip") or (str(ipaddress.IPv4Address(bytes.fromhex(ep["mac"].replace(":", "")[4:])))
                                     if ep.get("mac") and ep["mac"].startswith("02:42:") else "")
-            ip = _choose(ep["net_name"], ep["subnet"], ep["gateway"], ipam.get("v4") or {}, ep["want_ip"], prev, used)
+            ip = choose(ep["net_name"], ep["subnet"], ep["gateway"], ipam.get("v4") or {}, ep["want_ip"], prev, used)
             ip6 = None
             if ep.get("subnet6"):
-                ip6 = _choose(ep["net_name"], ep["subnet6"], ep["gateway6"], ipam.get("v6") or {}, ep["want_ip6"],
+                ip6 = choose(ep["net_name"], ep["subnet6"], ep["gateway6"], ipam.get("v6") or {}, ep["want_ip6"],
                               ep.get("ip6") or "", used6)
             from .netlink import mac_for, mac_text
 
@@ -849,7 +837,7 @@ class Networks:
             name, _, ip = h.partition(":")
             lines.append(f"{ip}\t{name}")
         for link in links:
-            target, alias = _split_link(link)
+            target, alias = split_link(link)
             row = self.store.db.execute("SELECT id, name FROM containers WHERE name=?", (target,)).fetchone()
             if row is None:
                 continue
@@ -875,34 +863,6 @@ class Networks:
             "WHERE e.container=? AND n.name='bridge'", (cid,)).fetchone()
         return r[0] if r else ""
 
-    def resolv_conf(self, mode: str, dns: list[str], search: list[str], options: list[str], base: str,
-                    embedded: bool = False) -> str:
-        """``embedded``: the container is on a user network though its mode is not one (connected
-        before its start): the embedded DNS serves it, as dockerd's."""
-        user_net = embedded or mode not in ("default", "bridge", "host", "none") and not mode.startswith("container:")
-        lines = base.splitlines()
-        ns = [l.split()[1] for l in lines if l.startswith("nameserver") and len(l.split()) > 1]
-        srch = next((l.split()[1:] for l in lines if l.startswith("search")), [])
-        opts = next((l.split()[1:] for l in lines if l.startswith("options")), [])
-        if mode != "host" and not ns and not dns and not user_net:
-            ns = ["8.8.8.8", "8.8.4.4"]  # docker's fallback when the host has only loopback resolvers
-        if dns:
-            ns = dns
-        if search:
-            srch = [] if search == ["."] else search
-        if options:
-            opts = options
-        if user_net:
-            ns = ["127.0.0.11"]
-            opts = list(dict.fromkeys((["ndots:0"] if not any(o.startswith("ndots") for o in opts) else []) + opts))
-        out = []
-        if srch:
-            out.append("search " + " ".join(srch))
-        out += [f"nameserver {n}" for n in ns]
-        if opts:
-            out.append("options " + " ".join(opts))
-        return "\n".join(out) + "\n"
-
     def link_env(self, rec: dict, links: list[str]) -> list[str]:
         """Docker's legacy link variables for each ``--link`` target (which must be running).
         On a user-defined network a link is only a DNS alias (dns.py), as in docker."""
@@ -910,7 +870,7 @@ class Networks:
         if not any(ep["net_name"] == "bridge" for ep in self.endpoints(rec["id"])):
             return env
         for link in links:
-            target, alias = _split_link(link)
+            target, alias = split_link(link)
             row = self.store.db.execute("SELECT id, name, spec, state FROM containers WHERE name=?", (target,)).fetchone()
             if row is None or not json.loads(row["state"]).get("Running"):
                 raise Conflict(f"Cannot link to a non running container: /{target} AS /{rec['name']}/{alias}")
@@ -931,7 +891,7 @@ class Networks:
             "WHERE json_extract(c.state, '$.Running') AND l.type = 'text'")
         out: list[str] = []
         for cid, link in rows:
-            if _split_link(link)[0] == name and cid not in out:
+            if split_link(link)[0] == name and cid not in out:
                 out.append(cid)
         return out
 
@@ -971,7 +931,7 @@ class Networks:
             ipam_cfg = {k: v for k, v in (("IPv4Address", ep["want_ip"]), ("IPv6Address", ep["want_ip6"]),
                                           ("LinkLocalIPs", extra.get("link_local"))) if v}
             host_links = rec["spec"]["HostConfig"].get("Links") or []
-            links = ([f"{_split_link(l)[0]}:{_split_link(l)[1]}" for l in host_links]
+            links = ([f"{split_link(l)[0]}:{split_link(l)[1]}" for l in host_links]
                      if ep["net_name"] == "bridge" and host_links else []) + (extra.get("links") or [])
             on6 = on and bool(ep["ip6"])
             entry = {"IPAMConfig": ipam_cfg or None, "Links": links or None,
@@ -1005,258 +965,8 @@ class Networks:
         dns.sync(self.store.root)
 
 
-# -- parsing --------------------------------------------------------------------------------------
-
-def _split_link(link: str) -> tuple[str, str]:
-    """"/db:/web/dbapp" (stored) or "db:dbapp" / "db" (given) -> ("db", "dbapp")."""
-    target, _, alias = link.partition(":")
-    target = target.lstrip("/")
-    alias = alias.rsplit("/", 1)[-1] if alias else target
-    return target, alias
-
-
-def parse_link(value: str) -> tuple[str, str]:
-    target, _, alias = value.partition(":")
-    if not target or (":" in value and not alias):
-        raise InvalidArgument(f"invalid argument \"{value}\" for \"--link\" flag: bad format for links: {value}")
-    return target.lstrip("/"), alias or target.lstrip("/")
-
-
-def _parse_range(text: str, what: str, spec: str) -> tuple[int, int]:
-    lo, dash, hi = text.partition("-")
-    try:
-        a = int(lo)
-        b = int(hi) if dash else a
-    except ValueError:
-        raise PublishError(f"invalid {what}: {text}") from None
-    if not (0 < a <= 65535 and 0 < b <= 65535) or b < a:
-        raise PublishError(f"invalid {what}: {text}")
-    return a, b
-
-
-def parse_publish(spec: str) -> list[dict]:
-    """``-p [IP:][HOSTPORT:]CONTAINERPORT[/PROTO]`` (ranges allowed) -> bindings."""
-    rest, _, proto = spec.partition("/")
-    proto = proto.lower() or "tcp"
-    if proto not in ("tcp", "udp", "sctp"):
-        raise PublishError(f"invalid proto: {proto}")
-    if proto == "sctp":
-        raise PublishError("sctp is not supported by dockyard")
-    host_ip, host_port, cport = "", "", ""
-    if rest.startswith("["):  # [IPv6]:HOSTPORT:CONTAINERPORT
-        addr, close, tail = rest[1:].partition("]")
-        try:
-            ipaddress.IPv6Address(addr)
-        except ValueError:
-            raise PublishError(f"invalid IP address: {addr}") from None
-        if not close or not tail.startswith(":") or tail.count(":") != 2:
-            raise PublishError(f"invalid publish spec: {spec}")
-        parts = [addr] + tail[1:].split(":")
-    else:
-        parts = rest.rsplit(":", 2)
-    if len(parts) == 1:
-        cport = parts[0]
-    elif len(parts) == 2:
-        host_port, cport = parts
-    else:
-        host_ip, host_port, cport = parts
-        try:
-            ipaddress.ip_address(host_ip)
-        except ValueError:
-            raise PublishError(f"invalid IP address: {host_ip}") from None
-    if not cport:
-        raise PublishError(f"no port specified: {spec}<empty>")
-    c0, c1 = _parse_range(cport, "containerPort", spec)
-    if host_port:
-        h0, h1 = _parse_range(host_port, "hostPort", spec)
-        if h1 - h0 != c1 - c0:
-            if h0 != h1 and c0 == c1:
-                pass  # docker: a host range for one container port (first free)
-            else:
-                raise PublishError(f"invalid ranges specified for container and host Ports: {cport} and {host_port}")
-        if c0 == c1 and h0 != h1:
-            return [{"proto": proto, "host_ip": host_ip, "host_port": str(h0), "port": c0}]
-        return [{"proto": proto, "host_ip": host_ip, "host_port": str(h0 + i), "port": c0 + i} for i in range(c1 - c0 + 1)]
-    return [{"proto": proto, "host_ip": host_ip, "host_port": "", "port": p} for p in range(c0, c1 + 1)]
-
-
-def link_variables(alias: str, name: str, ip: str, exposed: list[str], env: list[str]) -> list[str]:
-    """What docker's legacy links put in the environment for one link."""
-    prefix = alias.upper().replace("-", "_")
-    ports = []
-    for p in exposed:
-        num, _, proto = p.partition("/")
-        ports.append((int(num), proto or "tcp"))
-    ports.sort(key=lambda x: (x[0], x[1] != "tcp"))
-    out = []
-    if ports:
-        out.append(f"{prefix}_PORT={ports[0][1]}://{ip}:{ports[0][0]}")
-    i = 0
-    while i < len(ports):
-        j = i
-        while j + 1 < len(ports) and ports[j + 1][0] == ports[j][0] + 1:
-            j += 1
-        if j > i:
-            (p, proto), (q, qproto) = ports[i], ports[j]
-            key = f"{prefix}_PORT_{p}_{proto.upper()}"
-            out += [f"{key}_START={proto}://{ip}:{p}", f"{key}_ADDR={ip}", f"{key}_PROTO={proto}",
-                    f"{key}_PORT_START={p}", f"{key}_END={qproto}://{ip}:{q}", f"{key}_PORT_END={q}"]
-            i = j + 1
-        else:
-            i += 1
-    for p, proto in ports:
-        key = f"{prefix}_PORT_{p}_{proto.upper()}"
-        out += [f"{key}={proto}://{ip}:{p}", f"{key}_ADDR={ip}", f"{key}_PORT={p}", f"{key}_PROTO={proto}"]
-    out.append(f"{prefix}_NAME={name}")
-    for e in env:
-        k, eq, v = e.partition("=")
-        if eq and k not in ("HOME", "PATH"):
-            out.append(f"{prefix}_ENV_{k}={v}")
-    return out
-
-
 def _veth_name(cid: str, i: int) -> str:
     return f"dyv{cid[:10]}{i:02x}"
-
-
-def _endpoint_extra(endpoint: dict) -> dict:
-    """The EndpointSettings dockyard keeps beside the addresses, checked."""
-    extra = {}
-    links = [l if ":" in l else f"{l}:{l}" for l in endpoint.get("links") or []]
-    if links:
-        extra["links"] = links
-    lls = list(endpoint.get("link_local") or [])
-    for a in lls:
-        try:
-            ipaddress.ip_address(a)
-        except ValueError:
-            raise InvalidArgument(f"invalid link-local IP address: {a}") from None
-    if lls:
-        extra["link_local"] = lls
-    if endpoint.get("driver_opts"):
-        extra["driver_opts"] = dict(endpoint["driver_opts"])
-    mac = endpoint.get("mac") or ""
-    if mac:
-        try:
-            raw = bytes.fromhex(mac.replace(":", ""))
-        except ValueError:
-            raw = b""
-        if len(raw) != 6 or len(mac) != 17:
-            raise InvalidArgument(f"{mac} is not a valid mac address")
-        extra["mac"] = mac.lower()
-    return extra
-
-
-def _choose(net_name: str, subnet: str, gateway: str, pool: dict, want: str, prev: str, used: set):
-    net = ipaddress.ip_network(subnet)
-    gw = ipaddress.ip_address(gateway)
-    taken = {str(gw)} | set((pool.get("AuxiliaryAddresses") or {}).values()) | used
-    if want:
-        if want in taken:
-            raise Conflict(f"Address already in use: {want}")
-        return ipaddress.ip_address(want)
-    if prev and prev not in taken and ipaddress.ip_address(prev) in net:
-        return ipaddress.ip_address(prev)  # (the subnet may have moved since)
-    rng = ipaddress.ip_network(pool["IPRange"]) if pool.get("IPRange") else net
-    ends = {net.network_address} | ({net.broadcast_address} if net.version == 4 else set())
-    for host in (rng if rng != net else net.hosts()):
-        if host not in ends and str(host) not in taken:
-            return host
-    raise DockyardError(f"no available IPv{net.version} addresses on network {net_name}")
-
-
-def _pool(cfg: dict) -> dict:
-    """One IPAM pool of a create request, checked; ``_net`` and ``_family`` added."""
-    sub = cfg.get("Subnet") or ""
-    try:
-        net = ipaddress.ip_network(sub, strict=False)
-    except ValueError:
-        raise InvalidArgument(f"Invalid subnet {sub} : invalid CIDR address: {sub}") from None
-    fam = net.version
-    if net.prefixlen > (30 if fam == 4 else 126):
-        raise InvalidArgument(f"Invalid subnet {sub} : too small for any container")
-    out: dict = {"Subnet": sub, "_net": net, "_family": fam}
-    rng = cfg.get("IPRange") or ""
-    if rng:
-        try:
-            r = ipaddress.ip_network(rng, strict=False)
-        except ValueError:
-            raise InvalidArgument(f"Invalid ip range {rng}: invalid CIDR address: {rng}") from None
-        if r.version != fam or not r.subnet_of(net):  # (dockerd 20.10 took one outside and never used it)
-            raise InvalidArgument(f"Invalid ip range {rng}: it is not within subnet {sub}")
-        out["IPRange"] = rng
-    gw = cfg.get("Gateway") or ""
-    if gw:
-        try:
-            g = ipaddress.ip_address(gw)
-        except ValueError:
-            raise InvalidArgument(f"invalid gateway address: {gw}") from None
-        if g.version != fam or g not in net or g == net.network_address or (fam == 4 and g == net.broadcast_address):
-            err = InvalidArgument(f"no matching subnet for gateway {gw}")
-            err.client_side = True  # docker's CLI checks this one itself
-            raise err
-        out["Gateway"] = gw
-    aux = cfg.get("AuxiliaryAddresses") or {}
-    for k, v in aux.items():
-        try:
-            a = ipaddress.ip_address(v)
-        except ValueError:
-            raise InvalidArgument(f"invalid auxiliary address {k}: {v}") from None
-        if a.version != fam or a not in net:
-            raise Forbidden(f"auxiliary address: ({k}:{v}) must belong to the master pool: {sub}")
-    if aux:
-        out["AuxiliaryAddresses"] = dict(aux)
-    return out
-
-
-def _with_gateway(pool: dict) -> dict:
-    """The pool in use: its subnet normalized, its gateway the first address unless given."""
-    net = pool["_net"]
-    return dict(pool, Subnet=str(net), Gateway=pool.get("Gateway") or str(net.network_address + 1))
-
-
-def _pick_from(pools: list[tuple[str, int]], taken: list, version: int = 6):
-    """The first subnet of the daemon's --default-address-pool pools of that IP version that
-    overlaps nothing taken."""
-    for base, size in pools:
-        try:
-            b = ipaddress.ip_network(base, strict=False)
-        except ValueError:
-            continue
-        if b.version != version or size < b.prefixlen:
-            continue
-        for cand in b.subnets(new_prefix=size):
-            if not any(cand.overlaps(t) for t in taken if t.version == version) and (
-                    version == 6 or not any(cand.overlaps(ipaddress.IPv4Network(r)) for r in RESERVED)):
-                return cand
-    raise NotFound(f"could not find an available, non-overlapping IPv{version} address pool among the defaults to "
-                   "assign to the network")
-
-
-def _pick6(pools: list[tuple[str, int]], taken: list) -> ipaddress.IPv6Network:
-    return _pick_from(pools, taken, 6)
-
-
-def _pick(pool: tuple, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
-    fmt, outer, inner = pool
-    avoid = taken + [ipaddress.IPv4Network(r) for r in RESERVED]
-    for a in outer:
-        for b in inner:
-            cand = ipaddress.IPv4Network(fmt.format(a, b))
-            if not any(cand.overlaps(t) for t in avoid):
-                return cand
-    raise DockyardError("could not find an available, non-overlapping IPv4 address pool among the defaults to "
-                        "assign to the network")
-
-
-def _host_routes(family: int = socket.AF_INET) -> list:
-    from .netlink import Netlink
-
-    try:
-        with Netlink() as nl:
-            return nl.routes(family)
-    except OSError:
-        return []
 
 
 @contextlib.contextmanager

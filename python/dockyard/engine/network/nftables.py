@@ -68,7 +68,12 @@ PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
 
 
 class NftError(OSError):
-    pass
+    """A refused request or batch; ``where``: the table and chain (when it names them) of the
+    batch message the kernel refused."""
+
+    def __init__(self, code: int, text: str, where: tuple[str, ...] = ()) -> None:
+        super().__init__(code, text)
+        self.where = where
 
 
 # -- attributes ---------------------------------------------------------------------------------
@@ -365,11 +370,12 @@ class Nftables:
             return
         begin_attrs = be32(NFNL_BATCH_GENID, generation) if generation is not None else b""
         first, begin = self._header(NFNL_MSG_BATCH_BEGIN, 0, socket.AF_UNSPEC, begin_attrs, NFNL_SUBSYS_NFTABLES, 0)
-        parts, what = [begin], {first: "batch"}
+        parts, what, where = [begin], {first: "batch"}, {}
         for kind, flags, family, attrs in messages:
             seq, msg = self._header(kind, flags, family, attrs)
             parts.append(msg)
             what[seq] = _describe(kind, attrs)
+            where[seq] = _names(attrs)
         parts.append(self._header(NFNL_MSG_BATCH_END, 0, socket.AF_UNSPEC, b"", NFNL_SUBSYS_NFTABLES, 0)[1])
         self.sock.send(b"".join(parts))
         # The kernel answers a batch only where it fails (no NLM_F_ACK asked); a request after
@@ -380,16 +386,20 @@ class Nftables:
         self._receive(seq, errors)
         if errors:
             mseq, code = min(errors.items())
-            raise NftError(code, f"{what.get(mseq, 'nftables')}: {os.strerror(code)}")
+            raise NftError(code, f"{what.get(mseq, 'nftables')}: {os.strerror(code)}", where.get(mseq, ()))
+
+
+def _names(attrs: bytes) -> tuple[str, ...]:
+    """The names a message carries first: its table, then its chain (tables, chains, rules)."""
+    a = parse(attrs)
+    return tuple(v.rstrip(b"\0").decode() for k, v in sorted(a.items()) if k in (1, 2, 3) and isinstance(v, bytes)
+                 and v.endswith(b"\0"))
 
 
 def _describe(kind: int, attrs: bytes) -> str:
     names = {NFT_MSG_NEWTABLE: "add table", NFT_MSG_DELTABLE: "delete table", NFT_MSG_NEWCHAIN: "add chain",
              NFT_MSG_DELCHAIN: "delete chain", NFT_MSG_NEWRULE: "add rule", NFT_MSG_DELRULE: "delete rule"}
-    a = parse(attrs)
-    where = " ".join(v.rstrip(b"\0").decode() for k, v in sorted(a.items()) if k in (1, 2, 3) and isinstance(v, bytes)
-                     and v.endswith(b"\0"))
-    return f"nftables: {names.get(kind, 'change')} {where}".rstrip()
+    return f"nftables: {names.get(kind, 'change')} {' '.join(_names(attrs))}".rstrip()
 
 
 # -- rules as text (what ``nft list`` would print, for the expressions dockyard uses) -------------
