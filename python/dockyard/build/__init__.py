@@ -31,7 +31,7 @@ from __future__ import annotations
 
 # Loaded on first use: the CLI's build command imports this package only for its submodule
 # ``command``, and the builder's imports (the engine) cost it ~45 ms.
-_EXPORTS = {"BuildOptions": "builder", "Builder": "builder", "prune_cache": "builder", "BuildError": "errors",
+_EXPORTS = {"BuildOptions": "builder", "Builder": "builder", "prune_cache": "cache", "BuildError": "errors",
             "DockerfileError": "errors", "Dockerfile": "parser", "Instruction": "parser", "parse": "parser"}
 
 __all__ = sorted(_EXPORTS)

@@ -33,9 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DockyardError, ImageNotFound
+from ..units import go_duration
+from .cache import CACHE_SCHEMA, KNOWN
 from .context import Context, _clean
 from .errors import BuildError, DockerfileError
-from .parser import Instruction, Stage, parse, parse_line, split_stages
+from .files import NoIgnore, OnlyNames, copy_one, extract_archive, is_archive, mkdir_all, parse_chown, replace_file, resolve_in
+from .follow import follow
+from .parser import Instruction, Stage, parse, parse_duration, parse_line, parse_port, split_stages
 from .shell import ExpansionError, env_map, expand, expand_words
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -43,13 +47,6 @@ DEFAULT_SHELL = ["/bin/sh", "-c"]
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy")
 EMPTY_LAYER = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
-CACHE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS build_cache (
-    key       TEXT PRIMARY KEY,   -- sha256 of parent image + expanded instruction + content sums
-    image_id  TEXT NOT NULL,      -- the image that step made
-    created   REAL NOT NULL
-);
-"""
 
 
 @dataclass
@@ -71,10 +68,6 @@ class BuildOptions:
     # --cache-from: when given, only these images (and their parents) are cache sources, as the
     # classic builder's; None: the local cache
     cache_from: list[str] | None = None
-
-
-class StderrLine(str):
-    """A line a RUN wrote to its stderr (the daemon wraps it as the classic builder does)."""
 
 
 def classic_line(line: str) -> str:
@@ -130,7 +123,7 @@ class Builder:
         self.context = Context(opts.context) if opts.context is not None else None
         if self.context is not None and opts.context_is_archive:
             dropped = {n for n in (opts.dockerfile_name, ".dockerignore") if self.context.ignore.excluded(n)}
-            self.context.ignore = _OnlyNames(dropped)  # type: ignore[assignment]
+            self.context.ignore = OnlyNames(dropped)  # type: ignore[assignment]
         # Docker's CLI sends the Dockerfile and .dockerignore even when excluded, and the daemon
         # then removes them if they match: COPY sees the plain ignore rules.
         self.meta: dict[str, str | None] = {}
@@ -349,10 +342,10 @@ class Builder:
 
     def _load(self, image_id: str) -> State:
         """The state of a stored image (one the store has: resolved, or a cache hit)."""
-        known = _KNOWN.get(image_id)
+        known = KNOWN.get(image_id)
         if known is None:
             raw = self.images.config_bytes(image_id)  # (read and verified)
-            known = _KNOWN.put(image_id, raw, [(l["diff_id"], l["chain_id"]) for l in self.images.layers(image_id)])
+            known = KNOWN.put(image_id, raw, [(l["diff_id"], l["chain_id"]) for l in self.images.layers(image_id)])
         raw, layer_ids = known
         cfg = json.loads(raw)
         layers = [{"diff_id": d, "chain_id": c, "existing": True} for d, c in layer_ids]
@@ -453,7 +446,7 @@ class Builder:
         config["rootfs"] = {"type": "layers", "diff_ids": [r["diff_id"] for r in records]}
         raw = dumps(config).encode()
         image_id, _ = self.images.register(NewImage(raw, [], parent=state.image_id), records)
-        _KNOWN.put(image_id, raw, [(r["diff_id"], r["chain_id"]) for r in records])
+        KNOWN.put(image_id, raw, [(r["diff_id"], r["chain_id"]) for r in records])
         self._cache_put(key, image_id)
         state.image_id = image_id
         state.history = history
@@ -703,7 +696,8 @@ class Builder:
                     network=self.opts.network or "none", labels={}, volumes=binds,
                     add_host=list(self.opts.extra_hosts)))
                 started = containers.start(cid)
-                code = self._follow(cid, started.get("ShimPid") or started.get("Pid") or 0)
+                code = follow(self.engine.containers, cid, started.get("ShimPid") or started.get("Pid") or 0,
+                              self.out, self.flush)
                 if code != 0:
                     raise BuildError(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", 1)
                 layer = containers.snapshot(cid, stage)
@@ -714,52 +708,6 @@ class Builder:
                     except DockyardError:
                         pass
             self._commit(state, created_by, layer, layer_key)
-
-    def _follow(self, cid: str, supervisor: int) -> int:
-        """Stream the container's log to the progress output until it exits; its exit code.
-
-        Woken by events, never a timer: inotify says the log grew, and a pidfd of the container's
-        supervisor says it has gone, which it does once the exit file and the last of the log
-        are written."""
-        containers = self.engine.containers
-        log = containers.logs(cid)
-        exit_file = containers.dir(cid) / "exit.json"
-        pos = 0
-        buf = b""
-
-        def drain() -> None:
-            nonlocal pos, buf
-            try:
-                with open(log, "rb") as f:
-                    f.seek(pos)
-                    data = f.read()
-            except FileNotFoundError:
-                return
-            pos += len(data)
-            buf += data
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                if not line.strip():
-                    continue
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                text = entry.get("log", "").rstrip("\n")
-                self.out(StderrLine(text) if entry.get("stream") == "stderr" else text)
-
-        with _ExitWatch(log, supervisor) as watch:
-            # (the exit file checked after the pidfd is open: a supervisor gone before it was
-            # opened, whose pid was then reused, is not waited for; the log read after the watch
-            # is set: what came before it has woken nothing)
-            while True:
-                drain()
-                self.flush()
-                if exit_file.exists() or not watch.wait():
-                    break
-        state = containers.wait(cid, timeout=60)
-        drain()
-        return int(state.get("ExitCode", 1))
 
     # -- COPY / ADD / WORKDIR -----------------------------------------------------------------------
 
@@ -877,7 +825,7 @@ class Builder:
         with contextlib.ExitStack() as stack:
             if from_state is not None:
                 _, src_merged, _, _ = stack.enter_context(self._rootfs(from_state))
-                ctx = Context(src_merged, ignore=_NoIgnore())
+                ctx = Context(src_merged, ignore=NoIgnore())
             else:
                 if self.context is None and any(k == "path" for k, _ in sources):
                     raise BuildError(f"{name} failed: no build context: a Dockerfile alone on stdin "
@@ -949,7 +897,7 @@ class Builder:
                         target = posixpath.join(dest_clean, hname) if dir_dest else dest_clean
                         parent = mkdir_all(merged, posixpath.dirname(target), uid, gid)
                         path = parent / posixpath.basename(target)
-                        _replace(path)
+                        replace_file(path)
                         path.write_text(text)
                         os.chown(path, uid, gid)
                         os.chmod(path, mode if mode is not None else 0o644)
@@ -966,7 +914,7 @@ class Builder:
                         base = real_rel if real_rel != "." else ""
                         for child in walked:
                             sub = child[len(base) + 1:] if base else child
-                            _copy_one(ctx.root / child, merged, posixpath.join(dest_clean, sub), uid, gid, mode)
+                            copy_one(ctx.root / child, merged, posixpath.join(dest_clean, sub), uid, gid, mode)
                         continue
                     if add and stat.S_ISREG(st.st_mode) and is_archive(src_path):
                         top = mkdir_all(merged, dest_clean, 0, 0)
@@ -974,348 +922,16 @@ class Builder:
                         continue
                     target = posixpath.join(dest_clean, posixpath.basename(rel)) if dir_dest else dest_clean
                     mkdir_all(merged, posixpath.dirname(target), uid, gid)
-                    _copy_one(src_path, merged, target, uid, gid, mode)
+                    copy_one(src_path, merged, target, uid, gid, mode)
                 layer = self._layer_from_upper(stage, upper, lowers)
                 self._commit(state, created_by, layer, key)
         if probe:
             self._cache_put(probe, state.image_id)
 
 
-class _Known:
-    """Image ID -> (config bytes, [(diff ID, chain ID)]) of the images builds have read or made,
-    so a warm cache's hits do not read and verify each config from the store again.  Safe to
-    keep: an image's config and layers never change under its ID (the ID is the config's
-    digest, the chain IDs follow from its diff IDs), and a hit is looked up only after the
-    store has said it holds the image.  Bounded (oldest out first); shared by a daemon's builds."""
-
-    LIMIT = 4096
-
-    def __init__(self) -> None:
-        import threading
-
-        self._lock = threading.Lock()
-        self._items: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
-
-    def get(self, image_id: str) -> tuple[bytes, list[tuple[str, str]]] | None:
-        return self._items.get(image_id)
-
-    def put(self, image_id: str, raw: bytes, layers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
-        item = (raw, layers)
-        with self._lock:
-            self._items[image_id] = item
-            while len(self._items) > self.LIMIT:
-                del self._items[next(iter(self._items))]
-        return item
-
-
-_KNOWN = _Known()
-
-
-class _ExitWatch:
-    """Wakes a RUN step's follower: :meth:`wait` returns True when the log was written to
-    (inotify ``IN_MODIFY``), False once the supervisor (``pid``) has exited (its pidfd is
-    readable).  Without pidfd_open (Linux < 5.3) or a pid, the supervisor is checked for life
-    once a second instead (``kill(pid, 0)``), the one timer left, on old kernels only."""
-
-    IN_MODIFY = 0x2
-
-    def __init__(self, log: Path, pid: int) -> None:
-        import ctypes
-        import select
-
-        self.pid = pid
-        self.pidfd = -1
-        self.gone = False
-        self.poller = select.poll()
-        if pid > 0:
-            try:
-                self.pidfd = os.pidfd_open(pid)
-            except ProcessLookupError:
-                self.gone = True
-            except (AttributeError, OSError):
-                pass
-            else:
-                self.poller.register(self.pidfd, select.POLLIN)
-        libc = ctypes.CDLL(None, use_errno=True)
-        self.ino = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.ino >= 0:
-            libc.inotify_add_watch(self.ino, os.fsencode(str(log)), self.IN_MODIFY)
-            self.poller.register(self.ino, select.POLLIN)
-
-    def wait(self) -> bool:
-        while not self.gone:
-            ready = dict(self.poller.poll(None if self.pidfd >= 0 else 1000))
-            if self.pidfd in ready:
-                self.gone = True
-            elif self.ino in ready:
-                try:
-                    while os.read(self.ino, 4096):
-                        pass
-                except BlockingIOError:
-                    pass
-                return True
-            elif self.pidfd < 0:  # (old kernel) a second has passed
-                from ..engine.store import pid_alive
-
-                if not pid_alive(self.pid):
-                    self.gone = True
-                elif self.ino < 0:
-                    return True  # no inotify either: the log is read once a second
-        return False
-
-    def __enter__(self) -> _ExitWatch:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for fd in (self.pidfd, self.ino):
-            if fd >= 0:
-                os.close(fd)
-
-
-class _OnlyNames:
-    has_exclusions = False
-
-    def __init__(self, names: set[str]) -> None:
-        self.names = names
-
-    def excluded(self, rel: str) -> bool:
-        return rel in self.names
-
-    def may_include_below(self, rel: str) -> bool:
-        return False
-
-
-class _NoIgnore:
-    has_exclusions = False
-
-    def excluded(self, rel: str) -> bool:
-        return False
-
-    def may_include_below(self, rel: str) -> bool:
-        return False
-
-
-# -- file helpers ----------------------------------------------------------------------------------
-
-def resolve_in(root: Path, path: str, follow_last: bool = True) -> Path:
-    """``path`` inside ``root`` with symlinks resolved as if ``root`` were ``/`` (never outside)."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    done: list[str] = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        cur = root.joinpath(*done, part)
-        if (parts or follow_last) and os.path.islink(cur):
-            hops += 1
-            if hops > 40:
-                raise BuildError(f"too many levels of symbolic links resolving {path}")
-            target = os.readlink(cur)
-            if target.startswith("/"):
-                done = []
-            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-            continue
-        done.append(part)
-    return root.joinpath(*done)
-
-
-def mkdir_all(root: Path, path: str, uid: int, gid: int) -> Path:
-    """``mkdir -p`` inside ``root``; new directories are 0755 and owned by uid:gid."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if uid < 0:
-        uid, gid = 0, 0
-    cur = "/"
-    real = root
-    for part in parts:
-        cur = posixpath.join(cur, part)
-        real = resolve_in(root, cur)
-        if not os.path.lexists(real):
-            os.mkdir(real, 0o755)
-            os.chown(real, uid, gid)
-            os.chmod(real, 0o755)
-        elif not os.path.isdir(real):
-            raise BuildError(f"cannot copy to {path}: {cur} is not a directory")
-    return real
-
-
-def _replace(path: Path) -> None:
-    if os.path.lexists(path) and not os.path.isdir(path):
-        os.unlink(path)
-
-
-def _copy_one(src: Path, root: Path, dest: str, uid: int, gid: int, mode: int | None) -> None:
-    st = os.lstat(src)
-    if uid < 0:
-        uid, gid = st.st_uid, st.st_gid
-    parent = resolve_in(root, posixpath.dirname(dest))
-    if not os.path.isdir(parent):
-        parent = mkdir_all(root, posixpath.dirname(dest), uid, gid)
-    target = parent / posixpath.basename(dest)
-    if stat.S_ISDIR(st.st_mode):
-        if os.path.islink(target):  # a directory through a symlink: followed inside the root only
-            target = resolve_in(root, dest)
-        if os.path.lexists(target) and not os.path.isdir(target):
-            os.unlink(target)
-        if not os.path.lexists(target):
-            os.mkdir(target)
-        os.chown(target, uid, gid)
-        os.chmod(target, mode if mode is not None else stat.S_IMODE(st.st_mode))
-        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-        return
-    if os.path.islink(target):  # Docker resolves the destination in the root, the last link too
-        target = resolve_in(root, dest)
-        if not os.path.isdir(target.parent):
-            mkdir_all(root, str("/" / target.parent.relative_to(root)), uid, gid)
-    if os.path.lexists(target):
-        if os.path.isdir(target) and not os.path.islink(target):
-            raise BuildError(f"cannot overwrite directory {dest} with a non-directory")
-        os.unlink(target)
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), target)
-        os.lchown(target, uid, gid)
-        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-        return
-    if stat.S_ISREG(st.st_mode):
-        fd_in = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            try:
-                remaining = st.st_size
-                while remaining > 0:
-                    n = os.sendfile(fd_out, fd_in, None, min(remaining, 1 << 30))
-                    if n == 0:
-                        break
-                    remaining -= n
-            finally:
-                os.close(fd_out)
-        finally:
-            os.close(fd_in)
-    else:
-        os.mknod(target, st.st_mode, st.st_rdev)
-    os.chown(target, uid, gid)
-    os.chmod(target, mode if mode is not None else stat.S_IMODE(st.st_mode))
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def is_archive(path: Path) -> bool:
-    """A tar, plain or compressed (gzip, bzip2, xz): ADD unpacks it.  A compressed file that is not
-    a tar is copied as it is, as Docker does."""
-    import tarfile
-
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return True
-    if not (head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00"):
-        return False
-    try:
-        with tarfile.open(path, "r:*") as tf:
-            return tf.next() is not None
-    except (tarfile.TarError, EOFError, OSError):
-        return False
-
-
-def extract_archive(src: Path, dest: Path) -> None:
-    """ADD's local archive: its members (owners and modes kept) written under ``dest``."""
-    import tarfile
-
-    try:
-        with tarfile.open(src, "r:*") as tf:
-            def check(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
-                tarfile.tar_filter(member, path)  # refuses absolute names, "..", links that escape
-                return member                     # but keeps modes and owners, as Docker does
-
-            tf.extractall(dest, numeric_owner=True, filter=check)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise BuildError(f"ADD failed: cannot extract {src.name}: {exc}") from None
-
-
-def parse_chown(spec: str, root: Path, inst: Instruction, file: str) -> tuple[int, int]:
-    user, _, group = spec.partition(":")
-    group = group or user
-
-    def lookup(name: str, db: str, what: str) -> int:
-        if name.isdigit():
-            return int(name)
-        try:
-            text = resolve_in(root, f"/etc/{db}").read_text()
-        except OSError:
-            text = ""
-        for line in text.splitlines():
-            fields = line.split(":")
-            if len(fields) > 2 and fields[0] == name:
-                return int(fields[2])
-        raise BuildError(f"unable to convert uid/gid chown string to host mapping: can't find {what} {name}")
-
-    return lookup(user, "passwd", "uid for user"), lookup(group, "group", "gid for group")
-
-
-def parse_port(spec: str, inst: Instruction, file: str) -> list[str]:
-    port, _, proto = spec.partition("/")
-    proto = proto.lower() or "tcp"
-    if ":" in port:
-        port = port.rsplit(":", 1)[1]
-    m = re.fullmatch(r"(\d+)(?:-(\d+))?", port)
-    if not m or proto not in ("tcp", "udp", "sctp"):
-        raise DockerfileError(f"Invalid containerPort: {spec}", inst.line, 1, file)
-    lo = int(m.group(1))
-    hi = int(m.group(2) or lo)
-    if hi < lo:
-        raise DockerfileError(f"Invalid range specified for the Port: {spec}", inst.line, 1, file)
-    return [f"{p}/{proto}" for p in range(lo, hi + 1)]
-
-
 def _quoted_name(inst: Instruction) -> str:
     m = re.search(r"<<-?([\"']?)[A-Za-z_][A-Za-z0-9_.-]*\1", inst.rest)
     return m.group(0).lstrip("<").lstrip("-") if m else ""
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-          "h": 3_600_000_000_000}
-
-
-def parse_duration(text: str, inst: Instruction, file: str) -> int:
-    """Go's ``time.ParseDuration`` (non-negative), in nanoseconds."""
-    if text == "0":
-        return 0
-    pos = 0
-    total = 0.0
-    while pos < len(text):
-        m = _DURATION.match(text, pos)
-        if not m:
-            raise DockerfileError(f"time: invalid duration \"{text}\"", inst.line, 1, file)
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not text:
-        raise DockerfileError("time: invalid duration \"\"", inst.line, 1, file)
-    return int(round(total))
-
-
-def go_duration(ns: int) -> str:
-    """Go's ``Duration.String()``."""
-    if ns == 0:
-        return "0s"
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                return _trim_frac(ns / size) + unit
-    out = ""
-    h, rem = divmod(ns, 3_600_000_000_000)
-    m, rem = divmod(rem, 60_000_000_000)
-    if h:
-        out += f"{h}h"
-    if h or m:
-        out += f"{m}m"
-    return out + _trim_frac(rem / 1_000_000_000) + "s"
-
-
-def _trim_frac(x: float) -> str:
-    s = f"{x:.9f}".rstrip("0").rstrip(".")
-    return s
 
 
 def go_quote(s: str) -> str:
@@ -1359,13 +975,3 @@ def full_config(cfg: dict, image_id: str) -> dict:
     return out
 
 
-def prune_cache(engine) -> dict:
-    """``docker builder prune``: forget every cache entry (the images stay, as Docker's classic
-    builder keeps its intermediate images; ``image prune`` removes those nobody uses).
-    Returns Docker's ``/build/prune`` shape."""
-    db = engine.store.db
-    db.executescript(CACHE_SCHEMA)
-    with engine.store.transaction() as tx:
-        keys = [r[0] for r in tx.execute("SELECT key FROM build_cache")]
-        tx.execute("DELETE FROM build_cache")
-    return {"CachesDeleted": keys or None, "SpaceReclaimed": 0}

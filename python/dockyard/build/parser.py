@@ -431,3 +431,30 @@ def split_stages(df: Dockerfile) -> tuple[list[Instruction], list[Stage]]:
         raise DockerfileError(f"the Dockerfile ({df.file}) cannot be empty" if not df.instructions else
                               "no build stage in current context", 0, 0, df.file)
     return meta, stages
+
+
+# -- instruction arguments -------------------------------------------------------------------------
+
+def parse_port(spec: str, inst: Instruction, file: str) -> list[str]:
+    port, _, proto = spec.partition("/")
+    proto = proto.lower() or "tcp"
+    if ":" in port:
+        port = port.rsplit(":", 1)[1]
+    m = re.fullmatch(r"(\d+)(?:-(\d+))?", port)
+    if not m or proto not in ("tcp", "udp", "sctp"):
+        raise DockerfileError(f"Invalid containerPort: {spec}", inst.line, 1, file)
+    lo = int(m.group(1))
+    hi = int(m.group(2) or lo)
+    if hi < lo:
+        raise DockerfileError(f"Invalid range specified for the Port: {spec}", inst.line, 1, file)
+    return [f"{p}/{proto}" for p in range(lo, hi + 1)]
+
+
+def parse_duration(text: str, inst: Instruction, file: str) -> int:
+    """Go's ``time.ParseDuration``, in nanoseconds; its message as the Dockerfile's error."""
+    from ..units import parse_go_duration
+
+    try:
+        return parse_go_duration(text)
+    except ValueError as exc:
+        raise DockerfileError(str(exc), inst.line, 1, file) from None

@@ -365,7 +365,8 @@ def build(d, req: Request):
     through its ``finally`` blocks, so nothing of the build is left behind."""
     try:
         from ..build import BuildOptions, Builder
-        from ..build.builder import StderrLine, classic_line
+        from ..build.builder import classic_line
+        from ..build.follow import StderrLine
     except ImportError:
         return Reply(501, {"message": "build is not implemented by this daemon"})
     from .. import reference as refs
