@@ -225,7 +225,7 @@ class Daemon:
         whose supervisor and process may be there, or half made: each such record is made to
         match what the runtime and the supervisors say (:meth:`Containers.reconcile`), and the
         runtime state of containers that no longer exist is deleted."""
-        from ..engine.containers import find_supervisors
+        from ..engine.supervisors import find_supervisors
 
         with self.engines.get() as engine:
             c = engine.containers

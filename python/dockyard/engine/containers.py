@@ -29,10 +29,13 @@ from pathlib import Path
 
 from ..errors import Conflict, ContainerNotFound, DockyardError, InvalidArgument, NotFound
 from .images import Images, now_rfc3339, parse_time
+from .jsonlog import read_json_log
 from .names import check_name, new_id, random_name
 from .runtime import Runtime, StartError, run_dir
 from .spec import DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities, parse_signal
-from .store import Store, pid_alive as _alive, remove_tree, write_atomic
+from .store import Store, is_mountpoint, pid_alive as _alive, remove_tree, write_atomic
+from .snapshots import Snapshots
+from .supervisors import end_process, signal_init, supervisor_of
 
 log = logging.getLogger("dockyard.engine")
 
@@ -45,30 +48,6 @@ def _record(row) -> dict:
     rec["spec"] = json.loads(rec["spec"])
     rec["state"] = dict(EMPTY_STATE, **json.loads(rec["state"] or "{}"))
     return rec
-
-
-def _signal_init(state: dict, sig: int) -> bool:
-    """Signal the container's init directly, as the runtime's ``kill`` would, without starting
-    the runtime (a process each time: most of a ``rm -f``'s cost).  The pidfd pins the process,
-    and it must be the supervisor's child: a pid reused since the record was read is never
-    signalled.  False when that cannot be made sure (the caller asks the runtime then)."""
-    pid, shim = state.get("Pid") or 0, state.get("ShimPid") or 0
-    if not pid or not shim:
-        return False
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            if int(f.read().rsplit(b")", 1)[1].split()[1]) != shim:
-                return False
-        signals.pidfd_send_signal(fd, sig)
-        return True
-    except (OSError, ValueError, IndexError):
-        return False
-    finally:
-        os.close(fd)
 
 
 _EXIT_LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
@@ -145,7 +124,7 @@ EMPTY_STATE = {
 }
 
 
-class Containers:
+class Containers(Snapshots):
     def __init__(self, store: Store, images: Images) -> None:
         self.store = store
         self.images = images
@@ -343,7 +322,7 @@ class Containers:
 
         d = self.dir(rec["id"])
         target = d / "bundle" / "rootfs"
-        if _is_mountpoint(target):
+        if is_mountpoint(target):
             return target
         lowers = [str(self.init_layer())] + [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
         _native.mount_overlay(lowers, str(d / "upper"), str(d / "work"), str(target))
@@ -373,7 +352,7 @@ class Containers:
         from .. import _native
 
         target = self.dir(cid) / "bundle" / "rootfs"
-        if _is_mountpoint(target):
+        if is_mountpoint(target):
             _native.umount(str(target))
         # --userns-remap: the idmapped view of the store a start left (a crash between its
         # mount and the runtime's): a removal of the directory must never walk into it
@@ -606,13 +585,13 @@ class Containers:
             init = int(json.loads((state_dir / "state.json").read_text()).get("pid") or 0)
         except (OSError, ValueError, AttributeError):
             init = 0
-        shim = _supervisor_of(init, self.runtime.root, cid) if init else 0
+        shim = supervisor_of(init, self.runtime.root, cid) if init else 0
         if shim:
             pids.add(shim)
         if state_dir.exists():
             self.runtime.delete(cid)
         for pid in pids:
-            _end_process(pid)
+            end_process(pid)
         (self.dir(cid) / "exit.json").unlink(missing_ok=True)
         self.exit_fallback(cid).unlink(missing_ok=True)
         self.attach_socket(cid).unlink(missing_ok=True)
@@ -629,7 +608,7 @@ class Containers:
         rt = self.runtime.state(cid) if (self.runtime.root / cid).exists() else None
         if rt and rt.get("status") in ("running", "paused") and _alive(int(rt.get("pid") or 0)):
             pid = int(rt["pid"])
-            shim = _supervisor_of(pid, self.runtime.root, cid) or next((s for s in shims if _alive(s)), 0)
+            shim = supervisor_of(pid, self.runtime.root, cid) or next((s for s in shims if _alive(s)), 0)
             if shim:
                 paused = rt["status"] == "paused"
                 state = dict(EMPTY_STATE, Status="paused" if paused else "running", Running=True, Paused=paused,
@@ -644,7 +623,7 @@ class Containers:
         leased = any(ep["ip"] for ep in networks(self).endpoints(cid))
         netns = networks(self).netns_path(cid)
         rootfs = self.dir(cid) / "bundle" / "rootfs"
-        if rt is None and not shims and not leased and not netns.exists() and not _is_mountpoint(rootfs):
+        if rt is None and not shims and not leased and not netns.exists() and not is_mountpoint(rootfs):
             return rec
         log.info("container %s: removing what an unrecorded start left", cid[:12])
         self._clear_runtime(cid, shims)
@@ -696,7 +675,7 @@ class Containers:
             raise Conflict(f"Cannot kill container: {ref}: container {cid} is not running")
         if rec["state"]["Paused"] and num == signals.SIGKILL:
             self.runtime.resume(cid)
-        if not _signal_init(rec["state"], num):
+        if not signal_init(rec["state"], num):
             self.runtime.kill(cid, num)
 
     def stop(self, ref: str, timeout: int | None = None, sig: str | None = None,
@@ -904,161 +883,6 @@ class Containers:
             "NetworkSettings": net_hooks.network_settings(self, rec),
         }
 
-    # -- snapshots --------------------------------------------------------------------------------
-
-    def diff(self, ref: str) -> list[tuple[str, str]]:
-        """``docker diff``: what the container changed, as (A|C|D, path), sorted by path."""
-        from .. import _native
-
-        rec = self.load(self.resolve(ref))
-        lowers = [str(self.init_layer())] + [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
-        return _native.changes(str(self.dir(rec["id"]) / "upper"), lowers)
-
-    def commit(self, ref: str, reference: str | None = None, changes: list[str] | None = None,
-               message: str = "", author: str = "", pause: bool = True) -> str:
-        """``docker commit``: the container's upper dir becomes a new layer on its image."""
-        from .changes import apply_changes
-        from .images import NewImage
-        from .store import dumps
-        from .. import reference as refs
-
-        cid = self.resolve(ref)
-        rec = self.refresh(self.load(cid))
-        target = str(refs.parse_repository_tag(reference).with_default_tag()) if reference else None
-        paused_here = False
-        if pause and rec["state"]["Running"] and not rec["state"]["Paused"]:
-            try:
-                self.runtime.pause(cid)
-                paused_here = True
-            except DockyardError:
-                # it exited since (docker-py commits a `touch` right after its start; its
-                # supervisor may still be draining): a stopped container's layer is still, so
-                # the commit goes on unpaused, as dockerd's does for a stopped container
-                if _alive(rec["state"]["Pid"]) and self.refresh(self.load(cid))["state"]["Running"]:
-                    raise
-        try:
-            with self.store.staging() as stage:
-                new_layer = self.snapshot(cid, stage)
-                base = self.images.config(rec["image_id"])
-                run_cfg = dict(base.get("config") or {})
-                cfg = rec["spec"]["Config"]
-                for key in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Labels",
-                            "StopSignal", "Volumes"):
-                    if cfg.get(key) not in (None, "", [], {}):
-                        run_cfg[key] = cfg[key]
-                if cfg.get("Cmd") is None and "Cmd" in run_cfg and cfg.get("Entrypoint") != base.get("config", {}).get("Entrypoint"):
-                    run_cfg.pop("Cmd")
-                run_cfg = apply_changes(run_cfg, changes or [])
-                created = now_rfc3339()
-                history = list(base.get("history") or [])
-                entry = {"created": created, "created_by": " ".join([rec["spec"]["Path"], *rec["spec"]["Args"]])}
-                if author:
-                    entry["author"] = author
-                if message:
-                    entry["comment"] = message
-                history.append(entry)
-                config = {
-                    "architecture": base.get("architecture", "amd64"),
-                    "author": author or None,
-                    "comment": message or None,
-                    "config": run_cfg,
-                    "container": cid,
-                    # the committed container's config, as dockerd records it (inspect shows it as
-                    # ContainerConfig before API 1.45)
-                    "container_config": dict(cfg),
-                    "created": created,
-                    "history": history,
-                    "os": base.get("os", "linux"),
-                    "rootfs": {"type": "layers", "diff_ids": list((base.get("rootfs") or {}).get("diff_ids") or [])
-                               + [new_layer["diff_id"]]},
-                }
-                config = {k: v for k, v in config.items() if v is not None}
-                records = [{"diff_id": l["diff_id"], "chain_id": l["chain_id"], "existing": True}
-                           for l in self.images.layers(rec["image_id"])]
-                from .store import chain_ids
-
-                new_layer["chain_id"] = chain_ids([r["diff_id"] for r in records] + [new_layer["diff_id"]])[-1]
-                image_id, _ = self.images.register(
-                    NewImage(dumps(config).encode(), [target] if target else [], parent=rec["image_id"]),
-                    records + [new_layer])
-        finally:
-            if paused_here:
-                try:
-                    self.runtime.resume(cid)
-                except DockyardError:
-                    if _alive(rec["state"]["Pid"]) and self.refresh(self.load(cid))["state"]["Running"]:
-                        raise  # (one that exited as it was frozen has nothing to resume)
-        return image_id
-
-    def snapshot(self, ref: str, stage: Path) -> dict:
-        """The container's changes as a new layer, extracted under ``stage`` and ready for
-        :meth:`Images.register` (``diff_id``, ``digest``, sizes, ``dir``, ``blob_file``; the
-        caller sets ``chain_id``).  Used by commit and by the builder."""
-        from .. import _native
-        from .images import LayerSource
-
-        cid = self.resolve(ref)
-        blob = stage / f"{cid[:12]}-layer.tar.gz"
-        _native.pack(str(self.dir(cid) / "upper"), str(blob), compression="gzip", upper=True,
-                     changes=self.diff(cid))
-        sub = stage / f"{cid[:12]}-extract"
-        sub.mkdir()
-        (layer,) = self.images.extract_layers(sub, [LayerSource(str(blob), own=True)])
-        return layer
-
-    def export(self, ref: str, dest: str) -> None:
-        """``docker export``: the container's whole filesystem as a tar written to ``dest``."""
-        from .. import _native
-
-        cid = self.resolve(ref)
-        rec = self.refresh(self.load(cid))
-        target = self.dir(cid) / "bundle" / "rootfs"
-        mounted_here = not _is_mountpoint(target)
-        if mounted_here:
-            self._mount_rootfs(rec)
-        try:
-            _native.pack(str(target), dest, compression="none")
-        finally:
-            if mounted_here:
-                self._unmount_rootfs(cid)
-
-    # -- docker cp --------------------------------------------------------------------------------
-
-    def _with_rootfs(self, cid: str):
-        """A context giving the container's merged root (mounted for the call if stopped)."""
-        import contextlib
-
-        @contextlib.contextmanager
-        def ctx():
-            rec = self.load(cid)
-            target = self.dir(cid) / "bundle" / "rootfs"
-            mounted_here = not _is_mountpoint(target)
-            if mounted_here:
-                self._mount_rootfs(rec)
-            try:
-                yield str(target)
-            finally:
-                if mounted_here:
-                    self._unmount_rootfs(cid)
-        return ctx()
-
-    def archive_source(self, ref: str, path: str):
-        """``docker cp CONTAINER:PATH``: a context giving :class:`.cp.Source` (its stat header
-        and its tar), ``path`` resolved once beneath the container's root."""
-        from . import cp
-
-        return cp.source(self, self.resolve(ref), ref, path)
-
-    def archive_put(self, ref: str, path: str, stream) -> None:
-        """``docker cp - CONTAINER:PATH``: extract the tar read from ``stream`` beneath the
-        directory ``path``, resolved once in the container's root, never leaving it."""
-        from . import cp
-
-        cid = self.resolve(ref)
-        if self.load(cid)["spec"]["HostConfig"].get("ReadonlyRootfs"):
-            raise Conflict("container rootfs is marked read-only")
-        cp.put(self, cid, ref, path, stream)
-
     def read_log(self, cid: str, pos: int = 0) -> tuple[int, list[dict]]:
         """:func:`read_json_log` of this container's log."""
         return read_json_log(self.dir(cid) / f"{cid}-json.log", pos)
@@ -1074,81 +898,6 @@ class Containers:
     def log_path(self, cid: str) -> Path:
         """Where the supervisor writes the container's json-file log (absent with ``none``)."""
         return self.dir(cid) / f"{cid}-json.log"
-
-
-#: How much of a json-file log is read (and parsed) at a time: ``logs`` of any size costs the
-#: daemon about this much memory, not the log's size.
-LOG_BLOCK = 1 << 20
-
-
-def _parse_log_lines(data: bytes) -> list[dict]:
-    entries = []
-    for line in data.splitlines():
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            pass  # a damaged line is skipped, as docker's json-file reader does
-    return entries
-
-
-def iter_json_log(path: Path, pos: int = 0):
-    """Complete entries of a json-file log from byte ``pos`` (``log``, ``stream``, ``time``), in
-    batches of about :data:`LOG_BLOCK` bytes: ``(position after the batch, entries)``.  A last
-    line without its newline (being written) is left for the next call from that position."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return
-    with f:
-        f.seek(pos)
-        rest = b""
-        while block := f.read(LOG_BLOCK):
-            data = rest + block if rest else block
-            end = data.rfind(b"\n") + 1
-            rest = data[end:]
-            if end:
-                pos += end
-                yield pos, _parse_log_lines(data[:end] if rest else data)
-
-
-def read_json_log(path: Path, pos: int = 0) -> tuple[int, list[dict]]:
-    """All complete entries from byte ``pos`` and the position after them (for small logs and
-    tests; ``logs`` streams with :func:`iter_json_log` and :func:`tail_json_log`)."""
-    entries: list[dict] = []
-    for pos, batch in iter_json_log(path, pos):
-        entries += batch
-    return pos, entries
-
-
-def tail_json_log(path: Path, count: int) -> tuple[int, list[dict]]:
-    """The last ``count`` complete entries, read backwards from the end (``logs --tail``: the
-    cost is that of the entries, not of the log), and the position after the last whole line
-    (where ``logs -f`` goes on)."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return 0, []
-    with f:
-        size = f.seek(0, os.SEEK_END)
-        start, blocks, newlines, block = size, [], 0, 64 << 10
-        # count+1 newlines: the first one ends the line before the oldest wanted one
-        while start > 0 and newlines <= count:
-            n = min(block, start)
-            start -= n
-            f.seek(start)
-            data = f.read(n)
-            blocks.append(data)
-            newlines += data.count(b"\n")
-            block = min(block * 2, LOG_BLOCK)
-    data = b"".join(reversed(blocks))
-    end = data.rfind(b"\n") + 1
-    lines = data[:end].split(b"\n")[:-1]
-    if start > 0:
-        lines = lines[1:]  # (its beginning is before what was read)
-    if count == 0:
-        lines = []
-    entries = _parse_log_lines(b"\n".join(lines[-count:] if count else []))
-    return start + end, entries
 
 
 #: the log drivers dockyard serves (json-file is what it writes; local is read the same way here;
@@ -1222,64 +971,6 @@ def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def shim_cmdline(argv: list[bytes], runtime_root: Path) -> str:
-    """The container ID if ``argv`` is a supervisor's (``dockyard-runtime --root R shim ... --id
-    ID``) under ``runtime_root``, else ''."""
-    try:
-        if argv[1:3] != [b"--root", str(runtime_root).encode()] or argv[3] != b"shim":
-            return ""
-        return argv[argv.index(b"--id") + 1].decode()
-    except (IndexError, ValueError, UnicodeDecodeError):
-        return ""
-
-
-def _argv(pid: int) -> list[bytes]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().split(b"\0")
-    except OSError:
-        return []
-
-
-def find_supervisors(runtime_root: Path) -> dict[str, list[int]]:
-    """Every live supervisor under ``runtime_root``, by container ID (one walk of /proc)."""
-    out: dict[str, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            cid = shim_cmdline(_argv(int(entry.name)), runtime_root)
-            if cid and _alive(int(entry.name)):
-                out.setdefault(cid, []).append(int(entry.name))
-    return out
-
-
-def _supervisor_of(pid: int, runtime_root: Path, cid: str) -> int:
-    """The supervisor of a container's init (its parent, the shim being a subreaper), or 0."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-    return ppid if shim_cmdline(_argv(ppid), runtime_root) == cid else 0
-
-
-def _end_process(pid: int, grace: float = 3.0) -> None:
-    """Wait (on a pidfd, no polling) up to ``grace`` seconds for ``pid`` to exit, then SIGKILL it."""
-    import select
-
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        if not poller.poll(int(grace * 1000)):
-            signals.pidfd_send_signal(fd, signals.SIGKILL)
-            poller.poll(int(grace * 1000))
-    finally:
-        os.close(fd)
-
-
 def _native_umount(path: Path) -> None:
     """Unmount ``path`` if it is a mount (an idmapped bind of the same file system, which
     os.path.ismount does not see)."""
@@ -1287,13 +978,6 @@ def _native_umount(path: Path) -> None:
 
     if path.exists():
         _native.umount(str(path))
-
-
-def _is_mountpoint(path: Path) -> bool:
-    try:
-        return os.path.ismount(path)
-    except OSError:
-        return False
 
 
 def _host_resolv_conf() -> str:

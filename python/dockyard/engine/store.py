@@ -398,6 +398,14 @@ def keep_reserve(root: Path) -> None:
             os.close(fd)
 
 
+def is_mountpoint(path: Path) -> bool:
+    """``path`` is a mount point (False when it cannot be looked at)."""
+    try:
+        return os.path.ismount(path)
+    except OSError:
+        return False
+
+
 def remove_tree(path: Path) -> None:
     """rm -rf: never follows a symlink out of ``path``; a missing path is not an error."""
     import stat
