@@ -10,6 +10,7 @@ import time
 
 from ..errors import Conflict, DockyardError, ImageNotFound, InvalidArgument, NotFound
 from .http import STREAMED, Reply, Request, Router, stream_produced
+from .logs import logs, replay_log
 
 
 def routes(r: Router) -> None:
@@ -632,195 +633,6 @@ def export(d, req: Request, id: str):
         return stream_produced(req, lambda w: engine.containers.export(cid, f"/proc/self/fd/{w}"))
 
 
-def _frame(kind: int, data: bytes) -> bytes:
-    return struct.pack(">BxxxI", kind, len(data)) + data
-
-
-def logs(d, req: Request, id: str):
-    """``docker logs``: the json-file log streamed in blocks (the daemon holds about one block,
-    whatever the log's size); ``--tail`` read from the end; ``-f`` woken by inotify on the log
-    and by the container's ``die`` event, never by a timer."""
-    from ..engine.containers import iter_json_log, tail_json_log
-    from ..engine.images import parse_time
-
-    follow, stdout, stderr, stamps = req.bool("follow"), req.bool("stdout"), req.bool("stderr"), req.bool("timestamps")
-    if not stdout and not stderr:
-        raise InvalidArgument("Bad parameters: you must choose at least one stream")
-    tail = req.arg("tail") or "all"
-    count = -1
-    if tail != "all":
-        try:
-            count = int(tail)
-        except ValueError:
-            raise InvalidArgument(f'invalid value for "tail": {tail!r}') from None
-    since = _ts(req.arg("since"))
-    until = _ts(req.arg("until"))
-    with d.engines.get() as engine:
-        cid = engine.containers.resolve(id)
-        rec = engine.containers.load(cid)
-        path = engine.containers.logs(cid)
-    tty = rec["spec"]["Config"].get("Tty")
-    events = d.events.subscribe() if follow else None  # before the state is read: no exit slips by
-    try:
-        if follow:
-            with d.engines.get() as engine:
-                try:
-                    follow = engine.containers.refresh(engine.containers.load(cid))["state"]["Running"]
-                except NotFound:
-                    follow = False
-        out = req.start_stream("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
-        req._started = True
-
-        def emit(entries: list[dict]) -> None:
-            buf = []
-            for e in entries:
-                err = e.get("stream") == "stderr"
-                if (err and not stderr) or (not err and not stdout):
-                    continue
-                if since or until:
-                    t = parse_time(e.get("time", ""))
-                    if since and t < since or until and t >= until:
-                        continue
-                text = e.get("log", "").encode("utf-8", "surrogateescape")
-                if stamps:
-                    text = e.get("time", "").encode() + b" " + text
-                buf.append(text if tty else _frame(2 if err else 1, text))
-            if buf:
-                out.write(b"".join(buf))
-
-        def copy_from(pos: int) -> int:
-            for pos, entries in iter_json_log(path, pos):
-                emit(entries)
-            return pos
-
-        if count >= 0:
-            pos, entries = tail_json_log(path, count)
-            emit(entries)
-        else:
-            pos = copy_from(0)
-        if follow and not (until and time.time() >= until):
-            _follow_log(d, req, cid, path, pos, copy_from, events, until)
-        out.close()
-    finally:
-        if events is not None:
-            d.events.unsubscribe(events)
-    return STREAMED
-
-
-def _follow_log(d, req: Request, cid: str, path, pos: int, copy_from, events, until: float) -> None:
-    """``logs -f`` after what was there: copy what the supervisor appends until the container
-    dies or is removed, ``until`` passes or the client goes away.  Woken by inotify (the log was
-    written) and by the event bus (a pipe written by a thread that waits for this container's
-    ``die``/``destroy``); nothing here wakes on a timer."""
-    import select
-    import threading
-
-    ino = _Inotify()
-    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    done = threading.Event()
-
-    def watch_events() -> None:
-        while not done.is_set():
-            ev = events.get()
-            if ev is None:
-                return
-            if ev.get("id") == cid and ev.get("Action") in ("die", "destroy"):
-                break
-        try:
-            os.write(wake_w, b"x")
-        except OSError:
-            pass
-
-    watcher = threading.Thread(target=watch_events, name=f"logs-{cid[:12]}", daemon=True)
-    try:
-        ino.watch(path)
-        watcher.start()
-        poller = select.poll()
-        poller.register(ino.fd, select.POLLIN)
-        poller.register(wake_r, select.POLLIN)
-        client = req.handler.connection.fileno()
-        poller.register(client, select.POLLHUP)  # (a half-close is not the end: only a hang-up)
-        pos = copy_from(pos)  # what came between the first read and the watch
-        exited = False
-        while not exited:
-            timeout = None if not until else max(0.0, until - time.time()) * 1000
-            ready = poller.poll(timeout)
-            if not ready:
-                return  # until passed
-            for fd, _mask in ready:
-                if fd == client:
-                    req.handler.close_connection = True
-                    return
-                if fd == ino.fd:
-                    ino.drain()
-                elif fd == wake_r:
-                    exited = True
-            pos = copy_from(pos)  # (after a die: the supervisor wrote everything before the exit)
-    finally:
-        done.set()
-        events.put(None)  # ends the watcher's wait
-        if watcher.ident is not None:
-            watcher.join()  # before its pipe is closed (a reused fd number must not get its byte)
-        ino.close()
-        os.close(wake_r)
-        os.close(wake_w)
-
-
-class _Inotify:
-    """The least of inotify(7) over ctypes (the stdlib has none): IN_MODIFY on one file."""
-
-    IN_MODIFY = 0x2
-    IN_NONBLOCK = os.O_NONBLOCK
-    IN_CLOEXEC = os.O_CLOEXEC
-
-    def __init__(self) -> None:
-        import ctypes
-
-        self._libc = ctypes.CDLL(None, use_errno=True)
-        self.fd = self._libc.inotify_init1(self.IN_NONBLOCK | self.IN_CLOEXEC)
-        if self.fd < 0:
-            err = ctypes.get_errno()
-            raise DockyardError(f"inotify_init1: {os.strerror(err)}")
-
-    def watch(self, path) -> None:
-        import ctypes
-
-        if self._libc.inotify_add_watch(self.fd, os.fsencode(str(path)), self.IN_MODIFY) < 0:
-            err = ctypes.get_errno()
-            if err != 2:  # ENOENT: a container whose log is not there yet still ends with its die
-                raise DockyardError(f"inotify_add_watch {path}: {os.strerror(err)}")
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def _ts(value: str | None) -> float:
-    """The API's ``since``/``until``: ``seconds[.nanoseconds]`` (or RFC 3339).  Computed as
-    parse_time computes a log entry's time, so a client passing an entry's own timestamp gets
-    exactly that entry's value (float rounding never moves it across the bound)."""
-    if not value or value == "0":
-        return 0.0
-    secs, dot, frac = value.partition(".")
-    if secs.isdigit() and (not dot or frac.isdigit()):
-        return float(int(secs)) + (int(frac[:9].ljust(9, "0")) / 1e9 if frac else 0.0)
-    try:
-        return float(value)
-    except ValueError:
-        from ..engine.images import parse_time
-
-        t = parse_time(value)
-        if not t:
-            raise InvalidArgument(f"invalid timestamp: {value!r}") from None
-        return t
-
-
 def _stats_doc(rec: dict, now: dict, prev: dict | None, read: str, preread: str) -> dict:
     def cpu(s: dict) -> dict:
         return {"cpu_usage": {"total_usage": s.get("cpu", 0), "usage_in_kernelmode": 0, "usage_in_usermode": 0},
@@ -947,7 +759,7 @@ def attach(d, req: Request, id: str):
         req._started = True
         if logs:
             _until_read(conn)
-            _replay_log(conn, log_path, tty, want)
+            replay_log(conn, log_path, tty, want)
         if not stream:
             return STREAMED
         if waiting and not _wait_started(d, cid, conn):
@@ -1025,21 +837,6 @@ def _until_read(conn, limit: float = 0.05) -> None:
         if not struct.unpack("i", bytes(buf))[0]:
             return
         time.sleep(0.0005)
-
-
-def _replay_log(conn, path, tty: bool, want: dict[int, bool]) -> None:
-    """``attach?logs=1``: what the container has written so far, before the live stream."""
-    from ..engine.containers import iter_json_log
-
-    for _, entries in iter_json_log(path):  # a block at a time, whatever the log's size
-        out = []
-        for e in entries:
-            kind = 2 if e.get("stream") == "stderr" else 1
-            if want.get(kind, True):
-                data = e.get("log", "").encode()
-                out.append(data if tty else _frame(kind, data))
-        if out:
-            conn.sendall(b"".join(out))
 
 
 def _wait_started(d, cid: str, conn) -> bool:

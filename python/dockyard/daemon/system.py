@@ -130,9 +130,9 @@ def _match(ev: dict, filters: dict[str, list[str]]) -> bool:
 
 
 def events(d, req: Request):
-    from .containers import _ts
+    from .logs import parse_ts
 
-    since, until = _ts(req.arg("since")), _ts(req.arg("until"))
+    since, until = parse_ts(req.arg("since")), parse_ts(req.arg("until"))
     filters = req.filters()
     for key in filters:
         if key not in ("type", "event", "container", "image", "label", "volume", "network", "daemon", "scope"):
