@@ -419,12 +419,13 @@ def _error(status: int, raw: bytes, path: str) -> DockyardError:
         if isinstance(cls, type) and issubclass(cls, DockyardError) and cls.__module__ == errors.__name__ \
                 and getattr(cls, "status", None) == status:
             return cls(message)
-    # another daemon (dockerd, podman): from the status and, for 404s, the words
+    # another daemon (dockerd, podman): from the status and, for a 404, what was asked for
+    # (a create's missing object is its image), never from the message's words
     if status == 404:
-        low = message.lower()
-        if "no such image" in low or (path.startswith("/images") and "container" not in low):
+        route = path.split("?", 1)[0]
+        if route.startswith("/images/") or route == "/containers/create":
             return ImageNotFound(message)
-        if "no such container" in low or path.startswith("/containers"):
+        if route.startswith("/containers/"):
             return ContainerNotFound(message)
         return NotFound(message)
     if status == 409:
