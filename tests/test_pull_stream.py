@@ -692,3 +692,26 @@ def test_two_pulls_of_the_same_blob_at_once(serve, tmp_path):
         gate.stop()
         for e in engines:
             e.close()
+
+
+def test_image_prune_drops_the_kept_prefixes_no_pull_is_writing(cli):
+    """``image prune`` (and ``system prune``) frees what interrupted pulls kept for a resume,
+    but not a blob a pull is writing (its flock is held) nor with a filter (an image's)."""
+    import fcntl
+
+    part = cli.root / "partial"
+    part.mkdir(mode=0o700, exist_ok=True)
+    idle, busy = part / ("a" * 64), part / ("b" * 64)
+    idle.write_bytes(b"x" * 1500)
+    busy.write_bytes(b"y" * 10)
+    fd = os.open(busy, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert "Total reclaimed space: 0B" in cli("image", "prune", "-f", "--filter", "label=x").stdout.decode()
+        assert idle.exists()
+        assert "Total reclaimed space: 1.5kB" in cli("image", "prune", "-f").stdout.decode()
+        assert sorted(os.listdir(part)) == [busy.name]
+    finally:
+        os.close(fd)
+    assert "Total reclaimed space: 10B" in cli("system", "prune", "-f").stdout.decode()
+    assert os.listdir(part) == []

@@ -186,6 +186,10 @@ def prune(d, req: Request) -> dict:
     all_ = any(v.lower() in ("false", "0") for v in dangling)
     with d.engines.get() as engine:
         report = engine.images.prune(all_=all_, filters=filters)
+        if not filters:  # (labels and dates are an image's, not a download's)
+            from ..registry.pull import prune_partials
+
+            report["SpaceReclaimed"] += prune_partials(engine.store)
     d.events.emit("image", "prune", "", {"reclaimed": str(report.get("SpaceReclaimed", 0))})
     return report
 

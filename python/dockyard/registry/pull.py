@@ -321,6 +321,31 @@ def _expire_partials(store) -> None:
                 os.unlink(entry.path)
 
 
+def prune_partials(store) -> int:
+    """``image prune`` (and so ``system prune``): drop the kept prefixes of blobs that no pull
+    is writing (their flock is free); the bytes freed."""
+    try:
+        entries = list(os.scandir(_partial_dir(store)))
+    except OSError:
+        return 0
+    freed = 0
+    for entry in entries:
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (a pull that opens it after sees
+            size = os.fstat(fd).st_size                     # another inode, and starts over)
+            os.unlink(entry.path)
+            freed += size
+        except OSError:
+            pass  # being written by a pull (BlockingIOError), or gone already
+        finally:
+            os.close(fd)
+    return freed
+
+
 class _Partial:
     """The file a layer's blob downloads into.  It lives under the store's temp area keyed by
     digest (``partial/<hex>``) and outlasts a pull that is cut short, interrupted or
