@@ -64,8 +64,9 @@ class Dockerd:
     10.213.N.1/24 address and removed on stop).  Never ``--bridge none``: a dockerd started that
     way deletes an existing ``docker0``.  No iptables rules, no masquerade, no ip_forward change."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, args: tuple[str, ...] = ()) -> None:
         self.base = base
+        self.args = args  # more flags (``--userns-remap default``)
         self.sock = base / "docker.sock"
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}")
         self.proc: subprocess.Popen | None = None
@@ -102,7 +103,7 @@ class Dockerd:
              "--data-root", str(self.base / "data"), "--exec-root", str(self.base / "exec"),
              "--pidfile", str(self.base / "dockerd.pid"), "-H", f"unix://{self.sock}",
              "--bridge", self.bridge, "--iptables=false", "--ip6tables=false", "--ip-masq=false",
-             "--ip-forward=false", "--storage-driver", "overlay2"],
+             "--ip-forward=false", "--storage-driver", "overlay2", *self.args],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while time.time() < deadline:

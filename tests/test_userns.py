@@ -232,3 +232,18 @@ def test_a_data_root_the_remapped_root_cannot_reach_is_a_clear_error(tmp_path, r
             d.stop()
         stop_daemon(run, tmp_path / "root")
         shutil.rmtree(run, ignore_errors=True)
+
+
+def test_isolation_holds_under_remapping(remapped):
+    """The same checks as tests/test_containers.py's isolation test, in a remapped container:
+    capabilities, seccomp, masked and read-only paths, no mount, its own pid and net namespaces."""
+    script = ("echo pid1=$(cat /proc/1/comm); grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; "
+              "cat /proc/kcore >/dev/null 2>&1 && echo kcore-readable; "
+              "echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo proc-sys-writable; "
+              "touch /sys/x 2>/dev/null && echo sys-writable; "
+              "busybox mount -t tmpfs none /tmp 2>/dev/null && echo mounted; "
+              "echo nets=$(grep -c : /proc/net/dev)")
+    out = remapped.cli("run", "--rm", "--network", "none", "bb", "sh", "-c", script).stdout.decode().splitlines()
+    assert out[0] == "pid1=sh"
+    assert out[1:4] == ["CapEff:\t00000000a80425fb", "NoNewPrivs:\t0", "Seccomp:\t2"]
+    assert out[4:] == ["nets=1"]  # (lo alone)
