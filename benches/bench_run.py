@@ -172,17 +172,13 @@ def main() -> int:
 
 def start_remapped(env: dict, tar: Path) -> bool:
     """A daemon with ``--userns-remap default`` on ``env``'s root, with the image ``bb``."""
-    run = Path(env["DOCKYARD_RUN"])
-    run.mkdir(parents=True)
-    with open(run / "daemon.log", "ab") as log:
-        proc = subprocess.Popen([DOCKYARD, "daemon", "--userns-remap", "default"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 30
-    while not (run / "dockyard.sock").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            print("(--userns-remap skipped: " + (run / "daemon.log").read_text().strip().splitlines()[-1] + ")")
-            return False
-        time.sleep(0.05)
+    from support import start_dockyard_daemon
+
+    try:
+        start_dockyard_daemon(env, "--userns-remap", "default")
+    except RuntimeError as exc:
+        print(f"(--userns-remap skipped: {exc})")
+        return False
     subprocess.run([DOCKYARD, "import", str(tar), "bb"], check=True, env=env, stdout=subprocess.DEVNULL)
     probe = subprocess.run([DOCKYARD, "run", "--rm", "--network", "none", "bb", "true"], env=env, capture_output=True)
     if probe.returncode != 0:

@@ -54,20 +54,6 @@ def make_tar(work: Path, files: int, kb: int) -> Path:
     return tar_dir(root, work / "big.tar")
 
 
-def start_dockyard(env: dict) -> subprocess.Popen:
-    run = Path(env["DOCKYARD_RUN"])
-    run.mkdir(parents=True)
-    with open(run / "daemon.log", "ab") as log:
-        proc = subprocess.Popen([DOCKYARD, "daemon", "--userns-remap", "default"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 30
-    while not (run / "dockyard.sock").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("dockyard daemon did not start: " + (run / "daemon.log").read_text()[-500:])
-        time.sleep(0.05)
-    return proc
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
@@ -80,7 +66,7 @@ def main() -> int:
     if not shutil.which("dockerd"):
         print("bench_userns: dockerd is not installed")
         return 0
-    from support import Dockerd, SavedEtcIds, stop_daemon
+    from support import Dockerd, SavedEtcIds, start_dockyard_daemon, stop_daemon
 
     work = Path(tempfile.mkdtemp(prefix="dyus-", dir="/tmp"))
     os.chmod(work, 0o711)  # the remapped roots reach their daemons' data roots through it
@@ -91,7 +77,7 @@ def main() -> int:
     try:
         tar = make_tar(work, args.files, args.file_kb)
         size = tar.stat().st_size
-        start_dockyard(env)
+        start_dockyard_daemon(env, "--userns-remap", "default")
         docker = Dockerd(work / "d", args=("--userns-remap", "default"))
         docker.start()
         sides = {

@@ -145,6 +145,25 @@ class Dockerd:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+def start_dockyard_daemon(env: dict, *flags: str) -> subprocess.Popen:
+    """``dockyard daemon FLAGS`` on ``env``'s root and run dir (its log beside its socket), once
+    its socket exists; RuntimeError with the log's last line if it exits or takes 30 s."""
+    import sys
+
+    run = Path(env["DOCKYARD_RUN"])
+    run.mkdir(parents=True, exist_ok=True)
+    with open(run / "daemon.log", "ab") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("dockyard")), "daemon", *flags], env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
+    deadline = time.monotonic() + 30
+    while not (run / "dockyard.sock").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            lines = (run / "daemon.log").read_text().strip().splitlines()
+            raise RuntimeError(f"dockyard daemon did not start: {lines[-1] if lines else proc.returncode}")
+        time.sleep(0.05)
+    return proc
+
+
 def has_filter_table() -> bool:
     """Whether the host has an ip ``filter`` table (iptables-nft makes one, with INPUT, FORWARD
     and OUTPUT, the first time anyone adds a rule or sets a policy)."""

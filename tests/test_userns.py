@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support import SavedEtcIds, needs_root, stop_daemon, tree
-from test_daemon import Daemon, runtime_available
+from test_daemon import Daemon, _mounts_under, runtime_available
 
 def _idmapped_mounts() -> str:
     """'' when this kernel can idmap a mount, else why not."""
@@ -73,11 +73,6 @@ class Remapped(Daemon):
         if check and proc.returncode != 0:
             raise AssertionError(f"dockyard {' '.join(args)} failed ({proc.returncode}): {proc.stderr.decode()}")
         return proc
-
-
-def _mounts_under(path: Path) -> list[str]:
-    with open("/proc/self/mounts") as f:
-        return [line.split()[1] for line in f if line.split()[1].startswith(str(path))]
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import posixpath
 
+from ..engine.userns import check_mode
 from ..errors import InvalidArgument
 
 
@@ -266,7 +267,7 @@ def options_from_body(body: object, name: str = ""):
                   "VolumeDriver": host.get("VolumeDriver") or "",
                   "CpuRealtimePeriod": host.get("CpuRealtimePeriod") or 0,
                   "CpuRealtimeRuntime": host.get("CpuRealtimeRuntime") or 0,
-                  "UsernsMode": _userns_mode(host.get("UsernsMode") or "")}
+                  "UsernsMode": check_mode(host.get("UsernsMode") or "")}
     network = host.get("NetworkMode") or "default"
     res.sysctls = {k: v or "" for k, v in (host.get("Sysctls") or {}).items()}
     check_sysctls(res.sysctls, host_network=network == "host")
@@ -339,11 +340,3 @@ def options_from_body(body: object, name: str = ""):
         dns_search=_strs(host.get("DnsSearch")), dns_option=_strs(host.get("DnsOptions")),
         add_host=_strs(host.get("ExtraHosts")), ip=ip, host_extra=host_extra, endpoint=endpoint,
     )
-
-
-def _userns_mode(mode: str) -> str:
-    """"" (the daemon's remapping, if any), "host" (opt out) or "auto[:size=N]" (a range of
-    its own, as podman's)."""
-    from ..engine.userns import check_mode
-
-    return check_mode(mode)

@@ -48,6 +48,8 @@ def _arch() -> str:
 
 
 def info(d, req: Request) -> dict:
+    from ..engine import userns
+
     with d.engines.get() as engine:
         recs = engine.containers.all()
         n_images = engine.store.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
@@ -84,7 +86,7 @@ def info(d, req: Request) -> dict:
         "DefaultRuntime": "runc", "Swarm": {
             "LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": False, "Error": "",
             "RemoteManagers": None}, "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
-        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=userns"] if os.environ.get("DOCKYARD_USERNS_REMAP") else []),
+        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=userns"] if os.environ.get(userns.ENV) else []),
         "Warnings": None,
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
     }
