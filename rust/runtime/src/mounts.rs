@@ -206,7 +206,11 @@ pub fn prepare_rootfs(sys: &dyn Syscall, cfg: &RootfsConfig) -> Result<Pending> 
         Some(p) => propagation_flag(p).ok_or_else(|| Error::msg(format!("invalid rootfsPropagation {p:?}")))?,
     };
     sys.mount(None, Path::new("/"), None, prop, None)?;
-    make_parent_private(sys, cfg.rootfs)?;
+    // After a recursive slave or private, no mount of ours is shared: no need to read
+    // mountinfo (which the kernel writes out whole, slow with many containers on the host)
+    if !(prop & MS(libc::MS_REC) != 0 && prop & MS(libc::MS_SLAVE | libc::MS_PRIVATE) != 0) {
+        make_parent_private(sys, cfg.rootfs)?;
+    }
     match crate::overlay::Overlay::from_spec(cfg.spec)? {
         // Our mount namespace is private to the container by now: the host never sees this.
         // An overlay is a mount point of its own, as pivot_root wants.
@@ -516,7 +520,7 @@ mod tests {
         prepare_rootfs(&sys, &cfg).unwrap();
         let calls = sys.calls();
         // Propagation first (so the host never sees it), then the overlay, then the mounts.
-        assert_eq!(calls[..4], ["mount - / - rec,slave -", "mount - / - private -", "overlay /b/rootfs lower=/l/2:/l/1 upper=/c/upper work=/c/work", "mkdir /b/rootfs/proc 755"]);
+        assert_eq!(calls[..3], ["mount - / - rec,slave -", "overlay /b/rootfs lower=/l/2:/l/1 upper=/c/upper work=/c/work", "mkdir /b/rootfs/proc 755"]);
         assert!(!calls.iter().any(|c| c.contains("bind,rec") && c.starts_with("mount /b/rootfs")), "{calls:#?}");
     }
 
@@ -535,12 +539,21 @@ mod tests {
 
     #[test]
     fn shared_parent_is_made_private() {
-        let s = spec(r#"{}"#);
+        let s = spec(r#"{"linux":{"rootfsPropagation":"rshared"}}"#);
         let sys = Recorder::new();
         *sys.mountinfo_text.borrow_mut() = "22 1 0:21 / / rw shared:1 - ext4 /dev/vda rw\n30 22 0:30 / /b rw shared:7 - tmpfs tmpfs rw\n".into();
         let cfg = RootfsConfig { spec: &s, bundle: Path::new("/b"), rootfs: Path::new("/b/rootfs"), cgroup: None };
         prepare_rootfs(&sys, &cfg).unwrap();
-        assert_eq!(sys.calls()[1], "mount - /b - private -");
+        assert_eq!(sys.calls()[..2], ["mount - / - rec,shared -", "mount - /b - private -"]);
+        // after a recursive slave (the default) or private, nothing is shared: mountinfo is not read
+        for prop in [r#"{}"#, r#"{"linux":{"rootfsPropagation":"rprivate"}}"#] {
+            let s = spec(prop);
+            let cfg = RootfsConfig { spec: &s, bundle: Path::new("/b"), rootfs: Path::new("/b/rootfs"), cgroup: None };
+            let sys = Recorder::new();
+            *sys.mountinfo_text.borrow_mut() = "22 1 0:21 / / rw shared:1 - ext4 /dev/vda rw\n30 22 0:30 / /b rw shared:7 - tmpfs tmpfs rw\n".into();
+            prepare_rootfs(&sys, &cfg).unwrap();
+            assert!(!sys.calls().iter().any(|c| c.ends_with(" private -") && !c.contains("rec")), "{prop}: {:#?}", sys.calls());
+        }
     }
 
     #[test]

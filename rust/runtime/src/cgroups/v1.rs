@@ -23,15 +23,20 @@ impl V1 {
     /// The host's v1 hierarchies from /proc/self/mountinfo. A relative `path` is taken
     /// relative to our own cgroup in each hierarchy (first one found), as runc does.
     pub fn from_host(path: &str) -> Result<V1> {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("read", Some(Path::new("/proc/self/mountinfo")), e))?;
-        let hierarchies = parse_mountinfo(&info);
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let hierarchies = match conventional_hierarchies(&own, Path::new("/sys/fs/cgroup")) {
+            Some(h) => h,
+            None => {
+                let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("read", Some(Path::new("/proc/self/mountinfo")), e))?;
+                parse_mountinfo(&info)
+            }
+        };
         if hierarchies.is_empty() {
             return Err(Error::msg("no cgroup v1 hierarchy is mounted"));
         }
         let path = if path.starts_with('/') {
             path.to_string()
         } else {
-            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
             let base = own.lines().find_map(|l| {
                 let mut f = l.splitn(3, ':');
                 let (_, ctl, p) = (f.next()?, f.next()?, f.next()?);
@@ -53,6 +58,32 @@ impl V1 {
     fn dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
         self.hierarchies.keys().map(|m| m.join(self.path.trim_start_matches('/')))
     }
+}
+
+/// Hierarchy mount point → controllers without reading mountinfo, which the kernel writes out
+/// whole on every read (every overlay's options included: 600 KB, and most of a container's
+/// start, with 1,000 containers on the host): each v1 hierarchy that /proc/self/cgroup names, at
+/// its usual place under `root` (`cpu,cpuacct`, `systemd` for `name=systemd`). `None` when one of
+/// them is not a cgroup file system there, so the caller reads mountinfo after all.
+pub fn conventional_hierarchies(own: &str, root: &Path) -> Option<BTreeMap<PathBuf, Vec<String>>> {
+    const CGROUP_SUPER_MAGIC: i64 = 0x27e0eb;
+    let mut out = BTreeMap::new();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctls) = (f.next()?, f.next()?);
+        if ctls.is_empty() {
+            continue; // the unified (v2) hierarchy of a hybrid host
+        }
+        let dir = root.join(ctls.strip_prefix("name=").unwrap_or(ctls));
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a statfs the kernel fills
+        if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 || st.f_type as i64 != CGROUP_SUPER_MAGIC {
+            return None;
+        }
+        out.insert(dir, ctls.split(',').map(String::from).collect());
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Hierarchy mount point → controllers, for every `cgroup` (v1) mount.
@@ -335,6 +366,30 @@ mod tests {
         std::fs::write(t.0.join("cpuset/cpuset.cpus"), "0-1\n").unwrap();
         std::fs::write(t.0.join("cpuset/cpuset.mems"), "0\n").unwrap();
         V1::new(h, "/dy/c1".into())
+    }
+
+    #[test]
+    fn usual_places_agree_with_mountinfo_on_a_v1_host() {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let Some(h) = conventional_hierarchies(&own, Path::new("/sys/fs/cgroup")) else {
+            eprintln!("skipped: no cgroup v1 hierarchies at their usual places on this host");
+            return;
+        };
+        let mounted = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+        for (dir, ctls) in &h {
+            // (a path with a symlink, cpu -> cpu,cpuacct, is a place mountinfo does not name)
+            let real = std::fs::canonicalize(dir).unwrap();
+            assert_eq!(mounted.get(&real), Some(ctls), "{dir:?}");
+        }
+        assert_eq!(h.values().flatten().count(), mounted.values().flatten().count());
+    }
+
+    #[test]
+    fn an_unmounted_hierarchy_falls_back_to_mountinfo() {
+        let t = TempDir::new("v1conv");
+        std::fs::create_dir(t.0.join("memory")).unwrap();
+        assert_eq!(conventional_hierarchies("4:memory:/\n0::/\n", &t.0), None);
+        assert_eq!(conventional_hierarchies("0::/\n", &t.0), None);
     }
 
     #[test]
