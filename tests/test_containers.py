@@ -578,3 +578,34 @@ def test_stop_kill_rm_of_many_at_once_report_in_the_order_given(dy):
         assert dy("ps", "-aq").stdout == b""
     finally:
         dy("rm", "-f", *names, check=False)
+
+
+def test_a_container_row_has_a_revision_that_every_change_moves(tmp_path, rootfs_tar):
+    """The container list re-reads only rows whose revision moved: every update moves it, and a
+    store made before revisions existed gains them when it is opened."""
+    import sqlite3
+
+    from dockyard.engine import Engine
+    from dockyard.engine.containers import CreateOptions
+
+    root = tmp_path / "root"
+    with Engine(root) as e:
+        e.import_image(str(rootfs_tar), "bb")
+        cid = e.containers.create(CreateOptions(image="bb", cmd=["true"], name="rev"))
+        [(first, rev0)] = e.containers.revisions()
+        assert first == cid
+        e.containers.rename(cid, "rev2")
+        [(_, rev1)] = e.containers.revisions()
+        assert rev1 != rev0
+    # a version-1 store: no revisions table, no triggers
+    db = sqlite3.connect(root / "state.db")
+    db.executescript("DROP TRIGGER containers_rev_insert; DROP TRIGGER containers_rev_update; "
+                     "DROP TABLE container_revs; PRAGMA user_version=1;")
+    db.close()
+    with Engine(root) as e:
+        assert e.containers.revisions() == [(cid, 0)]
+        e.containers.rename(cid, "rev3")
+        assert e.containers.revisions() == [(cid, 1)]
+        e.containers.remove(cid)
+        assert e.containers.revisions() == []
+        assert e.store.db.execute("SELECT count(*) FROM container_revs").fetchone()[0] == 0

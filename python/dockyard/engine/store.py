@@ -26,7 +26,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-SCHEMA_VERSION = 1  # bump when SCHEMA changes (user_version tells whether to run it)
+SCHEMA_VERSION = 2  # bump when SCHEMA changes (user_version tells whether to run it)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id          TEXT PRIMARY KEY,          -- sha256:<hex of config>
@@ -71,6 +71,21 @@ CREATE TABLE IF NOT EXISTS containers (
     state       TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
+CREATE INDEX IF NOT EXISTS containers_created ON containers(created);
+-- a number that changes with every change to a container's row, so the container list re-reads
+-- and re-encodes only the rows that changed (a side table: a store made by version 1 gains it
+-- without altering containers)
+CREATE TABLE IF NOT EXISTS container_revs (
+    id          TEXT PRIMARY KEY REFERENCES containers(id) ON DELETE CASCADE,
+    rev         INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO container_revs SELECT id, 0 FROM containers;
+CREATE TRIGGER IF NOT EXISTS containers_rev_insert AFTER INSERT ON containers BEGIN
+    INSERT OR REPLACE INTO container_revs VALUES (NEW.id, 0);
+END;
+CREATE TRIGGER IF NOT EXISTS containers_rev_update AFTER UPDATE ON containers BEGIN
+    UPDATE container_revs SET rev = rev + 1 WHERE id = NEW.id;
+END;
 """
 
 
