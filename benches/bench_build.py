@@ -122,11 +122,9 @@ def main() -> int:
         return 0
     from support import Dockerd, make_busybox_rootfs, stop_daemon, tar_dir
 
-    # An installed package has its bytecode compiled; a checkout run with PYTHONDONTWRITEBYTECODE
-    # would recompile dockyard's modules on every CLI call and measure the compiler.
-    import compileall
+    from bench_api import compile_package
 
-    compileall.compile_dir(str(HERE.parent / "python" / "dockyard"), quiet=2)
+    compile_package()
     work = Path(tempfile.mkdtemp(prefix="dybb-", dir="/tmp"))
     env = dict(os.environ, DOCKYARD_ROOT=str(work / "root"), DOCKYARD_RUN=str(work / "run"))
     docker = None

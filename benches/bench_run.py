@@ -59,7 +59,10 @@ def main() -> int:
     if os.geteuid() != 0:
         print("bench_run: needs root")
         return 0
+    from bench_api import compile_package
     from support import Dockerd, SavedEtcIds, make_busybox_rootfs, stop_daemon, tar_dir
+
+    compile_package()
 
     from dockyard.engine.spec import DEFAULT_PATH, ProcessSpec, build_spec
     from dockyard.engine.seccomp import default_profile

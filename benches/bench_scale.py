@@ -39,7 +39,7 @@ from urllib.parse import quote
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE))
-from bench_api import DOCKYARD, Conn, wait_ready  # noqa: E402
+from bench_api import DOCKYARD, Conn, compile_package, wait_ready  # noqa: E402
 from bench_exit import cpu_seconds  # noqa: E402
 
 IMAGE = "benchbb:1"
@@ -147,6 +147,8 @@ def main() -> int:
         print("bench_scale: needs root")
         return 0
     from support import Dockerd, make_busybox_rootfs, tar_dir
+
+    compile_package()
 
     work = Path(tempfile.mkdtemp(prefix="dybs-", dir="/tmp"))
     env = dict(os.environ, DOCKYARD_ROOT=str(work / "root"), DOCKYARD_RUN=str(work / "run"))

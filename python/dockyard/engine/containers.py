@@ -43,6 +43,16 @@ log = logging.getLogger("dockyard.engine")
 _UNRECORDED: set[str] = set()
 
 
+class _TakenNames:
+    """``name in taken``: one lookup in the names' index (not a set of every name, per create)."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+
+    def __contains__(self, name: object) -> bool:
+        return self.db.execute("SELECT 1 FROM containers WHERE name=?", (name,)).fetchone() is not None
+
+
 def _record(row) -> dict:
     rec = dict(row)
     rec["spec"] = json.loads(rec["spec"])
@@ -290,7 +300,7 @@ class Containers(Snapshots):
         spec = {**net_spec, "Config": config, "HostConfig": host_config, "Path": (entrypoint + cmd)[0],
                 "Args": (entrypoint + cmd)[1:], "Resources": asdict(res)}
         with self.store.transaction() as db:
-            taken = {r[0] for r in db.execute("SELECT name FROM containers")}
+            taken = _TakenNames(db)
             name = check_name(opts.name) if opts.name else random_name(taken)
             if name in taken:
                 other = db.execute("SELECT id FROM containers WHERE name=?", (name,)).fetchone()[0]

@@ -26,7 +26,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-SCHEMA_VERSION = 2  # bump when SCHEMA changes (user_version tells whether to run it)
+SCHEMA_VERSION = 3  # bump when SCHEMA changes (user_version tells whether to run it)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id          TEXT PRIMARY KEY,          -- sha256:<hex of config>
@@ -72,6 +72,9 @@ CREATE TABLE IF NOT EXISTS containers (
 );
 CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id);
 CREATE INDEX IF NOT EXISTS containers_created ON containers(created);
+-- the few containers that have --link (every start asks which running ones link to it)
+CREATE INDEX IF NOT EXISTS containers_linking ON containers(id)
+    WHERE json_array_length(spec, '$.HostConfig.Links') > 0;
 -- a number that changes with every change to a container's row, so the container list re-reads
 -- and re-encodes only the rows that changed (a side table: a store made by version 1 gains it
 -- without altering containers)
