@@ -437,6 +437,18 @@ def test_network_modes(dyn):
     out = text(dyn("run", "--rm", "--network", "container:base", "bb", "ip", "-o", "-4", "addr", "show", "eth0"))
     assert f"inet {ip}/" in out
     dyn("rm", "-f", "base")
+    # a --network none container's namespace is the runtime's (no bind mount of ours): a
+    # container joining it shares its loopback, and inspect's SandboxKey opens it
+    dyn("run", "-d", "--name", "alone", "--network", "none", "bb", "sh", "-c", "echo hi | nc -l -p 7000")
+    try:
+        pid = inspect(dyn, "alone")["State"]["Pid"]
+        assert inspect(dyn, "alone")["NetworkSettings"]["SandboxKey"] == f"/proc/{pid}/ns/net"
+        assert os.stat(f"/proc/{pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+        out = text(dyn("run", "--rm", "--network", "container:alone", "bb", "sh", "-c",
+                       "for i in 1 2 3 4 5 6 7 8 9 10; do nc 127.0.0.1 7000 && break; sleep 0.2; done"))
+        assert out == "hi\n"
+    finally:
+        dyn("rm", "-f", "alone")
 
 
 def inspect_net_mode(dyn, mode: str) -> str:

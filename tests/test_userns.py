@@ -126,6 +126,9 @@ def test_container_root_is_the_mapped_user_on_the_host(remapped):
     out = remapped.cli("exec", cid, "stat", "-c", "%u:%g", "/bin/busybox", "/etc").stdout.decode().split()
     assert out == ["0:0", "0:0"]
     assert remapped.ok("GET", f"/containers/{cid}/json")["HostConfig"]["UsernsMode"] == ""
+    # its network namespace is the runtime's, made in its user namespace: a sysfs of its own
+    out = remapped.cli("exec", cid, "sh", "-c", "ls /sys/class/net; grep ' /sys ' /proc/mounts").stdout.decode()
+    assert out.split("\n")[0] == "lo" and " /sys sysfs " in out, out
     remapped.cli("rm", "-f", cid)
 
 

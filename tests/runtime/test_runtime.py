@@ -105,6 +105,14 @@ def test_status_identity_and_namespaces(dy, runc, make_bundle, kw):
         assert "Seccomp:\t2" in out
 
 
+def test_a_new_network_namespace_has_its_loopback_up(dy, runc, make_bundle):
+    """As runc: a container given a network namespace of its own (no path) can use 127.0.0.1."""
+    script = "cat /sys/class/net/lo/flags; ls /sys/class/net"
+    a, b = both(dy, runc, make_bundle, "lo", ["sh", "-c", script])
+    assert a.returncode == b.returncode == 0, (a.stderr, b.stderr)
+    assert a.stdout == b.stdout == b"0x9\nlo\n"
+
+
 def test_docker_seccomp_profile_blocks_and_allows(dy, runc, make_bundle):
     script = "mkdir /tmp/x && echo mkdir-ok; mount -t tmpfs none /tmp/x 2>&1; unshare -U true 2>&1; echo done"
     a, b = both(dy, runc, make_bundle, "sc", ["sh", "-c", script], seccomp=True)

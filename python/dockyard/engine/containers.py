@@ -485,9 +485,9 @@ class Containers(Snapshots):
             namespaces.append({"type": "pid"})
         from .network.hooks import on_start as net_start
 
-        net = net_start(self, rec, rootfs)  # netns (path; None: the host's), volume mounts, link env
-        if net["netns"]:
-            namespaces.append({"type": "network", "path": net["netns"]})
+        net = net_start(self, rec, rootfs)  # netns (None: the host's; "": a new one), volume mounts, link env
+        if net["netns"] is not None:
+            namespaces.append({"type": "network", "path": net["netns"]} if net["netns"] else {"type": "network"})
         # As docker: PATH defaults when the config has none, HOSTNAME unless given.
         env = [] if any(e.startswith("PATH=") for e in cfg["Env"]) else [DEFAULT_PATH]
         if not any(e.startswith("HOSTNAME=") for e in cfg["Env"]):

@@ -327,10 +327,12 @@ def remap_bundle(ctrs, rec: dict, remap: Remap, spec: dict) -> None:
     linux.update(remap.spec())
     root_uid, root_gid = remap.root
     volumes = root / "volumes"
+    # sysfs needs the network namespace to belong to the container's user namespace: one the
+    # runtime makes does (--network none); one the engine made before, or the host's, does not
+    own_netns = any(ns["type"] == "network" and not ns.get("path") for ns in linux["namespaces"])
     for m in spec.get("mounts") or []:
-        if m.get("type") == "sysfs":
-            # sysfs needs the network namespace to belong to the container's user namespace;
-            # the engine made it before: the host's /sys, read-only, as runc falls back to
+        if m.get("type") == "sysfs" and not own_netns:
+            # the host's /sys, read-only, as runc falls back to
             m.update(type="bind", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
         src = Path(m.get("source") or "")
         if m.get("type") == "bind" and src.is_relative_to(volumes):

@@ -39,6 +39,26 @@ pub fn ns_flag(typ: &str) -> Result<libc::c_int> {
     })
 }
 
+/// A new network namespace has its loopback down. runc brings it up (its "loopback" network),
+/// and so do we: a container given no network (`--network none`) still has 127.0.0.1.
+pub fn loopback_up() -> Result<()> {
+    let s = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }, "socket for lo", None)?;
+    // SAFETY: a zeroed ifreq is a valid one; the name is NUL-terminated and the ioctls fill or
+    // read the flags only
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, b) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *b as libc::c_char;
+    }
+    let r = (|| {
+        check(unsafe { libc::ioctl(s, libc::SIOCGIFFLAGS as _, &mut req) }, "get the flags of lo", None)?;
+        unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+        check(unsafe { libc::ioctl(s, libc::SIOCSIFFLAGS as _, &req) }, "bring lo up", None)?;
+        Ok(())
+    })();
+    close(s);
+    r
+}
+
 /// Namespaces to join (opened fd, type flag) and to create (flags), from the config.
 pub struct Namespaces {
     pub join: Vec<(RawFd, libc::c_int, PathBuf)>,
@@ -105,6 +125,9 @@ impl Namespaces {
         }
         if rest != 0 && unsafe { libc::unshare(rest) } < 0 {
             return Err(Error::last(format!("unshare namespaces {rest:#x}"), None));
+        }
+        if rest & libc::CLONE_NEWNET != 0 {
+            loopback_up()?;
         }
         Ok(())
     }

@@ -150,8 +150,8 @@ def on_insert(containers, db, cid: str, name: str, spec: dict) -> None:
 
 
 def on_start(containers, rec: dict, rootfs: Path) -> dict:
-    """Before the runtime runs: the network namespace (path, or None for the host's), the
-    volume and tmpfs mounts, and the link variables."""
+    """Before the runtime runs: the network namespace (a path; None: the host's; "": a new one the
+    runtime makes), the volume and tmpfs mounts, and the link variables."""
     spec = rec["spec"]
     host = spec["HostConfig"]
     mode = host.get("NetworkMode") or "default"

@@ -534,7 +534,8 @@ class Networks:
         return [dict(r) for r in rows]
 
     def setup(self, rec: dict, mode: str, ports: list[dict]) -> str | None:
-        """Make the network namespace of a starting container; returns its path (None: host)."""
+        """Make the network namespace of a starting container; returns its path (None: the
+        host's; "": a new one that the runtime makes, with its loopback up: ``--network none``)."""
         from . import netlink
 
         cid = rec["id"]
@@ -551,7 +552,13 @@ class Networks:
             if omode == "host":
                 return None
             if omode.startswith("container:"):  # joined through a joiner: the first one's namespace
-                return str(self.netns_path(omode.split(":", 1)[1]))
+                other = omode.split(":", 1)[1]
+                row = self.store.db.execute("SELECT spec, state FROM containers WHERE id=?", (other,)).fetchone()
+                if row is None:
+                    raise NotFound(f"No such container: {other}")
+                omode = json.loads(row["spec"])["HostConfig"].get("NetworkMode", "")
+            if omode == "none":  # the runtime made it: it is the process's
+                return f"/proc/{json.loads(row['state']).get('Pid') or 0}/ns/net"
             return str(self.netns_path(other))
         gone = self.store.db.execute(
             "SELECT e.network FROM endpoints e LEFT JOIN networks n ON n.id=e.network WHERE e.container=? "
@@ -563,6 +570,10 @@ class Networks:
         eps = self.endpoints(cid)
         if any(ep["ip"] or ep["rules"] != "[]" for ep in eps) or path.exists():
             self.teardown(cid, release=False)  # whatever a crashed start left
+        if mode == "none" and not eps:
+            # no bind mount of ours: a thousand of them doubled the host's mount table, which
+            # every container's start copies and every exit tears down
+            return ""
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             inside, nsfd = netlink.new_netns(str(path))
@@ -948,7 +959,11 @@ class Networks:
             networks[ep["net_name"]] = entry
             if ep["net_name"] == "bridge" and on:
                 top = {k: entry[k] for k in top}
-        sandbox = str(self.netns_path(cid)) if running and mode not in ("host",) and not mode.startswith("container:") else ""
+        sandbox = ""
+        if running and mode == "none":
+            sandbox = f"/proc/{rec['state'].get('Pid') or 0}/ns/net"  # (made by the runtime)
+        elif running and mode != "host" and not mode.startswith("container:"):
+            sandbox = str(self.netns_path(cid))
         return {"Bridge": "", "SandboxID": hashlib.sha256(cid.encode()).hexdigest() if sandbox else "",
                 "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": ports,
                 "SandboxKey": sandbox, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, **top,

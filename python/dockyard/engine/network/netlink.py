@@ -310,14 +310,6 @@ def new_netns(path: str, keep: bool = True) -> tuple[Netlink, int] | None:
     return inside, nsfd
 
 
-def is_netns(path: str) -> bool:
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(line.split()[4] == path for line in f)
-    except OSError:
-        return False
-
-
 def remove_netns(path: str) -> None:
     if os.path.exists(path):
         _libc.umount2(path.encode(), MNT_DETACH)
