@@ -855,25 +855,33 @@ def _wait_started(d, cid: str, conn) -> bool:
     """Wait for the container to start.  A client that half-closes (no stdin: docker does
     ``CloseWrite`` at once) still wants the output; a client that has gone altogether (POLLHUP
     on a unix socket), a start that failed or a removed container ends the wait (the daemon
-    says so through ``attach_abort``)."""
+    says so through ``attach_abort``).  No timer: the start, the abort and the daemon's
+    shutdown write to a pipe of this wait's (``notify_attach``), polled with the client."""
     import select
 
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLHUP)
-    while not d.stopping.is_set():
+    poller.register(r, select.POLLIN)
+    with d.attach_cond:
+        d.attach_wakers.add(w)  # before the first look: a start after it leaves a byte
+    try:
+        while True:
+            with d.attach_cond:
+                if cid in d.tracked:
+                    return True
+                if cid in d.attach_abort or d.stopping.is_set():
+                    return False
+            for fd, ev in poller.poll():
+                if fd == r:
+                    os.read(r, 64)
+                elif ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                    return False
+    finally:
         with d.attach_cond:
-            if cid in d.tracked:
-                return True
-            if cid in d.attach_abort:
-                return False
-            d.attach_cond.wait(0.2)
-            if cid in d.tracked:
-                return True
-            if cid in d.attach_abort:
-                return False
-        if any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in poller.poll(0)):
-            return False
-    return False
+            d.attach_wakers.discard(w)
+        os.close(r)
+        os.close(w)
 
 
 # -- docker cp --------------------------------------------------------------------------------------

@@ -132,6 +132,7 @@ class Daemon:
         self.resizers: dict[str, list] = {}       # cid -> resize functions of connected relays
         self.console_sizes: dict[str, tuple[int, int]] = {}  # cid -> ConsoleSize given at create
         self.attach_cond = threading.Condition(self.lock)
+        self.attach_wakers: set[int] = set()      # pipes of attach clients waiting in poll (notify_attach)
         self.execs: dict[str, dict] = {}
         self.timers: dict[str, threading.Timer] = {}
         self.restart_pending: set[str] = set()  # decided to restart, not yet started again
@@ -203,6 +204,8 @@ class Daemon:
         default bridge, kept while the daemon served, goes if no container is on it."""
         self.stopping.set()
         os.write(self._wake_w, b"x")
+        with self.attach_cond:
+            self.notify_attach()
         self.health.stop()
         with self.lock:
             for t in self.timers.values():
@@ -284,6 +287,7 @@ class Daemon:
         with self.lock:
             old = self.tracked.pop(cid, None)
             self.tracked[cid] = info
+            self.notify_attach()
         if old is not None:
             self._unwatch_fd(old)
         self._watch_fd(cid, info)
@@ -545,7 +549,17 @@ class Daemon:
         with self.attach_cond:
             if self.pending_attach.get(cid):
                 self.attach_abort.add(cid)
-                self.attach_cond.notify_all()
+                self.notify_attach()
+
+    def notify_attach(self) -> None:
+        """Wake the attach clients waiting for a start: ``attach_cond``'s waiters, and those that
+        also watch their client's socket (a byte in each one's pipe).  Hold ``attach_cond``."""
+        self.attach_cond.notify_all()
+        for w in self.attach_wakers:
+            try:
+                os.write(w, b"x")
+            except BlockingIOError:
+                pass  # a byte is waiting already
 
     def mark_stopped(self, cid: str, persist: bool = True) -> None:
         """Stopped by hand: no restart policy applies to its exit.  ``persist`` False: kept in
