@@ -243,6 +243,7 @@ def main() -> None:
     layer = CACHE / "debian-minbase.tar.gz"
     if "debian" in wanted and not layer.exists():
         sys.exit(f"{layer} is missing: run benches/bench_import.py --debian once")
+    CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-pull-", dir=str(CACHE)))
     dockerds: dict[int, object] = {}
     podman_resets: list[list[str]] = []  # run at the end (or at once with --delete-between)

@@ -174,6 +174,19 @@ def test_layers_unchanged_and_commit_as_without_remapping(remapped):
     assert {p: tree(p) for p in layers} == layers
 
 
+def test_build_runs_its_steps_remapped_and_its_layer_has_the_image_ids(remapped, tmp_path):
+    """A RUN step is a container like any other: remapped, and what it writes is the image's
+    (the ids it sees), not the host's, in the layer."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM bb\nRUN touch /made && mkdir /d && busybox chown 5:6 /d && cat /proc/self/uid_map > /map\n")
+    remapped.cli("build", "-t", "remapbuilt", str(ctx))
+    out = remapped.cli("run", "--rm", "--userns", "host", "--network", "none", "remapbuilt", "sh", "-c",
+                       "stat -c '%u:%g' /made /d; cat /map").stdout.decode().split()
+    assert out == ["0:0", "5:6", "0", str(remapped.uid), str(remapped.size)]
+
+
 def test_userns_auto_ranges_never_overlap(remapped):
     proc = remapped.cli("create", "--userns", "auto", "bb", check=False)
     assert proc.returncode != 0 and b'cannot find mappings for user "containers"' in proc.stderr
