@@ -187,6 +187,25 @@ def test_build_runs_its_steps_remapped_and_its_layer_has_the_image_ids(remapped,
     assert out == ["0:0", "5:6", "0", str(remapped.uid), str(remapped.size)]
 
 
+def test_export_of_a_running_remapped_container(remapped, tmp_path):
+    """Its root is mounted in its own namespace only: export reads a read-only overlay of its
+    upper dir and layers, with the image's ids."""
+    import tarfile
+
+    cid = remapped.cli("run", "-d", "--network", "none", "bb", "sleep", "60").stdout.decode().strip()
+    try:
+        remapped.cli("exec", cid, "sh", "-c", "echo hi > /written && busybox chown 5:6 /written")
+        out = tmp_path / "c.tar"
+        remapped.cli("export", "-o", str(out), cid)
+        with tarfile.open(out) as t:
+            names = {m.name.lstrip("./").rstrip("/"): m for m in t.getmembers()}
+        assert (names["written"].uid, names["written"].gid, names["written"].size) == (5, 6, 3)
+        assert names["bin/busybox"].uid == 0 and "proc" in names
+        assert _mounts_under(remapped.root) == []  # the view is gone; the store is not mounted
+    finally:
+        remapped.cli("rm", "-f", cid)
+
+
 def test_userns_auto_ranges_never_overlap(remapped):
     proc = remapped.cli("create", "--userns", "auto", "bb", check=False)
     assert proc.returncode != 0 and b'cannot find mappings for user "containers"' in proc.stderr

@@ -123,6 +123,20 @@ class Snapshots:
         cid = self.resolve(ref)
         rec = self.refresh(self.load(cid))
         target = self.dir(cid) / "bundle" / "rootfs"
+        if not is_mountpoint(target) and rec["state"]["Running"]:
+            # its root is mounted in its own namespace only (--userns-remap), and a second
+            # read-write overlay on its upper dir is not allowed: a read-only one with the upper
+            # dir as its top layer, on a mount point of this call's
+            lowers = [self.dir(cid) / "upper", self.init_layer(), *reversed(self.images.layer_dirs(rec["image_id"]))]
+            with self.store.staging() as stage:
+                view = stage / "export"
+                view.mkdir()
+                _native.mount_overlay([str(p) for p in lowers], "", "", str(view))
+                try:
+                    _native.pack(str(view), dest, compression="none")
+                finally:
+                    _native.umount(str(view))
+            return
         mounted_here = not is_mountpoint(target)
         if mounted_here:
             self._mount_rootfs(rec)

@@ -35,16 +35,20 @@ const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
-/// Mount an overlay of `lowers` (top layer first) with `upper`/`work` at `target`.
+/// Mount an overlay of `lowers` (top layer first) with `upper`/`work` at `target`; with both
+/// empty, a read-only overlay of the lowers alone (the kernel wants two of them then).
 pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
-    if lowers.is_empty() {
-        return Err(Error::InvalidArgument("an overlay needs at least one lower layer".into()));
+    let read_only = upper.as_os_str().is_empty() && work.as_os_str().is_empty();
+    if lowers.len() < if read_only { 2 } else { 1 } {
+        return Err(Error::InvalidArgument("an overlay needs a lower layer (two without an upper dir)".into()));
     }
     for l in lowers {
         check_path(l, "a lower layer")?;
     }
-    check_path(upper, "the upper dir")?;
-    check_path(work, "the work dir")?;
+    if !read_only {
+        check_path(upper, "the upper dir")?;
+        check_path(work, "the work dir")?;
+    }
     match mount_new_api(lowers, upper, work, target) {
         Ok(()) => Ok(()),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)) => {
@@ -71,8 +75,10 @@ fn mount_new_api(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
     for l in lowers {
         set("lowerdir+", l)?;
     }
-    set("upperdir", upper)?;
-    set("workdir", work)?;
+    if !upper.as_os_str().is_empty() {
+        set("upperdir", upper)?;
+        set("workdir", work)?;
+    }
     let r = unsafe { libc::syscall(libc::SYS_fsconfig, guard.0, FSCONFIG_CMD_CREATE, std::ptr::null::<u8>(), std::ptr::null::<u8>(), 0) };
     if r < 0 {
         return Err(io::Error::last_os_error());
@@ -95,7 +101,10 @@ fn mount_new_api(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
 
 fn mount_legacy(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
     let lower: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
-    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), upper.display(), work.display());
+    let mut opts = format!("lowerdir={}", lower.join(":"));
+    if !upper.as_os_str().is_empty() {
+        opts += &format!(",upperdir={},workdir={}", upper.display(), work.display());
+    }
     if opts.len() >= 4096 {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("too many layers ({}) for this kernel's overlay options", lowers.len())));
     }
@@ -257,7 +266,41 @@ mod tests {
         let e = mount_overlay(&[PathBuf::from("/a:b")], Path::new("/u"), Path::new("/w"), Path::new("/t")).unwrap_err();
         assert!(e.to_string().contains("without ',' or ':'"), "{e}");
         let e = mount_overlay(&[], Path::new("/u"), Path::new("/w"), Path::new("/t")).unwrap_err();
-        assert!(e.to_string().contains("at least one"), "{e}");
+        assert!(e.to_string().contains("a lower layer"), "{e}");
+        let e = mount_overlay(&[PathBuf::from("/l")], Path::new(""), Path::new(""), Path::new("/t")).unwrap_err();
+        assert!(e.to_string().contains("two without an upper"), "{e}");
+    }
+
+    #[test]
+    fn without_an_upper_dir_the_overlay_is_read_only() {
+        if !root() {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("dy-mount-ro-{}", std::process::id()));
+        let (top, bottom, mnt) = (dir.join("top"), dir.join("bottom"), dir.join("mnt"));
+        for d in [&top, &bottom, &mnt] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(top.join("a"), "top").unwrap();
+        fs::write(bottom.join("a"), "bottom").unwrap();
+        fs::write(bottom.join("b"), "b").unwrap();
+        let res = mount_overlay(&[top.clone(), bottom.clone()], Path::new(""), Path::new(""), &mnt);
+        // (no assert before the cleanup: a failure is an Err, and the mount goes whatever happens)
+        let check = || -> std::result::Result<(), String> {
+            res.as_ref().map_err(|e| e.to_string())?;
+            let read = |n: &str| fs::read_to_string(mnt.join(n)).map_err(|e| e.to_string());
+            if (read("a")?.as_str(), read("b")?.as_str()) != ("top", "b") {
+                return Err("the layers are not stacked top first".into());
+            }
+            match fs::write(mnt.join("c"), "new") {
+                Err(e) if e.raw_os_error() == Some(libc::EROFS) => Ok(()),
+                other => Err(format!("a write gave {other:?}, not EROFS")),
+            }
+        };
+        let outcome = check();
+        let _ = umount(&mnt, true);
+        let _ = fs::remove_dir_all(&dir);
+        outcome.unwrap();
     }
 
     #[test]
