@@ -48,47 +48,74 @@ def control_path(root: Path) -> Path:
 
 def sync(root: Path, spawn: bool = True, timeout: float = 5.0) -> bool:
     """Ask the root's DNS server to pick up changes; start it first if needed (and asked)."""
+    import select
+
     path = control_path(root)
     deadline = time.monotonic() + timeout
     spawned = 0.0
-    while True:
-        try:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            s.settimeout(timeout)
-            s.connect(str(path))
-            s.sendall(b"sync\n")
-            reply = s.recv(4096)
-            s.close()
-            if reply.startswith(b"ok"):
-                return True
-            if reply.startswith(b"err "):
-                from ...errors import Conflict
+    ready = -1  # the helper we started says on this pipe when it listens (a byte), or ends (EOF)
+    try:
+        while True:
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+                s.settimeout(timeout)
+                s.connect(str(path))
+                s.sendall(b"sync\n")
+                reply = s.recv(4096)
+                s.close()
+                if reply.startswith(b"ok"):
+                    return True
+                if reply.startswith(b"err "):
+                    from ...errors import Conflict
 
-                raise Conflict(reply[4:].decode().strip())
-        except OSError:
-            pass
-        if not spawn:
-            return False
-        if time.monotonic() - spawned > 0.5:  # again if the first one found another still exiting
-            _spawn(root)
-            spawned = time.monotonic()
-        if time.monotonic() > deadline:
-            from ...errors import DockyardError
+                    raise Conflict(reply[4:].decode().strip())
+            except OSError:
+                pass
+            if not spawn:
+                return False
+            if ready < 0 and time.monotonic() - spawned > 0.5:  # again if the first found another still exiting
+                ready = _spawn(root)
+                spawned = time.monotonic()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                from ...errors import DockyardError
 
-            raise DockyardError("the embedded DNS server did not start")
-        time.sleep(0.02)
+                raise DockyardError("the embedded DNS server did not start")
+            if ready >= 0:
+                poller = select.poll()
+                poller.register(ready, select.POLLIN)
+                if poller.poll(left * 1000):
+                    got = os.read(ready, 1)
+                    os.close(ready)
+                    ready = -1
+                    if got:
+                        continue  # it listens
+                continue  # (the deadline, or it lost the race to another helper: looked at again above)
+            # another helper is starting (ours lost the race to it): nothing says when it listens
+            time.sleep(0.02)
+    finally:
+        if ready >= 0:
+            os.close(ready)
 
 
-def _spawn(root: Path) -> None:
+def _spawn(root: Path) -> int:
+    """Start the helper; returns the read end of its readiness pipe."""
     import subprocess
 
     path = control_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(path.with_suffix(".log"), "ab")
-    subprocess.Popen([sys.executable, "-m", "dockyard.engine.network.dns", str(root)], stdin=subprocess.DEVNULL,
-                     stdout=log, stderr=log, start_new_session=True, close_fds=True,
-                     env=dict(os.environ))
-    log.close()
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        with open(path.with_suffix(".log"), "ab") as log:
+            subprocess.Popen([sys.executable, "-m", "dockyard.engine.network.dns", str(root), str(w)],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                             close_fds=True, pass_fds=(w,), env=dict(os.environ))
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    return r
 
 
 # -- the server ----------------------------------------------------------------------------------
@@ -310,8 +337,12 @@ class Server:
         self.pending[up] = (sock, addr, time.monotonic() + 5)
         self.sel.register(up, selectors.EVENT_READ, ("upstream", None))
 
-    def serve(self) -> None:
+    def serve(self, ready: int = -1) -> None:
+        """Serve until idle; ``ready``: a pipe to write a byte to once the control socket listens."""
         ctl = self.listen()
+        if ready >= 0:
+            os.write(ready, b"1")
+            os.close(ready)
         self.sel.register(ctl, selectors.EVENT_READ, ("control", None))
         self.rescan()
         idle_since = None
@@ -464,6 +495,7 @@ def main() -> None:
     import fcntl
 
     root = Path(sys.argv[1])
+    ready = int(sys.argv[2]) if len(sys.argv) > 2 else -1  # closed unwritten if another serves
     lock_path = control_path(root).with_suffix(".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -471,7 +503,7 @@ def main() -> None:
     except BlockingIOError:
         return
     try:
-        Server(root).serve()
+        Server(root).serve(ready)
     finally:
         os.close(fd)  # the file stays: unlinking it would let two helpers lock two files
 
