@@ -118,6 +118,25 @@ def test_human_duration(seconds, expected):
     assert human_duration(seconds) == expected
 
 
+def test_human_duration_changes_only_at_whole_seconds_then_whole_minutes():
+    """What the container list's Status cache (daemon/containers.py, _Entry.json) relies on: the
+    text holds over each whole second under a minute, and over each whole minute past it."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.floats(min_value=0, max_value=86400 * 3 * 365, allow_nan=False))
+    def holds(elapsed: float) -> None:
+        unit = 1.0 if elapsed < 60 else 60.0
+        start = elapsed - elapsed % unit
+        assert human_duration(elapsed) == human_duration(start) == human_duration(start + unit - 1e-6)
+
+    holds()
+    for edge in (59.999, 60.0, 5399.0, 5400.0, 86400 * 2 - 1800.5):  # a minute, half hours
+        unit = 1.0 if edge < 60 else 60.0
+        assert human_duration(edge) == human_duration(edge - edge % unit)
+
+
 def test_human_duration_accepts_timedelta():
     assert human_duration(timedelta(minutes=3, seconds=59)) == "3 minutes"
     assert human_duration(timedelta(microseconds=999_999)) == "Less than a second"

@@ -184,19 +184,24 @@ class _Entry:
         state = rec["state"]
         self._started = parse_time(state["StartedAt"]) if state["Running"] else 0.0
         self._finished = parse_time(state["FinishedAt"]) if not state["Running"] else 0.0
-        self._shown: tuple[int, bytes] = (-1, b"")  # (whole seconds, Status's JSON): one value, for threads
+        # (from, until, Status's JSON): the seconds since the start (or the exit) for which that
+        # text holds; one value, for threads
+        self._shown: tuple[float, float, bytes] = (0.0, -1.0, b"")
 
     def status(self, now: float) -> str:
         return status_text(self.rec["state"], now, self._started, self._finished)
 
     def json(self, now: float) -> bytes:
-        # the text changes with the whole seconds since the start (or the exit) only: made again
-        # when they change, not for each of 1,000 entries at each list
-        second = int(max(0.0, now - (self._started if self.rec["state"]["Running"] else self._finished)))
+        # Status is made again only when its text can change, not for each of 1,000 entries at
+        # each list: go-units' HumanDuration moves with the whole seconds under a minute, and
+        # past it only at whole minutes (its hours round at half hours; days and more follow them)
+        elapsed = max(0.0, now - (self._started if self.rec["state"]["Running"] else self._finished))
         shown = self._shown
-        if shown[0] != second:
-            shown = self._shown = (second, json.dumps(self.status(now)).encode())
-        return self._pre + shown[1] + self._post
+        if not shown[0] <= elapsed < shown[1]:
+            unit = 1.0 if elapsed < 60 else 60.0
+            start = elapsed - elapsed % unit
+            shown = self._shown = (start, start + unit, json.dumps(self.status(now)).encode())
+        return self._pre + shown[2] + self._post
 
 
 class _Listing:
