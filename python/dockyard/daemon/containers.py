@@ -163,9 +163,14 @@ def list_(d, req: Request) -> list | Reply:
                 if _summary_matches(summary, filters):
                     out.append(with_sizes(summary, *container_sizes(engine, rec)) if req.bool("size") else summary)
             return out
-        # the common case: each entry's JSON made once, only its Status put in at each list
-        body = b", ".join(by_id[rec["id"]].json(now) for rec in recs)
-        return Reply(200, b"[" + body + b"]\n")
+        # the common case: each entry's JSON made once, only its Status put in at each list; the
+        # pieces joined once (1,000 entries: one 750 KB buffer, not one per entry and three copies)
+        parts: list[bytes] = [b"["]
+        for rec in recs:
+            parts += by_id[rec["id"]].pieces(now)
+            parts.append(b", ")
+        parts[-1:] = [b"]\n"] if recs else [b"[]\n"]
+        return Reply(200, b"".join(parts))
 
 
 class _Entry:
@@ -191,7 +196,8 @@ class _Entry:
     def status(self, now: float) -> str:
         return status_text(self.rec["state"], now, self._started, self._finished)
 
-    def json(self, now: float) -> bytes:
+    def pieces(self, now: float) -> tuple[bytes, bytes, bytes]:
+        """The entry's JSON in three pieces: before Status, Status, after it."""
         # Status is made again only when its text can change, not for each of 1,000 entries at
         # each list: go-units' HumanDuration moves with the whole seconds under a minute, and
         # past it only at whole minutes (its hours round at half hours; days and more follow them)
@@ -201,7 +207,7 @@ class _Entry:
             unit = 1.0 if elapsed < 60 else 60.0
             start = elapsed - elapsed % unit
             shown = self._shown = (start, start + unit, json.dumps(self.status(now)).encode())
-        return self._pre + shown[2] + self._post
+        return self._pre, shown[2], self._post
 
 
 class _Listing:
