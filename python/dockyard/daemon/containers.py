@@ -235,10 +235,10 @@ class _Listing:
             key = (rev, eps.get(cid, ()))
             entry = old.get(cid)
             if entry is None or entry.key != key:
-                row = engine.containers.row(cid)
-                if row is None:  # removed since the first query
+                try:
+                    rec = engine.containers.load(cid)
+                except NotFound:  # removed since the first query
                     continue
-                rec = engine.containers.record(row)
                 try:
                     settings = net.settings(rec)
                 except DockyardError:

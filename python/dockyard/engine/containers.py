@@ -844,11 +844,6 @@ class Containers(Snapshots):
         rows = self.store.db.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
         return [self.refresh(_record(row)) for row in rows] if refresh else [_record(row) for row in rows]
 
-    def rows(self) -> list:
-        """Every container's stored row (``id``, ``name``, ``image_id``, ``created`` and the raw
-        ``spec`` and ``state`` JSON), newest first, in one query; :meth:`record` parses one."""
-        return self.store.db.execute("SELECT * FROM containers ORDER BY created DESC").fetchall()
-
     def revisions(self) -> list[tuple[str, int]]:
         """Every container's ID and revision (a number that changes with any change to its row),
         newest first: what changed since an earlier look, without reading the rows."""
@@ -856,15 +851,6 @@ class Containers(Snapshots):
         cur.row_factory = None  # plain tuples: a thousand sqlite3.Row objects cost more than the query
         return cur.execute("SELECT c.id, r.rev FROM containers c JOIN container_revs r ON r.id = c.id "
                            "ORDER BY c.created DESC").fetchall()
-
-    def row(self, cid: str):
-        """One container's stored row, as :meth:`rows` gives them (``None`` once it is gone)."""
-        return self.store.db.execute("SELECT * FROM containers WHERE id=?", (cid,)).fetchone()
-
-    @staticmethod
-    def record(row) -> dict:
-        """A row of :meth:`rows` as the record :meth:`load` gives."""
-        return _record(row)
 
     def inspect(self, ref: str) -> dict:
         from .network import hooks as net_hooks

@@ -167,7 +167,7 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
             todo.append(i)
             progress(short_id(d["digest"]), "Pulling fs layer", None, None)
 
-    _expire_partials(store)
+    prune_partials(store, older_than=PARTIAL_TTL)
     held: list[_Partial] = []  # locked until the image is registered (or the pull fails)
     lock = threading.Lock()
     with store.staging() as stage, contextlib.ExitStack() as release:
@@ -309,25 +309,15 @@ def _partial_dir(store) -> Path:
     return store.root / "partial"
 
 
-def _expire_partials(store) -> None:
-    try:
-        entries = list(os.scandir(_partial_dir(store)))
-    except OSError:
-        return
-    old = time.time() - PARTIAL_TTL
-    for entry in entries:
-        with contextlib.suppress(OSError):
-            if entry.stat().st_mtime < old:
-                os.unlink(entry.path)
-
-
-def prune_partials(store) -> int:
-    """``image prune`` (and so ``system prune``): drop the kept prefixes of blobs that no pull
-    is writing (their flock is free); the bytes freed."""
+def prune_partials(store, older_than: float | None = None) -> int:
+    """Drop the kept prefixes of blobs that no pull is writing (their flock is free): all of
+    them (``image prune``, and so ``system prune``), or those untouched for ``older_than``
+    seconds (each pull, with PARTIAL_TTL); the bytes freed."""
     try:
         entries = list(os.scandir(_partial_dir(store)))
     except OSError:
         return 0
+    cutoff = None if older_than is None else time.time() - older_than
     freed = 0
     for entry in entries:
         try:
@@ -336,9 +326,10 @@ def prune_partials(store) -> int:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (a pull that opens it after sees
-            size = os.fstat(fd).st_size                     # another inode, and starts over)
-            os.unlink(entry.path)
-            freed += size
+            st = os.fstat(fd)                               # another inode, and starts over)
+            if cutoff is None or st.st_mtime < cutoff:
+                os.unlink(entry.path)
+                freed += st.st_size
         except OSError:
             pass  # being written by a pull (BlockingIOError), or gone already
         finally:

@@ -29,7 +29,7 @@ def parse_link(value: str) -> tuple[str, str]:
     return target.lstrip("/"), alias or target.lstrip("/")
 
 
-def parse_range(text: str, what: str, spec: str) -> tuple[int, int]:
+def parse_range(text: str, what: str) -> tuple[int, int]:
     lo, dash, hi = text.partition("-")
     try:
         a = int(lo)
@@ -73,9 +73,9 @@ def parse_publish(spec: str) -> list[dict]:
             raise PublishError(f"invalid IP address: {host_ip}") from None
     if not cport:
         raise PublishError(f"no port specified: {spec}<empty>")
-    c0, c1 = parse_range(cport, "containerPort", spec)
+    c0, c1 = parse_range(cport, "containerPort")
     if host_port:
-        h0, h1 = parse_range(host_port, "hostPort", spec)
+        h0, h1 = parse_range(host_port, "hostPort")
         if h1 - h0 != c1 - c0:
             if h0 != h1 and c0 == c1:
                 pass  # docker: a host range for one container port (first free)
