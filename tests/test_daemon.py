@@ -687,6 +687,29 @@ def test_list_filters_before_since_limit(daemon):
     assert d.ok("GET", "/containers/json?all=1") == []
 
 
+def test_list_ids_alone_for_our_cli(daemon):
+    """``ps -q`` asks for the IDs alone (``Dockyard-Fields: Id``): the same containers in the same
+    order as the whole list, with filters and limit applied; without the header, whole entries."""
+    from urllib.parse import quote
+
+    d = daemon
+    ids = [d.ok("POST", f"/containers/create?name=q{i}", {"Image": "bb", "Cmd": ["true"]})["Id"] for i in range(3)]
+    try:
+        ask = {"Dockyard-Fields": "Id"}
+        code, brief, _ = d.request("GET", "/containers/json?all=1", headers=ask)
+        assert code == 200 and brief == [{"Id": c["Id"]} for c in d.ok("GET", "/containers/json?all=1")]
+        assert [c["Id"] for c in brief] == ids[::-1]
+        assert d.request("GET", "/containers/json?limit=1", headers=ask)[1] == [{"Id": ids[2]}]
+        flt = quote(json.dumps({"name": ["q1"]}))
+        assert d.request("GET", f"/containers/json?all=1&filters={flt}", headers=ask)[1] == [{"Id": ids[1]}]
+        assert d.request("GET", "/containers/json", headers=ask)[1] == []  # none running
+        full = d.request("GET", "/containers/json?all=1", headers={"Dockyard-Fields": "Names"})[1]
+        assert [c["Names"] for c in full] == [["/q2"], ["/q1"], ["/q0"]] and "Image" in full[0]
+    finally:
+        for cid in ids:
+            d.request("DELETE", f"/containers/{cid}?force=1")
+
+
 def test_list_follows_every_change(daemon):
     """The list keeps what it made of a container while nothing about it changes: a rename, a
     network connected, a start and a kill each show in the next list."""

@@ -139,7 +139,9 @@ def list_containers(session, all_: bool, quiet: bool, latest: bool, last: int,
     want_size = bool(size) or (size is None and not quiet and bool(fmt) and re.search(r"\.Size\b", fmt or ""))
     params = {"all": all_ or last >= 0, "limit": last if last > 0 else None, "filters": parsed or None,
               "size": True if want_size else None}
-    summaries = session.api.json("GET", "/containers/json", params) or []
+    # -q needs the IDs alone: our daemon then sends only them (another daemon ignores the header)
+    summaries = session.api.json("GET", "/containers/json", params,
+                                 headers={"Dockyard-Fields": "Id"} if quiet else None) or []
     if last >= 0:
         summaries = summaries[:last]
     if quiet:  # the IDs alone (what print_rows would print, without making every column first)

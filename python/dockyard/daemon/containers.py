@@ -163,6 +163,10 @@ def list_(d, req: Request) -> list | Reply:
                 if _summary_matches(summary, filters):
                     out.append(with_sizes(summary, *container_sizes(engine, rec)) if req.bool("size") else summary)
             return out
+        if (req.headers.get("Dockyard-Fields") or "").strip() == "Id":
+            # our CLI's ``ps -q`` reads the IDs alone: 70 bytes an entry to send and parse, not
+            # 750; any other client, or any other value, gets whole entries
+            return Reply(200, json.dumps([{"Id": rec["id"]} for rec in recs]).encode())
         # the common case: each entry's JSON made once, only its Status put in at each list; the
         # pieces joined once (1,000 entries: one 750 KB buffer, not one per entry and three copies)
         parts: list[bytes] = [b"["]
