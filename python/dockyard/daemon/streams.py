@@ -14,22 +14,22 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 
 
 def _frame(kind: int, data: bytes) -> bytes:
     return struct.pack(">BxxxI", kind, len(data)) + data
 
 
-def _connect(path: str, tries: int = 600) -> socket.socket:
+def _connect(path: str) -> socket.socket:
+    """The supervisor's attach socket.  It listens before the supervisor reports the container
+    created or started, and goes when the supervisor exits: a refused or missing socket means
+    the container has gone, which no retry would change."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    for _ in range(tries):
-        try:
-            sock.connect(path)
-            return sock
-        except (FileNotFoundError, ConnectionRefusedError):
-            time.sleep(0.005)
-    sock.connect(path)
+    try:
+        sock.connect(path)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
