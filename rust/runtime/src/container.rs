@@ -531,14 +531,31 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
 }
 
 /// Wait (up to `ms`) for the init to stop being alive (it may stay a zombie of its supervisor).
+/// A pidfd of the init becomes readable when it exits: the wait is that event, with `ms` as
+/// its deadline, not a poll. The pidfd is opened first and the start time checked after, so a
+/// pid reused meanwhile is never waited for.
 fn wait_dead(c: &Container, ms: u64) -> bool {
-    for _ in 0..ms / 5 {
-        if !alive(c.state.pid, c.state.init_start_time) {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    let pfd = unsafe { libc::syscall(libc::SYS_pidfd_open, c.state.pid, 0) } as i32;
+    if pfd < 0 {
+        return !alive(c.state.pid, c.state.init_start_time); // (ESRCH: gone already)
     }
-    !alive(c.state.pid, c.state.init_start_time)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+    let dead = loop {
+        if !alive(c.state.pid, c.state.init_start_time) {
+            break true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now()).as_millis().min(i32::MAX as u128) as i32;
+        let mut p = libc::pollfd { fd: pfd, events: libc::POLLIN, revents: 0 };
+        let n = unsafe { libc::poll(&mut p, 1, left) };
+        if n == 0 {
+            break !alive(c.state.pid, c.state.init_start_time);
+        }
+        if n < 0 && crate::error::errno() != libc::EINTR {
+            break !alive(c.state.pid, c.state.init_start_time);
+        }
+    };
+    crate::util::close(pfd);
+    dead
 }
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
