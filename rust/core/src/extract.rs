@@ -172,8 +172,6 @@ struct Extractor {
     replaced: bool,
 }
 
-const OPAQUE: &CStr = c"trusted.overlay.opaque";
-
 /// xattrs a layer may not set: overlayfs reads `*.overlay.*` as instructions (redirects,
 /// metacopy origins, opacity), and those must only come from whiteouts we convert ourselves.
 fn xattr_allowed(name: &[u8]) -> bool {
@@ -426,7 +424,7 @@ impl Extractor {
         match (self.whiteouts, opaque) {
             (Whiteouts::Overlay, true) => {
                 let fd = self.root.dir_create(parent, name)?;
-                sys::fsetxattr(fd, OPAQUE, b"y").map_err(|e| Error::io(self.root.host(parent), e))?;
+                sys::fsetxattr(fd, sys::overlay_opaque_xattr(), b"y").map_err(|e| Error::io(self.root.host(parent), e))?;
             }
             (Whiteouts::Overlay, false) => {
                 let pfd = self.root.dir_create(parent, name)?;
@@ -913,7 +911,7 @@ mod tests {
         assert!(st.file_type().is_char_device() && st.rdev() == 0);
         assert!(std::fs::symlink_metadata(s.dest().join("d/x")).unwrap().file_type().is_char_device());
         let fd = Root::open(&s.dest()).unwrap().open_dir(b"d", "").unwrap().unwrap();
-        assert_eq!(sys::fgetxattr(fd.as_raw_fd(), OPAQUE).unwrap(), b"y");
+        assert_eq!(sys::fgetxattr(fd.as_raw_fd(), sys::overlay_opaque_xattr()).unwrap(), b"y");
         assert!(!s.dest().join("d/.wh..wh..opq").exists());
         // A layer's own trusted.overlay.* xattrs are dropped: only whiteouts make them.
         let s = Scene::new();
@@ -923,7 +921,7 @@ mod tests {
         d.xattrs.push((b"user.fine".to_vec(), b"1".to_vec()));
         s.run(&[(d, vec![])], Whiteouts::Overlay).unwrap();
         let fd = Root::open(&s.dest()).unwrap().open_dir(b"e", "").unwrap().unwrap();
-        assert!(sys::fgetxattr(fd.as_raw_fd(), OPAQUE).is_err());
+        assert!(sys::fgetxattr(fd.as_raw_fd(), sys::overlay_opaque_xattr()).is_err());
         assert_eq!(sys::fgetxattr(fd.as_raw_fd(), c"user.fine").unwrap(), b"1");
     }
 

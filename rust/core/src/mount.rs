@@ -31,6 +31,7 @@ fn check_path(p: &Path, what: &str) -> Result<()> {
     Ok(())
 }
 
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
@@ -79,6 +80,13 @@ fn mount_new_api(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
         set("upperdir", upper)?;
         set("workdir", work)?;
     }
+    if crate::sys::in_user_namespace() {
+        let k = CString::new("userxattr").unwrap();
+        let r = unsafe { libc::syscall(libc::SYS_fsconfig, guard.0, FSCONFIG_SET_FLAG, k.as_ptr(), std::ptr::null::<u8>(), 0) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     let r = unsafe { libc::syscall(libc::SYS_fsconfig, guard.0, FSCONFIG_CMD_CREATE, std::ptr::null::<u8>(), std::ptr::null::<u8>(), 0) };
     if r < 0 {
         return Err(io::Error::last_os_error());
@@ -104,6 +112,9 @@ fn mount_legacy(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) ->
     let mut opts = format!("lowerdir={}", lower.join(":"));
     if !upper.as_os_str().is_empty() {
         opts += &format!(",upperdir={},workdir={}", upper.display(), work.display());
+    }
+    if crate::sys::in_user_namespace() {
+        opts += ",userxattr";
     }
     if opts.len() >= 4096 {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("too many layers ({}) for this kernel's overlay options", lowers.len())));
