@@ -522,7 +522,12 @@ pub fn kill(root: &Path, id: &str, sig: i32, all: bool) -> Result<()> {
         return Err(Error::msg(format!("cannot kill container {id:?}: container not running")));
     }
     if all {
-        return c.cgroup()?.kill_all(sig);
+        let cg = c.cgroup()?;
+        if cg.version() != 0 {
+            return cg.kill_all(sig);
+        }
+        // No cgroup (rootless on cgroup v1): the init alone, whose pid namespace takes the
+        // other processes with it when it dies.
     }
     if unsafe { libc::kill(c.state.pid, sig) } < 0 {
         return Err(Error::last(format!("kill pid {} with signal {sig}", c.state.pid), None));

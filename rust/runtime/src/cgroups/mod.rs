@@ -4,6 +4,7 @@
 //! it is v1. Both take their root(s) as parameters, so tests run them against a fake cgroupfs
 //! in a temporary directory.
 
+pub mod none;
 pub mod v1;
 pub mod v2;
 
@@ -118,9 +119,40 @@ pub fn open(cgroups_path: Option<&str>, id: &str) -> Result<Box<dyn CgroupManage
     let root = Path::new("/sys/fs/cgroup");
     if host_is_v2(root) {
         let path = if path.starts_with('/') { path } else { join_rel(&v2::own_cgroup()?, &path) };
+        if rootless() && !delegated(root, &path) {
+            return Ok(Box::new(none::NoCgroup));
+        }
         Ok(Box::new(v2::V2::new(root.to_path_buf(), path)))
+    } else if rootless() {
+        Ok(Box::new(none::NoCgroup))
     } else {
         Ok(Box::new(v1::V1::from_host(&path)?))
+    }
+}
+
+/// Whether the runtime runs in a user namespace other than the host's (under a rootless
+/// daemon): its uid_map is then not the identity over every id.
+pub fn rootless() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+        .unwrap_or(false)
+}
+
+/// v2 under a rootless runtime: whether the nearest existing ancestor of `path` is writable
+/// (a subtree systemd delegated to the user), so the container's cgroup can be made there.
+fn delegated(root: &Path, path: &str) -> bool {
+    let mut dir = root.join(path.trim_start_matches('/'));
+    loop {
+        if dir.exists() {
+            let c = match std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str())) {
+                Ok(c) => c,
+                Err(_) => return false,
+            };
+            return unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
+        }
+        if !dir.pop() || dir == root.parent().unwrap_or(root) {
+            return false;
+        }
     }
 }
 
@@ -178,7 +210,9 @@ pub fn expand_slice(slice: &str) -> Result<String> {
 
 /// Reopen from the state (version and path already known).
 pub fn reopen(version: u8, path: &str) -> Result<Box<dyn CgroupManager>> {
-    if version == 2 {
+    if version == 0 {
+        Ok(Box::new(none::NoCgroup))
+    } else if version == 2 {
         Ok(Box::new(v2::V2::new(PathBuf::from("/sys/fs/cgroup"), path.to_string())))
     } else {
         Ok(Box::new(v1::V1::from_host(path)?))
