@@ -140,7 +140,9 @@ def pass_session(f):
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the command; turn every error into one line and an exit code."""
     from ..errors import DockyardError
+    from ..rootless import apply_defaults
 
+    apply_defaults()  # an unprivileged user's own store and socket (rootless mode)
     session = Session()
     args = split_globals(sys.argv[1:] if argv is None else list(argv), session)
     command = next((a for a in args if not a.startswith("-")), "")

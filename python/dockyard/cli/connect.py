@@ -2,8 +2,9 @@
 
 The CLI is a client of ``dockyard daemon`` (the engine lives there, as in Docker).  The address
 is ``-H``/``--host``, else ``$DOCKYARD_HOST``, else ``unix://$DOCKYARD_RUN/dockyard.sock``.  When
-nothing listens on that default socket and we are root, the CLI starts a daemon there and says
-so once, on stderr; an explicit address is never started, only reported when it does not answer.
+nothing listens on that default socket, the CLI starts a daemon there (for an unprivileged user a
+rootless one: see dockyard.rootless) and says so once, on stderr; an explicit address is never
+started, only reported when it does not answer.
 
 A daemon serves one root.  When the CLI is given one (``--root`` or ``$DOCKYARD_ROOT``), it sends
 it with every request and a daemon serving another root refuses (409) instead of quietly acting
@@ -33,7 +34,7 @@ def connect(host: str | None, root: str | None):
         client.api.adopt(Connection(path, None))
         return client
     except (FileNotFoundError, ConnectionRefusedError):
-        if explicit or os.geteuid() != 0:
+        if explicit:
             return client  # the first request reports "Cannot connect ... Is the daemon running?"
     except OSError:
         return client  # (permission denied...) the first request reports it in docker's words

@@ -32,6 +32,7 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads, userns
     (DOCKER_HOST=unix://PATH).  SIGTERM stops the daemon gracefully; containers keep running
     and a new daemon takes them over (live restore).  Logs go to stderr.
     """
+    from .. import rootless
     from ..daemon import serve
 
     path = None
@@ -49,6 +50,9 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads, userns
         import os
 
         os.environ["DOCKYARD_MAX_CONCURRENT_DOWNLOADS"] = str(downloads)  # registry/pull.py reads it
+    if userns_remap and rootless.wanted():
+        raise click.BadParameter("remapping is not supported in rootless mode (its containers are in the daemon's "
+                                 "user namespace already)", param_hint="'--userns-remap'")
     if userns_remap:
         import os
 
@@ -59,6 +63,12 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads, userns
             os.environ[userns.ENV] = userns.resolve(userns_remap)  # engine/userns.py reads it
         except DockyardError as exc:
             raise click.BadParameter(str(exc), param_hint="'--userns-remap'") from None
+    if rootless.wanted():  # an unprivileged user: the daemon in namespaces of its own
+        if root:
+            import os
+
+            os.environ["DOCKYARD_ROOT"] = os.path.abspath(root)
+        raise click.exceptions.Exit(rootless.run_daemon(lambda: serve(path, root, debug=debug), path))
     raise click.exceptions.Exit(serve(path, root, debug=debug))
 
 

@@ -45,6 +45,9 @@ def _default_host() -> str:
     host = os.environ.get("DOCKYARD_HOST")
     if host:
         return host
+    from ..rootless import apply_defaults
+
+    apply_defaults()  # an unprivileged user's daemon is a rootless one, in its own places
     return "unix://" + os.path.join(os.environ.get("DOCKYARD_RUN", "/run/dockyard"), "dockyard.sock")
 
 

@@ -200,8 +200,9 @@ class Daemon:
         self._monitor.start()
 
     def shutdown(self) -> None:
-        """Leave containers running (live restore): only stop watching them.  A private root's
-        default bridge, kept while the daemon served, goes if no container is on it."""
+        """Leave containers running (live restore): only stop watching them; a rootless daemon
+        stops them.  A private root's default bridge, kept while the daemon served, goes if no
+        container is on it."""
         self.stopping.set()
         os.write(self._wake_w, b"x")
         with self.attach_cond:
@@ -210,6 +211,10 @@ class Daemon:
         with self.lock:
             for t in self.timers.values():
                 t.cancel()
+        from .. import rootless
+
+        if rootless.active():
+            self._stop_all()
         from ..engine.network import hooks, manager
 
         manager.KEEP_DEFAULT_BRIDGE = False
@@ -219,6 +224,25 @@ class Daemon:
         except Exception as exc:  # (shutting down: said, not raised)
             log.warning("removing the default bridge: %s", exc)
         self.engines.close()
+
+    def _stop_all(self) -> None:
+        """A rootless daemon's containers live in namespaces that end with it, where no later
+        daemon could reach them: stopped as dockerd stops its containers without live restore
+        (each its stop signal, then SIGKILL after its stop timeout), many at once."""
+        import concurrent.futures
+
+        def one(cid: str) -> None:
+            try:
+                with self.engines.get() as engine:
+                    engine.containers.stop(cid)
+                    engine.containers.refresh(engine.containers.load(cid))  # the exit, recorded and undone
+            except Exception as exc:  # (shutting down: said, not raised)
+                log.warning("stopping %s: %s", cid[:12], exc)
+
+        with self.engines.get() as engine:
+            ids = [cid for cid, _ in engine.containers.revisions()]
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            list(pool.map(one, ids))
 
     def restore(self) -> None:
         """Find the containers that ran while no daemon watched: record the exits missed (the

@@ -63,17 +63,22 @@ def info(d, req: Request) -> dict:
             mem = int(f.readline().split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return {
+    from .. import rootless
+
+    # rootless without a delegated cgroup v2 subtree: no cgroups at all (dockerd's driver "none")
+    cgroupless = rootless.active() and not is_v2()
+    limits = not cgroupless
+    info = {
         "ID": _daemon_id(d), "Containers": len(recs), "ContainersRunning": running,
         "ContainersPaused": paused, "ContainersStopped": len(recs) - running - paused,
         "Images": n_images, "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]],
         "DockerRootDir": str(d.root), "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
                                                  "Log": ["json-file"]},
-        "MemoryLimit": True, "SwapLimit": True, "CpuCfsPeriod": True, "CpuCfsQuota": True,
-        "CPUShares": True, "CPUSet": True, "PidsLimit": True, "IPv4Forwarding": True,
+        "MemoryLimit": limits, "SwapLimit": limits, "CpuCfsPeriod": limits, "CpuCfsQuota": limits,
+        "CPUShares": limits, "CPUSet": limits, "PidsLimit": limits, "IPv4Forwarding": True,
         "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 0,
         "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if is_v2() else "1", "NEventsListener": len(d.events.subscribers),
+        "CgroupDriver": "none" if cgroupless else "cgroupfs", "CgroupVersion": "2" if is_v2() else "1", "NEventsListener": len(d.events.subscribers),
         "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "OSVersion": "",
         "OSType": "linux", "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1, "MemTotal": mem,
         "IndexServerAddress": "https://index.docker.io/v1/", "RegistryConfig": {
@@ -85,11 +90,13 @@ def info(d, req: Request) -> dict:
             "runc": {"path": "dockyard-runtime"}, "dockyard": {"path": "dockyard-runtime"}},
         "DefaultRuntime": "runc", "Swarm": {
             "LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": False, "Error": "",
-            "RemoteManagers": None}, "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
-        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=userns"] if os.environ.get(userns.ENV) else []),
-        "Warnings": None,
+            "RemoteManagers": None}, "LiveRestoreEnabled": not rootless.active(), "Isolation": "", "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=builtin"] + (["name=userns"] if os.environ.get(userns.ENV) else [])
+        + (["name=rootless"] if rootless.active() else []),
+        "Warnings": ["WARNING: " + rootless.NO_CGROUPS_V1] if cgroupless else None,
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
     }
+    return info
 
 
 def _daemon_id(d) -> str:

@@ -187,6 +187,10 @@ class Registry:
                 conn = http.client.HTTPSConnection(netloc, timeout=60, context=ctx, blocksize=CHUNK)
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=60, blocksize=CHUNK)
+            from .. import rootless
+
+            if rootless.active():  # the host's loopback and network, through the port driver
+                conn._create_connection = rootless.host_connection  # type: ignore[attr-defined]
             conns[key] = conn
             with self._lock:
                 self._all.append(conn)

@@ -191,16 +191,9 @@ class Server:
             proto, host_ip, host_port = key
             kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
             v6 = ":" in host_ip
-            sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind | socket.SOCK_CLOEXEC)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if v6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((host_ip, host_port))
-                if proto == "tcp":
-                    sock.listen(128)
+                sock = _listener(proto, kind, host_ip, host_port)
             except OSError as exc:
-                sock.close()
                 self.errors.append(f"listen {proto}{6 if v6 else 4} {f'[{host_ip}]' if v6 else host_ip}:{host_port}: bind: "
                                    f"{(exc.strerror or str(exc)).lower()}")
                 continue
@@ -401,6 +394,29 @@ class Server:
                 except OSError:
                     pass
                 return
+
+
+def _listener(proto: str, kind: int, host_ip: str, host_port: int) -> socket.socket:
+    """A published port's listener on the host: made here, or, under a rootless daemon, in the
+    host's network namespace by its port driver (the relay to the container is then this
+    proxy's for every client, not only loopback's)."""
+    from ... import rootless
+
+    if rootless.active():
+        return rootless.host_socket(proto, host_ip, host_port, listen=True)
+    v6 = ":" in host_ip
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if v6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host_ip, host_port))
+        if proto == "tcp":
+            sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _relay_tcp(client: socket.socket, target: tuple) -> None:

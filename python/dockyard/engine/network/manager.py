@@ -684,31 +684,21 @@ class Networks:
         for p in ports:
             host_ip = p["host_ip"] or "0.0.0.0"
             host_port = p["host_port"]
-            kind = socket.SOCK_STREAM if p["proto"] == "tcp" else socket.SOCK_DGRAM
             if host_port:
                 other = ours.get((p["proto"], host_port))
                 if other and (other["host_ip"] in ("", "0.0.0.0") or host_ip in ("0.0.0.0", other["host_ip"])):
                     raise Conflict(f"driver failed programming external connectivity on endpoint {rec['name']} "
                                    f"({cid}): Bind for {host_ip}:{host_port} failed: port is already allocated")
             v6 = ":" in host_ip
-            s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
             try:
-                if v6:
-                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                if kind == socket.SOCK_STREAM:
-                    # as the proxy's listener: connections in TIME-WAIT on the port (normal after
-                    # traffic) do not hold it, a listener of another program still does
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((host_ip, int(host_port or 0)))
-                except OSError as exc:
-                    raise Conflict(f"driver failed programming external connectivity on endpoint {rec['name']} "
-                                   f"({cid}): Error starting userland proxy: listen {p['proto']}{6 if v6 else 4} "
-                                   f"{f'[{host_ip}]' if v6 else host_ip}:{host_port}: "
-                                   f"bind: {exc.strerror.lower() if exc.strerror else exc}") from None
+                s = _host_bound(p["proto"], host_ip, int(host_port or 0))
+            except OSError as exc:
+                raise Conflict(f"driver failed programming external connectivity on endpoint {rec['name']} "
+                               f"({cid}): Error starting userland proxy: listen {p['proto']}{6 if v6 else 4} "
+                               f"{f'[{host_ip}]' if v6 else host_ip}:{host_port}: "
+                               f"bind: {exc.strerror.lower() if exc.strerror else exc}") from None
+            with s:
                 port = s.getsockname()[1]
-            finally:
-                s.close()
             b = dict(p, host_ip=host_ip, host_port=str(port))
             ours[(p["proto"], str(port))] = b
             out.append(b)
@@ -982,14 +972,45 @@ class Networks:
         dns.sync(self.store.root)
 
 
+def _host_bound(proto: str, host_ip: str, port: int) -> socket.socket:
+    """A socket bound to a host port, to check it free or have the kernel pick one: made here,
+    or, under a rootless daemon, in the host's network namespace by its port driver."""
+    from ... import rootless
+
+    if rootless.active():
+        return rootless.host_socket(proto, host_ip, port, listen=False)
+    v6 = ":" in host_ip
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    try:
+        if v6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if proto == "tcp":
+            # as the proxy's listener: connections in TIME-WAIT on the port (normal after
+            # traffic) do not hold it, a listener of another program still does
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host_ip, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
 def _veth_name(cid: str, i: int) -> str:
     return f"dyv{cid[:10]}{i:02x}"
 
 
 @contextlib.contextmanager
 def _host_lock():
-    """Host-wide: choosing a subnet and making its bridge is atomic across roots."""
-    base = "/run/lock" if os.path.isdir("/run/lock") else "/tmp"
+    """Host-wide: choosing a subnet and making its bridge is atomic across roots.  A rootless
+    daemon's bridges are in a network namespace of its own: its run directory is enough."""
+    from ... import rootless
+
+    if rootless.active():
+        from ..runtime import run_dir
+
+        base = str(run_dir())
+    else:
+        base = "/run/lock" if os.path.isdir("/run/lock") else "/tmp"
     fd = os.open(f"{base}/dockyard-net.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
