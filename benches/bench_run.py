@@ -14,6 +14,8 @@
 4. `run --rm --network none true` under a second daemon started with `--userns-remap default`
    (idmapped layers, nothing chowned), in the same alternating rounds as 1: its ratio to the
    plain daemon's (goal <= 1.1).  /etc's id files are put back as they were after.
+5. The same under a rootless daemon: a user made for the bench runs the CLI, which starts the
+   user's daemon (dockyard.rootless); its ratio to the plain daemon's (goal <= 1.5).
 Needs root.  Machines here are shared and noisy: read the ratios.
 """
 
@@ -34,11 +36,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
+CLI = "import sys; from dockyard.cli import main; sys.exit(main())"
 
 
-def timed(cmd: list[str], env: dict | None = None, cwd: str | None = None) -> float:
+def timed(cmd: list[str], env: dict | None = None, cwd: str | None = None, user=None) -> float:
+    """Wall time of ``cmd``; ``user``: a RootlessUser to run it as (from its home)."""
+    ids = {} if user is None else {"user": user.uid, "group": user.gid, "extra_groups": []}
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=str(user.home) if user else cwd, **ids)
     return time.perf_counter() - t0
 
 
@@ -72,6 +77,7 @@ def main() -> int:
     os.chmod(work, 0o711)  # the remapped root reaches its daemon's data root through it
     env = dict(os.environ, DOCKYARD_ROOT=str(work / "root"), DOCKYARD_RUN=str(work / "run"))
     docker = None
+    rootless = None
     remap_env = dict(os.environ, DOCKYARD_ROOT=str(work / "root-remap"), DOCKYARD_RUN=str(work / "run-remap"))
     etc = SavedEtcIds()
     etc.save()
@@ -96,6 +102,13 @@ def main() -> int:
             "dy-bridge": lambda i: timed([DOCKYARD, "run", "--rm", "bb", "true"], env=env),
             "runc": lambda i: timed(["runc", "run", f"dybench-{os.getpid()}-{i}"], cwd=str(bundle)),
         }
+        rootless = start_rootless(tar)
+        if rootless is not None:
+            # -S: no site module.  The packages come from PYTHONPATH; this machine's site adds a
+            # .pth (its sandbox's CA bundle) that imports certifi, which PYTHONPATH then finds in
+            # our venv, a newer one costing 30 ms at every start: not the engine's cost
+            contenders["dy-rootless"] = lambda i: timed([rootless.python, "-S", "-c", CLI, "run", "--rm", "--network",
+                                                         "none", "bb", "true"], env=rootless.env, user=rootless)
         if start_remapped(remap_env, tar):
             contenders["dy-remap"] = lambda i: timed([DOCKYARD, "run", "--rm", "--network", "none", "bb", "true"],
                                                      env=remap_env)
@@ -123,6 +136,9 @@ def main() -> int:
             print(f"  {k:<9} {v * 1000:7.1f} ms")
         print(f"  dockyard/runc   {med['dockyard'] / med['runc']:.2f}x   (goal <= 2.0)")
         print(f"  default bridge - none: {(med['dy-bridge'] - med['dockyard']) * 1000:+.1f} ms   (goal: within 3 ms)")
+        if "dy-rootless" in med:
+            print(f"  rootless/rootful {med['dy-rootless'] / med['dockyard']:.2f}x   (goal <= 1.5; its CLI runs on "
+                  f"Debian's python3 -S, which the user can reach)")
         if "dy-remap" in med:
             print(f"  --userns-remap/without {med['dy-remap'] / med['dockyard']:.2f}x   (goal <= 1.1)")
         if "docker" in med:
@@ -165,12 +181,42 @@ def main() -> int:
     finally:
         stop_daemon(work / "run", work / "root")
         stop_daemon(work / "run-remap", work / "root-remap")
+        if rootless is not None:
+            try:
+                rootless.stop_daemon()
+            finally:
+                rootless.remove()
         etc.restore()
         if docker is not None:
             docker.stop()
         subprocess.run(["umount", "-R", str(work)], stderr=subprocess.DEVNULL, check=False)
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def start_rootless(tar: Path):
+    """A user made for the bench (subordinate ids as useradd gives them) with its rootless
+    daemon running (started by its CLI) and the image ``bb``; None, saying why, if that cannot be."""
+    from support import RootlessUser, user_interpreter
+
+    if not (shutil.which("useradd") and shutil.which("newuidmap")):
+        print("(rootless skipped: needs useradd and newuidmap)")
+        return None
+    u = RootlessUser("dybench")
+    try:
+        u.python = user_interpreter(u.env, u.uid, u.gid)
+        if u.python is None or not u.subids():
+            raise RuntimeError("no interpreter the user may run" if u.python is None else "no subordinate ids")
+        shutil.copy(tar, u.home / "bb.tar")
+        os.chown(u.home / "bb.tar", u.uid, u.gid)
+        u.dy("import", str(u.home / "bb.tar"), "bb")
+        u.dy("run", "--rm", "--network", "none", "bb", "true")
+        return u
+    except (RuntimeError, AssertionError, OSError) as exc:
+        print(f"(rootless skipped: {str(exc).strip().splitlines()[-1]})")
+        u.stop_daemon()
+        u.remove()
+        return None
 
 
 def start_remapped(env: dict, tar: Path) -> bool:

@@ -12,125 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
-import signal
-import site
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from support import Served
+from support import RootlessUser, Served, user_interpreter
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create the test's user")
-
-CLI = "import sys; from dockyard.cli import main; sys.exit(main())"
-
-
-def _interpreter(env: dict, uid: int, gid: int) -> str | None:
-    """An interpreter of this Python version that the user can run with our site-packages."""
-    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for cand in (os.path.realpath(sys.executable), f"/usr/bin/python{ver}", f"/usr/local/bin/python{ver}"):
-        if not os.path.exists(cand):
-            continue
-        try:
-            probe = subprocess.run([cand, "-c", "import dockyard._native, click, bcrypt"], env=env, user=uid,
-                                   group=gid, extra_groups=[], capture_output=True, cwd="/")
-        except PermissionError:  # (pyenv's, under /root)
-            continue
-        if probe.returncode == 0:
-            return cand
-    return None
-
-
-class User:
-    """A throw-away user with subordinate ids, and the dockyard CLI run as it."""
-
-    def __init__(self) -> None:
-        self.name = f"dyrl{os.getpid() % 100000}"
-        subprocess.run(["useradd", "-m", "-s", "/bin/sh", self.name], check=True, capture_output=True)
-        pw = pwd.getpwnam(self.name)
-        self.uid, self.gid, self.home = pw.pw_uid, pw.pw_gid, Path(pw.pw_dir)
-        self.run_dir = Path(f"/tmp/dockyard-run-{self.uid}")
-        import dockyard
-        from dockyard.engine.runtime import binary
-
-        paths = [str(Path(dockyard.__file__).resolve().parent.parent), *site.getsitepackages()]
-        self.env = {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name, "PATH": os.environ["PATH"],
-                    "PYTHONPATH": os.pathsep.join(paths), "DOCKYARD_RUNTIME": binary(),
-                    "PYTHONDONTWRITEBYTECODE": "1"}
-        self.python: str | None = None
-
-    def subids(self) -> bool:
-        have = [Path(f"/etc/sub{k}id").read_text() if Path(f"/etc/sub{k}id").exists() else "" for k in "ug"]
-        return all(any(line.split(":")[0] in (self.name, str(self.uid)) for line in text.splitlines())
-                   for text in have)
-
-    def dy(self, *args: str, check: bool = True, timeout: float = 120, input: bytes | None = None):
-        proc = subprocess.run([self.python, "-c", CLI, *args], env=self.env, user=self.uid, group=self.gid,
-                              extra_groups=[], capture_output=True, cwd=str(self.home), timeout=timeout,
-                              input=input)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"dockyard {' '.join(args)} failed ({proc.returncode}): "
-                                 f"{proc.stderr.decode(errors='replace')}")
-        return proc
-
-    def processes(self) -> list[int]:
-        out = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    if os.stat(f"/proc/{entry}").st_uid == self.uid and "State:\tZ" not in \
-                            Path(f"/proc/{entry}/status").read_text():
-                        out.append(int(entry))
-                except OSError:
-                    pass
-        return out
-
-    def stop_daemon(self) -> None:
-        """SIGTERM to the daemon the CLI started (the parent, in the host's namespaces), and the
-        wait for every process of the user to end (events: a pidfd per process)."""
-        import select
-
-        pidfile = self.run_dir / "dockyard" / "rootless.pid"
-        try:
-            pid = int(pidfile.read_text())
-        except (OSError, ValueError):
-            return
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            assert poller.poll(60_000), "the rootless daemon did not stop within 60 s"
-        finally:
-            os.close(fd)
-
-    def remove(self) -> None:
-        for pid in self.processes():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for _ in range(50):
-            if not self.processes():
-                break
-            time.sleep(0.1)  # (teardown of a failed test only)
-        subprocess.run(["userdel", "-r", "-f", self.name], capture_output=True)
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        for k in "ug":  # userdel leaves them on some shadow versions
-            f = Path(f"/etc/sub{k}id")
-            if f.exists():
-                lines = [ln for ln in f.read_text().splitlines(keepends=True) if ln.split(":")[0] != self.name]
-                f.write_text("".join(lines))
-
 
 @pytest.fixture
 def user(rootfs_tar):
@@ -138,9 +30,9 @@ def user(rootfs_tar):
         pytest.skip("needs useradd and userdel (Debian's passwd)")
     if not (shutil.which("newuidmap") and shutil.which("newgidmap")):
         pytest.skip("needs newuidmap and newgidmap (Debian's uidmap)")
-    u = User()
+    u = RootlessUser()
     try:
-        u.python = _interpreter(u.env, u.uid, u.gid)
+        u.python = user_interpreter(u.env, u.uid, u.gid)
         if u.python is None:
             pytest.skip("no Python interpreter that an unprivileged user may run on these site-packages")
         if not u.subids():
