@@ -68,6 +68,14 @@ def test_rootless_run_volumes_ports_build_pull(user, tmp_path):
     assert uids.split()[1:] == [str(u.uid)] * 4, uids
     u.dy("rm", "-f", cid)
 
+    # the same isolation as a rootful container's: docker's capabilities, seccomp, masked
+    # paths, no mount, its own pid namespace
+    got = u.dy("run", "--rm", "bb", "sh", "-c", "grep -E '^(CapEff|Seccomp):' /proc/self/status; "
+               "wc -c < /proc/timer_list; mount -t tmpfs none /mnt 2>/dev/null && echo mounted; "
+               "ls /proc | grep -c '^[0-9]'").stdout.decode().split()
+    assert got[:4] == ["CapEff:", "00000000a80425fb", "Seccomp:", "2"], got
+    assert got[4] == "0" and "mounted" not in got and int(got[-1]) <= 3, got
+
     # a bind mount and a volume: what the container's root writes is the user's on the host
     data = u.home / "data"
     data.mkdir()
