@@ -15,7 +15,7 @@ container writes there belongs to the mapped ids on the host (root inside).
 
 The daemon passes the resolved ``USER:GROUP`` to the engine in ``DOCKYARD_USERNS_REMAP``.
 A container opts out with ``--userns host``, or gets a range of its own with ``--userns auto``
-(below).  Rootless (an unprivileged daemon) is not built yet.
+(below).  An unprivileged user's daemon (rootless mode) is dockyard.rootless.
 """
 
 from __future__ import annotations
