@@ -241,7 +241,11 @@ def main() -> int:
             none = statistics.median(costs[(side.name, "none")]) * 1000
             bridge = statistics.median(costs[(side.name, "bridge")]) * 1000
             overhead[side.name] = bridge - none
-            print(f"  {side.name:9s} none {none:7.1f}  bridge {bridge:7.1f}  overhead {bridge - none:6.1f}")
+            # none and bridge run back to back in each round: the median of the rounds' differences
+            paired = statistics.median(b - n for b, n in zip(costs[(side.name, "bridge")],
+                                                               costs[(side.name, "none")])) * 1000
+            print(f"  {side.name:9s} none {none:7.1f}  bridge {bridge:7.1f}  overhead {bridge - none:6.1f}"
+                  f"  (median of the rounds' differences {paired:6.1f})")
         if "docker" in overhead:
             print(f"  bridge overhead ratio dockyard/docker: {overhead['dockyard'] / max(overhead['docker'], 0.1):.2f}")
         # 2./3. throughput, each side in turn (one server at a time: two CPUs here)
