@@ -778,3 +778,37 @@ def test_ipv6_port_from_another_host_and_nat66_egress(dyn, tmp_path):
         subprocess.run(["ip", "link", "del", peer], check=False)
         dyn("rm", "-f", "web6", check=False)
         dyn("network", "rm", "v6out", check=False)
+
+
+def test_network_helpers_started_together_agree_on_one(engine, monkeypatch, tmp_path):
+    """Eight syncs at once with no helper running: all answered, by one helper (the others
+    said so once it listened, and left); an idle helper leaves within its two seconds, and a
+    sync after that starts a new one.  No sync waits on a timer."""
+    from dockyard.engine.network import dns, hooks
+
+    run = tmp_path / "run"
+    monkeypatch.setenv("DOCKYARD_RUN", str(run))
+    hooks.networks(engine.containers)  # (the network tables the helper reads)
+    root = engine.store.root
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(lambda _: dns.sync(root), range(8)))
+    sock = dns.control_path(root)
+    assert sock.parent == run and sock.exists()
+    holders = [p for p in os.listdir("/proc") if p.isdigit() and _holds(p, sock.with_suffix(".lock"))]
+    assert len(holders) == 1, holders
+    deadline = time.monotonic() + 10
+    while sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # (the helper's own two idle seconds)
+    assert not sock.exists()
+    assert dns.sync(root)  # a new one
+    deadline = time.monotonic() + 10
+    while sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not sock.exists()
+
+
+def _holds(pid: str, path: Path) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False

@@ -52,17 +52,16 @@ def sync(root: Path, spawn: bool = True, timeout: float = 5.0) -> bool:
 
     path = control_path(root)
     deadline = time.monotonic() + timeout
-    spawned = 0.0
+    spawned = 0
     ready = -1  # the helper we started says on this pipe when it listens (a byte), or ends (EOF)
     try:
         while True:
             try:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-                s.settimeout(timeout)
-                s.connect(str(path))
-                s.sendall(b"sync\n")
-                reply = s.recv(4096)
-                s.close()
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+                    s.settimeout(timeout)
+                    s.connect(str(path))
+                    s.sendall(b"sync\n")
+                    reply = s.recv(4096)
                 if reply.startswith(b"ok"):
                     return True
                 if reply.startswith(b"err "):
@@ -73,33 +72,40 @@ def sync(root: Path, spawn: bool = True, timeout: float = 5.0) -> bool:
                 pass
             if not spawn:
                 return False
-            if ready < 0 and time.monotonic() - spawned > 0.5:  # again if the first found another still exiting
-                ready = _spawn(root)
-                spawned = time.monotonic()
             left = deadline - time.monotonic()
             if left <= 0:
                 from ...errors import DockyardError
 
                 raise DockyardError("the embedded DNS server did not start")
-            if ready >= 0:
-                poller = select.poll()
-                poller.register(ready, select.POLLIN)
-                if poller.poll(left * 1000):
-                    got = os.read(ready, 1)
-                    os.close(ready)
-                    ready = -1
-                    if got:
-                        continue  # it listens
-                continue  # (the deadline, or it lost the race to another helper: looked at again above)
-            # another helper is starting (ours lost the race to it): nothing says when it listens
-            time.sleep(0.02)
+            if ready < 0:
+                if spawned == 3:  # (each said it listened, then was gone when asked)
+                    from ...errors import DockyardError
+
+                    raise DockyardError(f"the embedded DNS server keeps stopping (its log: {path.with_suffix('.log')})")
+                ready = _spawn(root)
+                spawned += 1
+            # the helper writes a byte once a helper listens (itself, or the one that won a race
+            # to serve this root), or ends without one: it failed, and its log says why
+            poller = select.poll()
+            poller.register(ready, select.POLLIN)
+            if not poller.poll(left * 1000):
+                continue  # (the deadline: said above)
+            got = os.read(ready, 1)
+            os.close(ready)
+            ready = -1
+            if not got:
+                from ...errors import DockyardError
+
+                raise DockyardError(f"the embedded DNS server did not start (its log: {path.with_suffix('.log')})")
     finally:
         if ready >= 0:
             os.close(ready)
 
 
 def _spawn(root: Path) -> int:
-    """Start the helper; returns the read end of its readiness pipe."""
+    """Start the helper; returns the read end of its readiness pipe.  The process started
+    forks the helper and exits (reaped here): the helper is nobody's child, no zombie waits
+    for a reaper."""
     import subprocess
 
     path = control_path(root)
@@ -107,14 +113,15 @@ def _spawn(root: Path) -> int:
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
         with open(path.with_suffix(".log"), "ab") as log:
-            subprocess.Popen([sys.executable, "-m", "dockyard.engine.network.dns", str(root), str(w)],
-                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                             close_fds=True, pass_fds=(w,), env=dict(os.environ))
+            proc = subprocess.Popen([sys.executable, "-m", "dockyard.engine.network.dns", str(root), str(w)],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                    close_fds=True, pass_fds=(w,), env=dict(os.environ))
     except BaseException:
         os.close(r)
         raise
     finally:
         os.close(w)
+    proc.wait()  # (it forks first thing)
     return r
 
 
@@ -330,18 +337,28 @@ class Server:
         self.pending[up] = (sock, addr, time.monotonic() + 5)
         self.sel.register(up, selectors.EVENT_READ, ("upstream", None))
 
-    def serve(self, ready: int = -1) -> None:
-        """Serve until idle; ``ready``: a pipe to write a byte to once the control socket listens."""
-        ctl = self.listen()
+    def serve(self, ready: int = -1, ctl: socket.socket | None = None) -> None:
+        """Serve until idle; ``ready``: a pipe to write a byte to once the control socket listens
+        (``ctl``, or one made here)."""
+        ctl = ctl if ctl is not None else self.listen()
+        self.sel.register(ctl, selectors.EVENT_READ, ("control", None))
+        self.rescan()  # (before the byte: a helper that cannot read the store says so by ending)
         if ready >= 0:
             os.write(ready, b"1")
             os.close(ready)
-        self.sel.register(ctl, selectors.EVENT_READ, ("control", None))
-        self.rescan()
         idle_since = None
-        last_scan = time.monotonic()
         while True:
-            for key, _ in self.sel.select(timeout=1.0):
+            # No periodic rescan: the engine says "sync" after every change that matters here
+            # (a start, an exit, a connect or disconnect).  The select waits for traffic, for
+            # the deadline of the oldest relayed query, or for the end of two idle seconds.
+            now = time.monotonic()
+            deadlines = [deadline for _, _, deadline in self.pending.values()]
+            if self.busy():
+                idle_since = None
+            else:
+                idle_since = now if idle_since is None else idle_since
+                deadlines.append(idle_since + 2.0)
+            for key, _ in self.sel.select(timeout=max(0.0, min(deadlines) - now) if deadlines else None):
                 kind, cid = key.data
                 if kind == "control":
                     conn, _ = ctl.accept()
@@ -378,15 +395,9 @@ class Server:
                     self.pending.pop(up)
                     self.sel.unregister(up)
                     up.close()
-            if now - last_scan > 1.0:
-                self.errors = []
-                self.rescan()
-                last_scan = now
             if self.busy():
                 idle_since = None
-            elif idle_since is None:
-                idle_since = now
-            elif now - idle_since > 2.0:
+            elif idle_since is not None and now - idle_since >= 2.0:
                 self.sel.unregister(ctl)
                 ctl.close()
                 try:
@@ -506,22 +517,48 @@ def _host_nameservers() -> list[str]:
 
 
 def main() -> None:
-    """One helper per root: the first to hold the lock serves; a second one started in a race
-    exits at once (the client retries until it reaches the one that serves)."""
+    """One helper per root.  Helpers decide one at a time (the ``.starting`` lock): the one that
+    takes the root's lock listens before the next decides; one that finds it taken says so on
+    its ``ready`` pipe once the holder listens and leaves, or, when the holder is on its way out
+    (idle, its socket gone), waits for its lock and serves in its place.  No retry, no sleep."""
     import fcntl
 
     root = Path(sys.argv[1])
-    ready = int(sys.argv[2]) if len(sys.argv) > 2 else -1  # closed unwritten if another serves
-    lock_path = control_path(root).with_suffix(".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    ready = int(sys.argv[2]) if len(sys.argv) > 2 else -1
+    if os.fork():
+        os._exit(0)  # the helper is the child: its starter reaps this process at once
+    base = control_path(root)
+    starting = os.open(base.with_suffix(".starting"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(base.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return
-    try:
-        Server(root).serve(ready)
+        fcntl.flock(starting, fcntl.LOCK_EX)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if _listening(base):
+                    if ready >= 0:
+                        os.write(ready, b"1")
+                    return
+                fcntl.flock(fd, fcntl.LOCK_EX)  # it is leaving: its lock goes with it
+            server = Server(root)
+            ctl = server.listen()
+        finally:
+            os.close(starting)
+        server.serve(ready, ctl)
     finally:
-        os.close(fd)  # the file stays: unlinking it would let two helpers lock two files
+        os.close(fd)  # the files stay: unlinking them would let two helpers lock two files
+
+
+def _listening(path: Path) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 if __name__ == "__main__":

@@ -812,6 +812,10 @@ class Networks:
                 nl.delete_link(_veth_name(cid, ep["idx"]))
         with self.store.transaction() as db:
             db.execute("DELETE FROM endpoints WHERE container=? AND network=?", (cid, r["id"]))
+        if ep["ip"]:
+            from . import dns
+
+            dns.sync(self.store.root, spawn=False, timeout=1.0)  # its DNS socket, if it was the last user network
 
     def disconnect_gone(self, ref: str, name: str) -> None:
         """``disconnect --force`` of a container that no longer exists: its endpoints on the
