@@ -812,3 +812,34 @@ def _holds(pid: str, path: Path) -> bool:
         return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return False
+
+
+def test_wait_link_gone_hears_the_deletion():
+    """A veth name still held by a dying namespace is waited for by its RTM_DELLINK event (a
+    restart at once after an exit): True when it goes, False at the deadline."""
+    import threading
+
+    from dockyard.engine.network import netlink
+
+    names = [f"dywait{os.getpid() % 10000}a", f"dywait{os.getpid() % 10000}b"]
+    try:
+        with netlink.Netlink() as nl:
+            for n in names:
+                nl.create_bridge(n)
+
+        def later() -> None:
+            with netlink.Netlink() as nl:
+                nl.delete_link(names[0])
+
+        timer = threading.Timer(0.05, later)
+        timer.start()
+        assert netlink.wait_link_gone(names[0], 10.0)
+        timer.join()
+        assert netlink.wait_link_gone(names[0], 0.0)  # gone already: no wait at all
+        t0 = time.monotonic()
+        assert not netlink.wait_link_gone(names[1], 0.2)
+        assert time.monotonic() - t0 >= 0.2
+    finally:
+        with netlink.Netlink() as nl:
+            for n in names:
+                nl.delete_link(n)

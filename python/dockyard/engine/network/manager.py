@@ -23,7 +23,6 @@ import ipaddress
 import json
 import os
 import socket
-import time
 from pathlib import Path
 
 from ...errors import Conflict, InvalidArgument, NotFound
@@ -629,7 +628,7 @@ class Networks:
             fd = nsfd if nsfd >= 0 else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 with netlink.Netlink() as nl:
-                    for attempt in range(50):
+                    for attempt in range(3):
                         try:
                             nl.create_veth(host_if, f"eth{i}", fd, master, peer_mac=peer_mac)
                             break
@@ -637,11 +636,13 @@ class Networks:
                             # A crashed start's, or an exit's not yet reaped: the kernel may
                             # still be destroying the previous run's namespace (and the veth in
                             # it) when a restart comes at once.  A fresh container's name is
-                            # new: this costs nothing then.
-                            if exc.errno != errno.EEXIST or attempt == 49:
+                            # new: this costs nothing then.  One we find is deleted (that is
+                            # synchronous); one that is going already is waited for (its
+                            # RTM_DELLINK event, a 5 s deadline).
+                            if exc.errno != errno.EEXIST or attempt == 2:
                                 raise
                             if not nl.delete_link(host_if):
-                                time.sleep(0.01)
+                                netlink.wait_link_gone(host_if, 5.0)
             finally:
                 if fd != nsfd:
                     os.close(fd)

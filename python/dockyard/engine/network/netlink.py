@@ -310,6 +310,56 @@ def new_netns(path: str, keep: bool = True) -> tuple[Netlink, int] | None:
     return inside, nsfd
 
 
+RTMGRP_LINK = 1
+
+
+def _ifname(payload: bytes) -> str:
+    off = 16
+    while off + 4 <= len(payload):
+        alen, akind = struct.unpack_from("=HH", payload, off)
+        if alen < 4:
+            break
+        if akind == IFLA_IFNAME:
+            return payload[off + 4:off + alen].rstrip(b"\0").decode(errors="replace")
+        off += (alen + 3) & ~3
+    return ""
+
+
+def wait_link_gone(name: str, timeout: float) -> bool:
+    """Until no link is named ``name``: the kernel frees a veth's name when it unregisters the
+    device, which a dying network namespace does in a worker, off any caller's path.  A socket
+    subscribed to link events before the look hears the RTM_DELLINK; ``timeout`` is a deadline,
+    not a poll.  False if the link is still there then."""
+    import select
+    import time
+
+    events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    try:
+        events.bind((0, RTMGRP_LINK))
+        with Netlink() as nl:
+            if not nl.link_index(name):
+                return True
+        deadline = time.monotonic() + timeout
+        poller = select.poll()
+        poller.register(events.fileno(), select.POLLIN)
+        while (left := deadline - time.monotonic()) > 0:
+            if not poller.poll(left * 1000):
+                break
+            data = events.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                length, mtype, _, _, _ = struct.unpack_from("=IHHII", data, off)
+                if length < 16:
+                    break
+                if mtype == RTM_DELLINK and _ifname(data[off + 16:off + length]) == name:
+                    return True
+                off += (length + 3) & ~3
+        with Netlink() as nl:
+            return not nl.link_index(name)
+    finally:
+        events.close()
+
+
 def remove_netns(path: str) -> None:
     if os.path.exists(path):
         _libc.umount2(path.encode(), MNT_DETACH)
