@@ -750,7 +750,7 @@ def stats(d, req: Request, id: str):
         now, t = _sample(rec), now_rfc3339()
         out.json(_stats_doc(rec, now, prev, t, prev_t))
         prev, prev_t = now, t
-        time.sleep(1.0)
+        d.stopping.wait(1.0)  # dockerd's period between samples; a stopping daemon ends it at once
     out.close()
     return STREAMED
 
