@@ -134,6 +134,14 @@ def test_rootless_run_volumes_ports_build_pull(user, tmp_path):
     finally:
         reg.stop()
 
+    # the docker CLI, run by the same user, drives the rootless daemon (its socket is the user's)
+    if shutil.which("docker"):
+        sock = u.run_dir / "dockyard" / "dockyard.sock"
+        listed = subprocess.run(["docker", "-H", f"unix://{sock}", "images", "--format", "{{.Repository}}"],
+                                env=u.env, user=u.uid, group=u.gid, extra_groups=[], capture_output=True,
+                                cwd=str(u.home), timeout=60)
+        assert listed.returncode == 0 and b"bb" in listed.stdout.split(), listed.stderr
+
     # cgroup v1: no cgroups for an unprivileged user; a limit is refused in dockerd's words
     info = json.loads(u.dy("info", "--format", "{{json .}}").stdout)
     assert "name=rootless" in info["SecurityOptions"]
