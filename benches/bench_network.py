@@ -282,7 +282,11 @@ def main() -> int:
                 continue
             row = {s.name: statistics.median(tput[(s.name, kind)]) for s in sides}
             line = "  ".join(f"{k} {v:8.0f}" for k, v in row.items())
-            ratio = f"  ratio {row['dockyard'] / row['docker']:.2f}" if "docker" in row else ""
+            ratio = ""
+            if "docker" in row:
+                # the two ran back to back in each round: the median of the rounds' own ratios
+                paired = statistics.median(a / b for a, b in zip(tput[("dockyard", kind)], tput[("docker", kind)]))
+                ratio = f"  ratio {row['dockyard'] / row['docker']:.2f} (of the rounds: {paired:.2f})"
             print(f"  {label:28s} {line}{ratio}")
     finally:
         for side in sides:
