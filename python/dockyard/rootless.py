@@ -370,16 +370,26 @@ def _make(req: dict):
         return socket.create_connection((req["host"], int(req["port"])), timeout=float(req.get("timeout") or 30))
     if req["op"] != "socket":
         raise ValueError(f"unknown operation {req['op']!r}")
-    v6 = ":" in req["ip"]
-    kind = socket.SOCK_STREAM if req["type"] == "tcp" else socket.SOCK_DGRAM
+    return bind_host(req["type"], req["ip"], int(req["port"]), bool(req.get("listen")))
+
+
+def bind_host(proto: str, ip: str, port: int, listen: bool):
+    """A TCP or UDP socket bound to ``ip:port`` in this process's network namespace, listening
+    if asked (a published port's proxy): IPv6 alone on an IPv6 address; SO_REUSEADDR on a TCP
+    socket (connections in TIME-WAIT on the port, normal after traffic, do not hold it; another
+    program's listener still does) and on a listener."""
+    import socket
+
+    v6 = ":" in ip
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
     try:
         if v6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if kind == socket.SOCK_STREAM:
+        if kind == socket.SOCK_STREAM or listen:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((req["ip"], int(req["port"])))
-        if req.get("listen") and kind == socket.SOCK_STREAM:
+        s.bind((ip, port))
+        if listen and kind == socket.SOCK_STREAM:
             s.listen(128)
     except BaseException:
         s.close()
@@ -407,9 +417,11 @@ def _ask(req: dict):
 
 
 def host_socket(proto: str, ip: str, port: int, listen: bool):
-    """A TCP or UDP socket bound to ``ip:port`` on the host (its network namespace), listening
-    if asked: what a published port needs.  OSError as bind(2) would raise it."""
-    return _ask({"op": "socket", "type": proto, "ip": ip, "port": port, "listen": listen})
+    """:func:`bind_host` on the host: here, or, under a rootless daemon, in the host's network
+    namespace by its port driver.  OSError as bind(2) would raise it."""
+    if active():
+        return _ask({"op": "socket", "type": proto, "ip": ip, "port": port, "listen": listen})
+    return bind_host(proto, ip, port, listen)
 
 
 def host_connection(address: tuple, timeout: float | None = None, source_address=None):

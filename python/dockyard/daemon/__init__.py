@@ -99,12 +99,6 @@ def _raise_open_files() -> None:
             pass
 
 
-def _rootless() -> bool:
-    from .. import rootless
-
-    return rootless.active()
-
-
 def _notify_fd() -> int | None:
     """The pipe of the CLI that started this daemon (``DOCKYARD_NOTIFY_FD``), kept from the
     processes the daemon starts: its end of file must mean that the daemon is gone."""
@@ -165,11 +159,13 @@ def serve(path: str | None = None, root: str | None = None, ready: threading.Eve
         f.write(f"{os.getpid()}\n")
     stop = threading.Event()
 
+    from .. import rootless
+
     def on_signal(signum, frame) -> None:
         if not stop.is_set():
             stop.set()
             log.info("received %s: shutting down (%s)", signal.Signals(signum).name,
-                     "stopping containers: rootless" if _rootless() else "containers keep running")
+                     "stopping containers: rootless" if rootless.active() else "containers keep running")
             threading.Thread(target=server.shutdown, daemon=True).start()
 
     if threading.current_thread() is threading.main_thread():

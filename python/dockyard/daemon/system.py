@@ -65,10 +65,10 @@ def info(d, req: Request) -> dict:
         pass
     from .. import rootless
 
-    # rootless without a delegated cgroup v2 subtree: no cgroups at all (dockerd's driver "none")
+    # rootless on cgroup v1: no cgroups at all (dockerd's driver "none")
     cgroupless = rootless.active() and not is_v2()
     limits = not cgroupless
-    info = {
+    return {
         "ID": _daemon_id(d), "Containers": len(recs), "ContainersRunning": running,
         "ContainersPaused": paused, "ContainersStopped": len(recs) - running - paused,
         "Images": n_images, "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"]],
@@ -96,7 +96,6 @@ def info(d, req: Request) -> dict:
         "Warnings": ["WARNING: " + rootless.NO_CGROUPS_V1] if cgroupless else None,
         "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
     }
-    return info
 
 
 def _daemon_id(d) -> str:

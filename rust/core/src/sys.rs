@@ -253,6 +253,24 @@ pub fn is_errno(e: &io::Error, n: libc::c_int) -> bool {
     e.raw_os_error() == Some(n)
 }
 
+/// Whether this process runs in a user namespace other than the host's (a rootless daemon): its
+/// uid_map is then not the identity over every id. Read once. overlayfs there keeps its own
+/// attributes as `user.overlay.*` (mounted with `userxattr`), since `trusted.*` needs
+/// CAP_SYS_ADMIN in the host's namespace.
+pub fn in_user_namespace() -> bool {
+    static CACHED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CACHED.get_or_init(|| match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(map) => map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
+        Err(_) => false,
+    })
+}
+
+/// The xattr that makes a directory opaque in an overlay upper or lower layer: `trusted.` on
+/// the host, `user.` inside a user namespace (see [`in_user_namespace`]).
+pub fn overlay_opaque_xattr() -> &'static std::ffi::CStr {
+    if in_user_namespace() { c"user.overlay.opaque" } else { c"trusted.overlay.opaque" }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,23 +298,4 @@ mod tests {
         }
         assert!(seen.1 > 0, "no mount point to check");
     }
-}
-
-
-/// Whether this process runs in a user namespace other than the host's (a rootless daemon): its
-/// uid_map is then not the identity over every id. Read once. overlayfs there keeps its own
-/// attributes as `user.overlay.*` (mounted with `userxattr`), since `trusted.*` needs
-/// CAP_SYS_ADMIN in the host's namespace.
-pub fn in_user_namespace() -> bool {
-    static CACHED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CACHED.get_or_init(|| match std::fs::read_to_string("/proc/self/uid_map") {
-        Ok(map) => map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
-        Err(_) => false,
-    })
-}
-
-/// The xattr that makes a directory opaque in an overlay upper or lower layer: `trusted.` on
-/// the host, `user.` inside a user namespace (see [`in_user_namespace`]).
-pub fn overlay_opaque_xattr() -> &'static std::ffi::CStr {
-    if in_user_namespace() { c"user.overlay.opaque" } else { c"trusted.overlay.opaque" }
 }

@@ -181,6 +181,8 @@ class Server:
         return out
 
     def rescan_ports(self) -> None:
+        from ... import rootless
+
         want = self.wanted_ports()
         for key in list(self.ports):
             if key not in want or want[key] != self.targets.get(key):
@@ -196,10 +198,11 @@ class Server:
             if key in self.ports:
                 continue
             proto, host_ip, host_port = key
-            kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
             v6 = ":" in host_ip
             try:
-                sock = _listener(proto, kind, host_ip, host_port)
+                # on the host; under a rootless daemon made there by its port driver, so this
+                # proxy relays every client, not only loopback's
+                sock = rootless.host_socket(proto, host_ip, host_port, listen=True)
             except OSError as exc:
                 self.errors.append(f"listen {proto}{6 if v6 else 4} {f'[{host_ip}]' if v6 else host_ip}:{host_port}: bind: "
                                    f"{(exc.strerror or str(exc)).lower()}")
@@ -405,29 +408,6 @@ class Server:
                 except OSError:
                     pass
                 return
-
-
-def _listener(proto: str, kind: int, host_ip: str, host_port: int) -> socket.socket:
-    """A published port's listener on the host: made here, or, under a rootless daemon, in the
-    host's network namespace by its port driver (the relay to the container is then this
-    proxy's for every client, not only loopback's)."""
-    from ... import rootless
-
-    if rootless.active():
-        return rootless.host_socket(proto, host_ip, host_port, listen=True)
-    v6 = ":" in host_ip
-    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind | socket.SOCK_CLOEXEC)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if v6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host_ip, host_port))
-        if proto == "tcp":
-            sock.listen(128)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 def _relay_tcp(client: socket.socket, target: tuple) -> None:

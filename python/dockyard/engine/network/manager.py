@@ -676,6 +676,8 @@ class Networks:
     def _bind_ports(self, rec: dict, ports: list[dict]) -> list[dict]:
         """Host ports for the container's -p/-P: checked free (ours and the host's), random
         ones picked by the kernel."""
+        from ... import rootless
+
         cid = rec["id"]
         ours = {}
         for r in self.store.db.execute("SELECT container, ports FROM endpoints WHERE ports != '[]' AND container != ?", (cid,)):
@@ -692,7 +694,9 @@ class Networks:
                                    f"({cid}): Bind for {host_ip}:{host_port} failed: port is already allocated")
             v6 = ":" in host_ip
             try:
-                s = _host_bound(p["proto"], host_ip, int(host_port or 0))
+                # (a socket of the kind the proxy listens with, to check the port free or have
+                # the kernel pick one)
+                s = rootless.host_socket(p["proto"], host_ip, int(host_port or 0), listen=False)
             except OSError as exc:
                 raise Conflict(f"driver failed programming external connectivity on endpoint {rec['name']} "
                                f"({cid}): Error starting userland proxy: listen {p['proto']}{6 if v6 else 4} "
@@ -975,29 +979,6 @@ class Networks:
         from . import dns
 
         dns.sync(self.store.root)
-
-
-def _host_bound(proto: str, host_ip: str, port: int) -> socket.socket:
-    """A socket bound to a host port, to check it free or have the kernel pick one: made here,
-    or, under a rootless daemon, in the host's network namespace by its port driver."""
-    from ... import rootless
-
-    if rootless.active():
-        return rootless.host_socket(proto, host_ip, port, listen=False)
-    v6 = ":" in host_ip
-    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-    try:
-        if v6:
-            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if proto == "tcp":
-            # as the proxy's listener: connections in TIME-WAIT on the port (normal after
-            # traffic) do not hold it, a listener of another program still does
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host_ip, port))
-    except BaseException:
-        s.close()
-        raise
-    return s
 
 
 def _veth_name(cid: str, i: int) -> str:
