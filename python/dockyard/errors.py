@@ -81,3 +81,10 @@ class ConnectionFailed(DockyardError):
     line, as docker's "Cannot connect to the Docker daemon ...")."""
 
     client_side = True
+
+
+class DaemonSetupError(DockyardError):
+    """The daemon could not set itself up (rootless mode's ids and namespaces): said as the
+    daemon's own line, not as an answer of a daemon ("Error response from daemon: ...")."""
+
+    client_side = True

@@ -102,9 +102,9 @@ def _private_dir(path: str) -> None:
     for p in (parent, path) if parent.startswith("/tmp/dockyard-run-") else (path,):
         st = os.lstat(p)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            from .errors import DockyardError
+            from .errors import DaemonSetupError
 
-            raise DockyardError(f"{p} is not a private directory of this user's: refusing to use it")
+            raise DaemonSetupError(f"{p} is not a private directory of this user's: refusing to use it")
 
 
 def _id_args(own: int, ranges: list[tuple[int, int]]) -> list[str]:
@@ -122,7 +122,7 @@ def id_ranges() -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     import shutil
 
     from .engine.userns import ETC, _ranges
-    from .errors import DockyardError
+    from .errors import DaemonSetupError
 
     uid = os.getuid()
     try:
@@ -131,12 +131,12 @@ def id_ranges() -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         name = str(uid)
     missing = [t for t in ("newuidmap", "newgidmap") if not shutil.which(t)]
     if missing:
-        raise DockyardError(f"rootless mode needs {' and '.join(missing)} (Debian's package uidmap)")
+        raise DaemonSetupError(f"rootless mode needs {' and '.join(missing)} (Debian's package uidmap)")
     subuids = _ranges(ETC / "subuid", {name, str(uid)})
     subgids = _ranges(ETC / "subgid", {name, str(uid)})
     if not subuids or not subgids:
         which = "/etc/subuid" if not subuids else "/etc/subgid"
-        raise DockyardError(f"rootless mode needs subordinate ids for {name}: {which} has no range for it "
+        raise DaemonSetupError(f"rootless mode needs subordinate ids for {name}: {which} has no range for it "
                             f"(as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name})")
     return subuids, subgids
 
@@ -226,20 +226,20 @@ def _forward(pid: int, signum: int) -> None:
 def _step(fd: int, what: str) -> None:
     """The child's byte saying it did ``what``; end of file is its failure (it said why)."""
     if os.read(fd, 1) != b"1":
-        from .errors import DockyardError
+        from .errors import DaemonSetupError
 
-        raise DockyardError(f"the rootless daemon could not {what}")
+        raise DaemonSetupError(f"the rootless daemon could not {what}")
 
 
 def _run_tool(cmd: list[str]) -> None:
     import subprocess
 
-    from .errors import DockyardError
+    from .errors import DaemonSetupError
 
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise DockyardError(f"{cmd[0]} failed: {lines[-1] if lines else f'exit status {proc.returncode}'}")
+        raise DaemonSetupError(f"{cmd[0]} failed: {lines[-1] if lines else f'exit status {proc.returncode}'}")
 
 
 def _child(to_parent: int, from_parent: int, driver_path: str, serve) -> int:
