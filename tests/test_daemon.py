@@ -484,6 +484,36 @@ def _frames(raw: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
+def test_send_until_read_returns_when_the_peer_has_read():
+    """The upgrade answer of ``attach?logs=1`` is sent so that the daemon wakes when the client
+    has read it (a poll on a socket with the smallest send buffer), not on a timer: while the
+    answer sits unread, the sender waits; the read releases it."""
+    from dockyard.daemon.http import send_until_read
+
+    answer = (b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: "
+              b"application/vnd.docker.raw-stream\r\nApi-Version: 1.45\r\nDocker-Experimental: false\r\n"
+              b"Ostype: linux\r\nServer: Docker/dockyard (linux)\r\n\r\n")
+    a, b = socket.socketpair()
+    before = a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    done = threading.Event()
+    sender = threading.Thread(target=lambda: (send_until_read(a, answer, limit=30), done.set()))
+    try:
+        sender.start()
+        import select
+
+        assert select.select([b], [], [], 10)[0]  # queued, not read
+        assert not done.wait(0.2), "returned before the answer was read"
+        assert b.recv(4096) == answer
+        assert done.wait(10)
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == before
+        a.settimeout(10)
+        a.sendall(b"x" * 100_000)  # the stream that follows is not held to the small buffer
+    finally:
+        b.close()
+        sender.join(10)
+        a.close()
+
+
 def test_attach_logs_replays_what_was_written(daemon):
     """``attach?logs=1``: the output so far (here of an exited container, stream=0), in frames."""
     cid = create(daemon, "sh", "-c", "echo out; echo err >&2")

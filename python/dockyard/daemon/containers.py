@@ -782,10 +782,10 @@ def attach(d, req: Request, id: str):
             d.pending_attach[cid] = d.pending_attach.get(cid, 0) + 1
     relaying = False
     try:
-        conn = req.hijack("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream")
+        conn = req.hijack("application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream",
+                          until_read=logs)
         req._started = True
         if logs:
-            _until_read(conn)
             replay_log(conn, log_path, tty, want)
         if not stream:
             return STREAMED
@@ -842,28 +842,6 @@ def attach(d, req: Request, id: str):
         except DockyardError:
             pass
     return STREAMED
-
-
-def _until_read(conn, limit: float = 0.05) -> None:
-    """Until the client has read the upgrade answer (the socket's send queue is empty), at most
-    ``limit`` seconds.  docker-py reads the hijacked stream from the raw socket beneath the
-    buffered reader that parsed the answer: bytes that arrived together with the answer are in
-    that buffer and lost to it (attach?logs=1&stream=0 answered b'' about one time in three).
-    dockerd's replay comes late enough by itself; nothing reports the peer's read as an event,
-    so the queue is looked at, briefly, only here."""
-    import fcntl
-    import termios
-
-    deadline = time.monotonic() + limit
-    buf = bytearray(4)
-    while time.monotonic() < deadline:
-        try:
-            fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, buf)
-        except OSError:
-            return
-        if not struct.unpack("i", bytes(buf))[0]:
-            return
-        time.sleep(0.0005)
 
 
 def _wait_started(d, cid: str, conn) -> bool:

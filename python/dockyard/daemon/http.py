@@ -226,9 +226,10 @@ class Request:
         h.wfile.flush()
         return ChunkedWriter(h.wfile)
 
-    def hijack(self, content_type: str) -> socket.socket:
+    def hijack(self, content_type: str, until_read: bool = False) -> socket.socket:
         """Answer ``101 UPGRADED`` (or 200 when the client did not ask to upgrade) and hand over
-        the raw connection; the connection is closed once the handler returns."""
+        the raw connection; the connection is closed once the handler returns.  With
+        ``until_read``, return once the client has read the answer (see :func:`send_until_read`)."""
         h = self.handler
         upgrade = "upgrade" in (self.headers.get("Connection") or "").lower()
         if upgrade:
@@ -239,10 +240,59 @@ class Request:
             h.send_response_only(200, "OK")
         h.send_header("Content-Type", content_type)
         h._common_headers()
-        h.end_headers()
-        h.wfile.flush()
+        h.send_header("Server", h.version_string())  # (dockerd's hijacked answers have it too)
         h.close_connection = True
+        if until_read:
+            lines, h._headers_buffer = h._headers_buffer, []
+            send_until_read(h.connection, b"".join(lines) + b"\r\n")
+        else:
+            h.end_headers()
+            h.wfile.flush()
         return h.connection
+
+
+def send_until_read(conn: socket.socket, data: bytes, limit: float = 0.05) -> None:
+    """Send ``data`` in one write and return once the peer has read it, or after ``limit``
+    seconds.  docker-py reads a hijacked stream from the raw socket beneath the
+    buffered reader that parsed the answer: bytes that arrive together with the answer land in
+    that buffer and are lost (``attach?logs=1&stream=0`` answered b'' about one time in three).
+
+    The peer's read is an event on a unix socket whose send buffer is the smallest the kernel
+    allows (about 4.6 KB): it is writable (POLLOUT) only while what the peer has not read
+    takes at most a quarter of it, and a write queued counts its data and the kernel's
+    overhead for it: on this machine's kernel, one write of more than 192 bytes is past the
+    mark.  So the answer (a 101 is 203 bytes or more), queued, makes the socket unwritable,
+    and the peer's read of it (one buffer, freed at once) makes it writable again and wakes
+    the poll.  Where the answer does not reach the mark (a shorter one, a kernel with smaller
+    overheads) there is no event to wait for, and this returns at once, as it does for TCP
+    (whose queue empties when the bytes are acknowledged, not read)."""
+    import fcntl
+    import select
+    import termios
+
+    if conn.family != socket.AF_UNIX:
+        conn.sendall(data)
+        return
+    before = conn.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 0)  # the kernel's minimum
+    try:
+        conn.sendall(data)
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLOUT)
+        deadline = time.monotonic() + limit
+        unread = bytearray(4)
+        while True:
+            fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, unread)
+            if not int.from_bytes(unread, sys.byteorder) or poller.poll(0):
+                return  # all read, or nothing more to wait on by event
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                return
+    except OSError:
+        return  # the peer has gone: the caller's next write says so
+    finally:
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, before // 2)  # (the kernel doubles it)
 
 
 class LimitedReader:
