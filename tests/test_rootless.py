@@ -131,6 +131,10 @@ def test_rootless_run_volumes_ports_build_pull(user, tmp_path):
         assert "Downloaded newer image" in pulled, pulled
         assert u.dy("run", "--rm", name, "cat", "/built").stdout == b"built\n"
         assert u.dy("run", "--rm", name, "ls", "/d").stdout == b"new\n"  # (extracted anew: the opaque /d)
+        # a `run` of an image that is not local pulls it first, as docker's does
+        u.dy("rmi", name)
+        ran = u.dy("run", "--rm", name, "cat", "/built")
+        assert ran.stdout == b"built\n" and f"Unable to find image '{name}' locally".encode() in ran.stderr, ran.stderr
     finally:
         reg.stop()
 
@@ -141,6 +145,18 @@ def test_rootless_run_volumes_ports_build_pull(user, tmp_path):
                                 env=u.env, user=u.uid, group=u.gid, extra_groups=[], capture_output=True,
                                 cwd=str(u.home), timeout=60)
         assert listed.returncode == 0 and b"bb" in listed.stdout.split(), listed.stderr
+    # and docker-py (here from root's side of the same socket)
+    try:
+        import docker
+    except ImportError:
+        docker = None
+    if docker is not None:
+        client = docker.DockerClient(base_url=f"unix://{u.run_dir / 'dockyard' / 'dockyard.sock'}")
+        try:
+            assert client.containers.run("bb", ["echo", "from docker-py"], remove=True) == b"from docker-py\n"
+            assert client.info()["SecurityOptions"] and "name=rootless" in client.info()["SecurityOptions"]
+        finally:
+            client.close()
 
     # cgroup v1: no cgroups for an unprivileged user; a limit is refused in dockerd's words
     info = json.loads(u.dy("info", "--format", "{{json .}}").stdout)
