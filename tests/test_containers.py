@@ -580,6 +580,46 @@ def test_stop_kill_rm_of_many_at_once_report_in_the_order_given(dy):
         dy("rm", "-f", *names, check=False)
 
 
+def _sleepers(*marks: str) -> list[int]:
+    """Host PIDs of the `sleep MARK` processes running now."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if len(args) >= 2 and args[0].endswith(b"sleep") and args[1].decode(errors="replace") in marks:
+                found.append(int(entry))
+    return found
+
+
+def test_rm_f_and_stop_kill_every_process_of_the_container(dy):
+    """`rm -f` and a `stop` past its grace period kill all of a container's processes, not only
+    its first: in a PID namespace of its own (the kernel takes the rest with its init) and with
+    `--pid host` (the runtime kills the cgroup's), background children and `exec`s alike."""
+    marks = {"own": ("31411", "31412", "31413"), "host": ("31421", "31422", "31423")}
+    for kind, pid_args in (("own", []), ("host", ["--pid", "host"])):
+        a, b, e = marks[kind]
+        for verb in ("rm", "stop"):
+            name = f"killall-{kind}-{verb}"
+            dy("run", "-d", "--network", "none", "--name", name, *pid_args, "bb", "sh", "-c",
+               f"trap '' TERM; sleep {a} & sleep {b} & wait")
+            dy("exec", "-d", name, "sleep", e)
+            deadline = time.monotonic() + 10
+            while len(_sleepers(a, b, e)) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)  # (the exec's process starts after its request returns)
+            assert len(_sleepers(a, b, e)) == 3, (kind, verb)
+            if verb == "rm":
+                dy("rm", "-f", name)
+            else:
+                dy("stop", "-t", "0", name)
+                assert dy("inspect", "-f", "{{.State.Running}}", name).stdout == b"false\n"
+                dy("rm", name)
+            assert _sleepers(a, b, e) == [], (kind, verb)
+
+
 def test_a_container_row_has_a_revision_that_every_change_moves(tmp_path, rootfs_tar):
     """The container list re-reads only rows whose revision moved: every update moves it, and a
     store made before revisions existed gains them when it is opened."""

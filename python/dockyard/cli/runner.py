@@ -51,6 +51,8 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("privileged", "", "bool", False, "Give extended privileges to this container"),
     ("security-opt", "", "multi", (), "Security Options"),
     ("userns", "", "str", "", "User namespace to use"),
+    ("pid", "", "str", "", "PID namespace to use"),
+    ("uts", "", "str", "", "UTS namespace to use"),
     ("restart", "", "str", "no", "Restart policy to apply when a container exits"),
     ("stop-signal", "", "str", "", "Signal to stop the container"),
     ("stop-timeout", "", "optint", None, "Timeout (in seconds) to stop a container"),
@@ -296,6 +298,10 @@ def create_body(p: dict) -> dict:
     host["NetworkMode"] = p["network"]
     if p["userns"]:
         host["UsernsMode"] = p["userns"]
+    if p["pid"]:
+        host["PidMode"] = p["pid"]
+    if p["uts"]:
+        host["UTSMode"] = p["uts"]
     for key, flag in (("CapAdd", "cap_add"), ("CapDrop", "cap_drop"), ("Binds", "volume"), ("Links", "link"),
                       ("VolumesFrom", "volumes_from"), ("Dns", "dns"), ("DnsSearch", "dns_search"),
                       ("DnsOptions", "dns_option"), ("ExtraHosts", "add_host")):

@@ -701,14 +701,24 @@ class Containers(Snapshots):
         grace = timeout if timeout is not None else cfg.get("StopTimeout", 10)
         if rec["state"]["Paused"]:
             self.runtime.resume(cid)
-        self.runtime.kill(cid, num)
+        if not signal_init(rec["state"], num):
+            self.runtime.kill(cid, num)
         try:
             self.wait(cid, timeout=grace if grace >= 0 else None)
         except DockyardError:
             if before_kill is not None:
                 before_kill()
-            self.runtime.kill(cid, signals.SIGKILL, all_=True)
+            self._kill_all(rec)
             self.wait(cid, timeout=30)
+
+    def _kill_all(self, rec: dict) -> None:
+        """SIGKILL to every process of a running container.  In a PID namespace of its own
+        (the default), its init's death kills the rest (the kernel does it): the init is
+        signalled directly, with no runtime process started; otherwise (``--pid host`` or
+        another container's) the runtime kills all that are in its cgroup."""
+        own = not rec["spec"]["HostConfig"].get("PidMode")
+        if not (own and signal_init(rec["state"], signals.SIGKILL)):
+            self.runtime.kill(rec["id"], signals.SIGKILL, all_=True)
 
     def pause(self, ref: str) -> None:
         rec = self.running(ref)
@@ -737,7 +747,7 @@ class Containers(Snapshots):
                 )
             if rec["state"]["Paused"]:
                 self.runtime.resume(cid)
-            self.runtime.kill(cid, signals.SIGKILL, all_=True)
+            self._kill_all(rec)
             try:
                 self.wait(cid, timeout=30)
             except DockyardError:
