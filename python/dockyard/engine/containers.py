@@ -685,8 +685,7 @@ class Containers(Snapshots):
             raise Conflict(f"Cannot kill container: {ref}: container {cid} is not running")
         if rec["state"]["Paused"] and num == signals.SIGKILL:
             self.runtime.resume(cid)
-        if not signal_init(rec["state"], num):
-            self.runtime.kill(cid, num)
+        self._signal(rec, num)
 
     def stop(self, ref: str, timeout: int | None = None, sig: str | None = None,
              before_kill: Callable[[], None] | None = None) -> None:
@@ -701,24 +700,25 @@ class Containers(Snapshots):
         grace = timeout if timeout is not None else cfg.get("StopTimeout", 10)
         if rec["state"]["Paused"]:
             self.runtime.resume(cid)
-        if not signal_init(rec["state"], num):
-            self.runtime.kill(cid, num)
+        self._signal(rec, num)
         try:
             self.wait(cid, timeout=grace if grace >= 0 else None)
         except DockyardError:
             if before_kill is not None:
                 before_kill()
-            self._kill_all(rec)
+            self._signal(rec, signals.SIGKILL, all_=True)
             self.wait(cid, timeout=30)
 
-    def _kill_all(self, rec: dict) -> None:
-        """SIGKILL to every process of a running container.  In a PID namespace of its own
-        (the default), its init's death kills the rest (the kernel does it): the init is
-        signalled directly, with no runtime process started; otherwise (``--pid host`` or
-        another container's) the runtime kills all that are in its cgroup."""
-        own = not rec["spec"]["HostConfig"].get("PidMode")
-        if not (own and signal_init(rec["state"], signals.SIGKILL)):
-            self.runtime.kill(rec["id"], signals.SIGKILL, all_=True)
+    def _signal(self, rec: dict, num: int, all_: bool = False) -> None:
+        """``num`` to a running container's init, or with ``all_`` to every process of it.  The
+        init is signalled directly (see :func:`signal_init`), with no runtime process started;
+        for ``all_`` only in a PID namespace of its own (the default), whose other processes
+        the kernel kills with its init.  Otherwise (``--pid host`` or another container's, or
+        an init that cannot be made sure of) the runtime signals, all of its cgroup's for
+        ``all_``."""
+        own = not (all_ and rec["spec"]["HostConfig"].get("PidMode"))
+        if not (own and signal_init(rec["state"], num)):
+            self.runtime.kill(rec["id"], num, all_=all_)
 
     def pause(self, ref: str) -> None:
         rec = self.running(ref)
@@ -747,7 +747,7 @@ class Containers(Snapshots):
                 )
             if rec["state"]["Paused"]:
                 self.runtime.resume(cid)
-            self._kill_all(rec)
+            self._signal(rec, signals.SIGKILL, all_=True)
             try:
                 self.wait(cid, timeout=30)
             except DockyardError:

@@ -173,15 +173,8 @@ class Netlink:
         return True
 
     def link_names(self) -> list[str]:
-        names = []
-        for _, payload in self.request(RTM_GETLINK, NLM_F_DUMP, _ifinfo(), "list links"):
-            off = 16
-            while off + 4 <= len(payload):
-                alen, akind = struct.unpack_from("=HH", payload, off)
-                if akind == IFLA_IFNAME:
-                    names.append(payload[off + 4:off + alen].rstrip(b"\0").decode())
-                off += (alen + 3) & ~3
-        return names
+        names = (_ifname(payload) for _, payload in self.request(RTM_GETLINK, NLM_F_DUMP, _ifinfo(), "list links"))
+        return [name for name in names if name]
 
     # -- addresses and routes ------------------------------------------------------------------
 
@@ -314,6 +307,7 @@ RTMGRP_LINK = 1
 
 
 def _ifname(payload: bytes) -> str:
+    """The IFLA_IFNAME of a link message's payload (after its ifinfomsg), "" if it has none."""
     off = 16
     while off + 4 <= len(payload):
         alen, akind = struct.unpack_from("=HH", payload, off)
