@@ -649,3 +649,25 @@ def test_a_container_row_has_a_revision_that_every_change_moves(tmp_path, rootfs
         e.containers.remove(cid)
         assert e.containers.revisions() == []
         assert e.store.db.execute("SELECT count(*) FROM container_revs").fetchone()[0] == 0
+
+
+def test_root_is_mounted_in_the_containers_namespace_only(dy, tmp_path):
+    """The overlay is the runtime's, inside the container: the host's mount table gains nothing
+    per running container, yet exec, cp and export see the container's files, and --user is
+    resolved against them (here an /etc/passwd that only the container's own upper dir holds)."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/sh\nbob:x:1234:1234::/home/bob:/bin/sh\n")
+    dy("create", "--name", "own", "-u", "bob", "bb", "sh", "-c", "id -u > /tmp/who; sleep 60")
+    dy("cp", str(passwd), "own:/etc/passwd")  # a stopped container: into its upper dir
+    assert mounts_under(dy.root) == []
+    dy("start", "own")
+    try:
+        assert mounts_under(dy.root) == []
+        # (the file is written as the container starts: wait for it in there)
+        assert text(dy("exec", "own", "sh", "-c", "until [ -s /tmp/who ]; do sleep 0.05; done; cat /tmp/who")) == "1234\n"
+        assert text(dy("exec", "own", "sh", "-c", "grep -c bob /etc/passwd")) == "1\n"
+        dy("cp", "own:/tmp/who", str(tmp_path / "who"))
+        assert (tmp_path / "who").read_text() == "1234\n"
+    finally:
+        dy("rm", "-f", "own")
+    assert mounts_under(dy.root) == []

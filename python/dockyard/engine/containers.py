@@ -2,7 +2,8 @@
 
 A container is a row in the ``containers`` table (its Docker-shaped Config and HostConfig in
 ``spec``, its State in ``state``) and a directory ``containers/<id>/`` holding the OCI bundle
-(``bundle/config.json``, ``bundle/rootfs`` where the overlay is mounted), the overlay's
+(``bundle/config.json``, ``bundle/rootfs`` where the overlay is mounted: by the runtime, in the
+container's own mount namespace, so the host's shows an empty directory), the overlay's
 ``upper``/``work``, the generated ``hostname``/``hosts``/``resolv.conf``, the json-file log and
 the supervisor's exit file.
 
@@ -334,9 +335,13 @@ class Containers(Snapshots):
         target = d / "bundle" / "rootfs"
         if is_mountpoint(target):
             return target
-        lowers = [str(self.init_layer())] + [str(p) for p in reversed(self.images.layer_dirs(rec["image_id"]))]
-        _native.mount_overlay(lowers, str(d / "upper"), str(d / "work"), str(target))
+        _native.mount_overlay([str(p) for p in self._lowers(rec)], str(d / "upper"), str(d / "work"), str(target))
         return target
+
+    def _lowers(self, rec: dict) -> list[Path]:
+        """The lower layers of the container's overlay, topmost first: the init layer, then the
+        image's layers from the last to the first."""
+        return [self.init_layer(), *reversed(self.images.layer_dirs(rec["image_id"]))]
 
     def init_layer(self) -> Path:
         """The mount points the runtime needs, as a read-only layer above the image (docker's
@@ -403,16 +408,23 @@ class Containers(Snapshots):
         from . import userns
 
         remap = userns.applies(rec["spec"])
-        if remap is None:
-            rootfs = self._mount_rootfs(rec)
-        else:
-            # Copy-up into new volumes reads the image through a host view, gone before the start.
-            volumes = any(mp["Type"] == "volume" for mp in rec["spec"].get("_Mounts") or [])
-            rootfs = self._mount_rootfs(rec) if volumes else d / "bundle" / "rootfs"
+        # The runtime mounts the overlay, in the container's mount namespace: the host's holds no
+        # mount per running container (each would be copied into the namespace of every container
+        # started after it, and detached from it again: O(containers) per start).  Copy-up into
+        # new volumes reads the image through a host view, gone before the start.  In rootless
+        # mode the daemon keeps mounting it (its overlays need userxattr, which the runtime's
+        # mount does not set).
+        volumes = any(mp["Type"] == "volume" for mp in rec["spec"].get("_Mounts") or [])
+        by_runtime = remap is not None or not _in_user_namespace()
+        rootfs = self._mount_rootfs(rec) if volumes or not by_runtime else d / "bundle" / "rootfs"
         try:
             bundle_spec = self._bundle_spec(rec, rootfs)
             if remap is not None:
                 userns.remap_bundle(self, rec, remap, bundle_spec)
+            elif by_runtime:
+                self._unmount_rootfs(cid)  # the copy-up view, if one was made
+                bundle_spec.setdefault("annotations", {})["dockyard.rootfs.overlay"] = json.dumps(
+                    {"lower": [str(p) for p in self._lowers(rec)], "upper": str(d / "upper"), "work": str(d / "work")})
             # 0600 as dockerd's container files; no temporary file left on a full disk; no fsync
             # (made again at every start)
             write_atomic(d / "bundle" / "config.json", json.dumps(bundle_spec).encode(), fsync=False)
@@ -507,7 +519,9 @@ class Containers(Snapshots):
             seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs) + net["mounts"],
             namespaces=namespaces, cgroups_path=f"/dockyard/{rec['id']}", annotations=annotations,
         )
-        return build_spec(str(rootfs), p)
+        # --user is resolved against the container's files, read from its layers (the overlay may
+        # not be mounted here: see start)
+        return build_spec(str(rootfs), p, layers=[self.dir(rec["id"]) / "upper", *self._lowers(rec)])
 
     def _pid_ns_of(self, ref: str) -> str:
         """--pid container:X: the path of X's PID namespace (X must be running)."""
@@ -1010,3 +1024,17 @@ def _host_resolv_conf() -> str:
 
 def since_started(state: dict) -> float:
     return parse_time(state.get("StartedAt", ""))
+
+
+_USERNS: list[bool] = []
+
+
+def _in_user_namespace() -> bool:
+    """Whether this process runs in a user namespace (rootless mode), not the host's."""
+    if not _USERNS:
+        try:
+            with open("/proc/self/uid_map") as f:
+                _USERNS.append(f.read().split() != ["0", "0", "4294967295"])
+        except OSError:
+            _USERNS.append(False)
+    return _USERNS[0]

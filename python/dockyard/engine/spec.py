@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import DockyardError, InvalidArgument
 
@@ -167,7 +168,7 @@ class User:
     home: str
 
 
-def resolve_user(rootfs: str, spec: str, group_add: list[str] | None = None) -> User:
+def resolve_user(rootfs: str | list[Path], spec: str, group_add: list[str] | None = None) -> User:
     """``-u``/USER as Docker resolves it: name or uid, optional group, against the container's own
     /etc/passwd and /etc/group (read without following links out of the rootfs); ``group_add``
     (``--group-add``: names or gids) joins the supplementary groups."""
@@ -248,7 +249,16 @@ def secure_path(rootfs: str, path: str) -> str:
     return rootfs + (current or "/")
 
 
-def _read_db(rootfs: str, path: str) -> list[list[str]]:
+def _read_db(rootfs: str | list[Path], path: str) -> list[list[str]]:
+    """The entries of a passwd or group file of a root: a mounted one (a path) or the layers of
+    an unmounted one (top first, read as overlayfs merges them)."""
+    if isinstance(rootfs, list):
+        from .union import read_file
+
+        data = read_file(rootfs, path)
+        text = data.decode("utf-8", errors="replace") if data is not None else ""
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # as a text-mode read splits
+        return [line.split(":") for line in lines if line.strip() and not line.startswith("#")]
     try:
         with open(secure_path(rootfs, path), encoding="utf-8", errors="replace") as f:
             return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
@@ -445,9 +455,10 @@ class ProcessSpec:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
-def build_spec(rootfs: str, p: ProcessSpec) -> dict:
-    """The ``config.json`` for one container whose root filesystem is mounted at ``rootfs``."""
-    user = resolve_user(rootfs, p.user, p.group_add)
+def build_spec(rootfs: str, p: ProcessSpec, layers: list[Path] | None = None) -> dict:
+    """The ``config.json`` for one container whose root filesystem is mounted at ``rootfs``
+    (by the runtime, when ``layers``, top first, are given: its files are read from them)."""
+    user = resolve_user(layers if layers is not None else rootfs, p.user, p.group_add)
     env = list(p.env)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")

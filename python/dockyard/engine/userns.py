@@ -319,9 +319,8 @@ def remap_bundle(ctrs, rec: dict, remap: Remap, spec: dict) -> None:
     def seen(p: Path) -> str:
         return str(view / p.relative_to(root))
 
-    lowers = [ctrs.init_layer()] + list(reversed(ctrs.images.layer_dirs(rec["image_id"])))
     spec.setdefault("annotations", {})["dockyard.rootfs.overlay"] = json.dumps(
-        {"lower": [seen(p) for p in lowers], "upper": seen(d / "upper"), "work": seen(d / "work")})
+        {"lower": [seen(p) for p in ctrs._lowers(rec)], "upper": seen(d / "upper"), "work": seen(d / "work")})
     linux = spec["linux"]
     linux["namespaces"].append({"type": "user"})
     linux.update(remap.spec())
