@@ -671,3 +671,23 @@ def test_root_is_mounted_in_the_containers_namespace_only(dy, tmp_path):
     finally:
         dy("rm", "-f", "own")
     assert mounts_under(dy.root) == []
+
+
+def test_exec_exit_code_after_a_cut_stream_comes_with_the_exit_event(dy):
+    """The CLI's exec reads the exit code once its stream ends; a stream cut short while the
+    process still runs waits for the exec_die event, not a polling loop."""
+    from dockyard.cli.containers import _exec_exit_code
+    from dockyard.client.transport import Transport
+
+    dy("run", "-d", "--name", "ex", "bb", "sleep", "60")
+    api = Transport(f"unix://{dy.run_dir / 'dockyard.sock'}")
+    try:
+        eid = api.json("POST", "/containers/ex/exec", None, {"Cmd": ["sh", "-c", "sleep 0.5; exit 7"]})["Id"]
+        api.json("POST", f"/exec/{eid}/start", None, {"Detach": True})  # (as if its stream had been cut)
+        assert api.json("GET", f"/exec/{eid}/json")["Running"]
+        t = time.monotonic()
+        assert _exec_exit_code(api, eid) == 7
+        assert time.monotonic() - t < 5
+    finally:
+        api.close()
+        dy("rm", "-f", "ex")

@@ -513,16 +513,33 @@ def exec_(session, detach, interactive, tty, env, env_file, workdir, user, privi
 
 
 def _exec_exit_code(api, eid: str) -> int:
-    """The exec's exit code (``GET /exec/{id}/json``); the daemon records it before it closes
-    the stream, so the wait here is only for an exec whose stream ended abnormally."""
-    deadline = time.monotonic() + 10
-    while True:
+    """The exec's exit code (``GET /exec/{id}/json``).  The daemon records it before it closes
+    the stream; when the stream ended otherwise (cut short) and the process is still running,
+    its ``exec_die`` event says when it is recorded (subscribed to before looking again, so it
+    cannot be missed), for up to 10 s."""
+    from ..errors import DockyardError
+    from .output import messages
+
+    def ended(info: dict) -> bool:
+        return info.get("ExitCode") is not None and not info.get("Running")
+
+    info = api.json("GET", f"/exec/{eid}/json")
+    if ended(info):
+        return int(info["ExitCode"])
+    resp = api.request("GET", "/events", {"filters": {"type": ["container"], "event": ["exec_die"]}},
+                       stream=True, timeout=10)
+    try:
         info = api.json("GET", f"/exec/{eid}/json")
-        if info.get("ExitCode") is not None and not info.get("Running"):
-            return int(info["ExitCode"])
-        if time.monotonic() > deadline:
-            return int(info.get("ExitCode") or 0)
-        time.sleep(0.05)
+        if not ended(info):
+            for ev in messages(api, resp):
+                if ((ev.get("Actor") or {}).get("Attributes") or {}).get("execID") == eid:
+                    break
+            info = api.json("GET", f"/exec/{eid}/json")
+    except (OSError, DockyardError):  # (the deadline: a socket timeout; or the daemon went)
+        pass
+    finally:
+        api.finish(resp)
+    return int(info.get("ExitCode") or 0)
 
 
 @click.command("attach", context_settings=CONTEXT)
