@@ -130,6 +130,10 @@ def test_container_root_is_the_mapped_user_on_the_host(remapped):
     out = remapped.cli("exec", cid, "sh", "-c", "ls /sys/class/net; grep ' /sys ' /proc/mounts").stdout.decode()
     assert out.split("\n")[0] == "lo" and " /sys sysfs " in out, out
     remapped.cli("rm", "-f", cid)
+    # a user named from the image's /etc/passwd (read from the layers: the root is mounted by
+    # the runtime, inside the container's namespaces)
+    out = remapped.cli("run", "--rm", "--network", "none", "-u", "nobody", "bb", "id", "-u").stdout.decode()
+    assert out == "65534\n"
 
 
 def test_userns_host_opts_out(remapped):

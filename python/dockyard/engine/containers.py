@@ -519,9 +519,10 @@ class Containers(Snapshots):
             seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs) + net["mounts"],
             namespaces=namespaces, cgroups_path=f"/dockyard/{rec['id']}", annotations=annotations,
         )
-        # --user is resolved against the container's files, read from its layers (the overlay may
-        # not be mounted here: see start)
-        return build_spec(str(rootfs), p, layers=[self.dir(rec["id"]) / "upper", *self._lowers(rec)])
+        # --user is resolved against the container's files: through the overlay where it is
+        # mounted here (rootless, or a view for a copy-up), else read from its layers (see start)
+        layers = None if is_mountpoint(rootfs) else [self.dir(rec["id"]) / "upper", *self._lowers(rec)]
+        return build_spec(str(rootfs), p, layers=layers)
 
     def _pid_ns_of(self, ref: str) -> str:
         """--pid container:X: the path of X's PID namespace (X must be running)."""
