@@ -413,6 +413,75 @@ def test_layers_are_extracted_while_they_download(serve, fresh, tmp_path, proxie
     check_pulled(fresh, image)
 
 
+def resident_pages(path: Path) -> int:
+    """How many of the file's pages are in the page cache (mincore over a mapping of it)."""
+    import ctypes
+    import mmap
+
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            vec = ctypes.create_string_buffer(pages)
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+            return sum(b & 1 for b in vec.raw)
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("prefix", [0, 4096, 1000])
+def test_kept_blob_is_written_past_the_page_cache(tmp_path, prefix):
+    """The compressed blob the store keeps goes to its file with direct I/O: every byte, in
+    order, from pieces of any size, however the download ends (a cut keeps what came, for the
+    next pull to go on from); its pages do not stay in memory, but the tail's.  A prefix from
+    an earlier pull that ends off a block boundary is continued through the cache."""
+    from dockyard.registry.pull import _Appender
+
+    rng = random.Random(prefix)
+    data = rng.randbytes(3 * (1 << 20) + 12345)
+    path = tmp_path / "blob"
+    path.write_bytes(data[:prefix])
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        out = _Appender(fd, prefix)
+        assert (out.buf is None) == bool(prefix % 4096), "direct I/O was refused where the test's files are"
+        at = prefix
+        try:
+            while at < len(data):
+                step = rng.choice([1, 17, 4096, 65536, 1 << 20, 1 << 21])
+                out.write(memoryview(data)[at:at + step])
+                at = min(at + step, len(data))
+                if at > len(data) // 2:
+                    raise KeyboardInterrupt  # a download cut part-way
+        except KeyboardInterrupt:
+            pass
+        finally:
+            out.close()
+        assert os.lseek(fd, 0, os.SEEK_CUR) == at
+        if prefix % 4096 == 0:
+            # what went past the cache is not in it: the prefix was dropped, the tail's page stays
+            assert resident_pages(path) <= 2
+        assert path.read_bytes() == data[:at]
+        out = _Appender(fd, at)  # the next pull goes on from there
+        out.write(memoryview(data)[at:])
+        out.close()
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == data
+
+
 def test_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes(serve, tmp_path, cli):
     """SIGKILL to the daemon while a layer is half-way through the extractor (the registry
     holds the rest back): after a restart no image, layer, blob or staging directory of it is

@@ -15,6 +15,7 @@ kept and asks the registry for the rest with Range; the digests are checked over
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -284,6 +285,87 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[os.write(fd, data):]
 
 
+class _Appender:
+    """Appends a blob's bytes to its file from ``offset`` on, past the page cache (O_DIRECT)
+    where the file system allows it.  The store keeps the compressed blob for push and save but
+    nothing reads it during the pull (the extractor gets the same bytes from a pipe): written
+    through the cache it took a page per 4 KiB, fresh memory, which was a third of a pull's
+    CPU on this project's VMs.  Whole aligned blocks go out from a page-aligned buffer; what
+    is left at :meth:`close` (under a block) is written through the cache.  A file system
+    that refuses direct I/O, or an offset that is not a block's start (a resumed prefix), gets
+    ordinary writes.  :meth:`close` must run however the download ends: the file then holds
+    every byte given, in order (what a later pull resumes from)."""
+
+    BLOCK = 4096
+
+    def __init__(self, fd: int, offset: int) -> None:
+        import mmap
+
+        self.fd, self.off, self.fill = fd, offset, 0
+        self.direct = offset % self.BLOCK == 0 and self._set_direct(True)
+        self.buf = mmap.mmap(-1, CHUNK) if self.direct else None
+
+    def _set_direct(self, on: bool) -> bool:
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        try:
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_DIRECT if on else flags & ~os.O_DIRECT)
+        except OSError:
+            return False  # (tmpfs before Linux 6.6, some FUSE file systems)
+        return True
+
+    def write(self, data: memoryview) -> None:
+        if self.buf is None:
+            self._pwrite(data)
+            return
+        while data:
+            take = min(len(data), CHUNK - self.fill)
+            self.buf[self.fill:self.fill + take] = data[:take]
+            self.fill += take
+            data = data[take:]
+            if self.fill == CHUNK:
+                self._flush()
+
+    def _flush(self) -> None:
+        assert self.buf is not None
+        whole = self.fill - self.fill % self.BLOCK
+        if not whole:
+            return
+        with memoryview(self.buf) as view:
+            try:
+                self._pwrite(view[:whole])
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # alignment the device wants beyond 4 KiB: the rest through the cache
+                self.direct = False
+                self._set_direct(False)
+                self._pwrite(view[:whole])
+        self.buf.move(0, whole, self.fill - whole)
+        self.fill -= whole
+
+    def _pwrite(self, data: memoryview) -> None:
+        while data:
+            wrote = os.pwrite(self.fd, data, self.off)
+            self.off += wrote
+            data = data[wrote:]
+
+    def close(self) -> None:
+        if self.buf is None:
+            os.lseek(self.fd, self.off, os.SEEK_SET)
+            return
+        try:
+            self._flush()
+            if self.direct:
+                self._set_direct(False)
+            with memoryview(self.buf) as view:
+                self._pwrite(view[:self.fill])
+            self.fill = 0
+        finally:
+            self.buf.close()
+            self.buf = None
+            os.lseek(self.fd, self.off, os.SEEK_SET)
+
+
 def _grow_pipe(fd: int) -> None:
     """A pipe of 1 MiB (the default ceiling for an unprivileged one) rather than 64 KiB: the
     downloader's chunk goes in with one write and the extractor takes it with one read."""
@@ -478,7 +560,7 @@ def _download(reg: Registry, repo: str, desc: dict, part: _Partial, report: Call
     request; a registry that ignores it and starts over has the bytes we hold skipped), up to
     ``attempts`` times, as docker does.  The digest is checked by the extractor, in the pass
     that reads the bytes anyway."""
-    digest, size = desc["digest"], desc.get("size")
+    size = desc.get("size")
     fd = part.fd
     n = part.held
     if size is not None and n > size:
@@ -486,10 +568,20 @@ def _download(reg: Registry, repo: str, desc: dict, part: _Partial, report: Call
         n = 0
     if n and sink is not None and not _feed(sink, fd, n):
         sink = None
-    os.lseek(fd, n, os.SEEK_SET)
     if n and n == size:
         report(n, size)
         return
+    out = _Appender(fd, n)
+    try:
+        _receive(reg, repo, desc, out, n, report, attempts, sink)
+    finally:
+        out.close()
+
+
+def _receive(reg: Registry, repo: str, desc: dict, out: _Appender, n: int, report: Callable[[int, int], None],
+             attempts: int, sink: int | None) -> None:
+    """The download loop of :func:`_download`, from byte ``n``: to ``out`` and ``sink``."""
+    digest, size = desc["digest"], desc.get("size")
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     failure = ""
@@ -524,7 +616,7 @@ def _download(reg: Registry, repo: str, desc: dict, part: _Partial, report: Call
                     chunk = chunk[drop:]
                     if not chunk:
                         continue
-                _write_all(fd, chunk)
+                out.write(chunk)
                 if sink is not None:
                     try:
                         _write_all(sink, chunk)
