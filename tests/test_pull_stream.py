@@ -482,6 +482,29 @@ def test_kept_blob_is_written_past_the_page_cache(tmp_path, prefix):
     assert path.read_bytes() == data
 
 
+def test_kept_blob_goes_through_the_cache_on_a_slow_device(tmp_path, monkeypatch):
+    """A direct write slower than the threshold (here: any) turns the rest of the blob to
+    ordinary writes, the bytes staged so far first: the file is whole and in order, and what
+    came after is in the page cache."""
+    from dockyard.registry.pull import CHUNK, _Appender
+
+    monkeypatch.setattr(_Appender, "SLOW", 0.0)
+    data = random.Random(7).randbytes(4 * CHUNK + 999)
+    path = tmp_path / "blob"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        out = _Appender(fd, 0)
+        assert out.buf is not None
+        for at in range(0, len(data), 300000):
+            out.write(memoryview(data)[at:at + 300000])
+        assert out.buf is None  # the first flush found the device slow
+        out.close()
+    finally:
+        os.close(fd)
+    assert resident_pages(path) >= (len(data) - 2 * CHUNK) // 4096
+    assert path.read_bytes() == data
+
+
 def test_daemon_killed_mid_pull_leaves_nothing_and_the_next_pull_completes(serve, tmp_path, cli):
     """SIGKILL to the daemon while a layer is half-way through the extractor (the registry
     holds the rest back): after a restart no image, layer, blob or staging directory of it is

@@ -291,19 +291,22 @@ class _Appender:
     nothing reads it during the pull (the extractor gets the same bytes from a pipe): written
     through the cache it took a page per 4 KiB, fresh memory, which was a third of a pull's
     CPU on this project's VMs.  Whole aligned blocks go out from a page-aligned buffer; what
-    is left at :meth:`close` (under a block) is written through the cache.  A file system
-    that refuses direct I/O, or an offset that is not a block's start (a resumed prefix), gets
-    ordinary writes.  :meth:`close` must run however the download ends: the file then holds
-    every byte given, in order (what a later pull resumes from)."""
+    is left at :meth:`close` (under a block) is written through the cache.  Ordinary writes
+    where the file system refuses direct I/O, where a resumed prefix ends off a block, and
+    from the first write that shows a device slower than :attr:`SLOW` on (there the cache is
+    the better buffer: the download would wait for the disk).  :meth:`close` must run however
+    the download ends: the file then holds every byte given, in order (what a later pull
+    resumes from)."""
 
     BLOCK = 4096
+    SLOW = 0.02  # seconds for a MiB written direct (50 MB/s)
 
     def __init__(self, fd: int, offset: int) -> None:
         import mmap
 
         self.fd, self.off, self.fill = fd, offset, 0
-        self.direct = offset % self.BLOCK == 0 and self._set_direct(True)
-        self.buf = mmap.mmap(-1, CHUNK) if self.direct else None
+        direct = offset % self.BLOCK == 0 and self._set_direct(True)
+        self.buf = mmap.mmap(-1, CHUNK) if direct else None
 
     def _set_direct(self, on: bool) -> bool:
         flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
@@ -314,34 +317,46 @@ class _Appender:
         return True
 
     def write(self, data: memoryview) -> None:
-        if self.buf is None:
-            self._pwrite(data)
-            return
-        while data:
+        while data and self.buf is not None:
             take = min(len(data), CHUNK - self.fill)
             self.buf[self.fill:self.fill + take] = data[:take]
             self.fill += take
             data = data[take:]
             if self.fill == CHUNK:
                 self._flush()
+        if data:
+            self._pwrite(data)
 
     def _flush(self) -> None:
         assert self.buf is not None
         whole = self.fill - self.fill % self.BLOCK
         if not whole:
             return
+        start, t0 = self.off, time.monotonic()
         with memoryview(self.buf) as view:
             try:
                 self._pwrite(view[:whole])
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
-                # alignment the device wants beyond 4 KiB: the rest through the cache
-                self.direct = False
-                self._set_direct(False)
-                self._pwrite(view[:whole])
+                self._to_cache(self.off - start)  # the device wants an alignment beyond 4 KiB
+                return
         self.buf.move(0, whole, self.fill - whole)
         self.fill -= whole
+        if time.monotonic() - t0 > self.SLOW * whole / CHUNK:
+            self._to_cache(0)
+
+    def _to_cache(self, done: int) -> None:
+        """Ordinary writes from now on, starting with the staged bytes after the first ``done``."""
+        buf, self.buf = self.buf, None
+        assert buf is not None
+        try:
+            self._set_direct(False)
+            with memoryview(buf) as view:
+                self._pwrite(view[done:self.fill])
+            self.fill = 0
+        finally:
+            buf.close()
 
     def _pwrite(self, data: memoryview) -> None:
         while data:
@@ -350,20 +365,11 @@ class _Appender:
             data = data[wrote:]
 
     def close(self) -> None:
-        if self.buf is None:
-            os.lseek(self.fd, self.off, os.SEEK_SET)
-            return
-        try:
+        if self.buf is not None:
             self._flush()
-            if self.direct:
-                self._set_direct(False)
-            with memoryview(self.buf) as view:
-                self._pwrite(view[:self.fill])
-            self.fill = 0
-        finally:
-            self.buf.close()
-            self.buf = None
-            os.lseek(self.fd, self.off, os.SEEK_SET)
+        if self.buf is not None:
+            self._to_cache(0)  # the tail, under a block
+        os.lseek(self.fd, self.off, os.SEEK_SET)
 
 
 def _grow_pipe(fd: int) -> None:
