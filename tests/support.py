@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -62,6 +63,29 @@ def tar_dir(src: Path, dest: Path, compression: str = "") -> Path:
     return dest
 
 
+class PeerCgroups:
+    """The cgroup a peer engine makes as the parent of its containers' and leaves behind when it
+    stops (dockerd's ``docker``, containerd's namespace, podman's ``libpod_parent`` with its
+    ``conmon``), in every hierarchy: what was not there when the test began goes at its end."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.before = set(self._tops())
+
+    def _tops(self) -> list[Path]:
+        root = Path("/sys/fs/cgroup")
+        return [p for p in (*root.glob(f"*/{self.name}"), root / self.name) if p.is_dir()]
+
+    def remove_new(self) -> None:
+        for top in self._tops():
+            if top in self.before:
+                continue
+            subs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+            for d in [*subs, top]:
+                with contextlib.suppress(OSError):  # one still in use (another instance's) stays
+                    d.rmdir()
+
+
 class Dockerd:
     """A private dockerd that leaves the host's Docker alone: its own data root, exec root,
     pidfile, socket, config file, and its own bridge (``dyt<hex>``, made here with a private
@@ -94,6 +118,7 @@ class Dockerd:
         return cidr
 
     def start(self) -> None:
+        self.cgroups = PeerCgroups("docker")
         self.base.mkdir(parents=True, exist_ok=True)
         (self.base / "daemon.json").write_text("{}\n")  # not the host's /etc/docker/daemon.json
         self.log = open(self.base / "dockerd.log", "wb")
@@ -146,6 +171,8 @@ class Dockerd:
         if self.bridge_made:
             subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
             self.bridge_made = False
+        if getattr(self, "cgroups", None) is not None:
+            self.cgroups.remove_new()
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -328,6 +355,7 @@ class PrivateContainerd:
     def __init__(self, d: Path, namespace: str, extra_config: str = "", cri: bool = False) -> None:
         self.d, self.namespace = d, namespace
         self.sock = d / "c.sock"
+        self.cgroups = PeerCgroups(namespace)  # containerd's parent of a namespace's containers
         disabled = "" if cri else 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
         (d / "config.toml").write_text(f"""version = 2
 root = "{d}/root"
@@ -381,6 +409,7 @@ state = "{d}/state"
                     os.kill(int(p.name), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        self.cgroups.remove_new()
         self.log.close()
 
 

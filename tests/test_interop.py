@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import extract_with_tar, need, needs_root, tree
+from support import PeerCgroups, extract_with_tar, need, needs_root, tree
 
 pytestmark = needs_root
 
@@ -105,6 +105,7 @@ def podman():
     import tempfile
 
     need("podman")
+    cgroups = PeerCgroups("libpod_parent")
     base = Path(tempfile.mkdtemp(prefix="dypm-", dir="/tmp"))  # podman wants a short runroot
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -120,6 +121,7 @@ def podman():
     finally:
         run("system", "reset", "-f", check=False)
         shutil.rmtree(base, ignore_errors=True)
+        cgroups.remove_new()
 
 
 def test_podman_round_trip(dockerd, docker_built, engine, podman, tmp_path):

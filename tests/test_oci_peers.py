@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PrivateContainerd, needs_root
+from support import PeerCgroups, PrivateContainerd, needs_root
 from test_oci_conformance import DY, _rootfs
 
 pytestmark = [
@@ -202,6 +202,7 @@ def podman(work, rootfs):
         pytest.skip("podman is not installed")
     d = work / "podman"
     d.mkdir()
+    cgroups = PeerCgroups("libpod_parent")
     pm = Podman(d)
     try:
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(work / "rootfs.tar"), "."], check=True)
@@ -212,6 +213,7 @@ def podman(work, rootfs):
         pm("rm", "-af", "-t", "0")
         pm("rmi", "-af")
         _umount_under(d)
+        cgroups.remove_new()
 
 
 def test_podman_run_and_dev_null(podman):
