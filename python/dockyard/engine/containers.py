@@ -416,9 +416,10 @@ class Containers(Snapshots):
         # mount does not set).
         volumes = any(mp["Type"] == "volume" for mp in rec["spec"].get("_Mounts") or [])
         by_runtime = remap is not None or not _in_user_namespace()
-        rootfs = self._mount_rootfs(rec) if volumes or not by_runtime else d / "bundle" / "rootfs"
+        mounted = volumes or not by_runtime
+        rootfs = self._mount_rootfs(rec) if mounted else d / "bundle" / "rootfs"
         try:
-            bundle_spec = self._bundle_spec(rec, rootfs)
+            bundle_spec = self._bundle_spec(rec, rootfs, mounted)
             if remap is not None:
                 userns.remap_bundle(self, rec, remap, bundle_spec)
             elif by_runtime:
@@ -459,7 +460,9 @@ class Containers(Snapshots):
         self._save_state(cid, state)
         return state
 
-    def _bundle_spec(self, rec: dict, rootfs: Path) -> dict:
+    def _bundle_spec(self, rec: dict, rootfs: Path, mounted: bool) -> dict:
+        """The OCI spec of a starting container; ``mounted``: its overlay is mounted at ``rootfs``
+        here (else the runtime mounts it, in the container's namespace)."""
         from .seccomp import default_profile, from_docker_profile
 
         spec = rec["spec"]
@@ -521,7 +524,7 @@ class Containers(Snapshots):
         )
         # --user is resolved against the container's files: through the overlay where it is
         # mounted here (rootless, or a view for a copy-up), else read from its layers (see start)
-        layers = None if is_mountpoint(rootfs) else [self.dir(rec["id"]) / "upper", *self._lowers(rec)]
+        layers = None if mounted else [self.dir(rec["id"]) / "upper", *self._lowers(rec)]
         return build_spec(str(rootfs), p, layers=layers)
 
     def _pid_ns_of(self, ref: str) -> str:

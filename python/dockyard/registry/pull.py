@@ -366,9 +366,9 @@ class _Appender:
 
     def close(self) -> None:
         if self.buf is not None:
-            self._flush()
-        if self.buf is not None:
-            self._to_cache(0)  # the tail, under a block
+            self._flush()  # whole blocks direct (unless this turns to the cache)
+            if self.buf is not None:
+                self._to_cache(0)  # the tail, under a block
         os.lseek(self.fd, self.off, os.SEEK_SET)
 
 
