@@ -55,6 +55,25 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def runc_bundle(rootfs: Path, bundle: Path) -> Path:
+    """An OCI bundle in ``bundle`` for ``runc run``: ``rootfs`` (a directory with proc, dev and
+    sys) running ``true`` with the config.json dockyard would write (Docker's mounts, masked
+    paths, capabilities and seccomp profile), in new namespaces, the network's included."""
+    from dockyard.engine.seccomp import default_profile
+    from dockyard.engine.spec import DEFAULT_PATH, ProcessSpec, build_spec, capabilities
+
+    bundle.mkdir()
+    spec = build_spec(str(rootfs), ProcessSpec(args=["true"], env=[DEFAULT_PATH], hostname="bench",
+                                                seccomp=default_profile(capabilities([], [], False))))
+    spec["root"]["readonly"] = False
+    # runc on cgroup v1 cannot deny one device inside the "c *:* m" wildcard (fuse, tun): it
+    # refuses to start; those two rules change nothing for `true`
+    spec["linux"]["resources"]["devices"] = [d for d in spec["linux"]["resources"]["devices"]
+                                             if d["allow"] or "major" not in d]
+    (bundle / "config.json").write_text(json.dumps(spec))
+    return bundle
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=15)
@@ -68,10 +87,6 @@ def main() -> int:
     from support import Dockerd, SavedEtcIds, make_busybox_rootfs, stop_daemon, tar_dir
 
     compile_package()
-
-    from dockyard.engine.spec import DEFAULT_PATH, ProcessSpec, build_spec
-    from dockyard.engine.seccomp import default_profile
-    from dockyard.engine.spec import capabilities
 
     work = Path(tempfile.mkdtemp(prefix="dybr-", dir="/tmp"))
     os.chmod(work, 0o711)  # the remapped root reaches its daemon's data root through it
@@ -87,16 +102,7 @@ def main() -> int:
             (rootfs / d).mkdir(exist_ok=True)
         tar = tar_dir(rootfs, work / "bb.tar")
         subprocess.run([DOCKYARD, "import", str(tar), "bb"], check=True, env=env, stdout=subprocess.DEVNULL)
-        bundle = work / "bundle"
-        bundle.mkdir()
-        spec = build_spec(str(rootfs), ProcessSpec(args=["true"], env=[DEFAULT_PATH], hostname="bench",
-                                                    seccomp=default_profile(capabilities([], [], False))))
-        spec["root"]["readonly"] = False
-        # runc on cgroup v1 cannot deny one device inside the "c *:* m" wildcard (fuse, tun): it
-        # refuses to start; those two rules change nothing for `true`
-        spec["linux"]["resources"]["devices"] = [d for d in spec["linux"]["resources"]["devices"]
-                                                 if d["allow"] or "major" not in d]
-        (bundle / "config.json").write_text(json.dumps(spec))
+        bundle = runc_bundle(rootfs, work / "bundle")
         contenders = {
             "dockyard": lambda i: timed([DOCKYARD, "run", "--rm", "--network", "none", "bb", "true"], env=env),
             "dy-bridge": lambda i: timed([DOCKYARD, "run", "--rm", "bb", "true"], env=env),

@@ -16,7 +16,10 @@ The scale issue's goals, measured on one private dockyard daemon (busybox ``slee
    (default 60) with nothing happening (goal under 1% of a core); then ``ps -q`` (goal: within
    1.5x the empty engine) and ``run --rm`` (goal: within 1.2x) again; and both side by side
    with a second daemon that stays empty, alternating rounds (the host's own cost of the
-   containers, its mount table and tasks, then weighs on both).
+   containers, its mount table and tasks, then weighs on both); and ``runc run`` of a bundle
+   with the same config.json (``true`` in new namespaces and cgroups, no engine at all), on
+   the empty host and again at N: what the N containers cost the kernel, which any engine
+   pays (skipped without runc).
 5. ``dockyard rm -f`` of all of them in one command (goal: under 10 s).
 
 Needs root.  Machines here are shared and noisy: read the medians.
@@ -70,6 +73,14 @@ def alternating(env_a: dict, env_b: dict, reps: int) -> tuple[tuple[float, float
             got[k][1].append(timed([DOCKYARD, "run", "--rm", "--network", "none", IMAGE, "true"], envs[k]))
     med = {k: (statistics.median(v[0]), statistics.median(v[1])) for k, v in got.items()}
     return med[0], med[1]
+
+
+def runc_median(bundle: Path | None, state: Path, reps: int) -> float | None:
+    """Median wall time of ``runc run`` (create, start, wait, delete) of ``bundle``."""
+    if bundle is None:
+        return None
+    cmd = ["runc", "--root", str(state), "run", "--bundle", str(bundle)]
+    return statistics.median(timed([*cmd, f"dybs-{os.getpid()}-{i}"], os.environ.copy()) for i in range(reps))
 
 
 def start_idle(sock: str, n: int, restart: str = "no") -> list[str]:
@@ -167,7 +178,15 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="dybs-", dir="/tmp"))
     env = dict(os.environ, DOCKYARD_ROOT=str(work / "root"), DOCKYARD_RUN=str(work / "run"))
-    tar = tar_dir(make_busybox_rootfs(work / "rootfs"), work / "bb.tar")
+    rootfs = make_busybox_rootfs(work / "rootfs")
+    tar = tar_dir(rootfs, work / "bb.tar")
+    bundle = None
+    if shutil.which("runc"):
+        from bench_run import runc_bundle
+
+        for d in ("proc", "dev", "sys"):
+            (rootfs / d).mkdir(exist_ok=True)
+        bundle = runc_bundle(rootfs, work / "bundle")
     sock = str(work / "run" / "dockyard.sock")
     env["DOCKER_HOST"] = f"unix://{sock}"
     daemon = subprocess.Popen([DOCKYARD, "daemon", "-H", f"unix://{sock}"], env=env, stderr=subprocess.DEVNULL)
@@ -190,8 +209,9 @@ def main() -> int:
             dockerd.docker("import", "-c", 'CMD ["/bin/sh"]', str(tar), IMAGE)
 
         ps0, run0 = cli_medians(env, args.reps)
+        runc0 = runc_median(bundle, work / "runc", args.reps)
         print(f"empty engine: ps -q {ps0 * 1000:.1f} ms, run --rm --network none true {run0 * 1000:.1f} ms "
-              f"(medians of {args.reps})")
+              f"(medians of {args.reps})" + ("" if runc0 is None else f"; runc run alone {runc0 * 1000:.1f} ms"))
 
         ours_restart, theirs_restart = [], []
         for _ in range(args.reps):
@@ -231,8 +251,12 @@ def main() -> int:
               f"{share * 100:.2f}% of a core (goal: under 1%)")
 
         ps1, run1 = cli_medians(env, args.reps)
+        runc1 = runc_median(bundle, work / "runc", args.reps)
         print(f"{args.idle} idle: ps -q {ps1 * 1000:.1f} ms ({ps1 / ps0:.2f}x empty; goal 1.5x), "
               f"run --rm {run1 * 1000:.1f} ms ({run1 / run0:.2f}x empty; goal 1.2x)")
+        if runc0 is not None and runc1 is not None:
+            print(f"  runc run alone, no engine: {runc1 * 1000:.1f} ms ({runc1 / runc0:.2f}x its time on the empty "
+                  f"host): what the containers cost a runtime with no engine")
         (pe, re_), (pl, rl) = alternating(env0, env, args.reps)
         print(f"  side by side, alternating rounds with an empty daemon on the same host (the host's cost "
               f"of {args.idle} containers on both): ps -q {pl * 1000:.1f} / {pe * 1000:.1f} ms = {pl / pe:.2f}x, "
