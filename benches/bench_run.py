@@ -106,7 +106,8 @@ def main() -> int:
         contenders = {
             "dockyard": lambda i: timed([DOCKYARD, "run", "--rm", "--network", "none", "bb", "true"], env=env),
             "dy-bridge": lambda i: timed([DOCKYARD, "run", "--rm", "bb", "true"], env=env),
-            "runc": lambda i: timed(["runc", "run", f"dybench-{os.getpid()}-{i}"], cwd=str(bundle)),
+            "runc": lambda i: timed(["runc", "--root", str(work / "runc"), "run", f"dybench-{os.getpid()}-{i}"],
+                                    cwd=str(bundle)),
         }
         rootless = start_rootless(tar)
         if rootless is not None:

@@ -21,6 +21,30 @@ from support import (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_run_dir():
+    """$DOCKYARD_RUN for the session, unless the caller set one: in-process engines (the
+    ``engine`` fixture, builds) and every process started with this environment keep their
+    runtime state there, not in the host daemon's /run/dockyard.  Removed at the end, unless
+    something is still mounted beneath it (a leak that stays visible)."""
+    import shutil
+    import tempfile
+
+    if os.environ.get("DOCKYARD_RUN"):
+        yield
+        return
+    run_dir = tempfile.mkdtemp(prefix="dyrun-", dir="/tmp")  # short: unix socket paths are limited
+    os.environ["DOCKYARD_RUN"] = run_dir
+    try:
+        yield
+    finally:
+        os.environ.pop("DOCKYARD_RUN", None)
+        with open("/proc/self/mountinfo") as f:
+            mounted = any(line.split()[4].startswith(run_dir + "/") for line in f)
+        if not mounted:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
 @pytest.fixture
 def engine(tmp_path: Path):
     from dockyard import Engine

@@ -86,6 +86,22 @@ class PeerCgroups:
                     d.rmdir()
 
 
+class PeerDirs:
+    """Directories a peer makes in the host's /run whatever its private paths say (containerd's
+    shim: /run/containerd/s, fifo and runc/NAMESPACE; its CRI plugin: /run/netns; runc and
+    dockyard-runtime under podman, which gives them no --root: their default roots).  Those
+    that were not there when the test began are removed at its end if empty: nothing another
+    engine keeps in them is touched."""
+
+    def __init__(self, *paths: str) -> None:
+        self.new = [Path(p) for p in paths if not os.path.lexists(p)]
+
+    def remove_new(self) -> None:
+        for d in sorted(self.new, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: in use by another instance
+                d.rmdir()
+
+
 class Dockerd:
     """A private dockerd that leaves the host's Docker alone: its own data root, exec root,
     pidfile, socket, config file, and its own bridge (``dyt<hex>``, made here with a private
@@ -119,6 +135,8 @@ class Dockerd:
 
     def start(self) -> None:
         self.cgroups = PeerCgroups("docker")
+        # made whatever --exec-root says: dockerd's plugin sockets, its containerd's shim sockets
+        self.dirs = PeerDirs("/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s")
         self.base.mkdir(parents=True, exist_ok=True)
         (self.base / "daemon.json").write_text("{}\n")  # not the host's /etc/docker/daemon.json
         self.log = open(self.base / "dockerd.log", "wb")
@@ -173,6 +191,7 @@ class Dockerd:
             self.bridge_made = False
         if getattr(self, "cgroups", None) is not None:
             self.cgroups.remove_new()
+            self.dirs.remove_new()
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -356,6 +375,9 @@ class PrivateContainerd:
         self.d, self.namespace = d, namespace
         self.sock = d / "c.sock"
         self.cgroups = PeerCgroups(namespace)  # containerd's parent of a namespace's containers
+        shim = "/run/containerd"
+        self.dirs = PeerDirs(shim, f"{shim}/s", f"{shim}/fifo", f"{shim}/runc", f"{shim}/runc/{namespace}",
+                             *(["/run/netns"] if cri else []))
         disabled = "" if cri else 'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
         (d / "config.toml").write_text(f"""version = 2
 root = "{d}/root"
@@ -410,6 +432,7 @@ state = "{d}/state"
                 except ProcessLookupError:
                     pass
         self.cgroups.remove_new()
+        self.dirs.remove_new()
         self.log.close()
 
 

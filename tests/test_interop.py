@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PeerCgroups, extract_with_tar, need, needs_root, tree
+from support import PeerCgroups, PeerDirs, extract_with_tar, need, needs_root, tree
 
 pytestmark = needs_root
 
@@ -106,6 +106,7 @@ def podman():
 
     need("podman")
     cgroups = PeerCgroups("libpod_parent")
+    dirs = PeerDirs("/run/runc")  # podman gives its runtime no --root: runc's default
     base = Path(tempfile.mkdtemp(prefix="dypm-", dir="/tmp"))  # podman wants a short runroot
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -122,6 +123,7 @@ def podman():
         run("system", "reset", "-f", check=False)
         shutil.rmtree(base, ignore_errors=True)
         cgroups.remove_new()
+        dirs.remove_new()
 
 
 def test_podman_round_trip(dockerd, docker_built, engine, podman, tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PeerCgroups, PrivateContainerd, needs_root
+from support import PeerCgroups, PeerDirs, PrivateContainerd, needs_root
 from test_oci_conformance import DY, _rootfs
 
 pytestmark = [
@@ -203,6 +203,7 @@ def podman(work, rootfs):
     d = work / "podman"
     d.mkdir()
     cgroups = PeerCgroups("libpod_parent")
+    dirs = PeerDirs("/run/runc", "/run/dockyard-runtime")  # podman passes no --root: each runtime's default
     pm = Podman(d)
     try:
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(work / "rootfs.tar"), "."], check=True)
@@ -214,6 +215,7 @@ def podman(work, rootfs):
         pm("rmi", "-af")
         _umount_under(d)
         cgroups.remove_new()
+        dirs.remove_new()
 
 
 def test_podman_run_and_dev_null(podman):
