@@ -26,8 +26,7 @@ def private_run_dir():
     """$DOCKYARD_RUN for the session, unless the caller set one: in-process engines (the
     ``engine`` fixture, builds) and every process started with this environment keep their
     runtime state there, not in the host daemon's /run/dockyard.  Removed at the end, unless
-    something is still mounted beneath it (a leak that stays visible)."""
-    import shutil
+    something is still mounted beneath it."""
     import tempfile
 
     if os.environ.get("DOCKYARD_RUN"):
@@ -39,10 +38,29 @@ def private_run_dir():
         yield
     finally:
         os.environ.pop("DOCKYARD_RUN", None)
-        with open("/proc/self/mountinfo") as f:
-            mounted = any(line.split()[4].startswith(run_dir + "/") for line in f)
-        if not mounted:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_unless_mounted(run_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tmp_paths_go(request, tmp_path_factory):
+    """pytest keeps the tmp_path dirs of the last three sessions (2 GB a session here): a session
+    in which no test failed removes its own at the end.  Not test by test (pytest's retention
+    policy "failed"): on an ext4 without a journal, as here, every inode made soon after many
+    were deleted nearby is slower to make, and that made test_build 8% slower."""
+    yield
+    if request.session.testsfailed == 0:
+        _remove_unless_mounted(str(tmp_path_factory.getbasetemp()))
+
+
+def _remove_unless_mounted(path: str) -> None:
+    """Remove the tree at ``path``, unless something is mounted beneath it: a leak, which stays
+    visible, and whose files (perhaps the host's, through a bind mount) are not deleted."""
+    import shutil
+
+    with open("/proc/self/mountinfo") as f:
+        if any(line.split()[4].startswith(path + "/") for line in f):
+            return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
