@@ -236,7 +236,24 @@ def _socket() -> nft.Nftables:
             nf = _sockets[key] = nft.Nftables()
         except OSError as exc:
             raise _error(exc) from None
+        if len(_sockets) == 1:
+            import atexit
+
+            atexit.register(_close_sockets)
     return nf
+
+
+def _close_sockets() -> None:
+    """At exit: the kept sockets are closed, not left to the collector (a ResourceWarning);
+    unless a thread still in a transaction holds them past a deadline (the exit goes on)."""
+    if not _lock.acquire(timeout=2):
+        return
+    try:
+        for nf in _sockets.values():
+            nf.close()
+        _sockets.clear()
+    finally:
+        _lock.release()
 
 
 def _error(exc: OSError) -> DockyardError:
