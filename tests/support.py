@@ -80,10 +80,7 @@ class PeerCgroups:
         for top in self._tops():
             if top in self.before:
                 continue
-            subs = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
-            for d in [*subs, top]:
-                with contextlib.suppress(OSError):  # one still in use (another instance's) stays
-                    d.rmdir()
+            _rmdirs([top, *(p for p in top.rglob("*") if p.is_dir())])
 
 
 class PeerDirs:
@@ -97,9 +94,15 @@ class PeerDirs:
         self.new = [Path(p) for p in paths if not os.path.lexists(p)]
 
     def remove_new(self) -> None:
-        for d in sorted(self.new, key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):  # not empty: in use by another instance
-                d.rmdir()
+        _rmdirs(self.new)
+
+
+def _rmdirs(dirs: list[Path]) -> None:
+    """rmdir each of ``dirs``, deepest first; one that is not empty (in use by another instance
+    of the peer) stays."""
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 class Dockerd:

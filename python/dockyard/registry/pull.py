@@ -290,8 +290,9 @@ class _Appender:
     where the file system allows it.  The store keeps the compressed blob for push and save but
     nothing reads it during the pull (the extractor gets the same bytes from a pipe): written
     through the cache it took a page per 4 KiB, fresh memory, which was about a sixth of a
-    pull's CPU on this project's VMs (13% of perf's samples, a fifth of them idle).  Whole aligned blocks go out from a page-aligned buffer; what
-    is left at :meth:`close` (under a block) is written through the cache.  Ordinary writes
+    pull's CPU on this project's VMs (13% of perf's samples, a fifth of them idle).  Whole
+    aligned blocks go out from a page-aligned buffer; what is left at :meth:`close` (under a
+    block) is written through the cache.  Ordinary writes
     where the file system refuses direct I/O, where a resumed prefix ends off a block, and
     from the first write that shows a device slower than :attr:`SLOW` on (there the cache is
     the better buffer: the download would wait for the disk).  :meth:`close` must run however

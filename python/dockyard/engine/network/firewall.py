@@ -36,6 +36,7 @@ not handled: its FORWARD chain needs the same two rules added by hand.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import threading
@@ -236,13 +237,10 @@ def _socket() -> nft.Nftables:
             nf = _sockets[key] = nft.Nftables()
         except OSError as exc:
             raise _error(exc) from None
-        if len(_sockets) == 1:
-            import atexit
-
-            atexit.register(_close_sockets)
     return nf
 
 
+@atexit.register
 def _close_sockets() -> None:
     """At exit: the kept sockets are closed, not left to the collector (a ResourceWarning);
     unless a thread still in a transaction holds them past a deadline (the exit goes on)."""
