@@ -660,6 +660,7 @@ def test_sysctl(pair):
 
 def test_masked_and_readonly_paths(pair):
     cfg = cfg_for("wc -c < /proc/timer_list; ls /sys/firmware | wc -l; ls /masked-dir | wc -l; "
+                  "touch /masked-dir/x 2>/dev/null; echo masked=$?; "
                   "echo 1 > /proc/sys/kernel/domainname 2>/dev/null; echo ro=$?; "
                   "touch /ro-dir/x 2>/dev/null; echo ro-dir=$?; cat /ro-dir/f")
     cfg["linux"]["maskedPaths"] += ["/masked-dir", "/does/not/exist"]
@@ -671,7 +672,7 @@ def test_masked_and_readonly_paths(pair):
             (b / "rootfs" / d / "f").write_text("secret\n")
 
     p = pair.same(cfg, prepare)
-    assert p.stdout.split() == ["0", "0", "0", "ro=1", "ro-dir=1", "secret"]
+    assert p.stdout.split() == ["0", "0", "0", "masked=1", "ro=1", "ro-dir=1", "secret"]
 
 
 # -- config.md: root and mounts ------------------------------------------------------------------------

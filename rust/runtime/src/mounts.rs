@@ -417,8 +417,14 @@ pub fn finalize(sys: &dyn Syscall, spec: &Spec, pending: &Pending) -> Result<()>
     for p in &linux.readonly_paths {
         readonly_path(sys, Path::new(p))?;
     }
+    // Every masked directory shows the same empty read-only tmpfs: the first one's, bound onto
+    // the others, so a container costs the kernel one superblock for them, not one each.
+    let mut empty: Option<&Path> = None;
     for p in &linux.masked_paths {
-        mask_path(sys, Path::new(p))?;
+        let p = Path::new(p);
+        if mask_path(sys, p, empty)? == Kind::Dir && empty.is_none() {
+            empty = Some(p);
+        }
     }
     for p in &pending.ro_remounts {
         let keep = sys.mount_flags(p).unwrap_or(0);
@@ -440,12 +446,20 @@ pub fn readonly_path(sys: &dyn Syscall, p: &Path) -> Result<()> {
     sys.mount(None, p, None, MS(libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY) | keep, None)
 }
 
-pub fn mask_path(sys: &dyn Syscall, p: &Path) -> Result<()> {
-    match sys.kind(p) {
-        Kind::Missing => Ok(()),
-        Kind::Dir => sys.mount(Some("tmpfs"), p, Some("tmpfs"), MS(libc::MS_RDONLY), None),
-        _ => sys.mount(Some("/dev/null"), p, None, MS(libc::MS_BIND), None),
+/// Hide `p`: a file under /dev/null, a directory under an empty read-only tmpfs. With `empty`, a
+/// directory already masked so, that tmpfs is bound here instead of a new one; if a later mask
+/// has hidden `empty` itself, a new tmpfs is mounted. Returns what `p` was.
+pub fn mask_path(sys: &dyn Syscall, p: &Path, empty: Option<&Path>) -> Result<Kind> {
+    let kind = sys.kind(p);
+    match kind {
+        Kind::Missing => {}
+        Kind::Dir => match empty.filter(|e| sys.kind(e) == Kind::Dir) {
+            Some(e) => sys.mount(Some(&e.to_string_lossy()), p, None, MS(libc::MS_BIND), None)?,
+            None => sys.mount(Some("tmpfs"), p, Some("tmpfs"), MS(libc::MS_RDONLY), None)?,
+        },
+        _ => sys.mount(Some("/dev/null"), p, None, MS(libc::MS_BIND), None)?,
     }
+    Ok(kind)
 }
 
 #[cfg(test)]
@@ -571,11 +585,22 @@ mod tests {
     }
 
     #[test]
+    fn a_masked_directory_gets_a_new_tmpfs_when_the_shared_one_is_hidden() {
+        let sys = Recorder::new();
+        sys.add("/proc/scsi", Kind::Dir);
+        assert_eq!(mask_path(&sys, Path::new("/proc/scsi"), Some(Path::new("/hidden-by-a-later-mask"))).unwrap(), Kind::Dir);
+        assert_eq!(mask_path(&sys, Path::new("/nope"), Some(Path::new("/proc/scsi"))).unwrap(), Kind::Missing);
+        assert_eq!(sys.calls(), vec!["mount tmpfs /proc/scsi tmpfs ro -"]);
+    }
+
+    #[test]
     fn pivot_and_finalize_sequence() {
-        let s = spec(r#"{"root":{"path":"rootfs","readonly":true},"linux":{"maskedPaths":["/proc/kcore","/proc/acpi","/nope"],"readonlyPaths":["/proc/sys"]}}"#);
+        let s = spec(r#"{"root":{"path":"rootfs","readonly":true},"linux":{"maskedPaths":["/proc/kcore","/proc/acpi","/nope","/sys/firmware","/proc/scsi"],"readonlyPaths":["/proc/sys"]}}"#);
         let sys = Recorder::new();
         sys.add("/proc/kcore", Kind::File);
         sys.add("/proc/acpi", Kind::Dir);
+        sys.add("/sys/firmware", Kind::Dir);
+        sys.add("/proc/scsi", Kind::Dir);
         sys.add("/proc/sys", Kind::Dir);
         sys.flags.borrow_mut().insert(PathBuf::from("/proc/sys"), MS(libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC));
         pivot(&sys, Path::new("/b/rootfs")).unwrap();
@@ -591,6 +616,8 @@ mod tests {
                 "mount - /proc/sys - ro,nosuid,nodev,noexec,remount,bind -",
                 "mount /dev/null /proc/kcore - bind -",
                 "mount tmpfs /proc/acpi tmpfs ro -",
+                "mount /proc/acpi /sys/firmware - bind -",
+                "mount /proc/acpi /proc/scsi - bind -",
                 "mount - / - ro,remount,bind -",
             ]
         );
