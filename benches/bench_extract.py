@@ -25,6 +25,7 @@ from pathlib import Path
 from dockyard import layers
 
 CACHE = Path(__file__).resolve().parent / ".cache"
+sys.path.insert(0, str(CACHE.parent.parent / "tests"))  # support.exit_on_sigterm
 
 
 def gnu_tar_cmd(layer: Path, dest: Path) -> list[str]:
@@ -118,4 +119,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from support import exit_on_sigterm
+
+    exit_on_sigterm()
     sys.exit(main())

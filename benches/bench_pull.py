@@ -420,4 +420,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from support import exit_on_sigterm
+
+    exit_on_sigterm()
     main()

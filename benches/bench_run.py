@@ -248,4 +248,7 @@ def start_remapped(env: dict, tar: Path) -> bool:
 
 
 if __name__ == "__main__":
+    from support import exit_on_sigterm
+
+    exit_on_sigterm()
     sys.exit(main())

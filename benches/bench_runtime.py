@@ -43,6 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests" / "runtime"))
+sys.path.insert(0, str(REPO / "tests"))  # support.exit_on_sigterm
 
 from bundle import busybox_rootfs, docker_config, find_binary, write_bundle  # noqa: E402
 
@@ -309,4 +310,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from support import exit_on_sigterm
+
+    exit_on_sigterm()
     sys.exit(main())

@@ -279,4 +279,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from support import exit_on_sigterm
+
+    exit_on_sigterm()
     sys.exit(main())

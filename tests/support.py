@@ -330,6 +330,13 @@ class Served:
         self.server.server_close()
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, ``timeout``) exit through ``SystemExit``, as Ctrl-C does through
+    KeyboardInterrupt: a bench's ``finally`` blocks then stop the daemons and remove the dirs
+    it made, instead of leaving them behind."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def stop_daemon(run_dir: Path, root: Path | None = None) -> None:
     """Stop the ``dockyard daemon`` a CLI started on ``run_dir/dockyard.sock`` (SIGTERM, then
     SIGKILL), then remove every container left in ``root`` so nothing outlives the test."""
