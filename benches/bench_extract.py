@@ -24,8 +24,9 @@ from pathlib import Path
 
 from dockyard import layers
 
-CACHE = Path(__file__).resolve().parent / ".cache"
-sys.path.insert(0, str(CACHE.parent.parent / "tests"))  # support.exit_on_sigterm
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+sys.path.insert(0, str(HERE.parent / "tests"))  # support.exit_on_sigterm
 
 
 def gnu_tar_cmd(layer: Path, dest: Path) -> list[str]:

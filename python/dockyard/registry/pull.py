@@ -292,12 +292,11 @@ class _Appender:
     through the cache it took a page per 4 KiB, fresh memory, which was about a sixth of a
     pull's CPU on this project's VMs (13% of perf's samples, a fifth of them idle).  Whole
     aligned blocks go out from a page-aligned buffer; what is left at :meth:`close` (under a
-    block) is written through the cache.  Ordinary writes
-    where the file system refuses direct I/O, where a resumed prefix ends off a block, and
-    from the first write that shows a device slower than :attr:`SLOW` on (there the cache is
-    the better buffer: the download would wait for the disk).  :meth:`close` must run however
-    the download ends: the file then holds every byte given, in order (what a later pull
-    resumes from)."""
+    block) is written through the cache.  Ordinary writes where the file system refuses
+    direct I/O, where a resumed prefix ends off a block, and from the first write that shows a
+    device slower than :attr:`SLOW` on (there the cache is the better buffer: the download
+    would wait for the disk).  :meth:`close` must run however the download ends: the file then
+    holds every byte given, in order (what a later pull resumes from)."""
 
     BLOCK = 4096
     SLOW = 0.02  # seconds for a MiB written direct (50 MB/s)
