@@ -399,6 +399,8 @@ def main() -> None:
                          if who != "dockyard" and cpu else "")
                 print(f"  {who:<13} {med:6.2f} s  (min {min(times):.2f}, max {max(times):.2f})  "
                       f"{nbytes / med / 1e6:7.1f} MB/s  CPU {cpu:5.2f} s  {ratio}")
+                print(f"  {'':<13} rounds: {' '.join(f'{t:.2f}' for t in times)} s; "
+                      f"CPU {' '.join(f'{c:.2f}' for c in cpus[label][who])} s")
         if pushes["dockyard"]:
             print(f"\npush, median of {opts.reps} (each into an empty registry):")
             base = statistics.median(pushes["dockyard"])
