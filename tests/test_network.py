@@ -503,6 +503,67 @@ def test_internal_network_has_no_way_out(dyn):
     assert json.loads(text(dyn("network", "inspect", "sealed")))[0]["Internal"] is True
 
 
+
+def _default_route(dy, name: str) -> str:
+    lines = [l for l in text(dy("exec", name, "ip", "route")).splitlines() if l.startswith("default")]
+    return lines[0].split()[2] if lines else ""
+
+
+def test_gateway_is_chosen_and_moved_as_dockerd_does(dyn):
+    """The default route and the published ports belong to one endpoint: the first that is not
+    internal, by network name.  A container only on an internal network gets neither (a -p of it
+    publishes nothing); a connect that brings a better network moves both there, and a
+    disconnect of that one moves them on.  Nothing of a port is left behind."""
+    dyn("network", "create", "--internal", "--subnet", "10.250.13.0/24", "sealed")
+    dyn("network", "create", "--subnet", "10.250.14.0/24", "aa")
+    dyn("network", "create", "--subnet", "10.250.15.0/24", "zz")
+    port = free_port()
+    dyn("run", "-d", "--name", "in", "--network", "sealed", "-p", f"127.0.0.1:{port}:80", "bb",
+        "httpd", "-f", "-p", "80", "-h", "/www")
+    assert _default_route(dyn, "in") == ""
+    assert text(dyn("port", "in")) == "" and inspect(dyn, "in")["NetworkSettings"]["Ports"] == {}
+    assert f"dport {port} " not in rules()
+    s = socket.socket()
+    assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens for it
+    s.close()
+    dyn("network", "connect", "zz", "in")
+    assert _default_route(dyn, "in") == "10.250.15.1"
+    assert text(dyn("port", "in")) == f"80/tcp -> 127.0.0.1:{port}\n"
+    assert "hello from the container" in http_get("127.0.0.1", port)
+    assert "dnat to 10.250.15.2:80" in rules()
+    dyn("network", "connect", "aa", "in")  # "aa" sorts first: the gateway and the port move
+    assert _default_route(dyn, "in") == "10.250.14.1"
+    assert "dnat to 10.250.14.2:80" in rules() and "dnat to 10.250.15.2:80" not in rules()
+    assert "hello from the container" in http_get("127.0.0.1", port)
+    dyn("network", "disconnect", "aa", "in")
+    assert _default_route(dyn, "in") == "10.250.15.1"
+    assert "hello from the container" in http_get("127.0.0.1", port)
+    dyn("network", "disconnect", "zz", "in")
+    assert _default_route(dyn, "in") == ""
+    assert f"dport {port} " not in rules()
+    # A container made on the internal network and connected to another before its start: eth0
+    # is the internal one, the default route and the port are the other's.
+    dyn("rm", "-f", "in")
+    dyn("create", "--name", "two", "--network", "sealed", "-p", f"127.0.0.1:{port}:80", "bb",
+        "httpd", "-f", "-p", "80", "-h", "/www")
+    dyn("network", "connect", "zz", "two")
+    dyn("start", "two")
+    assert _default_route(dyn, "two") == "10.250.15.1"
+    assert "hello from the container" in http_get("127.0.0.1", port)
+    # A disconnect while stopped leaves a gap in the order; the next start closes it, and a
+    # disconnect after that takes away the right interface.
+    dyn("network", "connect", "aa", "two")
+    dyn("stop", "-t", "0", "two")
+    dyn("network", "disconnect", "zz", "two")
+    dyn("start", "two")
+    assert _default_route(dyn, "two") == "10.250.14.1"
+    dyn("network", "disconnect", "aa", "two")
+    assert "eth1" not in text(dyn("exec", "two", "ip", "-o", "link"))
+    assert _default_route(dyn, "two") == ""
+    dyn("rm", "-f", "two")
+    assert f"dport {port} " not in rules()
+    dyn("network", "rm", "sealed", "aa", "zz")
+
 # -- legacy links -------------------------------------------------------------------------------
 
 def test_links_like_docker(dyn):

@@ -8,6 +8,7 @@ compared after replacing addresses and IDs, which differ by nature.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -493,3 +494,34 @@ def test_default_bridge_ipv6_matches_docker(dyn, bridged_docker, tmp_path):
             d.docker("rm", "-f", *d.docker("ps", "-aq", check=False).stdout.decode().split(), check=False)
             d.stop()
         subprocess.run(["ip", "link", "del", bridge6], capture_output=True)
+
+
+def test_gateway_moves_like_docker(dyn, bridged_docker):
+    """Which network gives a container its default route, and whether its published port still
+    answers, as networks are connected and disconnected: dockerd's order is by network name, the
+    default bridge included, and the port goes where the default route goes."""
+    from test_network import free_port, http_get
+
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        port = free_port()
+        try:
+            for net, subnet in (("aa", "10.250.31.0/24"), ("zz", "10.250.32.0/24")):
+                run("network", "create", "--subnet", subnet, net)
+            subnets = {net: ipaddress.ip_network(json.loads(run("network", "inspect", net).stdout)[0]["IPAM"]["Config"][0]
+                                                 ["Subnet"]) for net in ("bridge", "aa", "zz")}
+            run("run", "-d", "--name", "gw", "-p", f"127.0.0.1:{port}:80", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
+            steps = []
+            for step in ((), ("connect", "zz"), ("connect", "aa"), ("disconnect", "aa"), ("disconnect", "bridge")):
+                if step:
+                    run("network", *step, "gw")
+                route = [l.split()[2] for l in run("exec", "gw", "ip", "route").stdout.decode().splitlines()
+                         if l.startswith("default")]
+                steps.append((step, [n for r in route for n, sub in subnets.items() if ipaddress.ip_address(r) in sub],
+                              "hello from the container" in http_get("127.0.0.1", port)))
+            outs[tool] = steps
+        finally:
+            run("rm", "-f", "gw", check=False)
+            run("network", "rm", "aa", "zz", check=False)
+    assert outs["dockyard"] == outs["docker"]
+    assert [s[1] for s in outs["docker"]] == [["bridge"], ["bridge"], ["aa"], ["bridge"], ["zz"]]

@@ -158,13 +158,9 @@ def on_start(containers, rec: dict, rootfs: Path) -> dict:
     net = networks(containers)
     links = host.get("Links") or []
     env = net.link_env(rec, links) if links else []
-    ports = list(spec.get("_Ports") or [])
-    if host.get("PublishAllPorts"):
-        have = {(b["port"], b["proto"]) for b in ports}
-        for key in (spec["Config"].get("ExposedPorts") or {}):
-            num, _, proto = key.partition("/")
-            if (int(num), proto or "tcp") not in have:
-                ports.append({"proto": proto or "tcp", "host_ip": "", "host_port": "", "port": int(num)})
+    from .manager import wanted_ports
+
+    ports = wanted_ports(spec)
     path = net.setup(rec, mode, ports)
     try:
         mounts = volumes(containers).oci_mounts(spec.get("_Mounts") or [], host.get("Tmpfs") or {}, rootfs)

@@ -573,12 +573,19 @@ class Networks:
             # no bind mount of ours: a thousand of them doubled the host's mount table, which
             # every container's start copies and every exit tears down
             return ""
+        if any(ep["idx"] != i for i, ep in enumerate(eps)):
+            # a disconnect while stopped left a gap: eth<N> and the veth's name follow idx
+            with self.store.transaction() as db:
+                for i, ep in enumerate(eps):
+                    db.execute("UPDATE endpoints SET idx=? WHERE container=? AND network=?", (i, cid, ep["network"]))
+            eps = self.endpoints(cid)
+        gw = gateway_endpoint(eps)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             inside, nsfd = netlink.new_netns(str(path))
             try:
                 for i, ep in enumerate(eps):
-                    self._connect_one(rec, ep, str(path), inside, i, ports if i == 0 else [], nsfd)
+                    self._connect_one(rec, ep, str(path), inside, i, ports if ep is gw else [], nsfd, gateway=ep is gw)
             finally:
                 inside.close()
                 os.close(nsfd)
@@ -611,10 +618,12 @@ class Networks:
                        (str(ip), str(ip6) if ip6 else "", extra.get("mac") or mac_text(mac_for(ip)), cid, ep["network"]))
         return ip, ip6
 
-    def _connect_one(self, rec: dict, ep: dict, path: str, inside, i: int, ports: list[dict], nsfd: int = -1) -> None:
+    def _connect_one(self, rec: dict, ep: dict, path: str, inside, i: int, ports: list[dict], nsfd: int = -1,
+                     gateway: bool = False) -> None:
         """One endpoint's veth pair, addresses and routes; ``inside`` works in the container's
-        namespace, ``nsfd`` refers to it (-1: opened from ``path``)."""
-        from . import firewall, netlink
+        namespace, ``nsfd`` refers to it (-1: opened from ``path``).  The ``gateway`` endpoint
+        (:func:`gateway_endpoint`) also gets the default routes and publishes ``ports``."""
+        from . import netlink
 
         cid = rec["id"]
         host_if = _veth_name(cid, i)
@@ -660,18 +669,52 @@ class Networks:
             a = ipaddress.ip_address(ll)
             reqs.append(netlink.address_request(index, ipaddress.ip_interface(f"{a}/{16 if a.version == 4 else 64}")))
         reqs.append(netlink.up_request(index, f"eth{i}"))
-        if i == 0 and not ep["internal"]:
-            reqs.append(netlink.default_route_request(ipaddress.IPv4Address(ep["gateway"]), index))
-            if ip6 is not None:
-                reqs.append(netlink.default_route_request(ipaddress.IPv6Address(ep["gateway6"]), index))
+        if gateway:
+            reqs += _default_routes(ep, index, ip6 is not None)
         inside.batch(reqs)
         if ports:
-            bindings = self._bind_ports(rec, ports)
-            rules = firewall.port_rules(ep["bridge"], str(ip), bindings, str(ip6) if ip6 else "")
+            self._publish(rec, dict(ep, ip=str(ip), ip6=str(ip6) if ip6 else ""), self._bind_ports(rec, ports))
+
+    def _publish(self, rec: dict, ep: dict, bindings: list[dict]) -> None:
+        """DNAT the host ports of ``bindings`` to the endpoint's addresses; stored with it."""
+        from . import firewall
+
+        rules = firewall.port_rules(ep["bridge"], ep["ip"], bindings, ep["ip6"])
+        with self.store.transaction() as db:
+            db.execute("UPDATE endpoints SET ports=?, rules=? WHERE container=? AND network=?",
+                       (json.dumps(bindings), json.dumps(rules), rec["id"], ep["network"]))
+        firewall.apply(rules)
+
+    def _unpublish(self, cid: str, ep: dict) -> None:
+        from . import firewall
+
+        if ep["rules"] != "[]":
+            firewall.apply([tuple(r) for r in json.loads(ep["rules"])], delete=True)
             with self.store.transaction() as db:
-                db.execute("UPDATE endpoints SET ports=?, rules=? WHERE container=? AND network=?",
-                           (json.dumps(bindings), json.dumps(rules), cid, ep["network"]))
-            firewall.apply(rules)
+                db.execute("UPDATE endpoints SET ports='[]', rules='[]' WHERE container=? AND network=?",
+                           (cid, ep["network"]))
+
+    def _move_gateway(self, rec: dict, old: dict | None, new: dict | None) -> None:
+        """A running container's default routes and published ports go from endpoint ``old``
+        to ``new`` (either may be None: no gateway), as dockerd moves them when a connect or a
+        disconnect changes which endpoint is the gateway.  The host ports stay the same; a
+        container that had none (only internal networks) binds its -p/-P ports now."""
+        from . import netlink
+
+        cid = rec["id"]
+        bindings = json.loads(old["ports"]) if old else None
+        if old is not None:
+            self._unpublish(cid, old)
+        with netlink.in_netns(str(self.netns_path(cid))) as inside:
+            reqs = [netlink.no_default_route_request(socket.AF_INET), netlink.no_default_route_request(socket.AF_INET6)]
+            if new is not None:
+                reqs += _default_routes(new, inside.link_index(f"eth{new['idx']}"), bool(new["ip6"]))
+            inside.batch(reqs)
+        if new is not None:
+            if bindings is None:
+                bindings = self._bind_ports(rec, wanted_ports(rec["spec"]))
+            if bindings:
+                self._publish(rec, new, bindings)
 
     def _bind_ports(self, rec: dict, ports: list[dict]) -> list[dict]:
         """Host ports for the container's -p/-P: checked free (ours and the host's), random
@@ -793,11 +836,17 @@ class Networks:
             from . import netlink
 
             path = str(self.netns_path(cid))
-            ep = next(e for e in self.endpoints(cid) if e["network"] == r["id"])
+            eps = self.endpoints(cid)
+            before = gateway_endpoint([e for e in eps if e["network"] != r["id"]])
+            ep = next(e for e in eps if e["network"] == r["id"])
             try:
                 with netlink.in_netns(path) as inside:
                     self._connect_one(rec, ep, path, inside, idx, [])
+                if gateway_endpoint(eps) is ep:  # the new network is the better gateway
+                    self._move_gateway(rec, before, next(e for e in self.endpoints(cid) if e["network"] == r["id"]))
             except BaseException:
+                with contextlib.suppress(Exception):
+                    self.disconnect(rec, r["id"])  # its veth; the gateway back where it was
                 with self.store.transaction() as db:
                     db.execute("DELETE FROM endpoints WHERE container=? AND network=?", (cid, r["id"]))
                 raise
@@ -812,6 +861,11 @@ class Networks:
         ep = next((e for e in eps if e["network"] == r["id"]), None)
         if ep is None:  # with force too: force only reaches endpoints of containers that are gone
             raise Conflict(f"container {cid} is not connected to network {r['name']}")
+        if ep["ip"] and rec["state"].get("Running") and gateway_endpoint(eps) is ep:
+            # its default routes and published ports go to the next best endpoint, if any
+            self._move_gateway(rec, ep, gateway_endpoint([e for e in eps if e is not ep]))
+        else:
+            self._unpublish(cid, ep)
         if ep["ip"]:
             with netlink.Netlink() as nl:
                 nl.delete_link(_veth_name(cid, ep["idx"]))
@@ -914,7 +968,7 @@ class Networks:
         eps = self.endpoints(cid)
         running = rec["state"].get("Running")
         ports: dict = {}
-        if running and mode not in ("host", "none") and not mode.startswith("container:"):
+        if running and mode not in ("host", "none") and not mode.startswith("container:") and gateway_endpoint(eps):
             for p in rec["spec"]["Config"].get("ExposedPorts") or {}:
                 ports[p] = None
             for ep in eps:
@@ -979,6 +1033,37 @@ class Networks:
         from . import dns
 
         dns.sync(self.store.root)
+
+
+def gateway_endpoint(eps: list[dict]) -> dict | None:
+    """The endpoint that gives a container its default routes and publishes its ports: as
+    dockerd orders them, the first that is not on an internal network, dual-stack before
+    IPv4-only, then by network name.  None: every network is internal (dockerd 25 and later
+    give such a container no default route and publish none of its ports)."""
+    outside = [ep for ep in eps if not ep["internal"]]
+    return min(outside, key=lambda ep: (not ep["subnet6"], ep["net_name"]), default=None)
+
+
+def _default_routes(ep: dict, index: int, v6: bool) -> list[tuple]:
+    from . import netlink
+
+    reqs = [netlink.default_route_request(ipaddress.IPv4Address(ep["gateway"]), index)]
+    if v6:
+        reqs.append(netlink.default_route_request(ipaddress.IPv6Address(ep["gateway6"]), index))
+    return reqs
+
+
+def wanted_ports(spec: dict) -> list[dict]:
+    """A container's ports to publish: its -p bindings, and with -P every exposed port that
+    has none."""
+    ports = list(spec.get("_Ports") or [])
+    if spec["HostConfig"].get("PublishAllPorts"):
+        have = {(b["port"], b["proto"]) for b in ports}
+        for key in (spec["Config"].get("ExposedPorts") or {}):
+            num, _, proto = key.partition("/")
+            if (int(num), proto or "tcp") not in have:
+                ports.append({"proto": proto or "tcp", "host_ip": "", "host_port": "", "port": int(num)})
+    return ports
 
 
 def _veth_name(cid: str, i: int) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWADDR, RTM_NEWROUTE, RTM_GETROUTE = 20, 24, 26
+RTM_NEWADDR, RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 20, 24, 25, 26
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
@@ -92,10 +92,10 @@ class Netlink:
                     return out
                 out.append((mtype, payload))
 
-    def batch(self, requests: list[tuple[int, int, bytes, str, int]]) -> None:
+    def batch(self, requests: list[tuple[int, int, bytes, str, int | tuple[int, ...]]]) -> None:
         """Several requests that answer only an acknowledgement, in one send: the kernel runs
         them in order, each on its own (an error in one does not stop the next).  Each is
-        ``(kind, flags, body, what, ignored errno or 0)``; the first error not ignored is
+        ``(kind, flags, body, what, ignored errno(s) or 0)``; the first error not ignored is
         raised once every acknowledgement is read (the socket stays in step)."""
         first = self.seq + 1
         parts = []
@@ -118,7 +118,7 @@ class Netlink:
                 pending -= 1
                 (code,) = struct.unpack_from("=i", payload)
                 _, _, _, what, ignore = requests[mseq - first]
-                if code and -code != ignore and error is None:
+                if code and -code not in (ignore if isinstance(ignore, tuple) else (ignore,)) and error is None:
                     error = NetlinkError(-code, f"{what or 'netlink'}: {os.strerror(-code)}")
         if error is not None:
             raise error
@@ -226,6 +226,13 @@ def default_route_request(gateway: ipaddress.IPv4Address | ipaddress.IPv6Address
     body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, 254, 3, 0, 1, 0)
     body += _attr(RTA_GATEWAY, gateway.packed) + _attr(RTA_OIF, struct.pack("=I", index))
     return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}", 0
+
+
+def no_default_route_request(family: int) -> tuple:
+    """RTM_DELROUTE of the main table's default route of ``family``, whatever its gateway
+    (none there is no error)."""
+    body = struct.pack("=BBBBBBBBI", family, 0, 0, 0, 254, 0, 255, 0, 0)  # scope: any
+    return RTM_DELROUTE, 0, body, "delete the default route", (errno.ESRCH, errno.ENOENT)
 
 
 def up_request(index: int, name: str = "") -> tuple:
