@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -225,7 +226,6 @@ def test_default_bridge_address_and_files(dyn):
                    "--dns-search", "example.test", "--dns-option", "ndots:2", "bb", "sh", "-c",
                    "ip -o -4 addr show eth0; ip route; hostname; echo ===; cat /etc/hosts; echo ---; cat /etc/resolv.conf;"
                    "ip -o link show lo"))
-    import ipaddress
 
     addr = out.split("inet ")[1].split()[0]
     iface = ipaddress.IPv4Interface(addr)
@@ -502,6 +502,20 @@ def test_internal_network_has_no_way_out(dyn):
     assert "default" not in out and "10.250.12.0/24" in out
     assert json.loads(text(dyn("network", "inspect", "sealed")))[0]["Internal"] is True
 
+
+
+def test_host_gateway_from_a_user_network(dyn):
+    """--add-host NAME:host-gateway names the host's address on the default bridge, as dockerd's
+    does; a container on a user network only reaches it too (the bridge is made for it)."""
+    dyn("network", "create", "--subnet", "10.250.16.0/24", "hgnet")
+    out = text(dyn("run", "--rm", "--network", "hgnet", "--add-host", "hg:host-gateway", "bb", "sh", "-c",
+                   "grep hg /etc/hosts; ping -c1 -W2 hg | grep -c '1 packets received'"))
+    subnet = json.loads(text(dyn("network", "inspect", "bridge")))[0]["IPAM"]["Config"][0]["Subnet"]
+    gateway = str(ipaddress.ip_network(subnet).network_address + 1)
+    assert out == f"{gateway}\thg\n1\n"
+    err = fails(dyn("run", "--rm", "--add-host", "hg:host-gatewayx", "bb", "true", check=False))
+    assert 'invalid IP address in add-host: "host-gatewayx"' in err
+    dyn("network", "rm", "hgnet")
 
 
 def _default_route(dy, name: str) -> str:

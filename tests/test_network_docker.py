@@ -125,13 +125,15 @@ def test_links_env_and_hosts_match_docker(dyn, bridged_docker):
 def test_etc_files_match_docker(dyn, bridged_docker):
     outs = {}
     for tool, run in both(dyn, bridged_docker):
-        out = run("run", "--rm", "-h", "box", "--add-host", "db.local:10.9.8.7", "--dns", "192.0.2.53",
-                  "--dns-search", "a.test", "--dns-option", "ndots:3", "bb", "sh", "-c",
-                  "cat /etc/hosts; echo ---; cat /etc/resolv.conf; echo ---; hostname; ip -o -4 addr show eth0"
-                  ).stdout.decode()
+        out = run("run", "--rm", "-h", "box", "--add-host", "db.local:10.9.8.7", "--add-host", "hg:host-gateway",
+                  "--dns", "192.0.2.53", "--dns-search", "a.test", "--dns-option", "ndots:3", "bb", "sh", "-c",
+                  "cat /etc/hosts; echo ---; cat /etc/resolv.conf; echo ---; hostname; ip -o -4 addr show eth0; "
+                  "ip route | grep default; ping -c1 -W2 hg | grep -c '1 packets received'").stdout.decode()
         ip = re.search(r"inet (\S+)/", out).group(1)
-        outs[tool] = normalize(out.rsplit("---\n", 1)[0], {ip: "IP"})
+        gateway = re.search(r"default via (\S+)", out).group(1)  # host-gateway: the default bridge's address
+        outs[tool] = normalize(out.rsplit("---\n", 1)[0], {ip: "IP", gateway: "GATEWAY"}), out.splitlines()[-1]
     assert outs["dockyard"] == outs["docker"]
+    assert "GATEWAY\thg\n" in outs["docker"][0] and outs["docker"][1] == "1"
 
 
 def test_inspect_and_port_match_docker(dyn, bridged_docker):

@@ -79,7 +79,8 @@ def on_create(containers, opts, image_cfg: dict) -> tuple[dict, dict, dict]:
         if not sep or not name:
             raise InvalidArgument(f"invalid argument \"{h}\" for \"--add-host\" flag: bad format for add-host: \"{h}\"")
         try:
-            ipaddress.ip_address(ip)
+            if ip != "host-gateway":  # dockerd's name for the host's address on the default bridge
+                ipaddress.ip_address(ip)
         except ValueError:
             raise InvalidArgument(f"invalid argument \"{h}\" for \"--add-host\" flag: invalid IP address in add-host: \"{ip}\"") from None
     for d in getattr(opts, "dns", []) or []:

@@ -899,7 +899,7 @@ class Networks:
                  "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters"]
         for h in extra_hosts:
             name, _, ip = h.partition(":")
-            lines.append(f"{ip}\t{name}")
+            lines.append(f"{self.host_gateway() if ip == 'host-gateway' else ip}\t{name}")
         for link in links:
             target, alias = split_link(link)
             row = self.store.db.execute("SELECT id, name FROM containers WHERE name=?", (target,)).fetchone()
@@ -920,6 +920,14 @@ class Networks:
             if eps[0]["ip6"]:
                 lines.append(f"{eps[0]['ip6']}\t{full}")
         return "\n".join(lines) + "\n"
+
+    def host_gateway(self) -> str:
+        """What ``--add-host NAME:host-gateway`` maps NAME to: as dockerd's default, the host's
+        address on the default bridge (made now if it is not there), which every container with
+        a default route reaches."""
+        with self._lock():
+            self._ensure_bridge(self.row("bridge"))
+        return self.row("bridge")["gateway"]  # (read again: the bridge may have moved when made)
 
     def _bridge_ip(self, cid: str, column: str = "ip") -> str:
         r = self.store.db.execute(
