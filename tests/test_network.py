@@ -792,6 +792,16 @@ def flagged_daemon(dy, *flags: str):
         log.close()
 
 
+def test_daemon_mtu_flag(dyn):
+    """``dockyard daemon --mtu N`` as dockerd's: the default bridge's containers get interfaces of
+    that MTU, and its network shows it; without the flag it is 1500 again."""
+    with flagged_daemon(dyn, "--mtu", "1450"):
+        assert text(dyn("run", "--rm", "bb", "cat", "/sys/class/net/eth0/mtu")) == "1450\n"
+        options = json.loads(text(dyn("network", "inspect", "bridge")))[0]["Options"]
+        assert options["com.docker.network.driver.mtu"] == "1450"
+    assert text(dyn("run", "--rm", "bb", "cat", "/sys/class/net/eth0/mtu")) == "1500\n"
+
+
 def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
     """``dockyard daemon --ipv6 --fixed-cidr-v6 --default-address-pool`` as dockerd's: the default
     bridge is dual stack, a network made with --ipv6 and no IPv6 subnet takes one from the pool,

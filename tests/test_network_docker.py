@@ -230,7 +230,8 @@ def test_network_command_errors_match_docker(dyn, bridged_docker):
              ["network", "create", "--subnet", "10.250.92.128/25", "x2"], ["network", "rm", "nope"],
              ["network", "rm", "bridge"], ["network", "connect", "dup", "member"],
              ["network", "disconnect", "bridge", "member"], ["network", "inspect", "nope"],
-             ["network", "connect", "nope", "member"], ["network", "connect", "dup", "nobody"]]
+             ["network", "connect", "nope", "member"], ["network", "connect", "dup", "nobody"],
+             ["network", "create", "--opt", "com.docker.network.driver.mtu=abc", "x3"]]
     outs = {}
     for tool, run in both(dyn, bridged_docker):
         run("network", "create", "--subnet", "10.250.92.0/24", "dup")
@@ -527,3 +528,22 @@ def test_gateway_moves_like_docker(dyn, bridged_docker):
             run("network", "rm", "aa", "zz", check=False)
     assert outs["dockyard"] == outs["docker"]
     assert [s[1] for s in outs["docker"]] == [["bridge"], ["bridge"], ["aa"], ["bridge"], ["zz"]]
+
+
+def test_mtu_option_matches_docker(dyn, bridged_docker):
+    """A network's com.docker.network.driver.mtu is the MTU of its containers' interfaces, on a
+    run and on a connect."""
+    outs = {}
+    for tool, run in both(dyn, bridged_docker):
+        run("network", "create", "--subnet", "10.250.33.0/24", "--opt", "com.docker.network.driver.mtu=1400", "small")
+        try:
+            first = run("run", "--rm", "--network", "small", "bb", "cat", "/sys/class/net/eth0/mtu").stdout.decode()
+            run("run", "-d", "--name", "mt", "bb", "sleep", "60")
+            run("network", "connect", "small", "mt")
+            both_ifs = run("exec", "mt", "sh", "-c", "cat /sys/class/net/eth0/mtu /sys/class/net/eth1/mtu").stdout.decode()
+            outs[tool] = (first, both_ifs, json.loads(run("network", "inspect", "small").stdout)[0]["Options"])
+        finally:
+            run("rm", "-f", "mt", check=False)
+            run("network", "rm", "small", check=False)
+    assert outs["dockyard"] == outs["docker"]
+    assert outs["docker"][:2] == ("1400\n", "1500\n1400\n")

@@ -18,13 +18,15 @@ from . import CONTEXT
 @click.option("--fixed-cidr-v6", default="", metavar="CIDR", help="IPv6 subnet of the default bridge")
 @click.option("--default-address-pool", "pools", multiple=True, metavar="base=CIDR,size=N",
               help="Default address pools for user networks (an IPv6 base: the subnets of networks made with --ipv6)")
+@click.option("--mtu", type=int, default=None, metavar="N",
+              help="MTU of the default bridge's container interfaces (default 1500)")
 @click.option("--max-concurrent-downloads", "downloads", type=int, default=None, metavar="N",
               help="Layers pulled at once, each downloaded and extracted together (default 3; 0: no limit)")
 @click.option("--userns-remap", "userns_remap", default="", metavar="default|USER[:GROUP]",
               help="Run containers in a user namespace: their root is the first of USER's subordinate ids "
                    "(/etc/subuid, /etc/subgid; 'default': the user dockremap, created when missing)")
 @click.pass_context
-def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads, userns_remap) -> None:
+def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, downloads, userns_remap) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -43,6 +45,12 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, downloads, userns
                                      param_hint="'-H'")
     root = root or getattr(ctx.obj, "root", None)
     _network_settings(ipv6, fixed_cidr_v6, pools)
+    if mtu is not None:
+        if mtu < 0:
+            raise click.BadParameter(f"invalid MTU: {mtu}", param_hint="'--mtu'")
+        import os
+
+        os.environ["DOCKYARD_MTU"] = str(mtu or 1500)  # engine/network/manager.py reads it
     if downloads is not None:
         if downloads < 0:  # dockerd's words
             raise click.BadParameter(f"invalid max concurrent downloads: {downloads}",

@@ -9,7 +9,8 @@ from . import CONTEXT, pass_session
 from .output import echo, fail_if, parse_filters, print_inspect, print_rows
 
 # The bridge driver's options dockyard implements (anything else is refused, not ignored).
-BRIDGE_OPTIONS = ("com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade")
+BRIDGE_OPTIONS = ("com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade",
+                  "com.docker.network.driver.mtu")
 
 
 def _path(ref: str, suffix: str = "") -> str:

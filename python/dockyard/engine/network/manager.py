@@ -22,6 +22,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -45,6 +46,9 @@ SCHEMA = [
         endpoint_id TEXT NOT NULL DEFAULT '', ip6 TEXT NOT NULL DEFAULT '', want_ip6 TEXT NOT NULL DEFAULT '',
         extra TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (container, network))""",
 ]
+#: a bridge network's option for the MTU of its containers' interfaces (docker's name)
+MTU_OPTION = "com.docker.network.driver.mtu"
+
 # Columns added since the first schema (a root made before them gets them at open).
 #   networks.subnet6/gateway6: the IPv6 subnet and gateway of a network with IPv6 enabled;
 #   networks.ipam: {"Driver", "Options", "Config": what inspect shows, "v4"/"v6": the pools in
@@ -116,6 +120,7 @@ class Networks:
         if db.execute("SELECT 1 FROM networks WHERE name='bridge'").fetchone() is None:
             self._predefine()
         self._default_ipv6()
+        self._default_mtu()
 
     def _default_ipv6(self) -> None:
         """The default bridge's IPv6 subnet follows the daemon's --ipv6/--fixed-cidr-v6 (a
@@ -132,6 +137,16 @@ class Networks:
             with self.store.transaction() as db:
                 db.execute("UPDATE networks SET subnet6=?, gateway6=? WHERE id=?",
                            (want, str(ipaddress.IPv6Network(want).network_address + 1) if want else "", r["id"]))
+
+    def _default_mtu(self) -> None:
+        """The default bridge's MTU option follows the daemon's --mtu (containers started from
+        then on get it)."""
+        want = os.environ.get("DOCKYARD_MTU") or "1500"
+        r = self.store.db.execute("SELECT id, options FROM networks WHERE name='bridge'").fetchone()
+        options = json.loads(r["options"] or "{}") if r else {}
+        if r is not None and options.get(MTU_OPTION) != want:
+            with self.store.transaction() as db:
+                db.execute("UPDATE networks SET options=? WHERE id=?", (json.dumps({**options, MTU_OPTION: want}), r["id"]))
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -160,7 +175,7 @@ class Networks:
                                         "com.docker.network.bridge.enable_icc": "true",
                                         "com.docker.network.bridge.enable_ip_masquerade": "true",
                                         "com.docker.network.bridge.name": self._default_bridge_name(),
-                                        "com.docker.network.driver.mtu": "1500"} if name == "bridge" else {}),
+                                        MTU_OPTION: "1500"} if name == "bridge" else {}),
                             _now()))
 
     @contextlib.contextmanager
@@ -214,6 +229,10 @@ class Networks:
             pools[pool["_family"]].append(pool)
         if len(pools[4]) > 1 or len(pools[6]) > 1:
             raise Forbidden("bridge driver doesn't support multiple subnets")
+        mtu = (options or {}).get(MTU_OPTION)
+        if mtu is not None and not re.fullmatch(r"[+-]?[0-9]+", mtu):
+            raise InvalidArgument(f'failed to parse {MTU_OPTION} value: {mtu} (strconv.Atoi: parsing "{mtu}": '
+                                  "invalid syntax)")
         v4, v6 = (pools[4] or [None])[0], (pools[6] or [None])[0]
         nid = new_id()
         with self.store.transaction() as db:
@@ -639,7 +658,7 @@ class Networks:
                 with netlink.Netlink() as nl:
                     for attempt in range(3):
                         try:
-                            nl.create_veth(host_if, f"eth{i}", fd, master, peer_mac=peer_mac)
+                            nl.create_veth(host_if, f"eth{i}", fd, master, peer_mac=peer_mac, mtu=_mtu(ep))
                             break
                         except netlink.NetlinkError as exc:
                             # A crashed start's, or an exit's not yet reaped: the kernel may
@@ -1050,6 +1069,11 @@ def gateway_endpoint(eps: list[dict]) -> dict | None:
     give such a container no default route and publish none of its ports)."""
     outside = [ep for ep in eps if not ep["internal"]]
     return min(outside, key=lambda ep: (not ep["subnet6"], ep["net_name"]), default=None)
+
+
+def _mtu(ep: dict) -> int:
+    """The MTU of an endpoint's veth pair: its network's ``com.docker.network.driver.mtu``."""
+    return int(json.loads(ep.get("net_options") or "{}").get(MTU_OPTION) or 1500)
 
 
 def _default_routes(ep: dict, index: int, v6: bool) -> list[tuple]:
