@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -263,6 +264,25 @@ class SavedEtcIds:
 
     def __exit__(self, *exc) -> None:
         self.restore()
+
+
+def engine_api(sock: str, method: str, path: str, body: object = None, version: str = "1.41") -> tuple[int, dict]:
+    """One Engine API call over a unix socket at API ``version``: (status, JSON answer or {})."""
+    import http.client
+    import socket as _socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            self.sock.connect(sock)
+
+    c = Conn("localhost", timeout=60)
+    data = json.dumps(body).encode() if body is not None else None
+    c.request(method, f"/v{version}{path}", body=data, headers={"Content-Type": "application/json"} if data else {})
+    r = c.getresponse()
+    raw = r.read()
+    c.close()
+    return r.status, (json.loads(raw) if raw.strip() else {})
 
 
 def tempfile_dir() -> str:

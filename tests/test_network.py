@@ -496,6 +496,31 @@ def test_user_networks_dns_aliases_and_isolation(dyn):
     assert sorted(text(dyn("network", "prune", "-f")).split()[2:]) == ["back", "front"]
 
 
+def test_dns_names_by_api_version(dyn):
+    """API 1.44 shows an endpoint's DNSNames (name, aliases, short ID, hostname), and the
+    network's DNS answers each of them; from 1.45 Aliases are only what the client gave (older
+    versions add the short ID there, as dockerd 20.10 does)."""
+    from support import engine_api
+
+    dyn("network", "create", "--subnet", "10.250.17.0/24", "dnsn")
+    dyn("run", "-d", "--name", "named", "--hostname", "hosty", "--network", "dnsn", "--network-alias", "al", "bb",
+        "sleep", "60")
+    sock = str(Path(dyn.run_dir) / "dockyard.sock")
+    short = inspect(dyn, "named")["Id"][:12]
+    seen = {}
+    for version in ("1.41", "1.44", "1.45"):
+        ep = engine_api(sock, "GET", "/containers/named/json", version=version)[1]["NetworkSettings"]["Networks"]["dnsn"]
+        seen[version] = (ep["Aliases"], ep.get("DNSNames", "absent"))
+    assert seen == {"1.41": (["al", short], "absent"), "1.44": (["al", short], ["named", "al", short, "hosty"]),
+                    "1.45": (["al"], ["named", "al", short, "hosty"])}
+    ip = inspect(dyn, "named")["NetworkSettings"]["Networks"]["dnsn"]["IPAddress"]
+    out = text(dyn("run", "--rm", "--network", "dnsn", "bb", "sh", "-c",
+                   "for n in named al " + short + " hosty; do nslookup $n 127.0.0.11; done"))
+    assert out.count(f"Address: {ip}") == 4, out
+    dyn("rm", "-f", "named")
+    dyn("network", "rm", "dnsn")
+
+
 def test_internal_network_has_no_way_out(dyn):
     dyn("network", "create", "--internal", "--subnet", "10.250.12.0/24", "sealed")
     out = text(dyn("run", "--rm", "--network", "sealed", "bb", "ip", "route"))

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from support import Dockerd, drop_filter_table_unless, has_filter_table, make_busybox_rootfs, need, tar_dir, tempfile_dir
+from support import (Dockerd, drop_filter_table_unless, engine_api, has_filter_table, make_busybox_rootfs, need,
+                     tar_dir, tempfile_dir)
 from test_network import dyn  # noqa: F401  (a fixture)
 
 DK_BRIDGE, DK_ADDR = "dytdk0", "10.251.78.1/24"
@@ -369,25 +370,6 @@ def test_published_port_on_ipv6_matches_docker(dyn, bridged_docker):
     assert outs["docker"][4] is True
 
 
-def _api(sock: str, method: str, path: str, body: object = None) -> tuple[int, dict]:
-    """One Engine API call over a unix socket: (status, JSON answer or {})."""
-    import http.client
-    import socket as _socket
-
-    class Conn(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-            self.sock.connect(sock)
-
-    c = Conn("localhost", timeout=60)
-    data = json.dumps(body).encode() if body is not None else None
-    c.request(method, "/v1.41" + path, body=data, headers={"Content-Type": "application/json"} if data else {})
-    r = c.getresponse()
-    raw = r.read()
-    c.close()
-    return r.status, (json.loads(raw) if raw.strip() else {})
-
-
 def test_network_api_answers_match_docker(dyn, bridged_docker):
     """The API's answers to bodies docker-py sends: Go's 400 for a field of the wrong type, 403
     for the host and null drivers, a name with spaces taken, IPAM as given (Options null when not
@@ -402,17 +384,17 @@ def test_network_api_answers_match_docker(dyn, bridged_docker):
              ("POST", "/networks/create", {"Name": "lw", "IPAM": {"Driver": "nosuch"}})]
     outs = {}
     for tool, sock in socks.items():
-        res = [_api(sock, *case) for case in cases]
-        status, made = _api(sock, "POST", "/networks/create", {
+        res = [engine_api(sock, *case) for case in cases]
+        status, made = engine_api(sock, "POST", "/networks/create", {
             "Name": "with space", "Labels": {"k": "v"}, "Internal": True,
             "IPAM": {"Driver": "default", "Config": [{"Subnet": "10.250.103.0/24", "IPRange": "10.250.103.64/26",
                                                       "Gateway": "10.250.103.1",
                                                       "AuxiliaryAddresses": {"a": "10.250.103.2"}}]}})
         try:
-            net = _api(sock, "GET", "/networks/with space".replace(" ", "%20"))[1]
-            gone = _api(sock, "POST", "/networks/with%20space/disconnect", {"Container": "nosuchctr", "Force": True})
+            net = engine_api(sock, "GET", "/networks/with space".replace(" ", "%20"))[1]
+            gone = engine_api(sock, "POST", "/networks/with%20space/disconnect", {"Container": "nosuchctr", "Force": True})
         finally:
-            _api(sock, "DELETE", "/networks/with%20space")
+            engine_api(sock, "DELETE", "/networks/with%20space")
         outs[tool] = ([(s, b.get("message", "").removeprefix("invalid JSON: ")) for s, b in res], status,
                       net["IPAM"], net["Labels"], net["Internal"], (gone[0], gone[1].get("message")))
     assert outs["dockyard"] == outs["docker"]
@@ -425,10 +407,10 @@ def test_mac_address_matches_docker(dyn, bridged_docker):
     outs = {}
     for tool, run in both(dyn, bridged_docker):
         sock = socks[tool]
-        status, made = _api(sock, "POST", "/containers/create?name=mac",
+        status, made = engine_api(sock, "POST", "/containers/create?name=mac",
                             {"Image": "bb", "Cmd": ["sleep", "60"], "MacAddress": "02:42:ac:11:00:99"})
         try:
-            before = _api(sock, "GET", "/containers/mac/json")[1]
+            before = engine_api(sock, "GET", "/containers/mac/json")[1]
             run("start", "mac")
             rec = json.loads(run("inspect", "mac").stdout)[0]
             link = run("exec", "mac", "cat", "/sys/class/net/eth0/address").stdout.decode()

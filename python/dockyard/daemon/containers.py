@@ -367,7 +367,25 @@ def inspect(d, req: Request, id: str) -> dict:
 
         with d.engines.get() as engine:
             info["SizeRw"], info["SizeRootFs"] = container_sizes(engine, engine.containers.load(info["Id"]))
+    if not req.before("1.44"):
+        _dns_names(info, short_id_alias=req.before("1.45"))
     return info
+
+
+def _dns_names(info: dict, short_id_alias: bool) -> None:
+    """API 1.44's DNSNames of each endpoint: the names the network's DNS answers for the
+    container (its name, its aliases, its short ID, its hostname), set while it is connected,
+    on user networks.  From 1.45 on, Aliases are what the client gave, without the short ID
+    that older versions show there."""
+    short = info["Id"][:12]
+    name, hostname = info["Name"].lstrip("/"), (info.get("Config") or {}).get("Hostname") or ""
+    for net, ep in (info["NetworkSettings"].get("Networks") or {}).items():
+        aliases = ep.get("Aliases") or []
+        given = aliases[:-1] if net != "bridge" and aliases[-1:] == [short] else aliases
+        if not short_id_alias:
+            ep["Aliases"] = given or None
+        names = [name, *given, short, hostname] if net not in ("bridge", "host", "none") and ep.get("EndpointID") else []
+        ep["DNSNames"] = list(dict.fromkeys(n for n in names if n)) or None
 
 
 def start(d, req: Request, id: str) -> Reply | None:

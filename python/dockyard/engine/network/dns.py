@@ -14,9 +14,9 @@ demand by the first container that joins a user-defined network and gone once no
 runs.  For each of those containers it holds a UDP socket bound to 127.0.0.11:53 *inside the
 container's network namespace* (made by entering the namespace for the ``socket()`` call only),
 so nothing is NATed and no port is taken on the host.  Queries for a container name, a network
-alias or a short ID are answered from the store (read-only), limited to the networks the asking
-container shares with the target: that is the isolation between networks.  Other names with a
-dot are relayed to the host's resolvers; anything else gets NXDOMAIN.
+alias, a short ID or a hostname are answered from the store (read-only), limited to the networks
+the asking container shares with the target: that is the isolation between networks.  Other
+names with a dot are relayed to the host's resolvers; anything else gets NXDOMAIN.
 
 The engine talks to it over a unix socket (``sync``: rescan the store, answer ``ok`` once every
 running container's socket is open), so a container's DNS works before its process starts.
@@ -297,12 +297,16 @@ class Server:
             return None
         q = ",".join("?" * len(nets))
         rows = self.db.execute(
-            f"SELECT e.*, c.name, n.name AS net FROM endpoints e JOIN containers c ON "
+            f"SELECT e.*, c.name, json_extract(c.spec, '$.Config.Hostname') AS hostname, n.name AS net "
+            f"FROM endpoints e JOIN containers c ON "
             f"c.id=e.container JOIN networks n ON n.id=e.network WHERE e.network IN ({q}) AND e.ip != '' "
             f"AND n.name != 'bridge'", nets)
         found = None
         for r in rows:
-            names = {r["name"].lower(), r["container"][:12]} | {a.lower() for a in json.loads(r["aliases"])}
+            # as dockerd 25+ (its inspect's DNSNames): name, aliases, short ID and hostname
+            names = {r["name"].lower(), r["container"][:12], (r["hostname"] or "").lower()} | {
+                a.lower() for a in json.loads(r["aliases"])}
+            names.discard("")
             net = r["net"].lower()
             if name in names or (name.endswith("." + net) and name[:-len(net) - 1] in names):  # NAME.NETWORK too
                 found = (found or []) + [r["ip"]] + ([r["ip6"]] if "ip6" in r.keys() and r["ip6"] else [])
