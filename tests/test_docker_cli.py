@@ -116,6 +116,23 @@ def test_cp_and_diff(both, tmp_path):
     same(both, "cp", "dycp:/no/such/file", str(tmp_path / "x"), normalise=lambda s: s.split(":")[0])
 
 
+def test_dockerenv_as_docker_shows_it(both, tmp_path):
+    """/.dockerenv: empty, in every container, part of an export, never one of its changes."""
+    same(both, "run", "--rm", IMG, "stat", "-c", "%n %s %a %U", "/.dockerenv")
+    import tarfile
+
+    ours, _ = both
+    ours.made.append("dyenv")
+    names = []
+    for i, run in enumerate(both):
+        assert run("create", "--name", "dyenv", IMG, "true").returncode == 0
+        assert run("export", "-o", str(tmp_path / f"e{i}.tar"), "dyenv").returncode == 0
+        with tarfile.open(tmp_path / f"e{i}.tar") as tf:
+            names.append(".dockerenv" in tf.getnames())
+    assert names == [True, True]
+    same(both, "diff", "dyenv")
+
+
 def test_images_save_load_tag_rmi(both, tmp_path):
     same(both, "tag", IMG, "dyextra:1")
     same(both, "images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}", "dyextra")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal as signals
 import sqlite3
 import threading
@@ -344,23 +345,29 @@ class Containers(Snapshots):
         return [self.init_layer(), *reversed(self.images.layer_dirs(rec["image_id"]))]
 
     def init_layer(self) -> Path:
-        """The mount points the runtime needs, as a read-only layer above the image (docker's
+        """The mount points the runtime needs, and docker's empty /.dockerenv (which software
+        reads to know it runs in a container), as a read-only layer above the image (docker's
         "init layer"): they then never show up as the container's own changes."""
-        path = self.store.root / "init-layer"
+        path = self.store.root / "init-layer2"  # (the first, init-layer, had no /.dockerenv)
         if path.exists():  # made complete under tmp/, then renamed into place
             return path
         tmp = self.store.root / "tmp" / f"{os.getpid()}-init-{os.urandom(4).hex()}"  # threads too
         remove_tree(tmp)
         for d in ("dev/pts", "dev/shm", "proc", "sys", "etc"):
             (tmp / d).mkdir(parents=True, mode=0o755)
-        for f in ("etc/hostname", "etc/hosts", "etc/resolv.conf"):
+        for f in ("etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"):
             (tmp / f).write_bytes(b"")
-            os.chmod(tmp / f, 0o644)
+            os.chmod(tmp / f, 0o755 if f == ".dockerenv" else 0o644)
         os.symlink("/proc/mounts", tmp / "etc" / "mtab")
         try:
             os.rename(tmp, path)
         except OSError:  # another process made it first
             remove_tree(tmp)
+        old = self.store.root / "init-layer"
+        with open("/proc/self/mountinfo") as f:  # a running container's overlay may still have it
+            mounted = re.search(re.escape(str(old)) + r"[:,\s]", f.read())
+        if old.exists() and not mounted and not re.search(r"[\s\\]", str(old)):  # (mountinfo escapes those)
+            remove_tree(old)
         return path
 
     def _unmount_rootfs(self, cid: str) -> None:
