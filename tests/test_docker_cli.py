@@ -133,6 +133,13 @@ def test_dockerenv_as_docker_shows_it(both, tmp_path):
     same(both, "diff", "dyenv")
 
 
+def test_events_window_checked(both):
+    """An events window that ends before it starts is refused, in dockerd's words."""
+    import re
+
+    same(both, "events", "--since", "0s", "--until", "1s", normalise=lambda s: re.sub(r"\d+", "N", s))
+
+
 def test_images_save_load_tag_rmi(both, tmp_path):
     same(both, "tag", IMG, "dyextra:1")
     same(both, "images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}", "dyextra")

@@ -141,6 +141,8 @@ def events(d, req: Request):
     from .logs import parse_ts
 
     since, until = parse_ts(req.arg("since")), parse_ts(req.arg("until"))
+    if until and until < since:
+        raise InvalidArgument(f"`since` time ({req.arg('since')}) cannot be after `until` time ({req.arg('until')})")
     filters = req.filters()
     for key in filters:
         if key not in ("type", "event", "container", "image", "label", "volume", "network", "daemon", "scope"):
