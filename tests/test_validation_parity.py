@@ -177,6 +177,9 @@ CASES = [
      ("output", "ok\n"), None),
     ("memory-below-6mb", ("create", _body(HostConfig={"Memory": 1024})),
      ("create", 400, "Minimum memory limit allowed is 6MB"), None),
+    ("nano-cpus-above-the-host", ("create", _body(HostConfig={"NanoCpus": 10**6 * 10**9})),
+     ("create", 400, f"Range of CPUs is from 0.01 to {len(os.sched_getaffinity(0))}.00, as there are only "
+                     f"{len(os.sched_getaffinity(0))} CPUs available"), None),
     ("cpu-shares-negative", ("create", _body(HostConfig={"CpuShares": -1})),
      ("start", 500, "shares: invalid argument"), None),
     ("tmpfs-number", ("create", _body(HostConfig={"Tmpfs": {"/x": 5}})),

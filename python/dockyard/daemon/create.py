@@ -202,7 +202,8 @@ def _strs(value: object) -> list[str]:
 
 def options_from_body(body: object, name: str = ""):
     from ..engine.containers import CreateOptions
-    from ..engine.spec import Resources, check_sysctls, normalize_cap, parse_device_cgroup_rule, parse_ulimit
+    from ..engine.spec import (Resources, check_nano_cpus, check_sysctls, normalize_cap, parse_device_cgroup_rule,
+                               parse_ulimit)
 
     if not isinstance(body, dict):
         raise InvalidArgument("invalid JSON: json: cannot unmarshal " + _jkind(body)
@@ -238,6 +239,7 @@ def options_from_body(body: object, name: str = ""):
     res.memory_swap = host.get("MemorySwap") or 0
     res.memory_reservation = host.get("MemoryReservation") or 0
     res.nano_cpus = host.get("NanoCpus") or 0
+    check_nano_cpus(res.nano_cpus)
     res.cpu_shares = host.get("CpuShares") or 0  # a negative value fails at start, as in dockerd
     res.cpu_quota = host.get("CpuQuota") or 0
     res.cpu_period = host.get("CpuPeriod") or 0

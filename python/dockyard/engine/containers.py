@@ -801,7 +801,7 @@ class Containers(Snapshots):
         """``docker update``: new limits (HostConfig names, see :attr:`UPDATABLE`) and restart
         policy, kept for later starts and applied at once to the cgroup of a running container.
         Returns warnings."""
-        from .spec import linux_resources
+        from .spec import check_nano_cpus, linux_resources
 
         cid = self.resolve(ref)
         rec = self.refresh(self.load(cid))
@@ -811,6 +811,7 @@ class Containers(Snapshots):
             setattr(res, self.UPDATABLE[key], value)
         if res.memory and 0 < res.memory < 6 * 1024 * 1024:
             raise InvalidArgument("Minimum memory limit allowed is 6MB")
+        check_nano_cpus(res.nano_cpus)
         if res.memory_swap > 0 and res.memory and res.memory_swap < res.memory:
             raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
         if res.memory_reservation and res.memory and res.memory < res.memory_reservation:

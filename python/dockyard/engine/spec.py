@@ -285,6 +285,13 @@ class Resources:
     device_cgroup_rules: list[dict] = field(default_factory=list)  # HostConfig.DeviceCgroupRules, parsed
 
 
+def check_nano_cpus(nano_cpus: int) -> None:
+    """dockerd's bounds of --cpus (NanoCpus): up to the CPUs this process may run on."""
+    n = len(os.sched_getaffinity(0))
+    if nano_cpus < 0 or nano_cpus > n * 10**9:
+        raise InvalidArgument(f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available")
+
+
 # sysctls of the IPC namespace (runc's list, plus fs.mqueue.*)
 IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
                "kernel.shmmni", "kernel.shm_rmid_forced"}
