@@ -137,10 +137,15 @@ class Dockerd:
         subprocess.run([ip, "link", "set", self.bridge, "up"], check=True)
         return cidr
 
-    def start(self) -> None:
+    def track_leftovers(self) -> None:
+        """Note what dockerd leaves in the host that is not there yet (its parent cgroup, and
+        what it makes in /run whatever --exec-root says: its plugin sockets, its containerd's
+        shim sockets), for :meth:`stop` to remove."""
         self.cgroups = PeerCgroups("docker")
-        # made whatever --exec-root says: dockerd's plugin sockets, its containerd's shim sockets
         self.dirs = PeerDirs("/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s")
+
+    def start(self) -> None:
+        self.track_leftovers()
         self.base.mkdir(parents=True, exist_ok=True)
         (self.base / "daemon.json").write_text("{}\n")  # not the host's /etc/docker/daemon.json
         self.log = open(self.base / "dockerd.log", "wb")
