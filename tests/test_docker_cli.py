@@ -140,6 +140,22 @@ def test_events_window_checked(both):
     same(both, "events", "--since", "0s", "--until", "1s", normalise=lambda s: re.sub(r"\d+", "N", s))
 
 
+def test_a_command_that_is_not_there_fails_the_start(both):
+    """As dockerd: the start fails (the runtime looks the command up before it reports the
+    container created), the CLI exits 127 (126: not executable), the container stays Created
+    with that exit code, a later start fails the same way, and a --rm one is gone."""
+    ours, _ = both
+    ours.made += ["dymiss", "dymissrm"]
+    for run in both:
+        proc = run("run", "-d", "--name", "dymiss", IMG, "nosuchcmd")
+        assert proc.returncode == 127
+        assert 'exec: "nosuchcmd": executable file not found in $PATH' in proc.stderr.decode()
+        assert run("run", "--rm", "--name", "dymissrm", IMG, "/etc").returncode == 126
+        assert run("start", "dymiss").returncode == 1
+    same(both, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}", "dymiss")
+    same(both, "ps", "-a", "--filter", "name=dymiss", "--format", "{{.Names}} {{.Status}}")
+
+
 def test_images_save_load_tag_rmi(both, tmp_path):
     same(both, "tag", IMG, "dyextra:1")
     same(both, "images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}", "dyextra")

@@ -88,3 +88,14 @@ class DaemonSetupError(DockyardError):
     daemon's own line, not as an answer of a daemon ("Error response from daemon: ...")."""
 
     client_side = True
+
+
+def start_error_code(message: str) -> int:
+    """dockerd's exit code for a start that failed, from the runtime's message (the docker CLI
+    reads it the same way for ``run``): 127 for a command that is not there, 126 for one that
+    cannot be run, else 128."""
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "permission denied" in message or "is a directory" in message:
+        return 126
+    return 128

@@ -198,16 +198,29 @@ def run_container(session, params: dict) -> int:
     if params["detach"]:
         try:
             api.json("POST", f"/containers/{cid}/start")
-        except DockyardError:
+        except DockyardError as exc:
             if params["auto_remove"]:
                 _remove_quietly(api, cid)
+            _start_failure_code(exc)
             raise
         sys.stdout.write(cid + "\n")
         sys.stdout.flush()
         return 0
-    code = attach_api(session, cid, stdin=params["interactive"], tty=params["tty"], start=True,
-                      wait="removed" if params["auto_remove"] else "next-exit")
+    try:
+        code = attach_api(session, cid, stdin=params["interactive"], tty=params["tty"], start=True,
+                          wait="removed" if params["auto_remove"] else "next-exit")
+    except DockyardError as exc:
+        _start_failure_code(exc)
+        raise
     return 0 if code is None else code  # None: detached with ctrl-p ctrl-q, the container runs on
+
+
+def _start_failure_code(exc) -> None:
+    """The docker CLI's exit code for a ``run`` whose start failed: 127 for a command that is
+    not there, 126 for one that cannot be run, else 125."""
+    from ..errors import start_error_code
+
+    exc.cli_exit = {127: 127, 126: 126}.get(start_error_code(str(exc)), 125)
 
 
 def _remove_quietly(api, cid: str) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import Conflict, ContainerNotFound, DockyardError, InvalidArgument, NotFound
+from ..errors import Conflict, ContainerNotFound, DockyardError, InvalidArgument, NotFound, start_error_code
 from .images import Images, now_rfc3339, parse_time
 from .jsonlog import read_json_log
 from .names import check_name, new_id, random_name
@@ -452,7 +452,12 @@ class Containers(Snapshots):
             from .network.hooks import on_stop as net_stop
 
             net_stop(self, cid)  # namespace, veth, rules, address
-            state = dict(state, Error=str(exc), ExitCode=128 if isinstance(exc, StartError) else state["ExitCode"])
+            code = state["ExitCode"]
+            if isinstance(exc, StartError):
+                code = start_error_code(str(exc))
+                if code != 128:
+                    exc.status = 400  # dockerd: a command that cannot run is the caller's mistake
+            state = dict(state, Error=str(exc), ExitCode=code)
             self._save_state(cid, state)
             raise
         if remap is not None:

@@ -217,8 +217,8 @@ pub struct CreateOpts<'a> {
     pub terminal: bool,
     /// Pass fds 3..3+N to the container's process.
     pub preserve_fds: u32,
-    /// Fail `create` when the command cannot be found or executed (runc's behaviour); the
-    /// shim leaves it off (see [`ProcessSetup::check_exec`]).
+    /// Fail `create` when the command cannot be found or executed (runc's behaviour, and the
+    /// shim's; see [`ProcessSetup::check_exec`]).
     pub check_exec: bool,
     /// runc's `--no-new-keyring`: keep the caller's session keyring.
     pub no_new_keyring: bool,

@@ -45,8 +45,8 @@ pub struct ProcessSetup {
     /// the `dockyard.init` annotation, `exec` never does.
     pub init: bool,
     /// Look the executable up before reporting Ready, so that a missing or non-executable
-    /// command fails `create` (and `exec`) with runc's message, as runc does. The shim leaves
-    /// it off: the engine wants Docker's 127/126 exit status from a container that started.
+    /// command fails `create` (and `exec`) with runc's message, as runc does; the shim's
+    /// create too, so the engine's start fails as dockerd's does (exit code 127/126 recorded).
     pub check_exec: bool,
 }
 

@@ -338,7 +338,7 @@ impl Supervisor {
             stdio,
             terminal: o.tty,
             preserve_fds: 0,
-            check_exec: false,
+            check_exec: true,
             no_new_keyring: false,
         };
         let c = container::create(&co)?;
