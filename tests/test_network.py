@@ -528,7 +528,6 @@ def test_internal_network_has_no_way_out(dyn):
     assert json.loads(text(dyn("network", "inspect", "sealed")))[0]["Internal"] is True
 
 
-
 def test_host_gateway_from_a_user_network(dyn):
     """--add-host NAME:host-gateway names the host's address on the default bridge, as dockerd's
     does; a container on a user network only reaches it too (the bridge is made for it)."""
@@ -602,6 +601,7 @@ def test_gateway_is_chosen_and_moved_as_dockerd_does(dyn):
     dyn("rm", "-f", "two")
     assert f"dport {port} " not in rules()
     dyn("network", "rm", "sealed", "aa", "zz")
+
 
 # -- legacy links -------------------------------------------------------------------------------
 
