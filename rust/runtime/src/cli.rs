@@ -213,7 +213,6 @@ fn dispatch(g: &Global, cmd: &str, rest: &[String]) -> Result<i32> {
                 stdio: None,
                 terminal: false,
                 preserve_fds: preserve_fds(&a)?,
-                check_exec: true,
                 no_new_keyring: a.flag("no-new-keyring"),
             };
             container::create(&o)?;
@@ -426,7 +425,6 @@ fn run(root: &Path, rest: &[String]) -> Result<i32> {
         stdio: None,
         terminal: false,
         preserve_fds: preserve_fds(&a)?,
-        check_exec: true,
         no_new_keyring: a.flag("no-new-keyring"),
     };
     let c = container::create(&o)?;

@@ -217,9 +217,6 @@ pub struct CreateOpts<'a> {
     pub terminal: bool,
     /// Pass fds 3..3+N to the container's process.
     pub preserve_fds: u32,
-    /// Fail `create` when the command cannot be found or executed (runc's behaviour, and the
-    /// shim's; see [`ProcessSetup::check_exec`]).
-    pub check_exec: bool,
     /// runc's `--no-new-keyring`: keep the caller's session keyring.
     pub no_new_keyring: bool,
 }
@@ -273,8 +270,10 @@ pub fn create(o: &CreateOpts) -> Result<Container> {
     let mut setup = ProcessSetup::new(proc_, &spec)?;
     setup.preserve_fds = o.preserve_fds;
     setup.init = spec.annotations.get(crate::init::ANNOTATION).is_some_and(|v| v == "true");
-    // With our init as PID 1 the command is its child: it reports 127/126 as docker-init does.
-    setup.check_exec = o.check_exec && !setup.init;
+    // `create` fails when the command cannot be found or executed, as runc's does (the shim's
+    // too); with our init as PID 1 the command is its child: it reports 127/126 as docker-init
+    // does.
+    setup.check_exec = !setup.init;
 
     std::fs::create_dir_all(o.root).map_err(|e| Error::io("create state root", Some(o.root), e))?;
     let dir = Container::dir_of(o.root, o.id);

@@ -338,7 +338,6 @@ impl Supervisor {
             stdio,
             terminal: o.tty,
             preserve_fds: 0,
-            check_exec: true,
             no_new_keyring: false,
         };
         let c = container::create(&co)?;
