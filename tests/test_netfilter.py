@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from support import needs_root, stop_daemon
+from support import drop_filter_table_unless, has_filter_table, needs_root, stop_daemon
 from test_network import (  # noqa: F401  (dyn: a fixture)
     dyn, eventually, http_get, inspect, iptables_works, make_image, nftables_works, runtime_available,
 )
@@ -240,8 +240,8 @@ def test_rule_groups_are_idempotent_and_removed_exactly(scratch_netns):
         firewall.apply(ports)
         assert len(firewall.rules_mentioning("th dport 8080 ")) == 1
         assert len(firewall.rules_mentioning("10.77.0.2")) == 2  # DNAT and the forward accept
-        host = firewall.rules_mentioning('"dockyard bridges"')
-        assert len(host) == 2 and all(r.startswith("filter FORWARD ") for r in host)
+        host = firewall.rules_mentioning('"dockyard bridges"')  # in and out, for dy* and dockyard*
+        assert len(host) == 4 and all(r.startswith("filter FORWARD ") for r in host)
         if iptables_works():  # iptables-nft still reads its table
             shown = subprocess.run(["nsenter", f"--net={scratch_netns}", "iptables", "-S", "FORWARD"],
                                    capture_output=True, text=True)
@@ -249,11 +249,24 @@ def test_rule_groups_are_idempotent_and_removed_exactly(scratch_netns):
                 assert shown.returncode == 0, shown.stderr
                 assert '-A FORWARD -i dy+ -m comment --comment "dockyard bridges" -j ACCEPT' in shown.stdout
                 assert "-A FORWARD -o dy+ -m conntrack --ctstate RELATED,ESTABLISHED,DNAT" in shown.stdout
+        # isolation names each bridge (two stages, as dockerd's), not a prefix of dockyard's names
+        assert any('isolation iifname "dybaaaa" oifname != "dybaaaa" jump isolation-2' in r for r in once)
+        assert any('isolation-2 oifname "dybaaaa" counter' in r and r.endswith("drop comment \"dockyard net dybaaaa\"")
+                   for r in once), once
+        # a bridge named otherwise (com.docker.network.bridge.name): accepts of its own in the
+        # host's chain, going with its network (twice: once)
+        c = firewall.network_rules("brcustom", "10.79.0.0/24", internal=False)
+        firewall.apply(c)
+        firewall.apply(c)
+        own = [r for r in firewall.rules_mentioning('"dockyard net brcustom"') if r.startswith("filter FORWARD ")]
+        assert len(own) == 2 and 'iifname "brcustom"' in own[0] + own[1], own
+        firewall.apply(c, delete=True)
+        assert firewall.rules_mentioning("brcustom") == []
         firewall.apply(ports, delete=True)
         assert firewall.rules_mentioning("10.77.0.2") == []
         firewall.apply(a, delete=True)
         assert firewall.rules_mentioning("dybaaaa") == [] and firewall.rules_mentioning("dynbbbb")
-        assert len(firewall.rules_mentioning('"dockyard bridges"')) == 2  # b still needs them
+        assert len(firewall.rules_mentioning('"dockyard bridges"')) == 4  # b still needs them
         firewall.apply(b, delete=True)
         firewall.apply(b, delete=True)  # already gone: no error
         assert firewall.all_rules() == []
@@ -289,7 +302,7 @@ def test_ipv6_rule_groups_go_to_the_ip6_table(scratch_netns):
         assert any("output ip6 daddr != ::1 fib daddr type local jump ports" in r for r in six)
         assert not any("fd0d" in r for r in four) and any("dnat to 10.77.0.2:80" in r for r in four)
         assert len([r for r in six if "th dport 8080 " in r]) == 1
-        assert len([r for r in firewall.rules_mentioning('"dockyard bridges"') if r.startswith("filter")]) == 2
+        assert len([r for r in firewall.rules_mentioning('"dockyard bridges"') if r.startswith("filter")]) == 4
         firewall.apply(ports, delete=True)
         assert firewall.rules_mentioning("fd0d:d0c:77::2") == [] and firewall.rules_mentioning("10.77.0.2") == []
         firewall.apply(a, delete=True)
@@ -311,16 +324,23 @@ def test_containers_talk_under_a_drop_forward_policy(dyn, dockerd):
     from dockyard.engine.network import firewall
     from dockyard.engine.network import nftables as nft
 
+    had_filter = has_filter_table()
+    before = _forward_policy()
+    # as dockerd leaves it (on a fresh host, iptables-nft makes its filter table for this)
+    subprocess.run(["iptables", "-w", "-P", "FORWARD", "DROP"], check=True)
     with nft.Nftables() as nf:
         if not nf.has_chain(2, "filter", "FORWARD"):
+            subprocess.run(["iptables", "-w", "-P", "FORWARD", before], check=True)
             pytest.skip("the host's iptables is not iptables-nft (no nf_tables filter table)")
-    before = _forward_policy()
-    subprocess.run(["iptables", "-w", "-P", "FORWARD", "DROP"], check=True)  # as dockerd leaves it
     try:
         dyn("network", "create", "nfco")
-        dyn("network", "create", "nfco2")  # a second network: the host's accepts still once
+        # a second network, its bridge named by the user: the host's accepts still once, and a
+        # pair of its own
+        custom = f"nfbr{os.getpid() % 100000}"
+        dyn("network", "create", "-o", f"com.docker.network.bridge.name={custom}", "nfco2")
         host = firewall.rules_mentioning('"dockyard bridges"')
-        assert len(host) == 2, host
+        assert len(host) == 4, host
+        assert len([r for r in firewall.rules_mentioning(f'"dockyard net {custom}"') if r.startswith("filter FORWARD ")]) == 2
         accepted = _counter(next(r for r in host if 'iifname "dy*"' in r))
         dyn("run", "-d", "--name", "srv", "--network", "nfco", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
         got = dyn("run", "--rm", "--network", "nfco", "bb", "sh", "-c",
@@ -329,13 +349,20 @@ def test_containers_talk_under_a_drop_forward_policy(dyn, dockerd):
         assert "hello from the container" in got.stdout.decode()
         host = firewall.rules_mentioning('"dockyard bridges"')
         assert _counter(next(r for r in host if 'iifname "dy*"' in r)) > accepted  # through the host's chain
+        dyn("run", "-d", "--name", "srv2", "--network", "nfco2", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
+        got = dyn("run", "--rm", "--network", "nfco2", "bb", "sh", "-c",
+                  "for i in 1 2 3 4 5 6 7 8 9 10; do wget -qO- http://srv2/index.html && exit 0; sleep 0.2; done; "
+                  "exit 1")
+        assert "hello from the container" in got.stdout.decode()
         shown = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True)
-        assert shown.returncode == 0 and shown.stdout.count('--comment "dockyard bridges"') == 2, shown
+        assert shown.returncode == 0 and shown.stdout.count('--comment "dockyard bridges"') == 4, shown
         # dockerd's own containers are not dockyard's business (its bridge is only named alike).
         assert dockerd.docker("version", check=False).returncode == 0
     finally:
         subprocess.run(["iptables", "-w", "-P", "FORWARD", before], check=True)
-    dyn("rm", "-f", "srv")
+        drop_filter_table_unless(had_filter)
+    dyn("rm", "-f", "srv", "srv2")
     dyn("network", "rm", "nfco", "nfco2")
+    assert firewall.rules_mentioning(custom) == []
     if not firewall.rules_mentioning("dockyard net "):  # no other root's network on this host
         assert firewall.rules_mentioning('"dockyard bridges"') == []

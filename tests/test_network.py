@@ -496,6 +496,90 @@ def test_user_networks_dns_aliases_and_isolation(dyn):
     assert sorted(text(dyn("network", "prune", "-f")).split()[2:]) == ["back", "front"]
 
 
+def test_bridge_named_by_option(dyn):
+    """``com.docker.network.bridge.name`` names a network's bridge device (compose files set it):
+    networks stay isolated from each other whatever their bridges are called, a name that is
+    taken is refused, and the device and its rules go with the network."""
+    from dockyard.engine.network import firewall
+
+    name = f"tbr{os.getpid() % 100000}"  # not named as dockyard's bridges are
+    opt = f"com.docker.network.bridge.name={name}"
+    dyn("network", "create", "--subnet", "10.250.18.0/24", "-o", opt, "named")
+    try:
+        dyn("network", "create", "--subnet", "10.250.19.0/24", "plain")
+        assert name in links()
+        assert json.loads(text(dyn("network", "inspect", "named")))[0]["Options"] == {
+            "com.docker.network.bridge.name": name}
+        dyn("run", "-d", "--name", "bn1", "--network", "named", "bb", "sleep", "60")
+        dyn("run", "-d", "--name", "bn2", "--network", "plain", "bb", "sleep", "60")
+        ip1 = inspect(dyn, "bn1")["NetworkSettings"]["Networks"]["named"]["IPAddress"]
+        ip2 = inspect(dyn, "bn2")["NetworkSettings"]["Networks"]["plain"]["IPAddress"]
+        assert "1 packets received" in text(dyn("run", "--rm", "--network", "named", "bb", "ping", "-c1", "-W2", "bn1"))
+        for net, ip in (("plain", ip1), ("named", ip2)):  # both ways across the two bridges: dropped
+            out = text(dyn("run", "--rm", "--network", net, "bb", "sh", "-c", f"ping -c1 -W1 {ip}; true"))
+            assert "0 packets received" in out, (net, out)
+        err = fails(dyn("network", "create", "-o", opt, "again", check=False), 1)
+        assert "networks have same bridge name" in err
+        assert "existing interface lo is not a bridge" in fails(
+            dyn("network", "create", "-o", "com.docker.network.bridge.name=lo", "lonet", check=False), 1)
+        assert "failed to check bridge interface existence: numerical result out of range" in fails(
+            dyn("network", "create", "-o", "com.docker.network.bridge.name=much-too-long-name", "long", check=False), 1)
+        assert "again" not in text(dyn("network", "ls", "--format", "{{.Name}}"))
+    finally:
+        dyn("rm", "-f", "bn1", "bn2", check=False)
+        dyn("network", "rm", "named", "plain", check=False)
+    assert name not in links() and firewall.rules_mentioning(name) == []
+
+
+def test_a_bridge_of_the_host_is_used_and_left(dyn):
+    """A bridge that exists already, named by ``com.docker.network.bridge.name``: the network
+    uses it (its gateway address goes on it) and ``network rm`` leaves it, as dockerd does;
+    dockyard takes its address off it too (dockerd leaves that)."""
+    from dockyard.engine.network import netlink
+
+    name = f"tpre{os.getpid() % 100000}"
+    with netlink.Netlink() as nl:
+        nl.create_bridge(name)
+    try:
+        dyn("network", "create", "--subnet", "10.250.21.0/24", "-o", f"com.docker.network.bridge.name={name}", "hostbr")
+        out = text(dyn("run", "--rm", "--network", "hostbr", "bb", "sh", "-c", "ip route; ping -c1 -W2 10.250.21.1"))
+        assert "default via 10.250.21.1" in out and "1 packets received" in out, out
+        with open(f"/sys/class/net/{name}/flags") as f:
+            assert int(f.read(), 16) & 1  # set up (IFF_UP)
+        dyn("network", "rm", "hostbr")
+        assert name in links()
+        with netlink.Netlink() as nl:
+            routes = [str(r) for r in nl.routes()]
+        assert "10.250.21.0/24" not in routes, routes
+    finally:
+        dyn("network", "rm", "hostbr", check=False)
+        with netlink.Netlink() as nl:
+            nl.delete_link(name)
+
+
+def test_host_binding_ipv4_option(dyn):
+    """``com.docker.network.bridge.host_binding_ipv4``: a port its containers publish without a
+    host address binds that address only (compose files set 127.0.0.1 to keep services off
+    the host's other addresses); a value that is not an address is refused with dockerd's error."""
+    port = free_port()
+    dyn("network", "create", "--subnet", "10.250.20.0/24", "-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.1",
+        "lonly")
+    try:
+        dyn("run", "-d", "--name", "hb", "--network", "lonly", "-p", f"{port}:80", "bb", "httpd", "-f", "-p", "80",
+            "-h", "/www")
+        assert text(dyn("port", "hb")) == f"80/tcp -> 127.0.0.1:{port}\n"
+        assert "hello from the container" in http_get("127.0.0.1", port)
+        gateway = "10.250.20.1"  # (the subnet's first address)
+        with pytest.raises(OSError):  # the host's address on that bridge: not published there
+            http_get(gateway, port, timeout=0)
+        err = fails(dyn("network", "create", "-o", "com.docker.network.bridge.host_binding_ipv4=nope", "bad",
+                        check=False), 1)
+        assert "failed to parse com.docker.network.bridge.host_binding_ipv4 value: nope (nil ip)" in err
+    finally:
+        dyn("rm", "-f", "hb", check=False)
+        dyn("network", "rm", "lonly", check=False)
+
+
 def test_dns_names_by_api_version(dyn):
     """API 1.44 shows an endpoint's DNSNames (name, aliases, short ID, hostname), and the
     network's DNS answers each of them; from 1.45 Aliases are only what the client gave (older

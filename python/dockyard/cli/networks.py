@@ -10,6 +10,7 @@ from .output import echo, fail_if, parse_filters, print_inspect, print_rows
 
 # The bridge driver's options dockyard implements (anything else is refused, not ignored).
 BRIDGE_OPTIONS = ("com.docker.network.bridge.enable_icc", "com.docker.network.bridge.enable_ip_masquerade",
+                  "com.docker.network.bridge.host_binding_ipv4", "com.docker.network.bridge.name",
                   "com.docker.network.driver.mtu")
 
 

@@ -13,7 +13,9 @@ Everything lives in one table, ``table ip dockyard``, shared by every dockyard r
     chain forward      filter hook forward:  jump forward-ports; jump isolation; per network: icc
                                              accept/drop, internal drops or established/outbound accepts
     chain forward-ports    per published port: ip daddr IP iifname != BR oifname BR ... accept
-    chain isolation        per network: iifname BR oifname != BR oifname "dy*"/"dockyard*" drop
+    chain isolation        per network: iifname BR oifname != BR jump isolation-2
+    chain isolation-2      per network: oifname BR drop  (so traffic between two of our bridges
+                                        drops, whatever their names, as dockerd's two stages)
 
 Each rule carries a comment (rule userdata, as ``nft``'s ``comment``) naming what it belongs to:
 ``dockyard net BR`` for a network's, ``dockyard port BR IP PROTO PORT`` for a published port's,
@@ -25,13 +27,15 @@ the rules with its comment.  When no network's rules are left, the table goes.
 A packet crosses every base chain on its hook and a drop anywhere is final, so a host whose own
 firewall drops forwarded traffic (Docker leaves ``iptables -P FORWARD DROP``) would drop our
 containers' traffic whatever our table says.  With iptables-nft, whose rules live in nf_tables
-``table ip filter``, chain ``FORWARD``, dockyard inserts two accepts there (``-i dy+`` and ``-o dy+
+``table ip filter``, chain ``FORWARD``, dockyard inserts accepts there (``-i dy+`` and ``-o dy+
 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT``: replies, and connections our published ports
-DNAT), commented ``dockyard bridges``, once, and removes them with the table; the finer policy
+DNAT; the same pair for ``dockyard+``), commented ``dockyard bridges``, once, and removes them
+with the table.  A bridge named otherwise (``com.docker.network.bridge.name``) gets its own pair,
+commented as its network's rules and going with them.  The finer policy
 (isolation, icc, internal) stays in our table, whose drops still apply.  They are written as
 iptables-nft writes them (an xtables match for the state) so ``iptables -S`` still reads that
 table.  A host on iptables-legacy (x_tables, no nf_tables ``filter`` table) with a DROP policy is
-not handled: its FORWARD chain needs the same two rules added by hand.
+not handled: its FORWARD chain needs the same rules added by hand.
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ BASE_CHAINS = {
     "postrouting": ("nat", nft.HOOK_POSTROUTING, nft.PRIO_SRCNAT),
     "forward": ("filter", nft.HOOK_FORWARD, nft.PRIO_FILTER),
 }
-CHAINS = ["ports", "forward-ports", "isolation"]
+ISOLATION_2 = "isolation-2"
+CHAINS = ["ports", "forward-ports", "isolation", ISOLATION_2]
 
 
 def _accept() -> list[bytes]:
@@ -78,13 +83,20 @@ def _skeleton(family: int = FAMILY) -> list[tuple[str, list[bytes]]]:
     ]
 
 
-def _host_rules(native: bool) -> list[list[bytes]]:
-    """The accepts for ``table ip filter``, chain ``FORWARD`` (see the module's doc)."""
+def _host_rules(native: bool, bridges: tuple[str, ...] = BRIDGE_PREFIXES) -> list[list[bytes]]:
+    """The accepts for ``table ip filter``, chain ``FORWARD`` (see the module's doc): for every
+    bridge named as ours, or for one bridge of another name."""
     if native:  # a filter table of nft's own (no xtables compat in the kernel): nft's syntax
         state = nft.ct_state(nft.CT_ESTABLISHED | nft.CT_RELATED)
     else:
         state = [nft.xt_ctstate(nft.XT_STATE_ESTABLISHED | nft.XT_STATE_RELATED | nft.XT_STATE_DNAT)]
-    return [nft.ifname("dy*") + _accept(), nft.ifname("dy*", out=True) + state + _accept()]
+    return [rule for br in bridges for rule in (nft.ifname(br) + _accept(), nft.ifname(br, out=True) + state + _accept())]
+
+
+def named_as_ours(bridge: str) -> bool:
+    """Whether the host's accepts for every dockyard bridge cover ``bridge`` (else, a bridge
+    named by ``com.docker.network.bridge.name``, its network brings accepts of its own)."""
+    return bridge.startswith(tuple(p.rstrip("*") for p in BRIDGE_PREFIXES))
 
 
 # -- rule groups ----------------------------------------------------------------------------------
@@ -137,8 +149,8 @@ def _expand(group: list, family: int = FAMILY) -> list[tuple[str, list[bytes]]]:
     _, br, subnet, internal, icc, masquerade = group[:6]
     if family == FAMILY6:
         subnet = group[6]
-    rules = [("isolation", nft.ifname(br) + nft.ifname(br, out=True, neq=True) + nft.ifname(prefix, out=True) + _drop())
-             for prefix in BRIDGE_PREFIXES]
+    rules = [("isolation", nft.ifname(br) + nft.ifname(br, out=True, neq=True) + [nft.verdict(nft.NFT_JUMP, ISOLATION_2)]),
+             ("isolation-2", nft.ifname(br, out=True) + _drop())]
     rules.append(("forward", nft.ifname(br) + nft.ifname(br, out=True) + (_accept() if icc else _drop())))
     if internal:
         rules += [("forward", nft.ifname(br) + nft.ifname(br, out=True, neq=True) + _drop()),
@@ -162,14 +174,18 @@ def _plan(nf: nft.Nftables, groups: list[list], delete: bool, native: bool, fami
     notes = {_note(g) for g in groups}
     msgs = [nft.del_rule(family, TABLE, r.chain, r.handle) for r in ours if r.comment in notes]
     host = nf.has_chain(family, "filter", "FORWARD")
-    host_rules = [r for r in nf.rules(family, "filter", "FORWARD") if r.comment == HOST_MARK] if host else []
+    host_all = nf.rules(family, "filter", "FORWARD") if host else []
+    host_rules = [r for r in host_all if r.comment == HOST_MARK]
+    # a network's own accepts there (a bridge not named as ours), replaced or deleted with it
+    host_net = [nft.del_rule(family, "filter", "FORWARD", r.handle) for r in host_all if r.comment in notes]
     if delete:
         if not any(r.comment.startswith("dockyard net ") and r.comment not in notes for r in ours):
             # No network left: the table goes, and the host accepts with it.
             msgs = [nft.del_rule(family, "filter", "FORWARD", r.handle) for r in host_rules]
             if ours:
                 msgs.append(nft.del_table(family, TABLE))
-        return msgs
+        return msgs + host_net
+    msgs += host_net
     skeleton = [r for r in ours if r.comment == SKELETON]
     if not groups:
         return msgs
@@ -179,12 +195,19 @@ def _plan(nf: nft.Nftables, groups: list[list], delete: bool, native: bool, fami
         msgs += [nft.new_chain(family, TABLE, name) for name in CHAINS]
         msgs += [nft.del_rule(family, TABLE, r.chain, r.handle) for r in skeleton]
         msgs += [nft.new_rule(family, TABLE, chain, exprs, SKELETON) for chain, exprs in _skeleton(family)]
+    elif any(g[0] == "net" for g in groups):
+        msgs.append(nft.new_chain(family, TABLE, ISOLATION_2))  # a table of an earlier version lacks it
     for g in groups:
         msgs += [nft.new_rule(family, TABLE, chain, exprs, _note(g)) for chain, exprs in _expand(g, family)]
-    if host and len(host_rules) != 2 and any(g[0] == "net" for g in groups):
+    nets = [g for g in groups if g[0] == "net"]
+    if host and len(host_rules) != len(_host_rules(native)) and nets:
         msgs += [nft.del_rule(family, "filter", "FORWARD", r.handle) for r in host_rules]
         msgs += [nft.new_rule(family, "filter", "FORWARD", exprs, HOST_MARK, first=True)
                  for exprs in reversed(_host_rules(native))]
+    for g in nets if host else []:
+        if not named_as_ours(g[1]):
+            msgs += [nft.new_rule(family, "filter", "FORWARD", exprs, _note(g), first=True)
+                     for exprs in reversed(_host_rules(native, (g[1],)))]
     return msgs
 
 
@@ -320,7 +343,8 @@ def rules_mentioning(word: str) -> list[str]:
     with _lock:
         nf = _socket()
         rules = [r for f in (FAMILY, FAMILY6) for r in nf.rules(f, TABLE)
-                 + [r for r in nf.rules(f, "filter", "FORWARD") if r.comment == HOST_MARK]]
+                 + [r for r in nf.rules(f, "filter", "FORWARD")
+                    if r.comment == HOST_MARK or r.comment.startswith("dockyard net ")]]
     return [r.text() for r in rules if word in r.text()]
 
 

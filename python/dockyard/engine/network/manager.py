@@ -26,7 +26,7 @@ import re
 import socket
 from pathlib import Path
 
-from ...errors import Conflict, InvalidArgument, NotFound
+from ...errors import Conflict, DockyardError, InvalidArgument, NotFound
 from ..store import Store
 from .ipam import (
     DEFAULT_POOL, USER_POOL, Forbidden, choose, host_routes, pick, pick6, pick_from, pool_config, with_gateway,
@@ -48,6 +48,9 @@ SCHEMA = [
 ]
 #: a bridge network's option for the MTU of its containers' interfaces (docker's name)
 MTU_OPTION = "com.docker.network.driver.mtu"
+BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+HOST_BINDING_OPTION = "com.docker.network.bridge.host_binding_ipv4"
+ADOPTED = "_adopted"  # (an option not shown) the bridge was the host's: network rm leaves it
 
 # Columns added since the first schema (a root made before them gets them at open).
 #   networks.subnet6/gateway6: the IPv6 subnet and gateway of a network with IPv6 enabled;
@@ -233,11 +236,29 @@ class Networks:
         if mtu is not None and not re.fullmatch(r"[+-]?[0-9]+", mtu):
             raise InvalidArgument(f'failed to parse {MTU_OPTION} value: {mtu} (strconv.Atoi: parsing "{mtu}": '
                                   "invalid syntax)")
+        binding = (options or {}).get(HOST_BINDING_OPTION)
+        if binding is not None:
+            try:
+                ipaddress.ip_address(binding)
+            except ValueError:
+                raise InvalidArgument(f"failed to parse {HOST_BINDING_OPTION} value: {binding} (nil ip)") from None
         v4, v6 = (pools[4] or [None])[0], (pools[6] or [None])[0]
         nid = new_id()
+        requested = _bridge_option(options or {})
+        bridge = requested or "dyn" + nid[:12]
         with self.store.transaction() as db:
             if db.execute("SELECT 1 FROM networks WHERE name=?", (name,)).fetchone():
                 raise Conflict(f"network with name {name} already exists")
+            same = db.execute("SELECT id FROM networks WHERE bridge=?", (bridge,)).fetchone()
+            if same:
+                raise Forbidden(f"cannot create network {nid} ({bridge}): conflicts with network {same[0]} ({bridge}): "
+                                "networks have same bridge name")
+            if requested and os.path.lexists(f"/sys/class/net/{bridge}"):
+                # a bridge of the host's: used as it is and left there by `network rm`, as
+                # dockerd does (any other device is refused)
+                if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
+                    raise DockyardError(f"existing interface {bridge} is not a bridge")
+                options = {**(options or {}), ADOPTED: "true"}
             taken = [ipaddress.ip_network(r[0]) for r in
                      db.execute("SELECT subnet FROM networks WHERE subnet != '' UNION ALL "
                                 "SELECT subnet6 FROM networks WHERE subnet6 != ''")]
@@ -267,7 +288,6 @@ class Networks:
             ipam = {"Driver": ipam_driver or "default", "Options": ipam_options, "Config": shown,
                     "v4": {k: v for k, v in v4.items() if not k.startswith("_")},
                     "v6": {k: v for k, v in v6.items() if not k.startswith("_")} if v6 and ipv6 else None}
-            bridge = "dyn" + nid[:12]
             db.execute("INSERT INTO networks (id, name, driver, subnet, gateway, bridge, internal, labels, options, "
                        "created, subnet6, gateway6, ipam) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (nid, name, "bridge", v4["Subnet"], v4["Gateway"], bridge, int(internal),
@@ -391,6 +411,8 @@ class Networks:
         if index:
             key = (r["bridge"], r["subnet"], r["subnet6"], r["internal"], r["options"])
             if key not in self._ensured:  # once per daemon: a restart after a flush or an upgrade
+                if ADOPTED in json.loads(r["options"]):  # the host's bridge: given our addresses
+                    self._configure_bridge(r, index)
                 firewall.ensure(self._rules(r))
                 self._ensured.add(key)
             return index, False
@@ -409,25 +431,31 @@ class Networks:
                 r = self.row(r["id"])
             elif clash:
                 raise Conflict(f"cannot create bridge {r['bridge']}: subnet {net} overlaps a route on the host ({clash[0]})")
-            return self._make_bridge(r, net), True
+            return self._make_bridge(r), True
 
-    def _make_bridge(self, r: dict, net: ipaddress.IPv4Network) -> int:
+    def _make_bridge(self, r: dict) -> int:
         from . import firewall, netlink
+
+        with netlink.Netlink() as nl:
+            index = nl.create_bridge(r["bridge"])
+        self._configure_bridge(r, index)
+        firewall.apply(self._rules(r))
+        return index
+
+    def _configure_bridge(self, r: dict, index: int) -> None:
+        """A network's gateway addresses on its bridge, which is up (an address already there
+        is no error)."""
+        from . import netlink
 
         if not r["internal"]:
             _sysctl("net/ipv4/ip_forward", "1")  # egress needs forwarding on, as docker sets it
         with netlink.Netlink() as nl:
-            index = nl.create_bridge(r["bridge"])
-            nl.add_address(index, ipaddress.IPv4Interface(f"{r['gateway']}/{net.prefixlen}"))
             if r["subnet6"]:
                 _sysctl(f"net/ipv6/conf/{r['bridge']}/disable_ipv6", "0")
                 if not r["internal"]:
                     _sysctl("net/ipv6/conf/all/forwarding", "1")  # as dockerd with IPv6 networks
-                nl.add_address(index, ipaddress.IPv6Interface(
-                    f"{r['gateway6']}/{ipaddress.IPv6Network(r['subnet6']).prefixlen}"))
-            nl.set_up(index, r["bridge"])
-        firewall.apply(self._rules(r))
-        return index
+            nl.batch([netlink.address_request(index, iface) for iface in _gateways(r)]
+                     + [netlink.up_request(index, r["bridge"])])
 
     def _destroy_bridge(self, r: dict) -> None:
         from . import firewall, netlink
@@ -435,7 +463,10 @@ class Networks:
         if not r["bridge"]:
             return
         with netlink.Netlink() as nl:
-            nl.delete_link(r["bridge"])
+            if ADOPTED not in json.loads(r["options"] or "{}"):
+                nl.delete_link(r["bridge"])
+            elif index := nl.link_index(r["bridge"]):  # the host's bridge stays, without our addresses
+                nl.batch([netlink.address_request(index, iface, delete=True) for iface in _gateways(r)])
         # The rules go even when the device was already gone (a crash between the two, a device
         # deleted by hand); with nothing to delete this is a read of the ruleset (~0.5 ms).
         firewall.apply(self._rules(r), delete=True)
@@ -692,7 +723,8 @@ class Networks:
             reqs += _default_routes(ep, index, ip6 is not None)
         inside.batch(reqs)
         if ports:
-            self._publish(rec, dict(ep, ip=str(ip), ip6=str(ip6) if ip6 else ""), self._bind_ports(rec, ports))
+            self._publish(rec, dict(ep, ip=str(ip), ip6=str(ip6) if ip6 else ""),
+                          self._bind_ports(rec, ports, _host_binding(ep)))
 
     def _publish(self, rec: dict, ep: dict, bindings: list[dict]) -> None:
         """DNAT the host ports of ``bindings`` to the endpoint's addresses; stored with it."""
@@ -731,13 +763,13 @@ class Networks:
             inside.batch(reqs)
         if new is not None:
             if bindings is None:
-                bindings = self._bind_ports(rec, wanted_ports(rec["spec"]))
+                bindings = self._bind_ports(rec, wanted_ports(rec["spec"]), _host_binding(new))
             if bindings:
                 self._publish(rec, new, bindings)
 
-    def _bind_ports(self, rec: dict, ports: list[dict]) -> list[dict]:
+    def _bind_ports(self, rec: dict, ports: list[dict], default_ip: str = "0.0.0.0") -> list[dict]:
         """Host ports for the container's -p/-P: checked free (ours and the host's), random
-        ones picked by the kernel."""
+        ones picked by the kernel; a port given without a host address binds ``default_ip``."""
         from ... import rootless
 
         cid = rec["id"]
@@ -747,7 +779,7 @@ class Networks:
                 ours[(b["proto"], b["host_port"])] = b
         out = []
         for p in ports:
-            host_ip = p["host_ip"] or "0.0.0.0"
+            host_ip = p["host_ip"] or default_ip
             host_port = p["host_port"]
             if host_port:
                 other = ours.get((p["proto"], host_port))
@@ -1062,6 +1094,28 @@ class Networks:
         dns.sync(self.store.root)
 
 
+def _gateways(r: dict) -> list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    """The addresses a network's bridge has: its gateways, with their subnets' prefixes."""
+    out: list[ipaddress.IPv4Interface | ipaddress.IPv6Interface] = [
+        ipaddress.IPv4Interface(f"{r['gateway']}/{ipaddress.IPv4Network(r['subnet']).prefixlen}")]
+    if r["subnet6"]:
+        out.append(ipaddress.IPv6Interface(f"{r['gateway6']}/{ipaddress.IPv6Network(r['subnet6']).prefixlen}"))
+    return out
+
+
+def _bridge_option(options: dict[str, str]) -> str:
+    """The bridge device a network asks for by name (``com.docker.network.bridge.name``), checked
+    as the kernel checks a link's name; "" for none (dockyard names it)."""
+    name = options.get(BRIDGE_NAME_OPTION, "")
+    if not name:
+        return ""
+    if len(name.encode()) > 15:
+        raise InvalidArgument("failed to check bridge interface existence: numerical result out of range")
+    if name in (".", "..") or re.search(r"[\s/:*]", name):  # (dockerd: the kernel's EINVAL)
+        raise InvalidArgument(f"invalid bridge name {name!r}: none of ' ', '/', ':', '*'")
+    return name
+
+
 def gateway_endpoint(eps: list[dict]) -> dict | None:
     """The endpoint that gives a container its default routes and publishes its ports: as
     dockerd orders them, the first that is not on an internal network, dual-stack before
@@ -1074,6 +1128,12 @@ def gateway_endpoint(eps: list[dict]) -> dict | None:
 def _mtu(ep: dict) -> int:
     """The MTU of an endpoint's veth pair: its network's ``com.docker.network.driver.mtu``."""
     return int(json.loads(ep.get("net_options") or "{}").get(MTU_OPTION) or 1500)
+
+
+def _host_binding(ep: dict) -> str:
+    """The host address of an endpoint's ports published without one: its network's
+    ``com.docker.network.bridge.host_binding_ipv4`` (as dockerd's), else every address."""
+    return json.loads(ep.get("net_options") or "{}").get(HOST_BINDING_OPTION) or "0.0.0.0"
 
 
 def _default_routes(ep: dict, index: int, v6: bool) -> list[tuple]:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWADDR, RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 20, 24, 25, 26
+RTM_NEWADDR, RTM_DELADDR, RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 20, 21, 24, 25, 26
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
@@ -209,8 +209,10 @@ class Netlink:
 
 # -- requests for Netlink.batch ------------------------------------------------------------------
 
-def address_request(index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface) -> tuple:
-    """RTM_NEWADDR (an address already there is no error)."""
+def address_request(index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface,
+                    delete: bool = False) -> tuple:
+    """RTM_NEWADDR (an address already there is no error); with ``delete``, RTM_DELADDR (an
+    address or link not there is no error)."""
     ip = iface.ip.packed
     if iface.version == 6:
         body = struct.pack("=BBBBI", socket.AF_INET6, iface.network.prefixlen, IFA_F_NODAD, 0, index)
@@ -218,6 +220,8 @@ def address_request(index: int, iface: ipaddress.IPv4Interface | ipaddress.IPv6I
     else:
         body = struct.pack("=BBBBI", socket.AF_INET, iface.network.prefixlen, 0, 0, index)
         body += _attr(IFA_LOCAL, ip) + _attr(IFA_ADDRESS, ip) + _attr(IFA_BROADCAST, iface.network.broadcast_address.packed)
+    if delete:
+        return RTM_DELADDR, 0, body, f"delete address {iface}", (errno.EADDRNOTAVAIL, errno.ENODEV)
     return RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {iface}", errno.EEXIST
 
 
