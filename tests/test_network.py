@@ -911,6 +911,31 @@ def test_daemon_mtu_flag(dyn):
     assert text(dyn("run", "--rm", "bb", "cat", "/sys/class/net/eth0/mtu")) == "1500\n"
 
 
+def test_daemon_ip_and_icc_flags(dyn):
+    """``dockyard daemon --ip 127.0.0.1 --icc=false`` as dockerd's: a port published on the
+    default bridge without an address binds 127.0.0.1, and its containers cannot reach each
+    other (the bridge's rules change when the daemon starts); without the flags, both are back."""
+    port = free_port()
+    with flagged_daemon(dyn, "--ip", "127.0.0.1", "--icc=false"):
+        options = json.loads(text(dyn("network", "inspect", "bridge")))[0]["Options"]
+        assert options["com.docker.network.bridge.host_binding_ipv4"] == "127.0.0.1"
+        assert options["com.docker.network.bridge.enable_icc"] == "false"
+        dyn("run", "-d", "--name", "ipw", "-p", f"{port}:80", "bb", "httpd", "-f", "-p", "80", "-h", "/www")
+        assert text(dyn("port", "ipw")) == f"80/tcp -> 127.0.0.1:{port}\n"
+        assert "hello from the container" in http_get("127.0.0.1", port)
+        ip = inspect(dyn, "ipw")["NetworkSettings"]["IPAddress"]
+        out = text(dyn("run", "--rm", "bb", "sh", "-c", f"ping -c1 -W1 {ip}; true"))
+        assert "0 packets received" in out, out
+        dyn("rm", "-f", "ipw")
+    options = json.loads(text(dyn("network", "inspect", "bridge")))[0]["Options"]
+    assert options["com.docker.network.bridge.host_binding_ipv4"] == "0.0.0.0"
+    dyn("run", "-d", "--name", "ipw", "bb", "sleep", "60")
+    ip = inspect(dyn, "ipw")["NetworkSettings"]["IPAddress"]
+    assert "1 packets received" in text(dyn("run", "--rm", "bb", "ping", "-c1", "-W2", ip))
+    dyn("rm", "-f", "ipw")
+    assert "invalid IP address: nope" in fails(dyn("daemon", "--ip", "nope", check=False), 2)
+
+
 def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
     """``dockyard daemon --ipv6 --fixed-cidr-v6 --default-address-pool`` as dockerd's: the default
     bridge is dual stack, a network made with --ipv6 and no IPv6 subnet takes one from the pool,

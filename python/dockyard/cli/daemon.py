@@ -20,13 +20,17 @@ from . import CONTEXT
               help="Default address pools for user networks (an IPv6 base: the subnets of networks made with --ipv6)")
 @click.option("--mtu", type=int, default=None, metavar="N",
               help="MTU of the default bridge's container interfaces (default 1500)")
+@click.option("--ip", "default_ip", default=None, metavar="IP",
+              help="Default IP when binding container ports on the default bridge (default 0.0.0.0)")
+@click.option("--icc", type=click.BOOL, default=None, metavar="BOOL",
+              help="Enable inter-container communication on the default bridge (default true)")
 @click.option("--max-concurrent-downloads", "downloads", type=int, default=None, metavar="N",
               help="Layers pulled at once, each downloaded and extracted together (default 3; 0: no limit)")
 @click.option("--userns-remap", "userns_remap", default="", metavar="default|USER[:GROUP]",
               help="Run containers in a user namespace: their root is the first of USER's subordinate ids "
                    "(/etc/subuid, /etc/subgid; 'default': the user dockremap, created when missing)")
 @click.pass_context
-def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, downloads, userns_remap) -> None:
+def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, default_ip, icc, downloads, userns_remap) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -51,6 +55,18 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, downloads, u
         import os
 
         os.environ["DOCKYARD_MTU"] = str(mtu or 1500)  # engine/network/manager.py reads it
+    if default_ip is not None:
+        import ipaddress
+        import os
+
+        try:
+            os.environ["DOCKYARD_DEFAULT_IP"] = str(ipaddress.ip_address(default_ip))  # (the manager reads it)
+        except ValueError:
+            raise click.BadParameter(f"invalid IP address: {default_ip}", param_hint="'--ip'") from None
+    if icc is not None:
+        import os
+
+        os.environ["DOCKYARD_ICC"] = "true" if icc else "false"  # (the manager reads it)
     if downloads is not None:
         if downloads < 0:  # dockerd's words
             raise click.BadParameter(f"invalid max concurrent downloads: {downloads}",

@@ -50,6 +50,7 @@ SCHEMA = [
 MTU_OPTION = "com.docker.network.driver.mtu"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 HOST_BINDING_OPTION = "com.docker.network.bridge.host_binding_ipv4"
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
 ADOPTED = "_adopted"  # (an option not shown) the bridge was the host's: network rm leaves it
 
 # Columns added since the first schema (a root made before them gets them at open).
@@ -123,7 +124,7 @@ class Networks:
         if db.execute("SELECT 1 FROM networks WHERE name='bridge'").fetchone() is None:
             self._predefine()
         self._default_ipv6()
-        self._default_mtu()
+        self._default_options()
 
     def _default_ipv6(self) -> None:
         """The default bridge's IPv6 subnet follows the daemon's --ipv6/--fixed-cidr-v6 (a
@@ -141,15 +142,24 @@ class Networks:
                 db.execute("UPDATE networks SET subnet6=?, gateway6=? WHERE id=?",
                            (want, str(ipaddress.IPv6Network(want).network_address + 1) if want else "", r["id"]))
 
-    def _default_mtu(self) -> None:
-        """The default bridge's MTU option follows the daemon's --mtu (containers started from
-        then on get it)."""
-        want = os.environ.get("DOCKYARD_MTU") or "1500"
-        r = self.store.db.execute("SELECT id, options FROM networks WHERE name='bridge'").fetchone()
+    def _default_options(self) -> None:
+        """The default bridge's options follow the daemon's --mtu, --ip (the host address of
+        ports published without one) and --icc, as dockerd's: containers started from then on
+        get the MTU and the address; a change of --icc is applied to the bridge's rules now."""
+        want = {MTU_OPTION: os.environ.get("DOCKYARD_MTU") or "1500",
+                HOST_BINDING_OPTION: os.environ.get("DOCKYARD_DEFAULT_IP") or "0.0.0.0",
+                ICC_OPTION: "false" if os.environ.get("DOCKYARD_ICC") == "false" else "true"}
+        r = self.store.db.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
         options = json.loads(r["options"] or "{}") if r else {}
-        if r is not None and options.get(MTU_OPTION) != want:
+        if r is None or all(options.get(k) == v for k, v in want.items()):
+            return
+        with self._lock():
             with self.store.transaction() as db:
-                db.execute("UPDATE networks SET options=? WHERE id=?", (json.dumps({**options, MTU_OPTION: want}), r["id"]))
+                db.execute("UPDATE networks SET options=? WHERE id=?", (json.dumps({**options, **want}), r["id"]))
+            if options.get(ICC_OPTION, "true") != want[ICC_OPTION] and os.path.exists(f"/sys/class/net/{r['bridge']}"):
+                from . import firewall
+
+                firewall.apply(self._rules(self.row(r["id"])))  # (replaces the bridge's rules)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -175,8 +185,9 @@ class Networks:
                            "VALUES (?,?,?,?,?,?,?,?)",
                            (new_id(), name, driver, sub, gw, self._default_bridge_name() if name == "bridge" else "",
                             json.dumps({"com.docker.network.bridge.default_bridge": "true",
-                                        "com.docker.network.bridge.enable_icc": "true",
+                                        ICC_OPTION: "true",
                                         "com.docker.network.bridge.enable_ip_masquerade": "true",
+                                        HOST_BINDING_OPTION: "0.0.0.0",
                                         "com.docker.network.bridge.name": self._default_bridge_name(),
                                         MTU_OPTION: "1500"} if name == "bridge" else {}),
                             _now()))
@@ -478,7 +489,7 @@ class Networks:
         opts = json.loads(r["options"])
         return firewall.network_rules(
             r["bridge"], r["subnet"], bool(r["internal"]), subnet6=r["subnet6"],
-            icc=opts.get("com.docker.network.bridge.enable_icc", "true") == "true",
+            icc=opts.get(ICC_OPTION, "true") == "true",
             masquerade=opts.get("com.docker.network.bridge.enable_ip_masquerade", "true") == "true")
 
     def netns_path(self, cid: str) -> Path:
