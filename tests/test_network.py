@@ -538,9 +538,13 @@ def test_a_bridge_of_the_host_is_used_and_left(dyn):
     from dockyard.engine.network import netlink
 
     name = f"tpre{os.getpid() % 100000}"
+    theirs = f"dyt{os.getpid() % 100000}x"  # as another dockyard root's bridge is named
     with netlink.Netlink() as nl:
         nl.create_bridge(name)
+        nl.create_bridge(theirs)
     try:
+        err = fails(dyn("network", "create", "-o", f"com.docker.network.bridge.name={theirs}", "stolen", check=False), 1)
+        assert "is the bridge of another dockyard network" in err
         dyn("network", "create", "--subnet", "10.250.21.0/24", "-o", f"com.docker.network.bridge.name={name}", "hostbr")
         out = text(dyn("run", "--rm", "--network", "hostbr", "bb", "sh", "-c", "ip route; ping -c1 -W2 10.250.21.1"))
         assert "default via 10.250.21.1" in out and "1 packets received" in out, out
@@ -555,6 +559,7 @@ def test_a_bridge_of_the_host_is_used_and_left(dyn):
         dyn("network", "rm", "hostbr", check=False)
         with netlink.Netlink() as nl:
             nl.delete_link(name)
+            nl.delete_link(theirs)
 
 
 def test_host_binding_ipv4_option(dyn):

@@ -269,6 +269,10 @@ class Networks:
                 # dockerd does (any other device is refused)
                 if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
                     raise DockyardError(f"existing interface {bridge} is not a bridge")
+                from .firewall import named_as_ours
+
+                if named_as_ours(bridge):  # another dockyard root's
+                    raise Conflict(f"existing interface {bridge} is the bridge of another dockyard network")
                 options = {**(options or {}), ADOPTED: "true"}
             taken = [ipaddress.ip_network(r[0]) for r in
                      db.execute("SELECT subnet FROM networks WHERE subnet != '' UNION ALL "
