@@ -941,6 +941,23 @@ def test_daemon_ip_and_icc_flags(dyn):
     assert "invalid IP address: nope" in fails(dyn("daemon", "--ip", "nope", check=False), 2)
 
 
+def test_daemon_bip_flag(dyn):
+    """``dockyard daemon --bip 10.251.7.5/24`` as dockerd's: the default bridge has that address
+    and subnet, and its containers addresses in it; without the flag it is back on a subnet of
+    the default pool; a network's own address is refused."""
+    with flagged_daemon(dyn, "--bip", "10.251.7.5/24"):
+        config = json.loads(text(dyn("network", "inspect", "bridge")))[0]["IPAM"]["Config"]
+        assert config == [{"Subnet": "10.251.7.0/24", "Gateway": "10.251.7.5"}]
+        out = text(dyn("run", "--rm", "bb", "sh", "-c", "ip -o -4 addr show eth0; ip route; ping -c1 -W2 10.251.7.5"))
+        assert "inet 10.251.7." in out and "default via 10.251.7.5" in out and "1 packets received" in out, out
+    config = json.loads(text(dyn("network", "inspect", "bridge")))[0]["IPAM"]["Config"]
+    assert not config[0]["Subnet"].startswith("10.251.7.")
+    out = text(dyn("run", "--rm", "bb", "ip", "-o", "-4", "addr", "show", "eth0"))
+    assert "inet " in out and "10.251.7." not in out
+    err = fails(dyn("daemon", "--bip", "10.251.7.0/24", check=False), 2)
+    assert "not a host address" in err
+
+
 def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
     """``dockyard daemon --ipv6 --fixed-cidr-v6 --default-address-pool`` as dockerd's: the default
     bridge is dual stack, a network made with --ipv6 and no IPv6 subnet takes one from the pool,

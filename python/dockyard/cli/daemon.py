@@ -20,6 +20,8 @@ from . import CONTEXT
               help="Default address pools for user networks (an IPv6 base: the subnets of networks made with --ipv6)")
 @click.option("--mtu", type=int, default=None, metavar="N",
               help="MTU of the default bridge's container interfaces (default 1500)")
+@click.option("--bip", default=None, metavar="CIDR",
+              help="The default bridge's address and subnet (e.g. 10.50.0.1/24; default: a free subnet)")
 @click.option("--ip", "default_ip", default=None, metavar="IP",
               help="Default IP when binding container ports on the default bridge (default 0.0.0.0)")
 @click.option("--icc", type=click.BOOL, default=None, metavar="BOOL",
@@ -30,7 +32,8 @@ from . import CONTEXT
               help="Run containers in a user namespace: their root is the first of USER's subordinate ids "
                    "(/etc/subuid, /etc/subgid; 'default': the user dockremap, created when missing)")
 @click.pass_context
-def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, default_ip, icc, downloads, userns_remap) -> None:
+def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, downloads,
+           userns_remap) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -55,6 +58,18 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, default_ip, 
         import os
 
         os.environ["DOCKYARD_MTU"] = str(mtu or 1500)  # engine/network/manager.py reads it
+    if bip:
+        import ipaddress
+        import os
+
+        try:
+            iface = ipaddress.IPv4Interface(bip)
+        except ValueError:
+            raise click.BadParameter(f"invalid CIDR address: {bip}", param_hint="'--bip'") from None
+        if iface.network.prefixlen > 30 or iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+            raise click.BadParameter(f"{bip}: not a host address of a subnet with room for containers",
+                                     param_hint="'--bip'")
+        os.environ["DOCKYARD_BIP"] = str(iface)  # (the manager reads it)
     if default_ip is not None:
         import ipaddress
         import os

@@ -51,6 +51,7 @@ MTU_OPTION = "com.docker.network.driver.mtu"
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 HOST_BINDING_OPTION = "com.docker.network.bridge.host_binding_ipv4"
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
+BIP = "_bip"  # (an option not shown) the daemon's --bip that gave the default bridge its subnet
 ADOPTED = "_adopted"  # (an option not shown) the bridge was the host's: network rm leaves it
 
 # Columns added since the first schema (a root made before them gets them at open).
@@ -124,6 +125,7 @@ class Networks:
         if db.execute("SELECT 1 FROM networks WHERE name='bridge'").fetchone() is None:
             self._predefine()
         self._default_ipv6()
+        self._default_subnet()
         self._default_options()
 
     def _default_ipv6(self) -> None:
@@ -141,6 +143,34 @@ class Networks:
             with self.store.transaction() as db:
                 db.execute("UPDATE networks SET subnet6=?, gateway6=? WHERE id=?",
                            (want, str(ipaddress.IPv6Network(want).network_address + 1) if want else "", r["id"]))
+
+    def _default_subnet(self) -> None:
+        """The default bridge's subnet and address follow the daemon's --bip, as dockerd's (a
+        change applies once no container is on it: the bridge is made again); without --bip
+        again, a free subnet of the default pool."""
+        bip = os.environ.get("DOCKYARD_BIP", "")
+        r = self.store.db.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
+        if r is None or json.loads(r["options"] or "{}").get(BIP) == (bip or None):
+            return
+        if self.store.db.execute("SELECT 1 FROM endpoints WHERE network=? AND ip != '' LIMIT 1", (r["id"],)).fetchone():
+            return
+        with self._lock():
+            self._destroy_bridge(dict(r))
+            with self.store.transaction() as db:
+                options = json.loads(r["options"] or "{}")
+                options.pop(BIP, None)
+                if bip:
+                    iface = ipaddress.IPv4Interface(bip)
+                    net, gateway = iface.network, iface.ip
+                    options[BIP] = bip
+                else:
+                    taken = [ipaddress.IPv4Network(x[0]) for x in
+                             db.execute("SELECT subnet FROM networks WHERE subnet != '' AND id != ?", (r["id"],))]
+                    net = pick(DEFAULT_POOL, taken + host_routes())
+                    gateway = net.network_address + 1
+                db.execute("UPDATE networks SET subnet=?, gateway=?, options=? WHERE id=?",
+                           (str(net), str(gateway), json.dumps(options), r["id"]))
+                db.execute("UPDATE endpoints SET ip='' WHERE network=?", (r["id"],))
 
     def _default_options(self) -> None:
         """The default bridge's options follow the daemon's --mtu, --ip (the host address of
@@ -434,7 +464,7 @@ class Networks:
         with _host_lock():
             net = ipaddress.IPv4Network(r["subnet"])
             clash = [t for t in host_routes() if t.overlaps(net)]
-            if clash and r["name"] == "bridge":
+            if clash and r["name"] == "bridge" and BIP not in json.loads(r["options"] or "{}"):
                 # Another root's bridge took this subnet while ours was down: move to a free one.
                 with self.store.transaction() as db:
                     taken = [ipaddress.IPv4Network(x[0]) for x in
