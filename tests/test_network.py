@@ -958,6 +958,50 @@ def test_daemon_bip_flag(dyn):
     assert "not a host address" in err
 
 
+def test_daemon_config_file(dyn, tmp_path):
+    """``dockyard daemon --config-file daemon.json``: dockerd's file for the same settings as
+    the flags; a key that is not a setting, a value of the wrong type, a setting dockyard does
+    not have and a key also given as a flag are refused, each in one line naming it."""
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"mtu": 1440, "bip": "10.251.8.1/24", "icc": False, "live-restore": True,
+                                "default-address-pools": [{"base": "10.232.0.0/16", "size": 24}]}))
+    with flagged_daemon(dyn, "--config-file", str(conf)):
+        bridge = json.loads(text(dyn("network", "inspect", "bridge")))[0]
+        assert bridge["IPAM"]["Config"] == [{"Subnet": "10.251.8.0/24", "Gateway": "10.251.8.1"}]
+        assert bridge["Options"]["com.docker.network.driver.mtu"] == "1440"
+        assert bridge["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+        dyn("network", "create", "pooled")
+        assert json.loads(text(dyn("network", "inspect", "pooled")))[0]["IPAM"]["Config"][0]["Subnet"].startswith(
+            "10.232.")
+        dyn("network", "rm", "pooled")
+    for content, message in (
+            ({"mtu": 1400, "log-driver": "json-file"}, "the following directives don't match any configuration "
+                                                       "option: log-driver"),
+            ({"mtu": "1400"}, 'mtu: "1400" is not an integer'),
+            ({"live-restore": False}, "live-restore: false is not supported (dockyard has true)"),
+            ({"mtu": 1400, "--mtu": 1}, "don't match any configuration option: --mtu"),
+            ([1], "not a JSON object")):
+        conf.write_text(json.dumps(content))
+        assert message in fails(dyn("daemon", "--config-file", str(conf), check=False), 2)
+    conf.write_text('{"mtu": 1500}')
+    err = fails(dyn("daemon", "--config-file", str(conf), "--mtu", "1400", check=False), 2)
+    assert "specified both as a flag and in the configuration file: mtu: (from flag: 1400, from file: 1500)" in err
+    conf.write_text("{nope")
+    assert "unable to configure the daemon with file" in fails(dyn("daemon", "--config-file", str(conf), check=False), 2)
+    # the daemon a CLI starts reads $DOCKYARD_CONFIG too, but listens where that CLI looks, on its root
+    conf.write_text(json.dumps({"mtu": 1410, "hosts": ["unix:///nowhere/else.sock"], "data-root": "/nowhere"}))
+    from support import stop_daemon
+
+    stop_daemon(Path(dyn.run_dir))
+    dyn.env["DOCKYARD_CONFIG"] = str(conf)
+    try:
+        assert text(dyn("run", "--rm", "bb", "cat", "/sys/class/net/eth0/mtu")) == "1410\n"
+    finally:
+        del dyn.env["DOCKYARD_CONFIG"]
+        stop_daemon(Path(dyn.run_dir))
+    assert not Path("/nowhere").exists()
+
+
 def test_daemon_ipv6_flags_default_bridge_pools_and_links(dyn):
     """``dockyard daemon --ipv6 --fixed-cidr-v6 --default-address-pool`` as dockerd's: the default
     bridge is dual stack, a network made with --ipv6 and no IPv6 subnet takes one from the pool,

@@ -70,7 +70,9 @@ def start_daemon(path: str, root: str | None, announce: bool = True) -> int:
             return 0  # another CLI started it while we waited
         log_path = os.path.join(run, "daemon.log")
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        env = dict(os.environ, DOCKYARD_RUN=run)  # its runtime state beside its socket
+        # its runtime state beside its socket; its socket and root are this CLI's, whatever a
+        # daemon.json says (cli/daemon.py)
+        env = dict(os.environ, DOCKYARD_RUN=run, DOCKYARD_AUTOSTARTED="1")
         if root:
             env["DOCKYARD_ROOT"] = os.path.abspath(root)
         cmd = [sys.executable, "-c", "import sys; from dockyard.cli import main; sys.exit(main())",

@@ -31,9 +31,12 @@ from . import CONTEXT
 @click.option("--userns-remap", "userns_remap", default="", metavar="default|USER[:GROUP]",
               help="Run containers in a user namespace: their root is the first of USER's subordinate ids "
                    "(/etc/subuid, /etc/subgid; 'default': the user dockremap, created when missing)")
+@click.option("--config-file", default=None, metavar="PATH",
+              help="dockerd's daemon.json: its settings for the flags above (default $DOCKYARD_CONFIG, or "
+                   "/etc/dockyard/daemon.json when it exists)")
 @click.pass_context
 def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, downloads,
-           userns_remap) -> None:
+           userns_remap, config_file) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -44,6 +47,12 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default
     from .. import rootless
     from ..daemon import serve
 
+    config_file = config_file or _default_config()
+    if config_file:
+        given = _config_file(ctx, config_file)
+        host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, downloads, userns_remap = (
+            given.get(k, ctx.params[k]) for k in ("host", "root", "debug", "ipv6", "fixed_cidr_v6", "pools", "mtu",
+                                                  "bip", "default_ip", "icc", "downloads", "userns_remap"))
     path = None
     if host:
         path = host[len("unix://"):] if host.startswith("unix://") else ""
@@ -109,6 +118,84 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default
             os.environ["DOCKYARD_ROOT"] = os.path.abspath(root)
         raise click.exceptions.Exit(rootless.run_daemon(lambda: serve(path, root, debug=debug), path))
     raise click.exceptions.Exit(serve(path, root, debug=debug))
+
+
+DEFAULT_CONFIG = "/etc/dockyard/daemon.json"
+
+# daemon.json's keys (dockerd's names) for the flags: (parameter, the flag's name, its type)
+CONFIG_KEYS = {
+    "hosts": ("host", "-H", list), "data-root": ("root", "--root", str), "debug": ("debug", "--debug", bool),
+    "ipv6": ("ipv6", "--ipv6", bool), "fixed-cidr-v6": ("fixed_cidr_v6", "--fixed-cidr-v6", str),
+    "default-address-pools": ("pools", "--default-address-pool", list), "mtu": ("mtu", "--mtu", int),
+    "bip": ("bip", "--bip", str), "ip": ("default_ip", "--ip", str), "icc": ("icc", "--icc", bool),
+    "max-concurrent-downloads": ("downloads", "--max-concurrent-downloads", int),
+    "userns-remap": ("userns_remap", "--userns-remap", str),
+}
+# dockerd's settings that dockyard has as it is: accepted with these values, refused with others
+AS_DOCKYARD_IS = {"live-restore": True, "iptables": True, "ip-forward": True, "storage-driver": "overlay2",
+                  "userland-proxy": True}
+
+
+def _default_config() -> str:
+    """$DOCKYARD_CONFIG, else /etc/dockyard/daemon.json when it exists ("": none)."""
+    import os
+
+    return os.environ.get("DOCKYARD_CONFIG") or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else "")
+
+
+def _config_file(ctx: click.Context, path: str) -> dict:
+    """The flags' values that ``path`` (dockerd's daemon.json format) gives, checked as dockerd
+    checks them: a key that is also given as a flag, a key that is not a setting, or a value of
+    the wrong type is an error naming it."""
+    import json
+    import os
+
+    from click.core import ParameterSource
+
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read() or b"{}")
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"unable to configure the daemon with file {path}: {exc}",
+                                 param_hint="'--config-file'") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"unable to configure the daemon with file {path}: not a JSON object",
+                                 param_hint="'--config-file'")
+    unknown = sorted(k for k in data if k not in CONFIG_KEYS and k not in AS_DOCKYARD_IS)
+    if unknown:
+        raise click.BadParameter(f"the following directives don't match any configuration option: "
+                                 f"{', '.join(unknown)}", param_hint="'--config-file'")
+    for key, value in data.items():
+        if key in AS_DOCKYARD_IS and value != AS_DOCKYARD_IS[key]:
+            raise click.BadParameter(f"{key}: {json.dumps(value)} is not supported (dockyard has "
+                                     f"{json.dumps(AS_DOCKYARD_IS[key])})", param_hint="'--config-file'")
+    out: dict = {}
+    both = []
+    for key, value in data.items():
+        if key not in CONFIG_KEYS or (key in ("hosts", "data-root") and os.environ.get("DOCKYARD_AUTOSTARTED")):
+            continue  # (a daemon a CLI started: on that CLI's socket and root)
+        param, flag, kind = CONFIG_KEYS[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            what = {int: "an integer", str: "a string", bool: "a boolean", list: "a list"}[kind]
+            raise click.BadParameter(f"{key}: {json.dumps(value)} is not {what}", param_hint="'--config-file'")
+        if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE:
+            both.append(f"{key}: (from flag: {ctx.params[param]}, from file: {json.dumps(value)})")
+            continue
+        if key == "hosts":
+            if len(value) != 1 or not isinstance(value[0], str):
+                raise click.BadParameter("hosts: one unix socket (unix:///path)", param_hint="'--config-file'")
+            value = value[0]
+        elif key == "default-address-pools":
+            try:
+                value = tuple(f"base={p['base']},size={p['size']}" for p in value)
+            except (TypeError, KeyError):
+                raise click.BadParameter('default-address-pools: a list of {"base": CIDR, "size": N}',
+                                         param_hint="'--config-file'") from None
+        out[param] = value
+    if both:
+        raise click.BadParameter("the following directives are specified both as a flag and in the configuration "
+                                 f"file: {', '.join(both)}", param_hint="'--config-file'")
+    return out
 
 
 def _network_settings(ipv6: bool, fixed_cidr_v6: str, pools: tuple) -> None:
