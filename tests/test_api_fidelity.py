@@ -3,6 +3,8 @@ dockerd through docker-py's low-level client."""
 
 from __future__ import annotations
 
+import glob
+
 import pytest
 
 from test_daemon import daemon, pytestmark  # noqa: F401  (fixture and marks)
@@ -512,3 +514,45 @@ def test_attach_logs_without_stream(apis):
             got.append(api.attach(cid, stream=False, logs=True))
         outs.append(set(got))
     assert outs[0] == {b"hello\n"} and outs[1] <= {b"hello\n", b""}
+
+
+def test_log_rotation_and_log_opts(apis):
+    """``--log-opt max-size=1k --log-opt max-file=3`` as dockerd's json-file driver: the log is
+    rotated into LogPath.1 and .2 (no .3), ``logs`` gives what is kept (its last line the last
+    written, its lines in order and none twice) and ``--tail`` reads across the files; an option
+    the driver does not have is refused at create, a bad value at start, in dockerd's words."""
+    import docker
+
+    sides, made = apis
+    seen = []
+    script = "for i in $(seq 1 300); do echo line-$i-abcdefghijklmnopqrstuvwxyz; done"
+    for api, img in sides:
+        hc = api.create_host_config(network_mode="none", log_config={"Type": "json-file",
+                                                                      "Config": {"max-size": "1k", "max-file": "3"}})
+        cid = api.create_container(img, ["sh", "-c", script], host_config=hc)["Id"]
+        made.append((api, cid))
+        api.start(cid)
+        assert api.wait(cid)["StatusCode"] == 0
+        path = api.inspect_container(cid)["LogPath"]
+        files = sorted(p.rsplit("-json.log", 1)[1] for p in glob.glob(path + "*"))
+        lines = api.logs(cid).decode().split()
+        numbers = [int(x.split("-")[1]) for x in lines]
+        assert numbers == list(range(numbers[0], 301)) and numbers[0] > 1, numbers[:3]
+        tail = api.logs(cid, tail=15).decode().split()  # (more than the log in use holds)
+        assert [int(x.split("-")[1]) for x in tail] == list(range(286, 301)), (api.base_url_for_tests, tail[:2], files)
+        errors = []
+        for config, when in (({"foo": "bar"}, "create"), ({"max-file": "0"}, "start"), ({"max-size": "abc"}, "start")):
+            try:
+                bad = api.create_container(img, "true", host_config=api.create_host_config(
+                    network_mode="none", log_config={"Type": "json-file", "Config": config}))["Id"]
+                made.append((api, bad))
+                api.start(bad)
+            except docker.errors.APIError as exc:
+                errors.append((when, exc.status_code // 100, exc.explanation))
+        seen.append((files, errors))
+    assert seen[0] == seen[1]
+    assert seen[0][0] == ["", ".1", ".2"]
+    assert [e[2] for e in seen[0][1]] == [
+        "unknown log opt 'foo' for json-file log driver",
+        "failed to initialize logging driver: max-file cannot be less than 1",
+        "failed to initialize logging driver: invalid size: 'abc'"]

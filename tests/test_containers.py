@@ -318,6 +318,23 @@ def test_cp_follows_docker_cp_rules(dy, tmp_path):
     dy("rm", "-f", "cpbox")
 
 
+def test_logs_follow_across_rotations(dy):
+    """``run --log-opt max-size=2k --log-opt max-file=3``: the log is rotated while ``logs -f``
+    follows it, and the follower still gets every line, in order, once; afterwards ``logs``
+    gives what the three files keep (the last line last) and no fourth file is there."""
+    dy("run", "-d", "--name", "rot", "--network", "none", "--log-opt", "max-size=2k", "--log-opt", "max-file=3",
+       "bb", "sh", "-c", "sleep 1; for i in $(seq 1 300); do echo line-$i; usleep 3000; done")
+    got = dy("logs", "-f", "rot").stdout.decode().split()
+    assert got == [f"line-{i}" for i in range(1, 301)], (len(got), got[:3])
+    kept = dy("logs", "rot").stdout.decode().split()
+    assert kept[-1] == "line-300" and 40 < len(kept) < 90, len(kept)
+    path = json.loads(dy("inspect", "rot").stdout)[0]["LogPath"]
+    assert os.path.exists(path + ".2") and not os.path.exists(path + ".3")
+    err = dy("run", "--rm", "--log-opt", "max-size", "bb", "true", check=False)
+    assert err.returncode == 125 and b"invalid key value pair format in log options" in err.stderr, err.stderr
+    dy("rm", "rot")
+
+
 def test_logs_follow_exec_stdin_stats_prune_export(dy):
     import subprocess
     import sys

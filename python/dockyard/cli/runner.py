@@ -55,6 +55,8 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("uts", "", "str", "", "UTS namespace to use"),
     ("restart", "", "str", "no", "Restart policy to apply when a container exits"),
     ("stop-signal", "", "str", "", "Signal to stop the container"),
+    ("log-driver", "", "str", "", "Logging driver for the container"),
+    ("log-opt", "", "multi", (), "Log driver options"),
     ("stop-timeout", "", "optint", None, "Timeout (in seconds) to stop a container"),
     ("network", "", "str", "default", "Connect a container to a network"),
     # volumes and networks (engine/volumes.py, engine/network/)
@@ -307,6 +309,14 @@ def create_body(p: dict) -> dict:
         except ValueError:
             raise InvalidArgument(f"invalid restart policy format: maximum retry count must be an integer: {p['restart']}") from None
     host["RestartPolicy"] = policy
+    if p.get("log_driver") or p.get("log_opt"):
+        opts = {}
+        for o in p.get("log_opt") or ():
+            key, eq, value = o.partition("=")
+            if not eq:
+                raise client_error(f'invalid argument "{o}" for "--log-opt" flag: invalid key value pair format in log options')
+            opts[key] = value
+        host["LogConfig"] = {"Type": p.get("log_driver") or "", "Config": opts}
     host["AutoRemove"] = p["auto_remove"]
     host["NetworkMode"] = p["network"]
     if p["userns"]:

@@ -21,8 +21,8 @@ def logs(d, req: Request, id: str):
     """``docker logs``: the json-file log streamed in blocks (the daemon holds about one block,
     whatever the log's size); ``--tail`` read from the end; ``-f`` woken by inotify on the log
     and by the container's ``die`` event, never by a timer."""
-    from ..engine.jsonlog import iter_json_log, tail_json_log
     from ..engine.images import parse_time
+    from ..engine.jsonlog import iter_json_file, rotated, tail_json_file, tail_json_log
 
     follow, stdout, stderr, stamps = req.bool("follow"), req.bool("stdout"), req.bool("stderr"), req.bool("timestamps")
     if not stdout and not stderr:
@@ -69,18 +69,39 @@ def logs(d, req: Request, id: str):
             if buf:
                 out.write(b"".join(buf))
 
-        def copy_from(pos: int) -> int:
-            for pos, entries in iter_json_log(path, pos):
+        def copy_file(f, pos: int) -> int:
+            for pos, entries in iter_json_file(f, pos):
                 emit(entries)
             return pos
 
-        if count >= 0:
-            pos, entries = tail_json_log(path, count)
-            emit(entries)
-        else:
-            pos = copy_from(0)
-        if follow and not (until and time.time() >= until):
-            follow_log(d, req, cid, path, pos, copy_from, events, until)
+        # the log's rotated files (oldest first) before the log itself, which is read (and
+        # followed) from one open file: a rotation meanwhile renames it, it does not move it
+        files = rotated(path)
+        try:
+            cur = open(path, "rb")
+        except FileNotFoundError:
+            cur = None
+        try:
+            if count >= 0:
+                pos, entries = tail_json_file(cur, count) if cur else (0, [])
+                for older in reversed(files[:-1]):  # (the newest rotated file first)
+                    if len(entries) >= count:
+                        break
+                    entries = tail_json_log(older, count - len(entries))[1] + entries
+                emit(entries)
+            else:
+                for older in files[:-1]:
+                    try:
+                        with open(older, "rb") as f:
+                            copy_file(f, 0)
+                    except FileNotFoundError:
+                        pass  # (rotated away meanwhile)
+                pos = copy_file(cur, 0) if cur else 0
+            if follow and not (until and time.time() >= until):
+                follow_log(d, req, cid, path, cur, pos, copy_file, events, until)
+        finally:
+            if cur is not None:
+                cur.close()
         out.close()
     finally:
         if events is not None:
@@ -88,16 +109,40 @@ def logs(d, req: Request, id: str):
     return STREAMED
 
 
-def follow_log(d, req: Request, cid: str, path, pos: int, copy_from, events, until: float) -> None:
+def follow_log(d, req: Request, cid: str, path, f, pos: int, copy_file, events, until: float) -> None:
     """``logs -f`` after what was there: copy what the supervisor appends until the container
-    dies or is removed, ``until`` passes or the client goes away.  Woken by inotify (the log was
-    written) and by the event bus (a pipe written by a thread that waits for this container's
-    ``die``/``destroy``); nothing here wakes on a timer."""
+    dies or is removed, ``until`` passes or the client goes away.  Woken by inotify (a file of
+    the log's directory was written or made) and by the event bus (a pipe written by a thread
+    that waits for this container's ``die``/``destroy``); nothing here wakes on a timer.  ``f``:
+    the log, open, read up to ``pos`` (None: not there yet).  When the supervisor rotates the log,
+    the rest of the old file is copied, then the new one from its start."""
     import select
 
     ino = Inotify()
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     done = threading.Event()
+    opened = []
+
+    def catch_up() -> None:
+        nonlocal f, pos
+        while True:
+            if f is None:
+                try:
+                    f = open(path, "rb")
+                except FileNotFoundError:
+                    return
+                opened.append(f)
+                pos = 0
+            if os.fstat(f.fileno()).st_size < pos:
+                pos = 0  # emptied (max-file 1): what is there now is new
+            pos = copy_file(f, pos)
+            try:
+                now = os.stat(path).st_ino
+            except FileNotFoundError:
+                return
+            if now == os.fstat(f.fileno()).st_ino:
+                return
+            f = None  # rotated: the old file is copied to its end, the new one comes next
 
     def watch_events() -> None:
         while not done.is_set():
@@ -113,14 +158,14 @@ def follow_log(d, req: Request, cid: str, path, pos: int, copy_from, events, unt
 
     watcher = threading.Thread(target=watch_events, name=f"logs-{cid[:12]}", daemon=True)
     try:
-        ino.watch(path)
+        ino.watch(path.parent, Inotify.IN_MODIFY | Inotify.IN_CREATE | Inotify.IN_MOVED_TO)
         watcher.start()
         poller = select.poll()
         poller.register(ino.fd, select.POLLIN)
         poller.register(wake_r, select.POLLIN)
         client = req.handler.connection.fileno()
         poller.register(client, select.POLLHUP)  # (a half-close is not the end: only a hang-up)
-        pos = copy_from(pos)  # what came between the first read and the watch
+        catch_up()  # what came between the first read and the watch
         exited = False
         while not exited:
             timeout = None if not until else max(0.0, until - time.time()) * 1000
@@ -135,7 +180,7 @@ def follow_log(d, req: Request, cid: str, path, pos: int, copy_from, events, unt
                     ino.drain()
                 elif fd == wake_r:
                     exited = True
-            pos = copy_from(pos)  # (after a die: the supervisor wrote everything before the exit)
+            catch_up()  # (after a die: the supervisor wrote everything before the exit)
     finally:
         done.set()
         events.put(None)  # ends the watcher's wait
@@ -144,12 +189,14 @@ def follow_log(d, req: Request, cid: str, path, pos: int, copy_from, events, unt
         ino.close()
         os.close(wake_r)
         os.close(wake_w)
+        for g in opened:
+            g.close()
 
 
 class Inotify:
-    """The least of inotify(7) over ctypes (the stdlib has none): IN_MODIFY on one file."""
+    """The least of inotify(7) over ctypes (the stdlib has none): watches, drained unread."""
 
-    IN_MODIFY = 0x2
+    IN_MODIFY, IN_MOVED_TO, IN_CREATE = 0x2, 0x80, 0x100
     IN_NONBLOCK = os.O_NONBLOCK
     IN_CLOEXEC = os.O_CLOEXEC
 
@@ -162,10 +209,10 @@ class Inotify:
             err = ctypes.get_errno()
             raise DockyardError(f"inotify_init1: {os.strerror(err)}")
 
-    def watch(self, path) -> None:
+    def watch(self, path, mask: int = IN_MODIFY) -> None:
         import ctypes
 
-        if self._libc.inotify_add_watch(self.fd, os.fsencode(str(path)), self.IN_MODIFY) < 0:
+        if self._libc.inotify_add_watch(self.fd, os.fsencode(str(path)), mask) < 0:
             err = ctypes.get_errno()
             if err != 2:  # ENOENT: a container whose log is not there yet still ends with its die
                 raise DockyardError(f"inotify_add_watch {path}: {os.strerror(err)}")
@@ -203,9 +250,9 @@ def parse_ts(value: str | None) -> float:
 
 def replay_log(conn, path, tty: bool, want: dict[int, bool]) -> None:
     """``attach?logs=1``: what the container has written so far, before the live stream."""
-    from ..engine.jsonlog import iter_json_log
+    from ..engine.jsonlog import iter_json_log, rotated
 
-    for _, entries in iter_json_log(path):  # a block at a time, whatever the log's size
+    for _, entries in (x for p in rotated(path) for x in iter_json_log(p)):  # a block at a time
         out = []
         for e in entries:
             kind = 2 if e.get("stream") == "stderr" else 1

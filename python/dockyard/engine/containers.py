@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import Conflict, ContainerNotFound, DockyardError, InvalidArgument, NotFound, start_error_code
 from .images import Images, now_rfc3339, parse_time
-from .jsonlog import read_json_log
+from .jsonlog import read_json_log, rotation
 from .names import check_name, new_id, random_name
 from .runtime import Runtime, StartError, run_dir
 from .spec import DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities, parse_signal
@@ -244,6 +244,9 @@ class Containers(Snapshots):
                                   f"(it has {', '.join(LOG_DRIVERS)})")
         if log_type not in LOG_DRIVERS:
             raise InvalidArgument(f'error looking up logging plugin {log_type}: plugin "{log_type}" not found')
+        from .jsonlog import check_log_opts
+
+        check_log_opts(log_type, dict(log_config.get("Config") or {}))
         cid = new_id()
         if opts.uts_mode == "host":
             import platform
@@ -438,13 +441,15 @@ class Containers(Snapshots):
             write_atomic(d / "bundle" / "config.json", json.dumps(bundle_spec).encode(), fsync=False)
             cfg = rec["spec"]["Config"]
             log = d / f"{cid}-json.log"
+            log_config = rec["spec"]["HostConfig"].get("LogConfig") or {}
+            max_size, max_file = rotation(_log_type(rec), dict(log_config.get("Config") or {}))
             if _log_type(rec) == "none":
                 log = Path(os.devnull)  # (the supervisor appends its JSON lines to nothing)
             self.attach_socket(cid).parent.mkdir(parents=True, exist_ok=True)
             self.exit_fallback(cid).parent.mkdir(parents=True, exist_ok=True)
             pid, shim_pid = self.runtime.shim(d / "bundle", cid, log, d / "exit.json", self.attach_socket(cid),
                                     tty=cfg["Tty"], stdin=cfg["OpenStdin"], wait_attach=attach,
-                                    exit_fallback=self.exit_fallback(cid))
+                                    exit_fallback=self.exit_fallback(cid), log_max=(max_size, max_file))
         except BaseException as exc:
             self._unmount_rootfs(cid)
             self.runtime.delete(cid)

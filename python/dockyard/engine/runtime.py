@@ -64,17 +64,21 @@ class Runtime:
         return proc
 
     def shim(self, bundle: Path, cid: str, log: Path, exit_file: Path, attach: Path, tty: bool,
-             stdin: bool, wait_attach: bool = False, exit_fallback: Path | None = None) -> tuple[int, int]:
+             stdin: bool, wait_attach: bool = False, exit_fallback: Path | None = None,
+             log_max: tuple[int, int] = (0, 1)) -> tuple[int, int]:
         """Start the container under its supervisor; returns the container's pid and the
         supervisor's once running (with ``wait_attach``: once created).
 
         The runtime's own error (e.g. the command does not exist) comes back as the exception's
         message; the container's exit status (127/126) is in the exit file, or in
-        ``exit_fallback`` when the exit file cannot be written (a full disk)."""
+        ``exit_fallback`` when the exit file cannot be written (a full disk).  ``log_max``:
+        (max-size in bytes, 0 for none; max-file) of the log's rotation."""
         args = ["shim", "--bundle", str(bundle), "--id", cid, "--log", str(log), "--exit-file",
                 str(exit_file), "--attach-socket", str(attach), "--delete-on-exit"]
         if exit_fallback is not None:
             args += ["--exit-file-fallback", str(exit_fallback)]
+        if log_max[0]:
+            args += ["--log-max-size", str(log_max[0]), "--log-max-file", str(log_max[1])]
         if tty:
             args.append("--tty")
         if stdin:

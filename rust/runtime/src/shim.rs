@@ -1,7 +1,7 @@
 //! The per-container supervisor ("shim"), in the mould of conmon: one small single-threaded
 //! process per container, a poll(2) loop, no async runtime.
 //!
-//! `dockyard-runtime shim --bundle DIR --id ID --log FILE [--tty] [--stdin] [--exit-file F [--exit-file-fallback F]]
+//! `dockyard-runtime shim --bundle DIR --id ID --log FILE [--log-max-size BYTES [--log-max-file N]] [--tty] [--stdin] [--exit-file F [--exit-file-fallback F]]
 //!  [--attach-socket SOCK [--wait-attach[=MS]]] [--pid-file F]`
 //!
 //! 1. Forks; the parent waits for one status line from the child and exits 0 once the
@@ -14,7 +14,10 @@
 //! 3. Output goes to `--log` in Docker's json-file format, one object per line:
 //!    `{"log":"line\n","stream":"stdout","time":"2024-01-02T03:04:05.123456789Z"}`. Lines
 //!    longer than 16 KiB are split (Docker does the same); a last line without newline is
-//!    written without one.
+//!    written without one. With `--log-max-size BYTES` the log is rotated as Docker's json-file
+//!    driver rotates it (`--log-opt max-size`, `max-file`): once FILE reaches the size it
+//!    becomes FILE.1 (FILE.1 becomes FILE.2, and so on; what is past `--log-max-file N` files in
+//!    all is gone) and a new FILE begins; with `--log-max-file 1` (the default) FILE is emptied.
 //! 4. Attach: clients connect to `--attach-socket` (a unix stream socket). Both directions use
 //!    frames of an 8-byte header `[type, 0, 0, 0, len (u32 big-endian)]` + `len` bytes; this is
 //!    Docker's stdcopy framing, so output can be relayed to Docker clients as is.
@@ -81,6 +84,8 @@ struct Opts {
     bundle: PathBuf,
     id: String,
     log: PathBuf,
+    log_max_size: u64,
+    log_max_file: u32,
     tty: bool,
     stdin: bool,
     exit_file: Option<PathBuf>,
@@ -123,12 +128,20 @@ fn absolute(p: &str) -> PathBuf {
 }
 
 pub fn main(root: &Path, rest: &[String]) -> Result<i32> {
-    let a = parse(rest, &["bundle", "id", "log", "exit-file", "exit-file-fallback", "attach-socket", "pid-file"], &["tty", "stdin", "wait-attach", "delete-on-exit"], &[("b", "bundle"), ("t", "tty"), ("i", "stdin")], None)?;
+    let a = parse(rest, &["bundle", "id", "log", "log-max-size", "log-max-file", "exit-file", "exit-file-fallback", "attach-socket", "pid-file"], &["tty", "stdin", "wait-attach", "delete-on-exit"], &[("b", "bundle"), ("t", "tty"), ("i", "stdin")], None)?;
+    let number = |key: &str, least: u64| -> Result<u64> {
+        match a.get(key) {
+            None => Ok(least),
+            Some(v) => v.parse::<u64>().ok().filter(|n| *n >= least).ok_or_else(|| Error::msg(format!("shim: --{key}: not a number of at least {least}: {v:?}"))),
+        }
+    };
     let o = Opts {
         root: absolute(&root.to_string_lossy()),
         bundle: absolute(a.get("bundle").unwrap_or(".")),
         id: a.get("id").map(String::from).or_else(|| a.pos.first().cloned()).ok_or_else(|| Error::msg("shim: --id is required"))?,
         log: absolute(a.get("log").ok_or_else(|| Error::msg("shim: --log is required"))?),
+        log_max_size: number("log-max-size", 0)?,
+        log_max_file: u32::try_from(number("log-max-file", 1)?).map_err(|_| Error::msg("shim: --log-max-file: too large"))?,
         tty: a.flag("tty"),
         stdin: a.flag("stdin"),
         exit_file: a.get("exit-file").map(absolute),
@@ -271,7 +284,7 @@ struct Supervisor {
     stdin_fd: RawFd,
     stdin_buf: VecDeque<u8>,
     master: Option<RawFd>,
-    log: std::fs::File,
+    log: LogFile,
     listen: Option<RawFd>,
     attach_path: Option<PathBuf>,
     clients: Vec<Client>,
@@ -296,7 +309,7 @@ impl Supervisor {
     fn create(o: &Opts) -> Result<Supervisor> {
         util::block_signals(SHIM_SIGNALS);
         let sfd = util::signalfd(SHIM_SIGNALS)?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&o.log).map_err(|e| Error::io("open log", Some(&o.log), e))?;
+        let log = LogFile::open(&o.log, o.log_max_size, o.log_max_file)?;
         let null = check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) }, "open /dev/null", None)?;
         let mut streams = Vec::new();
         let mut stdin_fd = -1;
@@ -403,7 +416,7 @@ impl Supervisor {
     /// and make sure the init dies, so that `run` writes the exit file and ends.
     fn late_start_failed(&mut self, e: &Error) {
         let entry = format!("{{\"log\":{},\"stream\":\"stderr\",\"time\":\"{}\"}}\n", serde_json::to_string(&format!("dockyard-runtime: {e}\n")).unwrap_or_default(), util::now_rfc3339());
-        let _ = self.log.write_all(entry.as_bytes());
+        self.log.write(entry.as_bytes());
         unsafe { libc::kill(self.pid, libc::SIGKILL) };
     }
 
@@ -624,7 +637,7 @@ impl Supervisor {
         let text = String::from_utf8_lossy(&s.line);
         let entry = format!("{{\"log\":{},\"stream\":\"{}\",\"time\":\"{}\"}}\n", serde_json::to_string(&text).unwrap_or_default(), s.name, util::now_rfc3339());
         s.line.clear();
-        let _ = self.log.write_all(entry.as_bytes());
+        self.log.write(entry.as_bytes());
     }
 
     fn broadcast(&mut self, frame: u8, data: &[u8]) {
@@ -823,6 +836,67 @@ impl Supervisor {
 
 const SHIM_SIGNALS: &[i32] = &[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGPIPE];
 
+/// The container's json-file log, rotated by size (see the module's doc, 3.).
+struct LogFile {
+    path: PathBuf,
+    file: std::fs::File,
+    size: u64,
+    /// 0: never rotated.
+    max_size: u64,
+    /// The files kept in all, this one included (at least 1).
+    max_file: u32,
+}
+
+impl LogFile {
+    fn open(path: &Path, max_size: u64, max_file: u32) -> Result<LogFile> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io("open log", Some(path), e))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(LogFile { path: path.to_path_buf(), file, size, max_size, max_file: max_file.max(1) })
+    }
+
+    /// One entry, after a rotation if the file has reached its size (as Docker's: the file in
+    /// use is never left empty). A failed write (a full disk) loses the entry, never the
+    /// container.
+    fn write(&mut self, entry: &[u8]) {
+        if self.max_size > 0 && self.size >= self.max_size {
+            self.rotate();
+        }
+        if self.file.write_all(entry).is_ok() {
+            self.size += entry.len() as u64;
+        }
+    }
+
+    fn numbered(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    fn rotate(&mut self) {
+        if self.max_file == 1 {
+            if self.file.set_len(0).is_ok() {
+                self.size = 0;
+            }
+            return;
+        }
+        for n in (1..self.max_file - 1).rev() {
+            let _ = std::fs::rename(self.numbered(n), self.numbered(n + 1));
+        }
+        if std::fs::rename(&self.path, self.numbered(1)).is_err() {
+            return;
+        }
+        match std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+            Ok(f) => {
+                self.file = f;
+                self.size = 0;
+            }
+            Err(_) => {
+                // (no new file: go on appending to the renamed one, as it is all there is)
+            }
+        }
+    }
+}
+
 fn flush_client(c: &mut Client) {
     while !c.out.is_empty() {
         let (a, _) = c.out.as_slices();
@@ -851,4 +925,42 @@ fn now_ms() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogFile;
+
+    #[test]
+    fn log_rotation_keeps_max_file_files_and_never_an_empty_one() {
+        let dir = std::env::temp_dir().join(format!("dyrt-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c-json.log");
+        let mut log = LogFile::open(&path, 100, 3).unwrap();
+        for i in 0..50 {
+            log.write(format!("{{\"log\":\"line {i:02}\\n\"}}\n").as_bytes()); // 20 bytes each
+        }
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        let (cur, one, two) = (read(&path), read(&dir.join("c-json.log.1")), read(&dir.join("c-json.log.2")));
+        assert!(!dir.join("c-json.log.3").exists());
+        assert!(cur.ends_with("line 49\\n\"}\n") && !cur.is_empty(), "{cur}");
+        // each rotated file holds what reached the size, in order, and the three follow on
+        assert_eq!(one.len(), 100);
+        assert_eq!(two.len(), 100);
+        let all: Vec<String> = format!("{two}{one}{cur}").lines().map(String::from).collect();
+        let first = 50 - all.len();
+        for (k, line) in all.iter().enumerate() {
+            assert_eq!(line, &format!("{{\"log\":\"line {:02}\\n\"}}", first + k));
+        }
+        // max-file 1: the file is emptied instead
+        let single = dir.join("s-json.log");
+        let mut log = LogFile::open(&single, 100, 1).unwrap();
+        for i in 0..12 {
+            log.write(format!("{{\"log\":\"line {i:02}\\n\"}}\n").as_bytes());
+        }
+        assert_eq!(read(&single), "{\"log\":\"line 10\\n\"}\n{\"log\":\"line 11\\n\"}\n");
+        assert!(!dir.join("s-json.log.1").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
