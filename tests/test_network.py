@@ -964,7 +964,8 @@ def test_daemon_config_file(dyn, tmp_path):
     not have and a key also given as a flag are refused, each in one line naming it."""
     conf = tmp_path / "daemon.json"
     conf.write_text(json.dumps({"mtu": 1440, "bip": "10.251.8.1/24", "icc": False, "live-restore": True,
-                                "default-address-pools": [{"base": "10.232.0.0/16", "size": 24}]}))
+                                "default-address-pools": [{"base": "10.232.0.0/16", "size": 24}],
+                                "log-driver": "json-file", "log-opts": {"max-size": "1k", "max-file": "2"}}))
     with flagged_daemon(dyn, "--config-file", str(conf)):
         bridge = json.loads(text(dyn("network", "inspect", "bridge")))[0]
         assert bridge["IPAM"]["Config"] == [{"Subnet": "10.251.8.0/24", "Gateway": "10.251.8.1"}]
@@ -974,12 +975,22 @@ def test_daemon_config_file(dyn, tmp_path):
         assert json.loads(text(dyn("network", "inspect", "pooled")))[0]["IPAM"]["Config"][0]["Subnet"].startswith(
             "10.232.")
         dyn("network", "rm", "pooled")
+        # the daemon's log options fill a container's (as dockerd merges them), and rotate its log
+        dyn("run", "--name", "logged", "--network", "none", "--log-opt", "max-file=3", "bb", "sh", "-c",
+            "for i in $(seq 1 100); do echo line-$i; done")
+        got = inspect(dyn, "logged")
+        assert got["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1k", "max-file": "3"}}
+        assert os.path.exists(got["LogPath"] + ".2") and not os.path.exists(got["LogPath"] + ".3")
+        dyn("rm", "logged")
     for content, message in (
-            ({"mtu": 1400, "log-driver": "json-file"}, "the following directives don't match any configuration "
-                                                       "option: log-driver"),
+            ({"mtu": 1400, "registry-mirrors": []}, "the following directives don't match any configuration "
+                                                    "option: registry-mirrors"),
             ({"mtu": "1400"}, 'mtu: "1400" is not an integer'),
             ({"live-restore": False}, "live-restore: false is not supported (dockyard has true)"),
             ({"mtu": 1400, "--mtu": 1}, "don't match any configuration option: --mtu"),
+            ({"log-opts": {"max-size": "1k", "tag": "x"}}, "log opt 'tag' of the json-file log driver is not supported"),
+            ({"log-driver": "syslog"}, "the syslog log driver is not supported by dockyard"),
+            ({"log-opts": {"max-file": "0"}}, "failed to initialize logging driver: max-file cannot be less than 1"),
             ([1], "not a JSON object")):
         conf.write_text(json.dumps(content))
         assert message in fails(dyn("daemon", "--config-file", str(conf), check=False), 2)

@@ -26,6 +26,10 @@ from . import CONTEXT
               help="Default IP when binding container ports on the default bridge (default 0.0.0.0)")
 @click.option("--icc", type=click.BOOL, default=None, metavar="BOOL",
               help="Enable inter-container communication on the default bridge (default true)")
+@click.option("--log-driver", default=None, metavar="DRIVER",
+              help="Default driver for container logs (json-file, local or none; default json-file)")
+@click.option("--log-opt", "log_opts", multiple=True, metavar="KEY=VALUE",
+              help="Default log driver options for containers (max-size, max-file)")
 @click.option("--max-concurrent-downloads", "downloads", type=int, default=None, metavar="N",
               help="Layers pulled at once, each downloaded and extracted together (default 3; 0: no limit)")
 @click.option("--userns-remap", "userns_remap", default="", metavar="default|USER[:GROUP]",
@@ -35,8 +39,8 @@ from . import CONTEXT
               help="dockerd's daemon.json: its settings for the flags above (default $DOCKYARD_CONFIG, or "
                    "/etc/dockyard/daemon.json when it exists)")
 @click.pass_context
-def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, downloads,
-           userns_remap, config_file) -> None:
+def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, log_driver, log_opts,
+           downloads, userns_remap, config_file) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -50,9 +54,10 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default
     config_file = config_file or _default_config()
     if config_file:
         given = _config_file(ctx, config_file)
-        host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, downloads, userns_remap = (
-            given.get(k, ctx.params[k]) for k in ("host", "root", "debug", "ipv6", "fixed_cidr_v6", "pools", "mtu",
-                                                  "bip", "default_ip", "icc", "downloads", "userns_remap"))
+        (host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, log_driver, log_opts, downloads,
+         userns_remap) = (given.get(k, ctx.params[k]) for k in (
+            "host", "root", "debug", "ipv6", "fixed_cidr_v6", "pools", "mtu", "bip", "default_ip", "icc", "log_driver",
+            "log_opts", "downloads", "userns_remap"))
     path = None
     if host:
         path = host[len("unix://"):] if host.startswith("unix://") else ""
@@ -91,6 +96,8 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default
         import os
 
         os.environ["DOCKYARD_ICC"] = "true" if icc else "false"  # (the manager reads it)
+    if log_driver or log_opts:
+        _log_settings(log_driver or "json-file", log_opts)
     if downloads is not None:
         if downloads < 0:  # dockerd's words
             raise click.BadParameter(f"invalid max concurrent downloads: {downloads}",
@@ -130,6 +137,7 @@ CONFIG_KEYS = {
     "bip": ("bip", "--bip", str), "ip": ("default_ip", "--ip", str), "icc": ("icc", "--icc", bool),
     "max-concurrent-downloads": ("downloads", "--max-concurrent-downloads", int),
     "userns-remap": ("userns_remap", "--userns-remap", str),
+    "log-driver": ("log_driver", "--log-driver", str), "log-opts": ("log_opts", "--log-opt", dict),
 }
 # dockerd's settings that dockyard has as it is: accepted with these values, refused with others
 AS_DOCKYARD_IS = {"live-restore": True, "iptables": True, "ip-forward": True, "storage-driver": "overlay2",
@@ -176,7 +184,7 @@ def _config_file(ctx: click.Context, path: str) -> dict:
             continue  # (a daemon a CLI started: on that CLI's socket and root)
         param, flag, kind = CONFIG_KEYS[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            what = {int: "an integer", str: "a string", bool: "a boolean", list: "a list"}[kind]
+            what = {int: "an integer", str: "a string", bool: "a boolean", list: "a list", dict: "an object"}[kind]
             raise click.BadParameter(f"{key}: {json.dumps(value)} is not {what}", param_hint="'--config-file'")
         if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE:
             both.append(f"{key}: (from flag: {ctx.params[param]}, from file: {json.dumps(value)})")
@@ -185,6 +193,10 @@ def _config_file(ctx: click.Context, path: str) -> dict:
             if len(value) != 1 or not isinstance(value[0], str):
                 raise click.BadParameter("hosts: one unix socket (unix:///path)", param_hint="'--config-file'")
             value = value[0]
+        elif key == "log-opts":
+            if not all(isinstance(v, str) for v in value.values()):
+                raise click.BadParameter("log-opts: its values are strings", param_hint="'--config-file'")
+            value = tuple(f"{k}={v}" for k, v in value.items())
         elif key == "default-address-pools":
             try:
                 value = tuple(f"base={p['base']},size={p['size']}" for p in value)
@@ -196,6 +208,33 @@ def _config_file(ctx: click.Context, path: str) -> dict:
         raise click.BadParameter("the following directives are specified both as a flag and in the configuration "
                                  f"file: {', '.join(both)}", param_hint="'--config-file'")
     return out
+
+
+def _log_settings(driver: str, opts: tuple) -> None:
+    """The daemon's default LogConfig, checked as a container's would be at create and start,
+    to the engine (engine/containers.py reads it)."""
+    import json
+    import os
+
+    from ..engine.containers import LOG_DRIVERS
+    from ..engine.jsonlog import check_log_opts, rotation
+    from ..errors import DockyardError
+
+    config = {}
+    for o in opts:
+        key, eq, value = o.partition("=")
+        if not eq:
+            raise click.BadParameter(f"{o}: not KEY=VALUE", param_hint="'--log-opt'")
+        config[key] = value
+    if driver not in LOG_DRIVERS:
+        raise click.BadParameter(f"the {driver} log driver is not supported by dockyard (it has "
+                                 f"{', '.join(LOG_DRIVERS)})", param_hint="'--log-driver'")
+    try:
+        check_log_opts(driver, config)
+        rotation(driver, config)
+    except DockyardError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--log-opt'") from None
+    os.environ["DOCKYARD_LOG_CONFIG"] = json.dumps({"Type": driver, "Config": config})
 
 
 def _network_settings(ipv6: bool, fixed_cidr_v6: str, pools: tuple) -> None:

@@ -237,7 +237,7 @@ class Containers(Snapshots):
                                                            for v in opts.volumes if ":" in v)):
             # dockerd looks the driver up when it makes the container's volumes: only local exists
             raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
-        log_config = dict(opts.log_config or {})
+        log_config = _with_daemon_log_config(dict(opts.log_config or {}))
         log_type = log_config.get("Type") or "json-file"
         if log_type in DOCKER_ONLY_LOG_DRIVERS:
             raise InvalidArgument(f"the {log_type} log driver is not supported by dockyard "
@@ -970,6 +970,19 @@ def _check_modes(opts: CreateOptions) -> None:
         raise InvalidArgument(f"invalid UTS mode: {opts.uts_mode}")
     if opts.uts_mode == "host" and opts.hostname:
         raise InvalidArgument("Conflicting options: hostname and the UTS mode")
+
+
+def _with_daemon_log_config(cfg: dict) -> dict:
+    """A create's LogConfig merged with the daemon's --log-driver/--log-opt, as dockerd merges
+    them: no type takes the daemon's; the daemon's options fill those not given, for its type."""
+    raw = os.environ.get("DOCKYARD_LOG_CONFIG")
+    if not raw:
+        return cfg
+    default = json.loads(raw)
+    out = {"Type": cfg.get("Type") or default.get("Type") or "json-file", "Config": dict(cfg.get("Config") or {})}
+    if out["Type"] == (default.get("Type") or "json-file"):
+        out["Config"] = {**(default.get("Config") or {}), **out["Config"]}
+    return out
 
 
 def _log_type(rec: dict) -> str:
