@@ -142,7 +142,8 @@ def follow_log(d, req: Request, cid: str, path, f, pos: int, copy_file, events, 
                 return
             if now == os.fstat(f.fileno()).st_ino:
                 return
-            f = None  # rotated: the old file is copied to its end, the new one comes next
+            copy_file(f, pos)  # rotated: the rest of the old file (whole by now: it rotates between
+            f = None           # writes), then the new one from its start
 
     def watch_events() -> None:
         while not done.is_set():
