@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal as signals
 import sqlite3
 import threading
@@ -350,27 +349,31 @@ class Containers(Snapshots):
     def init_layer(self) -> Path:
         """The mount points the runtime needs, and docker's empty /.dockerenv (which software
         reads to know it runs in a container), as a read-only layer above the image (docker's
-        "init layer"): they then never show up as the container's own changes."""
-        path = self.store.root / "init-layer2"  # (the first, init-layer, had no /.dockerenv)
+        "init layer", with its entries and modes): they then never show up as the container's
+        own changes, and an export has them as docker's has."""
+        path = self.store.root / "init-layer3"  # (init-layer had no /.dockerenv, init-layer2 no /dev/console)
         if path.exists():  # made complete under tmp/, then renamed into place
             return path
         tmp = self.store.root / "tmp" / f"{os.getpid()}-init-{os.urandom(4).hex()}"  # threads too
         remove_tree(tmp)
         for d in ("dev/pts", "dev/shm", "proc", "sys", "etc"):
             (tmp / d).mkdir(parents=True, mode=0o755)
-        for f in ("etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv"):
+        for f in ("etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv", "dev/console"):
             (tmp / f).write_bytes(b"")
-            os.chmod(tmp / f, 0o755 if f == ".dockerenv" else 0o644)
+            os.chmod(tmp / f, 0o755)  # (as moby's initlayer makes them)
         os.symlink("/proc/mounts", tmp / "etc" / "mtab")
         try:
             os.rename(tmp, path)
         except OSError:  # another process made it first
             remove_tree(tmp)
-        old = self.store.root / "init-layer"
-        with open("/proc/self/mountinfo") as f:  # a running container's overlay may still have it
-            mounted = re.search(re.escape(str(old)) + r"[:,\s]", f.read())
-        if old.exists() and not mounted and not re.search(r"[\s\\]", str(old)):  # (mountinfo escapes those)
-            remove_tree(old)
+        # An earlier version's goes, unless a container is running: its overlay, mounted in the
+        # container's own mount namespace (where this process cannot see it), may have it as a
+        # lower layer (then it stays: a few empty files).
+        running = self.store.db.execute(
+            "SELECT 1 FROM containers WHERE json_extract(state, '$.Running') LIMIT 1").fetchone()
+        for name in ("init-layer", "init-layer2"):
+            if not running:
+                remove_tree(self.store.root / name)
         return path
 
     def _unmount_rootfs(self, cid: str) -> None:
