@@ -999,16 +999,16 @@ def test_daemon_config_file(dyn, tmp_path):
     assert "specified both as a flag and in the configuration file: mtu: (from flag: 1400, from file: 1500)" in err
     conf.write_text("{nope")
     assert "unable to configure the daemon with file" in fails(dyn("daemon", "--config-file", str(conf), check=False), 2)
-    # the daemon a CLI starts reads $DOCKYARD_CONFIG too, but listens where that CLI looks, on its root
+    # the daemon a CLI starts reads $DOCKYARD_DAEMON_CONFIG too, but listens where that CLI looks, on its root
     conf.write_text(json.dumps({"mtu": 1410, "hosts": ["unix:///nowhere/else.sock"], "data-root": "/nowhere"}))
     from support import stop_daemon
 
     stop_daemon(Path(dyn.run_dir))
-    dyn.env["DOCKYARD_CONFIG"] = str(conf)
+    dyn.env["DOCKYARD_DAEMON_CONFIG"] = str(conf)
     try:
         assert text(dyn("run", "--rm", "bb", "cat", "/sys/class/net/eth0/mtu")) == "1410\n"
     finally:
-        del dyn.env["DOCKYARD_CONFIG"]
+        del dyn.env["DOCKYARD_DAEMON_CONFIG"]
         stop_daemon(Path(dyn.run_dir))
     assert not Path("/nowhere").exists()
 

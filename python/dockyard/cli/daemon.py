@@ -36,7 +36,7 @@ from . import CONTEXT
               help="Run containers in a user namespace: their root is the first of USER's subordinate ids "
                    "(/etc/subuid, /etc/subgid; 'default': the user dockremap, created when missing)")
 @click.option("--config-file", default=None, metavar="PATH",
-              help="dockerd's daemon.json: its settings for the flags above (default $DOCKYARD_CONFIG, or "
+              help="dockerd's daemon.json: its settings for the flags above (default $DOCKYARD_DAEMON_CONFIG, or "
                    "/etc/dockyard/daemon.json when it exists)")
 @click.pass_context
 def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, log_driver, log_opts,
@@ -145,10 +145,10 @@ AS_DOCKYARD_IS = {"live-restore": True, "iptables": True, "ip-forward": True, "s
 
 
 def _default_config() -> str:
-    """$DOCKYARD_CONFIG, else /etc/dockyard/daemon.json when it exists ("": none)."""
+    """$DOCKYARD_DAEMON_CONFIG, else /etc/dockyard/daemon.json when it exists ("": none)."""
     import os
 
-    return os.environ.get("DOCKYARD_CONFIG") or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else "")
+    return os.environ.get("DOCKYARD_DAEMON_CONFIG") or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else "")
 
 
 def _config_file(ctx: click.Context, path: str) -> dict:
