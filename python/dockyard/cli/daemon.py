@@ -53,7 +53,10 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default
 
     config_file = config_file or _default_config()
     if config_file:
+        import os
+
         given = _config_file(ctx, config_file)
+        os.environ["DOCKYARD_DAEMON_CONFIG"] = os.path.abspath(config_file)  # (the registry client reads it)
         (host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, log_driver, log_opts, downloads,
          userns_remap) = (given.get(k, ctx.params[k]) for k in (
             "host", "root", "debug", "ipv6", "fixed_cidr_v6", "pools", "mtu", "bip", "default_ip", "icc", "log_driver",
@@ -139,6 +142,9 @@ CONFIG_KEYS = {
     "userns-remap": ("userns_remap", "--userns-remap", str),
     "log-driver": ("log_driver", "--log-driver", str), "log-opts": ("log_opts", "--log-opt", dict),
 }
+# read where they are used: insecure-registries by the registry client (registry/client.py),
+# from this same file
+READ_ELSEWHERE = {"insecure-registries": list}
 # dockerd's settings that dockyard has as it is: accepted with these values, refused with others
 AS_DOCKYARD_IS = {"live-restore": True, "iptables": True, "ip-forward": True, "storage-driver": "overlay2",
                   "userland-proxy": True}
@@ -169,11 +175,13 @@ def _config_file(ctx: click.Context, path: str) -> dict:
     if not isinstance(data, dict):
         raise click.BadParameter(f"unable to configure the daemon with file {path}: not a JSON object",
                                  param_hint="'--config-file'")
-    unknown = sorted(k for k in data if k not in CONFIG_KEYS and k not in AS_DOCKYARD_IS)
+    unknown = sorted(k for k in data if k not in CONFIG_KEYS and k not in AS_DOCKYARD_IS and k not in READ_ELSEWHERE)
     if unknown:
         raise click.BadParameter(f"the following directives don't match any configuration option: "
                                  f"{', '.join(unknown)}", param_hint="'--config-file'")
     for key, value in data.items():
+        if key in READ_ELSEWHERE and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise click.BadParameter(f"{key}: {json.dumps(value)} is not a list of strings", param_hint="'--config-file'")
         if key in AS_DOCKYARD_IS and value != AS_DOCKYARD_IS[key]:
             raise click.BadParameter(f"{key}: {json.dumps(value)} is not supported (dockyard has "
                                      f"{json.dumps(AS_DOCKYARD_IS[key])})", param_hint="'--config-file'")
