@@ -151,10 +151,12 @@ AS_DOCKYARD_IS = {"live-restore": True, "iptables": True, "ip-forward": True, "s
 
 
 def _default_config() -> str:
-    """$DOCKYARD_DAEMON_CONFIG, else /etc/dockyard/daemon.json when it exists ("": none)."""
+    """$DOCKYARD_DAEMON_CONFIG or /etc/dockyard/daemon.json, when it exists ("": none; only a
+    --config-file that is not there is an error, as dockerd's)."""
     import os
 
-    return os.environ.get("DOCKYARD_DAEMON_CONFIG") or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else "")
+    path = os.environ.get("DOCKYARD_DAEMON_CONFIG") or DEFAULT_CONFIG
+    return path if os.path.exists(path) else ""
 
 
 def _config_file(ctx: click.Context, path: str) -> dict:
