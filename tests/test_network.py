@@ -941,6 +941,25 @@ def test_daemon_ip_and_icc_flags(dyn):
     assert "invalid IP address: nope" in fails(dyn("daemon", "--ip", "nope", check=False), 2)
 
 
+def test_daemon_dns_flags(dyn):
+    """``dockyard daemon --dns --dns-search --dns-opt`` as dockerd's: a container that sets none
+    of its own gets them in /etc/resolv.conf (one that sets them keeps its own; one on a user
+    network has the embedded DNS, with the daemon's search and options); a server that is not an
+    address is refused.  (No query goes out: the addresses are documentation ones.)"""
+    with flagged_daemon(dyn, "--dns", "192.0.2.53", "--dns-search", "example.test", "--dns-opt", "ndots:3"):
+        assert text(dyn("run", "--rm", "bb", "cat", "/etc/resolv.conf")) == (
+            "search example.test\nnameserver 192.0.2.53\noptions ndots:3\n")
+        assert "nameserver 192.0.2.99\n" in text(dyn("run", "--rm", "--dns", "192.0.2.99", "bb", "cat",
+                                                    "/etc/resolv.conf"))
+        dyn("network", "create", "--subnet", "10.250.22.0/24", "dnsd")
+        out = text(dyn("run", "--rm", "--network", "dnsd", "bb", "cat", "/etc/resolv.conf"))
+        assert out == "search example.test\nnameserver 127.0.0.11\noptions ndots:3\n", out
+        dyn("network", "rm", "dnsd")
+    assert "192.0.2.53" not in text(dyn("run", "--rm", "bb", "cat", "/etc/resolv.conf"))
+    err = fails(dyn("daemon", "--dns", "dns.example", check=False), 2)
+    assert "IP address is not correctly formatted: dns.example" in err
+
+
 def test_daemon_bip_flag(dyn):
     """``dockyard daemon --bip 10.251.7.5/24`` as dockerd's: the default bridge has that address
     and subnet, and its containers addresses in it; without the flag it is back on a subnet of

@@ -26,6 +26,10 @@ from . import CONTEXT
               help="Default IP when binding container ports on the default bridge (default 0.0.0.0)")
 @click.option("--icc", type=click.BOOL, default=None, metavar="BOOL",
               help="Enable inter-container communication on the default bridge (default true)")
+@click.option("--dns", "dns", multiple=True, metavar="IP", help="DNS server for the containers")
+@click.option("--dns-search", "dns_search", multiple=True, metavar="DOMAIN",
+              help="DNS search domain for the containers")
+@click.option("--dns-opt", "dns_opts", multiple=True, metavar="OPTION", help="DNS option for the containers")
 @click.option("--log-driver", default=None, metavar="DRIVER",
               help="Default driver for container logs (json-file, local or none; default json-file)")
 @click.option("--log-opt", "log_opts", multiple=True, metavar="KEY=VALUE",
@@ -39,8 +43,8 @@ from . import CONTEXT
               help="dockerd's daemon.json: its settings for the flags above (default $DOCKYARD_DAEMON_CONFIG, or "
                    "/etc/dockyard/daemon.json when it exists)")
 @click.pass_context
-def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, log_driver, log_opts,
-           downloads, userns_remap, config_file) -> None:
+def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search, dns_opts,
+           log_driver, log_opts, downloads, userns_remap, config_file) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -57,10 +61,10 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default
 
         given = _config_file(ctx, config_file)
         os.environ["DOCKYARD_DAEMON_CONFIG"] = os.path.abspath(config_file)  # (the registry client reads it)
-        (host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, log_driver, log_opts, downloads,
-         userns_remap) = (given.get(k, ctx.params[k]) for k in (
-            "host", "root", "debug", "ipv6", "fixed_cidr_v6", "pools", "mtu", "bip", "default_ip", "icc", "log_driver",
-            "log_opts", "downloads", "userns_remap"))
+        (host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search, dns_opts,
+         log_driver, log_opts, downloads, userns_remap) = (given.get(k, ctx.params[k]) for k in (
+            "host", "root", "debug", "ipv6", "fixed_cidr_v6", "pools", "mtu", "bip", "default_ip", "icc", "dns",
+            "dns_search", "dns_opts", "log_driver", "log_opts", "downloads", "userns_remap"))
     path = None
     if host:
         path = host[len("unix://"):] if host.startswith("unix://") else ""
@@ -101,6 +105,8 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default
         os.environ["DOCKYARD_ICC"] = "true" if icc else "false"  # (the manager reads it)
     if log_driver or log_opts:
         _log_settings(log_driver or "json-file", log_opts)
+    if dns or dns_search or dns_opts:
+        _dns_settings(dns, dns_search, dns_opts)
     if downloads is not None:
         if downloads < 0:  # dockerd's words
             raise click.BadParameter(f"invalid max concurrent downloads: {downloads}",
@@ -141,6 +147,8 @@ CONFIG_KEYS = {
     "max-concurrent-downloads": ("downloads", "--max-concurrent-downloads", int),
     "userns-remap": ("userns_remap", "--userns-remap", str),
     "log-driver": ("log_driver", "--log-driver", str), "log-opts": ("log_opts", "--log-opt", dict),
+    "dns": ("dns", "--dns", list), "dns-search": ("dns_search", "--dns-search", list),
+    "dns-opts": ("dns_opts", "--dns-opt", list),
 }
 # read where they are used: insecure-registries by the registry client (registry/client.py),
 # from this same file
@@ -207,6 +215,10 @@ def _config_file(ctx: click.Context, path: str) -> dict:
             if not all(isinstance(v, str) for v in value.values()):
                 raise click.BadParameter("log-opts: its values are strings", param_hint="'--config-file'")
             value = tuple(f"{k}={v}" for k, v in value.items())
+        elif key in ("dns", "dns-search", "dns-opts"):
+            if not all(isinstance(v, str) for v in value):
+                raise click.BadParameter(f"{key}: a list of strings", param_hint="'--config-file'")
+            value = tuple(value)
         elif key == "default-address-pools":
             try:
                 value = tuple(f"base={p['base']},size={p['size']}" for p in value)
@@ -218,6 +230,25 @@ def _config_file(ctx: click.Context, path: str) -> dict:
         raise click.BadParameter("the following directives are specified both as a flag and in the configuration "
                                  f"file: {', '.join(both)}", param_hint="'--config-file'")
     return out
+
+
+def _dns_settings(dns: tuple, search: tuple, opts: tuple) -> None:
+    """The daemon's DNS settings for containers, checked, to the engine (network/dns.py reads
+    them)."""
+    import ipaddress
+    import os
+
+    for server in dns:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise click.BadParameter(f"IP address is not correctly formatted: {server}", param_hint="'--dns'") from None
+    for name, values in (("DOCKYARD_DNS", dns), ("DOCKYARD_DNS_SEARCH", search), ("DOCKYARD_DNS_OPTS", opts)):
+        if any(not v or any(c.isspace() for c in v) for v in values):
+            raise click.BadParameter(f"{' '.join(values)!r}: an empty value or one with a space",
+                                     param_hint="'--" + name[9:].lower().replace("_", "-").replace("opts", "opt") + "'")
+        if values:
+            os.environ[name] = " ".join(values)
 
 
 def _log_settings(driver: str, opts: tuple) -> None:

@@ -135,7 +135,7 @@ class Server:
         self.sel = selectors.DefaultSelector()
         self.served: dict[str, socket.socket] = {}     # container id -> its 127.0.0.11 socket
         self.pending: dict[socket.socket, tuple] = {}  # upstream socket -> (client sock, addr, deadline)
-        self.upstream = _host_nameservers()
+        self.upstream = daemon_dns()[0] or _host_nameservers()
         self.ports: dict[tuple, socket.socket] = {}     # (proto, host ip, host port) -> listener
         self.targets: dict[tuple, tuple] = {}           # same key -> (container ip, port)
         self.udp_peers: dict[tuple, socket.socket] = {} # (listener key, client addr) -> upstream socket
@@ -490,6 +490,13 @@ def _response(qid: int, qflags: int, question: bytes, ips: list[str], rcode: int
         else:
             out += struct.pack("!HHHIH", 0xC00C, 1, 1, TTL, 4) + socket.inet_aton(ip)
     return out
+
+
+def daemon_dns() -> tuple[list[str], list[str], list[str]]:
+    """The daemon's --dns, --dns-search and --dns-opt (dockerd's): what a container that has
+    none of its own gets, and the embedded DNS's upstream servers."""
+    return tuple(os.environ.get(k, "").split() for k in ("DOCKYARD_DNS", "DOCKYARD_DNS_SEARCH",
+                                                         "DOCKYARD_DNS_OPTS"))  # type: ignore[return-value]
 
 
 def _host_nameservers() -> list[str]:

@@ -209,10 +209,12 @@ def etc_files(containers, rec: dict, hosts: str, resolv: str) -> tuple[str, str]
             base = Path("/etc/resolv.conf").read_text()
         except OSError:
             pass
-    from .dns import resolv_conf
+    from .dns import daemon_dns, resolv_conf
 
+    dns, search, options = daemon_dns()  # (the daemon's, for what the container does not set)
     return (net.hosts_file(rec, mode, host.get("ExtraHosts") or [], host.get("Links") or []),
-            resolv_conf(mode, host.get("Dns") or [], host.get("DnsSearch") or [], host.get("DnsOptions") or [], base,
+            resolv_conf(mode, host.get("Dns") or dns, host.get("DnsSearch") or search,
+                        host.get("DnsOptions") or options, base,
                         embedded=mode in ("default", "bridge") and net.needs_dns(rec["id"])))
 
 
