@@ -985,7 +985,7 @@ def test_daemon_config_file(dyn, tmp_path):
     conf.write_text(json.dumps({"mtu": 1440, "bip": "10.251.8.1/24", "icc": False, "live-restore": True,
                                 "default-address-pools": [{"base": "10.232.0.0/16", "size": 24}],
                                 "log-driver": "json-file", "log-opts": {"max-size": "1k", "max-file": "2"},
-                                "insecure-registries": ["127.0.0.1:5999"]}))
+                                "insecure-registries": ["127.0.0.1:5999"], "log-level": "warn", "experimental": False}))
     with flagged_daemon(dyn, "--config-file", str(conf)):
         bridge = json.loads(text(dyn("network", "inspect", "bridge")))[0]
         assert bridge["IPAM"]["Config"] == [{"Subnet": "10.251.8.0/24", "Gateway": "10.251.8.1"}]
@@ -1011,6 +1011,8 @@ def test_daemon_config_file(dyn, tmp_path):
             ({"log-opts": {"max-size": "1k", "tag": "x"}}, "log opt 'tag' of the json-file log driver is not supported"),
             ({"log-driver": "syslog"}, "the syslog log driver is not supported by dockyard"),
             ({"insecure-registries": "a:5000"}, 'insecure-registries: "a:5000" is not a list of strings'),
+            ({"log-level": "loud"}, "log-level: unable to parse logging level: loud"),
+            ({"experimental": True}, "experimental: true is not supported (dockyard has false)"),
             ({"log-opts": {"max-file": "0"}}, "failed to initialize logging driver: max-file cannot be less than 1"),
             ([1], "not a JSON object")):
         conf.write_text(json.dumps(content))

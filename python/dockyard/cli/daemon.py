@@ -14,6 +14,9 @@ from . import CONTEXT
 @click.option("--root", default=None, metavar="DIR",
               help="Root of the store (default $DOCKYARD_ROOT or /var/lib/dockyard)")
 @click.option("-D", "--debug", is_flag=True, help="Log every request")
+@click.option("-l", "--log-level", "log_level", default=None,
+              type=click.Choice(["debug", "info", "warn", "error", "fatal"]),
+              help='The daemon\'s logging level (default "info"; "debug" is --debug)')
 @click.option("--ipv6", is_flag=True, help="Enable IPv6 networking on the default bridge (with --fixed-cidr-v6)")
 @click.option("--fixed-cidr-v6", default="", metavar="CIDR", help="IPv6 subnet of the default bridge")
 @click.option("--default-address-pool", "pools", multiple=True, metavar="base=CIDR,size=N",
@@ -43,7 +46,7 @@ from . import CONTEXT
               help="dockerd's daemon.json: its settings for the flags above (default $DOCKYARD_DAEMON_CONFIG, or "
                    "/etc/dockyard/daemon.json when it exists)")
 @click.pass_context
-def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search, dns_opts,
+def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search, dns_opts,
            log_driver, log_opts, downloads, userns_remap, config_file) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
@@ -61,9 +64,9 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default
 
         given = _config_file(ctx, config_file)
         os.environ["DOCKYARD_DAEMON_CONFIG"] = os.path.abspath(config_file)  # (the registry client reads it)
-        (host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search, dns_opts,
+        (host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search, dns_opts,
          log_driver, log_opts, downloads, userns_remap) = (given.get(k, ctx.params[k]) for k in (
-            "host", "root", "debug", "ipv6", "fixed_cidr_v6", "pools", "mtu", "bip", "default_ip", "icc", "dns",
+            "host", "root", "debug", "log_level", "ipv6", "fixed_cidr_v6", "pools", "mtu", "bip", "default_ip", "icc", "dns",
             "dns_search", "dns_opts", "log_driver", "log_opts", "downloads", "userns_remap"))
     path = None
     if host:
@@ -127,13 +130,15 @@ def daemon(ctx, host, root, debug, ipv6, fixed_cidr_v6, pools, mtu, bip, default
             os.environ[userns.ENV] = userns.resolve(userns_remap)  # engine/userns.py reads it
         except DockyardError as exc:
             raise click.BadParameter(str(exc), param_hint="'--userns-remap'") from None
+    level = log_level or ""
+    debug = debug or level == "debug"
     if rootless.wanted():  # an unprivileged user: the daemon in namespaces of its own
         if root:
             import os
 
             os.environ["DOCKYARD_ROOT"] = os.path.abspath(root)
-        raise click.exceptions.Exit(rootless.run_daemon(lambda: serve(path, root, debug=debug), path))
-    raise click.exceptions.Exit(serve(path, root, debug=debug))
+        raise click.exceptions.Exit(rootless.run_daemon(lambda: serve(path, root, debug=debug, level=level), path))
+    raise click.exceptions.Exit(serve(path, root, debug=debug, level=level))
 
 
 DEFAULT_CONFIG = "/etc/dockyard/daemon.json"
@@ -141,6 +146,7 @@ DEFAULT_CONFIG = "/etc/dockyard/daemon.json"
 # daemon.json's keys (dockerd's names) for the flags: (parameter, the flag's name, its type)
 CONFIG_KEYS = {
     "hosts": ("host", "-H", list), "data-root": ("root", "--root", str), "debug": ("debug", "--debug", bool),
+    "log-level": ("log_level", "--log-level", str),
     "ipv6": ("ipv6", "--ipv6", bool), "fixed-cidr-v6": ("fixed_cidr_v6", "--fixed-cidr-v6", str),
     "default-address-pools": ("pools", "--default-address-pool", list), "mtu": ("mtu", "--mtu", int),
     "bip": ("bip", "--bip", str), "ip": ("default_ip", "--ip", str), "icc": ("icc", "--icc", bool),
@@ -155,7 +161,7 @@ CONFIG_KEYS = {
 READ_ELSEWHERE = {"insecure-registries": list}
 # dockerd's settings that dockyard has as it is: accepted with these values, refused with others
 AS_DOCKYARD_IS = {"live-restore": True, "iptables": True, "ip-forward": True, "storage-driver": "overlay2",
-                  "userland-proxy": True}
+                  "userland-proxy": True, "experimental": False}
 
 
 def _default_config() -> str:
@@ -215,6 +221,8 @@ def _config_file(ctx: click.Context, path: str) -> dict:
             if not all(isinstance(v, str) for v in value.values()):
                 raise click.BadParameter("log-opts: its values are strings", param_hint="'--config-file'")
             value = tuple(f"{k}={v}" for k, v in value.items())
+        elif key == "log-level" and value not in ("debug", "info", "warn", "error", "fatal"):
+            raise click.BadParameter(f'log-level: unable to parse logging level: {value}', param_hint="'--config-file'")
         elif key in ("dns", "dns-search", "dns-opts"):
             if not all(isinstance(v, str) for v in value):
                 raise click.BadParameter(f"{key}: a list of strings", param_hint="'--config-file'")

@@ -131,8 +131,9 @@ def _notify_ready(fd: int | None) -> None:
 
 
 def serve(path: str | None = None, root: str | None = None, ready: threading.Event | None = None,
-          debug: bool = False) -> int:
-    """Serve until SIGTERM/SIGINT; containers keep running afterwards (live restore)."""
+          debug: bool = False, level: str = "") -> int:
+    """Serve until SIGTERM/SIGINT; containers keep running afterwards (live restore).
+    ``level``: dockerd's --log-level (debug, info, warn, error, fatal; --debug is debug)."""
     from .core import Daemon
     from .http import make_server
 
@@ -144,7 +145,8 @@ def serve(path: str | None = None, root: str | None = None, ready: threading.Eve
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(h)
-    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.setLevel(logging.DEBUG if debug else {"warn": logging.WARNING, "error": logging.ERROR,
+                                             "fatal": logging.CRITICAL}.get(level, logging.INFO))
     _prepare_socket(path)
     daemon = Daemon(root)
     daemon.start()
