@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -588,6 +589,27 @@ def test_docker_hub_path_on_loopback(engine, image, fresh, serve, monkeypatch, h
     assert res.reference == "docker.io/library/busybox:latest"
     assert fresh.images.inspect("busybox")["RepoDigests"] == [f"busybox@{res.digest}"]
     assert auth.server_key("docker.io") == auth.HUB_KEY == auth.server_key("index.docker.io")
+
+
+def test_hub_pulls_go_to_the_registry_mirrors_first(engine, image, fresh, serve, monkeypatch):
+    """``--registry-mirror`` as dockerd's: a Docker Hub pull tries each mirror in order (one
+    that cannot serve it is passed over) before the Hub; other registries are not mirrored.
+    (The Hub endpoint is a closed loopback port here: only a mirror can serve.)"""
+    reg = serve(public=["library/*"])
+    tag_as(engine, image, f"{reg.addr}/library/mirrored")
+    push(engine, f"{reg.addr}/library/mirrored")
+    with pytest.raises(RegistryError):
+        pull(fresh, "mirrored")  # no mirror: the (closed) Hub
+    monkeypatch.setenv("DOCKYARD_DAEMON_CONFIG", "/nonexistent")
+    monkeypatch.setenv("DOCKYARD_REGISTRY_MIRRORS", f"http://127.0.0.1:1, http://{reg.addr}/")
+    (res,) = pull(fresh, "mirrored")
+    assert res.reference == "docker.io/library/mirrored:latest"
+    assert fresh.images.inspect("mirrored")["Id"] == engine.images.inspect(image)["Id"]
+    with pytest.raises(RegistryError):
+        pull(fresh, "127.0.0.1:1/library/mirrored")  # not the Hub: no mirror is tried
+    out = subprocess.run([str(Path(sys.executable).with_name("dockyard")), "daemon",
+                          "--registry-mirror", "ftp://mirror.example"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "invalid mirror" in out.stderr, out.stderr
 
 
 def test_https_by_default_and_insecure_registries(monkeypatch):

@@ -33,6 +33,10 @@ from . import CONTEXT
 @click.option("--dns-search", "dns_search", multiple=True, metavar="DOMAIN",
               help="DNS search domain for the containers")
 @click.option("--dns-opt", "dns_opts", multiple=True, metavar="OPTION", help="DNS option for the containers")
+@click.option("--registry-mirror", "mirrors", multiple=True, metavar="URL",
+              help="A Docker Hub mirror pulls try first (http:// or https://)")
+@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]|CIDR",
+              help="A registry reached without TLS verification (then over plain HTTP)")
 @click.option("--log-driver", default=None, metavar="DRIVER",
               help="Default driver for container logs (json-file, local or none; default json-file)")
 @click.option("--log-opt", "log_opts", multiple=True, metavar="KEY=VALUE",
@@ -46,8 +50,8 @@ from . import CONTEXT
               help="dockerd's daemon.json: its settings for the flags above (default $DOCKYARD_DAEMON_CONFIG, or "
                    "/etc/dockyard/daemon.json when it exists)")
 @click.pass_context
-def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search, dns_opts,
-           log_driver, log_opts, downloads, userns_remap, config_file) -> None:
+def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search,
+           dns_opts, mirrors, insecure, log_driver, log_opts, downloads, userns_remap, config_file) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -110,6 +114,14 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
         _log_settings(log_driver or "json-file", log_opts)
     if dns or dns_search or dns_opts:
         _dns_settings(dns, dns_search, dns_opts)
+    if mirrors or insecure:
+        import os
+
+        for url in mirrors:
+            _check_mirror(url, "'--registry-mirror'")
+        for name, values in (("DOCKYARD_REGISTRY_MIRRORS", mirrors), ("DOCKYARD_INSECURE_REGISTRIES", insecure)):
+            if values:  # (registry/client.py reads them, with the config file's)
+                os.environ[name] = " ".join([*os.environ.get(name, "").replace(",", " ").split(), *values])
     if downloads is not None:
         if downloads < 0:  # dockerd's words
             raise click.BadParameter(f"invalid max concurrent downloads: {downloads}",
@@ -158,7 +170,7 @@ CONFIG_KEYS = {
 }
 # read where they are used: insecure-registries by the registry client (registry/client.py),
 # from this same file
-READ_ELSEWHERE = {"insecure-registries": list}
+READ_ELSEWHERE = {"insecure-registries": list, "registry-mirrors": list}
 # dockerd's settings that dockyard has as it is: accepted with these values, refused with others
 AS_DOCKYARD_IS = {"live-restore": True, "iptables": True, "ip-forward": True, "storage-driver": "overlay2",
                   "userland-proxy": True, "experimental": False}
@@ -198,6 +210,9 @@ def _config_file(ctx: click.Context, path: str) -> dict:
     for key, value in data.items():
         if key in READ_ELSEWHERE and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise click.BadParameter(f"{key}: {json.dumps(value)} is not a list of strings", param_hint="'--config-file'")
+        if key == "registry-mirrors":
+            for url in value:
+                _check_mirror(url, "'--config-file'")
         if key in AS_DOCKYARD_IS and value != AS_DOCKYARD_IS[key]:
             raise click.BadParameter(f"{key}: {json.dumps(value)} is not supported (dockyard has "
                                      f"{json.dumps(AS_DOCKYARD_IS[key])})", param_hint="'--config-file'")
@@ -238,6 +253,16 @@ def _config_file(ctx: click.Context, path: str) -> dict:
         raise click.BadParameter("the following directives are specified both as a flag and in the configuration "
                                  f"file: {', '.join(both)}", param_hint="'--config-file'")
     return out
+
+
+def _check_mirror(url: str, hint: str) -> None:
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter(f"invalid mirror: {url!r} is not an http:// or https:// URL", param_hint=hint)
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise click.BadParameter(f"invalid mirror: path, query, or fragment at end of the URI {url!r}", param_hint=hint)
 
 
 def _dns_settings(dns: tuple, search: tuple, opts: tuple) -> None:

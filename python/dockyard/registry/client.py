@@ -52,18 +52,32 @@ def no_progress(layer: str, status: str, current: int | None = None, total: int 
 # -- where a registry is --------------------------------------------------------------------------
 
 
-def _insecure_entries() -> list[str]:
-    entries = (os.environ.get("DOCKYARD_INSECURE_REGISTRIES") or "").replace(",", " ").split()
-    paths = [os.environ.get("DOCKYARD_DAEMON_CONFIG") or "/etc/dockyard/daemon.json", "/etc/docker/daemon.json"]
-    for path in paths:
+def _daemon_list(env: str, key: str, docker_too: bool = True) -> list[str]:
+    """``$env`` (comma or space separated) and ``key`` of the daemon's configuration file
+    (``/etc/dockyard/daemon.json`` or ``$DOCKYARD_DAEMON_CONFIG``; with ``docker_too``,
+    ``/etc/docker/daemon.json`` too)."""
+    entries = (os.environ.get(env) or "").replace(",", " ").split()
+    paths = [os.environ.get("DOCKYARD_DAEMON_CONFIG") or "/etc/dockyard/daemon.json"]
+    for path in paths + (["/etc/docker/daemon.json"] if docker_too else []):
         try:
             with open(path) as f:
                 data = json.load(f)
         except (OSError, ValueError):
             continue
         if isinstance(data, dict):
-            entries += [str(e) for e in data.get("insecure-registries") or []]
+            entries += [str(e) for e in data.get(key) or []]
     return entries
+
+
+def _insecure_entries() -> list[str]:
+    return _daemon_list("DOCKYARD_INSECURE_REGISTRIES", "insecure-registries")
+
+
+def hub_mirrors() -> list[str]:
+    """The Docker Hub mirrors a pull tries first, as dockerd's ``--registry-mirror`` (URLs, in
+    order): ``$DOCKYARD_REGISTRY_MIRRORS`` and the daemon's file's ``registry-mirrors``."""
+    return list(dict.fromkeys(m.rstrip("/") for m in _daemon_list("DOCKYARD_REGISTRY_MIRRORS", "registry-mirrors",
+                                                                  docker_too=False)))
 
 
 def _is_loopback(host: str) -> bool:
@@ -156,9 +170,14 @@ class Registry:
     """One remote registry: where it is, how to reach it, and the auth it asked for."""
 
     def __init__(self, domain: str, credentials: tuple[str, str] | None = None,
-                 use_stored_credentials: bool = True) -> None:
+                 use_stored_credentials: bool = True, at: str = "") -> None:
+        """``at``: a URL to reach the registry at instead (a Hub mirror)."""
         self.domain = domain
+        self.mirror = bool(at)
         self.scheme, self.netloc = endpoint(domain)
+        if at:
+            parts = urllib.parse.urlsplit(at)
+            self.scheme, self.netloc = parts.scheme, parts.netloc
         self.credentials = credentials if credentials is not None else (
             auth.credentials(domain) if use_stored_credentials else None)
         self._local = threading.local()

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import logging
 import os
 import threading
 import time
@@ -27,8 +28,11 @@ from pathlib import Path
 
 from .. import reference as refs
 from ..errors import DockyardError, LayerError
+from . import auth
 from .client import CHUNK, DOWNLOADS, Progress, Registry, no_progress, record_names, short_id
 from .common import INDEX_TYPES, MANIFEST_TYPES, Denied, DigestMismatch, RegistryError, Unauthorized, valid_digest
+
+log = logging.getLogger("dockyard.daemon")
 
 
 @dataclass
@@ -78,6 +82,19 @@ def pull(engine, name: str, *, platform: str | None = None, all_tags: bool = Fal
     ref = refs.parse(name)
     if all_tags and (ref.tag or ref.digest):
         raise DockyardError("tag can't be used with --all-tags/-a")
+    if ref.domain in auth.HUB_DOMAINS and not (registry is not None and registry.mirror):
+        from .client import hub_mirrors
+
+        for mirror in hub_mirrors():  # first, as dockerd: a mirror that cannot serve it, the next
+            # (with the credentials the client sent for the Hub, as dockerd's: none stored are sent)
+            reg = Registry(ref.domain, credentials=registry.credentials if registry is not None else None,
+                           use_stored_credentials=False, at=mirror)
+            try:
+                return pull(engine, name, platform=platform, all_tags=all_tags, progress=progress, registry=reg)
+            except (RegistryError, OSError) as exc:
+                log.info("pull %s from the mirror %s failed (%s): trying the next", name, mirror, exc)
+            finally:
+                reg.close()
     reg = registry or Registry(ref.domain)
     try:
         if all_tags:
