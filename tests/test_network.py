@@ -1003,8 +1003,8 @@ def test_daemon_config_file(dyn, tmp_path):
         assert os.path.exists(got["LogPath"] + ".2") and not os.path.exists(got["LogPath"] + ".3")
         dyn("rm", "logged")
     for content, message in (
-            ({"mtu": 1400, "registry-mirrors": []}, "the following directives don't match any configuration "
-                                                    "option: registry-mirrors"),
+            ({"mtu": 1400, "storage-opts": []}, "the following directives don't match any configuration "
+                                                "option: storage-opts"),
             ({"mtu": "1400"}, 'mtu: "1400" is not an integer'),
             ({"live-restore": False}, "live-restore: false is not supported (dockyard has true)"),
             ({"mtu": 1400, "--mtu": 1}, "don't match any configuration option: --mtu"),

@@ -133,29 +133,35 @@ class Networks:
         change applies once no container is on it: the bridge is made again)."""
         ipv6, fixed, _ = daemon_settings()
         want = str(ipaddress.IPv6Network(fixed, strict=False)) if ipv6 and fixed else ""
-        r = self.store.db.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
-        if r is None or r["subnet6"] == want:
-            return
-        if self.store.db.execute("SELECT 1 FROM endpoints WHERE network=? AND ip != '' LIMIT 1", (r["id"],)).fetchone():
+        r = self._default_bridge_to_change(lambda row: row["subnet6"] == want)
+        if r is None:
             return
         with self._lock():
-            self._destroy_bridge(dict(r))
+            self._destroy_bridge(r)
             with self.store.transaction() as db:
                 db.execute("UPDATE networks SET subnet6=?, gateway6=? WHERE id=?",
                            (want, str(ipaddress.IPv6Network(want).network_address + 1) if want else "", r["id"]))
+
+    def _default_bridge_to_change(self, unchanged) -> dict | None:
+        """The default bridge's row when a daemon setting would change it (``unchanged(row)``
+        is false) and no container is on it (until then the change waits)."""
+        r = self.store.db.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
+        if r is None or unchanged(r):
+            return None
+        if self.store.db.execute("SELECT 1 FROM endpoints WHERE network=? AND ip != '' LIMIT 1", (r["id"],)).fetchone():
+            return None
+        return dict(r)
 
     def _default_subnet(self) -> None:
         """The default bridge's subnet and address follow the daemon's --bip, as dockerd's (a
         change applies once no container is on it: the bridge is made again); without --bip
         again, a free subnet of the default pool."""
         bip = os.environ.get("DOCKYARD_BIP", "")
-        r = self.store.db.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
-        if r is None or json.loads(r["options"] or "{}").get(BIP) == (bip or None):
-            return
-        if self.store.db.execute("SELECT 1 FROM endpoints WHERE network=? AND ip != '' LIMIT 1", (r["id"],)).fetchone():
+        r = self._default_bridge_to_change(lambda row: json.loads(row["options"] or "{}").get(BIP) == (bip or None))
+        if r is None:
             return
         with self._lock():
-            self._destroy_bridge(dict(r))
+            self._destroy_bridge(r)
             with self.store.transaction() as db:
                 options = json.loads(r["options"] or "{}")
                 options.pop(BIP, None)
