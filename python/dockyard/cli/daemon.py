@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from . import CONTEXT
@@ -64,8 +66,6 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
 
     config_file = config_file or _default_config()
     if config_file:
-        import os
-
         given = _config_file(ctx, config_file)
         os.environ["DOCKYARD_DAEMON_CONFIG"] = os.path.abspath(config_file)  # (the registry client reads it)
         (host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search, dns_opts,
@@ -83,12 +83,10 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
     if mtu is not None:
         if mtu < 0:
             raise click.BadParameter(f"invalid MTU: {mtu}", param_hint="'--mtu'")
-        import os
 
         os.environ["DOCKYARD_MTU"] = str(mtu or 1500)  # engine/network/manager.py reads it
     if bip:
         import ipaddress
-        import os
 
         try:
             iface = ipaddress.IPv4Interface(bip)
@@ -100,23 +98,18 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
         os.environ["DOCKYARD_BIP"] = str(iface)  # (the manager reads it)
     if default_ip is not None:
         import ipaddress
-        import os
 
         try:
             os.environ["DOCKYARD_DEFAULT_IP"] = str(ipaddress.ip_address(default_ip))  # (the manager reads it)
         except ValueError:
             raise click.BadParameter(f"invalid IP address: {default_ip}", param_hint="'--ip'") from None
     if icc is not None:
-        import os
-
         os.environ["DOCKYARD_ICC"] = "true" if icc else "false"  # (the manager reads it)
     if log_driver or log_opts:
         _log_settings(log_driver or "json-file", log_opts)
     if dns or dns_search or dns_opts:
         _dns_settings(dns, dns_search, dns_opts)
     if mirrors or insecure:
-        import os
-
         for url in mirrors:
             _check_mirror(url, "'--registry-mirror'")
         for name, values in (("DOCKYARD_REGISTRY_MIRRORS", mirrors), ("DOCKYARD_INSECURE_REGISTRIES", insecure)):
@@ -126,15 +119,12 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
         if downloads < 0:  # dockerd's words
             raise click.BadParameter(f"invalid max concurrent downloads: {downloads}",
                                      param_hint="'--max-concurrent-downloads'")
-        import os
 
         os.environ["DOCKYARD_MAX_CONCURRENT_DOWNLOADS"] = str(downloads)  # registry/pull.py reads it
     if userns_remap and rootless.wanted():
         raise click.BadParameter("remapping is not supported in rootless mode (its containers are in the daemon's "
                                  "user namespace already)", param_hint="'--userns-remap'")
     if userns_remap:
-        import os
-
         from ..engine import userns
         from ..errors import DockyardError
 
@@ -146,8 +136,6 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
     debug = debug or level == "debug"
     if rootless.wanted():  # an unprivileged user: the daemon in namespaces of its own
         if root:
-            import os
-
             os.environ["DOCKYARD_ROOT"] = os.path.abspath(root)
         raise click.exceptions.Exit(rootless.run_daemon(lambda: serve(path, root, debug=debug, level=level), path))
     raise click.exceptions.Exit(serve(path, root, debug=debug, level=level))
@@ -179,7 +167,6 @@ AS_DOCKYARD_IS = {"live-restore": True, "iptables": True, "ip-forward": True, "s
 def _default_config() -> str:
     """$DOCKYARD_DAEMON_CONFIG or /etc/dockyard/daemon.json, when it exists ("": none; only a
     --config-file that is not there is an error, as dockerd's)."""
-    import os
 
     path = os.environ.get("DOCKYARD_DAEMON_CONFIG") or DEFAULT_CONFIG
     return path if os.path.exists(path) else ""
@@ -190,7 +177,6 @@ def _config_file(ctx: click.Context, path: str) -> dict:
     checks them: a key that is also given as a flag, a key that is not a setting, or a value of
     the wrong type is an error naming it."""
     import json
-    import os
 
     from click.core import ParameterSource
 
@@ -269,7 +255,6 @@ def _dns_settings(dns: tuple, search: tuple, opts: tuple) -> None:
     """The daemon's DNS settings for containers, checked, to the engine (network/dns.py reads
     them)."""
     import ipaddress
-    import os
 
     for server in dns:
         try:
@@ -288,7 +273,6 @@ def _log_settings(driver: str, opts: tuple) -> None:
     """The daemon's default LogConfig, checked as a container's would be at create and start,
     to the engine (engine/containers.py reads it)."""
     import json
-    import os
 
     from ..engine.containers import LOG_DRIVERS
     from ..engine.jsonlog import check_log_opts, rotation
@@ -314,7 +298,6 @@ def _log_settings(driver: str, opts: tuple) -> None:
 def _network_settings(ipv6: bool, fixed_cidr_v6: str, pools: tuple) -> None:
     """dockerd's IPv6 flags, checked, to the engine (engine/network/manager.py reads them)."""
     import ipaddress
-    import os
 
     if fixed_cidr_v6:
         try:
