@@ -369,10 +369,9 @@ class Containers(Snapshots):
         # An earlier version's goes, unless a container is running: its overlay, mounted in the
         # container's own mount namespace (where this process cannot see it), may have it as a
         # lower layer (then it stays: a few empty files).
-        running = self.store.db.execute(
-            "SELECT 1 FROM containers WHERE json_extract(state, '$.Running') LIMIT 1").fetchone()
-        for name in ("init-layer", "init-layer2"):
-            if not running:
+        if not self.store.db.execute(
+                "SELECT 1 FROM containers WHERE json_extract(state, '$.Running') LIMIT 1").fetchone():
+            for name in ("init-layer", "init-layer2"):
                 remove_tree(self.store.root / name)
         return path
 

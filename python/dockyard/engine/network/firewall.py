@@ -150,7 +150,7 @@ def _expand(group: list, family: int = FAMILY) -> list[tuple[str, list[bytes]]]:
     if family == FAMILY6:
         subnet = group[6]
     rules = [("isolation", nft.ifname(br) + nft.ifname(br, out=True, neq=True) + [nft.verdict(nft.NFT_JUMP, ISOLATION_2)]),
-             ("isolation-2", nft.ifname(br, out=True) + _drop())]
+             (ISOLATION_2, nft.ifname(br, out=True) + _drop())]
     rules.append(("forward", nft.ifname(br) + nft.ifname(br, out=True) + (_accept() if icc else _drop())))
     if internal:
         rules += [("forward", nft.ifname(br) + nft.ifname(br, out=True, neq=True) + _drop()),
@@ -189,17 +189,17 @@ def _plan(nf: nft.Nftables, groups: list[list], delete: bool, native: bool, fami
     skeleton = [r for r in ours if r.comment == SKELETON]
     if not groups:
         return msgs
+    nets = [g for g in groups if g[0] == "net"]
     if len(skeleton) != len(_skeleton(family)):
         msgs += [nft.new_table(family, TABLE)]
         msgs += [nft.new_chain(family, TABLE, name, base) for name, base in BASE_CHAINS.items()]
         msgs += [nft.new_chain(family, TABLE, name) for name in CHAINS]
         msgs += [nft.del_rule(family, TABLE, r.chain, r.handle) for r in skeleton]
         msgs += [nft.new_rule(family, TABLE, chain, exprs, SKELETON) for chain, exprs in _skeleton(family)]
-    elif any(g[0] == "net" for g in groups):
+    elif nets:
         msgs.append(nft.new_chain(family, TABLE, ISOLATION_2))  # a table of an earlier version lacks it
     for g in groups:
         msgs += [nft.new_rule(family, TABLE, chain, exprs, _note(g)) for chain, exprs in _expand(g, family)]
-    nets = [g for g in groups if g[0] == "net"]
     if host and len(host_rules) != len(_host_rules(native)) and nets:
         msgs += [nft.del_rule(family, "filter", "FORWARD", r.handle) for r in host_rules]
         msgs += [nft.new_rule(family, "filter", "FORWARD", exprs, HOST_MARK, first=True)
