@@ -977,6 +977,35 @@ def test_daemon_bip_flag(dyn):
     assert "not a host address" in err
 
 
+def test_daemon_fixed_cidr_flag(dyn, tmp_path):
+    """``dockyard daemon --fixed-cidr`` as dockerd's: containers on the default bridge get
+    addresses from that part of its subnet, shown as the pool's IPRange; without --bip a range
+    outside the subnet becomes the subnet (dockerd 28 does so for a new bridge); a range
+    outside --bip's subnet, or that is not a CIDR, is refused; without the flag the whole
+    subnet is used again."""
+    with flagged_daemon(dyn, "--bip", "10.251.9.1/24", "--fixed-cidr", "10.251.9.200/29"):
+        config = json.loads(text(dyn("network", "inspect", "bridge")))[0]["IPAM"]["Config"]
+        assert config == [{"Subnet": "10.251.9.0/24", "IPRange": "10.251.9.200/29", "Gateway": "10.251.9.1"}]
+        dyn("run", "-d", "--name", "ranged", "bb", "sleep", "60")
+        ip = inspect(dyn, "ranged")["NetworkSettings"]["IPAddress"]
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network("10.251.9.200/29"), ip
+        out = text(dyn("run", "--rm", "bb", "sh", "-c", f"ip -o -4 addr show eth0; ping -c1 -W2 {ip}"))
+        assert "inet 10.251.9.20" in out and "1 packets received" in out, out
+        dyn("rm", "-f", "ranged")
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"fixed-cidr": "10.251.10.0/24"}))
+    with flagged_daemon(dyn, "--config-file", str(conf)):
+        config = json.loads(text(dyn("network", "inspect", "bridge")))[0]["IPAM"]["Config"]
+        assert config == [{"Subnet": "10.251.10.0/24", "IPRange": "10.251.10.0/24", "Gateway": "10.251.10.1"}]
+        out = text(dyn("run", "--rm", "bb", "sh", "-c", "ip -o -4 addr show eth0; ping -c1 -W2 10.251.10.1"))
+        assert "inet 10.251.10." in out and "1 packets received" in out, out
+    config = json.loads(text(dyn("network", "inspect", "bridge")))[0]["IPAM"]["Config"]
+    assert "IPRange" not in config[0], config
+    err = fails(dyn("daemon", "--bip", "10.251.9.1/24", "--fixed-cidr", "10.251.8.0/24", check=False), 2)
+    assert "10.251.8.0/24 is not within the subnet of --bip 10.251.9.1/24" in err
+    assert "invalid CIDR address: nope" in fails(dyn("daemon", "--fixed-cidr", "nope", check=False), 2)
+
+
 def test_daemon_config_file(dyn, tmp_path):
     """``dockyard daemon --config-file daemon.json``: dockerd's file for the same settings as
     the flags; a key that is not a setting, a value of the wrong type, a setting dockyard does

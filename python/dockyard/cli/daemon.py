@@ -27,6 +27,8 @@ from . import CONTEXT
               help="MTU of the default bridge's container interfaces (default 1500)")
 @click.option("--bip", default=None, metavar="CIDR",
               help="The default bridge's address and subnet (e.g. 10.50.0.1/24; default: a free subnet)")
+@click.option("--fixed-cidr", default=None, metavar="CIDR",
+              help="The IPv4 addresses the default bridge gives containers (a part of its subnet)")
 @click.option("--ip", "default_ip", default=None, metavar="IP",
               help="Default IP when binding container ports on the default bridge (default 0.0.0.0)")
 @click.option("--icc", type=click.BOOL, default=None, metavar="BOOL",
@@ -52,8 +54,8 @@ from . import CONTEXT
               help="dockerd's daemon.json: its settings for the flags above (default $DOCKYARD_DAEMON_CONFIG, or "
                    "/etc/dockyard/daemon.json when it exists)")
 @click.pass_context
-def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search,
-           dns_opts, mirrors, insecure, log_driver, log_opts, downloads, userns_remap, config_file) -> None:
+def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, fixed_cidr, default_ip, icc, dns,
+           dns_search, dns_opts, mirrors, insecure, log_driver, log_opts, downloads, userns_remap, config_file) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -68,10 +70,10 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
     if config_file:
         given = _config_file(ctx, config_file)
         os.environ["DOCKYARD_DAEMON_CONFIG"] = os.path.abspath(config_file)  # (the registry client reads it)
-        (host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, default_ip, icc, dns, dns_search, dns_opts,
-         log_driver, log_opts, downloads, userns_remap) = (given.get(k, ctx.params[k]) for k in (
-            "host", "root", "debug", "log_level", "ipv6", "fixed_cidr_v6", "pools", "mtu", "bip", "default_ip", "icc", "dns",
-            "dns_search", "dns_opts", "log_driver", "log_opts", "downloads", "userns_remap"))
+        (host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, fixed_cidr, default_ip, icc, dns, dns_search,
+         dns_opts, log_driver, log_opts, downloads, userns_remap) = (given.get(k, ctx.params[k]) for k in (
+            "host", "root", "debug", "log_level", "ipv6", "fixed_cidr_v6", "pools", "mtu", "bip", "fixed_cidr", "default_ip",
+            "icc", "dns", "dns_search", "dns_opts", "log_driver", "log_opts", "downloads", "userns_remap"))
     path = None
     if host:
         path = host[len("unix://"):] if host.startswith("unix://") else ""
@@ -96,6 +98,16 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
             raise click.BadParameter(f"{bip}: not a host address of a subnet with room for containers",
                                      param_hint="'--bip'")
         os.environ["DOCKYARD_BIP"] = str(iface)  # (the manager reads it)
+    if fixed_cidr:
+        import ipaddress
+
+        try:
+            rng = ipaddress.IPv4Network(fixed_cidr, strict=False)
+        except ValueError:
+            raise click.BadParameter(f"invalid CIDR address: {fixed_cidr}", param_hint="'--fixed-cidr'") from None
+        if bip and not rng.subnet_of(ipaddress.IPv4Interface(bip).network):
+            raise click.BadParameter(f"{fixed_cidr} is not within the subnet of --bip {bip}", param_hint="'--fixed-cidr'")
+        os.environ["DOCKYARD_FIXED_CIDR"] = str(rng)  # (the manager reads it; a subnet picked without --bip is checked there)
     if default_ip is not None:
         import ipaddress
 
@@ -149,7 +161,7 @@ CONFIG_KEYS = {
     "log-level": ("log_level", "--log-level", str),
     "ipv6": ("ipv6", "--ipv6", bool), "fixed-cidr-v6": ("fixed_cidr_v6", "--fixed-cidr-v6", str),
     "default-address-pools": ("pools", "--default-address-pool", list), "mtu": ("mtu", "--mtu", int),
-    "bip": ("bip", "--bip", str), "ip": ("default_ip", "--ip", str), "icc": ("icc", "--icc", bool),
+    "bip": ("bip", "--bip", str), "fixed-cidr": ("fixed_cidr", "--fixed-cidr", str), "ip": ("default_ip", "--ip", str), "icc": ("icc", "--icc", bool),
     "max-concurrent-downloads": ("downloads", "--max-concurrent-downloads", int),
     "userns-remap": ("userns_remap", "--userns-remap", str),
     "log-driver": ("log_driver", "--log-driver", str), "log-opts": ("log_opts", "--log-opt", dict),

@@ -154,29 +154,63 @@ class Networks:
 
     def _default_subnet(self) -> None:
         """The default bridge's subnet and address follow the daemon's --bip, as dockerd's (a
-        change applies once no container is on it: the bridge is made again); without --bip
-        again, a free subnet of the default pool."""
+        change applies once no container is on it: the bridge is made again); without --bip, a
+        --fixed-cidr outside the subnet becomes the subnet (dockerd 28 does so for a bridge
+        without an address), and without either again, a free subnet of the default pool."""
         bip = os.environ.get("DOCKYARD_BIP", "")
-        r = self._default_bridge_to_change(lambda row: json.loads(row["options"] or "{}").get(BIP) == (bip or None))
-        if r is None:
+        fixed = os.environ.get("DOCKYARD_FIXED_CIDR", "")
+
+        def unchanged(row) -> bool:
+            if json.loads(row["options"] or "{}").get(BIP) != (bip or None):
+                return False
+            return bool(bip) or not fixed or ipaddress.IPv4Network(fixed).subnet_of(ipaddress.IPv4Network(row["subnet"]))
+
+        r = self._default_bridge_to_change(unchanged)
+        if r is not None:
+            if not bip and fixed and ipaddress.IPv4Network(fixed).prefixlen > 30:
+                raise InvalidArgument(f"--fixed-cidr {fixed} is too small to be the default bridge's subnet: "
+                                      "give --bip a subnet that holds it")
+            with self._lock():
+                self._destroy_bridge(r)
+                with self.store.transaction() as db:
+                    options = json.loads(r["options"] or "{}")
+                    options.pop(BIP, None)
+                    if bip:
+                        iface = ipaddress.IPv4Interface(bip)
+                        net, gateway = iface.network, iface.ip
+                        options[BIP] = bip
+                    else:
+                        if fixed:
+                            net = ipaddress.IPv4Network(fixed)
+                        else:
+                            taken = [ipaddress.IPv4Network(x[0]) for x in
+                                     db.execute("SELECT subnet FROM networks WHERE subnet != '' AND id != ?", (r["id"],))]
+                            net = pick(DEFAULT_POOL, taken + host_routes())
+                        gateway = net.network_address + 1
+                    db.execute("UPDATE networks SET subnet=?, gateway=?, options=? WHERE id=?",
+                               (str(net), str(gateway), json.dumps(options), r["id"]))
+                    db.execute("UPDATE endpoints SET ip='' WHERE network=?", (r["id"],))
+        self._default_range(fixed)
+
+    def _default_range(self, fixed: str) -> None:
+        """The addresses the default bridge gives containers follow the daemon's --fixed-cidr
+        (its IPAM pool's IPRange, as dockerd's): at once for the containers started from now
+        on, once it is within the bridge's subnet (a subnet change may be waiting for the
+        bridge's containers to go)."""
+        r = self.store.db.execute("SELECT * FROM networks WHERE name='bridge'").fetchone()
+        if r is None or not r["subnet"]:
             return
-        with self._lock():
-            self._destroy_bridge(r)
-            with self.store.transaction() as db:
-                options = json.loads(r["options"] or "{}")
-                options.pop(BIP, None)
-                if bip:
-                    iface = ipaddress.IPv4Interface(bip)
-                    net, gateway = iface.network, iface.ip
-                    options[BIP] = bip
-                else:
-                    taken = [ipaddress.IPv4Network(x[0]) for x in
-                             db.execute("SELECT subnet FROM networks WHERE subnet != '' AND id != ?", (r["id"],))]
-                    net = pick(DEFAULT_POOL, taken + host_routes())
-                    gateway = net.network_address + 1
-                db.execute("UPDATE networks SET subnet=?, gateway=?, options=? WHERE id=?",
-                           (str(net), str(gateway), json.dumps(options), r["id"]))
-                db.execute("UPDATE endpoints SET ip='' WHERE network=?", (r["id"],))
+        ipam = json.loads(r["ipam"] or "{}")
+        if (ipam.get("v4") or {}).get("IPRange", "") == fixed:
+            return
+        if fixed and not ipaddress.IPv4Network(fixed).subnet_of(ipaddress.IPv4Network(r["subnet"])):
+            return
+        if fixed:
+            ipam["v4"] = {**(ipam.get("v4") or {}), "IPRange": fixed}
+        else:
+            (ipam.get("v4") or {}).pop("IPRange", None)
+        with self.store.transaction() as db:
+            db.execute("UPDATE networks SET ipam=? WHERE id=?", (json.dumps(ipam), r["id"]))
 
     def _default_options(self) -> None:
         """The default bridge's options follow the daemon's --mtu, --ip (the host address of
@@ -409,6 +443,8 @@ class Networks:
             ipam_cfg = ipam["Config"]
         else:  # the predefined networks, and networks made before the ipam column
             ipam_cfg = [{"Subnet": r["subnet"]}] if r["subnet"] else []
+            if r["subnet"] and (ipam.get("v4") or {}).get("IPRange"):  # the default bridge's --fixed-cidr
+                ipam_cfg[0]["IPRange"] = ipam["v4"]["IPRange"]
             if r["subnet"] and (r["name"] == "bridge" or options.get("_gateway")):  # docker shows a given one only
                 ipam_cfg[0]["Gateway"] = r["gateway"]
             if r["subnet6"]:  # the default bridge's --fixed-cidr-v6: dockerd shows no gateway for it
