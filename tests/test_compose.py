@@ -5,10 +5,11 @@ published port, volume and events.
 
 The project: ``web`` (busybox httpd serving a page from a named volume, published on a loopback
 port, optionally with a healthcheck) and ``app`` (depends on web; scaled to 2; fetches web's page
-by name over the project network and logs what it got).  Steps: up -d, ps, logs, exec, down
-(the volume stays, the port is free), up -d again (the same port publishes again at once, the
-volume kept the first run's page), down -v (nothing is left).  Every compose and docker command
-runs under ``timeout -s KILL``; whatever a step leaves is removed at the end, also on failure."""
+by name over the project network and logs what it got); web has a 16m /dev/shm and a nofile
+ulimit of its own.  Steps: up -d, ps, logs, exec, down (the volume stays, the port is free),
+up -d again (the same port publishes again at once, the volume kept the first run's page),
+down -v (nothing is left).  Every compose and docker command runs under ``timeout -s KILL``;
+whatever a step leaves is removed at the end, also on failure."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ WEB = """\
       - "127.0.0.1:${WEB_PORT}:80"
     volumes:
       - data:/data
+    shm_size: 16m
+    ulimits:
+      nofile:
+        soft: 900
+        hard: 1800
 """
 HEALTH = """\
     healthcheck:
@@ -232,6 +238,7 @@ class Scenario:
         self.step("exec status", "exec", "-T", "--index", "2", "app", "sh", "-c", "echo out; echo err >&2; exit 3")
         self.step("exec user", "exec", "-T", "-u", "nobody", "web", "id")  # groups: the primary one
         self.step("exec env", "exec", "-T", "-e", "X=1", "-w", "/tmp", "web", "sh", "-c", "echo $X; pwd")
+        self.step("exec limits", "exec", "-T", "web", "sh", "-c", "ulimit -n; ulimit -Hn; df -k /dev/shm | tail -1")
         # the start fails: 126, "OCI runtime exec failed: ..." on stdout
         self.step("exec missing", "exec", "-T", "web", "no-such-command")
 

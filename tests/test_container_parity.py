@@ -92,6 +92,8 @@ def test_same_as_docker(both, dockerd, docker_busybox, probe):
     (["--security-opt", "no-new-privileges"], "grep NoNewPrivs /proc/self/status"),
     (["--read-only"], "touch /x 2>&1; echo $?; touch /tmp/y 2>&1; echo $?"),
     (["--ulimit", "nofile=256:512"], "ulimit -n; ulimit -Hn"),
+    (["--shm-size", "8m"], "df -k /dev/shm | tail -1"),
+    ([], "df -k /dev/shm | tail -1"),
     (["-w", "/somewhere/new"], "pwd"),
     (["-e", "PATH=/bin", "-e", "X"], "echo $PATH; env | grep -c '^X=' || true"),
     (["--entrypoint", "echo"], None),
@@ -103,6 +105,24 @@ def test_flags_same_as_docker(both, dockerd, docker_busybox, args, script):
     theirs = dockerd.docker("run", "--rm", "--network", "none", *args, docker_busybox, *cmd, check=False)
     ours = both("run", "--rm", "--network", "none", *args, docker_busybox, *cmd)
     assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), ours.stderr
+
+
+def test_shm_size_and_ulimits_recorded_as_docker(both, dockerd, docker_busybox):
+    """HostConfig.ShmSize and Ulimits as dockerd records them at create (the default size is
+    written in), and a --shm-size that is not a size refused as the docker CLI does."""
+    for args in ([], ["--shm-size", "8m", "--ulimit", "nproc=100:200"]):
+        cid = dockerd.docker("create", "--network", "none", *args, docker_busybox, "true").stdout.decode().strip()
+        theirs = json.loads(dockerd.docker("inspect", cid).stdout)[0]["HostConfig"]
+        dockerd.docker("rm", cid)
+        made = both("create", "--network", "none", *args, docker_busybox, "true")
+        assert made.returncode == 0, made.stderr
+        ours = json.loads(both("inspect", made.stdout.decode().strip()).stdout)[0]["HostConfig"]
+        both("rm", made.stdout.decode().strip())
+        assert (ours["ShmSize"], ours["Ulimits"]) == (theirs["ShmSize"], theirs["Ulimits"]), args
+    theirs = dockerd.docker("run", "--rm", "--shm-size", "nope", docker_busybox, "true", check=False)
+    ours = both("run", "--rm", "--shm-size", "nope", docker_busybox, "true")
+    assert ours.returncode == theirs.returncode
+    assert ours.stderr.decode().splitlines()[0] == theirs.stderr.decode().splitlines()[0]
 
 
 def test_exit_codes_same_as_docker(both, dockerd, docker_busybox):

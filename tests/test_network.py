@@ -1006,6 +1006,36 @@ def test_daemon_fixed_cidr_flag(dyn, tmp_path):
     assert "invalid CIDR address: nope" in fails(dyn("daemon", "--fixed-cidr", "nope", check=False), 2)
 
 
+def test_daemon_container_defaults(dyn, tmp_path):
+    """``dockyard daemon --default-shm-size --default-ulimit`` (and daemon.json's
+    default-shm-size and default-ulimits) as dockerd's: written into each container made without
+    its own at create (inspect shows them) and in force when it runs; a container's own
+    --ulimit of the same name and its --shm-size win; a bad value is refused in one line."""
+    probe = "ulimit -n; ulimit -Hn; ulimit -u; df -k /dev/shm | tail -1"
+    with flagged_daemon(dyn, "--default-shm-size", "32M", "--default-ulimit", "nofile=1000:2000"):
+        out = text(dyn("run", "--name", "dflt", "--network", "none", "bb", "sh", "-c", probe)).split("\n")
+        assert out[:2] == ["1000", "2000"] and " 32768 " in out[3], out
+        host = inspect(dyn, "dflt")["HostConfig"]
+        assert host["ShmSize"] == 32 << 20 and host["Ulimits"] == [{"Name": "nofile", "Soft": 1000, "Hard": 2000}]
+        out = text(dyn("run", "--name", "own", "--network", "none", "--ulimit", "nofile=500:600", "--ulimit",
+                       "nproc=100:200", "--shm-size", "8M", "bb", "sh", "-c", probe)).split("\n")
+        assert out[:3] == ["500", "600", "100"] and " 8192 " in out[3], out
+        host = inspect(dyn, "own")["HostConfig"]
+        assert host["ShmSize"] == 8 << 20 and host["Ulimits"] == [{"Name": "nofile", "Soft": 500, "Hard": 600},
+                                                                  {"Name": "nproc", "Soft": 100, "Hard": 200}]
+        dyn("rm", "dflt", "own")
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"default-shm-size": "16M",
+                                "default-ulimits": {"nproc": {"Name": "nproc", "Hard": 300, "Soft": 200}}}))
+    with flagged_daemon(dyn, "--config-file", str(conf)):
+        out = text(dyn("run", "--rm", "--network", "none", "bb", "sh", "-c", probe)).split("\n")
+        assert out[2] == "200" and " 16384 " in out[3], out
+    out = text(dyn("run", "--rm", "--network", "none", "bb", "sh", "-c", probe)).split("\n")
+    assert " 65536 " in out[3], out
+    assert "invalid ulimit argument: nofile=x" in fails(dyn("daemon", "--default-ulimit", "nofile=x", check=False), 2)
+    assert "invalid size: 'big'" in fails(dyn("daemon", "--default-shm-size", "big", check=False), 2)
+
+
 def test_daemon_config_file(dyn, tmp_path):
     """``dockyard daemon --config-file daemon.json``: dockerd's file for the same settings as
     the flags; a key that is not a setting, a value of the wrong type, a setting dockyard does

@@ -45,6 +45,10 @@ from . import CONTEXT
               help="Default driver for container logs (json-file, local or none; default json-file)")
 @click.option("--log-opt", "log_opts", multiple=True, metavar="KEY=VALUE",
               help="Default log driver options for containers (max-size, max-file)")
+@click.option("--default-shm-size", "shm_size", default=None, metavar="SIZE",
+              help="Default size of a container's /dev/shm (default 64MiB)")
+@click.option("--default-ulimit", "ulimits", multiple=True, metavar="NAME=SOFT[:HARD]",
+              help="Default ulimits for containers (a container's own --ulimit of the same name wins)")
 @click.option("--max-concurrent-downloads", "downloads", type=int, default=None, metavar="N",
               help="Layers pulled at once, each downloaded and extracted together (default 3; 0: no limit)")
 @click.option("--userns-remap", "userns_remap", default="", metavar="default|USER[:GROUP]",
@@ -55,7 +59,8 @@ from . import CONTEXT
                    "/etc/dockyard/daemon.json when it exists)")
 @click.pass_context
 def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, fixed_cidr, default_ip, icc, dns,
-           dns_search, dns_opts, mirrors, insecure, log_driver, log_opts, downloads, userns_remap, config_file) -> None:
+           dns_search, dns_opts, mirrors, insecure, log_driver, log_opts, shm_size, ulimits, downloads, userns_remap,
+           config_file) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -71,9 +76,10 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
         given = _config_file(ctx, config_file)
         os.environ["DOCKYARD_DAEMON_CONFIG"] = os.path.abspath(config_file)  # (the registry client reads it)
         (host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, fixed_cidr, default_ip, icc, dns, dns_search,
-         dns_opts, log_driver, log_opts, downloads, userns_remap) = (given.get(k, ctx.params[k]) for k in (
+         dns_opts, log_driver, log_opts, shm_size, ulimits, downloads, userns_remap) = (given.get(k, ctx.params[k]) for k in (
             "host", "root", "debug", "log_level", "ipv6", "fixed_cidr_v6", "pools", "mtu", "bip", "fixed_cidr", "default_ip",
-            "icc", "dns", "dns_search", "dns_opts", "log_driver", "log_opts", "downloads", "userns_remap"))
+            "icc", "dns", "dns_search", "dns_opts", "log_driver", "log_opts", "shm_size", "ulimits", "downloads",
+            "userns_remap"))
     path = None
     if host:
         path = host[len("unix://"):] if host.startswith("unix://") else ""
@@ -121,6 +127,8 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
         _log_settings(log_driver or "json-file", log_opts)
     if dns or dns_search or dns_opts:
         _dns_settings(dns, dns_search, dns_opts)
+    if shm_size or ulimits:
+        _container_defaults(shm_size, ulimits)
     if mirrors or insecure:
         for url in mirrors:
             _check_mirror(url, "'--registry-mirror'")
@@ -161,12 +169,15 @@ CONFIG_KEYS = {
     "log-level": ("log_level", "--log-level", str),
     "ipv6": ("ipv6", "--ipv6", bool), "fixed-cidr-v6": ("fixed_cidr_v6", "--fixed-cidr-v6", str),
     "default-address-pools": ("pools", "--default-address-pool", list), "mtu": ("mtu", "--mtu", int),
-    "bip": ("bip", "--bip", str), "fixed-cidr": ("fixed_cidr", "--fixed-cidr", str), "ip": ("default_ip", "--ip", str), "icc": ("icc", "--icc", bool),
+    "bip": ("bip", "--bip", str), "fixed-cidr": ("fixed_cidr", "--fixed-cidr", str),
+    "ip": ("default_ip", "--ip", str), "icc": ("icc", "--icc", bool),
     "max-concurrent-downloads": ("downloads", "--max-concurrent-downloads", int),
     "userns-remap": ("userns_remap", "--userns-remap", str),
     "log-driver": ("log_driver", "--log-driver", str), "log-opts": ("log_opts", "--log-opt", dict),
     "dns": ("dns", "--dns", list), "dns-search": ("dns_search", "--dns-search", list),
     "dns-opts": ("dns_opts", "--dns-opt", list),
+    "default-shm-size": ("shm_size", "--default-shm-size", str),
+    "default-ulimits": ("ulimits", "--default-ulimit", dict),
 }
 # read where they are used: insecure-registries by the registry client (registry/client.py),
 # from this same file
@@ -240,6 +251,12 @@ def _config_file(ctx: click.Context, path: str) -> dict:
             if not all(isinstance(v, str) for v in value):
                 raise click.BadParameter(f"{key}: a list of strings", param_hint="'--config-file'")
             value = tuple(value)
+        elif key == "default-ulimits":  # {"nofile": {"Name": "nofile", "Soft": N, "Hard": N}}, as dockerd's
+            try:
+                value = tuple(f"{u.get('Name') or name}={int(u['Soft'])}:{int(u['Hard'])}" for name, u in value.items())
+            except (AttributeError, KeyError, TypeError, ValueError):
+                raise click.BadParameter('default-ulimits: {"NAME": {"Name": "NAME", "Soft": N, "Hard": N}, ...}',
+                                         param_hint="'--config-file'") from None
         elif key == "default-address-pools":
             try:
                 value = tuple(f"base={p['base']},size={p['size']}" for p in value)
@@ -279,6 +296,31 @@ def _dns_settings(dns: tuple, search: tuple, opts: tuple) -> None:
                                      param_hint="'--" + name[9:].lower().replace("_", "-").replace("opts", "opt") + "'")
         if values:
             os.environ[name] = " ".join(values)
+
+
+def _container_defaults(shm_size: str | None, ulimits: tuple) -> None:
+    """The daemon's --default-shm-size and --default-ulimit, checked, to the engine (which fills
+    them into each create that does not set its own: engine/containers.py)."""
+    from ..errors import DockyardError
+    from ..units import parse_size
+
+    if shm_size:
+        try:
+            size = parse_size(shm_size)
+        except DockyardError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--default-shm-size'") from None
+        if size <= 0:
+            raise click.BadParameter(f"invalid size: '{shm_size}'", param_hint="'--default-shm-size'")
+        os.environ["DOCKYARD_DEFAULT_SHM_SIZE"] = str(size)
+    if ulimits:
+        from ..engine.spec import parse_ulimit
+
+        for u in ulimits:
+            try:
+                parse_ulimit(u)
+            except DockyardError as exc:
+                raise click.BadParameter(str(exc), param_hint="'--default-ulimit'") from None
+        os.environ["DOCKYARD_DEFAULT_ULIMITS"] = " ".join(ulimits)
 
 
 def _log_settings(driver: str, opts: tuple) -> None:

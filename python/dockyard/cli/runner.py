@@ -42,6 +42,7 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("cpuset-mems", "", "str", "", "MEMs in which to allow execution (0-3, 0,1)"),
     ("pids-limit", "", "int", 0, "Tune container pids limit (set -1 for unlimited)"),
     ("ulimit", "", "multi", (), "Ulimit options"),
+    ("shm-size", "", "str", "", "Size of /dev/shm"),
     ("device", "", "multi", (), "Add a host device to the container"),
     ("sysctl", "", "multi", (), "Sysctl options"),
     ("init", "", "bool", False, "Run an init inside the container that forwards signals and reaps processes"),
@@ -299,8 +300,14 @@ def create_body(p: dict) -> dict:
             host[key] = p[flag]
     if p["pids_limit"]:
         host["PidsLimit"] = p["pids_limit"]
-    if p["ulimit"]:
-        host["Ulimits"] = [_ulimit(u) for u in p["ulimit"]]
+    host["Ulimits"] = [_ulimit(u) for u in p["ulimit"]]  # ([] without any, as the docker CLI sends it)
+    if p["shm_size"]:
+        from ..units import parse_size
+
+        try:
+            host["ShmSize"] = parse_size(p["shm_size"])
+        except InvalidArgument as exc:
+            raise _flag_error("shm-size", p["shm_size"], str(exc)) from None
     name, _, count = p["restart"].partition(":")
     policy: dict = {"Name": name}
     if count:

@@ -202,8 +202,8 @@ def _strs(value: object) -> list[str]:
 
 def options_from_body(body: object, name: str = ""):
     from ..engine.containers import CreateOptions
-    from ..engine.spec import (Resources, check_nano_cpus, check_sysctls, normalize_cap, parse_device_cgroup_rule,
-                               parse_ulimit)
+    from ..engine.spec import (Resources, check_nano_cpus, check_sysctls, default_ulimits, normalize_cap,
+                               parse_device_cgroup_rule, parse_ulimit)
 
     if not isinstance(body, dict):
         raise InvalidArgument("invalid JSON: json: cannot unmarshal " + _jkind(body)
@@ -236,6 +236,7 @@ def options_from_body(body: object, name: str = ""):
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
     if (host.get("ShmSize") or 0) < 0:
         raise InvalidArgument("SHM size can not be less than 0")
+    res.shm_size = host.get("ShmSize") or 0
     res.memory_swap = host.get("MemorySwap") or 0
     res.memory_reservation = host.get("MemoryReservation") or 0
     res.nano_cpus = host.get("NanoCpus") or 0
@@ -270,6 +271,8 @@ def options_from_body(body: object, name: str = ""):
                   "CpuRealtimePeriod": host.get("CpuRealtimePeriod") or 0,
                   "CpuRealtimeRuntime": host.get("CpuRealtimeRuntime") or 0,
                   "UsernsMode": check_mode(host.get("UsernsMode") or "")}
+    if host.get("Ulimits") == [] and not default_ulimits():
+        host_extra["Ulimits"] = []  # (as given: the docker 28 CLI sends [], docker-py nothing, and dockerd keeps either)
     network = host.get("NetworkMode") or "default"
     res.sysctls = {k: v or "" for k, v in (host.get("Sysctls") or {}).items()}
     check_sysctls(res.sysctls, host_network=network == "host")

@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..errors import Conflict, ContainerNotFound, DockyardError, InvalidArgument, NotFound, start_error_code
@@ -33,7 +33,8 @@ from .images import Images, now_rfc3339, parse_time
 from .jsonlog import read_json_log, rotation
 from .names import check_name, new_id, random_name
 from .runtime import Runtime, StartError, run_dir
-from .spec import DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities, parse_signal
+from .spec import (DEFAULT_PATH, ProcessSpec, Resources, build_spec, capabilities, default_shm_size, default_ulimits,
+                   parse_signal)
 from .store import Store, is_mountpoint, pid_alive as _alive, remove_tree, write_atomic
 from .snapshots import Snapshots
 from .supervisors import end_process, signal_init, supervisor_of
@@ -276,7 +277,7 @@ class Containers(Snapshots):
         healthcheck = health.merge(opts.healthcheck, image_cfg.get("Healthcheck"))
         if healthcheck:
             config["Healthcheck"] = healthcheck
-        res = opts.resources
+        res = _with_daemon_defaults(opts.resources)
         host_config = {
             "NetworkMode": net_host.pop("NetworkMode"),
             "RestartPolicy": restart, "AutoRemove": opts.auto_remove,
@@ -295,6 +296,7 @@ class Containers(Snapshots):
             "Devices": [dict(dev) for dev in res.devices],
             "PidMode": opts.pid_mode, "UTSMode": opts.uts_mode, "GroupAdd": list(opts.group_add) or None,
             "LogConfig": {"Type": log_type, "Config": dict(log_config.get("Config") or {})},
+            "ShmSize": res.shm_size,
         }
         if res.sysctls:
             host_config["Sysctls"] = dict(res.sysctls)  # (dockerd's omitempty)
@@ -985,6 +987,14 @@ def _with_daemon_log_config(cfg: dict) -> dict:
     if out["Type"] == (default.get("Type") or "json-file"):
         out["Config"] = {**(default.get("Config") or {}), **out["Config"]}
     return out
+
+
+def _with_daemon_defaults(res: Resources) -> Resources:
+    """A create's resources with the daemon's --default-shm-size and --default-ulimit filled
+    in, as dockerd does at create (so inspect shows them): a ulimit the create names is its own."""
+    named = {u["type"] for u in res.ulimits}
+    return replace(res, shm_size=res.shm_size or default_shm_size(),
+                               ulimits=[*res.ulimits, *(u for u in default_ulimits() if u["type"] not in named)])
 
 
 def _log_type(rec: dict) -> str:

@@ -283,6 +283,7 @@ class Resources:
     devices: list[dict] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)    # HostConfig.Sysctls
     device_cgroup_rules: list[dict] = field(default_factory=list)  # HostConfig.DeviceCgroupRules, parsed
+    shm_size: int = 0  # HostConfig.ShmSize: /dev/shm's size in bytes (0: the daemon's default)
 
 
 def check_nano_cpus(nano_cpus: int) -> None:
@@ -419,7 +420,23 @@ def linux_resources(res: Resources) -> dict:
     return out
 
 
-def default_mounts(shm_size: int = 64 << 20, read_only_sys: bool = True) -> list[dict]:
+#: /dev/shm's size when neither the container nor the daemon (--default-shm-size) says, as dockerd's
+DEFAULT_SHM_SIZE = 64 << 20
+
+
+def default_shm_size() -> int:
+    """The daemon's --default-shm-size (which sets $DOCKYARD_DEFAULT_SHM_SIZE), else 64 MiB."""
+    value = os.environ.get("DOCKYARD_DEFAULT_SHM_SIZE", "")
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_SHM_SIZE
+
+
+def default_ulimits() -> list[dict]:
+    """The daemon's --default-ulimit settings ($DOCKYARD_DEFAULT_ULIMITS: "nofile=1024:2048 ..."),
+    as OCI rlimits."""
+    return [parse_ulimit(u) for u in os.environ.get("DOCKYARD_DEFAULT_ULIMITS", "").split()]
+
+
+def default_mounts(shm_size: int = DEFAULT_SHM_SIZE, read_only_sys: bool = True) -> list[dict]:
     """Docker's mounts for every container, in Docker's order."""
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -506,7 +523,7 @@ def build_spec(rootfs: str, p: ProcessSpec, layers: list[Path] | None = None) ->
         linux["resources"]["devices"] = list(linux["resources"]["devices"]) + p.resources.device_cgroup_rules
     if p.seccomp is not None and not p.privileged:
         linux["seccomp"] = p.seccomp
-    mounts = default_mounts(read_only_sys=not p.privileged) + list(p.extra_mounts)
+    mounts = default_mounts(p.resources.shm_size or DEFAULT_SHM_SIZE, read_only_sys=not p.privileged) + list(p.extra_mounts)
     spec = {
         "ociVersion": "1.0.2",
         "process": process,
