@@ -363,6 +363,24 @@ def test_tar_context_on_stdin_ignores_only_build_files_like_docker(dockerd, dock
     assert got == want == ["/c/.dockerignore", "/c/a.key", "/c/keep"]
 
 
+def test_run_limits_match_docker(dockerd, docker_base, cli, base_tar, tmp_path):
+    """``build --shm-size --ulimit --memory`` through the daemon, as the classic builder: the RUN
+    containers have that /dev/shm, those ulimits and that memory limit (cgroup v1's file)."""
+    probe = ("RUN (df -k /dev/shm | tail -1; ulimit -n; ulimit -Hn; "
+             "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || echo no-v1) > /limits\n")
+    ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\n" + probe})
+    flags = ["--shm-size", "16m", "--ulimit", "nofile=300:400", "-m", "64m"]
+    proc = docker_build(dockerd, ctx, "limits", flags)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    want = dockerd.docker("run", "--rm", "--network", "none", "limits", "cat", "/limits").stdout.decode()
+    cli("import", "-c", 'CMD ["/bin/sh"]', str(base_tar), BASE)
+    iid = cli("build", "-q", *flags, str(ctx)).stdout.decode().strip()
+    got = cli("run", "--rm", "--network", "none", iid, "cat", "/limits").stdout.decode()
+    assert got == want and " 16384 " in got and "300\n400\n" in got, (got, want)
+    bad = cli("build", "-q", "--shm-size", "lots", str(ctx), check=False)
+    assert bad.returncode == 125 and "invalid argument \"lots\" for \"--shm-size\" flag" in bad.stderr.decode()
+
+
 def test_failing_run_matches_docker_message(dockerd, docker_base, bengine, tmp_path):
     ctx = write_tree(tmp_path / "ctx", {"Dockerfile": "FROM dybuild:base\nRUN echo out:before; exit 3\n"})
     proc = docker_build(dockerd, ctx, "fails")

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..engine.spec import Resources
 from ..errors import DockyardError, ImageNotFound
 from ..units import go_duration
 from .cache import CACHE_SCHEMA, KNOWN
@@ -68,6 +69,8 @@ class BuildOptions:
     # --cache-from: when given, only these images (and their parents) are cache sources, as the
     # classic builder's; None: the local cache
     cache_from: list[str] | None = None
+    # the RUN containers' limits (docker build --shm-size, --memory, --ulimit, ...)
+    resources: Resources = field(default_factory=Resources)
 
 
 def classic_line(line: str) -> str:
@@ -694,7 +697,7 @@ class Builder:
                     image=state.image_id, cmd=run_cmd, entrypoint=[], env=state.env + build_args,
                     workdir=state.config.get("WorkingDir") or "", user=state.config.get("User") or "",
                     network=self.opts.network or "none", labels={}, volumes=binds,
-                    add_host=list(self.opts.extra_hosts)))
+                    add_host=list(self.opts.extra_hosts), resources=self.opts.resources))
                 started = containers.start(cid)
                 code = follow(self.engine.containers, cid, started.get("ShimPid") or started.get("Pid") or 0,
                               self.out, self.flush)

@@ -23,6 +23,8 @@ _FLAGS: dict[str, tuple[str, bool, bool]] = {
     "--platform": ("platform", True, False), "--network": ("network", True, False),
     "--rm": ("rm", False, False), "--no-rm": ("no_rm", False, False), "--force-rm": ("force_rm", False, False),
     "--pull": ("pull", False, False),
+    "--shm-size": ("shm_size", True, False), "-m": ("memory", True, False), "--memory": ("memory", True, False),
+    "--ulimit": ("ulimits", True, True),
 }
 PROGRESS = ("auto", "plain", "tty", "quiet")
 
@@ -33,7 +35,7 @@ def parse_build_args(argv: list[str]) -> dict | None:
 
     parsed = parse(argv, _FLAGS, {"tags": [], "build_args": [], "labels": [], "file": None, "target": "",
                                   "no_cache": False, "quiet": False, "iidfile": None, "progress": "auto",
-                                  "network": "none"})
+                                  "network": "none", "shm_size": None, "memory": None, "ulimits": []})
     if parsed is None or len(parsed[1]) != 1 or parsed[0]["progress"] not in PROGRESS:
         return None
     params, positional = parsed
@@ -47,13 +49,51 @@ def fast_build(session, argv: list[str]) -> int | None:
         return None
     run_build(session, params["context"], params["tags"], params["file"], params["build_args"], params["target"],
               params["no_cache"], params["labels"], params["quiet"], params["iidfile"], params["progress"],
-              params["network"], pull=bool(params.get("pull")))
+              params["network"], pull=bool(params.get("pull")),
+              limits=limit_params(params["shm_size"], params["memory"], params["ulimits"]))
     return 0
+
+
+def limit_params(shm_size: str | None, memory: str | None, ulimits: list[str]) -> dict:
+    """``--shm-size``, ``--memory`` and ``--ulimit`` as the docker CLI sends them to ``/build``
+    (``shmsize``, ``memory``, ``ulimits``), checked as it checks them."""
+    import json
+
+    from ..cli.output import client_error as _client_error
+    from ..errors import InvalidArgument
+    from ..units import parse_size
+
+    def client_error(message: str) -> InvalidArgument:
+        exc = _client_error(message)
+        exc.cli_exit = 125  # (a flag the docker CLI cannot parse: 125, as for run)
+        return exc
+
+    out: dict = {}
+    for flag, key, value in (("shm-size", "shmsize", shm_size), ("memory", "memory", memory)):
+        if value:
+            try:
+                out[key] = parse_size(value)
+            except InvalidArgument as exc:
+                raise client_error(f'invalid argument "{value}" for "--{flag}" flag: {exc}') from None
+    if ulimits:
+        from ..engine.spec import parse_ulimit
+
+        items = []
+        for u in ulimits:
+            try:
+                parse_ulimit(u)
+            except InvalidArgument as exc:
+                raise client_error(f'invalid argument "{u}" for "--ulimit" flag: {exc}') from None
+            name, _, limits = u.partition("=")
+            soft, _, hard = limits.partition(":")
+            items.append({"Name": name, "Hard": int(hard or soft), "Soft": int(soft)})
+        out["ulimits"] = json.dumps(items)
+    return out
 
 
 def run_build(session, context_path: str, tags: list[str], file: str | None, build_args: list[str],
               target: str, no_cache: bool, labels: list[str], quiet: bool, iidfile: str | None, progress: str,
-              network: str, pull: bool = False) -> str:
+              network: str, pull: bool = False, limits: dict | None = None) -> str:
     """Build through the daemon (``POST /build``, as the docker CLI's classic builder): the context
     goes as a tar made on the fly, the daemon's JSON output is printed as it comes (only the ID
     with ``quiet``); returns the image ID.  SIGTERM or Ctrl-C half-closes the connection, which
@@ -83,7 +123,7 @@ def run_build(session, context_path: str, tags: list[str], file: str | None, bui
     body, name = open_context(context_path, file)
     params = {"t": list(tags) or None, "dockerfile": name, "buildargs": args or None, "labels": label_map or None,
               "target": target or None, "nocache": no_cache or None, "q": quiet or None,
-              "networkmode": network or None, "rm": True, "pull": pull or None}
+              "networkmode": network or None, "rm": True, "pull": pull or None, **(limits or {})}
     state: dict = {"sock": None, "cancelled": False}
 
     def stop(signum, frame):

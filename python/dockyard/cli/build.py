@@ -24,11 +24,14 @@ from . import CONTEXT, pass_session
 @click.option("--rm/--no-rm", "rm", default=True, hidden=True)
 @click.option("--force-rm", is_flag=True, hidden=True)
 @click.option("--pull", is_flag=True, help="Always attempt to pull a newer version of the image")
+@click.option("--shm-size", default=None, help="Size of /dev/shm for the RUN instructions")
+@click.option("-m", "--memory", default=None, help="Memory limit for the RUN instructions")
+@click.option("--ulimit", "ulimits", multiple=True, help="Ulimit options for the RUN instructions")
 @pass_session
 def build(session, context_path, tags, file, build_args, target, no_cache, labels, quiet, iidfile,
-          progress, platform, network, rm, force_rm, pull) -> None:
+          progress, platform, network, rm, force_rm, pull, shm_size, memory, ulimits) -> None:
     """Build an image from a Dockerfile."""
-    from ..build.command import run_build
+    from ..build.command import limit_params, run_build
 
     run_build(session, context_path, list(tags), file, list(build_args), target, no_cache, list(labels), quiet,
-              iidfile, progress, network, pull=pull)
+              iidfile, progress, network, pull=pull, limits=limit_params(shm_size, memory, list(ulimits)))

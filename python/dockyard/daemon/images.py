@@ -408,6 +408,7 @@ def build(d, req: Request):
             raise InvalidArgument("cachefrom must be a JSON list of image names") from None
         if cache_from is not None and not isinstance(cache_from, list):  # (null: none, as Go decodes it)
             raise InvalidArgument("cachefrom must be a JSON list of image names")
+    resources = _build_resources(req)
     with d.engines.get() as engine, engine.store.staging() as stage:
         tar = stage / "context.tar"
         src = req.stream
@@ -488,7 +489,7 @@ def build(d, req: Request):
         try:
             opts = BuildOptions(ctx, dockerfile, dockerfile_name, tags, build_args, target, no_cache, labels,
                                 network, context_is_archive=True, pull=pull, extra_hosts=extra_hosts,
-                                cache_from=cache_from)
+                                cache_from=cache_from, resources=resources)
             image_id = Builder(tracked, opts, emit, flush).build()
             send({"aux": {"ID": image_id}})
             if quiet:
@@ -613,6 +614,28 @@ def _watch_client(d, sock, tracked: _Tracking, done: threading.Event, wake: int)
             return  # the client sent something (not a hang-up): nothing to watch for any more
         tracked.cancel(d)
         return
+
+
+def _build_resources(req: Request):
+    """The RUN containers' limits that ``/build`` takes (``shmsize``, ``memory``, ``memswap``,
+    ``cpushares``, ``cpusetcpus``, ``cpusetmems``, ``cpuperiod``, ``cpuquota``, ``ulimits``), as
+    the classic builder applies them."""
+    from ..engine.spec import Resources, parse_ulimit
+
+    res = Resources(shm_size=req.int("shmsize", 0) or 0, memory=req.int("memory", 0) or 0,
+                    memory_swap=req.int("memswap", 0) or 0, cpu_shares=req.int("cpushares", 0) or 0,
+                    cpu_period=req.int("cpuperiod", 0) or 0, cpu_quota=req.int("cpuquota", 0) or 0,
+                    cpuset_cpus=req.arg("cpusetcpus") or "", cpuset_mems=req.arg("cpusetmems") or "")
+    if res.shm_size < 0:
+        raise InvalidArgument("SHM size can not be less than 0")
+    if res.memory and res.memory < 6 * 1024 * 1024:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    try:
+        ulimits = json.loads(req.arg("ulimits") or "null") or []
+        res.ulimits = [parse_ulimit(f"{u['Name']}={int(u['Soft'])}:{int(u['Hard'])}") for u in ulimits]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument("ulimits must be a JSON list of {Name, Soft, Hard}") from None
+    return res
 
 
 def build_prune(d, req: Request) -> dict:
