@@ -94,6 +94,8 @@ def test_same_as_docker(both, dockerd, docker_busybox, probe):
     (["--ulimit", "nofile=256:512"], "ulimit -n; ulimit -Hn"),
     (["--shm-size", "8m"], "df -k /dev/shm | tail -1"),
     ([], "df -k /dev/shm | tail -1"),
+    (["--oom-score-adj", "500"], "cat /proc/self/oom_score_adj"),
+    (["--oom-score-adj", "1001"], "true"),
     (["-w", "/somewhere/new"], "pwd"),
     (["-e", "PATH=/bin", "-e", "X"], "echo $PATH; env | grep -c '^X=' || true"),
     (["--entrypoint", "echo"], None),
@@ -108,9 +110,9 @@ def test_flags_same_as_docker(both, dockerd, docker_busybox, args, script):
 
 
 def test_shm_size_and_ulimits_recorded_as_docker(both, dockerd, docker_busybox):
-    """HostConfig.ShmSize and Ulimits as dockerd records them at create (the default size is
+    """HostConfig.ShmSize, Ulimits and OomScoreAdj as dockerd records them at create (the default size is
     written in), and a --shm-size that is not a size refused as the docker CLI does."""
-    for args in ([], ["--shm-size", "8m", "--ulimit", "nproc=100:200"]):
+    for args in ([], ["--shm-size", "8m", "--ulimit", "nproc=100:200", "--oom-score-adj", "300"]):
         cid = dockerd.docker("create", "--network", "none", *args, docker_busybox, "true").stdout.decode().strip()
         theirs = json.loads(dockerd.docker("inspect", cid).stdout)[0]["HostConfig"]
         dockerd.docker("rm", cid)
@@ -118,7 +120,8 @@ def test_shm_size_and_ulimits_recorded_as_docker(both, dockerd, docker_busybox):
         assert made.returncode == 0, made.stderr
         ours = json.loads(both("inspect", made.stdout.decode().strip()).stdout)[0]["HostConfig"]
         both("rm", made.stdout.decode().strip())
-        assert (ours["ShmSize"], ours["Ulimits"]) == (theirs["ShmSize"], theirs["Ulimits"]), args
+        keys = ("ShmSize", "Ulimits", "OomScoreAdj")
+        assert [ours[k] for k in keys] == [theirs[k] for k in keys], args
     theirs = dockerd.docker("run", "--rm", "--shm-size", "nope", docker_busybox, "true", check=False)
     ours = both("run", "--rm", "--shm-size", "nope", docker_busybox, "true")
     assert ours.returncode == theirs.returncode

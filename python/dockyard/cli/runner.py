@@ -43,6 +43,7 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("pids-limit", "", "int", 0, "Tune container pids limit (set -1 for unlimited)"),
     ("ulimit", "", "multi", (), "Ulimit options"),
     ("shm-size", "", "str", "", "Size of /dev/shm"),
+    ("oom-score-adj", "", "int", 0, "Tune host's OOM preferences (-1000 to 1000)"),
     ("device", "", "multi", (), "Add a host device to the container"),
     ("sysctl", "", "multi", (), "Sysctl options"),
     ("init", "", "bool", False, "Run an init inside the container that forwards signals and reaps processes"),
@@ -301,6 +302,8 @@ def create_body(p: dict) -> dict:
     if p["pids_limit"]:
         host["PidsLimit"] = p["pids_limit"]
     host["Ulimits"] = [_ulimit(u) for u in p["ulimit"]]  # ([] without any, as the docker CLI sends it)
+    if p["oom_score_adj"]:
+        host["OomScoreAdj"] = p["oom_score_adj"]
     if p["shm_size"]:
         from ..units import parse_size
 

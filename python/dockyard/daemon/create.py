@@ -271,6 +271,10 @@ def options_from_body(body: object, name: str = ""):
                   "CpuRealtimePeriod": host.get("CpuRealtimePeriod") or 0,
                   "CpuRealtimeRuntime": host.get("CpuRealtimeRuntime") or 0,
                   "UsernsMode": check_mode(host.get("UsernsMode") or "")}
+    oom = host.get("OomScoreAdj") or 0
+    if not -1000 <= oom <= 1000:
+        raise InvalidArgument(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
+    host_extra["OomScoreAdj"] = oom
     if host.get("Ulimits") == [] and not default_ulimits():
         host_extra["Ulimits"] = []  # (as given: the docker 28 CLI sends [], docker-py nothing, and dockerd keeps either)
     network = host.get("NetworkMode") or "default"

@@ -542,6 +542,7 @@ class Containers(Snapshots):
             privileged=host["Privileged"], no_new_privileges=no_new_privs, read_only=host["ReadonlyRootfs"],
             seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs) + net["mounts"],
             namespaces=namespaces, cgroups_path=f"/dockyard/{rec['id']}", annotations=annotations,
+            oom_score_adj=int(host.get("OomScoreAdj") or 0),  # (0 too, as dockerd: not the daemon's own)
         )
         # --user is resolved against the container's files: through the overlay where it is
         # mounted here (rootless, or a view for a copy-up), else read from its layers (see start)
