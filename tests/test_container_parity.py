@@ -96,6 +96,9 @@ def test_same_as_docker(both, dockerd, docker_busybox, probe):
     ([], "df -k /dev/shm | tail -1"),
     (["--oom-score-adj", "500"], "cat /proc/self/oom_score_adj"),
     (["--oom-score-adj", "1001"], "true"),
+    (["--ipc", "host"], "grep /dev/shm /proc/mounts | tail -1; readlink /proc/self/ns/ipc"),
+    (["--ipc", "none"], "grep -c /dev/shm /proc/mounts"),
+    (["--ipc", "bogus"], "true"),
     (["-w", "/somewhere/new"], "pwd"),
     (["-e", "PATH=/bin", "-e", "X"], "echo $PATH; env | grep -c '^X=' || true"),
     (["--entrypoint", "echo"], None),
@@ -110,9 +113,10 @@ def test_flags_same_as_docker(both, dockerd, docker_busybox, args, script):
 
 
 def test_shm_size_and_ulimits_recorded_as_docker(both, dockerd, docker_busybox):
-    """HostConfig.ShmSize, Ulimits and OomScoreAdj as dockerd records them at create (the default size is
+    """HostConfig.ShmSize, Ulimits, OomScoreAdj and IpcMode as dockerd records them at create (the default size is
     written in), and a --shm-size that is not a size refused as the docker CLI does."""
-    for args in ([], ["--shm-size", "8m", "--ulimit", "nproc=100:200", "--oom-score-adj", "300"]):
+    for args in ([], ["--shm-size", "8m", "--ulimit", "nproc=100:200", "--oom-score-adj", "300",
+                                                "--ipc", "shareable"]):
         cid = dockerd.docker("create", "--network", "none", *args, docker_busybox, "true").stdout.decode().strip()
         theirs = json.loads(dockerd.docker("inspect", cid).stdout)[0]["HostConfig"]
         dockerd.docker("rm", cid)
@@ -120,12 +124,39 @@ def test_shm_size_and_ulimits_recorded_as_docker(both, dockerd, docker_busybox):
         assert made.returncode == 0, made.stderr
         ours = json.loads(both("inspect", made.stdout.decode().strip()).stdout)[0]["HostConfig"]
         both("rm", made.stdout.decode().strip())
-        keys = ("ShmSize", "Ulimits", "OomScoreAdj")
+        keys = ("ShmSize", "Ulimits", "OomScoreAdj", "IpcMode")
         assert [ours[k] for k in keys] == [theirs[k] for k in keys], args
     theirs = dockerd.docker("run", "--rm", "--shm-size", "nope", docker_busybox, "true", check=False)
     ours = both("run", "--rm", "--shm-size", "nope", docker_busybox, "true")
     assert ours.returncode == theirs.returncode
     assert ours.stderr.decode().splitlines()[0] == theirs.stderr.decode().splitlines()[0]
+
+
+def test_ipc_container_mode_same_as_docker(both, dockerd, docker_busybox):
+    """--ipc container:X as dockerd's: X must be shareable (else dockerd's error); the joiner
+    is in X's IPC namespace and sees X's /dev/shm (X's --shm-size).  Nothing is left mounted
+    once X is gone."""
+    script = "cat /dev/shm/x; df -k /dev/shm | tail -1 | awk '{print $2}'; [ $(readlink /proc/self/ns/ipc) = $NS ] && echo same"
+    results = []
+    for run in (lambda *a: dockerd.docker(*a, check=False), both):
+        run("run", "-d", "--name", "donor", "--network", "none", "--ipc", "shareable", "--shm-size", "8m",
+            docker_busybox, "sh", "-c", "echo shared > /dev/shm/x; readlink /proc/self/ns/ipc > /dev/shm/ns; sleep 60")
+        run("run", "-d", "--name", "private", "--network", "none", docker_busybox, "sleep", "60")
+        tries = 50  # (the donor writes them once it runs: each try is an exec)
+        while run("exec", "donor", "cat", "/dev/shm/ns").returncode != 0 and tries:
+            tries -= 1
+        ns = run("exec", "donor", "cat", "/dev/shm/ns").stdout.decode().strip()
+        joined = run("run", "--rm", "--network", "none", "--ipc", "container:donor", "-e", f"NS={ns}",
+                     docker_busybox, "sh", "-c", script)
+        refused = run("run", "--rm", "--network", "none", "--ipc", "container:private", docker_busybox, "true")
+        run("rm", "-f", "donor", "private")
+        results.append((joined.returncode, joined.stdout.decode(), refused.returncode,
+                        re.sub(r"[0-9a-f]{64}", "ID", refused.stderr.decode().splitlines()[0]).removeprefix("docker: ")))
+    assert results[0] == results[1]
+    assert results[1][1] == "shared\n8192\nsame\n", results
+    assert "non-shareable IPC" in results[1][3]
+    with open("/proc/self/mountinfo") as f:
+        assert "/shm " not in "".join(l for l in f if "containers/" in l)
 
 
 def test_exit_codes_same_as_docker(both, dockerd, docker_busybox):

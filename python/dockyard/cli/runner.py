@@ -54,6 +54,7 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("security-opt", "", "multi", (), "Security Options"),
     ("userns", "", "str", "", "User namespace to use"),
     ("pid", "", "str", "", "PID namespace to use"),
+    ("ipc", "", "str", "", "IPC mode to use"),
     ("uts", "", "str", "", "UTS namespace to use"),
     ("restart", "", "str", "no", "Restart policy to apply when a container exits"),
     ("stop-signal", "", "str", "", "Signal to stop the container"),
@@ -333,6 +334,8 @@ def create_body(p: dict) -> dict:
         host["UsernsMode"] = p["userns"]
     if p["pid"]:
         host["PidMode"] = p["pid"]
+    if p["ipc"]:
+        host["IpcMode"] = p["ipc"]
     if p["uts"]:
         host["UTSMode"] = p["uts"]
     for key, flag in (("CapAdd", "cap_add"), ("CapDrop", "cap_drop"), ("Binds", "volume"), ("Links", "link"),

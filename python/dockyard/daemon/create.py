@@ -271,6 +271,10 @@ def options_from_body(body: object, name: str = ""):
                   "CpuRealtimePeriod": host.get("CpuRealtimePeriod") or 0,
                   "CpuRealtimeRuntime": host.get("CpuRealtimeRuntime") or 0,
                   "UsernsMode": check_mode(host.get("UsernsMode") or "")}
+    ipc = host.get("IpcMode") or ""
+    if ipc not in ("", "private", "shareable", "host", "none") and not (ipc.startswith("container:") and ipc[10:]):
+        raise InvalidArgument(f"Invalid IPC mode: {ipc}")
+    host_extra["IpcMode"] = ipc or "private"  # (dockerd's default-ipc-mode)
     oom = host.get("OomScoreAdj") or 0
     if not -1000 <= oom <= 1000:
         raise InvalidArgument(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")

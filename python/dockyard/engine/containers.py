@@ -377,7 +377,9 @@ class Containers(Snapshots):
                 remove_tree(self.store.root / name)
         return path
 
-    def _unmount_rootfs(self, cid: str) -> None:
+    def _unmount_rootfs(self, cid: str, view_only: bool = False) -> None:
+        """Unmount what the host holds of a container: its root's view and, unless only the
+        view (a running container's copy-up or export view), its --ipc shareable /dev/shm."""
         from .. import _native
 
         target = self.dir(cid) / "bundle" / "rootfs"
@@ -386,6 +388,9 @@ class Containers(Snapshots):
         # --userns-remap: the idmapped view of the store a start left (a crash between its
         # mount and the runtime's): a removal of the directory must never walk into it
         _native_umount(self.dir(cid) / "idmap")
+        shm = self.dir(cid) / "shm"  # --ipc shareable's /dev/shm (containers that joined keep their bind)
+        if not view_only and is_mountpoint(shm):
+            _native.umount(str(shm))
 
     def _write_etc(self, rec: dict, rootfs: Path) -> list[dict]:
         """hostname, hosts and resolv.conf for the container, bind-mounted over the image's."""
@@ -437,7 +442,7 @@ class Containers(Snapshots):
             if remap is not None:
                 userns.remap_bundle(self, rec, remap, bundle_spec)
             elif by_runtime:
-                self._unmount_rootfs(cid)  # the copy-up view, if one was made
+                self._unmount_rootfs(cid, view_only=True)  # the copy-up view, if one was made
                 bundle_spec.setdefault("annotations", {})["dockyard.rootfs.overlay"] = json.dumps(
                     {"lower": [str(p) for p in self._lowers(rec)], "upper": str(d / "upper"), "work": str(d / "work")})
             # 0600 as dockerd's container files; no temporary file left on a full disk; no fsync
@@ -511,7 +516,10 @@ class Containers(Snapshots):
                 pass  # no LSM here; accepted as docker does on hosts without one
             else:
                 raise InvalidArgument(f"Invalid --security-opt: {opt!r}")
-        namespaces = [{"type": "mount"}, {"type": "ipc"}, {"type": "cgroup"}]
+        namespaces = [{"type": "mount"}, {"type": "cgroup"}]
+        ipc_ns, shm_source = self._ipc(rec, res.shm_size)
+        if ipc_ns is not None:
+            namespaces.insert(1, ipc_ns)
         if host.get("UTSMode") != "host":
             namespaces.append({"type": "uts"})
         pid_mode = host.get("PidMode") or ""
@@ -543,11 +551,40 @@ class Containers(Snapshots):
             seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs) + net["mounts"],
             namespaces=namespaces, cgroups_path=f"/dockyard/{rec['id']}", annotations=annotations,
             oom_score_adj=int(host.get("OomScoreAdj") or 0),  # (0 too, as dockerd: not the daemon's own)
+            shm_source=shm_source,
         )
         # --user is resolved against the container's files: through the overlay where it is
         # mounted here (rootless, or a view for a copy-up), else read from its layers (see start)
         layers = None if mounted else [self.dir(rec["id"]) / "upper", *self._lowers(rec)]
         return build_spec(str(rootfs), p, layers=layers)
+
+    def _ipc(self, rec: dict, shm_size: int) -> tuple[dict | None, str | None]:
+        """--ipc as dockerd's: the IPC namespace entry (None: the host's) and where /dev/shm
+        comes from (see ProcessSpec.shm_source).  A shareable container's /dev/shm is a tmpfs
+        on the host (``shm`` in its directory, unmounted when it stops) that ``container:X``
+        binds; the donor must be running and shareable."""
+        mode = rec["spec"]["HostConfig"].get("IpcMode") or "private"
+        if mode == "host":
+            return None, "/dev/shm"
+        if mode == "none":
+            return {"type": "ipc"}, ""
+        if mode == "shareable":
+            shm = self.dir(rec["id"]) / "shm"
+            shm.mkdir(mode=0o700, exist_ok=True)
+            if not is_mountpoint(shm):
+                from .. import _native
+
+                _native.mount_tmpfs(str(shm), "shm", f"mode=1777,size={(shm_size or default_shm_size()) // 1024}k")
+            return {"type": "ipc"}, str(shm)
+        if mode.startswith("container:"):
+            donor = self.refresh(self.load(self.resolve(mode.partition(":")[2])))
+            if not donor["state"]["Running"]:
+                raise Conflict(f"cannot join IPC of a non running container: {donor['id']}")
+            if (donor["spec"]["HostConfig"].get("IpcMode") or "private") != "shareable":
+                raise Conflict(f"can't join IPC of container {donor['id']}: non-shareable IPC (hint: use "
+                               "IpcMode:shareable for the donor container)")
+            return {"type": "ipc", "path": f"/proc/{donor['state']['Pid']}/ns/ipc"}, str(self.dir(donor["id"]) / "shm")
+        return {"type": "ipc"}, None
 
     def _pid_ns_of(self, ref: str) -> str:
         """--pid container:X: the path of X's PID namespace (X must be running)."""

@@ -144,7 +144,7 @@ class Snapshots:
             _native.pack(str(target), dest, compression="none")
         finally:
             if mounted_here:
-                self._unmount_rootfs(cid)
+                self._unmount_rootfs(cid, view_only=True)
 
     # -- docker cp --------------------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ class Snapshots:
                 yield str(target)
             finally:
                 if mounted_here:
-                    self._unmount_rootfs(cid)
+                    self._unmount_rootfs(cid, view_only=True)
         return ctx()
 
     def archive_source(self, ref: str, path: str):

@@ -475,6 +475,9 @@ class ProcessSpec:
     group_add: list[str] = field(default_factory=list)
     cgroups_path: str = ""
     oom_score_adj: int | None = None
+    # /dev/shm: None a tmpfs of the container's own (Resources.shm_size), "" none at all
+    # (--ipc none), else a directory bound there (--ipc host, shareable, container:X)
+    shm_source: str | None = None
     sysctl: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
 
@@ -523,7 +526,13 @@ def build_spec(rootfs: str, p: ProcessSpec, layers: list[Path] | None = None) ->
         linux["resources"]["devices"] = list(linux["resources"]["devices"]) + p.resources.device_cgroup_rules
     if p.seccomp is not None and not p.privileged:
         linux["seccomp"] = p.seccomp
-    mounts = default_mounts(p.resources.shm_size or DEFAULT_SHM_SIZE, read_only_sys=not p.privileged) + list(p.extra_mounts)
+    mounts = default_mounts(p.resources.shm_size or DEFAULT_SHM_SIZE, read_only_sys=not p.privileged)
+    if p.shm_source is not None:
+        mounts = [m for m in mounts if m["destination"] != "/dev/shm"]
+        if p.shm_source:
+            mounts.append({"destination": "/dev/shm", "type": "bind", "source": p.shm_source,
+                           "options": ["rbind", "rprivate"]})
+    mounts += list(p.extra_mounts)
     spec = {
         "ociVersion": "1.0.2",
         "process": process,

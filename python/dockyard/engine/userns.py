@@ -303,7 +303,7 @@ def remap_bundle(ctrs, rec: dict, remap: Remap, spec: dict) -> None:
 
     root = ctrs.store.root
     d = ctrs.dir(rec["id"])
-    ctrs._unmount_rootfs(rec["id"])  # the copy-up view, if one was made
+    ctrs._unmount_rootfs(rec["id"], view_only=True)  # the copy-up view, if one was made
     # The runtime mounts as the container's root, an unprivileged host user: it must get
     # through the store root to the view (0711, as dockerd's data root under remapping).
     mode = root.stat().st_mode

@@ -126,6 +126,21 @@ fn mount_legacy(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) ->
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// Mount a tmpfs at `target` (nosuid, nodev, noexec) with `options` (`mode=1777,size=65536k`):
+/// a shareable container's /dev/shm, kept on the host so that another container can bind it.
+pub fn mount_tmpfs(target: &Path, source: &str, options: &str) -> Result<()> {
+    let t = cstr(target)?;
+    let src = CString::new(source).map_err(|_| Error::InvalidArgument("source contains NUL".into()))?;
+    let data = CString::new(options).map_err(|_| Error::InvalidArgument("options contain NUL".into()))?;
+    let fstype = c"tmpfs";
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let r = unsafe { libc::mount(src.as_ptr(), t.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast()) };
+    if r < 0 {
+        return Err(Error::io(target, io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Unmount `target`; with `detach`, lazily (MNT_DETACH) so a busy mount still goes away.
 /// Not mounted (EINVAL) or gone (ENOENT) counts as done.
 pub fn umount(target: &Path, detach: bool) -> Result<()> {

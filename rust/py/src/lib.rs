@@ -275,6 +275,12 @@ fn idmap_mount(py: Python<'_>, source: PathBuf, target: PathBuf, userns: i32) ->
     detached(py, || core::mount::idmap_mount(&source, &target, fd))
 }
 
+/// Mount a tmpfs at `target` (nosuid, nodev, noexec) named `source` with `options`.
+#[pyfunction]
+fn mount_tmpfs(py: Python<'_>, target: PathBuf, source: String, options: String) -> PyResult<()> {
+    detached(py, || core::mount::mount_tmpfs(&target, &source, &options))
+}
+
 /// Unmount `target` (lazily by default); a target that is not mounted is not an error.
 #[pyfunction]
 #[pyo3(signature = (target, detach = true))]
@@ -297,6 +303,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sha256_file, m)?)?;
     m.add_function(wrap_pyfunction!(mount_overlay, m)?)?;
     m.add_function(wrap_pyfunction!(umount, m)?)?;
+    m.add_function(wrap_pyfunction!(mount_tmpfs, m)?)?;
     m.add_function(wrap_pyfunction!(userns_fd, m)?)?;
     m.add_function(wrap_pyfunction!(idmap_mount, m)?)?;
     Ok(())
