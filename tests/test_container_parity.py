@@ -99,6 +99,9 @@ def test_same_as_docker(both, dockerd, docker_busybox, probe):
     (["--ipc", "host"], "grep /dev/shm /proc/mounts | tail -1; readlink /proc/self/ns/ipc"),
     (["--ipc", "none"], "grep -c /dev/shm /proc/mounts"),
     (["--ipc", "bogus"], "true"),
+    (["--memory-swappiness", "10", "--oom-kill-disable", "-m", "64m"],
+     "cat /sys/fs/cgroup/memory/memory.swappiness; grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control"),
+    (["--memory-swappiness", "101"], "true"),
     (["-w", "/somewhere/new"], "pwd"),
     (["-e", "PATH=/bin", "-e", "X"], "echo $PATH; env | grep -c '^X=' || true"),
     (["--entrypoint", "echo"], None),
@@ -113,10 +116,11 @@ def test_flags_same_as_docker(both, dockerd, docker_busybox, args, script):
 
 
 def test_shm_size_and_ulimits_recorded_as_docker(both, dockerd, docker_busybox):
-    """HostConfig.ShmSize, Ulimits, OomScoreAdj and IpcMode as dockerd records them at create (the default size is
+    """HostConfig.ShmSize, Ulimits, OomScoreAdj, IpcMode, MemorySwappiness and OomKillDisable as
+    dockerd records them at create (the default size is
     written in), and a --shm-size that is not a size refused as the docker CLI does."""
     for args in ([], ["--shm-size", "8m", "--ulimit", "nproc=100:200", "--oom-score-adj", "300",
-                                                "--ipc", "shareable"]):
+                                                "--ipc", "shareable", "--memory-swappiness", "10", "--oom-kill-disable"]):
         cid = dockerd.docker("create", "--network", "none", *args, docker_busybox, "true").stdout.decode().strip()
         theirs = json.loads(dockerd.docker("inspect", cid).stdout)[0]["HostConfig"]
         dockerd.docker("rm", cid)
@@ -124,7 +128,7 @@ def test_shm_size_and_ulimits_recorded_as_docker(both, dockerd, docker_busybox):
         assert made.returncode == 0, made.stderr
         ours = json.loads(both("inspect", made.stdout.decode().strip()).stdout)[0]["HostConfig"]
         both("rm", made.stdout.decode().strip())
-        keys = ("ShmSize", "Ulimits", "OomScoreAdj", "IpcMode")
+        keys = ("ShmSize", "Ulimits", "OomScoreAdj", "IpcMode", "MemorySwappiness", "OomKillDisable")
         assert [ours[k] for k in keys] == [theirs[k] for k in keys], args
     theirs = dockerd.docker("run", "--rm", "--shm-size", "nope", docker_busybox, "true", check=False)
     ours = both("run", "--rm", "--shm-size", "nope", docker_busybox, "true")

@@ -44,6 +44,8 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("ulimit", "", "multi", (), "Ulimit options"),
     ("shm-size", "", "str", "", "Size of /dev/shm"),
     ("oom-score-adj", "", "int", 0, "Tune host's OOM preferences (-1000 to 1000)"),
+    ("memory-swappiness", "", "int", -1, "Tune container memory swappiness (0 to 100)"),
+    ("oom-kill-disable", "", "bool", False, "Disable OOM Killer"),
     ("device", "", "multi", (), "Add a host device to the container"),
     ("sysctl", "", "multi", (), "Sysctl options"),
     ("init", "", "bool", False, "Run an init inside the container that forwards signals and reaps processes"),
@@ -305,6 +307,12 @@ def create_body(p: dict) -> dict:
     host["Ulimits"] = [_ulimit(u) for u in p["ulimit"]]  # ([] without any, as the docker CLI sends it)
     if p["oom_score_adj"]:
         host["OomScoreAdj"] = p["oom_score_adj"]
+    if p["memory_swappiness"] != -1:
+        if not 0 <= p["memory_swappiness"] <= 100:  # (the docker CLI's own check and words)
+            raise client_error(f"invalid value: {p['memory_swappiness']}. Valid memory swappiness range is 0-100")
+        host["MemorySwappiness"] = p["memory_swappiness"]
+    if p["oom_kill_disable"]:
+        host["OomKillDisable"] = True
     if p["shm_size"]:
         from ..units import parse_size
 

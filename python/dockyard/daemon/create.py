@@ -237,6 +237,11 @@ def options_from_body(body: object, name: str = ""):
     if (host.get("ShmSize") or 0) < 0:
         raise InvalidArgument("SHM size can not be less than 0")
     res.shm_size = host.get("ShmSize") or 0
+    swappiness = host.get("MemorySwappiness")
+    if swappiness is not None and swappiness != -1 and not 0 <= swappiness <= 100:
+        raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
+    res.memory_swappiness = None if swappiness in (None, -1) else swappiness
+    res.oom_kill_disable = bool(host.get("OomKillDisable"))
     res.memory_swap = host.get("MemorySwap") or 0
     res.memory_reservation = host.get("MemoryReservation") or 0
     res.nano_cpus = host.get("NanoCpus") or 0
@@ -279,6 +284,8 @@ def options_from_body(body: object, name: str = ""):
     if not -1000 <= oom <= 1000:
         raise InvalidArgument(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
     host_extra["OomScoreAdj"] = oom
+    host_extra["MemorySwappiness"] = swappiness  # (as given: null, or -1 from an older client)
+    host_extra["OomKillDisable"] = res.oom_kill_disable
     if host.get("Ulimits") == [] and not default_ulimits():
         host_extra["Ulimits"] = []  # (as given: the docker 28 CLI sends [], docker-py nothing, and dockerd keeps either)
     network = host.get("NetworkMode") or "default"

@@ -284,6 +284,8 @@ class Resources:
     sysctls: dict[str, str] = field(default_factory=dict)    # HostConfig.Sysctls
     device_cgroup_rules: list[dict] = field(default_factory=list)  # HostConfig.DeviceCgroupRules, parsed
     shm_size: int = 0  # HostConfig.ShmSize: /dev/shm's size in bytes (0: the daemon's default)
+    memory_swappiness: int | None = None  # HostConfig.MemorySwappiness (0-100; None: the kernel's)
+    oom_kill_disable: bool = False        # HostConfig.OomKillDisable
 
 
 def check_nano_cpus(nano_cpus: int) -> None:
@@ -395,6 +397,10 @@ def linux_resources(res: Resources) -> dict:
             mem["swap"] = -1
     if res.memory_reservation:
         mem["reservation"] = res.memory_reservation
+    if res.memory_swappiness is not None:
+        mem["swappiness"] = res.memory_swappiness
+    if res.oom_kill_disable:
+        mem["disableOOMKiller"] = True
     if mem:
         out["memory"] = mem
     cpu: dict = {}

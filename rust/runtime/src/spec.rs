@@ -177,6 +177,7 @@ pub struct Memory {
     pub reservation: Option<i64>,
     pub swap: Option<i64>,
     pub swappiness: Option<u64>,
+    #[serde(rename = "disableOOMKiller")] // (OCI's spelling, not camelCase's "disableOomKiller")
     pub disable_oom_killer: Option<bool>,
 }
 
@@ -275,5 +276,18 @@ impl Spec {
     /// The namespace entry of a type ("pid", "mount", ...), if the config asks for one.
     pub fn namespace(&self, typ: &str) -> Option<&Namespace> {
         self.linux().namespaces.iter().find(|n| n.typ == typ)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_fields_use_the_oci_spelling() {
+        let m: Memory = serde_json::from_str(r#"{"limit": 67108864, "swappiness": 10, "disableOOMKiller": true}"#).unwrap();
+        assert_eq!((m.limit, m.swappiness, m.disable_oom_killer), (Some(67108864), Some(10), Some(true)));
+        let out = serde_json::to_string(&m).unwrap();
+        assert!(out.contains("\"disableOOMKiller\":true"), "{out}");
     }
 }
