@@ -102,6 +102,8 @@ def test_same_as_docker(both, dockerd, docker_busybox, probe):
     (["--memory-swappiness", "10", "--oom-kill-disable", "-m", "64m"],
      "cat /sys/fs/cgroup/memory/memory.swappiness; grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control"),
     (["--memory-swappiness", "101"], "true"),
+    (["--cgroupns", "host"], "readlink /proc/self/ns/cgroup; head -c 2 /sys/fs/cgroup/memory/memory.limit_in_bytes"),
+    (["--cgroupns", "bogus"], "true"),
     (["-w", "/somewhere/new"], "pwd"),
     (["-e", "PATH=/bin", "-e", "X"], "echo $PATH; env | grep -c '^X=' || true"),
     (["--entrypoint", "echo"], None),
@@ -120,7 +122,8 @@ def test_shm_size_and_ulimits_recorded_as_docker(both, dockerd, docker_busybox):
     dockerd records them at create (the default size is
     written in), and a --shm-size that is not a size refused as the docker CLI does."""
     for args in ([], ["--shm-size", "8m", "--ulimit", "nproc=100:200", "--oom-score-adj", "300",
-                                                "--ipc", "shareable", "--memory-swappiness", "10", "--oom-kill-disable"]):
+                                                "--ipc", "shareable", "--memory-swappiness", "10", "--oom-kill-disable",
+                                                "--cgroupns", "host"]):
         cid = dockerd.docker("create", "--network", "none", *args, docker_busybox, "true").stdout.decode().strip()
         theirs = json.loads(dockerd.docker("inspect", cid).stdout)[0]["HostConfig"]
         dockerd.docker("rm", cid)
@@ -128,7 +131,9 @@ def test_shm_size_and_ulimits_recorded_as_docker(both, dockerd, docker_busybox):
         assert made.returncode == 0, made.stderr
         ours = json.loads(both("inspect", made.stdout.decode().strip()).stdout)[0]["HostConfig"]
         both("rm", made.stdout.decode().strip())
-        keys = ("ShmSize", "Ulimits", "OomScoreAdj", "IpcMode", "MemorySwappiness", "OomKillDisable")
+        keys = ("ShmSize", "Ulimits", "OomScoreAdj", "IpcMode", "MemorySwappiness", "OomKillDisable", "CgroupnsMode")
+        if not args:  # (dockerd's default on a cgroup v1 host is "host"; dockyard's is "private")
+            keys = keys[:-1]
         assert [ours[k] for k in keys] == [theirs[k] for k in keys], args
     theirs = dockerd.docker("run", "--rm", "--shm-size", "nope", docker_busybox, "true", check=False)
     ours = both("run", "--rm", "--shm-size", "nope", docker_busybox, "true")

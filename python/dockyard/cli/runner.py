@@ -57,6 +57,7 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("userns", "", "str", "", "User namespace to use"),
     ("pid", "", "str", "", "PID namespace to use"),
     ("ipc", "", "str", "", "IPC mode to use"),
+    ("cgroupns", "", "str", "", "Cgroup namespace to use (host|private)"),
     ("uts", "", "str", "", "UTS namespace to use"),
     ("restart", "", "str", "no", "Restart policy to apply when a container exits"),
     ("stop-signal", "", "str", "", "Signal to stop the container"),
@@ -344,6 +345,8 @@ def create_body(p: dict) -> dict:
         host["PidMode"] = p["pid"]
     if p["ipc"]:
         host["IpcMode"] = p["ipc"]
+    if p["cgroupns"]:
+        host["CgroupnsMode"] = p["cgroupns"]
     if p["uts"]:
         host["UTSMode"] = p["uts"]
     for key, flag in (("CapAdd", "cap_add"), ("CapDrop", "cap_drop"), ("Binds", "volume"), ("Links", "link"),

@@ -280,6 +280,10 @@ def options_from_body(body: object, name: str = ""):
     if ipc not in ("", "private", "shareable", "host", "none") and not (ipc.startswith("container:") and ipc[10:]):
         raise InvalidArgument(f"Invalid IPC mode: {ipc}")
     host_extra["IpcMode"] = ipc or "private"  # (dockerd's default-ipc-mode)
+    cgroupns = host.get("CgroupnsMode") or ""
+    if cgroupns not in ("", "private", "host"):
+        raise InvalidArgument(f"invalid cgroup namespace mode: {cgroupns}")
+    host_extra["CgroupnsMode"] = cgroupns or "private"
     oom = host.get("OomScoreAdj") or 0
     if not -1000 <= oom <= 1000:
         raise InvalidArgument(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")

@@ -516,7 +516,9 @@ class Containers(Snapshots):
                 pass  # no LSM here; accepted as docker does on hosts without one
             else:
                 raise InvalidArgument(f"Invalid --security-opt: {opt!r}")
-        namespaces = [{"type": "mount"}, {"type": "cgroup"}]
+        namespaces = [{"type": "mount"}]
+        if host.get("CgroupnsMode") != "host":
+            namespaces.append({"type": "cgroup"})
         ipc_ns, shm_source = self._ipc(rec, res.shm_size)
         if ipc_ns is not None:
             namespaces.insert(1, ipc_ns)
@@ -1032,7 +1034,7 @@ def _with_daemon_defaults(res: Resources) -> Resources:
     in, as dockerd does at create (so inspect shows them): a ulimit the create names is its own."""
     named = {u["type"] for u in res.ulimits}
     return replace(res, shm_size=res.shm_size or default_shm_size(),
-                               ulimits=[*res.ulimits, *(u for u in default_ulimits() if u["type"] not in named)])
+                   ulimits=[*res.ulimits, *(u for u in default_ulimits() if u["type"] not in named)])
 
 
 def _log_type(rec: dict) -> str:
