@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import pwd
@@ -143,6 +144,9 @@ class Dockerd:
         shim sockets), for :meth:`stop` to remove."""
         self.cgroups = PeerCgroups("docker")
         self.dirs = PeerDirs("/run/docker", "/run/docker/plugins", "/run/containerd", "/run/containerd/s")
+        # dockerd asks its containerd for a stack dump (SIGUSR1) before it kills one that is
+        # slow to stop: containerd writes /tmp/containerd.PID.stacks.log
+        self.stack_dumps = set(glob.glob("/tmp/containerd.*.stacks.log"))
 
     def start(self) -> None:
         self.track_leftovers()
@@ -201,6 +205,9 @@ class Dockerd:
         if getattr(self, "cgroups", None) is not None:
             self.cgroups.remove_new()
             self.dirs.remove_new()
+            for dump in set(glob.glob("/tmp/containerd.*.stacks.log")) - self.stack_dumps:
+                with contextlib.suppress(OSError):
+                    os.unlink(dump)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
