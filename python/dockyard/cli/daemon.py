@@ -58,9 +58,7 @@ from . import CONTEXT
               help="dockerd's daemon.json: its settings for the flags above (default $DOCKYARD_DAEMON_CONFIG, or "
                    "/etc/dockyard/daemon.json when it exists)")
 @click.pass_context
-def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, fixed_cidr, default_ip, icc, dns,
-           dns_search, dns_opts, mirrors, insecure, log_driver, log_opts, shm_size, ulimits, downloads, userns_remap,
-           config_file) -> None:
+def daemon(ctx, config_file, **flags) -> None:
     """Run the dockyard daemon: the Docker Engine API on a unix socket.
 
     The socket is owned by root and the group 'dockyard' if it exists, mode 0660: only root
@@ -68,34 +66,75 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
     (DOCKER_HOST=unix://PATH).  SIGTERM stops the daemon gracefully; containers keep running
     and a new daemon takes them over (live restore).  Logs go to stderr.
     """
+    from types import SimpleNamespace
+
     from .. import rootless
     from ..daemon import serve
 
     config_file = config_file or _default_config()
     if config_file:
-        given = _config_file(ctx, config_file)
+        flags.update(_config_file(ctx, config_file))  # (a setting in both is refused there)
         os.environ["DOCKYARD_DAEMON_CONFIG"] = os.path.abspath(config_file)  # (the registry client reads it)
-        (host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, bip, fixed_cidr, default_ip, icc, dns, dns_search,
-         dns_opts, log_driver, log_opts, shm_size, ulimits, downloads, userns_remap) = (given.get(k, ctx.params[k]) for k in (
-            "host", "root", "debug", "log_level", "ipv6", "fixed_cidr_v6", "pools", "mtu", "bip", "fixed_cidr", "default_ip",
-            "icc", "dns", "dns_search", "dns_opts", "log_driver", "log_opts", "shm_size", "ulimits", "downloads",
-            "userns_remap"))
+    f = SimpleNamespace(**flags)
     path = None
-    if host:
-        path = host[len("unix://"):] if host.startswith("unix://") else ""
+    if f.host:
+        path = f.host[len("unix://"):] if f.host.startswith("unix://") else ""
         if not path:
-            raise click.BadParameter(f"{host!r}: only unix sockets are served (unix:///path/to/socket)",
+            raise click.BadParameter(f"{f.host!r}: only unix sockets are served (unix:///path/to/socket)",
                                      param_hint="'-H'")
-    root = root or getattr(ctx.obj, "root", None)
-    _network_settings(ipv6, fixed_cidr_v6, pools)
+    root = f.root or getattr(ctx.obj, "root", None)
+    _network_settings(f.ipv6, f.fixed_cidr_v6, f.pools)
+    _bridge_settings(f.mtu, f.bip, f.fixed_cidr, f.default_ip, f.icc)
+    if f.log_driver or f.log_opts:
+        _log_settings(f.log_driver or "json-file", f.log_opts)
+    if f.dns or f.dns_search or f.dns_opts:
+        _dns_settings(f.dns, f.dns_search, f.dns_opts)
+    if f.shm_size or f.ulimits:
+        _container_defaults(f.shm_size, f.ulimits)
+    if f.mirrors or f.insecure:
+        for url in f.mirrors:
+            _check_mirror(url, "'--registry-mirror'")
+        for name, values in (("DOCKYARD_REGISTRY_MIRRORS", f.mirrors), ("DOCKYARD_INSECURE_REGISTRIES", f.insecure)):
+            if values:  # (registry/client.py reads them, with the config file's)
+                os.environ[name] = " ".join([*os.environ.get(name, "").replace(",", " ").split(), *values])
+    if f.downloads is not None:
+        if f.downloads < 0:  # dockerd's words
+            raise click.BadParameter(f"invalid max concurrent downloads: {f.downloads}",
+                                     param_hint="'--max-concurrent-downloads'")
+
+        os.environ["DOCKYARD_MAX_CONCURRENT_DOWNLOADS"] = str(f.downloads)  # registry/pull.py reads it
+    if f.userns_remap and rootless.wanted():
+        raise click.BadParameter("remapping is not supported in rootless mode (its containers are in the daemon's "
+                                 "user namespace already)", param_hint="'--userns-remap'")
+    if f.userns_remap:
+        from ..engine import userns
+        from ..errors import DockyardError
+
+        try:
+            os.environ[userns.ENV] = userns.resolve(f.userns_remap)  # engine/userns.py reads it
+        except DockyardError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--userns-remap'") from None
+    level = f.log_level or ""
+    debug = f.debug or level == "debug"
+    if rootless.wanted():  # an unprivileged user: the daemon in namespaces of its own
+        if root:
+            os.environ["DOCKYARD_ROOT"] = os.path.abspath(root)
+        raise click.exceptions.Exit(rootless.run_daemon(lambda: serve(path, root, debug=debug, level=level), path))
+    raise click.exceptions.Exit(serve(path, root, debug=debug, level=level))
+
+
+def _bridge_settings(mtu: int | None, bip: str | None, fixed_cidr: str | None, default_ip: str | None,
+                     icc: bool | None) -> None:
+    """The default bridge's flags (--mtu, --bip, --fixed-cidr, --ip, --icc), checked, to the
+    engine (engine/network/manager.py reads them)."""
+    import ipaddress
+
     if mtu is not None:
         if mtu < 0:
             raise click.BadParameter(f"invalid MTU: {mtu}", param_hint="'--mtu'")
-
-        os.environ["DOCKYARD_MTU"] = str(mtu or 1500)  # engine/network/manager.py reads it
+        os.environ["DOCKYARD_MTU"] = str(mtu or 1500)
+    iface = None
     if bip:
-        import ipaddress
-
         try:
             iface = ipaddress.IPv4Interface(bip)
         except ValueError:
@@ -103,62 +142,22 @@ def daemon(ctx, host, root, debug, log_level, ipv6, fixed_cidr_v6, pools, mtu, b
         if iface.network.prefixlen > 30 or iface.ip in (iface.network.network_address, iface.network.broadcast_address):
             raise click.BadParameter(f"{bip}: not a host address of a subnet with room for containers",
                                      param_hint="'--bip'")
-        os.environ["DOCKYARD_BIP"] = str(iface)  # (the manager reads it)
+        os.environ["DOCKYARD_BIP"] = str(iface)
     if fixed_cidr:
-        import ipaddress
-
         try:
             rng = ipaddress.IPv4Network(fixed_cidr, strict=False)
         except ValueError:
             raise click.BadParameter(f"invalid CIDR address: {fixed_cidr}", param_hint="'--fixed-cidr'") from None
-        if bip and not rng.subnet_of(ipaddress.IPv4Interface(bip).network):
+        if iface is not None and not rng.subnet_of(iface.network):
             raise click.BadParameter(f"{fixed_cidr} is not within the subnet of --bip {bip}", param_hint="'--fixed-cidr'")
-        os.environ["DOCKYARD_FIXED_CIDR"] = str(rng)  # (the manager reads it; a subnet picked without --bip is checked there)
+        os.environ["DOCKYARD_FIXED_CIDR"] = str(rng)  # (without --bip, the manager checks it against the subnet)
     if default_ip is not None:
-        import ipaddress
-
         try:
-            os.environ["DOCKYARD_DEFAULT_IP"] = str(ipaddress.ip_address(default_ip))  # (the manager reads it)
+            os.environ["DOCKYARD_DEFAULT_IP"] = str(ipaddress.ip_address(default_ip))
         except ValueError:
             raise click.BadParameter(f"invalid IP address: {default_ip}", param_hint="'--ip'") from None
     if icc is not None:
-        os.environ["DOCKYARD_ICC"] = "true" if icc else "false"  # (the manager reads it)
-    if log_driver or log_opts:
-        _log_settings(log_driver or "json-file", log_opts)
-    if dns or dns_search or dns_opts:
-        _dns_settings(dns, dns_search, dns_opts)
-    if shm_size or ulimits:
-        _container_defaults(shm_size, ulimits)
-    if mirrors or insecure:
-        for url in mirrors:
-            _check_mirror(url, "'--registry-mirror'")
-        for name, values in (("DOCKYARD_REGISTRY_MIRRORS", mirrors), ("DOCKYARD_INSECURE_REGISTRIES", insecure)):
-            if values:  # (registry/client.py reads them, with the config file's)
-                os.environ[name] = " ".join([*os.environ.get(name, "").replace(",", " ").split(), *values])
-    if downloads is not None:
-        if downloads < 0:  # dockerd's words
-            raise click.BadParameter(f"invalid max concurrent downloads: {downloads}",
-                                     param_hint="'--max-concurrent-downloads'")
-
-        os.environ["DOCKYARD_MAX_CONCURRENT_DOWNLOADS"] = str(downloads)  # registry/pull.py reads it
-    if userns_remap and rootless.wanted():
-        raise click.BadParameter("remapping is not supported in rootless mode (its containers are in the daemon's "
-                                 "user namespace already)", param_hint="'--userns-remap'")
-    if userns_remap:
-        from ..engine import userns
-        from ..errors import DockyardError
-
-        try:
-            os.environ[userns.ENV] = userns.resolve(userns_remap)  # engine/userns.py reads it
-        except DockyardError as exc:
-            raise click.BadParameter(str(exc), param_hint="'--userns-remap'") from None
-    level = log_level or ""
-    debug = debug or level == "debug"
-    if rootless.wanted():  # an unprivileged user: the daemon in namespaces of its own
-        if root:
-            os.environ["DOCKYARD_ROOT"] = os.path.abspath(root)
-        raise click.exceptions.Exit(rootless.run_daemon(lambda: serve(path, root, debug=debug, level=level), path))
-    raise click.exceptions.Exit(serve(path, root, debug=debug, level=level))
+        os.environ["DOCKYARD_ICC"] = "true" if icc else "false"
 
 
 DEFAULT_CONFIG = "/etc/dockyard/daemon.json"

@@ -255,18 +255,12 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
 
 
 def _downloads(layers: int) -> int:
-    """Layers pulled at once: the daemon's ``--max-concurrent-downloads`` (which sets
-    ``$DOCKYARD_MAX_CONCURRENT_DOWNLOADS``), else ``max-concurrent-downloads`` in the daemon's
-    config file, else dockerd's default (3); 0 means no limit, as in dockerd."""
-    value: object = os.environ.get("DOCKYARD_MAX_CONCURRENT_DOWNLOADS", "")
-    if not value:
-        path = os.environ.get("DOCKYARD_DAEMON_CONFIG") or "/etc/dockyard/daemon.json"
-        try:
-            with open(path) as f:
-                value = json.load(f).get("max-concurrent-downloads", "")
-        except (OSError, ValueError, AttributeError):
-            value = ""
-    n = int(value) if isinstance(value, int) or (isinstance(value, str) and value.isdigit()) else DOWNLOADS
+    """Layers pulled at once: the daemon's ``--max-concurrent-downloads`` (or daemon.json's
+    ``max-concurrent-downloads``: cli/daemon.py puts either in
+    ``$DOCKYARD_MAX_CONCURRENT_DOWNLOADS``), else dockerd's default (3); 0 means no limit, as in
+    dockerd."""
+    value = os.environ.get("DOCKYARD_MAX_CONCURRENT_DOWNLOADS", "")
+    n = int(value) if value.isdigit() else DOWNLOADS
     return max(1, min(n or layers, layers))
 
 

@@ -885,14 +885,10 @@ impl LogFile {
         if std::fs::rename(&self.path, self.numbered(1)).is_err() {
             return;
         }
-        match std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
-            Ok(f) => {
-                self.file = f;
-                self.size = 0;
-            }
-            Err(_) => {
-                // (no new file: go on appending to the renamed one, as it is all there is)
-            }
+        // (no new file: go on appending to the renamed one, as it is all there is)
+        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+            self.file = f;
+            self.size = 0;
         }
     }
 }

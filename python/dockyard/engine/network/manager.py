@@ -179,13 +179,13 @@ class Networks:
                         iface = ipaddress.IPv4Interface(bip)
                         net, gateway = iface.network, iface.ip
                         options[BIP] = bip
+                    elif fixed:
+                        net = ipaddress.IPv4Network(fixed)
+                        gateway = net.network_address + 1
                     else:
-                        if fixed:
-                            net = ipaddress.IPv4Network(fixed)
-                        else:
-                            taken = [ipaddress.IPv4Network(x[0]) for x in
-                                     db.execute("SELECT subnet FROM networks WHERE subnet != '' AND id != ?", (r["id"],))]
-                            net = pick(DEFAULT_POOL, taken + host_routes())
+                        taken = [ipaddress.IPv4Network(x[0]) for x in
+                                 db.execute("SELECT subnet FROM networks WHERE subnet != '' AND id != ?", (r["id"],))]
+                        net = pick(DEFAULT_POOL, taken + host_routes())
                         gateway = net.network_address + 1
                     db.execute("UPDATE networks SET subnet=?, gateway=?, options=? WHERE id=?",
                                (str(net), str(gateway), json.dumps(options), r["id"]))
