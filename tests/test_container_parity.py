@@ -202,3 +202,47 @@ def test_privileged_gets_every_capability_the_host_has(both, docker_busybox):
                 "/proc/self/status")
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout.decode().split()[1] == bounding
+
+
+def test_cgroup_parent_same_as_docker(both, dockerd, docker_busybox):
+    """--cgroup-parent as dockerd's cgroupfs driver has it: the container's cgroup is PARENT/ID
+    (a relative PARENT below the engine's own cgroup), inspect shows the flag as given, stats
+    reads the container's cgroup there, and rm leaves no cgroup of the container's behind."""
+    from dockyard.engine.cgroupstats import is_v2, resolve
+
+    if is_v2():
+        pytest.skip("the host has cgroup v2: this compares v1 paths")
+    parents = ("/dytest-cgparent", "dytest-cgrel")
+    results = []
+    try:
+        for run in (lambda *a: dockerd.docker(*a, check=False), both):
+            seen = []
+            for parent in parents:
+                started = run("run", "-d", "--network", "none", "--cgroup-parent", parent, docker_busybox, "sleep", "60")
+                assert started.returncode == 0, started.stderr
+                cid = started.stdout.decode().strip()
+                info = json.loads(run("inspect", cid).stdout)[0]
+                # where the engine put it, in each hierarchy (a relative PARENT is below the
+                # engine's cgroup there: this test's, which both daemons share)
+                with open(f"/proc/{info['State']['Pid']}/cgroup") as f:
+                    lines = {l.split(":")[1]: l.split(":", 2)[2].strip() for l in f if l.split(":")[1]}
+                where = {ctl: path.replace(cid, "ID") for ctl, path in lines.items()}
+                expected = {ctl: resolve(f"{parent}/ID", ctl.split(",")[0]) for ctl in lines}
+                stats = json.loads(run("stats", "--no-stream", "--format", "{{json .}}", cid).stdout or b"{}")
+                run("rm", "-f", cid)
+                gone = not any(Path("/sys/fs/cgroup", ctl.removeprefix("name="), path.lstrip("/")).exists()
+                               for ctl, path in lines.items())
+                seen.append((info["HostConfig"]["CgroupParent"], where == expected, stats.get("PIDs"), gone))
+            results.append(seen)
+        assert results[0] == results[1]
+        assert results[1] == [(p, True, "1", True) for p in parents]
+    finally:
+        with open("/proc/self/cgroup") as f:
+            own = [l.split(":")[1] for l in f]
+        for ctl in own:  # (runc makes it in a hybrid host's unified hierarchy too)
+            for parent in parents:
+                path = resolve(parent, ctl.split(",")[0])
+                try:
+                    Path("/sys/fs/cgroup", ctl.removeprefix("name=") or "unified", path.lstrip("/")).rmdir()
+                except OSError:
+                    pass

@@ -1036,6 +1036,47 @@ def test_daemon_container_defaults(dyn, tmp_path):
     assert "invalid size: 'big'" in fails(dyn("daemon", "--default-shm-size", "big", check=False), 2)
 
 
+def test_daemon_cgroup_parent(dyn, tmp_path):
+    """``dockyard daemon --cgroup-parent`` (and daemon.json's cgroup-parent) as dockerd's: the
+    parent of each container's cgroup that names none of its own (inspect keeps showing ""), and
+    a container's own --cgroup-parent wins; stats reads the cgroup there."""
+    from dockyard.engine.cgroupstats import is_v2
+
+    if is_v2():
+        pytest.skip("the host has cgroup v2: this reads v1 paths")
+
+    def cgroup(name: str) -> str:
+        pid = inspect(dyn, name)["State"]["Pid"]
+        with open(f"/proc/{pid}/cgroup") as f:
+            return next(l.split(":", 2)[2].strip() for l in f if "memory" in l.split(":")[1].split(","))
+
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"cgroup-parent": "/dytest-conf"}))
+    try:
+        with flagged_daemon(dyn, "--cgroup-parent", "/dytest-daemon"):
+            dyn("run", "-d", "--name", "dflt", "--network", "none", "bb", "sleep", "60")
+            dyn("run", "-d", "--name", "own", "--cgroup-parent", "/dytest-own", "--network", "none", "bb", "sleep", "60")
+            cid = inspect(dyn, "dflt")["Id"]
+            assert cgroup("dflt") == f"/dytest-daemon/{cid}"
+            assert inspect(dyn, "dflt")["HostConfig"]["CgroupParent"] == ""
+            assert cgroup("own") == f"/dytest-own/{inspect(dyn, 'own')['Id']}"
+            assert json.loads(text(dyn("stats", "--no-stream", "--format", "{{json .}}", "dflt")))["PIDs"] == "1"
+            dyn("rm", "-f", "dflt", "own")
+            assert not Path(f"/sys/fs/cgroup/memory/dytest-daemon/{cid}").exists()
+        with flagged_daemon(dyn, "--config-file", str(conf)):
+            dyn("run", "-d", "--name", "conf", "--network", "none", "bb", "sleep", "60")
+            assert cgroup("conf") == f"/dytest-conf/{inspect(dyn, 'conf')['Id']}"
+            dyn("rm", "-f", "conf")
+    finally:
+        dyn("rm", "-f", "dflt", "own", "conf", check=False)
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            for parent in ("dytest-daemon", "dytest-own", "dytest-conf"):
+                try:
+                    (hierarchy / parent).rmdir()
+                except OSError:
+                    pass
+
+
 def test_daemon_config_file(dyn, tmp_path):
     """``dockyard daemon --config-file daemon.json``: dockerd's file for the same settings as
     the flags; a key that is not a setting, a value of the wrong type, a setting dockyard does

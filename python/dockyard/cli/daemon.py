@@ -49,6 +49,9 @@ from . import CONTEXT
               help="Default size of a container's /dev/shm (default 64MiB)")
 @click.option("--default-ulimit", "ulimits", multiple=True, metavar="NAME=SOFT[:HARD]",
               help="Default ulimits for containers (a container's own --ulimit of the same name wins)")
+@click.option("--cgroup-parent", "cgroup_parent", default=None, metavar="PATH",
+              help="Parent cgroup of the containers that set none of their own (default /dockyard; a relative "
+                   "path is below the daemon's own cgroup)")
 @click.option("--max-concurrent-downloads", "downloads", type=int, default=None, metavar="N",
               help="Layers pulled at once, each downloaded and extracted together (default 3; 0: no limit)")
 @click.option("--userns-remap", "userns_remap", default="", metavar="default|USER[:GROUP]",
@@ -89,8 +92,8 @@ def daemon(ctx, config_file, **flags) -> None:
         _log_settings(f.log_driver or "json-file", f.log_opts)
     if f.dns or f.dns_search or f.dns_opts:
         _dns_settings(f.dns, f.dns_search, f.dns_opts)
-    if f.shm_size or f.ulimits:
-        _container_defaults(f.shm_size, f.ulimits)
+    if f.shm_size or f.ulimits or f.cgroup_parent:
+        _container_defaults(f.shm_size, f.ulimits, f.cgroup_parent)
     if f.mirrors or f.insecure:
         for url in f.mirrors:
             _check_mirror(url, "'--registry-mirror'")
@@ -177,6 +180,7 @@ CONFIG_KEYS = {
     "dns-opts": ("dns_opts", "--dns-opt", list),
     "default-shm-size": ("shm_size", "--default-shm-size", str),
     "default-ulimits": ("ulimits", "--default-ulimit", dict),
+    "cgroup-parent": ("cgroup_parent", "--cgroup-parent", str),
 }
 # read where they are used: insecure-registries by the registry client (registry/client.py),
 # from this same file
@@ -297,9 +301,12 @@ def _dns_settings(dns: tuple, search: tuple, opts: tuple) -> None:
             os.environ[name] = " ".join(values)
 
 
-def _container_defaults(shm_size: str | None, ulimits: tuple) -> None:
-    """The daemon's --default-shm-size and --default-ulimit, checked, to the engine (which fills
-    them into each create that does not set its own: engine/containers.py)."""
+def _container_defaults(shm_size: str | None, ulimits: tuple, cgroup_parent: str | None) -> None:
+    """The daemon's --default-shm-size, --default-ulimit and --cgroup-parent, checked, to the
+    engine (which fills them into each create, or start, that does not set its own:
+    engine/containers.py, engine/cgroupstats.py)."""
+    if cgroup_parent:
+        os.environ["DOCKYARD_CGROUP_PARENT"] = cgroup_parent
     from ..errors import DockyardError
     from ..units import parse_size
 

@@ -58,6 +58,7 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("pid", "", "str", "", "PID namespace to use"),
     ("ipc", "", "str", "", "IPC mode to use"),
     ("cgroupns", "", "str", "", "Cgroup namespace to use (host|private)"),
+    ("cgroup-parent", "", "str", "", "Optional parent cgroup for the container"),
     ("uts", "", "str", "", "UTS namespace to use"),
     ("restart", "", "str", "no", "Restart policy to apply when a container exits"),
     ("stop-signal", "", "str", "", "Signal to stop the container"),
@@ -347,6 +348,8 @@ def create_body(p: dict) -> dict:
         host["IpcMode"] = p["ipc"]
     if p["cgroupns"]:
         host["CgroupnsMode"] = p["cgroupns"]
+    if p["cgroup_parent"]:
+        host["CgroupParent"] = p["cgroup_parent"]
     if p["uts"]:
         host["UTSMode"] = p["uts"]
     for key, flag in (("CapAdd", "cap_add"), ("CapDrop", "cap_drop"), ("Binds", "volume"), ("Links", "link"),

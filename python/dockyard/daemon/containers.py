@@ -729,8 +729,9 @@ def _networks(pid: int) -> dict[str, dict[str, int]]:
 def _sample(rec: dict) -> dict:
     """A running container's cgroup counters and its interfaces' (``networks``)."""
     from ..engine.cgroupstats import sample
+    from ..engine.containers import cgroup_of
 
-    return dict(sample(rec["id"]), networks=_networks(rec["state"].get("Pid") or 0))
+    return dict(sample(cgroup_of(rec)), networks=_networks(rec["state"].get("Pid") or 0))
 
 
 def stats(d, req: Request, id: str):

@@ -284,6 +284,7 @@ def options_from_body(body: object, name: str = ""):
     if cgroupns not in ("", "private", "host"):
         raise InvalidArgument(f"invalid cgroup namespace mode: {cgroupns}")
     host_extra["CgroupnsMode"] = cgroupns or "private"
+    host_extra["CgroupParent"] = host.get("CgroupParent") or ""
     oom = host.get("OomScoreAdj") or 0
     if not -1000 <= oom <= 1000:
         raise InvalidArgument(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")

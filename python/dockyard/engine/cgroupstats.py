@@ -1,8 +1,9 @@
-"""Resource usage of a container, read from its cgroup (v1 or v2), for ``stats``.
+"""A container's cgroup, and its resource usage read from there (v1 or v2), for ``stats``.
 
-The container's cgroup is ``/dockyard/<id>`` (the bundle's ``linux.cgroupsPath``).  On cgroup v2
-everything is under one directory; on v1 each controller has its own hierarchy.  ``base`` lets
-tests point this at a fake tree.
+The container's cgroup is ``<parent>/<id>`` (the bundle's ``linux.cgroupsPath``): the parent is
+its ``--cgroup-parent``, else the daemon's, else ``/dockyard``.  On cgroup v2 everything is under
+one directory; on v1 each controller has its own hierarchy.  ``base`` lets tests point this at a
+fake tree.
 """
 
 from __future__ import annotations
@@ -18,6 +19,36 @@ def is_v2(base: Path = CGROUP_ROOT) -> bool:
         return bool((base / "cgroup.controllers").read_text().split())
     except OSError:
         return False
+
+
+DEFAULT_PARENT = "/dockyard"
+
+
+def container_cgroup(cid: str, parent: str = "") -> str:
+    """The cgroup of container ``cid`` as the runtime is asked for it: ``parent`` (its
+    ``--cgroup-parent``; else the daemon's, ``$DOCKYARD_CGROUP_PARENT``; else /dockyard) joined
+    with the ID, as dockerd's cgroupfs driver joins them.  A relative result stays relative: the
+    runtime puts it below its own cgroup in each hierarchy, as runc does (:func:`resolve`)."""
+    parent = parent or os.environ.get("DOCKYARD_CGROUP_PARENT") or DEFAULT_PARENT
+    return os.path.normpath(parent.rstrip("/") + "/" + cid)
+
+
+def resolve(cgroup: str, controller: str, own: str | None = None) -> str:
+    """The absolute path of ``cgroup`` in the hierarchy of ``controller`` ("" on v2): itself,
+    or, when relative, below the cgroup that ``own`` (/proc/self/cgroup's text: the daemon's,
+    which is the runtime's it starts) names for that controller."""
+    if cgroup.startswith("/"):
+        return cgroup
+    if own is None:
+        with open("/proc/self/cgroup") as f:
+            own = f.read()
+    mine = "/"
+    for line in own.splitlines():
+        _, ctls, path = (line.split(":", 2) + ["", ""])[:3]
+        if (ctls == "") == (controller == "") and (not controller or controller in ctls.split(",")):
+            mine = path or "/"
+            break
+    return mine.rstrip("/") + "/" + cgroup
 
 
 def _int(path: Path, default: int = 0) -> int:
@@ -61,14 +92,21 @@ def _host_memory() -> int:
     return 0
 
 
-def sample(cid: str, base: Path = CGROUP_ROOT) -> dict:
+def sample(cgroup: str, base: Path = CGROUP_ROOT) -> dict:
     """cpu (ns used), system (host ns), ncpu, mem (bytes, without page cache), mem_limit, pids,
-    blk_read, blk_write."""
-    rel = Path("dockyard") / cid
+    blk_read, blk_write of the container in ``cgroup`` (:func:`container_cgroup`)."""
+    own = None
+    if not cgroup.startswith("/"):
+        with open("/proc/self/cgroup") as f:
+            own = f.read()
+
+    def rel(controller: str) -> str:
+        return resolve(cgroup, controller, own).lstrip("/")
+
     host_mem = _host_memory()
     out = {"system": _system_ns(), "ncpu": os.cpu_count() or 1, "blk_read": 0, "blk_write": 0}
     if is_v2(base):
-        d = base / rel
+        d = base / rel("")
         out["cpu"] = _keyed(d / "cpu.stat").get("usage_usec", 0) * 1000
         stat = _keyed(d / "memory.stat")
         out["mem"] = max(0, _int(d / "memory.current") - stat.get("inactive_file", 0))
@@ -85,15 +123,15 @@ def sample(cid: str, base: Path = CGROUP_ROOT) -> dict:
         except OSError:
             pass
         return out
-    mem = base / "memory" / rel
-    out["cpu"] = _int(base / "cpuacct" / rel / "cpuacct.usage")
+    mem = base / "memory" / rel("memory")
+    out["cpu"] = _int(base / "cpuacct" / rel("cpuacct") / "cpuacct.usage")
     stat = _keyed(mem / "memory.stat")
     out["mem"] = max(0, _int(mem / "memory.usage_in_bytes") - stat.get("total_inactive_file", 0))
     limit = _int(mem / "memory.limit_in_bytes", host_mem)
     out["mem_limit"] = min(limit, host_mem) if limit else host_mem
-    out["pids"] = _int(base / "pids" / rel / "pids.current")
+    out["pids"] = _int(base / "pids" / rel("pids") / "pids.current")
     try:
-        for line in (base / "blkio" / rel / "blkio.throttle.io_service_bytes").read_text().splitlines():
+        for line in (base / "blkio" / rel("blkio") / "blkio.throttle.io_service_bytes").read_text().splitlines():
             parts = line.split()
             if len(parts) == 3 and parts[1] == "Read":
                 out["blk_read"] += int(parts[2])

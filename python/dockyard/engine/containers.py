@@ -62,6 +62,20 @@ def _record(row) -> dict:
     return rec
 
 
+def cgroup_of(rec: dict) -> str:
+    """The cgroup a running container was started in (:func:`.cgroupstats.container_cgroup`;
+    one started before the path was recorded is in the only place there was then)."""
+    return rec["state"].get("Cgroup") or f"/dockyard/{rec['id']}"
+
+
+def _bundle_cgroup(d: Path) -> str:
+    """The cgroup a container's bundle asked the runtime for (its last start's)."""
+    try:
+        return json.loads((d / "bundle" / "config.json").read_bytes())["linux"]["cgroupsPath"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 _EXIT_LOCKS: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
 _EXIT_LOCKS_GUARD = threading.Lock()
 
@@ -477,7 +491,7 @@ class Containers(Snapshots):
         if remap is not None:
             _native_umount(d / "idmap")  # the container's overlay holds its layers by now
         state = dict(EMPTY_STATE, Status="running", Running=True, Pid=pid, StartedAt=now_rfc3339())
-        state["ShimPid"] = shim_pid
+        state["ShimPid"], state["Cgroup"] = shim_pid, bundle_spec["linux"]["cgroupsPath"]
         from . import health
 
         if health.settings(cfg):
@@ -489,6 +503,7 @@ class Containers(Snapshots):
     def _bundle_spec(self, rec: dict, rootfs: Path, mounted: bool) -> dict:
         """The OCI spec of a starting container; ``mounted``: its overlay is mounted at ``rootfs``
         here (else the runtime mounts it, in the container's namespace)."""
+        from .cgroupstats import container_cgroup
         from .seccomp import default_profile, from_docker_profile
 
         spec = rec["spec"]
@@ -551,7 +566,8 @@ class Containers(Snapshots):
             group_add=host.get("GroupAdd") or [], cap_drop=host.get("CapDrop") or [],
             privileged=host["Privileged"], no_new_privileges=no_new_privs, read_only=host["ReadonlyRootfs"],
             seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs) + net["mounts"],
-            namespaces=namespaces, cgroups_path=f"/dockyard/{rec['id']}", annotations=annotations,
+            namespaces=namespaces, cgroups_path=container_cgroup(rec["id"], host.get("CgroupParent") or ""),
+            annotations=annotations,
             oom_score_adj=int(host.get("OomScoreAdj") or 0),  # (0 too, as dockerd: not the daemon's own)
             shm_source=shm_source,
         )
@@ -701,7 +717,8 @@ class Containers(Snapshots):
             if shim:
                 paused = rt["status"] == "paused"
                 state = dict(EMPTY_STATE, Status="paused" if paused else "running", Running=True, Paused=paused,
-                             Pid=pid, StartedAt=rt.get("created") or now_rfc3339(), ShimPid=shim)
+                             Pid=pid, StartedAt=rt.get("created") or now_rfc3339(), ShimPid=shim,
+                             Cgroup=_bundle_cgroup(self.dir(cid)))
                 self._save_state(cid, state)
                 rec["state"] = state
                 log.info("container %s: adopted its running process %d (its start was never recorded)",
@@ -951,7 +968,7 @@ class Containers(Snapshots):
         spec = rec["spec"]
         state = rec["state"]
         host = dict(spec["HostConfig"])
-        state = {k: v for k, v in state.items() if k != "ShimPid"}
+        state = {k: v for k, v in state.items() if k not in ("ShimPid", "Cgroup")}
         for key in ("CapAdd", "CapDrop", "SecurityOpt", "Ulimits"):
             host.setdefault(key, None)
         return {

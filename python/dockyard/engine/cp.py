@@ -155,7 +155,10 @@ def _running_root(containers: Containers, cid: str) -> tuple[int, frozenset[int]
     must be in another mount namespace than ours, and in the container's cgroup); ``None`` when
     it is not running, or cannot be told apart (the root file system mounted on the host is
     then used, its files alone)."""
-    state = containers.load(cid)["state"]
+    from .containers import cgroup_of
+
+    rec = containers.load(cid)
+    state = rec["state"]
     pid = state.get("Pid") or 0
     if not state.get("Running") or pid <= 0:
         return None
@@ -167,7 +170,7 @@ def _running_root(containers: Containers, cid: str) -> tuple[int, frozenset[int]
     try:
         root = os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc)
         theirs, ours = os.stat("ns/mnt", dir_fd=proc), os.stat("/proc/self/ns/mnt")
-        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) or not _in_cgroup(proc, cid):
+        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) or not _in_cgroup(proc, cgroup_of(rec)):
             raise ProcessLookupError(pid)
         mf = os.open("mountinfo", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
         with os.fdopen(mf, "rb") as f:
@@ -186,13 +189,16 @@ def _running_root(containers: Containers, cid: str) -> tuple[int, frozenset[int]
         os.close(proc)
 
 
-def _in_cgroup(proc: int, cid: str) -> bool:
+def _in_cgroup(proc: int, cgroup: str) -> bool:
     """Whether the process of ``/proc/PID`` (open as ``proc``) is in this container's cgroup
-    (``/dockyard/ID``, as the runtime was asked): a PID recycled by any other process is not."""
+    (``cgroup``, as the runtime was asked): a PID recycled by any other process is not."""
     fd = os.open("cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
     with os.fdopen(fd, "rb") as f:
         lines = f.read().splitlines()
-    want = f"/dockyard/{cid}".encode()
+    want = cgroup.encode()
+    if not want.startswith(b"/"):  # (relative: below the runtime's own cgroup, per hierarchy)
+        return any(p.endswith(b"/" + want) or b"/" + want + b"/" in p
+                   for p in (line.split(b":", 2)[-1] for line in lines))
     return any(p == want or p.startswith(want + b"/") for p in (line.split(b":", 2)[-1] for line in lines))
 
 

@@ -11,17 +11,24 @@ use crate::spec::Resources;
 pub struct V1 {
     /// Hierarchy mount point → the controllers (or `name=...`) it carries.
     hierarchies: BTreeMap<PathBuf, Vec<String>>,
+    /// The path as asked (what the state records, and `reopen` resolves again).
     path: String,
+    /// Hierarchy mount point → the container's absolute cgroup path in it.
+    paths: BTreeMap<PathBuf, String>,
 }
 
 impl V1 {
     /// `mounts`: hierarchy mount point → its controllers; `path`: absolute cgroup path.
     pub fn new(hierarchies: BTreeMap<PathBuf, Vec<String>>, path: String) -> V1 {
-        V1 { hierarchies, path }
+        let paths = hierarchies.keys().map(|m| (m.clone(), path.clone())).collect();
+        V1 { hierarchies, path, paths }
     }
 
-    /// The host's v1 hierarchies from /proc/self/mountinfo. A relative `path` is taken
-    /// relative to our own cgroup in each hierarchy (first one found), as runc does.
+    /// The host's v1 hierarchies (from /proc/self/cgroup where they sit in their usual
+    /// places, else from /proc/self/mountinfo). A relative `path` is taken relative to our own
+    /// cgroup in each hierarchy, as runc does: on a host whose controllers put us in different
+    /// cgroups (systemd accounts memory for a service but leaves cpuset at the root), the
+    /// container's cgroup differs from one hierarchy to the next.
     pub fn from_host(path: &str) -> Result<V1> {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let hierarchies = match conventional_hierarchies(&own, Path::new("/sys/fs/cgroup")) {
@@ -34,21 +41,38 @@ impl V1 {
         if hierarchies.is_empty() {
             return Err(Error::msg("no cgroup v1 hierarchy is mounted"));
         }
-        let path = if path.starts_with('/') {
-            path.to_string()
-        } else {
-            let base = own.lines().find_map(|l| {
-                let mut f = l.splitn(3, ':');
-                let (_, ctl, p) = (f.next()?, f.next()?, f.next()?);
-                (ctl.split(',').any(|c| c == "memory")).then(|| p.to_string())
-            });
-            super::join_rel(&base.unwrap_or_else(|| "/".into()), path)
-        };
-        Ok(V1 { hierarchies, path })
+        Ok(V1::resolved(hierarchies, path, &own))
+    }
+
+    /// `path` in each hierarchy: itself when absolute, else below the cgroup that `own` (the
+    /// text of /proc/self/cgroup) names for that hierarchy's controllers (the root if none).
+    fn resolved(hierarchies: BTreeMap<PathBuf, Vec<String>>, path: &str, own: &str) -> V1 {
+        let paths = hierarchies
+            .iter()
+            .map(|(m, ctls)| {
+                let abs = if path.starts_with('/') {
+                    path.to_string()
+                } else {
+                    let base = own.lines().find_map(|l| {
+                        let mut f = l.splitn(3, ':');
+                        let (_, line_ctls, p) = (f.next()?, f.next()?, f.next()?);
+                        (!line_ctls.is_empty() && line_ctls.split(',').any(|c| ctls.iter().any(|x| x == c))).then(|| p.to_string())
+                    });
+                    super::join_rel(&base.unwrap_or_else(|| "/".into()), path)
+                };
+                (m.clone(), abs)
+            })
+            .collect();
+        V1 { hierarchies, path: path.to_string(), paths }
+    }
+
+    /// The container's directory in the hierarchy mounted at `mount`.
+    fn dir_in(&self, mount: &Path) -> PathBuf {
+        mount.join(self.paths.get(mount).map_or(self.path.as_str(), String::as_str).trim_start_matches('/'))
     }
 
     fn dir_of(&self, controller: &str) -> Option<PathBuf> {
-        self.hierarchies.iter().find(|(_, c)| c.iter().any(|x| x == controller)).map(|(m, _)| m.join(self.path.trim_start_matches('/')))
+        self.hierarchies.iter().find(|(_, c)| c.iter().any(|x| x == controller)).map(|(m, _)| self.dir_in(m))
     }
 
     fn need(&self, controller: &str) -> Result<PathBuf> {
@@ -56,7 +80,7 @@ impl V1 {
     }
 
     fn dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
-        self.hierarchies.keys().map(|m| m.join(self.path.trim_start_matches('/')))
+        self.hierarchies.keys().map(|m| self.dir_in(m))
     }
 }
 
@@ -128,7 +152,7 @@ impl CgroupManager for V1 {
 
     fn create(&self) -> Result<()> {
         for (mount, ctls) in &self.hierarchies {
-            let dir = mount.join(self.path.trim_start_matches('/'));
+            let dir = self.dir_in(mount);
             if ctls.iter().any(|c| c == "cpuset") {
                 // Walk down from the root so each new level gets its parent's cpus and mems.
                 // A level we make above the container's (dockyard's own parent) gets
@@ -136,7 +160,8 @@ impl CgroupManager for V1 {
                 // mems as it creates it. Writing them instead costs a check against every
                 // sibling and a rebuild of the scheduler domains, which walks every cpuset and
                 // task: about 1 ms per container start with a thousand containers running.
-                let comps: Vec<_> = Path::new(self.path.trim_start_matches('/')).components().collect();
+                let rel = dir.strip_prefix(mount).unwrap_or(&dir).to_path_buf();
+                let comps: Vec<_> = rel.components().collect();
                 let mut cur = mount.clone();
                 for (i, comp) in comps.iter().enumerate() {
                     let parent = cur.clone();
@@ -356,7 +381,7 @@ impl CgroupManager for V1 {
         let hierarchies = self
             .hierarchies
             .iter()
-            .map(|(m, c)| (m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), c.join(","), m.join(self.path.trim_start_matches('/'))))
+            .map(|(m, c)| (m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), c.join(","), self.dir_in(m)))
             .collect();
         CgroupMount { v2: false, cgroupns, hierarchies }
     }
@@ -376,6 +401,26 @@ mod tests {
         std::fs::write(t.0.join("cpuset/cpuset.cpus"), "0-1\n").unwrap();
         std::fs::write(t.0.join("cpuset/cpuset.mems"), "0\n").unwrap();
         V1::new(h, "/dy/c1".into())
+    }
+
+    #[test]
+    fn a_relative_path_is_below_our_own_cgroup_in_each_hierarchy() {
+        let t = TempDir::new("v1rel");
+        let mut h = BTreeMap::new();
+        for c in ["memory", "cpu,cpuacct", "cpuset", "systemd"] {
+            h.insert(t.0.join(c), c.split(',').map(|x| if x == "systemd" { "name=systemd".into() } else { x.to_string() }).collect());
+        }
+        let own = "9:name=systemd:/system.slice/dockerd.service\n4:memory:/system.slice/dockerd.service\n\
+                   3:cpuset:/\n2:cpu,cpuacct:/cpus\n0::/system.slice/dockerd.service\n";
+        let cg = V1::resolved(h.clone(), "parent/c1", own);
+        assert_eq!(cg.path(), "parent/c1");
+        assert_eq!(cg.dir_of("memory").unwrap(), t.0.join("memory/system.slice/dockerd.service/parent/c1"));
+        assert_eq!(cg.dir_of("cpuset").unwrap(), t.0.join("cpuset/parent/c1"));
+        assert_eq!(cg.dir_of("cpuacct").unwrap(), t.0.join("cpu,cpuacct/cpus/parent/c1"));
+        assert_eq!(cg.dir_in(&t.0.join("systemd")), t.0.join("systemd/system.slice/dockerd.service/parent/c1"));
+        let abs = V1::resolved(h, "/dy/c1", own);
+        assert_eq!(abs.dir_of("cpuset").unwrap(), t.0.join("cpuset/dy/c1"));
+        assert_eq!(abs.dir_of("memory").unwrap(), t.0.join("memory/dy/c1"));
     }
 
     #[test]
