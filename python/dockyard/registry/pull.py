@@ -190,7 +190,6 @@ def _pull_one(engine, reg: Registry, ref: refs.Reference, platform: tuple[str, s
     lock = threading.Lock()
     with store.staging() as stage, contextlib.ExitStack() as release:
         release.callback(lambda: [p.close() for p in held])
-        _spread(stage)
 
         def one(i: int) -> dict:
             d = layer_descs[i]
@@ -262,33 +261,6 @@ def _downloads(layers: int) -> int:
     value = os.environ.get("DOCKYARD_MAX_CONCURRENT_DOWNLOADS", "")
     n = int(value) if value.isdigit() else DOWNLOADS
     return max(1, min(n or layers, layers))
-
-
-def _spread(path: Path) -> None:
-    """Mark ``path`` as the top of unrelated hierarchies (``chattr +T``, FS_TOPDIR_FL): ext4
-    then places each directory made in it (a layer) by the Orlov allocator, in a block group
-    of its own with room to spare, instead of beside its parent.  Beside the parent is where
-    the store's (and every other program's) recent deletes are, and on an ext4 without a
-    journal each inode allocated there first walks past every inode deleted in the last
-    minute (``find_inode_bit`` -> ``recently_deleted``, a buffer lookup each): 0.6 s of
-    system time for one 140 MB layer of 1400 files on this machine's root file system, 0.06 s
-    in a group of its own.  Not every file system has the flag: then nothing changes."""
-    import array
-
-    flags = array.array("i", [0, 0])  # FS_IOC_*FLAGS read and write an int; room for a long
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        fcntl.ioctl(fd, 0x80086601, flags, True)  # FS_IOC_GETFLAGS
-        if not flags[0] & 0x00020000:  # FS_TOPDIR_FL
-            flags[0] |= 0x00020000
-            fcntl.ioctl(fd, 0x40086602, flags, True)  # FS_IOC_SETFLAGS
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: memoryview) -> None:
