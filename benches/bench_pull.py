@@ -18,9 +18,13 @@ Pull contenders, each into fresh storage, from the same registry, alternating:
                 per round, started before any timing
 Nothing that dockyard or docker pulled is deleted until every pull has been timed (unless
 --delete-between): on an ext4 without a journal (this machine's root), creating an inode in a
-block group where many were deleted in the last minute scans past each of them
-(ext4_new_inode -> recently_deleted), which made a pull's time depend on who had deleted a
-211 MB tree just before it (up to 1.5 s of a 2 s pull, for either contender).
+block group where many were deleted in the last minutes scans past each of them
+(ext4_new_inode -> recently_deleted, for as long as the group's inode table keeps being
+written), which made a pull's time depend on who had deleted a tree there before it (up to
+1.5 s of a 2 s pull, for either contender; 300-650 us per empty file made, against 20 us).
+So both contenders' stores (dockerd's --data-root too) are in one work directory, put where
+making files costs what it should: of benches/.cache and /tmp, the first where a probe of
+2,000 empty files takes under 60 us each, waiting (up to 7 minutes) while neither does.
   podman        `podman pull` into a fresh --root (overlay), reset between runs
   skopeo+umoci  `skopeo copy docker://… oci:DIR` then `umoci unpack` (a runtime bundle)
 Push contenders, each into a freshly started, empty registry:
@@ -91,6 +95,37 @@ class Distribution:
         self.proc.wait(10)
         self.log.close()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def quiet_place(candidates: list[Path], probes: list[Path], limit_us: float = 60.0, patience: float = 420.0) -> Path:
+    """The first of ``candidates`` where making an empty file costs under ``limit_us``
+    (see the docstring: a block group full of recently deleted inodes costs 10-30 times
+    that), probing each with 2,000 files in a new directory of its own (added to ``probes``,
+    for the caller to remove once every pull is timed: a probe deletes nothing); rounds every
+    15 s until one is, or ``patience`` runs out (then the fastest, said so)."""
+    deadline = time.time() + patience
+    while True:
+        costs = []
+        for place in candidates:
+            place.mkdir(parents=True, exist_ok=True)
+            probe = Path(tempfile.mkdtemp(prefix="probe-", dir=str(place)))
+            probes.append(probe)
+            t = time.perf_counter()
+            for i in range(2000):
+                os.close(os.open(probe / f"f{i}", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+            cost = (time.perf_counter() - t) / 2000 * 1e6
+            if cost < limit_us:
+                print(f"work directory in {place} (making a file: {cost:.0f} us)")
+                return place
+            costs.append((cost, place))
+        if time.time() > deadline:
+            cost, place = min(costs)
+            print(f"work directory in {place}: making a file still costs {cost:.0f} us (recent deletes); "
+                  "read the ratios with care")
+            return place
+        print(f"making a file costs {', '.join(f'{c:.0f} us in {p}' for c, p in costs)}: waiting for the "
+              "recently deleted inodes to age", flush=True)
+        time.sleep(15)
 
 
 def run(args: list[str], env: dict | None = None) -> float:
@@ -244,7 +279,8 @@ def main() -> None:
     if "debian" in wanted and not layer.exists():
         sys.exit(f"{layer} is missing: run benches/bench_import.py --debian once")
     CACHE.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-pull-", dir=str(CACHE)))
+    probes: list[Path] = []
+    work = Path(tempfile.mkdtemp(prefix="bench-pull-", dir=str(quiet_place([CACHE, Path("/tmp")], probes))))
     dockerds: dict[int, object] = {}
     podman_resets: list[list[str]] = []  # run at the end (or at once with --delete-between)
     registries: list[Distribution] = []
@@ -284,7 +320,9 @@ def main() -> None:
 
             key = 0 if opts.delete_between else rep
             if key not in dockerds:
-                dockerds[key] = Dockerd(Path(tempfile.mkdtemp(prefix="dyd-", dir="/tmp")))
+                # its socket and exec root in /tmp (short paths), its store beside dockyard's
+                dockerds[key] = Dockerd(Path(tempfile.mkdtemp(prefix="dyd-", dir="/tmp")),
+                                        data_root=work / f"docker-root-{key}")
                 dockerds[key].start()
             return dockerds[key]
 
@@ -419,6 +457,8 @@ def main() -> None:
         for r in registries:
             r.stop()
         shutil.rmtree(work, ignore_errors=True)
+        for probe in probes:
+            shutil.rmtree(probe, ignore_errors=True)
 
 
 if __name__ == "__main__":
