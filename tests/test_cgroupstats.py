@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dockyard.engine.cgroupstats import container_cgroup, is_v2, resolve, sample
+from dockyard.engine.cgroupstats import blkio_support, container_cgroup, is_v2, resolve, sample
 
 CID = "c" * 64
 CG = f"/dockyard/{CID}"
@@ -107,3 +107,19 @@ def test_cp_tells_the_container_by_its_cgroup(tmp_path):
         assert not _in_cgroup(fd, f"other/{CID}")
     finally:
         os.close(fd)
+
+
+def test_blkio_support(tmp_path):
+    """What dockerd's sysinfo finds: v1's blkio files (weights only under CFQ or BFQ), v2's io
+    controller (everything)."""
+    v1 = tmp_path / "v1"
+    write(v1 / "cgroup.controllers", "")
+    for f in ("blkio.throttle.read_bps_device", "blkio.throttle.write_iops_device", "blkio.bfq.weight"):
+        write(v1 / "blkio" / f, "")
+    assert blkio_support(v1) == {"weight": True, "weight_device": False, "read_bps": True, "write_bps": False,
+                                 "read_iops": False, "write_iops": True}
+    v2 = tmp_path / "v2"
+    write(v2 / "cgroup.controllers", "cpu io memory\n")
+    assert set(blkio_support(v2).values()) == {True}
+    write(v2 / "cgroup.controllers", "cpu memory\n")
+    assert set(blkio_support(v2).values()) == {False}

@@ -246,3 +246,55 @@ def test_cgroup_parent_same_as_docker(both, dockerd, docker_busybox):
                     Path("/sys/fs/cgroup", ctl.removeprefix("name=") or "unified", path.lstrip("/")).rmdir()
                 except OSError:
                     pass
+
+
+def _block_device() -> str:
+    """A block device of this host (the one / is on, else any): a throttle needs a real one."""
+    import stat
+
+    dev = os.stat("/").st_dev
+    for path in (f"/dev/block/{os.major(dev)}:{os.minor(dev)}", *(f"/dev/{n}" for n in sorted(os.listdir("/dev")))):
+        try:
+            if stat.S_ISBLK(os.stat(path).st_mode):
+                return os.path.realpath(path)
+        except OSError:
+            continue
+    pytest.skip("no block device on this host")
+
+
+def test_blkio_same_as_docker(both, dockerd, docker_busybox):
+    """--device-{read,write}-{bps,iops}, --blkio-weight and --blkio-weight-device as dockerd's:
+    the throttles in force in the container's blkio cgroup, inspect's HostConfig as dockerd
+    records it, a setting the host's cgroups lack dropped with dockerd's warning, a bad value
+    refused with the docker CLI's words, a missing device with dockerd's error at start."""
+    dev = _block_device()
+    script = "cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device"
+    keys = ("BlkioWeight", "BlkioWeightDevice", "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps",
+            "BlkioDeviceWriteIOps")
+    cases = [
+        ["--device-read-bps", f"{dev}:1mb", "--device-write-iops", f"{dev}:300", "--device-write-bps", f"{dev}:2048"],
+        ["--blkio-weight", "300", "--blkio-weight-device", f"{dev}:200", "--device-read-iops", f"{dev}:77"],
+        ["--blkio-weight", "5"],
+        ["--device-read-bps", "nope:1mb"],
+        ["--device-read-bps", f"{dev}:x"],
+        ["--device-read-iops", f"{dev}:1k"],
+        ["--blkio-weight-device", f"{dev}:5"],
+        ["--blkio-weight", "x"],
+        ["--device-read-bps", "/dev/dytest-none:1mb"],
+    ]
+    for args in cases:
+        outcome = []
+        for run in (lambda *a: dockerd.docker(*a, check=False), both):
+            made = run("create", "--network", "none", *args, docker_busybox, "sh", "-c", script)
+            host = {}
+            ran = None
+            if made.returncode == 0:
+                cid = made.stdout.decode().strip()
+                host = json.loads(run("inspect", cid).stdout)[0]["HostConfig"]
+                ran = run("start", "-a", cid)
+                run("rm", "-f", cid)
+                ran = (ran.returncode, ran.stdout.decode(), ran.stderr.decode().strip().rsplit(": ", 2)[-2:])
+            err = [l.removeprefix("docker: ") for l in made.stderr.decode().splitlines()
+                   if l and not l.startswith(("See '", "Run '", "Usage:"))]
+            outcome.append((made.returncode, err, [host.get(k) for k in keys], ran))
+        assert outcome[0] == outcome[1], args

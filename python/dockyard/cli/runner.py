@@ -46,6 +46,12 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("oom-score-adj", "", "int", 0, "Tune host's OOM preferences (-1000 to 1000)"),
     ("memory-swappiness", "", "int", -1, "Tune container memory swappiness (0 to 100)"),
     ("oom-kill-disable", "", "bool", False, "Disable OOM Killer"),
+    ("blkio-weight", "", "str", "", "Block IO (relative weight), between 10 and 1000, or 0 to disable (default 0)"),
+    ("blkio-weight-device", "", "multi", (), "Block IO weight (relative device weight)"),
+    ("device-read-bps", "", "multi", (), "Limit read rate (bytes per second) from a device"),
+    ("device-write-bps", "", "multi", (), "Limit write rate (bytes per second) to a device"),
+    ("device-read-iops", "", "multi", (), "Limit read rate (IO per second) from a device"),
+    ("device-write-iops", "", "multi", (), "Limit write rate (IO per second) to a device"),
     ("device", "", "multi", (), "Add a host device to the container"),
     ("sysctl", "", "multi", (), "Sysctl options"),
     ("init", "", "bool", False, "Run an init inside the container that forwards signals and reaps processes"),
@@ -315,6 +321,7 @@ def create_body(p: dict) -> dict:
         host["MemorySwappiness"] = p["memory_swappiness"]
     if p["oom_kill_disable"]:
         host["OomKillDisable"] = True
+    _blkio_flags(p, host)
     if p["shm_size"]:
         from ..units import parse_size
 
@@ -449,6 +456,60 @@ def _healthcheck(p: dict) -> dict | None:
     out.update({key: durations.get(key, 0) for key, _ in _HEALTH_DURATIONS})
     out["Retries"] = retries
     return out
+
+
+def _blkio_flags(p: dict, host: dict) -> None:
+    """--blkio-weight, --blkio-weight-device and the four --device-{read,write}-{bps,iops}, checked
+    as the docker CLI checks them, into HostConfig (the daemon looks the devices up at start)."""
+    if p["blkio_weight"]:
+        text = p["blkio_weight"]
+        if not text.isdigit():
+            raise _flag_error("blkio-weight", text, f'strconv.ParseUint: parsing "{text}": invalid syntax')
+        if int(text) > 0xFFFF:
+            raise _flag_error("blkio-weight", text, f'strconv.ParseUint: parsing "{text}": value out of range')
+        host["BlkioWeight"] = int(text)
+
+    def split(flag: str, value: str) -> tuple[str, str]:
+        path, colon, rest = value.partition(":")
+        if not colon:
+            raise _flag_error(flag, value, f"bad format: {value}")
+        if not path.startswith("/dev/"):
+            raise _flag_error(flag, value, f"bad format for device path: {value}")
+        return path, rest
+
+    weights = []
+    for value in p["blkio_weight_device"]:
+        path, rest = split("blkio-weight-device", value)
+        if not rest.isdigit() or (int(rest) and not 10 <= int(rest) <= 1000):
+            raise _flag_error("blkio-weight-device", value, f"invalid weight for device: {value}")
+        weights.append({"Path": path, "Weight": int(rest)})
+    if weights:
+        host["BlkioWeightDevice"] = weights
+    for flag, key in (("device-read-bps", "BlkioDeviceReadBps"), ("device-write-bps", "BlkioDeviceWriteBps"),
+                      ("device-read-iops", "BlkioDeviceReadIOps"), ("device-write-iops", "BlkioDeviceWriteIOps")):
+        rates = []
+        for value in p[flag.replace("-", "_")]:
+            path, rest = split(flag, value)
+            bps = flag.endswith("bps")
+            rate = -1
+            if bps:
+                from ..errors import DockyardError
+                from ..units import parse_size
+
+                try:
+                    rate = parse_size(rest) if rest[:1].isdigit() else -1
+                except DockyardError:
+                    pass
+            elif rest.isdigit():
+                rate = int(rest)
+            if rate < 0:
+                unit = "[<unit>]" if bps else ""
+                units = ". Unit is optional and can be kb, mb, or gb" if bps else ""
+                raise _flag_error(flag, value, f"invalid rate for device: {value}. The correct format is "
+                                               f"<device-path>:<number>{unit}. Number must be a positive integer{units}")
+            rates.append({"Path": path, "Rate": rate})
+        if rates:
+            host[key] = rates
 
 
 def _flag_error(flag: str, value: str, why: str) -> Exception:

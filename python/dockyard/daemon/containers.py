@@ -330,7 +330,7 @@ def create(d, req: Request) -> Reply:
                 ref = opts.image
             raise ImageNotFound(f"No such image: {ref}") from None
         d.emit_container(engine, cid, "create")
-    return Reply(201, {"Id": cid, "Warnings": []})
+    return Reply(201, {"Id": cid, "Warnings": opts.warnings})
 
 
 #: HostConfig fields dockerd always reports, with its defaults (clients read them unconditionally)

@@ -200,6 +200,55 @@ def _strs(value: object) -> list[str]:
     return list(value) if value else []
 
 
+#: what dockerd says when the host's cgroups lack a block I/O setting (and drops it)
+_BLKIO_UNSUPPORTED = {
+    "weight": "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.",
+    "weight_device": "Your kernel does not support Block I/O weight_device or the cgroup is not mounted. "
+                     "Weight-device discarded.",
+    "read_bps": "Your kernel does not support BPS Block I/O read limit or the cgroup is not mounted. "
+                "Block I/O BPS read limit discarded.",
+    "write_bps": "Your kernel does not support BPS Block I/O write limit or the cgroup is not mounted. "
+                 "Block I/O BPS write limit discarded.",
+    "read_iops": "Your kernel does not support IOPS Block read limit or the cgroup is not mounted. "
+                 "Block I/O IOPS read limit discarded.",
+    "write_iops": "Your kernel does not support IOPS Block write limit or the cgroup is not mounted. "
+                  "Block I/O IOPS write limit discarded.",
+}
+
+
+def _blkio(host: dict, res, warnings: list[str]) -> dict:
+    """HostConfig's block I/O settings, checked as dockerd checks them at create: a setting the
+    host's cgroups cannot take is dropped with a warning (inspect then shows it empty), a weight
+    is 10 to 1000; into ``res`` (the devices are looked up at start) and, as kept, for inspect."""
+    from ..engine.cgroupstats import blkio_support
+    from ..engine.spec import BLKIO_THROTTLES
+
+    if host.get("IOMaximumBandwidth") or host.get("IOMaximumIOps"):
+        raise InvalidArgument("Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps")
+    given = {k: host.get(k) for k in ("BlkioWeight", "BlkioWeightDevice", *BLKIO_THROTTLES)}
+    if not any(given.values()):
+        return {}
+    support = blkio_support()
+    kept: dict = {}
+    for key, what in (("BlkioWeight", "weight"), ("BlkioWeightDevice", "weight_device"),
+                      ("BlkioDeviceReadBps", "read_bps"), ("BlkioDeviceWriteBps", "write_bps"),
+                      ("BlkioDeviceReadIOps", "read_iops"), ("BlkioDeviceWriteIOps", "write_iops")):
+        value = given[key]
+        if value and not support[what]:
+            warnings.append(_BLKIO_UNSUPPORTED[what])
+            value = 0 if key == "BlkioWeight" else []
+        kept[key] = value or (0 if key == "BlkioWeight" else [])
+    if kept["BlkioWeight"] and not 10 <= kept["BlkioWeight"] <= 1000:
+        raise InvalidArgument("Range of blkio weight is from 10 to 1000")
+    res.blkio_weight = kept["BlkioWeight"]
+    res.blkio_weight_device = [{"Path": d.get("Path") or "", "Weight": d.get("Weight") or 0}
+                               for d in kept["BlkioWeightDevice"] if d]
+    res.blkio_throttle = {k: [{"Path": d.get("Path") or "", "Rate": d.get("Rate") or 0} for d in kept[k] if d]
+                          for k in BLKIO_THROTTLES if kept[k]}
+    return {"BlkioWeight": res.blkio_weight, "BlkioWeightDevice": res.blkio_weight_device,
+            **{k: res.blkio_throttle.get(k, []) for k in BLKIO_THROTTLES}}
+
+
 def options_from_body(body: object, name: str = ""):
     from ..engine.containers import CreateOptions
     from ..engine.spec import (Resources, check_nano_cpus, check_sysctls, default_ulimits, normalize_cap,
@@ -290,6 +339,8 @@ def options_from_body(body: object, name: str = ""):
         raise InvalidArgument(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
     host_extra["OomScoreAdj"] = oom
     host_extra["MemorySwappiness"] = swappiness  # (as given: null, or -1 from an older client)
+    warnings: list[str] = []
+    host_extra.update(_blkio(host, res, warnings))
     host_extra["OomKillDisable"] = res.oom_kill_disable
     if host.get("Ulimits") == [] and not default_ulimits():
         host_extra["Ulimits"] = []  # (as given: the docker 28 CLI sends [], docker-py nothing, and dockerd keeps either)
@@ -364,4 +415,5 @@ def options_from_body(body: object, name: str = ""):
         network_aliases=aliases, links=_strs(host.get("Links")), dns=_strs(host.get("Dns")),
         dns_search=_strs(host.get("DnsSearch")), dns_option=_strs(host.get("DnsOptions")),
         add_host=_strs(host.get("ExtraHosts")), ip=ip, host_extra=host_extra, endpoint=endpoint,
+        warnings=warnings,
     )

@@ -51,6 +51,25 @@ def resolve(cgroup: str, controller: str, own: str | None = None) -> str:
     return mine.rstrip("/") + "/" + cgroup
 
 
+def blkio_support(base: Path = CGROUP_ROOT) -> dict[str, bool]:
+    """Which block I/O settings this host's cgroups take, as dockerd's sysinfo tells: v1's
+    blkio files (a weight needs a proportional-weight scheduler: CFQ or BFQ), or v2's io
+    controller (all of them)."""
+    keys = ("weight", "weight_device", "read_bps", "write_bps", "read_iops", "write_iops")
+    if is_v2(base):
+        try:
+            io = "io" in (base / "cgroup.controllers").read_text().split()
+        except OSError:
+            io = False
+        return dict.fromkeys(keys, io)
+    d = base / "blkio"
+    files = {"weight": ("blkio.weight", "blkio.bfq.weight"),
+             "weight_device": ("blkio.weight_device", "blkio.bfq.weight_device"),
+             "read_bps": ("blkio.throttle.read_bps_device",), "write_bps": ("blkio.throttle.write_bps_device",),
+             "read_iops": ("blkio.throttle.read_iops_device",), "write_iops": ("blkio.throttle.write_iops_device",)}
+    return {k: any((d / f).exists() for f in names) for k, names in files.items()}
+
+
 def _int(path: Path, default: int = 0) -> int:
     try:
         text = path.read_text().strip()

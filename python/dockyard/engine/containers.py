@@ -138,6 +138,7 @@ class CreateOptions:
     dns_option: list[str] = field(default_factory=list)
     add_host: list[str] = field(default_factory=list)
     ip: str = ""
+    warnings: list[str] = field(default_factory=list)  # what the create answers with (dockerd's Warnings)
     # HostConfig fields kept as given (Runtime, Isolation, DeviceCgroupRules, VolumeDriver, CpuRealtime*)
     host_extra: dict = field(default_factory=dict)
     endpoint: dict = field(default_factory=dict)  # ip6, links, link_local, driver_opts, mac (engine/network)

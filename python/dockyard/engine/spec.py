@@ -286,6 +286,11 @@ class Resources:
     shm_size: int = 0  # HostConfig.ShmSize: /dev/shm's size in bytes (0: the daemon's default)
     memory_swappiness: int | None = None  # HostConfig.MemorySwappiness (0-100; None: the kernel's)
     oom_kill_disable: bool = False        # HostConfig.OomKillDisable
+    blkio_weight: int = 0                 # HostConfig.BlkioWeight (10-1000; 0: none)
+    # HostConfig.BlkioWeightDevice ({Path, Weight}) and the four throttles ({Path, Rate}, by
+    # their HostConfig names: BLKIO_THROTTLES), the devices looked up at start
+    blkio_weight_device: list[dict] = field(default_factory=list)
+    blkio_throttle: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def check_nano_cpus(nano_cpus: int) -> None:
@@ -383,6 +388,33 @@ def custom_devices(devices: list[dict]) -> tuple[list[dict], list[dict]]:
     return nodes, rules
 
 
+#: HostConfig's block I/O throttles → the OCI spec's, in linux.resources.blockIO
+BLKIO_THROTTLES = {"BlkioDeviceReadBps": "throttleReadBpsDevice", "BlkioDeviceWriteBps": "throttleWriteBpsDevice",
+                   "BlkioDeviceReadIOps": "throttleReadIOPSDevice", "BlkioDeviceWriteIOps": "throttleWriteIOPSDevice"}
+
+
+def _block_io(res: Resources) -> dict:
+    """linux.resources.blockIO: each device path (a symlink is followed) as its numbers, looked
+    up now, as dockerd does at start."""
+
+    def numbers(path: str) -> dict:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise DockyardError(f"stat {path}: {os.strerror(exc.errno or 0).lower()}") from None
+        return {"major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev)}
+
+    out: dict = {}
+    if res.blkio_weight:
+        out["weight"] = res.blkio_weight
+    if res.blkio_weight_device:
+        out["weightDevice"] = [dict(numbers(d["Path"]), weight=d["Weight"]) for d in res.blkio_weight_device]
+    for key, oci in BLKIO_THROTTLES.items():
+        if res.blkio_throttle.get(key):
+            out[oci] = [dict(numbers(d["Path"]), rate=d["Rate"]) for d in res.blkio_throttle[key]]
+    return out
+
+
 def linux_resources(res: Resources) -> dict:
     out: dict = {"devices": DEFAULT_DEVICE_RULES}
     mem: dict = {}
@@ -423,6 +455,9 @@ def linux_resources(res: Resources) -> dict:
         out["cpu"] = cpu
     if res.pids_limit:
         out["pids"] = {"limit": res.pids_limit}
+    block_io = _block_io(res)
+    if block_io:
+        out["blockIO"] = block_io
     return out
 
 

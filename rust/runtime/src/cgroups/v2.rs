@@ -123,6 +123,17 @@ impl CgroupManager for V2 {
             let v = 1 + (u64::from(w).clamp(10, 1000) - 10) * 9999 / 990;
             write(&d, "io.weight", &format!("default {v}"))?;
         }
+        if let Some(b) = &r.block_io {
+            // blkio's throttles → io.max, one write per device and limit (the kernel keeps the
+            // device's other limits), as runc does
+            for (key, list) in [("rbps", &b.throttle_read_bps_device), ("wbps", &b.throttle_write_bps_device),
+                                ("riops", &b.throttle_read_iops_device), ("wiops", &b.throttle_write_iops_device)] {
+                for t in list {
+                    let rate = if t.rate == 0 { "max".to_string() } else { t.rate.to_string() };
+                    write(&d, "io.max", &format!("{}:{} {key}={rate}", t.major, t.minor))?;
+                }
+            }
+        }
         // Device rules need an eBPF program on v2; not implemented (documented in the README).
         Ok(())
     }
@@ -200,7 +211,7 @@ mod tests {
         assert_eq!(rd("dy/cgroup.subtree_control"), "+cpuset +cpu +io +memory +pids");
         assert!(t.0.join("dy/c1").is_dir());
         let r: Resources = serde_json::from_str(
-            r#"{"memory":{"limit":67108864,"swap":100663296,"reservation":1048576},"cpu":{"shares":1024,"quota":50000,"period":100000,"cpus":"0","mems":"0"},"pids":{"limit":-1},"blockIO":{"weight":500}}"#,
+            r#"{"memory":{"limit":67108864,"swap":100663296,"reservation":1048576},"cpu":{"shares":1024,"quota":50000,"period":100000,"cpus":"0","mems":"0"},"pids":{"limit":-1},"blockIO":{"weight":500,"throttleWriteIOPSDevice":[{"major":8,"minor":0,"rate":300}]}}"#,
         )
         .unwrap();
         cg.set(&r).unwrap();
@@ -212,6 +223,7 @@ mod tests {
         assert_eq!(rd("dy/c1/cpuset.cpus"), "0");
         assert_eq!(rd("dy/c1/pids.max"), "max");
         assert_eq!(rd("dy/c1/io.weight"), "default 4950");
+        assert_eq!(rd("dy/c1/io.max"), "8:0 wiops=300"); // (the fake file keeps the last write)
         let r: Resources = serde_json::from_str(r#"{"memory":{"limit":-1,"swap":-1},"cpu":{"quota":-1},"pids":{"limit":10}}"#).unwrap();
         cg.set(&r).unwrap();
         assert_eq!(rd("dy/c1/memory.max"), "max");
