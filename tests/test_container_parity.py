@@ -297,4 +297,40 @@ def test_blkio_same_as_docker(both, dockerd, docker_busybox):
             err = [l.removeprefix("docker: ") for l in made.stderr.decode().splitlines()
                    if l and not l.startswith(("See '", "Run '", "Usage:"))]
             outcome.append((made.returncode, err, [host.get(k) for k in keys], ran))
-        assert outcome[0] == outcome[1], args
+    assert outcome[0] == outcome[1], args
+
+
+@pytest.mark.parametrize("args", [
+    ["--oom-kill-disable"],
+    ["--oom-kill-disable", "-m", "64m"],
+    ["--kernel-memory", "50m"],
+    ["--cpu-rt-runtime", "1000"],
+    ["-m", "64m", "--memory-reservation", "128m"],
+    ["-m", "64m", "--memory-swap", "32m"],
+    ["--memory-swap", "128m"],
+    ["--cpus", "1", "--cpu-period", "100000"],
+    ["--cpuset-cpus", "7"],
+    ["--cpuset-mems", "3"],
+    ["--cpu-shares", "1"],
+    ["--pids-limit", "-1"],
+    ["-m", "4m"],
+    ["--kernel-memory", "2m"],
+    ["--cpu-rt-runtime", "2000", "--cpu-rt-period", "1000"],
+    ["--cpus", "1", "--cpu-quota", "1000"],
+    ["--cpuset-cpus", "0-x"],
+    ["--cpuset-mems", "x"],
+    ["--cpuset-cpus", "0-1", "--cpuset-mems", "0"],
+    ["--pull", "never", "dytest-nosuch:zz"],
+])
+def test_create_answers_as_docker(both, dockerd, docker_busybox, args):
+    """What a create answers (its warnings, or its error) for resource flags, as dockerd's."""
+    outcome = []
+    for run in (lambda *a: dockerd.docker(*a, check=False), both):
+        image = [] if "--pull" in args else [docker_busybox, "true"]
+        made = run("create", "--network", "none", *args, *image)
+        if made.returncode == 0:
+            run("rm", "-f", made.stdout.decode().strip())
+        err = [l.removeprefix("docker: ") for l in made.stderr.decode().splitlines()
+               if l and not l.startswith(("See '", "Run '", "Usage:"))]
+        outcome.append((made.returncode, err))
+    assert outcome[0] == outcome[1], args

@@ -121,7 +121,7 @@ def test_lifecycle_like_docker(dy):
     assert len(cid) == 64
     assert text(dy("ps", "-a", "--format", "{{.Names}} {{.Status}}")) == "life Created\n"
     proc = dy("create", "--name", "life", "bb", check=False)
-    assert proc.returncode == 125 and b'The container name "/life" is already in use' in proc.stderr
+    assert proc.returncode == 1 and b'The container name "/life" is already in use' in proc.stderr  # (as docker create)
     assert text(dy("start", "life")) == "life\n"
     assert text(dy("ps", "--format", "{{.Names}} {{.Command}}")) == 'life "sleep 30"\n'
     assert text(dy("inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.Name}}", "life")) == "running true /life\n"

@@ -38,6 +38,9 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("cpu-shares", "c", "int", 0, "CPU shares (relative weight)"),
     ("cpu-quota", "", "int", 0, "Limit CPU CFS (Completely Fair Scheduler) quota"),
     ("cpu-period", "", "int", 0, "Limit CPU CFS (Completely Fair Scheduler) period"),
+    ("cpu-rt-period", "", "int", 0, "Limit CPU real-time period in microseconds"),
+    ("cpu-rt-runtime", "", "int", 0, "Limit CPU real-time runtime in microseconds"),
+    ("kernel-memory", "", "str", "", "Kernel memory limit (deprecated)"),
     ("cpuset-cpus", "", "str", "", "CPUs in which to allow execution (0-3, 0,1)"),
     ("cpuset-mems", "", "str", "", "MEMs in which to allow execution (0-3, 0,1)"),
     ("pids-limit", "", "int", 0, "Tune container pids limit (set -1 for unlimited)"),
@@ -296,6 +299,14 @@ def create_body(p: dict) -> dict:
             raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
     if p["memory_reservation"]:
         host["MemoryReservation"] = parse_size(p["memory_reservation"])
+    if p["kernel_memory"]:
+        from ..errors import DockyardError
+        from ..units import parse_size
+
+        try:
+            host["KernelMemory"] = parse_size(p["kernel_memory"])
+        except DockyardError as exc:
+            raise _flag_error("kernel-memory", p["kernel_memory"], str(exc)) from None
     if p["cpus"]:
         try:
             cpus = float(p["cpus"])
@@ -307,6 +318,7 @@ def create_body(p: dict) -> dict:
             raise InvalidArgument(f"range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only {os.cpu_count()} CPUs available")
         host["NanoCpus"] = int(cpus * 1e9)
     for key, flag in (("CpuShares", "cpu_shares"), ("CpuQuota", "cpu_quota"), ("CpuPeriod", "cpu_period"),
+                      ("CpuRealtimePeriod", "cpu_rt_period"), ("CpuRealtimeRuntime", "cpu_rt_runtime"),
                       ("CpusetCpus", "cpuset_cpus"), ("CpusetMems", "cpuset_mems")):
         if p[flag]:
             host[key] = p[flag]

@@ -249,6 +249,79 @@ def _blkio(host: dict, res, warnings: list[str]) -> dict:
             **{k: res.blkio_throttle.get(k, []) for k in BLKIO_THROTTLES}}
 
 
+_MIN_MEMORY = 6 * 1024 * 1024
+
+
+def _cpu_list(text: str, what: str, available: str) -> None:
+    """A cpuset list ("0-2,4") of ``what`` ("cpus", "mems"), each member in ``available`` (the
+    same form, the host's), as dockerd checks it."""
+
+    def members(value: str) -> set[int] | None:
+        out: set[int] = set()
+        for part in value.strip().split(","):
+            lo, dash, hi = part.partition("-")
+            if not lo.isdigit() or (dash and not hi.isdigit()):
+                return None
+            out.update(range(int(lo), int(hi if dash else lo) + 1))
+        return out
+
+    wanted = members(text)
+    if wanted is None:
+        raise InvalidArgument(f"Invalid value {text} for cpuset {what}: invalid format: {text}")
+    have = members(available) if available.strip() else None
+    if have is not None and not wanted <= have:
+        noun = "CPUs" if what == "cpus" else "memory nodes"
+        raise InvalidArgument(f"Requested {noun} are not available - requested {text}, available: {available.strip()}")
+
+
+def _check_resources(host: dict, res, warnings: list[str]) -> int:
+    """dockerd's checks of a create's memory and CPU settings against each other and this host
+    (its errors, its warnings in ``warnings``); returns the KernelMemory to record (deprecated:
+    recorded, warned about, not applied, as runc no longer applies it)."""
+    from ..engine.cgroupstats import CGROUP_ROOT, is_v2
+
+    v1 = not is_v2()
+    if res.memory and res.memory_reservation and res.memory < res.memory_reservation:
+        raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
+    if res.memory_swap > 0 and not res.memory:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+    kernel_memory = host.get("KernelMemory") or 0
+    if kernel_memory:
+        warnings.append("Specifying a kernel memory limit is deprecated and will be removed in a future release.")
+        if not (v1 and (CGROUP_ROOT / "memory" / "memory.kmem.limit_in_bytes").exists()):
+            warnings.append("Your kernel does not support kernel memory limit capabilities or the cgroup is not "
+                            "mounted. Limitation discarded.")
+            kernel_memory = 0
+    if 0 < kernel_memory < _MIN_MEMORY:
+        raise InvalidArgument("Minimum kernel memory limit allowed is 6MB")
+    if res.oom_kill_disable and not (v1 and (CGROUP_ROOT / "memory" / "memory.oom_control").exists()):
+        warnings.append("Your kernel does not support OomKillDisable. OomKillDisable discarded.")
+        res.oom_kill_disable = False
+    if res.oom_kill_disable and not res.memory:
+        warnings.append("OOM killer is disabled for the container, but no memory limit is set, this can result in "
+                        "the system running out of resources.")
+    if res.nano_cpus and res.cpu_period:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if res.nano_cpus and res.cpu_quota:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    rt_period, rt_runtime = host.get("CpuRealtimePeriod") or 0, host.get("CpuRealtimeRuntime") or 0
+    rt = v1 and (CGROUP_ROOT / "cpu" / "cpu.rt_period_us").exists()
+    if rt_period and not rt:
+        raise InvalidArgument("Your kernel does not support cgroup cpu real-time period")
+    if rt_runtime and not rt:
+        raise InvalidArgument("Your kernel does not support cgroup cpu real-time runtime")
+    if rt_period and rt_runtime and rt_runtime > rt_period:
+        raise InvalidArgument("cpu real-time runtime cannot be higher than cpu real-time period")
+    for text, what in ((res.cpuset_cpus, "cpus"), (res.cpuset_mems, "mems")):
+        if text:
+            try:
+                available = (CGROUP_ROOT / ("cpuset" if v1 else "") / f"cpuset.{what}{'' if v1 else '.effective'}").read_text()
+            except OSError:
+                available = ""
+            _cpu_list(text, what, available)
+    return kernel_memory
+
+
 def options_from_body(body: object, name: str = ""):
     from ..engine.containers import CreateOptions
     from ..engine.spec import (Resources, check_nano_cpus, check_sysctls, default_ulimits, normalize_cap,
@@ -302,6 +375,8 @@ def options_from_body(body: object, name: str = ""):
     res.cpuset_mems = host.get("CpusetMems") or ""
     pids = host.get("PidsLimit") or 0
     res.pids_limit = pids if pids > 0 else 0
+    warnings: list[str] = []
+    kernel_memory = _check_resources(host, res, warnings)
     for u in host.get("Ulimits") or []:
         u = u or {}
         res.ulimits.append(parse_ulimit(f"{u.get('Name') or ''}={u.get('Soft') or 0}:{u.get('Hard') or 0}"))
@@ -339,7 +414,7 @@ def options_from_body(body: object, name: str = ""):
         raise InvalidArgument(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
     host_extra["OomScoreAdj"] = oom
     host_extra["MemorySwappiness"] = swappiness  # (as given: null, or -1 from an older client)
-    warnings: list[str] = []
+    host_extra["KernelMemory"] = kernel_memory
     host_extra.update(_blkio(host, res, warnings))
     host_extra["OomKillDisable"] = res.oom_kill_disable
     if host.get("Ulimits") == [] and not default_ulimits():
