@@ -97,7 +97,7 @@ def test_same_as_docker(both, dockerd, docker_busybox, probe):
     (["--oom-score-adj", "500"], "cat /proc/self/oom_score_adj"),
     (["--oom-score-adj", "1001"], "true"),
     (["--ipc", "host"], "grep /dev/shm /proc/mounts | tail -1; readlink /proc/self/ns/ipc"),
-    (["--ipc", "none"], "grep -c /dev/shm /proc/mounts"),
+    (["--ipc", "none"], "grep -c /dev/shm /proc/mounts; ls -d /dev/shm 2>&1; ls /dev"),
     (["--ipc", "bogus"], "true"),
     (["--memory-swappiness", "10", "--oom-kill-disable", "-m", "64m"],
      "cat /sys/fs/cgroup/memory/memory.swappiness; grep oom_kill_disable /sys/fs/cgroup/memory/memory.oom_control"),

@@ -356,8 +356,8 @@ const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
     ("/dev/tty", 5, 0),
 ];
 
-/// The minimal /dev: default character devices plus `linux.devices`, the usual links, /dev/pts
-/// and /dev/shm directories. Devices are made with mknod; if that is refused we bind the host's.
+/// The minimal /dev: default character devices plus `linux.devices`, the usual links and the
+/// /dev/pts directory. Devices are made with mknod; if that is refused we bind the host's.
 pub fn setup_dev(sys: &dyn Syscall, rootfs: &Path, devices: &[Device]) -> Result<()> {
     let mut all: Vec<Device> = DEFAULT_DEVICES
         .iter()
@@ -395,9 +395,9 @@ pub fn setup_dev(sys: &dyn Syscall, rootfs: &Path, devices: &[Device]) -> Result
     let ptmx = dev.join("ptmx");
     sys.remove(&ptmx)?;
     sys.symlink("pts/ptmx", &ptmx)?;
-    for d in ["pts", "shm"] {
-        mkdirs(sys, &dev.join(d))?;
-    }
+    // /dev/pts for ptmx's link; /dev/shm only as its mount's destination (none with --ipc none,
+    // where runc leaves no directory either)
+    mkdirs(sys, &dev.join("pts"))?;
     Ok(())
 }
 
