@@ -334,3 +334,42 @@ def test_create_answers_as_docker(both, dockerd, docker_busybox, args):
                if l and not l.startswith(("See '", "Run '", "Usage:"))]
         outcome.append((made.returncode, err))
     assert outcome[0] == outcome[1], args
+
+
+def test_more_create_flags_same_as_docker(both, dockerd, docker_busybox, tmp_path):
+    """--domainname, --group-add, --annotation, --label-file, --runtime, --isolation,
+    --device-cgroup-rule, --volume-driver, --cidfile and --platform as dockerd with the docker
+    CLI: what inspect records, what the process sees, the ID file and its refusal to overwrite,
+    and a local image of another platform refused (no pull: --pull never)."""
+    labels = tmp_path / "labels"
+    labels.write_text("# a comment\n\nteam=infra\nlevel=3\n")
+    args = ["--domainname", "example.org", "--group-add", "10",
+            "--label-file", str(labels), "-l", "level=4", "--runtime", "runc", "--isolation", "default",
+            "--device-cgroup-rule", "c 1:3 r", "--volume-driver", "local", "--platform", "linux/amd64"]
+    keys = ("GroupAdd", "Runtime", "Isolation", "DeviceCgroupRules", "VolumeDriver")
+    seen = []
+    for who, run in (("docker", lambda *a: dockerd.docker(*a, check=False)), ("dockyard", both)):
+        cidfile = tmp_path / f"{who}.cid"
+        made = run("create", "--network", "none", "--cidfile", str(cidfile), *args, docker_busybox,
+                   "sh", "-c", "cat /proc/sys/kernel/domainname; id -G")
+        assert made.returncode == 0, made.stderr
+        cid = made.stdout.decode().strip()
+        info = json.loads(run("inspect", cid).stdout)[0]
+        ran = run("start", "-a", cid)
+        again = run("create", "--cidfile", str(cidfile), docker_busybox, "true")
+        other = run("create", "--pull", "never", "--platform", "linux/s390x", docker_busybox, "true")
+        run("rm", "-f", cid)
+        seen.append((cidfile.read_text() == cid, info["Config"]["Domainname"], info["Config"]["Labels"],
+                     [info["HostConfig"].get(k) for k in keys], ran.stdout.decode(),
+                     again.returncode,
+                     again.stderr.decode().removeprefix("docker: ").replace(str(cidfile), "FILE").splitlines()[:1],
+                     other.returncode, other.stderr.decode().splitlines()[:1]))
+    assert seen[0] == seen[1]
+    assert seen[1][0] and seen[1][4] == "example.org\n0 10\n", seen[1]
+    # --annotation needs API 1.43 (dockerd 20.10 has 1.41): dockyard's alone
+    made = both("create", "--annotation", "org.example/a=b", docker_busybox, "true")
+    cid = made.stdout.decode().strip()
+    assert json.loads(both("inspect", cid).stdout)[0]["HostConfig"]["Annotations"] == {"org.example/a": "b"}
+    both("rm", cid)
+    refused = both("create", "--annotation", 'dockyard.rootfs.overlay={"lower":["/"]}', docker_busybox, "true")
+    assert refused.returncode == 1 and b"annotation dockyard.rootfs.overlay is reserved" in refused.stderr

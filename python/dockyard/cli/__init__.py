@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         return _click_main(session, args, failure)
     except DockyardError as exc:
         _err(str(exc) if exc.client_side else f"Error response from daemon: {exc}")
-        if command == "create" and not exc.client_side:
-            return 1  # (the docker CLI: its own checks of the flags 125, the daemon's answer 1)
+        if command == "create" and (not exc.client_side or getattr(exc, "not_a_flag", False)):
+            return 1  # (the docker CLI: its own checks of the flags 125, anything else 1)
         return getattr(exc, "cli_exit", None) or failure
     except KeyboardInterrupt:
         return 130

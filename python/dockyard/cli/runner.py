@@ -29,8 +29,19 @@ RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("workdir", "w", "str", "", "Working directory inside the container"),
     ("user", "u", "str", "", "Username or UID (format: <name|uid>[:<group|gid>])"),
     ("hostname", "h", "str", "", "Container host name"),
+    ("domainname", "", "str", "", "Container NIS domain name"),
     ("entrypoint", "", "optstr", None, "Overwrite the default ENTRYPOINT of the image"),
     ("label", "l", "multi", (), "Set meta data on a container"),
+    ("label-file", "", "multi", (), "Read in a line delimited file of labels"),
+    ("annotation", "", "multi", (), "Add an annotation to the container (passed through to the OCI runtime)"),
+    ("cidfile", "", "str", "", "Write the container ID to the file"),
+    ("group-add", "", "multi", (), "Add additional groups to join"),
+    ("device-cgroup-rule", "", "multi", (), "Add a rule to the cgroup allowed devices list"),
+    ("runtime", "", "str", "", "Runtime to use for this container"),
+    ("isolation", "", "str", "", "Container isolation technology"),
+    ("volume-driver", "", "str", "", "Optional volume driver for the container"),
+    ("platform", "", "str", "", "Set platform if server is multi-platform capable"),
+    ("disable-content-trust", "", "bool", True, "Skip image verification (default true)"),
     ("memory", "m", "str", "", "Memory limit"),
     ("memory-swap", "", "str", "", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
     ("memory-reservation", "", "str", "", "Memory soft limit"),
@@ -258,6 +269,21 @@ def _kv_list(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _label_file(files: list[str] | tuple[str, ...]) -> list[str]:
+    """--label-file: KEY=VALUE lines (blank lines and # comments skipped), as the docker CLI
+    reads them; -l flags given beside them win."""
+    from ..errors import InvalidArgument
+
+    out = []
+    for path in files:
+        try:
+            lines = open(path, encoding="utf-8").read().splitlines()
+        except OSError as exc:
+            raise InvalidArgument(f"open {path}: {exc.strerror.lower()}") from None
+        out += [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    return out
+
+
 def _env_list(values: tuple[str, ...], files: tuple[str, ...]) -> list[str]:
     """-e K=V, -e K (take it from our environment, skip when unset), --env-file F."""
     from ..errors import InvalidArgument
@@ -371,6 +397,14 @@ def create_body(p: dict) -> dict:
         host["CgroupParent"] = p["cgroup_parent"]
     if p["uts"]:
         host["UTSMode"] = p["uts"]
+    if p["annotation"]:
+        host["Annotations"] = _kv_list(tuple(p["annotation"]))
+    for key, flag in (("Runtime", "runtime"), ("Isolation", "isolation"), ("VolumeDriver", "volume_driver")):
+        if p[flag]:
+            host[key] = p[flag]
+    for key, flag in (("GroupAdd", "group_add"), ("DeviceCgroupRules", "device_cgroup_rule")):
+        if p[flag]:
+            host[key] = list(p[flag])
     for key, flag in (("CapAdd", "cap_add"), ("CapDrop", "cap_drop"), ("Binds", "volume"), ("Links", "link"),
                       ("VolumesFrom", "volumes_from"), ("Dns", "dns"), ("DnsSearch", "dns_search"),
                       ("DnsOptions", "dns_option"), ("ExtraHosts", "add_host")):
@@ -407,9 +441,12 @@ def create_body(p: dict) -> dict:
         "Env": _env_list(p["env"], p["env_file"]), "WorkingDir": p["workdir"], "User": p["user"],
         "Hostname": p["hostname"], "Tty": p["tty"], "OpenStdin": p["interactive"],
         "StdinOnce": p["interactive"] and not p["detach"], "AttachStdin": p["interactive"] and not p["detach"],
-        "AttachStdout": not p["detach"], "AttachStderr": not p["detach"], "Labels": _kv_list(p["label"]),
+        "AttachStdout": not p["detach"], "AttachStderr": not p["detach"],
+        "Labels": _kv_list(tuple(_label_file(p["label_file"])) + tuple(p["label"])),
         "HostConfig": host,
     }
+    if p["domainname"]:
+        body["Domainname"] = p["domainname"]
     healthcheck = _healthcheck(p)
     if healthcheck is not None:
         body["Healthcheck"] = healthcheck
@@ -655,9 +692,18 @@ def create_container(session, params: dict) -> str:
 
         raise client_error(f"invalid pull option: '{policy}': must be one of \"always\", \"missing\" or \"never\"")
     body = create_body(params)
-    query = f"?name={quote(params['name'], '')}" if params["name"] else ""
+    query = "&".join(f"{k}={quote(v, '')}" for k, v in (("name", params["name"]), ("platform", params.get("platform")))
+                     if v)
+    query = "?" + query if query else ""
+    cidfile = params.get("cidfile") or ""
+    if cidfile and os.path.exists(cidfile):
+        from .output import client_error
+
+        exc = client_error(f"container ID file found, make sure the other container isn't running or delete {cidfile}")
+        exc.not_a_flag = True  # type: ignore[attr-defined]  # (docker create: 1; run: 125)
+        raise exc
     if policy == "always":
-        pull_image(session, params["image"], params.get("quiet", False))
+        pull_image(session, params["image"], params.get("quiet", False), params.get("platform") or "")
     try:
         out = session.api.json("POST", "/containers/create" + query, None, body)
     except ImageNotFound:
@@ -667,21 +713,32 @@ def create_container(session, params: dict) -> str:
 
         if not params.get("quiet"):
             sys.stderr.write(f"Unable to find image '{parse(params['image']).with_default_tag().familiar()}' locally\n")
-        pull_image(session, params["image"], params.get("quiet", False))
+        pull_image(session, params["image"], params.get("quiet", False), params.get("platform") or "")
         out = session.api.json("POST", "/containers/create" + query, None, body)
     for warning in out.get("Warnings") or []:
         sys.stderr.write(f"WARNING: {warning}\n")
+    if cidfile:
+        try:
+            with open(cidfile, "x") as f:
+                f.write(out["Id"])
+        except OSError as exc:
+            from .output import client_error
+
+            raise client_error(f"failed to create the container ID file: {exc}") from None
     return out["Id"]
 
 
-def pull_image(session, name: str, quiet: bool) -> None:
+def pull_image(session, name: str, quiet: bool, platform: str = "") -> None:
     """Pull ``name`` (its default tag when it names none) through the daemon, the progress on
     stderr as the docker CLI draws it for run and create (stdout is for the container)."""
     from .. import reference as refs
     from .registry import ProgressPrinter, _auth_header, _render
 
     ref = refs.parse(name).with_default_tag()
-    resp = session.api.request("POST", "/images/create", {"fromImage": ref.name, "tag": ref.digest or ref.tag},
+    query = {"fromImage": ref.name, "tag": ref.digest or ref.tag}
+    if platform:
+        query["platform"] = platform
+    resp = session.api.request("POST", "/images/create", query,
                                headers=_auth_header(ref.domain), stream=True, timeout=None)
     _render(session, resp, ProgressPrinter(sys.stderr, quiet=quiet))
 

@@ -303,6 +303,25 @@ def _ports(bindings: dict) -> list:
     return out
 
 
+def _check_platform(engine, image: str, platform: str) -> None:
+    """``create --platform``: the local image must be of that platform, else dockerd's "not
+    found" (the CLI then pulls that platform, as for a missing image)."""
+    from ..registry.pull import parse_platform
+
+    want = parse_platform(platform)
+    try:
+        cfg = engine.images.config(engine.images.resolve(image))
+    except ImageNotFound:
+        return  # (the create says "No such image")
+    have = (cfg.get("os") or "linux", cfg.get("architecture") or "", cfg.get("variant") or "")
+    if have[:2] != want[:2] or (want[2] and have[2] != want[2]):
+        def name(p: tuple[str, str, str]) -> str:
+            return "/".join(x for x in p if x)
+
+        raise ImageNotFound(f"image with reference {image} was found but does not match the specified platform: "
+                            f"wanted {name(want)}, actual: {name(have)}")
+
+
 def create(d, req: Request) -> Reply:
     from .create import options_from_body
 
@@ -314,6 +333,8 @@ def create(d, req: Request) -> Reply:
             from ..engine import hello
 
             hello.ensure(engine)
+        if req.arg("platform"):
+            _check_platform(engine, opts.image, req.arg("platform"))
         try:
             cid = engine.containers.create(opts)
             size = (body.get("HostConfig") or {}).get("ConsoleSize") or [0, 0]

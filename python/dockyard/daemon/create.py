@@ -409,6 +409,12 @@ def options_from_body(body: object, name: str = ""):
         raise InvalidArgument(f"invalid cgroup namespace mode: {cgroupns}")
     host_extra["CgroupnsMode"] = cgroupns or "private"
     host_extra["CgroupParent"] = host.get("CgroupParent") or ""
+    if host.get("Annotations"):
+        # (into the OCI spec too, as dockerd; dockyard.* are the engine's words to its runtime)
+        reserved = sorted(k for k in host["Annotations"] if k.startswith("dockyard."))
+        if reserved:
+            raise InvalidArgument(f"annotation {reserved[0]} is reserved for dockyard")
+        host_extra["Annotations"] = dict(host["Annotations"])
     oom = host.get("OomScoreAdj") or 0
     if not -1000 <= oom <= 1000:
         raise InvalidArgument(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
@@ -475,6 +481,7 @@ def options_from_body(body: object, name: str = ""):
     return CreateOptions(
         image=image, cmd=cmd or None, entrypoint=entrypoint, env=_strs(body.get("Env")),
         workdir=workdir, user=body.get("User") or "", hostname=body.get("Hostname") or "",
+        domainname=body.get("Domainname") or "",
         tty=bool(body.get("Tty")), open_stdin=bool(body.get("OpenStdin")),
         stdin_once=bool(body.get("StdinOnce")) if "StdinOnce" in body else None, labels=dict(labels), name=name,
         resources=res, cap_add=_strs(host.get("CapAdd")), cap_drop=_strs(host.get("CapDrop")),

@@ -100,6 +100,7 @@ class CreateOptions:
     workdir: str = ""
     user: str = ""
     hostname: str = ""
+    domainname: str = ""                      # Config.Domainname (the UTS namespace's NIS domain)
     tty: bool = False
     open_stdin: bool = False
     stdin_once: bool | None = None  # close stdin when the attached client goes (None: open_stdin)
@@ -270,7 +271,7 @@ class Containers(Snapshots):
         else:
             hostname = opts.hostname or cid[:12]
         config = {
-            "Hostname": hostname, "Domainname": "", "User": opts.user or image_cfg.get("User", ""),
+            "Hostname": hostname, "Domainname": opts.domainname, "User": opts.user or image_cfg.get("User", ""),
             "AttachStdin": opts.open_stdin, "AttachStdout": True, "AttachStderr": True,
             "Tty": opts.tty, "OpenStdin": opts.open_stdin, "StdinOnce": opts.open_stdin if opts.stdin_once is None else opts.stdin_once,
             "Env": env, "Cmd": opts.cmd if opts.cmd else (None if opts.entrypoint is not None else image_cfg.get("Cmd")),
@@ -557,13 +558,14 @@ class Containers(Snapshots):
         env += net["env"] + cfg["Env"]  # docker: link variables, then the container's own
         if cfg["Tty"] and not any(e.startswith("TERM=") for e in env):
             env.append("TERM=xterm")
-        annotations = {}
+        annotations = dict(host.get("Annotations") or {})
         if host.get("Init"):
             # The runtime's own init stays PID 1 (reaps, forwards signals): no binary in the rootfs.
             annotations["dockyard.init"] = "true"
         p = ProcessSpec(
             args=args, env=env, cwd=cfg["WorkingDir"] or "/", user=cfg["User"], tty=cfg["Tty"],
             hostname="" if host.get("UTSMode") == "host" else cfg["Hostname"], cap_add=host.get("CapAdd") or [],
+            domainname="" if host.get("UTSMode") == "host" else cfg.get("Domainname") or "",
             group_add=host.get("GroupAdd") or [], cap_drop=host.get("CapDrop") or [],
             privileged=host["Privileged"], no_new_privileges=no_new_privs, read_only=host["ReadonlyRootfs"],
             seccomp=seccomp, resources=res, extra_mounts=self._write_etc(rec, rootfs) + net["mounts"],

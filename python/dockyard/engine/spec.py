@@ -504,6 +504,7 @@ class ProcessSpec:
     user: str = ""
     tty: bool = False
     hostname: str = ""
+    domainname: str = ""
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     privileged: bool = False
@@ -582,6 +583,8 @@ def build_spec(rootfs: str, p: ProcessSpec, layers: list[Path] | None = None) ->
         "mounts": mounts,
         "linux": linux,
     }
+    if p.domainname:
+        spec["domainname"] = p.domainname
     if p.annotations:
         spec["annotations"] = p.annotations
     return spec

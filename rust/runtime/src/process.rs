@@ -537,6 +537,13 @@ fn init_setup(a: &InitArgs) -> Result<()> {
         }
         sys.sethostname(h)?;
     }
+    if let Some(d) = a.spec.domainname.as_deref().filter(|d| !d.is_empty()) {
+        if a.spec.namespace("uts").is_none() {
+            return Err(Error::msg("domainname is set but the config has no uts namespace"));
+        }
+        // (the UTS namespace's own setting: what setdomainname(2) sets)
+        sys.write_file(Path::new("/proc/sys/kernel/domainname"), d).map_err(|e| e.wrap("set the domainname"))?;
+    }
     for (k, v) in &linux.sysctl {
         let p = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
         sys.write_file(&p, v).map_err(|e| e.wrap(format!("sysctl {k}={v}")))?;

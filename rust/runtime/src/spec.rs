@@ -14,6 +14,7 @@ pub struct Spec {
     pub process: Option<Process>,
     pub root: Option<Root>,
     pub hostname: Option<String>,
+    pub domainname: Option<String>,
     pub mounts: Vec<Mount>,
     pub annotations: BTreeMap<String, String>,
     pub linux: Option<Linux>,
