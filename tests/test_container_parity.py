@@ -373,3 +373,19 @@ def test_more_create_flags_same_as_docker(both, dockerd, docker_busybox, tmp_pat
     both("rm", cid)
     refused = both("create", "--annotation", 'dockyard.rootfs.overlay={"lower":["/"]}', docker_busybox, "true")
     assert refused.returncode == 1 and b"annotation dockyard.rootfs.overlay is reserved" in refused.stderr
+
+
+def test_run_attach_streams_same_as_docker(both, dockerd, docker_busybox):
+    """run -a STREAM attaches only the streams named (docker's flag errors otherwise), and
+    --sig-proxy=false is taken."""
+    script = "echo out; echo err >&2; exit 3"
+    for args in (["-a", "stderr"], ["-a", "STDOUT"], ["-a", "stdout", "-a", "stderr", "--sig-proxy=false"],
+                 ["-a", "bogus"], ["-d", "-a", "stdout"]):
+        theirs = dockerd.docker("run", "--rm", "--network", "none", *args, docker_busybox, "sh", "-c", script,
+                                check=False)
+        ours = both("run", "--rm", "--network", "none", *args, docker_busybox, "sh", "-c", script)
+
+        def first(p):
+            return [l.removeprefix("docker: ") for l in p.stderr.decode().splitlines()
+                    if l and not l.startswith(("See '", "Run '", "Usage:"))][:1]
+        assert (ours.returncode, ours.stdout, first(ours)) == (theirs.returncode, theirs.stdout, first(theirs)), args

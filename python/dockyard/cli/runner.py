@@ -20,6 +20,8 @@ import sys
 # kind: bool | str | int | multi (repeatable) | optstr (str whose absence is None)
 RUN_FLAGS: list[tuple[str, str, str, object, str]] = [
     ("detach", "d", "bool", False, "Run container in background and print container ID"),
+    ("attach", "a", "multi", (), "Attach to STDIN, STDOUT or STDERR"),
+    ("sig-proxy", "", "bool", True, "Proxy received signals to the process"),
     ("interactive", "i", "bool", False, "Keep STDIN open even if not attached"),
     ("tty", "t", "bool", False, "Allocate a pseudo-TTY"),
     ("rm", "", "bool", False, "Automatically remove the container when it exits"),
@@ -219,6 +221,12 @@ def run_container(session, params: dict) -> int:
     as the docker CLI does: create, attach, wait, start; returns the exit code."""
     from ..errors import DockyardError
 
+    if params["attach"] and params["detach"]:
+        from .output import client_error
+
+        exc = client_error("conflicting options: cannot specify both --attach and --detach")
+        exc.cli_exit = 1  # type: ignore[attr-defined]  # (the docker CLI's, for run too)
+        raise exc
     if params["tty"] and params["interactive"] and not params["detach"] and not sys.stdin.isatty():
         sys.stderr.write("the input device is not a TTY\n")  # the docker CLI's CheckTty, exit 1
         return 1
@@ -236,12 +244,30 @@ def run_container(session, params: dict) -> int:
         sys.stdout.flush()
         return 0
     try:
-        code = attach_api(session, cid, stdin=params["interactive"], tty=params["tty"], start=True,
-                          wait="removed" if params["auto_remove"] else "next-exit")
+        streams = _attach_streams(params)
+        code = attach_api(session, cid, stdin=params["interactive"] and (not params["attach"] or streams[0]),
+                          tty=params["tty"], start=True, sig_proxy=params["sig_proxy"],
+                          wait="removed" if params["auto_remove"] else "next-exit", streams=streams[1:])
     except DockyardError as exc:
         _start_failure_code(exc)
         raise
     return 0 if code is None else code  # None: detached with ctrl-p ctrl-q, the container runs on
+
+
+def _attach_streams(params: dict) -> tuple[bool, bool, bool]:
+    """-a/--attach: the streams run attaches (stdin, stdout, stderr); all three when none is
+    named (stdin only with -i), as the docker CLI."""
+    if not params["attach"]:
+        return (params["interactive"], True, True)
+    names = set()
+    for value in params["attach"]:
+        if value.lower() not in ("stdin", "stdout", "stderr"):
+            from .output import client_error
+
+            raise client_error(f'invalid argument "{value}" for "-a, --attach" flag: valid streams are STDIN, '
+                               "STDOUT and STDERR")
+        names.add(value.lower())
+    return ("stdin" in names, "stdout" in names, "stderr" in names)
 
 
 def _start_failure_code(exc) -> None:
@@ -440,8 +466,10 @@ def create_body(p: dict) -> dict:
         "Image": p["image"], "Cmd": list(p["command"]) or None, "Entrypoint": entrypoint,
         "Env": _env_list(p["env"], p["env_file"]), "WorkingDir": p["workdir"], "User": p["user"],
         "Hostname": p["hostname"], "Tty": p["tty"], "OpenStdin": p["interactive"],
-        "StdinOnce": p["interactive"] and not p["detach"], "AttachStdin": p["interactive"] and not p["detach"],
-        "AttachStdout": not p["detach"], "AttachStderr": not p["detach"],
+        "StdinOnce": p["interactive"] and not p["detach"],
+        "AttachStdin": not p["detach"] and _attach_streams(p)[0],
+        "AttachStdout": not p["detach"] and _attach_streams(p)[1],
+        "AttachStderr": not p["detach"] and _attach_streams(p)[2],
         "Labels": _kv_list(tuple(_label_file(p["label_file"])) + tuple(p["label"])),
         "HostConfig": host,
     }
@@ -744,7 +772,7 @@ def pull_image(session, name: str, quiet: bool, platform: str = "") -> None:
 
 
 def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: bool = False,
-               sig_proxy: bool = True, wait: str = "next-exit") -> int | None:
+               sig_proxy: bool = True, wait: str = "next-exit", streams: tuple[bool, bool] = (True, True)) -> int | None:
     """Attach to a container through the daemon (``POST /containers/{id}/attach``, hijacked),
     start it when asked once attached, and relay until it exits: returns its exit code, or None
     when the user detached with ctrl-p ctrl-q.
@@ -767,7 +795,7 @@ def attach_api(session, ref: str, stdin: bool, tty: bool | None = None, start: b
         if not start and not info["State"]["Running"]:
             raise Conflict("You cannot attach to a stopped container, start it first")
     sock = api.hijack(f"/containers/{cid}/attach",
-                      {"stream": True, "stdin": stdin, "stdout": True, "stderr": True})
+                      {"stream": True, "stdin": stdin, "stdout": streams[0], "stderr": streams[1]})
     waiter = None
     if start:
         # asked before the start, as the docker CLI does, so the exit is not missed
