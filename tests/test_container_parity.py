@@ -343,7 +343,9 @@ def test_more_create_flags_same_as_docker(both, dockerd, docker_busybox, tmp_pat
     and a local image of another platform refused (no pull: --pull never)."""
     labels = tmp_path / "labels"
     labels.write_text("# a comment\n\nteam=infra\nlevel=3\n")
-    args = ["--domainname", "example.org", "--group-add", "10",
+    env = tmp_path / "env"
+    env.write_text("# a comment\n\n  A=1  \nDYTEST_UNSET_VAR\n")
+    args = ["--domainname", "example.org", "--group-add", "10", "--env-file", str(env),
             "--label-file", str(labels), "-l", "level=4", "--runtime", "runc", "--isolation", "default",
             "--device-cgroup-rule", "c 1:3 r", "--volume-driver", "local", "--platform", "linux/amd64"]
     keys = ("GroupAdd", "Runtime", "Isolation", "DeviceCgroupRules", "VolumeDriver")
@@ -360,12 +362,13 @@ def test_more_create_flags_same_as_docker(both, dockerd, docker_busybox, tmp_pat
         other = run("create", "--pull", "never", "--platform", "linux/s390x", docker_busybox, "true")
         run("rm", "-f", cid)
         seen.append((cidfile.read_text() == cid, info["Config"]["Domainname"], info["Config"]["Labels"],
+                     [e for e in info["Config"]["Env"] if not e.startswith("PATH=")],
                      [info["HostConfig"].get(k) for k in keys], ran.stdout.decode(),
                      again.returncode,
                      again.stderr.decode().removeprefix("docker: ").replace(str(cidfile), "FILE").splitlines()[:1],
                      other.returncode, other.stderr.decode().splitlines()[:1]))
     assert seen[0] == seen[1]
-    assert seen[1][0] and seen[1][4] == "example.org\n0 10\n", seen[1]
+    assert seen[1][0] and seen[1][5] == "example.org\n0 10\n" and seen[1][3] == ["A=1  "], seen[1]
     # --annotation needs API 1.43 (dockerd 20.10 has 1.41): dockyard's alone
     made = both("create", "--annotation", "org.example/a=b", docker_busybox, "true")
     cid = made.stdout.decode().strip()

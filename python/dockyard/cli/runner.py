@@ -295,9 +295,9 @@ def _kv_list(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _label_file(files: list[str] | tuple[str, ...]) -> list[str]:
-    """--label-file: KEY=VALUE lines (blank lines and # comments skipped), as the docker CLI
-    reads them; -l flags given beside them win."""
+def _file_lines(files: list[str] | tuple[str, ...]) -> list[str]:
+    """The lines of --env-file and --label-file files, as the docker CLI reads them: leading
+    white space dropped (trailing kept, in the value), blank lines and # comments skipped."""
     from ..errors import InvalidArgument
 
     out = []
@@ -306,24 +306,14 @@ def _label_file(files: list[str] | tuple[str, ...]) -> list[str]:
             lines = open(path, encoding="utf-8").read().splitlines()
         except OSError as exc:
             raise InvalidArgument(f"open {path}: {exc.strerror.lower()}") from None
-        out += [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+        out += [line.lstrip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     return out
 
 
 def _env_list(values: tuple[str, ...], files: tuple[str, ...]) -> list[str]:
     """-e K=V, -e K (take it from our environment, skip when unset), --env-file F."""
-    from ..errors import InvalidArgument
-
-    out = []
-    for path in files:
-        try:
-            lines = open(path, encoding="utf-8").read().splitlines()
-        except OSError as exc:
-            raise InvalidArgument(f"open {path}: {exc.strerror.lower()}") from None
-        for line in lines:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                out.append(line if "=" in line else (f"{line}={os.environ[line]}" if line in os.environ else ""))
+    out = [line if "=" in line else (f"{line}={os.environ[line]}" if line in os.environ else "")
+           for line in _file_lines(files)]
     for v in values:
         if "=" in v:
             out.append(v)
@@ -462,15 +452,14 @@ def create_body(p: dict) -> dict:
     entrypoint = None
     if p["entrypoint"] is not None:
         entrypoint = [p["entrypoint"]] if p["entrypoint"] else [""]
+    streams = (False, False, False) if p["detach"] else _attach_streams(p)
     body: dict = {
         "Image": p["image"], "Cmd": list(p["command"]) or None, "Entrypoint": entrypoint,
         "Env": _env_list(p["env"], p["env_file"]), "WorkingDir": p["workdir"], "User": p["user"],
         "Hostname": p["hostname"], "Tty": p["tty"], "OpenStdin": p["interactive"],
         "StdinOnce": p["interactive"] and not p["detach"],
-        "AttachStdin": not p["detach"] and _attach_streams(p)[0],
-        "AttachStdout": not p["detach"] and _attach_streams(p)[1],
-        "AttachStderr": not p["detach"] and _attach_streams(p)[2],
-        "Labels": _kv_list(tuple(_label_file(p["label_file"])) + tuple(p["label"])),
+        "AttachStdin": streams[0], "AttachStdout": streams[1], "AttachStderr": streams[2],
+        "Labels": _kv_list(tuple(_file_lines(p["label_file"])) + tuple(p["label"])),  # (-l wins)
         "HostConfig": host,
     }
     if p["domainname"]:

@@ -354,7 +354,7 @@ def options_from_body(body: object, name: str = ""):
                 raise InvalidArgument(f"invalid {field}: {exc}") from None
     res = Resources()
     res.memory = host.get("Memory") or 0
-    if res.memory and res.memory < 6 * 1024 * 1024:
+    if res.memory and res.memory < _MIN_MEMORY:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
     if (host.get("ShmSize") or 0) < 0:
         raise InvalidArgument("SHM size can not be less than 0")
