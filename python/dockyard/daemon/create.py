@@ -200,19 +200,21 @@ def _strs(value: object) -> list[str]:
     return list(value) if value else []
 
 
-#: what dockerd says when the host's cgroups lack a block I/O setting (and drops it)
-_BLKIO_UNSUPPORTED = {
-    "weight": "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.",
-    "weight_device": "Your kernel does not support Block I/O weight_device or the cgroup is not mounted. "
-                     "Weight-device discarded.",
-    "read_bps": "Your kernel does not support BPS Block I/O read limit or the cgroup is not mounted. "
-                "Block I/O BPS read limit discarded.",
-    "write_bps": "Your kernel does not support BPS Block I/O write limit or the cgroup is not mounted. "
-                 "Block I/O BPS write limit discarded.",
-    "read_iops": "Your kernel does not support IOPS Block read limit or the cgroup is not mounted. "
-                 "Block I/O IOPS read limit discarded.",
-    "write_iops": "Your kernel does not support IOPS Block write limit or the cgroup is not mounted. "
-                  "Block I/O IOPS write limit discarded.",
+#: HostConfig's block I/O settings: what blkio_support calls each, and what dockerd says when the
+#: host's cgroups lack it (and drops it)
+_BLKIO = {
+    "BlkioWeight": ("weight", "Your kernel does not support Block I/O weight or the cgroup is not mounted. "
+                              "Weight discarded."),
+    "BlkioWeightDevice": ("weight_device", "Your kernel does not support Block I/O weight_device or the cgroup "
+                                           "is not mounted. Weight-device discarded."),
+    "BlkioDeviceReadBps": ("read_bps", "Your kernel does not support BPS Block I/O read limit or the cgroup is "
+                                       "not mounted. Block I/O BPS read limit discarded."),
+    "BlkioDeviceWriteBps": ("write_bps", "Your kernel does not support BPS Block I/O write limit or the cgroup "
+                                         "is not mounted. Block I/O BPS write limit discarded."),
+    "BlkioDeviceReadIOps": ("read_iops", "Your kernel does not support IOPS Block read limit or the cgroup is "
+                                         "not mounted. Block I/O IOPS read limit discarded."),
+    "BlkioDeviceWriteIOps": ("write_iops", "Your kernel does not support IOPS Block write limit or the cgroup "
+                                           "is not mounted. Block I/O IOPS write limit discarded."),
 }
 
 
@@ -225,18 +227,15 @@ def _blkio(host: dict, res, warnings: list[str]) -> dict:
 
     if host.get("IOMaximumBandwidth") or host.get("IOMaximumIOps"):
         raise InvalidArgument("Invalid QoS settings: linux does not support Maximum IO Bandwidth or Maximum IO IOps")
-    given = {k: host.get(k) for k in ("BlkioWeight", "BlkioWeightDevice", *BLKIO_THROTTLES)}
-    if not any(given.values()):
+    if not any(host.get(k) for k in _BLKIO):
         return {}
     support = blkio_support()
     kept: dict = {}
-    for key, what in (("BlkioWeight", "weight"), ("BlkioWeightDevice", "weight_device"),
-                      ("BlkioDeviceReadBps", "read_bps"), ("BlkioDeviceWriteBps", "write_bps"),
-                      ("BlkioDeviceReadIOps", "read_iops"), ("BlkioDeviceWriteIOps", "write_iops")):
-        value = given[key]
+    for key, (what, unsupported) in _BLKIO.items():
+        value = host.get(key)
         if value and not support[what]:
-            warnings.append(_BLKIO_UNSUPPORTED[what])
-            value = 0 if key == "BlkioWeight" else []
+            warnings.append(unsupported)
+            value = None
         kept[key] = value or (0 if key == "BlkioWeight" else [])
     if kept["BlkioWeight"] and not 10 <= kept["BlkioWeight"] <= 1000:
         raise InvalidArgument("Range of blkio weight is from 10 to 1000")
